@@ -1,0 +1,25 @@
+"""encspaces: end-to-end-encrypted, verifiable, real-time collaboration.
+
+The relay that stores and fans out a space's operations is not trusted: it sees only
+ciphertext, and every frame it sends is verified against its signed, hash-chained log before
+anything is applied.
+"""
+
+from . import errors
+from .document import SharedText, TextChange
+from .identity import Identity, PublicIdentity
+from .membership import Member, Role
+from .space import Space, connect, create_space
+
+__all__ = [
+    "Identity",
+    "Member",
+    "PublicIdentity",
+    "Role",
+    "SharedText",
+    "Space",
+    "TextChange",
+    "connect",
+    "create_space",
+    "errors",
+]

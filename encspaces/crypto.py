@@ -1,0 +1,105 @@
+"""Every primitive the protocol uses, each bound to a versioned context string.
+
+A signature or hash made for one purpose must never be valid for another, so nothing
+outside this module calls libsodium directly, and every call here takes its context.
+Hashing uses the stdlib's BLAKE2b (the same function libsodium implements, ten times
+cheaper to call from Python; see shared/COSTS.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+
+HASH_SIZE = 32
+KEY_SIZE = 32
+NONCE_SIZE = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES  # 24
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+
+# Context strings: one per purpose, versioned. Changing a format means a new version here.
+CTX_ENTRY_SIG = b"encspaces/v1/entry-signature"
+CTX_ENTRY_DIGEST = b"encspaces/v1/entry-digest"
+CTX_BODY = b"encspaces/v1/entry-body"
+CTX_HEAD = b"encspaces/v1/head-chain"
+CTX_HEAD_SIG = b"encspaces/v1/signed-head"
+CTX_SPACE_ID = b"encspaces/v1/space-id"
+CTX_AUTH = b"encspaces/v1/handshake-auth"
+CTX_IDENTITY_CHECK = b"encspaces/v1/identity-check"
+
+ZERO_HASH = bytes(HASH_SIZE)
+
+
+def _frame(part: bytes) -> bytes:
+    return struct.pack(">I", len(part)) + part
+
+
+def hash_parts(context: bytes, *parts: bytes | int) -> bytes:
+    """BLAKE2b-256 over the context and each part, each length-prefixed (ints as u64)."""
+    h = hashlib.blake2b(digest_size=HASH_SIZE)
+    h.update(_frame(context))
+    for part in parts:
+        if isinstance(part, int):
+            h.update(struct.pack(">Q", part))
+        else:
+            h.update(_frame(part))
+    return h.digest()
+
+
+def sign(key: nacl.signing.SigningKey, context: bytes, message: bytes) -> bytes:
+    return bytes(key.sign(_frame(context) + message).signature)
+
+
+def verify(public_key: bytes, context: bytes, message: bytes, signature: bytes) -> bool:
+    """True when ``signature`` is ``public_key``'s signature of ``message`` under ``context``."""
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    try:
+        nacl.bindings.crypto_sign_open(signature + _frame(context) + message, public_key)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        return False
+    return True
+
+
+def random_key() -> bytes:
+    return os.urandom(KEY_SIZE)
+
+
+def random_nonce() -> bytes:
+    return os.urandom(NONCE_SIZE)
+
+
+def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, associated: bytes) -> bytes:
+    return bytes(
+        nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, associated, nonce, key)
+    )
+
+
+def aead_open(key: bytes, nonce: bytes, ciphertext: bytes, associated: bytes) -> bytes | None:
+    """The plaintext, or None when the ciphertext does not open under this key and header."""
+    try:
+        return bytes(
+            nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                ciphertext, associated, nonce, key
+            )
+        )
+    except (nacl.exceptions.CryptoError, ValueError):
+        return None
+
+
+def seal_to(box_public_key: bytes, secret: bytes) -> bytes:
+    """An anonymous sealed box that only the holder of the X25519 private key can open."""
+    return bytes(nacl.public.SealedBox(nacl.public.PublicKey(box_public_key)).encrypt(secret))
+
+
+def open_sealed(private_key: nacl.public.PrivateKey, sealed: bytes) -> bytes | None:
+    try:
+        return bytes(nacl.public.SealedBox(private_key).decrypt(sealed))
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+        return None

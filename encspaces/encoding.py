@@ -1,0 +1,87 @@
+"""Strict msgpack: the one place bytes from the wire become Python values.
+
+Everything that arrives from a relay or a client is hostile until proven otherwise, so
+decoding refuses what the protocol never produces (maps with non-string keys, ext types,
+huge containers) and the small typed getters below turn a wrong type into a ProtocolError
+that names the field, instead of a TypeError deep inside the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import ProtocolError
+
+DEFAULT_MAX_MESSAGE = 1 << 20  # 1 MiB
+
+
+def pack(value: Any) -> bytes:
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
+
+
+def unpack(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE, what: str = "message") -> Any:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"{what}: expected binary data, found {type(data).__name__}")
+    if len(data) > max_size:
+        raise ProtocolError(f"{what}: {len(data)} bytes is over the limit of {max_size}")
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_ext_len=0,
+        )
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
+            UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what}: not valid msgpack ({exc})") from exc
+
+
+def as_list(value: Any, what: str, length: int | None = None) -> list[Any]:
+    if not isinstance(value, list):
+        raise ProtocolError(f"{what}: expected an array, found {type(value).__name__}")
+    if length is not None and len(value) != length:
+        raise ProtocolError(f"{what}: expected {length} items, found {len(value)}")
+    return value
+
+
+def as_map(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what}: expected a map, found {type(value).__name__}")
+    return value
+
+
+def as_bytes(value: Any, what: str, size: int | None = None, max_size: int | None = None) -> bytes:
+    if not isinstance(value, bytes):
+        raise ProtocolError(f"{what}: expected bytes, found {type(value).__name__}")
+    if size is not None and len(value) != size:
+        raise ProtocolError(f"{what}: expected {size} bytes, found {len(value)}")
+    if max_size is not None and len(value) > max_size:
+        raise ProtocolError(f"{what}: {len(value)} bytes is over the limit of {max_size}")
+    return value
+
+
+def as_int(value: Any, what: str, minimum: int = 0, maximum: int = (1 << 63) - 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProtocolError(f"{what}: expected an integer, found {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise ProtocolError(f"{what}: {value} is outside [{minimum}, {maximum}]")
+    return value
+
+
+def as_str(value: Any, what: str, max_len: int = 256) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(f"{what}: expected a string, found {type(value).__name__}")
+    if len(value) > max_len:
+        raise ProtocolError(f"{what}: string of {len(value)} characters is over {max_len}")
+    return value
+
+
+def field(message: dict[str, Any], key: str, what: str) -> Any:
+    try:
+        return message[key]
+    except KeyError:
+        raise ProtocolError(f"{what}: missing field {key!r}") from None

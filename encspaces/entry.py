@@ -1,0 +1,193 @@
+"""Entries: the unit an author signs and the relay sequences.
+
+An entry travels as the exact bytes its author produced. The header is encoded once by
+the author; it is the AEAD associated data and, with the body's hash, the message the
+author signs. Verifiers parse those bytes but never re-encode them. Keeping the body's
+hash beside the header (rather than inside the signature over the body) lets a verifier
+say whether the header or the body was tampered with, and lets a relay later drop a
+body while the entry's digest, and so the chain, still verifies.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+
+from . import crypto
+from .encoding import as_bytes, as_int, as_list, as_str, pack, unpack
+from .errors import AuthorSignatureError, BodyDigestError, MalformedEntryError, ProtocolError
+from .identity import Identity, member_id
+
+FORMAT_VERSION = 1
+MAX_ENTRY_SIZE = 1 << 20
+
+
+class Kind(enum.StrEnum):
+    """What an entry does. Control kinds carry a public body the relay can read."""
+
+    GENESIS = "genesis"
+    ADD_MEMBER = "add_member"
+    DATA = "data"
+
+    @property
+    def is_control(self) -> bool:
+        return self is not Kind.DATA
+
+
+@dataclass(frozen=True)
+class Header:
+    version: int
+    space: bytes  # empty in the genesis entry, whose hash *is* the space id
+    author: bytes
+    author_seq: int
+    epoch: int
+    kind: Kind
+    parent_seq: int
+    parent_hash: bytes
+    time_ms: int
+    nonce: bytes  # empty for control entries, whose body is public
+
+    def encode(self) -> bytes:
+        return pack(
+            [
+                self.version,
+                self.space,
+                self.author,
+                self.author_seq,
+                self.epoch,
+                self.kind.value,
+                self.parent_seq,
+                self.parent_hash,
+                self.time_ms,
+                self.nonce,
+            ]
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Header:
+        items = as_list(unpack(data, max_size=MAX_ENTRY_SIZE, what="entry header"), "entry header", 10)
+        version = as_int(items[0], "entry version")
+        if version != FORMAT_VERSION:
+            raise ProtocolError(f"entry version: {version}, expected {FORMAT_VERSION}")
+        kind_name = as_str(items[5], "entry kind", 32)
+        try:
+            kind = Kind(kind_name)
+        except ValueError:
+            raise ProtocolError(f"entry kind: unknown kind {kind_name!r}") from None
+        space = as_bytes(items[1], "entry space", max_size=crypto.HASH_SIZE)
+        if len(space) not in (0, crypto.HASH_SIZE):
+            raise ProtocolError(f"entry space: expected 0 or 32 bytes, found {len(space)}")
+        nonce = as_bytes(items[9], "entry nonce", max_size=crypto.NONCE_SIZE)
+        if len(nonce) not in (0, crypto.NONCE_SIZE):
+            raise ProtocolError(f"entry nonce: expected 0 or 24 bytes, found {len(nonce)}")
+        return cls(
+            version=version,
+            space=space,
+            author=as_bytes(items[2], "entry author", crypto.PUBLIC_KEY_SIZE),
+            author_seq=as_int(items[3], "entry author_seq", minimum=1),
+            epoch=as_int(items[4], "entry epoch", minimum=1),
+            kind=kind,
+            parent_seq=as_int(items[6], "entry parent seq"),
+            parent_hash=as_bytes(items[7], "entry parent hash", crypto.HASH_SIZE),
+            time_ms=as_int(items[8], "entry time"),
+            nonce=nonce,
+        )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A parsed entry that still holds the exact bytes it was parsed from."""
+
+    raw: bytes
+    header_bytes: bytes
+    body_hash: bytes
+    signature: bytes
+    body: bytes
+    header: Header
+
+    @property
+    def author_id(self) -> str:
+        return member_id(self.header.author)
+
+    def digest(self) -> bytes:
+        """What the relay's chain commits to; computable without the body."""
+        return crypto.hash_parts(crypto.CTX_ENTRY_DIGEST, self.header_bytes, self.body_hash, self.signature)
+
+    def describe(self) -> str:
+        h = self.header
+        return f"{h.kind.value} entry by {self.author_id[:12]}… author_seq {h.author_seq}"
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Entry:
+        """Parse an entry; raises MalformedEntryError (a relay fault when it came from one)."""
+        try:
+            items = as_list(unpack(raw, max_size=MAX_ENTRY_SIZE, what="entry"), "entry", 4)
+            header_bytes = as_bytes(items[0], "entry header")
+            body_hash = as_bytes(items[1], "entry body hash", crypto.HASH_SIZE)
+            signature = as_bytes(items[2], "entry signature", crypto.SIGNATURE_SIZE)
+            body = as_bytes(items[3], "entry body")
+            header = Header.decode(header_bytes)
+        except ProtocolError as exc:
+            raise MalformedEntryError(f"malformed entry: {exc}") from exc
+        return cls(raw, header_bytes, body_hash, signature, body, header)
+
+    def check_signature(self, seq: int | None = None) -> None:
+        """Author signature first, then that the body is the one signed."""
+        where = f" at seq {seq}" if seq is not None else ""
+        signed = self.header_bytes + self.body_hash
+        if not crypto.verify(self.header.author, crypto.CTX_ENTRY_SIG, signed, self.signature):
+            raise AuthorSignatureError(
+                f"{self.describe()}{where}: the author's signature does not verify over the header"
+            )
+        found = crypto.hash_parts(crypto.CTX_BODY, self.body)
+        if found != self.body_hash:
+            raise BodyDigestError(
+                f"{self.describe()}{where}: body hash mismatch, signed {self.body_hash.hex()[:16]}…, "
+                f"found {found.hex()[:16]}… (ciphertext tampered)"
+            )
+
+
+def build_entry(
+    identity: Identity,
+    *,
+    space: bytes,
+    author_seq: int,
+    epoch: int,
+    kind: Kind,
+    parent_seq: int,
+    parent_hash: bytes,
+    payload: bytes,
+    epoch_key: bytes | None,
+    time_ms: int | None = None,
+) -> Entry:
+    """Seal (data kinds) or carry in clear (control kinds) ``payload``, sign, and encode once."""
+    if kind.is_control:
+        nonce = b""
+    else:
+        if epoch_key is None:
+            raise ValueError("a data entry needs the epoch key")
+        nonce = crypto.random_nonce()
+    header = Header(
+        version=FORMAT_VERSION,
+        space=space,
+        author=identity.public.sign_key,
+        author_seq=author_seq,
+        epoch=epoch,
+        kind=kind,
+        parent_seq=parent_seq,
+        parent_hash=parent_hash,
+        time_ms=int(time.time() * 1000) if time_ms is None else time_ms,
+        nonce=nonce,
+    )
+    header_bytes = header.encode()
+    body = payload if kind.is_control else crypto.aead_seal(epoch_key or b"", nonce, payload, header_bytes)
+    body_hash = crypto.hash_parts(crypto.CTX_BODY, body)
+    signature = identity.sign(crypto.CTX_ENTRY_SIG, header_bytes + body_hash)
+    raw = pack([header_bytes, body_hash, signature, body])
+    return Entry(raw, header_bytes, body_hash, signature, body, header)
+
+
+def open_body(entry: Entry, epoch_key: bytes) -> bytes | None:
+    """The plaintext of a data entry, or None when it does not open (the author's fault)."""
+    return crypto.aead_open(epoch_key, entry.header.nonce, entry.body, entry.header_bytes)

@@ -1,0 +1,161 @@
+"""One exception hierarchy for the whole project.
+
+Relay misbehaviour must never be confused with a local bug or a network hiccup, so every
+rule of the log that can be broken has its own class, and every message names what was
+wrong: the seq, the author, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+
+class EncspacesError(Exception):
+    """Root of every error raised by encspaces."""
+
+
+# --- input that is not even well-formed ------------------------------------------------------
+
+
+class ProtocolError(EncspacesError):
+    """Bytes that do not parse as the message or entry they claim to be."""
+
+
+class FrameTooLargeError(ProtocolError):
+    """A message over the configured size limit."""
+
+
+# --- identities and local files ----------------------------------------------------------------
+
+
+class IdentityError(EncspacesError):
+    """An identity file or public identity string that cannot be used."""
+
+
+class StoreError(EncspacesError):
+    """The local store is missing, corrupt, or belongs to another space or identity."""
+
+
+# --- talking to a relay ------------------------------------------------------------------------
+
+
+class ConnectionFailedError(EncspacesError):
+    """The relay could not be reached or the connection dropped for good."""
+
+
+class HandshakeError(EncspacesError):
+    """The relay refused us or answered the handshake with something unexpected."""
+
+
+class RelayError(EncspacesError):
+    """The relay answered with an error frame; ``code`` is its machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"relay refused: {code}: {message}")
+        self.code = code
+        self.relay_message = message
+
+
+class SpaceClosedError(EncspacesError):
+    """The space was closed by the application."""
+
+
+class QueryError(EncspacesError, ValueError):
+    """A table query whose filter, ordering or limit is malformed; the message says where."""
+
+
+# --- the log's rules: entries an honest relay would never sequence -----------------------------
+
+
+class RuleError(EncspacesError):
+    """An entry breaks a rule of the log.
+
+    The relay raises these when it refuses a submission; a client receiving such an entry
+    from the relay raises the same class, because it is also a ``VerificationError``
+    through the subclasses below.
+    """
+
+
+class VerificationError(EncspacesError):
+    """A frame from the relay failed verification: the relay misbehaved.
+
+    Nothing from the offending frame has been applied, and the space stays failed.
+    """
+
+
+class RelaySignatureError(VerificationError):
+    """A signed head whose relay signature does not verify, or that names another space."""
+
+
+class ChainError(VerificationError):
+    """Entries that do not continue our verified chain up to the head that claims to cover them."""
+
+
+class RollbackError(VerificationError):
+    """The relay serves a log shorter than one it already signed to us."""
+
+
+class ForkError(VerificationError):
+    """The relay signed two different histories: a hash at a seq we verified differs."""
+
+
+class MalformedFrameError(VerificationError, ProtocolError):
+    """The relay sent a frame that does not parse: it is not speaking the protocol."""
+
+
+class SpaceIdError(VerificationError):
+    """The genesis entry does not hash to the space id, or pins another relay key."""
+
+
+class MalformedEntryError(VerificationError, RuleError):
+    """An entry that does not decode, or whose fields have the wrong types or sizes."""
+
+
+class AuthorSignatureError(VerificationError, RuleError):
+    """The author's signature over the entry header does not verify."""
+
+
+class BodyDigestError(VerificationError, RuleError):
+    """The entry body (ciphertext) is not the one the author signed."""
+
+
+class MembershipError(VerificationError, RuleError):
+    """The author is not a member of the space at that position of the log."""
+
+
+class PermissionDeniedError(VerificationError, RuleError):
+    """The author is a member but their role does not allow this kind of entry."""
+
+
+class MembershipChangeError(VerificationError, RuleError):
+    """A membership entry that is inconsistent with the membership state (adding a member twice)."""
+
+
+class AuthorSeqError(VerificationError, RuleError):
+    """An author's entries are not numbered 1, 2, 3, ... in log order."""
+
+
+class ReplayError(AuthorSeqError):
+    """An author_seq at or below one already in the log: the entry is replayed."""
+
+
+class ReorderError(AuthorSeqError):
+    """Entries of one author delivered out of their author_seq order."""
+
+
+class AuthorSeqGapError(AuthorSeqError):
+    """An author_seq skips ahead: an entry of that author was dropped."""
+
+
+class ParentError(VerificationError, RuleError):
+    """The parent (seq, hash) of an entry is not an earlier head of this log."""
+
+
+class EpochError(VerificationError, RuleError):
+    """An entry under an epoch other than the log's current one."""
+
+
+class SpaceMismatchError(VerificationError, RuleError):
+    """An entry that names another space."""
+
+
+class WithheldEntriesError(VerificationError):
+    """Entries we know exist (from a peer) that the relay does not deliver."""

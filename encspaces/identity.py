@@ -1,0 +1,161 @@
+"""A device's keys: Ed25519 to sign, X25519 to receive sealed epoch keys.
+
+The public half travels by copy-paste (chat, e-mail, phone), so its string form carries a
+checksum: a mistyped character is an error, not a different person.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nacl.public
+import nacl.signing
+
+from . import crypto
+from .encoding import as_bytes, as_int, as_map, field, pack, unpack
+from .errors import IdentityError, ProtocolError
+
+PUBLIC_PREFIX = "esid1"
+_CHECK_SIZE = 4
+_FILE_VERSION = 1
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    padded = text + "=" * (-len(text) % 4)
+    return base64.urlsafe_b64decode(padded.encode("ascii"))
+
+
+def member_id(sign_key: bytes) -> str:
+    """The printable id of a member: their Ed25519 public key, base64url."""
+    return _b64(sign_key)
+
+
+def parse_member_id(text: str) -> bytes:
+    try:
+        raw = _unb64(text.strip())
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise IdentityError(f"not a member id: {text!r}") from exc
+    if len(raw) != crypto.PUBLIC_KEY_SIZE:
+        raise IdentityError(f"not a member id: {text!r} (expected 32 bytes, found {len(raw)})")
+    return raw
+
+
+@dataclass(frozen=True)
+class PublicIdentity:
+    """What others need to know about a device: its signing and box public keys."""
+
+    sign_key: bytes
+    box_key: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.sign_key) != crypto.PUBLIC_KEY_SIZE or len(self.box_key) != crypto.PUBLIC_KEY_SIZE:
+            raise IdentityError("a public identity holds two 32-byte keys")
+
+    @property
+    def member_id(self) -> str:
+        return member_id(self.sign_key)
+
+    def __str__(self) -> str:
+        body = self.sign_key + self.box_key
+        check = crypto.hash_parts(crypto.CTX_IDENTITY_CHECK, body)[:_CHECK_SIZE]
+        return f"{PUBLIC_PREFIX}.{_b64(body + check)}"
+
+    @classmethod
+    def parse(cls, text: str) -> PublicIdentity:
+        text = text.strip()
+        prefix, _, encoded = text.partition(".")
+        if prefix != PUBLIC_PREFIX or not encoded:
+            raise IdentityError(
+                f"not a public identity: expected '{PUBLIC_PREFIX}.' followed by base64url, "
+                f"found {text[:20]!r}"
+            )
+        try:
+            raw = _unb64(encoded)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise IdentityError(f"public identity is not valid base64url: {exc}") from exc
+        if len(raw) != 2 * crypto.PUBLIC_KEY_SIZE + _CHECK_SIZE:
+            raise IdentityError(
+                f"public identity has {len(raw)} bytes, expected {2 * crypto.PUBLIC_KEY_SIZE + _CHECK_SIZE}"
+            )
+        if _b64(raw) != encoded:  # base64 decoding ignores stray characters and the last char's spare bits
+            raise IdentityError("public identity is not in canonical base64url: was a character changed?")
+        body, check = raw[:-_CHECK_SIZE], raw[-_CHECK_SIZE:]
+        if crypto.hash_parts(crypto.CTX_IDENTITY_CHECK, body)[:_CHECK_SIZE] != check:
+            raise IdentityError("public identity checksum does not match: was it copied in full?")
+        return cls(sign_key=body[:32], box_key=body[32:])
+
+
+class Identity:
+    """A device's private keys. Keep the file it is saved to private (it is created 0600)."""
+
+    def __init__(self, signing_seed: bytes, box_secret: bytes) -> None:
+        if len(signing_seed) != 32 or len(box_secret) != 32:
+            raise IdentityError("an identity holds two 32-byte secrets")
+        self.signing_key = nacl.signing.SigningKey(signing_seed)
+        self.box_private = nacl.public.PrivateKey(box_secret)
+        self.public = PublicIdentity(
+            sign_key=bytes(self.signing_key.verify_key),
+            box_key=bytes(self.box_private.public_key),
+        )
+
+    @classmethod
+    def generate(cls) -> Identity:
+        return cls(os.urandom(32), os.urandom(32))
+
+    @property
+    def member_id(self) -> str:
+        return self.public.member_id
+
+    def sign(self, context: bytes, message: bytes) -> bytes:
+        return crypto.sign(self.signing_key, context, message)
+
+    def open_sealed(self, sealed: bytes) -> bytes | None:
+        return crypto.open_sealed(self.box_private, sealed)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the secrets to ``path``, readable by this user only, replacing it atomically."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = pack(
+            {
+                "v": _FILE_VERSION,
+                "sign": bytes(self.signing_key),
+                "box": bytes(self.box_private),
+            }
+        )
+        tmp = target.with_name(target.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Identity:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise IdentityError(f"cannot read identity file {path}: {exc.strerror}") from exc
+        try:
+            record = as_map(unpack(data, what="identity file"), "identity file")
+            version = as_int(field(record, "v", "identity file"), "identity file version")
+            if version != _FILE_VERSION:
+                raise IdentityError(f"identity file {path} has version {version}, expected {_FILE_VERSION}")
+            seed = as_bytes(field(record, "sign", "identity file"), "signing seed", 32)
+            box = as_bytes(field(record, "box", "identity file"), "box secret", 32)
+        except ProtocolError as exc:
+            raise IdentityError(f"identity file {path} is corrupt: {exc}") from exc
+        return cls(seed, box)
+
+    def __repr__(self) -> str:
+        return f"Identity({self.member_id})"

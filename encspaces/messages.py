@@ -1,0 +1,242 @@
+"""Every message relay and client exchange, with strict decoding.
+
+One msgpack map per websocket message, its kind under "t". Decoding checks every field's
+type and size, so the relay and the client only ever handle well-typed dataclasses and a
+malformed message is one ProtocolError naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from . import crypto
+from .encoding import (
+    DEFAULT_MAX_MESSAGE,
+    as_bytes,
+    as_int,
+    as_list,
+    as_map,
+    as_str,
+    field,
+    pack,
+    unpack,
+)
+from .errors import ProtocolError
+from .head import SignedHead
+
+PROTOCOL_VERSION = 1
+CHALLENGE_SIZE = 32
+MAX_ENTRIES_PER_MESSAGE = 4096
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """Relay to client, first message: prove you hold a member's key, fresh for this nonce."""
+
+    relay_key: bytes
+    nonce: bytes
+    version: int = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        return pack({"t": "challenge", "v": self.version, "relay": self.relay_key, "nonce": self.nonce})
+
+
+@dataclass(frozen=True)
+class AuthStatement:
+    """What a client signs to be admitted: bound to space, relay, challenge and time."""
+
+    space: bytes
+    member: bytes
+    relay_key: bytes
+    nonce: bytes
+    time_ms: int
+
+    def encode(self) -> bytes:
+        return pack([self.space, self.member, self.relay_key, self.nonce, self.time_ms])
+
+    @classmethod
+    def decode(cls, data: bytes) -> AuthStatement:
+        items = as_list(unpack(data, max_size=512, what="auth statement"), "auth statement", 5)
+        return cls(
+            space=as_bytes(items[0], "auth space", crypto.HASH_SIZE),
+            member=as_bytes(items[1], "auth member", crypto.PUBLIC_KEY_SIZE),
+            relay_key=as_bytes(items[2], "auth relay key", crypto.PUBLIC_KEY_SIZE),
+            nonce=as_bytes(items[3], "auth nonce", CHALLENGE_SIZE),
+            time_ms=as_int(items[4], "auth time"),
+        )
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Client to relay: the signed auth statement, where our log stands, and a genesis to create."""
+
+    auth: bytes
+    signature: bytes
+    since_seq: int
+    since_head: bytes
+    genesis: bytes | None = None
+
+    def encode(self) -> bytes:
+        return pack({"t": "hello", "auth": self.auth, "sig": self.signature, "since": self.since_seq,
+                     "since_head": self.since_head, "genesis": self.genesis})
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """Relay to client after admission: its current head and its head at the client's seq."""
+
+    head: SignedHead
+    anchor: SignedHead | None
+
+    def encode(self) -> bytes:
+        return pack({"t": "welcome", "head": self.head.encode(),
+                     "anchor": self.anchor.encode() if self.anchor else None})
+
+
+@dataclass(frozen=True)
+class Entries:
+    """Relay to client: entries first_seq.. in log order, covered by one signed head."""
+
+    first_seq: int
+    entries: list[bytes]
+    head: SignedHead
+
+    def encode(self) -> bytes:
+        return pack({"t": "entries", "first": self.first_seq, "entries": self.entries,
+                     "head": self.head.encode()})
+
+
+@dataclass(frozen=True)
+class Submit:
+    """Client to relay: signed entries to sequence, in the author's order."""
+
+    entries: list[bytes]
+
+    def encode(self) -> bytes:
+        return pack({"t": "submit", "entries": self.entries})
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Relay to client: the seq given to each submitted entry, as (author_seq, seq) pairs."""
+
+    results: list[tuple[int, int]]
+
+    def encode(self) -> bytes:
+        return pack({"t": "ack", "results": [list(r) for r in self.results]})
+
+
+@dataclass(frozen=True)
+class Error:
+    """Either side: why a message was refused. ``fatal`` means the connection closes next."""
+
+    code: str
+    message: str
+    fatal: bool = True
+
+    def encode(self) -> bytes:
+        return pack({"t": "error", "code": self.code, "message": self.message, "fatal": self.fatal})
+
+
+Message: TypeAlias = Challenge | Hello | Welcome | Entries | Submit | Ack | Error
+
+
+def _head(value: Any, what: str) -> SignedHead:
+    try:
+        return SignedHead.decode(value)
+    except ProtocolError as exc:
+        raise ProtocolError(f"{what}: {exc}") from exc
+
+
+def _decode_challenge(m: dict[str, Any]) -> Challenge:
+    return Challenge(
+        relay_key=as_bytes(field(m, "relay", "challenge"), "challenge relay key", crypto.PUBLIC_KEY_SIZE),
+        nonce=as_bytes(field(m, "nonce", "challenge"), "challenge nonce", CHALLENGE_SIZE),
+        version=as_int(field(m, "v", "challenge"), "challenge version"),
+    )
+
+
+def _decode_hello(m: dict[str, Any]) -> Hello:
+    genesis = field(m, "genesis", "hello")
+    return Hello(
+        auth=as_bytes(field(m, "auth", "hello"), "hello auth", max_size=512),
+        signature=as_bytes(field(m, "sig", "hello"), "hello signature", crypto.SIGNATURE_SIZE),
+        since_seq=as_int(field(m, "since", "hello"), "hello since seq"),
+        since_head=as_bytes(field(m, "since_head", "hello"), "hello since head", crypto.HASH_SIZE),
+        genesis=None if genesis is None else as_bytes(genesis, "hello genesis"),
+    )
+
+
+def _decode_welcome(m: dict[str, Any]) -> Welcome:
+    anchor = field(m, "anchor", "welcome")
+    return Welcome(
+        head=_head(field(m, "head", "welcome"), "welcome head"),
+        anchor=None if anchor is None else _head(anchor, "welcome anchor"),
+    )
+
+
+def _entry_list(m: dict[str, Any], what: str) -> list[bytes]:
+    items = as_list(field(m, "entries", what), f"{what} entries")
+    if len(items) > MAX_ENTRIES_PER_MESSAGE:
+        raise ProtocolError(f"{what}: {len(items)} entries is over the limit of {MAX_ENTRIES_PER_MESSAGE}")
+    return [as_bytes(item, f"{what} entry") for item in items]
+
+
+def _decode_entries(m: dict[str, Any]) -> Entries:
+    entries = _entry_list(m, "entries")
+    if not entries:
+        raise ProtocolError("entries: a frame needs at least one entry")
+    return Entries(
+        first_seq=as_int(field(m, "first", "entries"), "entries first seq", minimum=1),
+        entries=entries,
+        head=_head(field(m, "head", "entries"), "entries head"),
+    )
+
+
+def _decode_submit(m: dict[str, Any]) -> Submit:
+    entries = _entry_list(m, "submit")
+    if not entries:
+        raise ProtocolError("submit: no entries")
+    return Submit(entries)
+
+
+def _decode_ack(m: dict[str, Any]) -> Ack:
+    results = []
+    for item in as_list(field(m, "results", "ack"), "ack results"):
+        pair = as_list(item, "ack result", 2)
+        results.append((as_int(pair[0], "ack author_seq", minimum=1), as_int(pair[1], "ack seq", minimum=1)))
+    return Ack(results)
+
+
+def _decode_error(m: dict[str, Any]) -> Error:
+    fatal = field(m, "fatal", "error")
+    if not isinstance(fatal, bool):
+        raise ProtocolError("error: 'fatal' must be a boolean")
+    return Error(
+        code=as_str(field(m, "code", "error"), "error code", 64),
+        message=as_str(field(m, "message", "error"), "error message", 2048),
+        fatal=fatal,
+    )
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
+    "challenge": _decode_challenge,
+    "hello": _decode_hello,
+    "welcome": _decode_welcome,
+    "entries": _decode_entries,
+    "submit": _decode_submit,
+    "ack": _decode_ack,
+    "error": _decode_error,
+}
+
+
+def decode_message(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE) -> Message:
+    """Parse one websocket message; raises ProtocolError naming what is wrong."""
+    m = as_map(unpack(data, max_size=max_size), "message")
+    kind = as_str(field(m, "t", "message"), "message kind", 32)
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise ProtocolError(f"message: unknown kind {kind!r}")
+    return decoder(m)

@@ -1,0 +1,140 @@
+"""The client side of one relay connection as an explicit state machine, without I/O.
+
+The asyncio layer feeds it every message it receives and sends what it returns; the
+handshake, the switch from catch-up to live, and every verification happen here, so the
+whole protocol is testable with bytes alone.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from . import crypto
+from .errors import HandshakeError, MalformedFrameError, ProtocolError, RelayError
+from .identity import Identity
+from .messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    AuthStatement,
+    Challenge,
+    Entries,
+    Error,
+    Hello,
+    Submit,
+    Welcome,
+    decode_message,
+)
+from .verifier import LogVerifier, VerifiedEntry
+
+
+class SessionState(enum.Enum):
+    AWAITING_CHALLENGE = "awaiting challenge"
+    AWAITING_WELCOME = "awaiting welcome"
+    CATCHING_UP = "catching up"
+    LIVE = "live"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Send:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Verified:
+    entries: list[VerifiedEntry]
+
+
+@dataclass(frozen=True)
+class BecameLive:
+    """Catch-up reached the head the relay announced: submitting is safe from here on."""
+
+
+@dataclass(frozen=True)
+class Acked:
+    results: list[tuple[int, int]]
+
+
+Event: TypeAlias = Send | Verified | BecameLive | Acked
+
+
+class ClientSession:
+    """One connection: handshake, then verified frames. Create a new one per connection."""
+
+    def __init__(self, identity: Identity, verifier: LogVerifier, genesis: bytes | None = None) -> None:
+        self.identity = identity
+        self.verifier = verifier
+        self.genesis = genesis
+        self.state = SessionState.AWAITING_CHALLENGE
+        self.target_seq = 0
+
+    def receive(self, data: bytes, now_ms: int) -> list[Event]:
+        """Handle one message from the relay; raises a specific EncspacesError on anything wrong."""
+        if self.state is SessionState.FAILED:
+            raise HandshakeError("this session has failed; open a new connection")
+        try:
+            return self._receive(data, now_ms)
+        except BaseException:
+            self.state = SessionState.FAILED
+            raise
+
+    def _receive(self, data: bytes, now_ms: int) -> list[Event]:
+        try:
+            message = decode_message(data)
+        except ProtocolError as exc:
+            raise MalformedFrameError(f"the relay sent a malformed message in state {self.state.value}: {exc}") from exc
+        if isinstance(message, Error):
+            raise RelayError(message.code, message.message)
+        if self.state is SessionState.AWAITING_CHALLENGE and isinstance(message, Challenge):
+            return [Send(self._hello(message, now_ms))]
+        if self.state is SessionState.AWAITING_WELCOME and isinstance(message, Welcome):
+            self.verifier.check_welcome(message)
+            self.target_seq = message.head.seq
+            return self._maybe_live([])
+        if self.state in (SessionState.CATCHING_UP, SessionState.LIVE):
+            if isinstance(message, Entries):
+                return self._maybe_live([Verified(self.verifier.verify_frame(message))])
+            if isinstance(message, Ack):
+                return [Acked(message.results)]
+        raise MalformedFrameError(f"unexpected {type(message).__name__.lower()} message in state {self.state.value}")
+
+    def _hello(self, challenge: Challenge, now_ms: int) -> bytes:
+        if challenge.version != PROTOCOL_VERSION:
+            raise HandshakeError(f"the relay speaks protocol version {challenge.version}, we speak {PROTOCOL_VERSION}")
+        known = self.verifier.relay_key
+        if known is not None and challenge.relay_key != known:
+            raise HandshakeError(
+                f"the relay presents key {challenge.relay_key.hex()[:16]}…, but this space is pinned to "
+                f"{known.hex()[:16]}…: wrong relay, or an impostor"
+            )
+        self.verifier.relay_key_hint = self.verifier.relay_key_hint or challenge.relay_key
+        auth = AuthStatement(
+            space=self.verifier.space,
+            member=self.identity.public.sign_key,
+            relay_key=challenge.relay_key,
+            nonce=challenge.nonce,
+            time_ms=now_ms,
+        ).encode()
+        self.state = SessionState.AWAITING_WELCOME
+        return Hello(
+            auth=auth,
+            signature=self.identity.sign(crypto.CTX_AUTH, auth),
+            since_seq=self.verifier.seq,
+            since_head=self.verifier.head,
+            genesis=self.genesis if self.verifier.seq == 0 else None,
+        ).encode()
+
+    def _maybe_live(self, events: list[Event]) -> list[Event]:
+        if self.state is not SessionState.LIVE and self.verifier.seq >= self.target_seq:
+            self.state = SessionState.LIVE
+            events.append(BecameLive())
+        elif self.state is SessionState.AWAITING_WELCOME:
+            self.state = SessionState.CATCHING_UP
+        return events
+
+    def submit(self, entries: list[bytes]) -> bytes:
+        if self.state is not SessionState.LIVE:
+            raise HandshakeError(f"cannot submit in state {self.state.value}")
+        return Submit(entries).encode()

@@ -1,0 +1,516 @@
+"""A space as an application sees it: shared objects, membership, and sync with the relay.
+
+This is the SDK's I/O edge. Local edits go into the CRDT at once and are batched for a few
+milliseconds into one entry (one signature and one AEAD for many keystrokes); frames from the
+relay go through the pure ClientSession/LogVerifier and are applied only once verified. Once
+misbehaviour is detected the space fails for good: ``error`` holds why and every later call
+raises it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pycrdt
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from . import crypto
+from .document import Document, SharedText
+from .encoding import DEFAULT_MAX_MESSAGE
+from .entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
+from .errors import (
+    ConnectionFailedError,
+    EncspacesError,
+    HandshakeError,
+    RelayError,
+    SpaceClosedError,
+    VerificationError,
+)
+from .identity import Identity, PublicIdentity, member_id, parse_member_id
+from .log_state import space_id_of
+from .membership import Member, Role, add_member_body, genesis_body
+from .messages import Challenge, decode_message
+from .session import Acked, BecameLive, ClientSession, Send, SessionState, Verified
+from .store import LocalStore
+from .verifier import LogVerifier, VerifiedEntry
+
+log = logging.getLogger("encspaces.client")
+
+BATCH_DELAY = 0.005  # seconds local edits are merged before they become one entry
+MAX_BATCH_UPDATE = MAX_ENTRY_SIZE // 2  # leave room for header, tag and framing
+RECONNECT_MIN = 0.05
+RECONNECT_MAX = 5.0
+# Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
+PERMANENT_REFUSALS = {"not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth"}
+
+
+def encode_space_id(space: bytes) -> str:
+    return member_id(space)
+
+
+def decode_space_id(text: str) -> bytes:
+    try:
+        return parse_member_id(text)
+    except EncspacesError as exc:
+        raise EncspacesError(f"not a space id: {text!r}") from exc
+
+
+def _mark_retrieved(future: asyncio.Future[None]) -> None:
+    """The failure is kept in ``Space.error``; nobody need await the first-sync future."""
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass
+class _Pending:
+    """What is waiting to be written to the local store, written in one transaction."""
+
+    log: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    outbox: list[tuple[int, bytes]] = field(default_factory=list)
+    outbox_done_through: int | None = None
+    meta: dict[str, bytes] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.log or self.outbox or self.meta or self.outbox_done_through is not None)
+
+
+class Space:
+    """A connected space. Use ``create_space`` or ``connect`` to get one."""
+
+    def __init__(self, url: str, identity: Identity, space: bytes, store: LocalStore) -> None:
+        self.url = url
+        self.identity = identity
+        self.space_bytes = space
+        self.id = encode_space_id(space)
+        self._store = store
+        self._verifier = LogVerifier(space, identity)
+        self._document = Document(self._on_local_update)
+        self._me = identity.public.sign_key
+        self._genesis: bytes | None = None
+        # Local edits: updates not yet in an entry, then signed entries not yet in the verified log.
+        self._updates: list[bytes] = []
+        self._batch_timer: asyncio.TimerHandle | None = None
+        self._outbox: list[Entry] = []
+        self._last_author_seq = 0  # newest author_seq we created (in doc already)
+        self._sent_through = 0  # author_seq sent on the current connection
+        self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
+        # Connection.
+        self._session: ClientSession | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._first_sync: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._first_sync.add_done_callback(_mark_retrieved)
+        self._progress = asyncio.Event()
+        self.error: EncspacesError | None = None
+        self._closed = False
+        self.connected = False
+        # Persistence.
+        self._pending = _Pending()
+        self._writer: asyncio.Task[None] | None = None
+        self._write_wanted = asyncio.Event()
+        self.skipped: list[VerifiedEntry] = self._verifier.skipped
+
+    # --- public API ------------------------------------------------------------------------
+
+    @property
+    def seq(self) -> int:
+        """The newest seq of the verified log."""
+        return self._verifier.seq
+
+    @property
+    def head(self) -> bytes:
+        return self._verifier.head
+
+    @property
+    def epoch(self) -> int:
+        return self._verifier.state.epoch
+
+    @property
+    def members(self) -> dict[str, Member]:
+        return {member_id(k): m for k, m in self._verifier.state.members.items()}
+
+    @property
+    def unsent(self) -> int:
+        """Local edits not yet in the verified log (entries plus an open batch)."""
+        return len(self._outbox) + (1 if self._updates else 0)
+
+    @property
+    def doc(self) -> pycrdt.Doc[Any]:
+        return self._document.doc
+
+    def text(self, name: str) -> SharedText:
+        return self._document.text(name, self._check_writable)
+
+    async def add_member(self, public_identity: PublicIdentity | str, role: str | Role = Role.WRITER) -> None:
+        """Add a member (admins only); returns once the membership entry is verified in the log."""
+        self._check_writable()
+        new = PublicIdentity.parse(public_identity) if isinstance(public_identity, str) else public_identity
+        state = self._verifier.state
+        my_role = state.role_of(self._me)
+        if my_role is None or not my_role.can_manage:
+            raise EncspacesError(f"only an admin may add members; your role is {my_role.value if my_role else 'none'}")
+        if new.sign_key in state.members:
+            raise EncspacesError(f"{new.member_id} is already a member")
+        self._flush_batch()
+        body = add_member_body(new, Role(role), dict(self._verifier.epoch_keys))
+        self._queue_entry(Kind.ADD_MEMBER, body)
+        await self.sync()
+
+    async def sync(self) -> None:
+        """Return once every local edit made before the call is in the verified log."""
+        self._check_open()
+        self._flush_batch()
+        target = self._last_author_seq
+        while self._verifier.state.author_seqs.get(self._me, 0) < target:
+            self._raise_if_failed()
+            self._progress.clear()
+            await self._progress.wait()
+        self._raise_if_failed()
+
+    async def close(self) -> None:
+        """Persist every local edit (unsent ones stay in the outbox for next time) and disconnect."""
+        if self._closed:
+            return
+        self._flush_batch()
+        self._closed = True
+        self._progress.set()
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        if self._writer is not None:
+            self._write_wanted.set()  # the writer finishes what it holds, then returns
+            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._write_pending()
+        await self._store.close()
+
+    async def __aenter__(self) -> Space:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- failure ---------------------------------------------------------------------------
+
+    def _fail(self, exc: EncspacesError) -> None:
+        if self.error is None:
+            self.error = exc
+            log.error("space %s failed: %s: %s", self.id[:12], type(exc).__name__, exc)
+        self._progress.set()
+        if not self._first_sync.done():
+            self._first_sync.set_exception(exc)
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self._closed:
+            raise SpaceClosedError("the space is closed")
+
+    def _check_open(self) -> None:
+        self._raise_if_failed()
+
+    def _check_writable(self) -> None:
+        self._raise_if_failed()
+        role = self._verifier.state.role_of(self._me)
+        if role is not None and not role.can_write:
+            raise EncspacesError(f"your role {role.value} may not write in this space")
+
+    # --- local edits -> entries ------------------------------------------------------------
+
+    def _on_local_update(self, update: bytes) -> None:
+        self._updates.append(update)
+        if self._batch_timer is None:
+            self._batch_timer = asyncio.get_running_loop().call_later(BATCH_DELAY, self._flush_batch)
+
+    def _flush_batch(self) -> None:
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        if not self._updates or self.error is not None:
+            return
+        updates, self._updates = self._updates, []
+        group: list[bytes] = []
+        size = 0
+        for update in updates:
+            if group and size + len(update) > MAX_BATCH_UPDATE:
+                self._queue_entry(Kind.DATA, pycrdt.merge_updates(*group))
+                group, size = [], 0
+            group.append(update)
+            size += len(update)
+        self._queue_entry(Kind.DATA, group[0] if len(group) == 1 else pycrdt.merge_updates(*group))
+
+    def _queue_entry(self, kind: Kind, payload: bytes) -> None:
+        verifier = self._verifier
+        epoch = verifier.state.epoch
+        self._last_author_seq += 1
+        entry = build_entry(
+            self.identity,
+            space=self.space_bytes,
+            author_seq=self._last_author_seq,
+            epoch=epoch,
+            kind=kind,
+            parent_seq=verifier.seq,
+            parent_hash=verifier.head,
+            payload=payload,
+            epoch_key=verifier.epoch_keys.get(epoch) if kind is Kind.DATA else None,
+        )
+        self._outbox.append(entry)
+        self._pending.outbox.append((entry.header.author_seq, entry.raw))
+        self._write_wanted.set()
+        self._send_outbox()
+
+    def _send_outbox(self) -> None:
+        session, queue = self._session, self._send_queue
+        if session is None or queue is None or session.state is not SessionState.LIVE:
+            return
+        unsent = [e.raw for e in self._outbox if e.header.author_seq > self._sent_through]
+        if not unsent:
+            return
+        self._sent_through = self._outbox[-1].header.author_seq
+        # Several messages when many entries queued up offline: stay under the frame limit.
+        chunk: list[bytes] = []
+        size = 0
+        for raw in unsent:
+            if chunk and size + len(raw) > DEFAULT_MAX_MESSAGE // 2:
+                queue.put_nowait(session.submit(chunk))
+                chunk, size = [], 0
+            chunk.append(raw)
+            size += len(raw)
+        queue.put_nowait(session.submit(chunk))
+
+    # --- verified entries -> document ------------------------------------------------------
+
+    def _apply_verified(self, results: list[VerifiedEntry]) -> None:
+        for result in results:
+            if not result.late:
+                self._pending.log.append((result.seq, result.entry.raw, result.head))
+            if result.kind is Kind.GENESIS and self._genesis is None:
+                self._genesis = result.entry.raw
+            if result.plaintext is None:
+                if result.problem is not None and not result.awaiting_key:
+                    log.warning("skipped entry at seq %d: %s", result.seq, result.problem)
+                continue
+            header = result.entry.header
+            if header.author == self._me and header.author_seq <= self._last_author_seq:
+                continue  # our own edit, already in the document
+            try:
+                self._document.apply_remote(result.plaintext, result.entry.author_id)
+            except ValueError as exc:
+                log.warning("entry at seq %d by %s is not a valid update, skipped: %s",
+                            result.seq, result.entry.author_id, exc)
+        mine = self._verifier.state.author_seqs.get(self._me, 0)
+        self._last_author_seq = max(self._last_author_seq, mine)
+        if self._outbox and self._outbox[0].header.author_seq <= mine:
+            self._outbox = [e for e in self._outbox if e.header.author_seq > mine]
+            self._pending.outbox_done_through = mine
+        self._write_wanted.set()
+        self._progress.set()
+
+    # --- persistence -----------------------------------------------------------------------
+
+    async def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, _Pending()
+        await self._store.write(
+            meta=pending.meta,
+            log=pending.log,
+            outbox_add=pending.outbox,
+            outbox_done_through=pending.outbox_done_through,
+        )
+
+    async def _write_loop(self) -> None:
+        """Group writes: whatever accumulated while the previous transaction ran goes in one.
+
+        Never cancelled mid-write (that would lose what it took out of ``_pending``):
+        ``close`` sets ``_closed`` and wakes it instead.
+        """
+        while not self._closed:
+            await self._write_wanted.wait()
+            self._write_wanted.clear()
+            try:
+                await self._write_pending()
+            except EncspacesError as exc:
+                self._fail(exc)
+                return
+
+    async def _restore(self) -> None:
+        """Rebuild verified state and document from the local store, then re-queue the outbox."""
+        rows = await self._store.load_log()
+        if rows:
+            self._apply_verified(self._verifier.replay_stored(rows))
+            self._pending.log.clear()
+            self._genesis = rows[0][1]
+        for author_seq, raw in await self._store.load_outbox():
+            entry = Entry.decode(raw)
+            if author_seq <= self._verifier.state.author_seqs.get(self._me, 0):
+                continue
+            key = self._verifier.epoch_keys.get(entry.header.epoch)
+            if entry.header.kind is Kind.DATA and key is not None:
+                plaintext = open_body(entry, key)
+                if plaintext is not None:
+                    self._document.apply_remote(plaintext, None)
+            self._outbox.append(entry)
+            self._last_author_seq = max(self._last_author_seq, author_seq)
+
+    # --- the connection --------------------------------------------------------------------
+
+    def _start(self, genesis: bytes | None) -> None:
+        self._genesis = self._genesis or genesis
+        self._writer = asyncio.create_task(self._write_loop(), name=f"encspaces-store-{self.id[:8]}")
+        self._runner = asyncio.create_task(self._run(), name=f"encspaces-conn-{self.id[:8]}")
+
+    async def _run(self) -> None:
+        delay = RECONNECT_MIN
+        while not self._closed and self.error is None:
+            try:
+                async with ws_connect(self.url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
+                                      open_timeout=10, ping_interval=20, ping_timeout=20) as ws:
+                    delay = RECONNECT_MIN
+                    await self._serve(ws)
+            except VerificationError as exc:
+                self._fail(exc)
+            except RelayError as exc:
+                if exc.code in PERMANENT_REFUSALS:
+                    self._fail(exc)
+                else:
+                    log.info("relay closed the connection: %s", exc)
+            except HandshakeError as exc:
+                self._fail(exc)
+            except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
+                log.info("connection to %s lost: %s", self.url, exc)
+                if not self._first_sync.done() and self.seq == 0 and self._genesis is None:
+                    self._fail(ConnectionFailedError(f"cannot reach the relay at {self.url}: {exc}"))
+            finally:
+                self._send_queue = None
+                self._session = None
+                self.connected = False
+            if self._closed or self.error is not None:
+                return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        session = ClientSession(self.identity, self._verifier, self._genesis)
+        self._session = session
+        self._send_queue = queue = asyncio.Queue[bytes]()
+        self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
+        sender = asyncio.create_task(self._send_loop(ws, queue))
+        try:
+            await self._receive_loop(ws, session)
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+    @staticmethod
+    async def _send_loop(ws: ClientConnection, queue: asyncio.Queue[bytes]) -> None:
+        while True:
+            data = await queue.get()
+            try:
+                await ws.send(data)
+            except websockets.exceptions.ConnectionClosed:
+                return  # the receive loop sees the close and reconnects
+
+    async def _receive_loop(self, ws: ClientConnection, session: ClientSession) -> None:
+        async for message in ws:
+            if isinstance(message, str):
+                raise HandshakeError("the relay sent a text frame; the protocol is binary")
+            for event in session.receive(message, int(time.time() * 1000)):
+                if isinstance(event, Send):
+                    await ws.send(event.data)
+                elif isinstance(event, Verified):
+                    self._apply_verified(event.entries)
+                elif isinstance(event, BecameLive):
+                    self.connected = True
+                    if not self._first_sync.done():
+                        self._first_sync.set_result(None)
+                    self._send_outbox()
+                elif isinstance(event, Acked):
+                    pass  # the verified log, not the ack, is what completes an edit
+
+
+async def _open_space(url: str, identity: Identity, space: bytes, data_dir: str | Path) -> Space:
+    store = await LocalStore.open(data_dir, space.hex())
+    stored = await store.get_meta("member")
+    if stored is not None and stored != identity.public.sign_key:
+        await store.close()
+        raise EncspacesError(f"the local store in {data_dir} belongs to another identity")
+    space_obj = Space(url, identity, space, store)
+    space_obj._pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
+    return space_obj
+
+
+async def create_space(url: str, identity: Identity, *, data_dir: str | Path) -> Space:
+    """Create a space on the relay at ``url``; the creator is its first admin."""
+    try:
+        async with ws_connect(url, compression=None, open_timeout=10) as ws:
+            first = await asyncio.wait_for(ws.recv(decode=False), 10)
+        challenge = decode_message(first)
+    except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
+        raise ConnectionFailedError(f"cannot reach the relay at {url}: {exc}") from exc
+    if not isinstance(challenge, Challenge):
+        raise HandshakeError(f"the relay opened with a {type(challenge).__name__}, expected a challenge")
+    genesis = build_entry(
+        identity,
+        space=b"",
+        author_seq=1,
+        epoch=1,
+        kind=Kind.GENESIS,
+        parent_seq=0,
+        parent_hash=crypto.ZERO_HASH,
+        payload=genesis_body(identity.public, challenge.relay_key, crypto.random_key()),
+        epoch_key=None,
+    )
+    space = await _open_space(url, identity, space_id_of(genesis.raw), data_dir)
+    space._verifier.relay_key_hint = challenge.relay_key
+    return await _start_and_wait(space, genesis.raw)
+
+
+async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float = 30.0) -> Space:
+    await space._restore()
+    space._start(genesis)
+    if space.seq > 0:
+        return space  # usable from the local store; sync continues in the background
+    try:
+        await asyncio.wait_for(asyncio.shield(space._first_sync), timeout)
+    except BaseException:
+        await space.close()
+        raise
+    return space
+
+
+class connect:
+    """Open a space: ``async with connect(url, identity, space_id, data_dir=...) as space``."""
+
+    def __init__(self, url: str, identity: Identity, space_id: str, *, data_dir: str | Path) -> None:
+        self._args = (url, identity, decode_space_id(space_id), data_dir)
+        self._space: Space | None = None
+
+    async def _open(self) -> Space:
+        url, identity, space, data_dir = self._args
+        return await _start_and_wait(await _open_space(url, identity, space, data_dir), None)
+
+    def __await__(self) -> Any:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Space:
+        self._space = await self._open()
+        return self._space
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._space is not None:
+            await self._space.close()
+
+
+__all__ = ["Space", "connect", "create_space"]

@@ -1,0 +1,96 @@
+"""The device's local copy of a space: verified log, head, and entries not yet acknowledged.
+
+The verified head must outlive the process: a relay restored from an old backup is only
+caught by a device that remembers what it already verified. Entries are stored as the
+ciphertext received, and the outbox holds signed entries until the verified log holds them,
+so nothing typed is lost to a dropped connection or a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+import aiosqlite
+
+from .errors import StoreError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, raw BLOB NOT NULL, head BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (author_seq INTEGER PRIMARY KEY, raw BLOB NOT NULL);
+"""
+
+STORE_FILE = "space.sqlite3"
+
+
+class LocalStore:
+    """One SQLite file per space under the device's data dir."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, data_dir: str | Path, space_hex: str) -> LocalStore:
+        folder = Path(data_dir) / space_hex
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / STORE_FILE
+        db = await aiosqlite.connect(path)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.executescript(_SCHEMA)
+            await db.commit()
+        except aiosqlite.Error as exc:
+            await db.close()
+            raise StoreError(f"cannot open the local store {path}: {exc}") from exc
+        return cls(db, path)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> LocalStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def get_meta(self, key: str) -> bytes | None:
+        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def load_log(self) -> list[tuple[int, bytes, bytes]]:
+        async with self._db.execute("SELECT seq, raw, head FROM log ORDER BY seq") as cur:
+            rows = await cur.fetchall()
+        return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+    async def load_outbox(self) -> list[tuple[int, bytes]]:
+        async with self._db.execute("SELECT author_seq, raw FROM outbox ORDER BY author_seq") as cur:
+            rows = await cur.fetchall()
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def write(
+        self,
+        *,
+        meta: dict[str, bytes] | None = None,
+        log: Iterable[tuple[int, bytes, bytes]] = (),
+        outbox_add: Iterable[tuple[int, bytes]] = (),
+        outbox_done_through: int | None = None,
+    ) -> None:
+        """One transaction for everything that accumulated since the last write."""
+        db = self._db
+        try:
+            if meta:
+                await db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
+            await db.executemany("INSERT OR IGNORE INTO log (seq, raw, head) VALUES (?, ?, ?)", log)
+            await db.executemany("INSERT OR REPLACE INTO outbox (author_seq, raw) VALUES (?, ?)", outbox_add)
+            if outbox_done_through is not None:
+                await db.execute("DELETE FROM outbox WHERE author_seq <= ?", (outbox_done_through,))
+            await db.commit()
+        except aiosqlite.Error as exc:
+            raise StoreError(f"cannot write the local store {self.path}: {exc}") from exc

@@ -1,0 +1,294 @@
+"""LogVerifier: frames from an untrusted relay in, verified entries or a precise error out.
+
+Pure: no sockets, no clock, no event loop. The checks run in the order docs/PROTOCOL.md
+gives, and a frame is applied entirely or not at all. A broken rule of the log means the
+relay misbehaved and raises; a correctly signed entry from a member whose ciphertext does not
+open is that member's fault, so it is skipped the same way on every client and recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .entry import Entry, Kind, open_body
+from .errors import (
+    AuthorSeqGapError,
+    ChainError,
+    ForkError,
+    MalformedEntryError,
+    MalformedFrameError,
+    RelaySignatureError,
+    ReorderError,
+    RollbackError,
+    SpaceIdError,
+    StoreError,
+)
+from .head import SignedHead, next_head
+from .identity import Identity
+from .log_state import GENESIS_SEQ, LogState
+from .membership import AddMemberBody, GenesisBody
+from .messages import Entries, Welcome
+
+
+@dataclass(frozen=True)
+class VerifiedEntry:
+    """An entry that passed every rule of the log, with its plaintext when it opened."""
+
+    seq: int
+    entry: Entry
+    head: bytes
+    plaintext: bytes | None
+    problem: str | None  # why a data entry was skipped, or None
+    awaiting_key: bool = False  # no key for its epoch yet; may open once one arrives
+    late: bool = False  # an earlier entry opened now that its epoch key arrived
+
+    @property
+    def author(self) -> bytes:
+        return self.entry.header.author
+
+    @property
+    def kind(self) -> Kind:
+        return self.entry.header.kind
+
+
+class LogVerifier:
+    """Holds the verified state of one space's log on one device."""
+
+    def __init__(self, space: bytes, identity: Identity, relay_key_hint: bytes | None = None) -> None:
+        self.space = space
+        self.identity = identity
+        self.state = LogState(space)
+        self.epoch_keys: dict[int, bytes] = {}
+        self.skipped: list[VerifiedEntry] = []  # signed by a member but would not open
+        self.awaiting_key: list[VerifiedEntry] = []  # no key for the epoch yet (joined later)
+        self.relay_key_hint = relay_key_hint
+        self.latest_head: SignedHead | None = None
+
+    @property
+    def seq(self) -> int:
+        return self.state.seq
+
+    @property
+    def head(self) -> bytes:
+        return self.state.head
+
+    @property
+    def relay_key(self) -> bytes | None:
+        return self.state.relay_key or self.relay_key_hint
+
+    # --- the welcome: rollback and fork on (re)connect --------------------------------------
+
+    def check_welcome(self, welcome: Welcome) -> None:
+        """Compare the relay's current head, and its head at our seq, with what we verified."""
+        self._check_signed(welcome.head)
+        self._compare_with_chain(welcome.head)
+        self.check_not_rolled_back(welcome.head)
+        if welcome.anchor is not None:
+            if welcome.anchor.seq != self.seq:
+                raise MalformedFrameError(
+                    f"welcome: the anchor is the relay's head at seq {welcome.anchor.seq}, expected our seq {self.seq}"
+                )
+            self._check_signed(welcome.anchor)
+            self._compare_with_chain(welcome.anchor)
+        elif self.seq > 0 and welcome.head.seq >= self.seq:
+            raise MalformedFrameError(
+                f"welcome: the relay is at seq {welcome.head.seq} but sent no signed head for our seq {self.seq}"
+            )
+        self.latest_head = welcome.head
+
+    def _check_signed(self, signed: SignedHead) -> None:
+        key = self.relay_key
+        if key is None:
+            raise RelaySignatureError("no relay key is known for this space yet")
+        signed.check(key, self.space)
+
+    def _compare_with_chain(self, signed: SignedHead) -> None:
+        """A signed head at a seq we verified must carry the hash our own chain has there."""
+        if signed.seq <= self.seq and signed.head != self.state.heads[signed.seq]:
+            raise ForkError(
+                f"the relay signed head {signed.head.hex()[:16]}… at seq {signed.seq}, "
+                f"we verified {self.state.heads[signed.seq].hex()[:16]}…"
+            )
+
+    def check_not_rolled_back(self, current: SignedHead) -> None:
+        if current.seq < self.seq:
+            raise RollbackError(
+                f"the relay's log ends at seq {current.seq}, but it already signed seq {self.seq} "
+                f"(head {self.head.hex()[:16]}…) to us"
+            )
+
+    def replay_stored(self, rows: list[tuple[int, bytes, bytes]]) -> list[VerifiedEntry]:
+        """Rebuild state from this device's own store of entries it verified before.
+
+        Signatures are not checked again (the store is as trusted as this device), but the
+        chain is: a store that does not chain is corrupt, and we say so rather than build on it.
+        """
+        if self.seq != 0:
+            raise ValueError("replay_stored needs a fresh verifier")
+        results: list[VerifiedEntry] = []
+        new_keys: dict[int, bytes] = {}
+        for seq, raw, head in rows:
+            entry = Entry.decode(raw)
+            if seq != self.seq + 1 or next_head(self.head, seq, entry.digest()) != head:
+                raise StoreError(f"the local store does not chain at seq {seq}: it is corrupt")
+            self.state.apply(entry, seq, head)
+            results.append(self._open(entry, seq, head, new_keys))
+        return self._finish(results, new_keys)
+
+    # --- frames -----------------------------------------------------------------------------
+
+    def verify_frame(self, frame: Entries) -> list[VerifiedEntry]:
+        """Verify a frame and advance; on any error nothing of the frame is applied."""
+        if not frame.entries:
+            raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
+        entries = [self._decode(raw, frame.first_seq + i) for i, raw in enumerate(frame.entries)]
+        if self.seq == 0:
+            self._bootstrap(frame, entries)
+        self._check_signed(frame.head)
+        self._check_span(frame)
+        heads = self._check_chain(frame, entries)
+        self.state.begin()
+        new_keys: dict[int, bytes] = {}
+        try:
+            results = [
+                self._verify_entry(entry, frame.first_seq + i, heads[i], entries[i + 1 :], new_keys)
+                for i, entry in enumerate(entries)
+            ]
+        except BaseException:
+            self.state.rollback()
+            raise
+        self.state.commit()
+        self.latest_head = frame.head
+        return self._finish(results, new_keys)
+
+    def _finish(self, results: list[VerifiedEntry], new_keys: dict[int, bytes]) -> list[VerifiedEntry]:
+        """Keep new keys; record skipped entries; open entries that waited for a key we now hold.
+
+        A member added with history learns the epoch keys in the add entry, after the
+        entries they open: those come back at the end of ``results`` marked ``late``.
+        """
+        self.epoch_keys.update(new_keys)
+        waiting = self.awaiting_key + [r for r in results if r.awaiting_key]
+        self.skipped.extend(r for r in results if r.problem is not None and not r.awaiting_key)
+        self.awaiting_key = []
+        for r in waiting:
+            key = self.epoch_keys.get(r.entry.header.epoch)
+            if key is None:
+                self.awaiting_key.append(r)
+                continue
+            opened = self._decrypt(r.entry, r.seq, r.head, key)
+            late = VerifiedEntry(r.seq, r.entry, r.head, opened.plaintext, opened.problem, late=True)
+            results.append(late)
+            if late.problem is not None:
+                self.skipped.append(late)
+        return results
+
+    @staticmethod
+    def _decode(raw: bytes, seq: int) -> Entry:
+        try:
+            return Entry.decode(raw)
+        except MalformedEntryError as exc:
+            raise MalformedEntryError(f"seq {seq}: {exc}") from exc
+
+    def _bootstrap(self, frame: Entries, entries: list[Entry]) -> None:
+        """A fresh device learns the relay key from the genesis, which the space id pins."""
+        if frame.first_seq != GENESIS_SEQ:
+            raise ChainError(f"a new device needs the log from seq 1, the relay sent from seq {frame.first_seq}")
+        genesis = entries[0]
+        if genesis.header.kind is not Kind.GENESIS:
+            raise SpaceIdError(f"seq 1 holds a {genesis.header.kind.value} entry, expected the genesis entry")
+        self.state.check(genesis, GENESIS_SEQ)  # hash against the space id
+        pinned = GenesisBody.decode(genesis.body).relay_key
+        if self.relay_key_hint is not None and pinned != self.relay_key_hint:
+            raise SpaceIdError(
+                f"the space's genesis pins relay key {pinned.hex()[:16]}…, "
+                f"but this relay presents {self.relay_key_hint.hex()[:16]}…"
+            )
+        self.relay_key_hint = pinned
+
+    def _check_span(self, frame: Entries) -> None:
+        expected = self.seq + 1
+        last = frame.first_seq + len(frame.entries) - 1
+        self._compare_with_chain(frame.head)
+        self.check_not_rolled_back(frame.head)
+        if frame.first_seq < expected:
+            raise ChainError(
+                f"frame starts at seq {frame.first_seq}, but we verified through seq {self.seq}: "
+                f"expected seq {expected} (entries repeated)"
+            )
+        if frame.first_seq > expected:
+            raise ChainError(
+                f"frame starts at seq {frame.first_seq}, expected seq {expected}: "
+                f"seqs {expected}..{frame.first_seq - 1} are missing"
+            )
+        if frame.head.seq != last:
+            raise ChainError(
+                f"frame carries seqs {frame.first_seq}..{last} but its signed head is at seq {frame.head.seq}"
+            )
+
+    def _check_chain(self, frame: Entries, entries: list[Entry]) -> list[bytes]:
+        heads = []
+        h = self.head
+        for i, entry in enumerate(entries):
+            h = next_head(h, frame.first_seq + i, entry.digest())
+            heads.append(h)
+        if h != frame.head.head:
+            raise ChainError(
+                f"entries {frame.first_seq}..{frame.head.seq} do not chain from our head at seq {self.seq} "
+                f"to the signed head: computed {h.hex()[:16]}…, signed {frame.head.head.hex()[:16]}…"
+            )
+        return heads
+
+    def _verify_entry(
+        self, entry: Entry, seq: int, head: bytes, rest: list[Entry], new_keys: dict[int, bytes]
+    ) -> VerifiedEntry:
+        entry.check_signature(seq)
+        try:
+            self.state.check(entry, seq)
+        except AuthorSeqGapError as exc:
+            expected = self.state.author_seqs.get(entry.header.author, 0) + 1
+            for later_index, later in enumerate(rest):
+                if later.header.author == entry.header.author and later.header.author_seq == expected:
+                    raise ReorderError(
+                        f"{entry.describe()} at seq {seq} comes before author_seq {expected} "
+                        f"at seq {seq + 1 + later_index}: the relay reordered the author's entries"
+                    ) from exc
+            raise
+        self.state.apply(entry, seq, head)
+        return self._open(entry, seq, head, new_keys)
+
+    def _open(self, entry: Entry, seq: int, head: bytes, new_keys: dict[int, bytes]) -> VerifiedEntry:
+        """Learn keys sealed to us from control entries; decrypt data entries."""
+        kind = entry.header.kind
+        if kind is Kind.GENESIS:
+            self._learn_key(GenesisBody.decode(entry.body).sealed_key, 1, entry, new_keys)
+        elif kind is Kind.ADD_MEMBER:
+            body = AddMemberBody.decode(entry.body)
+            if body.member == self.identity.public.sign_key:
+                for epoch, sealed in body.sealed_keys:
+                    self._learn_key(sealed, epoch, entry, new_keys)
+        if kind is not Kind.DATA:
+            return VerifiedEntry(seq, entry, head, None, None)
+        epoch = entry.header.epoch
+        key = new_keys.get(epoch) or self.epoch_keys.get(epoch)
+        if key is None:
+            return VerifiedEntry(seq, entry, head, None, f"this device holds no key for epoch {epoch}",
+                                 awaiting_key=True)
+        return self._decrypt(entry, seq, head, key)
+
+    @staticmethod
+    def _decrypt(entry: Entry, seq: int, head: bytes, key: bytes) -> VerifiedEntry:
+        epoch = entry.header.epoch
+        plaintext = open_body(entry, key)
+        if plaintext is None:
+            return VerifiedEntry(
+                seq, entry, head, None, f"ciphertext by {entry.author_id} does not open under epoch {epoch}"
+            )
+        return VerifiedEntry(seq, entry, head, plaintext, None)
+
+    def _learn_key(self, sealed: bytes, epoch: int, entry: Entry, new_keys: dict[int, bytes]) -> None:
+        if entry.header.kind is Kind.GENESIS and entry.header.author != self.identity.public.sign_key:
+            return
+        key = self.identity.open_sealed(sealed)
+        if key is not None and len(key) == 32:
+            new_keys[epoch] = key

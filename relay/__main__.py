@@ -1,0 +1,69 @@
+"""``encspaces-relay``: run the relay until SIGTERM or SIGINT, then shut down cleanly.
+
+The first lines on stdout are the relay's public key (clients pin it in every genesis) and
+the URL it listens on, flushed at once so a parent process can read them; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from encspaces.encoding import DEFAULT_MAX_MESSAGE
+from encspaces.errors import EncspacesError
+
+from .config import DEFAULT_PORT, RelayConfig
+from .keys import public_key_text
+from .server import RelayServer
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="encspaces-relay", description="The encspaces relay daemon.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"port to listen on, 0 for any free port (default {DEFAULT_PORT})")
+    parser.add_argument("--data-dir", type=Path, required=True, help="where the key and the log are kept")
+    parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_MESSAGE,
+                        help=f"largest websocket message in bytes (default {DEFAULT_MAX_MESSAGE})")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+def url_of(host: str, port: int) -> str:
+    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+
+
+async def serve(config: RelayConfig) -> None:
+    server = RelayServer(config)
+    port = await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"relay public key: {public_key_text(server.signing_key)}", flush=True)
+    print(f"listening on {url_of(config.host, port)}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = RelayConfig(data_dir=args.data_dir, host=args.host, port=args.port, max_frame=args.max_frame)
+        asyncio.run(serve(config))
+    except (ValueError, OSError, EncspacesError) as exc:
+        print(f"encspaces-relay: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Bring a new connection from its seq to the live stream without a gap or a duplicate.
+
+The bulk is read from the store and sent with backpressure (``await send``) *without* the
+room lock, so a long catch-up never delays commits. Once the connection is within a frame
+of the durable head, the rest is sent under the lock, synchronously, and the connection
+joins the subscribers in the same critical section: the committer holds that lock while it
+commits and fans out, so every entry reaches the connection exactly once, in order.
+"""
+
+from __future__ import annotations
+
+from .frames import split_frames
+from .peer import Peer
+from .refusals import internal
+from .room import Room
+
+
+async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int) -> None:
+    """Send entries ``since_seq + 1 ..`` in bounded frames, then subscribe ``peer`` to the room.
+
+    A client ahead of the relay (``since_seq`` past its log: a rollback the client detects
+    from the Welcome) gets nothing to catch up and stays connected.
+    """
+    step = room.host.config.max_entries_per_frame
+    sent = since_seq
+    while room.durable_seq - sent > step:
+        sent = await _send_range(room, peer, sent + 1, room.durable_seq, wait=True)
+    async with room.lock:
+        if room.durable_seq > sent:
+            await _send_range(room, peer, sent + 1, room.durable_seq, wait=False)
+        room.subscribe(peer)
+
+
+async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bool) -> int:
+    """Send entries ``first..last``, each frame with a head signed at its last seq; returns ``last``.
+
+    ``wait`` sends with backpressure; without it (under the room lock) frames are queued at
+    once and a peer that cannot take them is closed as too slow.
+    """
+    config = room.host.config
+    seq = first
+    while seq <= last:
+        chunk_last = min(last, seq + config.max_entries_per_frame - 1)
+        raws = await room.store.read_entries(room.space, seq, chunk_last)
+        if len(raws) != chunk_last - seq + 1:
+            raise internal(f"the relay's store returned {len(raws)} entries for seqs {seq}..{chunk_last}")
+        for start, end in split_frames(raws, config.max_frame, config.max_entries_per_frame):
+            head = room.signed_head(seq + end - 1)
+            for frame in room.host.frames_for_entries(room.space, seq + start, raws[start:end], head):
+                if wait:
+                    await peer.ws.send(frame)
+                else:
+                    peer.write_now(frame)
+        seq = chunk_last + 1
+    return last

@@ -1,0 +1,49 @@
+"""Every tunable of the relay in one frozen value, so tests and the CLI configure it the same way.
+
+The defaults are the production values; tests shrink the limits (frame size, entries per
+frame, handshake timeout) to reach the interesting paths with small logs and no waiting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from encspaces.encoding import DEFAULT_MAX_MESSAGE
+from encspaces.messages import MAX_ENTRIES_PER_MESSAGE
+
+DEFAULT_PORT = 8765
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT  # 0 picks a free port (tests)
+    # Largest websocket message in either direction. Clients use the same default, so every
+    # frame the relay sends, and every entry it accepts, must fit in it.
+    max_frame: int = DEFAULT_MAX_MESSAGE
+    # Entries per Entries frame: bounds the work a client does per frame (one Ed25519 verify
+    # each, ~80 µs) and so the latency of everything queued behind a catch-up frame.
+    max_entries_per_frame: int = 1024
+    # Entries validated and written per group commit; more wait for the next batch.
+    max_entries_per_commit: int = MAX_ENTRIES_PER_MESSAGE
+    # A client that does not send a valid hello within this many seconds is dropped.
+    handshake_timeout: float = 10.0
+    # How far the clock in a hello may be from ours: bounds replay of a captured hello.
+    max_clock_skew_ms: int = 5 * 60 * 1000
+    # A subscriber whose unsent bytes exceed this is too slow for the live stream: it is
+    # closed and will catch up from the store when it reconnects.
+    max_buffered_bytes: int = 8 << 20
+    # Submissions a connection may have queued before the relay stops reading from it.
+    max_inflight_submits: int = 64
+
+    def __post_init__(self) -> None:
+        if self.max_frame < 4096:
+            raise ValueError(f"max_frame of {self.max_frame} bytes is too small to carry an entry")
+        if not 1 <= self.max_entries_per_frame <= MAX_ENTRIES_PER_MESSAGE:
+            raise ValueError(f"max_entries_per_frame must be in [1, {MAX_ENTRIES_PER_MESSAGE}]")
+        if self.max_entries_per_commit < 1 or self.max_inflight_submits < 1:
+            raise ValueError("commit and in-flight limits must be at least 1")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is outside [0, 65535]")

@@ -1,0 +1,107 @@
+"""One client connection as the rest of the relay sees it: where to write, and whether it still counts.
+
+Rooms write to subscribers synchronously (websockets' ``broadcast`` pushes bytes into the
+transport without waiting), so one slow reader never stalls the committer or the other
+subscribers. The price is that nothing pushes back on a subscriber that stops reading, so
+every synchronous write is followed by a look at its write buffer: past the bound it is
+closed (1013, "too slow") and will catch up from the store when it reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.protocol import State
+
+from encspaces.messages import Error
+
+from .config import RelayConfig
+from .refusals import Refusal
+
+log = logging.getLogger("encspaces.relay")
+
+TOO_SLOW_REASON = "too slow"
+_MAX_ERROR_MESSAGE = 2000  # clients accept error messages up to 2048 characters
+
+
+class TooSlowError(Exception):
+    """The peer was closed for not reading fast enough; its session just ends."""
+
+
+class Peer:
+    """A websocket, its admitted member (once admitted) and its in-flight submissions."""
+
+    def __init__(self, ws: ServerConnection, number: int, config: RelayConfig) -> None:
+        self.ws = ws
+        self.name = f"conn#{number}"
+        self.member: bytes | None = None
+        # Set once the relay refused this peer: its queued submissions are dropped.
+        self.failed = False
+        # Bounds the submissions a peer has queued: past it the session stops reading.
+        self.inflight = asyncio.Semaphore(config.max_inflight_submits)
+        self._max_buffered = config.max_buffered_bytes
+        self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.ws.protocol.state is State.OPEN and self._closer is None
+
+    def buffered_bytes(self) -> int:
+        return self.ws.transport.get_write_buffer_size()
+
+    def within_bound(self) -> bool:
+        """False (and the peer is being closed) when its unsent bytes passed the bound."""
+        if self._closer is not None:
+            return False
+        if self.buffered_bytes() <= self._max_buffered:
+            return True
+        log.warning("%s: %d bytes unsent, over the bound of %d: closing it (too slow)",
+                    self.name, self.buffered_bytes(), self._max_buffered)
+        self.close_later(CloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
+        return False
+
+    def write_now(self, data: bytes) -> None:
+        """Queue one message without waiting for the socket; raises TooSlowError past the bound."""
+        if not self.is_open:
+            raise TooSlowError(f"{self.name} is closing")
+        broadcast([self.ws], data)
+        if not self.within_bound():
+            raise TooSlowError(f"{self.name} does not read fast enough")
+
+    def refuse_now(self, refusal: Refusal) -> None:
+        """From another task (the committer): send the Error frame and close, without waiting."""
+        if self.failed:
+            return
+        self.failed = True
+        if self.is_open:
+            broadcast([self.ws], _error_frame(refusal))
+        self.close_later(refusal.close_code, refusal.code)
+
+    async def refuse(self, refusal: Refusal) -> None:
+        """From the peer's own session: send the Error frame, then close and wait for the close."""
+        already = self.failed
+        self.failed = True
+        if not already and self.is_open:
+            try:
+                await self.ws.send(_error_frame(refusal))
+            except ConnectionClosed:
+                return
+        if self._closer is None:
+            await self.ws.close(refusal.close_code, refusal.code)
+
+    def close_later(self, code: int, reason: str) -> None:
+        if self._closer is None:
+            self._closer = asyncio.create_task(self.ws.close(code, reason), name=f"close {self.name}")
+
+    async def finish(self) -> None:
+        """Wait for a close started by ``close_later``, so no task outlives the connection."""
+        if self._closer is not None:
+            await self._closer
+
+
+def _error_frame(refusal: Refusal) -> bytes:
+    return Error(refusal.code, refusal.message[:_MAX_ERROR_MESSAGE], fatal=True).encode()

@@ -1,0 +1,42 @@
+"""Why the relay refuses a connection or a frame, as the peer will read it.
+
+Every refusal becomes one Error frame (its ``code`` is machine-readable, its message says
+exactly what was wrong) followed by closing the connection. Raising a Refusal anywhere in a
+connection's flow is the only way to end it on purpose, so no path can close a connection
+without telling the peer why.
+"""
+
+from __future__ import annotations
+
+from websockets.frames import CloseCode
+
+MALFORMED = "malformed"  # not msgpack, wrong types, missing fields, text frames
+TOO_LARGE = "too_large"  # a frame or an entry over the size limit
+UNEXPECTED = "unexpected"  # a valid message at the wrong time (a second hello, an ack...)
+TIMEOUT = "timeout"  # no hello in time
+BAD_AUTH = "bad_auth"  # the hello's signature, relay key, nonce or clock is wrong
+BAD_GENESIS = "bad_genesis"  # a create whose genesis entry is invalid or not the member's
+WRONG_RELAY = "wrong_relay"  # a genesis that pins another relay's key
+UNKNOWN_SPACE = "unknown_space"
+NOT_A_MEMBER = "not_a_member"
+REJECTED = "rejected"  # a submitted entry breaks a rule of the log
+INTERNAL = "internal"  # the relay's fault (storage failure): reconnect and resubmit
+UNAVAILABLE = "unavailable"  # the relay is shutting down
+
+
+class Refusal(Exception):
+    """A reason to send an Error frame and close; ``close_code`` is the websocket close code."""
+
+    def __init__(self, code: str, message: str, close_code: int = CloseCode.POLICY_VIOLATION) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.close_code = close_code
+
+
+def internal(message: str) -> Refusal:
+    return Refusal(INTERNAL, message, CloseCode.INTERNAL_ERROR)
+
+
+def too_large(message: str) -> Refusal:
+    return Refusal(TOO_LARGE, message, CloseCode.MESSAGE_TOO_BIG)

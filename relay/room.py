@@ -1,0 +1,317 @@
+"""One space in memory: its rules state, its live subscribers and its committer.
+
+Every submission of a space goes through one queue and one committer task, so sequencing is
+single-threaded by construction. The committer takes everything queued (a *group commit*),
+checks each submission against the shared rules (``LogState``), writes all accepted entries
+in one transaction with one signed head, and only then acks the submitters and sends the
+subscribers one Entries frame, encoded once. Entries that arrive meanwhile form the next
+batch, so the fsync cost is shared by however many writers are active.
+
+``lock`` is held for a whole commit (check, write, ack, fan-out). Anything that must see
+the log only as it is on disk, or must join the live stream at an exact seq, takes it;
+outside it, ``durable_seq`` and ``state.heads[: durable_seq + 1]`` are safe to read.
+
+If the store fails, memory may already be ahead of disk. The room then refuses everyone
+and tells the server to forget it; the next connection reloads the space from disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import nacl.signing
+from websockets.asyncio.server import ServerConnection, broadcast
+
+from encspaces.entry import Entry
+from encspaces.errors import ReplayError, RuleError
+from encspaces.head import SignedHead, next_head
+from encspaces.identity import member_id
+from encspaces.log_state import LogState
+
+from .config import RelayConfig
+from .frames import split_frames
+from .peer import Peer, TooSlowError
+from .refusals import NOT_A_MEMBER, REJECTED, Refusal, internal
+from .store import EntryRow, Store
+
+log = logging.getLogger("encspaces.relay")
+
+
+class RoomHost(Protocol):
+    """What a room needs from the server: its key, its limits and its (overridable) encoders."""
+
+    @property
+    def signing_key(self) -> nacl.signing.SigningKey: ...
+
+    @property
+    def config(self) -> RelayConfig: ...
+
+    def frames_for_entries(
+        self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
+    ) -> Sequence[bytes]: ...
+
+    def encode_ack(self, space: bytes, results: list[tuple[int, int]]) -> bytes: ...
+
+    def room_failed(self, room: Room) -> None: ...
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The entries of one Submit frame, already decoded and signature-checked by the session."""
+
+    peer: Peer
+    entries: list[Entry]
+
+
+# What the committer answers a submission: (author_seq, seq) pairs, a refusal, or nothing
+# (the peer was already refused).
+_Answer = list[tuple[int, int]] | Refusal | None
+_Found = tuple[int, bytes]  # seq, raw bytes of an entry already sequenced
+
+
+class Room:
+    def __init__(
+        self, host: RoomHost, store: Store, space: bytes, state: LogState, genesis: bytes, latest: SignedHead
+    ) -> None:
+        self.host = host
+        self.store = store
+        self.space = space
+        self.state = state
+        self.genesis = genesis
+        self.lock = asyncio.Lock()
+        self.subscribers: dict[ServerConnection, Peer] = {}
+        self.durable_seq = state.seq
+        if latest.seq != state.seq or latest.head != state.head:
+            latest = self._sign(state.seq)  # a head that does not match the log is never served
+        self.latest_head = latest
+        self.failed = False
+        self.closed = False
+        self._queue: asyncio.Queue[Submission | None] = asyncio.Queue()
+        self._end_seen = False
+        self._task = asyncio.create_task(self._run(), name=f"committer {self.label}")
+
+    @property
+    def label(self) -> str:
+        return f"space {member_id(self.space)[:12]}"
+
+    # --- heads ------------------------------------------------------------------------------
+
+    def signed_head(self, seq: int) -> SignedHead:
+        """A signed head at a durable ``seq``: the stored latest one, or signed now from h(seq)."""
+        if seq == self.latest_head.seq:
+            return self.latest_head
+        if not 0 <= seq <= self.durable_seq:
+            raise ValueError(f"{self.label}: no durable head at seq {seq} (durable through {self.durable_seq})")
+        return self._sign(seq)
+
+    def _sign(self, seq: int) -> SignedHead:
+        return SignedHead.create(self.host.signing_key, self.space, seq, self.state.heads[seq])
+
+    # --- admission and subscribers ------------------------------------------------------------
+
+    async def admit(self, member: bytes, since_seq: int) -> tuple[SignedHead, SignedHead | None]:
+        """Check membership against the durable log; the Welcome's head and anchor."""
+        async with self.lock:
+            if self.failed:
+                raise internal("the space is being reloaded after a storage failure: reconnect")
+            if member not in self.state.members:
+                raise Refusal(NOT_A_MEMBER, f"{member_id(member)} is not a member of {self.label}")
+            anchor = self.signed_head(since_seq) if 1 <= since_seq <= self.durable_seq else None
+            return self.latest_head, anchor
+
+    def subscribe(self, peer: Peer) -> None:
+        """Join the live stream; the caller holds ``lock`` and has sent everything up to ``durable_seq``."""
+        if self.failed:
+            raise internal("the space is being reloaded after a storage failure: reconnect")
+        self.subscribers[peer.ws] = peer
+
+    def unsubscribe(self, peer: Peer) -> None:
+        self.subscribers.pop(peer.ws, None)
+
+    # --- submissions --------------------------------------------------------------------------
+
+    def submit(self, submission: Submission) -> bool:
+        """Queue for the next commit; False when the room no longer takes submissions."""
+        if self.closed or self.failed:
+            return False
+        self._queue.put_nowait(submission)
+        return True
+
+    def queued(self) -> int:
+        """Submissions waiting for the committer (tests use it to build a batch on purpose)."""
+        return self._queue.qsize()
+
+    async def close(self) -> None:
+        """Commit everything already queued, then stop the committer."""
+        if not self.closed:
+            self.closed = True
+            self._queue.put_nowait(None)
+        await asyncio.shield(self._task)
+
+    # --- the committer ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while not self.failed:
+                batch = await self._next_batch()
+                if batch is None:
+                    return
+                async with self.lock:
+                    await self._commit(batch)
+        except Exception as exc:  # a bug: memory may be ahead of disk, same cure as a store failure
+            log.exception("%s: the committer failed", self.label)
+            self._fail(f"the relay failed while sequencing ({type(exc).__name__})")
+        finally:
+            self._refuse_queued()
+
+    async def _next_batch(self) -> list[Submission] | None:
+        if self._end_seen:
+            return None
+        first = await self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        count = len(first.entries)
+        while count < self.host.config.max_entries_per_commit and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                self._end_seen = True
+                break
+            batch.append(item)
+            count += len(item.entries)
+        return batch
+
+    async def _commit(self, batch: list[Submission]) -> None:
+        answered = 0  # every submission is answered exactly once, whatever happens
+        try:
+            first_seq = self.state.seq + 1
+            rows: list[EntryRow] = []
+            in_batch: dict[tuple[bytes, int], _Found] = {}
+            answers: list[_Answer] = []
+            for submission in batch:
+                if submission.peer.failed:
+                    answers.append(None)
+                    continue
+                try:
+                    answers.append(await self._sequence(submission.entries, rows, in_batch))
+                except RuleError as exc:
+                    log.info("%s: %s: entry rejected: %s", self.label, submission.peer.name, exc)
+                    answers.append(Refusal(REJECTED, str(exc)))
+            frames = self._frames(first_seq, rows)
+            if rows:
+                try:
+                    await self.store.append(self.space, rows, frames[-1][2])
+                except Exception as exc:
+                    log.exception("%s: storing %d entries failed", self.label, len(rows))
+                    self._fail(f"the relay could not store entries ({type(exc).__name__}): reconnect and resubmit")
+                    return
+                self.durable_seq = self.state.seq
+                self.latest_head = frames[-1][2]
+            for submission, answer in zip(batch, answers, strict=True):
+                answered += 1
+                self._answer(submission, answer)
+            for first, entries, head in frames:
+                for frame in self.host.frames_for_entries(self.space, first, entries, head):
+                    self._fan_out(frame)
+        finally:
+            for submission in batch[answered:]:
+                self._answer(submission, internal("the relay could not sequence this submission: resubmit"))
+
+    async def _sequence(
+        self, entries: list[Entry], rows: list[EntryRow], in_batch: dict[tuple[bytes, int], _Found]
+    ) -> list[tuple[int, int]]:
+        """Check and apply one submission, all or nothing; its (author_seq, seq) pairs."""
+        state = self.state
+        added: list[EntryRow] = []
+        mine: dict[tuple[bytes, int], _Found] = {}
+        results: list[tuple[int, int]] = []
+        state.begin()
+        try:
+            for entry in entries:
+                h = entry.header
+                key = (h.author, h.author_seq)
+                if h.author_seq <= state.author_seqs.get(h.author, 0):
+                    found = mine.get(key) or in_batch.get(key) or await self.store.find_entry(self.space, *key)
+                    results.append((h.author_seq, self._resent_seq(entry, found)))
+                    continue
+                seq = state.seq + 1
+                state.check(entry, seq)
+                digest = entry.digest()
+                head = next_head(state.head, seq, digest)
+                state.apply(entry, seq, head)
+                added.append(EntryRow(seq, h.author, h.author_seq, digest, head, entry.raw))
+                mine[key] = (seq, entry.raw)
+                results.append((h.author_seq, seq))
+        except BaseException:
+            state.rollback()
+            raise
+        state.commit()
+        rows.extend(added)
+        in_batch.update(mine)
+        return results
+
+    def _resent_seq(self, entry: Entry, found: _Found | None) -> int:
+        """The seq of an entry sent again (a retry after a lost ack); equivocation is refused."""
+        h = entry.header
+        if found is None:
+            raise ReplayError(f"{entry.describe()}: replayed, but the relay has no such entry stored")
+        seq, raw = found
+        if raw != entry.raw:
+            raise ReplayError(
+                f"{entry.describe()}: equivocation: author {entry.author_id} already has author_seq "
+                f"{h.author_seq} at seq {seq}, with other content"
+            )
+        return seq
+
+    def _frames(self, first_seq: int, rows: list[EntryRow]) -> list[tuple[int, list[bytes], SignedHead]]:
+        """The new entries cut into deliverable frames, each with a head signed at its last seq."""
+        raws = [row.raw for row in rows]
+        config = self.host.config
+        frames = []
+        for start, end in split_frames(raws, config.max_frame, config.max_entries_per_frame):
+            frames.append((first_seq + start, raws[start:end], self._sign(first_seq + end - 1)))
+        return frames
+
+    def _answer(self, submission: Submission, answer: _Answer) -> None:
+        peer = submission.peer
+        try:
+            if isinstance(answer, Refusal):
+                self.unsubscribe(peer)
+                peer.refuse_now(answer)
+            elif answer is not None and not peer.failed:
+                peer.write_now(self.host.encode_ack(self.space, answer))
+        except TooSlowError:
+            self.unsubscribe(peer)
+        finally:
+            peer.inflight.release()
+
+    def _fan_out(self, frame: bytes) -> None:
+        if not self.subscribers:
+            return
+        broadcast(self.subscribers, frame)
+        for peer in list(self.subscribers.values()):
+            if not peer.within_bound():
+                self.unsubscribe(peer)
+
+    # --- failure ------------------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        log.error("%s: %s; closing its %d connections, it will be reloaded from disk",
+                  self.label, reason, len(self.subscribers))
+        self.host.room_failed(self)
+        for peer in list(self.subscribers.values()):
+            peer.refuse_now(internal(reason))
+        self.subscribers.clear()
+
+    def _refuse_queued(self) -> None:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                self._answer(item, internal("the space is being reloaded after a storage failure: resubmit"))

@@ -1,0 +1,226 @@
+"""RelayServer: the websocket endpoint, the registry of loaded spaces, and the frame encoders.
+
+The relay is not trusted by its clients, and its tests prove that by running a relay that
+lies. Every frame that carries the log to a client is therefore built by one overridable
+method, so a test can subclass RelayServer into a malicious relay over a real websocket
+without touching the honest code paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+import nacl.signing
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.frames import CloseCode
+
+from encspaces import crypto
+from encspaces.errors import EncspacesError
+from encspaces.head import SignedHead, next_head
+from encspaces.identity import member_id
+from encspaces.log_state import GENESIS_SEQ, LogState
+from encspaces.messages import Ack, Entries, Welcome
+
+from .config import RelayConfig
+from .handshake import Admission
+from .keys import load_or_create_signing_key
+from .refusals import BAD_GENESIS, UNAVAILABLE, UNKNOWN_SPACE, Refusal, internal
+from .room import Room
+from .session import Session
+from .store import EntryRow, Store
+
+log = logging.getLogger("encspaces.relay")
+
+UNAVAILABLE_REASON = "relay shutting down"
+
+
+class RelayServer:
+    """The relay daemon: ``await start()`` to listen, ``await stop()`` to shut down cleanly.
+
+    Hooks for tests (override in a subclass to build a misbehaving relay). Each receives the
+    space id and returns the exact bytes sent; the honest implementation is the default:
+
+    - ``encode_welcome(space, head, anchor) -> bytes``: the Welcome after admission.
+    - ``encode_entries_frame(space, first_seq, entries, head) -> bytes``: one Entries frame
+      (entries ``first_seq..`` and the head signed at the last one). Tamper with entries,
+      first_seq or the head here; re-sign heads with ``self.signing_key`` via
+      ``SignedHead.create``.
+    - ``frames_for_entries(space, first_seq, entries, head) -> Sequence[bytes]``: the frames
+      actually sent for that run of entries, by default ``[encode_entries_frame(...)]``.
+      Return ``[]`` to drop it, several frames to replay, or hold one back and send it later
+      to reorder.
+    - ``encode_ack(space, results) -> bytes``: the Ack of one Submit, ``(author_seq, seq)`` pairs.
+
+    ``encode_welcome`` runs once per connection and the entries hooks once per catch-up
+    frame of that connection, so a stateful hook can show each client a different history.
+    A live frame is encoded once and broadcast to every subscriber of the space.
+    """
+
+    def __init__(self, config: RelayConfig, signing_key: nacl.signing.SigningKey | None = None) -> None:
+        self._config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._signing_key = signing_key or load_or_create_signing_key(config.data_dir)
+        self.public_key = bytes(self._signing_key.verify_key)
+        self.rooms: dict[bytes, Room] = {}
+        self._space_locks = _KeyedLocks()
+        self._store: Store | None = None
+        self._server: Server | None = None
+        self._stopping = False
+        self._numbers = itertools.count(1)
+        self.port: int | None = None
+
+    @property
+    def config(self) -> RelayConfig:
+        return self._config
+
+    @property
+    def signing_key(self) -> nacl.signing.SigningKey:
+        return self._signing_key
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the relay is not started")
+        return self._store
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Open the store and listen; returns the bound port (useful with port 0)."""
+        if self._server is not None:
+            raise RuntimeError("the relay is already started")
+        self._store = await Store.open(self._config.data_dir)
+        try:
+            self._server = await serve(
+                self._handle,
+                self._config.host,
+                self._config.port,
+                compression=None,  # ciphertext does not compress
+                # Room above the limit so an oversized message is read and answered with an
+                # Error frame; beyond twice the limit websockets closes with 1009 itself.
+                max_size=2 * self._config.max_frame,
+            )
+        except BaseException:
+            await self._store.close()
+            self._store = None
+            raise
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info("relay %s listening on %s:%d", member_id(self.public_key), self._config.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting, commit and ack what is queued, close every connection, close the store."""
+        server = self._server
+        if server is None or self._stopping:
+            return
+        self._stopping = True
+        log.info("relay stopping")
+        server.server.close()  # no new connections
+        await self._close_rooms()  # finish commits in flight
+        server.close(code=CloseCode.GOING_AWAY, reason=UNAVAILABLE_REASON)
+        await server.wait_closed()  # every connection closed, every handler returned
+        await self._close_rooms()  # rooms a handshake in progress opened meanwhile
+        await self.store.close()
+        self._server = None
+        log.info("relay stopped")
+
+    async def _close_rooms(self) -> None:
+        for room in list(self.rooms.values()):
+            await room.close()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        await Session(self, ws, next(self._numbers)).run()
+
+    # --- spaces -------------------------------------------------------------------------------
+
+    async def open_room(self, admission: Admission) -> Room:
+        """The loaded space, loading it from the store or creating it from the genesis."""
+        space = admission.space
+        async with self._space_locks.hold(space):
+            if self._stopping:
+                raise Refusal(UNAVAILABLE, "the relay is shutting down", CloseCode.GOING_AWAY)
+            room = self.rooms.get(space)
+            if room is None:
+                room = await self._load(space)
+            if room is None:
+                if admission.genesis is None:
+                    raise Refusal(UNKNOWN_SPACE, f"this relay hosts no space {member_id(space)}")
+                room = await self._create(admission)
+            elif admission.genesis is not None and admission.genesis.raw != room.genesis:
+                raise Refusal(BAD_GENESIS, f"space {member_id(space)} exists with another genesis entry")
+            return room
+
+    async def _load(self, space: bytes) -> Room | None:
+        try:
+            loaded = await self.store.load_space(space)
+        except EncspacesError as exc:
+            log.error("cannot load space %s: %s", member_id(space), exc)
+            raise internal("the relay cannot load this space from its store") from exc
+        if loaded is None:
+            return None
+        room = Room(self, self.store, space, loaded.state, loaded.genesis, loaded.signed_head)
+        self.rooms[space] = room
+        log.info("%s loaded at seq %d", room.label, loaded.state.seq)
+        return room
+
+    async def _create(self, admission: Admission) -> Room:
+        genesis = admission.genesis
+        assert genesis is not None
+        space = admission.space
+        digest = genesis.digest()
+        head = next_head(crypto.ZERO_HASH, GENESIS_SEQ, digest)
+        signed = SignedHead.create(self._signing_key, space, GENESIS_SEQ, head)
+        row = EntryRow(GENESIS_SEQ, genesis.header.author, genesis.header.author_seq, digest, head, genesis.raw)
+        await self.store.create_space(space, row, signed)
+        state = LogState(space)
+        state.apply(genesis, GENESIS_SEQ, head)
+        room = Room(self, self.store, space, state, genesis.raw, signed)
+        self.rooms[space] = room
+        log.info("%s created by %s", room.label, member_id(admission.member)[:12])
+        return room
+
+    def room_failed(self, room: Room) -> None:
+        """Forget a room whose memory may be ahead of its disk: the next connection reloads it."""
+        if self.rooms.get(room.space) is room:
+            del self.rooms[room.space]
+
+    # --- frame encoders: the hooks a malicious test relay overrides --------------------------
+
+    def encode_welcome(self, space: bytes, head: SignedHead, anchor: SignedHead | None) -> bytes:
+        return Welcome(head, anchor).encode()
+
+    def encode_entries_frame(self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead) -> bytes:
+        return Entries(first_seq, entries, head).encode()
+
+    def frames_for_entries(
+        self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
+    ) -> Sequence[bytes]:
+        return [self.encode_entries_frame(space, first_seq, entries, head)]
+
+    def encode_ack(self, space: bytes, results: list[tuple[int, int]]) -> bytes:
+        return Ack(results).encode()
+
+
+class _KeyedLocks:
+    """One asyncio lock per space id, existing only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[bytes, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: bytes) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

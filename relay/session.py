@@ -1,0 +1,150 @@
+"""One connection from first byte to close: challenge, hello, welcome, catch-up, submissions.
+
+Everything a client sends is hostile until proven otherwise: each message is size-checked,
+strictly decoded and matched against the one step of the flow that may accept it. Any
+problem is a Refusal: the client gets an Error frame saying why and the connection closes;
+nothing of the refused message reaches the room, so other connections and the stored log
+are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from encspaces.entry import Entry
+from encspaces.errors import ProtocolError, RuleError
+from encspaces.identity import member_id
+from encspaces.messages import CHALLENGE_SIZE, Challenge, Hello, Message, Submit, decode_message
+
+from .catchup import catch_up_and_subscribe
+from .frames import max_entry_size
+from .handshake import check_hello
+from .peer import Peer, TooSlowError
+from .refusals import MALFORMED, REJECTED, TIMEOUT, UNEXPECTED, Refusal, internal, too_large
+from .room import Room, Submission
+
+if TYPE_CHECKING:
+    from .server import RelayServer
+
+log = logging.getLogger("encspaces.relay")
+
+
+class Session:
+    def __init__(self, server: RelayServer, ws: ServerConnection, number: int) -> None:
+        self.server = server
+        self.config = server.config
+        self.peer = Peer(ws, number, server.config)
+        self.room: Room | None = None
+
+    async def run(self) -> None:
+        peer = self.peer
+        log.info("%s: open from %s", peer.name, _address(peer.ws))
+        try:
+            await self._run()
+        except Refusal as refusal:
+            log.info("%s: refused: %s: %s", peer.name, refusal.code, refusal.message)
+            await peer.refuse(refusal)
+        except (ConnectionClosed, TooSlowError):
+            pass
+        except Exception:
+            log.exception("%s: unexpected error", peer.name)
+            await peer.refuse(internal("unexpected relay error"))
+        finally:
+            if self.room is not None:
+                self.room.unsubscribe(peer)
+            await peer.finish()
+            ws = peer.ws
+            if ws.protocol.state is State.CLOSED:
+                log.info("%s: closed (code %s%s)", peer.name, ws.close_code,
+                         f", {ws.close_reason}" if ws.close_reason else "")
+            else:
+                log.info("%s: closed", peer.name)
+
+    async def _run(self) -> None:
+        ws = self.peer.ws
+        server = self.server
+        nonce = os.urandom(CHALLENGE_SIZE)
+        await ws.send(Challenge(server.public_key, nonce).encode())
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                data = await ws.recv()
+        except TimeoutError:
+            raise Refusal(TIMEOUT, f"no hello within {self.config.handshake_timeout:g} s") from None
+        hello = self._decode(data)
+        if not isinstance(hello, Hello):
+            raise Refusal(UNEXPECTED, f"expected a hello, got a {_kind(hello)} message")
+        admission = check_hello(
+            hello,
+            relay_key=server.public_key,
+            nonce=nonce,
+            now_ms=int(time.time() * 1000),
+            max_skew_ms=self.config.max_clock_skew_ms,
+            max_entry_size=max_entry_size(self.config.max_frame),
+        )
+        room = await server.open_room(admission)
+        self.room = room
+        head, anchor = await room.admit(admission.member, admission.since_seq)
+        self.peer.member = admission.member
+        log.info("%s: admitted %s to %s, since seq %d (relay at %d)", self.peer.name,
+                 member_id(admission.member)[:12], room.label, admission.since_seq, head.seq)
+        await ws.send(server.encode_welcome(room.space, head, anchor))
+        await catch_up_and_subscribe(room, self.peer, admission.since_seq)
+        async for data in ws:
+            submit = self._decode(data)
+            if not isinstance(submit, Submit):
+                raise Refusal(UNEXPECTED, f"expected a submit, got a {_kind(submit)} message")
+            entries = [self._check_entry(raw) for raw in submit.entries]
+            await self.peer.inflight.acquire()
+            if self.peer.failed:
+                self.peer.inflight.release()
+                return
+            if not room.submit(Submission(self.peer, entries)):
+                self.peer.inflight.release()
+                if room.failed:
+                    raise internal("the space is being reloaded after a storage failure: reconnect and resubmit")
+                return  # the relay is stopping: it closes this connection (1001)
+
+    def _decode(self, data: str | bytes) -> Message:
+        if isinstance(data, str):
+            raise Refusal(MALFORMED, "text frames are not part of the protocol: messages are binary msgpack")
+        limit = self.config.max_frame
+        if len(data) > limit:
+            raise too_large(f"a message of {len(data)} bytes is over the limit of {limit}")
+        try:
+            return decode_message(data, max_size=limit)
+        except ProtocolError as exc:
+            raise Refusal(MALFORMED, str(exc)) from exc
+
+    def _check_entry(self, raw: bytes) -> Entry:
+        """What can be checked without the log: size, form, signature, and that the member wrote it."""
+        limit = max_entry_size(self.config.max_frame)
+        if len(raw) > limit:
+            raise too_large(f"an entry of {len(raw)} bytes is over the limit of {limit} (it must fit in one frame)")
+        try:
+            entry = Entry.decode(raw)
+            entry.check_signature()
+        except RuleError as exc:
+            raise Refusal(REJECTED, str(exc)) from exc
+        if entry.header.author != self.peer.member:
+            raise Refusal(REJECTED, f"{entry.describe()}: a connection may only submit its own member's entries")
+        return entry
+
+
+def _kind(message: Message) -> str:
+    return type(message).__name__.lower()
+
+
+def _address(ws: ServerConnection) -> str:
+    try:
+        host, port = ws.remote_address[:2]
+    except (TypeError, ValueError):
+        return "unknown address"
+    return f"{host}:{port}"

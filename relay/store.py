@@ -1,0 +1,224 @@
+"""The relay's durable log: SQLite in WAL mode, fsynced at every commit (synchronous=FULL).
+
+An acknowledged entry must survive a crash, so acks wait for the commit; a commit costs an
+fsync, so a room hands over all the entries it accepted meanwhile and they are written in
+one transaction (shared/COSTS.md: 2k rows/s one by one, 77k rows/s in batches of 100).
+Each row keeps the chain head h(seq) so a head for any seq can be signed again without
+replaying the log, and loading a space checks that chain with hashing only: signatures were
+verified before the entries were stored.
+
+Two connections: a writer (one transaction at a time, across all spaces) and a reader for
+catch-ups and loads, which in WAL mode never waits for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from encspaces.encoding import pack, unpack
+from encspaces.entry import Entry
+from encspaces.errors import EncspacesError, StoreError
+from encspaces.head import SignedHead, next_head
+from encspaces.log_state import LogState
+
+DB_FILE = "relay.sqlite3"
+SCHEMA_VERSION = 1
+_LOAD_CHUNK = 2048
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spaces (
+    space_id    BLOB PRIMARY KEY,
+    created_ms  INTEGER NOT NULL,
+    signed_head BLOB NOT NULL          -- the latest signed head, msgpack [signed_bytes, signature]
+);
+CREATE TABLE IF NOT EXISTS entries (
+    space_id    BLOB NOT NULL,
+    seq         INTEGER NOT NULL,
+    author      BLOB NOT NULL,
+    author_seq  INTEGER NOT NULL,
+    digest      BLOB NOT NULL,
+    head        BLOB NOT NULL,         -- h(seq), the chain hash after this entry
+    raw         BLOB NOT NULL,         -- the entry's exact bytes
+    PRIMARY KEY (space_id, seq),
+    UNIQUE (space_id, author, author_seq)
+);
+"""
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One sequenced entry as stored."""
+
+    seq: int
+    author: bytes
+    author_seq: int
+    digest: bytes
+    head: bytes
+    raw: bytes
+
+    def values(self, space: bytes) -> tuple[bytes, int, bytes, int, bytes, bytes, bytes]:
+        return (space, self.seq, self.author, self.author_seq, self.digest, self.head, self.raw)
+
+
+@dataclass(frozen=True)
+class LoadedSpace:
+    """A space rebuilt from the store: its rules state, genesis bytes and latest signed head."""
+
+    state: LogState
+    genesis: bytes
+    signed_head: SignedHead
+
+
+class Store:
+    """All of the relay's spaces in one SQLite file."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()  # one transaction at a time on the writer connection
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> Store:
+        path = data_dir / DB_FILE
+        writer = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute("PRAGMA synchronous=FULL")
+            await writer.execute("PRAGMA busy_timeout=5000")
+            version = await _user_version(writer)
+            if version not in (0, SCHEMA_VERSION):
+                raise StoreError(f"relay store {path} has schema version {version}, expected {SCHEMA_VERSION}")
+            await writer.executescript(_SCHEMA)
+            await writer.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            reader = await aiosqlite.connect(path, isolation_level=None)
+        except BaseException:
+            await writer.close()
+            raise
+        await reader.execute("PRAGMA query_only=1")
+        await reader.execute("PRAGMA busy_timeout=5000")
+        return cls(path, writer, reader)
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            await self._reader.close()
+            await self._writer.close()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    async def create_space(self, space: bytes, genesis: EntryRow, signed_head: SignedHead) -> None:
+        """Store a new space and its genesis entry atomically."""
+        async with self._write_lock:
+            await self._transaction(
+                ("INSERT INTO spaces (space_id, created_ms, signed_head) VALUES (?, ?, ?)",
+                 [(space, int(time.time() * 1000), _encode_head(signed_head))]),
+                ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", [genesis.values(space)]),
+            )
+
+    async def append(self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead) -> None:
+        """Group commit: the batch's entries and the head covering them, in one transaction."""
+        async with self._write_lock:
+            await self._transaction(
+                ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", [row.values(space) for row in rows]),
+                ("UPDATE spaces SET signed_head = ? WHERE space_id = ?", [(_encode_head(signed_head), space)]),
+            )
+
+    async def _transaction(self, *statements: tuple[str, Sequence[tuple[object, ...]]]) -> None:
+        await self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in statements:
+                await self._writer.executemany(sql, rows)
+            await self._writer.execute("COMMIT")
+        except BaseException:
+            # the transaction may already be gone (the commit itself failed)
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await self._writer.execute("ROLLBACK")
+            raise
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def read_entries(self, space: bytes, first: int, last: int) -> list[bytes]:
+        """The raw entries ``first..last`` (inclusive), in log order."""
+        async with self._reader.execute(
+            "SELECT raw FROM entries WHERE space_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (space, first, last),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    async def find_entry(self, space: bytes, author: bytes, author_seq: int) -> tuple[int, bytes] | None:
+        """The seq and raw bytes of an author's entry, to answer a resubmission."""
+        async with self._reader.execute(
+            "SELECT seq, raw FROM entries WHERE space_id = ? AND author = ? AND author_seq = ?",
+            (space, author, author_seq),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    async def load_space(self, space: bytes) -> LoadedSpace | None:
+        """Rebuild a space's LogState from its stored entries, or None if the relay has no such space.
+
+        Checks that the entries form the chain their stored heads claim (contiguous seqs,
+        digests, heads), so a corrupt or tampered file is an error, not a silently wrong log.
+        """
+        async with self._reader.execute(
+            "SELECT signed_head FROM spaces WHERE space_id = ?", (space,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        where = f"relay store {self.path}, space {space.hex()[:16]}…"
+        try:
+            signed_head = SignedHead.decode(unpack(bytes(row[0]), what="stored signed head"))
+        except EncspacesError as exc:
+            raise StoreError(f"{where}: the stored signed head is corrupt: {exc}") from exc
+        state = LogState(space)
+        genesis = b""
+        async with self._reader.execute(
+            "SELECT seq, digest, head, raw FROM entries WHERE space_id = ? ORDER BY seq", (space,)
+        ) as cursor:
+            while rows := await cursor.fetchmany(_LOAD_CHUNK):
+                for seq, digest, head, raw in rows:
+                    raw = bytes(raw)
+                    _replay(state, seq, bytes(digest), bytes(head), raw, where)
+                    if seq == 1:
+                        genesis = raw
+        if state.seq == 0:
+            raise StoreError(f"{where}: the space has no entries, not even its genesis")
+        return LoadedSpace(state, genesis, signed_head)
+
+
+def _replay(state: LogState, seq: int, digest: bytes, head: bytes, raw: bytes, where: str) -> None:
+    if seq != state.seq + 1:
+        raise StoreError(f"{where}: seq {seq} follows seq {state.seq}: entries are missing")
+    try:
+        entry = Entry.decode(raw)
+    except EncspacesError as exc:
+        raise StoreError(f"{where}: entry at seq {seq} is corrupt: {exc}") from exc
+    found = entry.digest()
+    if found != digest:
+        raise StoreError(f"{where}: entry at seq {seq} has digest {found.hex()[:16]}…, stored {digest.hex()[:16]}…")
+    expected = next_head(state.head, seq, found)
+    if expected != head:
+        raise StoreError(
+            f"{where}: chain broken at seq {seq}: computed head {expected.hex()[:16]}…, stored {head.hex()[:16]}…"
+        )
+    state.apply(entry, seq, head)
+
+
+def _encode_head(signed_head: SignedHead) -> bytes:
+    return pack(signed_head.encode())
+
+
+async def _user_version(db: aiosqlite.Connection) -> int:
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return 0 if row is None else int(row[0])

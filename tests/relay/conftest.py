@@ -1,0 +1,37 @@
+"""Fixtures: a real relay on 127.0.0.1, on a free port, with its data in the test's tmp dir."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.config import RelayConfig
+from relay.server import RelayServer
+
+RelayFactory = Callable[..., Awaitable[RelayServer]]
+
+
+@pytest.fixture
+async def make_relay(tmp_path: Path) -> AsyncIterator[RelayFactory]:
+    """Start relays with config overrides (``cls=`` for a subclass); all are stopped at the end."""
+    started: list[RelayServer] = []
+
+    async def make(*, cls: type[RelayServer] = RelayServer, data_dir: Path | None = None,
+                   **overrides: Any) -> RelayServer:
+        config = RelayConfig(data_dir=data_dir or tmp_path / f"relay{len(started)}", port=0, **overrides)
+        server = cls(config)
+        await server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        await server.stop()
+
+
+@pytest.fixture
+async def relay(make_relay: RelayFactory) -> RelayServer:
+    return await make_relay()

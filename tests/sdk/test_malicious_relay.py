@@ -1,0 +1,237 @@
+"""A lying relay over a real websocket: every lie is caught, named, and nothing of it applied.
+
+The relay below is the real RelayServer with its frame hook overridden. It behaves honestly
+until a test arms an attack; the next live frame (carrying one edit by Alice) is then
+rewritten. Bob must fail with the attack's own error, keep the text he had, and refuse any
+further sync or write with the same error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+import encspaces
+from encspaces import crypto, errors
+from encspaces.encoding import pack, unpack
+from encspaces.entry import Entry, Kind, build_entry
+from encspaces.head import SignedHead, next_head
+from encspaces.messages import Entries
+from relay.server import RelayServer
+
+from .conftest import RelayHandle, wait_for
+
+Attack = Callable[["LyingRelay", bytes, int, list[bytes], SignedHead], Sequence[bytes] | None]
+
+
+class LyingRelay(RelayServer):
+    attack: Attack | None = None
+    held: list[tuple[int, list[bytes]]]
+
+    def frames_for_entries(
+        self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
+    ) -> Sequence[bytes]:
+        if self.attack is not None:
+            frames = self.attack(self, space, first_seq, entries, head)
+            if frames is not None:
+                return frames
+        return super().frames_for_entries(space, first_seq, entries, head)
+
+    def signed_frame(self, space: bytes, first_seq: int, entries: list[bytes]) -> bytes:
+        """A frame that chains from the honest head before ``first_seq``, validly re-signed."""
+        h = self.rooms[space].state.heads[first_seq - 1]
+        for i, raw in enumerate(entries):
+            h = next_head(h, first_seq + i, Entry.decode(raw).digest())
+        head = SignedHead.create(self.signing_key, space, first_seq + len(entries) - 1, h)
+        return Entries(first_seq, entries, head).encode()
+
+
+def reencode(entry: Entry, *, header: bytes | None = None, sig: bytes | None = None, body: bytes | None = None) -> bytes:
+    return pack([header or entry.header_bytes, entry.body_hash, sig or entry.signature,
+                 entry.body if body is None else body])
+
+
+def data_entry(identity: encspaces.Identity, space: encspaces.Space, *, author_seq: int = 1,
+               parent_seq: int | None = None) -> bytes:
+    """A well-formed data entry by ``identity`` against ``space``'s current verified head."""
+    p = space.seq if parent_seq is None else parent_seq
+    return build_entry(
+        identity, space=space.space_bytes, author_seq=author_seq, epoch=1, kind=Kind.DATA,
+        parent_seq=p, parent_hash=space.head if parent_seq is None else crypto.ZERO_HASH,
+        payload=b"\x00", epoch_key=crypto.random_key(),
+    ).raw
+
+
+# --- the attacks: each rewrites the first live frame after arming ----------------------------
+
+
+def tamper_ciphertext(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    e = Entry.decode(entries[-1])
+    body = bytearray(e.body)
+    body[-1] ^= 1
+    return [r.signed_frame(space, first, [*entries[:-1], reencode(e, body=bytes(body))])]
+
+
+def tamper_header(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    e = Entry.decode(entries[-1])
+    items = unpack(e.header_bytes)
+    items[8] += 1  # the author's timestamp
+    return [r.signed_frame(space, first, [*entries[:-1], reencode(e, header=pack(items))])]
+
+
+def forge_signature(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    e = Entry.decode(entries[-1])
+    forger = encspaces.Identity.generate()
+    sig = forger.sign(crypto.CTX_ENTRY_SIG, e.header_bytes + e.body_hash)
+    return [r.signed_frame(space, first, [*entries[:-1], reencode(e, sig=sig)])]
+
+
+def bad_relay_signature(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    sig = bytearray(head.signature)
+    sig[0] ^= 1
+    forged = SignedHead(head.space, head.seq, head.head, head.time_ms, head.signed_bytes, bytes(sig))
+    return [Entries(first, entries, forged).encode()]
+
+
+def broken_chain(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    wrong = SignedHead.create(r.signing_key, space, head.seq, crypto.hash_parts(b"wrong", head.head))
+    return [Entries(first, entries, wrong).encode()]
+
+
+def skip_a_seq(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    return [Entries(first + 1, entries, SignedHead.create(r.signing_key, space, head.seq + 1, head.head)).encode()]
+
+
+def hold_then(combine: Callable[[list[bytes], list[bytes]], list[bytes]]) -> Attack:
+    """Hold back the first armed frame; when the next arrives, send ``combine(first, second)``."""
+
+    def attack(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+        if not r.held:
+            r.held.append((first, entries))
+            return []
+        held_first, held_entries = r.held[0]
+        return [r.signed_frame(space, held_first, combine(held_entries, entries))]
+
+    return attack
+
+
+def inject(make: Callable[[LyingRelay], bytes]) -> Attack:
+    def attack(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+        return [r.signed_frame(space, first, [*entries, make(r)])]
+
+    return attack
+
+
+# --- the harness ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def lying(tmp_path: Path):  # type: ignore[no-untyped-def]
+    handle = RelayHandle(tmp_path / "relay", LyingRelay)
+    server = await handle.start()
+    assert isinstance(server, LyingRelay)
+    server.held = []
+    alice_id, bob_id, carol_id = (encspaces.Identity.generate() for _ in range(3))
+    alice = await encspaces.create_space(handle.url, alice_id, data_dir=tmp_path / "a")
+    await alice.add_member(bob_id.public)
+    await alice.add_member(carol_id.public)
+    bob = await encspaces.connect(handle.url, bob_id, alice.id, data_dir=tmp_path / "b")
+    alice.text("doc").insert(0, "honest text")
+    await alice.sync()
+    await wait_for(lambda: str(bob.text("doc")) == "honest text", what="bob sees the honest edit")
+    try:
+        yield server, alice, bob, carol_id
+    finally:
+        await alice.close()
+        await bob.close()
+        await handle.stop()
+
+
+async def run_attack(lying, attack: Attack, edits: int = 1) -> tuple[encspaces.Space, str]:  # type: ignore[no-untyped-def]
+    server, alice, bob, _ = lying
+    before = str(bob.text("doc"))
+    seq_before = bob.seq
+    state = server.rooms[alice.space_bytes].state
+    me = alice.identity.public.sign_key
+    server.attack = attack
+    for i in range(edits):
+        target = state.author_seqs[me] + 1
+        alice.text("doc").insert(0, f"edit {i} ")
+        await wait_for(lambda t=target: state.author_seqs[me] >= t, what="the relay to sequence the edit")
+    await wait_for(lambda: bob.error is not None, what="bob to detect the attack")
+    assert str(bob.text("doc")) == before, "nothing of the lying frame may be applied"
+    assert bob.seq == seq_before
+    return bob, before
+
+
+async def assert_stays_failed(bob: encspaces.Space, cls: type[errors.VerificationError]) -> None:
+    assert isinstance(bob.error, cls), f"expected {cls.__name__}, got {type(bob.error).__name__}: {bob.error}"
+    with pytest.raises(cls):
+        await bob.sync()
+    with pytest.raises(cls):
+        bob.text("doc").insert(0, "x")
+
+
+@pytest.mark.parametrize(
+    ("attack", "error", "words"),
+    [
+        (tamper_ciphertext, errors.BodyDigestError, "body hash mismatch"),
+        (tamper_header, errors.AuthorSignatureError, "signature does not verify"),
+        (forge_signature, errors.AuthorSignatureError, "signature does not verify"),
+        (bad_relay_signature, errors.RelaySignatureError, "relay's signature"),
+        (broken_chain, errors.ChainError, "do not chain"),
+        (skip_a_seq, errors.ChainError, "missing"),
+    ],
+)
+async def test_rewritten_frame_is_caught(lying, attack: Attack, error: type[errors.VerificationError],  # type: ignore[no-untyped-def]
+                                         words: str) -> None:
+    bob, _ = await run_attack(lying, attack)
+    await assert_stays_failed(bob, error)
+    assert words in str(bob.error)
+
+
+async def test_entry_by_non_member(lying) -> None:  # type: ignore[no-untyped-def]
+    _, _, bob, _ = lying
+    outsider = encspaces.Identity.generate()
+    bob_space = bob
+    bob, _ = await run_attack(lying, inject(lambda r: data_entry(outsider, bob_space)))
+    await assert_stays_failed(bob, errors.MembershipError)
+    assert outsider.member_id in str(bob.error)
+
+
+async def test_replayed_entry(lying) -> None:  # type: ignore[no-untyped-def]
+    server, alice, _, _ = lying
+    seq = server.rooms[alice.space_bytes].state.seq
+    (replayed,) = await server.store.read_entries(alice.space_bytes, seq, seq)  # Alice's last edit
+    bob, _ = await run_attack(lying, inject(lambda r: replayed))
+    await assert_stays_failed(bob, errors.ReplayError)
+    assert "replayed" in str(bob.error)
+
+
+async def test_swapped_entries_of_one_author(lying) -> None:  # type: ignore[no-untyped-def]
+    bob, _ = await run_attack(lying, hold_then(lambda a, b: [*b, *a]), edits=2)
+    await assert_stays_failed(bob, errors.ReorderError)
+
+
+async def test_dropped_entry_resequenced(lying) -> None:  # type: ignore[no-untyped-def]
+    bob, _ = await run_attack(lying, hold_then(lambda a, b: b), edits=2)
+    await assert_stays_failed(bob, errors.AuthorSeqGapError)
+    assert "dropped" in str(bob.error)
+
+
+async def test_parent_in_the_future(lying) -> None:  # type: ignore[no-untyped-def]
+    _, _, bob, carol_id = lying
+    bob_space = bob
+
+    def future_parent(r: LyingRelay) -> bytes:
+        return build_entry(
+            carol_id, space=bob_space.space_bytes, author_seq=1, epoch=1, kind=Kind.DATA,
+            parent_seq=bob_space.seq + 50, parent_hash=crypto.ZERO_HASH, payload=b"\x00",
+            epoch_key=crypto.random_key(),
+        ).raw
+
+    bob, _ = await run_attack(lying, inject(future_parent))
+    await assert_stays_failed(bob, errors.ParentError)
+    assert "not below" in str(bob.error)
