@@ -6,19 +6,40 @@ anything is applied.
 """
 
 from . import errors
-from .document import SharedText, TextChange
+from .document import (
+    Change,
+    KeyChange,
+    ListChange,
+    MapChange,
+    SharedList,
+    SharedMap,
+    SharedTable,
+    SharedText,
+    TableChange,
+    TextChange,
+    TextRange,
+)
 from .identity import Identity, PublicIdentity
 from .membership import Member, Role
 from .space import Space, connect, create_space
 
 __all__ = [
+    "Change",
     "Identity",
+    "KeyChange",
+    "ListChange",
+    "MapChange",
     "Member",
     "PublicIdentity",
     "Role",
+    "SharedList",
+    "SharedMap",
+    "SharedTable",
     "SharedText",
     "Space",
+    "TableChange",
     "TextChange",
+    "TextRange",
     "connect",
     "create_space",
     "errors",

@@ -4,26 +4,77 @@ One space is one pycrdt document. Every local transaction yields a Yjs update th
 encrypted, signed and sent; remote updates are applied only after verification and must not
 be sent back. pycrdt does not pass a transaction's origin to document observers, so a flag
 raised around remote applications tells the two apart.
+
+The document also hands out the shared objects (texts, lists, maps, tables) as cached
+wrappers, groups edits into transactions, and turns every change to an object into one typed
+event on ``changes()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+import builtins
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pycrdt
 
+from .shared.array import SharedList
+from .shared.changes import (
+    Change,
+    KeyChange,
+    ListChange,
+    MapChange,
+    NestedChange,
+    TableChange,
+    TextChange,
+    TextRange,
+)
+from .shared.events import appeared, change_from_events
+from .shared.feed import ChangeFeed, ChangeStream
+from .shared.kinds import KINDS, ObjectKind, ObjectKindError, check_name, parse_root_name, root_name
+from .shared.mapping import SharedMap
+from .shared.table import SharedTable
+from .shared.text import SharedText
 
-@dataclass(frozen=True)
-class TextChange:
-    """One change to a shared text: a Yjs delta (retain / insert / delete items)."""
+log = logging.getLogger("encspaces.document")
 
-    text: str  # the text's name
-    delta: list[dict[str, Any]]
-    local: bool
-    author: str | None  # member id of the remote author; None for local changes
+SharedObject = SharedText | SharedList | SharedMap | SharedTable
+Guard = Callable[[], None]
+
+_ROOT_TYPES: dict[ObjectKind, type[pycrdt.Text] | type[pycrdt.Array[Any]] | type[pycrdt.Map[Any]]] = {
+    "text": pycrdt.Text,
+    "list": pycrdt.Array,
+    "map": pycrdt.Map,
+    "table": pycrdt.Map,
+}
+
+_WRAPPERS: dict[ObjectKind, Callable[[str, Any, Guard, ChangeFeed], SharedObject]] = {
+    "text": SharedText,
+    "list": SharedList,
+    "map": SharedMap,
+    "table": SharedTable,
+}
+
+
+class _Stale:
+    """Marks a shape not kept up to date because no stream was listening."""
+
+
+_STALE = _Stale()
+
+
+def _shape(kind: ObjectKind, root: Any) -> str | frozenset[str] | None:
+    """The part of an object's state its next change is described against (see ``Document._before``)."""
+    if kind == "text":
+        return str(root)
+    if kind == "list":
+        return None
+    if kind == "map":
+        return frozenset(root.keys())
+    return frozenset(key for key, value in root.items() if isinstance(value, pycrdt.Map))
 
 
 class Document:
@@ -34,15 +85,44 @@ class Document:
         self._on_local_update = on_local_update
         self._remote_author: str | None = None
         self._applying_remote = False
-        self._texts: dict[str, SharedText] = {}
+        self._feed = ChangeFeed()
+        self._feed.on_listen = self._refresh_stale
+        self._objects: dict[str, SharedObject] = {}  # name -> the wrapper handed out for it
+        self._known: set[str] = set()  # root names of every object opened here or seen arrive
+        self._watched: dict[str, pycrdt.Subscription] = {}  # root name -> its deep observer
+        # What each observed root looked like after its last change, to describe the next one:
+        # a text's content (yrs counts in bytes) and a map's or table's keys (yrs events can omit them).
+        self._before: dict[str, str | frozenset[str] | _Stale | None] = {}
+        self._depth = 0  # open transaction() blocks
+        self._deferred: builtins.list[tuple[bytes, str | None]] = []
         self.doc.observe(self._observe)
 
     def _observe(self, event: pycrdt.TransactionEvent) -> None:
         if not self._applying_remote:
             self._on_local_update(event.update)
 
+    # --- remote updates --------------------------------------------------------------------
+
     def apply_remote(self, update: bytes, author: str | None) -> None:
-        """Apply a verified update; raises ValueError when the bytes are not a valid update."""
+        """Apply a verified update; raises ValueError when the bytes are not a valid update.
+
+        Inside a ``transaction()`` block (which an application may hold across an ``await``)
+        the update is checked now and applied when the block ends, so remote edits never land
+        in the middle of a local group.
+        """
+        if self._depth:
+            try:
+                pycrdt.get_state(update)  # decodes the whole update without applying it
+            except BaseException as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
+                    raise
+                raise ValueError(f"not a valid document update: {exc}") from exc
+            self._deferred.append((update, author))
+            return
+        self._apply(update, author)
+        self._discover(author)
+
+    def _apply(self, update: bytes, author: str | None) -> None:
         self._applying_remote = True
         self._remote_author = author
         try:
@@ -55,75 +135,188 @@ class Document:
         finally:
             self._applying_remote = False
             self._remote_author = None
+            for obj in self._objects.values():
+                if isinstance(obj, SharedText):
+                    obj.forget_ascii()
+
+    def _apply_deferred(self) -> None:
+        while self._deferred:
+            update, author = self._deferred.pop(0)
+            try:
+                self._apply(update, author)
+            except ValueError as exc:
+                log.warning("remote update by %s could not be applied, skipped: %s", author, exc)
+            self._discover(author)
 
     @property
     def remote_author(self) -> str | None:
+        """The member whose update is being applied right now; None outside ``apply_remote``."""
         return self._remote_author
 
     def state(self) -> bytes:
         return self.doc.get_update()
 
-    def text(self, name: str, guard: Callable[[], None]) -> SharedText:
-        shared = self._texts.get(name)
-        if shared is None:
-            shared = SharedText(self, name, self.doc.get(name, type=pycrdt.Text), guard)
-            self._texts[name] = shared
-        return shared
+    # --- transactions ----------------------------------------------------------------------
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group edits: everything done inside becomes one Yjs update, so one entry.
 
-class SharedText:
-    """A collaborative text. Edits apply locally at once and reach others once verified."""
-
-    def __init__(self, document: Document, name: str, ytext: pycrdt.Text, guard: Callable[[], None]) -> None:
-        self._document = document
-        self.name = name
-        self._ytext = ytext
-        self._guard = guard
-        self._queues: list[asyncio.Queue[TextChange]] = []
-        ytext.observe(self._observe)
-
-    def _observe(self, event: pycrdt.TextEvent) -> None:
-        local = event.transaction.origin != "remote"
-        delta: list[dict[str, Any]] = list(getattr(event, "delta", []))
-        change = TextChange(self.name, delta, local, None if local else self._document.remote_author)
-        for queue in self._queues:
-            queue.put_nowait(change)
-
-    def insert(self, index: int, s: str) -> None:
-        self._guard()
-        self._check_index(index)
-        self._ytext.insert(index, s)
-
-    def delete(self, index: int, length: int) -> None:
-        self._guard()
-        self._check_index(index)
-        if length < 0 or index + length > len(self._ytext):
-            raise IndexError(f"cannot delete {length} characters at {index} from a text of length {len(self._ytext)}")
-        if length:
-            del self._ytext[index : index + length]
-
-    def _check_index(self, index: int) -> None:
-        if not 0 <= index <= len(self._ytext):
-            raise IndexError(f"index {index} is outside the text (length {len(self._ytext)})")
-
-    def __str__(self) -> str:
-        return str(self._ytext)
-
-    def __len__(self) -> int:
-        return len(self._ytext)
-
-    def __repr__(self) -> str:
-        return f"SharedText({self.name!r}, {len(self)} characters)"
-
-    async def changes(self) -> AsyncIterator[TextChange]:
-        """Every change from now on, local and remote, in the order they were applied."""
-        queue: asyncio.Queue[TextChange] = asyncio.Queue()
-        self._queues.append(queue)
+        Blocks nest (only the outermost one commits). Yjs cannot roll back, so edits made
+        before an exception inside the block are kept and sent. Nothing is sent until the
+        block ends, so awaiting ``sync()`` inside one would wait for itself.
+        """
+        self._depth += 1
         try:
-            while True:
-                yield await queue.get()
+            with self.doc.transaction():
+                yield
         finally:
-            self._queues.remove(queue)
+            self._depth -= 1
+            if not self._depth:
+                self._apply_deferred()
+
+    # --- shared objects --------------------------------------------------------------------
+
+    def text(self, name: str, guard: Guard) -> SharedText:
+        obj = self._open(name, "text", guard)
+        assert isinstance(obj, SharedText)
+        return obj
+
+    def list(self, name: str, guard: Guard) -> SharedList:
+        obj = self._open(name, "list", guard)
+        assert isinstance(obj, SharedList)
+        return obj
+
+    def map(self, name: str, guard: Guard) -> SharedMap:
+        obj = self._open(name, "map", guard)
+        assert isinstance(obj, SharedMap)
+        return obj
+
+    def table(self, name: str, guard: Guard) -> SharedTable:
+        obj = self._open(name, "table", guard)
+        assert isinstance(obj, SharedTable)
+        return obj
+
+    def objects(self) -> builtins.list[tuple[str, ObjectKind]]:
+        """Every shared object in the document, opened here or created by others, as (name, kind)."""
+        found = [parsed for root in self._root_keys() if (parsed := parse_root_name(root)) is not None]
+        return sorted((name, kind) for kind, name in found)
+
+    def _open(self, name: str, kind: ObjectKind, guard: Guard) -> SharedObject:
+        """The cached wrapper for ``name``; the guard given first is the one it keeps."""
+        existing = self._objects.get(check_name(name))
+        if existing is not None:
+            if existing.kind != kind:
+                raise ObjectKindError(f"{name!r} is a {existing.kind} in this space, not a {kind}")
+            return existing
+        roots = self._root_keys()
+        others = [other for other in KINDS if other != kind and root_name(other, name) in roots]
+        if others and root_name(kind, name) not in roots:
+            raise ObjectKindError(f"{name!r} is a {others[0]} in this space, not a {kind}")
+        obj = _WRAPPERS[kind](name, self._root(kind, name), guard, self._feed)
+        self._objects[name] = obj
+        return obj
+
+    def _root_keys(self) -> set[str]:
+        return set(self.doc.keys())
+
+    def _root(self, kind: ObjectKind, name: str) -> Any:
+        """The root holding the object; observed once anyone listens for changes.
+
+        Building pycrdt's deep events cost about half of every keystroke, so an application
+        that never asks for changes never pays for them.
+        """
+        key = root_name(kind, name)
+        root = self.doc.get(key, type=_ROOT_TYPES[kind])
+        self._known.add(key)
+        if key not in self._watched and self._feed.listening:
+            self._before[key] = _shape(kind, root)
+            self._watched[key] = root.observe_deep(self._observer(kind, name, root))
+        return root
+
+    def _refresh_stale(self) -> None:
+        """A stream is starting: observe every object, and describe changes from its state now."""
+        for key in self._known:
+            parsed = parse_root_name(key)
+            if parsed is None:
+                continue
+            kind, name = parsed
+            root = self.doc.get(key, type=_ROOT_TYPES[kind])
+            if key not in self._watched:
+                self._watched[key] = root.observe_deep(self._observer(kind, name, root))
+                self._before[key] = _shape(kind, root)
+            elif self._before.get(key) is _STALE:
+                self._before[key] = _shape(kind, root)
+
+    def _discover(self, author: str | None) -> None:
+        """Start watching objects a remote update created, and report their arrival as a change."""
+        for key in sorted(self._root_keys()):
+            if key in self._known or (parsed := parse_root_name(key)) is None:
+                continue
+            kind, name = parsed
+            root = self._root(kind, name)
+            if self._feed.listening:
+                try:
+                    change = appeared(kind, name, root, False, author)
+                except Exception:  # reading a hostile document must not break applying it
+                    log.exception("could not describe new %s %r", kind, name)
+                    continue
+                if change is not None:
+                    self._feed.publish(change)
+
+    def _observer(self, kind: ObjectKind, name: str, root: Any) -> Callable[[builtins.list[Any]], None]:
+        key = root_name(kind, name)
+
+        def observe(events: builtins.list[Any]) -> None:
+            if not self._feed.listening:
+                # A text's shape is its whole content: recomputing it on every keystroke nobody
+                # listens to made typing quadratic. It is refreshed when a stream starts.
+                self._before[key] = _STALE
+                return
+            try:
+                before = self._before.get(key)
+                now = self._before[key] = _shape(kind, root)
+                remote = self._applying_remote
+                author = self._remote_author if remote else None
+                change = change_from_events(kind, name, events, not remote, author, before, now, root)
+            except Exception:  # an exception here would surface from pycrdt's commit, far from its cause
+                log.exception("could not describe a change to %s %r", kind, name)
+                return
+            if change is not None:
+                self._feed.publish(change)
+
+        return observe
+
+    # --- change events ---------------------------------------------------------------------
+
+    def changes(self, name: str | None = None, kind: ObjectKind | None = None) -> ChangeStream[Change]:
+        """Typed changes from now on, to every object (or those of ``name``/``kind``), in applied order.
+
+        The stream subscribes when it is created, so nothing between this call and the first
+        ``await`` is missed; drop it or call ``close()`` when done.
+        """
+
+        def select(change: Change) -> Change | None:
+            if (name is None or change.name == name) and (kind is None or change.kind == kind):
+                return change
+            return None
+
+        return self._feed.stream(select)
 
 
-__all__ = ["Document", "SharedText", "TextChange"]
+__all__ = [
+    "Change",
+    "Document",
+    "KeyChange",
+    "ListChange",
+    "MapChange",
+    "NestedChange",
+    "ObjectKindError",
+    "SharedList",
+    "SharedMap",
+    "SharedTable",
+    "SharedText",
+    "TableChange",
+    "TextChange",
+    "TextRange",
+]

@@ -33,11 +33,15 @@ def unpack(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE, what: str = "mes
             raw=False,
             strict_map_key=True,
             use_list=True,
-            max_ext_len=0,
+            ext_hook=_refuse_ext,
         )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
             UnicodeDecodeError) as exc:
         raise ProtocolError(f"{what}: not valid msgpack ({exc})") from exc
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not part of the protocol")
 
 
 def as_list(value: Any, what: str, length: int | None = None) -> list[Any]:

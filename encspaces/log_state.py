@@ -104,6 +104,8 @@ class LogState:
             raise EpochError(f"{who}: under epoch {h.epoch}, expected the current epoch {self.epoch}")
         if h.kind is Kind.DATA and not h.nonce:
             raise MalformedEntryError(f"{who}: a data entry needs a nonce")
+        if h.kind.is_control and h.nonce:
+            raise MalformedEntryError(f"{who}: a control entry is not encrypted and carries no nonce")
         if h.kind is Kind.ADD_MEMBER:
             # after author_seq, so that a replayed add_member is a ReplayError, not "already a member"
             body = AddMemberBody.decode(entry.body)

@@ -10,9 +10,12 @@ raises it.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +27,14 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from . import crypto
-from .document import Document, SharedText
+from .document import (
+    Change,
+    Document,
+    SharedList,
+    SharedMap,
+    SharedTable,
+    SharedText,
+)
 from .encoding import DEFAULT_MAX_MESSAGE
 from .entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
 from .errors import (
@@ -40,6 +50,8 @@ from .log_state import space_id_of
 from .membership import Member, Role, add_member_body, genesis_body
 from .messages import Challenge, decode_message
 from .session import Acked, BecameLive, ClientSession, Send, SessionState, Verified
+from .shared.feed import ChangeStream
+from .shared.kinds import ObjectKind
 from .store import LocalStore
 from .verifier import LogVerifier, VerifiedEntry
 
@@ -47,6 +59,9 @@ log = logging.getLogger("encspaces.client")
 
 BATCH_DELAY = 0.005  # seconds local edits are merged before they become one entry
 MAX_BATCH_UPDATE = MAX_ENTRY_SIZE // 2  # leave room for header, tag and framing
+# pycrdt's merge_updates is superlinear in the number of updates (shared/COSTS.md): a fast
+# typist's batch is cut into entries of at most this many transactions.
+MAX_BATCH_COUNT = 256
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 5.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
@@ -97,9 +112,9 @@ class Space:
         self._me = identity.public.sign_key
         self._genesis: bytes | None = None
         # Local edits: updates not yet in an entry, then signed entries not yet in the verified log.
-        self._updates: list[bytes] = []
+        self._updates: builtins.list[bytes] = []
         self._batch_timer: asyncio.TimerHandle | None = None
-        self._outbox: list[Entry] = []
+        self._outbox: builtins.list[Entry] = []
         self._last_author_seq = 0  # newest author_seq we created (in doc already)
         self._sent_through = 0  # author_seq sent on the current connection
         self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
@@ -116,7 +131,7 @@ class Space:
         self._pending = _Pending()
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
-        self.skipped: list[VerifiedEntry] = self._verifier.skipped
+        self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
 
     # --- public API ------------------------------------------------------------------------
 
@@ -147,7 +162,39 @@ class Space:
         return self._document.doc
 
     def text(self, name: str) -> SharedText:
+        """The shared text ``name`` (created on first write)."""
         return self._document.text(name, self._check_writable)
+
+    def list(self, name: str) -> SharedList:
+        """The shared list ``name``: plain values or nested maps and lists."""
+        return self._document.list(name, self._check_writable)
+
+    def map(self, name: str) -> SharedMap:
+        """The shared map ``name``: a dict-like object."""
+        return self._document.map(name, self._check_writable)
+
+    def table(self, name: str) -> SharedTable:
+        """The shared table ``name``: rows with generated ids, merged column by column."""
+        return self._document.table(name, self._check_writable)
+
+    def objects(self) -> builtins.list[tuple[str, str]]:
+        """Every shared object in the space as (name, kind)."""
+        return [(name, str(kind)) for name, kind in self._document.objects()]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several edits into one entry (one signature, applied atomically by others).
+
+        Nothing is sent before the block ends, so do not await ``sync()`` inside it.
+        """
+        self._check_writable()
+        with self._document.transaction():
+            yield
+        self._flush_batch()
+
+    def changes(self, name: str | None = None, kind: ObjectKind | None = None) -> ChangeStream[Change]:
+        """Typed change events from now on (local and remote, with the remote author's member id)."""
+        return self._document.changes(name, kind)
 
     async def add_member(self, public_identity: PublicIdentity | str, role: str | Role = Role.WRITER) -> None:
         """Add a member (admins only); returns once the membership entry is verified in the log."""
@@ -170,6 +217,15 @@ class Space:
         self._flush_batch()
         target = self._last_author_seq
         while self._verifier.state.author_seqs.get(self._me, 0) < target:
+            self._raise_if_failed()
+            self._progress.clear()
+            await self._progress.wait()
+        self._raise_if_failed()
+
+    async def wait_for_seq(self, seq: int) -> None:
+        """Return once the verified log reaches ``seq`` (for instance another member's ``seq``)."""
+        self._check_open()
+        while self._verifier.seq < seq:
             self._raise_if_failed()
             self._progress.clear()
             await self._progress.wait()
@@ -228,7 +284,9 @@ class Space:
 
     def _on_local_update(self, update: bytes) -> None:
         self._updates.append(update)
-        if self._batch_timer is None:
+        if len(self._updates) >= MAX_BATCH_COUNT:
+            self._flush_batch()
+        elif self._batch_timer is None:
             self._batch_timer = asyncio.get_running_loop().call_later(BATCH_DELAY, self._flush_batch)
 
     def _flush_batch(self) -> None:
@@ -238,7 +296,7 @@ class Space:
         if not self._updates or self.error is not None:
             return
         updates, self._updates = self._updates, []
-        group: list[bytes] = []
+        group: builtins.list[bytes] = []
         size = 0
         for update in updates:
             if group and size + len(update) > MAX_BATCH_UPDATE:
@@ -277,7 +335,7 @@ class Space:
             return
         self._sent_through = self._outbox[-1].header.author_seq
         # Several messages when many entries queued up offline: stay under the frame limit.
-        chunk: list[bytes] = []
+        chunk: builtins.list[bytes] = []
         size = 0
         for raw in unsent:
             if chunk and size + len(raw) > DEFAULT_MAX_MESSAGE // 2:
@@ -289,7 +347,7 @@ class Space:
 
     # --- verified entries -> document ------------------------------------------------------
 
-    def _apply_verified(self, results: list[VerifiedEntry]) -> None:
+    def _apply_verified(self, results: builtins.list[VerifiedEntry]) -> None:
         for result in results:
             if not result.late:
                 self._pending.log.append((result.seq, result.entry.raw, result.head))

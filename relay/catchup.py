@@ -1,9 +1,10 @@
 """Bring a new connection from its seq to the live stream without a gap or a duplicate.
 
 The bulk is read from the store and sent with backpressure (``await send``) *without* the
-room lock, so a long catch-up never delays commits. Once the connection is within a frame
-of the durable head, the rest is sent under the lock, synchronously, and the connection
-joins the subscribers in the same critical section: the committer holds that lock while it
+room lock, so a long catch-up never delays commits. Once the connection has reached the
+durable head, what was committed meanwhile (usually nothing, at most a batch or two) is sent
+under the lock, synchronously, and the connection joins the subscribers in the same
+critical section: the committer holds that lock while it
 commits and fans out, so every entry reaches the connection exactly once, in order.
 """
 
@@ -21,9 +22,10 @@ async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int) -> None
     A client ahead of the relay (``since_seq`` past its log: a rollback the client detects
     from the Welcome) gets nothing to catch up and stays connected.
     """
-    step = room.host.config.max_entries_per_frame
     sent = since_seq
-    while room.durable_seq - sent > step:
+    # With backpressure until caught up; if commits outpace the client this goes on while it
+    # keeps reading, which costs the relay nothing but reads.
+    while room.durable_seq > sent:
         sent = await _send_range(room, peer, sent + 1, room.durable_seq, wait=True)
     async with room.lock:
         if room.durable_seq > sent:
@@ -41,9 +43,9 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
     seq = first
     while seq <= last:
         chunk_last = min(last, seq + config.max_entries_per_frame - 1)
-        raws = await room.store.read_entries(room.space, seq, chunk_last)
-        if len(raws) != chunk_last - seq + 1:
-            raise internal(f"the relay's store returned {len(raws)} entries for seqs {seq}..{chunk_last}")
+        raws = await room.store.read_entries(room.space, seq, chunk_last, config.max_frame)
+        if not raws:
+            raise internal(f"the relay's store has no entry at seq {seq} (durable through {room.durable_seq})")
         for start, end in split_frames(raws, config.max_frame, config.max_entries_per_frame):
             head = room.signed_head(seq + end - 1)
             for frame in room.host.frames_for_entries(room.space, seq + start, raws[start:end], head):
@@ -51,5 +53,5 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
                     await peer.ws.send(frame)
                 else:
                     peer.write_now(frame)
-        seq = chunk_last + 1
+        seq += len(raws)
     return last

@@ -28,8 +28,8 @@ TOO_SLOW_REASON = "too slow"
 _MAX_ERROR_MESSAGE = 2000  # clients accept error messages up to 2048 characters
 
 
-class TooSlowError(Exception):
-    """The peer was closed for not reading fast enough; its session just ends."""
+class PeerGoneError(Exception):
+    """The peer is closing (too slow, refused, or gone): stop writing to it; its session just ends."""
 
 
 class Peer:
@@ -65,12 +65,12 @@ class Peer:
         return False
 
     def write_now(self, data: bytes) -> None:
-        """Queue one message without waiting for the socket; raises TooSlowError past the bound."""
+        """Queue one message without waiting for the socket; PeerGoneError if closing or past the bound."""
         if not self.is_open:
-            raise TooSlowError(f"{self.name} is closing")
+            raise PeerGoneError(f"{self.name} is closing")
         broadcast([self.ws], data)
         if not self.within_bound():
-            raise TooSlowError(f"{self.name} does not read fast enough")
+            raise PeerGoneError(f"{self.name} does not read fast enough")
 
     def refuse_now(self, refusal: Refusal) -> None:
         """From another task (the committer): send the Error frame and close, without waiting."""

@@ -40,3 +40,8 @@ def internal(message: str) -> Refusal:
 
 def too_large(message: str) -> Refusal:
     return Refusal(TOO_LARGE, message, CloseCode.MESSAGE_TOO_BIG)
+
+
+def unavailable() -> Refusal:
+    """The relay is shutting down: nothing is wrong with the client, which should reconnect."""
+    return Refusal(UNAVAILABLE, "the relay is shutting down: reconnect and resubmit", CloseCode.GOING_AWAY)

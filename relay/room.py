@@ -34,7 +34,7 @@ from encspaces.log_state import LogState
 
 from .config import RelayConfig
 from .frames import split_frames
-from .peer import Peer, TooSlowError
+from .peer import Peer, PeerGoneError
 from .refusals import NOT_A_MEMBER, REJECTED, Refusal, internal
 from .store import EntryRow, Store
 
@@ -74,6 +74,8 @@ _Found = tuple[int, bytes]  # seq, raw bytes of an entry already sequenced
 
 
 class Room:
+    """A loaded space; created by the server, which forgets it when it fails."""
+
     def __init__(
         self, host: RoomHost, store: Store, space: bytes, state: LogState, genesis: bytes, latest: SignedHead
     ) -> None:
@@ -284,7 +286,7 @@ class Room:
                 peer.refuse_now(answer)
             elif answer is not None and not peer.failed:
                 peer.write_now(self.host.encode_ack(self.space, answer))
-        except TooSlowError:
+        except PeerGoneError:
             self.unsubscribe(peer)
         finally:
             peer.inflight.release()

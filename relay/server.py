@@ -28,7 +28,7 @@ from encspaces.messages import Ack, Entries, Welcome
 from .config import RelayConfig
 from .handshake import Admission
 from .keys import load_or_create_signing_key
-from .refusals import BAD_GENESIS, UNAVAILABLE, UNKNOWN_SPACE, Refusal, internal
+from .refusals import BAD_GENESIS, UNKNOWN_SPACE, Refusal, internal, unavailable
 from .room import Room
 from .session import Session
 from .store import EntryRow, Store
@@ -103,6 +103,9 @@ class RelayServer:
                 # Room above the limit so an oversized message is read and answered with an
                 # Error frame; beyond twice the limit websockets closes with 1009 itself.
                 max_size=2 * self._config.max_frame,
+                # Messages read ahead per connection (each up to max_size) while a session
+                # waits, e.g. for its in-flight submissions to be committed.
+                max_queue=4,
             )
         except BaseException:
             await self._store.close()
@@ -142,7 +145,7 @@ class RelayServer:
         space = admission.space
         async with self._space_locks.hold(space):
             if self._stopping:
-                raise Refusal(UNAVAILABLE, "the relay is shutting down", CloseCode.GOING_AWAY)
+                raise unavailable()
             room = self.rooms.get(space)
             if room is None:
                 room = await self._load(space)

@@ -145,11 +145,30 @@ class Store:
 
     # --- reading ------------------------------------------------------------------------------
 
-    async def read_entries(self, space: bytes, first: int, last: int) -> list[bytes]:
-        """The raw entries ``first..last`` (inclusive), in log order."""
+    async def read_entries(self, space: bytes, first: int, last: int, max_bytes: int) -> list[bytes]:
+        """The raw entries ``first..`` in log order: up to ``last``, stopping before ``max_bytes``.
+
+        At least one entry when ``first <= last`` exists. The byte bound keeps a catch-up's
+        memory at about one frame however large the entries are: sizes are read first
+        (SQLite answers ``length`` of a blob from the record header), then only the bytes
+        that fit.
+        """
+        async with self._reader.execute(
+            "SELECT length(raw) FROM entries WHERE space_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (space, first, last),
+        ) as cursor:
+            sizes = [int(row[0]) for row in await cursor.fetchall()]
+        count = total = 0
+        for size in sizes:
+            if count and total + size > max_bytes:
+                break
+            count += 1
+            total += size
+        if count == 0:
+            return []
         async with self._reader.execute(
             "SELECT raw FROM entries WHERE space_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-            (space, first, last),
+            (space, first, first + count - 1),
         ) as cursor:
             rows = await cursor.fetchall()
         return [bytes(row[0]) for row in rows]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .changes import Change
 
@@ -74,11 +74,16 @@ class ChangeFeed:
     """Where the document publishes changes; streams pick the ones they want."""
 
     def __init__(self) -> None:
-        self._streams: weakref.WeakSet[ChangeStream[object]] = weakref.WeakSet()
+        self._streams: weakref.WeakSet[ChangeStream[Any]] = weakref.WeakSet()
+        # Called before a stream is added: describing changes costs work on every keystroke,
+        # so the document only keeps what it needs for that while someone listens.
+        self.on_listen: Callable[[], None] | None = None
 
     def stream(self, select: Callable[[Change], T | None]) -> ChangeStream[T]:
+        if self.on_listen is not None:
+            self.on_listen()
         stream = ChangeStream(self, select)
-        self._streams.add(stream)  # type: ignore[arg-type]  # invariance; streams only receive
+        self._streams.add(stream)
         return stream
 
     def publish(self, change: Change) -> None:

@@ -8,13 +8,13 @@ attribute. Edits apply locally at once and reach others once verified.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import pycrdt
 
 from .changes import Change, TextChange
 from .feed import ChangeFeed, ChangeStream
-from .values import check_plain, to_plain
+from .values import check_plain, check_str, to_plain, utf8_len
 
 
 def _attributes(attrs: Any) -> dict[str, Any]:
@@ -25,15 +25,28 @@ def _attributes(attrs: Any) -> dict[str, Any]:
 
 
 class SharedText:
-    """A collaborative text; positions are indices into ``str(text)``."""
+    """A collaborative text; positions and lengths count Python characters of ``str(text)``."""
 
-    kind = "text"
+    kind: ClassVar[Literal["text"]] = "text"
 
     def __init__(self, name: str, ytext: pycrdt.Text, guard: Callable[[], None], feed: ChangeFeed) -> None:
         self.name = name
         self._ytext = ytext
         self._guard = guard
         self._feed = feed
+        # Yrs counts UTF-8 bytes; converting a character index means reading the whole text,
+        # which made typing quadratic. While the text is known to be ASCII the two agree, so
+        # edits skip the conversion. None: unknown (after a remote update), checked once.
+        self._ascii: bool | None = None
+
+    def forget_ascii(self) -> None:
+        """Called by the document after a remote update: the text may now hold anything."""
+        self._ascii = None
+
+    def _is_ascii(self) -> bool:
+        if self._ascii is None:
+            self._ascii = str(self._ytext).isascii()
+        return self._ascii
 
     def insert(self, index: int, s: str, attrs: dict[str, Any] | None = None) -> None:
         """Insert ``s`` at ``index``.
@@ -42,27 +55,36 @@ class SharedText:
         into (as in an editor); pass a dict to set marks explicitly (``{}`` for none).
         """
         self._guard()
-        self._check_index(index)
         if not isinstance(s, str):
             raise TypeError(f"can only insert str into a text, not {type(s).__name__}")
+        check_str(s, "inserted text")
         checked = None if attrs is None else _attributes(attrs)
+        if self._is_ascii():
+            self._check_index(index, len(self._ytext))
+            offset = index
+        else:
+            current = str(self._ytext)
+            self._check_index(index, len(current))
+            offset = utf8_len(current[:index])
         if s:
-            self._ytext.insert(index, s, checked)
+            self._ytext.insert(offset, s, checked)
+            if not s.isascii():
+                self._ascii = False
 
     def delete(self, index: int, length: int) -> None:
         """Remove ``length`` characters starting at ``index``."""
         self._guard()
-        self._check_range(index, length)
-        if length:
-            del self._ytext[index : index + length]
+        start, size = self._byte_range(index, length)
+        if size:
+            del self._ytext[start : start + size]
 
     def format(self, index: int, length: int, attrs: dict[str, Any]) -> None:
         """Set formatting marks on ``length`` characters at ``index``; a None value removes a mark."""
         self._guard()
-        self._check_range(index, length)
+        start, size = self._byte_range(index, length)
         checked = _attributes(attrs)
-        if length and checked:
-            self._ytext.format(index, index + length, checked)
+        if size and checked:
+            self._ytext.format(start, start + size, checked)
 
     def to_delta(self) -> list[dict[str, Any]]:
         """The text as formatted runs: ``[{"insert": "Hi", "attributes": {"bold": True}}, ...]``."""
@@ -74,24 +96,33 @@ class SharedText:
     def to_py(self) -> str:
         return str(self._ytext)
 
-    def _check_index(self, index: int) -> None:
+    @staticmethod
+    def _check_index(index: int, size: int) -> None:
         if isinstance(index, bool) or not isinstance(index, int):
             raise TypeError(f"a text index must be an int, not {type(index).__name__}")
-        if not 0 <= index <= len(self._ytext):
-            raise IndexError(f"index {index} is outside the text (length {len(self._ytext)})")
+        if not 0 <= index <= size:
+            raise IndexError(f"index {index} is outside the text (length {size})")
 
-    def _check_range(self, index: int, length: int) -> None:
-        self._check_index(index)
+    def _byte_range(self, index: int, length: int) -> tuple[int, int]:
+        """Yrs addresses text in UTF-8 bytes; the API in Python characters (code points)."""
+        ascii_only = self._is_ascii()
+        current = "" if ascii_only else str(self._ytext)
+        size = len(self._ytext) if ascii_only else len(current)
+        self._check_index(index, size)
         if isinstance(length, bool) or not isinstance(length, int):
             raise TypeError(f"a length must be an int, not {type(length).__name__}")
-        if length < 0 or index + length > len(self._ytext):
-            raise IndexError(f"cannot use {length} characters at {index} of a text of length {len(self._ytext)}")
+        if length < 0 or index + length > size:
+            raise IndexError(f"cannot use {length} characters at {index} of a text of length {size}")
+        if ascii_only:
+            return index, length
+        return utf8_len(current[:index]), utf8_len(current[index : index + length])
 
     def __str__(self) -> str:
         return str(self._ytext)
 
     def __len__(self) -> int:
-        return len(self._ytext)
+        """Length in Python characters (pycrdt's own ``len`` counts UTF-8 bytes)."""
+        return len(self._ytext) if self._is_ascii() else len(str(self._ytext))
 
     def __repr__(self) -> str:
         return f"SharedText({self.name!r}, {len(self)} characters)"

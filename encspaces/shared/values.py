@@ -19,14 +19,30 @@ import pycrdt
 MAX_SAFE_INT = 2**53 - 1  # the largest integer a float64 (and so every Yjs peer) holds exactly
 
 
+def check_str(value: str, where: str = "value") -> str:
+    """Refuse strings UTF-8 cannot encode (lone surrogates), on which pycrdt panics."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: the string contains a lone surrogate and is not valid Unicode text") from None
+    return value
+
+
+def utf8_len(value: str) -> int:
+    """Yrs counts text positions in UTF-8 bytes; the API counts Python characters."""
+    return len(value) if value.isascii() else len(value.encode("utf-8"))
+
+
 def check_plain(value: Any, where: str = "value") -> Any:
     """Return ``value`` as stored plain data (tuples become lists), or raise TypeError/ValueError.
 
     Accepted: None, bool, int within ±2**53-1, finite float, str, and lists, tuples and
     dicts with str keys made of these.
     """
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return check_str(value, where)
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INT:
             raise ValueError(f"{where}: the integer {value} is too large; Yjs numbers are exact only up to 2**53-1")
@@ -42,7 +58,7 @@ def check_plain(value: Any, where: str = "value") -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"{where}: dict keys must be str, not {type(key).__name__}")
-            out[key] = check_plain(item, f"{where}[{key!r}]")
+            out[check_str(key, where)] = check_plain(item, f"{where}[{key!r}]")
         return out
     raise TypeError(f"{where}: {type(value).__name__} is not a JSON-like value")
 
@@ -60,14 +76,14 @@ def to_plain(value: Any) -> Any:
     """What pycrdt hands back, as plain Python: nested types converted, integral floats as ints."""
     if isinstance(value, pycrdt.Text):
         return str(value)
-    if isinstance(value, pycrdt.Map):
-        return {key: to_plain(item) for key, item in value.items()}
+    if isinstance(value, pycrdt.Map):  # keys sorted: Yjs map order differs between members
+        return {key: to_plain(value[key]) for key in sorted(value.keys())}
     if isinstance(value, pycrdt.Array):
         return [to_plain(item) for item in value]
     if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_SAFE_INT:
         return int(value)
     if isinstance(value, dict):
-        return {key: to_plain(item) for key, item in value.items()}
+        return {key: to_plain(value[key]) for key in sorted(value)}
     if isinstance(value, list):
         return [to_plain(item) for item in value]
     if isinstance(value, bytearray):
@@ -88,4 +104,4 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b) and (a is None) == (b is None)
 
 
-__all__ = ["MAX_SAFE_INT", "check_plain", "same", "to_plain", "to_shared"]
+__all__ = ["MAX_SAFE_INT", "check_plain", "check_str", "same", "to_plain", "to_shared", "utf8_len"]

@@ -71,6 +71,7 @@ class Snapshot:
     epoch: int
     relay_key: bytes | None
     skipped: int
+    awaiting_key: int
     latest_head: SignedHead | None
 
 
@@ -85,6 +86,7 @@ def snapshot(v: LogVerifier) -> Snapshot:
         epoch=v.state.epoch,
         relay_key=v.relay_key,
         skipped=len(v.skipped),
+        awaiting_key=len(v.awaiting_key),
         latest_head=v.latest_head,
     )
 

@@ -125,13 +125,43 @@ def test_every_member_learns_the_epoch_key(who: str) -> None:
     assert v.seq == 4 and v.skipped == []
 
 
-def test_device_without_the_key_skips_and_records() -> None:
+def test_device_without_the_key_keeps_entries_awaiting() -> None:
     fs = FakeSpace()
     fs.write(fs.bob, b"text")
     v = LogVerifier(fs.space, fs.dave, fs.relay_pk)  # not a member: no sealed key for it
     out = v.verify_frame(fs.frame(1))
     assert out[-1].plaintext is None and out[-1].problem == "this device holds no key for epoch 1"
-    assert v.skipped == [out[-1]] and v.seq == 4
+    assert out[-1].awaiting_key and not out[-1].late
+    assert v.awaiting_key == [out[-1]] and v.skipped == [] and v.seq == 4
+
+
+def test_member_added_later_reads_history_in_the_same_frame() -> None:
+    """A new member verifies entries written before it joined, then learns the key: they come back late."""
+    fs = FakeSpace()
+    fs.write(fs.bob, b"before dave")
+    fs.add(fs.dave, Role.READER)
+    fs.write(fs.alice, b"after dave")
+    v = LogVerifier(fs.space, fs.dave, fs.relay_pk)
+    out = v.verify_frame(fs.frame(1))
+    assert [(r.seq, r.plaintext, r.late) for r in out if r.kind is Kind.DATA] == [
+        (4, None, False), (6, b"after dave", False), (4, b"before dave", True),
+    ]
+    assert v.awaiting_key == [] and v.skipped == [] and v.epoch_keys == {1: fs.epoch_key}
+
+
+def test_member_added_later_reads_history_from_earlier_frames() -> None:
+    fs = FakeSpace()
+    fs.write(fs.bob, b"old")
+    bad = fs.write(fs.bob, b"lost", epoch_key=crypto.random_key())
+    v = LogVerifier(fs.space, fs.dave, fs.relay_pk)
+    v.verify_frame(fs.frame(1))
+    assert [r.seq for r in v.awaiting_key] == [4, 5] and v.skipped == []
+    fs.add(fs.dave, Role.READER)
+    out = v.verify_frame(fs.frame(6))
+    late = [r for r in out if r.late]
+    assert [(r.seq, r.plaintext) for r in late] == [(4, b"old"), (5, None)]
+    assert late[1].entry == bad and late[1].problem == f"ciphertext by {fs.bob.member_id} does not open under epoch 1"
+    assert v.skipped == [late[1]] and v.awaiting_key == []
 
 
 def test_many_frames_of_varied_sizes() -> None:
@@ -387,15 +417,21 @@ def test_malformed_entry_bytes(fs: FakeSpace) -> None:
 
 def test_error_in_the_last_entry_undoes_the_whole_frame(fs: FakeSpace) -> None:
     """Membership, counters and keys learned early in a frame are all dropped when a later entry fails."""
+    fs.write(fs.bob, b"history")
     v = LogVerifier(fs.space, fs.dave, fs.relay_pk)
     v.verify_frame(fs.frame(1))
+    assert len(v.awaiting_key) == 1
     add = fs.add_member_entry(fs.alice, fs.dave, Role.WRITER)
     fs.sequence(add)
     hello = fs.write(fs.dave, b"dave")
     bad = fs.make(fs.carol, author_seq=1)  # a reader writing
-    frame = fs.frame_of(4, [add.raw, hello.raw, bad.raw])
-    rejects(v, frame, PermissionDeniedError, "at seq 6", then=fs.frame(4))
+    frame = fs.frame_of(5, [add.raw, hello.raw, bad.raw])
+    rejects(v, frame, PermissionDeniedError, "at seq 7")
+    assert v.epoch_keys == {} and len(v.awaiting_key) == 1
+    out = v.verify_frame(fs.frame(5))
     assert v.epoch_keys == {1: fs.epoch_key}
+    assert [(r.seq, r.plaintext, r.late) for r in out if r.kind is Kind.DATA] == [(6, b"dave", False),
+                                                                                  (4, b"history", True)]
 
 
 def test_bootstrap_frame_failing_late_leaves_a_fresh_device_fresh(fs: FakeSpace) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from conftest import RelayFactory
 from relay_kit import Member, RawClient, SpaceBuilder, join, make_hello, url_of
 
-from conftest import RelayFactory
 from encspaces.encoding import pack
 from encspaces.identity import Identity
-from encspaces.messages import Ack, Welcome
+from encspaces.messages import Ack, Challenge, Welcome
 from relay.server import RelayServer
 
 
@@ -60,8 +60,6 @@ async def test_bad_messages_after_admission(relay: RelayServer) -> None:
 
 
 def make_hello_bytes(space: SpaceBuilder, who: Identity) -> bytes:
-    from encspaces.messages import Challenge
-
     return make_hello(Challenge(space.relay_key, bytes(32)), who, space.space).encode()
 
 
@@ -90,7 +88,7 @@ async def test_entry_too_large_for_a_frame(make_relay: RelayFactory) -> None:
 
 
 async def test_refused_connection_does_not_disturb_a_welcome_in_progress(relay: RelayServer) -> None:
-    space, alice, bob = await _two_members(relay)
+    space, alice, _bob = await _two_members(relay)
     client = await RawClient.open(url_of(relay))
     bad = await RawClient.open(url_of(relay))
     await bad.send(b"\xc1")

@@ -69,3 +69,12 @@ async def make_members(
     for i, other in enumerate(identities[1:], start=1):
         spaces.append(await encspaces.connect(url, other, creator.id, data_dir=tmp_path / f"m{i}"))
     return identities, spaces
+
+
+async def settle(spaces: list[encspaces.Space]) -> None:
+    """Every member's edits in the log, and every member caught up with all of them."""
+    for space in spaces:
+        await space.sync()
+    newest = max(space.seq for space in spaces)
+    for space in spaces:
+        await space.wait_for_seq(newest)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import encspaces
 
-from .conftest import RelayHandle, make_members
+from .conftest import RelayHandle, make_members, settle
 
 
 async def test_two_members_converge_on_concurrent_edits(relay: RelayHandle, tmp_path: Path) -> None:
@@ -17,9 +17,7 @@ async def test_two_members_converge_on_concurrent_edits(relay: RelayHandle, tmp_
         ta.insert(0, "alpha ")
         tb.insert(0, "beta ")
         ta.insert(len(ta), "gamma")
-        await alice.sync()
-        await bob.sync()
-        await alice.sync()
+        await settle([alice, bob])
         assert str(ta) == str(tb)
         for piece in ("alpha ", "beta ", "gamma"):
             assert piece in str(ta)
@@ -41,10 +39,7 @@ async def test_three_members_converge_and_relay_stores_only_ciphertext(relay: Re
                     at = rng.randrange(len(t))
                     t.delete(at, min(3, len(t) - at))
                 t.insert(rng.randrange(len(t) + 1), f"{secrets[i]}:{round_} ")
-        for s in spaces:
-            await s.sync()
-        for s in spaces:
-            await s.sync()  # every member has now verified every other member's entries
+        await settle(spaces)
         assert len({str(t) for t in texts}) == 1
         assert spaces[0].seq == spaces[1].seq == spaces[2].seq
     finally:

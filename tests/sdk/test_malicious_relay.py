@@ -204,7 +204,7 @@ async def test_entry_by_non_member(lying) -> None:  # type: ignore[no-untyped-de
 async def test_replayed_entry(lying) -> None:  # type: ignore[no-untyped-def]
     server, alice, _, _ = lying
     seq = server.rooms[alice.space_bytes].state.seq
-    (replayed,) = await server.store.read_entries(alice.space_bytes, seq, seq)  # Alice's last edit
+    (replayed,) = await server.store.read_entries(alice.space_bytes, seq, seq, 1 << 20)  # Alice's last edit
     bob, _ = await run_attack(lying, inject(lambda r: replayed))
     await assert_stays_failed(bob, errors.ReplayError)
     assert "replayed" in str(bob.error)

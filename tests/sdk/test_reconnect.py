@@ -6,7 +6,7 @@ from pathlib import Path
 
 import encspaces
 
-from .conftest import RelayHandle, make_members, wait_for
+from .conftest import RelayHandle, make_members, settle, wait_for
 
 
 async def test_edits_during_relay_outage_arrive_once(relay: RelayHandle, tmp_path: Path) -> None:
@@ -22,9 +22,7 @@ async def test_edits_during_relay_outage_arrive_once(relay: RelayHandle, tmp_pat
             tb.insert(0, f"B{i} ")
         assert alice.unsent > 0 and bob.unsent > 0
         await relay.start()
-        await alice.sync()
-        await bob.sync()
-        await alice.sync()
+        await settle([alice, bob])
         assert str(ta) == str(tb)
         for i in range(1, 20):
             assert str(ta).count(f"A{i} ") == 1
