@@ -9,10 +9,12 @@ later entry of it fails, so a frame is applied entirely or not at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from . import crypto
+from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
 from .entry import Entry, Kind
 from .errors import (
     AuthorSeqGapError,
@@ -22,6 +24,7 @@ from .errors import (
     MembershipError,
     ParentError,
     PermissionDeniedError,
+    ProtocolError,
     ReplayError,
     SpaceIdError,
     SpaceMismatchError,
@@ -43,8 +46,8 @@ class _Journal:
     seq: int
     epoch: int
     relay_key: bytes | None
-    author_seqs: dict[bytes, int | None] = field(default_factory=dict)
-    members: dict[bytes, Member | None] = field(default_factory=dict)
+    author_seqs: dict[bytes, int | None] = dataclasses.field(default_factory=dict)
+    members: dict[bytes, Member | None] = dataclasses.field(default_factory=dict)
 
 
 class LogState:
@@ -66,6 +69,46 @@ class LogState:
     @property
     def head(self) -> bytes:
         return self.heads[-1]
+
+    # --- checkpoints: resume without replaying the whole log ------------------------------
+
+    def export(self) -> bytes:
+        """Everything but the heads (kept beside each stored entry), for a local checkpoint."""
+        return pack({
+            "seq": self.seq,
+            "relay": self.relay_key,
+            "epoch": self.epoch,
+            "authors": [[author, n] for author, n in self.author_seqs.items()],
+            "members": [[m.sign_key, m.box_key, m.role.value, m.added_by, m.added_seq]
+                        for m in self.members.values()],
+        })
+
+    @classmethod
+    def restore(cls, space: bytes, exported: bytes, heads: list[bytes]) -> LogState:
+        """The inverse of ``export``; ``heads`` are h(0)..h(seq). Raises ProtocolError if corrupt."""
+        m = as_map(unpack(exported, what="log state checkpoint"), "log state checkpoint")
+        seq = as_int(field(m, "seq", "checkpoint"), "checkpoint seq")
+        if len(heads) != seq + 1 or heads[0] != crypto.ZERO_HASH:
+            raise ProtocolError(f"checkpoint at seq {seq} has {len(heads) - 1} heads beside it")
+        state = cls(space)
+        state.heads = heads
+        relay = field(m, "relay", "checkpoint")
+        state.relay_key = None if relay is None else as_bytes(relay, "checkpoint relay key", 32)
+        state.epoch = as_int(field(m, "epoch", "checkpoint"), "checkpoint epoch", minimum=1)
+        for item in as_list(field(m, "authors", "checkpoint"), "checkpoint authors"):
+            author, n = as_list(item, "checkpoint author", 2)
+            state.author_seqs[as_bytes(author, "checkpoint author key", 32)] = as_int(n, "checkpoint author_seq")
+        for item in as_list(field(m, "members", "checkpoint"), "checkpoint members"):
+            sign, box, role, added_by, added_seq = as_list(item, "checkpoint member", 5)
+            member = Member(
+                sign_key=as_bytes(sign, "checkpoint member key", 32),
+                box_key=as_bytes(box, "checkpoint member box key", 32),
+                role=Role(as_str(role, "checkpoint member role", 16)),
+                added_by=None if added_by is None else as_bytes(added_by, "checkpoint added by", 32),
+                added_seq=as_int(added_seq, "checkpoint added seq"),
+            )
+            state.members[member.sign_key] = member
+        return state
 
     def role_of(self, author: bytes) -> Role | None:
         member = self.members.get(author)

@@ -29,6 +29,7 @@ from .head import SignedHead
 PROTOCOL_VERSION = 1
 CHALLENGE_SIZE = 32
 MAX_ENTRIES_PER_MESSAGE = 4096
+MAX_PRESENCE_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,17 @@ class Error:
         return pack({"t": "error", "code": self.code, "message": self.message, "fatal": self.fatal})
 
 
-Message: TypeAlias = Challenge | Hello | Welcome | Entries | Submit | Ack | Error
+@dataclass(frozen=True)
+class Presence:
+    """Either way: a sealed, signed presence message (encspaces.presence), forwarded, never stored."""
+
+    data: bytes
+
+    def encode(self) -> bytes:
+        return pack({"t": "presence", "data": self.data})
+
+
+Message: TypeAlias = Challenge | Hello | Welcome | Entries | Submit | Ack | Error | Presence
 
 
 def _head(value: Any, what: str) -> SignedHead:
@@ -221,6 +232,10 @@ def _decode_error(m: dict[str, Any]) -> Error:
     )
 
 
+def _decode_presence(m: dict[str, Any]) -> Presence:
+    return Presence(as_bytes(field(m, "data", "presence"), "presence data", max_size=MAX_PRESENCE_SIZE))
+
+
 _DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "challenge": _decode_challenge,
     "hello": _decode_hello,
@@ -229,6 +244,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "submit": _decode_submit,
     "ack": _decode_ack,
     "error": _decode_error,
+    "presence": _decode_presence,
 }
 
 

@@ -22,6 +22,7 @@ from .messages import (
     Entries,
     Error,
     Hello,
+    Presence,
     Submit,
     Welcome,
     decode_message,
@@ -57,7 +58,14 @@ class Acked:
     results: list[tuple[int, int]]
 
 
-Event: TypeAlias = Send | Verified | BecameLive | Acked
+@dataclass(frozen=True)
+class PresenceReceived:
+    """A peer's presence message, still sealed: the space opens and checks it."""
+
+    data: bytes
+
+
+Event: TypeAlias = Send | Verified | BecameLive | Acked | PresenceReceived
 
 
 class ClientSession:
@@ -98,6 +106,8 @@ class ClientSession:
                 return self._maybe_live([Verified(self.verifier.verify_frame(message))])
             if isinstance(message, Ack):
                 return [Acked(message.results)]
+            if isinstance(message, Presence):
+                return [PresenceReceived(message.data)]
         raise MalformedFrameError(f"unexpected {type(message).__name__.lower()} message in state {self.state.value}")
 
     def _hello(self, challenge: Challenge, now_ms: int) -> bytes:
@@ -133,6 +143,11 @@ class ClientSession:
         elif self.state is SessionState.AWAITING_WELCOME:
             self.state = SessionState.CATCHING_UP
         return events
+
+    def presence(self, data: bytes) -> bytes:
+        if self.state is not SessionState.LIVE:
+            raise HandshakeError(f"cannot send presence in state {self.state.value}")
+        return Presence(data).encode()
 
     def submit(self, entries: list[bytes]) -> bytes:
         if self.state is not SessionState.LIVE:

@@ -49,7 +49,8 @@ from .identity import Identity, PublicIdentity, member_id, parse_member_id
 from .log_state import space_id_of
 from .membership import Member, Role, add_member_body, genesis_body
 from .messages import Challenge, decode_message
-from .session import Acked, BecameLive, ClientSession, Send, SessionState, Verified
+from .presence_channel import PresenceChannel
+from .session import Acked, BecameLive, ClientSession, PresenceReceived, Send, SessionState, Verified
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
 from .store import LocalStore
@@ -62,10 +63,16 @@ MAX_BATCH_UPDATE = MAX_ENTRY_SIZE // 2  # leave room for header, tag and framing
 # pycrdt's merge_updates is superlinear in the number of updates (shared/COSTS.md): a fast
 # typist's batch is cut into entries of at most this many transactions.
 MAX_BATCH_COUNT = 256
+# A checkpoint (document and verified state) every this many verified entries, and at close:
+# reopening replays only what came after it.
+CHECKPOINT_EVERY = 1000
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 5.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
-PERMANENT_REFUSALS = {"not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth"}
+PERMANENT_REFUSALS = {
+    "not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth", "bad_genesis",
+    "wrong_relay", "too_large",
+}
 
 
 def encode_space_id(space: bytes) -> str:
@@ -93,9 +100,11 @@ class _Pending:
     outbox: list[tuple[int, bytes]] = field(default_factory=list)
     outbox_done_through: int | None = None
     meta: dict[str, bytes] = field(default_factory=dict)
+    checkpoint: tuple[int, bytes, bytes] | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.log or self.outbox or self.meta or self.outbox_done_through is not None)
+        return bool(self.log or self.outbox or self.meta or self.outbox_done_through is not None
+                    or self.checkpoint is not None)
 
 
 class Space:
@@ -129,9 +138,12 @@ class Space:
         self.connected = False
         # Persistence.
         self._pending = _Pending()
+        self._write_lock = asyncio.Lock()
+        self._checkpoint_seq = 0
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
         self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
+        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail)
 
     # --- public API ------------------------------------------------------------------------
 
@@ -222,6 +234,16 @@ class Space:
             await self._progress.wait()
         self._raise_if_failed()
 
+    async def flush(self) -> None:
+        """Return once every local edit made before the call is durable on this device.
+
+        Such an edit survives a crash or kill of the process and is sent after a restart.
+        """
+        self._flush_batch()
+        async with self._write_lock:
+            await self._write_pending()
+        self._raise_if_failed()
+
     async def wait_for_seq(self, seq: int) -> None:
         """Return once the verified log reaches ``seq`` (for instance another member's ``seq``)."""
         self._check_open()
@@ -238,13 +260,17 @@ class Space:
         self._flush_batch()
         self._closed = True
         self._progress.set()
+        await self.presence.stop()
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         if self._writer is not None:
             self._write_wanted.set()  # the writer finishes what it holds, then returns
             await asyncio.gather(self._writer, return_exceptions=True)
-        await self._write_pending()
+        if self.error is None and self.seq > self._checkpoint_seq:
+            self._take_checkpoint()
+        async with self._write_lock:
+            await self._write_pending()
         await self._store.close()
 
     async def __aenter__(self) -> Space:
@@ -262,6 +288,9 @@ class Space:
             self.error = exc
             log.error("space %s failed: %s: %s", self.id[:12], type(exc).__name__, exc)
         self._progress.set()
+        runner = self._runner
+        if runner is not None and runner is not asyncio.current_task():
+            runner.cancel()  # stop applying anything more from this relay
         if not self._first_sync.done():
             self._first_sync.set_exception(exc)
 
@@ -367,6 +396,8 @@ class Space:
                             result.seq, result.entry.author_id, exc)
         mine = self._verifier.state.author_seqs.get(self._me, 0)
         self._last_author_seq = max(self._last_author_seq, mine)
+        if self.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
+            self._take_checkpoint()
         if self._outbox and self._outbox[0].header.author_seq <= mine:
             self._outbox = [e for e in self._outbox if e.header.author_seq > mine]
             self._pending.outbox_done_through = mine
@@ -375,7 +406,20 @@ class Space:
 
     # --- persistence -----------------------------------------------------------------------
 
+    def _take_checkpoint(self) -> None:
+        """Queue a checkpoint of the verified state and the document, consistent with each other.
+
+        The document also holds our own edits not yet in the log; the open batch is turned into
+        outbox entries first, written in the same transaction, so a restored document never
+        holds an edit that the outbox would not send.
+        """
+        self._flush_batch()
+        self._pending.checkpoint = (self.seq, self._verifier.export_checkpoint(), self._document.state())
+        self._checkpoint_seq = self.seq
+        self._write_wanted.set()
+
     async def _write_pending(self) -> None:
+        """Write what accumulated, in one transaction. Callers hold ``_write_lock``."""
         if not self._pending:
             return
         pending, self._pending = self._pending, _Pending()
@@ -384,6 +428,7 @@ class Space:
             log=pending.log,
             outbox_add=pending.outbox,
             outbox_done_through=pending.outbox_done_through,
+            checkpoint=pending.checkpoint,
         )
 
     async def _write_loop(self) -> None:
@@ -396,18 +441,29 @@ class Space:
             await self._write_wanted.wait()
             self._write_wanted.clear()
             try:
-                await self._write_pending()
+                async with self._write_lock:
+                    await self._write_pending()
             except EncspacesError as exc:
                 self._fail(exc)
                 return
 
     async def _restore(self) -> None:
         """Rebuild verified state and document from the local store, then re-queue the outbox."""
-        rows = await self._store.load_log()
+        checkpoint = await self._store.load_checkpoint()
+        after = 0
+        if checkpoint is not None:
+            after, blob, document = checkpoint
+            heads = [crypto.ZERO_HASH, *await self._store.load_heads(after)]
+            self._verifier, awaiting = LogVerifier.from_checkpoint(self.space_bytes, self.identity, blob, heads)
+            self.skipped = self._verifier.skipped
+            self._verifier.resume_awaiting(await self._store.load_entries(awaiting))
+            self._document.apply_remote(document, None)
+            self._checkpoint_seq = after
+        rows = await self._store.load_log(after)
         if rows:
             self._apply_verified(self._verifier.replay_stored(rows))
-            self._pending.log.clear()
-            self._genesis = rows[0][1]
+        self._pending.log.clear()  # already stored
+        self._last_author_seq = self._verifier.state.author_seqs.get(self._me, 0)
         for author_seq, raw in await self._store.load_outbox():
             entry = Entry.decode(raw)
             if author_seq <= self._verifier.state.author_seqs.get(self._me, 0):
@@ -426,6 +482,14 @@ class Space:
         self._genesis = self._genesis or genesis
         self._writer = asyncio.create_task(self._write_loop(), name=f"encspaces-store-{self.id[:8]}")
         self._runner = asyncio.create_task(self._run(), name=f"encspaces-conn-{self.id[:8]}")
+        self.presence.start()
+
+    def _send_presence(self, data: bytes) -> bool:
+        session, queue = self._session, self._send_queue
+        if session is None or queue is None or session.state is not SessionState.LIVE:
+            return False
+        queue.put_nowait(session.presence(data))
+        return True
 
     async def _run(self) -> None:
         delay = RECONNECT_MIN
@@ -452,6 +516,7 @@ class Space:
                 self._send_queue = None
                 self._session = None
                 self.connected = False
+                self.presence.went_offline()
             if self._closed or self.error is not None:
                 return
             await asyncio.sleep(delay * (0.5 + random.random()))
@@ -482,18 +547,25 @@ class Space:
         async for message in ws:
             if isinstance(message, str):
                 raise HandshakeError("the relay sent a text frame; the protocol is binary")
+            if self.error is not None:
+                return
             for event in session.receive(message, int(time.time() * 1000)):
                 if isinstance(event, Send):
                     await ws.send(event.data)
                 elif isinstance(event, Verified):
                     self._apply_verified(event.entries)
+                    self.presence.verified()
                 elif isinstance(event, BecameLive):
                     self.connected = True
                     if not self._first_sync.done():
                         self._first_sync.set_result(None)
                     self._send_outbox()
+                    self.presence.became_live()
                 elif isinstance(event, Acked):
-                    pass  # the verified log, not the ack, is what completes an edit
+                    # The verified log, not the ack, completes an edit; presence tells peers about it.
+                    self.presence.acked(event.results)
+                elif isinstance(event, PresenceReceived):
+                    self.presence.received(event.data)
 
 
 async def _open_space(url: str, identity: Identity, space: bytes, data_dir: str | Path) -> Space:

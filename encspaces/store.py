@@ -20,6 +20,12 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, raw BLOB NOT NULL, head BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (author_seq INTEGER PRIMARY KEY, raw BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    verifier BLOB NOT NULL,   -- LogVerifier.export_checkpoint(): membership, counters, epoch keys
+    document BLOB NOT NULL    -- the document's full state (Yjs update) at that point
+);
 """
 
 STORE_FILE = "space.sqlite3"
@@ -64,10 +70,37 @@ class LocalStore:
             row = await cur.fetchone()
         return None if row is None else bytes(row[0])
 
-    async def load_log(self) -> list[tuple[int, bytes, bytes]]:
-        async with self._db.execute("SELECT seq, raw, head FROM log ORDER BY seq") as cur:
+    async def load_log(self, after: int = 0) -> list[tuple[int, bytes, bytes]]:
+        """Verified entries (seq, raw, head) after seq ``after``, in log order."""
+        async with self._db.execute("SELECT seq, raw, head FROM log WHERE seq > ? ORDER BY seq", (after,)) as cur:
             rows = await cur.fetchall()
         return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+    async def load_entries(self, seqs: Iterable[int]) -> list[tuple[int, bytes, bytes]]:
+        wanted = sorted(set(seqs))
+        rows: list[tuple[int, bytes, bytes]] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with self._db.execute(
+                f"SELECT seq, raw, head FROM log WHERE seq IN ({marks}) ORDER BY seq", chunk
+            ) as cur:
+                rows.extend((int(r[0]), bytes(r[1]), bytes(r[2])) for r in await cur.fetchall())
+        return rows
+
+    async def load_heads(self, through: int) -> list[bytes]:
+        """h(1)..h(through), which must all be stored."""
+        async with self._db.execute("SELECT head FROM log WHERE seq <= ? ORDER BY seq", (through,)) as cur:
+            heads = [bytes(r[0]) for r in await cur.fetchall()]
+        if len(heads) != through:
+            raise StoreError(f"the local store holds {len(heads)} heads below its checkpoint at seq {through}")
+        return heads
+
+    async def load_checkpoint(self) -> tuple[int, bytes, bytes] | None:
+        """(seq, verifier state, document state) of the newest checkpoint, if any."""
+        async with self._db.execute("SELECT seq, verifier, document FROM checkpoint WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
 
     async def load_outbox(self) -> list[tuple[int, bytes]]:
         async with self._db.execute("SELECT author_seq, raw FROM outbox ORDER BY author_seq") as cur:
@@ -81,6 +114,7 @@ class LocalStore:
         log: Iterable[tuple[int, bytes, bytes]] = (),
         outbox_add: Iterable[tuple[int, bytes]] = (),
         outbox_done_through: int | None = None,
+        checkpoint: tuple[int, bytes, bytes] | None = None,
     ) -> None:
         """One transaction for everything that accumulated since the last write."""
         db = self._db
@@ -91,6 +125,10 @@ class LocalStore:
             await db.executemany("INSERT OR REPLACE INTO outbox (author_seq, raw) VALUES (?, ?)", outbox_add)
             if outbox_done_through is not None:
                 await db.execute("DELETE FROM outbox WHERE author_seq <= ?", (outbox_done_through,))
+            if checkpoint is not None:
+                await db.execute(
+                    "INSERT OR REPLACE INTO checkpoint (id, seq, verifier, document) VALUES (1, ?, ?, ?)", checkpoint
+                )
             await db.commit()
         except aiosqlite.Error as exc:
             raise StoreError(f"cannot write the local store {self.path}: {exc}") from exc

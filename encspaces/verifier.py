@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .entry import Entry, Kind, open_body
 from .errors import (
     AuthorSeqGapError,
@@ -17,6 +18,7 @@ from .errors import (
     ForkError,
     MalformedEntryError,
     MalformedFrameError,
+    ProtocolError,
     RelaySignatureError,
     ReorderError,
     RollbackError,
@@ -118,13 +120,11 @@ class LogVerifier:
             )
 
     def replay_stored(self, rows: list[tuple[int, bytes, bytes]]) -> list[VerifiedEntry]:
-        """Rebuild state from this device's own store of entries it verified before.
+        """Continue state from this device's own store of entries it verified before.
 
         Signatures are not checked again (the store is as trusted as this device), but the
         chain is: a store that does not chain is corrupt, and we say so rather than build on it.
         """
-        if self.seq != 0:
-            raise ValueError("replay_stored needs a fresh verifier")
         results: list[VerifiedEntry] = []
         new_keys: dict[int, bytes] = {}
         for seq, raw, head in rows:
@@ -134,6 +134,39 @@ class LogVerifier:
             self.state.apply(entry, seq, head)
             results.append(self._open(entry, seq, head, new_keys))
         return self._finish(results, new_keys)
+
+    # --- local checkpoints ------------------------------------------------------------------
+
+    def export_checkpoint(self) -> bytes:
+        """The verified state (not the heads) for this device's store; holds epoch keys."""
+        return pack({
+            "state": self.state.export(),
+            "keys": [[epoch, key] for epoch, key in self.epoch_keys.items()],
+            "awaiting": [r.seq for r in self.awaiting_key],
+        })
+
+    @classmethod
+    def from_checkpoint(
+        cls, space: bytes, identity: Identity, blob: bytes, heads: list[bytes]
+    ) -> tuple[LogVerifier, list[int]]:
+        """A verifier resumed at the checkpoint, and the seqs of entries still awaiting a key."""
+        try:
+            m = as_map(unpack(blob, what="checkpoint"), "checkpoint")
+            verifier = cls(space, identity)
+            verifier.state = LogState.restore(space, as_bytes(field(m, "state", "checkpoint"), "state"), heads)
+            for item in as_list(field(m, "keys", "checkpoint"), "checkpoint keys"):
+                epoch, key = as_list(item, "checkpoint key", 2)
+                verifier.epoch_keys[as_int(epoch, "checkpoint epoch", minimum=1)] = as_bytes(key, "epoch key", 32)
+            awaiting = [as_int(seq, "awaiting seq") for seq in as_list(field(m, "awaiting", "checkpoint"), "awaiting")]
+        except (ProtocolError, ValueError) as exc:
+            raise StoreError(f"the local checkpoint is corrupt: {exc}") from exc
+        return verifier, awaiting
+
+    def resume_awaiting(self, entries: list[tuple[int, bytes, bytes]]) -> None:
+        """Put back entries (seq, raw, head) that were waiting for their epoch key at the checkpoint."""
+        for seq, raw, head in entries:
+            entry = Entry.decode(raw)
+            self.awaiting_key.append(VerifiedEntry(seq, entry, head, None, "awaiting key", awaiting_key=True))
 
     # --- frames -----------------------------------------------------------------------------
 

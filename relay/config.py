@@ -37,6 +37,13 @@ class RelayConfig:
     max_buffered_bytes: int = 8 << 20
     # Submissions a connection may have queued before the relay stops reading from it.
     max_inflight_submits: int = 64
+    # Presence is forwarded, never stored; each connection may send this many per second
+    # (with bursts up to presence_burst). Excess presence is dropped, not refused.
+    presence_rate: float = 10.0
+    presence_burst: int = 20
+    # Presence is skipped for a subscriber with more unsent bytes than this: it is the first
+    # thing to shed, and must never be what makes a subscriber "too slow".
+    presence_skip_buffered: int = 256 << 10
 
     def __post_init__(self) -> None:
         if self.max_frame < 4096:

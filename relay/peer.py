@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
@@ -43,6 +44,10 @@ class Peer:
         self.failed = False
         # Bounds the submissions a peer has queued: past it the session stops reading.
         self.inflight = asyncio.Semaphore(config.max_inflight_submits)
+        self._presence_rate = config.presence_rate
+        self._presence_burst = float(config.presence_burst)
+        self._presence_tokens = float(config.presence_burst)
+        self._presence_time = time.monotonic()
         self._max_buffered = config.max_buffered_bytes
         self._closer: asyncio.Task[None] | None = None
 
@@ -63,6 +68,18 @@ class Peer:
                     self.name, self.buffered_bytes(), self._max_buffered)
         self.close_later(CloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
         return False
+
+    def presence_allowed(self) -> bool:
+        """Token bucket: ``presence_rate`` a second, bursts up to ``presence_burst``."""
+        now = time.monotonic()
+        self._presence_tokens = min(
+            self._presence_burst, self._presence_tokens + (now - self._presence_time) * self._presence_rate
+        )
+        self._presence_time = now
+        if self._presence_tokens < 1.0:
+            return False
+        self._presence_tokens -= 1.0
+        return True
 
     def write_now(self, data: bytes) -> None:
         """Queue one message without waiting for the socket; PeerGoneError if closing or past the bound."""

@@ -299,6 +299,16 @@ class Room:
             if not peer.within_bound():
                 self.unsubscribe(peer)
 
+    def forward_presence(self, sender: Peer, frame: bytes) -> None:
+        """Send a presence frame to every other subscriber that is keeping up; never stored."""
+        if not frame:
+            return
+        skip = self.host.config.presence_skip_buffered
+        receivers = [ws for ws, peer in self.subscribers.items()
+                     if peer is not sender and peer.is_open and peer.buffered_bytes() <= skip]
+        if receivers:
+            broadcast(receivers, frame)
+
     # --- failure ------------------------------------------------------------------------------
 
     def _fail(self, reason: str) -> None:

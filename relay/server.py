@@ -23,7 +23,7 @@ from encspaces.errors import EncspacesError
 from encspaces.head import SignedHead, next_head
 from encspaces.identity import member_id
 from encspaces.log_state import GENESIS_SEQ, LogState
-from encspaces.messages import Ack, Entries, Welcome
+from encspaces.messages import Ack, Entries, Presence, Welcome
 
 from .config import RelayConfig
 from .handshake import Admission
@@ -54,6 +54,8 @@ class RelayServer:
       Return ``[]`` to drop it, several frames to replay, or hold one back and send it later
       to reorder.
     - ``encode_ack(space, results) -> bytes``: the Ack of one Submit, ``(author_seq, seq)`` pairs.
+    - ``encode_presence(space, presence) -> bytes``: a member's presence, forwarded to the others
+      (return ``b""`` to drop it).
 
     ``encode_welcome`` runs once per connection and the entries hooks once per catch-up
     frame of that connection, so a stateful hook can show each client a different history.
@@ -206,6 +208,10 @@ class RelayServer:
 
     def encode_ack(self, space: bytes, results: list[tuple[int, int]]) -> bytes:
         return Ack(results).encode()
+
+    def encode_presence(self, space: bytes, presence: Presence) -> bytes:
+        """The presence frame forwarded to the other subscribers (encoded once for all)."""
+        return presence.encode()
 
 
 class _KeyedLocks:

@@ -22,7 +22,7 @@ from websockets.protocol import State
 from encspaces.entry import Entry
 from encspaces.errors import ProtocolError, RuleError
 from encspaces.identity import member_id
-from encspaces.messages import CHALLENGE_SIZE, Challenge, Hello, Message, Submit, decode_message
+from encspaces.messages import CHALLENGE_SIZE, Challenge, Hello, Message, Presence, Submit, decode_message
 
 from .catchup import catch_up_and_subscribe
 from .frames import max_entry_size
@@ -101,8 +101,14 @@ class Session:
         await catch_up_and_subscribe(room, self.peer, admission.since_seq)
         async for data in ws:
             submit = self._decode(data)
+            if isinstance(submit, Presence):
+                if self.peer.presence_allowed():
+                    room.forward_presence(self.peer, server.encode_presence(room.space, submit))
+                else:
+                    log.debug("%s: presence over the rate limit, dropped", self.peer.name)
+                continue
             if not isinstance(submit, Submit):
-                raise Refusal(UNEXPECTED, f"expected a submit, got a {_kind(submit)} message")
+                raise Refusal(UNEXPECTED, f"expected a submit or presence, got a {_kind(submit)} message")
             entries = await self._check_entries(submit.entries)
             await self.peer.inflight.acquire()
             if self.peer.failed:

@@ -73,6 +73,11 @@ async def test_oversized_frame(make_relay: RelayFactory) -> None:
     # after admission too
     await bob.client.send(pack({"t": "submit", "entries": [b"x" * 9000]}))
     await bob.client.expect_refusal("too_large")
+    # far over the limit: websockets stops reading it and closes with 1009 (message too big)
+    client = await RawClient.open(url_of(relay))
+    await client.send(b"\x00" * 3 * 8192)
+    await client.expect_closed()
+    assert client.ws.close_code == 1009
     await alice.submit([space.data(space.creator)])
     fresh = await join(url_of(relay), space, space.creator)
     await fresh.close()

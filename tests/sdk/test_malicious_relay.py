@@ -48,7 +48,9 @@ class LyingRelay(RelayServer):
         return Entries(first_seq, entries, head).encode()
 
 
-def reencode(entry: Entry, *, header: bytes | None = None, sig: bytes | None = None, body: bytes | None = None) -> bytes:
+def reencode(
+    entry: Entry, *, header: bytes | None = None, sig: bytes | None = None, body: bytes | None = None
+) -> bytes:
     return pack([header or entry.header_bytes, entry.body_hash, sig or entry.signature,
                  entry.body if body is None else body])
 

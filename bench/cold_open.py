@@ -1,0 +1,184 @@
+"""Cold open: a new device opens the B4 document (the automerge-paper trace, typed) from the server.
+
+The document is built once per contender, then every round opens it on a brand-new device
+(empty local state) and times connect -> the final text is in the device's document:
+
+- encspaces: the trace is typed through the full stack first (as in bench.replay), so the
+  relay holds the real log of signed, encrypted entries. A new device of the reader fetches
+  the full log and verifies and decrypts every entry before ``connect`` returns. Snapshots do
+  not exist yet; once they land, the figure to add is the open from a snapshot (see
+  bench/README.md).
+- Yjs servers: the same trace is typed into a pycrdt document and its state sent to the
+  server as one update; the new device then does the Yjs sync handshake (its state vector in,
+  the whole document as one update out).
+- The null relay holds no document, so it has nothing to open: it is not part of this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pycrdt
+
+import encspaces
+from bench.clients import YjsClient
+from bench.common import CONTENDERS, cpu_seconds, median, parse_contenders, ratio, rotated, usable_contenders, write_result
+from bench.contenders import Server, start_server
+from bench.replay import apply_patches_pycrdt, full_stack
+from bench.traces import Trace, TraceMissing, load_trace
+
+
+def typed_state(trace: Trace, limit: int) -> tuple[bytes, str]:
+    """The trace typed into a pycrdt document: its full state as one update, and its text."""
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    text = doc.get("t", type=pycrdt.Text)
+    for txn in trace.txns[:limit]:
+        apply_patches_pycrdt(text, txn)
+    return doc.get_update(), str(text)
+
+
+async def seed_yjs(server: Server, state: bytes, expected: str) -> str:
+    room = f"cold-{uuid.uuid4().hex[:12]}"
+    seeder = YjsClient(server.url, room, handshake=True)
+    await seeder.open()
+    seeder.doc.apply_update(state)  # a local transaction: sent as one update message
+    await seeder.flush()
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until a fresh client sees the whole document
+            probe = YjsClient(server.url, room, handshake=True)
+            await probe.open()
+            ok = probe.text_str("t") == expected
+            await probe.close()
+            if ok:
+                return room
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{server.name} never held the seeded document")
+            await asyncio.sleep(0.1)
+    finally:
+        await seeder.close()
+
+
+async def open_yjs(server: Server, room: str, expected: str) -> dict[str, Any]:
+    cpu = cpu_seconds(server.pid)
+    start = time.perf_counter()
+    client = YjsClient(server.url, room, handshake=True)
+    await client.open()
+    text = client.text_str("t")
+    elapsed = time.perf_counter() - start
+    used = cpu_seconds(server.pid) - cpu
+    await client.close()
+    if text != expected:
+        return {"error": "the new device's text differs from the document"}
+    return {"open_s": elapsed, "server_cpu_s": used}
+
+
+async def open_encspaces(server: Server, kept: dict[str, Any], device_dir: Path) -> dict[str, Any]:
+    cpu = cpu_seconds(server.pid)
+    start = time.perf_counter()
+    space = await encspaces.connect(server.url, kept["reader"], kept["space_id"], data_dir=device_dir)
+    try:
+        text = str(space.text("t"))
+        elapsed = time.perf_counter() - start
+        used = cpu_seconds(server.pid) - cpu
+        entries = space.seq
+    finally:
+        await space.close()
+    if text != kept["text"]:
+        return {"error": "the new device's text differs from the document"}
+    return {"open_s": elapsed, "server_cpu_s": used, "entries": float(entries)}
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, workdir: Path) -> dict[str, Any]:
+    usable, skipped = usable_contenders(contenders)
+    if "null" in usable:
+        usable.remove("null")
+        skipped["null"] = "the null relay holds no document, so there is nothing to open"
+    state, expected = typed_state(trace, limit)
+    per: dict[str, list[dict[str, Any]]] = {c: [] for c in usable}
+    facts: dict[str, Any] = {"document_state_bytes": len(state), "characters": len(expected)}
+    async with contextlib.AsyncExitStack() as stack:
+        servers: dict[str, Server] = {}
+        targets: dict[str, Any] = {}
+        for name in usable:  # every server up (and idle) while the others are measured
+            servers[name] = await stack.enter_async_context(start_server(name, workdir / name))
+            if name == "encspaces":
+                kept: dict[str, Any] = {}
+                relay = servers[name].relay
+                assert relay is not None
+                built = await full_stack(trace, limit, workdir / "build", relay, kept)
+                if kept["text"] != expected:
+                    raise AssertionError("encspaces' document differs from the bare pycrdt one")
+                targets[name] = kept
+                facts["encspaces_entries"] = built["entries"]
+                facts["encspaces_relay_store_bytes"] = folder_bytes(relay.data_dir)
+            else:
+                targets[name] = await seed_yjs(servers[name], state, expected)
+        for r in range(rounds):
+            for name in rotated(usable, r):
+                server = servers[name]
+                try:
+                    if name == "encspaces":
+                        measured = await open_encspaces(server, targets[name], workdir / f"device-{r}")
+                    else:
+                        measured = await open_yjs(server, targets[name], expected)
+                except Exception as exc:
+                    measured = {"error": repr(exc)}
+                per[name].append(measured)
+                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in measured.items()}
+                print(f"  cold open {name} round {r + 1}: {shown}", file=sys.stderr)
+    table = []
+    for name in usable:
+        ok = [m for m in per[name] if "error" not in m]
+        keys = sorted({k for m in ok for k, v in m.items() if isinstance(v, float)})
+        table.append({"contender": name, "rounds": per[name],
+                      "median": {k: median(m[k] for m in ok if k in m) for k in keys},
+                      "errors": sorted({m["error"] for m in per[name] if "error" in m})})
+    ours = next((row["median"] for row in table if row["contender"] == "encspaces"), None)
+    ratios = [{"vs": row["contender"], "open_s": ratio(ours.get("open_s"), row["median"].get("open_s"))}
+              for row in table if ours is not None and row["contender"] != "encspaces"]
+    return {"trace": trace.name, "transactions": limit, "rounds": rounds, "snapshots": "not available yet: full log",
+            "contenders": {c: CONTENDERS[c] for c in usable}, "skipped": skipped, "document": facts,
+            "results": table, "ratios_encspaces_over": ratios}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cold_open", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trace", default="automerge-paper", help="trace name in shared/traces")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N transactions (0: all)")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+                        help=f"comma-separated subset of {','.join(CONTENDERS)}")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    parser.add_argument("--quick", action="store_true", help="first 3,000 transactions, one round (smoke test)")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/cold_open.json)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.limit, args.rounds = args.limit or 3000, 1
+    try:
+        trace = load_trace(args.trace)
+    except TraceMissing as exc:
+        print(f"skipped: {exc}")
+        return 0
+    limit = min(args.limit or len(trace.txns), len(trace.txns))
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+        payload = asyncio.run(run(trace, limit, parse_contenders(args.contenders), args.rounds, Path(tmp)))
+    path = write_result("cold_open", payload, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Contender servers the harness starts as their own processes (the Node one is started from npm's files)."""

@@ -1,0 +1,78 @@
+"""pycrdt-websocket's server (plaintext Yjs, Python) on a websockets listener.
+
+pycrdt-websocket serves any object that behaves as a pycrdt ``Channel``; this file only
+adapts a websockets connection to that interface (path, send, recv, async iteration) and
+hands it to ``WebsocketServer.serve``, which does everything else: one YRoom per path, the
+Yjs sync handshake, applying every update to the room's document and broadcasting it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from pycrdt.websocket import WebsocketServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+
+class WebsocketsChannel:
+    """A websockets server connection seen as a pycrdt Channel."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self._ws = ws
+        self._path = ws.request.path if ws.request is not None else "/"
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def __aiter__(self) -> WebsocketsChannel:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.recv()
+        except ConnectionClosed:
+            raise StopAsyncIteration() from None
+
+    async def send(self, message: bytes) -> None:
+        try:
+            await self._ws.send(message)
+        except ConnectionClosed:
+            pass  # the room still lists a client that is going away
+
+    async def recv(self) -> bytes:
+        message = await self._ws.recv(decode=False)
+        return bytes(message)
+
+
+async def main(host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log = logging.getLogger("pycrdt-websocket")
+    async with WebsocketServer(log=log) as yserver:
+
+        async def handler(ws: ServerConnection) -> None:
+            await yserver.serve(WebsocketsChannel(ws))  # type: ignore[arg-type]
+
+        async with serve(handler, host, port, compression=None, max_size=None) as server:
+            bound = server.sockets[0].getsockname()[1]
+            print(f"listening on ws://{host}:{bound}", flush=True)
+            await stop.wait()
+            server.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.servers.pycrdt_server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    asyncio.run(main(args.host, args.port))
+    sys.exit(0)

@@ -1,0 +1,207 @@
+"""``space.presence``: set our state, see our peers', and keep the relay honest while doing it.
+
+The asyncio half of presence (encspaces.presence is the pure half): it coalesces and
+rate-limits what we send, re-sends it as a heartbeat so peers keep us, expires silent peers,
+and, once a second, checks whether a peer has told us about entries the relay still has not
+delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import EncspacesError, ProtocolError
+from .identity import Identity, member_id
+from .presence import (
+    PEER_TIMEOUT,
+    WITHHOLD_TIMEOUT,
+    PresenceClaim,
+    PresenceTracker,
+    open_presence,
+    seal_presence,
+)
+from .verifier import LogVerifier
+
+log = logging.getLogger("encspaces.client")
+
+MIN_INTERVAL = 0.1  # seconds between two presence messages we send (rate limit, coalescing)
+HEARTBEAT = 10.0  # seconds between re-sends of an unchanged state
+TICK = 1.0  # seconds between expiry and withholding checks
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """A peer's presence changed: ``state`` is None when the peer left (expired)."""
+
+    member: str
+    state: dict[str, Any] | None
+
+
+class PresenceStream:
+    """Async iterator of presence changes; subscribed when created, held weakly by the channel."""
+
+    def __init__(self, owner: weakref.WeakSet[PresenceStream]) -> None:
+        self.queue: asyncio.Queue[PresenceChange] = asyncio.Queue()
+        self._owner = owner
+
+    def __aiter__(self) -> PresenceStream:
+        return self
+
+    async def __anext__(self) -> PresenceChange:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._owner.discard(self)
+
+
+class PresenceChannel:
+    """Created by the Space; ``send`` and ``fail`` are the space's hooks."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        verifier: Callable[[], LogVerifier],
+        send: Callable[[bytes], bool],
+        fail: Callable[[EncspacesError], None],
+    ) -> None:
+        self._identity = identity
+        self._verifier = verifier
+        self._send = send
+        self._fail = fail
+        self._state: dict[str, Any] = {}
+        self._tracker = PresenceTracker(identity.public.sign_key)
+        self._acked_author_seq = 0
+        self._last_sent = 0.0
+        self._dirty = True
+        self._live = False
+        self._streams: weakref.WeakSet[PresenceStream] = weakref.WeakSet()
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self.peer_timeout = PEER_TIMEOUT
+        self.withhold_timeout = WITHHOLD_TIMEOUT
+        self.heartbeat = HEARTBEAT
+        self.tick = TICK
+
+    # --- the application's side ----------------------------------------------------------
+
+    def set(self, state: dict[str, Any]) -> None:
+        """Replace our presence state (display name, colour, cursor, selection: a small dict)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"presence state must be a dict, not {type(state).__name__}")
+        self._state = dict(state)
+        self._dirty = True
+        self._wake.set()
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return dict(self._state)
+
+    @property
+    def peers(self) -> dict[str, dict[str, Any]]:
+        """Member id -> their latest presence state, for peers heard from in the last 30 s."""
+        return {member_id(author): dict(state) for author, (state, _) in self._tracker.peers.items()}
+
+    def changes(self) -> PresenceStream:
+        """Every change of a peer's presence from the moment of this call, including peers leaving."""
+        stream = PresenceStream(self._streams)
+        self._streams.add(stream)
+        return stream
+
+    # --- the space's side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="encspaces-presence")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def became_live(self) -> None:
+        self._live = True
+        self._tracker.restart_clocks(time.monotonic())
+        self._dirty = True
+        self._wake.set()
+
+    def went_offline(self) -> None:
+        self._live = False
+
+    def acked(self, results: list[tuple[int, int]]) -> None:
+        if results:
+            self._acked_author_seq = max(self._acked_author_seq, *(n for n, _ in results))
+
+    def verified(self) -> None:
+        """After every verified frame: peers' heads for seqs we now hold must match ours."""
+        try:
+            self._tracker.after_verified(self._verifier().state)
+        except EncspacesError as exc:
+            self._fail(exc)
+
+    def received(self, data: bytes) -> None:
+        verifier = self._verifier()
+        try:
+            message = open_presence(data, verifier.space, verifier.state, verifier.epoch_keys)
+        except ProtocolError as exc:
+            log.debug("presence dropped: %s", exc)
+            return
+        try:
+            changed = self._tracker.receive(message, verifier.state, time.monotonic())
+        except EncspacesError as exc:
+            self._fail(exc)
+            return
+        if changed:
+            self._publish(PresenceChange(message.member_id, dict(message.state)))
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _publish(self, change: PresenceChange) -> None:
+        for stream in list(self._streams):
+            stream.queue.put_nowait(change)
+
+    async def _run(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            now = time.monotonic()
+            if now >= next_tick:
+                self._check(now)
+                next_tick = now + self.tick
+            wake_at = next_tick
+            if self._live:
+                due = self._last_sent + (MIN_INTERVAL if self._dirty else self.heartbeat)
+                if now >= due:
+                    self._send_now(now)
+                    continue
+                wake_at = min(wake_at, due)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.001, wake_at - now)):
+                    await self._wake.wait()
+
+    def _send_now(self, now: float) -> None:
+        verifier = self._verifier()
+        key = verifier.epoch_keys.get(verifier.state.epoch)
+        if key is None:
+            self._last_sent = now
+            return
+        claim = PresenceClaim(verifier.seq, verifier.head, self._acked_author_seq)
+        data = seal_presence(self._identity, verifier.space, verifier.state.epoch, key, self._state, claim,
+                             int(time.time() * 1000))
+        self._last_sent = now  # a failed send is retried after MIN_INTERVAL, not in a busy loop
+        if self._send(data):
+            self._dirty = False
+
+    def _check(self, now: float) -> None:
+        for author in self._tracker.expire(now, self.peer_timeout):
+            self._publish(PresenceChange(member_id(author), None))
+        if self._live:
+            try:
+                self._tracker.check_withheld(self._verifier().state, now, self.withhold_timeout)
+            except EncspacesError as exc:
+                self._fail(exc)

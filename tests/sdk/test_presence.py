@@ -1,0 +1,136 @@
+"""Presence through a real relay: states, expiry, and catching a relay that forks or withholds."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import nacl.signing
+
+import encspaces
+from encspaces import errors
+from encspaces.head import SignedHead
+from encspaces.messages import Presence
+from relay.config import RelayConfig
+from relay.server import RelayServer
+
+from .conftest import RelayHandle, make_members, wait_for
+
+
+def quick(space: encspaces.Space) -> encspaces.Space:
+    """Shrink presence's clocks so a test sees heartbeats, expiry and withholding in well under a second."""
+    space.presence.tick = 0.02
+    space.presence.heartbeat = 0.1
+    space.presence.peer_timeout = 0.5
+    space.presence.withhold_timeout = 0.5
+    return space
+
+
+async def test_peers_see_each_other_and_stale_peers_expire(relay: RelayHandle, tmp_path: Path) -> None:
+    _, (alice, bob) = await make_members(relay.url, tmp_path, 2)
+    quick(alice), quick(bob)
+    changes = bob.presence.changes()
+    alice.presence.set({"name": "Alice", "colour": "#e91e63", "cursor": 3})
+    bob.presence.set({"name": "Bob", "cursor": 0})
+    await wait_for(lambda: alice.identity.member_id in bob.presence.peers, what="bob to see alice")
+    await wait_for(lambda: bob.identity.member_id in alice.presence.peers, what="alice to see bob")
+    assert bob.presence.peers[alice.identity.member_id] == {"name": "Alice", "colour": "#e91e63", "cursor": 3}
+    first = await asyncio.wait_for(changes.__anext__(), 10)
+    assert first.member == alice.identity.member_id and first.state is not None
+    alice.presence.set({"name": "Alice", "colour": "#e91e63", "cursor": 9})
+    await wait_for(lambda: bob.presence.peers.get(alice.identity.member_id, {}).get("cursor") == 9,
+                   what="bob to see alice's cursor move")
+    await alice.close()  # no more heartbeats
+    await wait_for(lambda: alice.identity.member_id not in bob.presence.peers, what="alice to expire")
+    left = None
+    while left is None or left.state is not None:
+        left = await asyncio.wait_for(changes.__anext__(), 10)
+    assert left.member == alice.identity.member_id
+    assert bob.error is None
+    await bob.close()
+
+
+class BridgedRelay(RelayServer):
+    """One half of a relay that forks a space: two copies, one key, presence passed across."""
+
+    twin: BridgedRelay | None = None
+
+    def encode_presence(self, space: bytes, presence: Presence) -> bytes:
+        frame = super().encode_presence(space, presence)
+        twin = self.twin
+        if twin is not None and space in twin.rooms:
+            twin.rooms[space].forward_presence(None, frame)  # type: ignore[arg-type]
+        return frame
+
+
+async def test_a_fork_is_caught_through_presence(tmp_path: Path) -> None:
+    key = nacl.signing.SigningKey.generate()
+    first = BridgedRelay(RelayConfig(data_dir=tmp_path / "r1", port=0), signing_key=key)
+    url1 = f"ws://127.0.0.1:{await first.start()}"
+    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
+    alice = await encspaces.create_space(url1, alice_id, data_dir=tmp_path / "a")
+    await alice.add_member(bob_id.public)
+    alice.text("doc").insert(0, "shared past. ")
+    await alice.sync()
+    space_id = alice.id
+    await alice.close()
+    await first.stop()
+    shutil.copytree(tmp_path / "r1", tmp_path / "r2")
+    first = BridgedRelay(RelayConfig(data_dir=tmp_path / "r1", port=0), signing_key=key)
+    second = BridgedRelay(RelayConfig(data_dir=tmp_path / "r2", port=0), signing_key=key)
+    first.twin, second.twin = second, first
+    url1 = f"ws://127.0.0.1:{await first.start()}"
+    url2 = f"ws://127.0.0.1:{await second.start()}"
+    try:
+        alice = quick(await encspaces.connect(url1, alice_id, space_id, data_dir=tmp_path / "a"))
+        bob = quick(await encspaces.connect(url2, bob_id, space_id, data_dir=tmp_path / "b"))
+        await wait_for(lambda: alice.connected and bob.connected, what="both to connect")
+        alice.presence.set({"name": "Alice"})
+        bob.presence.set({"name": "Bob"})
+        # Each copy of the log now grows its own way: the relay shows them different histories.
+        alice.text("doc").insert(0, "alice's future. ")
+        bob.text("doc").insert(0, "bob's future. ")
+        await alice.sync()
+        await bob.sync()
+        await wait_for(lambda: alice.error is not None and bob.error is not None, what="both to see the fork")
+        for space in (alice, bob):
+            assert isinstance(space.error, errors.ForkError), space.error
+            assert "different histories" in str(space.error)
+        assert "bob" not in str(alice.text("doc")) and "alice" not in str(bob.text("doc"))
+        await alice.close()
+        await bob.close()
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+class WithholdingRelay(RelayServer):
+    withhold = False
+
+    def frames_for_entries(
+        self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
+    ) -> Sequence[bytes]:
+        return [] if self.withhold else super().frames_for_entries(space, first_seq, entries, head)
+
+
+async def test_withheld_entries_are_reported(tmp_path: Path) -> None:
+    handle = RelayHandle(tmp_path / "relay", WithholdingRelay)
+    server = await handle.start()
+    assert isinstance(server, WithholdingRelay)
+    try:
+        _, (alice, bob) = await make_members(handle.url, tmp_path, 2)
+        quick(alice), quick(bob)
+        await wait_for(lambda: alice.identity.member_id in bob.presence.peers, what="presence to flow")
+        before = str(bob.text("doc"))
+        server.withhold = True  # sequenced and acknowledged, but never delivered to anyone
+        alice.text("doc").insert(0, "you will never see this")
+        await wait_for(lambda: bob.error is not None, what="bob to report withholding")
+        assert isinstance(bob.error, errors.WithheldEntriesError), bob.error
+        assert "withholds" in str(bob.error)
+        assert str(bob.text("doc")) == before
+        await alice.close()
+        await bob.close()
+    finally:
+        await handle.stop()
