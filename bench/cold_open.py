@@ -35,6 +35,8 @@ from bench.contenders import Server, start_server
 from bench.replay import apply_patches_pycrdt, full_stack
 from bench.traces import Trace, TraceMissing, load_trace
 
+OPEN_TIMEOUT = 300.0  # seconds one open may take before it counts as failed
+
 
 def typed_state(trace: Trace, limit: int) -> tuple[bytes, str]:
     """The trace typed into a pycrdt document: its full state as one update, and its text."""
@@ -125,15 +127,16 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
                 facts["encspaces_entries"] = built["entries"]
                 facts["encspaces_relay_store_bytes"] = folder_bytes(relay.data_dir)
             else:
-                targets[name] = await seed_yjs(servers[name], state, expected)
+                targets[name] = await asyncio.wait_for(seed_yjs(servers[name], state, expected), 180)
         for r in range(rounds):
             for name in rotated(usable, r):
                 server = servers[name]
                 try:
                     if name == "encspaces":
-                        measured = await open_encspaces(server, targets[name], workdir / f"device-{r}")
+                        opening = open_encspaces(server, targets[name], workdir / f"device-{r}")
                     else:
-                        measured = await open_yjs(server, targets[name], expected)
+                        opening = open_yjs(server, targets[name], expected)
+                    measured = await asyncio.wait_for(opening, OPEN_TIMEOUT)
                 except Exception as exc:
                     measured = {"error": repr(exc)}
                 per[name].append(measured)

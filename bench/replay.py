@@ -42,6 +42,7 @@ from bench.traces import Trace, TraceMissing, load_trace
 from relay.process import RelayProcess
 
 YIELD_EVERY = 64  # keystrokes between yields to the event loop, so sending overlaps typing
+RUN_TIMEOUT = 900.0  # seconds one contender's replay may take before it counts as failed
 
 
 def apply_patches(text: Any, txn: list[tuple[int, int, str]]) -> None:
@@ -169,7 +170,8 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
         for name in rotated(order, r):
             started = time.monotonic()
             try:
-                measured = await run_contender(name, trace, limit, workdir / f"{name}-{r}")
+                measured = await asyncio.wait_for(run_contender(name, trace, limit, workdir / f"{name}-{r}"),
+                                                  RUN_TIMEOUT)
             except Exception as exc:
                 print(f"  replay {name} round {r + 1}: FAILED {exc!r}", file=sys.stderr)
                 measured = {"error": repr(exc)}

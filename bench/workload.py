@@ -252,7 +252,8 @@ async def run_benchmark(settings: Settings, shapes: list[Shape], contenders: lis
                 where = workdir / f"{settings.mode}-{shape}-{contender}-{r}"
                 started = time.monotonic()
                 try:
-                    measured = await run_once(contender, shape, settings, where)
+                    bound = settings.setup_timeout + settings.duration + settings.drain + 180
+                    measured = await asyncio.wait_for(run_once(contender, shape, settings, where), bound)
                 except Exception as exc:  # one failed run is reported, not fatal to the others
                     print(f"  {settings.mode} {shape} {contender} round {r + 1}: FAILED {exc!r}", file=sys.stderr)
                     measured = {"error": repr(exc)}

@@ -20,16 +20,19 @@ from .document import (
     TextRange,
 )
 from .identity import Identity, PublicIdentity
-from .membership import Member, Role
-from .space import Space, connect, create_space
+from .invites import InviteInfo
+from .membership import Member, Policy, Role
+from .space import Space, connect, create_space, join
 
 __all__ = [
     "Change",
     "Identity",
+    "InviteInfo",
     "KeyChange",
     "ListChange",
     "MapChange",
     "Member",
+    "Policy",
     "PublicIdentity",
     "Role",
     "SharedList",
@@ -43,4 +46,5 @@ __all__ = [
     "connect",
     "create_space",
     "errors",
+    "join",
 ]

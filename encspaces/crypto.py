@@ -32,6 +32,20 @@ CTX_HEAD_SIG = b"encspaces/v1/signed-head"
 CTX_SPACE_ID = b"encspaces/v1/space-id"
 CTX_AUTH = b"encspaces/v1/handshake-auth"
 CTX_IDENTITY_CHECK = b"encspaces/v1/identity-check"
+CTX_INVITE_SIGN_KEY = b"encspaces/v1/invite-signing-key"
+CTX_INVITE_BOX_KEY = b"encspaces/v1/invite-box-key"
+CTX_INVITE_PROOF = b"encspaces/v1/invite-join-proof"
+CTX_INVITE_AUTH = b"encspaces/v1/invite-handshake"
+CTX_INVITE_LINK = b"encspaces/v1/invite-link-check"
+
+# Encrypted files (encspaces/files.py, relay/blobs.py; docs/PROTOCOL.md section 11).
+CTX_FILE_SECRET = b"encspaces/v1/file-convergence-secret"
+CTX_FILE_CONTENT = b"encspaces/v1/file-content"
+CTX_FILE_KEY = b"encspaces/v1/file-key"
+CTX_FILE_ID = b"encspaces/v1/file-id"
+CTX_FILE_NONCE = b"encspaces/v1/file-chunk-nonce"
+CTX_FILE_CHUNK = b"encspaces/v1/file-chunk"
+CTX_BLOB = b"encspaces/v1/blob"
 
 ZERO_HASH = bytes(HASH_SIZE)
 
@@ -103,3 +117,15 @@ def open_sealed(private_key: nacl.public.PrivateKey, sealed: bytes) -> bytes | N
         return bytes(nacl.public.SealedBox(private_key).decrypt(sealed))
     except (nacl.exceptions.CryptoError, ValueError, TypeError):
         return None
+
+
+def stream_hasher(context: bytes) -> hashlib.blake2b:
+    """A BLAKE2b-256 to feed with ``update``: for data too large to hold (framed context first)."""
+    h = hashlib.blake2b(digest_size=HASH_SIZE)
+    h.update(_frame(context))
+    return h
+
+
+def blob_hash(blob: bytes) -> bytes:
+    """The name a stored blob (an encrypted file chunk) has at the relay: the hash of its bytes."""
+    return hash_parts(CTX_BLOB, blob)

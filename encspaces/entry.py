@@ -28,6 +28,13 @@ class Kind(enum.StrEnum):
 
     GENESIS = "genesis"
     ADD_MEMBER = "add_member"
+    REMOVE_MEMBER = "remove_member"  # and a new epoch, its key sealed to everyone who stays
+    SET_ROLE = "set_role"
+    ROTATE = "rotate"  # a new epoch without a membership change (policy or on demand)
+    POLICY = "policy"  # rotation and retention settings of the space
+    INVITE = "invite"  # an invite key and the epoch keys sealed to it
+    REVOKE_INVITE = "revoke_invite"
+    JOIN = "join"  # a newcomer's first entry, proving knowledge of an invite secret
     DATA = "data"
 
     @property

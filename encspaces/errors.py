@@ -159,3 +159,48 @@ class SpaceMismatchError(VerificationError, RuleError):
 
 class WithheldEntriesError(VerificationError):
     """Entries we know exist (from a peer) that the relay does not deliver."""
+
+
+# --- encrypted files (encspaces/files.py) -----------------------------------------------------
+
+
+class FileError(EncspacesError):
+    """Root of the errors of ``space.files``."""
+
+
+class UnknownFileError(FileError, LookupError):
+    """No file of that name is listed in the space."""
+
+
+class FileTooLargeError(FileError):
+    """A file over what one manifest can describe (``files.MAX_CHUNKS`` chunks)."""
+
+
+class FileChangedError(FileError):
+    """A file on disk changed while it was being uploaded; nothing was listed."""
+
+
+class FileIntegrityError(FileError):
+    """A chunk or manifest that does not check out: the file is not written.
+
+    A chunk whose bytes do not hash to the manifest's hash (swapped, truncated, altered) was
+    served wrong by the relay; a chunk that hashes right but does not decrypt under the
+    manifest's key and position, or a manifest that does not parse, is its author's fault.
+    """
+
+
+class BlobMissingError(FileError):
+    """The relay answers that it holds no chunk under a hash the manifest names."""
+
+
+class BlobRefusedError(FileError, RelayError):
+    """The relay refused to store a chunk; ``code`` is ``too_large``, ``quota``, ``bad_hash`` or ``read_only``."""
+
+
+class NotPermittedError(EncspacesError):
+    """Refused before anything was sent: the role does not allow it, or it would break a rule
+    (removing the last admin, adding a member twice)."""
+
+
+class MembershipRevokedError(EncspacesError):
+    """This device's member was removed from the space: nothing new can be read or written."""

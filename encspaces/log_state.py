@@ -10,6 +10,7 @@ later entry of it fails, so a frame is applied entirely or not at all.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,8 @@ from .errors import (
     SpaceMismatchError,
 )
 from .identity import member_id
-from .membership import AddMemberBody, GenesisBody, Member, Role
+from .invites import InviteBody, JoinBody, RevokeInviteBody, verify_join_proof
+from .membership import AddMemberBody, GenesisBody, Member, Policy, RekeyBody, Role, SetRoleBody
 
 GENESIS_SEQ = 1
 FIRST_EPOCH = 1
@@ -41,13 +43,43 @@ def space_id_of(genesis_raw: bytes) -> bytes:
     return crypto.hash_parts(crypto.CTX_SPACE_ID, genesis_raw)
 
 
+@dataclass(frozen=True)
+class Invite:
+    """An invite as the log knows it: its public key, what it grants, and how much is left."""
+
+    key: bytes
+    box_key: bytes
+    role: Role
+    uses: int
+    used: int
+    expires_ms: int | None
+    history: bool
+    created_by: bytes
+    created_seq: int
+    revoked: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Not revoked and not used up (expiry is judged against an entry's time, see ``check``)."""
+        return not self.revoked and self.used < self.uses
+
+    def expired_at(self, time_ms: int) -> bool:
+        return self.expires_ms is not None and time_ms > self.expires_ms
+
+
 @dataclass
 class _Journal:
+    """What ``rollback`` restores: counters by undo log, the small collections by copy."""
+
     seq: int
     epoch: int
     relay_key: bytes | None
+    members: dict[bytes, Member]
+    invites: dict[bytes, Invite]
+    epoch_started: dict[int, int]
+    policy: Policy
+    entries_in_epoch: int
     author_seqs: dict[bytes, int | None] = dataclasses.field(default_factory=dict)
-    members: dict[bytes, Member | None] = dataclasses.field(default_factory=dict)
 
 
 class LogState:
@@ -60,6 +92,10 @@ class LogState:
         self.members: dict[bytes, Member] = {}
         self.author_seqs: dict[bytes, int] = {}
         self.epoch = FIRST_EPOCH
+        self.epoch_started: dict[int, int] = {}  # epoch -> time (ms) of the entry that began it
+        self.entries_in_epoch = 0  # data entries under the current epoch (rotation policy)
+        self.invites: dict[bytes, Invite] = {}
+        self.policy = Policy()
         self._journal: _Journal | None = None
 
     @property
@@ -81,6 +117,11 @@ class LogState:
             "authors": [[author, n] for author, n in self.author_seqs.items()],
             "members": [[m.sign_key, m.box_key, m.role.value, m.added_by, m.added_seq]
                         for m in self.members.values()],
+            "started": [[epoch, t] for epoch, t in self.epoch_started.items()],
+            "in_epoch": self.entries_in_epoch,
+            "policy": self.policy.encode(),
+            "invites": [[i.key, i.box_key, i.role.value, i.uses, i.used, i.expires_ms, i.history, i.created_by,
+                         i.created_seq, i.revoked] for i in self.invites.values()],
         })
 
     @classmethod
@@ -108,7 +149,32 @@ class LogState:
                 added_seq=as_int(added_seq, "checkpoint added seq"),
             )
             state.members[member.sign_key] = member
+        for item in as_list(field(m, "started", "checkpoint"), "checkpoint epochs"):
+            epoch, started = as_list(item, "checkpoint epoch start", 2)
+            state.epoch_started[as_int(epoch, "checkpoint epoch", minimum=1)] = as_int(started, "epoch start")
+        state.entries_in_epoch = as_int(field(m, "in_epoch", "checkpoint"), "checkpoint entries in epoch")
+        state.policy = Policy.decode(as_bytes(field(m, "policy", "checkpoint"), "checkpoint policy"))
+        for item in as_list(field(m, "invites", "checkpoint"), "checkpoint invites"):
+            key, box, role, uses, used, expires, history, by, created, revoked = as_list(item, "invite", 10)
+            invite = Invite(
+                key=as_bytes(key, "invite key", 32), box_key=as_bytes(box, "invite box key", 32),
+                role=Role(as_str(role, "invite role", 16)), uses=as_int(uses, "invite uses"),
+                used=as_int(used, "invite used"),
+                expires_ms=None if expires is None else as_int(expires, "invite expiry"),
+                history=bool(history), created_by=as_bytes(by, "invite creator", 32),
+                created_seq=as_int(created, "invite seq"), revoked=bool(revoked),
+            )
+            state.invites[invite.key] = invite
         return state
+
+    def admins(self) -> list[bytes]:
+        return [key for key, m in self.members.items() if m.role is Role.ADMIN]
+
+    def key_recipients(self, without: bytes | None = None) -> dict[bytes, bytes]:
+        """Who must receive a new epoch key: every member (but ``without``) and every open invite."""
+        recipients = {key: m.box_key for key, m in self.members.items() if key != without}
+        recipients.update({key: inv.box_key for key, inv in self.invites.items() if inv.open})
+        return recipients
 
     def role_of(self, author: bytes) -> Role | None:
         member = self.members.get(author)
@@ -134,13 +200,17 @@ class LogState:
             raise SpaceMismatchError(
                 f"{who}: names space {h.space.hex()[:16]}…, expected {self.space.hex()[:16]}…"
             )
-        role = self.role_of(h.author)
-        if role is None:
-            raise MembershipError(f"{who}: author {member_id(h.author)} is not a member of the space")
-        if h.kind is Kind.DATA and not role.can_write:
-            raise PermissionDeniedError(f"{who}: author's role {role.value} may not write")
-        if h.kind is Kind.ADD_MEMBER and not role.can_manage:
-            raise PermissionDeniedError(f"{who}: author's role {role.value} may not add members")
+        if h.kind is Kind.JOIN:
+            if h.author in self.members:
+                raise MembershipChangeError(f"{who}: {member_id(h.author)} is already a member")
+        else:
+            role = self.role_of(h.author)
+            if role is None:
+                raise MembershipError(f"{who}: author {member_id(h.author)} is not a member of the space")
+            if h.kind is Kind.DATA and not role.can_write:
+                raise PermissionDeniedError(f"{who}: author's role {role.value} may not write")
+            if h.kind is not Kind.DATA and not role.can_manage:
+                raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
         self._check_author_seq(entry, seq)
         self._check_parent(entry, seq)
         if h.epoch != self.epoch:
@@ -149,13 +219,84 @@ class LogState:
             raise MalformedEntryError(f"{who}: a data entry needs a nonce")
         if h.kind.is_control and h.nonce:
             raise MalformedEntryError(f"{who}: a control entry is not encrypted and carries no nonce")
-        if h.kind is Kind.ADD_MEMBER:
-            # after author_seq, so that a replayed add_member is a ReplayError, not "already a member"
-            body = AddMemberBody.decode(entry.body)
-            if body.member in self.members:
-                raise MembershipChangeError(f"{who}: {member_id(body.member)} is already a member")
-            if self.epoch not in {epoch for epoch, _ in body.sealed_keys}:
-                raise MembershipChangeError(f"{who}: does not give the new member the key of epoch {self.epoch}")
+        # Bodies last, so that a replayed membership entry is a ReplayError, not a body conflict.
+        checker = _BODY_CHECKS.get(h.kind)
+        if checker is not None:
+            checker(self, entry, who)
+
+    def _check_add(self, entry: Entry, who: str) -> None:
+        body = AddMemberBody.decode(entry.body)
+        if body.member in self.members:
+            raise MembershipChangeError(f"{who}: {member_id(body.member)} is already a member")
+        if self.epoch not in {epoch for epoch, _ in body.sealed_keys}:
+            raise MembershipChangeError(f"{who}: does not give the new member the key of epoch {self.epoch}")
+
+    def _check_rekey(self, entry: Entry, who: str) -> None:
+        kind = entry.header.kind
+        body = RekeyBody.decode(entry.body, kind.value)
+        removed = body.member
+        if kind is Kind.REMOVE_MEMBER:
+            if removed is None or removed not in self.members:
+                name = "nobody" if removed is None else member_id(removed)
+                raise MembershipChangeError(f"{who}: {name} is not a member")
+            self._keep_an_admin(removed, None, who)
+        elif removed is not None:
+            raise MalformedEntryError(f"{who}: a rotation names no member")
+        if body.epoch != self.epoch + 1:
+            raise MembershipChangeError(f"{who}: starts epoch {body.epoch}, expected epoch {self.epoch + 1}")
+        expected = set(self.key_recipients(without=removed))
+        found = {recipient for recipient, _ in body.grants}
+        if found != expected:
+            missing = ", ".join(member_id(k)[:12] for k in expected - found) or "none"
+            extra = ", ".join(member_id(k)[:12] for k in found - expected) or "none"
+            raise MembershipChangeError(f"{who}: the new key must go to every member who stays and every "
+                                        f"open invite (missing: {missing}; not entitled: {extra})")
+
+    def _check_set_role(self, entry: Entry, who: str) -> None:
+        body = SetRoleBody.decode(entry.body)
+        member = self.members.get(body.member)
+        if member is None:
+            raise MembershipChangeError(f"{who}: {member_id(body.member)} is not a member")
+        if member.role is body.role:
+            raise MembershipChangeError(f"{who}: {member_id(body.member)} already has role {body.role.value}")
+        self._keep_an_admin(body.member, body.role, who)
+
+    def _keep_an_admin(self, member: bytes, new_role: Role | None, who: str) -> None:
+        """Removing or demoting the last admin would leave the space unmanageable: refused."""
+        if self.members[member].role is Role.ADMIN and new_role is not Role.ADMIN and len(self.admins()) == 1:
+            raise MembershipChangeError(f"{who}: {member_id(member)} is the last admin; add another admin first")
+
+    def _check_policy(self, entry: Entry, who: str) -> None:
+        Policy.decode(entry.body)
+
+    def _check_invite(self, entry: Entry, who: str) -> None:
+        body = InviteBody.decode(entry.body)
+        if body.invite in self.invites or body.invite in self.members:
+            raise MembershipChangeError(f"{who}: invite {member_id(body.invite)[:12]} already exists")
+        if self.epoch not in {epoch for epoch, _ in body.sealed_keys}:
+            raise MembershipChangeError(f"{who}: the invite does not carry the key of epoch {self.epoch}")
+
+    def _check_revoke(self, entry: Entry, who: str) -> None:
+        body = RevokeInviteBody.decode(entry.body)
+        invite = self.invites.get(body.invite)
+        if invite is None or not invite.open:
+            raise MembershipChangeError(f"{who}: invite {member_id(body.invite)[:12]} is not open")
+
+    def _check_join(self, entry: Entry, who: str) -> None:
+        h = entry.header
+        body = JoinBody.decode(entry.body)
+        invite = self.invites.get(body.invite)
+        name = member_id(body.invite)[:12]
+        if invite is None:
+            raise MembershipChangeError(f"{who}: no invite {name} in this space")
+        if invite.revoked:
+            raise MembershipChangeError(f"{who}: invite {name} was revoked")
+        if not invite.open:
+            raise MembershipChangeError(f"{who}: invite {name} is used up ({invite.used} of {invite.uses})")
+        if invite.expired_at(h.time_ms):
+            raise MembershipChangeError(f"{who}: invite {name} expired before this join")
+        if not verify_join_proof(body.invite, self.space, h.author, body.box_key, body.proof):
+            raise MembershipChangeError(f"{who}: the join does not prove knowledge of invite {name}'s secret")
 
     def _check_genesis(self, entry: Entry) -> None:
         h = entry.header
@@ -207,24 +348,48 @@ class LogState:
         if journal is not None:
             journal.author_seqs.setdefault(h.author, self.author_seqs.get(h.author))
         self.author_seqs[h.author] = h.author_seq
-        if h.kind is Kind.GENESIS:
+        kind = h.kind
+        if kind is Kind.DATA:
+            self.entries_in_epoch += 1
+        elif kind is Kind.GENESIS:
             body = GenesisBody.decode(entry.body)
             self.relay_key = body.relay_key
-            self._set_member(Member(h.author, body.creator_box, Role.ADMIN, None, seq))
-        elif h.kind is Kind.ADD_MEMBER:
+            self.epoch_started[FIRST_EPOCH] = h.time_ms
+            self.members[h.author] = Member(h.author, body.creator_box, Role.ADMIN, None, seq)
+        elif kind is Kind.ADD_MEMBER:
             add = AddMemberBody.decode(entry.body)
-            self._set_member(Member(add.member, add.box_key, add.role, h.author, seq))
+            self.members[add.member] = Member(add.member, add.box_key, add.role, h.author, seq)
+        elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE):
+            rekey = RekeyBody.decode(entry.body, kind.value)
+            if rekey.member is not None:
+                del self.members[rekey.member]
+            self.epoch = rekey.epoch
+            self.epoch_started[rekey.epoch] = h.time_ms
+            self.entries_in_epoch = 0
+        elif kind is Kind.SET_ROLE:
+            change = SetRoleBody.decode(entry.body)
+            self.members[change.member] = dataclasses.replace(self.members[change.member], role=change.role)
+        elif kind is Kind.POLICY:
+            self.policy = Policy.decode(entry.body)
+        elif kind is Kind.INVITE:
+            inv = InviteBody.decode(entry.body)
+            self.invites[inv.invite] = Invite(inv.invite, inv.box_key, inv.role, inv.uses, 0, inv.expires_ms,
+                                              inv.history, h.author, seq)
+        elif kind is Kind.REVOKE_INVITE:
+            revoked = RevokeInviteBody.decode(entry.body).invite
+            self.invites[revoked] = dataclasses.replace(self.invites[revoked], revoked=True)
+        elif kind is Kind.JOIN:
+            join = JoinBody.decode(entry.body)
+            invite = self.invites[join.invite]
+            self.invites[join.invite] = dataclasses.replace(invite, used=invite.used + 1)
+            self.members[h.author] = Member(h.author, join.box_key, invite.role, invite.created_by, seq)
         self.heads.append(head)
-
-    def _set_member(self, member: Member) -> None:
-        if self._journal is not None:
-            self._journal.members.setdefault(member.sign_key, self.members.get(member.sign_key))
-        self.members[member.sign_key] = member
 
     # --- all or nothing -------------------------------------------------------------------
 
     def begin(self) -> None:
-        self._journal = _Journal(self.seq, self.epoch, self.relay_key)
+        self._journal = _Journal(self.seq, self.epoch, self.relay_key, dict(self.members), dict(self.invites),
+                                 dict(self.epoch_started), self.policy, self.entries_in_epoch)
 
     def commit(self) -> None:
         self._journal = None
@@ -236,8 +401,12 @@ class LogState:
         del self.heads[journal.seq + 1 :]
         self.epoch = journal.epoch
         self.relay_key = journal.relay_key
+        self.members = journal.members
+        self.invites = journal.invites
+        self.epoch_started = journal.epoch_started
+        self.policy = journal.policy
+        self.entries_in_epoch = journal.entries_in_epoch
         _restore(self.author_seqs, journal.author_seqs)
-        _restore(self.members, journal.members)
         self._journal = None
 
 
@@ -247,3 +416,28 @@ def _restore(target: dict[bytes, Any], saved: dict[bytes, Any]) -> None:
             target.pop(key, None)
         else:
             target[key] = old
+
+
+_MANAGING = {
+    Kind.GENESIS: "create the space",
+    Kind.ADD_MEMBER: "add members",
+    Kind.REMOVE_MEMBER: "remove members",
+    Kind.SET_ROLE: "change roles",
+    Kind.ROTATE: "rotate the key",
+    Kind.POLICY: "set the policy",
+    Kind.INVITE: "create invites",
+    Kind.REVOKE_INVITE: "revoke invites",
+    Kind.JOIN: "join",
+    Kind.DATA: "write",
+}
+
+_BODY_CHECKS: dict[Kind, Callable[[LogState, Entry, str], None]] = {
+    Kind.ADD_MEMBER: LogState._check_add,
+    Kind.REMOVE_MEMBER: LogState._check_rekey,
+    Kind.ROTATE: LogState._check_rekey,
+    Kind.SET_ROLE: LogState._check_set_role,
+    Kind.POLICY: LogState._check_policy,
+    Kind.INVITE: LogState._check_invite,
+    Kind.REVOKE_INVITE: LogState._check_revoke,
+    Kind.JOIN: LogState._check_join,
+}

@@ -8,7 +8,9 @@ member's X25519 key and stay opaque to the relay.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
@@ -17,6 +19,7 @@ from .errors import MalformedEntryError, ProtocolError
 from .identity import PublicIdentity, member_id
 
 BODY_VERSION = 1
+T = TypeVar("T")
 
 
 class Role(enum.StrEnum):
@@ -80,34 +83,32 @@ class AddMemberBody:
     box_key: bytes
     role: Role
     sealed_keys: tuple[tuple[int, bytes], ...]  # (epoch, key sealed to the new member)
+    history: bool = True  # whether the adder meant to give every retained key, or only the current
 
     def encode(self) -> bytes:
-        return pack({"v": BODY_VERSION, "member": self.member, "box": self.box_key,
-                     "role": self.role.value, "keys": [list(k) for k in self.sealed_keys]})
+        return pack({"v": BODY_VERSION, "member": self.member, "box": self.box_key, "role": self.role.value,
+                     "keys": [list(k) for k in self.sealed_keys], "history": self.history})
 
     @classmethod
     def decode(cls, data: bytes) -> AddMemberBody:
-        try:
-            m = as_map(unpack(data, max_size=MAX_ENTRY_SIZE, what="add_member body"), "add_member body")
-            _check_version(m, "add_member body")
-            role_name = as_str(field(m, "role", "add_member"), "add_member role", 16)
-            try:
-                role = Role(role_name)
-            except ValueError:
-                raise ProtocolError(f"add_member role: unknown role {role_name!r}") from None
+        def parse(m: dict[str, Any]) -> AddMemberBody:
             keys = []
             for item in as_list(field(m, "keys", "add_member"), "add_member keys"):
                 pair = as_list(item, "add_member key", 2)
                 keys.append((as_int(pair[0], "add_member key epoch", minimum=1),
                              as_bytes(pair[1], "add_member sealed key", max_size=256)))
+            history = m.get("history", True)
+            if not isinstance(history, bool):
+                raise ProtocolError("add_member history: expected a boolean")
             return cls(
                 member=as_bytes(field(m, "member", "add_member"), "add_member member key", 32),
                 box_key=as_bytes(field(m, "box", "add_member"), "add_member box key", 32),
-                role=role,
+                role=parse_role(field(m, "role", "add_member"), "add_member role"),
                 sealed_keys=tuple(keys),
+                history=history,
             )
-        except ProtocolError as exc:
-            raise MalformedEntryError(f"malformed add_member entry: {exc}") from exc
+
+        return decode_body(data, "add_member", parse)
 
 
 def _check_version(m: dict[str, object], what: str) -> None:
@@ -120,6 +121,119 @@ def genesis_body(creator: PublicIdentity, relay_key: bytes, epoch_key: bytes) ->
     return GenesisBody(creator.box_key, relay_key, crypto.seal_to(creator.box_key, epoch_key)).encode()
 
 
-def add_member_body(new: PublicIdentity, role: Role, epoch_keys: dict[int, bytes]) -> bytes:
+def add_member_body(new: PublicIdentity, role: Role, epoch_keys: dict[int, bytes], history: bool = True) -> bytes:
     sealed = tuple((epoch, crypto.seal_to(new.box_key, key)) for epoch, key in sorted(epoch_keys.items()))
-    return AddMemberBody(new.sign_key, new.box_key, role, sealed).encode()
+    return AddMemberBody(new.sign_key, new.box_key, role, sealed, history).encode()
+
+
+# --- bodies of the membership and key entries ------------------------------------------------
+
+
+def decode_body(data: bytes, what: str, parse: Callable[[dict[str, Any]], T]) -> T:
+    """Decode a control entry's public body; any problem is a MalformedEntryError."""
+    try:
+        m = as_map(unpack(data, max_size=MAX_ENTRY_SIZE, what=f"{what} body"), f"{what} body")
+        _check_version(m, f"{what} body")
+        return parse(m)
+    except ProtocolError as exc:
+        raise MalformedEntryError(f"malformed {what} entry: {exc}") from exc
+
+
+def parse_role(value: object, what: str) -> Role:
+    name = as_str(value, what, 16)
+    try:
+        return Role(name)
+    except ValueError:
+        raise ProtocolError(f"{what}: unknown role {name!r}") from None
+
+
+def _grants(value: object, what: str) -> tuple[tuple[bytes, bytes], ...]:
+    """(recipient sign key or invite key, epoch key sealed to its box key), each recipient once."""
+    grants = []
+    for item in as_list(value, what):
+        pair = as_list(item, f"{what} item", 2)
+        recipient = as_bytes(pair[0], f"{what} recipient", 32)
+        grants.append((recipient, as_bytes(pair[1], f"{what} sealed key", max_size=256)))
+    if len({recipient for recipient, _ in grants}) != len(grants):
+        raise ProtocolError(f"{what}: a recipient appears twice")
+    return tuple(grants)
+
+
+@dataclass(frozen=True)
+class RekeyBody:
+    """A new epoch (rotate, or remove_member with ``member`` set) and its key for each recipient."""
+
+    epoch: int
+    grants: tuple[tuple[bytes, bytes], ...]
+    member: bytes | None = None  # the member removed, for remove_member
+
+    def encode(self) -> bytes:
+        body: dict[str, Any] = {"v": BODY_VERSION, "epoch": self.epoch, "keys": [list(g) for g in self.grants]}
+        if self.member is not None:
+            body["member"] = self.member
+        return pack(body)
+
+    @classmethod
+    def decode(cls, data: bytes, what: str) -> RekeyBody:
+        def parse(m: dict[str, Any]) -> RekeyBody:
+            member = m.get("member")
+            return cls(
+                epoch=as_int(field(m, "epoch", what), f"{what} epoch", minimum=2),
+                grants=_grants(field(m, "keys", what), f"{what} keys"),
+                member=None if member is None else as_bytes(member, f"{what} member", 32),
+            )
+
+        return decode_body(data, what, parse)
+
+
+@dataclass(frozen=True)
+class SetRoleBody:
+    member: bytes
+    role: Role
+
+    def encode(self) -> bytes:
+        return pack({"v": BODY_VERSION, "member": self.member, "role": self.role.value})
+
+    @classmethod
+    def decode(cls, data: bytes) -> SetRoleBody:
+        return decode_body(data, "set_role", lambda m: cls(
+            member=as_bytes(field(m, "member", "set_role"), "set_role member", 32),
+            role=parse_role(field(m, "role", "set_role"), "set_role role"),
+        ))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When an admin's client rotates the key by itself, and how long devices keep old keys.
+
+    None means never (rotation) or forever (retention). Retention counts epochs before the
+    current one, and seconds since an epoch ended.
+    """
+
+    rotate_entries: int | None = None
+    rotate_seconds: int | None = None
+    retain_epochs: int | None = None
+    retain_seconds: int | None = None
+
+    def encode(self) -> bytes:
+        return pack({"v": BODY_VERSION, "rotate_entries": self.rotate_entries,
+                     "rotate_seconds": self.rotate_seconds, "retain_epochs": self.retain_epochs,
+                     "retain_seconds": self.retain_seconds})
+
+    @classmethod
+    def decode(cls, data: bytes) -> Policy:
+        def opt(m: dict[str, Any], key: str, minimum: int) -> int | None:
+            value = field(m, key, "policy")
+            return None if value is None else as_int(value, f"policy {key}", minimum=minimum)
+
+        return decode_body(data, "policy", lambda m: cls(
+            rotate_entries=opt(m, "rotate_entries", 1),
+            rotate_seconds=opt(m, "rotate_seconds", 1),
+            retain_epochs=opt(m, "retain_epochs", 0),
+            retain_seconds=opt(m, "retain_seconds", 0),
+        ))
+
+
+def seal_grants(recipients: dict[bytes, bytes], key: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """``key`` sealed to each recipient: {sign key or invite key: X25519 box key}."""
+    return tuple((recipient, crypto.seal_to(box, key)) for recipient, box in sorted(recipients.items()))

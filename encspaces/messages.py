@@ -78,10 +78,13 @@ class Hello:
     since_seq: int
     since_head: bytes
     genesis: bytes | None = None
+    # A newcomer with an invite link: (invite key, invite's signature over ``auth``).
+    invite: tuple[bytes, bytes] | None = None
 
     def encode(self) -> bytes:
         return pack({"t": "hello", "auth": self.auth, "sig": self.signature, "since": self.since_seq,
-                     "since_head": self.since_head, "genesis": self.genesis})
+                     "since_head": self.since_head, "genesis": self.genesis,
+                     "invite": None if self.invite is None else list(self.invite)})
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,93 @@ class Presence:
         return pack({"t": "presence", "data": self.data})
 
 
-Message: TypeAlias = Challenge | Hello | Welcome | Entries | Submit | Ack | Error | Presence
+# --- encrypted file chunks (blobs), after the handshake; see encspaces/files.py -------------
+# Each request carries an ``id`` chosen by the client and echoed in the answer, so a client
+# may keep several requests in flight on one connection.
+
+MAX_BLOB_REQUEST_ID = (1 << 32) - 1
+
+
+@dataclass(frozen=True)
+class BlobPut:
+    """Client to relay: store ``data`` (an encrypted chunk) under ``hash = crypto.blob_hash(data)``."""
+
+    id: int
+    hash: bytes
+    data: bytes
+
+    def encode(self) -> bytes:
+        return pack({"t": "blob_put", "id": self.id, "hash": self.hash, "data": self.data})
+
+
+@dataclass(frozen=True)
+class BlobAck:
+    """Relay to client: the blob is stored (now, or already was)."""
+
+    id: int
+    hash: bytes
+
+    def encode(self) -> bytes:
+        return pack({"t": "blob_ack", "id": self.id, "hash": self.hash})
+
+
+@dataclass(frozen=True)
+class BlobGet:
+    """Client to relay: send the blob stored under ``hash`` in this space."""
+
+    id: int
+    hash: bytes
+
+    def encode(self) -> bytes:
+        return pack({"t": "blob_get", "id": self.id, "hash": self.hash})
+
+
+@dataclass(frozen=True)
+class BlobData:
+    """Relay to client: the bytes stored under ``hash`` (the client checks the hash itself)."""
+
+    id: int
+    hash: bytes
+    data: bytes
+
+    def encode(self) -> bytes:
+        return pack({"t": "blob_data", "id": self.id, "hash": self.hash, "data": self.data})
+
+
+@dataclass(frozen=True)
+class BlobMissing:
+    """Relay to client: this space holds no blob under ``hash``."""
+
+    id: int
+    hash: bytes
+
+    def encode(self) -> bytes:
+        return pack({"t": "blob_missing", "id": self.id, "hash": self.hash})
+
+
+@dataclass(frozen=True)
+class BlobRefused:
+    """Relay to client: a blob_put refused (``too_large``, ``quota``, ``bad_hash``, ``read_only``).
+
+    Not fatal: the connection stays open, only that request failed.
+    """
+
+    id: int
+    hash: bytes
+    code: str
+    message: str
+
+    def encode(self) -> bytes:
+        return pack({"t": "blob_refused", "id": self.id, "hash": self.hash, "code": self.code,
+                     "message": self.message})
+
+
+BlobReply: TypeAlias = BlobAck | BlobData | BlobMissing | BlobRefused
+
+
+Message: TypeAlias = (
+    Challenge | Hello | Welcome | Entries | Submit | Ack | Error | Presence | BlobPut | BlobGet | BlobReply
+)
 
 
 def _head(value: Any, what: str) -> SignedHead:
@@ -171,7 +260,14 @@ def _decode_challenge(m: dict[str, Any]) -> Challenge:
 
 def _decode_hello(m: dict[str, Any]) -> Hello:
     genesis = field(m, "genesis", "hello")
+    invite_field = m.get("invite")
+    invite = None
+    if invite_field is not None:
+        key, proof = as_list(invite_field, "hello invite", 2)
+        invite = (as_bytes(key, "hello invite key", crypto.PUBLIC_KEY_SIZE),
+                  as_bytes(proof, "hello invite proof", crypto.SIGNATURE_SIZE))
     return Hello(
+        invite=invite,
         auth=as_bytes(field(m, "auth", "hello"), "hello auth", max_size=512),
         signature=as_bytes(field(m, "sig", "hello"), "hello signature", crypto.SIGNATURE_SIZE),
         since_seq=as_int(field(m, "since", "hello"), "hello since seq"),
@@ -236,6 +332,43 @@ def _decode_presence(m: dict[str, Any]) -> Presence:
     return Presence(as_bytes(field(m, "data", "presence"), "presence data", max_size=MAX_PRESENCE_SIZE))
 
 
+def _blob_head(m: dict[str, Any], what: str) -> tuple[int, bytes]:
+    return (as_int(field(m, "id", what), f"{what} id", maximum=MAX_BLOB_REQUEST_ID),
+            as_bytes(field(m, "hash", what), f"{what} hash", crypto.HASH_SIZE))
+
+
+def _blob_data(m: dict[str, Any], what: str) -> bytes:
+    return as_bytes(field(m, "data", what), f"{what} data", max_size=DEFAULT_MAX_MESSAGE)
+
+
+def _decode_blob_put(m: dict[str, Any]) -> BlobPut:
+    return BlobPut(*_blob_head(m, "blob_put"), _blob_data(m, "blob_put"))
+
+
+def _decode_blob_ack(m: dict[str, Any]) -> BlobAck:
+    return BlobAck(*_blob_head(m, "blob_ack"))
+
+
+def _decode_blob_get(m: dict[str, Any]) -> BlobGet:
+    return BlobGet(*_blob_head(m, "blob_get"))
+
+
+def _decode_blob_data(m: dict[str, Any]) -> BlobData:
+    return BlobData(*_blob_head(m, "blob_data"), _blob_data(m, "blob_data"))
+
+
+def _decode_blob_missing(m: dict[str, Any]) -> BlobMissing:
+    return BlobMissing(*_blob_head(m, "blob_missing"))
+
+
+def _decode_blob_refused(m: dict[str, Any]) -> BlobRefused:
+    return BlobRefused(
+        *_blob_head(m, "blob_refused"),
+        code=as_str(field(m, "code", "blob_refused"), "blob_refused code", 64),
+        message=as_str(field(m, "message", "blob_refused"), "blob_refused message", 2048),
+    )
+
+
 _DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "challenge": _decode_challenge,
     "hello": _decode_hello,
@@ -245,6 +378,12 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "ack": _decode_ack,
     "error": _decode_error,
     "presence": _decode_presence,
+    "blob_put": _decode_blob_put,
+    "blob_ack": _decode_blob_ack,
+    "blob_get": _decode_blob_get,
+    "blob_data": _decode_blob_data,
+    "blob_missing": _decode_blob_missing,
+    "blob_refused": _decode_blob_refused,
 }
 
 

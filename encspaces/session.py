@@ -14,10 +14,18 @@ from typing import TypeAlias
 from . import crypto
 from .errors import HandshakeError, MalformedFrameError, ProtocolError, RelayError
 from .identity import Identity
+from .invites import InviteSecret
 from .messages import (
     PROTOCOL_VERSION,
     Ack,
     AuthStatement,
+    BlobAck,
+    BlobData,
+    BlobGet,
+    BlobMissing,
+    BlobPut,
+    BlobRefused,
+    BlobReply,
     Challenge,
     Entries,
     Error,
@@ -65,16 +73,35 @@ class PresenceReceived:
     data: bytes
 
 
-Event: TypeAlias = Send | Verified | BecameLive | Acked | PresenceReceived
+@dataclass(frozen=True)
+class BlobReplyReceived:
+    """The relay's answer to one of our blob requests: the space's files layer matches it by id."""
+
+    reply: BlobReply
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A refusal that does not end the connection (entries under an epoch that just ended)."""
+
+    code: str
+    message: str
+
+
+Event: TypeAlias = Send | Verified | BecameLive | Acked | PresenceReceived | Notice | BlobReplyReceived
 
 
 class ClientSession:
     """One connection: handshake, then verified frames. Create a new one per connection."""
 
-    def __init__(self, identity: Identity, verifier: LogVerifier, genesis: bytes | None = None) -> None:
+    def __init__(
+        self, identity: Identity, verifier: LogVerifier, genesis: bytes | None = None,
+        invite: InviteSecret | None = None,
+    ) -> None:
         self.identity = identity
         self.verifier = verifier
         self.genesis = genesis
+        self.invite = invite  # a newcomer's invite, shown to the relay until we are a member
         self.state = SessionState.AWAITING_CHALLENGE
         self.target_seq = 0
 
@@ -94,6 +121,8 @@ class ClientSession:
         except ProtocolError as exc:
             raise MalformedFrameError(f"the relay sent a malformed message in state {self.state.value}: {exc}") from exc
         if isinstance(message, Error):
+            if not message.fatal and self.state is SessionState.LIVE:
+                return [Notice(message.code, message.message)]
             raise RelayError(message.code, message.message)
         if self.state is SessionState.AWAITING_CHALLENGE and isinstance(message, Challenge):
             return [Send(self._hello(message, now_ms))]
@@ -108,6 +137,8 @@ class ClientSession:
                 return [Acked(message.results)]
             if isinstance(message, Presence):
                 return [PresenceReceived(message.data)]
+            if isinstance(message, (BlobAck, BlobData, BlobMissing, BlobRefused)):
+                return [BlobReplyReceived(message)]
         raise MalformedFrameError(f"unexpected {type(message).__name__.lower()} message in state {self.state.value}")
 
     def _hello(self, challenge: Challenge, now_ms: int) -> bytes:
@@ -128,12 +159,14 @@ class ClientSession:
             time_ms=now_ms,
         ).encode()
         self.state = SessionState.AWAITING_WELCOME
+        newcomer = self.invite is not None and self.identity.public.sign_key not in self.verifier.state.members
         return Hello(
             auth=auth,
             signature=self.identity.sign(crypto.CTX_AUTH, auth),
             since_seq=self.verifier.seq,
             since_head=self.verifier.head,
             genesis=self.genesis if self.verifier.seq == 0 else None,
+            invite=(self.invite.invite_key, self.invite.auth_proof(auth)) if newcomer and self.invite else None,
         ).encode()
 
     def _maybe_live(self, events: list[Event]) -> list[Event]:
@@ -153,3 +186,8 @@ class ClientSession:
         if self.state is not SessionState.LIVE:
             raise HandshakeError(f"cannot submit in state {self.state.value}")
         return Submit(entries).encode()
+
+    def blob_request(self, request: BlobPut | BlobGet) -> bytes:
+        if self.state is not SessionState.LIVE:
+            raise HandshakeError(f"cannot send a blob request in state {self.state.value}")
+        return request.encode()

@@ -41,16 +41,32 @@ from .errors import (
     ConnectionFailedError,
     EncspacesError,
     HandshakeError,
+    MembershipRevokedError,
+    NotPermittedError,
     RelayError,
     SpaceClosedError,
     VerificationError,
 )
+from .files import SpaceFiles
 from .identity import Identity, PublicIdentity, member_id, parse_member_id
-from .log_state import space_id_of
-from .membership import Member, Role, add_member_body, genesis_body
+from .invites import InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
+from .key_policy import retired_epochs, rotation_due
+from .log_state import LogState, space_id_of
+from .membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
 from .messages import Challenge, decode_message
 from .presence_channel import PresenceChannel
-from .session import Acked, BecameLive, ClientSession, PresenceReceived, Send, SessionState, Verified
+from .rekey import invite_body, keys_to_give, reissue, rekey_body
+from .session import (
+    Acked,
+    BecameLive,
+    BlobReplyReceived,
+    ClientSession,
+    Notice,
+    PresenceReceived,
+    Send,
+    SessionState,
+    Verified,
+)
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
 from .store import LocalStore
@@ -71,7 +87,7 @@ RECONNECT_MAX = 5.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
 PERMANENT_REFUSALS = {
     "not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth", "bad_genesis",
-    "wrong_relay", "too_large",
+    "wrong_relay", "too_large", "bad_invite", "removed",
 }
 
 
@@ -101,10 +117,12 @@ class _Pending:
     outbox_done_through: int | None = None
     meta: dict[str, bytes] = field(default_factory=dict)
     checkpoint: tuple[int, bytes, bytes] | None = None
+    outbox_reset: bool = False  # the outbox was re-issued: replace the stored one
+    purge: bool = False  # keys were forgotten: leave no copy in the write-ahead log
 
     def __bool__(self) -> bool:
         return bool(self.log or self.outbox or self.meta or self.outbox_done_through is not None
-                    or self.checkpoint is not None)
+                    or self.checkpoint is not None or self.outbox_reset or self.purge)
 
 
 class Space:
@@ -140,10 +158,13 @@ class Space:
         self._pending = _Pending()
         self._write_lock = asyncio.Lock()
         self._checkpoint_seq = 0
+        self._rotation_queued_for = 0  # the epoch we already queued a policy rotation for
+        self._invite: InviteSecret | None = None  # while joining with an invite link
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
         self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
         self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail)
+        self.files = SpaceFiles(self)  # encrypted files: encspaces/files.py
 
     # --- public API ------------------------------------------------------------------------
 
@@ -208,19 +229,108 @@ class Space:
         """Typed change events from now on (local and remote, with the remote author's member id)."""
         return self._document.changes(name, kind)
 
-    async def add_member(self, public_identity: PublicIdentity | str, role: str | Role = Role.WRITER) -> None:
-        """Add a member (admins only); returns once the membership entry is verified in the log."""
-        self._check_writable()
+    # --- membership, roles, invites and keys ----------------------------------------------
+
+    @property
+    def invites(self) -> builtins.list[InviteInfo]:
+        """Open invites (not revoked, not used up; expired ones are listed with ``expired``)."""
+        now = int(time.time() * 1000)
+        return [InviteInfo.of(invite, now) for invite in self._verifier.state.invites.values() if invite.open]
+
+    @property
+    def policy(self) -> Policy:
+        return self._verifier.state.policy
+
+    async def add_member(
+        self, public_identity: PublicIdentity | str, role: str | Role = Role.WRITER, history: bool = True
+    ) -> None:
+        """Add a member (admins only); ``history`` gives them every retained epoch key, else the current one.
+
+        Returns once the membership entry is verified in the log.
+        """
+        state = self._require_admin("add members")
         new = PublicIdentity.parse(public_identity) if isinstance(public_identity, str) else public_identity
-        state = self._verifier.state
-        my_role = state.role_of(self._me)
-        if my_role is None or not my_role.can_manage:
-            raise EncspacesError(f"only an admin may add members; your role is {my_role.value if my_role else 'none'}")
         if new.sign_key in state.members:
-            raise EncspacesError(f"{new.member_id} is already a member")
+            raise NotPermittedError(f"{new.member_id} is already a member")
+        keys = keys_to_give(self._verifier.epoch_keys, state.epoch, history)
+        await self._control(Kind.ADD_MEMBER, add_member_body(new, Role(role), keys, history))
+
+    async def remove_member(self, member: str | PublicIdentity) -> None:
+        """Remove a member and start a new epoch whose key they never get (admins only)."""
+        state = self._require_admin("remove members")
+        key = self._member_key(member)
+        self._keep_an_admin(state, key, None)
+        await self._control(Kind.REMOVE_MEMBER, rekey_body(state, remove=key))
+
+    async def set_role(self, member: str | PublicIdentity, role: str | Role) -> None:
+        """Change a member's role: admin, writer or reader (admins only)."""
+        state = self._require_admin("change roles")
+        key, new_role = self._member_key(member), Role(role)
+        if state.members[key].role is new_role:
+            raise NotPermittedError(f"{member_id(key)} already has role {new_role.value}")
+        self._keep_an_admin(state, key, new_role)
+        await self._control(Kind.SET_ROLE, SetRoleBody(key, new_role).encode())
+
+    async def rotate_key(self) -> None:
+        """Start a new epoch now (admins only); the policy can also make admins' clients do it."""
+        await self._control(Kind.ROTATE, rekey_body(self._require_admin("rotate the key")))
+
+    async def set_policy(self, policy: Policy) -> None:
+        """Set rotation and retention (admins only); see ``encspaces.Policy``."""
+        self._require_admin("set the policy")
+        await self._control(Kind.POLICY, policy.encode())
+
+    async def create_invite(
+        self, role: str | Role = Role.WRITER, uses: int = 1, expires_in: float | None = 7 * 24 * 3600,
+        history: bool = True,
+    ) -> str:
+        """An invite link to paste in a chat: relay address, space id and a secret the relay never sees.
+
+        ``expires_in`` is in seconds (None: never); ``uses`` is how many people may join with it.
+        """
+        state = self._require_admin("create invites")
+        if uses < 1:
+            raise ValueError("an invite needs at least one use")
+        secret = InviteSecret.generate()
+        expires = None if expires_in is None else int((time.time() + expires_in) * 1000)
+        body = InviteBody(secret.invite_key, secret.box_key, Role(role), uses, expires, history, ())
+        await self._control(Kind.INVITE, invite_body(body, self._verifier.epoch_keys, state.epoch))
+        return str(InviteLink(self.url, self.space_bytes, secret))
+
+    async def revoke_invite(self, invite: str) -> None:
+        """Revoke an invite, named by its id (``space.invites``) or by its link."""
+        state = self._require_admin("revoke invites")
+        key = InviteLink.parse(invite).secret.invite_key if invite.startswith("esinv") else parse_member_id(invite)
+        found = state.invites.get(key)
+        if found is None or not found.open:
+            raise NotPermittedError(f"no open invite {invite[:20]}… in this space")
+        await self._control(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode())
+
+    def _require_admin(self, action: str) -> LogState:
+        self._check_writable()
+        state = self._verifier.state
+        role = state.role_of(self._me)
+        if role is None or not role.can_manage:
+            raise NotPermittedError(f"only an admin may {action}; your role is {role.value if role else 'none'}")
+        return state
+
+    def _member_key(self, member: str | PublicIdentity) -> bytes:
+        key = member.sign_key if isinstance(member, PublicIdentity) else (
+            PublicIdentity.parse(member).sign_key if member.startswith("esid") else parse_member_id(member))
+        if key not in self._verifier.state.members:
+            raise NotPermittedError(f"{member_id(key)} is not a member of this space")
+        return key
+
+    @staticmethod
+    def _keep_an_admin(state: LogState, member: bytes, new_role: Role | None) -> None:
+        if state.members[member].role is Role.ADMIN and new_role is not Role.ADMIN and len(state.admins()) == 1:
+            raise NotPermittedError(
+                f"{member_id(member)} is the last admin of the space: make someone else admin first"
+            )
+
+    async def _control(self, kind: Kind, body: bytes) -> None:
         self._flush_batch()
-        body = add_member_body(new, Role(role), dict(self._verifier.epoch_keys))
-        self._queue_entry(Kind.ADD_MEMBER, body)
+        self._queue_entry(kind, body)
         await self.sync()
 
     async def sync(self) -> None:
@@ -228,7 +338,8 @@ class Space:
         self._check_open()
         self._flush_batch()
         target = self._last_author_seq
-        while self._verifier.state.author_seqs.get(self._me, 0) < target:
+        # min(): re-issuing after a rotation may drop entries it made pointless, renumbering the rest
+        while self._verifier.state.author_seqs.get(self._me, 0) < min(target, self._last_author_seq):
             self._raise_if_failed()
             self._progress.clear()
             await self._progress.wait()
@@ -306,8 +417,10 @@ class Space:
     def _check_writable(self) -> None:
         self._raise_if_failed()
         role = self._verifier.state.role_of(self._me)
+        if role is None and self._verifier.seq > 0:
+            raise NotPermittedError("you are not a member of this space (yet): nothing you write would be accepted")
         if role is not None and not role.can_write:
-            raise EncspacesError(f"your role {role.value} may not write in this space")
+            raise NotPermittedError(f"your role {role.value} may not write in this space")
 
     # --- local edits -> entries ------------------------------------------------------------
 
@@ -396,13 +509,50 @@ class Space:
                             result.seq, result.entry.author_id, exc)
         mine = self._verifier.state.author_seqs.get(self._me, 0)
         self._last_author_seq = max(self._last_author_seq, mine)
-        if self.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
-            self._take_checkpoint()
         if self._outbox and self._outbox[0].header.author_seq <= mine:
             self._outbox = [e for e in self._outbox if e.header.author_seq > mine]
             self._pending.outbox_done_through = mine
+        removed_at = self._verifier.removed_at
+        if removed_at is not None:
+            self._fail(MembershipRevokedError(f"this device's member was removed from the space at seq {removed_at}"))
+        elif self._outbox and self._outbox[0].header.epoch != self.epoch:
+            self._reissue_outbox()
+        self._maintain()
+        if self.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
+            self._take_checkpoint()
         self._write_wanted.set()
         self._progress.set()
+
+    def _reissue_outbox(self) -> None:
+        """The epoch moved under our unsent entries: issue them again under the new one."""
+        old, self._outbox = self._outbox, []
+        verified_mine = self._verifier.state.author_seqs.get(self._me, 0)
+        self._last_author_seq = verified_mine
+        self._sent_through = min(self._sent_through, verified_mine)
+        self._pending.outbox = []
+        self._pending.outbox_reset = True
+        for entry in old:
+            again = reissue(entry, self._verifier.state, self._verifier.epoch_keys)
+            if again is not None:
+                self._queue_entry(*again)
+        log.info("re-issued %d unsent entries under epoch %d", len(self._outbox), self.epoch)
+
+    def _maintain(self) -> None:
+        """Retention (forget old epoch keys) and, for admins, rotation when the policy says it is due."""
+        state, verifier = self._verifier.state, self._verifier
+        if self.error is not None or state.seq == 0:
+            return
+        now_ms = int(time.time() * 1000)
+        expired = retired_epochs(state, set(verifier.epoch_keys), now_ms)
+        if expired:
+            verifier.forget_keys(expired)
+            self._take_checkpoint()
+            self._pending.purge = True
+            log.info("forgot the keys of epochs %s (retention)", sorted(expired))
+        role = state.role_of(self._me)
+        if role is Role.ADMIN and self._rotation_queued_for != state.epoch and rotation_due(state, now_ms):
+            self._rotation_queued_for = state.epoch
+            self._queue_entry(Kind.ROTATE, rekey_body(state))
 
     # --- persistence -----------------------------------------------------------------------
 
@@ -429,6 +579,8 @@ class Space:
             outbox_add=pending.outbox,
             outbox_done_through=pending.outbox_done_through,
             checkpoint=pending.checkpoint,
+            outbox_reset=pending.outbox_reset,
+            purge=pending.purge,
         )
 
     async def _write_loop(self) -> None:
@@ -517,13 +669,14 @@ class Space:
                 self._session = None
                 self.connected = False
                 self.presence.went_offline()
+                self.files.went_offline()
             if self._closed or self.error is not None:
                 return
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, RECONNECT_MAX)
 
     async def _serve(self, ws: ClientConnection) -> None:
-        session = ClientSession(self.identity, self._verifier, self._genesis)
+        session = ClientSession(self.identity, self._verifier, self._genesis, self._invite)
         self._session = session
         self._send_queue = queue = asyncio.Queue[bytes]()
         self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
@@ -561,11 +714,24 @@ class Space:
                         self._first_sync.set_result(None)
                     self._send_outbox()
                     self.presence.became_live()
+                    self.files.became_live()
                 elif isinstance(event, Acked):
                     # The verified log, not the ack, completes an edit; presence tells peers about it.
                     self.presence.acked(event.results)
                 elif isinstance(event, PresenceReceived):
                     self.presence.received(event.data)
+                elif isinstance(event, Notice):
+                    self._on_notice(event)
+                elif isinstance(event, BlobReplyReceived):
+                    self.files.received(event.reply)
+
+    def _on_notice(self, notice: Notice) -> None:
+        """The relay refused a submission without closing: resend once it can succeed."""
+        log.info("relay notice %s: %s", notice.code, notice.message)
+        if self._outbox and self._outbox[0].header.epoch == self.epoch:
+            self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
+            self._send_outbox()
+        # else: the rotation that ended our epoch is on its way; re-issuing will resend.
 
 
 async def _open_space(url: str, identity: Identity, space: bytes, data_dir: str | Path) -> Space:
@@ -612,6 +778,34 @@ async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float = 
         return space  # usable from the local store; sync continues in the background
     try:
         await asyncio.wait_for(asyncio.shield(space._first_sync), timeout)
+    except BaseException:
+        await space.close()
+        raise
+    return space
+
+
+async def join(link: str, identity: Identity, *, data_dir: str | Path, timeout: float = 30.0) -> Space:
+    """Join a space with an invite link; returns once this device is a verified member.
+
+    The relay lets us in on the strength of the invite's secret (it never sees the secret
+    itself), we read the log, then post a join entry that every member checks against the
+    invite. A used-up, expired or revoked invite is refused with a RelayError saying which.
+    """
+    parsed = InviteLink.parse(link)
+    space = await _open_space(parsed.url, identity, parsed.space, data_dir)
+    space._invite = parsed.secret
+    await space._restore()
+    space._verifier.invite_secrets[parsed.secret.invite_key] = parsed.secret
+    space._start(None)
+    try:
+        if identity.public.sign_key not in space._verifier.state.members:
+            await asyncio.wait_for(asyncio.shield(space._first_sync), timeout)
+        if identity.public.sign_key not in space._verifier.state.members:
+            proof = parsed.secret.join_proof(parsed.space, identity.public.sign_key, identity.public.box_key)
+            await asyncio.wait_for(
+                space._control(Kind.JOIN, JoinBody(parsed.secret.invite_key, identity.public.box_key, proof).encode()),
+                timeout,
+            )
     except BaseException:
         await space.close()
         raise

@@ -47,6 +47,7 @@ class LocalStore:
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA secure_delete=ON")  # deleted keys are overwritten, not just unlinked
             await db.executescript(_SCHEMA)
             await db.commit()
         except aiosqlite.Error as exc:
@@ -115,6 +116,8 @@ class LocalStore:
         outbox_add: Iterable[tuple[int, bytes]] = (),
         outbox_done_through: int | None = None,
         checkpoint: tuple[int, bytes, bytes] | None = None,
+        outbox_reset: bool = False,
+        purge: bool = False,
     ) -> None:
         """One transaction for everything that accumulated since the last write."""
         db = self._db
@@ -122,6 +125,8 @@ class LocalStore:
             if meta:
                 await db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
             await db.executemany("INSERT OR IGNORE INTO log (seq, raw, head) VALUES (?, ?, ?)", log)
+            if outbox_reset:
+                await db.execute("DELETE FROM outbox")
             await db.executemany("INSERT OR REPLACE INTO outbox (author_seq, raw) VALUES (?, ?)", outbox_add)
             if outbox_done_through is not None:
                 await db.execute("DELETE FROM outbox WHERE author_seq <= ?", (outbox_done_through,))
@@ -130,5 +135,9 @@ class LocalStore:
                     "INSERT OR REPLACE INTO checkpoint (id, seq, verifier, document) VALUES (1, ?, ?, ?)", checkpoint
                 )
             await db.commit()
+            if purge:
+                # Forgotten keys: the old checkpoint's pages were zeroed (secure_delete); move the
+                # write-ahead log into the database and truncate it, so no old copy survives there.
+                await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except aiosqlite.Error as exc:
             raise StoreError(f"cannot write the local store {self.path}: {exc}") from exc

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import nacl.public
+
+from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .entry import Entry, Kind, open_body
 from .errors import (
@@ -27,8 +30,9 @@ from .errors import (
 )
 from .head import SignedHead, next_head
 from .identity import Identity
+from .invites import InviteBody, InviteSecret
 from .log_state import GENESIS_SEQ, LogState
-from .membership import AddMemberBody, GenesisBody
+from .membership import AddMemberBody, GenesisBody, RekeyBody
 from .messages import Entries, Welcome
 
 
@@ -65,6 +69,9 @@ class LogVerifier:
         self.awaiting_key: list[VerifiedEntry] = []  # no key for the epoch yet (joined later)
         self.relay_key_hint = relay_key_hint
         self.latest_head: SignedHead | None = None
+        self.invite_secrets: dict[bytes, InviteSecret] = {}  # invite key -> secret, while joining
+        self.removed_at: int | None = None  # the seq of the entry that removed us, if any
+        self.forgotten: set[int] = set()  # epochs whose keys retention made us delete
 
     @property
     def seq(self) -> int:
@@ -143,6 +150,7 @@ class LogVerifier:
             "state": self.state.export(),
             "keys": [[epoch, key] for epoch, key in self.epoch_keys.items()],
             "awaiting": [r.seq for r in self.awaiting_key],
+            "forgotten": sorted(self.forgotten),
         })
 
     @classmethod
@@ -158,6 +166,7 @@ class LogVerifier:
                 epoch, key = as_list(item, "checkpoint key", 2)
                 verifier.epoch_keys[as_int(epoch, "checkpoint epoch", minimum=1)] = as_bytes(key, "epoch key", 32)
             awaiting = [as_int(seq, "awaiting seq") for seq in as_list(field(m, "awaiting", "checkpoint"), "awaiting")]
+            verifier.forgotten = {as_int(e, "forgotten epoch") for e in as_list(m.get("forgotten", []), "forgotten")}
         except (ProtocolError, ValueError) as exc:
             raise StoreError(f"the local checkpoint is corrupt: {exc}") from exc
         return verifier, awaiting
@@ -293,13 +302,29 @@ class LogVerifier:
     def _open(self, entry: Entry, seq: int, head: bytes, new_keys: dict[int, bytes]) -> VerifiedEntry:
         """Learn keys sealed to us from control entries; decrypt data entries."""
         kind = entry.header.kind
+        me = self.identity.public.sign_key
         if kind is Kind.GENESIS:
-            self._learn_key(GenesisBody.decode(entry.body).sealed_key, 1, entry, new_keys)
+            if entry.header.author == me:
+                self._learn_key(self.identity.box_private, GenesisBody.decode(entry.body).sealed_key, 1, new_keys)
         elif kind is Kind.ADD_MEMBER:
             body = AddMemberBody.decode(entry.body)
-            if body.member == self.identity.public.sign_key:
+            if body.member == me:
                 for epoch, sealed in body.sealed_keys:
-                    self._learn_key(sealed, epoch, entry, new_keys)
+                    self._learn_key(self.identity.box_private, sealed, epoch, new_keys)
+        elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE):
+            rekey = RekeyBody.decode(entry.body, kind.value)
+            if rekey.member == me:
+                self.removed_at = seq
+            for recipient, sealed in rekey.grants:
+                private = self._box_for(recipient)
+                if private is not None:
+                    self._learn_key(private, sealed, rekey.epoch, new_keys)
+        elif kind is Kind.INVITE:
+            invite = InviteBody.decode(entry.body)
+            private = self._box_for(invite.invite)
+            if private is not None:
+                for epoch, sealed in invite.sealed_keys:
+                    self._learn_key(private, sealed, epoch, new_keys)
         if kind is not Kind.DATA:
             return VerifiedEntry(seq, entry, head, None, None)
         epoch = entry.header.epoch
@@ -319,9 +344,24 @@ class LogVerifier:
             )
         return VerifiedEntry(seq, entry, head, plaintext, None)
 
-    def _learn_key(self, sealed: bytes, epoch: int, entry: Entry, new_keys: dict[int, bytes]) -> None:
-        if entry.header.kind is Kind.GENESIS and entry.header.author != self.identity.public.sign_key:
-            return
-        key = self.identity.open_sealed(sealed)
+    def _box_for(self, recipient: bytes) -> nacl.public.PrivateKey | None:
+        """Our X25519 key for a grant's recipient: our identity, or an invite we hold the secret of."""
+        if recipient == self.identity.public.sign_key:
+            return self.identity.box_private
+        invite = self.invite_secrets.get(recipient)
+        return invite.box_private if invite is not None else None
+
+    def _learn_key(
+        self, private: nacl.public.PrivateKey, sealed: bytes, epoch: int, new_keys: dict[int, bytes]
+    ) -> None:
+        if epoch in self.forgotten:
+            return  # outside retention: never take it back
+        key = crypto.open_sealed(private, sealed)
         if key is not None and len(key) == 32:
             new_keys[epoch] = key
+
+    def forget_keys(self, epochs: set[int]) -> None:
+        """Drop epoch keys for good (retention): entries under them stay unreadable here."""
+        for epoch in epochs:
+            self.epoch_keys.pop(epoch, None)
+        self.forgotten |= epochs

@@ -29,6 +29,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, required=True, help="where the key and the log are kept")
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_MESSAGE,
                         help=f"largest websocket message in bytes (default {DEFAULT_MAX_MESSAGE})")
+    parser.add_argument("--max-blob-size", type=int, default=RelayConfig.max_blob_size,
+                        help=f"largest encrypted file chunk in bytes (default {RelayConfig.max_blob_size})")
+    parser.add_argument("--blob-quota", type=int, default=RelayConfig.blob_quota,
+                        help=f"bytes of file chunks one space may store (default {RelayConfig.blob_quota})")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
 
@@ -57,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = RelayConfig(data_dir=args.data_dir, host=args.host, port=args.port, max_frame=args.max_frame)
+        config = RelayConfig(data_dir=args.data_dir, host=args.host, port=args.port, max_frame=args.max_frame,
+                             max_blob_size=args.max_blob_size, blob_quota=args.blob_quota)
         asyncio.run(serve(config))
     except (ValueError, OSError, EncspacesError) as exc:
         print(f"encspaces-relay: {exc}", file=sys.stderr, flush=True)

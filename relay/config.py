@@ -44,6 +44,11 @@ class RelayConfig:
     # Presence is skipped for a subscriber with more unsent bytes than this: it is the first
     # thing to shed, and must never be what makes a subscriber "too slow".
     presence_skip_buffered: int = 256 << 10
+    # Encrypted file chunks (relay/blobs.py): the largest blob accepted (clients send chunks of
+    # 256 KiB plus 40 bytes; a blob must also fit in one message of max_frame), and the bytes of
+    # blobs one space may store in all.
+    max_blob_size: int = 512 << 10
+    blob_quota: int = 1 << 30
 
     def __post_init__(self) -> None:
         if self.max_frame < 4096:
@@ -52,5 +57,7 @@ class RelayConfig:
             raise ValueError(f"max_entries_per_frame must be in [1, {MAX_ENTRIES_PER_MESSAGE}]")
         if self.max_entries_per_commit < 1 or self.max_inflight_submits < 1:
             raise ValueError("commit and in-flight limits must be at least 1")
+        if self.max_blob_size < 1 or self.blob_quota < 0:
+            raise ValueError("max_blob_size must be at least 1 and blob_quota at least 0")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is outside [0, 65535]")

@@ -20,6 +20,9 @@ WRONG_RELAY = "wrong_relay"  # a genesis that pins another relay's key
 UNKNOWN_SPACE = "unknown_space"
 NOT_A_MEMBER = "not_a_member"
 REJECTED = "rejected"  # a submitted entry breaks a rule of the log
+STALE_EPOCH = "stale_epoch"  # entries under an epoch a rotation ended: not fatal, re-encrypt and resend
+BAD_INVITE = "bad_invite"  # a newcomer's invite is unknown, revoked, used up, expired, or not proven
+REMOVED = "removed"  # the member was removed from the space
 INTERNAL = "internal"  # the relay's fault (storage failure): reconnect and resubmit
 UNAVAILABLE = "unavailable"  # the relay is shutting down
 

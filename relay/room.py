@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,15 +28,17 @@ import nacl.signing
 from websockets.asyncio.server import ServerConnection, broadcast
 
 from encspaces.entry import Entry
-from encspaces.errors import ReplayError, RuleError
+from encspaces.errors import EpochError, ReplayError, RuleError
 from encspaces.head import SignedHead, next_head
 from encspaces.identity import member_id
+from encspaces.invites import verify_auth_proof
 from encspaces.log_state import LogState
+from encspaces.messages import Error
 
 from .config import RelayConfig
 from .frames import split_frames
 from .peer import Peer, PeerGoneError
-from .refusals import NOT_A_MEMBER, REJECTED, Refusal, internal
+from .refusals import BAD_INVITE, NOT_A_MEMBER, REJECTED, REMOVED, STALE_EPOCH, Refusal, internal
 from .store import EntryRow, Store
 
 log = logging.getLogger("encspaces.relay")
@@ -115,15 +118,43 @@ class Room:
 
     # --- admission and subscribers ------------------------------------------------------------
 
-    async def admit(self, member: bytes, since_seq: int) -> tuple[SignedHead, SignedHead | None]:
-        """Check membership against the durable log; the Welcome's head and anchor."""
+    async def admit(
+        self, member: bytes, since_seq: int, invite: tuple[bytes, bytes] | None = None, auth: bytes = b""
+    ) -> tuple[SignedHead, SignedHead | None]:
+        """Check membership (or a newcomer's invite) against the durable log; the Welcome's head and anchor.
+
+        A newcomer is let in only to read and submit its join entry: the shared rules refuse
+        anything else from a non-member, so no special mode is needed beyond the door.
+        """
         async with self.lock:
             if self.failed:
                 raise internal("the space is being reloaded after a storage failure: reconnect")
             if member not in self.state.members:
-                raise Refusal(NOT_A_MEMBER, f"{member_id(member)} is not a member of {self.label}")
+                self._check_invite(member, invite, auth)
             anchor = self.signed_head(since_seq) if 1 <= since_seq <= self.durable_seq else None
             return self.latest_head, anchor
+
+    def _check_invite(self, member: bytes, invite: tuple[bytes, bytes] | None, auth: bytes) -> None:
+        if invite is None:
+            raise Refusal(NOT_A_MEMBER, f"{member_id(member)} is not a member of {self.label}")
+        key, proof = invite
+        found = self.state.invites.get(key)
+        name = member_id(key)[:12]
+        if found is None or not verify_auth_proof(key, auth, proof):
+            raise Refusal(BAD_INVITE, f"no invite {name} in {self.label} that this proof answers")
+        if found.revoked:
+            raise Refusal(BAD_INVITE, f"invite {name} was revoked")
+        if not found.open:
+            raise Refusal(BAD_INVITE, f"invite {name} is used up ({found.used} of {found.uses})")
+        if found.expired_at(int(time.time() * 1000)):
+            raise Refusal(BAD_INVITE, f"invite {name} has expired")
+
+    def close_members(self, removed: set[bytes]) -> None:
+        """A member was removed: close their live connections at once."""
+        for peer in list(self.subscribers.values()):
+            if peer.member in removed:
+                self.unsubscribe(peer)
+                peer.refuse_now(Refusal(REMOVED, f"{member_id(peer.member)} was removed from {self.label}"))
 
     def subscribe(self, peer: Peer) -> None:
         """Join the live stream; the caller holds ``lock`` and has sent everything up to ``durable_seq``."""
@@ -189,6 +220,7 @@ class Room:
 
     async def _commit(self, batch: list[Submission]) -> None:
         answered = 0  # every submission is answered exactly once, whatever happens
+        members_before = set(self.state.members)
         try:
             first_seq = self.state.seq + 1
             rows: list[EntryRow] = []
@@ -200,6 +232,10 @@ class Room:
                     continue
                 try:
                     answers.append(await self._sequence(submission.entries, rows, in_batch))
+                except EpochError as exc:
+                    # Written before the client saw a rotation: it re-encrypts and resends.
+                    log.info("%s: %s: stale epoch: %s", self.label, submission.peer.name, exc)
+                    answers.append(Refusal(STALE_EPOCH, str(exc)))
                 except RuleError as exc:
                     log.info("%s: %s: entry rejected: %s", self.label, submission.peer.name, exc)
                     answers.append(Refusal(REJECTED, str(exc)))
@@ -219,6 +255,9 @@ class Room:
             for first, entries, head in frames:
                 for frame in self.host.frames_for_entries(self.space, first, entries, head):
                     self._fan_out(frame)
+            removed = members_before - self.state.members.keys()
+            if removed:
+                self.close_members(removed)
         finally:
             for submission in batch[answered:]:
                 self._answer(submission, internal("the relay could not sequence this submission: resubmit"))
@@ -281,7 +320,9 @@ class Room:
     def _answer(self, submission: Submission, answer: _Answer) -> None:
         peer = submission.peer
         try:
-            if isinstance(answer, Refusal):
+            if isinstance(answer, Refusal) and answer.code == STALE_EPOCH:
+                peer.write_now(Error(answer.code, answer.message, fatal=False).encode())
+            elif isinstance(answer, Refusal):
                 self.unsubscribe(peer)
                 peer.refuse_now(answer)
             elif answer is not None and not peer.failed:

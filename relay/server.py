@@ -25,6 +25,7 @@ from encspaces.identity import member_id
 from encspaces.log_state import GENESIS_SEQ, LogState
 from encspaces.messages import Ack, Entries, Presence, Welcome
 
+from .blobs import BLOBS_DIR, BlobStore
 from .config import RelayConfig
 from .handshake import Admission
 from .keys import load_or_create_signing_key
@@ -74,6 +75,8 @@ class RelayServer:
         self._stopping = False
         self._numbers = itertools.count(1)
         self.port: int | None = None
+        self.blobs = BlobStore(config.data_dir / BLOBS_DIR, max_blob_size=config.max_blob_size,
+                               quota=config.blob_quota)
 
     @property
     def config(self) -> RelayConfig:

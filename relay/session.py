@@ -19,10 +19,20 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from encspaces.entry import Entry
+from encspaces.entry import Entry, Kind
 from encspaces.errors import ProtocolError, RuleError
 from encspaces.identity import member_id
-from encspaces.messages import CHALLENGE_SIZE, Challenge, Hello, Message, Presence, Submit, decode_message
+from encspaces.messages import (
+    CHALLENGE_SIZE,
+    BlobGet,
+    BlobPut,
+    Challenge,
+    Hello,
+    Message,
+    Presence,
+    Submit,
+    decode_message,
+)
 
 from .catchup import catch_up_and_subscribe
 from .frames import max_entry_size
@@ -93,7 +103,7 @@ class Session:
         )
         room = await server.open_room(admission)
         self.room = room
-        head, anchor = await room.admit(admission.member, admission.since_seq)
+        head, anchor = await room.admit(admission.member, admission.since_seq, admission.invite, admission.auth)
         self.peer.member = admission.member
         log.info("%s: admitted %s to %s, since seq %d (relay at %d)", self.peer.name,
                  member_id(admission.member)[:12], room.label, admission.since_seq, head.seq)
@@ -106,6 +116,11 @@ class Session:
                     room.forward_presence(self.peer, server.encode_presence(room.space, submit))
                 else:
                     log.debug("%s: presence over the rate limit, dropped", self.peer.name)
+                continue
+            if isinstance(submit, (BlobPut, BlobGet)):
+                # Answered in order, with backpressure: a connection has one blob request in the works.
+                assert self.peer.member is not None
+                await ws.send((await server.blobs.answer(room.state, self.peer.member, submit)).encode())
                 continue
             if not isinstance(submit, Submit):
                 raise Refusal(UNEXPECTED, f"expected a submit or presence, got a {_kind(submit)} message")
@@ -149,6 +164,12 @@ class Session:
             entry.check_signature()
         except RuleError as exc:
             raise Refusal(REJECTED, str(exc)) from exc
+        if entry.header.kind is Kind.JOIN:
+            skew = entry.header.time_ms - int(time.time() * 1000)
+            if abs(skew) > self.config.max_clock_skew_ms:
+                # Clients judge an invite's expiry by the join's own time: keep that time honest.
+                raise Refusal(REJECTED, f"{entry.describe()}: its time is {skew / 1000:+.0f} s from the relay's "
+                                        "clock: check the device's clock")
         if entry.header.author != self.peer.member:
             raise Refusal(REJECTED, f"{entry.describe()}: a connection may only submit its own member's entries")
         return entry

@@ -56,7 +56,8 @@ async def main(host: str, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     log = logging.getLogger("pycrdt-websocket")
-    async with WebsocketServer(log=log) as yserver:
+    # Rooms stay in memory when their last client leaves, as in y-websocket without persistence.
+    async with WebsocketServer(auto_clean_rooms=False, log=log) as yserver:
 
         async def handler(ws: ServerConnection) -> None:
             await yserver.serve(WebsocketsChannel(ws))  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from encspaces import crypto, errors
 from encspaces.encoding import pack, unpack
 from encspaces.entry import Entry, Kind, build_entry
 from encspaces.head import SignedHead, next_head
+from encspaces.membership import Role, SetRoleBody
 from encspaces.messages import Entries
 from relay.server import RelayServer
 
@@ -237,3 +238,33 @@ async def test_parent_in_the_future(lying) -> None:  # type: ignore[no-untyped-d
     bob, _ = await run_attack(lying, inject(future_parent))
     await assert_stays_failed(bob, errors.ParentError)
     assert "not below" in str(bob.error)
+
+
+async def test_membership_change_by_a_non_admin(lying) -> None:  # type: ignore[no-untyped-def]
+    _, _, bob, carol_id = lying
+    bob_space = bob
+
+    def promote_self(r: LyingRelay) -> bytes:
+        return build_entry(
+            carol_id, space=bob_space.space_bytes, author_seq=1, epoch=1, kind=Kind.SET_ROLE,
+            parent_seq=bob_space.seq, parent_hash=bob_space.head,
+            payload=SetRoleBody(carol_id.public.sign_key, Role.ADMIN).encode(), epoch_key=None,
+        ).raw
+
+    bob, _ = await run_attack(lying, inject(promote_self))
+    await assert_stays_failed(bob, errors.PermissionDeniedError)
+    assert "writer may not change roles" in str(bob.error)
+
+
+async def test_entry_under_another_epoch(lying) -> None:  # type: ignore[no-untyped-def]
+    _, _, bob, carol_id = lying
+    bob_space = bob
+
+    def future_epoch(r: LyingRelay) -> bytes:
+        return build_entry(
+            carol_id, space=bob_space.space_bytes, author_seq=1, epoch=2, kind=Kind.DATA,
+            parent_seq=bob_space.seq, parent_hash=bob_space.head, payload=b"\x00", epoch_key=crypto.random_key(),
+        ).raw
+
+    bob, _ = await run_attack(lying, inject(future_epoch))
+    await assert_stays_failed(bob, errors.EpochError)

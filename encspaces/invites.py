@@ -1,0 +1,202 @@
+"""Invite links: one string that lets a newcomer join, without the relay ever being able to.
+
+The link carries the relay's address, the space id and a random secret. From the secret both
+sides derive an invite signing key and an invite box key. The admin's invite entry publishes
+only the public halves (and the epoch keys sealed to the box key), so the relay, which reads
+that entry, learns nothing it could join with. The newcomer proves the secret twice: to the
+relay in the handshake (to be let in at all), and in its join entry, bound to its own keys,
+which every client checks against the invite before accepting the newcomer as a member.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import nacl.public
+import nacl.signing
+
+from . import crypto
+from .encoding import as_bytes, as_int, as_list, as_str, field, pack, unpack
+from .errors import IdentityError, ProtocolError
+from .identity import member_id
+from .membership import BODY_VERSION, Role, decode_body, parse_role
+
+if TYPE_CHECKING:
+    from .log_state import Invite
+
+LINK_PREFIX = "esinv1"
+_CHECK = 4
+
+
+@dataclass(frozen=True)
+class InviteSecret:
+    """The secret half of an invite, held by the admin who made it and by the link's holder."""
+
+    secret: bytes
+
+    @classmethod
+    def generate(cls) -> InviteSecret:
+        return cls(os.urandom(32))
+
+    @property
+    def signing_key(self) -> nacl.signing.SigningKey:
+        return nacl.signing.SigningKey(crypto.hash_parts(crypto.CTX_INVITE_SIGN_KEY, self.secret))
+
+    @property
+    def box_private(self) -> nacl.public.PrivateKey:
+        return nacl.public.PrivateKey(crypto.hash_parts(crypto.CTX_INVITE_BOX_KEY, self.secret))
+
+    @property
+    def invite_key(self) -> bytes:
+        """The invite's public id: its signing key."""
+        return bytes(self.signing_key.verify_key)
+
+    @property
+    def box_key(self) -> bytes:
+        return bytes(self.box_private.public_key)
+
+    def join_proof(self, space: bytes, member: bytes, box_key: bytes) -> bytes:
+        return crypto.sign(self.signing_key, crypto.CTX_INVITE_PROOF, space + member + box_key)
+
+    def auth_proof(self, auth: bytes) -> bytes:
+        """Binds the invite to one handshake (whose auth statement names space, member, nonce)."""
+        return crypto.sign(self.signing_key, crypto.CTX_INVITE_AUTH, auth)
+
+
+def verify_join_proof(invite_key: bytes, space: bytes, member: bytes, box_key: bytes, proof: bytes) -> bool:
+    return crypto.verify(invite_key, crypto.CTX_INVITE_PROOF, space + member + box_key, proof)
+
+
+def verify_auth_proof(invite_key: bytes, auth: bytes, proof: bytes) -> bool:
+    return crypto.verify(invite_key, crypto.CTX_INVITE_AUTH, auth, proof)
+
+
+@dataclass(frozen=True)
+class InviteLink:
+    url: str
+    space: bytes
+    secret: InviteSecret
+
+    def __str__(self) -> str:
+        body = pack([self.url, self.space, self.secret.secret])
+        check = crypto.hash_parts(crypto.CTX_INVITE_LINK, body)[:_CHECK]
+        return f"{LINK_PREFIX}.{base64.urlsafe_b64encode(body + check).rstrip(b'=').decode()}"
+
+    @classmethod
+    def parse(cls, text: str) -> InviteLink:
+        prefix, _, encoded = text.strip().partition(".")
+        if prefix != LINK_PREFIX or not encoded:
+            raise IdentityError(f"not an invite link: expected '{LINK_PREFIX}.…', found {text[:20]!r}")
+        try:
+            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except ValueError as exc:
+            raise IdentityError(f"invite link is not valid base64url: {exc}") from exc
+        body, check = raw[:-_CHECK], raw[-_CHECK:]
+        if len(raw) <= _CHECK or crypto.hash_parts(crypto.CTX_INVITE_LINK, body)[:_CHECK] != check:
+            raise IdentityError("invite link checksum does not match: was it copied in full?")
+        try:
+            url, space, secret = as_list(unpack(body, what="invite link"), "invite link", 3)
+            return cls(as_str(url, "invite relay url", 2048), as_bytes(space, "invite space", 32),
+                       InviteSecret(as_bytes(secret, "invite secret", 32)))
+        except ProtocolError as exc:
+            raise IdentityError(f"invite link is corrupt: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class InviteInfo:
+    """An open invite as ``space.invites`` lists it."""
+
+    id: str
+    role: Role
+    uses: int
+    used: int
+    expires_ms: int | None
+    expired: bool
+    history: bool
+    created_by: str
+    created_seq: int
+
+    @classmethod
+    def of(cls, invite: Invite, now_ms: int) -> InviteInfo:
+        return cls(member_id(invite.key), invite.role, invite.uses, invite.used, invite.expires_ms,
+                   invite.expired_at(now_ms), invite.history, member_id(invite.created_by), invite.created_seq)
+
+
+@dataclass(frozen=True)
+class InviteBody:
+    invite: bytes  # the invite's signing key
+    box_key: bytes
+    role: Role
+    uses: int
+    expires_ms: int | None
+    history: bool
+    sealed_keys: tuple[tuple[int, bytes], ...]  # (epoch, key sealed to box_key)
+
+    def encode(self) -> bytes:
+        return pack({"v": BODY_VERSION, "invite": self.invite, "box": self.box_key, "role": self.role.value,
+                     "uses": self.uses, "expires": self.expires_ms, "history": self.history,
+                     "keys": [list(k) for k in self.sealed_keys]})
+
+    @classmethod
+    def decode(cls, data: bytes) -> InviteBody:
+        def parse(m: dict[str, Any]) -> InviteBody:
+            expires = field(m, "expires", "invite")
+            history = field(m, "history", "invite")
+            if not isinstance(history, bool):
+                raise ProtocolError("invite history: expected a boolean")
+            keys = []
+            for item in as_list(field(m, "keys", "invite"), "invite keys"):
+                pair = as_list(item, "invite key", 2)
+                keys.append((as_int(pair[0], "invite key epoch", minimum=1),
+                             as_bytes(pair[1], "invite sealed key", max_size=256)))
+            return cls(
+                invite=as_bytes(field(m, "invite", "invite"), "invite key", 32),
+                box_key=as_bytes(field(m, "box", "invite"), "invite box key", 32),
+                role=parse_role(field(m, "role", "invite"), "invite role"),
+                uses=as_int(field(m, "uses", "invite"), "invite uses", minimum=1, maximum=1_000_000),
+                expires_ms=None if expires is None else as_int(expires, "invite expiry"),
+                history=history,
+                sealed_keys=tuple(keys),
+            )
+
+        return decode_body(data, "invite", parse)
+
+
+@dataclass(frozen=True)
+class RevokeInviteBody:
+    invite: bytes
+
+    def encode(self) -> bytes:
+        return pack({"v": BODY_VERSION, "invite": self.invite})
+
+    @classmethod
+    def decode(cls, data: bytes) -> RevokeInviteBody:
+        return decode_body(data, "revoke_invite", lambda m: cls(
+            as_bytes(field(m, "invite", "revoke_invite"), "revoked invite key", 32)))
+
+
+@dataclass(frozen=True)
+class JoinBody:
+    invite: bytes
+    box_key: bytes  # the newcomer's X25519 key (its signing key is the entry's author)
+    proof: bytes
+
+    def encode(self) -> bytes:
+        return pack({"v": BODY_VERSION, "invite": self.invite, "box": self.box_key, "proof": self.proof})
+
+    @classmethod
+    def decode(cls, data: bytes) -> JoinBody:
+        return decode_body(data, "join", lambda m: cls(
+            invite=as_bytes(field(m, "invite", "join"), "join invite key", 32),
+            box_key=as_bytes(field(m, "box", "join"), "join box key", 32),
+            proof=as_bytes(field(m, "proof", "join"), "join proof", crypto.SIGNATURE_SIZE),
+        ))
+
+
+__all__ = [
+    "InviteBody", "InviteLink", "InviteSecret", "JoinBody", "RevokeInviteBody",
+    "verify_auth_proof", "verify_join_proof",
+]

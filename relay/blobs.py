@@ -1,0 +1,156 @@
+"""Encrypted file chunks ("blobs"): stored per space on disk, named by the hash of their bytes.
+
+The relay cannot read a blob (it is a chunk encrypted by a member, see encspaces/files.py)
+and does not know which file it belongs to; it only checks that the bytes hash to the name
+the member claims, so one name always means one content, and stores each distinct blob once
+per space: ``DATA/blobs/<space hex>/<hash hex>``, written to a temp file in the same folder,
+fsynced, then renamed, so a blob on disk is always complete.
+
+Only connections admitted to a space reach this code (the session routes blob requests only
+after the handshake), and it looks up blobs in that space's folder alone: a member of one
+space cannot read another space's blobs even when it knows their hashes. Uploading needs a
+role that may write. Two limits keep a member from filling the disk: a largest blob, and a
+quota of stored bytes per space. Nothing is ever deleted here: the relay cannot tell which
+blobs a manifest (encrypted) still names, see docs/PROTOCOL.md, section 11.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from encspaces import crypto
+from encspaces.identity import member_id
+from encspaces.log_state import LogState
+from encspaces.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
+
+log = logging.getLogger("encspaces.relay")
+
+BLOBS_DIR = "blobs"
+_TMP_PREFIX = ".tmp-"
+
+# BlobRefused codes.
+NOT_A_MEMBER = "not_a_member"
+READ_ONLY = "read_only"
+TOO_LARGE = "too_large"
+QUOTA = "quota"
+BAD_HASH = "bad_hash"
+INTERNAL = "internal"
+
+
+class BlobStore:
+    """Every space's blobs under ``root``, with the limits of the relay's config."""
+
+    def __init__(self, root: Path, *, max_blob_size: int, quota: int) -> None:
+        self.root = root
+        self.max_blob_size = max_blob_size
+        self.quota = quota
+        self._usage: dict[bytes, int] = {}  # bytes stored per space, once scanned
+        self._locks: dict[bytes, asyncio.Lock] = {}
+
+    def folder(self, space: bytes) -> Path:
+        return self.root / space.hex()
+
+    def path(self, space: bytes, digest: bytes) -> Path:
+        return self.folder(space) / digest.hex()
+
+    async def answer(self, state: LogState, member: bytes, request: BlobPut | BlobGet) -> BlobReply:
+        """The reply to one request of ``member``, a connection admitted to ``state``'s space."""
+        role = state.role_of(member)
+        if role is None:
+            return _refused(request, NOT_A_MEMBER, f"{member_id(member)[:12]} is not a member of this space")
+        if isinstance(request, BlobGet):
+            return await self.get(state.space, request)
+        if not role.can_write:
+            return _refused(request, READ_ONLY, f"a {role.value} may not upload files")
+        return await self.put(state.space, request)
+
+    async def get(self, space: bytes, request: BlobGet) -> BlobData | BlobMissing:
+        try:
+            data = await asyncio.to_thread(self.path(space, request.hash).read_bytes)
+        except FileNotFoundError:
+            return BlobMissing(request.id, request.hash)
+        except OSError as exc:
+            log.error("cannot read blob %s of space %s: %s", request.hash.hex()[:16], member_id(space)[:12], exc)
+            return BlobMissing(request.id, request.hash)
+        return BlobData(request.id, request.hash, data)
+
+    async def put(self, space: bytes, request: BlobPut) -> BlobAck | BlobRefused:
+        size = len(request.data)
+        if size > self.max_blob_size:
+            return _refused(request, TOO_LARGE, f"a blob of {size} bytes is over the limit of {self.max_blob_size}")
+        if crypto.blob_hash(request.data) != request.hash:
+            return _refused(request, BAD_HASH, "the blob's bytes do not hash to the name it was sent under")
+        lock = self._locks.setdefault(space, asyncio.Lock())
+        async with lock:  # one writer per space: the quota is exact and one hash is written once
+            path = self.path(space, request.hash)
+            used = await self._used(space)
+            if await asyncio.to_thread(path.exists):
+                return BlobAck(request.id, request.hash)  # same content, stored once
+            if used + size > self.quota:
+                return _refused(request, QUOTA, f"storing {size} more bytes would pass this space's quota of "
+                                                f"{self.quota} bytes ({used} used)")
+            try:
+                await asyncio.to_thread(_write_atomically, path, request.data)
+            except OSError as exc:
+                log.error("cannot write blob %s of space %s: %s", request.hash.hex()[:16], member_id(space)[:12], exc)
+                return _refused(request, INTERNAL, "the relay could not store this blob")
+            self._usage[space] = used + size
+        return BlobAck(request.id, request.hash)
+
+    async def usage(self, space: bytes) -> int:
+        """Bytes of blobs stored for ``space``."""
+        lock = self._locks.setdefault(space, asyncio.Lock())
+        async with lock:
+            return await self._used(space)
+
+    async def _used(self, space: bytes) -> int:
+        used = self._usage.get(space)
+        if used is None:
+            used = self._usage[space] = await asyncio.to_thread(_scan, self.folder(space))
+        return used
+
+
+def _refused(request: BlobPut | BlobGet, code: str, message: str) -> BlobRefused:
+    return BlobRefused(request.id, request.hash, code, message)
+
+
+def _scan(folder: Path) -> int:
+    """Bytes stored in a space's folder; temp files a crash left behind are removed."""
+    total = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.name.startswith(_TMP_PREFIX):
+            Path(entry.path).unlink(missing_ok=True)
+        elif entry.is_file(follow_symlinks=False):
+            total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = folder / f"{_TMP_PREFIX}{path.name}-{os.urandom(4).hex()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

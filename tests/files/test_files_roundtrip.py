@@ -1,0 +1,128 @@
+"""Files go up and come back identical, as bytes or through paths, for every member."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+import encspaces
+from encspaces.errors import FileChangedError, UnknownFileError
+from encspaces.files import CHUNK_SIZE, FileRef, chunk_count
+
+from .conftest import Members, Progress, Relay
+
+
+def _data(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+@pytest.mark.parametrize("size", [0, 1000, CHUNK_SIZE, 3 * CHUNK_SIZE + 123], ids=["empty", "small", "one-chunk", "multi-mb"])
+async def test_round_trip_bytes_and_paths(members: Members, tmp_path: Path, size: int) -> None:
+    space = await members.create()
+    data = _data(size, size)
+    up = Progress()
+    ref = await space.files.put("data.bin", data, progress=up)
+    up.check(size, chunk_count(size, CHUNK_SIZE))
+    assert (ref.name, ref.size, ref.content_type) == ("data.bin", size, "application/octet-stream")
+    assert len(ref.chunks) == max(1, -(-size // CHUNK_SIZE))
+    assert [r.name for r in space.files.list()] == ["data.bin"]
+
+    down = Progress()
+    assert await space.files.get("data.bin", progress=down) == data
+    down.check(size, len(ref.chunks))
+
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    from_path = await space.files.put("from-path.bin", source, progress=Progress())
+    assert from_path.chunks == ref.chunks  # same content, same space: the same blobs
+    dest = tmp_path / "out" / "copy.bin"
+    dest.parent.mkdir()
+    assert await space.files.get(from_path, dest, progress=Progress()) == dest
+    assert dest.read_bytes() == data
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["copy.bin"]  # no temp file left
+
+
+async def test_another_member_downloads_what_one_uploaded(members: Members, tmp_path: Path) -> None:
+    alice = await members.create()
+    bob = await members.join(alice)
+    data = _data(2 * CHUNK_SIZE + 7, 1)
+    ref = await alice.files.put("report.pdf", data)
+    assert ref.content_type == "application/pdf"
+    await bob.wait_for_seq(alice.seq)
+    assert bob.files.list() == [ref]
+    assert "report.pdf" in bob.files
+    saved = await bob.files.get("report.pdf", tmp_path)  # a folder: saved under the file's name
+    assert saved == tmp_path / "report.pdf"
+    assert saved.read_bytes() == data
+
+
+async def test_delete_unlists_but_a_kept_ref_still_reads(members: Members) -> None:
+    alice = await members.create()
+    bob = await members.join(alice)
+    ref = await alice.files.put("notes.txt", b"some notes")
+    await bob.wait_for_seq(alice.seq)
+    await bob.files.delete("notes.txt")
+    await alice.wait_for_seq(bob.seq)
+    assert alice.files.list() == []
+    with pytest.raises(UnknownFileError):
+        await alice.files.get("notes.txt")
+    with pytest.raises(UnknownFileError):
+        await alice.files.delete("notes.txt")
+    assert await alice.files.get(ref) == b"some notes"  # blobs stay until the relay collects them
+
+
+async def test_put_replaces_a_file_of_the_same_name(members: Members) -> None:
+    space = await members.create()
+    await space.files.put("a.txt", b"first")
+    second = await space.files.put("a.txt", b"second", content_type="text/x-mine")
+    assert space.files.list() == [second]
+    assert second.content_type == "text/x-mine"
+    assert await space.files.get("a.txt") == b"second"
+
+
+async def test_files_survive_reopening(relay: Relay, tmp_path: Path) -> None:
+    identity = encspaces.Identity.generate()
+    space = await encspaces.create_space(relay.url, identity, data_dir=tmp_path / "a")
+    ref = await space.files.put("kept.bin", b"kept across restarts")
+    space_id = space.id
+    await space.close()
+    async with encspaces.connect(relay.url, identity, space_id, data_dir=tmp_path / "a") as again:
+        assert again.files.list() == [ref]
+        assert await again.files.get("kept.bin") == b"kept across restarts"
+
+
+async def test_file_changed_during_upload_is_not_listed(members: Members, tmp_path: Path) -> None:
+    space = await members.create()
+    source = tmp_path / "growing.log"
+    source.write_bytes(_data(2 * CHUNK_SIZE, 2))
+
+    def change_it(done: int, total: int) -> None:
+        if done == 0:  # after the hashing pass, before the encrypting one
+            with source.open("r+b") as f:
+                f.seek(CHUNK_SIZE + 5)
+                f.write(b"changed")
+
+    with pytest.raises(FileChangedError):
+        await space.files.put("growing.log", source, progress=change_it)
+    assert space.files.list() == []
+
+
+async def test_waits_for_the_connection_then_uploads(relay: Relay, members: Members) -> None:
+    space = await members.create()
+    await relay.stop()
+    space.files.timeout = 0.3
+    with pytest.raises(encspaces.errors.ConnectionFailedError):
+        await space.files.put("x.bin", b"x")
+    space.files.timeout = 20.0
+    import asyncio
+
+    upload = asyncio.create_task(space.files.put("x.bin", os.urandom(3 * CHUNK_SIZE)))
+    await asyncio.sleep(0.1)
+    assert not upload.done()
+    await relay.start()
+    ref = await upload
+    assert isinstance(ref, FileRef)
+    assert space.files.list() == [ref]

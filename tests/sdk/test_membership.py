@@ -1,0 +1,236 @@
+"""Roles, removal with key rotation, conflicting admins, invites, and the key lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import encspaces
+from encspaces import errors
+from encspaces.entry import Entry, Kind, open_body
+from encspaces.membership import Policy, Role, SetRoleBody
+from relay.store import DB_FILE
+
+from .conftest import RelayHandle, settle, wait_for
+
+
+async def space_with(relay: RelayHandle, tmp_path: Path, roles: list[str]) -> list[encspaces.Space]:
+    """A space created by an admin, plus one member per role in ``roles``, all connected."""
+    ids = [encspaces.Identity.generate() for _ in range(len(roles) + 1)]
+    admin = await encspaces.create_space(relay.url, ids[0], data_dir=tmp_path / "m0")
+    for ident, role in zip(ids[1:], roles, strict=True):
+        await admin.add_member(ident.public, role=role)
+    spaces = [admin]
+    for i, ident in enumerate(ids[1:], start=1):
+        spaces.append(await encspaces.connect(relay.url, ident, admin.id, data_dir=tmp_path / f"m{i}"))
+    return spaces
+
+
+def relay_entries(relay: RelayHandle) -> list[tuple[int, Entry]]:
+    with sqlite3.connect(f"file:{relay.data_dir / DB_FILE}?mode=ro", uri=True) as db:
+        return [(seq, Entry.decode(bytes(raw))) for seq, raw in db.execute("SELECT seq, raw FROM entries ORDER BY seq")]
+
+
+async def close_all(spaces: list[encspaces.Space]) -> None:
+    for s in spaces:
+        await s.close()
+
+
+async def test_a_reader_cannot_write(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["reader"])
+    admin, reader = spaces
+    try:
+        admin.text("doc").insert(0, "read me")
+        await admin.sync()
+        await reader.wait_for_seq(admin.seq)
+        assert str(reader.text("doc")) == "read me"
+        with pytest.raises(errors.NotPermittedError, match="reader may not write"):
+            reader.text("doc").insert(0, "x")
+        # Bypassing the SDK's guard: the relay refuses the entry, it never reaches the log.
+        reader._queue_entry(Kind.DATA, b"\x00")
+        await wait_for(lambda: reader.error is not None, what="the relay to refuse the reader")
+        assert isinstance(reader.error, errors.RelayError) and reader.error.code == "rejected"
+        assert "reader may not write" in str(reader.error)
+        assert all(e.header.author != reader.identity.public.sign_key for _, e in relay_entries(relay))
+    finally:
+        await close_all(spaces)
+
+
+async def test_removal_rotates_the_key_and_locks_the_member_out(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer", "writer"])
+    admin, bob, carol = spaces
+    try:
+        admin.text("doc").insert(0, "before. ")
+        await settle(spaces)
+        bob_keys = dict(bob._verifier.epoch_keys)  # everything bob ever held
+        assert admin.epoch == 1
+        await admin.remove_member(bob.identity.member_id)
+        removal_seq = admin.seq
+        assert admin.epoch == 2
+        await wait_for(lambda: bob.error is not None, what="bob to learn he was removed")
+        assert isinstance(bob.error, errors.MembershipRevokedError | errors.RelayError)
+        assert set(admin.members) == {admin.identity.member_id, carol.identity.member_id}
+        admin.text("doc").insert(len(admin.text("doc")), "after: the secret plan")
+        await settle([admin, carol])
+        assert "secret plan" in str(carol.text("doc"))
+        assert carol.epoch == 2
+
+        # Bob reconnects with his keys: the relay refuses him.
+        with pytest.raises(errors.RelayError, match="not a member"):
+            await encspaces.connect(relay.url, bob.identity, admin.id, data_dir=tmp_path / "bob-again")
+        # Bob reads the relay's database with every key he ever had: nothing after his removal opens.
+        after = [(seq, e) for seq, e in relay_entries(relay) if seq > removal_seq and e.header.kind is Kind.DATA]
+        assert after, "there are entries after the removal"
+        for _, entry in after:
+            assert entry.header.epoch == 2
+            assert all(open_body(entry, key) is None for key in bob_keys.values())
+        assert b"secret plan" not in (relay.data_dir / DB_FILE).read_bytes()
+    finally:
+        await close_all(spaces)
+
+
+async def test_unsent_edits_are_reissued_under_the_new_epoch(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer", "writer"])
+    admin, bob, carol = spaces
+    try:
+        hold = carol._send_outbox
+        carol._send_outbox = lambda: None  # type: ignore[method-assign]  # carol's edit waits, unsent
+        carol.text("doc").insert(0, "carol typed this under epoch 1")
+        carol._flush_batch()
+        assert carol._outbox[0].header.epoch == 1
+        await admin.remove_member(bob.identity.member_id)
+        await carol.wait_for_seq(admin.seq)  # carol saw the rotation: her entry is re-issued
+        assert carol._outbox[0].header.epoch == 2
+        carol._send_outbox = hold  # type: ignore[method-assign]
+        carol._send_outbox()
+        await carol.sync()
+        await admin.wait_for_seq(carol.seq)
+        assert str(admin.text("doc")) == "carol typed this under epoch 1"
+        mine = carol.identity.public.sign_key
+        assert [e.header.epoch for _, e in relay_entries(relay) if e.header.author == mine] == [2]
+    finally:
+        await close_all(spaces)
+
+
+async def test_last_admin_cannot_leave_or_be_demoted(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        with pytest.raises(errors.NotPermittedError, match="last admin"):
+            await admin.remove_member(admin.identity.member_id)
+        with pytest.raises(errors.NotPermittedError, match="last admin"):
+            await admin.set_role(admin.identity.member_id, "writer")
+        await admin.set_role(bob.identity.member_id, "admin")
+        await admin.set_role(admin.identity.member_id, "writer")  # now allowed: bob is an admin
+        await bob.wait_for_seq(admin.seq)
+        assert bob.members[admin.identity.member_id].role is Role.WRITER
+        assert bob.members[bob.identity.member_id].role is Role.ADMIN
+        with pytest.raises(errors.NotPermittedError, match="only an admin"):
+            await admin.rotate_key()
+    finally:
+        await close_all(spaces)
+
+
+async def test_forged_membership_change_by_a_non_admin_is_refused(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        bob._queue_entry(Kind.SET_ROLE, SetRoleBody(bob.identity.public.sign_key, Role.ADMIN).encode())
+        await wait_for(lambda: bob.error is not None, what="the relay to refuse the forged change")
+        assert isinstance(bob.error, errors.RelayError)
+        assert "writer may not change roles" in str(bob.error)
+        assert admin.members[bob.identity.member_id].role is Role.WRITER
+    finally:
+        await close_all(spaces)
+
+
+async def test_concurrent_admins_removing_each_other_resolve_by_log_order(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["admin", "writer"])
+    alice, dave, carol = spaces
+    try:
+        results = await asyncio.gather(
+            alice.remove_member(dave.identity.member_id),
+            dave.remove_member(alice.identity.member_id),
+            return_exceptions=True,
+        )
+        winners = [s for s, r in zip((alice, dave), results, strict=True) if r is None]
+        assert len(winners) == 1, results
+        winner = winners[0]
+        loser = dave if winner is alice else alice
+        await carol.wait_for_seq(winner.seq)
+        assert set(carol.members) == {winner.identity.member_id, carol.identity.member_id}
+        assert set(winner.members) == set(carol.members)
+        assert carol.epoch == winner.epoch == 2
+        await wait_for(lambda: loser.error is not None, what="the loser to learn it was removed")
+    finally:
+        await close_all(spaces)
+
+
+async def test_invite_links(relay: RelayHandle, tmp_path: Path) -> None:
+    admin = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "admin")
+    try:
+        admin.text("doc").insert(0, "history before the invite")
+        await admin.sync()
+        link = await admin.create_invite(role="writer", uses=1, expires_in=3600, history=True)
+        assert link.startswith("esinv1.") and len(admin.invites) == 1
+        newcomer = encspaces.Identity.generate()
+        joined = await encspaces.join(link, newcomer, data_dir=tmp_path / "new")
+        assert str(joined.text("doc")) == "history before the invite"
+        joined.text("doc").insert(0, "hello! ")
+        await joined.sync()
+        await admin.wait_for_seq(joined.seq)
+        assert admin.members[newcomer.member_id].role is Role.WRITER
+        assert str(admin.text("doc")) == "hello! history before the invite"
+        assert admin.invites == []  # used up
+        await joined.close()
+
+        with pytest.raises(errors.RelayError, match="used up"):
+            await encspaces.join(link, encspaces.Identity.generate(), data_dir=tmp_path / "second")
+        revoked = await admin.create_invite(uses=5)
+        await admin.revoke_invite(admin.invites[0].id)
+        with pytest.raises(errors.RelayError, match="revoked"):
+            await encspaces.join(revoked, encspaces.Identity.generate(), data_dir=tmp_path / "third")
+        expired = await admin.create_invite(expires_in=0.001)
+        await asyncio.sleep(0.05)
+        with pytest.raises(errors.RelayError, match="expired"):
+            await encspaces.join(expired, encspaces.Identity.generate(), data_dir=tmp_path / "fourth")
+        # The relay saw every invite entry and never the secret.
+        secrets = [encspaces.invites.InviteLink.parse(x).secret.secret for x in (link, revoked, expired)]
+        stored = b"".join(p.read_bytes() for p in relay.data_dir.iterdir() if p.is_file())
+        assert not any(secret in stored for secret in secrets)
+    finally:
+        await admin.close()
+
+
+async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        await admin.set_policy(Policy(rotate_entries=3, retain_epochs=0))
+        first_key = bob._verifier.epoch_keys[1]
+        for i in range(8):
+            bob.text("doc").insert(0, f"{i} ")
+            await bob.sync()
+            await admin.wait_for_seq(bob.seq)
+        await wait_for(lambda: admin.epoch >= 3, what="the admin's client to rotate by itself")
+        await bob.wait_for_seq(admin.seq)
+        assert bob.epoch == admin.epoch
+        assert set(bob._verifier.epoch_keys) == {bob.epoch}, "only the current key is kept"
+        old_entry = next(e for _, e in relay_entries(relay) if e.header.kind is Kind.DATA and e.header.epoch == 1)
+        data_dir = tmp_path / "m1"
+        await bob.close()
+        on_disk = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+        assert first_key not in on_disk, "the forgotten key is gone from the device's files"
+        # Reopened from disk, the device holds no key that opens the old entry.
+        again = await encspaces.connect(relay.url, bob.identity, admin.id, data_dir=data_dir)
+        try:
+            assert 1 not in again._verifier.epoch_keys
+            assert all(open_body(old_entry, k) is None for k in again._verifier.epoch_keys.values())
+            assert "7 " in str(again.text("doc"))  # the current state is still there: nothing re-encrypted
+        finally:
+            await again.close()
+    finally:
+        await admin.close()
