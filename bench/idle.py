@@ -69,7 +69,10 @@ async def hold(spec: dict[str, Any]) -> None:
         async with gate:
             await client.open()
 
-    await asyncio.gather(*(open_one(c) for c in clients))
+    # The first alone: pycrdt-websocket 0.16 leaves a client unserved when two connect at
+    # once to a room that does not exist yet.
+    await clients[0].open()
+    await asyncio.gather(*(open_one(c) for c in clients[1:]))
     emit("READY", {"opened": n, "seconds": time.monotonic() - started})
     await read_command(commands, "STOP", 3600)
     await asyncio.gather(*(asyncio.wait_for(c.close(), 30) for c in clients), return_exceptions=True)

@@ -81,8 +81,8 @@ class Members:
     async def join(self, creator: encspaces.Space, role: str = "writer") -> encspaces.Space:
         identity = encspaces.Identity.generate()
         await creator.add_member(identity.public, role)
-        space = await encspaces.connect(self.relay.url, identity, creator.id,
-                                        data_dir=self.tmp_path / f"m{len(self.spaces)}")
+        space: encspaces.Space = await encspaces.connect(self.relay.url, identity, creator.id,
+                                                         data_dir=self.tmp_path / f"m{len(self.spaces)}")
         self.spaces.append(space)
         await space.wait_for_seq(creator.seq)
         return space
@@ -95,6 +95,16 @@ class Members:
 @pytest.fixture
 async def members(relay: Relay, tmp_path: Path) -> AsyncIterator[Members]:
     group = Members(relay, tmp_path)
+    try:
+        yield group
+    finally:
+        await group.close()
+
+
+@pytest.fixture
+async def other_members(members: Members, tmp_path: Path) -> AsyncIterator[Members]:
+    """Members of other spaces on the same relay."""
+    group = Members(members.relay, tmp_path / "other")
     try:
         yield group
     finally:

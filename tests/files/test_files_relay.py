@@ -55,24 +55,15 @@ async def test_same_content_is_stored_once(members: Members, tmp_path: Path) -> 
     assert await alice.files.get("three.bin") == data
 
 
-async def test_other_spaces_cannot_read_a_spaces_blobs(relay_and_two_spaces: tuple[Members, Members]) -> None:
-    ours, theirs = relay_and_two_spaces
-    alice = await ours.create()
-    mallory = await theirs.create()  # a member of another space on the same relay
+async def test_other_spaces_cannot_read_a_spaces_blobs(members: Members, other_members: Members) -> None:
+    alice = await members.create()
+    mallory = await other_members.create()  # a member of another space on the same relay
     ref = await alice.files.put("private.bin", b"for members only")
     with pytest.raises(BlobMissingError):
         await mallory.files.get(ref)  # even with the whole manifest, key included
     # And the same content uploaded in another space is encrypted under another key.
-    theirs_ref = await mallory.files.put("private.bin", b"for members only")
-    assert theirs_ref.chunks != ref.chunks and theirs_ref.key != ref.key
-
-
-@pytest.fixture
-async def relay_and_two_spaces(members: Members, tmp_path: Path) -> tuple[Members, Members]:
-    other = Members(members.relay, tmp_path / "other")
-    members.spaces_closers = other  # type: ignore[attr-defined]
-    yield members, other  # type: ignore[misc]
-    await other.close()
+    theirs = await mallory.files.put("private.bin", b"for members only")
+    assert theirs.chunks != ref.chunks and theirs.key != ref.key
 
 
 async def test_unauthenticated_connection_cannot_fetch_blobs(members: Members) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from pathlib import Path
@@ -19,7 +20,10 @@ def _data(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-@pytest.mark.parametrize("size", [0, 1000, CHUNK_SIZE, 3 * CHUNK_SIZE + 123], ids=["empty", "small", "one-chunk", "multi-mb"])
+SIZES = {"empty": 0, "small": 1000, "one-chunk": CHUNK_SIZE, "multi-mb": 3 * CHUNK_SIZE + 123}
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
 async def test_round_trip_bytes_and_paths(members: Members, tmp_path: Path, size: int) -> None:
     space = await members.create()
     data = _data(size, size)
@@ -117,8 +121,6 @@ async def test_waits_for_the_connection_then_uploads(relay: Relay, members: Memb
     with pytest.raises(encspaces.errors.ConnectionFailedError):
         await space.files.put("x.bin", b"x")
     space.files.timeout = 20.0
-    import asyncio
-
     upload = asyncio.create_task(space.files.put("x.bin", os.urandom(3 * CHUNK_SIZE)))
     await asyncio.sleep(0.1)
     assert not upload.done()

@@ -1,0 +1,240 @@
+"""A Textual TextArea bound to a space's shared text.
+
+Every local edit (typing, paste, cut, undo, redo) goes into the CRDT at once, at the same
+character offsets. Remote changes arrive as verified TextChange deltas and are replayed on the
+widget as edits, with the caret, the selection and the peers' cursors moved through them, so
+nobody's cursor leaves the text it was on. Changes are taken from the stream both by a worker
+and, synchronously, before every local edit: a local edit is therefore always made against
+exactly the text the CRDT holds, and lands where the user meant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from rich.style import Style
+from rich.text import Text
+from textual.color import Color
+from textual.widgets import TextArea
+from textual.widgets.text_area import Edit, EditResult, Location, Selection
+
+from encspaces import Space, TextChange
+from encspaces.errors import EncspacesError
+
+from .cursors import Delta, Peer, diff, plain_text_delta, replace_delta, transform_range
+
+
+class SharedTextArea(TextArea):
+    """Shows and edits ``space.text(doc)``; ``follow()`` must run for remote changes to appear."""
+
+    def __init__(self, space: Space, doc: str, *, id: str | None = None) -> None:
+        self.space = space
+        self.doc = doc
+        self.shared = space.text(doc)
+        # Subscribe before reading the text: every change after this read is in the stream.
+        self._changes = self.shared.changes()
+        self._remote = False
+        self.peers: dict[str, Peer] = {}
+        self._marks: dict[int, list[tuple[int, int | None, Style]]] = {}
+        self.failure: EncspacesError | None = None
+        self.on_failure: Callable[[EncspacesError], None] | None = None
+        self.out_of_step = False  # the text holds line endings the widget cannot show as they are
+        super().__init__(str(self.shared), soft_wrap=True, tab_behavior="indent", id=id)
+        if self.text != str(self.shared):
+            self._out_of_step()
+
+    # --- positions ---------------------------------------------------------------------------
+
+    def offset_of(self, location: Location) -> int:
+        return self.document.get_index_from_location(location)
+
+    def location_of(self, offset: int) -> Location:
+        return self.document.get_location_from_index(max(0, min(offset, len(self.text))))
+
+    @property
+    def selection_offsets(self) -> tuple[int, int]:
+        """(anchor, cursor) as character offsets."""
+        return self.offset_of(self.selection.start), self.offset_of(self.selection.end)
+
+    # --- local edits -> CRDT -----------------------------------------------------------------
+
+    def edit(self, edit: Edit) -> EditResult:
+        if self._remote:
+            return super().edit(edit)
+        start, end = self.offset_of(edit.top), self.offset_of(edit.bottom)
+        moved = self.pull()
+        if moved:  # remote text landed first: make the edit where the user meant it
+            start, end = transform_range(start, end, moved)
+            edit = Edit(edit.text, self.location_of(start), self.location_of(end), edit.maintain_selection_offset)
+        result = super().edit(edit)
+        inserted = self.document.get_text_range(edit.top, result.end_location)
+        self._mirror(start, end - start, inserted)
+        return result
+
+    def _undo_batch(self, edits: Sequence[Edit]) -> None:
+        if self.pull():
+            return  # remote edits came in: the undo history no longer fits the text
+        before = self.text
+        super()._undo_batch(edits)
+        self._mirror(*diff(before, self.text))
+
+    def _redo_batch(self, edits: Sequence[Edit]) -> None:
+        if self.pull():
+            return
+        before = self.text
+        super()._redo_batch(edits)
+        self._mirror(*diff(before, self.text))
+
+    def _mirror(self, index: int, deleted: int, inserted: str) -> None:
+        if not deleted and not inserted:
+            return
+        try:
+            with self.space.doc.transaction():
+                if deleted:
+                    self.shared.delete(index, deleted)
+                if inserted:
+                    self.shared.insert(index, inserted)
+        except EncspacesError as exc:  # the space failed under us: show its text, stop editing
+            self._resync()
+            self.fail(exc)
+            return
+        self._move_peers([replace_delta(index, deleted, inserted)])
+
+    # --- CRDT -> widget ----------------------------------------------------------------------
+
+    async def follow(self) -> None:
+        """Apply remote changes as they are verified, until the widget goes away or fails."""
+        async for change in self._changes:
+            if self.failure is not None:
+                break
+            applied = self.apply_change(change)
+            if self.pull() or applied:
+                self._check_in_step()
+
+    def pull(self) -> list[Delta]:
+        """Apply every change waiting in the stream now; the remote deltas applied, in order."""
+        applied: list[Delta] = []
+        if self.failure is not None:
+            return applied
+        while (change := self._changes.get_nowait()) is not None:
+            if self.apply_change(change):
+                applied.append(change.delta)
+        if applied:
+            self._check_in_step()
+        return applied
+
+    def apply_change(self, change: TextChange) -> bool:
+        """Replay a remote change on the widget; False for our own (already shown) changes."""
+        if change.local:
+            return False
+        if not plain_text_delta(change.delta) or self.out_of_step:
+            self._resync()
+            return True
+        anchor, cursor = self.selection_offsets
+        with self._applying_remote():
+            index = 0
+            for op in change.delta:
+                if "retain" in op:
+                    index += int(op["retain"])
+                elif "insert" in op:
+                    location = self.location_of(index)
+                    self.insert(op["insert"], location)
+                    index += len(op["insert"])
+                elif "delete" in op:
+                    self.delete(self.location_of(index), self.location_of(index + int(op["delete"])))
+        anchor, cursor = transform_range(anchor, cursor, [change.delta])
+        self.selection = Selection(self.location_of(anchor), self.location_of(cursor))
+        self.history.clear()  # undo would otherwise replay stale positions over others' text
+        self._move_peers([change.delta])
+        return True
+
+    @contextlib.contextmanager
+    def _applying_remote(self) -> Iterator[None]:
+        self._remote = True
+        try:
+            yield
+        finally:
+            self._remote = False
+
+    def _check_in_step(self) -> None:
+        if self.text != str(self.shared):
+            self._resync()
+
+    def _resync(self) -> None:
+        """Show the CRDT's text as it is (a fallback that keeps the caret's offset)."""
+        anchor, cursor = self.selection_offsets
+        with self._applying_remote():
+            self.load_text(str(self.shared))
+        self.selection = Selection(self.location_of(anchor), self.location_of(cursor))
+        if self.text != str(self.shared):
+            self._out_of_step()
+        self.refresh_peers()
+
+    def _out_of_step(self) -> None:
+        """Mixed line endings: the widget would normalise them, so it only shows the text."""
+        self.out_of_step = True
+        self.read_only = True
+
+    def fail(self, exc: EncspacesError) -> None:
+        """Stop applying remote changes and stop editing (the banner says why)."""
+        if self.failure is None:
+            self.failure = exc
+            self.read_only = True
+            self._changes.close()
+            if self.on_failure is not None:
+                self.on_failure(exc)
+
+    def on_unmount(self) -> None:
+        self._changes.close()
+
+    # --- peers' cursors ----------------------------------------------------------------------
+
+    def set_peer(self, member: str, state: dict[str, Any] | None) -> None:
+        peer = None if state is None else Peer.from_presence(member, state, self.doc)
+        if peer is None:
+            self.peers.pop(member, None)
+        else:
+            self.peers[member] = peer
+        self.refresh_peers()
+
+    def _move_peers(self, deltas: list[Delta]) -> None:
+        for peer in self.peers.values():
+            peer.anchor, peer.cursor = transform_range(peer.anchor, peer.cursor, deltas)
+        self.refresh_peers()
+
+    def refresh_peers(self) -> None:
+        """Recompute where each peer's caret and selection are drawn, and redraw."""
+        marks: dict[int, list[tuple[int, int | None, Style]]] = {}
+        size = len(self.text)
+        for peer in self.peers.values():
+            cursor, anchor = min(peer.cursor, size), min(peer.anchor, size)
+            colour = Color.parse(peer.colour)
+            if anchor != cursor:
+                low, high = sorted((anchor, cursor))
+                (top_row, top_col), (bottom_row, bottom_col) = self.location_of(low), self.location_of(high)
+                tint = Style(bgcolor=colour.blend(Color(0, 0, 0), 0.6).hex)
+                for row in range(top_row, bottom_row + 1):
+                    start = top_col if row == top_row else 0
+                    end = bottom_col if row == bottom_row else None
+                    marks.setdefault(row, []).append((start, end, tint))
+            row, col = self.location_of(cursor)
+            marks.setdefault(row, []).append((col, col + 1, Style(bgcolor=colour.hex, color="#000000")))
+        self._marks = marks
+        self._line_cache.clear()
+        self.refresh()
+
+    def peer_location(self, member: str) -> Location | None:
+        peer = self.peers.get(member)
+        return None if peer is None else self.location_of(peer.cursor)
+
+    def get_line(self, line_index: int) -> Text:
+        line = super().get_line(line_index)
+        for start, end, style in self._marks.get(line_index, ()):
+            length = len(line.plain)
+            if end is not None and start >= length:  # a caret at the end of the line: draw it on a space
+                line.append(" " * (end - length), style)
+            else:
+                line.stylize(style, start, length if end is None else end)
+        return line
