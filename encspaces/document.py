@@ -178,22 +178,22 @@ class Document:
     # --- shared objects --------------------------------------------------------------------
 
     def text(self, name: str, guard: Guard) -> SharedText:
-        obj = self._open(name, "text", guard)
+        obj = self.open_object(name, "text", guard)
         assert isinstance(obj, SharedText)
         return obj
 
     def list(self, name: str, guard: Guard) -> SharedList:
-        obj = self._open(name, "list", guard)
+        obj = self.open_object(name, "list", guard)
         assert isinstance(obj, SharedList)
         return obj
 
     def map(self, name: str, guard: Guard) -> SharedMap:
-        obj = self._open(name, "map", guard)
+        obj = self.open_object(name, "map", guard)
         assert isinstance(obj, SharedMap)
         return obj
 
     def table(self, name: str, guard: Guard) -> SharedTable:
-        obj = self._open(name, "table", guard)
+        obj = self.open_object(name, "table", guard)
         assert isinstance(obj, SharedTable)
         return obj
 
@@ -202,7 +202,7 @@ class Document:
         found = [parsed for root in self._root_keys() if (parsed := parse_root_name(root)) is not None]
         return sorted((name, kind) for kind, name in found)
 
-    def _open(self, name: str, kind: ObjectKind, guard: Guard) -> SharedObject:
+    def open_object(self, name: str, kind: ObjectKind, guard: Guard) -> SharedObject:
         """The cached wrapper for ``name``; the guard given first is the one it keeps."""
         existing = self._objects.get(check_name(name))
         if existing is not None:

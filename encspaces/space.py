@@ -48,6 +48,7 @@ from .errors import (
     VerificationError,
 )
 from .files import SpaceFiles
+from .history import HistoryEntry, HistoryError, SpaceView, history_entry, rebuild
 from .identity import Identity, PublicIdentity, member_id, parse_member_id
 from .invites import InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
 from .key_policy import retired_epochs, rotation_due
@@ -332,6 +333,30 @@ class Space:
         self._flush_batch()
         self._queue_entry(kind, body)
         await self.sync()
+
+    # --- history -------------------------------------------------------------------------
+
+    async def history(self, before: int | None = None, limit: int = 100) -> builtins.list[HistoryEntry]:
+        """Verified entries, newest first: ``limit`` of them below seq ``before`` (None: from the head).
+
+        Page through a long log by passing the last seq of one page as ``before`` of the next.
+        """
+        await self._persist()
+        rows = await self._store.load_log_page(before, limit)
+        return [history_entry(seq, raw) for seq, raw in rows]
+
+    async def at(self, seq: int) -> SpaceView:
+        """A read-only view of every shared object as it was once the log reached ``seq``."""
+        self._check_open()
+        if not 1 <= seq <= self.seq:
+            raise HistoryError(f"seq {seq} is outside the verified log (1..{self.seq})")
+        await self._persist()
+        rows = await self._store.load_log(after=0, through=seq)
+        return rebuild(rows, seq, self._verifier.epoch_keys, self._verifier.forgotten)
+
+    async def _persist(self) -> None:
+        async with self._write_lock:
+            await self._write_pending()
 
     async def sync(self) -> None:
         """Return once every local edit made before the call is in the verified log."""

@@ -71,11 +71,23 @@ class LocalStore:
             row = await cur.fetchone()
         return None if row is None else bytes(row[0])
 
-    async def load_log(self, after: int = 0) -> list[tuple[int, bytes, bytes]]:
-        """Verified entries (seq, raw, head) after seq ``after``, in log order."""
-        async with self._db.execute("SELECT seq, raw, head FROM log WHERE seq > ? ORDER BY seq", (after,)) as cur:
+    async def load_log(self, after: int = 0, through: int | None = None) -> list[tuple[int, bytes, bytes]]:
+        """Verified entries (seq, raw, head) after seq ``after`` (up to ``through``), in log order."""
+        last = (1 << 62) if through is None else through
+        async with self._db.execute(
+            "SELECT seq, raw, head FROM log WHERE seq > ? AND seq <= ? ORDER BY seq", (after, last)
+        ) as cur:
             rows = await cur.fetchall()
         return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
+    async def load_log_page(self, before: int | None, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` verified entries (seq, raw) below seq ``before``, newest first."""
+        below = (1 << 62) if before is None else before
+        async with self._db.execute(
+            "SELECT seq, raw FROM log WHERE seq < ? ORDER BY seq DESC LIMIT ?", (below, max(0, limit))
+        ) as cur:
+            rows = await cur.fetchall()
+        return [(int(r[0]), bytes(r[1])) for r in rows]
 
     async def load_entries(self, seqs: Iterable[int]) -> list[tuple[int, bytes, bytes]]:
         wanted = sorted(set(seqs))

@@ -48,10 +48,23 @@ class SharedTextArea(TextArea):
     # --- positions ---------------------------------------------------------------------------
 
     def offset_of(self, location: Location) -> int:
-        return self.document.get_index_from_location(location)
+        row, column = location
+        newline = len(self.document.newline)
+        lines = self.document.lines
+        return sum(len(line) + newline for line in lines[:row]) + column
 
     def location_of(self, offset: int) -> Location:
-        return self.document.get_location_from_index(max(0, min(offset, len(self.text))))
+        """The (row, column) of a character offset, clamped to the text."""
+        newline = len(self.document.newline)
+        lines = self.document.lines
+        remaining = max(0, offset)
+        for row, line in enumerate(lines):
+            if remaining <= len(line):
+                return row, remaining
+            remaining -= len(line) + newline
+            if remaining < 0:  # inside a two-character line break
+                return row, len(line)
+        return len(lines) - 1, len(lines[-1])
 
     @property
     def selection_offsets(self) -> tuple[int, int]:

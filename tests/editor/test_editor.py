@@ -1,0 +1,150 @@
+"""The editor against a real relay: typing converges, cursors stay on their text, presence
+shows the other member, lies are refused on a red banner, and offline edits sync later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clients.editor import EditorApp, HelpScreen
+
+from .conftest import SIZE, RelayHandle, pair, type_text, wait_for
+
+
+async def test_two_editors_converge(relay: RelayHandle, tmp_path: Path) -> None:
+    alice, bob = await pair(relay.url, tmp_path)
+    app_a, app_b = EditorApp(alice, name="alice"), EditorApp(bob, name="bob")
+    try:
+        async with app_a.run_test(size=SIZE) as pa, app_b.run_test(size=SIZE) as pb:
+            await type_text(pa, "hello from alice")
+            await wait_for(lambda: app_b.editor.text == "hello from alice", "bob's editor to show alice's text")
+            await pb.press("end")
+            for word in (" and", " bob", " too"):  # interleaved with alice typing at the start
+                await type_text(pb, word)
+                await pa.press("home")
+                await type_text(pa, "A")
+            await alice.sync()
+            await bob.sync()
+            await wait_for(lambda: app_a.editor.text == app_b.editor.text == str(alice.text("notes"))
+                           == str(bob.text("notes")), "both editors and both spaces to agree")
+            assert app_a.editor.text == "AAAhello from alice and bob too"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_remote_edits_keep_the_cursor_and_selection_on_their_text(relay: RelayHandle, tmp_path: Path) -> None:
+    alice, bob = await pair(relay.url, tmp_path)
+    alice.text("notes").insert(0, "hello world\nsecond line")
+    await alice.sync()
+    await bob.wait_for_seq(alice.seq)
+    app = EditorApp(bob, name="bob")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            editor = app.editor
+            await pilot.press("ctrl+right", "right")  # the caret before "world"
+            assert editor.text[editor.selection_offsets[1]:].startswith("world")
+            alice.text("notes").insert(0, "big ")  # before the caret
+            await wait_for(lambda: editor.text.startswith("big hello"), "the remote insert")
+            assert editor.text[editor.selection_offsets[1]:].startswith("world\n")
+            anchor, cursor = editor.selection_offsets
+            assert anchor == cursor == len("big hello ")
+
+            await pilot.press("shift+end")  # select "world"
+            alice.text("notes").insert(len("big hello world"), "!")  # at the end of the selection
+            alice.text("notes").insert(len("big "), "oh ")  # before it
+            alice.text("notes").insert(0, "A ")
+            await wait_for(lambda: editor.text == "A big oh hello world!\nsecond line", "the remote edits")
+            low, high = sorted(editor.selection_offsets)
+            assert editor.text[low:high] == "world"
+
+            alice.text("notes").delete(0, len("A big oh hello "))  # text before and up to the selection
+            await wait_for(lambda: editor.text == "world!\nsecond line", "the remote delete")
+            low, high = sorted(editor.selection_offsets)
+            assert editor.text[low:high] == "world"
+            await type_text(pilot, "planet")  # replaces the selection, where it now is
+            await bob.sync()
+            await wait_for(lambda: str(alice.text("notes")) == "planet!\nsecond line", "alice to see bob's edit")
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_presence_shows_the_other_cursor(relay: RelayHandle, tmp_path: Path) -> None:
+    alice, bob = await pair(relay.url, tmp_path)
+    alice.text("notes").insert(0, "one two three\nfour")
+    await alice.sync()
+    await bob.wait_for_seq(alice.seq)
+    app_a, app_b = EditorApp(alice, name="alice"), EditorApp(bob, name="Bob B.")
+    try:
+        async with app_a.run_test(size=SIZE) as pa, app_b.run_test(size=SIZE):
+            bob_editor = app_b.editor
+            bob_editor.selection = type(bob_editor.selection)((1, 1), (1, 3))  # "ou" on the second line
+            me = bob.identity.member_id
+            await wait_for(lambda: me in app_a.editor.peers and app_a.editor.peers[me].cursor == 17,
+                           "alice to see bob's cursor")
+            peer = app_a.editor.peers[me]
+            assert (peer.name, peer.anchor) == ("Bob B.", 15)
+            assert app_a.editor.peer_location(me) == (1, 3)
+            line = app_a.editor.get_line(1)
+            styles = {(span.start, span.end): str(span.style) for span in line.spans}
+            assert peer.colour.lower() in styles[(3, 4)].lower()  # the caret, in bob's colour
+            assert (1, 3) in styles  # the selection, tinted
+            await pa.pause()
+            app_a._refresh_members()
+            panel = str(app_a.query_one("#members").render())
+            assert "Bob B." in panel and "online" in panel and "L2:4" in panel
+            # Alice types before bob's caret: his caret is drawn on the same character.
+            await pa.press("ctrl+home")
+            await type_text(pa, "zero ")
+            assert app_a.editor.peer_location(me) == (1, 3)
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_offline_editing_syncs_when_the_relay_is_back(relay: RelayHandle, tmp_path: Path) -> None:
+    alice, bob = await pair(relay.url, tmp_path)
+    app = EditorApp(bob, name="bob")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await relay.stop()
+            await wait_for(lambda: not bob.connected, "bob to notice")
+            await type_text(pilot, "typed offline")
+            await pilot.pause()
+            app.refresh_status()
+            status = str(app.query_one("#status").render())
+            assert "offline" in status and "unsent" in status
+            assert app.editor.text == "typed offline" and not app.editor.read_only
+            await relay.start()
+            await wait_for(lambda: bob.unsent == 0 and bob.connected, "bob to reconnect and send")
+            await wait_for(lambda: str(alice.text("notes")) == "typed offline", "alice to receive it")
+            app.refresh_status()
+            assert "online" in str(app.query_one("#status").render())
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_ctrl_q_flushes_and_help_lists_the_keys(relay: RelayHandle, tmp_path: Path) -> None:
+    alice, bob = await pair(relay.url, tmp_path)
+    await alice.close()
+    app = EditorApp(bob, name="bob")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        assert "Ctrl+Q" in str(app.screen.query_one("Static").render())
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await relay.stop()
+        await wait_for(lambda: not bob.connected, "bob to go offline")
+        await type_text(pilot, "kept")
+        await pilot.press("ctrl+q")
+    assert app.return_code == 0
+    await bob.close()
+    await relay.start()
+    again = await __import__("encspaces").connect(relay.url, bob.identity, bob.id, data_dir=tmp_path / "bob")
+    try:
+        assert str(again.text("notes")) == "kept"
+        await again.sync()  # the outbox survived the restart and is sent now
+    finally:
+        await again.close()
