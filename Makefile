@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 DATA ?= .encspaces-relay
 HOST ?= 127.0.0.1
 PORT ?= 8765
+# `make edit`: this checkout's own device (identity, list of spaces, local stores) and demo space.
+EDIT_HOME ?= .encspaces-home
+SPACE ?= demo
 
-.PHONY: setup run demo test lint bench clean
+.PHONY: setup run demo edit screenshot test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +26,17 @@ run: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m clients.demo
+
+# The editor on a local demo space, against the relay `make run` started (identity and space
+# are created on first use, in $(EDIT_HOME)/).
+edit: $(STAMP)
+	@$(BIN)/encspaces --home $(EDIT_HOME) init --exist-ok >/dev/null
+	@$(BIN)/encspaces --home $(EDIT_HOME) create $(SPACE) --relay ws://$(HOST):$(PORT) --exist-ok >/dev/null
+	$(BIN)/encspaces --home $(EDIT_HOME) edit $(SPACE)
+
+# The README's picture of the editor.
+screenshot: $(STAMP)
+	$(BIN)/python -m clients.editor.screenshot docs/editor.svg
 
 lint: $(STAMP)
 	$(BIN)/ruff check encspaces relay tests bench clients

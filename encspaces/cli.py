@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -405,17 +406,28 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
         _check_name(args.name)
         if args.name in registry.spaces:
             raise CliError(f"this device already has a space named {args.name!r}: pick another --name")
-    join = getattr(importlib.import_module("encspaces"), "join", None)  # checked now: it may not exist yet
-    if join is None:
-        _unavailable("joining with an invite link")
+    link = args.link.strip()
+    join: Any = getattr(importlib.import_module("encspaces"), "join", None)  # checked now: it may not exist yet
+    if link.startswith("esinv"):
+        if join is None:
+            _unavailable("joining with an invite link")
+    else:  # a space id: this device was added by its public identity (`encspaces add`)
+        decode_space_id(link)
+    relay = args.relay or os.environ.get(ENV_RELAY) or DEFAULT_RELAY
 
     async def run() -> int:
+        async def opened() -> Space:
+            if link.startswith("esinv"):
+                joined: Space = await join(link, identity, data_dir=ctx.data_dir)
+                return joined
+            space: Space = await connect(relay, identity, link, data_dir=ctx.data_dir)
+            return space
+
         try:
-            space: Space = await asyncio.wait_for(join(args.link.strip(), identity, data_dir=ctx.data_dir),
-                                                  ctx.timeout)
+            space = await asyncio.wait_for(opened(), ctx.timeout)
         except TimeoutError:
-            raise CliError("the relay named in the link did not answer in time: check the link, or try again "
-                           "with --timeout", EXIT_UNREACHABLE) from None
+            raise CliError("the relay did not answer in time: check the link or --relay, or try again with "
+                           "--timeout", EXIT_UNREACHABLE) from None
         try:
             existing = registry.by_id(space.id)
             name = existing.name if existing else args.name or f"space-{space.id[:6]}"
@@ -548,6 +560,9 @@ def cmd_edit(ctx: Context, args: argparse.Namespace) -> int:
             await space.close()
         if space.error is not None:
             raise space.error
+        if space.unsent:
+            _warn(f"{space.unsent} edit(s) saved on this device and not sent yet: they are sent the next time "
+                  f"{ref.name!r} is opened online")
         return code
 
     return _run(run())
@@ -615,28 +630,24 @@ class Reverification:
         return [r for r in self.results if not r.late]
 
 
-REVERIFY_FRAME = 1024
+def reverify(space: bytes, identity: Identity, rows: list[tuple[int, bytes, bytes]],
+             keys: dict[int, bytes] | None = None) -> Reverification:
+    """Verify stored rows (seq, raw entry, head) from genesis, one frame per entry (so a failure
+    names its seq, and every stored head is checked against the chain); stops at the first failure.
 
-
-def reverify(space: bytes, identity: Identity, rows: list[tuple[int, bytes, bytes]]) -> Reverification:
-    """Verify stored rows (seq, raw entry, head) from genesis; stops at the first failure."""
+    ``keys`` are epoch keys this device already holds (from its checkpoint): a member who joined
+    with an invite got them through the invite's secret, which is not kept, and needs them to
+    open what was written before.
+    """
     verifier = StoredLogVerifier(space, identity)
+    verifier.epoch_keys.update(keys or {})
     results: list[VerifiedEntry] = []
     report = Reverification(0, crypto.ZERO_HASH, results, {})
     try:
-        for start in range(0, len(rows), REVERIFY_FRAME):
-            chunk = rows[start : start + REVERIFY_FRAME]
-            for offset, (seq, _, _) in enumerate(chunk):
-                if seq != verifier.seq + 1 + offset:
-                    raise StoreError(f"the local log has no entry at seq {verifier.seq + 1 + offset} (next is {seq})")
-            last_seq, _, last_head = chunk[-1]
-            frame = Entries(chunk[0][0], [raw for _, raw, _ in chunk], SignedHead(space, last_seq, last_head, 0, b"",
-                                                                                  b""))
-            stored = {seq: head for seq, _, head in chunk}
-            for result in verifier.verify_frame(frame):
-                if not result.late and stored[result.seq] != result.head:
-                    raise StoreError(f"the stored head at seq {result.seq} is not the chain's head there")
-                results.append(result)
+        for seq, raw, head in rows:
+            if seq != verifier.seq + 1:
+                raise StoreError(f"the local log has no entry at seq {verifier.seq + 1} (the next is at seq {seq})")
+            results.extend(verifier.verify_frame(Entries(seq, [raw], SignedHead(space, seq, head, 0, b"", b""))))
     except EncspacesError as exc:
         report.error = exc
     report.seq, report.head = verifier.seq, verifier.head
@@ -644,15 +655,23 @@ def reverify(space: bytes, identity: Identity, rows: list[tuple[int, bytes, byte
     return report
 
 
-async def _load_rows(ref: SpaceRef) -> list[tuple[int, bytes, bytes]]:
+async def _load_local(ref: SpaceRef, identity: Identity) -> tuple[list[tuple[int, bytes, bytes]], dict[int, bytes]]:
+    """This device's stored log, and the epoch keys its newest checkpoint holds."""
     folder = ref.data_dir / ref.space_bytes.hex()
     if not folder.exists():
         raise CliError(f"this device holds no copy of {ref.name!r} in {ref.data_dir}: open it once online")
     store = await LocalStore.open(ref.data_dir, ref.space_bytes.hex())
     try:
-        return await store.load_log()
+        rows = await store.load_log()
+        checkpoint = await store.load_checkpoint()
     finally:
         await store.close()
+    keys: dict[int, bytes] = {}
+    if checkpoint is not None and checkpoint[0] <= len(rows):
+        heads = [crypto.ZERO_HASH, *(head for _, _, head in rows[: checkpoint[0]])]
+        with contextlib.suppress(EncspacesError):  # an unusable checkpoint only costs readability here
+            keys = dict(LogVerifier.from_checkpoint(ref.space_bytes, identity, checkpoint[1], heads)[0].epoch_keys)
+    return rows, keys
 
 
 async def _refresh(ctx: Context, ref: SpaceRef, offline: bool) -> bool:
@@ -728,14 +747,14 @@ def cmd_log(ctx: Context, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         await _refresh(ctx, ref, args.offline)
-        rows = await _load_rows(ref)
-        report = reverify(ref.space_bytes, identity, rows)
+        rows, keys = await _load_local(ref, identity)
+        report = reverify(ref.space_bytes, identity, rows, keys)
         shown = report.entries if args.limit is None else report.entries[-args.limit :]
         me = identity.public.sign_key
         for result in shown:
             header = result.entry.header
             who = _short(header.author) + ("*" if header.author == me else " ")
-            print(f"{result.seq:>6}  {_time(header.time_ms)}  {who:<11}  {header.kind.value:<12}  "
+            print(f"{result.seq:>6}  {_time(header.time_ms)}  {who:<11}  {header.kind.value:<13}  "
                   f"{_describe(result)}")
         if report.error is not None:
             raise report.error
@@ -752,8 +771,8 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         online = await _refresh(ctx, ref, args.offline)
-        rows = await _load_rows(ref)
-        report = reverify(ref.space_bytes, identity, rows)
+        rows, keys = await _load_local(ref, identity)
+        report = reverify(ref.space_bytes, identity, rows, keys)
         entries = report.entries
         data = [r for r in entries if r.kind is Kind.DATA]
         unreadable = [r for r in data if r.plaintext is None and not any(
@@ -789,7 +808,7 @@ def cmd_safety_code(ctx: Context, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         await _refresh(ctx, ref, args.offline)
-        rows = await _load_rows(ref)
+        rows, _ = await _load_local(ref, ctx.identity())
         if not rows:
             raise CliError(f"this device has verified nothing of {ref.name!r} yet: open it online first")
         seq = rows[-1][0] if args.seq is None else args.seq
@@ -932,7 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, func: Callable[[Context, argparse.Namespace], int], summary: str,
                 description: str | None = None) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=summary, description=description or summary, epilog=EXIT_CODES_HELP,
+        p = sub.add_parser(name, help=summary, description=textwrap.fill(description or summary, 88),
+                           epilog=EXIT_CODES_HELP,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p, suppress=True)
         p.set_defaults(func=func)
@@ -971,9 +991,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", default="7d", help="how long it is valid: 90s, 30m, 12h, 7d, 2w (default 7d)")
     p.add_argument("--no-history", action="store_true", help="who joins cannot read what was written before")
 
-    p = command("join", cmd_join, "join a space with an invite link")
-    p.add_argument("link", metavar="LINK", help="the invite link")
+    p = command("join", cmd_join, "join a space with an invite link",
+                "Join a space with an invite link, or open a space you were added to by your public identity "
+                "(give its space id and --relay), and remember it on this device.")
+    p.add_argument("link", metavar="LINK", help="the invite link, or the id of a space you were added to")
     p.add_argument("--name", help="the local name for the space (default: space-<id prefix>)")
+    p.add_argument("--relay", help=f"with a space id: its relay (default: ${ENV_RELAY}, else {DEFAULT_RELAY})")
 
     p = command("members", cmd_members, "list a space's members and roles")
     space_arg(p)

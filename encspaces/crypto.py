@@ -37,8 +37,9 @@ CTX_INVITE_BOX_KEY = b"encspaces/v1/invite-box-key"
 CTX_INVITE_PROOF = b"encspaces/v1/invite-join-proof"
 CTX_INVITE_AUTH = b"encspaces/v1/invite-handshake"
 CTX_INVITE_LINK = b"encspaces/v1/invite-link-check"
+CTX_SNAPSHOT_CONTENT = b"encspaces/v1/snapshot-content"
 
-# Encrypted files (encspaces/files.py, relay/blobs.py; docs/PROTOCOL.md section 11).
+# Encrypted files (encspaces/files.py, relay/blobs.py; docs/PROTOCOL.md, "Encrypted files").
 CTX_FILE_SECRET = b"encspaces/v1/file-convergence-secret"
 CTX_FILE_CONTENT = b"encspaces/v1/file-content"
 CTX_FILE_KEY = b"encspaces/v1/file-key"

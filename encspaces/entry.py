@@ -36,10 +36,15 @@ class Kind(enum.StrEnum):
     REVOKE_INVITE = "revoke_invite"
     JOIN = "join"  # a newcomer's first entry, proving knowledge of an invite secret
     DATA = "data"
+    SNAPSHOT = "snapshot"  # the whole document at the seq its parent names, encrypted like data
+
+    @property
+    def is_encrypted(self) -> bool:
+        return self in (Kind.DATA, Kind.SNAPSHOT)
 
     @property
     def is_control(self) -> bool:
-        return self is not Kind.DATA
+        return not self.is_encrypted
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,9 @@ class Entry:
     signature: bytes
     body: bytes
     header: Header
+    # The relay dropped the body (compaction, or a catch-up that starts from a snapshot): the
+    # signature and the chain still verify through ``body_hash``; there is nothing to decrypt.
+    stripped: bool = False
 
     @property
     def author_id(self) -> str:
@@ -133,11 +141,20 @@ class Entry:
             header_bytes = as_bytes(items[0], "entry header")
             body_hash = as_bytes(items[1], "entry body hash", crypto.HASH_SIZE)
             signature = as_bytes(items[2], "entry signature", crypto.SIGNATURE_SIZE)
-            body = as_bytes(items[3], "entry body")
+            stripped = items[3] is None
+            body = b"" if stripped else as_bytes(items[3], "entry body")
             header = Header.decode(header_bytes)
         except ProtocolError as exc:
             raise MalformedEntryError(f"malformed entry: {exc}") from exc
-        return cls(raw, header_bytes, body_hash, signature, body, header)
+        if stripped and not header.kind.is_encrypted:
+            raise MalformedEntryError(f"a {header.kind.value} entry without its body: control bodies are never dropped")
+        return cls(raw, header_bytes, body_hash, signature, body, header, stripped)
+
+    def strip(self) -> bytes:
+        """These entry bytes without the (encrypted) body: what a compacted relay keeps and serves."""
+        if not self.header.kind.is_encrypted:
+            raise ValueError("only encrypted bodies may be dropped")
+        return pack([self.header_bytes, self.body_hash, self.signature, None])
 
     def check_signature(self, seq: int | None = None) -> None:
         """Author signature first, then that the body is the one signed."""
@@ -147,6 +164,8 @@ class Entry:
             raise AuthorSignatureError(
                 f"{self.describe()}{where}: the author's signature does not verify over the header"
             )
+        if self.stripped:
+            return
         found = crypto.hash_parts(crypto.CTX_BODY, self.body)
         if found != self.body_hash:
             raise BodyDigestError(

@@ -157,6 +157,10 @@ class SpaceMismatchError(VerificationError, RuleError):
     """An entry that names another space."""
 
 
+class MissingBodiesError(VerificationError):
+    """The relay sent entries without their bodies that no snapshot it sent covers."""
+
+
 class WithheldEntriesError(VerificationError):
     """Entries we know exist (from a peer) that the relay does not deliver."""
 

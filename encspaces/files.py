@@ -9,7 +9,7 @@ entry, and the file is listed. ``get`` fetches the chunks the manifest names and
 one (its hash, then its decryption under the file key at its position) before a byte of it is
 written; the destination appears, complete, only at the end.
 
-Keys are **convergent within a space** (docs/PROTOCOL.md, section 11): the file key is
+Keys are **convergent within a space** (docs/PROTOCOL.md, "Encrypted files"): the file key is
 derived from a secret of the space's epoch key and the hash of the file's content, and each
 chunk's nonce from the key, the chunk's index and its content (SIV style). The same content
 uploaded twice in one space and epoch therefore yields the same blobs, which the relay stores
@@ -137,7 +137,7 @@ class FileRef:
         return ref
 
 
-# --- the key scheme (docs/PROTOCOL.md, section 11) ------------------------------------------
+# --- the key scheme (docs/PROTOCOL.md, "Encrypted files") ----------------------------------
 
 
 def chunk_count(size: int, chunk_size: int) -> int:
@@ -305,14 +305,11 @@ class SpaceFiles:
         chunk_size = self.chunk_size
         source = await asyncio.to_thread(_Source, data)
         try:
-            count = chunk_count(source.size, chunk_size)
-            if count > MAX_CHUNKS:
-                raise FileTooLargeError(f"{name!r} is {source.size} bytes; a file is at most "
-                                        f"{MAX_CHUNKS * chunk_size} bytes")
+            _check_size(name, source.size, chunk_size)
             content_hash, size = await asyncio.to_thread(source.content_hash)
+            count = _check_size(name, size, chunk_size)
             key = file_key_of(self._secret(), content_hash, size, chunk_size)
             file_id = file_id_of(key)
-            count = chunk_count(size, chunk_size)
             hashes: list[bytes] = []
             rehash = crypto.stream_hasher(crypto.CTX_FILE_CONTENT)
 
@@ -553,6 +550,14 @@ class SpaceFiles:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
+
+
+def _check_size(name: str, size: int, chunk_size: int) -> int:
+    """The number of chunks, or FileTooLargeError when a manifest cannot describe them."""
+    count = chunk_count(size, chunk_size)
+    if count > MAX_CHUNKS:
+        raise FileTooLargeError(f"{name!r} is {size} bytes; a file is at most {MAX_CHUNKS * chunk_size} bytes")
+    return count
 
 
 def _destination(dest: Path, name: str) -> Path:

@@ -79,6 +79,7 @@ class _Journal:
     epoch_started: dict[int, int]
     policy: Policy
     entries_in_epoch: int
+    snapshot: tuple[tuple[int, int] | None, int, int]
     author_seqs: dict[bytes, int | None] = dataclasses.field(default_factory=dict)
 
 
@@ -96,6 +97,11 @@ class LogState:
         self.entries_in_epoch = 0  # data entries under the current epoch (rotation policy)
         self.invites: dict[bytes, Invite] = {}
         self.policy = Policy()
+        # The newest snapshot entry (its seq, and the seq whose state it holds: its parent), and
+        # the data written since, which the snapshot policy measures.
+        self.snapshot: tuple[int, int] | None = None
+        self.data_since_snapshot = 0
+        self.bytes_since_snapshot = 0
         self._journal: _Journal | None = None
 
     @property
@@ -119,6 +125,8 @@ class LogState:
                         for m in self.members.values()],
             "started": [[epoch, t] for epoch, t in self.epoch_started.items()],
             "in_epoch": self.entries_in_epoch,
+            "snapshot": None if self.snapshot is None else list(self.snapshot),
+            "since_snapshot": [self.data_since_snapshot, self.bytes_since_snapshot],
             "policy": self.policy.encode(),
             "invites": [[i.key, i.box_key, i.role.value, i.uses, i.used, i.expires_ms, i.history, i.created_by,
                          i.created_seq, i.revoked] for i in self.invites.values()],
@@ -153,6 +161,13 @@ class LogState:
             epoch, started = as_list(item, "checkpoint epoch start", 2)
             state.epoch_started[as_int(epoch, "checkpoint epoch", minimum=1)] = as_int(started, "epoch start")
         state.entries_in_epoch = as_int(field(m, "in_epoch", "checkpoint"), "checkpoint entries in epoch")
+        snapshot = m.get("snapshot")
+        if snapshot is not None:
+            seq, base = as_list(snapshot, "checkpoint snapshot", 2)
+            state.snapshot = (as_int(seq, "snapshot seq"), as_int(base, "snapshot base"))
+        since = as_list(m.get("since_snapshot", [0, 0]), "checkpoint since snapshot", 2)
+        state.data_since_snapshot = as_int(since[0], "data since snapshot")
+        state.bytes_since_snapshot = as_int(since[1], "bytes since snapshot")
         state.policy = Policy.decode(as_bytes(field(m, "policy", "checkpoint"), "checkpoint policy"))
         for item in as_list(field(m, "invites", "checkpoint"), "checkpoint invites"):
             key, box, role, uses, used, expires, history, by, created, revoked = as_list(item, "invite", 10)
@@ -207,16 +222,16 @@ class LogState:
             role = self.role_of(h.author)
             if role is None:
                 raise MembershipError(f"{who}: author {member_id(h.author)} is not a member of the space")
-            if h.kind is Kind.DATA and not role.can_write:
+            if h.kind.is_encrypted and not role.can_write:
                 raise PermissionDeniedError(f"{who}: author's role {role.value} may not write")
-            if h.kind is not Kind.DATA and not role.can_manage:
+            if h.kind.is_control and not role.can_manage:
                 raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
         self._check_author_seq(entry, seq)
         self._check_parent(entry, seq)
         if h.epoch != self.epoch:
             raise EpochError(f"{who}: under epoch {h.epoch}, expected the current epoch {self.epoch}")
-        if h.kind is Kind.DATA and not h.nonce:
-            raise MalformedEntryError(f"{who}: a data entry needs a nonce")
+        if h.kind.is_encrypted and not h.nonce:
+            raise MalformedEntryError(f"{who}: a {h.kind.value} entry needs a nonce")
         if h.kind.is_control and h.nonce:
             raise MalformedEntryError(f"{who}: a control entry is not encrypted and carries no nonce")
         # Bodies last, so that a replayed membership entry is a ReplayError, not a body conflict.
@@ -351,6 +366,12 @@ class LogState:
         kind = h.kind
         if kind is Kind.DATA:
             self.entries_in_epoch += 1
+            self.data_since_snapshot += 1
+            self.bytes_since_snapshot += len(entry.body_hash) + len(entry.header_bytes) + len(entry.body)
+        elif kind is Kind.SNAPSHOT:
+            self.snapshot = (seq, h.parent_seq)
+            self.data_since_snapshot = 0
+            self.bytes_since_snapshot = 0
         elif kind is Kind.GENESIS:
             body = GenesisBody.decode(entry.body)
             self.relay_key = body.relay_key
@@ -389,7 +410,8 @@ class LogState:
 
     def begin(self) -> None:
         self._journal = _Journal(self.seq, self.epoch, self.relay_key, dict(self.members), dict(self.invites),
-                                 dict(self.epoch_started), self.policy, self.entries_in_epoch)
+                                 dict(self.epoch_started), self.policy, self.entries_in_epoch,
+                                 (self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot))
 
     def commit(self) -> None:
         self._journal = None
@@ -406,6 +428,7 @@ class LogState:
         self.epoch_started = journal.epoch_started
         self.policy = journal.policy
         self.entries_in_epoch = journal.entries_in_epoch
+        self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot = journal.snapshot
         _restore(self.author_seqs, journal.author_seqs)
         self._journal = None
 
@@ -429,6 +452,7 @@ _MANAGING = {
     Kind.REVOKE_INVITE: "revoke invites",
     Kind.JOIN: "join",
     Kind.DATA: "write",
+    Kind.SNAPSHOT: "write",
 }
 
 _BODY_CHECKS: dict[Kind, Callable[[LogState, Entry, str], None]] = {

@@ -214,16 +214,20 @@ class Policy:
     rotate_seconds: int | None = None
     retain_epochs: int | None = None
     retain_seconds: int | None = None
+    # A snapshot once this many data entries, or bytes of them, came after the last one.
+    snapshot_entries: int | None = 1000
+    snapshot_bytes: int | None = 4 << 20
 
     def encode(self) -> bytes:
         return pack({"v": BODY_VERSION, "rotate_entries": self.rotate_entries,
                      "rotate_seconds": self.rotate_seconds, "retain_epochs": self.retain_epochs,
-                     "retain_seconds": self.retain_seconds})
+                     "retain_seconds": self.retain_seconds, "snapshot_entries": self.snapshot_entries,
+                     "snapshot_bytes": self.snapshot_bytes})
 
     @classmethod
     def decode(cls, data: bytes) -> Policy:
-        def opt(m: dict[str, Any], key: str, minimum: int) -> int | None:
-            value = field(m, key, "policy")
+        def opt(m: dict[str, Any], key: str, minimum: int, default: int | None = None) -> int | None:
+            value = m.get(key, default)
             return None if value is None else as_int(value, f"policy {key}", minimum=minimum)
 
         return decode_body(data, "policy", lambda m: cls(
@@ -231,6 +235,8 @@ class Policy:
             rotate_seconds=opt(m, "rotate_seconds", 1),
             retain_epochs=opt(m, "retain_epochs", 0),
             retain_seconds=opt(m, "retain_seconds", 0),
+            snapshot_entries=opt(m, "snapshot_entries", 1, cls.snapshot_entries),
+            snapshot_bytes=opt(m, "snapshot_bytes", 1, cls.snapshot_bytes),
         ))
 
 

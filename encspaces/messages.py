@@ -80,11 +80,13 @@ class Hello:
     genesis: bytes | None = None
     # A newcomer with an invite link: (invite key, invite's signature over ``auth``).
     invite: tuple[bytes, bytes] | None = None
+    # Start from the newest snapshot: the relay may send older encrypted bodies stripped.
+    fast: bool = False
 
     def encode(self) -> bytes:
         return pack({"t": "hello", "auth": self.auth, "sig": self.signature, "since": self.since_seq,
                      "since_head": self.since_head, "genesis": self.genesis,
-                     "invite": None if self.invite is None else list(self.invite)})
+                     "invite": None if self.invite is None else list(self.invite), "fast": self.fast})
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,11 @@ def _decode_hello(m: dict[str, Any]) -> Hello:
         key, proof = as_list(invite_field, "hello invite", 2)
         invite = (as_bytes(key, "hello invite key", crypto.PUBLIC_KEY_SIZE),
                   as_bytes(proof, "hello invite proof", crypto.SIGNATURE_SIZE))
+    fast = m.get("fast", False)
+    if not isinstance(fast, bool):
+        raise ProtocolError("hello fast: expected a boolean")
     return Hello(
+        fast=fast,
         invite=invite,
         auth=as_bytes(field(m, "auth", "hello"), "hello auth", max_size=512),
         signature=as_bytes(field(m, "sig", "hello"), "hello signature", crypto.SIGNATURE_SIZE),

@@ -35,6 +35,7 @@ class PresenceClaim:
     verified_seq: int
     verified_head: bytes
     author_seq: int  # the newest of the sender's entries the relay acknowledged
+    bad_snapshots: tuple[int, ...] = ()  # seqs of snapshot entries the sender found bad
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def seal_presence(
         raise ValueError(f"presence state of {len(payload)} bytes is over the limit of {MAX_PRESENCE_STATE}")
     nonce = crypto.random_nonce()
     header = pack([PRESENCE_VERSION, space, identity.public.sign_key, epoch, nonce, claim.verified_seq,
-                   claim.verified_head, claim.author_seq, time_ms])
+                   claim.verified_head, claim.author_seq, time_ms, list(claim.bad_snapshots[-32:])])
     body = crypto.aead_seal(key, nonce, payload, header)
     signature = identity.sign(CTX_PRESENCE_SIG, header + body)
     return pack([header, body, signature])
@@ -75,7 +76,7 @@ def open_presence(data: bytes, space: bytes, state: LogState, keys: dict[int, by
     header = as_bytes(header, "presence header", max_size=512)
     body = as_bytes(body, "presence body", max_size=2 * MAX_PRESENCE_STATE)
     signature = as_bytes(signature, "presence signature", crypto.SIGNATURE_SIZE)
-    items = as_list(unpack(header, what="presence header"), "presence header", 9)
+    items = as_list(unpack(header, what="presence header"), "presence header", 10)
     if as_int(items[0], "presence version") != PRESENCE_VERSION:
         raise ProtocolError(f"presence version {items[0]}, expected {PRESENCE_VERSION}")
     if as_bytes(items[1], "presence space", crypto.HASH_SIZE) != space:
@@ -97,6 +98,7 @@ def open_presence(data: bytes, space: bytes, state: LogState, keys: dict[int, by
         verified_seq=as_int(items[5], "presence verified seq"),
         verified_head=as_bytes(items[6], "presence verified head", crypto.HASH_SIZE),
         author_seq=as_int(items[7], "presence author_seq"),
+        bad_snapshots=tuple(as_int(s, "presence bad snapshot") for s in as_list(items[9], "bad snapshots")[:32]),
     )
     return PresenceMessage(author, as_map(unpack(plaintext, what="presence state"), "presence state"), claim,
                            as_int(items[8], "presence time"))

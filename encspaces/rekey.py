@@ -43,8 +43,8 @@ def reissue(entry: Entry, state: LogState, keys: dict[int, bytes]) -> tuple[Kind
         old = keys.get(entry.header.epoch)
         plaintext = None if old is None else open_body(entry, old)
         return None if plaintext is None else (kind, plaintext)
-    if kind is Kind.ROTATE:
-        return None  # the epoch already moved on
+    if kind in (Kind.ROTATE, Kind.SNAPSHOT):
+        return None  # the epoch already moved on; a snapshot is written again when due
     if kind is Kind.REMOVE_MEMBER:
         removed = RekeyBody.decode(entry.body, kind.value).member
         if removed is None or removed not in state.members:

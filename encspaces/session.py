@@ -167,6 +167,7 @@ class ClientSession:
             since_head=self.verifier.head,
             genesis=self.genesis if self.verifier.seq == 0 else None,
             invite=(self.invite.invite_key, self.invite.auth_proof(auth)) if newcomer and self.invite else None,
+            fast=self.verifier.seq == 0,  # a new device starts from the newest snapshot
         ).encode()
 
     def _maybe_live(self, events: list[Event]) -> list[Event]:

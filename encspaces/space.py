@@ -70,6 +70,7 @@ from .session import (
 )
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
+from .snapshot_keeper import SnapshotKeeper
 from .store import LocalStore
 from .verifier import LogVerifier, VerifiedEntry
 
@@ -164,7 +165,12 @@ class Space:
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
         self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
-        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail)
+        self.snapshots = SnapshotKeeper(
+            self._me, self._document, lambda kind, body, seq, head: self._queue_entry(kind, body, (seq, head)),
+            self._fail, self._apply_one,
+        )
+        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail,
+                                        lambda: self.snapshots.bad_seqs, self.snapshots.peer_says_bad)
         self.files = SpaceFiles(self)  # encrypted files: encspaces/files.py
 
     # --- public API ------------------------------------------------------------------------
@@ -397,6 +403,7 @@ class Space:
         self._closed = True
         self._progress.set()
         await self.presence.stop()
+        self.snapshots.cancel()
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -473,20 +480,22 @@ class Space:
             size += len(update)
         self._queue_entry(Kind.DATA, group[0] if len(group) == 1 else pycrdt.merge_updates(*group))
 
-    def _queue_entry(self, kind: Kind, payload: bytes) -> None:
+    def _queue_entry(self, kind: Kind, payload: bytes, parent: tuple[int, bytes] | None = None) -> None:
+        """Sign and queue an entry; its parent is our verified head unless given (snapshots)."""
         verifier = self._verifier
         epoch = verifier.state.epoch
         self._last_author_seq += 1
+        parent_seq, parent_hash = parent or (verifier.seq, verifier.head)
         entry = build_entry(
             self.identity,
             space=self.space_bytes,
             author_seq=self._last_author_seq,
             epoch=epoch,
             kind=kind,
-            parent_seq=verifier.seq,
-            parent_hash=verifier.head,
+            parent_seq=parent_seq,
+            parent_hash=parent_hash,
             payload=payload,
-            epoch_key=verifier.epoch_keys.get(epoch) if kind is Kind.DATA else None,
+            epoch_key=verifier.epoch_keys.get(epoch) if kind.is_encrypted else None,
         )
         self._outbox.append(entry)
         self._pending.outbox.append((entry.header.author_seq, entry.raw))
@@ -520,18 +529,8 @@ class Space:
                 self._pending.log.append((result.seq, result.entry.raw, result.head))
             if result.kind is Kind.GENESIS and self._genesis is None:
                 self._genesis = result.entry.raw
-            if result.plaintext is None:
-                if result.problem is not None and not result.awaiting_key:
-                    log.warning("skipped entry at seq %d: %s", result.seq, result.problem)
-                continue
-            header = result.entry.header
-            if header.author == self._me and header.author_seq <= self._last_author_seq:
-                continue  # our own edit, already in the document
-            try:
-                self._document.apply_remote(result.plaintext, result.entry.author_id)
-            except ValueError as exc:
-                log.warning("entry at seq %d by %s is not a valid update, skipped: %s",
-                            result.seq, result.entry.author_id, exc)
+            if not self.snapshots.on_entry(result):
+                self._apply_one(result)
         mine = self._verifier.state.author_seqs.get(self._me, 0)
         self._last_author_seq = max(self._last_author_seq, mine)
         if self._outbox and self._outbox[0].header.author_seq <= mine:
@@ -542,11 +541,29 @@ class Space:
             self._fail(MembershipRevokedError(f"this device's member was removed from the space at seq {removed_at}"))
         elif self._outbox and self._outbox[0].header.epoch != self.epoch:
             self._reissue_outbox()
+        fresh = [r.seq for r in results if not r.late]
+        if fresh and self.error is None:
+            idle = not self._outbox and not self._updates and not self._verifier.awaiting_key
+            self.snapshots.after_frame(fresh[0], fresh[-1], self._verifier.state, idle)
         self._maintain()
         if self.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
             self._take_checkpoint()
         self._write_wanted.set()
         self._progress.set()
+
+    def _apply_one(self, result: VerifiedEntry) -> None:
+        if result.plaintext is None:
+            if result.problem is not None and not result.awaiting_key:
+                log.warning("skipped entry at seq %d: %s", result.seq, result.problem)
+            return
+        header = result.entry.header
+        if header.author == self._me and header.author_seq <= self._last_author_seq:
+            return  # our own edit, already in the document
+        try:
+            self._document.apply_remote(result.plaintext, result.entry.author_id)
+        except ValueError as exc:
+            log.warning("entry at seq %d by %s is not a valid update, skipped: %s",
+                        result.seq, result.entry.author_id, exc)
 
     def _reissue_outbox(self) -> None:
         """The epoch moved under our unsent entries: issue them again under the new one."""
@@ -588,6 +605,8 @@ class Space:
         outbox entries first, written in the same transaction, so a restored document never
         holds an edit that the outbox would not send.
         """
+        if self.snapshots.in_gap:
+            return  # the document lacks what a coming snapshot covers: resume from the stored log instead
         self._flush_batch()
         self._pending.checkpoint = (self.seq, self._verifier.export_checkpoint(), self._document.state())
         self._checkpoint_seq = self.seq
@@ -738,6 +757,7 @@ class Space:
                     if not self._first_sync.done():
                         self._first_sync.set_result(None)
                     self._send_outbox()
+                    self.snapshots.check_complete()
                     self.presence.became_live()
                     self.files.became_live()
                 elif isinstance(event, Acked):

@@ -47,6 +47,7 @@ class VerifiedEntry:
     problem: str | None  # why a data entry was skipped, or None
     awaiting_key: bool = False  # no key for its epoch yet; may open once one arrives
     late: bool = False  # an earlier entry opened now that its epoch key arrived
+    stripped: bool = False  # the relay sent it without its body: a later snapshot covers it
 
     @property
     def author(self) -> bytes:
@@ -325,8 +326,10 @@ class LogVerifier:
             if private is not None:
                 for epoch, sealed in invite.sealed_keys:
                     self._learn_key(private, sealed, epoch, new_keys)
-        if kind is not Kind.DATA:
+        if kind.is_control:
             return VerifiedEntry(seq, entry, head, None, None)
+        if entry.stripped:
+            return VerifiedEntry(seq, entry, head, None, None, stripped=True)
         epoch = entry.header.epoch
         key = new_keys.get(epoch) or self.epoch_keys.get(epoch)
         if key is None:

@@ -16,9 +16,11 @@ from pathlib import Path
 from encspaces.encoding import DEFAULT_MAX_MESSAGE
 from encspaces.errors import EncspacesError
 
+from .compact import compact
 from .config import DEFAULT_PORT, RelayConfig
 from .keys import public_key_text
 from .server import RelayServer
+from .store import DB_FILE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,7 +58,26 @@ async def serve(config: RelayConfig) -> None:
         await server.stop()
 
 
+def compact_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="encspaces-relay compact",
+                                     description="Drop encrypted bodies that the newest snapshot of each space covers.")
+    parser.add_argument("--data-dir", type=Path, required=True, help="the relay's data dir")
+    parser.add_argument("--keep-seconds", type=float, default=7 * 24 * 3600,
+                        help="keep bodies younger than this many seconds (retention; default 7 days)")
+    args = parser.parse_args(argv)
+    if not (args.data_dir / DB_FILE).exists():
+        print(f"encspaces-relay compact: no relay database in {args.data_dir}", file=sys.stderr)
+        return 1
+    for line in compact(args.data_dir, args.keep_seconds):
+        where = f"newest snapshot at seq {line.snapshot_seq}" if line.snapshot_seq else "no snapshot yet"
+        print(f"space {line.space}: {where}; stripped {line.stripped} bodies, {line.bytes_freed} bytes")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compact"]:
+        return compact_main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -11,7 +11,7 @@ after the handshake), and it looks up blobs in that space's folder alone: a memb
 space cannot read another space's blobs even when it knows their hashes. Uploading needs a
 role that may write. Two limits keep a member from filling the disk: a largest blob, and a
 quota of stored bytes per space. Nothing is ever deleted here: the relay cannot tell which
-blobs a manifest (encrypted) still names, see docs/PROTOCOL.md, section 11.
+blobs a manifest (encrypted) still names, see docs/PROTOCOL.md, "Encrypted files".
 """
 
 from __future__ import annotations

@@ -10,30 +10,38 @@ commits and fans out, so every entry reaches the connection exactly once, in ord
 
 from __future__ import annotations
 
+from encspaces.entry import Entry
+
 from .frames import split_frames
 from .peer import Peer
 from .refusals import internal
 from .room import Room
 
 
-async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int) -> None:
+async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int, *, fast: bool = False) -> None:
     """Send entries ``since_seq + 1 ..`` in bounded frames, then subscribe ``peer`` to the room.
 
     A client ahead of the relay (``since_seq`` past its log: a rollback the client detects
-    from the Welcome) gets nothing to catch up and stays connected.
+    from the Welcome) gets nothing to catch up and stays connected. A ``fast`` client gets the
+    encrypted bodies up to the newest snapshot's seq stripped: the snapshot, sent later in the
+    same catch-up, holds what they would have built.
     """
+    snapshot = room.state.snapshot
+    strip_through = 0
+    if fast and snapshot is not None and snapshot[0] <= room.durable_seq and since_seq < snapshot[1]:
+        strip_through = snapshot[1]
     sent = since_seq
     # With backpressure until caught up; if commits outpace the client this goes on while it
     # keeps reading, which costs the relay nothing but reads.
     while room.durable_seq > sent:
-        sent = await _send_range(room, peer, sent + 1, room.durable_seq, wait=True)
+        sent = await _send_range(room, peer, sent + 1, room.durable_seq, wait=True, strip_through=strip_through)
     async with room.lock:
         if room.durable_seq > sent:
-            await _send_range(room, peer, sent + 1, room.durable_seq, wait=False)
+            await _send_range(room, peer, sent + 1, room.durable_seq, wait=False, strip_through=strip_through)
         room.subscribe(peer)
 
 
-async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bool) -> int:
+async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bool, strip_through: int = 0) -> int:
     """Send entries ``first..last``, each frame with a head signed at its last seq; returns ``last``.
 
     ``wait`` sends with backpressure; without it (under the room lock) frames are queued at
@@ -46,6 +54,8 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
         raws = await room.store.read_entries(room.space, seq, chunk_last, config.max_frame)
         if not raws:
             raise internal(f"the relay's store has no entry at seq {seq} (durable through {room.durable_seq})")
+        if seq <= strip_through:
+            raws = [strip(raw) if seq + i <= strip_through else raw for i, raw in enumerate(raws)]
         for start, end in split_frames(raws, config.max_frame, config.max_entries_per_frame):
             head = room.signed_head(seq + end - 1)
             for frame in room.host.frames_for_entries(room.space, seq + start, raws[start:end], head):
@@ -55,3 +65,9 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
                     peer.write_now(frame)
         seq += len(raws)
     return last
+
+
+def strip(raw: bytes) -> bytes:
+    """An entry without its encrypted body (control entries are returned whole)."""
+    entry = Entry.decode(raw)
+    return entry.strip() if entry.header.kind.is_encrypted and not entry.stripped else raw

@@ -33,6 +33,7 @@ class Admission:
     # A newcomer's invite (key, proof over the auth statement); checked against the log by the room.
     invite: tuple[bytes, bytes] | None = None
     auth: bytes = b""
+    fast: bool = False  # the client starts from the newest snapshot
 
 
 def check_hello(
@@ -58,7 +59,7 @@ def check_hello(
     if hello.genesis is not None:
         genesis = check_genesis(hello.genesis, space=auth.space, member=auth.member, relay_key=relay_key,
                                 max_entry_size=max_entry_size)
-    return Admission(auth.space, auth.member, hello.since_seq, genesis, hello.invite, hello.auth)
+    return Admission(auth.space, auth.member, hello.since_seq, genesis, hello.invite, hello.auth, hello.fast)
 
 
 def check_genesis(raw: bytes, *, space: bytes, member: bytes, relay_key: bytes, max_entry_size: int) -> Entry:

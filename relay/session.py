@@ -108,7 +108,7 @@ class Session:
         log.info("%s: admitted %s to %s, since seq %d (relay at %d)", self.peer.name,
                  member_id(admission.member)[:12], room.label, admission.since_seq, head.seq)
         await ws.send(server.encode_welcome(room.space, head, anchor))
-        await catch_up_and_subscribe(room, self.peer, admission.since_seq)
+        await catch_up_and_subscribe(room, self.peer, admission.since_seq, fast=admission.fast)
         async for data in ws:
             submit = self._decode(data)
             if isinstance(submit, Presence):

@@ -28,6 +28,7 @@ from .textarea import SharedTextArea
 
 STATUS_INTERVAL = 0.25  # seconds between refreshes of the status bar and the member list
 QUIT_FLUSH_TIMEOUT = 5.0
+QUIT_SYNC_TIMEOUT = 3.0
 
 KEYS = (
     ("Ctrl+Q", "quit (your edits are saved on this device first)"),
@@ -77,6 +78,7 @@ class EditorApp(App[int]):
     """Edits the text ``doc`` of an open ``space``; the caller opens and closes the space."""
 
     TITLE = "encspaces"
+    ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f1", "help", "Help"),
@@ -175,26 +177,24 @@ class EditorApp(App[int]):
         if self.failure is not None:
             text.append("✖ stopped", style="bold red")
         elif space.connected:
-            text.append("● online ", style="bold green")
-            text.append(space.url, style="dim")
+            text.append("● online", style="bold green")
         else:
-            text.append("○ offline", style="bold yellow")
-            text.append(" – editing locally, sent when the relay is back", style="yellow")
-        text.append("  │  ")
+            text.append("○ offline, editing locally", style="bold yellow")
+        text.append(" │ ")
         text.append(f"verified through seq {space.seq}", style="bold")
         unsent = space.unsent
-        text.append("  │  ")
-        text.append(f"{unsent} unsent" if unsent else "all sent", style="yellow" if unsent else "")
-        text.append(f"  │  epoch {space.epoch}  │  safety ")
+        text.append(" │ ")
+        text.append(f"{unsent} unsent" if unsent else "all sent", style="bold yellow" if unsent else "")
+        text.append(f" │ epoch {space.epoch} │ safety ")
         text.append(self.safety_code(), style="bold cyan")
         if self.editor.read_only and self.failure is None:
-            text.append("  │  read-only", style="yellow")
+            text.append(" │ read-only", style="yellow")
         return text
 
     def safety_code(self) -> str:
         seq = self.space.seq
         if self._safety[0] != seq:
-            self._safety = (seq, safety_code(self.space.space_bytes, seq, self.space.head) if seq else "—")
+            self._safety = (seq, safety_code(self.space.space_bytes, seq, self.space.head) if seq else "–")
         return self._safety[1]
 
     def _refresh_members(self) -> None:
@@ -221,6 +221,13 @@ class EditorApp(App[int]):
             if location is not None:
                 text.append(f" · L{location[0] + 1}:{location[1] + 1}", style=colour)
             text.append("\n")
+        text.append("\nRelay\n", style="bold")
+        text.append(f"{space.url}\n", style="dim")
+        text.append("connected" if space.connected else "reconnecting…", style="green" if space.connected else "yellow")
+        text.append("\n\nSafety code ", style="bold")
+        text.append(f"at seq {space.seq}\n", style="dim")
+        code = self.safety_code().split()
+        text.append(" ".join(code[:3]) + "\n" + " ".join(code[3:]) + "\n", style="cyan")
         self.query_one("#members", Static).update(text)
 
     # --- failure -----------------------------------------------------------------------------
@@ -238,10 +245,12 @@ class EditorApp(App[int]):
     # --- actions -----------------------------------------------------------------------------
 
     async def action_quit(self) -> None:
-        """Quit once every edit is durable on this device (it is sent when next online)."""
+        """Quit once every edit is durable on this device, and sent if the relay is there."""
         # A failed space keeps its outbox on disk; the banner already says why.
         with contextlib.suppress(EncspacesError, TimeoutError):
             await asyncio.wait_for(self.space.flush(), QUIT_FLUSH_TIMEOUT)
+            if self.space.connected:  # online: let the last keystrokes reach the others too
+                await asyncio.wait_for(self.space.sync(), QUIT_SYNC_TIMEOUT)
         self.exit(0)
 
     async def action_save(self) -> None:
@@ -260,6 +269,7 @@ class EditorApp(App[int]):
 async def run_editor(space: Space, doc: str = "notes", *, name: str = "me", space_name: str | None = None,
                      **options: Any) -> int:
     """Run the editor full-screen on an open space until the user quits; the exit code."""
+    space.text(doc)  # a name that is not a text fails here, as one line, not inside the app
     app = EditorApp(space, doc, name=name, space_name=space_name)
     result = await app.run_async(**options)
     return 0 if result is None else int(result)

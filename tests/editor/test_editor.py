@@ -148,3 +148,31 @@ async def test_ctrl_q_flushes_and_help_lists_the_keys(relay: RelayHandle, tmp_pa
         await again.sync()  # the outbox survived the restart and is sent now
     finally:
         await again.close()
+
+
+async def test_a_local_edit_made_while_a_remote_change_waits_lands_where_meant(
+    relay: RelayHandle, tmp_path: Path
+) -> None:
+    alice, bob = await pair(relay.url, tmp_path)
+    alice.text("notes").insert(0, "hello world")
+    await alice.sync()
+    await bob.wait_for_seq(alice.seq)
+    app = EditorApp(bob, name="bob")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            editor = app.editor
+            await pilot.press("ctrl+right", "right")  # before "world"
+            before = bob.doc.get_state()
+            alice.text("notes").insert(0, "big ")
+            # The verified update reaches bob's document, and the key press arrives before the
+            # editor has drawn it: both in one step of the event loop.
+            bob._document.apply_remote(alice.doc.get_update(before), alice.identity.member_id)
+            assert editor.text == "hello world"
+            editor._replace_via_keyboard("X", *editor.selection)
+            assert editor.text == str(bob.text("notes")) == "big hello Xworld"
+            assert editor.selection_offsets == (11, 11)
+            await bob.sync()
+            await wait_for(lambda: str(alice.text("notes")) == "big hello Xworld", "alice to converge")
+    finally:
+        await alice.close()
+        await bob.close()

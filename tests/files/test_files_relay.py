@@ -126,3 +126,17 @@ async def test_max_blob_size_refusal(make_relay: RelayFactory, tmp_path: Path) -
         assert await space.files.get("big.bin") == b"b" * (100 << 10)
     finally:
         await group.close()
+
+
+async def test_key_rotation_and_removal(members: Members) -> None:
+    alice = await members.create()
+    bob = await members.join(alice)
+    before = await alice.files.put("a.bin", b"same content" * 1000)
+    await bob.wait_for_seq(alice.seq)
+    await alice.remove_member(bob.identity.public)  # a new epoch whose key bob never gets
+    after = await alice.files.put("b.bin", b"same content" * 1000)
+    assert after.key != before.key and set(after.chunks).isdisjoint(before.chunks)  # no dedup across epochs
+    assert await alice.files.get("a.bin") == b"same content" * 1000  # the key is in the manifest
+    with pytest.raises(EncspacesError) as caught:
+        await bob.files.get(after)  # even with the manifest, a removed member gets no blob
+    assert "removed" in str(caught.value)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from encspaces.errors import FileChangedError, UnknownFileError
-from encspaces.files import CHUNK_SIZE, FileRef, chunk_count
+from encspaces import crypto
+from encspaces.errors import FileChangedError, FileTooLargeError, UnknownFileError
+from encspaces.files import CHUNK_SIZE, MAX_CHUNKS, FileRef, chunk_count
 
 from .conftest import Members, Progress, Relay
 
@@ -128,3 +129,47 @@ async def test_waits_for_the_connection_then_uploads(relay: Relay, members: Memb
     ref = await upload
     assert isinstance(ref, FileRef)
     assert space.files.list() == [ref]
+
+
+async def test_largest_manifest_fits_in_an_entry(members: Members) -> None:
+    """A 2 GiB file's manifest (MAX_CHUNKS hashes) travels as one entry; one chunk more is refused."""
+    alice = await members.create()
+    bob = await members.join(alice)
+    small = await alice.files.put("seed.bin", b"x")
+    huge = FileRef(name="huge.iso", size=MAX_CHUNKS * CHUNK_SIZE, content_type="application/x-iso9660-image",
+                   file_id=small.file_id, key=small.key, chunk_size=CHUNK_SIZE,
+                   chunks=tuple(crypto.hash_parts(b"test", i) for i in range(MAX_CHUNKS)), time_ms=0)
+    alice.files._map()["huge.iso"] = huge.encode()
+    await alice.sync()
+    await bob.wait_for_seq(alice.seq)
+    assert bob.files.ref("huge.iso") == huge
+    alice.files.chunk_size = 1
+    with pytest.raises(FileTooLargeError):
+        await alice.files.put("too-big.bin", b"z" * (MAX_CHUNKS + 1))
+
+
+async def test_memory_stays_flat(members: Members, tmp_path: Path) -> None:
+    """A 24 MiB file goes up from a path and comes down to a path with a few chunks in memory at a time."""
+    import tracemalloc
+
+    space = await members.create()
+    size = 96 * CHUNK_SIZE
+    source = tmp_path / "big.bin"
+    with source.open("wb") as f:
+        for i in range(96):
+            f.write(random.Random(i).randbytes(CHUNK_SIZE))
+    tracemalloc.start()
+    try:
+        ref = await space.files.put("big.bin", source)
+        _, up_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        dest = await space.files.get(ref, tmp_path / "copy.bin")
+        _, down_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ref.size == size and dest.stat().st_size == size
+    # Client and relay run in this process: each holds a window of chunks, far below the file.
+    assert up_peak < size // 4 and down_peak < size // 4, (up_peak, down_peak)
+    with source.open("rb") as a, dest.open("rb") as b:
+        while block := a.read(1 << 20):
+            assert block == b.read(1 << 20)

@@ -22,6 +22,7 @@ from encspaces.files import (
     open_chunk,
     seal_chunk,
 )
+from encspaces.log_state import LogState
 from encspaces.messages import (
     BlobAck,
     BlobData,
@@ -140,3 +141,13 @@ def test_cli_flags(tmp_path: Path) -> None:
     assert defaults.max_blob_size == RelayConfig.max_blob_size and defaults.blob_quota == RelayConfig.blob_quota
     with pytest.raises(ValueError):
         RelayConfig(data_dir=tmp_path, max_blob_size=0)
+
+
+async def test_blob_store_admits_members_only(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path, max_blob_size=100, quota=100)
+    state = LogState(bytes(32))  # nobody is a member (a removed member looks the same)
+    digest = crypto.blob_hash(b"x")
+    for request in (BlobGet(1, digest), BlobPut(2, digest, b"x")):
+        answer = await store.answer(state, bytes(32), request)
+        assert isinstance(answer, BlobRefused) and answer.code == "not_a_member"
+    assert not any(tmp_path.iterdir())

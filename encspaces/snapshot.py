@@ -1,0 +1,97 @@
+"""Snapshots: the whole document at one seq, so a new device need not replay the whole log.
+
+A snapshot is an ordinary encrypted, signed entry; the state it holds is the document once
+the log reached the entry's parent seq (public in its header, so the relay knows which older
+bodies a device starting from it can do without). Its author is a member, not the relay, but
+a member can be wrong or lie, so the snapshot also carries a hash of the *content* (every
+object's value, formatting included), and every member that saw the document at that seq
+compares. A content hash, unlike the Yjs state bytes, is the same on every device that holds
+the same document, however it got there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pycrdt
+
+from . import crypto
+from .encoding import as_bytes, as_int, as_map, field, pack, unpack
+from .errors import EncspacesError, ProtocolError
+from .identity import member_id
+from .log_state import LogState
+from .shared.kinds import parse_root_name
+
+PAYLOAD_VERSION = 1
+GRANULARITY = 100  # snapshots hold the state at a multiple of this seq; members note the content there
+
+
+class BadSnapshotError(EncspacesError):
+    """A snapshot whose state is not the document at its seq: its author is named."""
+
+    def __init__(self, seq: int, author: bytes, reason: str) -> None:
+        super().__init__(f"the snapshot at seq {seq} by {member_id(author)} is bad: {reason}")
+        self.seq = seq
+        self.author = member_id(author)
+
+
+@dataclass(frozen=True)
+class SnapshotPayload:
+    state: bytes  # the document's full state (a Yjs update)
+    content: bytes  # content_hash of that state
+
+    def encode(self) -> bytes:
+        return pack({"v": PAYLOAD_VERSION, "state": self.state, "content": self.content})
+
+    @classmethod
+    def decode(cls, data: bytes) -> SnapshotPayload:
+        m = as_map(unpack(data, max_size=1 << 30, what="snapshot"), "snapshot")
+        if as_int(field(m, "v", "snapshot"), "snapshot version") != PAYLOAD_VERSION:
+            raise ProtocolError("snapshot: unknown version")
+        return cls(as_bytes(field(m, "state", "snapshot"), "snapshot state"),
+                   as_bytes(field(m, "content", "snapshot"), "snapshot content hash", crypto.HASH_SIZE))
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return [[k, _canonical(value[k])] for k in sorted(value)]
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def content_hash(doc: pycrdt.Doc[Any]) -> bytes:
+    """A hash of what every object holds (texts with their formatting), independent of history."""
+    content = []
+    for name in sorted(doc.keys()):
+        # Yjs updates do not say what type a root is; the root's name does (encspaces.shared.kinds).
+        parsed = parse_root_name(name)
+        kind = parsed[0] if parsed is not None else "map"  # other roots we write (file manifests) are maps
+        if kind == "text":
+            value: Any = [[chunk, _canonical(attrs or {})] for chunk, attrs in doc.get(name, type=pycrdt.Text).diff()]
+        elif kind == "list":
+            value = _canonical(doc.get(name, type=pycrdt.Array).to_py())
+        else:
+            value = _canonical(doc.get(name, type=pycrdt.Map).to_py())
+        content.append([name, value])
+    return crypto.hash_parts(crypto.CTX_SNAPSHOT_CONTENT, pack(content))
+
+
+def state_content_hash(state: bytes) -> bytes:
+    """The content hash of a snapshot's state, loaded into a throwaway document."""
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    doc.apply_update(state)
+    return content_hash(doc)
+
+
+def snapshot_due(state: LogState, base: int) -> bool:
+    """Whether the policy wants a snapshot of the document at ``base`` (a multiple of GRANULARITY)."""
+    policy = state.policy
+    if state.snapshot is not None and state.snapshot[1] >= base:
+        return False
+    if policy.snapshot_entries is not None and state.data_since_snapshot >= policy.snapshot_entries:
+        return True
+    return policy.snapshot_bytes is not None and state.bytes_since_snapshot >= policy.snapshot_bytes
