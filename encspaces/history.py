@@ -14,9 +14,10 @@ from typing import Any
 
 from .document import Document, SharedList, SharedMap, SharedTable, SharedText
 from .entry import Entry, Kind, open_body
-from .errors import EncspacesError
+from .errors import EncspacesError, ProtocolError
 from .identity import member_id
 from .shared.kinds import ObjectKind
+from .snapshot import SnapshotPayload, state_content_hash
 
 
 class HistoryError(EncspacesError):
@@ -77,17 +78,28 @@ class SpaceView:
 
 
 def rebuild(
-    rows: list[tuple[int, bytes, bytes]], seq: int, keys: dict[int, bytes], forgotten: set[int]
+    rows: list[tuple[int, bytes, bytes]], seq: int, keys: dict[int, bytes], forgotten: set[int],
+    bad_snapshots: tuple[int, ...] = (),
 ) -> SpaceView:
-    """Replay the verified data entries 1..seq (``rows`` in log order) into a fresh document."""
+    """The document at ``seq``: the nearest good snapshot at or before it, then the data entries after.
+
+    ``rows`` are this device's verified entries in log order (a snapshot entry may stand after
+    ``seq``: what counts is the seq whose state it holds, its parent).
+    """
     document = Document(lambda update: None)
+    start = _start_from_snapshot(rows, seq, keys, bad_snapshots, document)
     for entry_seq, raw, _ in rows:
         if entry_seq > seq:
             break
+        if entry_seq <= start:
+            continue
         entry = Entry.decode(raw)
         h = entry.header
         if h.kind is not Kind.DATA:
             continue
+        if entry.stripped:
+            raise HistoryError(f"seq {seq} needs the entry at seq {entry_seq}, whose body is not on this device "
+                               "(it started from a later snapshot, or the relay had compacted it)")
         key = keys.get(h.epoch)
         if key is None:
             why = "was deleted by the space's retention policy" if h.epoch in forgotten else \
@@ -101,3 +113,30 @@ def rebuild(
         except ValueError:
             continue
     return SpaceView(seq, document)
+
+
+def _start_from_snapshot(
+    rows: list[tuple[int, bytes, bytes]], seq: int, keys: dict[int, bytes], bad: tuple[int, ...],
+    document: Document,
+) -> int:
+    """Load the best snapshot for ``seq`` into ``document``; the seq whose state it holds (0: none)."""
+    candidates = []
+    for entry_seq, raw, _ in rows:
+        entry = Entry.decode(raw)
+        h = entry.header
+        if h.kind is Kind.SNAPSHOT and not entry.stripped and h.parent_seq <= seq and entry_seq not in bad:
+            candidates.append((h.parent_seq, entry))
+    for base, entry in sorted(candidates, key=lambda c: c[0], reverse=True):
+        key = keys.get(entry.header.epoch)
+        plaintext = None if key is None else open_body(entry, key)
+        if plaintext is None:
+            continue
+        try:
+            payload = SnapshotPayload.decode(plaintext)
+            if state_content_hash(payload.state) != payload.content:
+                continue
+            document.apply_remote(payload.state, member_id(entry.header.author))
+        except (ProtocolError, ValueError):
+            continue
+        return base
+    return 0

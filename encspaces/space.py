@@ -70,6 +70,7 @@ from .session import (
 )
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
+from .snapshot import SnapshotPayload, content_hash
 from .snapshot_keeper import SnapshotKeeper
 from .store import LocalStore
 from .verifier import LogVerifier, VerifiedEntry
@@ -261,6 +262,8 @@ class Space:
             raise NotPermittedError(f"{new.member_id} is already a member")
         keys = keys_to_give(self._verifier.epoch_keys, state.epoch, history)
         await self._control(Kind.ADD_MEMBER, add_member_body(new, Role(role), keys, history))
+        if not history:
+            await self.write_snapshot()  # what they cannot decrypt, they start from
 
     async def remove_member(self, member: str | PublicIdentity) -> None:
         """Remove a member and start a new epoch whose key they never get (admins only)."""
@@ -302,6 +305,8 @@ class Space:
         expires = None if expires_in is None else int((time.time() + expires_in) * 1000)
         body = InviteBody(secret.invite_key, secret.box_key, Role(role), uses, expires, history, ())
         await self._control(Kind.INVITE, invite_body(body, self._verifier.epoch_keys, state.epoch))
+        if not history:
+            await self.write_snapshot()  # a newcomer without history starts from it
         return str(InviteLink(self.url, self.space_bytes, secret))
 
     async def revoke_invite(self, invite: str) -> None:
@@ -357,8 +362,20 @@ class Space:
         if not 1 <= seq <= self.seq:
             raise HistoryError(f"seq {seq} is outside the verified log (1..{self.seq})")
         await self._persist()
-        rows = await self._store.load_log(after=0, through=seq)
-        return rebuild(rows, seq, self._verifier.epoch_keys, self._verifier.forgotten)
+        rows = await self._store.load_log()
+        return rebuild(rows, seq, self._verifier.epoch_keys, self._verifier.forgotten, self.snapshots.bad_seqs)
+
+    async def write_snapshot(self) -> None:
+        """Post a snapshot of the document now (members who may write); the policy also does it by itself.
+
+        Useful right after adding someone without history: they start from it.
+        """
+        self._check_writable()
+        await self.sync()  # our own edits in the log: the document is then exactly the verified state
+        if self._outbox or self._updates or self._verifier.awaiting_key or self.snapshots.in_gap:
+            raise NotPermittedError("the document is not settled (edits in flight or entries not yet readable)")
+        payload = SnapshotPayload(self._document.state(), content_hash(self._document.doc)).encode()
+        await self._control(Kind.SNAPSHOT, payload)
 
     async def _persist(self) -> None:
         async with self._write_lock:

@@ -89,9 +89,10 @@ class EditorApp(App[int]):
     #banner.failed { display: block; }
     #main { height: 1fr; }
     #editor { width: 1fr; border: none; }
-    #members { width: 34; border-left: solid $primary; padding: 0 1; }
+    #members { width: 34; border-left: solid $primary; padding: 0 1; overflow-y: auto; }
     #status { height: 1; background: $boost; padding: 0 1; }
     #status.offline { background: $warning 30%; }
+    #status.failed { background: $error 40%; }
     """
 
     def __init__(self, space: Space, doc: str = "notes", *, name: str = "me", space_name: str | None = None,
@@ -167,7 +168,8 @@ class EditorApp(App[int]):
         if self.failure is None and not editor.out_of_step:
             editor.read_only = me is None or not me.role.can_write
         status = self.query_one("#status", Static)
-        status.set_class(not space.connected, "offline")
+        status.set_class(not space.connected and self.failure is None, "offline")
+        status.set_class(self.failure is not None, "failed")
         status.update(self._status_text())
         self._refresh_members()
 
@@ -223,7 +225,11 @@ class EditorApp(App[int]):
             text.append("\n")
         text.append("\nRelay\n", style="bold")
         text.append(f"{space.url}\n", style="dim")
-        text.append("connected" if space.connected else "reconnecting…", style="green" if space.connected else "yellow")
+        if self.failure is not None:
+            text.append("not trusted any more", style="bold red")
+        else:
+            text.append("connected" if space.connected else "reconnecting…",
+                        style="green" if space.connected else "yellow")
         text.append("\n\nSafety code ", style="bold")
         text.append(f"at seq {space.seq}\n", style="dim")
         code = self.safety_code().split()

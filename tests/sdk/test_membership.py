@@ -234,3 +234,25 @@ async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp
             await again.close()
     finally:
         await admin.close()
+
+
+async def test_invite_without_history_starts_from_a_snapshot(relay: RelayHandle, tmp_path: Path) -> None:
+    admin = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "admin")
+    try:
+        admin.text("doc").insert(0, "old news")
+        await admin.sync()
+        await admin.rotate_key()  # the newcomer will hold only the key of epoch 2
+        admin.text("doc").insert(0, "current: ")
+        await admin.sync()
+        link = await admin.create_invite(history=False)
+        joined = await encspaces.join(link, encspaces.Identity.generate(), data_dir=tmp_path / "new")
+        try:
+            assert set(joined._verifier.epoch_keys) == {2}
+            assert str(joined.text("doc")) == "current: old news"  # from the snapshot under epoch 2
+            assert joined.snapshots.used is not None
+            with pytest.raises(errors.EncspacesError, match="not on this device|never given"):
+                await joined.at(3)
+        finally:
+            await joined.close()
+    finally:
+        await admin.close()
