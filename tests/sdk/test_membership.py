@@ -250,7 +250,7 @@ async def test_invite_without_history_starts_from_a_snapshot(relay: RelayHandle,
             assert set(joined._verifier.epoch_keys) == {2}
             assert str(joined.text("doc")) == "current: old news"  # from the snapshot under epoch 2
             assert joined.snapshots.used is not None
-            with pytest.raises(errors.EncspacesError, match="not on this device|never given"):
+            with pytest.raises(errors.EncspacesError, match=r"not on this device|never given"):
                 await joined.at(3)
         finally:
             await joined.close()
