@@ -17,6 +17,7 @@ import nacl.signing
 from . import crypto
 from .encoding import as_bytes, as_int, as_map, field, pack, unpack
 from .errors import IdentityError, ProtocolError
+from .private_file import replace_private
 
 PUBLIC_PREFIX = "esid1"
 _CHECK_SIZE = 4
@@ -121,24 +122,8 @@ class Identity:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the secrets to ``path``, readable by this user only, replacing it atomically."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = pack(
-            {
-                "v": _FILE_VERSION,
-                "sign": bytes(self.signing_key),
-                "box": bytes(self.box_private),
-            }
-        )
-        tmp = target.with_name(target.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
+        data = pack({"v": _FILE_VERSION, "sign": bytes(self.signing_key), "box": bytes(self.box_private)})
+        replace_private(Path(path), data)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Identity:

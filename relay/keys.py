@@ -15,6 +15,7 @@ import nacl.signing
 
 from encspaces.errors import IdentityError
 from encspaces.identity import member_id
+from encspaces.private_file import fsync_dir, write_private_temp
 
 KEY_FILE = "relay.key"
 SEED_SIZE = 32
@@ -27,16 +28,8 @@ def load_or_create_signing_key(data_dir: Path) -> nacl.signing.SigningKey:
         return _load(path)
     except FileNotFoundError:
         pass
-    data_dir.mkdir(parents=True, exist_ok=True)
     seed = os.urandom(SEED_SIZE)
-    tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, seed)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    tmp = write_private_temp(path, seed)
     try:
         # link, not replace: if another process created the key meanwhile, keep theirs.
         os.link(tmp, path)
@@ -44,7 +37,7 @@ def load_or_create_signing_key(data_dir: Path) -> nacl.signing.SigningKey:
         return _load(path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(data_dir)
+    fsync_dir(data_dir)
     return nacl.signing.SigningKey(seed)
 
 
@@ -58,14 +51,6 @@ def _load(path: Path) -> nacl.signing.SigningKey:
     if len(seed) != SEED_SIZE:
         raise IdentityError(f"relay key {path} holds {len(seed)} bytes, expected a {SEED_SIZE}-byte seed")
     return nacl.signing.SigningKey(seed)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def public_key_text(key: nacl.signing.SigningKey) -> str:
