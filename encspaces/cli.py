@@ -43,10 +43,8 @@ from .errors import (
     StoreError,
     VerificationError,
 )
-from .head import SignedHead
 from .identity import Identity, PublicIdentity, member_id
 from .membership import AddMemberBody, GenesisBody, Member, Role
-from .messages import Entries
 from .space import Space, connect, create_space, decode_space_id
 from .store import LocalStore
 from .verifier import LogVerifier, VerifiedEntry
@@ -82,7 +80,7 @@ REGISTRY_FILE = "spaces.json"
 REGISTRY_VERSION = 1
 
 # Safety codes: a short code from the verified head at one seq (README, "Safety codes").
-CTX_SAFETY_CODE = b"encspaces/v1/safety-code"
+
 SAFETY_GROUPS = 6
 
 
@@ -103,7 +101,7 @@ def safety_code(space: bytes, seq: int, head: bytes) -> str:
     Two members who read the same code at the same seq hold the same history up to it: a relay
     that showed them different logs (a fork) cannot make their codes agree. About 80 bits.
     """
-    digest = crypto.hash_parts(CTX_SAFETY_CODE, space, seq, head)
+    digest = crypto.hash_parts(crypto.CTX_SAFETY_CODE, space, seq, head)
     groups = [int.from_bytes(digest[4 * i : 4 * i + 4], "big") % 10_000 for i in range(SAFETY_GROUPS)]
     return " ".join(f"{g:04d}" for g in groups)
 
@@ -603,20 +601,6 @@ async def _scripted_edit(ctx: Context, ref: SpaceRef, args: argparse.Namespace) 
 # --- the verified history, re-verification and safety codes ---------------------------------------
 
 
-class StoredLogVerifier(LogVerifier):
-    """Re-verifies this device's stored log from genesis, with every rule but one.
-
-    The relay's signatures over heads are not kept in the local store, so frames rebuilt from
-    it carry unsigned heads and that single check is skipped; everything else (the genesis
-    against the space id, each author's signature and body digest, the hash chain to every
-    stored head, membership, roles, author order, parents, epochs, decryption) runs exactly as
-    when the entries first arrived.
-    """
-
-    def _check_signed(self, signed: SignedHead) -> None:
-        return None
-
-
 @dataclasses.dataclass
 class Reverification:
     seq: int
@@ -639,7 +623,7 @@ def reverify(space: bytes, identity: Identity, rows: list[tuple[int, bytes, byte
     with an invite got them through the invite's secret, which is not kept, and needs them to
     open what was written before.
     """
-    verifier = StoredLogVerifier(space, identity)
+    verifier = LogVerifier(space, identity)
     verifier.epoch_keys.update(keys or {})
     results: list[VerifiedEntry] = []
     report = Reverification(0, crypto.ZERO_HASH, results, {})
@@ -647,7 +631,7 @@ def reverify(space: bytes, identity: Identity, rows: list[tuple[int, bytes, byte
         for seq, raw, head in rows:
             if seq != verifier.seq + 1:
                 raise StoreError(f"the local log has no entry at seq {verifier.seq + 1} (the next is at seq {seq})")
-            results.extend(verifier.verify_frame(Entries(seq, [raw], SignedHead(space, seq, head, 0, b"", b""))))
+            results.extend(verifier.reverify_stored(seq, raw, head))
     except EncspacesError as exc:
         report.error = exc
     report.seq, report.head = verifier.seq, verifier.head

@@ -182,12 +182,25 @@ class LogVerifier:
 
     def verify_frame(self, frame: Entries) -> list[VerifiedEntry]:
         """Verify a frame and advance; on any error nothing of the frame is applied."""
+        return self._verify(frame, relay_signed=True)
+
+    def reverify_stored(self, seq: int, raw: bytes, head: bytes) -> list[VerifiedEntry]:
+        """Verify one entry of this device's own store again, from genesis on, by every rule but one.
+
+        The relay's signatures over heads are not stored, so that check alone is skipped; the
+        space id, author signatures, the chain to the stored head, membership, order, parents,
+        epochs and decryption all run as when the entry first arrived.
+        """
+        return self._verify(Entries(seq, [raw], SignedHead(self.space, seq, head, 0, b"", b"")), relay_signed=False)
+
+    def _verify(self, frame: Entries, *, relay_signed: bool) -> list[VerifiedEntry]:
         if not frame.entries:
             raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
         entries = [self._decode(raw, frame.first_seq + i) for i, raw in enumerate(frame.entries)]
         if self.seq == 0:
             self._bootstrap(frame, entries)
-        self._check_signed(frame.head)
+        if relay_signed:
+            self._check_signed(frame.head)
         self._check_span(frame)
         heads = self._check_chain(frame, entries)
         self.state.begin()
