@@ -36,7 +36,11 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import encspaces
+from encspaces.encoding import DEFAULT_MAX_MESSAGE
+from encspaces.session import BecameLive, ClientSession, Send
 from encspaces.shared.kinds import root_name
+from encspaces.space import decode_space_id
+from encspaces.verifier import LogVerifier
 
 YIELD_EVERY = 32  # messages a Yjs client handles between two yields to the event loop
 
@@ -170,6 +174,48 @@ class SpaceClient:
     async def close(self) -> None:
         if self._space is not None:
             await self._space.close()
+
+
+class SessionClient:
+    """An encspaces connection without a device store: the SDK's own ClientSession and
+    LogVerifier over a websocket. The relay sees exactly what ``encspaces.connect`` shows it
+    (challenge, signed hello, welcome, verified catch-up, then a live subscriber), without the
+    SQLite file and document a full Space keeps on the device. Used for the 1,000 idle
+    connections, where only the relay is measured."""
+
+    def __init__(self, url: str, identity: encspaces.Identity, space_id: str) -> None:
+        self.url = url
+        self.identity = identity
+        self.space = decode_space_id(space_id)
+        self.live = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self, timeout: float = 60.0) -> None:
+        self._ws = await ws_connect(self.url, compression=None, max_size=DEFAULT_MAX_MESSAGE, ping_interval=None,
+                                    open_timeout=timeout, close_timeout=1)
+        self._task = asyncio.create_task(self._receive(ClientSession(self.identity, LogVerifier(self.space,
+                                                                                                 self.identity))))
+        await asyncio.wait_for(self.live.wait(), timeout)
+
+    async def _receive(self, session: ClientSession) -> None:
+        ws = self._ws
+        assert ws is not None
+        with contextlib.suppress(ConnectionClosed):
+            async for message in ws:
+                assert isinstance(message, bytes)
+                for event in session.receive(message, int(time.time() * 1000)):
+                    if isinstance(event, Send):
+                        await ws.send(event.data)
+                    elif isinstance(event, BecameLive):
+                        self.live.set()
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 Client = YjsClient | SpaceClient

@@ -4,9 +4,11 @@ Per contender and round: start the server, open 10 warm-up connections to one do
 the document, the room and every lazily loaded module exist), read the server's RSS, open
 ``--connections`` more from a separate load-generator process, let everything settle, read
 the RSS again. Memory per connection = (RSS after - RSS before) / connections. Every client
-completes its protocol's handshake first (the Yjs sync handshake; for encspaces a real
-``encspaces.connect``: challenge, signed hello, welcome, verified catch-up) and then just
-stays open. The encspaces connections are devices of 10 members of one space.
+completes its protocol's handshake first (the Yjs sync handshake; for encspaces the SDK's
+ClientSession: challenge, signed hello, welcome, verified catch-up, live subscription) and
+then just stays open. The encspaces connections are devices of 10 members of one space; they
+skip the SDK's on-device SQLite store, which only the client would pay for (opening 1,000
+full Spaces in one process costs minutes of fsyncs and measures nothing about the relay).
 
 The same file is the load generator: ``python -m bench.idle --worker SPEC``.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import encspaces
-from bench.clients import Client, SpaceClient, YjsClient
+from bench.clients import Client, SessionClient, YjsClient
 from bench.common import (
     CONTENDERS,
     cpu_mark,
@@ -53,19 +55,18 @@ SETTLE = 2.0  # seconds between the last connection and the memory reading
 
 async def hold(spec: dict[str, Any]) -> None:
     commands = await stdin_reader()
-    clients: list[Client] = []
+    clients: list[Client | SessionClient] = []
     n = spec["connections"]
+    identities = [encspaces.Identity.load(m["key"]) for m in spec.get("members", [])]
     for k in range(n):
         if spec["contender"] == "encspaces":
-            member = spec["members"][k % len(spec["members"])]
-            identity = encspaces.Identity.load(member["key"])
-            clients.append(SpaceClient(spec["url"], identity, spec["space_id"], Path(spec["devices"]) / f"d{k}"))
+            clients.append(SessionClient(spec["url"], identities[k % len(identities)], spec["space_id"]))
         else:
             clients.append(YjsClient(spec["url"], spec["room"], handshake=spec["contender"] != "null"))
     started = time.monotonic()
     gate = asyncio.Semaphore(CONCURRENCY)
 
-    async def open_one(client: Client) -> None:
+    async def open_one(client: Client | SessionClient) -> None:
         async with gate:
             await client.open()
 

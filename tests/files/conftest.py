@@ -9,32 +9,12 @@ from typing import Any
 import pytest
 
 import encspaces
-from relay.config import RelayConfig
 from relay.server import RelayServer
+from tests.support import RelayHandle
 
 
-class Relay:
-    """A relay that can be stopped and started again on the same port and data dir."""
-
-    def __init__(self, data_dir: Path, **overrides: Any) -> None:
-        self.data_dir = data_dir
-        self.overrides = overrides
-        self.port = 0
-        self.server: RelayServer | None = None
-
-    async def start(self) -> RelayServer:
-        self.server = RelayServer(RelayConfig(data_dir=self.data_dir, port=self.port, **self.overrides))
-        self.port = await self.server.start()
-        return self.server
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+class Relay(RelayHandle):
+    """A restartable relay (tests.support) whose blob files a test can look at."""
 
     def blob_files(self, space: encspaces.Space) -> list[Path]:
         folder = self.data_dir / "blobs" / space.space_bytes.hex()
@@ -49,7 +29,7 @@ async def make_relay(tmp_path: Path) -> AsyncIterator[RelayFactory]:
     started: list[Relay] = []
 
     async def make(**overrides: Any) -> Relay:
-        relay = Relay(tmp_path / f"relay{len(started)}", **overrides)
+        relay = Relay(tmp_path / f"relay{len(started)}", RelayServer, **overrides)
         await relay.start()
         started.append(relay)
         return relay

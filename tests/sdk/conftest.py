@@ -2,59 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import pytest
-
 import encspaces
-from relay.config import RelayConfig
-from relay.server import RelayServer
+from tests.support import RelayHandle, relay, wait_for
 
-
-class RelayHandle:
-    """A relay that tests can stop and start again on the same port and data dir."""
-
-    def __init__(self, data_dir: Path, cls: type[RelayServer] = RelayServer) -> None:
-        self.data_dir = data_dir
-        self.cls = cls
-        self.port = 0
-        self.server: RelayServer | None = None
-
-    async def start(self) -> RelayServer:
-        self.server = self.cls(RelayConfig(data_dir=self.data_dir, port=self.port))
-        self.port = await self.server.start()
-        return self.server
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-
-@pytest.fixture
-async def relay(tmp_path: Path) -> AsyncIterator[RelayHandle]:
-    handle = RelayHandle(tmp_path / "relay")
-    await handle.start()
-    try:
-        yield handle
-    finally:
-        await handle.stop()
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll until ``condition()`` holds; fails the test (not a timing assertion) if it never does."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+__all__ = ["RelayHandle", "make_members", "relay", "settle", "wait_for"]
 
 
 async def make_members(
