@@ -45,7 +45,19 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# The Node y-websocket contender, pinned by bench/package-lock.json.
+bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json
+	cd bench && npm ci --ignore-scripts --no-audit --no-fund
+
+bench: $(BENCH_STAMP)
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory bench/node_modules/.package-lock.json; \
+	else echo "npm not found: the Node y-websocket contender will be skipped"; fi
 	$(BIN)/python -m bench
 
 clean:

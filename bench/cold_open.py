@@ -4,10 +4,12 @@ The document is built once per contender, then every round opens it on a brand-n
 (empty local state) and times connect -> the final text is in the device's document:
 
 - encspaces: the trace is typed through the full stack first (as in bench.replay), so the
-  relay holds the real log of signed, encrypted entries. A new device of the reader fetches
-  the full log and verifies and decrypts every entry before ``connect`` returns. Snapshots do
-  not exist yet; once they land, the figure to add is the open from a snapshot (see
-  bench/README.md).
+  relay holds the real log of signed, encrypted entries, twice: in a space with snapshots
+  turned off (``encspaces-log``: a new device of the reader fetches the full log and
+  verifies and decrypts every entry before ``connect`` returns) and in a space with the
+  default policy plus a snapshot written once the trace is in (``encspaces``: the new device
+  asks for a fast join, gets the log with the bodies the snapshot covers stripped, verifies
+  every header and signature and loads the snapshot's state).
 - Yjs servers: the same trace is typed into a pycrdt document and its state sent to the
   server as one update; the new device then does the Yjs sync handshake (its state vector in,
   the whole document as one update out).
@@ -30,7 +32,16 @@ import pycrdt
 
 import encspaces
 from bench.clients import YjsClient
-from bench.common import CONTENDERS, cpu_seconds, median, parse_contenders, ratio, rotated, usable_contenders, write_result
+from bench.common import (
+    CONTENDERS,
+    cpu_seconds,
+    median,
+    parse_contenders,
+    ratio,
+    rotated,
+    usable_contenders,
+    write_result,
+)
 from bench.contenders import Server, start_server
 from bench.replay import apply_patches_pycrdt, full_stack
 from bench.traces import Trace, TraceMissing, load_trace
@@ -109,30 +120,34 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
         usable.remove("null")
         skipped["null"] = "the null relay holds no document, so there is nothing to open"
     state, expected = typed_state(trace, limit)
+    if "encspaces" in usable:
+        usable.insert(usable.index("encspaces"), "encspaces-log")
     per: dict[str, list[dict[str, Any]]] = {c: [] for c in usable}
     facts: dict[str, Any] = {"document_state_bytes": len(state), "characters": len(expected)}
     async with contextlib.AsyncExitStack() as stack:
         servers: dict[str, Server] = {}
         targets: dict[str, Any] = {}
         for name in usable:  # every server up (and idle) while the others are measured
-            servers[name] = await stack.enter_async_context(start_server(name, workdir / name))
-            if name == "encspaces":
+            servers[name] = await stack.enter_async_context(
+                start_server("encspaces" if name.startswith("encspaces") else name, workdir / name))
+            if name.startswith("encspaces"):
                 kept: dict[str, Any] = {}
                 relay = servers[name].relay
                 assert relay is not None
-                built = await full_stack(trace, limit, workdir / "build", relay, kept)
+                snapshot = name == "encspaces"
+                built = await full_stack(trace, limit, workdir / f"build-{name}", relay, kept, snapshots=snapshot)
                 if kept["text"] != expected:
                     raise AssertionError("encspaces' document differs from the bare pycrdt one")
                 targets[name] = kept
-                facts["encspaces_entries"] = built["entries"]
-                facts["encspaces_relay_store_bytes"] = folder_bytes(relay.data_dir)
+                facts[f"{name}_entries"] = built["entries"]
+                facts[f"{name}_relay_store_bytes"] = folder_bytes(relay.data_dir)
             else:
                 targets[name] = await asyncio.wait_for(seed_yjs(servers[name], state, expected), 180)
         for r in range(rounds):
             for name in rotated(usable, r):
                 server = servers[name]
                 try:
-                    if name == "encspaces":
+                    if name.startswith("encspaces"):
                         opening = open_encspaces(server, targets[name], workdir / f"device-{r}")
                     else:
                         opening = open_yjs(server, targets[name], expected)
@@ -150,10 +165,14 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
                       "median": {k: median(m[k] for m in ok if k in m) for k in keys},
                       "errors": sorted({m["error"] for m in per[name] if "error" in m})})
     ours = next((row["median"] for row in table if row["contender"] == "encspaces"), None)
-    ratios = [{"vs": row["contender"], "open_s": ratio(ours.get("open_s"), row["median"].get("open_s"))}
-              for row in table if ours is not None and row["contender"] != "encspaces"]
-    return {"trace": trace.name, "transactions": limit, "rounds": rounds, "snapshots": "not available yet: full log",
-            "contenders": {c: CONTENDERS[c] for c in usable}, "skipped": skipped, "document": facts,
+    log_row = next((row["median"] for row in table if row["contender"] == "encspaces-log"), None)
+    ratios = [{"vs": row["contender"], "open_s": ratio(ours.get("open_s"), row["median"].get("open_s")),
+               "log_open_s": ratio(log_row.get("open_s") if log_row else None, row["median"].get("open_s"))}
+              for row in table if ours is not None and not row["contender"].startswith("encspaces")]
+    labels = {**CONTENDERS, "encspaces-log": "encspaces, snapshots off: the full log",
+              "encspaces": "encspaces, from the newest snapshot"}
+    return {"trace": trace.name, "transactions": limit, "rounds": rounds,
+            "contenders": {c: labels[c] for c in usable}, "skipped": skipped, "document": facts,
             "results": table, "ratios_encspaces_over": ratios}
 
 

@@ -8,6 +8,7 @@ writer process and an arrival time taken in a reader process can be subtracted d
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -82,7 +83,7 @@ def node_contender_available() -> str | None:
     if node_version() is None:
         return "node is not installed"
     if not (NODE_DIR / "@y" / "websocket-server" / "src" / "server.js").exists():
-        return "bench/node_modules is not installed (run `make bench` or `cd bench && npm ci`)"
+        return "bench/node_modules is not installed (run `make bench` or `cd bench && npm ci --ignore-scripts`)"
     return None
 
 
@@ -95,7 +96,7 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values (q in 0..100)."""
     if not sorted_values:
         raise ValueError("no values")
-    rank = max(1, int(round(q / 100 * len(sorted_values) + 0.5 - 1e-9)))
+    rank = max(1, math.ceil(q / 100 * len(sorted_values) - 1e-9))
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="edits a writer may be ahead of the probe reader (default 1024)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.shapes, args.rounds, args.duration, args.warmup = "1x2", 1, 1.5, 0.5
+        args.shapes, args.rounds, args.duration, args.warmup = "1x2", 1, 1.0, 0.3
     settings = Settings(mode="fanout", duration=args.duration, warmup=args.warmup, rate=0.0, window=args.window,
                         drain=0.0, reader_procs=args.reader_procs)
     return run_cli("fanout", settings, args)

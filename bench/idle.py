@@ -47,7 +47,7 @@ from bench.workload import READ_LIMIT, Worker
 WARM = 10
 MEMBERS = 10
 CONCURRENCY = 25  # connections opened at once by a load generator
-SETTLE = 2.0  # seconds between the last connection and the memory reading
+SETTLE = 2.0  # seconds to let the server settle before a memory reading (and to sample idle CPU)
 
 
 # --- the load generator --------------------------------------------------------------------
@@ -109,7 +109,7 @@ async def start_worker(spec: dict[str, Any], name: str) -> Worker:
     return Worker(name, proc)
 
 
-async def run_once(contender: str, connections: int, workdir: Path) -> dict[str, Any]:
+async def run_once(contender: str, connections: int, workdir: Path, settle: float = SETTLE) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     async with start_server(contender, workdir) as server:
         base = {"contender": contender, "url": server.url, **await prepare(server, workdir)}
@@ -117,14 +117,14 @@ async def run_once(contender: str, connections: int, workdir: Path) -> dict[str,
         try:
             workers.append(await start_worker({**base, "connections": WARM, "devices": str(workdir / "warm")}, "warm"))
             await workers[0].expect("READY", 300)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(settle)
             before = rss_bytes(server.pid)
             workers.append(await start_worker(
                 {**base, "connections": connections, "devices": str(workdir / "idle")}, "idle"))
             opened = json.loads(await workers[1].expect("READY", 900))
-            await asyncio.sleep(SETTLE)
+            await asyncio.sleep(settle)
             mark_a = cpu_mark([server.pid])
-            await asyncio.sleep(SETTLE)
+            await asyncio.sleep(settle)
             mark_b = cpu_mark([server.pid])
             after = rss_bytes(server.pid)
             for w in workers:
@@ -143,14 +143,15 @@ async def run_once(contender: str, connections: int, workdir: Path) -> dict[str,
     }
 
 
-async def run(contenders: list[str], connections: int, rounds: int, workdir: Path) -> dict[str, Any]:
+async def run(contenders: list[str], connections: int, rounds: int, workdir: Path,
+              settle: float = SETTLE) -> dict[str, Any]:
     usable, skipped = usable_contenders(contenders)
     per: dict[str, list[dict[str, Any]]] = {c: [] for c in usable}
     for r in range(rounds):
         for name in rotated(usable, r):
             where = workdir / f"{name}-{r}"
             try:
-                measured = await asyncio.wait_for(run_once(name, connections, where), 1500)
+                measured = await asyncio.wait_for(run_once(name, connections, where, settle), 1500)
             except Exception as exc:
                 measured = {"error": repr(exc)}
             finally:
@@ -188,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         asyncio.run(hold(json.loads(args.worker)))
         return 0
+    settle = SETTLE
     if args.quick:
-        args.connections, args.rounds = 50, 1
+        args.connections, args.rounds, settle = 50, 1, 0.3
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
-        payload = asyncio.run(run(parse_contenders(args.contenders), args.connections, args.rounds, Path(tmp)))
+        payload = asyncio.run(run(parse_contenders(args.contenders), args.connections, args.rounds, Path(tmp),
+                                  settle))
     path = write_result("idle", payload, args.out)
     print(f"wrote {path}")
     return 0

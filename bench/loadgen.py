@@ -20,6 +20,7 @@ and end of the measured window (fanout).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -78,10 +79,8 @@ async def write_fast(client: Client, name: str, index: int, t_end: float, window
             ahead = sent - probe.counts[index]
             if ahead >= window:
                 probe.progress.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(probe.progress.wait(), max(0.001, t_end - time.monotonic()))
-                except TimeoutError:
-                    pass
                 continue
             burst = min(burst, window - ahead)
         for _ in range(burst):

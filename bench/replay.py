@@ -71,15 +71,18 @@ def bare_pycrdt(trace: Trace, limit: int) -> float:
 
 
 async def full_stack(trace: Trace, limit: int, workdir: Path, relay: RelayProcess | None = None,
-                     keep: dict[str, Any] | None = None) -> dict[str, float]:
+                     keep: dict[str, Any] | None = None, snapshots: bool | None = None) -> dict[str, float]:
     """encspaces: the B4 figures. Starts its own relay unless given one; ``keep`` receives the
-    space id and the reader's identity for a later cold open."""
+    space id and the reader's identity for a later cold open. ``snapshots``: None keeps the
+    default policy, False turns snapshots off, True also writes one once the trace is in."""
     if relay is None:
         async with RelayProcess(workdir / "relay") as own:
-            return await full_stack(trace, limit, workdir, own, keep)
+            return await full_stack(trace, limit, workdir, own, keep, snapshots)
     expected = trace.end_content if limit >= len(trace.txns) else None
     writer_id, reader_id = encspaces.Identity.generate(), encspaces.Identity.generate()
     writer = await encspaces.create_space(relay.url, writer_id, data_dir=workdir / "w")
+    if snapshots is False:
+        await writer.set_policy(encspaces.Policy(snapshot_entries=None, snapshot_bytes=None))
     await writer.add_member(reader_id.public)
     reader = await encspaces.connect(relay.url, reader_id, writer.id, data_dir=workdir / "r")
     cpu_before = cpu_seconds(relay.pid)
@@ -99,6 +102,9 @@ async def full_stack(trace: Trace, limit: int, workdir: Path, relay: RelayProces
             raise AssertionError("the reader's final text differs from the trace's endContent")
         if str(rt) != str(wt):
             raise AssertionError("the reader's text differs from the writer's")
+        if snapshots:
+            await writer.write_snapshot()
+            await reader.wait_for_seq(writer.seq)
         if keep is not None:
             keep.update(space_id=writer.id, reader=reader_id, text=str(rt))
         return {"typed_s": typed, "writer_synced_s": synced, "reader_done_s": done,

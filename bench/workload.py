@@ -267,7 +267,8 @@ async def run_benchmark(settings: Settings, shapes: list[Shape], contenders: lis
         for contender in usable:
             ok = [m for m in per[contender] if "error" not in m]
             table.append({"shape": str(shape), "contender": contender, "rounds": per[contender],
-                          "median": summarize(ok) if ok else {}})
+                          "median": summarize(ok) if ok else {},
+                          "errors": sorted({m["error"] for m in per[contender] if "error" in m})})
     ratios = []
     for shape in shapes:
         ours = next((row["median"] for row in table if row["shape"] == str(shape) and row["contender"] == "encspaces"),

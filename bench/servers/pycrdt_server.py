@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -40,10 +41,8 @@ class WebsocketsChannel:
             raise StopAsyncIteration() from None
 
     async def send(self, message: bytes) -> None:
-        try:
+        with contextlib.suppress(ConnectionClosed):  # the room still lists a client that is going away
             await self._ws.send(message)
-        except ConnectionClosed:
-            pass  # the room still lists a client that is going away
 
     async def recv(self) -> bytes:
         message = await self._ws.recv(decode=False)

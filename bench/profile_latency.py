@@ -1,0 +1,114 @@
+"""Where an encspaces edit's latency goes: one writer, one reader, edits at a human rate.
+
+A diagnostic, not a comparison: the writer and the reader share this process (the relay runs
+as its own), so one clock times every stage of each edit:
+
+- batch: from the local edit until the SDK cuts the batch it is in into an entry
+  (``BATCH_DELAY``, the window in which keystrokes are merged into one signed entry);
+- relay: from then (sign, encrypt, send) until the reader's session gets the Entries frame
+  (the relay checks the signature, sequences, commits to SQLite with fsync, signs the head,
+  fans out);
+- verify: the reader's session checking that frame (head signature, chain, entry signature,
+  decryption);
+- apply: from verified until the edit is in the reader's document.
+
+It wraps two SDK internals (``Space._flush_batch`` per instance and ``ClientSession.receive``)
+to take the timestamps; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import encspaces
+import encspaces.space as sdk_space
+from bench.clients import Arrivals, SpaceClient
+from encspaces.session import ClientSession
+from relay.process import RelayProcess
+
+
+async def measure(edits: int, rate: float, workdir: Path) -> dict[str, float]:
+    frames: list[tuple[float, float]] = []  # reader: (frame received, frame verified)
+    original = ClientSession.receive
+    reader_identity = encspaces.Identity.generate()
+
+    def timed_receive(self: ClientSession, data: bytes, now_ms: int) -> Any:
+        start = time.monotonic()
+        events = original(self, data, now_ms)
+        if self.identity is reader_identity:
+            frames.append((start, time.monotonic()))
+        return events
+
+    ClientSession.receive = timed_receive  # type: ignore[method-assign]
+    try:
+        async with RelayProcess(workdir / "relay", log_level="ERROR") as relay:
+            writer = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=workdir / "w")
+            await writer.add_member(reader_identity.public)
+            reader = SpaceClient(relay.url, reader_identity, writer.id, workdir / "r")
+            await reader.open()
+            arrivals = Arrivals(1, record_times=True)
+            arrivals.watch(reader)
+            flushes: list[float] = []
+            flush = writer._flush_batch
+
+            def timed_flush() -> None:
+                if writer._updates:
+                    flushes.append(time.monotonic())
+                flush()
+
+            writer._flush_batch = timed_flush  # type: ignore[method-assign]
+            sends: list[float] = []
+            text = writer.text("w0")
+            start = time.monotonic() + 0.2
+            for k in range(edits):
+                await asyncio.sleep(max(0.0, start + k / rate - time.monotonic()))
+                sends.append(time.monotonic())
+                text.insert(len(text), "x")
+            while arrivals.counts[0] < edits:
+                arrivals.progress.clear()
+                await asyncio.wait_for(arrivals.progress.wait(), 10)
+            await reader.close()
+            await writer.close()
+    finally:
+        ClientSession.receive = original  # type: ignore[method-assign]
+    stages: dict[str, list[float]] = {"batch": [], "relay": [], "verify": [], "apply": [], "total": []}
+    for sent, applied in zip(sends, arrivals.times[0], strict=True):
+        flushed = min((f for f in flushes if f >= sent), default=None)
+        frame = min((f for f in frames if f[0] >= (flushed or sent)), default=None)
+        if flushed is None or frame is None or frame[1] > applied + 1e-3:
+            continue
+        stages["batch"].append(flushed - sent)
+        stages["relay"].append(frame[0] - flushed)
+        stages["verify"].append(frame[1] - frame[0])
+        stages["apply"].append(max(0.0, applied - frame[1]))
+        stages["total"].append(applied - sent)
+    return {name: statistics.median(values) * 1000 for name, values in stages.items() if values}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_latency", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--edits", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0, help="edits per second (default 20)")
+    parser.add_argument("--batch-ms", type=float, default=None,
+                        help=f"override the SDK's batch window (default {sdk_space.BATCH_DELAY * 1000:g} ms)")
+    args = parser.parse_args(argv)
+    if args.batch_ms is not None:
+        sdk_space.BATCH_DELAY = args.batch_ms / 1000
+    with tempfile.TemporaryDirectory(prefix="bench-proflat-") as tmp:
+        result = asyncio.run(measure(args.edits, args.rate, Path(tmp)))
+    print(f"median ms per edit, batch window {sdk_space.BATCH_DELAY * 1000:g} ms:")
+    for name, value in result.items():
+        print(f"  {name:7s} {value:7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""Turn bench/results/*.json into bench/results/RESULTS.md and PNG charts.
+
+Reads whichever of fanout, latency, replay, cold_open and idle results exist; a benchmark
+without results is listed as not run. Every figure is a median over alternating rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from bench.common import RESULTS_DIR, SHORT
+
+NAMES = {**SHORT, "bare": "bare pycrdt (1 process)", "encspaces-log": "encspaces, full log (snapshots off)"}
+COLORS = {"bare": "#bbbbbb", "null": "#7f7f7f", "pycrdt": "#1f77b4", "node": "#2ca02c", "encspaces": "#d62728",
+          "encspaces-log": "#ff9896"}
+BENCHMARKS = ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal"]
+NOT_LANDED: list[tuple[str, str]] = []
+
+
+def load(results: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for name in BENCHMARKS:
+        path = results / f"{name}.json"
+        if path.exists():
+            found[name] = json.loads(path.read_text())
+    return found
+
+
+def num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    v = float(value)
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    return f"{v:.{digits}g}"
+
+
+def times(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.2f}×"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def ratio_of(data: dict[str, Any], vs: str, key: str, shape: str | None = None) -> Any:
+    for r in data.get("ratios_encspaces_over", []):
+        if r["vs"] == vs and (shape is None or r.get("shape") == shape):
+            return r.get(key)
+    return None
+
+
+def skipped_lines(data: dict[str, Any]) -> list[str]:
+    return [f"- {NAMES.get(c, c)} skipped: {why}" for c, why in data.get("skipped", {}).items()]
+
+
+def errors_of(row: dict[str, Any]) -> str:
+    errs = row.get("errors") or []
+    failed = sum(1 for r in row.get("rounds", []) if "error" in r)
+    return f"{failed} of {len(row.get('rounds', []))} rounds failed: {'; '.join(errs)}" if errs else ""
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def fanout_section(data: dict[str, Any]) -> list[str]:
+    s = data["settings"]
+    lines = ["## Fan-out", "",
+             f"W writers × R readers on one document, writers typing 1-character edits as fast as the server "
+             f"takes them (at most {s['window']} edits ahead of a probe reader); {s['duration']:g} s per run, "
+             f"the last {s['duration'] - s['warmup']:g} s measured; {s['rounds']} alternating rounds, medians. "
+             "*Edits/s* = edits applied per second summed over all readers; *messages/s* = the frames "
+             "carrying them (Yjs updates; encspaces log entries, each a batch of edits); server CPU from "
+             "psutil on the server's pid over the same window.", ""]
+    rows = []
+    for row in data["results"]:
+        m, c = row["median"], row["contender"]
+        rows.append([row["shape"], NAMES[c], num(m.get("deliveries_per_s")), num(m.get("messages_per_s")),
+                     num(m.get("edits_per_message")), num(m.get("server_us_per_delivery")),
+                     num(m.get("server_us_per_message")), num(m.get("server_cpu_cores")),
+                     num(m.get("clients_cpu_cores")), num(m.get("max_reader_lag_edits")),
+                     "" if c == "encspaces" else times(ratio_of(data, c, "deliveries_per_s", row["shape"])),
+                     "" if c == "encspaces" else times(ratio_of(data, c, "server_us_per_message", row["shape"])),
+                     errors_of(row)])
+    lines += table(["W×R", "contender", "edits/s", "messages/s", "edits per message", "server µs / edit",
+                    "server µs / message", "server CPU (cores)", "clients CPU (cores)", "max reader lag (edits)",
+                    "encspaces ÷ this: edits/s", "encspaces ÷ this: µs / message", "failures"], rows)
+    return [*lines, "", *skipped_lines(data), "", "![fan-out](fanout.png)", ""]
+
+
+def latency_section(data: dict[str, Any]) -> list[str]:
+    s = data["settings"]
+    lines = ["## Latency", "",
+             f"Same shapes, each writer typing {s['rate']:g} edits/s for {s['duration']:g} s; latency from the "
+             "writer's local edit to the edit applied in each reader's document (encspaces: verified, "
+             f"decrypted, applied); percentiles over every (edit, reader) pair; {s['rounds']} rounds, medians.", ""]
+    rows = []
+    for row in data["results"]:
+        m, c = row["median"], row["contender"]
+        rows.append([row["shape"], NAMES[c], num(m.get("p50_ms")), num(m.get("p99_ms")), num(m.get("max_ms")),
+                     num(m.get("samples")), num(m.get("missing")),
+                     "" if c == "encspaces" else times(ratio_of(data, c, "p50_ms", row["shape"])),
+                     "" if c == "encspaces" else times(ratio_of(data, c, "p99_ms", row["shape"])), errors_of(row)])
+    lines += table(["W×R", "contender", "p50 ms", "p99 ms", "max ms", "samples", "missing",
+                    "encspaces ÷ this: p50", "encspaces ÷ this: p99", "failures"], rows)
+    return [*lines, "", *skipped_lines(data), "", "![latency](latency.png)", ""]
+
+
+def replay_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## B4 replay", "",
+             f"One writer types the {data['trace']} trace ({data['transactions']:,} transactions) as fast as it "
+             "can through the server, one reader follows (both in one client process, the server in its own); "
+             "time until the reader holds the final text, against typing the trace into a bare pycrdt document. "
+             f"{data['rounds']} alternating rounds, medians.", ""]
+    rows = []
+    for row in data["results"]:
+        m, c = row["median"], row["contender"]
+        msgs = m.get("entries") if c == "encspaces" else m.get("messages")
+        rows.append([NAMES[c], num(m.get("reader_done_s")), num(m.get("typed_s")), num(m.get("server_cpu_s")),
+                     num(msgs), times(row.get("ratio_vs_bare")),
+                     "" if c == "encspaces" else times(ratio_of(data, c, "reader_done_s")), errors_of(row)])
+    lines += table(["contender", "reader holds final text (s)", "writer done typing (s)", "server CPU (s)",
+                    "messages (encspaces: entries)", "÷ bare pycrdt", "encspaces ÷ this", "failures"], rows)
+    return [*lines, "", *skipped_lines(data), "", "![B4 replay](replay.png)", ""]
+
+
+def cold_open_section(data: dict[str, Any]) -> list[str]:
+    doc = data.get("document", {})
+    lines = ["## Cold open", "",
+             f"A new device opens the B4 document ({data['transactions']:,} transactions typed; "
+             f"{doc.get('characters', 0):,} characters; Yjs state {doc.get('document_state_bytes', 0):,} bytes"
+             + (f"; encspaces log {num(doc.get('encspaces_entries'))} entries, relay store "
+                f"{doc.get('encspaces_relay_store_bytes', 0):,} bytes" if "encspaces_entries" in doc else "")
+             + f"): connect until the final text is in its document. {data['rounds']} alternating rounds, medians. "
+             "encspaces twice: from its newest snapshot (the default for a new device), and in a space with "
+             "snapshots turned off, from the full log.", ""]
+    rows = []
+    for row in data["results"]:
+        m, c = row["median"], row["contender"]
+        mine = c.startswith("encspaces")
+        rows.append([data["contenders"].get(c, NAMES[c]),
+                     num(m.get("open_s") * 1000 if m.get("open_s") is not None else None),
+                     num(m.get("server_cpu_s") * 1000 if m.get("server_cpu_s") is not None else None),
+                     num(m.get("entries")),
+                     "" if mine else times(ratio_of(data, c, "open_s")),
+                     "" if mine else times(ratio_of(data, c, "log_open_s")), errors_of(row)])
+    lines += table(["contender", "open (ms)", "server CPU (ms)", "log entries verified", "encspaces (snapshot) ÷ this",
+                    "encspaces (full log) ÷ this", "failures"], rows)
+    return [*lines, "", *skipped_lines(data), "", "![cold open](cold_open.png)", ""]
+
+
+def idle_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Idle connections", "",
+             f"Server memory (RSS) per open, idle connection: {data['connections']:,} connections opened after "
+             f"{data['warm_connections']} warm-up ones, each past its protocol's handshake. "
+             f"{data['rounds']} alternating rounds, medians.", ""]
+    rows = []
+    for row in data["results"]:
+        m, c = row["median"], row["contender"]
+        rows.append([NAMES[c], num(m.get("kib_per_connection")), num(m.get("rss_before_mib")),
+                     num(m.get("rss_after_mib")), num(m.get("open_seconds")),
+                     "" if c == "encspaces" else times(ratio_of(data, c, "kib_per_connection")), errors_of(row)])
+    lines += table(["contender", "KiB per connection", "RSS before (MiB)", "RSS after (MiB)",
+                    "seconds to open all", "encspaces ÷ this", "failures"], rows)
+    return [*lines, "", *skipped_lines(data), "", "![idle connections](idle.png)", ""]
+
+
+def files_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## File transfer", "",
+             f"{data['mib']} MiB of random bytes in {data['chunk_bytes'] // 1024} KiB chunks. encspaces: "
+             "`space.files.put` by one member (encrypt, hash, store at the relay, manifest entry), "
+             "`space.files.get` by another member's device (fetch, check, decrypt). Floor: the same messages "
+             "through the null relay from one connection to another (nothing stored, so one transfer is upload "
+             f"and download at once). {data['rounds']} alternating rounds, medians.", ""]
+    rows = []
+    for row in data["results"]:
+        m, c = row["median"], row["contender"]
+        if c == "encspaces":
+            rows.append([NAMES[c], num(m.get("upload_mib_per_s")), num(m.get("download_mib_per_s")),
+                         num(m.get("upload_s")), num(m.get("download_s")), errors_of(row)])
+        else:
+            rows.append([NAMES[c], num(m.get("mib_per_s")), num(m.get("mib_per_s")), num(m.get("transfer_s")),
+                         num(m.get("transfer_s")), errors_of(row)])
+    lines += table(["contender", "upload MiB/s", "download MiB/s", "upload s", "download s", "failures"], rows)
+    return [*lines, "", *skipped_lines(data), "", "![file transfer](files.png)", ""]
+
+
+def removal_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Member removal", "",
+             f"encspaces only (the plaintext servers have no membership): in a space of {data['members']:,} members, "
+             "`remove_member` rotates the key and seals the new one to every remaining member in one signed entry. "
+             f"Median of {data['rounds']} removals (`python -m bench.removal`).", ""]
+    lines += table(["figure", "value"], [
+        ["members", f"{data['members']:,}"],
+        ["removal verified in the remover's log (ms)", num(data.get("removal_verified_by_remover_ms_median"))],
+        ["new key held by another member (ms)", num(data.get("removal_seen_by_other_member_ms_median"))],
+        ["removal entry (bytes)", f"{data.get('removal_entry_bytes', 0):,}"],
+        [f"adding the {data['members']:,} members first (s)", num(data.get("setup_add_members_s"))],
+    ])
+    return [*lines, ""]
+
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "fanout": fanout_section, "latency": latency_section, "replay": replay_section,
+    "cold_open": cold_open_section, "idle": idle_section, "files": files_section, "removal": removal_section,
+}
+
+
+def median_of(data: dict[str, Any], contender: str, key: str, shape: str | None = None) -> Any:
+    for row in data.get("results", []):
+        if row["contender"] == contender and (shape is None or row.get("shape") == shape):
+            return row["median"].get(key)
+    return None
+
+
+def summary(found: dict[str, dict[str, Any]]) -> list[str]:
+    contenders = ["encspaces", "null", "pycrdt", "node"]
+    rows: list[list[str]] = []
+
+    def add(label: str, data: dict[str, Any], key: str, shape: str | None = None, scale: float = 1.0,
+            extra: str = "") -> None:
+        values = []
+        for c in contenders:
+            v = median_of(data, c, key, shape)
+            values.append(num(v * scale) if v is not None else "–")
+        rows.append([label, *values, extra])
+
+    if "fanout" in found:
+        for shape in found["fanout"]["settings"]["shapes"]:
+            add(f"fan-out {shape}: edits applied/s (all readers) ↑", found["fanout"], "deliveries_per_s", shape)
+            add(f"fan-out {shape}: server CPU µs per message delivered ↓", found["fanout"], "server_us_per_message",
+                shape)
+    if "latency" in found:
+        for shape in found["latency"]["settings"]["shapes"]:
+            add(f"latency {shape}: p50 ms ↓", found["latency"], "p50_ms", shape)
+            add(f"latency {shape}: p99 ms ↓", found["latency"], "p99_ms", shape)
+    if "replay" in found:
+        bare = median_of(found["replay"], "bare", "reader_done_s")
+        add("B4 replay: s until the reader holds the final text ↓", found["replay"], "reader_done_s",
+            extra=f"bare pycrdt: {num(bare)} s")
+    if "cold_open" in found:
+        add("cold open (new device, full document): ms ↓", found["cold_open"], "open_s", scale=1000)
+    if "cold_open" in found:
+        v = median_of(found["cold_open"], "encspaces-log", "open_s")
+        if v is not None:
+            rows.append(["cold open, encspaces from the full log (snapshots off): ms ↓", num(v * 1000), "", "", "", ""])
+    if "idle" in found:
+        add("idle connections: server KiB per connection ↓", found["idle"], "kib_per_connection")
+    if "files" in found:
+        up = median_of(found["files"], "encspaces", "upload_mib_per_s")
+        down = median_of(found["files"], "encspaces", "download_mib_per_s")
+        floor = median_of(found["files"], "null", "mib_per_s")
+        rows.append([f"file transfer, {found['files']['mib']} MiB: MiB/s (upload / download) ↑",
+                     f"{num(up)} / {num(down)}", num(floor), "–", "–", "null relay: raw pass-through"])
+    if "removal" in found:
+        r = found["removal"]
+        rows.append([f"removal in a {r['members']:,}-member space: ms until verified ↓",
+                     num(r.get("removal_verified_by_remover_ms_median")), "–", "–", "–",
+                     f"entry {r.get('removal_entry_bytes', 0):,} bytes"])
+    return table(["figure (↑ more is better, ↓ less is better)", *(NAMES[c] for c in contenders), "note"], rows)
+
+
+def machine_lines(found: dict[str, dict[str, Any]]) -> list[str]:
+    machines = {json.dumps({k: v for k, v in d["machine"].items() if k != "date"}, sort_keys=True)
+                for d in found.values()}
+    first = next(iter(found.values()))["machine"]
+    dates = sorted({d["machine"]["date"] for d in found.values()})
+    v = first["versions"]
+    lines = [f"Measured {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else "")
+             + f" on {first['cores']} cores ({first['cpu']}), {first['memory_gib']} GiB, {first['os']}.",
+             "", "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + "."]
+    if len(machines) > 1:
+        lines += ["", "**Warning: these results come from different machines or versions; see each JSON.**"]
+    return lines
+
+
+def charts(found: dict[str, dict[str, Any]], out: Path) -> list[Path]:
+    made = []
+    if "fanout" in found:
+        made.append(grouped_chart(found["fanout"], out / "fanout.png", "Fan-out",
+                                  [("deliveries_per_s", "edits applied / s, all readers (↑)", True),
+                                   ("messages_per_s", "messages delivered / s (↑)", True),
+                                   ("server_us_per_delivery", "server CPU µs per edit applied (↓)", True),
+                                   ("server_us_per_message", "server CPU µs per message (↓)", False)]))
+    if "latency" in found:
+        made.append(grouped_chart(found["latency"], out / "latency.png", "Latency at 20 edits/s per writer",
+                                  [("p50_ms", "p50 ms (↓)", False), ("p99_ms", "p99 ms (↓)", False)]))
+    if "replay" in found:
+        made.append(bar_chart(found["replay"], out / "replay.png", "B4 replay (automerge-paper)",
+                              "reader_done_s", "seconds until the reader holds the final text (↓)"))
+    if "cold_open" in found:
+        made.append(bar_chart(found["cold_open"], out / "cold_open.png", "Cold open of the B4 document",
+                              "open_s", "seconds (↓)"))
+    if "idle" in found:
+        made.append(bar_chart(found["idle"], out / "idle.png", "Idle connections",
+                              "kib_per_connection", "server KiB per idle connection (↓)"))
+    if "files" in found:
+        made.append(files_chart(found["files"], out / "files.png"))
+    return made
+
+
+def files_chart(data: dict[str, Any], path: Path) -> Path:
+    bars: list[tuple[str, float, str]] = []
+    for row in data["results"]:
+        m, c = row["median"], row["contender"]
+        if c == "encspaces":
+            bars += [("encspaces upload", m.get("upload_mib_per_s") or 0.0, COLORS[c]),
+                     ("encspaces download", m.get("download_mib_per_s") or 0.0, COLORS[c])]
+        else:
+            bars.append((f"{NAMES[c]} (pass-through)", m.get("mib_per_s") or 0.0, COLORS[c]))
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(bars) + 1.6))
+    drawn = ax.barh([b[0] for b in bars][::-1], [b[1] for b in bars][::-1], color=[b[2] for b in bars][::-1])
+    ax.bar_label(drawn, labels=[num(b[1]) for b in bars][::-1], padding=3, fontsize=9)
+    ax.set_xlabel("MiB/s (↑)")
+    ax.margins(x=0.2)
+    ax.set_title(f"File transfer, {data['mib']} MiB — medians of {data['rounds']} rounds", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def grouped_chart(data: dict[str, Any], path: Path, title: str, panels: list[tuple[str, str, bool]]) -> Path:
+    shapes = data["settings"]["shapes"]
+    contenders = [c for c in ["null", "pycrdt", "node", "encspaces"] if c in data["contenders"]]
+    columns = min(2, len(panels))
+    rows = (len(panels) + columns - 1) // columns
+    fig, grid = plt.subplots(rows, columns, figsize=(6.2 * columns, 4.2 * rows), squeeze=False)
+    axes = [[ax for row in grid for ax in row][: len(panels)]]
+    width = 0.8 / max(1, len(contenders))
+    for ax, (key, label, log) in zip(axes[0], panels, strict=True):
+        for k, c in enumerate(contenders):
+            got = [median_of(data, c, key, s) for s in shapes]
+            values = [v or 0.0 for v in got]
+            xs = [i + (k - (len(contenders) - 1) / 2) * width for i in range(len(shapes))]
+            bars = ax.bar(xs, values, width, label=NAMES[c], color=COLORS[c])
+            ax.bar_label(bars, labels=[num(v) if v is not None else "failed" for v in got], fontsize=6.5,
+                         rotation=90, padding=2)
+        ax.set_xticks(range(len(shapes)), [f"{s} (W×R)" for s in shapes])
+        ax.set_title(label, fontsize=10)
+        if log:
+            ax.set_yscale("log")
+        ax.margins(y=0.25)
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"{title} — medians of {data['settings']['rounds']} rounds", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def bar_chart(data: dict[str, Any], path: Path, title: str, key: str, label: str) -> Path:
+    rows = [(row["contender"], row["median"].get(key)) for row in data["results"]]
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(rows) + 1.6))
+    names = [NAMES[c] for c, _ in rows][::-1]
+    if "encspaces-log" in data.get("contenders", {}):
+        names = [n.replace("encspaces", "encspaces, from snapshot") if n == "encspaces" else n for n in names]
+    values = [v or 0.0 for _, v in rows][::-1]
+    bars = ax.barh(names, values, color=[COLORS[c] for c, _ in rows][::-1])
+    ax.bar_label(bars, labels=[num(v) if v else "failed" for v in values], padding=3, fontsize=9)
+    ax.set_xlabel(label)
+    ax.margins(x=0.2)
+    ax.set_title(f"{title} — medians of {data['rounds']} rounds", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def render(results: Path = RESULTS_DIR) -> Path | None:
+    found = load(results)
+    if not found:
+        print("no results to report", file=sys.stderr)
+        return None
+    lines = ["# encspaces benchmark results", "",
+             "Generated by `python -m bench.report` from the JSON files beside this one; `make bench` reruns "
+             "everything. How each figure is measured: [../README.md](../README.md).", "",
+             *machine_lines(found), "", "## Summary (medians)", "", *summary(found), ""]
+    for name in BENCHMARKS:
+        if name in found:
+            lines += SECTIONS[name](found[name])
+        else:
+            lines += [f"## {name}", "", "Not run (no results file).", ""]
+    if NOT_LANDED:
+        lines += ["## Not measured yet", ""]
+        lines += [f"- {what}: {why}." for what, why in NOT_LANDED]
+    lines += ["", "Trace credit: automerge-paper editing trace by Martin Kleppmann (CC BY 4.0).", ""]
+    charts(found, results)
+    path = results / "RESULTS.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="folder of result JSON files")
+    args = parser.parse_args(argv)
+    path = render(args.results)
+    if path is not None:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Smoke test of the benchmark harness: every benchmark in its quickest mode, well-formed JSON out.
+
+It checks that each benchmark runs end to end against the contenders available here and
+writes a result with the expected shape; it asserts nothing about speed. The Node contender
+is left out (with a warning) when bench/node_modules is not installed, and the trace-based
+benchmarks are skipped when ../shared/traces is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("psutil", reason="the bench extras are not installed (pip install -e '.[dev,bench]')")
+pytest.importorskip("matplotlib", reason="the bench extras are not installed (pip install -e '.[dev,bench]')")
+pytest.importorskip("pycrdt.websocket", reason="the bench extras are not installed (pip install -e '.[dev,bench]')")
+
+from bench.common import node_contender_available
+from bench.traces import traces_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACE_BASED = {"replay", "cold_open"}
+WITH_CONTENDERS = {"fanout", "latency", "replay", "cold_open", "idle"}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-results")
+
+
+def contenders() -> str:
+    why = node_contender_available()
+    if why:
+        warnings.warn(f"bench smoke test: the Node y-websocket contender is skipped: {why}", stacklevel=2)
+        return "null,pycrdt,encspaces"
+    return "null,pycrdt,node,encspaces"
+
+
+def run_quick(name: str, out: Path, extra: list[str]) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(out), *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, f"bench.{name} failed:\n{done.stdout}\n{done.stderr}"
+    data: dict[str, Any] = json.loads(out.read_text())
+    assert data["benchmark"] == name
+    assert {"date", "cores", "cpu", "versions"} <= set(data["machine"])
+    return data
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal"])
+def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> None:
+    if name in TRACE_BASED and not (traces_dir() / "automerge-paper.json.gz").exists():
+        pytest.skip(f"bench.{name} needs the automerge-paper trace, absent from {traces_dir()}")
+    extra = ["--contenders", contenders()] if name in WITH_CONTENDERS else []
+    data = run_quick(name, results / f"{name}.json", extra)
+    if name == "removal":
+        assert data["members"] > 1 and data["removal_entry_bytes"] > 0
+        return
+    rows = data["results"]
+    assert rows, "no contender produced a row"
+    for row in rows:
+        assert {"contender", "rounds", "median", "errors"} <= set(row)
+        assert not row["errors"], f"{name}/{row['contender']}: {row['errors']}"
+        assert row["median"], f"{name}/{row['contender']}: no medians"
+    assert any(row["contender"] == "encspaces" for row in rows)
+    if name in ("fanout", "latency"):
+        assert all(row["shape"] for row in rows)
+        assert data["ratios_encspaces_over"]
+
+
+@pytest.mark.timeout(60)
+def test_report_renders_what_the_benchmarks_wrote(results: Path) -> None:
+    if not any(results.glob("*.json")):
+        pytest.skip("no benchmark results to render")
+    from bench.report import render
+
+    path = render(results)
+    assert path is not None and path.read_text().startswith("# encspaces benchmark results")
+    assert any(results.glob("*.png"))
