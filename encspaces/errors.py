@@ -73,6 +73,8 @@ class RuleError(EncspacesError):
     through the subclasses below.
     """
 
+    author_seq: int | None = None  # set by the relay to name the refused entry of a submission
+
 
 class VerificationError(EncspacesError):
     """A frame from the relay failed verification: the relay misbehaved.

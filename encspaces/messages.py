@@ -141,9 +141,11 @@ class Error:
     code: str
     message: str
     fatal: bool = True
+    ref: int | None = None  # the author_seq of the refused entry, when one entry is to blame
 
     def encode(self) -> bytes:
-        return pack({"t": "error", "code": self.code, "message": self.message, "fatal": self.fatal})
+        return pack({"t": "error", "code": self.code, "message": self.message, "fatal": self.fatal,
+                     "ref": self.ref})
 
 
 @dataclass(frozen=True)
@@ -327,10 +329,12 @@ def _decode_error(m: dict[str, Any]) -> Error:
     fatal = field(m, "fatal", "error")
     if not isinstance(fatal, bool):
         raise ProtocolError("error: 'fatal' must be a boolean")
+    ref = m.get("ref")
     return Error(
         code=as_str(field(m, "code", "error"), "error code", 64),
         message=as_str(field(m, "message", "error"), "error message", 2048),
         fatal=fatal,
+        ref=None if ref is None else as_int(ref, "error ref", minimum=1),
     )
 
 

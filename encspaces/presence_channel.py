@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .encoding import pack
 from .errors import EncspacesError, ProtocolError
 from .identity import Identity, member_id
 from .presence import (
+    MAX_PRESENCE_STATE,
     PEER_TIMEOUT,
     WITHHOLD_TIMEOUT,
     PresenceClaim,
@@ -99,6 +101,9 @@ class PresenceChannel:
         """Replace our presence state (display name, colour, cursor, selection: a small dict)."""
         if not isinstance(state, dict):
             raise TypeError(f"presence state must be a dict, not {type(state).__name__}")
+        size = len(pack(state))
+        if size > MAX_PRESENCE_STATE:
+            raise ValueError(f"presence state of {size} bytes is over the limit of {MAX_PRESENCE_STATE}")
         self._state = dict(state)
         self._dirty = True
         self._wake.set()

@@ -86,6 +86,7 @@ class Notice:
 
     code: str
     message: str
+    ref: int | None = None  # the author_seq of our refused entry
 
 
 Event: TypeAlias = Send | Verified | BecameLive | Acked | PresenceReceived | Notice | BlobReplyReceived
@@ -122,7 +123,7 @@ class ClientSession:
             raise MalformedFrameError(f"the relay sent a malformed message in state {self.state.value}: {exc}") from exc
         if isinstance(message, Error):
             if not message.fatal and self.state is SessionState.LIVE:
-                return [Notice(message.code, message.message)]
+                return [Notice(message.code, message.message, message.ref)]
             raise RelayError(message.code, message.message)
         if self.state is SessionState.AWAITING_CHALLENGE and isinstance(message, Challenge):
             return [Send(self._hello(message, now_ms))]

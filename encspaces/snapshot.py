@@ -24,7 +24,7 @@ from .log_state import LogState
 from .shared.kinds import parse_root_name
 
 PAYLOAD_VERSION = 1
-GRANULARITY = 100  # snapshots hold the state at a multiple of this seq; members note the content there
+GRANULARITY = 100  # members note the content at the end of each frame crossing a multiple of this
 
 
 class BadSnapshotError(EncspacesError):

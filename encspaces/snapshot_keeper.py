@@ -1,7 +1,8 @@
 """The client's side of snapshots: write them when due, check everyone's, use one when needed.
 
-Write: when a frame leaves this device idle (no unsent edits, nothing undecryptable) past a
-multiple of the granularity, it notes the document's content hash at that seq; if the policy
+Write: when a frame that crosses a multiple of the granularity leaves this device idle (no
+unsent edits, nothing undecryptable), it notes the document's content hash at the frame's
+last seq (live frames are the same for every live member, so their notes line up); if the policy
 wants a snapshot and this member may write, it captures the state then and, after a short
 random delay (so that several idle members rarely all write one), posts it unless someone
 else's arrived first.
@@ -55,6 +56,7 @@ class SnapshotKeeper:
         self.covered_through = 0  # the seq whose state the snapshot we merged holds
         self.used: tuple[int, bytes] | None = None  # (seq, author) of the snapshot we depend on
         self._timer: asyncio.TimerHandle | None = None
+        self._live = False  # caught up: from here on every body must be there
 
     @property
     def in_gap(self) -> bool:
@@ -70,6 +72,11 @@ class SnapshotKeeper:
     def on_entry(self, result: VerifiedEntry) -> bool:
         """Handle stripped bodies and snapshots; False for anything the space applies itself."""
         if result.stripped:
+            if self._live:
+                self._fail(MissingBodiesError(
+                    f"the relay sent the entry at seq {result.seq} without its body in the live stream: "
+                    "bodies may only be left out of a catch-up that a snapshot covers"))
+                return True
             self.stripped_through = max(self.stripped_through, result.seq)
             return True
         if result.kind is not Kind.SNAPSHOT:
@@ -128,8 +135,12 @@ class SnapshotKeeper:
             self.bad.append(error)
             self._fail(error)
 
+    def went_offline(self) -> None:
+        self._live = False  # the next catch-up may leave out bodies a snapshot covers
+
     def check_complete(self) -> None:
         """Once caught up: every stripped body must be covered by a snapshot the relay sent."""
+        self._live = True
         if self.stripped_through > self.covered_through:
             self._fail(MissingBodiesError(
                 f"the relay sent entries up to seq {self.stripped_through} without their bodies, and no "

@@ -162,6 +162,8 @@ class Space:
         self._write_lock = asyncio.Lock()
         self._checkpoint_seq = 0
         self._rotation_queued_for = 0  # the epoch we already queued a policy rotation for
+        self._revoking: set[bytes] = set()  # expired invites we already queued a revocation for
+        self._conflicts: dict[bytes, str] = {}  # our entries refused as moot -> why (see _control)
         self._invite: InviteSecret | None = None  # while joining with an invite link
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
@@ -265,11 +267,19 @@ class Space:
         if not history:
             await self.write_snapshot()  # what they cannot decrypt, they start from
 
-    async def remove_member(self, member: str | PublicIdentity) -> None:
-        """Remove a member and start a new epoch whose key they never get (admins only)."""
+    async def remove_member(self, member: str | PublicIdentity, revoke_invites: bool = True) -> None:
+        """Remove a member and start a new epoch whose key they never get (admins only).
+
+        Open invites receive every new key, and the removed member may know their links: so by
+        default every open invite is revoked first (pass ``revoke_invites=False`` to keep them).
+        """
         state = self._require_admin("remove members")
         key = self._member_key(member)
         self._keep_an_admin(state, key, None)
+        self._flush_batch()
+        if revoke_invites:
+            for invite in [k for k, inv in state.invites.items() if inv.open]:
+                self._queue_entry(Kind.REVOKE_INVITE, RevokeInviteBody(invite).encode())
         await self._control(Kind.REMOVE_MEMBER, rekey_body(state, remove=key))
 
     async def set_role(self, member: str | PublicIdentity, role: str | Role) -> None:
@@ -343,7 +353,11 @@ class Space:
     async def _control(self, kind: Kind, body: bytes) -> None:
         self._flush_batch()
         self._queue_entry(kind, body)
+        raw = self._outbox[-1].raw
         await self.sync()
+        refused = self._conflicts.pop(raw, None)
+        if refused is not None:
+            raise NotPermittedError(f"the relay refused it: {refused}")
 
     # --- history -------------------------------------------------------------------------
 
@@ -609,6 +623,12 @@ class Space:
             self._pending.purge = True
             log.info("forgot the keys of epochs %s (retention)", sorted(expired))
         role = state.role_of(self._me)
+        if role is Role.ADMIN and self.connected:
+            # An expired invite can no longer be used, but would still receive every new key.
+            for key, invite in state.invites.items():
+                if invite.open and invite.expired_at(now_ms) and key not in self._revoking:
+                    self._revoking.add(key)
+                    self._queue_entry(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode())
         if role is Role.ADMIN and self._rotation_queued_for != state.epoch and rotation_due(state, now_ms):
             self._rotation_queued_for = state.epoch
             self._queue_entry(Kind.ROTATE, rekey_body(state))
@@ -731,6 +751,7 @@ class Space:
                 self.connected = False
                 self.presence.went_offline()
                 self.files.went_offline()
+                self.snapshots.went_offline()
             if self._closed or self.error is not None:
                 return
             await asyncio.sleep(delay * (0.5 + random.random()))
@@ -790,6 +811,25 @@ class Space:
     def _on_notice(self, notice: Notice) -> None:
         """The relay refused a submission without closing: resend once it can succeed."""
         log.info("relay notice %s: %s", notice.code, notice.message)
+        refused = next((e for e in self._outbox if e.header.author_seq == notice.ref), None)
+        if notice.code == "conflict" and refused is not None:
+            # Another admin's change made ours moot: drop it and number what follows again.
+            # What precedes it was in earlier submissions, which the relay took: keep it as is.
+            self._conflicts[refused.raw] = notice.message
+            keep = [e for e in self._outbox if e.header.author_seq < refused.header.author_seq]
+            later = [e for e in self._outbox if e.header.author_seq > refused.header.author_seq]
+            self._outbox = keep
+            self._last_author_seq = refused.header.author_seq - 1
+            self._sent_through = min(self._sent_through, self._last_author_seq)
+            self._pending.outbox = [(e.header.author_seq, e.raw) for e in keep]
+            self._pending.outbox_reset = True
+            for entry in later:
+                again = reissue(entry, self._verifier.state, self._verifier.epoch_keys)
+                if again is not None:
+                    self._queue_entry(*again)
+            self._write_wanted.set()
+            self._progress.set()
+            return
         if self._outbox and self._outbox[0].header.epoch == self.epoch:
             self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
             self._send_outbox()

@@ -21,6 +21,8 @@ UNKNOWN_SPACE = "unknown_space"
 NOT_A_MEMBER = "not_a_member"
 REJECTED = "rejected"  # a submitted entry breaks a rule of the log
 STALE_EPOCH = "stale_epoch"  # entries under an epoch a rotation ended: not fatal, re-encrypt and resend
+CONFLICT = "conflict"  # a membership change another one made moot (a race between admins): not fatal
+GAP = "gap"  # author_seq skips: follows a submission refused without closing; not fatal
 BAD_INVITE = "bad_invite"  # a newcomer's invite is unknown, revoked, used up, expired, or not proven
 REMOVED = "removed"  # the member was removed from the space
 INTERNAL = "internal"  # the relay's fault (storage failure): reconnect and resubmit
@@ -30,11 +32,14 @@ UNAVAILABLE = "unavailable"  # the relay is shutting down
 class Refusal(Exception):
     """A reason to send an Error frame and close; ``close_code`` is the websocket close code."""
 
-    def __init__(self, code: str, message: str, close_code: int = CloseCode.POLICY_VIOLATION) -> None:
+    def __init__(
+        self, code: str, message: str, close_code: int = CloseCode.POLICY_VIOLATION, ref: int | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.close_code = close_code
+        self.ref = ref  # the author_seq of the entry to blame, if one is
 
 
 def internal(message: str) -> Refusal:

@@ -28,7 +28,7 @@ import nacl.signing
 from websockets.asyncio.server import ServerConnection, broadcast
 
 from encspaces.entry import Entry
-from encspaces.errors import EpochError, ReplayError, RuleError
+from encspaces.errors import AuthorSeqGapError, EpochError, MembershipChangeError, ReplayError, RuleError
 from encspaces.head import SignedHead, next_head
 from encspaces.identity import member_id
 from encspaces.invites import verify_auth_proof
@@ -38,7 +38,17 @@ from encspaces.messages import Error
 from .config import RelayConfig
 from .frames import split_frames
 from .peer import Peer, PeerGoneError
-from .refusals import BAD_INVITE, NOT_A_MEMBER, REJECTED, REMOVED, STALE_EPOCH, Refusal, internal
+from .refusals import (
+    BAD_INVITE,
+    CONFLICT,
+    GAP,
+    NOT_A_MEMBER,
+    REJECTED,
+    REMOVED,
+    STALE_EPOCH,
+    Refusal,
+    internal,
+)
 from .store import EntryRow, Store
 
 log = logging.getLogger("encspaces.relay")
@@ -236,6 +246,14 @@ class Room:
                     # Written before the client saw a rotation: it re-encrypts and resends.
                     log.info("%s: %s: stale epoch: %s", self.label, submission.peer.name, exc)
                     answers.append(Refusal(STALE_EPOCH, str(exc)))
+                except AuthorSeqGapError as exc:
+                    # Follows a submission refused without closing: the client numbers again and resends.
+                    log.info("%s: %s: gap: %s", self.label, submission.peer.name, exc)
+                    answers.append(Refusal(GAP, str(exc), ref=exc.author_seq))
+                except MembershipChangeError as exc:
+                    # Another admin's change got there first: an honest race, not an attack.
+                    log.info("%s: %s: conflict: %s", self.label, submission.peer.name, exc)
+                    answers.append(Refusal(CONFLICT, str(exc), ref=exc.author_seq))
                 except RuleError as exc:
                     log.info("%s: %s: entry rejected: %s", self.label, submission.peer.name, exc)
                     answers.append(Refusal(REJECTED, str(exc)))
@@ -280,7 +298,11 @@ class Room:
                     results.append((h.author_seq, self._resent_seq(entry, found)))
                     continue
                 seq = state.seq + 1
-                state.check(entry, seq)
+                try:
+                    state.check(entry, seq)
+                except RuleError as exc:
+                    exc.author_seq = h.author_seq  # names the entry to blame
+                    raise
                 digest = entry.digest()
                 head = next_head(state.head, seq, digest)
                 state.apply(entry, seq, head)
@@ -320,8 +342,8 @@ class Room:
     def _answer(self, submission: Submission, answer: _Answer) -> None:
         peer = submission.peer
         try:
-            if isinstance(answer, Refusal) and answer.code == STALE_EPOCH:
-                peer.write_now(Error(answer.code, answer.message, fatal=False).encode())
+            if isinstance(answer, Refusal) and answer.code in (STALE_EPOCH, CONFLICT, GAP):
+                peer.write_now(Error(answer.code, answer.message, fatal=False, ref=answer.ref).encode())
             elif isinstance(answer, Refusal):
                 self.unsubscribe(peer)
                 peer.refuse_now(answer)

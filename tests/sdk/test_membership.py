@@ -195,8 +195,13 @@ async def test_invite_links(relay: RelayHandle, tmp_path: Path) -> None:
             await encspaces.join(revoked, encspaces.Identity.generate(), data_dir=tmp_path / "third")
         expired = await admin.create_invite(expires_in=0.001)
         await asyncio.sleep(0.05)
-        with pytest.raises(errors.RelayError, match="expired"):
+        with pytest.raises(errors.RelayError, match="expired|revoked"):
             await encspaces.join(expired, encspaces.Identity.generate(), data_dir=tmp_path / "fourth")
+        # An expired invite would still receive every new key: the admin's client revokes it.
+        expired_key = encspaces.invites.InviteLink.parse(expired).secret.invite_key
+        admin.text("doc").insert(0, ".")  # activity: the admin's client looks after its invites
+        await admin.sync()
+        await wait_for(lambda: admin._verifier.state.invites[expired_key].revoked, what="auto-revocation")
         # The relay saw every invite entry and never the secret.
         secrets = [encspaces.invites.InviteLink.parse(x).secret.secret for x in (link, revoked, expired)]
         stored = b"".join(p.read_bytes() for p in relay.data_dir.iterdir() if p.is_file())
@@ -256,3 +261,26 @@ async def test_invite_without_history_starts_from_a_snapshot(relay: RelayHandle,
             await joined.close()
     finally:
         await admin.close()
+
+
+async def test_racing_admins_do_not_break_each_other(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["admin", "writer"])
+    alice, dave, carol = spaces
+    try:
+        results = await asyncio.gather(
+            alice.set_role(carol.identity.member_id, "reader"),
+            dave.set_role(carol.identity.member_id, "reader"),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if r is not None]
+        assert len(refused) == 1 and isinstance(refused[0], errors.NotPermittedError), results
+        assert "already has role reader" in str(refused[0])
+        for admin in (alice, dave):  # the loser's space carries on
+            assert admin.error is None
+            admin.text("doc").insert(0, "still fine. ")
+            await admin.sync()
+        await settle([alice, dave])
+        assert alice.members[carol.identity.member_id].role is Role.READER
+        assert str(alice.text("doc")) == str(dave.text("doc")) == "still fine. still fine. "
+    finally:
+        await close_all(spaces)
