@@ -203,6 +203,29 @@ class BlobRefusedError(FileError, RelayError):
     """The relay refused to store a chunk; ``code`` is ``too_large``, ``quota``, ``bad_hash`` or ``read_only``."""
 
 
+class BadSnapshotError(EncspacesError):
+    """A snapshot whose state is not the document at its seq: a member's fault, its author named."""
+
+    def __init__(self, seq: int, author: bytes, reason: str) -> None:
+        from .identity import member_id
+
+        super().__init__(f"the snapshot at seq {seq} by {member_id(author)} is bad: {reason}")
+        self.seq = seq
+        self.author = member_id(author)
+
+
+class HistoryError(EncspacesError):
+    """A version that cannot be shown: beyond the verified head, or its keys or bodies are gone."""
+
+
+class ReadOnlyError(EncspacesError):
+    """An edit on a view of the past."""
+
+
+class EntryTooLargeError(EncspacesError):
+    """An entry over the size a relay accepts: one edit, snapshot or membership change too big."""
+
+
 class NotPermittedError(EncspacesError):
     """Refused before anything was sent: the role does not allow it, or it would break a rule
     (removing the last admin, adding a member twice)."""

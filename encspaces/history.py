@@ -14,18 +14,10 @@ from typing import Any
 
 from .document import Document, SharedList, SharedMap, SharedTable, SharedText
 from .entry import Entry, Kind, open_body
-from .errors import EncspacesError, ProtocolError
+from .errors import HistoryError, ProtocolError, ReadOnlyError
 from .identity import member_id
 from .shared.kinds import ObjectKind
 from .snapshot import SnapshotPayload, state_content_hash
-
-
-class HistoryError(EncspacesError):
-    """A version that cannot be shown: beyond the verified head, or its keys are gone."""
-
-
-class ReadOnlyError(EncspacesError):
-    """An edit on a view of the past."""
 
 
 @dataclass(frozen=True)

@@ -18,22 +18,12 @@ import pycrdt
 
 from . import crypto
 from .encoding import as_bytes, as_int, as_map, field, pack, unpack
-from .errors import EncspacesError, ProtocolError
-from .identity import member_id
+from .errors import ProtocolError
 from .log_state import LogState
 from .shared.kinds import parse_root_name
 
 PAYLOAD_VERSION = 1
 GRANULARITY = 100  # members note the content at the end of each frame crossing a multiple of this
-
-
-class BadSnapshotError(EncspacesError):
-    """A snapshot whose state is not the document at its seq: its author is named."""
-
-    def __init__(self, seq: int, author: bytes, reason: str) -> None:
-        super().__init__(f"the snapshot at seq {seq} by {member_id(author)} is bad: {reason}")
-        self.seq = seq
-        self.author = member_id(author)
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,16 @@ from collections.abc import Callable
 
 from .document import Document
 from .entry import Kind
-from .errors import EncspacesError, MissingBodiesError, ProtocolError
+from .errors import BadSnapshotError, EncspacesError, MissingBodiesError, ProtocolError
 from .log_state import LogState
 from .membership import Role
-from .snapshot import GRANULARITY, BadSnapshotError, SnapshotPayload, content_hash, snapshot_due, state_content_hash
+from .snapshot import GRANULARITY, SnapshotPayload, content_hash, snapshot_due, state_content_hash
 from .verifier import VerifiedEntry
 
 log = logging.getLogger("encspaces.client")
 
 KEEP_CONTENT = 64  # content hashes remembered (one per granularity step at most)
+MAX_SNAPSHOT = 1000 * 1024  # a snapshot is one entry: it must fit under the relay's entry limit
 WRITE_JITTER = 0.3  # seconds, at most, an idle member waits before writing a due snapshot
 
 # queue(kind, payload, parent_seq, parent_hash)
@@ -160,6 +161,9 @@ class SnapshotKeeper:
         if role is None or role is Role.READER or not snapshot_due(state, last_seq):
             return
         payload = SnapshotPayload(self._document.state(), content).encode()
+        if len(payload) > MAX_SNAPSHOT:
+            log.warning("the document (%d bytes) is too large for a snapshot entry; no snapshot", len(payload))
+            return
         head = state.heads[last_seq]
         if self._timer is not None:
             self._timer.cancel()

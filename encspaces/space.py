@@ -40,7 +40,9 @@ from .entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
 from .errors import (
     ConnectionFailedError,
     EncspacesError,
+    EntryTooLargeError,
     HandshakeError,
+    HistoryError,
     MembershipRevokedError,
     NotPermittedError,
     RelayError,
@@ -48,7 +50,7 @@ from .errors import (
     VerificationError,
 )
 from .files import SpaceFiles
-from .history import HistoryEntry, HistoryError, SpaceView, history_entry, rebuild
+from .history import HistoryEntry, SpaceView, history_entry, rebuild
 from .identity import Identity, PublicIdentity, member_id, parse_member_id
 from .invites import InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
 from .key_policy import retired_epochs, rotation_due
@@ -85,6 +87,8 @@ MAX_BATCH_COUNT = 256
 # A checkpoint (document and verified state) every this many verified entries, and at close:
 # reopening replays only what came after it.
 CHECKPOINT_EVERY = 1000
+# The largest entry a relay with the default frame size accepts (relay/frames.py).
+MAX_SUBMITTED_ENTRY = DEFAULT_MAX_MESSAGE - 1024
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 5.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
@@ -501,6 +505,14 @@ class Space:
         if not self._updates or self.error is not None:
             return
         updates, self._updates = self._updates, []
+        try:
+            self._entries_from(updates)
+        except EntryTooLargeError as exc:
+            # One edit too large for any entry (a huge paste): it cannot reach anyone. Say so, and
+            # stop: carrying on would let this document drift from everyone else's.
+            self._fail(EntryTooLargeError(f"{exc}: split very large edits into smaller ones"))
+
+    def _entries_from(self, updates: builtins.list[bytes]) -> None:
         group: builtins.list[bytes] = []
         size = 0
         for update in updates:
@@ -528,6 +540,11 @@ class Space:
             payload=payload,
             epoch_key=verifier.epoch_keys.get(epoch) if kind.is_encrypted else None,
         )
+        if len(entry.raw) > MAX_SUBMITTED_ENTRY:
+            self._last_author_seq -= 1
+            raise EntryTooLargeError(
+                f"a {kind.value} entry of {len(entry.raw)} bytes is over the relay's limit of {MAX_SUBMITTED_ENTRY}"
+            )
         self._outbox.append(entry)
         self._pending.outbox.append((entry.header.author_seq, entry.raw))
         self._write_wanted.set()

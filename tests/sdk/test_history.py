@@ -9,7 +9,7 @@ import pytest
 
 import encspaces
 from encspaces import errors
-from encspaces.history import HistoryError, ReadOnlyError
+from encspaces.errors import HistoryError, ReadOnlyError
 from encspaces.membership import Policy
 
 from .conftest import RelayHandle, make_members, settle

@@ -195,7 +195,7 @@ async def test_invite_links(relay: RelayHandle, tmp_path: Path) -> None:
             await encspaces.join(revoked, encspaces.Identity.generate(), data_dir=tmp_path / "third")
         expired = await admin.create_invite(expires_in=0.001)
         await asyncio.sleep(0.05)
-        with pytest.raises(errors.RelayError, match="expired|revoked"):
+        with pytest.raises(errors.RelayError, match=r"expired|revoked"):
             await encspaces.join(expired, encspaces.Identity.generate(), data_dir=tmp_path / "fourth")
         # An expired invite would still receive every new key: the admin's client revokes it.
         expired_key = encspaces.invites.InviteLink.parse(expired).secret.invite_key

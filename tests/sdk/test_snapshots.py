@@ -11,8 +11,9 @@ import pytest
 import encspaces
 from encspaces import snapshot_keeper
 from encspaces.entry import Kind
+from encspaces.errors import BadSnapshotError
 from encspaces.membership import Policy
-from encspaces.snapshot import BadSnapshotError, SnapshotPayload, content_hash
+from encspaces.snapshot import SnapshotPayload, content_hash
 from relay.compact import compact
 
 from .conftest import RelayHandle, make_members, settle, wait_for
@@ -129,3 +130,20 @@ async def test_after_compaction_new_and_returning_devices_reach_the_current_stat
     finally:
         for m in (admin, writer):
             await m.close()
+
+
+async def test_oversized_entries_are_refused_before_they_are_sent(relay: RelayHandle, tmp_path: Path) -> None:
+    ident = encspaces.Identity.generate()
+    space = await encspaces.create_space(relay.url, ident, data_dir=tmp_path / "a")
+    try:
+        space.text("doc").insert(0, "x" * (1100 * 1024))  # one edit over the entry limit
+        with pytest.raises(encspaces.errors.EntryTooLargeError, match="split very large edits"):
+            await space.sync()
+        assert space.unsent == 0, "nothing that cannot be delivered is queued"
+    finally:
+        await space.close()
+    again = await encspaces.connect(relay.url, ident, space.id, data_dir=tmp_path / "a")
+    try:
+        assert again.error is None and str(again.text("doc")) == ""  # reopens cleanly, without that edit
+    finally:
+        await again.close()
