@@ -126,12 +126,18 @@ class Submit:
 
 @dataclass(frozen=True)
 class Ack:
-    """Relay to client: the seq given to each submitted entry, as (author_seq, seq) pairs."""
+    """Relay to client: the seq given to each submitted entry, as (author_seq, seq) pairs.
+
+    ``head`` is the relay's signed head covering them: shown to peers in presence, it proves
+    the relay sequenced those entries, so withholding them from anyone is detectable.
+    """
 
     results: list[tuple[int, int]]
+    head: SignedHead | None = None
 
     def encode(self) -> bytes:
-        return pack({"t": "ack", "results": [list(r) for r in self.results]})
+        return pack({"t": "ack", "results": [list(r) for r in self.results],
+                     "head": self.head.encode() if self.head is not None else None})
 
 
 @dataclass(frozen=True)
@@ -318,11 +324,12 @@ def _decode_submit(m: dict[str, Any]) -> Submit:
 
 
 def _decode_ack(m: dict[str, Any]) -> Ack:
+    head = m.get("head")
     results = []
     for item in as_list(field(m, "results", "ack"), "ack results"):
         pair = as_list(item, "ack result", 2)
         results.append((as_int(pair[0], "ack author_seq", minimum=1), as_int(pair[1], "ack seq", minimum=1)))
-    return Ack(results)
+    return Ack(results, None if head is None else _head(head, "ack head"))
 
 
 def _decode_error(m: dict[str, Any]) -> Error:

@@ -19,6 +19,7 @@ from typing import Any
 
 from .encoding import pack
 from .errors import EncspacesError, ProtocolError
+from .head import SignedHead
 from .identity import Identity, member_id
 from .presence import (
     MAX_PRESENCE_STATE,
@@ -83,7 +84,7 @@ class PresenceChannel:
         self._fail = fail
         self._state: dict[str, Any] = {}
         self._tracker = PresenceTracker(identity.public.sign_key)
-        self._acked_author_seq = 0
+        self._acked_head: SignedHead | None = None  # the newest relay-signed head from an ack
         self._last_sent = 0.0
         self._dirty = True
         self._live = False
@@ -142,9 +143,9 @@ class PresenceChannel:
     def went_offline(self) -> None:
         self._live = False
 
-    def acked(self, results: list[tuple[int, int]]) -> None:
-        if results:
-            self._acked_author_seq = max(self._acked_author_seq, *(n for n, _ in results))
+    def acked(self, head: SignedHead | None) -> None:
+        if head is not None and (self._acked_head is None or head.seq > self._acked_head.seq):
+            self._acked_head = head
 
     def verified(self) -> None:
         """After every verified frame: peers' heads for seqs we now hold must match ours."""
@@ -201,7 +202,9 @@ class PresenceChannel:
         if key is None:
             self._last_sent = now
             return
-        claim = PresenceClaim(verifier.seq, verifier.head, self._acked_author_seq, self._bad_snapshots())
+        newest = max((h for h in (verifier.latest_head, self._acked_head) if h is not None),
+                     key=lambda h: h.seq, default=None)
+        claim = PresenceClaim(newest, self._bad_snapshots())
         data = seal_presence(self._identity, verifier.space, verifier.state.epoch, key, self._state, claim,
                              int(time.time() * 1000))
         self._last_sent = now  # a failed send is retried after MIN_INTERVAL, not in a busy loop

@@ -13,6 +13,7 @@ from typing import TypeAlias
 
 from . import crypto
 from .errors import HandshakeError, MalformedFrameError, ProtocolError, RelayError
+from .head import SignedHead
 from .identity import Identity
 from .invites import InviteSecret
 from .messages import (
@@ -64,6 +65,7 @@ class BecameLive:
 @dataclass(frozen=True)
 class Acked:
     results: list[tuple[int, int]]
+    head: SignedHead | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,9 @@ class ClientSession:
             if isinstance(message, Entries):
                 return self._maybe_live([Verified(self.verifier.verify_frame(message))])
             if isinstance(message, Ack):
-                return [Acked(message.results)]
+                if message.head is not None:
+                    self.verifier.note_signed_head(message.head)
+                return [Acked(message.results, message.head)]
             if isinstance(message, Presence):
                 return [PresenceReceived(message.data)]
             if isinstance(message, (BlobAck, BlobData, BlobMissing, BlobRefused)):

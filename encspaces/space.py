@@ -817,7 +817,7 @@ class Space:
                     self.files.became_live()
                 elif isinstance(event, Acked):
                     # The verified log, not the ack, completes an edit; presence tells peers about it.
-                    self.presence.acked(event.results)
+                    self.presence.acked(event.head)
                 elif isinstance(event, PresenceReceived):
                     self.presence.received(event.data)
                 elif isinstance(event, Notice):

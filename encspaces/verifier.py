@@ -120,6 +120,12 @@ class LogVerifier:
                 f"we verified {self.state.heads[signed.seq].hex()[:16]}…"
             )
 
+    def note_signed_head(self, signed: SignedHead) -> None:
+        """A head the relay signed outside a frame (an acknowledgement): check it like a frame's."""
+        self._check_signed(signed)
+        self._compare_with_chain(signed)
+        self.check_not_rolled_back(signed)
+
     def check_not_rolled_back(self, current: SignedHead) -> None:
         if current.seq < self.seq:
             raise RollbackError(

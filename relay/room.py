@@ -67,7 +67,7 @@ class RoomHost(Protocol):
         self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
     ) -> Sequence[bytes]: ...
 
-    def encode_ack(self, space: bytes, results: list[tuple[int, int]]) -> bytes: ...
+    def encode_ack(self, space: bytes, results: list[tuple[int, int]], head: SignedHead | None = None) -> bytes: ...
 
     def room_failed(self, room: Room) -> None: ...
 
@@ -348,7 +348,7 @@ class Room:
                 self.unsubscribe(peer)
                 peer.refuse_now(answer)
             elif answer is not None and not peer.failed:
-                peer.write_now(self.host.encode_ack(self.space, answer))
+                peer.write_now(self.host.encode_ack(self.space, answer, self.latest_head))
         except PeerGoneError:
             self.unsubscribe(peer)
         finally:

@@ -209,8 +209,8 @@ class RelayServer:
     ) -> Sequence[bytes]:
         return [self.encode_entries_frame(space, first_seq, entries, head)]
 
-    def encode_ack(self, space: bytes, results: list[tuple[int, int]]) -> bytes:
-        return Ack(results).encode()
+    def encode_ack(self, space: bytes, results: list[tuple[int, int]], head: SignedHead | None = None) -> bytes:
+        return Ack(results, head).encode()
 
     def encode_presence(self, space: bytes, presence: Presence) -> bytes:
         """The presence frame forwarded to the other subscribers (encoded once for all)."""
