@@ -120,6 +120,9 @@ class Entry:
     # The relay dropped the body (compaction, or a catch-up that starts from a snapshot): the
     # signature and the chain still verify through ``body_hash``; there is nothing to decrypt.
     stripped: bool = False
+    # This device's own store blanked the sealed keys of epochs retention made it forget: the
+    # body no longer matches ``body_hash``. Only ever read from the local store, never the wire.
+    redacted: bool = False
 
     @property
     def author_id(self) -> str:
@@ -134,10 +137,18 @@ class Entry:
         return f"{h.kind.value} entry by {self.author_id[:12]}… author_seq {h.author_seq}"
 
     @classmethod
-    def decode(cls, raw: bytes) -> Entry:
-        """Parse an entry; raises MalformedEntryError (a relay fault when it came from one)."""
+    def decode(cls, raw: bytes, *, local: bool = False) -> Entry:
+        """Parse an entry; raises MalformedEntryError (a relay fault when it came from one).
+
+        ``local`` accepts the redacted form this device's store may hold (see ``redact``); an
+        entry from the relay is never decoded with it.
+        """
+        redacted = False
         try:
-            items = as_list(unpack(raw, max_size=MAX_ENTRY_SIZE, what="entry"), "entry", 4)
+            items = unpack(raw, max_size=MAX_ENTRY_SIZE, what="entry")
+            if local and isinstance(items, list) and len(items) == 5 and items[4] is True:
+                redacted, items = True, items[:4]
+            items = as_list(items, "entry", 4)
             header_bytes = as_bytes(items[0], "entry header")
             body_hash = as_bytes(items[1], "entry body hash", crypto.HASH_SIZE)
             signature = as_bytes(items[2], "entry signature", crypto.SIGNATURE_SIZE)
@@ -148,7 +159,11 @@ class Entry:
             raise MalformedEntryError(f"malformed entry: {exc}") from exc
         if stripped and not header.kind.is_encrypted:
             raise MalformedEntryError(f"a {header.kind.value} entry without its body: control bodies are never dropped")
-        return cls(raw, header_bytes, body_hash, signature, body, header, stripped)
+        return cls(raw, header_bytes, body_hash, signature, body, header, stripped, redacted)
+
+    def redact(self, body: bytes) -> bytes:
+        """The local form of this entry with ``body`` (sealed keys blanked) in place of its own."""
+        return pack([self.header_bytes, self.body_hash, self.signature, body, True])
 
     def strip(self) -> bytes:
         """These entry bytes without the (encrypted) body: what a compacted relay keeps and serves."""
@@ -164,7 +179,7 @@ class Entry:
             raise AuthorSignatureError(
                 f"{self.describe()}{where}: the author's signature does not verify over the header"
             )
-        if self.stripped:
+        if self.stripped or self.redacted:
             return
         found = crypto.hash_parts(crypto.CTX_BODY, self.body)
         if found != self.body_hash:

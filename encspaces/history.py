@@ -30,7 +30,7 @@ class HistoryEntry:
 
 
 def history_entry(seq: int, raw: bytes) -> HistoryEntry:
-    h = Entry.decode(raw).header
+    h = Entry.decode(raw, local=True).header
     return HistoryEntry(seq, member_id(h.author), h.time_ms, h.kind.value, len(raw))
 
 
@@ -85,7 +85,7 @@ def rebuild(
             break
         if entry_seq <= start:
             continue
-        entry = Entry.decode(raw)
+        entry = Entry.decode(raw, local=True)
         h = entry.header
         if h.kind is not Kind.DATA:
             continue
@@ -114,7 +114,7 @@ def _start_from_snapshot(
     """Load the best snapshot for ``seq`` into ``document``; the seq whose state it holds (0: none)."""
     candidates = []
     for entry_seq, raw, _ in rows:
-        entry = Entry.decode(raw)
+        entry = Entry.decode(raw, local=True)
         h = entry.header
         if h.kind is Kind.SNAPSHOT and not entry.stripped and h.parent_seq <= seq and entry_seq not in bad:
             candidates.append((h.parent_seq, entry))

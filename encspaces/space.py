@@ -58,6 +58,7 @@ from .log_state import LogState, space_id_of
 from .membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
 from .messages import Challenge, decode_message
 from .presence_channel import PresenceChannel
+from .redaction import redact
 from .rekey import invite_body, keys_to_give, reissue, rekey_body
 from .session import (
     Acked,
@@ -126,10 +127,11 @@ class _Pending:
     checkpoint: tuple[int, bytes, bytes] | None = None
     outbox_reset: bool = False  # the outbox was re-issued: replace the stored one
     purge: bool = False  # keys were forgotten: leave no copy in the write-ahead log
+    redactions: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, local form) to store
 
     def __bool__(self) -> bool:
         return bool(self.log or self.outbox or self.meta or self.outbox_done_through is not None
-                    or self.checkpoint is not None or self.outbox_reset or self.purge)
+                    or self.checkpoint is not None or self.outbox_reset or self.purge or self.redactions)
 
 
 class Space:
@@ -168,6 +170,7 @@ class Space:
         self._rotation_queued_for = 0  # the epoch we already queued a policy rotation for
         self._revoking: set[bytes] = set()  # expired invites we already queued a revocation for
         self._conflicts: dict[bytes, str] = {}  # our entries refused as moot -> why (see _control)
+        self._redacting: asyncio.Future[None] | None = None
         self._invite: InviteSecret | None = None  # while joining with an invite link
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
@@ -442,6 +445,8 @@ class Space:
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
+        if self._redacting is not None:
+            await asyncio.gather(self._redacting, return_exceptions=True)
         if self._writer is not None:
             self._write_wanted.set()  # the writer finishes what it holds, then returns
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -574,7 +579,8 @@ class Space:
     def _apply_verified(self, results: builtins.list[VerifiedEntry]) -> None:
         for result in results:
             if not result.late:
-                self._pending.log.append((result.seq, result.entry.raw, result.head))
+                stored = redact(result.entry, self._verifier.forgotten) or result.entry.raw
+                self._pending.log.append((result.seq, stored, result.head))
             if result.kind is Kind.GENESIS and self._genesis is None:
                 self._genesis = result.entry.raw
             if not self.snapshots.on_entry(result):
@@ -639,6 +645,7 @@ class Space:
             self._take_checkpoint()
             self._pending.purge = True
             log.info("forgot the keys of epochs %s (retention)", sorted(expired))
+            self._redacting = asyncio.ensure_future(self._redact_store())
         role = state.role_of(self._me)
         if role is Role.ADMIN and self.connected:
             # An expired invite can no longer be used, but would still receive every new key.
@@ -651,6 +658,19 @@ class Space:
             self._queue_entry(Kind.ROTATE, rekey_body(state))
 
     # --- persistence -----------------------------------------------------------------------
+
+    async def _redact_store(self) -> None:
+        """Blank the sealed copies of forgotten keys in the stored log (encspaces.redaction)."""
+        async with self._write_lock:
+            await self._write_pending()
+            forgotten = set(self._verifier.forgotten)
+            for seq, raw, _ in await self._store.load_log():
+                entry = Entry.decode(raw, local=True)
+                local = redact(entry, forgotten)
+                if local is not None:
+                    self._pending.redactions.append((seq, local))
+            self._pending.purge = True
+            await self._write_pending()
 
     def _take_checkpoint(self) -> None:
         """Queue a checkpoint of the verified state and the document, consistent with each other.
@@ -679,6 +699,7 @@ class Space:
             checkpoint=pending.checkpoint,
             outbox_reset=pending.outbox_reset,
             purge=pending.purge,
+            redactions=pending.redactions,
         )
 
     async def _write_loop(self) -> None:

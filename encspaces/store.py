@@ -130,6 +130,7 @@ class LocalStore:
         checkpoint: tuple[int, bytes, bytes] | None = None,
         outbox_reset: bool = False,
         purge: bool = False,
+        redactions: Iterable[tuple[int, bytes]] = (),
     ) -> None:
         """One transaction for everything that accumulated since the last write."""
         db = self._db
@@ -137,6 +138,7 @@ class LocalStore:
             if meta:
                 await db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
             await db.executemany("INSERT OR IGNORE INTO log (seq, raw, head) VALUES (?, ?, ?)", log)
+            await db.executemany("UPDATE log SET raw = ? WHERE seq = ?", [(raw, seq) for seq, raw in redactions])
             if outbox_reset:
                 await db.execute("DELETE FROM outbox")
             await db.executemany("INSERT OR REPLACE INTO outbox (author_seq, raw) VALUES (?, ?)", outbox_add)

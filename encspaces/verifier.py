@@ -142,7 +142,7 @@ class LogVerifier:
         results: list[VerifiedEntry] = []
         new_keys: dict[int, bytes] = {}
         for seq, raw, head in rows:
-            entry = Entry.decode(raw)
+            entry = Entry.decode(raw, local=True)
             if seq != self.seq + 1 or next_head(self.head, seq, entry.digest()) != head:
                 raise StoreError(f"the local store does not chain at seq {seq}: it is corrupt")
             self.state.apply(entry, seq, head)
@@ -181,7 +181,7 @@ class LogVerifier:
     def resume_awaiting(self, entries: list[tuple[int, bytes, bytes]]) -> None:
         """Put back entries (seq, raw, head) that were waiting for their epoch key at the checkpoint."""
         for seq, raw, head in entries:
-            entry = Entry.decode(raw)
+            entry = Entry.decode(raw, local=True)
             self.awaiting_key.append(VerifiedEntry(seq, entry, head, None, "awaiting key", awaiting_key=True))
 
     # --- frames -----------------------------------------------------------------------------
@@ -202,7 +202,9 @@ class LogVerifier:
     def _verify(self, frame: Entries, *, relay_signed: bool) -> list[VerifiedEntry]:
         if not frame.entries:
             raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
-        entries = [self._decode(raw, frame.first_seq + i) for i, raw in enumerate(frame.entries)]
+        # Only this device's own store may hold redacted entries (sealed keys blanked).
+        local = not relay_signed
+        entries = [self._decode(raw, frame.first_seq + i, local) for i, raw in enumerate(frame.entries)]
         if self.seq == 0:
             self._bootstrap(frame, entries)
         if relay_signed:
@@ -246,9 +248,9 @@ class LogVerifier:
         return results
 
     @staticmethod
-    def _decode(raw: bytes, seq: int) -> Entry:
+    def _decode(raw: bytes, seq: int, local: bool = False) -> Entry:
         try:
-            return Entry.decode(raw)
+            return Entry.decode(raw, local=local)
         except MalformedEntryError as exc:
             raise MalformedEntryError(f"seq {seq}: {exc}") from exc
 

@@ -11,7 +11,7 @@ import pytest
 import encspaces
 from encspaces import errors
 from encspaces.entry import Entry, Kind, open_body
-from encspaces.membership import Policy, Role, SetRoleBody
+from encspaces.membership import AddMemberBody, GenesisBody, Policy, RekeyBody, Role, SetRoleBody
 from relay.store import DB_FILE
 
 from .conftest import RelayHandle, settle, wait_for
@@ -32,6 +32,18 @@ async def space_with(relay: RelayHandle, tmp_path: Path, roles: list[str]) -> li
 def relay_entries(relay: RelayHandle) -> list[tuple[int, Entry]]:
     with sqlite3.connect(f"file:{relay.data_dir / DB_FILE}?mode=ro", uri=True) as db:
         return [(seq, Entry.decode(bytes(raw))) for seq, raw in db.execute("SELECT seq, raw FROM entries ORDER BY seq")]
+
+
+def sealed_values(entry: Entry) -> list[bytes]:
+    """Every sealed key a control entry carries, whoever it is sealed to."""
+    kind = entry.header.kind
+    if kind is Kind.GENESIS:
+        return [GenesisBody.decode(entry.body).sealed_key]
+    if kind is Kind.ADD_MEMBER:
+        return [s for _, s in AddMemberBody.decode(entry.body).sealed_keys]
+    if kind in (Kind.ROTATE, Kind.REMOVE_MEMBER):
+        return [s for _, s in RekeyBody.decode(entry.body, kind.value).grants]
+    return []
 
 
 async def close_all(spaces: list[encspaces.Space]) -> None:
@@ -234,6 +246,16 @@ async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp
         try:
             assert 1 not in again._verifier.epoch_keys
             assert all(open_body(old_entry, k) is None for k in again._verifier.epoch_keys.values())
+            # Nor can anyone holding the whole device, identity file included, open a sealed copy
+            # of an old key from the stored log: those were blanked.
+            recovered = set(again._verifier.epoch_keys.values())
+            for _, raw, _ in await again._store.load_log():
+                for sealed in sealed_values(Entry.decode(raw, local=True)):
+                    key = again.identity.open_sealed(sealed)
+                    if key is not None:
+                        recovered.add(key)
+            assert first_key not in recovered
+            assert all(open_body(old_entry, k) is None for k in recovered)
             assert "7 " in str(again.text("doc"))  # the current state is still there: nothing re-encrypted
         finally:
             await again.close()
