@@ -157,7 +157,7 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
                 per[name].append(measured)
                 shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in measured.items()}
                 print(f"  cold open {name} round {r + 1}: {shown}", file=sys.stderr)
-    table = []
+    table: list[dict[str, Any]] = []
     for name in usable:
         ok = [m for m in per[name] if "error" not in m]
         keys = sorted({k for m in ok for k, v in m.items() if isinstance(v, float)})

@@ -87,7 +87,7 @@ def node_contender_available() -> str | None:
     return None
 
 
-def median(values: Iterable[float]) -> float | None:
+def median(values: Iterable[float | None]) -> float | None:
     data = [v for v in values if v is not None]
     return statistics.median(data) if data else None
 

@@ -103,7 +103,7 @@ async def run(contenders: list[str], mib: int, rounds: int, workdir: Path) -> di
             per[name].append(measured)
             shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in measured.items()}
             print(f"  files {name} round {r + 1}: {shown}", file=sys.stderr)
-    table = []
+    table: list[dict[str, Any]] = []
     for name in usable:
         ok = [m for m in per[name] if "error" not in m]
         keys = sorted({k for m in ok for k in m})

@@ -238,7 +238,9 @@ def summary(found: dict[str, dict[str, Any]]) -> list[str]:
         values = []
         for c in contenders:
             v = median_of(data, c, key, shape)
-            values.append(num(v * scale) if v is not None else "–")
+            failed = any(row["contender"] == c and (shape is None or row.get("shape") == shape) and row.get("errors")
+                         for row in data.get("results", []))
+            values.append(num(v * scale) if v is not None else ("failed" if failed else "–"))
         rows.append([label, *values, extra])
 
     if "fanout" in found:
@@ -255,7 +257,8 @@ def summary(found: dict[str, dict[str, Any]]) -> list[str]:
         add("B4 replay: s until the reader holds the final text ↓", found["replay"], "reader_done_s",
             extra=f"bare pycrdt: {num(bare)} s")
     if "cold_open" in found:
-        add("cold open (new device, full document): ms ↓", found["cold_open"], "open_s", scale=1000)
+        add("cold open, new device (encspaces: from its newest snapshot): ms ↓", found["cold_open"], "open_s",
+            scale=1000)
     if "cold_open" in found:
         v = median_of(found["cold_open"], "encspaces-log", "open_s")
         if v is not None:
@@ -306,7 +309,7 @@ def charts(found: dict[str, dict[str, Any]], out: Path) -> list[Path]:
                               "reader_done_s", "seconds until the reader holds the final text (↓)"))
     if "cold_open" in found:
         made.append(bar_chart(found["cold_open"], out / "cold_open.png", "Cold open of the B4 document",
-                              "open_s", "seconds (↓)"))
+                              "open_s", "milliseconds until the new device holds the text (↓)", scale=1000))
     if "idle" in found:
         made.append(bar_chart(found["idle"], out / "idle.png", "Idle connections",
                               "kib_per_connection", "server KiB per idle connection (↓)"))
@@ -365,15 +368,16 @@ def grouped_chart(data: dict[str, Any], path: Path, title: str, panels: list[tup
     return path
 
 
-def bar_chart(data: dict[str, Any], path: Path, title: str, key: str, label: str) -> Path:
-    rows = [(row["contender"], row["median"].get(key)) for row in data["results"]]
+def bar_chart(data: dict[str, Any], path: Path, title: str, key: str, label: str, scale: float = 1.0) -> Path:
+    rows = [(row["contender"], None if row["median"].get(key) is None else row["median"][key] * scale)
+            for row in data["results"]]
     fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(rows) + 1.6))
     names = [NAMES[c] for c, _ in rows][::-1]
     if "encspaces-log" in data.get("contenders", {}):
         names = [n.replace("encspaces", "encspaces, from snapshot") if n == "encspaces" else n for n in names]
     values = [v or 0.0 for _, v in rows][::-1]
     bars = ax.barh(names, values, color=[COLORS[c] for c, _ in rows][::-1])
-    ax.bar_label(bars, labels=[num(v) if v else "failed" for v in values], padding=3, fontsize=9)
+    ax.bar_label(bars, labels=[num(v) if v else "failed (see the table)" for v in values], padding=3, fontsize=9)
     ax.set_xlabel(label)
     ax.margins(x=0.2)
     ax.set_title(f"{title} — medians of {data['rounds']} rounds", fontsize=11)

@@ -59,7 +59,7 @@ async def main(host: str, port: int) -> None:
     async with WebsocketServer(auto_clean_rooms=False, log=log) as yserver:
 
         async def handler(ws: ServerConnection) -> None:
-            await yserver.serve(WebsocketsChannel(ws))  # type: ignore[arg-type]
+            await yserver.serve(WebsocketsChannel(ws))
 
         async with serve(handler, host, port, compression=None, max_size=None) as server:
             bound = server.sockets[0].getsockname()[1]
