@@ -10,7 +10,7 @@ PORT ?= 8765
 EDIT_HOME ?= .encspaces-home
 SPACE ?= demo
 
-.PHONY: setup run demo edit screenshot test lint bench clean
+.PHONY: setup run demo edit screenshot test lint bench bench-setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check encspaces relay tests bench clients
 	$(BIN)/mypy
 
-test: lint
+# Every test, the benchmark harness's smoke test included (so its contenders are set up too).
+test: lint bench-setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 BENCH_STAMP := $(VENV)/.bench-installed
@@ -55,9 +56,11 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json
 	cd bench && npm ci --ignore-scripts --no-audit --no-fund
 
-bench: $(BENCH_STAMP)
+bench-setup: $(BENCH_STAMP)
 	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory bench/node_modules/.package-lock.json; \
 	else echo "npm not found: the Node y-websocket contender will be skipped"; fi
+
+bench: bench-setup
 	$(BIN)/python -m bench
 
 clean:
