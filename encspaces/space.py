@@ -149,7 +149,8 @@ class Space:
         self._genesis: bytes | None = None
         # Local edits: updates not yet in an entry, then signed entries not yet in the verified log.
         self._updates: builtins.list[bytes] = []
-        self._batch_timer: asyncio.TimerHandle | None = None
+        self._batch_timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._last_flush = 0.0  # loop time of the last batch turned into an entry
         self._outbox: builtins.list[Entry] = []
         self._last_author_seq = 0  # newest author_seq we created (in doc already)
         self._sent_through = 0  # author_seq sent on the current connection
@@ -497,11 +498,19 @@ class Space:
     # --- local edits -> entries ------------------------------------------------------------
 
     def _on_local_update(self, update: bytes) -> None:
+        """Batch on the trailing edge only under load: the first edit after a pause goes at once.
+
+        A person typing at human speed then waits for no timer (the edit leaves on the next
+        turn of the event loop), while a burst still shares one entry per BATCH_DELAY.
+        """
         self._updates.append(update)
         if len(self._updates) >= MAX_BATCH_COUNT:
             self._flush_batch()
         elif self._batch_timer is None:
-            self._batch_timer = asyncio.get_running_loop().call_later(BATCH_DELAY, self._flush_batch)
+            loop = asyncio.get_running_loop()
+            quiet = loop.time() - self._last_flush >= BATCH_DELAY
+            self._batch_timer = loop.call_soon(self._flush_batch) if quiet else \
+                loop.call_later(BATCH_DELAY, self._flush_batch)
 
     def _flush_batch(self) -> None:
         if self._batch_timer is not None:
@@ -509,6 +518,7 @@ class Space:
             self._batch_timer = None
         if not self._updates or self.error is not None:
             return
+        self._last_flush = asyncio.get_running_loop().time()
         updates, self._updates = self._updates, []
         try:
             self._entries_from(updates)
