@@ -22,6 +22,7 @@ from .document import (
 from .identity import Identity, PublicIdentity
 from .invites import InviteInfo
 from .membership import Member, Policy, Role
+from .membership_events import MemberChange
 from .space import Space, connect, create_space, join
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ListChange",
     "MapChange",
     "Member",
+    "MemberChange",
     "Policy",
     "PublicIdentity",
     "Role",

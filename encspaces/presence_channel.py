@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from .presence import (
     open_presence,
     seal_presence,
 )
+from .streams import EventHub, EventStream
 from .verifier import LogVerifier
 
 log = logging.getLogger("encspaces.client")
@@ -45,23 +45,6 @@ class PresenceChange:
 
     member: str
     state: dict[str, Any] | None
-
-
-class PresenceStream:
-    """Async iterator of presence changes; subscribed when created, held weakly by the channel."""
-
-    def __init__(self, owner: weakref.WeakSet[PresenceStream]) -> None:
-        self.queue: asyncio.Queue[PresenceChange] = asyncio.Queue()
-        self._owner = owner
-
-    def __aiter__(self) -> PresenceStream:
-        return self
-
-    async def __anext__(self) -> PresenceChange:
-        return await self.queue.get()
-
-    def close(self) -> None:
-        self._owner.discard(self)
 
 
 class PresenceChannel:
@@ -88,7 +71,7 @@ class PresenceChannel:
         self._last_sent = 0.0
         self._dirty = True
         self._live = False
-        self._streams: weakref.WeakSet[PresenceStream] = weakref.WeakSet()
+        self._changes: EventHub[PresenceChange] = EventHub()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.peer_timeout = PEER_TIMEOUT
@@ -118,11 +101,9 @@ class PresenceChannel:
         """Member id -> their latest presence state, for peers heard from in the last 30 s."""
         return {member_id(author): dict(state) for author, (state, _) in self._tracker.peers.items()}
 
-    def changes(self) -> PresenceStream:
+    def changes(self) -> EventStream[PresenceChange]:
         """Every change of a peer's presence from the moment of this call, including peers leaving."""
-        stream = PresenceStream(self._streams)
-        self._streams.add(stream)
-        return stream
+        return self._changes.stream()
 
     # --- the space's side -------------------------------------------------------------------
 
@@ -174,8 +155,7 @@ class PresenceChannel:
     # --- internals --------------------------------------------------------------------------
 
     def _publish(self, change: PresenceChange) -> None:
-        for stream in list(self._streams):
-            stream.queue.put_nowait(change)
+        self._changes.publish(change)
 
     async def _run(self) -> None:
         next_tick = time.monotonic()

@@ -56,6 +56,7 @@ from .invites import InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody,
 from .key_policy import retired_epochs, rotation_due
 from .log_state import LogState, space_id_of
 from .membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
+from .membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
 from .messages import Challenge, decode_message
 from .presence_channel import PresenceChannel
 from .redaction import redact
@@ -76,6 +77,7 @@ from .shared.kinds import ObjectKind
 from .snapshot import SnapshotPayload, content_hash
 from .snapshot_keeper import SnapshotKeeper
 from .store import LocalStore
+from .streams import EventHub, EventStream
 from .verifier import LogVerifier, VerifiedEntry
 
 log = logging.getLogger("encspaces.client")
@@ -172,6 +174,7 @@ class Space:
         self._revoking: set[bytes] = set()  # expired invites we already queued a revocation for
         self._conflicts: dict[bytes, str] = {}  # our entries refused as moot -> why (see _control)
         self._redacting: asyncio.Future[None] | None = None
+        self._member_changes: EventHub[MemberChange] = EventHub()
         self._invite: InviteSecret | None = None  # while joining with an invite link
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
@@ -248,6 +251,10 @@ class Space:
         return self._document.changes(name, kind)
 
     # --- membership, roles, invites and keys ----------------------------------------------
+
+    def membership_changes(self) -> EventStream[MemberChange]:
+        """Every membership change from now on, as verified in the log (add, join, role, removal)."""
+        return self._member_changes.stream()
 
     @property
     def invites(self) -> builtins.list[InviteInfo]:
@@ -595,6 +602,8 @@ class Space:
                 self._genesis = result.entry.raw
             if not self.snapshots.on_entry(result):
                 self._apply_one(result)
+            if not result.late and result.kind in MEMBERSHIP_KINDS:
+                self._member_changes.publish(member_change(result, self._verifier.state))
         mine = self._verifier.state.author_seqs.get(self._me, 0)
         self._last_author_seq = max(self._last_author_seq, mine)
         if self._outbox and self._outbox[0].header.author_seq <= mine:

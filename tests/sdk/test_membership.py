@@ -10,7 +10,7 @@ import pytest
 
 import encspaces
 from encspaces import errors
-from encspaces.entry import Entry, Kind, open_body
+from encspaces.entry import Entry, Kind, build_entry, open_body
 from encspaces.membership import AddMemberBody, GenesisBody, Policy, RekeyBody, Role, SetRoleBody
 from relay.store import DB_FILE
 
@@ -304,5 +304,49 @@ async def test_racing_admins_do_not_break_each_other(relay: RelayHandle, tmp_pat
         await settle([alice, dave])
         assert alice.members[carol.identity.member_id].role is Role.READER
         assert str(alice.text("doc")) == str(dave.text("doc")) == "still fine. still fine. "
+    finally:
+        await close_all(spaces)
+
+
+async def test_membership_change_events(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        events = bob.membership_changes()
+        newcomer = encspaces.Identity.generate()
+        await admin.add_member(newcomer.public, role="reader")
+        await admin.set_role(newcomer.member_id, "writer")
+        await admin.remove_member(newcomer.member_id)
+        seen = [await asyncio.wait_for(events.__anext__(), 10) for _ in range(3)]
+        assert [(e.member, e.role, e.by) for e in seen] == [
+            (newcomer.member_id, Role.READER, admin.identity.member_id),
+            (newcomer.member_id, Role.WRITER, admin.identity.member_id),
+            (newcomer.member_id, None, admin.identity.member_id),
+        ]
+        assert seen[0].seq < seen[1].seq < seen[2].seq
+    finally:
+        await close_all(spaces)
+
+
+async def test_an_entry_under_an_old_epoch_after_a_rotation_is_refused(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        old_key = bob._verifier.epoch_keys[1]
+        await admin.rotate_key()
+        await bob.wait_for_seq(admin.seq)
+        assert bob.epoch == 2
+        seq = admin.seq
+        # Bob's client, bypassing the SDK, submits an entry under epoch 1: the relay refuses it
+        # without closing (stale_epoch), and nothing reaches the log.
+        stale = build_entry(bob.identity, space=bob.space_bytes, author_seq=1, epoch=1, kind=Kind.DATA,
+                            parent_seq=bob.seq, parent_hash=bob.head, payload=b"\x00", epoch_key=old_key)
+        bob._send_queue.put_nowait(bob._session.submit([stale.raw]))  # type: ignore[union-attr]
+        bob.text("doc").insert(0, "after the rotation")
+        await bob.sync()
+        assert bob.error is None
+        await admin.wait_for_seq(bob.seq)
+        assert str(admin.text("doc")) == "after the rotation"
+        assert [e.header.epoch for s, e in relay_entries(relay) if s > seq] == [2]
     finally:
         await close_all(spaces)

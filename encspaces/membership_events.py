@@ -1,0 +1,43 @@
+"""Membership changes as an application sees them: who, what role (None: gone), by whom, when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .entry import Kind
+from .identity import member_id
+from .invites import JoinBody
+from .log_state import LogState
+from .membership import AddMemberBody, GenesisBody, RekeyBody, Role, SetRoleBody
+from .verifier import VerifiedEntry
+
+MEMBERSHIP_KINDS = frozenset({Kind.GENESIS, Kind.ADD_MEMBER, Kind.JOIN, Kind.SET_ROLE, Kind.REMOVE_MEMBER})
+
+
+@dataclass(frozen=True)
+class MemberChange:
+    member: str
+    role: Role | None  # None: removed
+    by: str  # the admin who made the change (for a join: the admin whose invite was used)
+    seq: int
+
+
+def member_change(result: VerifiedEntry, state: LogState) -> MemberChange:
+    """The change a verified membership entry made (``state`` is the log state after its frame)."""
+    entry, seq = result.entry, result.seq
+    h = entry.header
+    by = member_id(h.author)
+    if h.kind is Kind.GENESIS:
+        GenesisBody.decode(entry.body)
+        return MemberChange(by, Role.ADMIN, by, seq)
+    if h.kind is Kind.ADD_MEMBER:
+        add = AddMemberBody.decode(entry.body)
+        return MemberChange(member_id(add.member), add.role, by, seq)
+    if h.kind is Kind.JOIN:
+        invite = state.invites[JoinBody.decode(entry.body).invite]
+        return MemberChange(by, invite.role, member_id(invite.created_by), seq)
+    if h.kind is Kind.SET_ROLE:
+        change = SetRoleBody.decode(entry.body)
+        return MemberChange(member_id(change.member), change.role, by, seq)
+    removed = RekeyBody.decode(entry.body, h.kind.value).member
+    return MemberChange(member_id(removed or b""), None, by, seq)
