@@ -24,7 +24,7 @@ def quick(space: encspaces.Space) -> encspaces.Space:
     space.presence.tick = 0.02
     space.presence.heartbeat = 0.1
     space.presence.peer_timeout = 0.5
-    space.presence.withhold_timeout = 0.5
+    space.presence.withhold_timeout = 2.0
     return space
 
 
