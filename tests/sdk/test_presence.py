@@ -20,7 +20,7 @@ from .conftest import RelayHandle, make_members, wait_for
 
 
 def quick(space: encspaces.Space) -> encspaces.Space:
-    """Shrink presence's clocks so a test sees heartbeats, expiry and withholding in well under a second."""
+    """Shrink presence's clocks so a test sees heartbeats, expiry and withholding within seconds."""
     space.presence.tick = 0.02
     space.presence.heartbeat = 0.1
     space.presence.peer_timeout = 0.5
