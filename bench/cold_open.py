@@ -18,11 +18,9 @@ The document is built once per contender, then every round opens it on a brand-n
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,15 +34,14 @@ from bench.common import (
     CONTENDERS,
     cpu_seconds,
     median,
-    parse_contenders,
     ratio,
     rotated,
     usable_contenders,
-    write_result,
 )
 from bench.contenders import Server, start_server
 from bench.replay import apply_patches_pycrdt, full_stack
-from bench.traces import Trace, TraceMissing, load_trace
+from bench.trace_main import trace_main
+from bench.traces import Trace
 
 OPEN_TIMEOUT = 300.0  # seconds one open may take before it counts as failed
 
@@ -177,29 +174,7 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cold_open", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trace", default="automerge-paper", help="trace name in shared/traces")
-    parser.add_argument("--limit", type=int, default=0, help="only the first N transactions (0: all)")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help=f"comma-separated subset of {','.join(CONTENDERS)}")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
-    parser.add_argument("--quick", action="store_true", help="first 3,000 transactions, one round (smoke test)")
-    parser.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/cold_open.json)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.limit, args.rounds = args.limit or 3000, 1
-    try:
-        trace = load_trace(args.trace)
-    except TraceMissing as exc:
-        print(f"skipped: {exc}")
-        return 0
-    limit = min(args.limit or len(trace.txns), len(trace.txns))
-    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
-        payload = asyncio.run(run(trace, limit, parse_contenders(args.contenders), args.rounds, Path(tmp)))
-    path = write_result("cold_open", payload, args.out)
-    print(f"wrote {path}")
-    return 0
+    return trace_main(argv, name="cold_open", doc=__doc__, rounds=5, run=run)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ edits to be in the verified log, the reader for the writer's last seq.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,14 +29,13 @@ from bench.common import (
     CONTENDERS,
     cpu_seconds,
     median,
-    parse_contenders,
     ratio,
     rotated,
     usable_contenders,
-    write_result,
 )
 from bench.contenders import start_server
-from bench.traces import Trace, TraceMissing, load_trace
+from bench.trace_main import trace_main
+from bench.traces import Trace
 from relay.process import RelayProcess
 
 YIELD_EVERY = 64  # keystrokes between yields to the event loop, so sending overlaps typing
@@ -209,29 +206,7 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.replay", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trace", default="automerge-paper", help="trace name in shared/traces")
-    parser.add_argument("--limit", type=int, default=0, help="replay only the first N transactions (0: all)")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help=f"comma-separated subset of {','.join(CONTENDERS)} (bare pycrdt always runs)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
-    parser.add_argument("--quick", action="store_true", help="first 3,000 transactions, one round (smoke test)")
-    parser.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/replay.json)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.limit, args.rounds = args.limit or 3000, 1
-    try:
-        trace = load_trace(args.trace)
-    except TraceMissing as exc:
-        print(f"skipped: {exc}")
-        return 0
-    limit = min(args.limit or len(trace.txns), len(trace.txns))
-    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
-        payload = asyncio.run(run(trace, limit, parse_contenders(args.contenders), args.rounds, Path(tmp)))
-    path = write_result("replay", payload, args.out)
-    print(f"wrote {path}")
-    return 0
+    return trace_main(argv, name="replay", doc=__doc__, rounds=2, run=run, contenders_note=' (bare pycrdt always runs)')
 
 
 if __name__ == "__main__":
