@@ -71,7 +71,7 @@ class LogVerifier:
         self.relay_key_hint = relay_key_hint
         self.latest_head: SignedHead | None = None
         self.invite_secrets: dict[bytes, InviteSecret] = {}  # invite key -> secret, while joining
-        self.removed_at: int | None = None  # the seq of the entry that removed us, if any
+        self.removed_at: int | None = None  # the seq of the entry that removed us, unless we came back
         self.forgotten: set[int] = set()  # epochs whose keys retention made us delete
 
     @property
@@ -331,6 +331,7 @@ class LogVerifier:
         elif kind is Kind.ADD_MEMBER:
             body = AddMemberBody.decode(entry.body)
             if body.member == me:
+                self.removed_at = None  # (again) a member from here on
                 for epoch, sealed in body.sealed_keys:
                     self._learn_key(self.identity.box_private, sealed, epoch, new_keys)
         elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE):
@@ -341,6 +342,8 @@ class LogVerifier:
                 private = self._box_for(recipient)
                 if private is not None:
                     self._learn_key(private, sealed, rekey.epoch, new_keys)
+        elif kind is Kind.JOIN and entry.header.author == me:
+            self.removed_at = None  # joined (again) with an invite
         elif kind is Kind.INVITE:
             invite = InviteBody.decode(entry.body)
             private = self._box_for(invite.invite)

@@ -350,3 +350,21 @@ async def test_an_entry_under_an_old_epoch_after_a_rotation_is_refused(relay: Re
         assert [e.header.epoch for s, e in relay_entries(relay) if s > seq] == [2]
     finally:
         await close_all(spaces)
+
+
+async def test_a_removed_member_can_come_back_with_an_invite(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        await admin.remove_member(bob.identity.member_id)
+        await wait_for(lambda: bob.error is not None, what="bob to learn he was removed")
+        link = await admin.create_invite(role="reader")
+        back = await encspaces.join(link, bob.identity, data_dir=tmp_path / "bob-again")
+        try:
+            assert back.error is None
+            assert back.members[bob.identity.member_id].role is Role.READER
+            assert back.epoch == admin.epoch
+        finally:
+            await back.close()
+    finally:
+        await close_all(spaces)
