@@ -92,6 +92,7 @@ MAX_BATCH_COUNT = 256
 CHECKPOINT_EVERY = 1000
 # The largest entry a relay with the default frame size accepts (relay/frames.py).
 MAX_SUBMITTED_ENTRY = DEFAULT_MAX_MESSAGE - 1024
+MAINTENANCE_INTERVAL = 1.0  # seconds between checks of the time-based policy
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 5.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
@@ -174,6 +175,7 @@ class Space:
         self._revoking: set[bytes] = set()  # expired invites we already queued a revocation for
         self._conflicts: dict[bytes, str] = {}  # our entries refused as moot -> why (see _control)
         self._redacting: asyncio.Future[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
         self._invite: InviteSecret | None = None  # while joining with an invite link
         self._writer: asyncio.Task[None] | None = None
@@ -450,6 +452,9 @@ class Space:
         self._progress.set()
         await self.presence.stop()
         self.snapshots.cancel()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -772,7 +777,16 @@ class Space:
         self._genesis = self._genesis or genesis
         self._writer = asyncio.create_task(self._write_loop(), name=f"encspaces-store-{self.id[:8]}")
         self._runner = asyncio.create_task(self._run(), name=f"encspaces-conn-{self.id[:8]}")
+        self._ticker = asyncio.create_task(self._tick(), name=f"encspaces-tick-{self.id[:8]}")
         self.presence.start()
+
+    async def _tick(self) -> None:
+        """Time-based policy (retention by age, rotation by age, expired invites) also applies
+        when nothing arrives from the relay."""
+        while not self._closed:
+            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            if self.connected:
+                self._maintain()
 
     def _send_presence(self, data: bytes) -> bool:
         session, queue = self._session, self._send_queue

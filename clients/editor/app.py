@@ -13,9 +13,10 @@ import contextlib
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Static
 
@@ -160,6 +161,10 @@ class EditorApp(App[int]):
     # --- status ------------------------------------------------------------------------------
 
     def refresh_status(self) -> None:
+        try:
+            status = self.query_one("#status", Static)
+        except (NoMatches, ScreenStackError):
+            return  # the app is shutting down: the interval may fire once more after its widgets went
         space = self.space
         if space.error is not None and self.failure is None:
             self.editor.fail(space.error)
@@ -167,7 +172,6 @@ class EditorApp(App[int]):
         editor = self.editor
         if self.failure is None and not editor.out_of_step:
             editor.read_only = me is None or not me.role.can_write
-        status = self.query_one("#status", Static)
         status.set_class(not space.connected and self.failure is None, "offline")
         status.set_class(self.failure is not None, "failed")
         status.update(self._status_text())

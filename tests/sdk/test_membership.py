@@ -368,3 +368,19 @@ async def test_a_removed_member_can_come_back_with_an_invite(relay: RelayHandle,
             await back.close()
     finally:
         await close_all(spaces)
+
+
+async def test_time_based_retention_applies_without_activity(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        await admin.set_policy(Policy(retain_seconds=3))
+        await admin.rotate_key()
+        await bob.wait_for_seq(admin.seq)
+        assert 1 in bob._verifier.epoch_keys  # epoch 1 ended just now: kept for three more seconds
+        # Nothing else happens in the space: the clock alone retires epoch 1 on every device.
+        await wait_for(lambda: 1 not in bob._verifier.epoch_keys and 1 not in admin._verifier.epoch_keys,
+                       what="epoch 1's key to be forgotten")
+        assert 1 in bob._verifier.forgotten
+    finally:
+        await close_all(spaces)
