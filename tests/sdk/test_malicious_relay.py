@@ -56,14 +56,14 @@ def reencode(
                  entry.body if body is None else body])
 
 
-def data_entry(identity: encspaces.Identity, space: encspaces.Space, *, author_seq: int = 1,
-               parent_seq: int | None = None) -> bytes:
-    """A well-formed data entry by ``identity`` against ``space``'s current verified head."""
-    p = space.seq if parent_seq is None else parent_seq
+def crafted_entry(identity: encspaces.Identity, space: encspaces.Space, *, kind: Kind = Kind.DATA, epoch: int = 1,
+                  parent_seq: int | None = None, payload: bytes = b"\x00") -> bytes:
+    """An entry signed by ``identity``, against ``space``'s verified head unless ``parent_seq`` says otherwise."""
     return build_entry(
-        identity, space=space.space_bytes, author_seq=author_seq, epoch=1, kind=Kind.DATA,
-        parent_seq=p, parent_hash=space.head if parent_seq is None else crypto.ZERO_HASH,
-        payload=b"\x00", epoch_key=crypto.random_key(),
+        identity, space=space.space_bytes, author_seq=1, epoch=epoch, kind=kind,
+        parent_seq=space.seq if parent_seq is None else parent_seq,
+        parent_hash=space.head if parent_seq is None else crypto.ZERO_HASH,
+        payload=payload, epoch_key=crypto.random_key() if kind.is_encrypted else None,
     ).raw
 
 
@@ -199,7 +199,7 @@ async def test_entry_by_non_member(lying) -> None:  # type: ignore[no-untyped-de
     _, _, bob, _ = lying
     outsider = encspaces.Identity.generate()
     bob_space = bob
-    bob, _ = await run_attack(lying, inject(lambda r: data_entry(outsider, bob_space)))
+    bob, _ = await run_attack(lying, inject(lambda r: crafted_entry(outsider, bob_space)))
     await assert_stays_failed(bob, errors.MembershipError)
     assert outsider.member_id in str(bob.error)
 
@@ -229,11 +229,7 @@ async def test_parent_in_the_future(lying) -> None:  # type: ignore[no-untyped-d
     bob_space = bob
 
     def future_parent(r: LyingRelay) -> bytes:
-        return build_entry(
-            carol_id, space=bob_space.space_bytes, author_seq=1, epoch=1, kind=Kind.DATA,
-            parent_seq=bob_space.seq + 50, parent_hash=crypto.ZERO_HASH, payload=b"\x00",
-            epoch_key=crypto.random_key(),
-        ).raw
+        return crafted_entry(carol_id, bob_space, parent_seq=bob_space.seq + 50)
 
     bob, _ = await run_attack(lying, inject(future_parent))
     await assert_stays_failed(bob, errors.ParentError)
@@ -245,11 +241,8 @@ async def test_membership_change_by_a_non_admin(lying) -> None:  # type: ignore[
     bob_space = bob
 
     def promote_self(r: LyingRelay) -> bytes:
-        return build_entry(
-            carol_id, space=bob_space.space_bytes, author_seq=1, epoch=1, kind=Kind.SET_ROLE,
-            parent_seq=bob_space.seq, parent_hash=bob_space.head,
-            payload=SetRoleBody(carol_id.public.sign_key, Role.ADMIN).encode(), epoch_key=None,
-        ).raw
+        body = SetRoleBody(carol_id.public.sign_key, Role.ADMIN).encode()
+        return crafted_entry(carol_id, bob_space, kind=Kind.SET_ROLE, payload=body)
 
     bob, _ = await run_attack(lying, inject(promote_self))
     await assert_stays_failed(bob, errors.PermissionDeniedError)
@@ -261,10 +254,7 @@ async def test_entry_under_another_epoch(lying) -> None:  # type: ignore[no-unty
     bob_space = bob
 
     def future_epoch(r: LyingRelay) -> bytes:
-        return build_entry(
-            carol_id, space=bob_space.space_bytes, author_seq=1, epoch=2, kind=Kind.DATA,
-            parent_seq=bob_space.seq, parent_hash=bob_space.head, payload=b"\x00", epoch_key=crypto.random_key(),
-        ).raw
+        return crafted_entry(carol_id, bob_space, epoch=2)
 
     bob, _ = await run_attack(lying, inject(future_epoch))
     await assert_stays_failed(bob, errors.EpochError)
