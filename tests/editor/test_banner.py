@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import encspaces
 from clients.editor import EditorApp
 from encspaces.encoding import pack
 from encspaces.entry import Entry
@@ -14,7 +13,7 @@ from encspaces.head import SignedHead, next_head
 from encspaces.messages import Entries
 from relay.server import RelayServer
 
-from .conftest import SIZE, RelayHandle, type_text, wait_for
+from .conftest import SIZE, RelayHandle, pair, type_text, wait_for
 
 
 class TamperingRelay(RelayServer):
@@ -42,13 +41,7 @@ async def test_banner_on_a_tampered_frame(tmp_path: Path) -> None:
     handle = RelayHandle(tmp_path / "relay", TamperingRelay)
     server = await handle.start()
     assert isinstance(server, TamperingRelay)
-    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
-    alice = await encspaces.create_space(handle.url, alice_id, data_dir=tmp_path / "alice")
-    await alice.add_member(bob_id.public)
-    bob = await encspaces.connect(handle.url, bob_id, alice.id, data_dir=tmp_path / "bob")
-    alice.text("notes").insert(0, "honest text")
-    await alice.sync()
-    await bob.wait_for_seq(alice.seq)
+    alice, bob = await pair(handle.url, tmp_path, "honest text")
     app = EditorApp(bob, name="bob")
     try:
         async with app.run_test(size=SIZE) as pilot:

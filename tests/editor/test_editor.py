@@ -33,10 +33,7 @@ async def test_two_editors_converge(relay: RelayHandle, tmp_path: Path) -> None:
 
 
 async def test_remote_edits_keep_the_cursor_and_selection_on_their_text(relay: RelayHandle, tmp_path: Path) -> None:
-    alice, bob = await pair(relay.url, tmp_path)
-    alice.text("notes").insert(0, "hello world\nsecond line")
-    await alice.sync()
-    await bob.wait_for_seq(alice.seq)
+    alice, bob = await pair(relay.url, tmp_path, "hello world\nsecond line")
     app = EditorApp(bob, name="bob")
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -70,10 +67,7 @@ async def test_remote_edits_keep_the_cursor_and_selection_on_their_text(relay: R
 
 
 async def test_presence_shows_the_other_cursor(relay: RelayHandle, tmp_path: Path) -> None:
-    alice, bob = await pair(relay.url, tmp_path)
-    alice.text("notes").insert(0, "one two three\nfour")
-    await alice.sync()
-    await bob.wait_for_seq(alice.seq)
+    alice, bob = await pair(relay.url, tmp_path, "one two three\nfour")
     app_a, app_b = EditorApp(alice, name="alice"), EditorApp(bob, name="Bob B.")
     try:
         async with app_a.run_test(size=SIZE) as pa, app_b.run_test(size=SIZE):
@@ -153,10 +147,7 @@ async def test_ctrl_q_flushes_and_help_lists_the_keys(relay: RelayHandle, tmp_pa
 async def test_a_local_edit_made_while_a_remote_change_waits_lands_where_meant(
     relay: RelayHandle, tmp_path: Path
 ) -> None:
-    alice, bob = await pair(relay.url, tmp_path)
-    alice.text("notes").insert(0, "hello world")
-    await alice.sync()
-    await bob.wait_for_seq(alice.seq)
+    alice, bob = await pair(relay.url, tmp_path, "hello world")
     app = EditorApp(bob, name="bob")
     try:
         async with app.run_test(size=SIZE) as pilot:
