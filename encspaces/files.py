@@ -359,7 +359,7 @@ class SpaceFiles:
         once every chunk checked out; on any error the temporary file is removed and ``dest``
         is untouched. Without ``dest`` the whole file is returned in memory.
         """
-        self._space._check_open()
+        self._space._raise_if_failed()
         ref = file if isinstance(file, FileRef) else self.ref(file)
         if dest is None:
             out = bytearray()

@@ -389,7 +389,7 @@ class Space:
 
     async def at(self, seq: int) -> SpaceView:
         """A read-only view of every shared object as it was once the log reached ``seq``."""
-        self._check_open()
+        self._raise_if_failed()
         if not 1 <= seq <= self.seq:
             raise HistoryError(f"seq {seq} is outside the verified log (1..{self.seq})")
         await self._persist()
@@ -414,7 +414,7 @@ class Space:
 
     async def sync(self) -> None:
         """Return once every local edit made before the call is in the verified log."""
-        self._check_open()
+        self._raise_if_failed()
         self._flush_batch()
         target = self._last_author_seq
         # min(): re-issuing after a rotation may drop entries it made pointless, renumbering the rest
@@ -436,7 +436,7 @@ class Space:
 
     async def wait_for_seq(self, seq: int) -> None:
         """Return once the verified log reaches ``seq`` (for instance another member's ``seq``)."""
-        self._check_open()
+        self._raise_if_failed()
         while self._verifier.seq < seq:
             self._raise_if_failed()
             self._progress.clear()
@@ -495,9 +495,6 @@ class Space:
             raise self.error
         if self._closed:
             raise SpaceClosedError("the space is closed")
-
-    def _check_open(self) -> None:
-        self._raise_if_failed()
 
     def _check_writable(self) -> None:
         self._raise_if_failed()
