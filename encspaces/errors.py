@@ -58,6 +58,31 @@ class SpaceClosedError(EncspacesError):
     """The space was closed by the application."""
 
 
+class OperationTimeoutError(EncspacesError, TimeoutError):
+    """A call's ``timeout=`` ran out before it completed; what it did so far is said in the message."""
+
+
+# --- what an application passes in -------------------------------------------------------------
+# Each also derives from the builtin that code written against plain Python expects, so
+# ``except KeyError`` and ``except ValueError`` keep working.
+
+
+class InvalidArgumentError(EncspacesError, ValueError):
+    """An argument the call cannot take: an unknown role, a negative count, a malformed id."""
+
+
+class UnsupportedValueError(InvalidArgumentError):
+    """A value a shared object cannot carry so that every member reads it back the same."""
+
+
+class RowNotFoundError(EncspacesError, KeyError):
+    """No row with that id in the table."""
+
+
+class ObjectKindError(EncspacesError, TypeError):
+    """A shared object's name is already used by an object of another kind."""
+
+
 class QueryError(EncspacesError, ValueError):
     """A table query whose filter, ordering or limit is malformed; the message says where."""
 
@@ -222,7 +247,7 @@ class ReadOnlyError(EncspacesError):
     """An edit on a view of the past."""
 
 
-class EntryTooLargeError(EncspacesError):
+class EntryTooLargeError(EncspacesError, ValueError):
     """An entry over the size a relay accepts: one edit, snapshot or membership change too big."""
 
 
