@@ -156,7 +156,23 @@ class _Action:
 
 
 class Space:
-    """A connected space. Use ``create_space`` or ``connect`` to get one."""
+    """A connected space. Use ``create_space`` or ``connect`` to get one.
+
+    Admin actions (``add_member``, ``remove_member``, ``set_role``, ``rotate_key``, ``set_policy``,
+    ``create_invite``, ``revoke_invite``, ``write_snapshot``) queue their entries at once (kept in
+    the durable outbox while the relay is unreachable) and return when those are in the verified
+    log. Each takes ``timeout=`` in seconds (None, the default: wait as long as it takes). If the
+    timeout expires, or the calling task is cancelled, first:
+
+    - an action none of whose entries was yet handed to the relay is withdrawn: taken out of the
+      outbox and the local store, our later entries numbered again, so it is never published;
+      a timeout raises ``OperationTimeoutError`` saying "withdrawn";
+    - an action already submitted cannot be recalled: the log decides whether it takes effect,
+      and ``OperationTimeoutError`` says "submitted; it may still take effect: check
+      space.members/invites".
+
+    A cancellation re-raises ``CancelledError`` after the same withdrawal.
+    """
 
     def __init__(self, url: str, identity: Identity, space: bytes, store: LocalStore) -> None:
         self.url = url
@@ -294,8 +310,7 @@ class Space:
         """Add a member (admins only); ``history`` gives them every retained epoch key, else the current one.
 
         Returns once the membership entry is verified in the log. ``timeout``: seconds to wait
-        (None: as long as it takes); on expiry raises OperationTimeoutError, see "Admin actions,
-        timeouts and cancellation" in ``_admin``.
+        (None: as long as it takes); what a timeout or cancellation does is said on ``Space``.
         """
         state = self._require_admin("add members")
         new = PublicIdentity.parse(public_identity) if isinstance(public_identity, str) else public_identity
@@ -320,7 +335,7 @@ class Space:
         default every open invite is revoked in the same call (pass ``revoke_invites=False`` to
         keep them). The revocations and the removal are queued together and the removal's new
         key goes to every member who stays and to no revoked invite: one rotation, not two.
-        ``timeout``: as for every admin action (see ``_admin``).
+        ``timeout``: as for every admin action (see ``Space``).
         """
         state = self._require_admin("remove members")
         key = self._member_key(member)
@@ -331,7 +346,7 @@ class Space:
         await self._admin("remove_member", timeout, lambda action: self._control_all(entries, action))
 
     async def set_role(self, member: str | PublicIdentity, role: str | Role, *, timeout: float | None = None) -> None:
-        """Change a member's role: admin, writer or reader (admins only). ``timeout``: see ``_admin``."""
+        """Change a member's role: admin, writer or reader (admins only). ``timeout``: see ``Space``."""
         state = self._require_admin("change roles")
         key, new_role = self._member_key(member), Role(role)
         if state.members[key].role is new_role:
@@ -343,13 +358,13 @@ class Space:
     async def rotate_key(self, *, timeout: float | None = None) -> None:
         """Start a new epoch now (admins only); the policy can also make admins' clients do it.
 
-        ``timeout``: see ``_admin``.
+        ``timeout``: see ``Space``.
         """
         body = rekey_body(self._require_admin("rotate the key"))
         await self._admin("rotate_key", timeout, lambda action: self._control(Kind.ROTATE, body, action))
 
     async def set_policy(self, policy: Policy, *, timeout: float | None = None) -> None:
-        """Set rotation and retention (admins only); see ``encspaces.Policy``. ``timeout``: see ``_admin``."""
+        """Set rotation and retention (admins only); see ``encspaces.Policy``. ``timeout``: see ``Space``."""
         self._require_admin("set the policy")
         body = policy.encode()
         await self._admin("set_policy", timeout, lambda action: self._control(Kind.POLICY, body, action))
@@ -361,7 +376,7 @@ class Space:
         """An invite link to paste in a chat: relay address, space id and a secret the relay never sees.
 
         ``expires_in`` is in seconds (None: never); ``uses`` is how many people may join with it.
-        ``timeout``: see ``_admin``; an invite withdrawn on timeout or cancellation is never
+        ``timeout``: see ``Space``; an invite withdrawn on timeout or cancellation is never
         published, so the link nobody received never works.
         """
         state = self._require_admin("create invites")
@@ -387,7 +402,7 @@ class Space:
         to the link), so whoever has the link may hold it too: the revocation is followed, in the
         same call, by a rotation whose key goes to the members only. Once the revocation is in the
         log the relay closes the connections it let in with that invite and refuses them after.
-        ``timeout``: see ``_admin``.
+        ``timeout``: see ``Space``.
         """
         state = self._require_admin("revoke invites")
         key = InviteLink.parse(invite).secret.invite_key if invite.startswith("esinv") else parse_member_id(invite)
@@ -440,22 +455,8 @@ class Space:
             raise NotPermittedError(f"the relay refused it: {action.refused}")
 
     async def _admin(self, what: str, timeout: float | None, steps: Callable[[_Action], Awaitable[_T]]) -> _T:
-        """Run an admin action's ``steps`` within ``timeout`` seconds (None: as long as it takes).
-
-        Admin actions, timeouts and cancellation: an action's entries are queued at once (and
-        kept in the durable outbox while the relay is unreachable); the call returns when they
-        are in the verified log. If the timeout expires, or the calling task is cancelled,
-        before then:
-
-        - if none of its entries was yet handed to the relay, the action is withdrawn: taken out
-          of the outbox and the store, our later entries numbered again, so it is never
-          published (a timeout raises OperationTimeoutError saying "withdrawn");
-        - if it was submitted it cannot be recalled: the log decides whether it takes effect
-          (the relay may have sequenced it, or may still), and OperationTimeoutError says
-          "submitted; it may still take effect: check space.members/invites".
-
-        A cancellation re-raises CancelledError after the same withdrawal.
-        """
+        """Run an admin action's ``steps`` within ``timeout`` seconds (None: as long as it takes);
+        on timeout or cancellation, withdraw it if nothing of it was submitted (see ``Space``)."""
         action = _Action()
         self._actions.append(action)
         deadline = asyncio.timeout(timeout)
@@ -542,7 +543,7 @@ class Space:
     async def write_snapshot(self, *, timeout: float | None = None) -> None:
         """Post a snapshot of the document now (members who may write); the policy also does it by itself.
 
-        Useful right after adding someone without history: they start from it. ``timeout``: see ``_admin``.
+        Useful right after adding someone without history: they start from it. ``timeout``: see ``Space``.
         """
         self._check_writable()
         await self._admin("write_snapshot", timeout, self._write_snapshot)
