@@ -14,12 +14,12 @@ import builtins
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import pycrdt
 import websockets
@@ -45,6 +45,7 @@ from .errors import (
     HistoryError,
     MembershipRevokedError,
     NotPermittedError,
+    OperationTimeoutError,
     RelayError,
     SpaceClosedError,
     VerificationError,
@@ -60,7 +61,7 @@ from .membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
 from .messages import Challenge, decode_message
 from .presence_channel import PresenceChannel
 from .redaction import redact
-from .rekey import invite_body, keys_to_give, reissue, rekey_body
+from .rekey import invite_body, keys_to_give, reissue_all, rekey_body
 from .session import (
     Acked,
     BecameLive,
@@ -81,6 +82,8 @@ from .streams import EventHub, EventStream
 from .verifier import LogVerifier, VerifiedEntry
 
 log = logging.getLogger("encspaces.client")
+
+_T = TypeVar("_T")
 
 BATCH_DELAY = 0.005  # seconds local edits are merged before they become one entry
 MAX_BATCH_UPDATE = MAX_ENTRY_SIZE // 2  # leave room for header, tag and framing
@@ -137,8 +140,39 @@ class _Pending:
                     or self.checkpoint is not None or self.outbox_reset or self.purge or self.redactions)
 
 
+@dataclass(eq=False)
+class _Action:
+    """The entries one admin action queued, followed through re-issue, and why the relay refused one."""
+
+    raws: builtins.list[bytes] = field(default_factory=builtins.list)
+    refused: str | None = None
+
+    def renamed(self, old: bytes, new: bytes | None) -> None:
+        """Entry ``old`` was re-issued as ``new`` (None: dropped)."""
+        if old in self.raws:
+            self.raws.remove(old)
+            if new is not None:
+                self.raws.append(new)
+
+
 class Space:
-    """A connected space. Use ``create_space`` or ``connect`` to get one."""
+    """A connected space. Use ``create_space`` or ``connect`` to get one.
+
+    Admin actions (``add_member``, ``remove_member``, ``set_role``, ``rotate_key``, ``set_policy``,
+    ``create_invite``, ``revoke_invite``, ``write_snapshot``) queue their entries at once (kept in
+    the durable outbox while the relay is unreachable) and return when those are in the verified
+    log. Each takes ``timeout=`` in seconds (None, the default: wait as long as it takes). If the
+    timeout expires, or the calling task is cancelled, first:
+
+    - an action none of whose entries was yet handed to the relay is withdrawn: taken out of the
+      outbox and the local store, our later entries numbered again, so it is never published;
+      a timeout raises ``OperationTimeoutError`` saying "withdrawn";
+    - an action already submitted cannot be recalled: the log decides whether it takes effect,
+      and ``OperationTimeoutError`` says "submitted; it may still take effect: check
+      space.members/invites".
+
+    A cancellation re-raises ``CancelledError`` after the same withdrawal.
+    """
 
     def __init__(self, url: str, identity: Identity, space: bytes, store: LocalStore) -> None:
         self.url = url
@@ -157,6 +191,7 @@ class Space:
         self._outbox: builtins.list[Entry] = []
         self._last_author_seq = 0  # newest author_seq we created (in doc already)
         self._sent_through = 0  # author_seq sent on the current connection
+        self._submitted_through = 0  # newest author_seq ever handed to a connection (never lowered)
         self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
         # Connection.
         self._session: ClientSession | None = None
@@ -173,7 +208,7 @@ class Space:
         self._checkpoint_seq = 0
         self._rotation_queued_for = 0  # the epoch we already queued a policy rotation for
         self._revoking: set[bytes] = set()  # expired invites we already queued a revocation for
-        self._conflicts: dict[bytes, str] = {}  # our entries refused as moot -> why (see _control)
+        self._actions: builtins.list[_Action] = []  # admin actions in progress (see _control)
         self._redacting: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
@@ -269,81 +304,114 @@ class Space:
         return self._verifier.state.policy
 
     async def add_member(
-        self, public_identity: PublicIdentity | str, role: str | Role = Role.WRITER, history: bool = True
+        self, public_identity: PublicIdentity | str, role: str | Role = Role.WRITER, history: bool = True,
+        *, timeout: float | None = None,
     ) -> None:
         """Add a member (admins only); ``history`` gives them every retained epoch key, else the current one.
 
-        Returns once the membership entry is verified in the log.
+        Returns once the membership entry is verified in the log. ``timeout``: seconds to wait
+        (None: as long as it takes); what a timeout or cancellation does is said on ``Space``.
         """
         state = self._require_admin("add members")
         new = PublicIdentity.parse(public_identity) if isinstance(public_identity, str) else public_identity
         if new.sign_key in state.members:
             raise NotPermittedError(f"{new.member_id} is already a member")
         keys = keys_to_give(self._verifier.epoch_keys, state.epoch, history)
-        await self._control(Kind.ADD_MEMBER, add_member_body(new, Role(role), keys, history))
-        if not history:
-            await self.write_snapshot()  # what they cannot decrypt, they start from
+        body = add_member_body(new, Role(role), keys, history)
 
-    async def remove_member(self, member: str | PublicIdentity, revoke_invites: bool = True) -> None:
+        async def steps(action: _Action) -> None:
+            await self._control(Kind.ADD_MEMBER, body, action)
+            if not history:
+                await self._write_snapshot(action)  # what they cannot decrypt, they start from
+
+        await self._admin("add_member", timeout, steps)
+
+    async def remove_member(
+        self, member: str | PublicIdentity, revoke_invites: bool = True, *, timeout: float | None = None
+    ) -> None:
         """Remove a member and start a new epoch whose key they never get (admins only).
 
         Open invites receive every new key, and the removed member may know their links: so by
-        default every open invite is revoked first (pass ``revoke_invites=False`` to keep them).
+        default every open invite is revoked in the same call (pass ``revoke_invites=False`` to
+        keep them). The revocations and the removal are queued together and the removal's new
+        key goes to every member who stays and to no revoked invite: one rotation, not two.
+        ``timeout``: as for every admin action (see ``Space``).
         """
         state = self._require_admin("remove members")
         key = self._member_key(member)
         self._keep_an_admin(state, key, None)
-        self._flush_batch()
-        if revoke_invites:
-            for invite in [k for k, inv in state.invites.items() if inv.open]:
-                self._queue_entry(Kind.REVOKE_INVITE, RevokeInviteBody(invite).encode())
-        await self._control(Kind.REMOVE_MEMBER, rekey_body(state, remove=key))
+        revoking = [k for k, inv in state.invites.items() if inv.open] if revoke_invites else []
+        entries = [(Kind.REVOKE_INVITE, RevokeInviteBody(k).encode()) for k in revoking]
+        entries.append((Kind.REMOVE_MEMBER, rekey_body(state, remove=key, revoking=revoking)))
+        await self._admin("remove_member", timeout, lambda action: self._control_all(entries, action))
 
-    async def set_role(self, member: str | PublicIdentity, role: str | Role) -> None:
-        """Change a member's role: admin, writer or reader (admins only)."""
+    async def set_role(self, member: str | PublicIdentity, role: str | Role, *, timeout: float | None = None) -> None:
+        """Change a member's role: admin, writer or reader (admins only). ``timeout``: see ``Space``."""
         state = self._require_admin("change roles")
         key, new_role = self._member_key(member), Role(role)
         if state.members[key].role is new_role:
             raise NotPermittedError(f"{member_id(key)} already has role {new_role.value}")
         self._keep_an_admin(state, key, new_role)
-        await self._control(Kind.SET_ROLE, SetRoleBody(key, new_role).encode())
+        body = SetRoleBody(key, new_role).encode()
+        await self._admin("set_role", timeout, lambda action: self._control(Kind.SET_ROLE, body, action))
 
-    async def rotate_key(self) -> None:
-        """Start a new epoch now (admins only); the policy can also make admins' clients do it."""
-        await self._control(Kind.ROTATE, rekey_body(self._require_admin("rotate the key")))
+    async def rotate_key(self, *, timeout: float | None = None) -> None:
+        """Start a new epoch now (admins only); the policy can also make admins' clients do it.
 
-    async def set_policy(self, policy: Policy) -> None:
-        """Set rotation and retention (admins only); see ``encspaces.Policy``."""
+        ``timeout``: see ``Space``.
+        """
+        body = rekey_body(self._require_admin("rotate the key"))
+        await self._admin("rotate_key", timeout, lambda action: self._control(Kind.ROTATE, body, action))
+
+    async def set_policy(self, policy: Policy, *, timeout: float | None = None) -> None:
+        """Set rotation and retention (admins only); see ``encspaces.Policy``. ``timeout``: see ``Space``."""
         self._require_admin("set the policy")
-        await self._control(Kind.POLICY, policy.encode())
+        body = policy.encode()
+        await self._admin("set_policy", timeout, lambda action: self._control(Kind.POLICY, body, action))
 
     async def create_invite(
         self, role: str | Role = Role.WRITER, uses: int = 1, expires_in: float | None = 7 * 24 * 3600,
-        history: bool = True,
+        history: bool = True, *, timeout: float | None = None,
     ) -> str:
         """An invite link to paste in a chat: relay address, space id and a secret the relay never sees.
 
         ``expires_in`` is in seconds (None: never); ``uses`` is how many people may join with it.
+        ``timeout``: see ``Space``; an invite withdrawn on timeout or cancellation is never
+        published, so the link nobody received never works.
         """
         state = self._require_admin("create invites")
         if uses < 1:
             raise ValueError("an invite needs at least one use")
         secret = InviteSecret.generate()
         expires = None if expires_in is None else int((time.time() + expires_in) * 1000)
-        body = InviteBody(secret.invite_key, secret.box_key, Role(role), uses, expires, history, ())
-        await self._control(Kind.INVITE, invite_body(body, self._verifier.epoch_keys, state.epoch))
-        if not history:
-            await self.write_snapshot()  # a newcomer without history starts from it
-        return str(InviteLink(self.url, self.space_bytes, secret))
+        invite = InviteBody(secret.invite_key, secret.box_key, Role(role), uses, expires, history, ())
+        body = invite_body(invite, self._verifier.epoch_keys, state.epoch)
 
-    async def revoke_invite(self, invite: str) -> None:
-        """Revoke an invite, named by its id (``space.invites``) or by its link."""
+        async def steps(action: _Action) -> str:
+            await self._control(Kind.INVITE, body, action)
+            if not history:
+                await self._write_snapshot(action)  # a newcomer without history starts from it
+            return str(InviteLink(self.url, self.space_bytes, secret))
+
+        return await self._admin("create_invite", timeout, steps)
+
+    async def revoke_invite(self, invite: str, *, timeout: float | None = None) -> None:
+        """Revoke an invite, named by its id (``space.invites``) or by its link, and start a new epoch.
+
+        An open invite holds the current epoch key (its entry, and every rotation since, sealed it
+        to the link), so whoever has the link may hold it too: the revocation is followed, in the
+        same call, by a rotation whose key goes to the members only. Once the revocation is in the
+        log the relay closes the connections it let in with that invite and refuses them after.
+        ``timeout``: see ``Space``.
+        """
         state = self._require_admin("revoke invites")
         key = InviteLink.parse(invite).secret.invite_key if invite.startswith("esinv") else parse_member_id(invite)
         found = state.invites.get(key)
         if found is None or not found.open:
             raise NotPermittedError(f"no open invite {invite[:20]}… in this space")
-        await self._control(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode())
+        entries = [(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode()),
+                   (Kind.ROTATE, rekey_body(state, revoking=[key]))]
+        await self._admin("revoke_invite", timeout, lambda action: self._control_all(entries, action))
 
     def _require_admin(self, action: str) -> LogState:
         self._check_writable()
@@ -367,14 +435,90 @@ class Space:
                 f"{member_id(member)} is the last admin of the space: make someone else admin first"
             )
 
-    async def _control(self, kind: Kind, body: bytes) -> None:
+    async def _control(self, kind: Kind, body: bytes, action: _Action | None = None) -> None:
+        await self._control_all([(kind, body)], action)
+
+    async def _control_all(self, entries: builtins.list[tuple[Kind, bytes]], action: _Action | None = None) -> None:
+        """Queue control entries back to back and return once they are in the verified log.
+
+        Without ``action`` (a join) it runs as an action of its own, withdrawn if cancelled.
+        """
+        if action is None:
+            await self._admin(entries[0][0].value, None, lambda own: self._control_all(entries, own))
+            return
         self._flush_batch()
-        self._queue_entry(kind, body)
-        raw = self._outbox[-1].raw
+        for kind, body in entries:
+            self._queue_entry(kind, body)
+            action.raws.append(self._outbox[-1].raw)
         await self.sync()
-        refused = self._conflicts.pop(raw, None)
-        if refused is not None:
-            raise NotPermittedError(f"the relay refused it: {refused}")
+        if action.refused is not None:
+            raise NotPermittedError(f"the relay refused it: {action.refused}")
+
+    async def _admin(self, what: str, timeout: float | None, steps: Callable[[_Action], Awaitable[_T]]) -> _T:
+        """Run an admin action's ``steps`` within ``timeout`` seconds (None: as long as it takes);
+        on timeout or cancellation, withdraw it if nothing of it was submitted (see ``Space``)."""
+        action = _Action()
+        self._actions.append(action)
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await steps(action)
+        except asyncio.CancelledError:
+            self._withdraw(action)
+            raise
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            outcome = self._withdraw(action)
+            await self._persist()  # the withdrawal is on disk before the caller hears of it
+            raise OperationTimeoutError(f"{what} timed out after {timeout:g} s: {outcome}") from exc
+        finally:
+            self._actions.remove(action)
+
+    def _withdraw(self, action: _Action) -> str:
+        """Take ``action``'s queued entries out of the outbox unless one was submitted; says what happened."""
+        queued = [e for e in self._outbox if e.raw in action.raws]
+        if not queued:
+            if action.raws:
+                return "it took effect as the time ran out: check space.members/invites"
+            return "nothing of it was sent: it will not take effect"
+        if any(e.header.author_seq <= self._submitted_through for e in queued):
+            return "it was submitted; it may still take effect: check space.members/invites"
+        self._drop_from_outbox({e.raw for e in queued})
+        earlier = " (what it had already put in the log stays)" if len(queued) < len(action.raws) else ""
+        return f"withdrawn before it reached the relay: it will not take effect{earlier}"
+
+    def _drop_from_outbox(self, drop: set[bytes]) -> None:
+        """Take our entries ``drop`` out of the outbox (memory and store) and number the ones after
+        them again, so our author_seqs stay without a gap. None of them may be in the log: they are
+        entries the relay refused as moot (a conflict) or that were never submitted (withdrawn).
+        What precedes them stays as it is.
+        """
+        first = min(e.header.author_seq for e in self._outbox if e.raw in drop)
+        keep = [e for e in self._outbox if e.header.author_seq < first]
+        later = [e for e in self._outbox if e.header.author_seq > first and e.raw not in drop]
+        self._outbox = keep
+        self._last_author_seq = first - 1
+        self._sent_through = min(self._sent_through, self._last_author_seq)
+        self._pending.outbox = [(e.header.author_seq, e.raw) for e in keep]
+        self._pending.outbox_reset = True
+        for raw in drop:
+            for action in self._actions:
+                action.renamed(raw, None)
+        self._requeue(later)
+        self._write_wanted.set()
+        self._progress.set()
+
+    def _requeue(self, entries: builtins.list[Entry]) -> None:
+        """Issue ``entries`` again with the next author_seqs (``rekey.reissue_all``), following
+        the admin actions that wait for them."""
+        for old, again in reissue_all(entries, self._verifier.state, self._verifier.epoch_keys):
+            new = None
+            if again is not None:
+                self._queue_entry(*again)
+                new = self._outbox[-1].raw
+            for action in self._actions:
+                action.renamed(old.raw, new)
 
     # --- history -------------------------------------------------------------------------
 
@@ -396,17 +540,20 @@ class Space:
         rows = await self._store.load_log()
         return rebuild(rows, seq, self._verifier.epoch_keys, self._verifier.forgotten, self.snapshots.bad_seqs)
 
-    async def write_snapshot(self) -> None:
+    async def write_snapshot(self, *, timeout: float | None = None) -> None:
         """Post a snapshot of the document now (members who may write); the policy also does it by itself.
 
-        Useful right after adding someone without history: they start from it.
+        Useful right after adding someone without history: they start from it. ``timeout``: see ``Space``.
         """
         self._check_writable()
+        await self._admin("write_snapshot", timeout, self._write_snapshot)
+
+    async def _write_snapshot(self, action: _Action) -> None:
         await self.sync()  # our own edits in the log: the document is then exactly the verified state
         if self._outbox or self._updates or self._verifier.awaiting_key or self.snapshots.in_gap:
             raise NotPermittedError("the document is not settled (edits in flight or entries not yet readable)")
         payload = SnapshotPayload(self._document.state(), content_hash(self._document.doc)).encode()
-        await self._control(Kind.SNAPSHOT, payload)
+        await self._control(Kind.SNAPSHOT, payload, action)
 
     async def _persist(self) -> None:
         async with self._write_lock:
@@ -582,6 +729,7 @@ class Space:
         if not unsent:
             return
         self._sent_through = self._outbox[-1].header.author_seq
+        self._submitted_through = max(self._submitted_through, self._sent_through)
         # Several messages when many entries queued up offline: stay under the frame limit.
         chunk: builtins.list[bytes] = []
         size = 0
@@ -648,10 +796,7 @@ class Space:
         self._sent_through = min(self._sent_through, verified_mine)
         self._pending.outbox = []
         self._pending.outbox_reset = True
-        for entry in old:
-            again = reissue(entry, self._verifier.state, self._verifier.epoch_keys)
-            if again is not None:
-                self._queue_entry(*again)
+        self._requeue(old)
         log.info("re-issued %d unsent entries under epoch %d", len(self._outbox), self.epoch)
 
     def _maintain(self) -> None:
@@ -883,20 +1028,10 @@ class Space:
         if notice.code == "conflict" and refused is not None:
             # Another admin's change made ours moot: drop it and number what follows again.
             # What precedes it was in earlier submissions, which the relay took: keep it as is.
-            self._conflicts[refused.raw] = notice.message
-            keep = [e for e in self._outbox if e.header.author_seq < refused.header.author_seq]
-            later = [e for e in self._outbox if e.header.author_seq > refused.header.author_seq]
-            self._outbox = keep
-            self._last_author_seq = refused.header.author_seq - 1
-            self._sent_through = min(self._sent_through, self._last_author_seq)
-            self._pending.outbox = [(e.header.author_seq, e.raw) for e in keep]
-            self._pending.outbox_reset = True
-            for entry in later:
-                again = reissue(entry, self._verifier.state, self._verifier.epoch_keys)
-                if again is not None:
-                    self._queue_entry(*again)
-            self._write_wanted.set()
-            self._progress.set()
+            for action in self._actions:
+                if refused.raw in action.raws:
+                    action.refused = notice.message
+            self._drop_from_outbox({refused.raw})
             return
         if self._outbox and self._outbox[0].header.epoch == self.epoch:
             self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)

@@ -40,6 +40,8 @@ class Peer:
         self.ws = ws
         self.name = f"conn#{number}"
         self.member: bytes | None = None
+        # The invite this connection was let in with (a newcomer, not yet a member).
+        self.invite: bytes | None = None
         # Set once the relay refused this peer: its queued submissions are dropped.
         self.failed = False
         # Bounds the submissions a peer has queued: past it the session stops reading.

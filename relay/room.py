@@ -99,6 +99,8 @@ class Room:
         self.genesis = genesis
         self.lock = asyncio.Lock()
         self.subscribers: dict[ServerConnection, Peer] = {}
+        # Connections let in with an invite (catching up or live), closed when it stops being open.
+        self.invitees: dict[ServerConnection, Peer] = {}
         self.durable_seq = state.seq
         if latest.seq != state.seq or latest.head != state.head:
             latest = self._sign(state.seq)  # a head that does not match the log is never served
@@ -129,18 +131,24 @@ class Room:
     # --- admission and subscribers ------------------------------------------------------------
 
     async def admit(
-        self, member: bytes, since_seq: int, invite: tuple[bytes, bytes] | None = None, auth: bytes = b""
+        self, member: bytes, since_seq: int, invite: tuple[bytes, bytes] | None = None, auth: bytes = b"",
+        peer: Peer | None = None,
     ) -> tuple[SignedHead, SignedHead | None]:
         """Check membership (or a newcomer's invite) against the durable log; the Welcome's head and anchor.
 
         A newcomer is let in only to read and submit its join entry: the shared rules refuse
-        anything else from a non-member, so no special mode is needed beyond the door.
+        anything else from a non-member, so no special mode is needed beyond the door. Its
+        ``peer`` is tracked from here on (under the lock, so no commit slips in between): once
+        the invite is revoked or used up and it is still not a member, it is closed.
         """
         async with self.lock:
             if self.failed:
                 raise internal("the space is being reloaded after a storage failure: reconnect")
             if member not in self.state.members:
                 self._check_invite(member, invite, auth)
+                if peer is not None and invite is not None:
+                    peer.invite = invite[0]
+                    self.invitees[peer.ws] = peer
             anchor = self.signed_head(since_seq) if 1 <= since_seq <= self.durable_seq else None
             return self.latest_head, anchor
 
@@ -166,14 +174,32 @@ class Room:
                 self.unsubscribe(peer)
                 peer.refuse_now(Refusal(REMOVED, f"{member_id(peer.member)} was removed from {self.label}"))
 
+    def close_invitees(self) -> None:
+        """Close every connection let in with an invite that is no longer open (revoked or used up),
+        unless it has joined meanwhile: what is written next is not for it."""
+        for peer in list(self.invitees.values()):
+            if peer.member in self.state.members:
+                del self.invitees[peer.ws]  # joined: a member like any other from now on
+                continue
+            invite = self.state.invites.get(peer.invite or b"")
+            if invite is None or invite.open:
+                continue
+            self.unsubscribe(peer)
+            why = "was revoked" if invite.revoked else f"is used up ({invite.used} of {invite.uses})"
+            peer.refuse_now(Refusal(BAD_INVITE, f"invite {member_id(invite.key)[:12]} {why}: "
+                                                f"this connection was let in with it"))
+
     def subscribe(self, peer: Peer) -> None:
         """Join the live stream; the caller holds ``lock`` and has sent everything up to ``durable_seq``."""
         if self.failed:
             raise internal("the space is being reloaded after a storage failure: reconnect")
+        if peer.failed:
+            raise PeerGoneError(f"{peer.name} was refused while catching up")
         self.subscribers[peer.ws] = peer
 
     def unsubscribe(self, peer: Peer) -> None:
         self.subscribers.pop(peer.ws, None)
+        self.invitees.pop(peer.ws, None)
 
     # --- submissions --------------------------------------------------------------------------
 
@@ -270,6 +296,8 @@ class Room:
             for submission, answer in zip(batch, answers, strict=True):
                 answered += 1
                 self._answer(submission, answer)
+            if rows and self.invitees:
+                self.close_invitees()  # before the fan-out: nothing after a revocation reaches them
             for first, entries, head in frames:
                 for frame in self.host.frames_for_entries(self.space, first, entries, head):
                     self._fan_out(frame)

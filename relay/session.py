@@ -103,7 +103,8 @@ class Session:
         )
         room = await server.open_room(admission)
         self.room = room
-        head, anchor = await room.admit(admission.member, admission.since_seq, admission.invite, admission.auth)
+        head, anchor = await room.admit(admission.member, admission.since_seq, admission.invite, admission.auth,
+                                        self.peer)
         self.peer.member = admission.member
         log.info("%s: admitted %s to %s, since seq %d (relay at %d)", self.peer.name,
                  member_id(admission.member)[:12], room.label, admission.since_seq, head.seq)

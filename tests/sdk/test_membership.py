@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect as ws_connect
 
 import encspaces
 from encspaces import errors
 from encspaces.entry import Entry, Kind, build_entry, open_body
+from encspaces.invites import InviteLink
 from encspaces.membership import AddMemberBody, GenesisBody, Policy, RekeyBody, Role, SetRoleBody
+from encspaces.session import ClientSession, Send, SessionState, Verified
+from encspaces.verifier import LogVerifier, VerifiedEntry
 from relay.store import DB_FILE
 
 from .conftest import RelayHandle, settle, wait_for
@@ -382,5 +388,143 @@ async def test_time_based_retention_applies_without_activity(relay: RelayHandle,
         await wait_for(lambda: 1 not in bob._verifier.epoch_keys and 1 not in admin._verifier.epoch_keys,
                        what="epoch 1's key to be forgotten")
         assert 1 in bob._verifier.forgotten
+    finally:
+        await close_all(spaces)
+
+
+async def test_removal_with_open_invites_succeeds_in_one_call(relay: RelayHandle, tmp_path: Path) -> None:
+    """The new key goes to everyone who stays and to no invite the same call revokes."""
+    spaces = await space_with(relay, tmp_path, ["writer", "writer"])
+    admin, bob, carol = spaces
+    try:
+        await admin.create_invite(uses=3)
+        await admin.create_invite(uses=1, history=True)
+        epoch = admin.epoch
+        await admin.remove_member(bob.identity.member_id)
+        assert bob.identity.member_id not in admin.members
+        assert admin.invites == [] and admin.epoch == epoch + 1
+        entries = [e for _, e in relay_entries(relay)]
+        assert [e.header.kind for e in entries].count(Kind.REVOKE_INVITE) == 2
+        assert not any(e.header.kind is Kind.ROTATE for e in entries)  # one rotation: the removal's
+        removal = next(e for e in entries if e.header.kind is Kind.REMOVE_MEMBER)
+        granted = {r for r, _ in RekeyBody.decode(removal.body, Kind.REMOVE_MEMBER.value).grants}
+        assert granted == {admin.identity.public.sign_key, carol.identity.public.sign_key}
+        await carol.wait_for_seq(admin.seq)
+        assert carol.epoch == admin.epoch and carol.error is None
+    finally:
+        await close_all(spaces)
+
+
+def invite_entries(relay: RelayHandle) -> list[Entry]:
+    return [e for _, e in relay_entries(relay) if e.header.kind is Kind.INVITE]
+
+
+async def test_an_admin_action_that_times_out_offline_is_never_published(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        admin.text("doc").insert(0, "before. ")
+        await settle(spaces)
+        await relay.stop()
+        await wait_for(lambda: not admin.connected, what="the admin to notice the relay is down")
+        with pytest.raises(errors.OperationTimeoutError, match="withdrawn") as caught:
+            await admin.create_invite(timeout=0.2)
+        assert isinstance(caught.value, TimeoutError)
+        # Cancelled from outside (asyncio.wait_for, a request handler going away): withdrawn too.
+        task = asyncio.create_task(admin.set_role(bob.identity.member_id, "reader"))
+        await wait_for(lambda: admin.unsent > 0, what="the role change to be queued")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert admin.unsent == 0
+        admin.text("doc").insert(0, "after. ")  # a later entry of the same device
+        await admin.close()  # the withdrawal is durable: the reopened outbox holds only the edit
+        await relay.start()
+        admin = spaces[0] = await encspaces.connect(relay.url, admin.identity, bob.id, data_dir=tmp_path / "m0")
+        await settle(spaces)
+        assert str(bob.text("doc")) == "after. before. "  # no author_seq gap: the edit verified
+        assert invite_entries(relay) == [] and bob.invites == [] and admin.invites == []
+        assert bob.members[bob.identity.member_id].role is Role.WRITER
+        assert admin.error is None and bob.error is None
+    finally:
+        await close_all(spaces)
+
+
+async def test_an_admin_action_that_times_out_after_submission_says_it_may_take_effect(
+    relay: RelayHandle, tmp_path: Path
+) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        assert relay.server is not None
+        gate = asyncio.Event()
+        room = next(iter(relay.server.rooms.values()))
+        commit = room._commit
+
+        async def held(batch: list[Any]) -> None:
+            await gate.wait()
+            await commit(batch)
+
+        room._commit = held  # type: ignore[method-assign]
+        with pytest.raises(errors.OperationTimeoutError, match="submitted; it may still take effect"):
+            await admin.create_invite(timeout=0.2)
+        gate.set()
+        await settle(spaces)
+        assert len(invite_entries(relay)) == 1 and len(bob.invites) == 1  # the log decided
+    finally:
+        await close_all(spaces)
+
+
+async def test_revoking_an_invite_cuts_off_its_connected_holder(relay: RelayHandle, tmp_path: Path) -> None:
+    """A leaked link's holder, let in by the invite and reading without ever joining, is closed
+    by the relay when the revocation is committed and cannot decrypt anything written after it."""
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        link = InviteLink.parse(await admin.create_invite(uses=2, history=True))
+        admin.text("doc").insert(0, "before the revocation")
+        await settle(spaces)
+        holder = encspaces.Identity.generate()
+        verifier = LogVerifier(link.space, holder)
+        verifier.invite_secrets[link.secret.invite_key] = link.secret
+        session = ClientSession(holder, verifier, None, link.secret)
+        read: list[VerifiedEntry] = []
+        async with ws_connect(relay.url, compression=None) as ws:
+
+            async def run() -> None:
+                async for message in ws:
+                    assert isinstance(message, bytes)
+                    for event in session.receive(message, int(time.time() * 1000)):
+                        if isinstance(event, Send):
+                            await ws.send(event.data)
+                        elif isinstance(event, Verified):
+                            read.extend(event.entries)
+
+            task = asyncio.create_task(run())
+            await wait_for(lambda: session.state is SessionState.LIVE and verifier.seq == admin.seq,
+                           what="the holder to catch up")
+            assert any(r.kind is Kind.DATA and r.plaintext for r in read)  # the link did give it the key
+            revoked_at = admin.seq + 1
+            epoch = admin.epoch
+            await admin.revoke_invite(str(link))
+            assert admin.epoch == epoch + 1  # the holder held the current key: a new epoch
+            bob.text("doc").insert(0, "written after. ")
+            await bob.sync()
+            await wait_for(lambda: task.done() or verifier.seq >= bob.seq, what="the holder to be closed")
+            assert task.done(), "the holder is still connected after the revocation"
+            with pytest.raises(errors.RelayError, match="revoked") as caught:
+                await task
+            assert caught.value.code == "bad_invite"
+            assert ws.close_code == 1008 and ws.close_reason == "bad_invite"
+        assert not [r for r in read if r.seq >= revoked_at and r.plaintext is not None]
+        # And had it stayed (a relay that does not close it): no key after the revocation is sealed to it.
+        rotation = next(e for s, e in relay_entries(relay) if s > revoked_at and e.header.kind is Kind.ROTATE)
+        granted = {r for r, _ in RekeyBody.decode(rotation.body, Kind.ROTATE.value).grants}
+        assert link.secret.invite_key not in granted and rotation.header.epoch == epoch
+        written = next(e for s, e in relay_entries(relay) if s > revoked_at and e.header.kind is Kind.DATA)
+        assert written.header.epoch == epoch + 1 and epoch + 1 not in verifier.epoch_keys
+        # Refused from now on.
+        with pytest.raises(errors.RelayError, match="revoked"):
+            await encspaces.join(str(link), holder, data_dir=tmp_path / "holder")
     finally:
         await close_all(spaces)
