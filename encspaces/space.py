@@ -38,21 +38,25 @@ from .document import (
 from .encoding import DEFAULT_MAX_MESSAGE
 from .entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
 from .errors import (
+    ArgumentTypeError,
     ConnectionFailedError,
     EncspacesError,
     EntryTooLargeError,
     HandshakeError,
     HistoryError,
+    InvalidArgumentError,
+    MalformedIdError,
     MembershipRevokedError,
     NotPermittedError,
     RelayError,
     SpaceClosedError,
+    StoreError,
     VerificationError,
 )
 from .files import SpaceFiles
 from .history import HistoryEntry, SpaceView, history_entry, rebuild
 from .identity import Identity, PublicIdentity, member_id, parse_member_id
-from .invites import InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
+from .invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
 from .key_policy import retired_epochs, rotation_due
 from .log_state import LogState, space_id_of
 from .membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
@@ -110,7 +114,7 @@ def decode_space_id(text: str) -> bytes:
     try:
         return parse_member_id(text)
     except EncspacesError as exc:
-        raise EncspacesError(f"not a space id: {text!r}") from exc
+        raise MalformedIdError(f"not a space id: {text!r}") from exc
 
 
 def _mark_retrieved(future: asyncio.Future[None]) -> None:
@@ -276,6 +280,8 @@ class Space:
         Returns once the membership entry is verified in the log.
         """
         state = self._require_admin("add members")
+        if not isinstance(public_identity, (str, PublicIdentity)):
+            raise ArgumentTypeError(f"a member is a PublicIdentity or its string, not {type(public_identity).__name__}")
         new = PublicIdentity.parse(public_identity) if isinstance(public_identity, str) else public_identity
         if new.sign_key in state.members:
             raise NotPermittedError(f"{new.member_id} is already a member")
@@ -326,8 +332,8 @@ class Space:
         ``expires_in`` is in seconds (None: never); ``uses`` is how many people may join with it.
         """
         state = self._require_admin("create invites")
-        if uses < 1:
-            raise ValueError("an invite needs at least one use")
+        if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= MAX_INVITE_USES:
+            raise InvalidArgumentError(f"an invite's uses are an int in [1, {MAX_INVITE_USES}], not {uses!r}")
         secret = InviteSecret.generate()
         expires = None if expires_in is None else int((time.time() + expires_in) * 1000)
         body = InviteBody(secret.invite_key, secret.box_key, Role(role), uses, expires, history, ())
@@ -339,6 +345,8 @@ class Space:
     async def revoke_invite(self, invite: str) -> None:
         """Revoke an invite, named by its id (``space.invites``) or by its link."""
         state = self._require_admin("revoke invites")
+        if not isinstance(invite, str):
+            raise ArgumentTypeError(f"an invite is named by its id or link (a str), not {type(invite).__name__}")
         key = InviteLink.parse(invite).secret.invite_key if invite.startswith("esinv") else parse_member_id(invite)
         found = state.invites.get(key)
         if found is None or not found.open:
@@ -354,6 +362,9 @@ class Space:
         return state
 
     def _member_key(self, member: str | PublicIdentity) -> bytes:
+        if not isinstance(member, (str, PublicIdentity)):
+            raise ArgumentTypeError(f"a member is named by a member id, a PublicIdentity or its string, "
+                                    f"not {type(member).__name__}")
         key = member.sign_key if isinstance(member, PublicIdentity) else (
             PublicIdentity.parse(member).sign_key if member.startswith("esid") else parse_member_id(member))
         if key not in self._verifier.state.members:
@@ -909,7 +920,7 @@ async def _open_space(url: str, identity: Identity, space: bytes, data_dir: str 
     stored = await store.get_meta("member")
     if stored is not None and stored != identity.public.sign_key:
         await store.close()
-        raise EncspacesError(f"the local store in {data_dir} belongs to another identity")
+        raise StoreError(f"the local store in {data_dir} belongs to another identity")
     space_obj = Space(url, identity, space, store)
     space_obj._pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
     return space_obj
