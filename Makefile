@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A plain .pth path entry instead of setuptools' import hook, which type checkers (mypy,
+# pyright) cannot follow: with it an application type-checked against this checkout sees Any.
+EDITABLE := --config-settings editable_mode=compat
 DATA ?= .encspaces-relay
 HOST ?= 127.0.0.1
 PORT ?= 8765
@@ -15,7 +18,7 @@ SPACE ?= demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]' $(EDITABLE)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -49,7 +52,7 @@ test: lint bench-setup
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,bench]' $(EDITABLE)
 	touch $(BENCH_STAMP)
 
 # The Node y-websocket contender, pinned by bench/package-lock.json.

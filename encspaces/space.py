@@ -14,7 +14,7 @@ import builtins
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1004,7 +1004,7 @@ class connect:
         url, identity, space, data_dir = self._args
         return await _start_and_wait(await _open_space(url, identity, space, data_dir), None)
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, Space]:
         return self._open().__await__()
 
     async def __aenter__(self) -> Space:
