@@ -59,7 +59,7 @@ from .session import SessionState
 if TYPE_CHECKING:
     from .space import Space
 
-log = logging.getLogger("encspaces.files")
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 << 10
 # A manifest holds 32 bytes per chunk and must fit in one entry with room to spare:

@@ -32,7 +32,7 @@ from .presence import (
 from .streams import EventHub, EventStream
 from .verifier import LogVerifier
 
-log = logging.getLogger("encspaces.client")
+log = logging.getLogger(__name__)
 
 MIN_INTERVAL = 0.1  # seconds between two presence messages we send (rate limit, coalescing)
 HEARTBEAT = 10.0  # seconds between re-sends of an unchanged state

@@ -84,7 +84,7 @@ from .store import LocalStore
 from .streams import EventHub, EventStream
 from .verifier import LogVerifier, VerifiedEntry
 
-log = logging.getLogger("encspaces.client")
+log = logging.getLogger(__name__)
 
 BATCH_DELAY = 0.005  # seconds local edits are merged before they become one entry
 MAX_BATCH_UPDATE = MAX_ENTRY_SIZE // 2  # leave room for header, tag and framing

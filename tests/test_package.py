@@ -82,3 +82,35 @@ def test_the_rule_engine_loads_no_io() -> None:
 def test_a_lazy_name_loads_its_module() -> None:
     loaded = _loaded_after("import encspaces; encspaces.Space")
     assert "encspaces.space" in loaded
+
+
+def _module_loggers() -> dict[str, logging.Logger]:
+    """Every module of the SDK and the relay that has a logger, by module name."""
+    import importlib
+    import pkgutil
+
+    import relay
+
+    found = {}
+    for package in (encspaces, relay):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.endswith("__main__"):
+                continue
+            module = importlib.import_module(info.name)
+            log = getattr(module, "log", None)
+            if isinstance(log, logging.Logger):
+                found[info.name] = log
+    return found
+
+
+def test_one_logger_per_module_named_after_it() -> None:
+    loggers = _module_loggers()
+    assert "encspaces.space" in loggers and "relay.server" in loggers
+    for module, log in loggers.items():
+        assert log.name == module
+
+
+def test_every_logger_is_documented() -> None:
+    guide = (ROOT / "docs" / "logging.md").read_text()
+    for module in _module_loggers():
+        assert f"`{module}`" in guide, f"{module} logs but docs/logging.md does not list it"
