@@ -13,7 +13,7 @@ PORT ?= 8765
 EDIT_HOME ?= .encspaces-home
 SPACE ?= demo
 
-.PHONY: setup run demo edit screenshot test lint bench bench-setup clean
+.PHONY: setup run demo edit screenshot test lint docs bench bench-setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check encspaces relay tests bench clients
 	$(BIN)/mypy
 
-# Every test, the benchmark harness's smoke test included (so its contenders are set up too).
-test: lint bench-setup
+# The API reference and guides (mkdocs.yml, docs/) into site/. --strict: a broken link or a
+# docstring that does not render fails the build, so `make test` checks it too. Works offline.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+# Every test, the benchmark harness's smoke test included (so its contenders are set up too),
+# and the docs build.
+test: lint docs bench-setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 BENCH_STAMP := $(VENV)/.bench-installed
@@ -67,4 +73,4 @@ bench: bench-setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site
