@@ -118,10 +118,12 @@ class Identity:
 
     @classmethod
     def generate(cls) -> Identity:
+        """Fresh random keys for a new device; ``save`` them, they cannot be recovered."""
         return cls(os.urandom(32), os.urandom(32))
 
     @property
     def member_id(self) -> str:
+        """This device's member id (public), as ``space.members`` lists it."""
         return self.public.member_id
 
     def sign(self, context: bytes, message: bytes) -> bytes:
@@ -137,6 +139,7 @@ class Identity:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Identity:
+        """Read an identity ``save`` wrote; ``IdentityError`` if it is missing, unreadable or corrupt."""
         try:
             data = Path(path).read_bytes()
         except OSError as exc:

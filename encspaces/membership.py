@@ -50,6 +50,8 @@ class Role(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Member:
+    """A member as the verified log knows them; ``added_by`` is None for the space's creator."""
+
     sign_key: bytes
     box_key: bytes
     role: Role

@@ -142,7 +142,14 @@ class _Pending:
 
 
 class Space:
-    """A connected space. Use ``create_space`` or ``connect`` to get one."""
+    """A space this device is a member of: its shared objects, members and files.
+
+    Get one from ``connect``, ``create_space`` or ``join``; ``close()`` it (or use it as an
+    async context manager) so unsent edits are persisted for next time. Edits apply to the
+    local document at once and reach the relay in the background; ``sync()`` waits until
+    they are in the verified log. Once the relay is caught misbehaving (or this member is
+    removed) the space fails for good: ``error`` holds why and every later call raises it.
+    """
 
     def __init__(self, url: str, identity: Identity, space: bytes, store: LocalStore) -> None:
         self.url = url
@@ -202,14 +209,17 @@ class Space:
 
     @property
     def head(self) -> bytes:
+        """The hash of the verified log at ``seq``: two members with the same head saw the same history."""
         return self._verifier.head
 
     @property
     def epoch(self) -> int:
+        """The current key epoch; it moves on at every rotation and removal."""
         return self._verifier.state.epoch
 
     @property
     def members(self) -> dict[str, Member]:
+        """Member id -> ``Member`` (role, who added them, when), as of the verified log."""
         return {member_id(k): m for k, m in self._verifier.state.members.items()}
 
     @property
@@ -219,6 +229,7 @@ class Space:
 
     @property
     def doc(self) -> pycrdt.Doc[Any]:
+        """The underlying pycrdt document, for integrations; edit through the shared objects instead."""
         return self._document.doc
 
     def text(self, name: str) -> SharedText:
@@ -270,6 +281,7 @@ class Space:
 
     @property
     def policy(self) -> Policy:
+        """The rotation, retention and snapshot policy in force (``set_policy`` changes it)."""
         return self._verifier.state.policy
 
     async def add_member(
