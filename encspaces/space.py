@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from . import crypto
+from .arguments import int_argument
 from .document import (
     Change,
     Document,
@@ -406,12 +407,16 @@ class Space:
 
         Page through a long log by passing the last seq of one page as ``before`` of the next.
         """
+        if before is not None:
+            int_argument(before, "before")
+        int_argument(limit, "limit")
         await self._persist()
         rows = await self._store.load_log_page(before, limit)
         return [history_entry(seq, raw) for seq, raw in rows]
 
     async def at(self, seq: int) -> SpaceView:
         """A read-only view of every shared object as it was once the log reached ``seq``."""
+        int_argument(seq, "seq")
         self._raise_if_failed()
         if not 1 <= seq <= self.seq:
             raise HistoryError(f"seq {seq} is outside the verified log (1..{self.seq})")
@@ -459,6 +464,7 @@ class Space:
 
     async def wait_for_seq(self, seq: int) -> None:
         """Return once the verified log reaches ``seq`` (for instance another member's ``seq``)."""
+        int_argument(seq, "seq")
         self._raise_if_failed()
         while self._verifier.seq < seq:
             self._raise_if_failed()

@@ -169,6 +169,10 @@ SPACE_CASES: list[SpaceCase] = [
     ("space text name not str", lambda s: s.text(None), ArgumentTypeError, TypeError),
     ("space table as map", lambda s: s.map("tb"), ObjectKindError, TypeError),
     ("space missing row", lambda s: s.table("tb")["nope"], RowNotFoundError, KeyError),
+    ("at seq not int", lambda s: s.at("1"), ArgumentTypeError, TypeError),
+    ("history limit not int", lambda s: s.history(limit="5"), ArgumentTypeError, TypeError),
+    ("history before not int", lambda s: s.history(before=1.5), ArgumentTypeError, TypeError),
+    ("wait_for_seq not int", lambda s: s.wait_for_seq("3"), ArgumentTypeError, TypeError),
 ]
 
 
