@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A plain .pth path entry instead of setuptools' import hook, which type checkers (mypy,
+# pyright) cannot follow: with it an application type-checked against this checkout sees Any.
+EDITABLE := --config-settings editable_mode=compat
 DATA ?= .encspaces-relay
 HOST ?= 127.0.0.1
 PORT ?= 8765
@@ -10,12 +13,12 @@ PORT ?= 8765
 EDIT_HOME ?= .encspaces-home
 SPACE ?= demo
 
-.PHONY: setup run demo edit screenshot test lint bench bench-setup clean
+.PHONY: setup run demo edit screenshot test lint docs bench bench-setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]' $(EDITABLE)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -42,14 +45,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check encspaces relay tests bench clients
 	$(BIN)/mypy
 
-# Every test, the benchmark harness's smoke test included (so its contenders are set up too).
-test: lint bench-setup
+# The API reference and guides (mkdocs.yml, docs/) into site/. --strict: a broken link or a
+# docstring that does not render fails the build, so `make test` checks it too. Works offline.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet
+
+# Every test, the benchmark harness's smoke test included (so its contenders are set up too),
+# and the docs build.
+test: lint docs bench-setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,bench]' $(EDITABLE)
 	touch $(BENCH_STAMP)
 
 # The Node y-websocket contender, pinned by bench/package-lock.json.
@@ -64,4 +73,4 @@ bench: bench-setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

@@ -3,48 +3,257 @@
 The relay that stores and fans out a space's operations is not trusted: it sees only
 ciphertext, and every frame it sends is verified against its signed, hash-chained log before
 anything is applied.
+
+Everything an application uses is importable from here. Only the exceptions are imported
+with the package: the rest is loaded on first use (module ``__getattr__``), so the relay and
+the pure protocol modules (``encspaces.log_state``, ...) that import ``encspaces.*`` do not
+pull in pycrdt, the websocket client or the local store. Type checkers see every name
+through the ``TYPE_CHECKING`` imports below.
 """
 
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
 from . import errors
-from .document import (
-    Change,
-    KeyChange,
-    ListChange,
-    MapChange,
-    SharedList,
-    SharedMap,
-    SharedTable,
-    SharedText,
-    TableChange,
-    TextChange,
-    TextRange,
+from .errors import (
+    ArgumentTypeError,
+    AuthorSeqError,
+    AuthorSeqGapError,
+    AuthorSignatureError,
+    BadSnapshotError,
+    BlobMissingError,
+    BlobRefusedError,
+    BodyDigestError,
+    ChainError,
+    ConnectionFailedError,
+    EncspacesError,
+    EntryTooLargeError,
+    EpochError,
+    FileArgumentError,
+    FileChangedError,
+    FileError,
+    FileIntegrityError,
+    FileTooLargeError,
+    ForkError,
+    FrameTooLargeError,
+    HandshakeError,
+    HistoryError,
+    IdentityError,
+    IndexOutOfRangeError,
+    InvalidArgumentError,
+    MalformedEntryError,
+    MalformedFrameError,
+    MalformedIdError,
+    MembershipChangeError,
+    MembershipError,
+    MembershipRevokedError,
+    MissingBodiesError,
+    MissingKeyError,
+    NotPermittedError,
+    ObjectKindError,
+    OperationTimeoutError,
+    ParentError,
+    PermissionDeniedError,
+    ProtocolError,
+    QueryError,
+    ReadOnlyError,
+    RelayError,
+    RelaySignatureError,
+    ReorderError,
+    ReplayError,
+    RollbackError,
+    RowNotFoundError,
+    RuleError,
+    SpaceClosedError,
+    SpaceIdError,
+    SpaceMismatchError,
+    StoreError,
+    UnknownFileError,
+    UnsupportedTypeError,
+    UnsupportedValueError,
+    VerificationError,
+    WithheldEntriesError,
 )
-from .identity import Identity, PublicIdentity
-from .invites import InviteInfo
-from .membership import Member, Policy, Role
-from .membership_events import MemberChange
-from .space import Space, connect, create_space, join
+
+if TYPE_CHECKING:
+    from .document import SharedList, SharedMap, SharedTable, SharedText
+    from .files import FileRef, Progress, SpaceFiles
+    from .history import HistoryEntry, SpaceView
+    from .identity import Identity, PublicIdentity
+    from .invites import InviteInfo
+    from .membership import Member, Policy, Role
+    from .membership_events import MemberChange
+    from .presence_channel import PresenceChange, PresenceChannel
+    from .shared.changes import (
+        Change,
+        KeyChange,
+        ListChange,
+        MapChange,
+        NestedChange,
+        TableChange,
+        TextChange,
+        TextRange,
+    )
+    from .shared.feed import ChangeStream
+    from .shared.kinds import ObjectKind
+    from .shared.query import OrderBy, Row, Where
+    from .space import Space, connect, create_space, join
+    from .streams import EventStream
+
+__version__ = "0.1.0"  # the same as pyproject.toml's version; tests/test_package.py checks it
+
+# The library logs under "encspaces.*" and leaves output to the application (docs/logging.md).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# name -> the module it is loaded from on first use
+_LAZY: dict[str, str] = {
+    "Space": ".space",
+    "connect": ".space",
+    "create_space": ".space",
+    "join": ".space",
+    "Identity": ".identity",
+    "PublicIdentity": ".identity",
+    "Member": ".membership",
+    "Policy": ".membership",
+    "Role": ".membership",
+    "MemberChange": ".membership_events",
+    "InviteInfo": ".invites",
+    "SharedList": ".document",
+    "SharedMap": ".document",
+    "SharedTable": ".document",
+    "SharedText": ".document",
+    "Change": ".shared.changes",
+    "KeyChange": ".shared.changes",
+    "ListChange": ".shared.changes",
+    "MapChange": ".shared.changes",
+    "NestedChange": ".shared.changes",
+    "TableChange": ".shared.changes",
+    "TextChange": ".shared.changes",
+    "TextRange": ".shared.changes",
+    "ObjectKind": ".shared.kinds",
+    "OrderBy": ".shared.query",
+    "Row": ".shared.query",
+    "Where": ".shared.query",
+    "ChangeStream": ".shared.feed",
+    "EventStream": ".streams",
+    "PresenceChange": ".presence_channel",
+    "PresenceChannel": ".presence_channel",
+    "FileRef": ".files",
+    "Progress": ".files",
+    "SpaceFiles": ".files",
+    "HistoryEntry": ".history",
+    "SpaceView": ".history",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups do not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
+    "ArgumentTypeError",
+    "AuthorSeqError",
+    "AuthorSeqGapError",
+    "AuthorSignatureError",
+    "BadSnapshotError",
+    "BlobMissingError",
+    "BlobRefusedError",
+    "BodyDigestError",
+    "ChainError",
     "Change",
+    "ChangeStream",
+    "ConnectionFailedError",
+    "EncspacesError",
+    "EntryTooLargeError",
+    "EpochError",
+    "EventStream",
+    "FileArgumentError",
+    "FileChangedError",
+    "FileError",
+    "FileIntegrityError",
+    "FileRef",
+    "FileTooLargeError",
+    "ForkError",
+    "FrameTooLargeError",
+    "HandshakeError",
+    "HistoryEntry",
+    "HistoryError",
     "Identity",
+    "IdentityError",
+    "IndexOutOfRangeError",
+    "InvalidArgumentError",
     "InviteInfo",
     "KeyChange",
     "ListChange",
+    "MalformedEntryError",
+    "MalformedFrameError",
+    "MalformedIdError",
     "MapChange",
     "Member",
     "MemberChange",
+    "MembershipChangeError",
+    "MembershipError",
+    "MembershipRevokedError",
+    "MissingBodiesError",
+    "MissingKeyError",
+    "NestedChange",
+    "NotPermittedError",
+    "ObjectKind",
+    "ObjectKindError",
+    "OperationTimeoutError",
+    "OrderBy",
+    "ParentError",
+    "PermissionDeniedError",
     "Policy",
+    "PresenceChange",
+    "PresenceChannel",
+    "Progress",
+    "ProtocolError",
     "PublicIdentity",
+    "QueryError",
+    "ReadOnlyError",
+    "RelayError",
+    "RelaySignatureError",
+    "ReorderError",
+    "ReplayError",
     "Role",
+    "RollbackError",
+    "Row",
+    "RowNotFoundError",
+    "RuleError",
     "SharedList",
     "SharedMap",
     "SharedTable",
     "SharedText",
     "Space",
+    "SpaceClosedError",
+    "SpaceFiles",
+    "SpaceIdError",
+    "SpaceMismatchError",
+    "SpaceView",
+    "StoreError",
     "TableChange",
     "TextChange",
     "TextRange",
+    "UnknownFileError",
+    "UnsupportedTypeError",
+    "UnsupportedValueError",
+    "VerificationError",
+    "Where",
+    "WithheldEntriesError",
+    "__version__",
     "connect",
     "create_space",
     "errors",

@@ -39,7 +39,7 @@ from .shared.mapping import SharedMap
 from .shared.table import SharedTable
 from .shared.text import SharedText
 
-log = logging.getLogger("encspaces.document")
+log = logging.getLogger(__name__)
 
 SharedObject = SharedText | SharedList | SharedMap | SharedTable
 Guard = Callable[[], None]

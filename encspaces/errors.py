@@ -80,11 +80,38 @@ class RowNotFoundError(EncspacesError, KeyError):
 
 
 class ObjectKindError(EncspacesError, TypeError):
-    """A shared object's name is already used by an object of another kind."""
+    """A shared object's name is already used by an object of another kind.
+
+    Also raised when a nested item is opened as a map but holds a list (or anything else).
+    """
 
 
 class QueryError(EncspacesError, ValueError):
     """A table query whose filter, ordering or limit is malformed; the message says where."""
+
+
+# --- arguments of the public API (issue 16): the rest of what a call can refuse ---------------
+# Like the classes above, each is also the builtin plain Python raises for the same mistake.
+
+
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of a type the call cannot take: an index that is not an int, a name that is not a str."""
+
+
+class UnsupportedTypeError(UnsupportedValueError, ArgumentTypeError):
+    """A value of a type a shared object cannot carry (a set, bytes, an object): not JSON-like."""
+
+
+class IndexOutOfRangeError(InvalidArgumentError, IndexError):
+    """A list or text position outside the object as it is now (negative list indices count from the end)."""
+
+
+class MissingKeyError(EncspacesError, KeyError):
+    """No such key in a shared map."""
+
+
+class MalformedIdError(IdentityError, InvalidArgumentError):
+    """A member id, public identity, space id or invite link that does not parse (mistyped or cut short)."""
 
 
 # --- the log's rules: entries an honest relay would never sequence -----------------------------
@@ -197,6 +224,10 @@ class WithheldEntriesError(VerificationError):
 
 class FileError(EncspacesError):
     """Root of the errors of ``space.files``."""
+
+
+class FileArgumentError(FileError, InvalidArgumentError):
+    """A file name or content type that ``space.files`` cannot take (empty, too long, with NUL)."""
 
 
 class UnknownFileError(FileError, LookupError):

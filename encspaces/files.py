@@ -41,9 +41,11 @@ from . import crypto
 from .encoding import as_bytes, as_int, as_map, as_str, pack, unpack
 from .encoding import field as msg_field
 from .errors import (
+    ArgumentTypeError,
     BlobMissingError,
     BlobRefusedError,
     ConnectionFailedError,
+    FileArgumentError,
     FileChangedError,
     FileError,
     FileIntegrityError,
@@ -57,7 +59,7 @@ from .session import SessionState
 if TYPE_CHECKING:
     from .space import Space
 
-log = logging.getLogger("encspaces.files")
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 << 10
 # A manifest holds 32 bytes per chunk and must fit in one entry with room to spare:
@@ -189,9 +191,9 @@ def open_chunk(ref: FileRef, index: int, blob: bytes) -> bytes:
 
 def check_name(name: object) -> str:
     if not isinstance(name, str):
-        raise TypeError(f"a file name must be a str, not {type(name).__name__}")
+        raise ArgumentTypeError(f"a file name must be a str, not {type(name).__name__}")
     if not name or len(name) > MAX_NAME or "\x00" in name:
-        raise FileError(f"a file name must be 1 to {MAX_NAME} characters without NUL: {name[:40]!r}")
+        raise FileArgumentError(f"a file name must be 1 to {MAX_NAME} characters without NUL: {name[:40]!r}")
     return name
 
 
@@ -301,7 +303,7 @@ class SpaceFiles:
         if content_type is None:
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if len(content_type) > MAX_CONTENT_TYPE:
-            raise FileError(f"a content type is at most {MAX_CONTENT_TYPE} characters")
+            raise FileArgumentError(f"a content type is at most {MAX_CONTENT_TYPE} characters")
         chunk_size = self.chunk_size
         source = await asyncio.to_thread(_Source, data)
         try:

@@ -22,6 +22,8 @@ from .snapshot import SnapshotPayload, state_content_hash
 
 @dataclass(frozen=True)
 class HistoryEntry:
+    """One verified entry of the log, as ``space.history()`` lists it; ``kind`` is e.g. ``"data"``, ``"add_member"``."""
+
     seq: int
     author: str
     time_ms: int  # the author's clock when writing

@@ -16,7 +16,7 @@ import nacl.signing
 
 from . import crypto
 from .encoding import as_bytes, as_int, as_map, field, pack, unpack
-from .errors import IdentityError, ProtocolError
+from .errors import ArgumentTypeError, IdentityError, MalformedIdError, ProtocolError
 from .private_file import replace_private
 
 PUBLIC_PREFIX = "esid1"
@@ -39,12 +39,15 @@ def member_id(sign_key: bytes) -> str:
 
 
 def parse_member_id(text: str) -> bytes:
+    """The signing key a member id names; ``MalformedIdError`` (a ValueError) if it is not one."""
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"a member id is a str, not {type(text).__name__}")
     try:
         raw = _unb64(text.strip())
     except (ValueError, UnicodeEncodeError) as exc:
-        raise IdentityError(f"not a member id: {text!r}") from exc
+        raise MalformedIdError(f"not a member id: {text!r}") from exc
     if len(raw) != crypto.PUBLIC_KEY_SIZE:
-        raise IdentityError(f"not a member id: {text!r} (expected 32 bytes, found {len(raw)})")
+        raise MalformedIdError(f"not a member id: {text!r} (expected 32 bytes, found {len(raw)})")
     return raw
 
 
@@ -57,7 +60,7 @@ class PublicIdentity:
 
     def __post_init__(self) -> None:
         if len(self.sign_key) != crypto.PUBLIC_KEY_SIZE or len(self.box_key) != crypto.PUBLIC_KEY_SIZE:
-            raise IdentityError("a public identity holds two 32-byte keys")
+            raise MalformedIdError("a public identity holds two 32-byte keys")
 
     @property
     def member_id(self) -> str:
@@ -70,26 +73,33 @@ class PublicIdentity:
 
     @classmethod
     def parse(cls, text: str) -> PublicIdentity:
+        """Parse the ``esid1.…`` string ``str()`` gives; ``MalformedIdError`` (a ValueError) names what is wrong.
+
+        The string carries a checksum, so a mistyped or truncated copy is refused rather
+        than read as somebody else.
+        """
+        if not isinstance(text, str):
+            raise ArgumentTypeError(f"a public identity is a str, not {type(text).__name__}")
         text = text.strip()
         prefix, _, encoded = text.partition(".")
         if prefix != PUBLIC_PREFIX or not encoded:
-            raise IdentityError(
+            raise MalformedIdError(
                 f"not a public identity: expected '{PUBLIC_PREFIX}.' followed by base64url, "
                 f"found {text[:20]!r}"
             )
         try:
             raw = _unb64(encoded)
         except (ValueError, UnicodeEncodeError) as exc:
-            raise IdentityError(f"public identity is not valid base64url: {exc}") from exc
+            raise MalformedIdError(f"public identity is not valid base64url: {exc}") from exc
         if len(raw) != 2 * crypto.PUBLIC_KEY_SIZE + _CHECK_SIZE:
-            raise IdentityError(
+            raise MalformedIdError(
                 f"public identity has {len(raw)} bytes, expected {2 * crypto.PUBLIC_KEY_SIZE + _CHECK_SIZE}"
             )
         if _b64(raw) != encoded:  # base64 decoding ignores stray characters and the last char's spare bits
-            raise IdentityError("public identity is not in canonical base64url: was a character changed?")
+            raise MalformedIdError("public identity is not in canonical base64url: was a character changed?")
         body, check = raw[:-_CHECK_SIZE], raw[-_CHECK_SIZE:]
         if crypto.hash_parts(crypto.CTX_IDENTITY_CHECK, body)[:_CHECK_SIZE] != check:
-            raise IdentityError("public identity checksum does not match: was it copied in full?")
+            raise MalformedIdError("public identity checksum does not match: was it copied in full?")
         return cls(sign_key=body[:32], box_key=body[32:])
 
 
@@ -98,7 +108,7 @@ class Identity:
 
     def __init__(self, signing_seed: bytes, box_secret: bytes) -> None:
         if len(signing_seed) != 32 or len(box_secret) != 32:
-            raise IdentityError("an identity holds two 32-byte secrets")
+            raise MalformedIdError("an identity holds two 32-byte secrets")
         self.signing_key = nacl.signing.SigningKey(signing_seed)
         self.box_private = nacl.public.PrivateKey(box_secret)
         self.public = PublicIdentity(
@@ -108,10 +118,12 @@ class Identity:
 
     @classmethod
     def generate(cls) -> Identity:
+        """Fresh random keys for a new device; ``save`` them, they cannot be recovered."""
         return cls(os.urandom(32), os.urandom(32))
 
     @property
     def member_id(self) -> str:
+        """This device's member id (public), as ``space.members`` lists it."""
         return self.public.member_id
 
     def sign(self, context: bytes, message: bytes) -> bytes:
@@ -127,6 +139,7 @@ class Identity:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Identity:
+        """Read an identity ``save`` wrote; ``IdentityError`` if it is missing, unreadable or corrupt."""
         try:
             data = Path(path).read_bytes()
         except OSError as exc:

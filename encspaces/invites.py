@@ -20,7 +20,7 @@ import nacl.signing
 
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_str, field, pack, unpack
-from .errors import IdentityError, ProtocolError
+from .errors import ArgumentTypeError, MalformedIdError, ProtocolError
 from .identity import member_id
 from .membership import BODY_VERSION, Role, decode_body, parse_role
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .log_state import Invite
 
 LINK_PREFIX = "esinv1"
+MAX_INVITE_USES = 1_000_000  # the most uses an invite entry may grant (InviteBody.decode)
 _CHECK = 4
 
 
@@ -87,22 +88,25 @@ class InviteLink:
 
     @classmethod
     def parse(cls, text: str) -> InviteLink:
+        """Parse an ``esinv1.…`` link; ``MalformedIdError`` (a ValueError) if it was mangled or cut short."""
+        if not isinstance(text, str):
+            raise ArgumentTypeError(f"an invite link is a str, not {type(text).__name__}")
         prefix, _, encoded = text.strip().partition(".")
         if prefix != LINK_PREFIX or not encoded:
-            raise IdentityError(f"not an invite link: expected '{LINK_PREFIX}.…', found {text[:20]!r}")
+            raise MalformedIdError(f"not an invite link: expected '{LINK_PREFIX}.…', found {text[:20]!r}")
         try:
             raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         except ValueError as exc:
-            raise IdentityError(f"invite link is not valid base64url: {exc}") from exc
+            raise MalformedIdError(f"invite link is not valid base64url: {exc}") from exc
         body, check = raw[:-_CHECK], raw[-_CHECK:]
         if len(raw) <= _CHECK or crypto.hash_parts(crypto.CTX_INVITE_LINK, body)[:_CHECK] != check:
-            raise IdentityError("invite link checksum does not match: was it copied in full?")
+            raise MalformedIdError("invite link checksum does not match: was it copied in full?")
         try:
             url, space, secret = as_list(unpack(body, what="invite link"), "invite link", 3)
             return cls(as_str(url, "invite relay url", 2048), as_bytes(space, "invite space", 32),
                        InviteSecret(as_bytes(secret, "invite secret", 32)))
         except ProtocolError as exc:
-            raise IdentityError(f"invite link is corrupt: {exc}") from exc
+            raise MalformedIdError(f"invite link is corrupt: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ class InviteBody:
                 invite=as_bytes(field(m, "invite", "invite"), "invite key", 32),
                 box_key=as_bytes(field(m, "box", "invite"), "invite box key", 32),
                 role=parse_role(field(m, "role", "invite"), "invite role"),
-                uses=as_int(field(m, "uses", "invite"), "invite uses", minimum=1, maximum=1_000_000),
+                uses=as_int(field(m, "uses", "invite"), "invite uses", minimum=1, maximum=MAX_INVITE_USES),
                 expires_ms=None if expires is None else as_int(expires, "invite expiry"),
                 history=history,
                 sealed_keys=tuple(keys),

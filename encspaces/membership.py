@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
 from .entry import MAX_ENTRY_SIZE
-from .errors import MalformedEntryError, ProtocolError
+from .errors import ArgumentTypeError, InvalidArgumentError, MalformedEntryError, ProtocolError
 from .identity import PublicIdentity, member_id
 
 BODY_VERSION = 1
@@ -23,9 +23,21 @@ T = TypeVar("T")
 
 
 class Role(enum.StrEnum):
+    """What a member may do: admins manage membership and keys, writers edit, readers only read.
+
+    Wherever the API takes a role it also takes its string (``"writer"``); an unknown one
+    raises ``InvalidArgumentError`` (a ValueError), before anything is sent.
+    """
+
     ADMIN = "admin"
     WRITER = "writer"
     READER = "reader"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Role:
+        if not isinstance(value, str):
+            raise ArgumentTypeError(f"a role is a str or Role, not {type(value).__name__}")
+        raise InvalidArgumentError(f"unknown role {value!r}: expected one of {', '.join(r.value for r in cls)}")
 
     @property
     def can_write(self) -> bool:
@@ -38,6 +50,8 @@ class Role(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Member:
+    """A member as the verified log knows them; ``added_by`` is None for the space's creator."""
+
     sign_key: bytes
     box_key: bytes
     role: Role
@@ -202,6 +216,10 @@ class SetRoleBody:
         ))
 
 
+_POLICY_MINIMUMS = {"rotate_entries": 1, "rotate_seconds": 1, "retain_epochs": 0, "retain_seconds": 0,
+                    "snapshot_entries": 1, "snapshot_bytes": 1}  # as Policy.decode checks them
+
+
 @dataclass(frozen=True)
 class Policy:
     """When an admin's client rotates the key by itself, and how long devices keep old keys.
@@ -217,6 +235,18 @@ class Policy:
     # A snapshot once this many data entries, or bytes of them, came after the last one.
     snapshot_entries: int | None = 1000
     snapshot_bytes: int | None = 4 << 20
+
+    def __post_init__(self) -> None:
+        # Checked here, where the mistake is made: a policy outside these bounds would be
+        # published in an entry that every member (and the relay) refuses as malformed.
+        for name, minimum in _POLICY_MINIMUMS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ArgumentTypeError(f"Policy.{name} is an int or None, not {type(value).__name__}")
+            if not minimum <= value < 1 << 63:
+                raise InvalidArgumentError(f"Policy.{name} must be at least {minimum}, not {value}")
 
     def encode(self) -> bytes:
         return pack({"v": BODY_VERSION, "rotate_entries": self.rotate_entries,

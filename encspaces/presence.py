@@ -18,7 +18,7 @@ from typing import Any
 
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, pack, unpack
-from .errors import ForkError, ProtocolError, RelaySignatureError, WithheldEntriesError
+from .errors import ForkError, InvalidArgumentError, ProtocolError, RelaySignatureError, WithheldEntriesError
 from .head import SignedHead
 from .identity import Identity, member_id
 from .log_state import LogState
@@ -57,7 +57,7 @@ def seal_presence(
     """Encrypt and sign a presence message; returns the bytes to send."""
     payload = pack(state)
     if len(payload) > MAX_PRESENCE_STATE:
-        raise ValueError(f"presence state of {len(payload)} bytes is over the limit of {MAX_PRESENCE_STATE}")
+        raise InvalidArgumentError(f"presence state of {len(payload)} bytes is over the limit of {MAX_PRESENCE_STATE}")
     nonce = crypto.random_nonce()
     head = claim.head.encode() if claim.head is not None else None
     header = pack([PRESENCE_VERSION, space, identity.public.sign_key, epoch, nonce, head, time_ms,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .encoding import pack
-from .errors import EncspacesError, ProtocolError
+from .errors import ArgumentTypeError, EncspacesError, InvalidArgumentError, ProtocolError
 from .head import SignedHead
 from .identity import Identity, member_id
 from .presence import (
@@ -32,7 +32,7 @@ from .presence import (
 from .streams import EventHub, EventStream
 from .verifier import LogVerifier
 
-log = logging.getLogger("encspaces.client")
+log = logging.getLogger(__name__)
 
 MIN_INTERVAL = 0.1  # seconds between two presence messages we send (rate limit, coalescing)
 HEARTBEAT = 10.0  # seconds between re-sends of an unchanged state
@@ -82,12 +82,20 @@ class PresenceChannel:
     # --- the application's side ----------------------------------------------------------
 
     def set(self, state: dict[str, Any]) -> None:
-        """Replace our presence state (display name, colour, cursor, selection: a small dict)."""
+        """Replace our presence state (display name, colour, cursor, selection: a small dict).
+
+        It must pack to at most ``MAX_PRESENCE_STATE`` bytes of msgpack; a state that is not
+        a dict, cannot be packed or is too large raises ``InvalidArgumentError`` (a ValueError;
+        ``ArgumentTypeError``, also a TypeError, for a wrong type) and the previous state stays.
+        """
         if not isinstance(state, dict):
-            raise TypeError(f"presence state must be a dict, not {type(state).__name__}")
-        size = len(pack(state))
+            raise ArgumentTypeError(f"presence state must be a dict, not {type(state).__name__}")
+        try:
+            size = len(pack(state))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ArgumentTypeError(f"presence state cannot be packed: {exc}") from None
         if size > MAX_PRESENCE_STATE:
-            raise ValueError(f"presence state of {size} bytes is over the limit of {MAX_PRESENCE_STATE}")
+            raise InvalidArgumentError(f"presence state of {size} bytes is over the limit of {MAX_PRESENCE_STATE}")
         self._state = dict(state)
         self._dirty = True
         self._wake.set()

@@ -28,7 +28,7 @@ from .membership import Role
 from .snapshot import GRANULARITY, SnapshotPayload, content_hash, snapshot_due, state_content_hash
 from .verifier import VerifiedEntry
 
-log = logging.getLogger("encspaces.client")
+log = logging.getLogger(__name__)
 
 KEEP_CONTENT = 64  # content hashes remembered (one per granularity step at most)
 MAX_SNAPSHOT = 1000 * 1024  # a snapshot is one entry: it must fit under the relay's entry limit

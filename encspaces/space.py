@@ -14,7 +14,7 @@ import builtins
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from . import crypto
+from .arguments import int_argument
 from .document import (
     Change,
     Document,
@@ -38,22 +39,26 @@ from .document import (
 from .encoding import DEFAULT_MAX_MESSAGE
 from .entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
 from .errors import (
+    ArgumentTypeError,
     ConnectionFailedError,
     EncspacesError,
     EntryTooLargeError,
     HandshakeError,
     HistoryError,
+    InvalidArgumentError,
+    MalformedIdError,
     MembershipRevokedError,
     NotPermittedError,
     OperationTimeoutError,
     RelayError,
     SpaceClosedError,
+    StoreError,
     VerificationError,
 )
 from .files import SpaceFiles
 from .history import HistoryEntry, SpaceView, history_entry, rebuild
 from .identity import Identity, PublicIdentity, member_id, parse_member_id
-from .invites import InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
+from .invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
 from .key_policy import retired_epochs, rotation_due
 from .log_state import LogState, space_id_of
 from .membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
@@ -81,7 +86,7 @@ from .store import LocalStore
 from .streams import EventHub, EventStream
 from .verifier import LogVerifier, VerifiedEntry
 
-log = logging.getLogger("encspaces.client")
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -113,7 +118,7 @@ def decode_space_id(text: str) -> bytes:
     try:
         return parse_member_id(text)
     except EncspacesError as exc:
-        raise EncspacesError(f"not a space id: {text!r}") from exc
+        raise MalformedIdError(f"not a space id: {text!r}") from exc
 
 
 def _mark_retrieved(future: asyncio.Future[None]) -> None:
@@ -156,7 +161,13 @@ class _Action:
 
 
 class Space:
-    """A connected space. Use ``create_space`` or ``connect`` to get one.
+    """A space this device is a member of: its shared objects, members and files.
+
+    Get one from ``connect``, ``create_space`` or ``join``; ``close()`` it (or use it as an
+    async context manager) so unsent edits are persisted for next time. Edits apply to the
+    local document at once and reach the relay in the background; ``sync()`` waits until
+    they are in the verified log. Once the relay is caught misbehaving (or this member is
+    removed) the space fails for good: ``error`` holds why and every later call raises it.
 
     Admin actions (``add_member``, ``remove_member``, ``set_role``, ``rotate_key``, ``set_policy``,
     ``create_invite``, ``revoke_invite``, ``write_snapshot``) queue their entries at once (kept in
@@ -233,14 +244,17 @@ class Space:
 
     @property
     def head(self) -> bytes:
+        """The hash of the verified log at ``seq``: two members with the same head saw the same history."""
         return self._verifier.head
 
     @property
     def epoch(self) -> int:
+        """The current key epoch; it moves on at every rotation and removal."""
         return self._verifier.state.epoch
 
     @property
     def members(self) -> dict[str, Member]:
+        """Member id -> ``Member`` (role, who added them, when), as of the verified log."""
         return {member_id(k): m for k, m in self._verifier.state.members.items()}
 
     @property
@@ -250,6 +264,7 @@ class Space:
 
     @property
     def doc(self) -> pycrdt.Doc[Any]:
+        """The underlying pycrdt document, for integrations; edit through the shared objects instead."""
         return self._document.doc
 
     def text(self, name: str) -> SharedText:
@@ -301,6 +316,7 @@ class Space:
 
     @property
     def policy(self) -> Policy:
+        """The rotation, retention and snapshot policy in force (``set_policy`` changes it)."""
         return self._verifier.state.policy
 
     async def add_member(
@@ -313,6 +329,8 @@ class Space:
         (None: as long as it takes); what a timeout or cancellation does is said on ``Space``.
         """
         state = self._require_admin("add members")
+        if not isinstance(public_identity, (str, PublicIdentity)):
+            raise ArgumentTypeError(f"a member is a PublicIdentity or its string, not {type(public_identity).__name__}")
         new = PublicIdentity.parse(public_identity) if isinstance(public_identity, str) else public_identity
         if new.sign_key in state.members:
             raise NotPermittedError(f"{new.member_id} is already a member")
@@ -380,8 +398,8 @@ class Space:
         published, so the link nobody received never works.
         """
         state = self._require_admin("create invites")
-        if uses < 1:
-            raise ValueError("an invite needs at least one use")
+        if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= MAX_INVITE_USES:
+            raise InvalidArgumentError(f"an invite's uses are an int in [1, {MAX_INVITE_USES}], not {uses!r}")
         secret = InviteSecret.generate()
         expires = None if expires_in is None else int((time.time() + expires_in) * 1000)
         invite = InviteBody(secret.invite_key, secret.box_key, Role(role), uses, expires, history, ())
@@ -405,6 +423,8 @@ class Space:
         ``timeout``: see ``Space``.
         """
         state = self._require_admin("revoke invites")
+        if not isinstance(invite, str):
+            raise ArgumentTypeError(f"an invite is named by its id or link (a str), not {type(invite).__name__}")
         key = InviteLink.parse(invite).secret.invite_key if invite.startswith("esinv") else parse_member_id(invite)
         found = state.invites.get(key)
         if found is None or not found.open:
@@ -422,6 +442,9 @@ class Space:
         return state
 
     def _member_key(self, member: str | PublicIdentity) -> bytes:
+        if not isinstance(member, (str, PublicIdentity)):
+            raise ArgumentTypeError(f"a member is named by a member id, a PublicIdentity or its string, "
+                                    f"not {type(member).__name__}")
         key = member.sign_key if isinstance(member, PublicIdentity) else (
             PublicIdentity.parse(member).sign_key if member.startswith("esid") else parse_member_id(member))
         if key not in self._verifier.state.members:
@@ -527,12 +550,16 @@ class Space:
 
         Page through a long log by passing the last seq of one page as ``before`` of the next.
         """
+        if before is not None:
+            int_argument(before, "before")
+        int_argument(limit, "limit")
         await self._persist()
         rows = await self._store.load_log_page(before, limit)
         return [history_entry(seq, raw) for seq, raw in rows]
 
     async def at(self, seq: int) -> SpaceView:
         """A read-only view of every shared object as it was once the log reached ``seq``."""
+        int_argument(seq, "seq")
         self._raise_if_failed()
         if not 1 <= seq <= self.seq:
             raise HistoryError(f"seq {seq} is outside the verified log (1..{self.seq})")
@@ -583,6 +610,7 @@ class Space:
 
     async def wait_for_seq(self, seq: int) -> None:
         """Return once the verified log reaches ``seq`` (for instance another member's ``seq``)."""
+        int_argument(seq, "seq")
         self._raise_if_failed()
         while self._verifier.seq < seq:
             self._raise_if_failed()
@@ -1044,7 +1072,7 @@ async def _open_space(url: str, identity: Identity, space: bytes, data_dir: str 
     stored = await store.get_meta("member")
     if stored is not None and stored != identity.public.sign_key:
         await store.close()
-        raise EncspacesError(f"the local store in {data_dir} belongs to another identity")
+        raise StoreError(f"the local store in {data_dir} belongs to another identity")
     space_obj = Space(url, identity, space, store)
     space_obj._pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
     return space_obj
@@ -1128,7 +1156,7 @@ class connect:
         url, identity, space, data_dir = self._args
         return await _start_and_wait(await _open_space(url, identity, space, data_dir), None)
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, Space]:
         return self._open().__await__()
 
     async def __aenter__(self) -> Space:

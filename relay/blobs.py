@@ -26,7 +26,7 @@ from encspaces.identity import member_id
 from encspaces.log_state import LogState
 from encspaces.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
 
-log = logging.getLogger("encspaces.relay")
+log = logging.getLogger(__name__)
 
 BLOBS_DIR = "blobs"
 _TMP_PREFIX = ".tmp-"

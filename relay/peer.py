@@ -23,7 +23,7 @@ from encspaces.messages import Error
 from .config import RelayConfig
 from .refusals import Refusal
 
-log = logging.getLogger("encspaces.relay")
+log = logging.getLogger(__name__)
 
 TOO_SLOW_REASON = "too slow"
 _MAX_ERROR_MESSAGE = 2000  # clients accept error messages up to 2048 characters

@@ -51,7 +51,7 @@ from .refusals import (
 )
 from .store import EntryRow, Store
 
-log = logging.getLogger("encspaces.relay")
+log = logging.getLogger(__name__)
 
 
 class RoomHost(Protocol):

@@ -34,7 +34,7 @@ from .room import Room
 from .session import Session
 from .store import EntryRow, Store
 
-log = logging.getLogger("encspaces.relay")
+log = logging.getLogger(__name__)
 
 UNAVAILABLE_REASON = "relay shutting down"
 

@@ -44,7 +44,7 @@ from .room import Room, Submission
 if TYPE_CHECKING:
     from .server import RelayServer
 
-log = logging.getLogger("encspaces.relay")
+log = logging.getLogger(__name__)
 
 _VERIFY_SLICE = 64  # signatures checked between two yields to the event loop (~5 ms)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import pycrdt
 
+from ..errors import ArgumentTypeError, IndexOutOfRangeError, InvalidArgumentError, ObjectKindError
 from .changes import Change, ListChange
 from .feed import ChangeFeed, ChangeStream
 from .values import check_plain, to_plain, to_shared
@@ -37,11 +38,11 @@ class SharedList(MutableSequence[Any]):
 
     def _index(self, index: int, *, inserting: bool = False) -> int:
         if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"list indices must be int, not {type(index).__name__}")
+            raise ArgumentTypeError(f"list indices must be int, not {type(index).__name__}")
         length = len(self._yarray)
         position = index + length if index < 0 else index
         if not 0 <= position <= (length if inserting else length - 1):
-            raise IndexError(f"index {index} is out of range for a list of length {length}")
+            raise IndexOutOfRangeError(f"index {index} is out of range for a list of length {length}")
         return position
 
     def __len__(self) -> int:
@@ -75,20 +76,28 @@ class SharedList(MutableSequence[Any]):
         """The whole list as plain Python."""
         return [to_plain(item) for item in self._yarray]
 
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        """The first position of ``value``; ``InvalidArgumentError`` (a ValueError) when absent, as ``list.index``."""
+        items = self.to_py()
+        for position in range(*slice(start, stop).indices(len(items))):
+            if items[position] is value or items[position] == value:
+                return position
+        raise InvalidArgumentError(f"{value!r} is not in {self.name!r}")
+
     def get_map(self, index: int) -> SharedMap:
         """A handle on the nested map at ``index``, to edit it in place."""
         from .mapping import SharedMap
 
         item = self._yarray[self._index(index)]
         if not isinstance(item, pycrdt.Map):
-            raise TypeError(f"item {index} of {self.name!r} is not a map")
+            raise ObjectKindError(f"item {index} of {self.name!r} is not a map")
         return SharedMap(self.name, item, self._guard, self._feed)
 
     def get_list(self, index: int) -> SharedList:
         """A handle on the nested list at ``index``, to edit it in place."""
         item = self._yarray[self._index(index)]
         if not isinstance(item, pycrdt.Array):
-            raise TypeError(f"item {index} of {self.name!r} is not a list")
+            raise ObjectKindError(f"item {index} of {self.name!r} is not a list")
         return SharedList(self.name, item, self._guard, self._feed)
 
     # --- writing ----------------------------------------------------------------------------
@@ -123,7 +132,7 @@ class SharedList(MutableSequence[Any]):
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self._yarray))
             if step != 1:
-                raise ValueError("assignment to an extended slice is not supported by a shared list")
+                raise InvalidArgumentError("assignment to an extended slice is not supported by a shared list")
             checked = [to_shared(check_plain(v, f"value[{i}]")) for i, v in enumerate(value)]
             with doc.transaction():
                 if stop > start:

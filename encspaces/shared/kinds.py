@@ -11,14 +11,10 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from ..errors import EncspacesError
+from ..errors import ArgumentTypeError, ObjectKindError
 
 ObjectKind = Literal["text", "list", "map", "table"]
 KINDS: tuple[ObjectKind, ...] = get_args(ObjectKind)
-
-
-class ObjectKindError(EncspacesError, TypeError):
-    """A shared object was asked for as one kind but already exists as another."""
 
 
 def root_name(kind: ObjectKind, name: str) -> str:
@@ -38,7 +34,7 @@ def parse_root_name(root: str) -> tuple[ObjectKind, str] | None:
 def check_name(name: object) -> str:
     """Names are plain strings; anything else is a programming error worth a clear message."""
     if not isinstance(name, str):
-        raise TypeError(f"a shared object's name must be a str, not {type(name).__name__}")
+        raise ArgumentTypeError(f"a shared object's name must be a str, not {type(name).__name__}")
     return name
 
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 import pycrdt
 
+from ..errors import ArgumentTypeError, MissingKeyError, ObjectKindError
 from .array import SharedList
 from .changes import Change, MapChange
 from .feed import ChangeFeed, ChangeStream
@@ -21,7 +22,7 @@ from .values import check_plain, same, to_plain, to_shared
 
 def _key(key: object) -> str:
     if not isinstance(key, str):
-        raise TypeError(f"map keys must be str, not {type(key).__name__}")
+        raise ArgumentTypeError(f"map keys must be str, not {type(key).__name__}")
     return key
 
 
@@ -40,7 +41,7 @@ class SharedMap(MutableMapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         if _key(key) not in self._ymap:
-            raise KeyError(key)
+            raise MissingKeyError(key)
         return to_plain(self._ymap[key])
 
     def __contains__(self, key: object) -> bool:
@@ -59,10 +60,11 @@ class SharedMap(MutableMapping[str, Any]):
 
     def _nested(self, key: str, shared_type: type[Any], what: str) -> Any:
         if _key(key) not in self._ymap:
-            raise KeyError(key)
+            raise MissingKeyError(key)
         value = self._ymap[key]
         if not isinstance(value, shared_type):
-            raise TypeError(f"{key!r} of {self.name!r} holds {type(to_plain(value)).__name__}, not a nested {what}")
+            held = type(to_plain(value)).__name__
+            raise ObjectKindError(f"{key!r} of {self.name!r} holds {held}, not a nested {what}")
         return value
 
     def get_map(self, key: str) -> SharedMap:
@@ -91,17 +93,20 @@ class SharedMap(MutableMapping[str, Any]):
     def __delitem__(self, key: str) -> None:
         self._guard()
         if _key(key) not in self._ymap:
-            raise KeyError(key)
+            raise MissingKeyError(key)
         del self._ymap[key]
 
     def delete(self, key: str) -> None:
-        """Remove ``key``; KeyError if it is not there."""
+        """Remove ``key``; ``MissingKeyError`` (a KeyError) if it is not there."""
         del self[key]
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         """Set several keys as one edit (arguments as for ``dict.update``); all are checked first."""
         self._guard()
-        items = dict(*args, **kwargs)
+        try:
+            items = dict(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ArgumentTypeError(f"update() takes what dict() takes: {exc}") from None
         checked = {_key(key): check_plain(value, repr(key)) for key, value in items.items()}
         with self._ymap.doc.transaction():
             for key, value in checked.items():
@@ -113,6 +118,14 @@ class SharedMap(MutableMapping[str, Any]):
         with self._ymap.doc.transaction():
             for key in list(self._ymap.keys()):
                 del self._ymap[key]
+
+    def popitem(self) -> tuple[str, Any]:
+        """Remove and return the first (key, value) in key order; ``MissingKeyError`` when empty."""
+        for key in self:
+            value = self[key]
+            del self[key]
+            return key, value
+        raise MissingKeyError(f"{self.name!r} is empty")
 
     def __repr__(self) -> str:
         return f"SharedMap({self.name!r}, {self.to_py()!r})"

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 
 import pycrdt
 
+from ..errors import ArgumentTypeError, RowNotFoundError
 from .changes import Change, TableChange
 from .feed import ChangeFeed, ChangeStream
 from .query import OrderBy, Row, Where, run_query
@@ -49,7 +50,7 @@ new_row_id = _RowIds().new
 
 def _columns(values: Any) -> dict[str, Any]:
     if not isinstance(values, Mapping):
-        raise TypeError(f"a row is a dict of columns, not {type(values).__name__}")
+        raise ArgumentTypeError(f"a row is a dict of columns, not {type(values).__name__}")
     checked: dict[str, Any] = check_plain(values, "row")
     return checked
 
@@ -75,7 +76,7 @@ class SharedTable:
     def _existing(self, row_id: str) -> pycrdt.Map[Any]:
         row = self._row(row_id)
         if row is None:
-            raise KeyError(f"no row {row_id!r} in table {self.name!r}")
+            raise RowNotFoundError(f"no row {row_id!r} in table {self.name!r}")
         return row
 
     # --- writing ----------------------------------------------------------------------------
@@ -102,7 +103,7 @@ class SharedTable:
                 row[column] = value
 
     def delete(self, row_id: str) -> None:
-        """Remove a row; KeyError if there is none with that id."""
+        """Remove a row; ``RowNotFoundError`` (a KeyError) if there is none with that id."""
         self._guard()
         self._existing(row_id)
         del self._ymap[row_id]

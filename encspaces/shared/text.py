@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 
 import pycrdt
 
+from ..errors import ArgumentTypeError, IndexOutOfRangeError
 from .changes import Change, TextChange
 from .feed import ChangeFeed, ChangeStream
 from .values import check_plain, check_str, to_plain, utf8_len
@@ -19,7 +20,7 @@ from .values import check_plain, check_str, to_plain, utf8_len
 
 def _attributes(attrs: Any) -> dict[str, Any]:
     if not isinstance(attrs, dict):
-        raise TypeError(f"formatting attributes must be a dict, not {type(attrs).__name__}")
+        raise ArgumentTypeError(f"formatting attributes must be a dict, not {type(attrs).__name__}")
     checked: dict[str, Any] = check_plain(attrs, "attributes")
     return checked
 
@@ -56,7 +57,7 @@ class SharedText:
         """
         self._guard()
         if not isinstance(s, str):
-            raise TypeError(f"can only insert str into a text, not {type(s).__name__}")
+            raise ArgumentTypeError(f"can only insert str into a text, not {type(s).__name__}")
         check_str(s, "inserted text")
         checked = None if attrs is None else _attributes(attrs)
         if self._is_ascii():
@@ -99,9 +100,9 @@ class SharedText:
     @staticmethod
     def _check_index(index: int, size: int) -> None:
         if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"a text index must be an int, not {type(index).__name__}")
+            raise ArgumentTypeError(f"a text index must be an int, not {type(index).__name__}")
         if not 0 <= index <= size:
-            raise IndexError(f"index {index} is outside the text (length {size})")
+            raise IndexOutOfRangeError(f"index {index} is outside the text (length {size})")
 
     def _byte_range(self, index: int, length: int) -> tuple[int, int]:
         """Yrs addresses text in UTF-8 bytes; the API in Python characters (code points)."""
@@ -110,9 +111,9 @@ class SharedText:
         size = len(self._ytext) if ascii_only else len(current)
         self._check_index(index, size)
         if isinstance(length, bool) or not isinstance(length, int):
-            raise TypeError(f"a length must be an int, not {type(length).__name__}")
+            raise ArgumentTypeError(f"a length must be an int, not {type(length).__name__}")
         if length < 0 or index + length > size:
-            raise IndexError(f"cannot use {length} characters at {index} of a text of length {size}")
+            raise IndexOutOfRangeError(f"cannot use {length} characters at {index} of a text of length {size}")
         if ascii_only:
             return index, length
         return utf8_len(current[:index]), utf8_len(current[index : index + length])

@@ -16,6 +16,8 @@ from typing import Any
 
 import pycrdt
 
+from ..errors import UnsupportedTypeError, UnsupportedValueError
+
 MAX_SAFE_INT = 2**53 - 1  # the largest integer a float64 (and so every Yjs peer) holds exactly
 
 
@@ -24,7 +26,9 @@ def check_str(value: str, where: str = "value") -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{where}: the string contains a lone surrogate and is not valid Unicode text") from None
+        raise UnsupportedValueError(
+            f"{where}: the string contains a lone surrogate and is not valid Unicode text"
+        ) from None
     return value
 
 
@@ -34,7 +38,8 @@ def utf8_len(value: str) -> int:
 
 
 def check_plain(value: Any, where: str = "value") -> Any:
-    """Return ``value`` as stored plain data (tuples become lists), or raise TypeError/ValueError.
+    """Return ``value`` as stored plain data (tuples become lists), or raise UnsupportedTypeError (a TypeError)
+    or UnsupportedValueError (a ValueError).
 
     Accepted: None, bool, int within ±2**53-1, finite float, str, and lists, tuples and
     dicts with str keys made of these.
@@ -45,11 +50,13 @@ def check_plain(value: Any, where: str = "value") -> Any:
         return check_str(value, where)
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INT:
-            raise ValueError(f"{where}: the integer {value} is too large; Yjs numbers are exact only up to 2**53-1")
+            raise UnsupportedValueError(
+                f"{where}: the integer {value} is too large; Yjs numbers are exact only up to 2**53-1"
+            )
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{where}: {value} is not a finite number")
+            raise UnsupportedValueError(f"{where}: {value} is not a finite number")
         return value
     if isinstance(value, (list, tuple)):
         return [check_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
@@ -57,10 +64,10 @@ def check_plain(value: Any, where: str = "value") -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise TypeError(f"{where}: dict keys must be str, not {type(key).__name__}")
+                raise UnsupportedTypeError(f"{where}: dict keys must be str, not {type(key).__name__}")
             out[check_str(key, where)] = check_plain(item, f"{where}[{key!r}]")
         return out
-    raise TypeError(f"{where}: {type(value).__name__} is not a JSON-like value")
+    raise UnsupportedTypeError(f"{where}: {type(value).__name__} is not a JSON-like value")
 
 
 def to_shared(value: Any) -> Any:

@@ -91,7 +91,7 @@ class _Errors(logging.Handler):
 async def test_junk_never_breaks_the_relay(fuzz: Fixture, data: st.DataObject, admitted: bool) -> None:
     fixture, relay = fuzz, fuzz.relay
     errors = _Errors()
-    logging.getLogger("encspaces.relay").addHandler(errors)
+    logging.getLogger("relay").addHandler(errors)
     try:
         junk = data.draw(mutated(fixture.templates))
         if admitted:
@@ -110,7 +110,7 @@ async def test_junk_never_breaks_the_relay(fuzz: Fixture, data: st.DataObject, a
                 await client.close()
                 break
     finally:
-        logging.getLogger("encspaces.relay").removeHandler(errors)
+        logging.getLogger("relay").removeHandler(errors)
     assert not errors.records, [r.getMessage() for r in errors.records]
     # the relay still serves: alice submits and a fresh connection catches up
     assert fixture.alice is not None
