@@ -30,6 +30,7 @@ from .presence import (
     seal_presence,
 )
 from .streams import EventHub, EventStream
+from .supervision import supervise
 from .verifier import LogVerifier
 
 log = logging.getLogger("encspaces.client")
@@ -108,7 +109,12 @@ class PresenceChannel:
     # --- the space's side -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="encspaces-presence")
+        self._task = supervise(asyncio.create_task(self._run(), name="encspaces-presence"), "the presence task",
+                               self._fail)
+
+    def end_changes(self, error: BaseException | None = None) -> None:
+        """End every stream of ``changes()`` (the space closed, or failed with ``error``)."""
+        self._changes.end(error)
 
     async def stop(self) -> None:
         if self._task is not None:
