@@ -82,7 +82,7 @@ from .snapshot import SnapshotPayload, content_hash
 from .snapshot_keeper import SnapshotKeeper
 from .store import LocalStore
 from .streams import EventHub, EventStream
-from .supervision import guarded, supervise
+from .supervision import as_failure, guarded, supervise
 from .verifier import LogVerifier, VerifiedEntry
 
 log = logging.getLogger("encspaces.client")
@@ -930,6 +930,8 @@ class Space:
                 log.info("connection to %s lost: %s", self.url, exc)
                 if not self._first_sync.done() and self.seq == 0 and self._genesis is None:
                     self._fail(ConnectionFailedError(f"cannot reach the relay at {self.url}: {exc}"))
+            except Exception as exc:  # anything else is a bug or a broken store: fail before going offline
+                self._fail(as_failure("the connection runner", exc))
             finally:
                 self._send_queue = None
                 self._session = None
