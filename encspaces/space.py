@@ -949,7 +949,7 @@ class Space:
         self._session = session
         self._send_queue = queue = asyncio.Queue[bytes]()
         self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
-        sender = asyncio.create_task(self._send_loop(ws, queue))
+        sender = supervise(asyncio.create_task(self._send_loop(ws, queue)), "the connection's sender", self._fail)
         try:
             await self._receive_loop(ws, session)
         finally:

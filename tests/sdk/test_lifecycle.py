@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import encspaces
-from encspaces import errors
+from encspaces import errors, snapshot_keeper
 from encspaces import space as space_module
 from encspaces.connection_state import ConnectionChange, ConnectionState
 from encspaces.invites import InviteLink, InviteSecret
@@ -143,7 +143,7 @@ async def test_a_fault_in_background_work_fails_the_space(
         inject(monkeypatch)
         if where in ("runner", "writer", "batcher"):
             space.text("doc").insert(0, "the edit that meets the fault")
-        else:  # a fault with no edit in flight: sync() has nothing to wait for, it raises once failed
+        if where != "runner":  # elsewhere sync() may complete before the fault: it raises once failed
             await wait_for(lambda: space.error is not None, what="the failure")
         with pytest.raises(errors.InternalError) as caught:
             await asyncio.wait_for(space.sync(), GUARD)  # raises, instead of hanging
@@ -183,6 +183,25 @@ async def test_a_fault_in_the_redaction_of_forgotten_keys_fails_the_space(
             await asyncio.wait_for(space.sync(), GUARD)
         assert isinstance(space.error, errors.InternalError)
         assert isinstance(space.error.__cause__, RuntimeError)
+    finally:
+        monkeypatch.undo()
+        await space.close()
+
+
+async def test_a_fault_in_the_snapshot_keeper_fails_the_space(
+    relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snapshot_keeper, "GRANULARITY", 5)
+    monkeypatch.setattr(snapshot_keeper, "snapshot_due", lambda state, base: True)
+    monkeypatch.setattr(snapshot_keeper.SnapshotKeeper, "_write", boom)
+    space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    try:
+        for i in range(6):  # idle frame ends crossing seq 5: a snapshot is due, its timer meets the fault
+            space.text("doc").insert(0, f"{i}")
+            await space.sync()
+        await wait_for(lambda: space.error is not None, what="the failure")
+        with pytest.raises(errors.InternalError, match="the snapshot keeper failed unexpectedly: RuntimeError"):
+            await asyncio.wait_for(space.sync(), GUARD)
     finally:
         monkeypatch.undo()
         await space.close()
