@@ -6,6 +6,7 @@ anything is applied.
 """
 
 from . import errors
+from .connection_state import ConnectionChange, ConnectionState
 from .document import (
     Change,
     KeyChange,
@@ -27,6 +28,8 @@ from .space import Space, connect, create_space, join
 
 __all__ = [
     "Change",
+    "ConnectionChange",
+    "ConnectionState",
     "Identity",
     "InviteInfo",
     "KeyChange",
