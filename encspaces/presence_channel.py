@@ -103,7 +103,10 @@ class PresenceChannel:
         return {member_id(author): dict(state) for author, (state, _) in self._tracker.peers.items()}
 
     def changes(self) -> EventStream[PresenceChange]:
-        """Every change of a peer's presence from the moment of this call, including peers leaving."""
+        """Every change of a peer's presence from the moment of this call, including peers leaving.
+
+        The stream ends with ``aclose()``, when the space closes, or (raising its error) when it fails.
+        """
         return self._changes.stream()
 
     # --- the space's side -------------------------------------------------------------------

@@ -311,7 +311,10 @@ class Space:
     # --- membership, roles, invites and keys ----------------------------------------------
 
     def membership_changes(self) -> EventStream[MemberChange]:
-        """Every membership change from now on, as verified in the log (add, join, role, removal)."""
+        """Every membership change from now on, as verified in the log (add, join, role, removal).
+
+        The stream ends with ``aclose()``, when the space closes, or (raising its error) when it fails.
+        """
         return self._member_changes.stream()
 
     @property

@@ -13,8 +13,10 @@ import pytest
 
 import encspaces
 from encspaces import errors
+from encspaces import space as space_module
+from encspaces.entry import Kind
 
-from .conftest import RelayHandle
+from .conftest import RelayHandle, wait_for
 
 JOINER = textwrap.dedent(
     """
@@ -84,5 +86,45 @@ async def test_a_member_without_the_epoch_key_fails_instead_of_losing_writes(
             assert str(space.text("doc")) == ""
         finally:
             await space.close()
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("reopen", ["connect", "join"])
+async def test_a_join_interrupted_after_its_entry_was_queued_finishes_on_reopening(
+    relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reopen: str
+) -> None:
+    admin = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "admin")
+    try:
+        admin.text("doc").insert(0, "before the invite")
+        await admin.sync()
+        link = await admin.create_invite(role="writer")
+        before_join = admin.seq
+
+        async def interrupted(self: space_module.Space, kind: Kind, body: bytes) -> None:
+            await relay.stop()  # the join entry can only be queued: it reaches the store, not the relay
+            await wait_for(lambda: not self.connected, what="the disconnection")
+            self._queue_entry(kind, body)
+            await self.flush()
+            raise RuntimeError("the process dies here")
+
+        joiner = encspaces.Identity.generate()
+        monkeypatch.setattr(space_module.Space, "_control", interrupted)
+        with pytest.raises(RuntimeError, match="dies here"):
+            await encspaces.join(link, joiner, data_dir=tmp_path / "j")
+        await relay.start()
+        monkeypatch.undo()
+
+        if reopen == "connect":
+            opening = encspaces.connect(relay.url, joiner, admin.id, data_dir=tmp_path / "j")
+        else:  # the same link again: the queued join entry is resent, not a second one made
+            opening = encspaces.join(link, joiner, data_dir=tmp_path / "j", timeout=30)
+        async with await opening as again:
+            await again.wait_for_seq(before_join + 1, timeout=30)  # its own join entry, resent from the outbox
+            assert again.error is None and joiner.member_id in again.members
+            again.text("doc").insert(0, "joined: ")
+            await again.sync(timeout=30)
+        await admin.wait_for_seq(again.seq, timeout=30)
+        assert str(admin.text("doc")) == "joined: before the invite"
     finally:
         await admin.close()
