@@ -32,6 +32,7 @@ from .errors import (
     EncspacesError,
     EntryTooLargeError,
     EpochError,
+    EpochKeyMissingError,
     FileArgumentError,
     FileChangedError,
     FileError,
@@ -43,6 +44,7 @@ from .errors import (
     HistoryError,
     IdentityError,
     IndexOutOfRangeError,
+    InternalError,
     InvalidArgumentError,
     MalformedEntryError,
     MalformedFrameError,
@@ -79,6 +81,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .connection_state import ConnectionChange, ConnectionState
     from .document import SharedList, SharedMap, SharedTable, SharedText
     from .files import FileRef, Progress, SpaceFiles
     from .history import HistoryEntry, SpaceView
@@ -114,6 +117,8 @@ _LAZY: dict[str, str] = {
     "connect": ".space",
     "create_space": ".space",
     "join": ".space",
+    "ConnectionChange": ".connection_state",
+    "ConnectionState": ".connection_state",
     "Identity": ".identity",
     "PublicIdentity": ".identity",
     "Member": ".membership",
@@ -174,10 +179,13 @@ __all__ = [
     "ChainError",
     "Change",
     "ChangeStream",
+    "ConnectionChange",
     "ConnectionFailedError",
+    "ConnectionState",
     "EncspacesError",
     "EntryTooLargeError",
     "EpochError",
+    "EpochKeyMissingError",
     "EventStream",
     "FileArgumentError",
     "FileChangedError",
@@ -193,6 +201,7 @@ __all__ = [
     "Identity",
     "IdentityError",
     "IndexOutOfRangeError",
+    "InternalError",
     "InvalidArgumentError",
     "InviteInfo",
     "KeyChange",

@@ -303,6 +303,10 @@ class Document:
 
         return self._feed.stream(select)
 
+    def end_changes(self, error: BaseException | None = None) -> None:
+        """End every change stream (the space closed, or failed with ``error``)."""
+        self._feed.end(error)
+
 
 __all__ = [
     "Change",

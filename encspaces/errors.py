@@ -289,3 +289,21 @@ class NotPermittedError(EncspacesError):
 
 class MembershipRevokedError(EncspacesError):
     """This device's member was removed from the space: nothing new can be read or written."""
+
+
+# --- a space's lifecycle: background work and keys (encspaces/space.py, encspaces/supervision.py) ---
+
+
+class InternalError(EncspacesError):
+    """An unexpected exception in a space's background work; the space failed with it.
+
+    The message names the task and the original exception, which is chained as ``__cause__``.
+    """
+
+
+class EpochKeyMissingError(EncspacesError):
+    """This device is a member but holds no key for the space's current epoch.
+
+    It can neither read nor write new entries, so the space fails instead of accepting edits
+    it could never send.
+    """

@@ -30,6 +30,7 @@ from .presence import (
     seal_presence,
 )
 from .streams import EventHub, EventStream
+from .supervision import supervise
 from .verifier import LogVerifier
 
 log = logging.getLogger(__name__)
@@ -110,13 +111,21 @@ class PresenceChannel:
         return {member_id(author): dict(state) for author, (state, _) in self._tracker.peers.items()}
 
     def changes(self) -> EventStream[PresenceChange]:
-        """Every change of a peer's presence from the moment of this call, including peers leaving."""
+        """Every change of a peer's presence from the moment of this call, including peers leaving.
+
+        The stream ends with ``aclose()``, when the space closes, or (raising its error) when it fails.
+        """
         return self._changes.stream()
 
     # --- the space's side -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="encspaces-presence")
+        self._task = supervise(asyncio.create_task(self._run(), name="encspaces-presence"), "the presence task",
+                               self._fail)
+
+    def end_changes(self, error: BaseException | None = None) -> None:
+        """End every stream of ``changes()`` (the space closed, or failed with ``error``)."""
+        self._changes.end(error)
 
     async def stop(self) -> None:
         if self._task is not None:

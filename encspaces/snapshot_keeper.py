@@ -16,6 +16,7 @@ state is merged in, and the device remembers which snapshot it depends on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from .errors import BadSnapshotError, EncspacesError, MissingBodiesError, Protoc
 from .log_state import LogState
 from .membership import Role
 from .snapshot import GRANULARITY, SnapshotPayload, content_hash, snapshot_due, state_content_hash
+from .supervision import guarded
 from .verifier import VerifiedEntry
 
 log = logging.getLogger(__name__)
@@ -167,8 +169,9 @@ class SnapshotKeeper:
         head = state.heads[last_seq]
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(
-            random.uniform(0, WRITE_JITTER), self._write, state, last_seq, head, payload)
+        write = guarded("the snapshot keeper", functools.partial(self._write, state, last_seq, head, payload),
+                        self._fail)
+        self._timer = asyncio.get_running_loop().call_later(random.uniform(0, WRITE_JITTER), write)
 
     def _write(self, state: LogState, base: int, head: bytes, payload: bytes) -> None:
         self._timer = None

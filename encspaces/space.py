@@ -28,6 +28,8 @@ from websockets.asyncio.client import connect as ws_connect
 
 from . import crypto
 from .arguments import int_argument
+from .connection_state import ConnectionChange, ConnectionState
+from .deadline import check_timeout, deadline
 from .document import (
     Change,
     Document,
@@ -43,6 +45,7 @@ from .errors import (
     ConnectionFailedError,
     EncspacesError,
     EntryTooLargeError,
+    EpochKeyMissingError,
     HandshakeError,
     HistoryError,
     InvalidArgumentError,
@@ -84,6 +87,7 @@ from .snapshot import SnapshotPayload, content_hash
 from .snapshot_keeper import SnapshotKeeper
 from .store import LocalStore
 from .streams import EventHub, EventStream
+from .supervision import as_failure, guarded, supervise
 from .verifier import LogVerifier, VerifiedEntry
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,9 @@ CHECKPOINT_EVERY = 1000
 # The largest entry a relay with the default frame size accepts (relay/frames.py).
 MAX_SUBMITTED_ENTRY = DEFAULT_MAX_MESSAGE - 1024
 MAINTENANCE_INTERVAL = 1.0  # seconds between checks of the time-based policy
+OPEN_TIMEOUT = 10.0  # seconds a background reconnect waits for the relay's handshake before retrying
+DEFAULT_TIMEOUT = 30.0  # seconds connect, create_space and join wait by default
+INVITE_META = "invite"  # the store's meta key for the secret of the invite this device joined with
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 5.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
@@ -212,7 +219,9 @@ class Space:
         self._progress = asyncio.Event()
         self.error: EncspacesError | None = None
         self._closed = False
-        self.connected = False
+        self._connected = False
+        self._state_changed = asyncio.Event()  # connected, failed or closed changed: wakes wait_connected
+        self._connection_changes: EventHub[ConnectionChange] = EventHub()
         # Persistence.
         self._pending = _Pending()
         self._write_lock = asyncio.Lock()
@@ -258,6 +267,11 @@ class Space:
         return {member_id(k): m for k, m in self._verifier.state.members.items()}
 
     @property
+    def connected(self) -> bool:
+        """True while the session with the relay is live (caught up, edits flowing)."""
+        return self._connected
+
+    @property
     def unsent(self) -> int:
         """Local edits not yet in the verified log (entries plus an open batch)."""
         return len(self._outbox) + (1 if self._updates else 0)
@@ -299,13 +313,57 @@ class Space:
         self._flush_batch()
 
     def changes(self, name: str | None = None, kind: ObjectKind | None = None) -> ChangeStream[Change]:
-        """Typed change events from now on (local and remote, with the remote author's member id)."""
+        """Typed change events from now on (local and remote, with the remote author's member id).
+
+        Like every stream of a space it ends when the space closes (after the buffered events),
+        raises the space's error once the space fails, and can be ended by ``aclose()``.
+        """
         return self._document.changes(name, kind)
+
+    # --- the connection as events ------------------------------------------------------------
+
+    def connection_changes(self) -> EventStream[ConnectionChange]:
+        """Every change of the connection from now on: connected, disconnected, failed (see ConnectionChange)."""
+        return self._connection_changes.stream()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Return once the space is connected (``timeout`` in seconds, None: no limit).
+
+        Raises the space's error if it fails meanwhile, ``SpaceClosedError`` if it is closed,
+        ``OperationTimeoutError`` when the time runs out.
+        """
+        async with deadline(timeout, lambda: f"wait_connected: not connected to the relay at {self.url}"):
+            while True:
+                self._raise_if_failed()
+                if self._connected:
+                    return
+                self._state_changed.clear()
+                await self._state_changed.wait()
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self._connected:
+            return
+        self._connected = connected
+        self._state_changed.set()
+        if self.error is None and not self._closed:
+            state = ConnectionState.CONNECTED if connected else ConnectionState.DISCONNECTED
+            self._connection_changes.publish(ConnectionChange(state))
+
+    def _end_streams(self, error: EncspacesError | None) -> None:
+        """End every stream handed out: after the buffered events, iteration stops (or raises ``error``)."""
+        self._state_changed.set()
+        self._connection_changes.end(error)
+        self._member_changes.end(error)
+        self.presence.end_changes(error)
+        self._document.end_changes(error)
 
     # --- membership, roles, invites and keys ----------------------------------------------
 
     def membership_changes(self) -> EventStream[MemberChange]:
-        """Every membership change from now on, as verified in the log (add, join, role, removal)."""
+        """Every membership change from now on, as verified in the log (add, join, role, removal).
+
+        The stream ends with ``aclose()``, when the space closes, or (raising its error) when it fails.
+        """
         return self._member_changes.stream()
 
     @property
@@ -586,36 +644,55 @@ class Space:
         async with self._write_lock:
             await self._write_pending()
 
-    async def sync(self) -> None:
-        """Return once every local edit made before the call is in the verified log."""
+    async def sync(self, timeout: float | None = None) -> None:
+        """Return once every local edit made before the call is in the verified log.
+
+        ``timeout`` in seconds (None: no limit); on expiry ``OperationTimeoutError`` says how
+        far the log got. The edits stay queued and are still sent.
+        """
         self._raise_if_failed()
         self._flush_batch()
         target = self._last_author_seq
-        # min(): re-issuing after a rotation may drop entries it made pointless, renumbering the rest
-        while self._verifier.state.author_seqs.get(self._me, 0) < min(target, self._last_author_seq):
-            self._raise_if_failed()
-            self._progress.clear()
-            await self._progress.wait()
+
+        def what() -> str:
+            verified = self._verifier.state.author_seqs.get(self._me, 0)
+            return (f"sync: waited for this device's entries through author_seq {target} to reach the verified "
+                    f"log, which holds them through {verified} ({'connected' if self.connected else 'not connected'})")
+
+        async with deadline(timeout, what):
+            # min(): re-issuing after a rotation may drop entries it made pointless, renumbering the rest
+            while self._verifier.state.author_seqs.get(self._me, 0) < min(target, self._last_author_seq):
+                self._raise_if_failed()
+                self._progress.clear()
+                await self._progress.wait()
         self._raise_if_failed()
 
-    async def flush(self) -> None:
+    async def flush(self, timeout: float | None = None) -> None:
         """Return once every local edit made before the call is durable on this device.
 
         Such an edit survives a crash or kill of the process and is sent after a restart.
+        ``timeout`` in seconds (None: no limit): on expiry the write still completes in the
+        background (a store write is never cut in half).
         """
+        check_timeout(timeout)
         self._flush_batch()
-        async with self._write_lock:
-            await self._write_pending()
+        write = supervise(asyncio.ensure_future(self._persist()), "the store writer (flush)", self._fail)
+        async with deadline(timeout, lambda: f"flush: writing to the local store {self._store.path}"):
+            await asyncio.shield(write)
         self._raise_if_failed()
 
-    async def wait_for_seq(self, seq: int) -> None:
-        """Return once the verified log reaches ``seq`` (for instance another member's ``seq``)."""
+    async def wait_for_seq(self, seq: int, timeout: float | None = None) -> None:
+        """Return once the verified log reaches ``seq`` (for instance another member's ``seq``).
+
+        ``timeout`` in seconds (None: no limit).
+        """
         int_argument(seq, "seq")
         self._raise_if_failed()
-        while self._verifier.seq < seq:
-            self._raise_if_failed()
-            self._progress.clear()
-            await self._progress.wait()
+        async with deadline(timeout, lambda: f"wait_for_seq: waited for seq {seq}, the verified log is at {self.seq}"):
+            while self._verifier.seq < seq:
+                self._raise_if_failed()
+                self._progress.clear()
+                await self._progress.wait()
         self._raise_if_failed()
 
     async def close(self) -> None:
@@ -625,6 +702,7 @@ class Space:
         self._flush_batch()
         self._closed = True
         self._progress.set()
+        self._end_streams(None)
         await self.presence.stop()
         self.snapshots.cancel()
         if self._ticker is not None:
@@ -655,7 +733,8 @@ class Space:
     # --- failure ---------------------------------------------------------------------------
 
     def _fail(self, exc: EncspacesError) -> None:
-        if self.error is None:
+        first = self.error is None
+        if first:
             self.error = exc
             log.error("space %s failed: %s: %s", self.id[:12], type(exc).__name__, exc)
         self._progress.set()
@@ -664,6 +743,10 @@ class Space:
             runner.cancel()  # stop applying anything more from this relay
         if not self._first_sync.done():
             self._first_sync.set_exception(exc)
+        if first:
+            if not self._closed:
+                self._connection_changes.publish(ConnectionChange(ConnectionState.FAILED, exc))
+            self._end_streams(exc)
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
@@ -671,7 +754,18 @@ class Space:
         if self._closed:
             raise SpaceClosedError("the space is closed")
 
+    def _check_keys(self) -> None:
+        """A member must hold the current epoch's key: without it nothing new reads or writes, so fail."""
+        state, keys = self._verifier.state, self._verifier.epoch_keys
+        if self.error is None and state.seq > 0 and state.epoch not in keys and state.role_of(self._me) is not None:
+            self._fail(EpochKeyMissingError(
+                f"this device holds no key for epoch {state.epoch}, the space's current one (it holds epochs "
+                f"{sorted(keys) or 'none'}): it can neither read nor write new entries"
+            ))
+
     def _check_writable(self) -> None:
+        self._raise_if_failed()
+        self._check_keys()
         self._raise_if_failed()
         role = self._verifier.state.role_of(self._me)
         if role is None and self._verifier.seq > 0:
@@ -693,8 +787,8 @@ class Space:
         elif self._batch_timer is None:
             loop = asyncio.get_running_loop()
             quiet = loop.time() - self._last_flush >= BATCH_DELAY
-            self._batch_timer = loop.call_soon(self._flush_batch) if quiet else \
-                loop.call_later(BATCH_DELAY, self._flush_batch)
+            flush = guarded("the edit batcher", self._flush_batch, self._fail)
+            self._batch_timer = loop.call_soon(flush) if quiet else loop.call_later(BATCH_DELAY, flush)
 
     def _flush_batch(self) -> None:
         if self._batch_timer is not None:
@@ -796,6 +890,7 @@ class Space:
         if fresh and self.error is None:
             idle = not self._outbox and not self._updates and not self._verifier.awaiting_key
             self.snapshots.after_frame(fresh[0], fresh[-1], self._verifier.state, idle)
+        self._check_keys()
         self._maintain()
         if self.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
             self._take_checkpoint()
@@ -839,7 +934,8 @@ class Space:
             self._take_checkpoint()
             self._pending.purge = True
             log.info("forgot the keys of epochs %s (retention)", sorted(expired))
-            self._redacting = asyncio.ensure_future(self._redact_store())
+            self._redacting = supervise(asyncio.ensure_future(self._redact_store()),
+                                        "the redaction of forgotten keys in the local store", self._fail)
         role = state.role_of(self._me)
         if role is Role.ADMIN and self.connected:
             # An expired invite can no longer be used, but would still receive every new key.
@@ -924,9 +1020,16 @@ class Space:
             self._verifier.resume_awaiting(await self._store.load_entries(awaiting))
             self._document.apply_remote(document, None)
             self._checkpoint_seq = after
+        stored_invite = await self._load_invite()
+        for secret in (self._invite, stored_invite):
+            if secret is not None:
+                self._verifier.invite_secrets[secret.invite_key] = secret  # keys sealed to the invite
         rows = await self._store.load_log(after)
         if rows:
             self._apply_verified(self._verifier.replay_stored(rows))
+        if (self._invite is None and stored_invite is not None and self._verifier.removed_at is None
+                and self._me not in self._verifier.state.members):
+            self._invite = stored_invite  # a join that was interrupted: finish it
         self._pending.log.clear()  # already stored
         self._last_author_seq = self._verifier.state.author_seqs.get(self._me, 0)
         for author_seq, raw in await self._store.load_outbox():
@@ -941,13 +1044,26 @@ class Space:
             self._outbox.append(entry)
             self._last_author_seq = max(self._last_author_seq, author_seq)
 
+    async def _load_invite(self) -> InviteSecret | None:
+        stored = await self._store.get_meta(INVITE_META)
+        if stored is None:
+            return None
+        if len(stored) != 32:
+            raise StoreError(f"the local store {self._store.path} holds an invite secret of {len(stored)} bytes, "
+                             "expected 32")
+        return InviteSecret(stored)
+
     # --- the connection --------------------------------------------------------------------
 
     def _start(self, genesis: bytes | None) -> None:
         self._genesis = self._genesis or genesis
-        self._writer = asyncio.create_task(self._write_loop(), name=f"encspaces-store-{self.id[:8]}")
-        self._runner = asyncio.create_task(self._run(), name=f"encspaces-conn-{self.id[:8]}")
-        self._ticker = asyncio.create_task(self._tick(), name=f"encspaces-tick-{self.id[:8]}")
+        tag = self.id[:8]
+        self._writer = supervise(asyncio.create_task(self._write_loop(), name=f"encspaces-store-{tag}"),
+                                 "the store writer", self._fail)
+        self._runner = supervise(asyncio.create_task(self._run(), name=f"encspaces-conn-{tag}"),
+                                 "the connection runner", self._fail)
+        self._ticker = supervise(asyncio.create_task(self._tick(), name=f"encspaces-tick-{tag}"),
+                                 "the maintenance ticker", self._fail)
         self.presence.start()
 
     async def _tick(self) -> None:
@@ -968,9 +1084,12 @@ class Space:
     async def _run(self) -> None:
         delay = RECONNECT_MIN
         while not self._closed and self.error is None:
+            # While an opening call waits for the first sync of an empty store, its timeout governs.
+            opening = not self._first_sync.done() and self.seq == 0
             try:
                 async with ws_connect(self.url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
-                                      open_timeout=10, ping_interval=20, ping_timeout=20) as ws:
+                                      open_timeout=None if opening else OPEN_TIMEOUT,
+                                      ping_interval=20, ping_timeout=20) as ws:
                     delay = RECONNECT_MIN
                     await self._serve(ws)
             except VerificationError as exc:
@@ -986,10 +1105,12 @@ class Space:
                 log.info("connection to %s lost: %s", self.url, exc)
                 if not self._first_sync.done() and self.seq == 0 and self._genesis is None:
                     self._fail(ConnectionFailedError(f"cannot reach the relay at {self.url}: {exc}"))
+            except Exception as exc:  # anything else is a bug or a broken store: fail before going offline
+                self._fail(as_failure("the connection runner", exc))
             finally:
                 self._send_queue = None
                 self._session = None
-                self.connected = False
+                self._set_connected(False)
                 self.presence.went_offline()
                 self.files.went_offline()
                 self.snapshots.went_offline()
@@ -1003,7 +1124,7 @@ class Space:
         self._session = session
         self._send_queue = queue = asyncio.Queue[bytes]()
         self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
-        sender = asyncio.create_task(self._send_loop(ws, queue))
+        sender = supervise(asyncio.create_task(self._send_loop(ws, queue)), "the connection's sender", self._fail)
         try:
             await self._receive_loop(ws, session)
         finally:
@@ -1032,7 +1153,7 @@ class Space:
                     self._apply_verified(event.entries)
                     self.presence.verified()
                 elif isinstance(event, BecameLive):
-                    self.connected = True
+                    self._set_connected(True)
                     if not self._first_sync.done():
                         self._first_sync.set_result(None)
                     self._send_outbox()
@@ -1078,14 +1199,24 @@ async def _open_space(url: str, identity: Identity, space: bytes, data_dir: str 
     return space_obj
 
 
-async def create_space(url: str, identity: Identity, *, data_dir: str | Path) -> Space:
-    """Create a space on the relay at ``url``; the creator is its first admin."""
-    try:
-        async with ws_connect(url, compression=None, open_timeout=10) as ws:
-            first = await asyncio.wait_for(ws.recv(decode=False), 10)
-        challenge = decode_message(first)
-    except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
-        raise ConnectionFailedError(f"cannot reach the relay at {url}: {exc}") from exc
+async def create_space(
+    url: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT
+) -> Space:
+    """Create a space on the relay at ``url``; the creator is its first admin.
+
+    ``timeout`` in seconds (None: no limit) bounds the whole call; on expiry it raises
+    ``OperationTimeoutError`` and leaves nothing open.
+    """
+    check_timeout(timeout)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with deadline(timeout, lambda: f"create_space: waited for the relay at {url} to open a session"):
+        try:
+            async with ws_connect(url, compression=None, open_timeout=None) as ws:
+                first = await ws.recv(decode=False)
+            challenge = decode_message(first)
+        except (OSError, websockets.exceptions.WebSocketException) as exc:
+            raise ConnectionFailedError(f"cannot reach the relay at {url}: {exc}") from exc
     if not isinstance(challenge, Challenge):
         raise HandshakeError(f"the relay opened with a {type(challenge).__name__}, expected a challenge")
     genesis = build_entry(
@@ -1101,44 +1232,59 @@ async def create_space(url: str, identity: Identity, *, data_dir: str | Path) ->
     )
     space = await _open_space(url, identity, space_id_of(genesis.raw), data_dir)
     space._verifier.relay_key_hint = challenge.relay_key
-    return await _start_and_wait(space, genesis.raw)
+    left = None if timeout is None else max(0.0, timeout - (loop.time() - started))
+    return await _start_and_wait(space, genesis.raw, left, "create_space")
 
 
-async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float = 30.0) -> Space:
+async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | None, call: str) -> Space:
     await space._restore()
     space._start(genesis)
     if space.seq > 0:
         return space  # usable from the local store; sync continues in the background
     try:
-        await asyncio.wait_for(asyncio.shield(space._first_sync), timeout)
+        async with deadline(timeout, lambda: f"{call}: waited for the first sync with the relay at {space.url}"):
+            await asyncio.shield(space._first_sync)
     except BaseException:
         await space.close()
         raise
     return space
 
 
-async def join(link: str, identity: Identity, *, data_dir: str | Path, timeout: float = 30.0) -> Space:
+async def join(
+    link: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT
+) -> Space:
     """Join a space with an invite link; returns once this device is a verified member.
 
     The relay lets us in on the strength of the invite's secret (it never sees the secret
     itself), we read the log, then post a join entry that every member checks against the
     invite. A used-up, expired or revoked invite is refused with a RelayError saying which.
+    When it returns, what this device needs to use ``data_dir`` again (the invite's secret,
+    which opens the keys sealed to the invite, and a checkpoint holding them) is durable.
+    ``timeout`` in seconds (None: no limit) bounds the whole call (``OperationTimeoutError``).
     """
+    check_timeout(timeout)
     parsed = InviteLink.parse(link)
     space = await _open_space(parsed.url, identity, parsed.space, data_dir)
     space._invite = parsed.secret
+    # Written with (or before) the join entry: a restart replays the invite's sealed keys with it.
+    space._pending.meta[INVITE_META] = parsed.secret.secret
     await space._restore()
-    space._verifier.invite_secrets[parsed.secret.invite_key] = parsed.secret
     space._start(None)
+    me = identity.public.sign_key
     try:
-        if identity.public.sign_key not in space._verifier.state.members:
-            await asyncio.wait_for(asyncio.shield(space._first_sync), timeout)
-        if identity.public.sign_key not in space._verifier.state.members:
-            proof = parsed.secret.join_proof(parsed.space, identity.public.sign_key, identity.public.box_key)
-            await asyncio.wait_for(
-                space._control(Kind.JOIN, JoinBody(parsed.secret.invite_key, identity.public.box_key, proof).encode()),
-                timeout,
-            )
+        async with deadline(timeout, lambda: f"join: waited to become a member of space {space.id} "
+                                             f"through the relay at {parsed.url}"):
+            if me not in space._verifier.state.members:
+                await asyncio.shield(space._first_sync)
+            if me not in space._verifier.state.members:
+                if any(e.header.kind is Kind.JOIN for e in space._outbox):
+                    await space.sync()  # an interrupted join's entry, resent from the store
+                else:
+                    proof = parsed.secret.join_proof(parsed.space, me, identity.public.box_key)
+                    await space._control(Kind.JOIN, JoinBody(parsed.secret.invite_key, identity.public.box_key,
+                                                             proof).encode())
+            space._take_checkpoint()  # the keys opened through the invite, durable before we return
+            await space.flush()
     except BaseException:
         await space.close()
         raise
@@ -1146,15 +1292,25 @@ async def join(link: str, identity: Identity, *, data_dir: str | Path, timeout: 
 
 
 class connect:
-    """Open a space: ``async with connect(url, identity, space_id, data_dir=...) as space``."""
+    """Open a space: ``async with connect(url, identity, space_id, data_dir=...) as space``.
 
-    def __init__(self, url: str, identity: Identity, space_id: str, *, data_dir: str | Path) -> None:
+    ``timeout`` in seconds (None: no limit) bounds the wait for the first sync of a new data dir.
+    """
+
+    def __init__(
+        self, url: str, identity: Identity, space_id: str, *, data_dir: str | Path,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        check_timeout(timeout)
         self._args = (url, identity, decode_space_id(space_id), data_dir)
+        self._timeout = timeout
         self._space: Space | None = None
 
     async def _open(self) -> Space:
+        """With a local copy the space opens at once (sync continues in the background); a new
+        data dir waits for the first sync, bounded by ``timeout`` seconds (None: no limit)."""
         url, identity, space, data_dir = self._args
-        return await _start_and_wait(await _open_space(url, identity, space, data_dir), None)
+        return await _start_and_wait(await _open_space(url, identity, space, data_dir), None, self._timeout, "connect")
 
     def __await__(self) -> Generator[Any, None, Space]:
         return self._open().__await__()

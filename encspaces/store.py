@@ -8,6 +8,7 @@ so nothing typed is lost to a dropped connection or a restart.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,21 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 STORE_FILE = "space.sqlite3"
 
 
+def _daemon(connecting: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Run the store's worker thread as a daemon thread.
+
+    aiosqlite starts a non-daemon thread per connection: a process that returns without
+    closing its spaces would wait for it forever at interpreter exit. SQLite with WAL and
+    synchronous=FULL is crash-safe, so ending that thread with the process loses nothing
+    committed (what was not flushed is lost exactly as with kill -9). aiosqlite keeps the
+    thread in ``_thread`` (0.22) or is the thread itself (before 0.21).
+    """
+    thread = connecting if isinstance(connecting, threading.Thread) else getattr(connecting, "_thread", None)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+    return connecting
+
+
 class LocalStore:
     """One SQLite file per space under the device's data dir."""
 
@@ -43,7 +59,7 @@ class LocalStore:
         folder = Path(data_dir) / space_hex
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = folder / STORE_FILE
-        db = await aiosqlite.connect(path)
+        db = await _daemon(aiosqlite.connect(path))
         try:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=FULL")

@@ -145,6 +145,8 @@ class EditorApp(App[int]):
             async for change in stream:
                 self.editor.set_peer(change.member, change.state)
                 self._refresh_members()
+        except EncspacesError:
+            pass  # the space failed (its streams end with its error): the status line shows why
         finally:
             stream.close()
 

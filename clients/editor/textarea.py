@@ -119,12 +119,15 @@ class SharedTextArea(TextArea):
 
     async def follow(self) -> None:
         """Apply remote changes as they are verified, until the widget goes away or fails."""
-        async for change in self._changes:
-            if self.failure is not None:
-                break
-            applied = self.apply_change(change)
-            if self.pull() or applied:
-                self._check_in_step()
+        try:
+            async for change in self._changes:
+                if self.failure is not None:
+                    break
+                applied = self.apply_change(change)
+                if self.pull() or applied:
+                    self._check_in_step()
+        except EncspacesError as exc:  # the space failed: its streams end with its error
+            self.fail(exc)
 
     def pull(self) -> list[Delta]:
         """Apply every change waiting in the stream now; the remote deltas applied, in order."""

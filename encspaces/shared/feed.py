@@ -1,80 +1,46 @@
 """Fan-out of change events to any number of async iterators.
 
-A stream subscribes the moment it is created (not at its first ``await``), so no change made
-between asking for the stream and starting to iterate is lost. The feed holds streams only
-weakly: a stream the application drops stops buffering events instead of growing forever.
+Built on the SDK's one stream core (encspaces/streams.py): a stream subscribes the moment it
+is created (not at its first ``await``), so no change made between asking for the stream and
+starting to iterate is lost; the feed holds streams only weakly, so a stream the application
+drops stops buffering events instead of growing forever; and every stream ends, when the
+application closes it or when its space closes or fails.
 """
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from ..streams import EventStream, StreamHub
 from .changes import Change
 
 T = TypeVar("T")
 
 
-class _Closed:
-    """Queued to wake a consumer waiting on a stream that was closed."""
+class ChangeStream(EventStream[T]):
+    """Async iterator over changes, from its creation on, in the order they were applied.
 
+    ``close()``/``aclose()`` or ``async with`` end it; it also ends when its space closes
+    (after the buffered changes) or fails (then iterating raises the space's error).
+    """
 
-_CLOSED = _Closed()
-
-
-class ChangeStream(Generic[T]):
-    """Async iterator over changes, from its creation on, in the order they were applied."""
-
-    def __init__(self, feed: ChangeFeed, select: Callable[[Change], T | None]) -> None:
-        self._feed = feed
+    def __init__(self, select: Callable[[Change], T | None]) -> None:
+        super().__init__()
         self._select = select
-        self._queue: asyncio.Queue[T | _Closed] = asyncio.Queue()
-        self._closed = False
 
-    def _offer(self, change: Change) -> None:
-        if self._closed:
-            return
-        selected = self._select(change)
-        if selected is not None:
-            self._queue.put_nowait(selected)
-
-    def __aiter__(self) -> ChangeStream[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        if self._closed and self._queue.empty():
-            raise StopAsyncIteration
-        item = await self._queue.get()
-        if isinstance(item, _Closed):
-            raise StopAsyncIteration
-        return item
-
-    def get_nowait(self) -> T | None:
-        """The next buffered change, or None when none is waiting (handy in synchronous code and tests)."""
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if not isinstance(item, _Closed):
-                return item
-        return None
-
-    def close(self) -> None:
-        """Stop receiving changes; an iteration in progress ends after the buffered ones."""
-        if not self._closed:
-            self._closed = True
-            self._feed._streams.discard(self)
-            self._queue.put_nowait(_CLOSED)
-
-    async def aclose(self) -> None:
-        self.close()
+    def _offer(self, event: Any) -> None:
+        if not self._ended:
+            selected = self._select(event)
+            if selected is not None:
+                self._put(selected)
 
 
-class ChangeFeed:
+class ChangeFeed(StreamHub[Change]):
     """Where the document publishes changes; streams pick the ones they want."""
 
     def __init__(self) -> None:
-        self._streams: weakref.WeakSet[ChangeStream[Any]] = weakref.WeakSet()
+        super().__init__()
         # Called before a stream is added: describing changes costs work on every keystroke,
         # so the document only keeps what it needs for that while someone listens.
         self.on_listen: Callable[[], None] | None = None
@@ -82,17 +48,7 @@ class ChangeFeed:
     def stream(self, select: Callable[[Change], T | None]) -> ChangeStream[T]:
         if self.on_listen is not None:
             self.on_listen()
-        stream = ChangeStream(self, select)
-        self._streams.add(stream)
-        return stream
-
-    def publish(self, change: Change) -> None:
-        for stream in list(self._streams):
-            stream._offer(change)
-
-    @property
-    def listening(self) -> bool:
-        return len(self._streams) > 0
+        return self.attach(ChangeStream(select))
 
 
 __all__ = ["ChangeFeed", "ChangeStream"]
