@@ -538,17 +538,18 @@ class Space:
     async def _admin(self, what: str, timeout: float | None, steps: Callable[[_Action], Awaitable[_T]]) -> _T:
         """Run an admin action's ``steps`` within ``timeout`` seconds (None: as long as it takes);
         on timeout or cancellation, withdraw it if nothing of it was submitted (see ``Space``)."""
+        check_timeout(timeout)
         action = _Action()
         self._actions.append(action)
-        deadline = asyncio.timeout(timeout)
+        limit = asyncio.timeout(timeout)
         try:
-            async with deadline:
+            async with limit:
                 return await steps(action)
         except asyncio.CancelledError:
             self._withdraw(action)
             raise
         except TimeoutError as exc:
-            if not deadline.expired():
+            if not limit.expired():
                 raise
             outcome = self._withdraw(action)
             await self._persist()  # the withdrawal is on disk before the caller hears of it
