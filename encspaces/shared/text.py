@@ -108,27 +108,30 @@ class SharedText:
         check_str(s, "inserted text")
         checked = None if attrs is None else _attributes(attrs)
         positions = self._positions()
-        if positions is None:
-            self._check_index(index, len(self._ytext))
-            offset = index
-        else:
-            self._check_index(index, positions.chars)
-            offset = positions.offset(index)
+        self._check_index(index, len(self._ytext) if positions is None else positions.chars)
         if s:
-            self._ytext.insert(offset, s, checked)
-            if positions is not None:
-                positions.insert(index, s)
-            elif not s.isascii():
+            offset = index if positions is None else positions.insert(index, s)
+            try:
+                self._ytext.insert(offset, s, checked)
+            except BaseException:
+                self.forget_ascii()  # the index already counts s: work positions out again
+                raise
+            if positions is None and not s.isascii():
                 self._ascii = False
 
     def delete(self, index: int, length: int) -> None:
         """Remove ``length`` characters starting at ``index``."""
         self._guard()
-        start, size = self._byte_range(index, length)
-        if size:
+        positions = self._positions()
+        self._check_range(index, length, len(self._ytext) if positions is None else positions.chars)
+        if not length:
+            return
+        start, size = (index, length) if positions is None else positions.delete(index, length)
+        try:
             del self._ytext[start : start + size]
-            if self._index is not None:
-                self._index.delete(index, length)
+        except BaseException:
+            self.forget_ascii()  # the index already lost these characters: work positions out again
+            raise
 
     def format(self, index: int, length: int, attrs: dict[str, Any]) -> None:
         """Set formatting marks on ``length`` characters at ``index``; a None value removes a mark."""
@@ -155,15 +158,17 @@ class SharedText:
         if not 0 <= index <= size:
             raise IndexError(f"index {index} is outside the text (length {size})")
 
-    def _byte_range(self, index: int, length: int) -> tuple[int, int]:
-        """Yrs addresses text in UTF-8 bytes; the API in Python characters (code points)."""
-        positions = self._positions()
-        size = len(self._ytext) if positions is None else positions.chars
+    def _check_range(self, index: int, length: int, size: int) -> None:
         self._check_index(index, size)
         if isinstance(length, bool) or not isinstance(length, int):
             raise TypeError(f"a length must be an int, not {type(length).__name__}")
         if length < 0 or index + length > size:
             raise IndexError(f"cannot use {length} characters at {index} of a text of length {size}")
+
+    def _byte_range(self, index: int, length: int) -> tuple[int, int]:
+        """Yrs addresses text in UTF-8 bytes; the API in Python characters (code points)."""
+        positions = self._positions()
+        self._check_range(index, length, len(self._ytext) if positions is None else positions.chars)
         if positions is None:
             return index, length
         start = positions.offset(index)

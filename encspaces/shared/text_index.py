@@ -5,9 +5,9 @@ delete counts of its events. The API counts Python characters (code points). Con
 reading the whole text costs O(document) per keystroke, so ``TextIndex`` keeps a copy of the
 text cut into chunks of at most ``MAX_CHUNK`` characters, with two Fenwick trees over the
 chunks (characters and UTF-8 bytes per chunk). Finding a chunk is O(log chunks), converting
-inside it O(chunk); an edit updates one chunk and the two trees; splitting or dropping a chunk
-rebuilds the trees in O(chunks), which happens at most once per ``MAX_CHUNK // 2`` inserted
-characters, so it stays small amortised.
+inside it O(chunk); an edit updates one chunk and the two trees. Splitting a chunk that grew
+past the maximum rebuilds the trees from per-chunk counts in O(chunks) (no text is read);
+that needs about ``MAX_CHUNK // 2`` inserted characters, so it stays small amortised.
 
 Pure: strings in, offsets out; it knows nothing of pycrdt. ``SharedText`` updates it on every
 local edit and, for remote updates, from the Yrs delta (``apply_delta``).
@@ -87,21 +87,22 @@ class _Fenwick:
 class TextIndex:
     """A chunked copy of a text that converts character positions to UTF-8 offsets and back."""
 
-    __slots__ = ("_bytes", "_chars", "_chunks", "_max", "chars", "utf8")
+    __slots__ = ("_bytes", "_chars", "_chunk_bytes", "_chunk_chars", "_chunks", "_max", "chars", "utf8")
 
     def __init__(self, text: str = "", max_chunk: int | None = None) -> None:
         self._max = max(2, max_chunk or MAX_CHUNK)
         half = self._max // 2
-        self._load([text[i : i + half] for i in range(0, len(text), half)])
+        self._chunks = [text[i : i + half] for i in range(0, len(text), half)] or [""]
+        self._chunk_chars = [len(c) for c in self._chunks]
+        self._chunk_bytes = [_utf8(c) for c in self._chunks]
+        self.chars = len(text)  # the text's length in characters
+        self.utf8 = sum(self._chunk_bytes)  # and in UTF-8 bytes
+        self._rebuild()
 
-    def _load(self, chunks: list[str]) -> None:
-        self._chunks = [c for c in chunks if c] or [""]
-        chars = [len(c) for c in self._chunks]
-        sizes = [_utf8(c) for c in self._chunks]
-        self._chars = _Fenwick(chars)
-        self._bytes = _Fenwick(sizes)
-        self.chars = sum(chars)  # the text's length in characters
-        self.utf8 = sum(sizes)  # and in UTF-8 bytes
+    def _rebuild(self) -> None:
+        """The trees again, from the per-chunk counts: O(chunks), no string is read."""
+        self._chars = _Fenwick(self._chunk_chars)
+        self._bytes = _Fenwick(self._chunk_bytes)
 
     def __str__(self) -> str:
         return "".join(self._chunks)
@@ -133,57 +134,71 @@ class TextIndex:
 
     # --- edits --------------------------------------------------------------------------------
 
-    def insert(self, index: int, s: str) -> None:
-        if not s:
-            return
+    def insert(self, index: int, s: str) -> int:
+        """Insert ``s`` at character ``index``; returns the UTF-8 offset it went to."""
         i, before = self._chars.find(index)
         k = index - before
         chunk = self._chunks[i]
-        new = chunk[:k] + s + chunk[k:]
+        head = chunk[:k]
+        offset = self._bytes.prefix(i) + (k if self.chars == self.utf8 else _utf8(head))
+        if not s:
+            return offset
+        new = head + s + chunk[k:]
         size = _utf8(s)
         self.chars += len(s)
         self.utf8 += size
         if len(new) <= self._max:
             self._chunks[i] = new
+            self._chunk_chars[i] += len(s)
+            self._chunk_bytes[i] += size
             self._chars.add(i, len(s))
             self._bytes.add(i, size)
-            return
-        half = self._max // 2
-        self._chunks[i : i + 1] = [new[j : j + half] for j in range(0, len(new), half)]
-        self._reload()
+            return offset
+        # Split into even pieces of about half the maximum, dropping chunks emptied by deletes
+        # meanwhile; then the trees are rebuilt from the counts. At least max/2 characters are
+        # inserted between two splits of one chunk, so this stays small amortised.
+        pieces = max(2, len(new) // (self._max // 2))
+        step = -(-len(new) // pieces)
+        parts = [new[j : j + step] for j in range(0, len(new), step)]
+        chunks, nchars, nbytes = self._chunks, self._chunk_chars, self._chunk_bytes
+        chunks[i : i + 1] = parts
+        nchars[i : i + 1] = [len(p) for p in parts]
+        nbytes[i : i + 1] = [_utf8(p) for p in parts]
+        if 0 in nchars:
+            keep = [j for j, n in enumerate(nchars) if n] or [0]
+            self._chunks = [chunks[j] for j in keep]
+            self._chunk_chars = [nchars[j] for j in keep]
+            self._chunk_bytes = [nbytes[j] for j in keep]
+        self._rebuild()
+        return offset
 
-    def delete(self, index: int, length: int) -> None:
-        if length <= 0:
-            return
+    def delete(self, index: int, length: int) -> tuple[int, int]:
+        """Remove ``length`` characters at ``index``; returns their UTF-8 (offset, size)."""
         i, before = self._chars.find(index)
         k = index - before
-        emptied = False
+        chunks = self._chunks
+        offset = self._bytes.prefix(i) + (k if self.chars == self.utf8 else _utf8(chunks[i][:k]))
+        removed = 0
         while length > 0:
-            chunk = self._chunks[i]
+            if i >= len(chunks):
+                raise IndexError("delete past the end of the text")
+            chunk = chunks[i]
             take = min(length, len(chunk) - k)
-            if take <= 0:  # at the end of this chunk: continue in the next
-                i += 1
-                k = 0
-                if i >= len(self._chunks):
-                    raise IndexError("delete past the end of the text")
-                continue
-            gone = chunk[k : k + take]
-            rest = chunk[:k] + chunk[k + take :]
-            self._chunks[i] = rest
-            size = _utf8(gone)
-            self._chars.add(i, -take)
-            self._bytes.add(i, -size)
-            self.chars -= take
-            self.utf8 -= size
-            length -= take
-            emptied = emptied or not rest
+            if take > 0:  # (an emptied chunk stays, empty, until the next split drops it)
+                gone = chunk[k : k + take]
+                chunks[i] = chunk[:k] + chunk[k + take :]
+                size = _utf8(gone)
+                self._chunk_chars[i] -= take
+                self._chunk_bytes[i] -= size
+                self._chars.add(i, -take)
+                self._bytes.add(i, -size)
+                self.chars -= take
+                self.utf8 -= size
+                removed += size
+                length -= take
             i += 1
             k = 0
-        if emptied and len(self._chunks) > 1:
-            self._reload()
-
-    def _reload(self) -> None:
-        self._load(self._chunks)
+        return offset, removed
 
     # --- remote changes -----------------------------------------------------------------------
 
