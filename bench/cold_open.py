@@ -50,7 +50,8 @@ def typed_state(trace: Trace, limit: int) -> tuple[bytes, str]:
     """The trace typed into a pycrdt document: its full state as one update, and its text."""
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get("t", type=pycrdt.Text)
-    for txn in trace.txns[:limit]:
+    text.insert(0, trace.start_content)
+    for txn in trace.utf8_txns(limit):
         apply_patches_pycrdt(text, txn)
     return doc.get_update(), str(text)
 

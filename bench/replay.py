@@ -51,6 +51,7 @@ def apply_patches(text: Any, txn: list[tuple[int, int, str]]) -> None:
 
 
 def apply_patches_pycrdt(text: pycrdt.Text, txn: list[tuple[int, int, str]]) -> None:
+    """Patches in pycrdt's own unit, UTF-8 bytes (``Trace.utf8_txns``)."""
     for pos, deleted, inserted in txn:
         if deleted:
             del text[pos : pos + deleted]
@@ -61,10 +62,15 @@ def apply_patches_pycrdt(text: pycrdt.Text, txn: list[tuple[int, int, str]]) -> 
 def bare_pycrdt(trace: Trace, limit: int) -> float:
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get("t", type=pycrdt.Text)
+    text.insert(0, trace.start_content)
+    txns = trace.utf8_txns(limit)
     start = time.perf_counter()
-    for txn in trace.txns[:limit]:
+    for txn in txns:
         apply_patches_pycrdt(text, txn)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    if limit >= len(trace.txns) and str(text) != trace.end_content:
+        raise AssertionError("bare pycrdt's final text differs from the trace's endContent")
+    return elapsed
 
 
 async def full_stack(trace: Trace, limit: int, workdir: Path, relay: RelayProcess | None = None,
@@ -85,6 +91,10 @@ async def full_stack(trace: Trace, limit: int, workdir: Path, relay: RelayProces
     cpu_before = cpu_seconds(relay.pid)
     try:
         wt, rt = writer.text("t"), reader.text("t")
+        if trace.start_content:  # not timed: the document the trace starts from
+            wt.insert(0, trace.start_content)
+            await writer.sync()
+            await reader.wait_for_seq(writer.seq)
         start = time.perf_counter()
         for i, txn in enumerate(trace.txns[:limit]):
             apply_patches(wt, txn)
@@ -124,8 +134,13 @@ async def yjs_stack(contender: str, url: str, pid: int, trace: Trace, limit: int
     cpu_before = cpu_seconds(pid)
     try:
         wt = writer.observed_text("t")
+        if trace.start_content:  # not timed: the document the trace starts from
+            wt.insert(0, trace.start_content)
+            await writer.flush()
+        # pycrdt counts UTF-8 bytes: positions converted before timing (identical for ASCII).
+        txns = trace.utf8_txns(limit)
         start = time.perf_counter()
-        for i, txn in enumerate(trace.txns[:limit]):
+        for i, txn in enumerate(txns):
             apply_patches_pycrdt(wt, txn)
             await writer.flush()
             if i % YIELD_EVERY == 0:

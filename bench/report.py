@@ -23,7 +23,7 @@ from bench.common import RESULTS_DIR, SHORT
 NAMES = {**SHORT, "bare": "bare pycrdt (1 process)", "encspaces-log": "encspaces, full log (snapshots off)"}
 COLORS = {"bare": "#bbbbbb", "null": "#7f7f7f", "pycrdt": "#1f77b4", "node": "#2ca02c", "encspaces": "#d62728",
           "encspaces-log": "#ff9896"}
-BENCHMARKS = ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal"]
+BENCHMARKS = ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal", "typing"]
 NOT_LANDED: list[tuple[str, str]] = []
 
 
@@ -216,9 +216,34 @@ def removal_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def typing_section(data: dict[str, Any]) -> list[str]:
+    sizes = list(data["sizes"])
+    lines = ["## Typing cost against document size", "",
+             f"{data['keystrokes']:,} keystrokes per workload into generated documents of mixed ASCII, accented "
+             "Latin, CJK and emoji (random: inserts and deletes at random positions; sequential: typing at one "
+             f"cursor); µs per keystroke, medians of {data['rounds']} rounds; × = against the smallest size.", ""]
+    rows = []
+    for row in data["results"]:
+        for workload in data["workloads"]:
+            values = [row["median"].get(f"{s}/{workload}") for s in sizes]
+            growth = row.get(f"ratio_vs_{sizes[0]}", {}).get(f"{sizes[-1]}/{workload}")
+            rows.append([data["contenders"].get(row["contender"], row["contender"]), workload,
+                         *(num(v) for v in values), times(growth)])
+    medians = {row["contender"]: row["median"] for row in data["results"]}
+    if "encspaces" in medians and "bare" in medians:  # what SharedText adds on top of Yrs
+        for workload in data["workloads"]:
+            added = [(medians["encspaces"].get(f"{s}/{workload}") or 0) - (medians["bare"].get(f"{s}/{workload}") or 0)
+                     for s in sizes]
+            rows.append(["encspaces − bare pycrdt (what SharedText adds)", workload, *(num(v) for v in added),
+                         times(added[-1] / added[0] if added[0] else None)])
+    lines += table(["implementation", "workload", *sizes, f"{sizes[-1]} ÷ {sizes[0]}"], rows)
+    return [*lines, ""]
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "fanout": fanout_section, "latency": latency_section, "replay": replay_section,
     "cold_open": cold_open_section, "idle": idle_section, "files": files_section, "removal": removal_section,
+    "typing": typing_section,
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -126,8 +127,12 @@ class Document:
         self._applying_remote = True
         self._remote_author = author
         try:
-            with self.doc.transaction(origin="remote"):
-                self.doc.apply_update(update)
+            with contextlib.ExitStack() as texts:
+                for obj in self._objects.values():
+                    if isinstance(obj, SharedText):  # texts follow the change to keep positions exact
+                        texts.enter_context(obj.remote_changes())
+                with self.doc.transaction(origin="remote"):
+                    self.doc.apply_update(update)
         except BaseException as exc:  # pycrdt raises pyo3 PanicException (a BaseException) on garbage
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
@@ -135,9 +140,6 @@ class Document:
         finally:
             self._applying_remote = False
             self._remote_author = None
-            for obj in self._objects.values():
-                if isinstance(obj, SharedText):
-                    obj.forget_ascii()
 
     def _apply_deferred(self) -> None:
         while self._deferred:

@@ -7,7 +7,8 @@ attribute. Edits apply locally at once and reach others once verified.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 import pycrdt
@@ -15,7 +16,8 @@ import pycrdt
 from ..errors import ArgumentTypeError, IndexOutOfRangeError
 from .changes import Change, TextChange
 from .feed import ChangeFeed, ChangeStream
-from .values import check_plain, check_str, to_plain, utf8_len
+from .text_index import TextIndex
+from .values import check_plain, check_str, to_plain
 
 
 def _attributes(attrs: Any) -> dict[str, Any]:
@@ -35,19 +37,65 @@ class SharedText:
         self._ytext = ytext
         self._guard = guard
         self._feed = feed
-        # Yrs counts UTF-8 bytes; converting a character index means reading the whole text,
-        # which made typing quadratic. While the text is known to be ASCII the two agree, so
-        # edits skip the conversion. None: unknown (after a remote update), checked once.
+        # Yrs (pycrdt 0.14) counts UTF-8 bytes (insert offsets, len, event deltas); the API
+        # counts characters. While the text is known to be ASCII the two agree and edits skip
+        # any conversion (_ascii True). Once it is not, a TextIndex (a chunked copy with
+        # Fenwick trees) converts in O(log n), kept up to date by every local edit and, for
+        # remote updates, from the Yrs delta (see remote_changes). _ascii None: not known yet
+        # (checked once, when first needed).
         self._ascii: bool | None = None
+        self._index: TextIndex | None = None
 
     def forget_ascii(self) -> None:
-        """Called by the document after a remote update: the text may now hold anything."""
+        """The text may have changed without this wrapper seeing how: work it out again when needed."""
         self._ascii = None
+        self._index = None
 
-    def _is_ascii(self) -> bool:
-        if self._ascii is None:
-            self._ascii = str(self._ytext).isascii()
-        return self._ascii
+    @contextmanager
+    def remote_changes(self) -> Iterator[None]:
+        """Around a remote update (the document's hook): follow what it does to this text.
+
+        Costs one Yrs event per update, only while positions are being tracked; a text that
+        nobody edits here is not observed and is worked out when first edited.
+        """
+        if self._index is None and not self._ascii:
+            yield
+            return
+        subscription = self._ytext.observe(self._on_remote)
+        try:
+            yield
+        except BaseException:
+            self.forget_ascii()
+            raise
+        finally:
+            self._ytext.unobserve(subscription)
+
+    def _on_remote(self, event: Any) -> None:
+        try:
+            delta = event.delta
+            if self._index is not None:
+                self._index.apply_delta(delta)
+            elif self._ascii and not all(isinstance(op.get("insert", ""), str) and op.get("insert", "").isascii()
+                                         for op in delta):
+                self._ascii = False  # the index is built from the text when first needed
+        except Exception:  # never break applying an update: work the positions out again instead
+            self.forget_ascii()
+
+    def _positions(self) -> TextIndex | None:
+        """The index converting characters to Yrs offsets; None while the text is ASCII."""
+        index = self._index
+        if index is not None:
+            if index.utf8 == len(self._ytext):
+                return index
+            self._index = None  # out of step (a change this wrapper missed): rebuild it
+        elif self._ascii:
+            return None
+        current = str(self._ytext)
+        self._ascii = current.isascii()
+        if self._ascii:
+            return None
+        self._index = TextIndex(current)
+        return self._index
 
     def insert(self, index: int, s: str, attrs: dict[str, Any] | None = None) -> None:
         """Insert ``s`` at ``index``.
@@ -60,24 +108,31 @@ class SharedText:
             raise ArgumentTypeError(f"can only insert str into a text, not {type(s).__name__}")
         check_str(s, "inserted text")
         checked = None if attrs is None else _attributes(attrs)
-        if self._is_ascii():
-            self._check_index(index, len(self._ytext))
-            offset = index
-        else:
-            current = str(self._ytext)
-            self._check_index(index, len(current))
-            offset = utf8_len(current[:index])
+        positions = self._positions()
+        self._check_index(index, len(self._ytext) if positions is None else positions.chars)
         if s:
-            self._ytext.insert(offset, s, checked)
-            if not s.isascii():
+            offset = index if positions is None else positions.insert(index, s)
+            try:
+                self._ytext.insert(offset, s, checked)
+            except BaseException:
+                self.forget_ascii()  # the index already counts s: work positions out again
+                raise
+            if positions is None and not s.isascii():
                 self._ascii = False
 
     def delete(self, index: int, length: int) -> None:
         """Remove ``length`` characters starting at ``index``."""
         self._guard()
-        start, size = self._byte_range(index, length)
-        if size:
+        positions = self._positions()
+        self._check_range(index, length, len(self._ytext) if positions is None else positions.chars)
+        if not length:
+            return
+        start, size = (index, length) if positions is None else positions.delete(index, length)
+        try:
             del self._ytext[start : start + size]
+        except BaseException:
+            self.forget_ascii()  # the index already lost these characters: work positions out again
+            raise
 
     def format(self, index: int, length: int, attrs: dict[str, Any]) -> None:
         """Set formatting marks on ``length`` characters at ``index``; a None value removes a mark."""
@@ -104,26 +159,29 @@ class SharedText:
         if not 0 <= index <= size:
             raise IndexOutOfRangeError(f"index {index} is outside the text (length {size})")
 
-    def _byte_range(self, index: int, length: int) -> tuple[int, int]:
-        """Yrs addresses text in UTF-8 bytes; the API in Python characters (code points)."""
-        ascii_only = self._is_ascii()
-        current = "" if ascii_only else str(self._ytext)
-        size = len(self._ytext) if ascii_only else len(current)
+    def _check_range(self, index: int, length: int, size: int) -> None:
         self._check_index(index, size)
         if isinstance(length, bool) or not isinstance(length, int):
             raise ArgumentTypeError(f"a length must be an int, not {type(length).__name__}")
         if length < 0 or index + length > size:
             raise IndexOutOfRangeError(f"cannot use {length} characters at {index} of a text of length {size}")
-        if ascii_only:
+
+    def _byte_range(self, index: int, length: int) -> tuple[int, int]:
+        """Yrs addresses text in UTF-8 bytes; the API in Python characters (code points)."""
+        positions = self._positions()
+        self._check_range(index, length, len(self._ytext) if positions is None else positions.chars)
+        if positions is None:
             return index, length
-        return utf8_len(current[:index]), utf8_len(current[index : index + length])
+        start = positions.offset(index)
+        return start, positions.offset(index + length) - start
 
     def __str__(self) -> str:
         return str(self._ytext)
 
     def __len__(self) -> int:
         """Length in Python characters (pycrdt's own ``len`` counts UTF-8 bytes)."""
-        return len(self._ytext) if self._is_ascii() else len(str(self._ytext))
+        positions = self._positions()
+        return len(self._ytext) if positions is None else positions.chars
 
     def __repr__(self) -> str:
         return f"SharedText({self.name!r}, {len(self)} characters)"

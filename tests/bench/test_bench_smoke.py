@@ -53,7 +53,7 @@ def run_quick(name: str, out: Path, extra: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal"])
+@pytest.mark.parametrize("name", ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal", "typing"])
 def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> None:
     if name in TRACE_BASED and not (traces_dir() / "automerge-paper.json.gz").exists():
         pytest.skip(f"bench.{name} needs the automerge-paper trace, absent from {traces_dir()}")

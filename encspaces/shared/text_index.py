@@ -1,0 +1,228 @@
+"""Character index <-> Yrs offset for a text, in O(log n) per edit.
+
+Yrs (pycrdt 0.14) addresses a text in UTF-8 bytes: insert offsets, ``len`` and the retain /
+delete counts of its events. The API counts Python characters (code points). Converting by
+reading the whole text costs O(document) per keystroke, so ``TextIndex`` keeps a copy of the
+text cut into chunks of at most ``MAX_CHUNK`` characters, with two Fenwick trees over the
+chunks (characters and UTF-8 bytes per chunk). Finding a chunk is O(log chunks), converting
+inside it O(chunk); an edit updates one chunk and the two trees. Splitting a chunk that grew
+past the maximum rebuilds the trees from per-chunk counts in O(chunks) (no text is read);
+that needs about ``MAX_CHUNK // 2`` inserted characters, so it stays small amortised.
+
+Pure: strings in, offsets out; it knows nothing of pycrdt. ``SharedText`` updates it on every
+local edit and, for remote updates, from the Yrs delta (``apply_delta``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MAX_CHUNK = 1024  # characters; a chunk is split in two when it grows past this
+
+
+def _utf8(s: str) -> int:
+    return len(s) if s.isascii() else len(s.encode("utf-8"))
+
+
+class _Fenwick:
+    """Prefix sums over a list of non-negative ints with point updates."""
+
+    __slots__ = ("_top", "_tree")
+
+    def __init__(self, values: list[int]) -> None:
+        n = len(values)
+        tree = [0, *values]
+        for i in range(1, n + 1):  # linear-time build
+            j = i + (i & -i)
+            if j <= n:
+                tree[j] += tree[i]
+        self._tree = tree
+        top = 1
+        while top * 2 <= n:
+            top *= 2
+        self._top = top if n else 0
+
+    def add(self, i: int, delta: int) -> None:
+        tree = self._tree
+        n = len(tree) - 1
+        i += 1
+        while i <= n:
+            tree[i] += delta
+            i += i & -i
+
+    def prefix(self, i: int) -> int:
+        """Sum of the first ``i`` values."""
+        tree = self._tree
+        total = 0
+        while i > 0:
+            total += tree[i]
+            i -= i & -i
+        return total
+
+    def find(self, target: int) -> tuple[int, int]:
+        """``(i, before)``: the first ``i`` whose prefix sum through ``i`` exceeds ``target`` (the
+        last one when none does); ``before`` is the sum of the values before ``i``. ``target >= 0``."""
+        tree = self._tree
+        n = len(tree) - 1
+        pos = 0
+        before = 0
+        step = self._top
+        while step:
+            nxt = pos + step
+            if nxt <= n and tree[nxt] <= target:
+                pos = nxt
+                target -= tree[nxt]
+                before += tree[nxt]
+            step >>= 1
+        if pos >= n:  # target is at (or past) the end: the last value, at its end
+            pos = n - 1
+            before -= self._value(pos)
+        return pos, before
+
+    def _value(self, i: int) -> int:
+        return self.prefix(i + 1) - self.prefix(i)
+
+
+class TextIndex:
+    """A chunked copy of a text that converts character positions to UTF-8 offsets and back."""
+
+    __slots__ = ("_bytes", "_chars", "_chunk_bytes", "_chunk_chars", "_chunks", "_max", "chars", "utf8")
+
+    def __init__(self, text: str = "", max_chunk: int | None = None) -> None:
+        self._max = max(2, max_chunk or MAX_CHUNK)
+        half = self._max // 2
+        self._chunks = [text[i : i + half] for i in range(0, len(text), half)] or [""]
+        self._chunk_chars = [len(c) for c in self._chunks]
+        self._chunk_bytes = [_utf8(c) for c in self._chunks]
+        self.chars = len(text)  # the text's length in characters
+        self.utf8 = sum(self._chunk_bytes)  # and in UTF-8 bytes
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """The trees again, from the per-chunk counts: O(chunks), no string is read."""
+        self._chars = _Fenwick(self._chunk_chars)
+        self._bytes = _Fenwick(self._chunk_bytes)
+
+    def __str__(self) -> str:
+        return "".join(self._chunks)
+
+    # --- conversions --------------------------------------------------------------------------
+
+    def offset(self, index: int) -> int:
+        """The UTF-8 offset of character ``index`` (0 <= index <= chars)."""
+        if self.chars == self.utf8:
+            return index  # all ASCII
+        i, before = self._chars.find(index)
+        k = index - before
+        chunk = self._chunks[i]
+        return self._bytes.prefix(i) + _utf8(chunk[:k])
+
+    def index(self, offset: int) -> int:
+        """The character index at UTF-8 ``offset`` (0 <= offset <= utf8, on a character boundary)."""
+        if not 0 <= offset <= self.utf8:
+            raise ValueError(f"UTF-8 offset {offset} is outside the text ({self.utf8} bytes)")
+        if self.chars == self.utf8:
+            return offset
+        i, before = self._bytes.find(offset)
+        chunk = self._chunks[i]
+        inside = offset - before
+        encoded = chunk.encode("utf-8")
+        if inside < len(encoded) and (encoded[inside] & 0xC0) == 0x80:
+            raise ValueError(f"UTF-8 offset {offset} is inside a character")
+        return self._chars.prefix(i) + len(encoded[:inside].decode("utf-8"))
+
+    # --- edits --------------------------------------------------------------------------------
+
+    def insert(self, index: int, s: str) -> int:
+        """Insert ``s`` at character ``index``; returns the UTF-8 offset it went to."""
+        i, before = self._chars.find(index)
+        k = index - before
+        chunk = self._chunks[i]
+        head = chunk[:k]
+        offset = self._bytes.prefix(i) + (k if self.chars == self.utf8 else _utf8(head))
+        if not s:
+            return offset
+        new = head + s + chunk[k:]
+        size = _utf8(s)
+        self.chars += len(s)
+        self.utf8 += size
+        if len(new) <= self._max:
+            self._chunks[i] = new
+            self._chunk_chars[i] += len(s)
+            self._chunk_bytes[i] += size
+            self._chars.add(i, len(s))
+            self._bytes.add(i, size)
+            return offset
+        # Split into even pieces of about half the maximum, dropping chunks emptied by deletes
+        # meanwhile; then the trees are rebuilt from the counts. At least max/2 characters are
+        # inserted between two splits of one chunk, so this stays small amortised.
+        pieces = max(2, len(new) // (self._max // 2))
+        step = -(-len(new) // pieces)
+        parts = [new[j : j + step] for j in range(0, len(new), step)]
+        chunks, nchars, nbytes = self._chunks, self._chunk_chars, self._chunk_bytes
+        chunks[i : i + 1] = parts
+        nchars[i : i + 1] = [len(p) for p in parts]
+        nbytes[i : i + 1] = [_utf8(p) for p in parts]
+        if 0 in nchars:
+            keep = [j for j, n in enumerate(nchars) if n] or [0]
+            self._chunks = [chunks[j] for j in keep]
+            self._chunk_chars = [nchars[j] for j in keep]
+            self._chunk_bytes = [nbytes[j] for j in keep]
+        self._rebuild()
+        return offset
+
+    def delete(self, index: int, length: int) -> tuple[int, int]:
+        """Remove ``length`` characters at ``index``; returns their UTF-8 (offset, size)."""
+        i, before = self._chars.find(index)
+        k = index - before
+        chunks = self._chunks
+        offset = self._bytes.prefix(i) + (k if self.chars == self.utf8 else _utf8(chunks[i][:k]))
+        removed = 0
+        while length > 0:
+            if i >= len(chunks):
+                raise IndexError("delete past the end of the text")
+            chunk = chunks[i]
+            take = min(length, len(chunk) - k)
+            if take > 0:  # (an emptied chunk stays, empty, until the next split drops it)
+                gone = chunk[k : k + take]
+                chunks[i] = chunk[:k] + chunk[k + take :]
+                size = _utf8(gone)
+                self._chunk_chars[i] -= take
+                self._chunk_bytes[i] -= size
+                self._chars.add(i, -take)
+                self._bytes.add(i, -size)
+                self.chars -= take
+                self.utf8 -= size
+                removed += size
+                length -= take
+            i += 1
+            k = 0
+        return offset, removed
+
+    # --- remote changes -----------------------------------------------------------------------
+
+    def apply_delta(self, delta: Iterable[Mapping[str, Any]]) -> None:
+        """Apply a Yrs text delta (retain / delete counted in UTF-8 bytes). Raises ValueError
+        on anything it cannot follow (an embed, an offset inside a character, past the end):
+        the caller then rebuilds the index from the text."""
+        offset = 0  # UTF-8 offset in the text as changed so far
+        for op in delta:
+            if "insert" in op:
+                s = op["insert"]
+                if not isinstance(s, str):
+                    raise ValueError("a text delta inserted a non-string (an embed)")
+                self.insert(self.index(offset), s)
+                offset += _utf8(s)
+            elif "delete" in op:
+                n = int(op["delete"])
+                start = self.index(offset)
+                end = self.index(offset + n)
+                self.delete(start, end - start)
+            elif "retain" in op:
+                offset += int(op["retain"])
+            if offset > self.utf8:
+                raise ValueError(f"a text delta went past the end ({offset} > {self.utf8} bytes)")
+
+
+__all__ = ["MAX_CHUNK", "TextIndex"]
