@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect
 from encspaces.identity import Identity
 from encspaces.messages import Challenge, Error, decode_message
 from encspaces.verifier import LogVerifier
+from relay.__main__ import config_of, parse_args
 from relay.config import CreatePolicy, RelayConfig
 from relay.limits import CreateGate
 from relay.refusals import Refusal
@@ -282,3 +283,18 @@ async def test_a_connection_racing_the_unload_loses_nothing(make_relay: RelayFac
     ack = await alice.submit([space.data(space.creator, b"after the race")])
     assert ack.results == [(8, 8)]
     await alice.close()
+
+
+def test_flags_build_the_config(tmp_path: Path) -> None:
+    config = config_of(parse_args([
+        "--data-dir", str(tmp_path), "--max-hello-frame", "8192", "--max-connections", "10",
+        "--max-connections-per-address", "0", "--max-creates-per-address", "3", "--create-window", "60",
+        "--exempt-addresses", "", "--create-policy", "closed", "--idle-room-seconds", "30",
+        "--total-blob-quota", "1000",
+    ]))
+    assert (config.max_hello_frame, config.max_connections, config.max_connections_per_address) == (8192, 10, 0)
+    assert (config.max_creates_per_address, config.create_window, config.exempt_addresses) == (3, 60.0, frozenset())
+    assert config.create_policy is CreatePolicy.CLOSED
+    assert (config.idle_room_seconds, config.total_blob_quota) == (30.0, 1000)
+    defaults = config_of(parse_args(["--data-dir", str(tmp_path)]))
+    assert defaults == RelayConfig(data_dir=tmp_path)
