@@ -107,8 +107,7 @@ class Session:
         self.room = room
         head, anchor = await room.admit(admission.member, admission.since_seq, admission.invite, admission.auth)
         self.peer.member = admission.member
-        # Admitted: from the next message on, the full frame limit (see RelayServer.start).
-        ws.protocol.max_message_size = 2 * self.config.max_frame
+        _set_read_limit(ws, 2 * self.config.max_frame)  # admitted: the full limit from the next message on
         log.info("%s: admitted %s to %s, since seq %d (relay at %d)", self.peer.name,
                  member_id(admission.member)[:12], room.label, admission.since_seq, head.seq)
         await ws.send(server.encode_welcome(room.space, head, anchor))
@@ -183,6 +182,20 @@ class Session:
 
 def _kind(message: Message) -> str:
     return type(message).__name__.lower()
+
+
+def _set_read_limit(ws: ServerConnection, limit: int) -> None:
+    """Change the size at which websockets stops reading a message, on a live connection.
+
+    websockets has no call for it, but its parser reads the limit from the protocol object
+    before each frame: ``max_message_size`` in websockets 17 (``max_size`` is tried as an
+    older name). If neither exists this fails loudly; the after-admission test catches it.
+    """
+    protocol = ws.protocol
+    name = "max_message_size" if hasattr(protocol, "max_message_size") else "max_size"
+    if not hasattr(protocol, name):
+        raise RuntimeError("this websockets version keeps its message size limit elsewhere")
+    setattr(protocol, name, limit)
 
 
 def remote_host(ws: ServerConnection) -> str:
