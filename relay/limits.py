@@ -77,7 +77,7 @@ class CreateGate:
                                         f"the limit: try again in {wait:.0f} s")
 
     def created(self, address: str, now: float) -> None:
-        """Record a space created from ``address`` (after it was stored)."""
+        """Record a create from ``address``, right after ``check`` allowed it (so before it is stored)."""
         if self._cap and address not in self._exempt:
             self._recent_at(address, now).append(now)
 

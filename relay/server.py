@@ -188,9 +188,10 @@ class RelayServer:
             if room is None:
                 if admission.genesis is None:
                     raise Refusal(UNKNOWN_SPACE, f"this relay hosts no space {member_id(space)}")
-                self.create_gate.check(admission.member, address, time.monotonic())
+                now = time.monotonic()
+                self.create_gate.check(admission.member, address, now)
+                self.create_gate.created(address, now)  # before the write: concurrent creates count
                 room = await self._create(admission)
-                self.create_gate.created(address, time.monotonic())
             elif admission.genesis is not None and admission.genesis.raw != room.genesis:
                 raise Refusal(BAD_GENESIS, f"space {member_id(space)} exists with another genesis entry")
             self._users[space] = self._users.get(space, 0) + 1

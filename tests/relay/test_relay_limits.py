@@ -148,6 +148,19 @@ async def test_spaces_created_per_address_in_a_window(make_relay: RelayFactory) 
     assert await _create_from(relay, "127.0.0.1", spaces[0]) is None
 
 
+async def test_concurrent_creates_count_against_the_limit(make_relay: RelayFactory) -> None:
+    relay = await make_relay(max_creates_per_address=1, exempt_addresses=NO_EXEMPT)
+    gate = Gate()
+    gate.wrap(relay.store, "create_space")  # the first create waits in its store write
+    spaces = [SpaceBuilder(relay.public_key) for _ in range(2)]
+    first = asyncio.create_task(_create_from(relay, "127.0.0.2", spaces[0]))
+    await gate.wait_entered()
+    refused = await _create_from(relay, "127.0.0.2", spaces[1])
+    assert refused is not None and refused.code == "rate_limited"
+    gate.release()
+    assert await first is None
+
+
 def test_the_create_window_slides() -> None:
     gate = CreateGate(RelayConfig(data_dir=Path("unused"), max_creates_per_address=2, create_window=10.0,
                                   exempt_addresses=NO_EXEMPT))
