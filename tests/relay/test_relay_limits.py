@@ -154,10 +154,12 @@ async def test_concurrent_creates_count_against_the_limit(make_relay: RelayFacto
     gate.wrap(relay.store, "create_space")  # the first create waits in its store write
     spaces = [SpaceBuilder(relay.public_key) for _ in range(2)]
     first = asyncio.create_task(_create_from(relay, "127.0.0.2", spaces[0]))
-    await gate.wait_entered()
-    refused = await _create_from(relay, "127.0.0.2", spaces[1])
+    try:
+        await gate.wait_entered()
+        refused = await _create_from(relay, "127.0.0.2", spaces[1])
+    finally:
+        gate.release()  # else a failure would leave the relay's stop waiting for the first create
     assert refused is not None and refused.code == "rate_limited"
-    gate.release()
     assert await first is None
 
 
