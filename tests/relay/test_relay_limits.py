@@ -282,15 +282,18 @@ async def test_a_connection_racing_the_unload_loses_nothing(make_relay: RelayFac
     closing = Gate()
     closing.wrap(old_room, "close")  # the unload holds the space's lock here
     unload = asyncio.create_task(relay.unload_room(space.space))
-    await closing.wait_entered()
     opening = Gate()
-    opening.wrap(relay, "open_room")
-    racer = asyncio.create_task(join(url_of(relay), space, space.creator, verifier=verifier))
-    await opening.wait_entered()
-    opening.release()  # the racer now waits for the space's lock, held by the unload
-    await asyncio.sleep(0.05)
-    assert not racer.done()
-    closing.release()
+    try:
+        await closing.wait_entered()
+        opening.wrap(relay, "open_room")
+        racer = asyncio.create_task(join(url_of(relay), space, space.creator, verifier=verifier))
+        await opening.wait_entered()
+        opening.release()  # the racer now waits for the space's lock, held by the unload
+        await asyncio.sleep(0.05)
+        assert not racer.done()
+    finally:
+        opening.release()
+        closing.release()  # a failure must not leave the relay's stop waiting on the lock
     assert await unload
     alice: Member = await racer
     assert relay.rooms[space.space] is not old_room  # loaded again from the store
