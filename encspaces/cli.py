@@ -45,6 +45,7 @@ from .errors import (
 )
 from .identity import Identity, PublicIdentity, member_id
 from .membership import AddMemberBody, GenesisBody, Member, Role
+from .private_file import replace_private
 from .space import Space, connect, create_space, decode_space_id
 from .store import LocalStore
 from .verifier import LogVerifier, VerifiedEntry
@@ -158,10 +159,7 @@ class Registry:
                 for ref in sorted(self.spaces.values(), key=lambda r: r.name)
             },
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        replace_private(self.path, (json.dumps(data, indent=2) + "\n").encode())  # 0600 in a 0700 home
 
     def add(self, ref: SpaceRef) -> None:
         self.spaces[ref.name] = ref

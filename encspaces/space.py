@@ -113,7 +113,7 @@ RECONNECT_MAX = 5.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
 PERMANENT_REFUSALS = {
     "not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth", "bad_genesis",
-    "wrong_relay", "too_large", "bad_invite", "removed",
+    "wrong_relay", "too_large", "bad_invite", "removed", "rate_limited", "create_forbidden",  # not "busy": retry
 }
 
 

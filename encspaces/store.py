@@ -16,6 +16,7 @@ from types import TracebackType
 import aiosqlite
 
 from .errors import StoreError
+from .private_file import ensure_private_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -57,8 +58,8 @@ class LocalStore:
     @classmethod
     async def open(cls, data_dir: str | Path, space_hex: str) -> LocalStore:
         folder = Path(data_dir) / space_hex
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = folder / STORE_FILE
+        ensure_private_file(path)  # in a 0700 folder; 0600, and so its WAL and SHM files
         db = await _daemon(aiosqlite.connect(path))
         try:
             await db.execute("PRAGMA journal_mode=WAL")

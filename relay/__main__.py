@@ -17,7 +17,7 @@ from encspaces.encoding import DEFAULT_MAX_MESSAGE
 from encspaces.errors import EncspacesError
 
 from .compact import compact
-from .config import DEFAULT_PORT, RelayConfig
+from .config import DEFAULT_PORT, CreatePolicy, RelayConfig
 from .keys import public_key_text
 from .server import RelayServer
 from .store import DB_FILE
@@ -35,8 +35,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"largest encrypted file chunk in bytes (default {RelayConfig.max_blob_size})")
     parser.add_argument("--blob-quota", type=int, default=RelayConfig.blob_quota,
                         help=f"bytes of file chunks one space may store (default {RelayConfig.blob_quota})")
+    parser.add_argument("--total-blob-quota", type=int, default=RelayConfig.total_blob_quota,
+                        help="bytes of file chunks all spaces together may store "
+                             f"(default {RelayConfig.total_blob_quota})")
+    limits = parser.add_argument_group("limits on anonymous clients (for the counts, 0 is no limit)")
+    limits.add_argument("--max-hello-frame", type=int, default=RelayConfig.max_hello_frame,
+                        help="largest message in bytes before a client is admitted; --max-frame applies "
+                             f"after (default {RelayConfig.max_hello_frame})")
+    limits.add_argument("--max-connections", type=int, default=RelayConfig.max_connections,
+                        help=f"open connections in all (default {RelayConfig.max_connections}); "
+                             "more are refused with the error 'busy'")
+    limits.add_argument("--max-connections-per-address", type=int, default=RelayConfig.max_connections_per_address,
+                        help="open connections from one remote address "
+                             f"(default {RelayConfig.max_connections_per_address})")
+    limits.add_argument("--max-creates-per-address", type=int, default=RelayConfig.max_creates_per_address,
+                        help="spaces one remote address may create per --create-window "
+                             f"(default {RelayConfig.max_creates_per_address}); more are refused 'rate_limited'")
+    limits.add_argument("--create-window", type=float, default=RelayConfig.create_window,
+                        help="the window of --max-creates-per-address, in seconds "
+                             f"(default {RelayConfig.create_window:g})")
+    limits.add_argument("--exempt-addresses", default=",".join(sorted(RelayConfig.exempt_addresses)),
+                        help="comma-separated remote addresses the per-address limits skip, '' for none "
+                             "(default: the loopback, where a reverse proxy on this host connects from)")
+    limits.add_argument("--create-policy", choices=[p.value for p in CreatePolicy], default=CreatePolicy.OPEN.value,
+                        help="who may create spaces: anyone (open, the default), the members listed in "
+                             "--create-allowlist (listed), or nobody (closed); others are refused 'create_forbidden'")
+    limits.add_argument("--create-allowlist", type=Path, default=None,
+                        help="with --create-policy listed: a file of member ids or public identities, one a line")
+    limits.add_argument("--idle-room-seconds", type=float, default=RelayConfig.idle_room_seconds,
+                        help="unload a space from memory after this many seconds without a connection "
+                             f"(default {RelayConfig.idle_room_seconds:g})")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
+
+
+def config_of(args: argparse.Namespace) -> RelayConfig:
+    """The RelayConfig the parsed flags describe (ValueError names a bad combination)."""
+    return RelayConfig(
+        data_dir=args.data_dir, host=args.host, port=args.port, max_frame=args.max_frame,
+        max_blob_size=args.max_blob_size, blob_quota=args.blob_quota, total_blob_quota=args.total_blob_quota,
+        max_hello_frame=args.max_hello_frame, max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        max_creates_per_address=args.max_creates_per_address, create_window=args.create_window,
+        exempt_addresses=frozenset(a.strip() for a in args.exempt_addresses.split(",") if a.strip()),
+        create_policy=CreatePolicy(args.create_policy), create_allowlist=args.create_allowlist,
+        idle_room_seconds=args.idle_room_seconds,
+    )
 
 
 def url_of(host: str, port: int) -> str:
@@ -82,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = RelayConfig(data_dir=args.data_dir, host=args.host, port=args.port, max_frame=args.max_frame,
-                             max_blob_size=args.max_blob_size, blob_quota=args.blob_quota)
-        asyncio.run(serve(config))
+        asyncio.run(serve(config_of(args)))
     except (ValueError, OSError, EncspacesError) as exc:
         print(f"encspaces-relay: {exc}", file=sys.stderr, flush=True)
         return 1

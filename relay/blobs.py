@@ -9,9 +9,10 @@ fsynced, then renamed, so a blob on disk is always complete.
 Only connections admitted to a space reach this code (the session routes blob requests only
 after the handshake), and it looks up blobs in that space's folder alone: a member of one
 space cannot read another space's blobs even when it knows their hashes. Uploading needs a
-role that may write. Two limits keep a member from filling the disk: a largest blob, and a
-quota of stored bytes per space. Nothing is ever deleted here: the relay cannot tell which
-blobs a manifest (encrypted) still names, see docs/PROTOCOL.md, "Encrypted files".
+role that may write. Three limits keep members from filling the disk: a largest blob, a
+quota of stored bytes per space, and one for all spaces together (anyone may create a space).
+Nothing is ever deleted here: the relay cannot tell which blobs a manifest (encrypted) still
+names, see docs/PROTOCOL.md, "Encrypted files".
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from encspaces import crypto
 from encspaces.identity import member_id
 from encspaces.log_state import LogState
 from encspaces.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
+from encspaces.private_file import make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,17 @@ INTERNAL = "internal"
 class BlobStore:
     """Every space's blobs under ``root``, with the limits of the relay's config."""
 
-    def __init__(self, root: Path, *, max_blob_size: int, quota: int) -> None:
+    def __init__(self, root: Path, *, max_blob_size: int, quota: int, total_quota: int | None = None) -> None:
         self.root = root
         self.max_blob_size = max_blob_size
         self.quota = quota
+        self.total_quota = total_quota  # None: no limit across spaces
         self._usage: dict[bytes, int] = {}  # bytes stored per space, once scanned
         self._locks: dict[bytes, asyncio.Lock] = {}
+        # Bytes stored by all spaces, scanned before the first write; a write reserves its size
+        # here before it starts, so concurrent writes to different spaces cannot pass the quota.
+        self._total: int | None = None
+        self._total_lock = asyncio.Lock()
 
     def folder(self, space: bytes) -> Path:
         return self.root / space.hex()
@@ -83,6 +90,7 @@ class BlobStore:
             return _refused(request, TOO_LARGE, f"a blob of {size} bytes is over the limit of {self.max_blob_size}")
         if crypto.blob_hash(request.data) != request.hash:
             return _refused(request, BAD_HASH, "the blob's bytes do not hash to the name it was sent under")
+        await self.total_usage()  # scanned before any write: see _total
         lock = self._locks.setdefault(space, asyncio.Lock())
         async with lock:  # one writer per space: the quota is exact and one hash is written once
             path = self.path(space, request.hash)
@@ -92,13 +100,29 @@ class BlobStore:
             if used + size > self.quota:
                 return _refused(request, QUOTA, f"storing {size} more bytes would pass this space's quota of "
                                                 f"{self.quota} bytes ({used} used)")
+            total = self._total
+            assert total is not None  # total_usage() set it
+            if self.total_quota is not None and total + size > self.total_quota:
+                log.warning("blob quota of the relay reached: %d of %d bytes used", total, self.total_quota)
+                return _refused(request, QUOTA, f"storing {size} more bytes would pass the relay's quota of "
+                                                f"{self.total_quota} bytes for all spaces: ask its operator")
+            self._total = total + size  # reserved, no await since the check
             try:
                 await asyncio.to_thread(_write_atomically, path, request.data)
             except OSError as exc:
+                self._total -= size
                 log.error("cannot write blob %s of space %s: %s", request.hash.hex()[:16], member_id(space)[:12], exc)
                 return _refused(request, INTERNAL, "the relay could not store this blob")
             self._usage[space] = used + size
         return BlobAck(request.id, request.hash)
+
+    async def total_usage(self) -> int:
+        """Bytes of blobs stored for all spaces (scanned once, then kept up to date)."""
+        if self._total is None:
+            async with self._total_lock:
+                if self._total is None:
+                    self._total = await asyncio.to_thread(_scan_all, self.root)
+        return self._total
 
     async def usage(self, space: bytes) -> int:
         """Bytes of blobs stored for ``space``."""
@@ -132,9 +156,23 @@ def _scan(folder: Path) -> int:
     return total
 
 
+def _scan_all(root: Path) -> int:
+    """Bytes stored in every space's folder (temp files are not counted)."""
+    try:
+        folders = [entry.path for entry in os.scandir(root) if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return 0
+    total = 0
+    for folder in folders:
+        for entry in os.scandir(folder):
+            if not entry.name.startswith(_TMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(folder)
     tmp = folder / f"{_TMP_PREFIX}{path.name}-{os.urandom(4).hex()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

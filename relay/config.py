@@ -7,12 +7,22 @@ frame, handshake timeout) to reach the interesting paths with small logs and no 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from encspaces.encoding import DEFAULT_MAX_MESSAGE
 from encspaces.messages import MAX_ENTRIES_PER_MESSAGE
 
 DEFAULT_PORT = 8765
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+class CreatePolicy(StrEnum):
+    """Who may create a space on this relay."""
+
+    OPEN = "open"  # anyone (the default)
+    LISTED = "listed"  # only the members listed in ``create_allowlist``
+    CLOSED = "closed"  # nobody: the relay only serves the spaces it already hosts
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,38 @@ class RelayConfig:
     # blobs one space may store in all.
     max_blob_size: int = 512 << 10
     blob_quota: int = 1 << 30
+    # ... and the bytes of blobs all spaces together may store (0: no blob is accepted).
+    total_blob_quota: int = 100 << 30
+
+    # --- limits on anonymous clients (docs/PROTOCOL.md, "Relay limits") ---
+    # The largest message before admission (hello verified, membership or invite checked): an
+    # honest hello is under 1 KiB. Until then websockets itself stops reading at twice this
+    # (as it does at twice max_frame afterwards), so a stranger holds at most that much of a
+    # partial frame; max_frame applies from admission on.
+    max_hello_frame: int = 16 << 10
+    # Open connections, in all and per remote address (0: no limit). Past either, a new
+    # connection gets one Error frame (code "busy") and is closed. Raise the open-files limit
+    # (ulimit -n) above max_connections.
+    max_connections: int = 4000
+    max_connections_per_address: int = 100
+    # Spaces created per remote address in any window of create_window seconds (0: no limit).
+    max_creates_per_address: int = 20
+    create_window: float = 3600.0
+    # Addresses the per-address limits do not apply to: by default the loopback, which is where
+    # every client comes from behind a reverse proxy on the same host (limit there, per client).
+    exempt_addresses: frozenset[str] = LOOPBACK
+    # Who may create spaces; with LISTED, create_allowlist names a file of member ids or public
+    # identities, one a line ('#' starts a comment), read when the relay starts.
+    create_policy: CreatePolicy = CreatePolicy.OPEN
+    create_allowlist: Path | None = None
+    # A space with no connection for this many seconds is unloaded: its memory is released, and
+    # the next connection loads it from the store again (0: never unload).
+    idle_room_seconds: float = 300.0
+
+    @property
+    def hello_limit(self) -> int:
+        """The largest message before admission: max_hello_frame, or max_frame if smaller."""
+        return min(self.max_hello_frame, self.max_frame)
 
     def __post_init__(self) -> None:
         if self.max_frame < 4096:
@@ -57,7 +99,15 @@ class RelayConfig:
             raise ValueError(f"max_entries_per_frame must be in [1, {MAX_ENTRIES_PER_MESSAGE}]")
         if self.max_entries_per_commit < 1 or self.max_inflight_submits < 1:
             raise ValueError("commit and in-flight limits must be at least 1")
-        if self.max_blob_size < 1 or self.blob_quota < 0:
-            raise ValueError("max_blob_size must be at least 1 and blob_quota at least 0")
+        if self.max_blob_size < 1 or self.blob_quota < 0 or self.total_blob_quota < 0:
+            raise ValueError("max_blob_size must be at least 1, blob_quota and total_blob_quota at least 0")
+        if self.max_hello_frame < 1024:
+            raise ValueError(f"max_hello_frame of {self.max_hello_frame} bytes is too small to carry a hello")
+        if min(self.max_connections, self.max_connections_per_address, self.max_creates_per_address) < 0:
+            raise ValueError("connection and creation limits must be at least 0 (0: no limit)")
+        if self.create_window <= 0 or self.idle_room_seconds < 0:
+            raise ValueError("create_window must be positive and idle_room_seconds at least 0")
+        if (self.create_policy is CreatePolicy.LISTED) != (self.create_allowlist is not None):
+            raise ValueError("create_allowlist is required with the 'listed' create policy, and only with it")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is outside [0, 65535]")

@@ -27,6 +27,10 @@ BAD_INVITE = "bad_invite"  # a newcomer's invite is unknown, revoked, used up, e
 REMOVED = "removed"  # the member was removed from the space
 INTERNAL = "internal"  # the relay's fault (storage failure): reconnect and resubmit
 UNAVAILABLE = "unavailable"  # the relay is shutting down
+# Relay limits on anonymous clients (relay/limits.py, docs/PROTOCOL.md "Relay limits").
+BUSY = "busy"  # too many connections, in all or from this address: not fatal, reconnect later
+RATE_LIMITED = "rate_limited"  # this address created its quota of spaces for now: the create fails
+CREATE_FORBIDDEN = "create_forbidden"  # the operator lets nobody, or not this member, create spaces
 
 
 class Refusal(Exception):
@@ -48,6 +52,11 @@ def internal(message: str) -> Refusal:
 
 def too_large(message: str) -> Refusal:
     return Refusal(TOO_LARGE, message, CloseCode.MESSAGE_TOO_BIG)
+
+
+def try_later(code: str, message: str) -> Refusal:
+    """Nothing is wrong with the request, the relay is at a limit: the client retries later."""
+    return Refusal(code, message, CloseCode.TRY_AGAIN_LATER)
 
 
 def unavailable() -> Refusal:

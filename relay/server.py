@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 
 import nacl.signing
@@ -24,14 +25,17 @@ from encspaces.head import SignedHead, next_head
 from encspaces.identity import member_id
 from encspaces.log_state import GENESIS_SEQ, LogState
 from encspaces.messages import Ack, Entries, Presence, Welcome
+from encspaces.private_file import make_private_dir
 
 from .blobs import BLOBS_DIR, BlobStore
 from .config import RelayConfig
 from .handshake import Admission
 from .keys import load_or_create_signing_key
+from .limits import ConnectionCounter, CreateGate
+from .peer import Peer
 from .refusals import BAD_GENESIS, UNKNOWN_SPACE, Refusal, internal, unavailable
 from .room import Room
-from .session import Session
+from .session import Session, remote_host
 from .store import EntryRow, Store
 
 log = logging.getLogger(__name__)
@@ -65,7 +69,7 @@ class RelayServer:
 
     def __init__(self, config: RelayConfig, signing_key: nacl.signing.SigningKey | None = None) -> None:
         self._config = config
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(config.data_dir)
         self._signing_key = signing_key or load_or_create_signing_key(config.data_dir)
         self.public_key = bytes(self._signing_key.verify_key)
         self.rooms: dict[bytes, Room] = {}
@@ -76,7 +80,14 @@ class RelayServer:
         self._numbers = itertools.count(1)
         self.port: int | None = None
         self.blobs = BlobStore(config.data_dir / BLOBS_DIR, max_blob_size=config.max_blob_size,
-                               quota=config.blob_quota)
+                               quota=config.blob_quota, total_quota=config.total_blob_quota)
+        self.connections = ConnectionCounter(config)
+        self.create_gate = CreateGate(config)  # reads the allowlist now: a bad file stops the start
+        # Connections using each loaded space (from open_room to the session's end), and since
+        # when a loaded space has had none: the sweeper unloads it after idle_room_seconds.
+        self._users: dict[bytes, int] = {}
+        self._idle_since: dict[bytes, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def config(self) -> RelayConfig:
@@ -106,8 +117,9 @@ class RelayServer:
                 self._config.port,
                 compression=None,  # ciphertext does not compress
                 # Room above the limit so an oversized message is read and answered with an
-                # Error frame; beyond twice the limit websockets closes with 1009 itself.
-                max_size=2 * self._config.max_frame,
+                # Error frame; beyond twice the limit websockets closes with 1009 itself. Until
+                # admission the limit is hello_limit; the session raises it to max_frame.
+                max_size=2 * self._config.hello_limit,
                 # Messages read ahead per connection (each up to max_size) while a session
                 # waits, e.g. for its in-flight submissions to be committed.
                 max_queue=4,
@@ -117,6 +129,7 @@ class RelayServer:
             self._store = None
             raise
         self.port = int(self._server.sockets[0].getsockname()[1])
+        self._sweeper = asyncio.create_task(self._sweep(), name="relay sweeper")
         log.info("relay %s listening on %s:%d", member_id(self.public_key), self._config.host, self.port)
         return self.port
 
@@ -127,6 +140,9 @@ class RelayServer:
             return
         self._stopping = True
         log.info("relay stopping")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         server.server.close()  # no new connections
         await self._close_rooms()  # finish commits in flight
         server.close(code=CloseCode.GOING_AWAY, reason=UNAVAILABLE_REASON)
@@ -141,12 +157,27 @@ class RelayServer:
             await room.close()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        await Session(self, ws, next(self._numbers)).run()
+        number = next(self._numbers)
+        address = remote_host(ws)
+        try:
+            self.connections.open(address)
+        except Refusal as refusal:
+            log.info("conn#%d from %s: refused: %s: %s", number, address, refusal.code, refusal.message)
+            await Peer(ws, number, self._config).refuse(refusal)
+            return
+        try:
+            await Session(self, ws, number, address).run()
+        finally:
+            self.connections.close(address)
 
     # --- spaces -------------------------------------------------------------------------------
 
-    async def open_room(self, admission: Admission) -> Room:
-        """The loaded space, loading it from the store or creating it from the genesis."""
+    async def open_room(self, admission: Admission, address: str = "") -> Room:
+        """The loaded space, loading it from the store or creating it from the genesis.
+
+        The caller is a connection from ``address`` that now uses the room: it calls
+        ``release_room`` when it ends, so the room is not unloaded while anyone uses it.
+        """
         space = admission.space
         async with self._space_locks.hold(space):
             if self._stopping:
@@ -157,10 +188,62 @@ class RelayServer:
             if room is None:
                 if admission.genesis is None:
                     raise Refusal(UNKNOWN_SPACE, f"this relay hosts no space {member_id(space)}")
+                now = time.monotonic()
+                self.create_gate.check(admission.member, address, now)
+                self.create_gate.created(address, now)  # before the write: concurrent creates count
                 room = await self._create(admission)
             elif admission.genesis is not None and admission.genesis.raw != room.genesis:
                 raise Refusal(BAD_GENESIS, f"space {member_id(space)} exists with another genesis entry")
+            self._users[space] = self._users.get(space, 0) + 1
+            self._idle_since.pop(space, None)
             return room
+
+    def release_room(self, room: Room) -> None:
+        """A connection that ``open_room`` returned ``room`` to has ended."""
+        space = room.space
+        users = self._users[space] - 1
+        if users:
+            self._users[space] = users
+        else:
+            del self._users[space]
+            self._idle_since[space] = time.monotonic()
+
+    def users_of(self, space: bytes) -> int:
+        """Connections using a space (tests check that every one is released)."""
+        return self._users.get(space, 0)
+
+    async def _sweep(self) -> None:
+        """Now and then: unload the rooms idle for idle_room_seconds, forget old create records."""
+        idle = self._config.idle_room_seconds
+        interval = min(idle / 4, 5.0) if idle else 5.0
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            self.create_gate.prune(now)
+            if idle:
+                for space, since in list(self._idle_since.items()):
+                    if now - since >= idle:
+                        await self.unload_room(space, min_idle=idle)
+
+    async def unload_room(self, space: bytes, *, min_idle: float = 0.0) -> bool:
+        """Release an idle room's memory (its log is on disk); True if it was unloaded.
+
+        Under the space's lock, so a connection that arrives meanwhile waits in ``open_room``
+        and then loads the space again from the store; one that got the room first keeps it.
+        """
+        async with self._space_locks.hold(space):
+            since = self._idle_since.get(space)
+            if self._users.get(space) or since is None or time.monotonic() - since < min_idle:
+                return False  # used again (maybe gone again) since the sweeper looked
+            del self._idle_since[space]
+            room = self.rooms.get(space)
+            if room is None:
+                return False
+            await room.close()  # commits what a gone connection left queued
+            if self.rooms.get(space) is room:
+                del self.rooms[space]
+            log.info("%s unloaded (idle)", room.label)
+            return True
 
     async def _load(self, space: bytes) -> Room | None:
         try:
@@ -172,6 +255,7 @@ class RelayServer:
             return None
         room = Room(self, self.store, space, loaded.state, loaded.genesis, loaded.signed_head)
         self.rooms[space] = room
+        self._idle_since.setdefault(space, time.monotonic())  # until a connection uses it
         log.info("%s loaded at seq %d", room.label, loaded.state.seq)
         return room
 
@@ -188,6 +272,7 @@ class RelayServer:
         state.apply(genesis, GENESIS_SEQ, head)
         room = Room(self, self.store, space, state, genesis.raw, signed)
         self.rooms[space] = room
+        self._idle_since.setdefault(space, time.monotonic())
         log.info("%s created by %s", room.label, member_id(admission.member)[:12])
         return room
 

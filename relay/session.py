@@ -50,10 +50,11 @@ _VERIFY_SLICE = 64  # signatures checked between two yields to the event loop (~
 
 
 class Session:
-    def __init__(self, server: RelayServer, ws: ServerConnection, number: int) -> None:
+    def __init__(self, server: RelayServer, ws: ServerConnection, number: int, address: str = "") -> None:
         self.server = server
         self.config = server.config
         self.peer = Peer(ws, number, server.config)
+        self.address = address
         self.room: Room | None = None
 
     async def run(self) -> None:
@@ -72,6 +73,7 @@ class Session:
         finally:
             if self.room is not None:
                 self.room.unsubscribe(peer)
+                self.server.release_room(self.room)
             await peer.finish()
             ws = peer.ws
             if ws.protocol.state is State.CLOSED:
@@ -101,11 +103,12 @@ class Session:
             max_skew_ms=self.config.max_clock_skew_ms,
             max_entry_size=max_entry_size(self.config.max_frame),
         )
-        room = await server.open_room(admission)
+        room = await server.open_room(admission, self.address)
         self.room = room
         head, anchor = await room.admit(admission.member, admission.since_seq, admission.invite, admission.auth,
                                         self.peer)
         self.peer.member = admission.member
+        _set_read_limit(ws, 2 * self.config.max_frame)  # admitted: the full limit from the next message on
         log.info("%s: admitted %s to %s, since seq %d (relay at %d)", self.peer.name,
                  member_id(admission.member)[:12], room.label, admission.since_seq, head.seq)
         await ws.send(server.encode_welcome(room.space, head, anchor))
@@ -139,9 +142,11 @@ class Session:
     def _decode(self, data: str | bytes) -> Message:
         if isinstance(data, str):
             raise Refusal(MALFORMED, "text frames are not part of the protocol: messages are binary msgpack")
-        limit = self.config.max_frame
+        admitted = self.peer.member is not None
+        limit = self.config.max_frame if admitted else self.config.hello_limit
         if len(data) > limit:
-            raise too_large(f"a message of {len(data)} bytes is over the limit of {limit}")
+            raise too_large(f"a message of {len(data)} bytes is over the limit of {limit}"
+                            f"{'' if admitted else ' before admission (a hello)'}")
         try:
             return decode_message(data, max_size=limit)
         except ProtocolError as exc:
@@ -178,6 +183,28 @@ class Session:
 
 def _kind(message: Message) -> str:
     return type(message).__name__.lower()
+
+
+def _set_read_limit(ws: ServerConnection, limit: int) -> None:
+    """Change the size at which websockets stops reading a message, on a live connection.
+
+    websockets has no call for it, but its parser reads the limit from the protocol object
+    before each frame: ``max_message_size`` in websockets 17 (``max_size`` is tried as an
+    older name). If neither exists this fails loudly; the after-admission test catches it.
+    """
+    protocol = ws.protocol
+    name = "max_message_size" if hasattr(protocol, "max_message_size") else "max_size"
+    if not hasattr(protocol, name):
+        raise RuntimeError("this websockets version keeps its message size limit elsewhere")
+    setattr(protocol, name, limit)
+
+
+def remote_host(ws: ServerConnection) -> str:
+    """The remote address the per-address limits count (host only; "" if the socket has none)."""
+    try:
+        return str(ws.remote_address[0])
+    except (TypeError, IndexError):
+        return ""
 
 
 def _address(ws: ServerConnection) -> str:

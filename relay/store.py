@@ -28,6 +28,7 @@ from encspaces.entry import Entry
 from encspaces.errors import EncspacesError, StoreError
 from encspaces.head import SignedHead, next_head
 from encspaces.log_state import LogState
+from encspaces.private_file import ensure_private_file
 
 DB_FILE = "relay.sqlite3"
 SCHEMA_VERSION = 1
@@ -89,6 +90,7 @@ class Store:
     @classmethod
     async def open(cls, data_dir: Path) -> Store:
         path = data_dir / DB_FILE
+        ensure_private_file(path)  # 0600, and so its WAL and SHM files
         writer = await aiosqlite.connect(path, isolation_level=None)
         try:
             await writer.execute("PRAGMA journal_mode=WAL")

@@ -112,6 +112,25 @@ async def test_quota_refusal(make_relay: RelayFactory, tmp_path: Path) -> None:
         await group.close()
 
 
+async def test_relay_wide_quota_across_spaces(make_relay: RelayFactory, tmp_path: Path) -> None:
+    """Anyone may create spaces, so each space's quota alone does not bound the disk."""
+    relay = await make_relay(total_blob_quota=CHUNK_SIZE * 5 // 2)  # per-space quota: the default 1 GiB
+    group = Members(relay, tmp_path)
+    try:
+        first, second = await group.create(), await group.create()
+        await first.files.put("one.bin", b"1" * CHUNK_SIZE)  # one chunk
+        with pytest.raises(BlobRefusedError) as caught:
+            await second.files.put("two.bin", b"2" * (2 * CHUNK_SIZE))  # its second chunk passes the total
+        assert caught.value.code == "quota" and "the relay's quota" in str(caught.value)
+        assert second.files.list() == []
+        await second.files.put("small.bin", b"s" * 1000)  # what fits is stored
+        assert await second.files.get("small.bin") == b"s" * 1000
+        assert await relay.server.blobs.total_usage() == sum(
+            p.stat().st_size for space in (first, second) for p in relay.blob_files(space))
+    finally:
+        await group.close()
+
+
 async def test_max_blob_size_refusal(make_relay: RelayFactory, tmp_path: Path) -> None:
     relay = await make_relay(max_blob_size=64 << 10)
     group = Members(relay, tmp_path)

@@ -134,6 +134,21 @@ async def test_blob_store_limits_dedup_and_leftovers(tmp_path: Path) -> None:
     assert await BlobStore(tmp_path, max_blob_size=100, quota=150).usage(space) == 140
 
 
+async def test_blob_store_total_quota(tmp_path: Path) -> None:
+    one, two = bytes(32), bytes([2]) * 32
+    (tmp_path / one.hex()).mkdir()
+    (tmp_path / one.hex() / "aa").write_bytes(b"a" * 70)  # stored by an earlier run
+    store = BlobStore(tmp_path, max_blob_size=100, quota=100, total_quota=200)
+    assert await store.total_usage() == 70
+    blobs = [bytes([i]) * 50 for i in range(3)]
+    answers = await asyncio.gather(*(store.put(space, BlobPut(i, crypto.blob_hash(b), b))
+                                     for i, (space, b) in enumerate(zip((one, two, two), blobs, strict=True))))
+    # 70 + 3 x 50 = 220 > 200: exactly one of the three concurrent uploads is refused.
+    assert sorted(type(a).__name__ for a in answers) == ["BlobAck", "BlobAck", "BlobRefused"]
+    assert await store.total_usage() == 170
+    assert await BlobStore(tmp_path, max_blob_size=100, quota=100, total_quota=200).total_usage() == 170
+
+
 def test_cli_flags(tmp_path: Path) -> None:
     args = parse_args(["--data-dir", str(tmp_path), "--max-blob-size", "4096", "--blob-quota", "0"])
     assert (args.max_blob_size, args.blob_quota) == (4096, 0)
