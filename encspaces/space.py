@@ -26,7 +26,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from . import crypto
+from . import crypto, faults
 from .document import (
     Change,
     Document,
@@ -57,7 +57,7 @@ from .key_policy import retired_epochs, rotation_due
 from .log_state import LogState, space_id_of
 from .membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
 from .membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
-from .messages import Challenge, decode_message
+from .messages import Challenge, Submit, decode_message
 from .presence_channel import PresenceChannel
 from .redaction import redact
 from .rekey import invite_body, keys_to_give, reissue, rekey_body
@@ -157,6 +157,10 @@ class Space:
         self._outbox: builtins.list[Entry] = []
         self._last_author_seq = 0  # newest author_seq we created (in doc already)
         self._sent_through = 0  # author_seq sent on the current connection
+        # Write before send: only entries already in the stored outbox are submitted, so a crash
+        # can never leave the relay holding an author_seq this device would number again.
+        self._durable_through = 0  # every outbox entry up to this author_seq is stored
+        self._outbox_generation = 0  # bumped when the outbox is renumbered (re-issued)
         self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
         # Connection.
         self._session: ClientSession | None = None
@@ -513,6 +517,8 @@ class Space:
         turn of the event loop), while a burst still shares one entry per BATCH_DELAY.
         """
         self._updates.append(update)
+        if faults.ARMED:
+            faults.reached("edit")
         if len(self._updates) >= MAX_BATCH_COUNT:
             self._flush_batch()
         elif self._batch_timer is None:
@@ -569,19 +575,21 @@ class Space:
             raise EntryTooLargeError(
                 f"a {kind.value} entry of {len(entry.raw)} bytes is over the relay's limit of {MAX_SUBMITTED_ENTRY}"
             )
+        if faults.ARMED:
+            faults.reached("built")
         self._outbox.append(entry)
         self._pending.outbox.append((entry.header.author_seq, entry.raw))
-        self._write_wanted.set()
-        self._send_outbox()
+        self._write_wanted.set()  # sent once the write that stores it commits (_write_pending)
 
     def _send_outbox(self) -> None:
         session, queue = self._session, self._send_queue
         if session is None or queue is None or session.state is not SessionState.LIVE:
             return
-        unsent = [e.raw for e in self._outbox if e.header.author_seq > self._sent_through]
-        if not unsent:
+        ready = [e for e in self._outbox if self._sent_through < e.header.author_seq <= self._durable_through]
+        if not ready:
             return
-        self._sent_through = self._outbox[-1].header.author_seq
+        self._sent_through = ready[-1].header.author_seq
+        unsent = [e.raw for e in ready]
         # Several messages when many entries queued up offline: stay under the frame limit.
         chunk: builtins.list[bytes] = []
         size = 0
@@ -646,6 +654,8 @@ class Space:
         verified_mine = self._verifier.state.author_seqs.get(self._me, 0)
         self._last_author_seq = verified_mine
         self._sent_through = min(self._sent_through, verified_mine)
+        self._durable_through = min(self._durable_through, verified_mine)
+        self._outbox_generation += 1
         self._pending.outbox = []
         self._pending.outbox_reset = True
         for entry in old:
@@ -712,6 +722,7 @@ class Space:
         if not self._pending:
             return
         pending, self._pending = self._pending, _Pending()
+        generation = self._outbox_generation
         await self._store.write(
             meta=pending.meta,
             log=pending.log,
@@ -722,6 +733,13 @@ class Space:
             purge=pending.purge,
             redactions=pending.redactions,
         )
+        if pending.outbox and generation == self._outbox_generation:
+            self._durable_through = max(self._durable_through, max(seq for seq, _ in pending.outbox))
+            if faults.ARMED:
+                faults.reached("outbox")
+        if faults.ARMED and pending.log:
+            faults.reached("logged")
+        self._send_outbox()
 
     async def _write_loop(self) -> None:
         """Group writes: whatever accumulated while the previous transaction ran goes in one.
@@ -767,6 +785,7 @@ class Space:
                     self._document.apply_remote(plaintext, None)
             self._outbox.append(entry)
             self._last_author_seq = max(self._last_author_seq, author_seq)
+        self._durable_through = self._last_author_seq  # all of it came from the store
 
     # --- the connection --------------------------------------------------------------------
 
@@ -845,6 +864,8 @@ class Space:
                 await ws.send(data)
             except websockets.exceptions.ConnectionClosed:
                 return  # the receive loop sees the close and reconnects
+            if faults.ARMED and isinstance(decode_message(data), Submit):
+                faults.reached("sent")
 
     async def _receive_loop(self, ws: ClientConnection, session: ClientSession) -> None:
         async for message in ws:
@@ -869,6 +890,8 @@ class Space:
                 elif isinstance(event, Acked):
                     # The verified log, not the ack, completes an edit; presence tells peers about it.
                     self.presence.acked(event.head)
+                    if faults.ARMED:
+                        faults.reached("acked")
                 elif isinstance(event, PresenceReceived):
                     self.presence.received(event.data)
                 elif isinstance(event, Notice):
@@ -889,6 +912,8 @@ class Space:
             self._outbox = keep
             self._last_author_seq = refused.header.author_seq - 1
             self._sent_through = min(self._sent_through, self._last_author_seq)
+            self._durable_through = min(self._durable_through, self._last_author_seq)
+            self._outbox_generation += 1
             self._pending.outbox = [(e.header.author_seq, e.raw) for e in keep]
             self._pending.outbox_reset = True
             for entry in later:
