@@ -258,3 +258,11 @@ class NotPermittedError(EncspacesError):
 
 class MembershipRevokedError(EncspacesError):
     """This device's member was removed from the space: nothing new can be read or written."""
+
+
+# --- crash safety, keys and the removal window (write pipeline, key confirmation) ----------------
+
+
+class ResubmitLimitError(RelayError):
+    """The relay refused our entries without closing (``code``: stale_epoch, gap) too many times in a
+    row while nothing it delivered changed the epoch or our entries: it is stalling the space."""

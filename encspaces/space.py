@@ -46,6 +46,7 @@ from .errors import (
     MembershipRevokedError,
     NotPermittedError,
     RelayError,
+    ResubmitLimitError,
     SpaceClosedError,
     VerificationError,
 )
@@ -95,6 +96,13 @@ MAX_SUBMITTED_ENTRY = DEFAULT_MAX_MESSAGE - 1024
 MAINTENANCE_INTERVAL = 1.0  # seconds between checks of the time-based policy
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 5.0
+# A submission refused without closing (stale_epoch, gap) is sent again after a backoff,
+# doubling from RESUBMIT_MIN up to RESUBMIT_MAX seconds with jitter; after RESUBMIT_LIMIT
+# refusals in a row with neither the epoch nor our verified entries moving, the space fails
+# (ResubmitLimitError): a relay that refuses forever is not allowed to make us spin.
+RESUBMIT_MIN = 0.05
+RESUBMIT_MAX = 2.0
+RESUBMIT_LIMIT = 10
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
 PERMANENT_REFUSALS = {
     "not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth", "bad_genesis",
@@ -178,6 +186,9 @@ class Space:
         self._rotation_queued_for = 0  # the epoch we already queued a policy rotation for
         self._revoking: set[bytes] = set()  # expired invites we already queued a revocation for
         self._conflicts: dict[bytes, str] = {}  # our entries refused as moot -> why (see _control)
+        self._refusals = 0  # submissions refused in a row without progress (see _on_notice)
+        self._refusal_mark: tuple[int, int] = (0, 0)  # (epoch, our verified author_seq) they were counted at
+        self._resend_timer: asyncio.TimerHandle | None = None
         self._redacting: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
@@ -923,10 +934,29 @@ class Space:
             self._write_wanted.set()
             self._progress.set()
             return
+        mark = (self.epoch, self._verifier.state.author_seqs.get(self._me, 0))
+        if mark != self._refusal_mark:
+            self._refusal_mark, self._refusals = mark, 0
+        if self._resend_timer is not None:
+            return  # a refusal of the round already counted: the timer resends
+        self._refusals += 1
+        if self._refusals >= RESUBMIT_LIMIT:
+            self._fail(ResubmitLimitError(notice.code, (
+                f"the relay refused our entries {self._refusals} times in a row ({notice.message}) without "
+                f"delivering anything that changes epoch {self.epoch} or our author_seq {mark[1]}")))
+            return
         if self._outbox and self._outbox[0].header.epoch == self.epoch:
-            self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
-            self._send_outbox()
+            delay = min(RESUBMIT_MIN * 2 ** (self._refusals - 1), RESUBMIT_MAX) * (0.5 + random.random())
+            self._resend_timer = asyncio.get_running_loop().call_later(delay, self._resend)
         # else: the rotation that ended our epoch is on its way; re-issuing will resend.
+
+    def _resend(self) -> None:
+        """Send the outbox again after a refusal (its backoff ran out)."""
+        self._resend_timer = None
+        if self._closed or self.error is not None:
+            return
+        self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
+        self._send_outbox()
 
 
 async def _open_space(url: str, identity: Identity, space: bytes, data_dir: str | Path) -> Space:
