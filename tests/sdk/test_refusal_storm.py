@@ -14,10 +14,10 @@ import pytest
 import encspaces
 from encspaces import errors
 from encspaces import space as space_module
+from relay.handshake import Admission
 from relay.refusals import STALE_EPOCH, Refusal
 from relay.room import Room, Submission
 from relay.server import RelayServer
-from relay.handshake import Admission
 from tests.support import RelayHandle
 
 from .conftest import wait_for
