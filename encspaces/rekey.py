@@ -26,7 +26,9 @@ def keys_to_give(keys: dict[int, bytes], epoch: int, history: bool) -> dict[int,
 def rekey_body(state: LogState, remove: bytes | None = None) -> bytes:
     """A new epoch with a fresh key sealed to everyone who stays and every open invite."""
     key = crypto.random_key()
-    return RekeyBody(state.epoch + 1, seal_grants(state.key_recipients(without=remove), key), remove).encode()
+    epoch = state.epoch + 1
+    return RekeyBody(epoch, seal_grants(state.key_recipients(without=remove), key),
+                     crypto.key_commitment(state.space, epoch, key), remove).encode()
 
 
 def invite_body(invite: InviteBody, keys: dict[int, bytes], epoch: int) -> bytes:

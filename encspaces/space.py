@@ -631,7 +631,9 @@ class Space:
             self._outbox = [e for e in self._outbox if e.header.author_seq > mine]
             self._pending.outbox_done_through = mine
         removed_at = self._verifier.removed_at
-        if removed_at is not None and self._invite is None:  # (with an invite we are coming back)
+        if self._verifier.key_failure is not None:
+            self._fail(self._verifier.key_failure)  # an admin handed us a key the log did not commit to
+        elif removed_at is not None and self._invite is None:  # (with an invite we are coming back)
             self._fail(MembershipRevokedError(f"this device's member was removed from the space at seq {removed_at}"))
         elif self._outbox and self._outbox[0].header.epoch != self.epoch:
             self._reissue_outbox()
