@@ -26,7 +26,7 @@ from .conftest import RelayHandle, make_members, settle, wait_for
 async def test_admin_giving_one_member_another_key_is_named(
     relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (alice_id, bob_id, carol_id), (alice, bob, carol) = await make_members(relay.url, tmp_path, 3)
+    (alice_id, _, carol_id), (alice, bob, carol) = await make_members(relay.url, tmp_path, 3)
     alice.text("doc").insert(0, "before. ")
     await settle([alice, bob, carol])
 
@@ -67,7 +67,7 @@ async def test_admin_giving_one_member_another_key_is_named(
 
 async def test_honest_keys_confirm_for_every_way_a_key_arrives(relay: RelayHandle, tmp_path: Path) -> None:
     """Genesis, rotation, removal and add_member with history: all confirm, nobody fails."""
-    (_, bob_id, carol_id), (alice, bob, carol) = await make_members(relay.url, tmp_path, 3)
+    (_, _, carol_id), (alice, bob, carol) = await make_members(relay.url, tmp_path, 3)
     await alice.rotate_key()
     await alice.remove_member(carol_id.public)
     alice.text("doc").insert(0, "epoch 3. ")
