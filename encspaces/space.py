@@ -103,6 +103,11 @@ RECONNECT_MAX = 5.0
 RESUBMIT_MIN = 0.05
 RESUBMIT_MAX = 2.0
 RESUBMIT_LIMIT = 10
+# The removal window: no entry is sent while this device's view of the log is older than this
+# many seconds, judged by the relay's signed heads (LogVerifier.fresh_ms). A stale view is
+# refreshed by reconnecting (the welcome carries a head signed at that moment); held entries
+# stay in the stored outbox and are re-issued if a rotation arrives meanwhile.
+FRESHNESS_LIMIT = 30.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
 PERMANENT_REFUSALS = {
     "not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth", "bad_genesis",
@@ -189,6 +194,7 @@ class Space:
         self._refusals = 0  # submissions refused in a row without progress (see _on_notice)
         self._refusal_mark: tuple[int, int] = (0, 0)  # (epoch, our verified author_seq) they were counted at
         self._resend_timer: asyncio.TimerHandle | None = None
+        self._refresh_queue: asyncio.Queue[bytes] | None = None  # the connection asked to reconnect
         self._redacting: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
@@ -596,6 +602,13 @@ class Space:
         session, queue = self._session, self._send_queue
         if session is None or queue is None or session.state is not SessionState.LIVE:
             return
+        if time.time() * 1000 - self._verifier.fresh_ms > FRESHNESS_LIMIT * 1000:
+            # Our view may miss a removal the relay is withholding: send nothing under it.
+            if self._refresh_queue is not queue and any(e.header.author_seq > self._sent_through
+                                                        for e in self._outbox):
+                self._refresh_queue = queue
+                queue.put_nowait(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
+            return
         ready = [e for e in self._outbox if self._sent_through < e.header.author_seq <= self._durable_through]
         if not ready:
             return
@@ -873,6 +886,9 @@ class Space:
     async def _send_loop(ws: ClientConnection, queue: asyncio.Queue[bytes]) -> None:
         while True:
             data = await queue.get()
+            if not data:
+                await ws.close()  # asked for a fresher view (FRESHNESS_LIMIT): reconnect
+                return
             try:
                 await ws.send(data)
             except websockets.exceptions.ConnectionClosed:

@@ -80,6 +80,11 @@ class LogVerifier:
         # A key sealed to us that does not match its commitment (or does not open): the admin who
         # sealed it lied. We cannot read that epoch; the space fails with this (see Space).
         self.key_failure: KeyConfirmationError | None = None
+        # Freshness (the removal window): the relay time of the newest relay-signed head at or
+        # below our verified seq, i.e. "as of then, nothing existed that we have not verified".
+        # Heads past our seq (an ack, a welcome) count once the log we verified reaches them.
+        self.fresh_ms = 0
+        self._heads_ahead: list[SignedHead] = []
 
     @property
     def seq(self) -> int:
@@ -100,6 +105,7 @@ class LogVerifier:
         self._check_signed(welcome.head)
         self._compare_with_chain(welcome.head)
         self.check_not_rolled_back(welcome.head)
+        self._note_fresh(welcome.head)
         if welcome.anchor is not None:
             if welcome.anchor.seq != self.seq:
                 raise MalformedFrameError(
@@ -132,6 +138,20 @@ class LogVerifier:
         self._check_signed(signed)
         self._compare_with_chain(signed)
         self.check_not_rolled_back(signed)
+        self._note_fresh(signed)
+
+    def _note_fresh(self, signed: SignedHead) -> None:
+        """Count a checked relay-signed head towards freshness, now or once we verified through it."""
+        if signed.seq > self.seq:
+            self._heads_ahead = [*self._heads_ahead[-63:], signed]
+            return
+        self.fresh_ms = max(self.fresh_ms, signed.time_ms)
+        if self._heads_ahead:
+            ahead = self._heads_ahead
+            self._heads_ahead = [h for h in ahead if h.seq > self.seq]
+            for h in ahead:
+                if h.seq <= self.seq:
+                    self.fresh_ms = max(self.fresh_ms, h.time_ms)
 
     def check_not_rolled_back(self, current: SignedHead) -> None:
         if current.seq < self.seq:
@@ -237,6 +257,8 @@ class LogVerifier:
             raise
         self.state.commit()
         self.latest_head = frame.head
+        if relay_signed:
+            self._note_fresh(frame.head)
         return self._finish(results, new_keys)
 
     def _finish(self, results: list[VerifiedEntry], new_keys: dict[int, bytes]) -> list[VerifiedEntry]:
