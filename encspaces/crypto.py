@@ -39,6 +39,8 @@ CTX_INVITE_AUTH = b"encspaces/v1/invite-handshake"
 CTX_INVITE_LINK = b"encspaces/v1/invite-link-check"
 CTX_SNAPSHOT_CONTENT = b"encspaces/v1/snapshot-content"
 CTX_SAFETY_CODE = b"encspaces/v1/safety-code"
+# Key confirmation: every entry that starts an epoch commits to its key in its signed public body.
+CTX_EPOCH_KEY_COMMIT = b"encspaces/v1/epoch-key-commitment"
 
 # Encrypted files (encspaces/files.py, relay/blobs.py; docs/PROTOCOL.md, "Encrypted files").
 CTX_FILE_SECRET = b"encspaces/v1/file-convergence-secret"
@@ -119,6 +121,15 @@ def open_sealed(private_key: nacl.public.PrivateKey, sealed: bytes) -> bytes | N
         return bytes(nacl.public.SealedBox(private_key).decrypt(sealed))
     except (nacl.exceptions.CryptoError, ValueError, TypeError):
         return None
+
+
+def key_commitment(space: bytes, epoch: int, key: bytes) -> bytes:
+    """The public commitment to an epoch key: recipients check the key they unseal against it.
+
+    ``space`` is the space field of the entry that starts the epoch: the space id, or empty in
+    the genesis entry (whose hash is the space id).
+    """
+    return hash_parts(CTX_EPOCH_KEY_COMMIT, space, epoch, key)
 
 
 def stream_hasher(context: bytes) -> hashlib.blake2b:

@@ -307,3 +307,29 @@ class EpochKeyMissingError(EncspacesError):
     It can neither read nor write new entries, so the space fails instead of accepting edits
     it could never send.
     """
+
+
+# --- crash safety, keys and the removal window (write pipeline, key confirmation) ----------------
+
+
+class ResubmitLimitError(RelayError):
+    """The relay refused our entries without closing (``code``: stale_epoch, gap) too many times in a
+    row while nothing it delivered changed the epoch or our entries: it is stalling the space."""
+
+
+class KeyConfirmationError(EncspacesError):
+    """An epoch key sealed to this device that does not match the epoch's public commitment (or does
+    not open): the admin who sealed it gave members different keys. A member's fault, not the relay's.
+
+    This device cannot read that epoch; other members go on. ``evidence`` is the signed entry.
+    """
+
+    def __init__(self, seq: int, author: bytes, epoch: int, problem: str, evidence: bytes) -> None:
+        from .identity import member_id
+
+        super().__init__(f"the {member_id(author)} entry at seq {seq} gave this device a bad key for epoch "
+                         f"{epoch}: {problem}")
+        self.seq = seq
+        self.author = member_id(author)
+        self.epoch = epoch
+        self.evidence = evidence

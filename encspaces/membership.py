@@ -72,10 +72,11 @@ class GenesisBody:
     creator_box: bytes
     relay_key: bytes
     sealed_key: bytes  # epoch 1 key, sealed to the creator
+    commit: bytes  # crypto.key_commitment(b"", 1, key): what later holders of epoch 1's key check
 
     def encode(self) -> bytes:
         return pack({"v": BODY_VERSION, "creator_box": self.creator_box, "relay": self.relay_key,
-                     "key": self.sealed_key})
+                     "key": self.sealed_key, "commit": self.commit})
 
     @classmethod
     def decode(cls, data: bytes) -> GenesisBody:
@@ -86,6 +87,7 @@ class GenesisBody:
                 creator_box=as_bytes(field(m, "creator_box", "genesis"), "genesis creator box key", 32),
                 relay_key=as_bytes(field(m, "relay", "genesis"), "genesis relay key", 32),
                 sealed_key=as_bytes(field(m, "key", "genesis"), "genesis sealed key", max_size=256),
+                commit=as_bytes(field(m, "commit", "genesis"), "genesis key commitment", crypto.HASH_SIZE),
             )
         except ProtocolError as exc:
             raise MalformedEntryError(f"malformed genesis entry: {exc}") from exc
@@ -132,7 +134,8 @@ def _check_version(m: dict[str, object], what: str) -> None:
 
 
 def genesis_body(creator: PublicIdentity, relay_key: bytes, epoch_key: bytes) -> bytes:
-    return GenesisBody(creator.box_key, relay_key, crypto.seal_to(creator.box_key, epoch_key)).encode()
+    return GenesisBody(creator.box_key, relay_key, crypto.seal_to(creator.box_key, epoch_key),
+                       crypto.key_commitment(b"", 1, epoch_key)).encode()
 
 
 def add_member_body(new: PublicIdentity, role: Role, epoch_keys: dict[int, bytes], history: bool = True) -> bytes:
@@ -179,10 +182,12 @@ class RekeyBody:
 
     epoch: int
     grants: tuple[tuple[bytes, bytes], ...]
+    commit: bytes  # crypto.key_commitment(space, epoch, key): every recipient checks its key against it
     member: bytes | None = None  # the member removed, for remove_member
 
     def encode(self) -> bytes:
-        body: dict[str, Any] = {"v": BODY_VERSION, "epoch": self.epoch, "keys": [list(g) for g in self.grants]}
+        body: dict[str, Any] = {"v": BODY_VERSION, "epoch": self.epoch, "keys": [list(g) for g in self.grants],
+                                "commit": self.commit}
         if self.member is not None:
             body["member"] = self.member
         return pack(body)
@@ -194,6 +199,7 @@ class RekeyBody:
             return cls(
                 epoch=as_int(field(m, "epoch", what), f"{what} epoch", minimum=2),
                 grants=_grants(field(m, "keys", what), f"{what} keys"),
+                commit=as_bytes(field(m, "commit", what), f"{what} key commitment", crypto.HASH_SIZE),
                 member=None if member is None else as_bytes(member, f"{what} member", 32),
             )
 

@@ -25,7 +25,7 @@ def redact(entry: Entry, forgotten: set[int]) -> bytes | None:
     if kind is Kind.GENESIS:
         genesis = GenesisBody.decode(entry.body)
         if 1 in forgotten and genesis.sealed_key:
-            body = GenesisBody(genesis.creator_box, genesis.relay_key, b"").encode()
+            body = GenesisBody(genesis.creator_box, genesis.relay_key, b"", genesis.commit).encode()
     elif kind is Kind.ADD_MEMBER:
         add = AddMemberBody.decode(entry.body)
         keys = tuple((e, b"" if e in forgotten else k) for e, k in add.sealed_keys)
@@ -34,7 +34,8 @@ def redact(entry: Entry, forgotten: set[int]) -> bytes | None:
     elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE):
         rekey = RekeyBody.decode(entry.body, kind.value)
         if rekey.epoch in forgotten and any(sealed for _, sealed in rekey.grants):
-            body = RekeyBody(rekey.epoch, tuple((r, b"") for r, _ in rekey.grants), rekey.member).encode()
+            body = RekeyBody(rekey.epoch, tuple((r, b"") for r, _ in rekey.grants), rekey.commit,
+                             rekey.member).encode()
     elif kind is Kind.INVITE:
         invite = InviteBody.decode(entry.body)
         keys = tuple((e, b"" if e in forgotten else k) for e, k in invite.sealed_keys)

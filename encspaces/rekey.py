@@ -38,7 +38,9 @@ def rekey_body(state: LogState, remove: bytes | None = None, revoking: Collectio
     recipients = state.key_recipients(without=remove)
     for invite in revoking:
         recipients.pop(invite, None)
-    return RekeyBody(state.epoch + 1, seal_grants(recipients, key), remove).encode()
+    epoch = state.epoch + 1
+    commit = crypto.key_commitment(state.space, epoch, key)
+    return RekeyBody(epoch, seal_grants(recipients, key), commit, remove).encode()
 
 
 def invite_body(invite: InviteBody, keys: dict[int, bytes], epoch: int) -> bytes:

@@ -26,7 +26,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from . import crypto
+from . import crypto, faults
 from .arguments import int_argument
 from .connection_state import ConnectionChange, ConnectionState
 from .deadline import check_timeout, deadline
@@ -54,6 +54,7 @@ from .errors import (
     NotPermittedError,
     OperationTimeoutError,
     RelayError,
+    ResubmitLimitError,
     SpaceClosedError,
     StoreError,
     VerificationError,
@@ -66,7 +67,7 @@ from .key_policy import retired_epochs, rotation_due
 from .log_state import LogState, space_id_of
 from .membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
 from .membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
-from .messages import Challenge, decode_message
+from .messages import Challenge, Submit, decode_message
 from .presence_channel import PresenceChannel
 from .redaction import redact
 from .rekey import invite_body, keys_to_give, reissue_all, rekey_body
@@ -110,6 +111,18 @@ DEFAULT_TIMEOUT = 30.0  # seconds connect, create_space and join wait by default
 INVITE_META = "invite"  # the store's meta key for the secret of the invite this device joined with
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 5.0
+# A submission refused without closing (stale_epoch, gap) is sent again after a backoff,
+# doubling from RESUBMIT_MIN up to RESUBMIT_MAX seconds with jitter; after RESUBMIT_LIMIT
+# refusals in a row with neither the epoch nor our verified entries moving, the space fails
+# (ResubmitLimitError): a relay that refuses forever is not allowed to make us spin.
+RESUBMIT_MIN = 0.05
+RESUBMIT_MAX = 2.0
+RESUBMIT_LIMIT = 10
+# The removal window: no entry is sent while this device's view of the log is older than this
+# many seconds, judged by the relay's signed heads (LogVerifier.fresh_ms). A stale view is
+# refreshed by reconnecting (the welcome carries a head signed at that moment); held entries
+# stay in the stored outbox and are re-issued if a rotation arrives meanwhile.
+FRESHNESS_LIMIT = 30.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
 PERMANENT_REFUSALS = {
     "not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth", "bad_genesis",
@@ -210,6 +223,10 @@ class Space:
         self._last_author_seq = 0  # newest author_seq we created (in doc already)
         self._sent_through = 0  # author_seq sent on the current connection
         self._submitted_through = 0  # newest author_seq ever handed to a connection (never lowered)
+        # Write before send: only entries already in the stored outbox are submitted, so a crash
+        # can never leave the relay holding an author_seq this device would number again.
+        self._durable_through = 0  # every outbox entry up to this author_seq is stored
+        self._outbox_generation = 0  # bumped when the outbox is renumbered (re-issued)
         self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
         # Connection.
         self._session: ClientSession | None = None
@@ -229,6 +246,10 @@ class Space:
         self._rotation_queued_for = 0  # the epoch we already queued a policy rotation for
         self._revoking: set[bytes] = set()  # expired invites we already queued a revocation for
         self._actions: builtins.list[_Action] = []  # admin actions in progress (see _control)
+        self._refusals = 0  # submissions refused in a row without progress (see _on_notice)
+        self._refusal_mark: tuple[int, int] = (0, 0)  # (epoch, our verified author_seq) they were counted at
+        self._resend_timer: asyncio.TimerHandle | None = None
+        self._refresh_queue: asyncio.Queue[bytes] | None = None  # the connection asked to reconnect
         self._redacting: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
@@ -582,6 +603,8 @@ class Space:
         self._outbox = keep
         self._last_author_seq = first - 1
         self._sent_through = min(self._sent_through, self._last_author_seq)
+        self._durable_through = min(self._durable_through, self._last_author_seq)
+        self._outbox_generation += 1
         self._pending.outbox = [(e.header.author_seq, e.raw) for e in keep]
         self._pending.outbox_reset = True
         for raw in drop:
@@ -783,6 +806,8 @@ class Space:
         turn of the event loop), while a burst still shares one entry per BATCH_DELAY.
         """
         self._updates.append(update)
+        if faults.ARMED:
+            faults.reached("edit")
         if len(self._updates) >= MAX_BATCH_COUNT:
             self._flush_batch()
         elif self._batch_timer is None:
@@ -839,20 +864,29 @@ class Space:
             raise EntryTooLargeError(
                 f"a {kind.value} entry of {len(entry.raw)} bytes is over the relay's limit of {MAX_SUBMITTED_ENTRY}"
             )
+        if faults.ARMED:
+            faults.reached("built")
         self._outbox.append(entry)
         self._pending.outbox.append((entry.header.author_seq, entry.raw))
-        self._write_wanted.set()
-        self._send_outbox()
+        self._write_wanted.set()  # sent once the write that stores it commits (_write_pending)
 
     def _send_outbox(self) -> None:
         session, queue = self._session, self._send_queue
         if session is None or queue is None or session.state is not SessionState.LIVE:
             return
-        unsent = [e.raw for e in self._outbox if e.header.author_seq > self._sent_through]
-        if not unsent:
+        if time.time() * 1000 - self._verifier.fresh_ms > FRESHNESS_LIMIT * 1000:
+            # Our view may miss a removal the relay is withholding: send nothing under it.
+            if self._refresh_queue is not queue and any(e.header.author_seq > self._sent_through
+                                                        for e in self._outbox):
+                self._refresh_queue = queue
+                queue.put_nowait(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
             return
-        self._sent_through = self._outbox[-1].header.author_seq
+        ready = [e for e in self._outbox if self._sent_through < e.header.author_seq <= self._durable_through]
+        if not ready:
+            return
+        self._sent_through = ready[-1].header.author_seq
         self._submitted_through = max(self._submitted_through, self._sent_through)
+        unsent = [e.raw for e in ready]
         # Several messages when many entries queued up offline: stay under the frame limit.
         chunk: builtins.list[bytes] = []
         size = 0
@@ -883,7 +917,9 @@ class Space:
             self._outbox = [e for e in self._outbox if e.header.author_seq > mine]
             self._pending.outbox_done_through = mine
         removed_at = self._verifier.removed_at
-        if removed_at is not None and self._invite is None:  # (with an invite we are coming back)
+        if self._verifier.key_failure is not None:
+            self._fail(self._verifier.key_failure)  # an admin handed us a key the log did not commit to
+        elif removed_at is not None and self._invite is None:  # (with an invite we are coming back)
             self._fail(MembershipRevokedError(f"this device's member was removed from the space at seq {removed_at}"))
         elif self._outbox and self._outbox[0].header.epoch != self.epoch:
             self._reissue_outbox()
@@ -918,6 +954,8 @@ class Space:
         verified_mine = self._verifier.state.author_seqs.get(self._me, 0)
         self._last_author_seq = verified_mine
         self._sent_through = min(self._sent_through, verified_mine)
+        self._durable_through = min(self._durable_through, verified_mine)
+        self._outbox_generation += 1
         self._pending.outbox = []
         self._pending.outbox_reset = True
         self._requeue(old)
@@ -982,6 +1020,7 @@ class Space:
         if not self._pending:
             return
         pending, self._pending = self._pending, _Pending()
+        generation = self._outbox_generation
         await self._store.write(
             meta=pending.meta,
             log=pending.log,
@@ -992,6 +1031,13 @@ class Space:
             purge=pending.purge,
             redactions=pending.redactions,
         )
+        if pending.outbox and generation == self._outbox_generation:
+            self._durable_through = max(self._durable_through, max(seq for seq, _ in pending.outbox))
+            if faults.ARMED:
+                faults.reached("outbox")
+        if faults.ARMED and pending.log:
+            faults.reached("logged")
+        self._send_outbox()
 
     async def _write_loop(self) -> None:
         """Group writes: whatever accumulated while the previous transaction ran goes in one.
@@ -1044,6 +1090,7 @@ class Space:
                     self._document.apply_remote(plaintext, None)
             self._outbox.append(entry)
             self._last_author_seq = max(self._last_author_seq, author_seq)
+        self._durable_through = self._last_author_seq  # all of it came from the store
 
     async def _load_invite(self) -> InviteSecret | None:
         stored = await self._store.get_meta(INVITE_META)
@@ -1136,10 +1183,15 @@ class Space:
     async def _send_loop(ws: ClientConnection, queue: asyncio.Queue[bytes]) -> None:
         while True:
             data = await queue.get()
+            if not data:
+                await ws.close()  # asked for a fresher view (FRESHNESS_LIMIT): reconnect
+                return
             try:
                 await ws.send(data)
             except websockets.exceptions.ConnectionClosed:
                 return  # the receive loop sees the close and reconnects
+            if faults.ARMED and isinstance(decode_message(data), Submit):
+                faults.reached("sent")
 
     async def _receive_loop(self, ws: ClientConnection, session: ClientSession) -> None:
         async for message in ws:
@@ -1164,6 +1216,8 @@ class Space:
                 elif isinstance(event, Acked):
                     # The verified log, not the ack, completes an edit; presence tells peers about it.
                     self.presence.acked(event.head)
+                    if faults.ARMED:
+                        faults.reached("acked")
                 elif isinstance(event, PresenceReceived):
                     self.presence.received(event.data)
                 elif isinstance(event, Notice):
@@ -1183,10 +1237,29 @@ class Space:
                     action.refused = notice.message
             self._drop_from_outbox({refused.raw})
             return
+        mark = (self.epoch, self._verifier.state.author_seqs.get(self._me, 0))
+        if mark != self._refusal_mark:
+            self._refusal_mark, self._refusals = mark, 0
+        if self._resend_timer is not None:
+            return  # a refusal of the round already counted: the timer resends
+        self._refusals += 1
+        if self._refusals >= RESUBMIT_LIMIT:
+            self._fail(ResubmitLimitError(notice.code, (
+                f"the relay refused our entries {self._refusals} times in a row ({notice.message}) without "
+                f"delivering anything that changes epoch {self.epoch} or our author_seq {mark[1]}")))
+            return
         if self._outbox and self._outbox[0].header.epoch == self.epoch:
-            self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
-            self._send_outbox()
+            delay = min(RESUBMIT_MIN * 2 ** (self._refusals - 1), RESUBMIT_MAX) * (0.5 + random.random())
+            self._resend_timer = asyncio.get_running_loop().call_later(delay, self._resend)
         # else: the rotation that ended our epoch is on its way; re-issuing will resend.
+
+    def _resend(self) -> None:
+        """Send the outbox again after a refusal (its backoff ran out)."""
+        self._resend_timer = None
+        if self._closed or self.error is not None:
+            return
+        self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
+        self._send_outbox()
 
 
 async def _open_space(url: str, identity: Identity, space: bytes, data_dir: str | Path) -> Space:

@@ -19,6 +19,7 @@ from .errors import (
     AuthorSeqGapError,
     ChainError,
     ForkError,
+    KeyConfirmationError,
     MalformedEntryError,
     MalformedFrameError,
     ProtocolError,
@@ -73,6 +74,17 @@ class LogVerifier:
         self.invite_secrets: dict[bytes, InviteSecret] = {}  # invite key -> secret, while joining
         self.removed_at: int | None = None  # the seq of the entry that removed us, unless we came back
         self.forgotten: set[int] = set()  # epochs whose keys retention made us delete
+        # Key confirmation: each epoch's key commitment, from the entry that started the epoch.
+        self.key_commits: dict[int, bytes] = {}
+        self._new_commits: dict[int, bytes] = {}  # from the frame being verified (all or nothing)
+        # A key sealed to us that does not match its commitment (or does not open): the admin who
+        # sealed it lied. We cannot read that epoch; the space fails with this (see Space).
+        self.key_failure: KeyConfirmationError | None = None
+        # Freshness (the removal window): the relay time of the newest relay-signed head at or
+        # below our verified seq, i.e. "as of then, nothing existed that we have not verified".
+        # Heads past our seq (an ack, a welcome) count once the log we verified reaches them.
+        self.fresh_ms = 0
+        self._heads_ahead: list[SignedHead] = []
 
     @property
     def seq(self) -> int:
@@ -93,6 +105,7 @@ class LogVerifier:
         self._check_signed(welcome.head)
         self._compare_with_chain(welcome.head)
         self.check_not_rolled_back(welcome.head)
+        self._note_fresh(welcome.head)
         if welcome.anchor is not None:
             if welcome.anchor.seq != self.seq:
                 raise MalformedFrameError(
@@ -125,6 +138,20 @@ class LogVerifier:
         self._check_signed(signed)
         self._compare_with_chain(signed)
         self.check_not_rolled_back(signed)
+        self._note_fresh(signed)
+
+    def _note_fresh(self, signed: SignedHead) -> None:
+        """Count a checked relay-signed head towards freshness, now or once we verified through it."""
+        if signed.seq > self.seq:
+            self._heads_ahead = [*self._heads_ahead[-63:], signed]
+            return
+        self.fresh_ms = max(self.fresh_ms, signed.time_ms)
+        if self._heads_ahead:
+            ahead = self._heads_ahead
+            self._heads_ahead = [h for h in ahead if h.seq > self.seq]
+            for h in ahead:
+                if h.seq <= self.seq:
+                    self.fresh_ms = max(self.fresh_ms, h.time_ms)
 
     def check_not_rolled_back(self, current: SignedHead) -> None:
         if current.seq < self.seq:
@@ -141,6 +168,7 @@ class LogVerifier:
         """
         results: list[VerifiedEntry] = []
         new_keys: dict[int, bytes] = {}
+        self._new_commits = {}
         for seq, raw, head in rows:
             entry = Entry.decode(raw, local=True)
             if seq != self.seq + 1 or next_head(self.head, seq, entry.digest()) != head:
@@ -158,6 +186,7 @@ class LogVerifier:
             "keys": [[epoch, key] for epoch, key in self.epoch_keys.items()],
             "awaiting": [r.seq for r in self.awaiting_key],
             "forgotten": sorted(self.forgotten),
+            "commits": [[epoch, commit] for epoch, commit in sorted(self.key_commits.items())],
         })
 
     @classmethod
@@ -174,6 +203,10 @@ class LogVerifier:
                 verifier.epoch_keys[as_int(epoch, "checkpoint epoch", minimum=1)] = as_bytes(key, "epoch key", 32)
             awaiting = [as_int(seq, "awaiting seq") for seq in as_list(field(m, "awaiting", "checkpoint"), "awaiting")]
             verifier.forgotten = {as_int(e, "forgotten epoch") for e in as_list(m.get("forgotten", []), "forgotten")}
+            for item in as_list(m.get("commits", []), "checkpoint key commitments"):
+                epoch, commit = as_list(item, "checkpoint key commitment", 2)
+                verifier.key_commits[as_int(epoch, "commitment epoch", minimum=1)] = as_bytes(
+                    commit, "key commitment", crypto.HASH_SIZE)
         except (ProtocolError, ValueError) as exc:
             raise StoreError(f"the local checkpoint is corrupt: {exc}") from exc
         return verifier, awaiting
@@ -213,6 +246,7 @@ class LogVerifier:
         heads = self._check_chain(frame, entries)
         self.state.begin()
         new_keys: dict[int, bytes] = {}
+        self._new_commits = {}
         try:
             results = [
                 self._verify_entry(entry, frame.first_seq + i, heads[i], entries[i + 1 :], new_keys)
@@ -223,6 +257,8 @@ class LogVerifier:
             raise
         self.state.commit()
         self.latest_head = frame.head
+        if relay_signed:
+            self._note_fresh(frame.head)
         return self._finish(results, new_keys)
 
     def _finish(self, results: list[VerifiedEntry], new_keys: dict[int, bytes]) -> list[VerifiedEntry]:
@@ -232,6 +268,8 @@ class LogVerifier:
         entries they open: those come back at the end of ``results`` marked ``late``.
         """
         self.epoch_keys.update(new_keys)
+        self.key_commits.update(self._new_commits)
+        self._new_commits = {}
         waiting = self.awaiting_key + [r for r in results if r.awaiting_key]
         self.skipped.extend(r for r in results if r.problem is not None and not r.awaiting_key)
         self.awaiting_key = []
@@ -326,22 +364,25 @@ class LogVerifier:
         kind = entry.header.kind
         me = self.identity.public.sign_key
         if kind is Kind.GENESIS:
+            genesis = GenesisBody.decode(entry.body)
+            self._new_commits[1] = genesis.commit
             if entry.header.author == me:
-                self._learn_key(self.identity.box_private, GenesisBody.decode(entry.body).sealed_key, 1, new_keys)
+                self._learn_key(self.identity.box_private, genesis.sealed_key, 1, new_keys, entry, seq)
         elif kind is Kind.ADD_MEMBER:
             body = AddMemberBody.decode(entry.body)
             if body.member == me:
                 self.removed_at = None  # (again) a member from here on
                 for epoch, sealed in body.sealed_keys:
-                    self._learn_key(self.identity.box_private, sealed, epoch, new_keys)
+                    self._learn_key(self.identity.box_private, sealed, epoch, new_keys, entry, seq)
         elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE):
             rekey = RekeyBody.decode(entry.body, kind.value)
+            self._new_commits[rekey.epoch] = rekey.commit
             if rekey.member == me:
                 self.removed_at = seq
             for recipient, sealed in rekey.grants:
                 private = self._box_for(recipient)
                 if private is not None:
-                    self._learn_key(private, sealed, rekey.epoch, new_keys)
+                    self._learn_key(private, sealed, rekey.epoch, new_keys, entry, seq)
         elif kind is Kind.JOIN and entry.header.author == me:
             self.removed_at = None  # joined (again) with an invite
         elif kind is Kind.INVITE:
@@ -349,7 +390,7 @@ class LogVerifier:
             private = self._box_for(invite.invite)
             if private is not None:
                 for epoch, sealed in invite.sealed_keys:
-                    self._learn_key(private, sealed, epoch, new_keys)
+                    self._learn_key(private, sealed, epoch, new_keys, entry, seq)
         if kind.is_control:
             return VerifiedEntry(seq, entry, head, None, None)
         if entry.stripped:
@@ -379,13 +420,30 @@ class LogVerifier:
         return invite.box_private if invite is not None else None
 
     def _learn_key(
-        self, private: nacl.public.PrivateKey, sealed: bytes, epoch: int, new_keys: dict[int, bytes]
+        self, private: nacl.public.PrivateKey, sealed: bytes, epoch: int, new_keys: dict[int, bytes],
+        entry: Entry, seq: int,
     ) -> None:
-        if epoch in self.forgotten:
-            return  # outside retention: never take it back
+        """Unseal an epoch key given to us and confirm it against the epoch's public commitment.
+
+        Every epoch key has a commitment in the signed entry that started the epoch (genesis,
+        rotate, remove_member), so a key handed on later (add_member, invite) is checked too.
+        A key that does not open or does not match is the sealing admin's lie: it is not taken,
+        and ``key_failure`` names the entry (the first such lie is kept).
+        """
+        if epoch in self.forgotten or (entry.redacted and not sealed):
+            return  # outside retention: never take it back (our store blanked its sealed copies)
         key = crypto.open_sealed(private, sealed)
-        if key is not None and len(key) == 32:
+        expected = self._new_commits.get(epoch) or self.key_commits.get(epoch)
+        if key is None or len(key) != crypto.KEY_SIZE:
+            problem = "the key sealed to this device does not open"
+        elif expected is not None and crypto.key_commitment(b"" if epoch == 1 else self.space, epoch,
+                                                            key) != expected:
+            problem = f"the key sealed to this device does not match the commitment {expected.hex()[:16]}…"
+        else:
             new_keys[epoch] = key
+            return
+        if self.key_failure is None:
+            self.key_failure = KeyConfirmationError(seq, entry.header.author, epoch, problem, entry.raw)
 
     def forget_keys(self, epochs: set[int]) -> None:
         """Drop epoch keys for good (retention): entries under them stay unreadable here."""

@@ -150,7 +150,8 @@ class Room:
                     peer.invite = invite[0]
                     self.invitees[peer.ws] = peer
             anchor = self.signed_head(since_seq) if 1 <= since_seq <= self.durable_seq else None
-            return self.latest_head, anchor
+            # Signed now: its time tells the client how fresh its view is (the removal window).
+            return self._sign(self.latest_head.seq), anchor
 
     def _check_invite(self, member: bytes, invite: tuple[bytes, bytes] | None, auth: bytes) -> None:
         if invite is None:

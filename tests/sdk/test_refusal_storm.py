@@ -1,0 +1,74 @@
+"""A relay that refuses every submission as ``stale_epoch`` cannot make a client spin.
+
+The lying relay is the real RelayServer whose rooms, once armed, answer every submission
+with the non-fatal stale_epoch refusal (and store nothing). The client backs off between
+resubmissions and fails the space with ResubmitLimitError after a bound.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import encspaces
+from encspaces import errors
+from encspaces import space as space_module
+from relay.handshake import Admission
+from relay.refusals import STALE_EPOCH, Refusal
+from relay.room import Room, Submission
+from relay.server import RelayServer
+from tests.support import RelayHandle
+
+from .conftest import wait_for
+
+
+class RefusingRelay(RelayServer):
+    armed = False
+    refused = 0
+
+    async def open_room(self, admission: Admission, address: str = "") -> Room:
+        room = await super().open_room(admission, address)
+        if getattr(room, "_lying", False):
+            return room
+        honest = room.submit
+
+        def submit(submission: Submission) -> bool:
+            if not self.armed:
+                return honest(submission)
+            self.refused += 1
+            room._answer(submission, Refusal(STALE_EPOCH, "under epoch 1, expected the current epoch 2 (a lie)"))
+            return True
+
+        room.submit = submit  # type: ignore[method-assign]
+        room._lying = True  # type: ignore[attr-defined]
+        return room
+
+
+async def test_stale_epoch_storm_backs_off_and_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(space_module, "RESUBMIT_MIN", 0.01)
+    monkeypatch.setattr(space_module, "RESUBMIT_MAX", 0.1)
+    handle = RelayHandle(tmp_path / "relay", RefusingRelay)
+    server = await handle.start()
+    assert isinstance(server, RefusingRelay)
+    try:
+        ident = encspaces.Identity.generate()
+        space = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a")
+        space.text("doc").insert(0, "hello")
+        await space.sync()
+        seq = space.seq
+        server.armed = True
+        space.text("doc").insert(5, " world")
+        await wait_for(lambda: space.error is not None, "the space to fail", timeout=30)
+        assert isinstance(space.error, errors.ResubmitLimitError)
+        assert space.error.code == STALE_EPOCH
+        assert "10 times in a row" in str(space.error)
+        # One submission per round of the backoff: the limit, not tens of thousands.
+        assert server.refused == space_module.RESUBMIT_LIMIT
+        assert space.seq == seq  # nothing was stored or applied
+        assert server.rooms[space.space_bytes].state.seq == seq  # the relay stored none of the refused
+        with pytest.raises(errors.ResubmitLimitError):
+            await space.sync()
+        await space.close()
+    finally:
+        await handle.stop()
