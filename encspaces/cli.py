@@ -42,6 +42,7 @@ from .errors import (
     EncspacesError,
     HandshakeError,
     IdentityError,
+    MembershipRevokedError,
     RelayError,
     StoreError,
     VerificationError,
@@ -733,7 +734,10 @@ def cmd_leave(ctx: Context, args: argparse.Namespace) -> int:
             if admins == [me]:
                 raise CliError("you are the last admin of this space, and it needs one: make another member admin "
                                f"first (`encspaces set-role {ref.name} MEMBER admin`)")
-            await space.remove_member(me)
+            try:
+                await space.remove_member(me)
+            except MembershipRevokedError:
+                pass  # our own removal reached the verified log: that is leaving, done
             print(f"left {ref.name!r} (seq {space.seq}); the others now use a key this device never gets")
         _warn(f"`encspaces forget {ref.name}` deletes this device's copy")
         return EXIT_OK
