@@ -734,10 +734,8 @@ def cmd_leave(ctx: Context, args: argparse.Namespace) -> int:
             if admins == [me]:
                 raise CliError("you are the last admin of this space, and it needs one: make another member admin "
                                f"first (`encspaces set-role {ref.name} MEMBER admin`)")
-            try:
+            with contextlib.suppress(MembershipRevokedError):  # our own removal is in the verified log: left
                 await space.remove_member(me)
-            except MembershipRevokedError:
-                pass  # our own removal reached the verified log: that is leaving, done
             print(f"left {ref.name!r} (seq {space.seq}); the others now use a key this device never gets")
         _warn(f"`encspaces forget {ref.name}` deletes this device's copy")
         return EXIT_OK
