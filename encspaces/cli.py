@@ -292,6 +292,7 @@ async def _refusal(url: str) -> str | None:
     return None
 
 
+PROBE_AFTER = 0.3  # seconds without a connection before checking whether the relay refuses it
 CATCH_UP_THRESHOLD = 1000  # entries behind the relay before a catch-up shows a progress bar
 
 
@@ -303,19 +304,23 @@ async def _catch_up(space: Space, timeout: float, *, progress: TextIO | None = N
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    probe = asyncio.create_task(_refusal(space.url))
+    probe_at = loop.time() + PROBE_AFTER  # a relay that answers at once is not probed (no noise in its log)
+    probe: asyncio.Task[str | None] | None = None
     try:
         with _catch_up_bar(space, progress) as update:
             while space.error is None and not space.connected:
-                if probe.done() and (reason := probe.result()) is not None and not space.connected:
+                if probe is None and loop.time() >= probe_at:
+                    probe = asyncio.create_task(_refusal(space.url))
+                if probe is not None and probe.done() and (reason := probe.result()) is not None:
                     raise RelayRefusedError(reason)
                 if loop.time() >= deadline:
                     return False
                 update()
                 await asyncio.sleep(0.02)
     finally:
-        probe.cancel()
-        await asyncio.gather(probe, return_exceptions=True)
+        if probe is not None:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
     if space.error is not None:
         raise space.error
     return True
