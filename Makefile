@@ -13,7 +13,7 @@ PORT ?= 8765
 EDIT_HOME ?= .encspaces-home
 SPACE ?= demo
 
-.PHONY: setup run demo edit screenshot test lint docs bench bench-setup clean
+.PHONY: setup run demo edit screenshot test lint docs dist bench bench-setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,7 @@ screenshot: $(STAMP)
 	$(BIN)/python -m clients.editor.screenshot docs/editor.svg
 
 lint: $(STAMP)
-	$(BIN)/ruff check encspaces relay tests bench clients
+	$(BIN)/ruff check encspaces relay tests bench clients scripts
 	$(BIN)/mypy
 
 # The API reference and guides (mkdocs.yml, docs/) into site/. --strict: a broken link or a
@@ -50,9 +50,17 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 
+# The wheel and sdist as they would be published (dist/), checked: metadata and README render
+# (twine check --strict), and the wheel carries the LICENSE and the py.typed markers.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/check_dist.py dist
+
 # Every test, the benchmark harness's smoke test included (so its contenders are set up too),
-# and the docs build.
-test: lint docs bench-setup
+# the docs build and the package build.
+test: lint docs dist bench-setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 BENCH_STAMP := $(VENV)/.bench-installed
@@ -73,4 +81,4 @@ bench: bench-setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site dist build *.egg-info

@@ -26,9 +26,12 @@ import json
 import logging
 import os
 import re
+import shutil
+import socket
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable, Iterable
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -39,6 +42,7 @@ from .errors import (
     EncspacesError,
     HandshakeError,
     IdentityError,
+    MembershipRevokedError,
     RelayError,
     StoreError,
     VerificationError,
@@ -47,6 +51,7 @@ from .identity import Identity, PublicIdentity, member_id
 from .membership import AddMemberBody, GenesisBody, Member, Role
 from .private_file import replace_private
 from .space import Space, connect, create_space, decode_space_id
+from .space import _open_space as open_space
 from .store import LocalStore
 from .verifier import LogVerifier, VerifiedEntry
 
@@ -249,17 +254,90 @@ def _unavailable(what: str) -> NoReturn:
 # --- opening a space -----------------------------------------------------------------------------
 
 
-async def _catch_up(space: Space, timeout: float) -> bool:
-    """Wait until the space is live with the relay (caught up and verified); False on timeout."""
+class RelayRefusedError(Exception):
+    """Nothing listens at the relay's address (or the name does not resolve): no use waiting."""
+
+
+def _address(url: str) -> tuple[str, int] | None:
+    """The host and port a ws:// or wss:// URL names (None when it names none)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return parts.hostname, port if port is not None else (443 if parts.scheme == "wss" else 80)
+
+
+async def _refusal(url: str) -> str | None:
+    """Why a TCP connection to the relay is refused at once (nothing listening, unknown host);
+    None when it opens. A slow answer keeps this waiting, like the space itself."""
+    address = _address(url)
+    if address is None:
+        return None
+    try:
+        _, writer = await asyncio.open_connection(*address)
+    except ConnectionRefusedError:
+        return f"nothing is listening at {address[0]}:{address[1]}"
+    except socket.gaierror as exc:
+        return f"cannot resolve {address[0]}: {exc.strerror}"
+    except OSError:
+        return None  # unreachable networks and the like: the space's own connection reports them
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
+
+
+PROBE_AFTER = 0.3  # seconds without a connection before checking whether the relay refuses it
+CATCH_UP_THRESHOLD = 1000  # entries behind the relay before a catch-up shows a progress bar
+
+
+async def _catch_up(space: Space, timeout: float, *, progress: TextIO | None = None) -> bool:
+    """Wait until the space is live with the relay (caught up and verified); False on timeout.
+
+    A relay that refuses the connection raises RelayRefusedError at once instead of after
+    ``timeout``. On a terminal ``progress`` shows a bar while a long log is caught up.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while space.error is None and not space.connected:
-        if loop.time() >= deadline:
-            return False
-        await asyncio.sleep(0.02)
+    probe_at = loop.time() + PROBE_AFTER  # a relay that answers at once is not probed (no noise in its log)
+    probe: asyncio.Task[str | None] | None = None
+    try:
+        with _catch_up_bar(space, progress) as update:
+            while space.error is None and not space.connected:
+                if probe is None and loop.time() >= probe_at:
+                    probe = asyncio.create_task(_refusal(space.url))
+                if probe is not None and probe.done() and (reason := probe.result()) is not None:
+                    raise RelayRefusedError(reason)
+                if loop.time() >= deadline:
+                    return False
+                update()
+                await asyncio.sleep(0.02)
+    finally:
+        if probe is not None:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
     if space.error is not None:
         raise space.error
     return True
+
+
+@contextlib.contextmanager
+def _catch_up_bar(space: Space, stream: TextIO | None) -> Iterator[Callable[[], None]]:
+    """A callback that shows (on a terminal) how far a long catch-up is: seq of the relay's head."""
+    state: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        def update() -> None:
+            target = space.relay_seq
+            if "bar" not in state:
+                if stream is None or target - space.seq < CATCH_UP_THRESHOLD:
+                    return
+                state["bar"] = stack.enter_context(_progress("catching up", target, stream, unit="entries"))
+            state["bar"](space.seq, target)
+
+        yield update
 
 
 async def _connect(ctx: Context, ref: SpaceRef) -> Space:
@@ -282,12 +360,31 @@ async def _opened(ctx: Context, ref: SpaceRef, *, need_relay: bool = False) -> A
     """The space, caught up with the relay when it answers in time (else the local copy, said so)."""
     space = await _connect(ctx, ref)
     try:
-        if not await _catch_up(space, ctx.timeout):
+        try:
+            online = await _catch_up(space, ctx.timeout, progress=sys.stderr)
+            why = f"did not answer within {ctx.timeout:g} s"
+        except RelayRefusedError as exc:
+            online, why = False, f"refused the connection ({exc})"
+        if not online:
             if need_relay:
-                raise CliError(f"cannot reach the relay at {ref.relay}: is it running? (`make run` or "
+                raise CliError(f"cannot reach the relay at {ref.relay}: it {why}; is it running? (`make run` or "
                                "`encspaces-relay`)", EXIT_UNREACHABLE)
-            _warn(f"offline: the relay at {ref.relay} did not answer within {ctx.timeout:g} s; "
+            _warn(f"offline: the relay at {ref.relay} {why}; "
                   f"showing this device's verified copy (seq {space.seq})")
+        yield space
+    finally:
+        await space.close()
+
+
+@contextlib.asynccontextmanager
+async def _open_offline(ctx: Context, ref: SpaceRef) -> AsyncIterator[Space]:
+    """The space as this device holds it (verified log and unsent edits), without the relay."""
+    folder = ref.data_dir / ref.space_bytes.hex()
+    if not folder.exists():
+        raise CliError(f"this device holds no copy of {ref.name!r} in {ref.data_dir}: open it once online")
+    space = await open_space(ref.relay, ctx.identity(), ref.space_bytes, ref.data_dir)
+    try:
+        await space._restore()
         yield space
     finally:
         await space.close()
@@ -301,18 +398,49 @@ def _run(coro: Any) -> int:
 # --- identity ------------------------------------------------------------------------------------
 
 
+MAX_DISPLAY_NAME = 32
+
+
+def _display_name(text: str) -> str:
+    name = " ".join(text.split())
+    if not name or len(name) > MAX_DISPLAY_NAME or not name.isprintable():
+        raise CliError(f"a display name is 1 to {MAX_DISPLAY_NAME} printable characters, not {text!r}", EXIT_USAGE)
+    return name
+
+
+def _ask_name() -> str | None:
+    """The display name, asked on a terminal (None when not a terminal, or left empty)."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+    print("Your name, as the other members see it next to your cursor (Enter: none): ", end="", file=sys.stderr,
+          flush=True)
+    answer = sys.stdin.readline().strip()
+    return _display_name(answer) if answer else None
+
+
 def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
     path = ctx.identity_path
+    name = None if args.name is None else _display_name(args.name)
     if path.exists() and not args.force:
         if args.exist_ok:
-            print(Identity.load(path).public)
+            identity = Identity.load(path)
+            if name is not None and name != identity.name:
+                identity.name = name
+                identity.save(path, overwrite=True)
+                _warn(f"your display name is now {name!r}")
+            print(identity.public)
             return EXIT_OK
         raise CliError(f"{path} already exists (`encspaces whoami` shows it; --force replaces it and loses "
-                       "that identity)")
+                       "that identity; `init --exist-ok --name NAME` changes your display name)")
+    if name is None:
+        name = _ask_name()
     identity = Identity.generate()
-    identity.save(path)
+    identity.name = name
+    identity.save(path, overwrite=args.force)
     print(identity.public)
     _warn(f"created this device's identity in {path}; others add you with the line above")
+    if name is None:
+        _warn(f"no display name set: others see {_user_name()!r}; `encspaces init --exist-ok --name NAME` sets one")
     return EXIT_OK
 
 
@@ -375,6 +503,13 @@ def cmd_spaces(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_invite(ctx: Context, args: argparse.Namespace) -> int:
+    if args.space == "revoke" and args.revoke_args:  # `encspaces invite revoke SPACE INVITE`
+        if len(args.revoke_args) != 2:
+            raise CliError("usage: encspaces invite revoke SPACE INVITE", EXIT_USAGE)
+        args.space, args.invite = args.revoke_args
+        return cmd_revoke_invite(ctx, args)
+    if args.revoke_args:
+        raise CliError(f"unexpected arguments: {' '.join(args.revoke_args)}", EXIT_USAGE)
     ref = ctx.registry().resolve(args.space)
     role = _role(args.role)
     expires = _parse_duration(args.expires)
@@ -510,6 +645,126 @@ def cmd_remove(ctx: Context, args: argparse.Namespace) -> int:
     return _run(run())
 
 
+def cmd_set_role(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.registry().resolve(args.space)
+    role = _role(args.role)
+
+    async def run() -> int:
+        async with _opened(ctx, ref, need_relay=True) as space:
+            target = _find_member(space, args.member)
+            await space.set_role(target, role)
+            print(f"{target} is now {role.value} (seq {space.seq})")
+        return EXIT_OK
+
+    return _run(run())
+
+
+def cmd_rotate_key(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.registry().resolve(args.space)
+
+    async def run() -> int:
+        async with _opened(ctx, ref, need_relay=True) as space:
+            await space.rotate_key()
+            print(f"new key: epoch {space.epoch} (seq {space.seq})")
+        return EXIT_OK
+
+    return _run(run())
+
+
+def cmd_invites(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.registry().resolve(args.space)
+
+    async def run() -> int:
+        async with _opened(ctx, ref) as space:
+            invites = space.invites
+        if not invites:
+            _warn(f"no open invites in {ref.name!r}")
+        for invite in sorted(invites, key=lambda i: i.created_seq):
+            if invite.expires_ms is None:
+                expires = "never expires"
+            else:
+                expires = ("expired " if invite.expired else "expires ") + _time(invite.expires_ms)
+            history = "with history" if invite.history else "without history"
+            print(f"{invite.id}  {invite.role.value:<6}  {invite.used}/{invite.uses} used  {expires}  {history}  "
+                  f"by {_short(invite.created_by)} at seq {invite.created_seq}")
+        return EXIT_OK
+
+    return _run(run())
+
+
+def _find_invite(space: Space, text: str) -> str:
+    """An open invite's id from its id, an unambiguous prefix of it (4+ characters) or its link."""
+    text = text.strip()
+    if text.startswith("esinv"):
+        return text
+    ids = [invite.id for invite in space.invites]
+    matches = [i for i in ids if i == text] or ([i for i in ids if i.startswith(text)] if len(text) >= 4 else [])
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise CliError(f"{text!r} matches several invites: give more of the invite id")
+    raise CliError(f"no open invite {text!r} in this space: `encspaces invites SPACE` lists them")
+
+
+def cmd_revoke_invite(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.registry().resolve(args.space)
+
+    async def run() -> int:
+        async with _opened(ctx, ref, need_relay=True) as space:
+            invite = _find_invite(space, args.invite)
+            await space.revoke_invite(invite)
+            print(f"revoked invite {invite[:12]}…; new key, epoch {space.epoch} (seq {space.seq})")
+        return EXIT_OK
+
+    return _run(run())
+
+
+def cmd_leave(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.registry().resolve(args.space)
+
+    async def run() -> int:
+        async with _opened(ctx, ref, need_relay=True) as space:
+            me = space.identity.member_id
+            member = space.members.get(me)
+            if member is None:
+                raise CliError(f"this device is no longer a member of {ref.name!r}: `encspaces forget {ref.name}` "
+                               "drops it from this device")
+            admins = sorted(mid for mid, m in space.members.items() if m.role is Role.ADMIN)
+            if member.role is not Role.ADMIN:
+                raise CliError(f"only admins can remove members, and you are a {member.role.value}: ask an admin "
+                               f"({', '.join(_short(a) for a in admins)}) to run `encspaces remove SPACE {me}`; "
+                               f"`encspaces forget {ref.name}` drops the space from this device")
+            if admins == [me]:
+                raise CliError("you are the last admin of this space, and it needs one: make another member admin "
+                               f"first (`encspaces set-role {ref.name} MEMBER admin`)")
+            with contextlib.suppress(MembershipRevokedError):  # our own removal is in the verified log: left
+                await space.remove_member(me)
+            print(f"left {ref.name!r} (seq {space.seq}); the others now use a key this device never gets")
+        _warn(f"`encspaces forget {ref.name}` deletes this device's copy")
+        return EXIT_OK
+
+    return _run(run())
+
+
+def cmd_forget(ctx: Context, args: argparse.Namespace) -> int:
+    registry = ctx.registry()
+    ref = registry.resolve(args.space)
+    folder = ref.data_dir / ref.space_bytes.hex()
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"forgetting deletes this device's copy of {ref.name!r}: confirm with --yes", EXIT_USAGE)
+        answer = input(f"Forget {ref.name!r} ({ref.id[:12]}…) and delete this device's copy in {folder}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            _warn("nothing changed")
+            return EXIT_ERROR
+    del registry.spaces[ref.name]
+    registry.save()
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f"forgot {ref.name} ({ref.id})")
+    _warn("the space itself is untouched: its other members and the relay keep it")
+    return EXIT_OK
+
+
 # --- texts ---------------------------------------------------------------------------------------
 
 
@@ -521,7 +776,7 @@ def cmd_cat(ctx: Context, args: argparse.Namespace) -> int:
     ref = ctx.registry().resolve(args.space)
 
     async def run() -> int:
-        async with _opened(ctx, ref) as space:
+        async with _open_offline(ctx, ref) if args.offline else _opened(ctx, ref) as space:
             texts = [name for name, kind in space.objects() if kind == "text"]
             if args.doc not in texts:
                 others = ", ".join(texts) or "none"
@@ -546,7 +801,7 @@ def cmd_edit(ctx: Context, args: argparse.Namespace) -> int:
         editor = importlib.import_module("clients.editor")
     except ImportError as exc:
         raise CliError(f"the editor is not installed ({exc}): reinstall encspaces with its dependencies") from exc
-    name = args.name or os.environ.get(ENV_NAME) or _user_name()
+    name = args.name or os.environ.get(ENV_NAME) or ctx.identity().name or _user_name()
 
     async def run() -> int:
         space = await _connect(ctx, ref)
@@ -575,7 +830,10 @@ async def _scripted_edit(ctx: Context, ref: SpaceRef, args: argparse.Namespace) 
     text_value = _read_arg(args.append if args.append is not None else args.replace)
     space = await _connect(ctx, ref)
     try:
-        online = await _catch_up(space, ctx.timeout)
+        try:
+            online = await _catch_up(space, ctx.timeout, progress=sys.stderr)
+        except RelayRefusedError:
+            online = False
         text = space.text(args.doc)
         with space.transaction():
             if args.replace is not None and len(text):
@@ -670,7 +928,7 @@ def _describe(result: VerifiedEntry) -> str:
     try:
         if kind is Kind.GENESIS:
             genesis = GenesisBody.decode(entry.body)
-            return f"created the space (relay key {genesis.relay_key.hex()[:16]}…)"
+            return f"created the space (relay key {member_id(genesis.relay_key)})"
         if kind is Kind.ADD_MEMBER:
             add = AddMemberBody.decode(entry.body)
             return f"added {_short(add.member)} as {add.role.value}"
@@ -823,15 +1081,17 @@ PROGRESS_THRESHOLD = 1 << 20  # bytes: smaller transfers are quick enough to nee
 
 
 @contextlib.contextmanager
-def _progress(label: str, total: int | None, stream: TextIO) -> Any:
-    """A progress bar on a terminal for long transfers; yields a callback (done, total) -> None."""
-    if (total is not None and total < PROGRESS_THRESHOLD) or not stream.isatty():
+def _progress(label: str, total: int | None, stream: TextIO, unit: str = "bytes") -> Any:
+    """A progress bar on a terminal for long transfers (``unit`` bytes) or catch-ups (``unit``
+    entries); yields a callback (done, total) -> None."""
+    if (unit == "bytes" and total is not None and total < PROGRESS_THRESHOLD) or not stream.isatty():
         yield lambda done, total=None: None
         return
     from rich.console import Console  # only for long transfers on a terminal
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TransferSpeedColumn
 
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    columns = (DownloadColumn(), TransferSpeedColumn()) if unit == "bytes" else (MofNCompleteColumn(),)
+    with Progress("[progress.description]{task.description}", BarColumn(), *columns,
                   console=Console(file=stream), transient=True) as bar:
         task = bar.add_task(label, total=total)
 
@@ -850,19 +1110,23 @@ def _file_field(item: Any, *names: str) -> Any:
     return None
 
 
+FILE_ACTION_ALIASES = {"ls": "list", "rm": "delete"}  # the names of space.files' methods are the primary ones
+
+
 def cmd_files(ctx: Context, args: argparse.Namespace) -> int:
     ref = ctx.registry().resolve(args.space)
 
     async def run() -> int:
-        async with _opened(ctx, ref, need_relay=args.action != "ls") as space:
+        action = FILE_ACTION_ALIASES.get(args.action, args.action)
+        async with _opened(ctx, ref, need_relay=action != "list") as space:
             files = getattr(space, "files", None)
             if files is None:
                 _unavailable("sharing files")
-            if args.action == "put":
+            if action == "put":
                 return await _files_put(files, args)
-            if args.action == "get":
+            if action == "get":
                 return await _files_get(files, args)
-            if args.action == "ls":
+            if action == "list":
                 for item in await _maybe_await(files.list()):
                     name = item if isinstance(item, str) else _file_field(item, "name")
                     size = _file_field(item, "size")
@@ -910,6 +1174,10 @@ async def _files_get(files: Any, args: argparse.Namespace) -> int:
 # --- the parser ----------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    return str(importlib.import_module("encspaces").__version__)
+
+
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     parser.add_argument("--home", default=default, help=f"data folder (default: ${ENV_HOME}, else "
@@ -929,6 +1197,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="End-to-end-encrypted, verifiable collaboration: spaces shared through an untrusted relay.",
         epilog=EXIT_CODES_HELP)
     _common(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=f"encspaces {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable[[Context, argparse.Namespace], int], summary: str,
@@ -948,9 +1217,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("init", cmd_init, "create this device's identity",
                 "Create this device's identity (its keys) and print the public identity string that others "
-                "use to add it to a space.")
+                "use to add it to a space. Your display name is asked (on a terminal) or given with --name, and "
+                "kept with the identity.")
     p.add_argument("--force", action="store_true", help="replace an existing identity (it is lost)")
     p.add_argument("--exist-ok", action="store_true", help="succeed, printing it, when an identity exists")
+    p.add_argument("--name", help="your display name, shown to other members (asked when run in a terminal); "
+                   f"${ENV_NAME} overrides it")
 
     p = command("whoami", cmd_whoami, "print this device's public identity")
     p.add_argument("--member-id", action="store_true", help="print the short member id instead")
@@ -966,12 +1238,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("invite", cmd_invite, "make an invite link (admins)",
                 "Make a link that lets a new device join SPACE. Anyone holding the link can join while it is "
-                "valid, so send it privately.")
+                "valid, so send it privately. `encspaces invites SPACE` lists open invites, `encspaces invite "
+                "revoke SPACE INVITE` revokes one.")
     space_arg(p)
     p.add_argument("--role", default="writer", help="role of who joins: admin, writer or reader (default writer)")
     p.add_argument("--uses", type=int, default=1, help="how many devices may join with it (default 1)")
     p.add_argument("--expires", default="7d", help="how long it is valid: 90s, 30m, 12h, 7d, 2w (default 7d)")
     p.add_argument("--no-history", action="store_true", help="who joins cannot read what was written before")
+    p.add_argument("revoke_args", nargs="*", metavar="", help=argparse.SUPPRESS)  # `invite revoke SPACE INVITE`
+
+    p = command("invites", cmd_invites, "list a space's open invites",
+                "List the open invites of SPACE (not revoked, not used up; expired ones say so): id, role, "
+                "uses, expiry, who made it. `encspaces revoke-invite SPACE INVITE` revokes one.")
+    space_arg(p)
+
+    p = command("revoke-invite", cmd_revoke_invite, "revoke an open invite (admins); the space gets a new key",
+                "Revoke an open invite of SPACE, named by its id (or a prefix of it, see `encspaces invites`) or "
+                "its link; also `encspaces invite revoke SPACE INVITE`. Its link stops working, the relay closes "
+                "connections it let in with it, and a new key epoch starts that the link never gets.")
+    space_arg(p)
+    p.add_argument("invite", metavar="INVITE", help="the invite's id, a prefix of it, or its link")
 
     p = command("join", cmd_join, "join a space with an invite link",
                 "Join a space with an invite link, or open a space you were added to by your public identity "
@@ -992,13 +1278,37 @@ def build_parser() -> argparse.ArgumentParser:
     space_arg(p)
     p.add_argument("member", metavar="MEMBER", help="member id (or a prefix of it) or public identity")
 
+    p = command("set-role", cmd_set_role, "change a member's role (admins)",
+                "Make MEMBER of SPACE an admin, a writer or a reader. The space always keeps at least one admin.")
+    space_arg(p)
+    p.add_argument("member", metavar="MEMBER", help="member id (or a prefix of it) or public identity")
+    p.add_argument("role", metavar="ROLE", help="admin, writer or reader")
+
+    p = command("rotate-key", cmd_rotate_key, "start a new key epoch now (admins)",
+                "Give SPACE a new key now: what is written from here on uses a key sealed to the current members "
+                "only. Removals and revocations already do this; the policy can also do it on a schedule.")
+    space_arg(p)
+
+    p = command("leave", cmd_leave, "leave a space (admins; others ask an admin)",
+                "Remove yourself from SPACE. Only admins may remove members, so an admin can leave (if another "
+                "admin stays); a writer or reader is told whom to ask. `encspaces forget` then drops the copy.")
+    space_arg(p)
+
+    p = command("forget", cmd_forget, "drop a space from this device",
+                "Remove SPACE from this device's list of spaces and delete its local copy (after a confirmation, "
+                "or with --yes). The space itself, its members and the relay's copy are untouched; a space you "
+                "were removed from is forgotten this way.")
+    space_arg(p)
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
     p = command("edit", cmd_edit, "edit a shared text in the terminal editor",
                 "Open the collaborative editor on the text DOC of SPACE. Typing goes into the space at once; "
                 "others' edits and cursors appear live, each verified before it is shown. Ctrl+Q quits, F1 "
                 "lists the keys. For scripts, --append and --replace edit without the editor.")
     space_arg(p)
     p.add_argument("doc", metavar="DOC", nargs="?", default=DEFAULT_DOC, help=f"the text (default {DEFAULT_DOC})")
-    p.add_argument("--name", help=f"your display name for others (default: ${ENV_NAME}, else your user name)")
+    p.add_argument("--name", help=f"your display name for others (default: ${ENV_NAME}, else the name given at "
+                   "`init`, else your user name)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--append", metavar="TEXT", help="append TEXT ('-' reads stdin) and exit, no editor")
     group.add_argument("--replace", metavar="TEXT", help="replace the whole text with TEXT ('-': stdin) and exit")
@@ -1006,6 +1316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("cat", cmd_cat, "print a shared text")
     space_arg(p)
     p.add_argument("doc", metavar="DOC", nargs="?", default=DEFAULT_DOC, help=f"the text (default {DEFAULT_DOC})")
+    offline_arg(p)
 
     p = command("log", cmd_log, "show the verified history of a space",
                 "Catch up with the relay, re-verify this device's log from genesis and print it: seq, time "
@@ -1040,8 +1351,8 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("name", metavar="NAME")
     get.add_argument("-o", "--output", help="where to write it (default: ./NAME)")
     get.add_argument("--force", action="store_true", help="overwrite an existing file")
-    actions.add_parser("ls", help="list files")
-    rm = actions.add_parser("rm", help="remove a file")
+    actions.add_parser("list", aliases=["ls"], help="list files")
+    rm = actions.add_parser("delete", aliases=["rm"], help="remove a file")
     rm.add_argument("name", metavar="NAME")
     return parser
 

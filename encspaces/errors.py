@@ -259,6 +259,13 @@ class BlobRefusedError(FileError, RelayError):
     """The relay refused to store a chunk; ``code`` is ``too_large``, ``quota``, ``bad_hash`` or ``read_only``."""
 
 
+# --- files: a source path that does not exist (CLI and usability) ------------------------------
+
+
+class FileSourceNotFoundError(FileError, FileNotFoundError):
+    """``files.put`` was given a path where no file is; ``filename`` is that path."""
+
+
 class BadSnapshotError(EncspacesError):
     """A snapshot whose state is not the document at its seq: a member's fault, its author named."""
 

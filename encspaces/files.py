@@ -49,6 +49,7 @@ from .errors import (
     FileChangedError,
     FileError,
     FileIntegrityError,
+    FileSourceNotFoundError,
     FileTooLargeError,
     ProtocolError,
     UnknownFileError,
@@ -200,6 +201,14 @@ def check_name(name: object) -> str:
 # --- sources ---------------------------------------------------------------------------------
 
 
+def _open_source(data: Source) -> _Source:
+    """``_Source(data)``, with a missing path as a FileError (that is also a FileNotFoundError)."""
+    try:
+        return _Source(data)
+    except FileNotFoundError as exc:
+        raise FileSourceNotFoundError(exc.errno, f"no file to upload at {exc.filename}", exc.filename) from None
+
+
 class _Source:
     """What ``put`` reads: bytes in memory, or a file read a chunk at a time."""
 
@@ -295,6 +304,7 @@ class SpaceFiles:
 
         A path is read twice, a chunk at a time: once to derive the key from its content, once
         to encrypt; a file that changes in between raises FileChangedError and is not listed.
+        A path where no file is raises FileSourceNotFoundError (a FileError and a FileNotFoundError).
         An existing file of that name is replaced.
         """
         space = self._space
@@ -305,7 +315,7 @@ class SpaceFiles:
         if len(content_type) > MAX_CONTENT_TYPE:
             raise FileArgumentError(f"a content type is at most {MAX_CONTENT_TYPE} characters")
         chunk_size = self.chunk_size
-        source = await asyncio.to_thread(_Source, data)
+        source = await asyncio.to_thread(_open_source, data)
         try:
             _check_size(name, source.size, chunk_size)
             content_hash, size = await asyncio.to_thread(source.content_hash)
@@ -356,7 +366,8 @@ class SpaceFiles:
                   progress: Progress | None = None) -> bytes | Path:
         """Download and check a file: its bytes, or the path it was written to.
 
-        ``dest`` is a file path, or a folder to save it in under its name's last component.
+        ``dest`` is a file path, or a folder to save it in under its name's last component;
+        missing parent folders are created.
         The file is written beside ``dest`` under a temporary name, fsynced and renamed only
         once every chunk checked out; on any error the temporary file is removed and ``dest``
         is untouched. Without ``dest`` the whole file is returned in memory.
@@ -372,6 +383,7 @@ class SpaceFiles:
             await self._transfer(len(ref.chunks), self._getter(ref), keep, ref.size, progress)
             return bytes(out)
         target = _destination(Path(dest), ref.name)
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)  # "downloads/x.pdf" works
         tmp = target.parent / f".{target.name}.{os.urandom(4).hex()}.part"
         handle = await asyncio.to_thread(open, tmp, "xb")
         try:

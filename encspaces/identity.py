@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import nacl.signing
 from . import crypto
 from .encoding import as_bytes, as_int, as_map, field, pack, unpack
 from .errors import ArgumentTypeError, IdentityError, MalformedIdError, ProtocolError
-from .private_file import replace_private
+from .private_file import fsync_dir, replace_private, write_private_temp
 
 PUBLIC_PREFIX = "esid1"
 _CHECK_SIZE = 4
@@ -104,11 +105,18 @@ class PublicIdentity:
 
 
 class Identity:
-    """A device's private keys. Keep the file it is saved to private (it is created 0600)."""
+    """A device's private keys, and the display name its owner chose (``name``, optional).
 
-    def __init__(self, signing_seed: bytes, box_secret: bytes) -> None:
+    Keep the file it is saved to private: ``save`` creates it 0600, and ``load`` refuses a file
+    that other users may read or write (as ssh refuses such a private key).
+    """
+
+    def __init__(self, signing_seed: bytes, box_secret: bytes, name: str | None = None) -> None:
         if len(signing_seed) != 32 or len(box_secret) != 32:
             raise MalformedIdError("an identity holds two 32-byte secrets")
+        if name is not None and not isinstance(name, str):
+            raise ArgumentTypeError(f"a display name is a str, not {type(name).__name__}")
+        self.name = name  # shown to others (the editor's presence); not part of the keys
         self.signing_key = nacl.signing.SigningKey(signing_seed)
         self.box_private = nacl.public.PrivateKey(box_secret)
         self.public = PublicIdentity(
@@ -132,18 +140,42 @@ class Identity:
     def open_sealed(self, sealed: bytes) -> bytes | None:
         return crypto.open_sealed(self.box_private, sealed)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the secrets to ``path``, readable by this user only, replacing it atomically."""
-        data = pack({"v": _FILE_VERSION, "sign": bytes(self.signing_key), "box": bytes(self.box_private)})
-        replace_private(Path(path), data)
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the secrets (and ``name``) to ``path``, readable by this user only, atomically.
+
+        An existing file at ``path`` is another identity, lost if replaced: ``IdentityError``
+        unless ``overwrite=True`` (checked atomically: two processes cannot both create it).
+        """
+        record: dict[str, object] = {"v": _FILE_VERSION, "sign": bytes(self.signing_key),
+                                     "box": bytes(self.box_private)}
+        if self.name is not None:
+            record["name"] = self.name
+        target = Path(path)
+        if overwrite:
+            replace_private(target, pack(record))
+            return
+        tmp = write_private_temp(target, pack(record))
+        try:
+            os.link(tmp, target)  # fails if the file exists, unlike a rename
+        except FileExistsError:
+            raise IdentityError(f"{target} already holds an identity: pass overwrite=True to replace it "
+                                "(the identity it holds is lost)") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(target.parent)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Identity:
         """Read an identity ``save`` wrote; ``IdentityError`` if it is missing, unreadable or corrupt."""
         try:
-            data = Path(path).read_bytes()
+            with open(path, "rb") as file:
+                mode = os.fstat(file.fileno()).st_mode
+                data = file.read()
         except OSError as exc:
             raise IdentityError(f"cannot read identity file {path}: {exc.strerror}") from exc
+        if os.name == "posix" and mode & 0o077:
+            raise IdentityError(f"identity file {path} is open to other users (mode {stat.S_IMODE(mode):04o}): "
+                                f"its keys may be known to others; if not, make it private with `chmod 600 {path}`")
         try:
             record = as_map(unpack(data, what="identity file"), "identity file")
             version = as_int(field(record, "v", "identity file"), "identity file version")
@@ -151,9 +183,12 @@ class Identity:
                 raise IdentityError(f"identity file {path} has version {version}, expected {_FILE_VERSION}")
             seed = as_bytes(field(record, "sign", "identity file"), "signing seed", 32)
             box = as_bytes(field(record, "box", "identity file"), "box secret", 32)
+            name = record.get("name")
+            if name is not None and not isinstance(name, str):
+                raise ProtocolError("identity file name: expected a string")
         except ProtocolError as exc:
             raise IdentityError(f"identity file {path} is corrupt: {exc}") from exc
-        return cls(seed, box)
+        return cls(seed, box, name)
 
     def __repr__(self) -> str:
         return f"Identity({self.member_id})"

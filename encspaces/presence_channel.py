@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 MIN_INTERVAL = 0.1  # seconds between two presence messages we send (rate limit, coalescing)
 HEARTBEAT = 10.0  # seconds between re-sends of an unchanged state
 TICK = 1.0  # seconds between expiry and withholding checks
+# The state a member sends once when it closes the space: peers drop it at once instead of after
+# PEER_TIMEOUT. A reserved key, so that no application state is mistaken for it.
+LEFT_STATE: dict[str, Any] = {"encspaces.left": True}
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class PresenceChannel:
             raise ArgumentTypeError(f"presence state cannot be packed: {exc}") from None
         if size > MAX_PRESENCE_STATE:
             raise InvalidArgumentError(f"presence state of {size} bytes is over the limit of {MAX_PRESENCE_STATE}")
+        if state == LEFT_STATE:
+            raise InvalidArgumentError("that presence state is reserved: it tells peers this member left")
         self._state = dict(state)
         self._dirty = True
         self._wake.set()
@@ -107,7 +112,8 @@ class PresenceChannel:
 
     @property
     def peers(self) -> dict[str, dict[str, Any]]:
-        """Member id -> their latest presence state, for peers heard from in the last 30 s."""
+        """Member id -> their latest presence state, for peers heard from in the last 30 s
+        (a peer who closes the space says so and is dropped at once)."""
         return {member_id(author): dict(state) for author, (state, _) in self._tracker.peers.items()}
 
     def changes(self) -> EventStream[PresenceChange]:
@@ -131,6 +137,9 @@ class PresenceChannel:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._live and self._send_state(LEFT_STATE, time.monotonic()):
+            for _ in range(3):  # best effort: let the send loop hand it to the socket before we disconnect
+                await asyncio.sleep(0)
 
     def became_live(self) -> None:
         self._live = True
@@ -166,6 +175,10 @@ class PresenceChannel:
             return
         if message.claim.bad_snapshots and self._on_bad_snapshots is not None:
             self._on_bad_snapshots(message.claim.bad_snapshots, message.member_id)
+        if message.state == LEFT_STATE:  # the peer closed the space
+            self._tracker.peers.pop(message.author, None)
+            self._publish(PresenceChange(message.member_id, None))
+            return
         if changed:
             self._publish(PresenceChange(message.member_id, dict(message.state)))
 
@@ -194,19 +207,22 @@ class PresenceChannel:
                     await self._wake.wait()
 
     def _send_now(self, now: float) -> None:
+        if self._send_state(self._state, now):
+            self._dirty = False
+
+    def _send_state(self, state: dict[str, Any], now: float) -> bool:
         verifier = self._verifier()
         key = verifier.epoch_keys.get(verifier.state.epoch)
         if key is None:
             self._last_sent = now
-            return
+            return False
         newest = max((h for h in (verifier.latest_head, self._acked_head) if h is not None),
                      key=lambda h: h.seq, default=None)
         claim = PresenceClaim(newest, self._bad_snapshots())
-        data = seal_presence(self._identity, verifier.space, verifier.state.epoch, key, self._state, claim,
+        data = seal_presence(self._identity, verifier.space, verifier.state.epoch, key, state, claim,
                              int(time.time() * 1000))
         self._last_sent = now  # a failed send is retried after MIN_INTERVAL, not in a busy loop
-        if self._send(data):
-            self._dirty = False
+        return self._send(data)
 
     def _check(self, now: float) -> None:
         for author in self._tracker.expire(now, self.peer_timeout):

@@ -14,7 +14,7 @@ from typing import TypeAlias
 from . import crypto
 from .errors import HandshakeError, MalformedFrameError, ProtocolError, RelayError
 from .head import SignedHead
-from .identity import Identity
+from .identity import Identity, member_id
 from .invites import InviteSecret
 from .messages import (
     PROTOCOL_VERSION,
@@ -152,8 +152,8 @@ class ClientSession:
         known = self.verifier.relay_key
         if known is not None and challenge.relay_key != known:
             raise HandshakeError(
-                f"the relay presents key {challenge.relay_key.hex()[:16]}…, but this space is pinned to "
-                f"{known.hex()[:16]}…: wrong relay, or an impostor"
+                f"the relay presents key {member_id(challenge.relay_key)}, but this space is pinned to "
+                f"{member_id(known)}: wrong relay, or an impostor"
             )
         self.verifier.relay_key_hint = self.verifier.relay_key_hint or challenge.relay_key
         auth = AuthStatement(

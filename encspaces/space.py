@@ -278,6 +278,16 @@ class Space:
         return self._verifier.head
 
     @property
+    def relay_seq(self) -> int:
+        """The newest seq the relay has announced in a head it signed (0 before it answered).
+
+        ``seq`` is below it while this device catches up (the relay's welcome announces its
+        head): ``seq / relay_seq`` is how far a catch-up is.
+        """
+        head, session = self._verifier.latest_head, self._session
+        return max(0 if head is None else head.seq, 0 if session is None else session.target_seq)
+
+    @property
     def epoch(self) -> int:
         """The current key epoch; it moves on at every rotation and removal."""
         return self._verifier.state.epoch

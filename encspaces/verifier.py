@@ -30,7 +30,7 @@ from .errors import (
     StoreError,
 )
 from .head import SignedHead, next_head
-from .identity import Identity
+from .identity import Identity, member_id
 from .invites import InviteBody, InviteSecret
 from .log_state import GENESIS_SEQ, LogState
 from .membership import AddMemberBody, GenesisBody, RekeyBody
@@ -303,8 +303,8 @@ class LogVerifier:
         pinned = GenesisBody.decode(genesis.body).relay_key
         if self.relay_key_hint is not None and pinned != self.relay_key_hint:
             raise SpaceIdError(
-                f"the space's genesis pins relay key {pinned.hex()[:16]}…, "
-                f"but this relay presents {self.relay_key_hint.hex()[:16]}…"
+                f"the space's genesis pins relay key {member_id(pinned)}, "
+                f"but this relay presents {member_id(self.relay_key_hint)}"
             )
         self.relay_key_hint = pinned
 

@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+import encspaces
 from encspaces.encoding import DEFAULT_MAX_MESSAGE
 from encspaces.errors import EncspacesError
 
@@ -25,6 +26,7 @@ from .store import DB_FILE
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="encspaces-relay", description="The encspaces relay daemon.")
+    parser.add_argument("--version", action="version", version=f"encspaces-relay {encspaces.__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 for any free port (default {DEFAULT_PORT})")
@@ -105,6 +107,7 @@ async def serve(config: RelayConfig) -> None:
 def compact_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="encspaces-relay compact",
                                      description="Drop encrypted bodies that the newest snapshot of each space covers.")
+    parser.add_argument("--version", action="version", version=f"encspaces-relay {encspaces.__version__}")
     parser.add_argument("--data-dir", type=Path, required=True, help="the relay's data dir")
     parser.add_argument("--keep-seconds", type=float, default=7 * 24 * 3600,
                         help="keep bodies younger than this many seconds (retention; default 7 days)")

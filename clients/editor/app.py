@@ -107,6 +107,7 @@ class EditorApp(App[int]):
         self.status_interval = status_interval
         self._safety: tuple[int, str] = (-1, "")
         self.failure: EncspacesError | None = None
+        self.names: dict[str, str] = {}  # member id -> the last name their presence gave (kept once they leave)
 
     # --- layout ------------------------------------------------------------------------------
 
@@ -130,6 +131,7 @@ class EditorApp(App[int]):
         editor.on_failure = self._show_failure
         editor.focus()
         for member, state in self.space.presence.peers.items():
+            self._remember(member, state)
             editor.set_peer(member, state)
         self.run_worker(editor.follow(), name="follow-text", group="sync")
         self.run_worker(self._follow_presence(), name="follow-presence", group="sync")
@@ -143,12 +145,17 @@ class EditorApp(App[int]):
         stream = self.space.presence.changes()
         try:
             async for change in stream:
+                self._remember(change.member, change.state)
                 self.editor.set_peer(change.member, change.state)
                 self._refresh_members()
         except EncspacesError:
             pass  # the space failed (its streams end with its error): the status line shows why
         finally:
             stream.close()
+
+    def _remember(self, member: str, state: dict[str, Any] | None) -> None:
+        if state is not None and "name" in state:
+            self.names[member] = clean_name(state.get("name"), member[:8])
 
     def _publish_presence(self) -> None:
         if self.failure is not None:
@@ -219,7 +226,7 @@ class EditorApp(App[int]):
             if mid == me:
                 name, colour = self.display_name, self.colour
             else:
-                name = clean_name(state.get("name"), mid[:8]) if state else mid[:8]
+                name = clean_name(state.get("name"), mid[:8]) if state else self.names.get(mid, mid[:8])
                 colour = peer.colour if peer else colour_for(mid)
             text.append("● " if online else "○ ", style=colour if online else "dim")
             text.append(name + (" (you)" if mid == me else ""), style="bold" if mid == me else "")

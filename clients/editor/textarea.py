@@ -26,6 +26,17 @@ from encspaces.errors import EncspacesError
 from .cursors import Delta, Peer, diff, plain_text_delta, replace_delta, transform_range
 
 
+class _MarkedLine(Text):
+    """A line with peers' marks on it. The TextArea styles the whole line after ``get_line`` (the
+    cursor-line highlight): such a style goes under the marks, so peers stay visible on our line."""
+
+    def stylize(self, style: str | Style, start: int = 0, end: int | None = None) -> None:
+        if start == 0 and end is None:
+            self.stylize_before(style, start, end)
+        else:
+            super().stylize(style, start, end)
+
+
 class SharedTextArea(TextArea):
     """Shows and edits ``space.text(doc)``; ``follow()`` must run for remote changes to appear."""
 
@@ -38,6 +49,7 @@ class SharedTextArea(TextArea):
         self._remote = False
         self.peers: dict[str, Peer] = {}
         self._marks: dict[int, list[tuple[int, int | None, Style]]] = {}
+        self._labels: dict[int, list[tuple[str, Style]]] = {}  # row -> peers' names shown at its end
         self.failure: EncspacesError | None = None
         self.on_failure: Callable[[EncspacesError], None] | None = None
         self.out_of_step = False  # the text holds line endings the widget cannot show as they are
@@ -223,6 +235,7 @@ class SharedTextArea(TextArea):
     def refresh_peers(self) -> None:
         """Recompute where each peer's caret and selection are drawn, and redraw."""
         marks: dict[int, list[tuple[int, int | None, Style]]] = {}
+        labels: dict[int, list[tuple[str, Style]]] = {}
         size = len(self.text)
         for peer in self.peers.values():
             cursor, anchor = min(peer.cursor, size), min(peer.anchor, size)
@@ -236,8 +249,10 @@ class SharedTextArea(TextArea):
                     end = bottom_col if row == bottom_row else None
                     marks.setdefault(row, []).append((start, end, tint))
             row, col = self.location_of(cursor)
-            marks.setdefault(row, []).append((col, col + 1, Style(bgcolor=colour.hex, color="#000000")))
-        self._marks = marks
+            caret = Style(bgcolor=colour.hex, color="#000000")
+            marks.setdefault(row, []).append((col, col + 1, caret))
+            labels.setdefault(row, []).append((peer.name, caret))
+        self._marks, self._labels = marks, labels
         self._line_cache.clear()
         self.refresh()
 
@@ -246,11 +261,23 @@ class SharedTextArea(TextArea):
         return None if peer is None else self.location_of(peer.cursor)
 
     def get_line(self, line_index: int) -> Text:
+        """The line as drawn: peers' selections and carets in their colours, and after the text, the
+        name of each peer whose caret is on it (past the end, so no column of the text moves)."""
         line = super().get_line(line_index)
-        for start, end, style in self._marks.get(line_index, ()):
+        marks, labels = self._marks.get(line_index, ()), self._labels.get(line_index, ())
+        if not marks and not labels:
+            return line
+        line = _MarkedLine(line.plain, style=line.style, spans=list(line.spans), end=line.end)
+        text_length = len(line.plain)
+        for start, end, style in marks:
             length = len(line.plain)
             if end is not None and start >= length:  # a caret at the end of the line: draw it on a space
                 line.append(" " * (end - length), style)
             else:
                 line.stylize(style, start, length if end is None else end)
+        if len(line.plain) == text_length:
+            line.append(" ")  # where our own caret goes at the end of the line
+        for name, style in labels:
+            line.append(" ")
+            line.append(f" {name} ", style + Style(italic=True))
         return line

@@ -161,7 +161,8 @@ async def test_files_put_ls_get_rm(relay: RelayProcess, alice: User, bob: User, 
     assert target.read_bytes() == source.read_bytes()
     again = await bob.run("files", "notes", "get", "report.bin", "-o", str(target))
     assert again.code == EXIT_ERROR and "--force" in again.err
-    await alice.ok("files", "notes", "rm", "report.bin")
+    assert "report.bin" in await alice.ok("files", "notes", "list")  # space.files.list()'s name; ls is an alias
+    await alice.ok("files", "notes", "delete", "report.bin")  # and space.files.delete(); rm is an alias
     assert "report.bin" not in await bob.ok("files", "notes", "ls")
     missing = await bob.run("files", "notes", "get", "report.bin")
     assert missing.code == EXIT_ERROR and "no file" in missing.err

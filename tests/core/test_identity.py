@@ -49,9 +49,39 @@ def test_save_replaces_and_tightens_existing_file(tmp_path: Path) -> None:
     (tmp_path / "id.key.tmp").write_bytes(b"stale temp")
     (tmp_path / "id.key.tmp").chmod(0o666)
     ident = Identity.generate()
-    ident.save(path)
+    ident.save(path, overwrite=True)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Identity.load(path).public == ident.public
+
+
+def test_save_never_replaces_an_identity_unless_told(tmp_path: Path) -> None:
+    path = tmp_path / "id.key"
+    first = Identity.generate()
+    first.save(path)
+    with pytest.raises(IdentityError, match="already holds an identity"):
+        Identity.generate().save(path)
+    assert Identity.load(path).public == first.public
+    assert [p.name for p in tmp_path.iterdir()] == ["id.key"]  # no temporary file left behind
+
+
+def test_the_display_name_is_kept_with_the_keys(tmp_path: Path) -> None:
+    path = tmp_path / "id.key"
+    Identity(bytes(32), bytes(range(32)), name="Ada").save(path)
+    assert Identity.load(path).name == "Ada"
+    Identity(bytes(32), bytes(range(32))).save(path, overwrite=True)
+    assert Identity.load(path).name is None
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_an_identity_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "id.key"
+    Identity.generate().save(path)
+    path.chmod(mode)
+    with pytest.raises(IdentityError, match=f"open to other users \\(mode 0{mode:o}\\).*chmod 600"):
+        Identity.load(path)
+    path.chmod(0o600)
+    Identity.load(path)
 
 
 def test_signatures_are_bound_to_their_context() -> None:
@@ -80,6 +110,7 @@ def test_signatures_are_bound_to_their_context() -> None:
 def test_corrupt_file_is_identity_error(tmp_path: Path, content: bytes, fragment: str) -> None:
     path = tmp_path / "id.key"
     path.write_bytes(content)
+    path.chmod(0o600)
     with pytest.raises(IdentityError, match=fragment):
         Identity.load(path)
 

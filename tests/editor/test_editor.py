@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.color import Color
+
 from clients.editor import EditorApp, HelpScreen
 
 from .conftest import SIZE, RelayHandle, pair, type_text, wait_for
@@ -91,6 +93,72 @@ async def test_presence_shows_the_other_cursor(relay: RelayHandle, tmp_path: Pat
             await pa.press("ctrl+home")
             await type_text(pa, "zero ")
             assert app_a.editor.peer_location(me) == (1, 3)
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+def screen_row(app: EditorApp, row: int) -> list[tuple[str, Color | None]]:
+    """The characters of text row ``row`` of the editor as the screen shows them, each with its
+    background colour: what the compositor renders, after every style the TextArea adds."""
+    editor = app.editor
+    region = editor.content_region
+    y = region.y + row - editor.scroll_offset.y
+    strip = app.screen._compositor.render_strips()[y]
+    cells: list[tuple[str, Color | None]] = []
+    for segment in strip:
+        for ch in segment.text:
+            cells.append((ch, segment.style.bgcolor if segment.style else None))
+    return cells[region.x + editor.gutter_width :]
+
+
+async def test_the_other_caret_selection_and_name_show_on_my_cursor_line(relay: RelayHandle, tmp_path: Path) -> None:
+    alice, bob = await pair(relay.url, tmp_path, "one two three\nfour five")
+    app_a, app_b = EditorApp(alice, name="alice"), EditorApp(bob, name="Bob B.")
+    try:
+        async with app_a.run_test(size=SIZE) as pa, app_b.run_test(size=SIZE):
+            bob_editor = app_b.editor
+            bob_editor.selection = type(bob_editor.selection)((1, 1), (1, 3))  # "ou" on the second line
+            me = bob.identity.member_id
+            await wait_for(lambda: me in app_a.editor.peers and app_a.editor.peers[me].cursor == 17,
+                           "alice to see bob's cursor")
+            await pa.press("down", "end")  # alice's own cursor line is bob's line now
+            await pa.pause()
+            assert app_a.editor.cursor_location == (1, 9) and app_a.editor.highlight_cursor_line
+            colour = Color.parse(app_a.editor.peers[me].colour)
+            row = screen_row(app_a, 1)
+            text = "".join(ch for ch, _ in row)
+            assert text.startswith("four five")
+            assert row[3] == ("r", colour)  # bob's caret, in his colour, on alice's cursor line
+            tint = row[1][1]
+            assert tint is not None and tint == row[2][1] and tint not in (colour, row[5][1])  # his selection
+            assert "Bob B." in text[len("four five") :]  # his name, after the text of his line
+            label = text.index("Bob B.")
+            assert row[label][1] == colour
+            assert "Bob B." not in "".join(ch for ch, _ in screen_row(app_a, 0))
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_peer_who_quits_is_shown_gone_at_once_under_their_name(relay: RelayHandle, tmp_path: Path) -> None:
+    alice, bob = await pair(relay.url, tmp_path, "hello")
+    alice.presence.peer_timeout = 3600.0  # only bob's goodbye can take him off the list
+    app_a, app_b = EditorApp(alice, name="alice", status_interval=0.05), EditorApp(bob, name="Bob B.")
+    me = bob.identity.member_id
+    try:
+        async with app_a.run_test(size=SIZE) as pa:
+            async with app_b.run_test(size=SIZE):
+                await wait_for(lambda: me in app_a.editor.peers, "alice to see bob")
+                await pa.pause()
+            await bob.close()  # what `encspaces edit` does once its editor quits
+            await wait_for(lambda: me not in alice.presence.peers, "bob's goodbye")
+            await pa.pause()
+            app_a._refresh_members()
+            panel = str(app_a.query_one("#members").render())
+            assert "Bob B." in panel and me[:8] not in panel  # still his name, not an id prefix
+            assert "Bob B.\n   writer · offline" in panel
+            assert me not in app_a.editor.peers and "Bob B." not in "".join(ch for ch, _ in screen_row(app_a, 0))
     finally:
         await alice.close()
         await bob.close()

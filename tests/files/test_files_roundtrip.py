@@ -11,7 +11,7 @@ import pytest
 
 import encspaces
 from encspaces import crypto
-from encspaces.errors import FileChangedError, FileTooLargeError, UnknownFileError
+from encspaces.errors import FileChangedError, FileSourceNotFoundError, FileTooLargeError, UnknownFileError
 from encspaces.files import CHUNK_SIZE, MAX_CHUNKS, FileRef, chunk_count
 
 from .conftest import Members, Progress, Relay
@@ -62,6 +62,20 @@ async def test_another_member_downloads_what_one_uploaded(members: Members, tmp_
     saved = await bob.files.get("report.pdf", tmp_path)  # a folder: saved under the file's name
     assert saved == tmp_path / "report.pdf"
     assert saved.read_bytes() == data
+
+
+async def test_get_into_a_missing_folder_and_put_from_a_missing_path(members: Members, tmp_path: Path) -> None:
+    space = await members.create()
+    await space.files.put("report.pdf", b"%PDF- a report")
+    # The README's snippet: the folder "downloads" does not exist yet.
+    saved = await space.files.get("report.pdf", tmp_path / "downloads" / "report.pdf")
+    assert saved.read_bytes() == b"%PDF- a report"
+    missing = tmp_path / "nowhere" / "absent.pdf"
+    with pytest.raises(FileSourceNotFoundError) as caught:
+        await space.files.put("absent.pdf", missing)
+    assert isinstance(caught.value, FileNotFoundError) and isinstance(caught.value, encspaces.FileError)
+    assert caught.value.filename == str(missing) and str(missing) in str(caught.value)
+    assert "absent.pdf" not in space.files
 
 
 async def test_delete_unlists_but_a_kept_ref_still_reads(members: Members) -> None:

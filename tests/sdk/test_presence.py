@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import nacl.signing
+import pytest
 
 import encspaces
+import encspaces.presence_channel
 from encspaces import errors
 from encspaces.head import SignedHead
 from encspaces.messages import Presence
@@ -42,12 +44,32 @@ async def test_peers_see_each_other_and_stale_peers_expire(relay: RelayHandle, t
     alice.presence.set({"name": "Alice", "colour": "#e91e63", "cursor": 9})
     await wait_for(lambda: bob.presence.peers.get(alice.identity.member_id, {}).get("cursor") == 9,
                    what="bob to see alice's cursor move")
-    await alice.close()  # no more heartbeats
+    alice.presence.went_offline()  # as if her device crashed: no goodbye, only no more heartbeats
+    await alice.close()
     await wait_for(lambda: alice.identity.member_id not in bob.presence.peers, what="alice to expire")
     left = None
     while left is None or left.state is not None:
         left = await asyncio.wait_for(changes.__anext__(), 10)
     assert left.member == alice.identity.member_id
+    assert bob.error is None
+    await bob.close()
+
+
+async def test_a_peer_who_closes_the_space_is_gone_at_once(relay: RelayHandle, tmp_path: Path) -> None:
+    _, (alice, bob) = await make_members(relay.url, tmp_path, 2)
+    bob.presence.peer_timeout = 3600.0  # expiry cannot be what removes alice here
+    changes = bob.presence.changes()
+    alice.presence.set({"name": "Alice", "cursor": 3})
+    await wait_for(lambda: alice.identity.member_id in bob.presence.peers, what="bob to see alice")
+    await alice.close()  # says goodbye
+    await wait_for(lambda: alice.identity.member_id not in bob.presence.peers, what="alice's goodbye")
+    seen = [await asyncio.wait_for(changes.__anext__(), 10)]
+    while seen[-1].state is not None:
+        seen.append(await asyncio.wait_for(changes.__anext__(), 10))
+    assert seen[-1].member == alice.identity.member_id
+    assert all(change.state != encspaces.presence_channel.LEFT_STATE for change in seen)  # never shown as a state
+    with pytest.raises(errors.InvalidArgumentError, match="reserved"):
+        bob.presence.set(dict(encspaces.presence_channel.LEFT_STATE))
     assert bob.error is None
     await bob.close()
 
