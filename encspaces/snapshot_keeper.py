@@ -69,10 +69,15 @@ class SnapshotKeeper:
         # Attest only entries that arrive from the relay, not those replayed from our own store
         # at startup (the outbox, restored after them, may already hold our attestation).
         self.attesting = False
-        self._exact = False  # the document is exactly the verified log as applied so far
-        self._bases: set[int] = set()  # snapshot bases named in the batch being applied
+        # What the document holds, to know at which seqs it is exactly the log (see ``_note_upto``).
+        self._idle = False  # no local edit outside an entry, nothing stripped, in this batch
+        self._wanted: set[int] = set()  # seqs whose content this batch should note
+        self._waiting: set[int] = set()  # data entries not yet in the document (no key yet)
+        self._high = 0  # the newest seq of a data entry the document holds
+        self._own_seen = 0  # our newest author_seq seen in the log so far in this batch
+        self._own_through = 0  # our newest data author_seq the document holds but the log did not yet
+        self._left = 0  # entries of this batch not yet applied
         self._batch_last = 0
-        self._last_data_seq = 0  # the newest data entry applied (or stripped)
         self._mine: dict[int, bytes] = {}  # snapshot seq -> our content hash at its base
         self._claims: dict[int, tuple[bytes, bytes]] = {}  # snapshot seq -> (claimed content, entry bytes)
         self._candidates: dict[int, tuple[VerifiedEntry, SnapshotPayload]] = {}  # may cover the stripped stretch
@@ -89,12 +94,47 @@ class SnapshotKeeper:
 
     # --- entries as they are verified -------------------------------------------------------
 
-    def begin_batch(self, results: list[VerifiedEntry], idle: bool) -> None:
-        """Before a batch is applied: whether the document will track the log exactly through it."""
-        self._exact = idle and not self.in_gap and not self._verifier().awaiting_key
-        self._bases = {r.entry.header.parent_seq for r in results if r.kind is Kind.SNAPSHOT and not r.late}
+    def begin_batch(self, results: list[VerifiedEntry], idle: bool, own_through: int) -> None:
+        """Before a batch is applied in order (late entries, opened now, come last).
+
+        ``idle``: no local edit outside an entry; ``own_through``: the newest author_seq of our
+        own data entries not yet verified (0: none), which the document already holds.
+        """
+        verifier = self._verifier()
+        mine = sum(1 for r in results if r.author == self._me and not r.late)
+        self._own_seen = verifier.state.author_seqs.get(self._me, 0) - mine
+        self._own_through = own_through
+        self._idle = idle
+        self._waiting = {r.seq for r in verifier.awaiting_key} | {r.seq for r in results if r.late}
         fresh = [r.seq for r in results if not r.late]
         self._batch_last = fresh[-1] if fresh else 0
+        self._left = len(results)
+        grid = {seq for seq in fresh if seq % GRANULARITY == 0 and seq > self._batch_last - 2 * GRANULARITY}
+        self._wanted = grid | {r.entry.header.parent_seq for r in results if r.kind is Kind.SNAPSHOT}
+
+    def _note_upto(self, limit: int) -> None:
+        """Note the content at every wanted seq below ``limit`` where the document is exactly the log.
+
+        Called before the entry at ``limit`` changes the document: it then holds every data
+        entry at or before ``_high`` and none after, so it is the log at every seq from
+        ``_high`` up to ``limit - 1``, provided nothing below is still waiting for its key,
+        none of our own edits is still outside the log, and nothing was stripped.
+        """
+        if not self._wanted or not self._idle or self.in_gap or self._own_seen < self._own_through:
+            return
+        floor = min(self._waiting, default=limit)
+        due = sorted(b for b in self._wanted if self._high <= b < limit and b < floor)
+        if not due:
+            return
+        content = content_hash(self._document.doc)
+        for base in due:
+            self._wanted.discard(base)
+            self.content_at[base] = content
+        for old in sorted(self.content_at)[:-KEEP_CONTENT]:
+            del self.content_at[old]
+        grid = [b for b in due if b % GRANULARITY == 0]
+        if grid:
+            self._maybe_write(grid[-1], content, self._verifier().state)
 
     def on_entry(self, result: VerifiedEntry) -> bool:
         """Handle stripped bodies, snapshots and attestations; False for anything the space applies itself."""
@@ -110,6 +150,12 @@ class SnapshotKeeper:
             if not result.late:
                 self._on_attestation(result)
             return True
+        if result.author == self._me and not result.late:
+            self._own_seen = max(self._own_seen, result.entry.header.author_seq)
+        if result.kind is Kind.DATA and result.plaintext is not None:
+            self._note_upto(result.seq)  # the document is about to change
+            self._high = max(self._high, result.seq)
+            self._waiting.discard(result.seq)
         if result.kind is not Kind.SNAPSHOT:
             if self.stripped_through > self.covered_through and result.plaintext is not None:
                 self._held.append(result)
@@ -120,36 +166,10 @@ class SnapshotKeeper:
         return True
 
     def after_entry(self, result: VerifiedEntry, state: LogState) -> None:
-        """After an entry reached the document: note the content where a snapshot may stand."""
-        if result.late:
-            return
-        if result.awaiting_key:
-            self._exact = False  # it opens later, out of order
-        if result.kind is Kind.DATA or result.stripped:
-            self._last_data_seq = result.seq
-        seq = result.seq
-        if not self._exact or self.in_gap:
-            return
-        on_grid = seq % GRANULARITY == 0 and seq > self._batch_last - 2 * GRANULARITY
-        if not on_grid and seq not in self._bases:
-            return
-        content = content_hash(self._document.doc)
-        self.content_at[seq] = content
-        for old in sorted(self.content_at)[:-KEEP_CONTENT]:
-            del self.content_at[old]
-        if on_grid:
-            self._maybe_write(seq, content, state)
-
-    def _own_content(self, base: int) -> bytes | None:
-        """Our content hash at ``base``, when this device can know it."""
-        noted = self.content_at.get(base)
-        if noted is not None:
-            return noted
-        if self._exact and not self.in_gap and self._last_data_seq <= base:
-            content = content_hash(self._document.doc)  # nothing changed the document since ``base``
-            self.content_at[base] = content
-            return content
-        return None
+        """After each entry of a batch: at its end, note what is due up to the head."""
+        self._left -= 1
+        if self._left == 0:
+            self._note_upto(state.seq + 1)
 
     def _on_snapshot(self, result: VerifiedEntry, plaintext: bytes) -> None:
         header = result.entry.header
@@ -164,7 +184,8 @@ class SnapshotKeeper:
             if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
                 raise
             problem = f"its state does not load ({exc})"
-        own = self._own_content(base) if not self.in_gap else None
+        self._note_upto(seq)
+        own = self.content_at.get(base)
         evidence = (result.entry.raw,)
         if payload is not None:
             self._claims[seq] = (payload.content, result.entry.raw)

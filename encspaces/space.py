@@ -595,7 +595,8 @@ class Space:
     # --- verified entries -> document ------------------------------------------------------
 
     def _apply_verified(self, results: builtins.list[VerifiedEntry]) -> None:
-        self.snapshots.begin_batch(results, idle=not self._outbox and not self._updates)
+        self.snapshots.begin_batch(results, not self._updates, max(
+            (e.header.author_seq for e in self._outbox if e.header.kind is Kind.DATA), default=0))
         for result in results:
             if not result.late:
                 stored = redact(result.entry, self._verifier.forgotten) or result.entry.raw
