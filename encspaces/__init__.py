@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from .errors import (
     ArgumentTypeError,
+    AttestationError,
     AuthorSeqError,
     AuthorSeqGapError,
     AuthorSignatureError,
@@ -172,6 +173,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ArgumentTypeError",
+    "AttestationError",
     "AuthorSeqError",
     "AuthorSeqGapError",
     "AuthorSignatureError",

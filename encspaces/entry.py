@@ -37,6 +37,7 @@ class Kind(enum.StrEnum):
     JOIN = "join"  # a newcomer's first entry, proving knowledge of an invite secret
     DATA = "data"
     SNAPSHOT = "snapshot"  # the whole document at the seq its parent names, encrypted like data
+    ATTEST = "attest"  # a member's signed statement of the content at a snapshot's base (encspaces.attestation)
 
     @property
     def is_encrypted(self) -> bool:

@@ -267,14 +267,31 @@ class FileSourceNotFoundError(FileError, FileNotFoundError):
 
 
 class BadSnapshotError(EncspacesError):
-    """A snapshot whose state is not the document at its seq: a member's fault, its author named."""
+    """A false statement about the document at a snapshot's base: a member's fault, the liar named.
 
-    def __init__(self, seq: int, author: bytes, reason: str) -> None:
+    ``author`` is the member blamed: the snapshot's author, or (``attester``) a member whose
+    attestation states a false content. ``evidence`` holds the signed entries (exact bytes)
+    that show it: the snapshot and the attestations that contradict each other.
+    """
+
+    def __init__(self, seq: int, author: bytes, reason: str, *, attester: bool = False,
+                 evidence: tuple[bytes, ...] = ()) -> None:
         from .identity import member_id
 
-        super().__init__(f"the snapshot at seq {seq} by {member_id(author)} is bad: {reason}")
+        what = f"the attestation by {member_id(author)} of the snapshot at seq {seq} is false" if attester \
+            else f"the snapshot at seq {seq} by {member_id(author)} is bad"
+        super().__init__(f"{what}: {reason}")
         self.seq = seq
         self.author = member_id(author)
+        self.attester = attester
+        self.evidence = evidence
+
+
+# --- snapshot attestations (encspaces/attestation.py) -----------------------------------------
+
+
+class AttestationError(VerificationError, RuleError):
+    """An attestation entry that breaks a rule: no such snapshot, its own author, or a second one."""
 
 
 class HistoryError(EncspacesError):

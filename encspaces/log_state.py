@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import crypto
+from .attestation import TRACKED_SNAPSHOTS, Attestation, AttestBody, SnapshotRecord, Status
 from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
 from .entry import Entry, Kind
 from .errors import (
+    AttestationError,
     AuthorSeqGapError,
     EpochError,
     MalformedEntryError,
@@ -80,6 +82,7 @@ class _Journal:
     policy: Policy
     entries_in_epoch: int
     snapshot: tuple[tuple[int, int] | None, int, int]
+    snapshots: dict[int, SnapshotRecord]
     author_seqs: dict[bytes, int | None] = dataclasses.field(default_factory=dict)
 
 
@@ -102,6 +105,8 @@ class LogState:
         self.snapshot: tuple[int, int] | None = None
         self.data_since_snapshot = 0
         self.bytes_since_snapshot = 0
+        # The newest snapshots (by seq) and the attestations of each (encspaces.attestation).
+        self.snapshots: dict[int, SnapshotRecord] = {}
         self._journal: _Journal | None = None
 
     @property
@@ -127,6 +132,7 @@ class LogState:
             "in_epoch": self.entries_in_epoch,
             "snapshot": None if self.snapshot is None else list(self.snapshot),
             "since_snapshot": [self.data_since_snapshot, self.bytes_since_snapshot],
+            "snapshots": [r.encode() for r in self.snapshots.values()],
             "policy": self.policy.encode(),
             "invites": [[i.key, i.box_key, i.role.value, i.uses, i.used, i.expires_ms, i.history, i.created_by,
                          i.created_seq, i.revoked] for i in self.invites.values()],
@@ -168,6 +174,9 @@ class LogState:
         since = as_list(m.get("since_snapshot", [0, 0]), "checkpoint since snapshot", 2)
         state.data_since_snapshot = as_int(since[0], "data since snapshot")
         state.bytes_since_snapshot = as_int(since[1], "bytes since snapshot")
+        for item in as_list(m.get("snapshots", []), "checkpoint snapshots"):
+            record = SnapshotRecord.decode(as_list(item, "checkpoint snapshot record", 5))
+            state.snapshots[record.seq] = record
         state.policy = Policy.decode(as_bytes(field(m, "policy", "checkpoint"), "checkpoint policy"))
         for item in as_list(field(m, "invites", "checkpoint"), "checkpoint invites"):
             key, box, role, uses, used, expires, history, by, created, revoked = as_list(item, "invite", 10)
@@ -194,6 +203,18 @@ class LogState:
     def role_of(self, author: bytes) -> Role | None:
         member = self.members.get(author)
         return member.role if member else None
+
+    def snapshot_status(self, seq: int) -> Status | None:
+        record = self.snapshots.get(seq)
+        return None if record is None else record.status(self.policy.snapshot_attesters)
+
+    def agreed_snapshot(self) -> tuple[int, int] | None:
+        """The newest snapshot (seq, base) a new device may start from: attested, undisputed."""
+        for seq in sorted(self.snapshots, reverse=True):
+            record = self.snapshots[seq]
+            if record.status(self.policy.snapshot_attesters) is Status.AGREED:
+                return seq, record.base
+        return None
 
     # --- checking -------------------------------------------------------------------------
 
@@ -222,9 +243,9 @@ class LogState:
             role = self.role_of(h.author)
             if role is None:
                 raise MembershipError(f"{who}: author {member_id(h.author)} is not a member of the space")
-            if h.kind.is_encrypted and not role.can_write:
-                raise PermissionDeniedError(f"{who}: author's role {role.value} may not write")
-            if h.kind.is_control and not role.can_manage:
+            if (h.kind.is_encrypted or h.kind is Kind.ATTEST) and not role.can_write:
+                raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
+            if h.kind.is_control and h.kind is not Kind.ATTEST and not role.can_manage:
                 raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
         self._check_author_seq(entry, seq)
         self._check_parent(entry, seq)
@@ -283,6 +304,17 @@ class LogState:
 
     def _check_policy(self, entry: Entry, who: str) -> None:
         Policy.decode(entry.body)
+
+    def _check_attest(self, entry: Entry, who: str) -> None:
+        body = AttestBody.decode(entry.body)
+        record = self.snapshots.get(body.snapshot)
+        if record is None:
+            raise AttestationError(f"{who}: attests seq {body.snapshot}, which is not one of the newest "
+                                   f"{TRACKED_SNAPSHOTS} snapshots of the log")
+        if record.author == entry.header.author:
+            raise AttestationError(f"{who}: attests its author's own snapshot at seq {body.snapshot}")
+        if record.by(entry.header.author) is not None:
+            raise AttestationError(f"{who}: {entry.author_id} already attested the snapshot at seq {body.snapshot}")
 
     def _check_invite(self, entry: Entry, who: str) -> None:
         body = InviteBody.decode(entry.body)
@@ -372,6 +404,14 @@ class LogState:
             self.snapshot = (seq, h.parent_seq)
             self.data_since_snapshot = 0
             self.bytes_since_snapshot = 0
+            self.snapshots[seq] = SnapshotRecord(seq, h.parent_seq, h.epoch, h.author)
+            for old in sorted(self.snapshots)[:-TRACKED_SNAPSHOTS]:
+                del self.snapshots[old]
+        elif kind is Kind.ATTEST:
+            attest = AttestBody.decode(entry.body)
+            record = self.snapshots[attest.snapshot]
+            self.snapshots[attest.snapshot] = dataclasses.replace(
+                record, attestations=(*record.attestations, Attestation(h.author, seq, attest.tag, attest.agrees)))
         elif kind is Kind.GENESIS:
             body = GenesisBody.decode(entry.body)
             self.relay_key = body.relay_key
@@ -411,7 +451,8 @@ class LogState:
     def begin(self) -> None:
         self._journal = _Journal(self.seq, self.epoch, self.relay_key, dict(self.members), dict(self.invites),
                                  dict(self.epoch_started), self.policy, self.entries_in_epoch,
-                                 (self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot))
+                                 (self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot),
+                                 dict(self.snapshots))
 
     def commit(self) -> None:
         self._journal = None
@@ -429,6 +470,7 @@ class LogState:
         self.policy = journal.policy
         self.entries_in_epoch = journal.entries_in_epoch
         self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot = journal.snapshot
+        self.snapshots = journal.snapshots
         _restore(self.author_seqs, journal.author_seqs)
         self._journal = None
 
@@ -453,6 +495,7 @@ _MANAGING = {
     Kind.JOIN: "join",
     Kind.DATA: "write",
     Kind.SNAPSHOT: "write",
+    Kind.ATTEST: "attest snapshots",
 }
 
 _BODY_CHECKS: dict[Kind, Callable[[LogState, Entry, str], None]] = {
@@ -464,4 +507,5 @@ _BODY_CHECKS: dict[Kind, Callable[[LogState, Entry, str], None]] = {
     Kind.INVITE: LogState._check_invite,
     Kind.REVOKE_INVITE: LogState._check_revoke,
     Kind.JOIN: LogState._check_join,
+    Kind.ATTEST: LogState._check_attest,
 }

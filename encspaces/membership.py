@@ -241,6 +241,9 @@ class Policy:
     # A snapshot once this many data entries, or bytes of them, came after the last one.
     snapshot_entries: int | None = 1000
     snapshot_bytes: int | None = 4 << 20
+    # How many members other than a snapshot's author must attest it before a new device
+    # starts from it (encspaces.attestation).
+    snapshot_attesters: int = 1
 
     def __post_init__(self) -> None:
         # Checked here, where the mistake is made: a policy outside these bounds would be
@@ -258,7 +261,7 @@ class Policy:
         return pack({"v": BODY_VERSION, "rotate_entries": self.rotate_entries,
                      "rotate_seconds": self.rotate_seconds, "retain_epochs": self.retain_epochs,
                      "retain_seconds": self.retain_seconds, "snapshot_entries": self.snapshot_entries,
-                     "snapshot_bytes": self.snapshot_bytes})
+                     "snapshot_bytes": self.snapshot_bytes, "snapshot_attesters": self.snapshot_attesters})
 
     @classmethod
     def decode(cls, data: bytes) -> Policy:
@@ -273,6 +276,8 @@ class Policy:
             retain_seconds=opt(m, "retain_seconds", 0),
             snapshot_entries=opt(m, "snapshot_entries", 1, cls.snapshot_entries),
             snapshot_bytes=opt(m, "snapshot_bytes", 1, cls.snapshot_bytes),
+            snapshot_attesters=as_int(m.get("snapshot_attesters", cls.snapshot_attesters),
+                                      "policy snapshot_attesters", minimum=1),
         ))
 
 

@@ -35,7 +35,9 @@ class PresenceClaim:
     """What a sender can prove about the log: the newest head the relay signed for them."""
 
     head: SignedHead | None  # None before the sender saw any signed head
-    bad_snapshots: tuple[int, ...] = ()  # seqs of snapshot entries the sender found bad
+    # Kept on the wire for compatibility, sent empty and ignored on receipt: a bad snapshot is
+    # now shown by signed attestation entries (encspaces.attestation), never by presence.
+    bad_snapshots: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,7 @@ class PresenceChannel:
         verifier: Callable[[], LogVerifier],
         send: Callable[[bytes], bool],
         fail: Callable[[EncspacesError], None],
-        bad_snapshots: Callable[[], tuple[int, ...]] = tuple,
-        on_bad_snapshots: Callable[[tuple[int, ...], str], None] | None = None,
     ) -> None:
-        self._bad_snapshots = bad_snapshots
-        self._on_bad_snapshots = on_bad_snapshots
         self._identity = identity
         self._verifier = verifier
         self._send = send
@@ -173,8 +169,6 @@ class PresenceChannel:
         except EncspacesError as exc:
             self._fail(exc)
             return
-        if message.claim.bad_snapshots and self._on_bad_snapshots is not None:
-            self._on_bad_snapshots(message.claim.bad_snapshots, message.member_id)
         if message.state == LEFT_STATE:  # the peer closed the space
             self._tracker.peers.pop(message.author, None)
             self._publish(PresenceChange(message.member_id, None))
@@ -218,7 +212,7 @@ class PresenceChannel:
             return False
         newest = max((h for h in (verifier.latest_head, self._acked_head) if h is not None),
                      key=lambda h: h.seq, default=None)
-        claim = PresenceClaim(newest, self._bad_snapshots())
+        claim = PresenceClaim(newest)
         data = seal_presence(self._identity, verifier.space, verifier.state.epoch, key, state, claim,
                              int(time.time() * 1000))
         self._last_sent = now  # a failed send is retried after MIN_INTERVAL, not in a busy loop

@@ -1,16 +1,23 @@
-"""The client's side of snapshots: write them when due, check everyone's, use one when needed.
+"""The client's side of snapshots: write them when due, check and attest everyone's, use agreed ones.
 
-Write: when a frame that crosses a multiple of the granularity leaves this device idle (no
-unsent edits, nothing undecryptable), it notes the document's content hash at the frame's
-last seq (live frames are the same for every live member, so their notes line up); if the policy
-wants a snapshot and this member may write, it captures the state then and, after a short
-random delay (so that several idle members rarely all write one), posts it unless someone
-else's arrived first.
-Check: every snapshot's state must hash to the content it claims, and to the content this
-device noted at that seq if it did. A bad one is recorded with its author, and gossiped in
-presence so that a device that started from it learns at once.
-Use: bodies the relay stripped are covered only by a snapshot at or after their seq; its
-state is merged in, and the device remembers which snapshot it depends on.
+Note: whenever the document is exactly the verified log (no unsent edits, nothing
+undecryptable, no stripped stretch), the device notes its content hash at every seq that is a
+multiple of the granularity (near the end of each frame) and at every snapshot base named in
+the frame it applies; a snapshot whose base came with no data entry since is checked against
+the document as it stands. That is one content hash per snapshot base, computed when the log
+reaches it.
+Write: at a noted multiple of the granularity, if the policy wants a snapshot and this member
+may write, it captures the state then and, after a short random delay (so that several idle
+members rarely all write one), posts it unless someone else's arrived first.
+Check and attest: every snapshot's state must hash to the content it claims, and that
+content must be the one this device noted at its base. A member that may write posts one
+attestation per snapshot it could check (encspaces.attestation), agreeing or not. A bad
+snapshot, or an attestation that states a false content, is recorded with the liar named and
+the signed entries that show it.
+Use: bodies the relay stripped are covered only by a snapshot whose base is at or after their
+seq and that the space's threshold of members other than its author attested, with no
+conflicting attestation; its state is merged in once the attestations are verified, and the
+device remembers which snapshot it depends on.
 """
 
 from __future__ import annotations
@@ -21,14 +28,14 @@ import logging
 import random
 from collections.abc import Callable
 
+from .attestation import TRACKED_SNAPSHOTS, AttestBody, Status, attest_tag
 from .document import Document
 from .entry import Kind
 from .errors import BadSnapshotError, EncspacesError, MissingBodiesError, ProtocolError
 from .log_state import LogState
-from .membership import Role
 from .snapshot import GRANULARITY, SnapshotPayload, content_hash, snapshot_due, state_content_hash
 from .supervision import guarded
-from .verifier import VerifiedEntry
+from .verifier import LogVerifier, VerifiedEntry
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +50,14 @@ Queue = Callable[[Kind, bytes, int, bytes], None]
 class SnapshotKeeper:
     def __init__(
         self, me: bytes, document: Document, queue: Queue, fail: Callable[[EncspacesError], None],
-        apply: Callable[[VerifiedEntry], None],
+        apply: Callable[[VerifiedEntry], None], verifier: Callable[[], LogVerifier],
     ) -> None:
         self._me = me
         self._document = document
         self._queue = queue
         self._fail = fail
         self._apply = apply
+        self._verifier = verifier
         # Entries after a stripped stretch wait for the snapshot that covers it: yrs can lose
         # content when one author's updates are applied out of order, and these depend on it.
         self._held: list[VerifiedEntry] = []
@@ -60,6 +68,22 @@ class SnapshotKeeper:
         self.used: tuple[int, bytes] | None = None  # (seq, author) of the snapshot we depend on
         self._timer: asyncio.TimerHandle | None = None
         self._live = False  # caught up: from here on every body must be there
+        # Attest only entries that arrive from the relay, not those replayed from our own store
+        # at startup (the outbox, restored after them, may already hold our attestation).
+        self.attesting = False
+        # What the document holds, to know at which seqs it is exactly the log (see ``_note_upto``).
+        self._idle = False  # no local edit outside an entry, nothing stripped, in this batch
+        self._wanted: set[int] = set()  # seqs whose content this batch should note
+        self._waiting: set[int] = set()  # data entries not yet in the document (no key yet)
+        self._high = 0  # the newest seq of a data entry the document holds
+        self._own_seen = 0  # our newest author_seq seen in the log so far in this batch
+        self._own_through = 0  # our newest data author_seq the document holds but the log did not yet
+        self._left = 0  # entries of this batch not yet applied
+        self._batch_last = 0
+        self._mine: dict[int, bytes] = {}  # snapshot seq -> our content hash at its base
+        self._claims: dict[int, tuple[bytes, bytes]] = {}  # snapshot seq -> (claimed content, entry bytes)
+        self._candidates: dict[int, tuple[VerifiedEntry, SnapshotPayload]] = {}  # may cover the stripped stretch
+        self._attested: set[int] = set()
 
     @property
     def in_gap(self) -> bool:
@@ -68,20 +92,72 @@ class SnapshotKeeper:
 
     @property
     def bad_seqs(self) -> tuple[int, ...]:
-        return tuple(b.seq for b in self.bad)
+        return tuple(b.seq for b in self.bad if not b.attester)
 
     # --- entries as they are verified -------------------------------------------------------
 
+    def begin_batch(self, results: list[VerifiedEntry], idle: bool, own_through: int) -> None:
+        """Before a batch is applied in order (late entries, opened now, come last).
+
+        ``idle``: no local edit outside an entry; ``own_through``: the newest author_seq of our
+        own data entries not yet verified (0: none), which the document already holds.
+        """
+        verifier = self._verifier()
+        mine = sum(1 for r in results if r.author == self._me and not r.late)
+        self._own_seen = verifier.state.author_seqs.get(self._me, 0) - mine
+        self._own_through = own_through
+        self._idle = idle
+        self._waiting = {r.seq for r in verifier.awaiting_key} | {r.seq for r in results if r.late}
+        fresh = [r.seq for r in results if not r.late]
+        self._batch_last = fresh[-1] if fresh else 0
+        self._left = len(results)
+        grid = {seq for seq in fresh if seq % GRANULARITY == 0 and seq > self._batch_last - 2 * GRANULARITY}
+        self._wanted = grid | {r.entry.header.parent_seq for r in results if r.kind is Kind.SNAPSHOT}
+
+    def _note_upto(self, limit: int) -> None:
+        """Note the content at every wanted seq below ``limit`` where the document is exactly the log.
+
+        Called before the entry at ``limit`` changes the document: it then holds every data
+        entry at or before ``_high`` and none after, so it is the log at every seq from
+        ``_high`` up to ``limit - 1``, provided nothing below is still waiting for its key,
+        none of our own edits is still outside the log, and nothing was stripped.
+        """
+        if not self._wanted or not self._idle or self.in_gap or self._own_seen < self._own_through:
+            return
+        floor = min(self._waiting, default=limit)
+        due = sorted(b for b in self._wanted if self._high <= b < limit and b < floor)
+        if not due:
+            return
+        content = content_hash(self._document.doc)
+        for base in due:
+            self._wanted.discard(base)
+            self.content_at[base] = content
+        for old in sorted(self.content_at)[:-KEEP_CONTENT]:
+            del self.content_at[old]
+        grid = [b for b in due if b % GRANULARITY == 0]
+        if grid:
+            self._maybe_write(grid[-1], content, self._verifier().state)
+
     def on_entry(self, result: VerifiedEntry) -> bool:
-        """Handle stripped bodies and snapshots; False for anything the space applies itself."""
+        """Handle stripped bodies, snapshots and attestations; False for anything the space applies itself."""
         if result.stripped:
             if self._live:
                 self._fail(MissingBodiesError(
                     f"the relay sent the entry at seq {result.seq} without its body in the live stream: "
-                    "bodies may only be left out of a catch-up that a snapshot covers"))
+                    "bodies may only be left out of a catch-up that an agreed snapshot covers"))
                 return True
             self.stripped_through = max(self.stripped_through, result.seq)
             return True
+        if result.kind is Kind.ATTEST:
+            if not result.late:
+                self._on_attestation(result)
+            return True
+        if result.author == self._me and not result.late:
+            self._own_seen = max(self._own_seen, result.entry.header.author_seq)
+        if result.kind is Kind.DATA and result.plaintext is not None:
+            self._note_upto(result.seq)  # the document is about to change
+            self._high = max(self._high, result.seq)
+            self._waiting.discard(result.seq)
         if result.kind is not Kind.SNAPSHOT:
             if self.stripped_through > self.covered_through and result.plaintext is not None:
                 self._held.append(result)
@@ -91,85 +167,156 @@ class SnapshotKeeper:
             self._on_snapshot(result, result.plaintext)
         return True
 
+    def after_entry(self, result: VerifiedEntry, state: LogState) -> None:
+        """After each entry of a batch: at its end, note what is due up to the head."""
+        self._left -= 1
+        if self._left == 0:
+            self._note_upto(state.seq + 1)
+
     def _on_snapshot(self, result: VerifiedEntry, plaintext: bytes) -> None:
         header = result.entry.header
-        base = header.parent_seq
+        base, seq = header.parent_seq, result.seq
+        payload: SnapshotPayload | None = None
+        problem = ""
         try:
             payload = SnapshotPayload.decode(plaintext)
-            found = state_content_hash(payload.state)
+            if state_content_hash(payload.state) != payload.content:
+                problem = f"its state does not hash to the content it claims for seq {base}"
         except (ProtocolError, ValueError, BaseException) as exc:  # pycrdt panics are BaseExceptions
             if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
                 raise
-            self._record_bad(BadSnapshotError(result.seq, header.author, f"its state does not load ({exc})"))
+            problem = f"its state does not load ({exc})"
+        self._note_upto(seq)
+        own = self.content_at.get(base)
+        evidence = (result.entry.raw,)
+        if payload is not None:
+            self._claims[seq] = (payload.content, result.entry.raw)
+        if own is not None:
+            self._mine[seq] = own
+            if not problem and payload is not None and payload.content != own:
+                problem = f"its content differs from the document this device held at seq {base}"
+            self._attest(seq, header.epoch, header.author, own, agrees=not problem)
+        for table in (self._mine, self._claims):
+            for old in sorted(table)[:-TRACKED_SNAPSHOTS]:
+                del table[old]
+        if problem:
+            self._record_bad(BadSnapshotError(seq, header.author, problem, evidence=evidence))
             return
-        noted = self.content_at.get(base)
-        if found != payload.content:
-            self._record_bad(BadSnapshotError(result.seq, header.author,
-                                              f"its state does not hash to the content it claims for seq {base}"))
+        if payload is not None and self.in_gap and base >= self.stripped_through:
+            self._candidates[seq] = (result, payload)
+            self._try_merge()
+
+    def _attest(self, seq: int, epoch: int, author: bytes, own: bytes, *, agrees: bool) -> None:
+        """Post our one attestation of the snapshot at ``seq`` (members who may write)."""
+        verifier = self._verifier()
+        state = verifier.state
+        role = state.role_of(self._me)
+        record = state.snapshots.get(seq)
+        key = verifier.epoch_keys.get(epoch)
+        if not self.attesting or role is None or not role.can_write or author == self._me or key is None \
+                or record is None or record.by(self._me) is not None or seq in self._attested:
             return
-        if noted is not None and noted != payload.content:
-            self._record_bad(BadSnapshotError(result.seq, header.author,
-                                              f"its content differs from the document this device held at seq {base}"))
+        self._attested.add(seq)
+        tag = attest_tag(key, state.space, seq, record.base, own)
+        self._queue(Kind.ATTEST, AttestBody(seq, tag, agrees).encode(), state.seq, state.head)
+
+    def _on_attestation(self, result: VerifiedEntry) -> None:
+        """Judge an attestation against what we know of the content at the snapshot's base."""
+        verifier = self._verifier()
+        body = AttestBody.decode(result.entry.body)
+        record = verifier.state.snapshots.get(body.snapshot)
+        key = None if record is None else verifier.epoch_keys.get(record.epoch)
+        if record is None or key is None:
             return
-        if self.stripped_through and base >= self.stripped_through and base > self.covered_through:
+        claim = self._claims.get(body.snapshot)
+        own = self._mine.get(body.snapshot)
+
+        def tag(content: bytes) -> bytes:
+            return attest_tag(key, verifier.state.space, body.snapshot, record.base, content)
+
+        evidence = (claim[1], result.entry.raw) if claim is not None else (result.entry.raw,)
+        problem = ""
+        if own is not None:
+            if body.tag != tag(own):
+                problem = f"it states a content at seq {record.base} other than the log's, which this device replayed"
+            elif body.agrees != (claim is not None and claim[0] == own):
+                problem = f"its verdict ({'agrees' if body.agrees else 'disagrees'}) is wrong: the snapshot's " \
+                          f"content {'differs from' if body.agrees else 'is'} the log's at seq {record.base}"
+        elif claim is not None and body.agrees and body.tag != tag(claim[0]):
+            problem = "it agrees with the snapshot but states another content than the snapshot claims"
+        if problem:
+            self._record_bad(BadSnapshotError(body.snapshot, result.author, problem, attester=True, evidence=evidence))
+        if self.used is not None and self.used[0] == body.snapshot and not body.agrees:
+            log.warning("the snapshot at seq %d this device started from is now disputed by %s: this device "
+                        "cannot tell who is right without the full log", body.snapshot, result.entry.author_id)
+        self._try_merge()
+
+    def _try_merge(self) -> None:
+        """Start from the newest candidate that is agreed and whose attestations state its content."""
+        if not self.in_gap:
+            self._candidates.clear()
+            return
+        verifier = self._verifier()
+        state = verifier.state
+        for seq in sorted(self._candidates, reverse=True):
+            result, payload = self._candidates[seq]
+            base = result.entry.header.parent_seq
+            record = state.snapshots.get(seq)
+            key = verifier.epoch_keys.get(result.entry.header.epoch)
+            if base < self.stripped_through or base <= self.covered_through or record is None or key is None \
+                    or record.status(state.policy.snapshot_attesters) is not Status.AGREED:
+                continue
+            expected = attest_tag(key, state.space, seq, base, payload.content)
+            if any(a.tag != expected for a in record.attestations):
+                continue  # they agree on another content than it claims: not started from
             try:
                 self._document.apply_remote(payload.state, result.entry.author_id)
             except ValueError as exc:
-                self._record_bad(BadSnapshotError(result.seq, header.author, str(exc)))
-                return
+                self._record_bad(BadSnapshotError(seq, result.entry.header.author, str(exc),
+                                                  evidence=(result.entry.raw,)))
+                continue
+            self._candidates.clear()
             self.covered_through = base
-            self.used = (result.seq, header.author)
-            log.info("started from the snapshot at seq %d (state at seq %d)", result.seq, base)
+            self.used = (seq, result.entry.header.author)
+            log.info("started from the snapshot at seq %d (state at seq %d), attested by %d members",
+                     seq, base, len(record.attestations))
             held, self._held = self._held, []
             for entry in held:
                 self._apply(entry)
+            return
 
     def _record_bad(self, error: BadSnapshotError) -> None:
+        if any(b.seq == error.seq and b.author == error.author for b in self.bad):
+            return
         log.error("%s", error)
         self.bad.append(error)
-        if self.used is not None and self.used[0] == error.seq:
-            self._fail(error)
-
-    def peer_says_bad(self, seqs: tuple[int, ...], reporter: str) -> None:
-        """A member reported snapshots as bad: if we started from one, we must stop trusting our state."""
-        if self.used is not None and self.used[0] in seqs and not any(b.seq == self.used[0] for b in self.bad):
-            error = BadSnapshotError(self.used[0], self.used[1], f"member {reporter} checked it against the "
-                                     "document they held at that seq: reopen this space without it")
-            self.bad.append(error)
-            self._fail(error)
 
     def went_offline(self) -> None:
         self._live = False  # the next catch-up may leave out bodies a snapshot covers
 
     def check_complete(self) -> None:
-        """Once caught up: every stripped body must be covered by a snapshot the relay sent."""
+        """Once caught up: every stripped body must be covered by an agreed snapshot the relay sent."""
         self._live = True
         if self.stripped_through > self.covered_through:
             self._fail(MissingBodiesError(
                 f"the relay sent entries up to seq {self.stripped_through} without their bodies, and no "
-                f"snapshot that covers them (we hold state through seq {self.covered_through})"))
+                f"snapshot that covers them with the attestations the policy asks for (we hold state "
+                f"through seq {self.covered_through})"))
 
-    # --- after each frame: note content, maybe write a snapshot -----------------------------
+    # --- writing a snapshot when due ---------------------------------------------------------
 
-    def after_frame(self, first_seq: int, last_seq: int, state: LogState, idle: bool) -> None:
-        crossed = (first_seq - 1) // GRANULARITY != last_seq // GRANULARITY
-        if not crossed or not idle or self.stripped_through > self.covered_through:
-            return
-        content = content_hash(self._document.doc)
-        self.content_at[last_seq] = content
-        for old in sorted(self.content_at)[:-KEEP_CONTENT]:
-            del self.content_at[old]
+    def _maybe_write(self, base: int, content: bytes, state: LogState) -> None:
         role = state.role_of(self._me)
-        if role is None or role is Role.READER or not snapshot_due(state, last_seq):
+        if role is None or not role.can_write or not snapshot_due(state, base):
             return
         payload = SnapshotPayload(self._document.state(), content).encode()
         if len(payload) > MAX_SNAPSHOT:
             log.warning("the document (%d bytes) is too large for a snapshot entry; no snapshot", len(payload))
             return
-        head = state.heads[last_seq]
+        head = state.heads[base]
         if self._timer is not None:
             self._timer.cancel()
-        write = guarded("the snapshot keeper", functools.partial(self._write, state, last_seq, head, payload),
+        write = guarded("the snapshot keeper", functools.partial(self._write, state, base, head, payload),
                         self._fail)
         self._timer = asyncio.get_running_loop().call_later(random.uniform(0, WRITE_JITTER), write)
 

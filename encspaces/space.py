@@ -259,10 +259,9 @@ class Space:
         self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
         self.snapshots = SnapshotKeeper(
             self._me, self._document, lambda kind, body, seq, head: self._queue_entry(kind, body, (seq, head)),
-            self._fail, self._apply_one,
+            self._fail, self._apply_one, lambda: self._verifier,
         )
-        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail,
-                                        lambda: self.snapshots.bad_seqs, self.snapshots.peer_says_bad)
+        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail)
         self.files = SpaceFiles(self)  # encrypted files: encspaces/files.py
 
     # --- public API ------------------------------------------------------------------------
@@ -911,6 +910,8 @@ class Space:
     # --- verified entries -> document ------------------------------------------------------
 
     def _apply_verified(self, results: builtins.list[VerifiedEntry]) -> None:
+        self.snapshots.begin_batch(results, not self._updates, max(
+            (e.header.author_seq for e in self._outbox if e.header.kind is Kind.DATA), default=0))
         for result in results:
             if not result.late:
                 stored = redact(result.entry, self._verifier.forgotten) or result.entry.raw
@@ -919,6 +920,7 @@ class Space:
                 self._genesis = result.entry.raw
             if not self.snapshots.on_entry(result):
                 self._apply_one(result)
+            self.snapshots.after_entry(result, self._verifier.state)
             if not result.late and result.kind in MEMBERSHIP_KINDS:
                 self._member_changes.publish(member_change(result, self._verifier.state))
         mine = self._verifier.state.author_seqs.get(self._me, 0)
@@ -933,10 +935,6 @@ class Space:
             self._fail(MembershipRevokedError(f"this device's member was removed from the space at seq {removed_at}"))
         elif self._outbox and self._outbox[0].header.epoch != self.epoch:
             self._reissue_outbox()
-        fresh = [r.seq for r in results if not r.late]
-        if fresh and self.error is None:
-            idle = not self._outbox and not self._updates and not self._verifier.awaiting_key
-            self.snapshots.after_frame(fresh[0], fresh[-1], self._verifier.state, idle)
         self._check_keys()
         self._maintain()
         if self.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
@@ -1115,6 +1113,7 @@ class Space:
 
     def _start(self, genesis: bytes | None) -> None:
         self._genesis = self._genesis or genesis
+        self.snapshots.attesting = True  # from here on entries come from the relay, not our own store
         tag = self.id[:8]
         self._writer = supervise(asyncio.create_task(self._write_loop(), name=f"encspaces-store-{tag}"),
                                  "the store writer", self._fail)

@@ -106,7 +106,7 @@ async def serve(config: RelayConfig) -> None:
 
 def compact_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="encspaces-relay compact",
-                                     description="Drop encrypted bodies that the newest snapshot of each space covers.")
+                                     description="Drop encrypted bodies the newest agreed snapshot of a space covers.")
     parser.add_argument("--version", action="version", version=f"encspaces-relay {encspaces.__version__}")
     parser.add_argument("--data-dir", type=Path, required=True, help="the relay's data dir")
     parser.add_argument("--keep-seconds", type=float, default=7 * 24 * 3600,
@@ -116,7 +116,7 @@ def compact_main(argv: list[str]) -> int:
         print(f"encspaces-relay compact: no relay database in {args.data_dir}", file=sys.stderr)
         return 1
     for line in compact(args.data_dir, args.keep_seconds):
-        where = f"newest snapshot at seq {line.snapshot_seq}" if line.snapshot_seq else "no snapshot yet"
+        where = f"newest agreed snapshot at seq {line.snapshot_seq}" if line.snapshot_seq else "no agreed snapshot yet"
         print(f"space {line.space}: {where}; stripped {line.stripped} bodies, {line.bytes_freed} bytes")
     return 0
 

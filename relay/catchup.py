@@ -24,9 +24,11 @@ async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int, *, fast
     A client ahead of the relay (``since_seq`` past its log: a rollback the client detects
     from the Welcome) gets nothing to catch up and stays connected. A ``fast`` client gets the
     encrypted bodies up to the newest snapshot's seq stripped: the snapshot, sent later in the
-    same catch-up, holds what they would have built.
+    same catch-up, holds what they would have built. Only a snapshot that members other than
+    its author attested (and nobody disputed, ``LogState.agreed_snapshot``) is started from:
+    the client checks that, and anything else would leave it without the bodies it needs.
     """
-    snapshot = room.state.snapshot
+    snapshot = room.state.agreed_snapshot()
     strip_through = 0
     if fast and snapshot is not None and snapshot[0] <= room.durable_seq and since_seq < snapshot[1]:
         strip_through = snapshot[1]

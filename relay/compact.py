@@ -1,6 +1,9 @@
-"""``encspaces-relay compact``: drop the bodies a snapshot has made unnecessary.
+"""``encspaces-relay compact``: drop the bodies an agreed snapshot has made unnecessary.
 
-A body older than the newest snapshot's seq (and than the retention setting) is replaced by
+Only a snapshot that the space's threshold of members other than its author attested, with
+no conflicting attestation (``LogState.agreed_snapshot``), covers anything: a joiner must be
+able to fall back to the full log from any other. A body at or before such a snapshot's base
+(and older than the retention setting) is replaced by
 nothing; the entry's header, body hash and signature stay, so its digest, and with it the
 hash chain every client verifies, are unchanged. A device that was behind receives those
 entries stripped and rebuilds from the snapshot instead. Control entries (membership, keys)
@@ -14,8 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from encspaces.entry import Entry, Kind
+from encspaces.entry import Entry
 from encspaces.identity import member_id
+from encspaces.log_state import LogState
 
 from .store import DB_FILE
 
@@ -29,18 +33,18 @@ class Compacted:
 
 
 def compact(data_dir: Path, keep_seconds: float = 0.0, now_ms: int | None = None) -> list[Compacted]:
-    """Strip every encrypted body at or before the newest snapshot's seq and older than ``keep_seconds``."""
+    """Strip every encrypted body at or before the newest agreed snapshot's base, older than ``keep_seconds``."""
     cutoff = (int(time.time() * 1000) if now_ms is None else now_ms) - int(keep_seconds * 1000)
     report = []
     with sqlite3.connect(data_dir / DB_FILE, timeout=30) as db:
         db.execute("PRAGMA journal_mode=WAL")
         spaces = [bytes(row[0]) for row in db.execute("SELECT space_id FROM spaces ORDER BY created_ms")]
         for space in spaces:
-            newest: tuple[int, int] | None = None
-            for seq, raw in db.execute("SELECT seq, raw FROM entries WHERE space_id = ? ORDER BY seq", (space,)):
-                header = Entry.decode(bytes(raw)).header
-                if header.kind is Kind.SNAPSHOT:
-                    newest = (int(seq), header.parent_seq)
+            state = LogState(space)  # replayed, not checked: the relay checked each entry as it came
+            for seq, raw, head in db.execute(
+                    "SELECT seq, raw, head FROM entries WHERE space_id = ? ORDER BY seq", (space,)):
+                state.apply(Entry.decode(bytes(raw)), int(seq), bytes(head))
+            newest = state.agreed_snapshot()
             stripped = freed = 0
             if newest is not None:
                 updates = []

@@ -271,6 +271,9 @@ async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp
 
 async def test_invite_without_history_starts_from_a_snapshot(relay: RelayHandle, tmp_path: Path) -> None:
     admin = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "admin")
+    witness_id = encspaces.Identity.generate()  # another member, who checks and attests the admin's snapshot
+    await admin.add_member(witness_id.public)
+    witness = await encspaces.connect(relay.url, witness_id, admin.id, data_dir=tmp_path / "witness")
     try:
         admin.text("doc").insert(0, "old news")
         await admin.sync()
@@ -278,6 +281,9 @@ async def test_invite_without_history_starts_from_a_snapshot(relay: RelayHandle,
         admin.text("doc").insert(0, "current: ")
         await admin.sync()
         link = await admin.create_invite(history=False)
+        assert relay.server is not None
+        room = relay.server.rooms[admin.space_bytes]
+        await wait_for(lambda: room.state.agreed_snapshot() is not None, what="the witness to attest the snapshot")
         joined = await encspaces.join(link, encspaces.Identity.generate(), data_dir=tmp_path / "new")
         try:
             assert set(joined._verifier.epoch_keys) == {2}
@@ -288,6 +294,7 @@ async def test_invite_without_history_starts_from_a_snapshot(relay: RelayHandle,
         finally:
             await joined.close()
     finally:
+        await witness.close()
         await admin.close()
 
 

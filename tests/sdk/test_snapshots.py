@@ -10,14 +10,17 @@ import pytest
 
 import encspaces
 from encspaces import snapshot_keeper
-from encspaces.entry import Kind
-from encspaces.errors import BadSnapshotError
+from encspaces.attestation import AttestBody, Status
+from encspaces.entry import Entry, Kind
+from encspaces.errors import BodyDigestError, RelayError
+from encspaces.head import SignedHead
 from encspaces.membership import Policy
+from encspaces.presence import PresenceClaim, seal_presence
 from encspaces.snapshot import SnapshotPayload, content_hash
 from relay.compact import compact
 
 from .conftest import RelayHandle, make_members, settle, wait_for
-from .test_presence import quick
+from .test_malicious_relay import LyingRelay, reencode
 from .test_random_convergence import random_edit, state
 
 
@@ -35,10 +38,11 @@ async def edit_rounds(rng: random.Random, members: list[encspaces.Space], rounds
 
 
 async def snapshot_written(relay: RelayHandle, space: encspaces.Space) -> None:
-    """An idle member wrote a snapshot by itself (after its short random delay)."""
+    """An idle member wrote a snapshot by itself (after its short random delay), and another attested it."""
     assert relay.server is not None
     room = relay.server.rooms[space.space_bytes]
-    await wait_for(lambda: room.state.snapshot is not None, what="a member to write a snapshot")
+    await wait_for(lambda: room.state.agreed_snapshot() is not None, what="a member to write a snapshot, another "
+                   "to attest it")
     await space.wait_for_seq(room.state.seq)
 
 
@@ -70,30 +74,50 @@ async def test_joining_from_a_snapshot_gives_the_full_replay_state(relay: RelayH
             await m.close()
 
 
-async def test_a_bad_snapshot_is_caught_and_its_author_named(relay: RelayHandle, tmp_path: Path) -> None:
+async def test_a_lying_snapshot_is_never_used_and_its_liar_is_named(relay: RelayHandle, tmp_path: Path) -> None:
     rng = random.Random(8)
     _, members = await make_members(relay.url, tmp_path, 3)
-    honest, _, liar = members
+    honest, other, liar = members
     try:
         await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))  # only the liar writes one
+        honest.map("m")["price"] = 100
         await edit_rounds(rng, members, 40)
         base = max(honest.snapshots.content_at)
         forged: pycrdt.Doc[object] = pycrdt.Doc()
-        forged.get("text:t", type=pycrdt.Text).insert(0, "this never happened")
+        forged.apply_update(honest._document.state())
+        forged.get("map:m", type=pycrdt.Map)["price"] = 1_000_000  # self-consistent: it hashes to its claim
         lie = SnapshotPayload(forged.get_update(), content_hash(forged)).encode()
         liar._queue_entry(Kind.SNAPSHOT, lie, (base, liar._verifier.state.heads[base]))
         await liar.sync()
-        await honest.wait_for_seq(liar.seq)
-        assert [b.author for b in honest.snapshots.bad] == [liar.identity.member_id]
-        assert "differs from the document this device held" in str(honest.snapshots.bad[0])
-        assert honest.error is None  # a member's bad snapshot is not the relay's fault
+        assert relay.server is not None
+        room = relay.server.rooms[honest.space_bytes]
+        snapshot_seq = liar.seq
+        # Both honest members checked it against the log and said so, signed.
+        await wait_for(lambda: len(room.state.snapshots[snapshot_seq].attestations) == 2, what="two attestations")
+        assert not any(a.agrees for a in room.state.snapshots[snapshot_seq].attestations)
+        assert room.state.agreed_snapshot() is None
+        for m in (honest, other):
+            await m.wait_for_seq(room.state.seq)
+            assert [b.author for b in m.snapshots.bad] == [liar.identity.member_id]
+            assert "differs from the document this device held" in str(m.snapshots.bad[0])
+            assert m.error is None  # a member's lie is not the relay's fault
 
-        quick(honest)
         fresh = await newcomer(relay, honest, tmp_path / "fresh")
         try:
-            await wait_for(lambda: fresh.error is not None, what="the newcomer to be told")
-            assert isinstance(fresh.error, BadSnapshotError)
-            assert fresh.error.author == liar.identity.member_id
+            await fresh.wait_for_seq(room.state.seq)
+            assert fresh.snapshots.used is None and fresh.snapshots.stripped_through == 0  # the full log
+            assert fresh.map("m")["price"] == 100
+            assert state(fresh) == state(honest)
+            assert fresh.error is None
+            blamed = fresh.snapshots.bad[0]
+            assert blamed.author == liar.identity.member_id and not blamed.attester
+            evidence = Entry.decode(blamed.evidence[0])  # the liar's signed snapshot itself
+            assert evidence.header.kind is Kind.SNAPSHOT and evidence.author_id == liar.identity.member_id
+            evidence.check_signature()
+            fresh.map("m")["price"] = 101  # its edits are not left pending
+            await fresh.sync()
+            await honest.wait_for_seq(fresh.seq)
+            assert honest.map("m")["price"] == 101
         finally:
             await fresh.close()
     finally:
@@ -147,3 +171,143 @@ async def test_oversized_entries_are_refused_before_they_are_sent(relay: RelayHa
         assert again.error is None and str(again.text("doc")) == ""  # reopens cleanly, without that edit
     finally:
         await again.close()
+
+
+async def test_a_readers_false_report_does_not_stop_fast_joins(relay: RelayHandle, tmp_path: Path) -> None:
+    rng = random.Random(11)
+    _, members = await make_members(relay.url, tmp_path, 3)
+    admin, writer, reader = members
+    try:
+        await admin.set_role(reader.identity.member_id, "reader")
+        await admin.set_policy(Policy(snapshot_entries=15))
+        await edit_rounds(rng, [admin, writer], 60)
+        await snapshot_written(relay, admin)
+        assert relay.server is not None
+        room = relay.server.rooms[admin.space_bytes]
+        agreed = room.state.agreed_snapshot()
+        assert agreed is not None
+        await reader.wait_for_seq(room.state.seq)
+        # The old way: a presence message calling it bad. Ignored by everyone.
+        verifier = reader._verifier
+        claim = PresenceClaim(verifier.latest_head, (agreed[0],))
+        assert reader._send_presence(seal_presence(reader.identity, reader.space_bytes, verifier.state.epoch,
+                                                   verifier.epoch_keys[verifier.state.epoch], {}, claim, 0))
+        # The new way: a disagreeing attestation. A reader may not attest: the relay refuses it.
+        reader._queue_entry(Kind.ATTEST, AttestBody(agreed[0], bytes(32), False).encode())
+        await wait_for(lambda: reader.error is not None, what="the relay to refuse the reader's attestation")
+        assert isinstance(reader.error, RelayError) and reader.error.code == "rejected"
+        assert "may not attest snapshots" in str(reader.error)
+        assert room.state.agreed_snapshot() == agreed
+
+        fresh = await newcomer(relay, admin, tmp_path / "fresh")
+        try:
+            await fresh.wait_for_seq(admin.seq)
+            assert fresh.snapshots.used is not None and fresh.snapshots.used[0] == agreed[0]
+            assert fresh.snapshots.stripped_through > 0
+            assert state(fresh) == state(admin)
+            assert fresh.error is None
+        finally:
+            await fresh.close()
+    finally:
+        for m in members:
+            await m.close()
+
+
+async def test_a_threshold_of_two_attesters(relay: RelayHandle, tmp_path: Path) -> None:
+    rng = random.Random(12)
+    identities, members = await make_members(relay.url, tmp_path, 3)
+    admin, writer, away = members
+    try:
+        await admin.set_policy(Policy(snapshot_entries=15, snapshot_attesters=2))
+        await away.close()  # only one member besides the snapshot's author is there to attest
+        await edit_rounds(rng, [admin, writer], 60)
+        assert relay.server is not None
+        room = relay.server.rooms[admin.space_bytes]
+        await wait_for(lambda: any(r.attestations for r in room.state.snapshots.values()), what="one attestation")
+        await settle([admin, writer])
+        assert all(room.state.snapshot_status(seq) is Status.PENDING for seq in room.state.snapshots)
+        first = await newcomer(relay, admin, tmp_path / "first")
+        try:
+            await first.wait_for_seq(admin.seq)
+            assert first.snapshots.used is None and first.snapshots.stripped_through == 0
+            assert state(first) == state(admin)
+        finally:
+            await first.close()
+        # The second member comes back, checks the snapshot as it catches up, and attests it too.
+        back = await encspaces.connect(relay.url, identities[2], admin.id, data_dir=tmp_path / "m2")
+        try:
+            await wait_for(lambda: room.state.agreed_snapshot() is not None, what="a second attestation")
+            await settle([admin, writer, back])
+            second = await newcomer(relay, admin, tmp_path / "second")
+            try:
+                await second.wait_for_seq(admin.seq)
+                assert second.snapshots.used is not None and second.snapshots.stripped_through > 0
+                assert state(second) == state(admin)
+            finally:
+                await second.close()
+        finally:
+            await back.close()
+    finally:
+        for m in (admin, writer):
+            await m.close()
+
+
+async def test_compaction_leaves_an_unattested_snapshots_coverage(relay: RelayHandle, tmp_path: Path) -> None:
+    rng = random.Random(13)
+    _, members = await make_members(relay.url, tmp_path, 2)
+    admin, other = members
+    try:
+        await other.close()  # nobody but the author: the snapshot is never attested
+        await admin.set_policy(Policy(snapshot_entries=15))
+        await edit_rounds(rng, [admin], 60)
+        assert relay.server is not None
+        room = relay.server.rooms[admin.space_bytes]
+        await wait_for(lambda: room.state.snapshot is not None, what="the admin to write a snapshot")
+        await admin.sync()
+        assert room.state.agreed_snapshot() is None
+        report = compact(relay.data_dir, keep_seconds=0)
+        assert report[0].snapshot_seq is None and report[0].stripped == 0
+        fresh = await newcomer(relay, admin, tmp_path / "fresh")
+        try:
+            await fresh.wait_for_seq(admin.seq)
+            assert fresh.snapshots.used is None and fresh.snapshots.stripped_through == 0
+            assert state(fresh) == state(admin)
+            assert fresh.error is None
+        finally:
+            await fresh.close()
+    finally:
+        await admin.close()
+
+
+def forge_attestation_tags(r: LyingRelay, space: bytes, first: int, entries: list[bytes],
+                           head: SignedHead) -> list[bytes] | None:
+    forged = []
+    for raw in entries:
+        entry = Entry.decode(raw)
+        if entry.header.kind is Kind.ATTEST:
+            body = AttestBody.decode(entry.body)
+            raw = reencode(entry, body=AttestBody(body.snapshot, bytes(32), body.agrees).encode())
+        forged.append(raw)
+    return None if forged == entries else [r.signed_frame(space, first, forged)]
+
+
+async def test_an_attestation_forged_by_the_relay_is_rejected(tmp_path: Path) -> None:
+    handle = RelayHandle(tmp_path / "relay", LyingRelay)
+    server = await handle.start()
+    assert isinstance(server, LyingRelay)
+    _, (alice, bob) = await make_members(handle.url, tmp_path, 2)
+    try:
+        alice.text("doc").insert(0, "honest text")
+        await settle([alice, bob])
+        server.attack = forge_attestation_tags
+        before_text, before_seq = str(alice.text("doc")), alice.seq
+        await alice.write_snapshot()  # bob checks it and attests; the relay rewrites the tag it serves
+        await wait_for(lambda: alice.error is not None, what="alice to catch the forged attestation")
+        assert isinstance(alice.error, BodyDigestError) and "body hash mismatch" in str(alice.error)
+        assert "attest entry by " + bob.identity.member_id[:12] in str(alice.error)
+        assert alice.seq == before_seq + 1 and str(alice.text("doc")) == before_text  # only her snapshot
+        assert alice.snapshots.used is None
+    finally:
+        for m in (alice, bob):
+            await m.close()
+        await handle.stop()
