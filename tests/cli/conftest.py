@@ -33,7 +33,7 @@ class User:
     def __init__(self, home: Path) -> None:
         self.home = home
 
-    async def run(self, *args: str, stdin: str | None = None, timeout: float = 5.0) -> Result:
+    async def run(self, *args: str, stdin: str | None = None, timeout: float = 20.0) -> Result:
         env = {**os.environ, "ENCSPACES_HOME": str(self.home), "ENCSPACES_NAME": self.home.name}
         for key in ("ENCSPACES_IDENTITY", "ENCSPACES_DATA", "ENCSPACES_RELAY"):
             env.pop(key, None)
