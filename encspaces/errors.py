@@ -307,3 +307,18 @@ class EpochKeyMissingError(EncspacesError):
     It can neither read nor write new entries, so the space fails instead of accepting edits
     it could never send.
     """
+
+
+# --- operating a relay and reaching it (relay/settings.py, relay/datadir_lock.py, encspaces/relay_url.py) ---
+
+
+class RelayConfigError(InvalidArgumentError):
+    """A relay config file or environment variable that cannot be used; the message names it."""
+
+
+class DataDirLockedError(EncspacesError):
+    """Another relay already runs on this data dir (two would corrupt each other's spaces)."""
+
+
+class RelayTLSError(ConnectionFailedError):
+    """TLS with the relay failed: its certificate is not trusted, or it does not speak TLS at all."""

@@ -53,7 +53,7 @@ class Session:
     def __init__(self, server: RelayServer, ws: ServerConnection, number: int, address: str = "") -> None:
         self.server = server
         self.config = server.config
-        self.peer = Peer(ws, number, server.config)
+        self.peer = Peer(ws, number, server.config, server.metrics)
         self.address = address
         self.room: Room | None = None
 
