@@ -211,7 +211,7 @@ async def test_tls_relay_serves_a_client_that_trusts_its_certificate(
     again = await create_space(url, identity, data_dir=tmp_path / "bob")
     await again.close()
 
-    with pytest.raises(ConnectionFailedError, match="did not answer in HTTP.*use a wss:// URL"):
+    with pytest.raises(ConnectionFailedError, match=r"did not answer in HTTP.*use a wss:// URL"):
         await create_space(f"ws://127.0.0.1:{relay.port}", identity, data_dir=tmp_path / "plain")
     with pytest.raises(InvalidArgumentError, match="wss:// URLs only"):
         await create_space(f"ws://127.0.0.1:{relay.port}", identity, data_dir=tmp_path / "plain", ssl=trusting)
