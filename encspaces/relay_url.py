@@ -32,7 +32,7 @@ def check_relay_url(url: str, tls: ssl.SSLContext | None = None) -> None:
     if scheme not in SCHEMES or not host:
         hint = ""
         if scheme in ("http", "https"):
-            hint = f" ({scheme}:// is not a websocket URL: use {'wss' if scheme == 'https' else 'ws'}:// instead)"
+            hint = f" (instead of {scheme}://, use {'wss' if scheme == 'https' else 'ws'}://)"
         raise InvalidArgumentError(
             f"the relay URL {url!r} is not a websocket URL: use ws://host:port, or wss://host with TLS{hint}"
         )
