@@ -357,3 +357,18 @@ class KeyConfirmationError(EncspacesError):
         self.author = member_id(author)
         self.epoch = epoch
         self.evidence = evidence
+
+
+# --- operating a relay and reaching it (relay/settings.py, relay/datadir_lock.py, encspaces/relay_url.py) ---
+
+
+class RelayConfigError(InvalidArgumentError):
+    """A relay config file or environment variable that cannot be used; the message names it."""
+
+
+class DataDirLockedError(EncspacesError):
+    """Another relay already runs on this data dir (two would corrupt each other's spaces)."""
+
+
+class RelayTLSError(ConnectionFailedError):
+    """TLS with the relay failed: its certificate is not trusted, or it does not speak TLS at all."""

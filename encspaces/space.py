@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -42,7 +43,6 @@ from .encoding import DEFAULT_MAX_MESSAGE
 from .entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
 from .errors import (
     ArgumentTypeError,
-    ConnectionFailedError,
     EncspacesError,
     EntryTooLargeError,
     EpochKeyMissingError,
@@ -67,10 +67,11 @@ from .key_policy import retired_epochs, rotation_due
 from .log_state import LogState, space_id_of
 from .membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
 from .membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
-from .messages import Challenge, Submit, decode_message
+from .messages import Challenge, Error, Submit, decode_message
 from .presence_channel import PresenceChannel
 from .redaction import redact
 from .rekey import invite_body, keys_to_give, reissue_all, rekey_body
+from .relay_url import check_relay_url, connect_failure, connect_options
 from .session import (
     Acked,
     BecameLive,
@@ -254,6 +255,7 @@ class Space:
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
         self._invite: InviteSecret | None = None  # while joining with an invite link
+        self._tls: SSLContext | None = None  # for wss://: whom to trust (None: the system's CAs, SSL_CERT_FILE)
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
         self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
@@ -1146,9 +1148,14 @@ class Space:
             try:
                 async with ws_connect(self.url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
                                       open_timeout=None if opening else OPEN_TIMEOUT,
-                                      ping_interval=20, ping_timeout=20) as ws:
+                                      ping_interval=20, ping_timeout=20, **connect_options(self.url, self._tls)) as ws:
                     delay = RECONNECT_MIN
-                    await self._serve(ws)
+                    try:
+                        await self._serve(ws)
+                    except asyncio.CancelledError:
+                        if self._closed:  # close(): a normal closure (1000), not the 1011 of an error exit
+                            await ws.close()
+                        raise
             except VerificationError as exc:
                 self._fail(exc)
             except RelayError as exc:
@@ -1161,7 +1168,7 @@ class Space:
             except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
                 log.info("connection to %s lost: %s", self.url, exc)
                 if not self._first_sync.done() and self.seq == 0 and self._genesis is None:
-                    self._fail(ConnectionFailedError(f"cannot reach the relay at {self.url}: {exc}"))
+                    self._fail(connect_failure(self.url, exc))
             except Exception as exc:  # anything else is a bug or a broken store: fail before going offline
                 self._fail(as_failure("the connection runner", exc))
             finally:
@@ -1271,35 +1278,44 @@ class Space:
         self._send_outbox()
 
 
-async def _open_space(url: str, identity: Identity, space: bytes, data_dir: str | Path) -> Space:
+async def _open_space(
+    url: str, identity: Identity, space: bytes, data_dir: str | Path, tls: SSLContext | None = None
+) -> Space:
+    check_relay_url(url, tls)
     store = await LocalStore.open(data_dir, space.hex())
     stored = await store.get_meta("member")
     if stored is not None and stored != identity.public.sign_key:
         await store.close()
         raise StoreError(f"the local store in {data_dir} belongs to another identity")
     space_obj = Space(url, identity, space, store)
+    space_obj._tls = tls
     space_obj._pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
     return space_obj
 
 
 async def create_space(
-    url: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT
+    url: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
+    ssl: SSLContext | None = None,
 ) -> Space:
     """Create a space on the relay at ``url``; the creator is its first admin.
 
     ``timeout`` in seconds (None: no limit) bounds the whole call; on expiry it raises
-    ``OperationTimeoutError`` and leaves nothing open.
+    ``OperationTimeoutError`` and leaves nothing open. ``ssl``: for a ``wss://`` relay whose
+    certificate the system does not trust (a private CA), the context that trusts it.
     """
     check_timeout(timeout)
+    check_relay_url(url, ssl)
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with deadline(timeout, lambda: f"create_space: waited for the relay at {url} to open a session"):
         try:
-            async with ws_connect(url, compression=None, open_timeout=None) as ws:
+            async with ws_connect(url, compression=None, open_timeout=None, **connect_options(url, ssl)) as ws:
                 first = await ws.recv(decode=False)
             challenge = decode_message(first)
-        except (OSError, websockets.exceptions.WebSocketException) as exc:
-            raise ConnectionFailedError(f"cannot reach the relay at {url}: {exc}") from exc
+        except (OSError, EOFError, websockets.exceptions.WebSocketException) as exc:
+            raise connect_failure(url, exc) from exc
+    if isinstance(challenge, Error):  # refused at once (busy, shutting down...)
+        raise RelayError(challenge.code, challenge.message)
     if not isinstance(challenge, Challenge):
         raise HandshakeError(f"the relay opened with a {type(challenge).__name__}, expected a challenge")
     genesis = build_entry(
@@ -1313,7 +1329,7 @@ async def create_space(
         payload=genesis_body(identity.public, challenge.relay_key, crypto.random_key()),
         epoch_key=None,
     )
-    space = await _open_space(url, identity, space_id_of(genesis.raw), data_dir)
+    space = await _open_space(url, identity, space_id_of(genesis.raw), data_dir, ssl)
     space._verifier.relay_key_hint = challenge.relay_key
     left = None if timeout is None else max(0.0, timeout - (loop.time() - started))
     return await _start_and_wait(space, genesis.raw, left, "create_space")
@@ -1334,7 +1350,8 @@ async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | 
 
 
 async def join(
-    link: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT
+    link: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
+    ssl: SSLContext | None = None,
 ) -> Space:
     """Join a space with an invite link; returns once this device is a verified member.
 
@@ -1344,10 +1361,11 @@ async def join(
     When it returns, what this device needs to use ``data_dir`` again (the invite's secret,
     which opens the keys sealed to the invite, and a checkpoint holding them) is durable.
     ``timeout`` in seconds (None: no limit) bounds the whole call (``OperationTimeoutError``).
+    ``ssl``: as for ``create_space``.
     """
     check_timeout(timeout)
     parsed = InviteLink.parse(link)
-    space = await _open_space(parsed.url, identity, parsed.space, data_dir)
+    space = await _open_space(parsed.url, identity, parsed.space, data_dir, ssl)
     space._invite = parsed.secret
     # Written with (or before) the join entry: a restart replays the invite's sealed keys with it.
     space._pending.meta[INVITE_META] = parsed.secret.secret
@@ -1378,13 +1396,15 @@ class connect:
     """Open a space: ``async with connect(url, identity, space_id, data_dir=...) as space``.
 
     ``timeout`` in seconds (None: no limit) bounds the wait for the first sync of a new data dir.
+    ``ssl``: as for ``create_space``.
     """
 
     def __init__(
         self, url: str, identity: Identity, space_id: str, *, data_dir: str | Path,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None,
     ) -> None:
         check_timeout(timeout)
+        self._ssl = ssl
         self._args = (url, identity, decode_space_id(space_id), data_dir)
         self._timeout = timeout
         self._space: Space | None = None
@@ -1393,7 +1413,8 @@ class connect:
         """With a local copy the space opens at once (sync continues in the background); a new
         data dir waits for the first sync, bounded by ``timeout`` seconds (None: no limit)."""
         url, identity, space, data_dir = self._args
-        return await _start_and_wait(await _open_space(url, identity, space, data_dir), None, self._timeout, "connect")
+        return await _start_and_wait(await _open_space(url, identity, space, data_dir, self._ssl), None, self._timeout,
+                                     "connect")
 
     def __await__(self) -> Generator[Any, None, Space]:
         return self._open().__await__()

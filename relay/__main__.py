@@ -8,29 +8,51 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import encspaces
 from encspaces.encoding import DEFAULT_MAX_MESSAGE
-from encspaces.errors import EncspacesError
+from encspaces.errors import DataDirLockedError, EncspacesError
 
+from .backup import backup
 from .compact import compact
 from .config import DEFAULT_PORT, CreatePolicy, RelayConfig
 from .keys import public_key_text
+from .logs import LOG_FORMATS, setup_logging
 from .server import RelayServer
+from .settings import resolve, settable_actions
 from .store import DB_FILE
 
+COMMANDS_HELP = """commands (each has its own --help):
+  encspaces-relay [FLAGS]            run the relay (this help)
+  encspaces-relay compact [FLAGS]    drop encrypted bodies that a snapshot covers
+  encspaces-relay backup [FLAGS]     copy the data dir consistently while the relay runs
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="encspaces-relay", description="The encspaces relay daemon.")
+Every flag can also be set with the environment variable ENCSPACES_RELAY_<FLAG> (--max-frame:
+ENCSPACES_RELAY_MAX_FRAME) or as a key of the TOML file given by --config (max-frame = 1048576).
+A flag wins over the environment, which wins over the file, which wins over the default.
+"""
+
+# Exit codes besides 0 (stopped cleanly) and 2 (bad flags, from argparse).
+EXIT_ERROR = 1
+EXIT_LOCKED = 3  # another relay runs on the data dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="encspaces-relay", description="The encspaces relay daemon.",
+                                     epilog=COMMANDS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, metavar="PATH",
+                        help="a TOML file of flag values, keys named like the flags (max-frame = 1048576); "
+                             "also ENCSPACES_RELAY_CONFIG")
     parser.add_argument("--version", action="version", version=f"encspaces-relay {encspaces.__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 for any free port (default {DEFAULT_PORT})")
-    parser.add_argument("--data-dir", type=Path, required=True, help="where the key and the log are kept")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where the key, the log and the file chunks are kept (required)")
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_MESSAGE,
                         help=f"largest websocket message in bytes (default {DEFAULT_MAX_MESSAGE})")
     parser.add_argument("--max-blob-size", type=int, default=RelayConfig.max_blob_size,
@@ -67,8 +89,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     limits.add_argument("--idle-room-seconds", type=float, default=RelayConfig.idle_room_seconds,
                         help="unload a space from memory after this many seconds without a connection "
                              f"(default {RelayConfig.idle_room_seconds:g})")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser.parse_args(argv)
+    ops = parser.add_argument_group("operations")
+    ops.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="the least severe log lines written to stderr (default INFO)")
+    ops.add_argument("--log-format", default="text", choices=list(LOG_FORMATS),
+                     help="text lines, or one JSON object per line with time, level, logger, message and "
+                          "fields such as space and peer (default text)")
+    ops.add_argument("--metrics-port", type=int, default=None,
+                     help="serve GET /healthz and GET /metrics (Prometheus) over HTTP on this port "
+                          "(default: not served; 0 for any free port)")
+    ops.add_argument("--metrics-host", default=RelayConfig.metrics_host,
+                     help=f"address of the metrics port (default {RelayConfig.metrics_host})")
+    ops.add_argument("--tls-cert", type=Path, default=None,
+                     help="serve wss:// with this PEM certificate chain (with --tls-key; default: plain ws://)")
+    ops.add_argument("--tls-key", type=Path, default=None, help="the PEM private key of --tls-cert")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """The daemon's flags, with defaults from the environment and the --config file."""
+    argv = sys.argv[1:] if argv is None else argv
+    return resolve(build_parser(), argv, environ=environ, required=("data-dir",))
 
 
 def config_of(args: argparse.Namespace) -> RelayConfig:
@@ -81,12 +122,13 @@ def config_of(args: argparse.Namespace) -> RelayConfig:
         max_creates_per_address=args.max_creates_per_address, create_window=args.create_window,
         exempt_addresses=frozenset(a.strip() for a in args.exempt_addresses.split(",") if a.strip()),
         create_policy=CreatePolicy(args.create_policy), create_allowlist=args.create_allowlist,
-        idle_room_seconds=args.idle_room_seconds,
+        idle_room_seconds=args.idle_room_seconds, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+        tls_cert=args.tls_cert, tls_key=args.tls_key,
     )
 
 
-def url_of(host: str, port: int) -> str:
-    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+def url_of(host: str, port: int, scheme: str = "ws") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 async def serve(config: RelayConfig) -> None:
@@ -97,21 +139,32 @@ async def serve(config: RelayConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     print(f"relay public key: {public_key_text(server.signing_key)}", flush=True)
-    print(f"listening on {url_of(config.host, port)}", flush=True)
+    print(f"listening on {url_of(config.host, port, config.scheme)}", flush=True)
+    if server.metrics_port is not None:
+        print(f"metrics on http://{config.metrics_host}:{server.metrics_port}/metrics", flush=True)
     try:
         await stop.wait()
     finally:
         await server.stop()
 
 
+def _daemon_keys() -> set[str]:
+    return set(settable_actions(build_parser()))
+
+
 def compact_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="encspaces-relay compact",
                                      description="Drop encrypted bodies the newest agreed snapshot of a space covers.")
     parser.add_argument("--version", action="version", version=f"encspaces-relay {encspaces.__version__}")
-    parser.add_argument("--data-dir", type=Path, required=True, help="the relay's data dir")
+    parser.add_argument("--config", type=Path, metavar="PATH", help="the relay's TOML config file (for data-dir)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the relay's data dir (required)")
     parser.add_argument("--keep-seconds", type=float, default=7 * 24 * 3600,
                         help="keep bodies younger than this many seconds (retention; default 7 days)")
-    args = parser.parse_args(argv)
+    try:
+        args = resolve(parser, argv, also_known=_daemon_keys(), required=("data-dir",))
+    except ValueError as exc:
+        print(f"encspaces-relay compact: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     if not (args.data_dir / DB_FILE).exists():
         print(f"encspaces-relay compact: no relay database in {args.data_dir}", file=sys.stderr)
         return 1
@@ -121,18 +174,47 @@ def compact_main(argv: list[str]) -> int:
     return 0
 
 
+def backup_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="encspaces-relay backup",
+        description="Copy a relay's data dir consistently, also while the relay runs: the database (SQLite's "
+                    "online backup), the file chunks, and the relay's private key. Keep the copy secret.")
+    parser.add_argument("--config", type=Path, metavar="PATH", help="the relay's TOML config file (for data-dir)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the relay's data dir (required)")
+    parser.add_argument("--out", type=Path, default=None, help="a new directory to write the backup to (required)")
+    parser.add_argument("--version", action="version", version=f"encspaces-relay {encspaces.__version__}")
+    try:
+        args = resolve(parser, argv, also_known=_daemon_keys(), required=("data-dir", "out"))
+        result = backup(args.data_dir, args.out)
+    except (ValueError, OSError, EncspacesError) as exc:
+        print(f"encspaces-relay backup: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"backed up {result.spaces} spaces ({result.entries} entries) and {result.blobs} file chunks "
+          f"({result.blob_bytes} bytes) to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compact"]:
         return compact_main(argv[1:])
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv[:1] == ["backup"]:
+        return backup_main(argv[1:])
     try:
-        asyncio.run(serve(config_of(args)))
+        args = parse_args(argv)
+        config = config_of(args)
+    except ValueError as exc:
+        print(f"encspaces-relay: {exc}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    setup_logging(args.log_level, args.log_format)
+    try:
+        asyncio.run(serve(config))
+    except DataDirLockedError as exc:
+        print(f"encspaces-relay: {exc}", file=sys.stderr, flush=True)
+        return EXIT_LOCKED
     except (ValueError, OSError, EncspacesError) as exc:
         print(f"encspaces-relay: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return EXIT_ERROR
     return 0
 
 

@@ -124,6 +124,10 @@ class BlobStore:
                     self._total = await asyncio.to_thread(_scan_all, self.root)
         return self._total
 
+    def known_total(self) -> int:
+        """Bytes stored by all spaces if counted yet (``total_usage`` counts them), else 0."""
+        return self._total or 0
+
     async def usage(self, space: bytes) -> int:
         """Bytes of blobs stored for ``space``."""
         lock = self._locks.setdefault(space, asyncio.Lock())

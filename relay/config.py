@@ -87,6 +87,15 @@ class RelayConfig:
     # the next connection loads it from the store again (0: never unload).
     idle_room_seconds: float = 300.0
 
+    # --- operations (docs/operations.md) ---
+    # Health (/healthz) and Prometheus metrics (/metrics) over plain HTTP on a port of their own;
+    # None: not served. Bound to the loopback by default: metrics are for the operator.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # Serve wss:// with this certificate chain and private key (PEM files); both or neither.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
     @property
     def hello_limit(self) -> int:
         """The largest message before admission: max_hello_frame, or max_frame if smaller."""
@@ -111,3 +120,12 @@ class RelayConfig:
             raise ValueError("create_allowlist is required with the 'listed' create policy, and only with it")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is outside [0, 65535]")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics port {self.metrics_port} is outside [0, 65535]")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate (--tls-cert) and its private key (--tls-key)")
+
+    @property
+    def scheme(self) -> str:
+        """What clients put in front of the address: wss with TLS, else ws."""
+        return "ws" if self.tls_cert is None else "wss"

@@ -21,6 +21,7 @@ from websockets.protocol import State
 from encspaces.messages import Error
 
 from .config import RelayConfig
+from .metrics import RelayMetrics
 from .refusals import Refusal
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,10 @@ class PeerGoneError(Exception):
 class Peer:
     """A websocket, its admitted member (once admitted) and its in-flight submissions."""
 
-    def __init__(self, ws: ServerConnection, number: int, config: RelayConfig) -> None:
+    def __init__(self, ws: ServerConnection, number: int, config: RelayConfig,
+                 metrics: RelayMetrics | None = None) -> None:
         self.ws = ws
+        self._metrics = metrics
         self.name = f"conn#{number}"
         self.member: bytes | None = None
         # The invite this connection was let in with (a newcomer, not yet a member).
@@ -97,6 +100,7 @@ class Peer:
             return
         self.failed = True
         if self.is_open:
+            self.count_refusal(refusal.code)
             broadcast([self.ws], _error_frame(refusal))
         self.close_later(refusal.close_code, refusal.code)
 
@@ -105,12 +109,18 @@ class Peer:
         already = self.failed
         self.failed = True
         if not already and self.is_open:
+            self.count_refusal(refusal.code)
             try:
                 await self.ws.send(_error_frame(refusal))
             except ConnectionClosed:
                 return
         if self._closer is None:
             await self.ws.close(refusal.close_code, refusal.code)
+
+    def count_refusal(self, code: str) -> None:
+        """An Error frame with ``code`` is being sent to this peer (the refusals metric)."""
+        if self._metrics is not None:
+            self._metrics.refused(code)
 
     def close_later(self, code: int, reason: str) -> None:
         if self._closer is None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from types import TracebackType
 
-_LISTENING = re.compile(r"listening on (ws://\S+)")
+_LISTENING = re.compile(r"listening on (wss?://\S+)")
 
 
 class RelayProcess:

@@ -37,6 +37,7 @@ from encspaces.messages import Error
 
 from .config import RelayConfig
 from .frames import split_frames
+from .metrics import RelayMetrics
 from .peer import Peer, PeerGoneError
 from .refusals import (
     BAD_INVITE,
@@ -62,6 +63,9 @@ class RoomHost(Protocol):
 
     @property
     def config(self) -> RelayConfig: ...
+
+    @property
+    def metrics(self) -> RelayMetrics: ...
 
     def frames_for_entries(
         self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
@@ -286,6 +290,7 @@ class Room:
                     answers.append(Refusal(REJECTED, str(exc)))
             frames = self._frames(first_seq, rows)
             if rows:
+                started = time.perf_counter()
                 try:
                     await self.store.append(self.space, rows, frames[-1][2])
                 except Exception as exc:
@@ -294,6 +299,9 @@ class Room:
                     return
                 self.durable_seq = self.state.seq
                 self.latest_head = frames[-1][2]
+                metrics = self.host.metrics
+                metrics.commits.observe(time.perf_counter() - started)
+                metrics.entries.inc(len(rows))
             for submission, answer in zip(batch, answers, strict=True):
                 answered += 1
                 self._answer(submission, answer)
@@ -372,6 +380,7 @@ class Room:
         peer = submission.peer
         try:
             if isinstance(answer, Refusal) and answer.code in (STALE_EPOCH, CONFLICT, GAP):
+                peer.count_refusal(answer.code)
                 peer.write_now(Error(answer.code, answer.message, fatal=False, ref=answer.ref).encode())
             elif isinstance(answer, Refusal):
                 self.unsubscribe(peer)

@@ -12,12 +12,15 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
+from http import HTTPStatus
 
 import nacl.signing
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
 
 from encspaces import crypto
 from encspaces.errors import EncspacesError
@@ -29,9 +32,11 @@ from encspaces.private_file import make_private_dir
 
 from .blobs import BLOBS_DIR, BlobStore
 from .config import RelayConfig
+from .datadir_lock import DataDirLock
 from .handshake import Admission
 from .keys import load_or_create_signing_key
 from .limits import ConnectionCounter, CreateGate
+from .metrics import MetricsServer, RelayMetrics, check_health, server_levels
 from .peer import Peer
 from .refusals import BAD_GENESIS, UNKNOWN_SPACE, Refusal, internal, unavailable
 from .room import Room
@@ -41,6 +46,9 @@ from .store import EntryRow, Store
 log = logging.getLogger(__name__)
 
 UNAVAILABLE_REASON = "relay shutting down"
+# What a plain HTTP request (a browser, curl) to the relay's port gets instead of 426.
+PLAIN_HTTP_ANSWER = ("This is an encspaces relay. It speaks the encspaces protocol over websockets: "
+                     "use an encspaces client (the encspaces CLI or SDK) with a ws:// or wss:// URL.\n")
 
 
 class RelayServer:
@@ -88,6 +96,23 @@ class RelayServer:
         self._users: dict[bytes, int] = {}
         self._idle_since: dict[bytes, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self.metrics = RelayMetrics()
+        self.metrics.watch(lambda: server_levels(self))
+        self._metrics_server: MetricsServer | None = None
+        self._lock: DataDirLock | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The bound port of /healthz and /metrics, if served."""
+        return None if self._metrics_server is None else self._metrics_server.port
+
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        """Whether the relay can serve (its store answers), and a few figures: ``/healthz``."""
+        return await check_health(self)
 
     @property
     def config(self) -> RelayConfig:
@@ -109,12 +134,21 @@ class RelayServer:
         """Open the store and listen; returns the bound port (useful with port 0)."""
         if self._server is not None:
             raise RuntimeError("the relay is already started")
-        self._store = await Store.open(self._config.data_dir)
+        config = self._config
+        tls = _tls_context(config)  # a bad certificate stops the start before anything is opened
+        self._lock = DataDirLock.acquire(config.data_dir)  # DataDirLockedError if another relay has it
+        try:
+            self._store = await Store.open(config.data_dir)
+        except BaseException:
+            self._release_lock()
+            raise
         try:
             self._server = await serve(
                 self._handle,
-                self._config.host,
-                self._config.port,
+                config.host,
+                config.port,
+                ssl=tls,
+                process_request=_answer_plain_http,
                 compression=None,  # ciphertext does not compress
                 # Room above the limit so an oversized message is read and answered with an
                 # Error frame; beyond twice the limit websockets closes with 1009 itself. Until
@@ -124,14 +158,27 @@ class RelayServer:
                 # waits, e.g. for its in-flight submissions to be committed.
                 max_queue=4,
             )
+            if config.metrics_port is not None:
+                self._metrics_server = MetricsServer(self, config.metrics_host, config.metrics_port)
+                await self._metrics_server.start()
         except BaseException:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+                self._server = None
             await self._store.close()
             self._store = None
+            self._release_lock()
             raise
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep(), name="relay sweeper")
-        log.info("relay %s listening on %s:%d", member_id(self.public_key), self._config.host, self.port)
+        log.info("relay %s listening on %s://%s:%d", member_id(self.public_key), config.scheme, config.host, self.port)
         return self.port
+
+    def _release_lock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     async def stop(self) -> None:
         """Stop accepting, commit and ack what is queued, close every connection, close the store."""
@@ -148,7 +195,11 @@ class RelayServer:
         server.close(code=CloseCode.GOING_AWAY, reason=UNAVAILABLE_REASON)
         await server.wait_closed()  # every connection closed, every handler returned
         await self._close_rooms()  # rooms a handshake in progress opened meanwhile
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
+            self._metrics_server = None
         await self.store.close()
+        self._release_lock()
         self._server = None
         log.info("relay stopped")
 
@@ -163,7 +214,7 @@ class RelayServer:
             self.connections.open(address)
         except Refusal as refusal:
             log.info("conn#%d from %s: refused: %s: %s", number, address, refusal.code, refusal.message)
-            await Peer(ws, number, self._config).refuse(refusal)
+            await Peer(ws, number, self._config, self.metrics).refuse(refusal)
             return
         try:
             await Session(self, ws, number, address).run()
@@ -300,6 +351,26 @@ class RelayServer:
     def encode_presence(self, space: bytes, presence: Presence) -> bytes:
         """The presence frame forwarded to the other subscribers (encoded once for all)."""
         return presence.encode()
+
+
+def _tls_context(config: RelayConfig) -> ssl.SSLContext | None:
+    """The server side of wss:// from the configured PEM files, or None for plain ws://."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use the TLS certificate {config.tls_cert} with the key {config.tls_key}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from exc
+    return context
+
+
+def _answer_plain_http(connection: ServerConnection, request: Request) -> Response | None:
+    """A request that is not a websocket upgrade (a browser, curl) gets a short text, not a 426."""
+    if "websocket" in request.headers.get("Upgrade", "").lower():
+        return None
+    return connection.respond(HTTPStatus.OK, PLAIN_HTTP_ANSWER)
 
 
 class _KeyedLocks:

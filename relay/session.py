@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.protocol import State
 
 from encspaces.entry import Entry, Kind
@@ -46,6 +47,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How the log names a connection's end, by its close code (the one sent or received first).
+_CLOSE_NAMES: dict[int, str] = {
+    CloseCode.NORMAL_CLOSURE: "closed normally",
+    CloseCode.GOING_AWAY: "closed, going away",
+    CloseCode.ABNORMAL_CLOSURE: "connection lost",
+    CloseCode.INTERNAL_ERROR: "closed on an internal error",
+}
 _VERIFY_SLICE = 64  # signatures checked between two yields to the event loop (~5 ms)
 
 
@@ -53,34 +61,49 @@ class Session:
     def __init__(self, server: RelayServer, ws: ServerConnection, number: int, address: str = "") -> None:
         self.server = server
         self.config = server.config
-        self.peer = Peer(ws, number, server.config)
+        self.peer = Peer(ws, number, server.config, server.metrics)
         self.address = address
         self.room: Room | None = None
 
+    def _fields(self, **more: object) -> dict[str, object]:
+        """The structured fields of this connection's log lines (JSON logs)."""
+        fields: dict[str, object] = {"peer": self.peer.name, **more}
+        if self.room is not None:
+            fields["space"] = member_id(self.room.space)
+        return fields
+
     async def run(self) -> None:
         peer = self.peer
-        log.info("%s: open from %s", peer.name, _address(peer.ws))
+        log.info("%s: open from %s", peer.name, _address(peer.ws), extra=self._fields(address=_address(peer.ws)))
         try:
             await self._run()
         except Refusal as refusal:
-            log.info("%s: refused: %s: %s", peer.name, refusal.code, refusal.message)
+            log.info("%s: refused: %s: %s", peer.name, refusal.code, refusal.message,
+                     extra=self._fields(code=refusal.code))
             await peer.refuse(refusal)
         except (ConnectionClosed, PeerGoneError):
             pass
         except Exception:
-            log.exception("%s: unexpected error", peer.name)
+            log.exception("%s: unexpected error", peer.name, extra=self._fields())
             await peer.refuse(internal("unexpected relay error"))
         finally:
             if self.room is not None:
                 self.room.unsubscribe(peer)
                 self.server.release_room(self.room)
             await peer.finish()
-            ws = peer.ws
-            if ws.protocol.state is State.CLOSED:
-                log.info("%s: closed (code %s%s)", peer.name, ws.close_code,
-                         f", {ws.close_reason}" if ws.close_reason else "")
-            else:
-                log.info("%s: closed", peer.name)
+            self._log_close()
+
+    def _log_close(self) -> None:
+        """One line per connection end; a client going away normally is no error (info, not 1011)."""
+        ws = self.peer.ws
+        if ws.protocol.state is not State.CLOSED:
+            log.info("%s: closed", self.peer.name, extra=self._fields())
+            return
+        code = ws.close_code
+        reason = f", {ws.close_reason}" if ws.close_reason else ""
+        what = _CLOSE_NAMES.get(CloseCode.ABNORMAL_CLOSURE if code is None else code, "closed")
+        level = logging.WARNING if code == CloseCode.INTERNAL_ERROR else logging.INFO
+        log.log(level, "%s: %s (code %s%s)", self.peer.name, what, code, reason, extra=self._fields(close_code=code))
 
     async def _run(self) -> None:
         ws = self.peer.ws
@@ -110,7 +133,8 @@ class Session:
         self.peer.member = admission.member
         _set_read_limit(ws, 2 * self.config.max_frame)  # admitted: the full limit from the next message on
         log.info("%s: admitted %s to %s, since seq %d (relay at %d)", self.peer.name,
-                 member_id(admission.member)[:12], room.label, admission.since_seq, head.seq)
+                 member_id(admission.member)[:12], room.label, admission.since_seq, head.seq,
+                 extra=self._fields(member=member_id(admission.member), seq=head.seq))
         await ws.send(server.encode_welcome(room.space, head, anchor))
         await catch_up_and_subscribe(room, self.peer, admission.since_seq, fast=admission.fast)
         async for data in ws:

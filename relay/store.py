@@ -184,6 +184,12 @@ class Store:
             row = await cursor.fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
+    async def count_spaces(self) -> int:
+        """How many spaces are stored: the health check's proof that the store answers."""
+        async with self._reader.execute("SELECT count(*) FROM spaces") as cursor:
+            row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
+
     async def load_space(self, space: bytes) -> LoadedSpace | None:
         """Rebuild a space's LogState from its stored entries, or None if the relay has no such space.
 
