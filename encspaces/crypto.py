@@ -37,7 +37,7 @@ CTX_INVITE_BOX_KEY = b"encspaces/v1/invite-box-key"
 CTX_INVITE_PROOF = b"encspaces/v1/invite-join-proof"
 CTX_INVITE_AUTH = b"encspaces/v1/invite-handshake"
 CTX_INVITE_LINK = b"encspaces/v1/invite-link-check"
-CTX_SNAPSHOT_CONTENT = b"encspaces/v1/snapshot-content"
+CTX_SNAPSHOT_CONTENT = b"encspaces/v2/snapshot-content"  # v2: flat typed tokens (encspaces.shared.values.canonical)
 CTX_SAFETY_CODE = b"encspaces/v1/safety-code"
 
 # Encrypted files (encspaces/files.py, relay/blobs.py; docs/PROTOCOL.md, "Encrypted files").

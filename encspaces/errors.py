@@ -75,6 +75,13 @@ class UnsupportedValueError(InvalidArgumentError):
     """A value a shared object cannot carry so that every member reads it back the same."""
 
 
+# --- values and local edits (issue 11: poison values; issue 16: oversized writes) ------------
+
+
+class UnsupportedValueTypeError(UnsupportedValueError, TypeError):
+    """A value of a type no shared object holds (a set, an object, bytes, a non-str dict key)."""
+
+
 class RowNotFoundError(EncspacesError, KeyError):
     """No row with that id in the table."""
 
