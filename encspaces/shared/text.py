@@ -7,13 +7,13 @@ attribute. Edits apply locally at once and reach others once verified.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import pycrdt
 
 from .changes import Change, TextChange
 from .feed import ChangeFeed, ChangeStream
+from .gate import DELETE_BYTES, ITEM_BYTES, Gate, value_size
 from .values import check_plain, check_str, to_plain, utf8_len
 
 
@@ -29,7 +29,7 @@ class SharedText:
 
     kind: ClassVar[Literal["text"]] = "text"
 
-    def __init__(self, name: str, ytext: pycrdt.Text, guard: Callable[[], None], feed: ChangeFeed) -> None:
+    def __init__(self, name: str, ytext: pycrdt.Text, guard: Gate, feed: ChangeFeed) -> None:
         self.name = name
         self._ytext = ytext
         self._guard = guard
@@ -59,6 +59,9 @@ class SharedText:
             raise TypeError(f"can only insert str into a text, not {type(s).__name__}")
         check_str(s, "inserted text")
         checked = None if attrs is None else _attributes(attrs)
+        # The characters, and a mark opening and closing around them for each attribute.
+        marks = 0 if checked is None else 2 * sum(value_size(v, k) for k, v in checked.items())
+        self._guard.charge(ITEM_BYTES + 5 + utf8_len(s) + marks, items=1 + 2 * len(checked or ()))
         if self._is_ascii():
             self._check_index(index, len(self._ytext))
             offset = index
@@ -75,6 +78,7 @@ class SharedText:
         """Remove ``length`` characters starting at ``index``."""
         self._guard()
         start, size = self._byte_range(index, length)
+        self._guard.charge(DELETE_BYTES, items=0)
         if size:
             del self._ytext[start : start + size]
 
@@ -84,6 +88,10 @@ class SharedText:
         start, size = self._byte_range(index, length)
         checked = _attributes(attrs)
         if size and checked:
+            # A mark opens and closes at every boundary between differently formatted runs.
+            runs = 2 + len(self._ytext.diff())
+            self._guard.charge(2 * runs * sum(value_size(v, k) for k, v in checked.items()),
+                               items=2 * runs * len(checked))
             self._ytext.format(start, start + size, checked)
 
     def to_delta(self) -> list[dict[str, Any]]:

@@ -117,9 +117,9 @@ def _children(value: Any, canonical: bool) -> tuple[str, list[tuple[str, Any]]] 
         return "text", [("", [chunk, attrs or {}]) for chunk, attrs in value.diff()]
     if isinstance(value, pycrdt.XmlText):
         runs = [[chunk, attrs or {}] for chunk, attrs in value.diff()]
-        return "xmltext", [("runs", runs), ("attributes", dict(value.attributes))]
+        return "xmltext", [("runs", runs), ("attributes", {str(k): v for k, v in value.attributes})]
     if isinstance(value, pycrdt.XmlElement):
-        return "xml", [("tag", value.tag), ("attributes", dict(value.attributes)), ("children", list(value.children))]
+        return "xml", [("tag", value.tag), ("attributes", {str(k): v for k, v in value.attributes}), ("children", list(value.children))]
     if isinstance(value, pycrdt.XmlFragment):
         return "xmlfragment", [("children", list(value.children))]
     return None
