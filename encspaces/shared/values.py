@@ -119,7 +119,8 @@ def _children(value: Any, canonical: bool) -> tuple[str, list[tuple[str, Any]]] 
         runs = [[chunk, attrs or {}] for chunk, attrs in value.diff()]
         return "xmltext", [("runs", runs), ("attributes", {str(k): v for k, v in value.attributes})]
     if isinstance(value, pycrdt.XmlElement):
-        return "xml", [("tag", value.tag), ("attributes", {str(k): v for k, v in value.attributes}), ("children", list(value.children))]
+        attributes = {str(k): v for k, v in value.attributes}
+        return "xml", [("tag", value.tag), ("attributes", attributes), ("children", list(value.children))]
     if isinstance(value, pycrdt.XmlFragment):
         return "xmlfragment", [("children", list(value.children))]
     return None
