@@ -117,13 +117,17 @@ def _children(value: Any, canonical: bool) -> tuple[str, list[tuple[str, Any]]] 
         return "text", [("", [chunk, attrs or {}]) for chunk, attrs in value.diff()]
     if isinstance(value, pycrdt.XmlText):
         runs = [[chunk, attrs or {}] for chunk, attrs in value.diff()]
-        return "xmltext", [("runs", runs), ("attributes", {str(k): v for k, v in value.attributes})]
+        return "xmltext", [("runs", runs), ("attributes", _attributes(value))]
     if isinstance(value, pycrdt.XmlElement):
-        attributes = {str(k): v for k, v in value.attributes}
+        attributes = _attributes(value)
         return "xml", [("tag", value.tag), ("attributes", attributes), ("children", list(value.children))]
     if isinstance(value, pycrdt.XmlFragment):
         return "xmlfragment", [("children", list(value.children))]
     return None
+
+
+def _attributes(value: Any) -> dict[str, Any]:
+    return {str(k): v for k, v in list(value.attributes)}
 
 
 def _leaf(value: Any, canonical: bool) -> Any:
