@@ -23,6 +23,7 @@ from .identity import Identity, PublicIdentity
 from .invites import InviteInfo
 from .membership import Member, Policy, Role
 from .membership_events import MemberChange
+from .rejections import RejectedEntry
 from .space import Space, connect, create_space, join
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "MemberChange",
     "Policy",
     "PublicIdentity",
+    "RejectedEntry",
     "Role",
     "SharedList",
     "SharedMap",
