@@ -51,7 +51,7 @@ new_row_id = _RowIds().new
 def _columns(values: Any) -> dict[str, Any]:
     if not isinstance(values, Mapping):
         raise TypeError(f"a row is a dict of columns, not {type(values).__name__}")
-    checked: dict[str, Any] = check_plain(values, "row")
+    checked: dict[str, Any] = check_plain(values, "row", depth=-1)  # depth counts from each cell
     return checked
 
 

@@ -20,7 +20,7 @@ from .values import check_plain, check_str, to_plain, utf8_len
 def _attributes(attrs: Any) -> dict[str, Any]:
     if not isinstance(attrs, dict):
         raise TypeError(f"formatting attributes must be a dict, not {type(attrs).__name__}")
-    checked: dict[str, Any] = check_plain(attrs, "attributes")
+    checked: dict[str, Any] = check_plain(attrs, "attributes", depth=-1)  # depth counts from each value
     return checked
 
 

@@ -8,7 +8,8 @@ the call with ``UnsupportedValueError`` naming where in the value it is and why.
 
 Yjs stores every number as a 64-bit float, so an int comes back from pycrdt as ``1.0``;
 reading turns integral floats within ±(2**53-1) back into ints (so ``5.0`` reads as ``5``,
-which compares equal), keeps every other float as it is (``1e20``, ``-0.0``), and integers
+which compares equal; ``-0.0``, which Yjs encodes as the integer 0, is stored as ``0.0``),
+keeps every other float as it is (``1e20``, ``5e-324``), and integers
 that a float cannot hold exactly are refused, since otherwise the writer would keep an exact
 value that every other member sees rounded and the copies would disagree.
 
@@ -66,7 +67,7 @@ def check_plain(value: Any, where: str = "value", depth: int = 0) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise UnsupportedValueError(f"{where}: {value} is not a finite number")
-        return float(value)
+        return float(value) + 0.0  # -0.0 becomes 0.0: Yjs encodes it as the integer 0 anyway
     if isinstance(value, (list, tuple, Mapping)) and depth >= MAX_DEPTH:
         raise UnsupportedValueError(f"{where}: nested more than {MAX_DEPTH} lists and dicts deep")
     if isinstance(value, (list, tuple)):
@@ -96,8 +97,8 @@ _Put = Callable[[Any], None]
 
 
 def _number(value: float) -> float | int:
-    """Integral floats within the safe range read as ints; every other float as it is (-0.0 too)."""
-    if value.is_integer() and abs(value) <= MAX_SAFE_INT and not (value == 0 and math.copysign(1.0, value) < 0):
+    """Integral floats within the safe range read as ints (-0.0 as 0); every other float as it is."""
+    if value.is_integer() and abs(value) <= MAX_SAFE_INT:
         return int(value)
     return value
 
@@ -136,6 +137,10 @@ def _leaf(value: Any, canonical: bool) -> Any:
     if isinstance(value, float):
         return _number(value)
     if isinstance(value, int):
+        # Beyond the safe range a number reads as a float, however it was encoded (Yjs writes some
+        # integral floats as integers): the same value reads the same wherever it is stored.
+        if abs(value) > MAX_SAFE_INT and -(2**1023) < value < 2**1023 and float(value) == value:
+            return float(value)
         return value
     if isinstance(value, bytes | bytearray):
         return bytes(value)
@@ -228,7 +233,7 @@ def _leaf_token(value: Any) -> list[Any]:
 
 
 def same(a: Any, b: Any) -> bool:
-    """Equality that does not confuse True with 1 or 0.0 with -0.0, used to skip no-op writes."""
+    """Equality that does not confuse True with 1 (Python's ``==`` does), used to skip no-op writes."""
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if isinstance(a, list) and isinstance(b, list):
@@ -237,8 +242,6 @@ def same(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, dict)) or isinstance(b, (list, dict)):
         return False
-    if isinstance(a, float | int) and isinstance(b, float | int) and a == 0 and b == 0:
-        return math.copysign(1.0, a) == math.copysign(1.0, b)
     return bool(a == b) and (a is None) == (b is None)
 
 
