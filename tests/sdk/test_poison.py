@@ -20,7 +20,7 @@ from encspaces.errors import EntryTooLargeError
 from encspaces.shared.gate import CALL_BYTES, ITEM_BYTES, MAX_EDIT_BYTES
 from encspaces.snapshot import GRANULARITY, content_hash, state_content_hash
 
-from .conftest import RelayHandle, make_members, settle, wait_for
+from .conftest import RelayHandle, make_members, settle
 
 
 def update_of(make: Any) -> bytes:
