@@ -136,10 +136,11 @@ async def test_oversized_entries_are_refused_before_they_are_sent(relay: RelayHa
     ident = encspaces.Identity.generate()
     space = await encspaces.create_space(relay.url, ident, data_dir=tmp_path / "a")
     try:
-        space.text("doc").insert(0, "x" * (1100 * 1024))  # one edit over the entry limit
-        with pytest.raises(encspaces.errors.EntryTooLargeError, match="split very large edits"):
-            await space.sync()
+        with pytest.raises(encspaces.errors.EntryTooLargeError, match="split it into smaller edits"):
+            space.text("doc").insert(0, "x" * (1100 * 1024))  # one edit over the entry limit: refused at the call
         assert space.unsent == 0, "nothing that cannot be delivered is queued"
+        await space.sync()
+        assert space.error is None, "a refused local write never fails the space"
     finally:
         await space.close()
     again = await encspaces.connect(relay.url, ident, space.id, data_dir=tmp_path / "a")
