@@ -97,6 +97,7 @@ if TYPE_CHECKING:
     from .membership import Member, Policy, Role
     from .membership_events import MemberChange
     from .presence_channel import PresenceChange, PresenceChannel
+    from .rejections import RejectedEntry, RejectionKind
     from .shared.changes import (
         Change,
         KeyChange,
@@ -157,6 +158,8 @@ _LAZY: dict[str, str] = {
     "Progress": ".files",
     "SpaceFiles": ".files",
     "HistoryEntry": ".history",
+    "RejectedEntry": ".rejections",
+    "RejectionKind": ".rejections",
     "SpaceView": ".history",
 }
 
@@ -244,6 +247,8 @@ __all__ = [
     "PublicIdentity",
     "QueryError",
     "ReadOnlyError",
+    "RejectedEntry",
+    "RejectionKind",
     "RelayConfigError",
     "RelayError",
     "RelaySignatureError",

@@ -37,10 +37,10 @@ CTX_INVITE_BOX_KEY = b"encspaces/v1/invite-box-key"
 CTX_INVITE_PROOF = b"encspaces/v1/invite-join-proof"
 CTX_INVITE_AUTH = b"encspaces/v1/invite-handshake"
 CTX_INVITE_LINK = b"encspaces/v1/invite-link-check"
-CTX_SNAPSHOT_CONTENT = b"encspaces/v1/snapshot-content"
 # Snapshot attestations (encspaces/attestation.py): the key derived from an epoch key, and the tag.
 CTX_ATTEST_KEY = b"encspaces/v1/snapshot-attest-key"
 CTX_ATTEST_TAG = b"encspaces/v1/snapshot-attest-tag"
+CTX_SNAPSHOT_CONTENT = b"encspaces/v2/snapshot-content"  # v2: flat typed tokens (encspaces.shared.values.canonical)
 CTX_SAFETY_CODE = b"encspaces/v1/safety-code"
 # Key confirmation: every entry that starts an epoch commits to its key in its signed public body.
 CTX_EPOCH_KEY_COMMIT = b"encspaces/v1/epoch-key-commitment"

@@ -35,6 +35,7 @@ from .shared.changes import (
 )
 from .shared.events import appeared, change_from_events
 from .shared.feed import ChangeFeed, ChangeStream
+from .shared.gate import EditBudget, Gate
 from .shared.kinds import KINDS, ObjectKind, ObjectKindError, check_name, parse_root_name, root_name
 from .shared.mapping import SharedMap
 from .shared.table import SharedTable
@@ -52,7 +53,7 @@ _ROOT_TYPES: dict[ObjectKind, type[pycrdt.Text] | type[pycrdt.Array[Any]] | type
     "table": pycrdt.Map,
 }
 
-_WRAPPERS: dict[ObjectKind, Callable[[str, Any, Guard, ChangeFeed], SharedObject]] = {
+_WRAPPERS: dict[ObjectKind, Callable[[str, Any, Gate, ChangeFeed], SharedObject]] = {
     "text": SharedText,
     "list": SharedList,
     "map": SharedMap,
@@ -95,6 +96,7 @@ class Document:
         # a text's content (yrs counts in bytes) and a map's or table's keys (yrs events can omit them).
         self._before: dict[str, str | frozenset[str] | _Stale | None] = {}
         self._depth = 0  # open transaction() blocks
+        self._budget = EditBudget()  # refuses, before it happens, an edit too large for one entry
         self._deferred: builtins.list[tuple[bytes, str | None]] = []
         self.doc.observe(self._observe)
 
@@ -169,11 +171,13 @@ class Document:
         block ends, so awaiting ``sync()`` inside one would wait for itself.
         """
         self._depth += 1
+        self._budget.begin()
         try:
             with self.doc.transaction():
                 yield
         finally:
             self._depth -= 1
+            self._budget.end()
             if not self._depth:
                 self._apply_deferred()
 
@@ -215,7 +219,8 @@ class Document:
         others = [other for other in KINDS if other != kind and root_name(other, name) in roots]
         if others and root_name(kind, name) not in roots:
             raise ObjectKindError(f"{name!r} is a {others[0]} in this space, not a {kind}")
-        obj = _WRAPPERS[kind](name, self._root(kind, name), guard, self._feed)
+        gate = Gate(guard, self._budget, root_name(kind, name))
+        obj = _WRAPPERS[kind](name, self._root(kind, name), gate, self._feed)
         self._objects[name] = obj
         return obj
 

@@ -99,7 +99,7 @@ class ArgumentTypeError(InvalidArgumentError, TypeError):
 
 
 class UnsupportedTypeError(UnsupportedValueError, ArgumentTypeError):
-    """A value of a type a shared object cannot carry (a set, bytes, an object): not JSON-like."""
+    """A value of a type no shared object holds (a set, an object, bytes, a non-str dict key): not JSON-like."""
 
 
 class IndexOutOfRangeError(InvalidArgumentError, IndexError):

@@ -21,6 +21,7 @@ from .encoding import as_bytes, as_int, as_map, field, pack, unpack
 from .errors import ProtocolError
 from .log_state import LogState
 from .shared.kinds import parse_root_name
+from .shared.values import canonical
 
 PAYLOAD_VERSION = 1
 GRANULARITY = 100  # members note the content at the end of each frame crossing a multiple of this
@@ -43,29 +44,27 @@ class SnapshotPayload:
                    as_bytes(field(m, "content", "snapshot"), "snapshot content hash", crypto.HASH_SIZE))
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, dict):
-        return [[k, _canonical(value[k])] for k in sorted(value)]
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def content_hash(doc: pycrdt.Doc[Any]) -> bytes:
-    """A hash of what every object holds (texts with their formatting), independent of history."""
+    """A hash of what every object holds (texts with their formatting), independent of history.
+
+    Total: whatever state another member's updates produced (numbers of any size, embeds,
+    XML, sub-documents, nesting of any depth), it hashes without raising, the same on every
+    device that holds the same content (see ``encspaces.shared.values.canonical``).
+    """
     content = []
     for name in sorted(doc.keys()):
         # Yjs updates do not say what type a root is; the root's name does (encspaces.shared.kinds).
         parsed = parse_root_name(name)
         kind = parsed[0] if parsed is not None else "map"  # other roots we write (file manifests) are maps
         if kind == "text":
-            value: Any = [[chunk, _canonical(attrs or {})] for chunk, attrs in doc.get(name, type=pycrdt.Text).diff()]
+            runs = [[chunk, attrs or {}] for chunk, attrs in doc.get(name, type=pycrdt.Text).diff()]
+            value = canonical(runs)
         elif kind == "list":
-            value = _canonical(doc.get(name, type=pycrdt.Array).to_py())
+            value = canonical(doc.get(name, type=pycrdt.Array))
         else:
-            value = _canonical(doc.get(name, type=pycrdt.Map).to_py())
+            value = canonical(doc.get(name, type=pycrdt.Map))
+        if value in ([["l", 0]], [["m", 0]]):
+            continue  # an empty root is only one this device opened: content is what was written
         content.append([name, value])
     return crypto.hash_parts(crypto.CTX_SNAPSHOT_CONTENT, pack(content))
 

@@ -70,6 +70,7 @@ from .membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
 from .messages import Challenge, Error, Submit, decode_message
 from .presence_channel import PresenceChannel
 from .redaction import redact
+from .rejections import RejectedEntry, RejectionKind
 from .rekey import invite_body, keys_to_give, reissue_all, rekey_body
 from .relay_url import check_relay_url, connect_failure, connect_options
 from .session import (
@@ -259,6 +260,8 @@ class Space:
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
         self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
+        self.rejected: builtins.list[RejectedEntry] = []  # entries of the log not applied (rejections.py)
+        self._rejections: EventHub[RejectedEntry] = EventHub()
         self.snapshots = SnapshotKeeper(
             self._me, self._document, lambda kind, body, seq, head: self._queue_entry(kind, body, (seq, head)),
             self._fail, self._apply_one, lambda: self._verifier,
@@ -390,6 +393,14 @@ class Space:
         self._document.end_changes(error)
 
     # --- membership, roles, invites and keys ----------------------------------------------
+
+    def rejected_entries(self) -> EventStream[RejectedEntry]:
+        """Every entry from now on whose payload could not be applied (see ``encspaces.RejectedEntry``).
+
+        Every member rejects the same entries; the space goes on past them. ``rejected`` lists
+        those seen since the space was opened.
+        """
+        return self._rejections.stream()
 
     def membership_changes(self) -> EventStream[MemberChange]:
         """Every membership change from now on, as verified in the log (add, join, role, removal).
@@ -920,6 +931,8 @@ class Space:
                 self._pending.log.append((result.seq, stored, result.head))
             if result.kind is Kind.GENESIS and self._genesis is None:
                 self._genesis = result.entry.raw
+            if result.problem is not None and not result.awaiting_key:
+                self._reject(result, "undecryptable", result.problem)
             if not self.snapshots.on_entry(result):
                 self._apply_one(result)
             self.snapshots.after_entry(result, self._verifier.state)
@@ -946,17 +959,20 @@ class Space:
 
     def _apply_one(self, result: VerifiedEntry) -> None:
         if result.plaintext is None:
-            if result.problem is not None and not result.awaiting_key:
-                log.warning("skipped entry at seq %d: %s", result.seq, result.problem)
-            return
+            return  # (an undecryptable one was reported by _apply_verified)
         header = result.entry.header
         if header.author == self._me and header.author_seq <= self._last_author_seq:
             return  # our own edit, already in the document
         try:
             self._document.apply_remote(result.plaintext, result.entry.author_id)
         except ValueError as exc:
-            log.warning("entry at seq %d by %s is not a valid update, skipped: %s",
-                        result.seq, result.entry.author_id, exc)
+            self._reject(result, "invalid_update", str(exc))
+
+    def _reject(self, result: VerifiedEntry, kind: RejectionKind, reason: str) -> None:
+        rejected = RejectedEntry(result.seq, result.entry.author_id, kind, reason)
+        log.warning("%s", rejected)
+        self.rejected.append(rejected)
+        self._rejections.publish(rejected)
 
     def _reissue_outbox(self) -> None:
         """The epoch moved under our unsent entries: issue them again under the new one."""

@@ -3,7 +3,8 @@
 Pure: no sockets, no clock, no event loop. The checks run in the order docs/PROTOCOL.md
 gives, and a frame is applied entirely or not at all. A broken rule of the log means the
 relay misbehaved and raises; a correctly signed entry from a member whose ciphertext does not
-open is that member's fault, so it is skipped the same way on every client and recorded.
+open is that member's fault: it is recorded in ``skipped``, and every client reports it the same
+way (the space as a ``RejectedEntry`` naming its seq and author, see encspaces/rejections.py).
 """
 
 from __future__ import annotations

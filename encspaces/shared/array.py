@@ -9,7 +9,7 @@ before a concurrent change is a bug worth hearing about.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, MutableSequence
+from collections.abc import Iterable, Iterator, MutableSequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import pycrdt
@@ -17,6 +17,7 @@ import pycrdt
 from ..errors import ArgumentTypeError, IndexOutOfRangeError, InvalidArgumentError, ObjectKindError
 from .changes import Change, ListChange
 from .feed import ChangeFeed, ChangeStream
+from .gate import DELETE_BYTES, Gate, value_size
 from .values import check_plain, to_plain, to_shared
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class SharedList(MutableSequence[Any]):
 
     kind: ClassVar[Literal["list"]] = "list"
 
-    def __init__(self, name: str, yarray: pycrdt.Array[Any], guard: Callable[[], None], feed: ChangeFeed) -> None:
+    def __init__(self, name: str, yarray: pycrdt.Array[Any], guard: Gate, feed: ChangeFeed) -> None:
         self.name = name  # the name of the shared object this list is (or is nested in)
         self._yarray = yarray
         self._guard = guard
@@ -106,18 +107,23 @@ class SharedList(MutableSequence[Any]):
         """Insert ``value`` before ``index`` (``len(lst)`` appends)."""
         self._guard()
         position = self._index(index, inserting=True)
-        self._yarray.insert(position, to_shared(check_plain(value)))
+        checked = check_plain(value)
+        self._guard.charge(value_size(checked))
+        self._yarray.insert(position, to_shared(checked))
 
     def append(self, value: Any) -> None:
         self._guard()
-        self._yarray.append(to_shared(check_plain(value)))
+        checked = check_plain(value)
+        self._guard.charge(value_size(checked))
+        self._yarray.append(to_shared(checked))
 
     def extend(self, values: Iterable[Any]) -> None:
         """Append several values as one edit."""
         self._guard()
-        checked = [to_shared(check_plain(value, f"values[{i}]")) for i, value in enumerate(values)]
-        if checked:
-            self._yarray.extend(checked)
+        plain = [check_plain(value, f"values[{i}]") for i, value in enumerate(values)]
+        self._guard.charge(sum(value_size(value) for value in plain), items=len(plain))
+        if plain:
+            self._yarray.extend([to_shared(value) for value in plain])
 
     @overload
     def __setitem__(self, index: int, value: Any) -> None: ...
@@ -133,7 +139,9 @@ class SharedList(MutableSequence[Any]):
             start, stop, step = index.indices(len(self._yarray))
             if step != 1:
                 raise InvalidArgumentError("assignment to an extended slice is not supported by a shared list")
-            checked = [to_shared(check_plain(v, f"value[{i}]")) for i, v in enumerate(value)]
+            plain = [check_plain(v, f"value[{i}]") for i, v in enumerate(value)]
+            self._guard.charge(DELETE_BYTES + sum(value_size(v) for v in plain), items=len(plain))
+            checked = [to_shared(v) for v in plain]
             with doc.transaction():
                 if stop > start:
                     del self._yarray[start:stop]
@@ -141,7 +149,9 @@ class SharedList(MutableSequence[Any]):
                     self._yarray.insert(start + offset, item)
             return
         position = self._index(index)
-        new = to_shared(check_plain(value))
+        plain = check_plain(value)
+        self._guard.charge(DELETE_BYTES + value_size(plain))
+        new = to_shared(plain)
         with doc.transaction():
             del self._yarray[position]
             self._yarray.insert(position, new)
@@ -149,9 +159,12 @@ class SharedList(MutableSequence[Any]):
     def __delitem__(self, index: int | slice) -> None:
         self._guard()
         if not isinstance(index, slice):
-            del self._yarray[self._index(index)]
+            position = self._index(index)
+            self._guard.charge(DELETE_BYTES, items=0)
+            del self._yarray[position]
             return
         start, stop, step = index.indices(len(self._yarray))
+        self._guard.charge(DELETE_BYTES * max(1, len(range(start, stop, step))), items=0)
         if step == 1:
             if stop > start:
                 del self._yarray[start:stop]
@@ -163,17 +176,21 @@ class SharedList(MutableSequence[Any]):
     def pop(self, index: int = -1) -> Any:
         self._guard()
         position = self._index(index)
+        self._guard.charge(DELETE_BYTES, items=0)
         value = to_plain(self._yarray[position])
         del self._yarray[position]
         return value
 
     def clear(self) -> None:
         self._guard()
+        self._guard.charge(DELETE_BYTES, items=0)
         if len(self._yarray):
             del self._yarray[:]
 
     def reverse(self) -> None:
         self._guard()
+        items = self.to_py()  # every item is deleted and inserted again: one update holds them all
+        self._guard.charge(sum(DELETE_BYTES + value_size(item) for item in items), items=len(items))
         with self._yarray.doc.transaction():
             super().reverse()
 

@@ -8,7 +8,7 @@ a concurrent change someone else made to that field.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import Any, ClassVar, Literal
 
 import pycrdt
@@ -17,6 +17,7 @@ from ..errors import ArgumentTypeError, MissingKeyError, ObjectKindError
 from .array import SharedList
 from .changes import Change, MapChange
 from .feed import ChangeFeed, ChangeStream
+from .gate import DELETE_BYTES, Gate, value_size
 from .values import check_plain, same, to_plain, to_shared
 
 
@@ -31,7 +32,7 @@ class SharedMap(MutableMapping[str, Any]):
 
     kind: ClassVar[Literal["map"]] = "map"
 
-    def __init__(self, name: str, ymap: pycrdt.Map[Any], guard: Callable[[], None], feed: ChangeFeed) -> None:
+    def __init__(self, name: str, ymap: pycrdt.Map[Any], guard: Gate, feed: ChangeFeed) -> None:
         self.name = name  # the name of the shared object this map is (or is nested in)
         self._ymap = ymap
         self._guard = guard
@@ -80,6 +81,7 @@ class SharedMap(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         self._guard()
         checked = check_plain(value, repr(_key(key)))
+        self._guard.charge(value_size(checked, key))
         self._write(key, checked)
 
     def _write(self, key: str, checked: Any) -> None:
@@ -94,6 +96,7 @@ class SharedMap(MutableMapping[str, Any]):
         self._guard()
         if _key(key) not in self._ymap:
             raise MissingKeyError(key)
+        self._guard.charge(DELETE_BYTES, items=0)
         del self._ymap[key]
 
     def delete(self, key: str) -> None:
@@ -108,6 +111,7 @@ class SharedMap(MutableMapping[str, Any]):
         except (TypeError, ValueError) as exc:
             raise ArgumentTypeError(f"update() takes what dict() takes: {exc}") from None
         checked = {_key(key): check_plain(value, repr(key)) for key, value in items.items()}
+        self._guard.charge(sum(value_size(value, key) for key, value in checked.items()), items=len(checked))
         with self._ymap.doc.transaction():
             for key, value in checked.items():
                 self._write(key, value)
@@ -115,6 +119,7 @@ class SharedMap(MutableMapping[str, Any]):
     def clear(self) -> None:
         """Remove every key as one edit."""
         self._guard()
+        self._guard.charge(DELETE_BYTES * len(self._ymap), items=0)
         with self._ymap.doc.transaction():
             for key in list(self._ymap.keys()):
                 del self._ymap[key]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Literal
 
 import pycrdt
@@ -24,6 +24,7 @@ import pycrdt
 from ..errors import ArgumentTypeError, RowNotFoundError
 from .changes import Change, TableChange
 from .feed import ChangeFeed, ChangeStream
+from .gate import DELETE_BYTES, Gate, value_size
 from .query import OrderBy, Row, Where, run_query
 from .values import check_plain, same, to_plain
 
@@ -51,7 +52,7 @@ new_row_id = _RowIds().new
 def _columns(values: Any) -> dict[str, Any]:
     if not isinstance(values, Mapping):
         raise ArgumentTypeError(f"a row is a dict of columns, not {type(values).__name__}")
-    checked: dict[str, Any] = check_plain(values, "row")
+    checked: dict[str, Any] = check_plain(values, "row", depth=-1)  # depth counts from each cell
     return checked
 
 
@@ -60,7 +61,7 @@ class SharedTable:
 
     kind: ClassVar[Literal["table"]] = "table"
 
-    def __init__(self, name: str, ymap: pycrdt.Map[Any], guard: Callable[[], None], feed: ChangeFeed) -> None:
+    def __init__(self, name: str, ymap: pycrdt.Map[Any], guard: Gate, feed: ChangeFeed) -> None:
         self.name = name
         self._ymap = ymap
         self._guard = guard
@@ -86,6 +87,7 @@ class SharedTable:
         self._guard()
         checked = _columns(values)
         row_id = new_row_id()
+        self._guard.charge(value_size(checked, row_id), items=1 + len(checked))
         while row_id in self._ymap:  # pragma: no cover - 64 random bits in the same millisecond
             row_id = new_row_id()
         self._ymap[row_id] = pycrdt.Map(checked)
@@ -96,6 +98,7 @@ class SharedTable:
         self._guard()
         checked = _columns(values)
         row = self._existing(row_id)
+        self._guard.charge(sum(value_size(value, column) for column, value in checked.items()), items=len(checked))
         with self._ymap.doc.transaction():
             for column, value in checked.items():
                 if column in row and same(to_plain(row[column]), value):
@@ -106,6 +109,7 @@ class SharedTable:
         """Remove a row; ``RowNotFoundError`` (a KeyError) if there is none with that id."""
         self._guard()
         self._existing(row_id)
+        self._guard.charge(DELETE_BYTES, items=0)
         del self._ymap[row_id]
 
     # --- reading ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ attribute. Edits apply locally at once and reach others once verified.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
@@ -16,14 +16,15 @@ import pycrdt
 from ..errors import ArgumentTypeError, IndexOutOfRangeError
 from .changes import Change, TextChange
 from .feed import ChangeFeed, ChangeStream
+from .gate import DELETE_BYTES, ITEM_BYTES, Gate, value_size
 from .text_index import TextIndex
-from .values import check_plain, check_str, to_plain
+from .values import check_plain, check_str, to_plain, utf8_len
 
 
 def _attributes(attrs: Any) -> dict[str, Any]:
     if not isinstance(attrs, dict):
         raise ArgumentTypeError(f"formatting attributes must be a dict, not {type(attrs).__name__}")
-    checked: dict[str, Any] = check_plain(attrs, "attributes")
+    checked: dict[str, Any] = check_plain(attrs, "attributes", depth=-1)  # depth counts from each value
     return checked
 
 
@@ -32,7 +33,7 @@ class SharedText:
 
     kind: ClassVar[Literal["text"]] = "text"
 
-    def __init__(self, name: str, ytext: pycrdt.Text, guard: Callable[[], None], feed: ChangeFeed) -> None:
+    def __init__(self, name: str, ytext: pycrdt.Text, guard: Gate, feed: ChangeFeed) -> None:
         self.name = name
         self._ytext = ytext
         self._guard = guard
@@ -108,8 +109,11 @@ class SharedText:
             raise ArgumentTypeError(f"can only insert str into a text, not {type(s).__name__}")
         check_str(s, "inserted text")
         checked = None if attrs is None else _attributes(attrs)
+        # The characters, and a mark opening and closing around them for each attribute.
+        marks = 0 if checked is None else 2 * sum(value_size(v, k) for k, v in checked.items())
         positions = self._positions()
         self._check_index(index, len(self._ytext) if positions is None else positions.chars)
+        self._guard.charge(ITEM_BYTES + 5 + utf8_len(s) + marks, items=1 + 2 * len(checked or ()))
         if s:
             offset = index if positions is None else positions.insert(index, s)
             try:
@@ -125,6 +129,7 @@ class SharedText:
         self._guard()
         positions = self._positions()
         self._check_range(index, length, len(self._ytext) if positions is None else positions.chars)
+        self._guard.charge(DELETE_BYTES, items=0)
         if not length:
             return
         start, size = (index, length) if positions is None else positions.delete(index, length)
@@ -140,6 +145,10 @@ class SharedText:
         start, size = self._byte_range(index, length)
         checked = _attributes(attrs)
         if size and checked:
+            # A mark opens and closes at every boundary between differently formatted runs.
+            runs = 2 + len(self._ytext.diff())
+            self._guard.charge(2 * runs * sum(value_size(v, k) for k, v in checked.items()),
+                               items=2 * runs * len(checked))
             self._ytext.format(start, start + size, checked)
 
     def to_delta(self) -> list[dict[str, Any]]:

@@ -160,10 +160,11 @@ async def test_oversized_entries_are_refused_before_they_are_sent(relay: RelayHa
     ident = encspaces.Identity.generate()
     space = await encspaces.create_space(relay.url, ident, data_dir=tmp_path / "a")
     try:
-        space.text("doc").insert(0, "x" * (1100 * 1024))  # one edit over the entry limit
-        with pytest.raises(encspaces.errors.EntryTooLargeError, match="split very large edits"):
-            await space.sync()
+        with pytest.raises(encspaces.errors.EntryTooLargeError, match="split it into smaller edits"):
+            space.text("doc").insert(0, "x" * (1100 * 1024))  # one edit over the entry limit: refused at the call
         assert space.unsent == 0, "nothing that cannot be delivered is queued"
+        await space.sync()
+        assert space.error is None, "a refused local write never fails the space"
     finally:
         await space.close()
     again = await encspaces.connect(relay.url, ident, space.id, data_dir=tmp_path / "a")
@@ -202,7 +203,8 @@ async def test_a_readers_false_report_does_not_stop_fast_joins(relay: RelayHandl
         fresh = await newcomer(relay, admin, tmp_path / "fresh")
         try:
             await fresh.wait_for_seq(admin.seq)
-            assert fresh.snapshots.used is not None and fresh.snapshots.used[0] == agreed[0]
+            # That snapshot, or a newer one agreed since (policy snapshots keep coming): a fast join.
+            assert fresh.snapshots.used is not None and fresh.snapshots.used[0] >= agreed[0]
             assert fresh.snapshots.stripped_through > 0
             assert state(fresh) == state(admin)
             assert fresh.error is None
