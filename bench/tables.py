@@ -104,7 +104,10 @@ def measure(rows: int, rounds: int, impl: str) -> dict[str, float]:
 def worker(args: argparse.Namespace) -> int:
     if args.src:
         sys.path.insert(0, str(Path(args.src).resolve()))
-    out = {str(rows): measure(rows, args.rounds, args.impl) for rows in args.sizes}
+    import encspaces
+
+    out: dict[str, Any] = {str(rows): measure(rows, args.rounds, args.impl) for rows in args.sizes}
+    out["package"] = str(Path(encspaces.__file__).resolve().parent)  # which checkout was measured
     print(json.dumps(out))
     return 0
 
@@ -150,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{impl}: failed: {by_size['error']}")
             continue
         for rows, ms in by_size.items():
+            if rows == "package":
+                print(f"{impl:>6}: {ms}")
+                continue
             print(f"{impl:>6} {int(rows):>7,} rows: " + "  ".join(f"{op} {ms[op]:.3g}" for op in OPS) + " (ms)")
     print(f"results in {path}")
     return 1 if any("error" in r for r in results.values()) else 0

@@ -280,15 +280,18 @@ class TableIndex:
             ids: Iterable[str] = self._order if candidates is None else sorted(candidates)
             found = [Row(row_id, self._rows[row_id]) for row_id in ids if test(self._rows[row_id])]
             return self._copies(sort_rows(found, order_by), limit)
-        if candidates is not None:  # few rows to look at: look at them all, then order them
+        # Many candidates for a few rows: walking in order (skipping the others) finds them sooner
+        # than ordering them all; about limit * rows / candidates rows are looked at.
+        walk = limit is not None and (candidates is None or limit * len(self._rows) < len(candidates) ** 2)
+        if candidates is not None and not walk:  # few rows to look at: look at them all, then order them
             found = [Row(row_id, self._rows[row_id]) for row_id in sorted(candidates) if test(self._rows[row_id])]
             return self._copies(sort_rows(found, order_by) if terms else found, limit)
         if not terms:
-            return self._copies(self._matching(self._order, test, limit), limit)
+            return self._copies(self._matching(self._order, test, limit, candidates), limit)
         if limit is None:
             found = [Row(row_id, values) for row_id in self._order if test(values := self._rows[row_id])]
             return self._copies(sort_rows(found, order_by), limit)
-        return self._copies(self._ordered(terms, order_by, test, limit), limit)
+        return self._copies(self._ordered(terms, order_by, test, limit, candidates), limit)
 
     def _candidates(self, where: Where) -> set[str] | None:
         """Row ids that can match, from the smallest equality condition; None when there is none."""
@@ -302,9 +305,13 @@ class TableIndex:
                 best = found
         return best
 
-    def _matching(self, ids: Iterable[str], test: Callable[[dict[str, Any]], bool], limit: int | None) -> list[Row]:
+    def _matching(
+        self, ids: Iterable[str], test: Callable[[dict[str, Any]], bool], limit: int | None, pool: set[str] | None
+    ) -> list[Row]:
         found: list[Row] = []
         for row_id in ids:
+            if pool is not None and row_id not in pool:
+                continue
             values = self._rows[row_id]
             if test(values):
                 found.append(Row(row_id, values))
@@ -313,7 +320,12 @@ class TableIndex:
         return found
 
     def _ordered(
-        self, terms: list[tuple[str, bool]], order_by: OrderBy, test: Callable[[dict[str, Any]], bool], limit: int
+        self,
+        terms: list[tuple[str, bool]],
+        order_by: OrderBy,
+        test: Callable[[dict[str, Any]], bool],
+        limit: int,
+        pool: set[str] | None,
     ) -> list[Row]:
         """Walk the first term's sorted index group by group (a group shares its key) until enough match.
 
@@ -322,7 +334,11 @@ class TableIndex:
         column, descending = terms[0]
         found: list[Row] = []
         for group in self._groups(self._sorted_by(column), descending):
-            rows = [Row(row_id, values) for row_id in group if test(values := self._rows[row_id])]
+            rows = [
+                Row(row_id, values)
+                for row_id in group
+                if (pool is None or row_id in pool) and test(values := self._rows[row_id])
+            ]
             if rows:
                 found.extend(sort_rows(rows, order_by) if len(terms) > 1 or len(rows) > 1 else rows)
             if len(found) >= limit:
