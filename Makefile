@@ -15,7 +15,7 @@ SPACE ?= demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,examples]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -39,7 +39,7 @@ screenshot: $(STAMP)
 	$(BIN)/python -m clients.editor.screenshot docs/editor.svg
 
 lint: $(STAMP)
-	$(BIN)/ruff check encspaces relay tests bench clients
+	$(BIN)/ruff check encspaces relay tests bench clients examples
 	$(BIN)/mypy
 
 # Every test, the benchmark harness's smoke test included (so its contenders are set up too).
@@ -49,7 +49,7 @@ test: lint bench-setup
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,examples,bench]'
 	touch $(BENCH_STAMP)
 
 # The Node y-websocket contender, pinned by bench/package-lock.json.
