@@ -7,11 +7,13 @@ equality index (value -> row ids) and a sorted index ((sort key, row id) in orde
 
 It is built from the document on the first read and then kept up to date from the table's
 deep observer, which sees every change however it arrived: local edits, verified remote
-entries, snapshots and stored state loaded at open. The table's own writes also refresh the
-row at once, so a read inside an open ``transaction()`` block sees them as before. A change
-is applied by re-reading the rows it touched from the document (never by trusting an event's
-old/new values), and a root event that leaves the key count disagreeing with the document
-(yrs can omit keys from a concurrent deletion's event) makes the index rebuild.
+entries, snapshots and stored state loaded at open. The observer only notes which rows
+changed; the next read re-reads those rows from the document (never trusting an event's
+old/new values, and never mid-transaction, when yrs may not have integrated all of an update
+yet). The table's own writes also refresh the row at once, so a read inside an open
+``transaction()`` block sees them as before. After a remote change to the table's own keys,
+the next read compares the key count with the document (yrs can omit keys from a concurrent
+deletion's event) and rebuilds on a mismatch.
 
 Queries evaluate the same compiled predicate and the same ordering rules as the plain scan
 (``encspaces.shared.query.run_query``); the index only chooses which rows to look at and in
@@ -115,6 +117,8 @@ class TableIndex:
         self._sorted: dict[str, list[tuple[tuple[Any, ...], str]]] = {}  # column -> [(sort key, row id)]
         self._nan: dict[str, int] = {}  # column -> rows holding NaN there (no order: queries scan)
         self.rebuilds = 0
+        self._dirty: set[str] = set()  # rows changed since they were last read from the document
+        self._suspect = False  # a remote root change happened: check the key count at the next read
         self._subscription: pycrdt.Subscription | None = None  # observing costs every write: from the first read
 
     # --- keeping up with the document ---------------------------------------------------------
@@ -133,6 +137,8 @@ class TableIndex:
             self._subscription = self._ymap.observe_deep(self._on_events)
         self.built = True
         self.rebuilds += 1
+        self._dirty = set()
+        self._suspect = False
         self._rows = {}
         self._others = set()
         self._equal = {}
@@ -150,23 +156,39 @@ class TableIndex:
     def ensure(self) -> None:
         if not self.built:
             self.build()
+        elif self._dirty or self._suspect:
+            self._settle()
 
     def _on_events(self, events: list[Any]) -> None:
         if not self.built:
             return
         touched: set[str] = set()
-        root = False
+        suspect = False  # a root event that may have left a key out
         for event in events:
             path = tuple(getattr(event, "path", ()) or ())
             if path:
                 touched.add(str(path[0]))
             else:
-                root = True
-                touched.update(getattr(event, "keys", {}) or {})
-        for row_id in touched:
+                keys = getattr(event, "keys", {}) or {}
+                touched.update(keys)
+                # yrs has reported a concurrent deletion with no keys at all; only remote updates
+                # (applied under an origin) can be concurrent. len() of a yrs map counts its
+                # entries, so this check is O(rows) in Rust (about 0.5 ms at 10^5 rows).
+                suspect = suspect or not keys or getattr(event.transaction, "origin", None) is not None
+        # Rows are re-read at the next read, not now: while yrs integrates an update that was
+        # waiting for another (a member's edit to a row that arrived before the row), observers
+        # can run before all of it is in place; once the transaction is over it all is.
+        self._dirty |= touched
+        self._suspect = self._suspect or suspect
+
+    def _settle(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for row_id in dirty:
             self.refresh(row_id)
-        if root and len(self._ymap) != len(self._rows) + len(self._others):
-            self.build()  # an event left a key out: start again from the document
+        if self._suspect:
+            self._suspect = False
+            if len(self._ymap) != len(self._rows) + len(self._others):
+                self.build()  # an event left a key out: start again from the document
 
     def refresh(self, row_id: str) -> None:
         """Re-read one row from the document and update every structure that holds it."""
@@ -333,47 +355,49 @@ class TableIndex:
         """
         column, descending = terms[0]
         found: list[Row] = []
-        for group in self._groups(self._sorted_by(column), descending):
+        entries = self._sorted_by(column)
+        if len(terms) == 1:  # groups come in id order, which is the tie-break: no sorting at all
+            for start, end in self._groups(entries, descending):
+                found.extend(self._matching((entries[i][1] for i in range(start, end)), test, limit - len(found), pool))
+                if len(found) >= limit:
+                    break
+            return found
+        for start, end in self._groups(entries, descending):
             rows = [
                 Row(row_id, values)
-                for row_id in group
+                for _, row_id in entries[start:end]
                 if (pool is None or row_id in pool) and test(values := self._rows[row_id])
             ]
-            if rows:
-                found.extend(sort_rows(rows, order_by) if len(terms) > 1 or len(rows) > 1 else rows)
+            found.extend(sort_rows(rows, order_by))
             if len(found) >= limit:
                 break
         return found
 
     @staticmethod
-    def _groups(entries: list[tuple[tuple[Any, ...], str]], descending: bool) -> Iterator[list[str]]:
-        """Row ids grouped by equal sort key, in the order ``sort_rows`` puts the groups.
+    def _groups(entries: list[tuple[tuple[Any, ...], str]], descending: bool) -> Iterator[tuple[int, int]]:
+        """Ranges ``[start, end)`` of entries sharing a sort key, in the order ``sort_rows`` puts them.
 
-        Ascending, that is the list's order with missing values (key ``(1,)``) last. Descending,
+        Ascending, that is the list's order, missing values (key ``(1,)``) last. Descending,
         present values come from the end of the list backwards, then the missing ones; inside a
-        group ids stay ascending (the stable sort keeps the id order).
+        range ids stay ascending (the stable sort keeps the id order). Boundaries are found by
+        bisection, so a walk costs what it reads, however large a group is.
         """
+        total = len(entries)
         if not descending:
             at = 0
-            while at < len(entries):
-                end = at
-                key = entries[at][0]
-                while end < len(entries) and entries[end][0] == key:
-                    end += 1
-                yield [row_id for _, row_id in entries[at:end]]
+            while at < total:
+                end = bisect.bisect_right(entries, entries[at][0], at, total, key=_first)
+                yield at, end
                 at = end
             return
-        first_missing = bisect.bisect_left(entries, (_MISSING_KEY, ""))
+        first_missing = bisect.bisect_left(entries, _MISSING_KEY, key=_first)
         end = first_missing
         while end > 0:
-            start = end - 1
-            key = entries[start][0]
-            while start > 0 and entries[start - 1][0] == key:
-                start -= 1
-            yield [row_id for _, row_id in entries[start:end]]
+            start = bisect.bisect_left(entries, entries[end - 1][0], 0, end, key=_first)
+            yield start, end
             end = start
-        if first_missing < len(entries):
-            yield [row_id for _, row_id in entries[first_missing:]]
+        if first_missing < total:
+            yield first_missing, total
 
     @staticmethod
     def _copies(rows: list[Row], limit: int | None) -> list[Row]:
@@ -385,6 +409,10 @@ class TableIndex:
             self._ymap.unobserve(self._subscription)
             self._subscription = None
         self.built = False
+
+
+def _first(entry: tuple[tuple[Any, ...], str]) -> tuple[Any, ...]:
+    return entry[0]
 
 
 def _same_types(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
