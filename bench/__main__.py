@@ -15,10 +15,10 @@ from pathlib import Path
 
 from bench.common import RESULTS_DIR
 
-ORDER = ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal"]
+ORDER = ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal", "tables"]
 LIMITS = {"fanout": 900, "latency": 900, "replay": 1200, "cold_open": 600, "idle": 900, "files": 600,
-          "removal": 600}  # seconds
-NO_CONTENDERS = {"removal"}  # encspaces only: takes no --contenders
+          "removal": 600, "tables": 900}  # seconds
+NO_CONTENDERS = {"removal", "tables"}  # encspaces only: takes no --contenders
 
 
 def main(argv: list[str] | None = None) -> int:
