@@ -227,7 +227,8 @@ class TableIndex:
             if column in values:
                 buckets.setdefault(equality_key(values[column]), set()).add(row_id)
         for column, entries in self._sorted.items():
-            bisect.insort(entries, (sort_key(values, column), row_id))
+            if not _is_nan(values.get(column)):  # NaN is no order: never in a sorted index (see query)
+                bisect.insort(entries, (sort_key(values, column), row_id))
 
     def _unindex(self, row_id: str, values: Mapping[str, Any]) -> None:
         for column, buckets in self._equal.items():
@@ -239,6 +240,8 @@ class TableIndex:
                     if not bucket:
                         del buckets[key]
         for column, entries in self._sorted.items():
+            if _is_nan(values.get(column)):
+                continue
             entry = (sort_key(values, column), row_id)
             at = bisect.bisect_left(entries, entry)
             if at < len(entries) and entries[at] == entry:
@@ -257,7 +260,11 @@ class TableIndex:
     def _sorted_by(self, column: str) -> list[tuple[tuple[Any, ...], str]]:
         entries = self._sorted.get(column)
         if entries is None:
-            entries = sorted((sort_key(values, column), row_id) for row_id, values in self._rows.items())
+            entries = sorted(
+                (sort_key(values, column), row_id)
+                for row_id, values in self._rows.items()
+                if not _is_nan(values.get(column))
+            )
             self._sorted[column] = entries
         return entries
 
