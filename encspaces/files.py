@@ -28,9 +28,10 @@ import itertools
 import logging
 import mimetypes
 import os
+import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeAlias, overload
@@ -79,7 +80,10 @@ _READ_BLOCK = 1 << 20
 
 Progress: TypeAlias = Callable[[int, int], object]
 """Called as ``progress(bytes_done, bytes_total)``: once at 0, then after every chunk."""
-Source: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str]
+# What ``put`` reads at once: bytes in memory or a path; an async stream is spooled to a path first.
+LocalSource: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str]
+Source: TypeAlias = LocalSource | AsyncIterable[bytes]
+SPOOL_PREFIX = ".upload-"  # spool files of uploads from a stream, in the space's folder (see _spool)
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,7 @@ def check_name(name: object) -> str:
 # --- sources ---------------------------------------------------------------------------------
 
 
-def _open_source(data: Source) -> _Source:
+def _open_source(data: LocalSource) -> _Source:
     """``_Source(data)``, with a missing path as a FileError (that is also a FileNotFoundError)."""
     try:
         return _Source(data)
@@ -212,7 +216,7 @@ def _open_source(data: Source) -> _Source:
 class _Source:
     """What ``put`` reads: bytes in memory, or a file read a chunk at a time."""
 
-    def __init__(self, data: Source) -> None:
+    def __init__(self, data: LocalSource) -> None:
         self._data: memoryview | None = None
         self._file: IO[bytes] | None = None
         if isinstance(data, (bytes, bytearray, memoryview)):
@@ -300,12 +304,24 @@ class SpaceFiles:
 
     async def put(self, name: str, data: Source, *, content_type: str | None = None,
                   progress: Progress | None = None) -> FileRef:
-        """Upload ``data`` (bytes, or a path to read) as ``name``; returns once it is listed.
+        """Upload ``data`` (bytes, a path to read, or an async byte stream) as ``name``; returns once it is listed.
 
         A path is read twice, a chunk at a time: once to derive the key from its content, once
         to encrypt; a file that changes in between raises FileChangedError and is not listed.
         A path where no file is raises FileSourceNotFoundError (a FileError and a FileNotFoundError).
         An existing file of that name is replaced.
+
+        An ``AsyncIterable[bytes]`` (an upload being received, say) is first spooled to a
+        temporary file, because the key and every chunk's nonce derive from the hash of the
+        whole content, which is known only at the stream's end, and a stream cannot be read
+        twice; hashing in a first pass would need the sender to send it twice. The spool is
+        created 0600 (``tempfile.mkstemp``) in the space's own folder of the data dir (0700,
+        beside the local store that holds the space's keys), written a piece at a time, so
+        memory stays bounded, and removed on every way out: success, an error of the stream or
+        of the upload, a stream longer than a file may be (FileTooLargeError, as soon as it
+        is), and cancellation. Nothing is listed unless the whole upload succeeded. ``progress``
+        reports the upload of the encrypted chunks, after the stream ended (when the total is
+        known).
         """
         space = self._space
         space._check_writable()
@@ -314,6 +330,12 @@ class SpaceFiles:
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if len(content_type) > MAX_CONTENT_TYPE:
             raise FileArgumentError(f"a content type is at most {MAX_CONTENT_TYPE} characters")
+        if isinstance(data, AsyncIterable):
+            spool = await self._spool(name, data)
+            try:
+                return await self.put(name, spool, content_type=content_type, progress=progress)
+            finally:
+                spool.unlink(missing_ok=True)
         chunk_size = self.chunk_size
         source = await asyncio.to_thread(_open_source, data)
         try:
@@ -414,6 +436,38 @@ class SpaceFiles:
             raise UnknownFileError(f"no file {name!r} in this space")
         del manifests[name]
         await space.sync()
+
+    async def _spool(self, name: str, stream: AsyncIterable[bytes]) -> Path:
+        """Write a stream to a new 0600 file in the space's folder; the caller removes it (see ``put``)."""
+        limit = MAX_CHUNKS * self.chunk_size
+        fd, raw_path = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".spool", dir=self._space._store.path.parent)
+        path = Path(raw_path)
+        handle = os.fdopen(fd, "wb")
+        try:
+            size = 0
+            async for piece in stream:
+                if not isinstance(piece, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"an upload stream yields bytes, not {type(piece).__name__}")
+                size += len(piece)
+                if size > limit:
+                    raise FileTooLargeError(f"{name!r} is over {limit} bytes; a file is at most {limit} bytes")
+                write = asyncio.ensure_future(asyncio.to_thread(handle.write, piece))
+                try:
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    await asyncio.wait([write])  # the thread still holds the file: let it finish first
+                    raise
+            await asyncio.to_thread(handle.flush)
+        except BaseException:
+            handle.close()
+            path.unlink(missing_ok=True)
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            raise
+        handle.close()
+        return path
 
     # --- hooks called by the space --------------------------------------------------------
 

@@ -26,6 +26,7 @@ from .changes import Change, TableChange
 from .feed import ChangeFeed, ChangeStream
 from .gate import DELETE_BYTES, Gate, value_size
 from .query import OrderBy, Row, Where, run_query
+from .table_index import TableIndex
 from .values import check_plain, same, to_plain
 
 
@@ -66,6 +67,7 @@ class SharedTable:
         self._ymap = ymap
         self._guard = guard
         self._feed = feed
+        self._index = TableIndex(ymap)  # plain-Python rows and indexes, built on the first read
 
     def _row(self, row_id: str) -> pycrdt.Map[Any] | None:
         """The row's map; anything else a misbehaving member stored under the table is not a row."""
@@ -91,6 +93,7 @@ class SharedTable:
         while row_id in self._ymap:  # pragma: no cover - 64 random bits in the same millisecond
             row_id = new_row_id()
         self._ymap[row_id] = pycrdt.Map(checked)
+        self._index.refresh(row_id)  # at once: a read inside an open transaction() sees it
         return row_id
 
     def update(self, row_id: str, values: Mapping[str, Any]) -> None:
@@ -104,6 +107,7 @@ class SharedTable:
                 if column in row and same(to_plain(row[column]), value):
                     continue  # unchanged: do not override a concurrent write to this cell
                 row[column] = value
+            self._index.refresh(row_id)
 
     def delete(self, row_id: str) -> None:
         """Remove a row; ``RowNotFoundError`` (a KeyError) if there is none with that id."""
@@ -111,26 +115,32 @@ class SharedTable:
         self._existing(row_id)
         self._guard.charge(DELETE_BYTES, items=0)
         del self._ymap[row_id]
+        self._index.refresh(row_id)
 
     # --- reading ----------------------------------------------------------------------------
 
+    # Reads come from the table's index (``table_index.TableIndex``): O(1) for ``len``, ``get``
+    # and ``in``, and queries that look only at the rows they need. The first read builds it
+    # (O(rows)); after that every change, local or remote, updates it.
+
     def get(self, row_id: str) -> dict[str, Any] | None:
         """The row's columns as a plain dict, or None if there is no such row."""
-        row = self._row(row_id)
-        return None if row is None else to_plain(row)
+        return self._index.values(row_id)
 
     def __getitem__(self, row_id: str) -> dict[str, Any]:
-        values: dict[str, Any] = to_plain(self._existing(row_id))
+        values = self._index.values(row_id)
+        if values is None:
+            raise RowNotFoundError(f"no row {row_id!r} in table {self.name!r}")
         return values
 
     def __contains__(self, row_id: object) -> bool:
-        return isinstance(row_id, str) and self._row(row_id) is not None
+        return row_id in self._index
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._row_items())
+        return len(self._index)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(row_id for row_id, _ in self._row_items()))
+        return iter(self._index.ids())
 
     def _row_items(self) -> Iterator[tuple[str, pycrdt.Map[Any]]]:
         for row_id, row in self._ymap.items():
@@ -139,15 +149,30 @@ class SharedTable:
 
     def rows(self) -> list[Row]:
         """Every row, ordered by id."""
-        return sorted((Row(row_id, to_plain(row)) for row_id, row in self._row_items()), key=lambda row: row.id)
+        return self._index.rows()
 
     def query(self, where: Where = None, order_by: OrderBy = None, limit: int | None = None) -> list[Row]:
         """Rows of the local state matching ``where`` (see ``encspaces.shared.query`` for the form).
 
         ``order_by`` is a column, ``"-column"`` for descending, or a list of those; ties and
         the default order are by row id. Raises ``QueryError`` for a malformed query.
+
+        Cost: an equality condition (``{"col": v}``, ``"=="``, ``"in"``, at the top level or
+        in a top-level ``"and"``) looks only at the rows holding those values; ``limit`` with
+        the default order or an ``order_by`` stops once enough rows matched (walking a sorted
+        index of the first ``order_by`` column). Anything else looks at every row, in plain
+        Python, without reading the document. A callable ``where`` is called on a copy of
+        each row it looks at, which with a ``limit`` need not be every row.
         """
-        return run_query(self.rows(), where, order_by, limit)
+        return self._index.query(where, order_by, limit)
+
+    def _scan_rows(self) -> list[Row]:
+        """Every row read straight from the document, ordered by id (the reference for the index)."""
+        return sorted((Row(row_id, to_plain(row)) for row_id, row in self._row_items()), key=lambda row: row.id)
+
+    def _scan_query(self, where: Where = None, order_by: OrderBy = None, limit: int | None = None) -> list[Row]:
+        """``query`` the way it was first written: read every row from the document, filter, sort."""
+        return run_query(self._scan_rows(), where, order_by, limit)
 
     def to_py(self) -> dict[str, dict[str, Any]]:
         return {row.id: row.values for row in self.rows()}

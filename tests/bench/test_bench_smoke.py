@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from bench.__main__ import ORDER
+
 pytest.importorskip("psutil", reason="the bench extras are not installed (pip install -e '.[dev,bench]')")
 pytest.importorskip("matplotlib", reason="the bench extras are not installed (pip install -e '.[dev,bench]')")
 pytest.importorskip("pycrdt.websocket", reason="the bench extras are not installed (pip install -e '.[dev,bench]')")
@@ -53,7 +55,7 @@ def run_quick(name: str, out: Path, extra: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal", "typing"])
+@pytest.mark.parametrize("name", ORDER)
 def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> None:
     if name in TRACE_BASED and not (traces_dir() / "automerge-paper.json.gz").exists():
         pytest.skip(f"bench.{name} needs the automerge-paper trace, absent from {traces_dir()}")
@@ -61,6 +63,12 @@ def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> No
     data = run_quick(name, results / f"{name}.json", extra)
     if name == "removal":
         assert data["members"] > 1 and data["removal_entry_bytes"] > 0
+        return
+    if name == "tables":
+        for impl in ("index", "scan"):
+            by_size = data["results"][impl]
+            assert "error" not in by_size, by_size
+            assert all(set(by_size[str(rows)]) == set(data["ops"]) for rows in data["sizes"])
         return
     rows = data["results"]
     assert rows, "no contender produced a row"

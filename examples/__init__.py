@@ -1,0 +1,1 @@
+"""Example applications built on the encspaces SDK (not part of the installed package)."""

@@ -1,0 +1,203 @@
+"""The task board example against a real relay, two members, each with their own app in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import pytest
+
+pytest.importorskip("aiohttp", reason="the examples extra is not installed (pip install -e '.[dev,examples]')")
+
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+
+import encspaces
+from encspaces.errors import SpaceClosedError
+from examples.taskboard import create_app, serve
+from examples.taskboard.app import SPACE_KEY, STREAMS_KEY
+from tests.support import RelayHandle, wait_for
+
+Client: TypeAlias = "TestClient[Any, Any]"
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def board(relay: RelayHandle, tmp_path: Path) -> AsyncIterator[tuple[Client, Client]]:
+    """Alice (admin) and Bob (writer) with a task board each; the apps own and close their spaces."""
+    alice = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "alice")
+    bob_id = encspaces.Identity.generate()
+    await alice.add_member(bob_id.public)
+    bob: encspaces.Space = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "bob")
+    clients = []
+    for space, name in ((alice, "Alice"), (bob, "Bob")):
+        server = TestServer(create_app(space, name=name, heartbeat=0.05), handler_cancellation=True)
+        client: Client = TestClient(server)
+        await client.start_server()
+        clients.append(client)
+    try:
+        yield clients[0], clients[1]
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def tasks(client: Client, **params: str) -> list[dict[str, Any]]:
+    response = await client.get("/tasks", params=params)
+    assert response.status == 200, await response.text()
+    found: list[dict[str, Any]] = await response.json()
+    return found
+
+
+async def next_event(response: ClientResponse) -> dict[str, Any]:
+    """The next ``change`` event of an SSE response (comments and heartbeats skipped)."""
+    event = None
+    while True:
+        line = (await response.content.readline()).decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[len("event: "):]
+        elif line.startswith("data: ") and event == "change":
+            data: dict[str, Any] = json.loads(line[len("data: "):])
+            return data
+
+
+async def test_an_edit_by_one_member_reaches_the_others_list_and_event_stream(board: tuple[Client, Client]) -> None:
+    alice, bob = board
+    events = await bob.get("/events")
+    assert events.status == 200 and events.headers["Content-Type"] == "text/event-stream"
+    assert (await events.content.readline()).startswith(b": connected")
+
+    added = await alice.post("/tasks", json={"title": "write the report", "status": "open", "prio": 2})
+    assert added.status == 201
+    task_id = (await added.json())["id"]
+    await until(lambda: _has(bob, task_id), "Bob to list Alice's task")
+    change = await asyncio.wait_for(next_event(events), 15)
+    assert change["inserted"] == [task_id] and change["local"] is False and change["author"]
+
+    await bob.post("/tasks", json={"title": "review", "status": "done", "prio": 1})
+    patched = await alice.patch(f"/tasks/{task_id}", json={"status": "done"})
+    assert patched.status == 200
+    change = await asyncio.wait_for(next_event(events), 15)
+    while change["updated"] == {} and change["local"]:  # Bob's own insert comes first
+        change = await asyncio.wait_for(next_event(events), 15)
+    assert change["updated"] == {task_id: ["status"]}
+    await until(lambda: _status(bob, task_id, "done"), "Bob to see the update")
+
+    done = await tasks(bob, where=json.dumps({"status": "done"}), order="-prio", limit="1")
+    assert [t["title"] for t in done] == ["write the report"]
+    assert (await bob.get("/tasks", params={"where": "{\"status\": {\"~\": 1}}"})).status == 400
+
+    assert (await bob.delete(f"/tasks/{task_id}")).status == 204
+    await until(lambda: _gone(alice, task_id), "Alice to see the deletion")
+    assert (await alice.delete(f"/tasks/{task_id}")).status == 404
+    events.close()
+
+
+async def _has(client: Client, task_id: str) -> bool:
+    return any(t["id"] == task_id for t in await tasks(client))
+
+
+async def _status(client: Client, task_id: str, status: str) -> bool:
+    return any(t["id"] == task_id and t.get("status") == status for t in await tasks(client))
+
+
+async def _gone(client: Client, task_id: str) -> bool:
+    return not await _has(client, task_id)
+
+
+async def test_the_event_stream_ends_when_its_client_disconnects(board: tuple[Client, Client]) -> None:
+    alice, _ = board
+    streams = alice.server.app[STREAMS_KEY]
+    response = await alice.get("/events")
+    assert (await response.content.readline()).startswith(b": connected")
+    assert len(streams) == 1
+    (stream,) = streams
+    response.close()  # the client goes away; no change ever arrives on the stream
+    await wait_for(lambda: not streams, "the handler to stop iterating")
+    assert stream.closed
+
+
+async def test_shutdown_ends_event_streams_and_closes_the_space(relay: RelayHandle, tmp_path: Path) -> None:
+    space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    app = create_app(space, heartbeat=3600)  # no heartbeat will end the stream during this test
+    client: Client = TestClient(TestServer(app, handler_cancellation=False))
+    await client.start_server()
+    streams = app[STREAMS_KEY]
+    try:
+        response = await client.get("/events")
+        assert (await response.content.readline()).startswith(b": connected")
+        (stream,) = streams
+    finally:
+        # Shutdown ends the open stream itself (aiohttp would otherwise wait a minute for the handler).
+        await asyncio.wait_for(client.close(), 30)
+    assert stream.closed and not streams
+    with pytest.raises(SpaceClosedError):
+        space.table("tasks").insert({"title": "after"})
+
+
+async def test_invites_attachments_and_presence(board: tuple[Client, Client], tmp_path: Path) -> None:
+    alice, bob = board
+    refused = await bob.post("/invites", json={})
+    assert refused.status == 403  # Bob is a writer
+    made = await alice.post("/invites", json={"role": "reader"})
+    assert made.status == 201
+    link = (await made.json())["link"]
+    carol = await encspaces.join(link, encspaces.Identity.generate(), data_dir=tmp_path / "carol")
+    try:
+        assert carol.id == alice.server.app[SPACE_KEY].id
+    finally:
+        await carol.close()
+
+    task_id = (await (await alice.post("/tasks", json={"title": "with a file"})).json())["id"]
+    body = os.urandom(600_000)
+
+    async def upload() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 50_000):
+            yield body[start:start + 50_000]
+
+    put = await alice.put(f"/tasks/{task_id}/files/notes.bin", data=upload())
+    assert put.status == 201, await put.text()
+    assert (await put.json())["size"] == len(body)
+    await until(lambda: _attached(bob, task_id), "Bob to see the attachment")
+    got = await bob.get(f"/tasks/{task_id}/files/notes.bin")
+    assert got.status == 200 and await got.read() == body
+    assert (await alice.put("/tasks/nope/files/x.bin", data=b"x")).status == 404
+
+    async def sees_alice() -> bool:
+        online = (await (await bob.get("/presence")).json())["online"]
+        return any(peer.get("name") == "Alice" for peer in online)
+
+    await until(sees_alice, "Bob to see Alice online")
+
+
+async def _attached(client: Client, task_id: str) -> bool:
+    return any(t["id"] == task_id and t.get("attachments") == [f"tasks/{task_id}/notes.bin"]
+               for t in await tasks(client))
+
+
+async def test_sigterm_shuts_the_service_down_and_closes_the_space(relay: RelayHandle, tmp_path: Path) -> None:
+    space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    ready = asyncio.Event()
+
+    async def on_ready(port: int) -> None:
+        ready.set()
+
+    service = asyncio.ensure_future(serve(space, host="127.0.0.1", port=0, name="A", on_ready=on_ready))
+    await asyncio.wait_for(ready.wait(), 15)  # the signal handlers are installed from here on
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(service, 15)
+    with pytest.raises(SpaceClosedError):
+        space.table("tasks").insert({"title": "after"})

@@ -1,0 +1,149 @@
+"""``files.put`` from an async byte stream: round trip in bounded memory, and no trace on failure.
+
+The stream is spooled to a 0600 file in the space's folder first (the key derives from the
+whole content); these tests check it is gone on success, cancellation and error, and that
+nothing is listed unless the upload completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import encspaces
+from encspaces.errors import FileTooLargeError
+from encspaces.files import CHUNK_SIZE, MAX_CHUNKS, SPOOL_PREFIX, chunk_count
+from tests.support import wait_for
+
+from .conftest import Members, Progress, Relay
+
+PIECE = 100_000  # not a multiple of the chunk size, as an upload's pieces would not be
+
+
+def spools(space: encspaces.Space) -> list[Path]:
+    return sorted(space._store.path.parent.glob(f"{SPOOL_PREFIX}*"))
+
+
+async def pieces(total: int, seed: int) -> AsyncIterator[bytes]:
+    rng = random.Random(seed)
+    sent = 0
+    while sent < total:
+        piece = rng.randbytes(min(PIECE, total - sent))
+        sent += len(piece)
+        await asyncio.sleep(0)
+        yield piece
+
+
+def expected(total: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    out = bytearray()
+    while len(out) < total:
+        out += rng.randbytes(min(PIECE, total - len(out)))
+    return bytes(out)
+
+
+async def test_a_large_stream_round_trips_in_bounded_memory(members: Members) -> None:
+    import tracemalloc
+
+    alice = await members.create()
+    bob = await members.join(alice)
+    size = 96 * CHUNK_SIZE + 12_345  # 24 MiB: the peak below is a few chunks in flight, client and relay
+    progress = Progress()
+    tracemalloc.start()
+    try:
+        ref = await alice.files.put("upload.bin", pieces(size, 1), progress=progress)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < size // 4, peak  # a window of chunks, never the whole stream
+    progress.check(size, chunk_count(size, CHUNK_SIZE))
+    assert ref.size == size and ref.content_type == "application/octet-stream"
+    assert spools(alice) == []
+    await bob.wait_for_seq(alice.seq)
+    assert await bob.files.get("upload.bin") == expected(size, 1)
+    # Keys derive from the content: the same bytes as plain bytes give the same file.
+    assert (await alice.files.put("again.bin", expected(size, 1))).chunks == ref.chunks
+
+
+async def test_cancelled_while_receiving_leaves_nothing(members: Members) -> None:
+    space = await members.create()
+    stalled = asyncio.Event()
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"a" * PIECE
+        yield b"b" * PIECE
+        stalled.set()
+        await asyncio.Event().wait()  # the client stops sending
+        yield b"never"
+
+    upload = asyncio.create_task(space.files.put("partial.bin", stream()))
+    await stalled.wait()
+    await wait_for(lambda: any(p.stat().st_size == 2 * PIECE for p in spools(space)), "the spool to hold both pieces")
+    (spool,) = spools(space)
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o600
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    assert spools(space) == [] and space.files.list() == []
+
+
+async def test_cancelled_while_uploading_leaves_nothing(relay: Relay, members: Members) -> None:
+    space = await members.create()
+    await relay.stop()  # the stream is received, then the upload waits for the relay
+    upload = asyncio.create_task(space.files.put("waiting.bin", pieces(3 * CHUNK_SIZE, 2)))
+    await wait_for(lambda: any(p.stat().st_size == 3 * CHUNK_SIZE for p in spools(space)), "the whole spool")
+    await asyncio.sleep(0.05)
+    assert not upload.done()
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    assert spools(space) == []
+    await relay.start()
+    await space.sync()
+    assert space.files.list() == []
+
+
+async def test_a_stream_that_fails_midway_leaves_nothing(members: Members) -> None:
+    space = await members.create()
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"x" * CHUNK_SIZE
+        yield b"y" * CHUNK_SIZE
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await space.files.put("broken.bin", stream())
+    assert spools(space) == [] and space.files.list() == []
+
+
+async def test_a_stream_longer_than_a_file_may_be_stops_at_the_limit(members: Members) -> None:
+    space = await members.create()
+    space.files.chunk_size = 1
+    served = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal served
+        while True:
+            served += 1000
+            yield b"z" * 1000
+
+    with pytest.raises(FileTooLargeError):
+        await space.files.put("endless.bin", endless())
+    assert served <= MAX_CHUNKS + 1000  # refused as soon as it is too long, not read to the end
+    assert spools(space) == [] and space.files.list() == []
+
+
+async def test_a_stream_of_non_bytes_is_refused(members: Members) -> None:
+    space = await members.create()
+
+    async def stream() -> AsyncIterator[str]:
+        yield "text"
+
+    with pytest.raises(TypeError):
+        await space.files.put("text.txt", stream())  # type: ignore[arg-type]
+    assert spools(space) == [] and space.files.list() == []
