@@ -289,7 +289,7 @@ def vkey(name: str, sig_type: int, public_key: bytes) -> str:
 
 def parse_vkey(text: str) -> Ed25519Verifier | CosignatureVerifier:
     """The verifier a vkey string names (types 0x01 and 0x04); the key ID must match."""
-    parts = text.split("+")
+    parts = text.split("+", 2)  # base64 may itself contain '+', the name may not
     if len(parts) != 3:
         raise MalformedNoteError(f"vkey is not name+id+key: {text[:60]!r}")
     name, hex_id, blob = parts
