@@ -34,7 +34,7 @@ def signed() -> note.SignedCheckpoint:
 
 
 def test_origin_form_round_trips() -> None:
-    assert ORIGIN == "encspaces/space/" + SPACE.hex()
+    assert "encspaces/space/" + SPACE.hex() == ORIGIN
     assert note.space_of_origin(ORIGIN) == SPACE
     assert note.space_of_origin("example.com/log") is None
     assert note.space_of_origin(ORIGIN.upper()) is None
