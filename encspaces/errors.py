@@ -372,3 +372,78 @@ class DataDirLockedError(EncspacesError):
 
 class RelayTLSError(ConnectionFailedError):
     """TLS with the relay failed: its certificate is not trusted, or it does not speak TLS at all."""
+
+
+# --- the witnessed log: Merkle proofs, signed notes, witnesses (encspaces/merkle.py, note.py, witness/) ---
+
+
+class MerkleError(VerificationError):
+    """A Merkle tree hash, proof or size that cannot be what it claims."""
+
+
+class MerkleProofError(MerkleError):
+    """An inclusion or consistency proof that does not verify (RFC 9162 §2.1.3.2, §2.1.4.2)."""
+
+
+class MerkleArgumentError(MerkleError, InvalidArgumentError):
+    """A leaf index or tree size out of range for the tree asked (index >= size, size > tree)."""
+
+
+class MissingNodeError(MerkleError, KeyError):
+    """The node store lacks a complete-subtree hash the tree needs: the store is damaged."""
+
+
+class NoteError(VerificationError):
+    """A signed note (C2SP signed-note) that cannot be used."""
+
+
+class MalformedNoteError(NoteError, ProtocolError):
+    """Bytes that are not a well-formed signed note, checkpoint or cosignature."""
+
+
+class NoteSignatureError(NoteError):
+    """No known key signed the note, or a known key's signature on it fails to verify."""
+
+
+class WitnessError(EncspacesError):
+    """A witness refused a checkpoint; ``status`` is the HTTP status of C2SP tlog-witness."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class WitnessBadRequestError(WitnessError, ProtocolError):
+    """A malformed add-checkpoint request, or an old size above the checkpoint size (400)."""
+
+    status = 400
+
+
+class WitnessSignatureError(WitnessError, NoteSignatureError):
+    """No trusted log signature on the checkpoint, or a trusted key's signature fails (403)."""
+
+    status = 403
+
+
+class WitnessUnknownOriginError(WitnessError, LookupError):
+    """The witness serves no log with this origin (404)."""
+
+    status = 404
+
+
+class WitnessSizeMismatchError(WitnessError):
+    """The old size is not the size this witness last cosigned; ``latest_size`` is (409)."""
+
+    status = 409
+
+    def __init__(self, message: str, latest_size: int) -> None:
+        super().__init__(message)
+        self.latest_size = latest_size
+
+
+class WitnessConsistencyError(WitnessError, MerkleError):
+    """The checkpoint is not consistent with the one last cosigned: bad proof, empty-tree root,
+    or another root at the same size (422). A validly signed one is kept as evidence."""
+
+    status = 422
