@@ -58,8 +58,8 @@ def load_editor() -> RunEditor:
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] not in EDITOR_NEEDS:
             raise
-        raise CliError(f"the editor needs {exc.name}, which is not installed: {EDITOR_INSTALL}",
-                       EXIT_UNAVAILABLE) from exc
+        raise CliError(f"the editor is an extra that is not installed here (no module {exc.name!r}): "
+                       f"{EDITOR_INSTALL}", EXIT_UNAVAILABLE) from exc
     editor: RunEditor = run_editor
     return editor
 
