@@ -107,10 +107,13 @@ if TYPE_CHECKING:
     from .history import HistoryEntry, SpaceView
     from .identity import Identity, PublicIdentity
     from .invites import InviteInfo
+    from .local import StoredLog, load_stored_log, reverify_local
     from .membership import Member, Policy, Role
     from .membership_events import MemberChange
     from .presence_channel import PresenceChange, PresenceChannel
     from .rejections import RejectedEntry, RejectionKind
+    from .reverify import Reverification
+    from .safety import safety_code
     from .shared.changes import (
         Change,
         KeyChange,
@@ -124,7 +127,7 @@ if TYPE_CHECKING:
     from .shared.feed import ChangeStream
     from .shared.kinds import ObjectKind
     from .shared.query import OrderBy, Row, Where
-    from .space import Space, connect, create_space, join
+    from .space import Space, connect, create_space, join, open_local
     from .streams import EventStream
 
 __version__ = "0.1.0"  # the same as pyproject.toml's version; tests/test_package.py checks it
@@ -138,6 +141,12 @@ _LAZY: dict[str, str] = {
     "connect": ".space",
     "create_space": ".space",
     "join": ".space",
+    "open_local": ".space",
+    "StoredLog": ".local",
+    "load_stored_log": ".local",
+    "reverify_local": ".local",
+    "Reverification": ".reverify",
+    "safety_code": ".safety",
     "ConnectionChange": ".connection_state",
     "ConnectionState": ".connection_state",
     "Identity": ".identity",
@@ -276,6 +285,7 @@ __all__ = [
     "ReorderError",
     "ReplayError",
     "ResubmitLimitError",
+    "Reverification",
     "Role",
     "RollbackError",
     "Row",
@@ -292,6 +302,7 @@ __all__ = [
     "SpaceMismatchError",
     "SpaceView",
     "StoreError",
+    "StoredLog",
     "TableChange",
     "TextChange",
     "TextRange",
@@ -312,4 +323,8 @@ __all__ = [
     "create_space",
     "errors",
     "join",
+    "load_stored_log",
+    "open_local",
+    "reverify_local",
+    "safety_code",
 ]

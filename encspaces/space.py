@@ -88,7 +88,7 @@ from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
 from .snapshot import SnapshotPayload, content_hash
 from .snapshot_keeper import SnapshotKeeper
-from .store import LocalStore
+from .store import STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
 from .supervision import as_failure, guarded, supervise
 from .verifier import LogVerifier, VerifiedEntry
@@ -1406,6 +1406,27 @@ async def join(
         await space.close()
         raise
     return space
+
+
+async def open_local(identity: Identity, space_id: str, *, data_dir: str | Path) -> SpaceView:
+    """The shared objects of ``space_id`` as this device holds them in ``data_dir``, without the relay.
+
+    A read-only snapshot (writing raises ``ReadOnlyError``): the verified log through ``view.seq``
+    plus this device's own edits not yet sent, as ``connect`` would restore them. It never
+    connects. Like every opening of a space, closing the store again keeps the bookkeeping that
+    opening did (a checkpoint; what the key policy retires or makes due); nothing is sent. Raises
+    ``StoreError`` when ``data_dir`` holds no copy of the space or one of another identity.
+    """
+    space = decode_space_id(space_id)
+    if not (Path(data_dir) / space.hex() / STORE_FILE).exists():
+        raise StoreError(f"this device holds no copy of space {space_id} in {data_dir}")
+    opened = await _open_space("", identity, space, data_dir)
+    opened._pending.meta.clear()  # the stored relay URL and member stay as they are
+    try:
+        await opened._restore()
+    finally:
+        await opened.close()
+    return SpaceView(opened.seq, opened._document)
 
 
 class connect:

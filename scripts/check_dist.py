@@ -11,7 +11,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-WHEEL_NEEDS = ("encspaces/py.typed", "relay/py.typed", "encspaces/cli.py", "clients/editor/app.py")
+WHEEL_NEEDS = ("encspaces/py.typed", "relay/py.typed", "clients/cli/main.py", "clients/editor/app.py")
 
 
 def check(dist: Path) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from relay.process import RelayProcess
 
 _SCRIPT = Path(sys.executable).with_name("encspaces")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "encspaces.cli"]
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "clients.cli"]
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from encspaces import cli
+from clients.cli import connecting as cli
 from tests.support import RelayHandle, relay
 
 __all__ = ["relay"]
@@ -29,13 +29,13 @@ class Lagging:
 def test_a_long_catch_up_shows_a_bar_a_short_one_none() -> None:
     screen = Terminal()
     space = Lagging(10, 10 + cli.CATCH_UP_THRESHOLD)
-    with cli._catch_up_bar(space, screen) as update:  # type: ignore[arg-type]
+    with cli.catch_up_bar(space, screen) as update:  # type: ignore[arg-type]
         update()
         space.seq = 510
         update()
     assert "catching up" in screen.getvalue() and f"510/{10 + cli.CATCH_UP_THRESHOLD}" in screen.getvalue()
     for stream, behind in ((Terminal(), cli.CATCH_UP_THRESHOLD - 1), (io.StringIO(), cli.CATCH_UP_THRESHOLD)):
-        with cli._catch_up_bar(Lagging(0, behind), stream) as update:  # type: ignore[arg-type]
+        with cli.catch_up_bar(Lagging(0, behind), stream) as update:  # type: ignore[arg-type]
             update()
         assert stream.getvalue() == ""  # too short to need one, or not a terminal
 
@@ -56,7 +56,7 @@ async def test_relay_seq_is_the_head_the_relay_announced(relay: RelayHandle, tmp
             assert bob.seq < alice.seq
             monkeypatch.setattr(cli, "CATCH_UP_THRESHOLD", 1)
             screen = Terminal()
-            assert await cli._catch_up(bob, 15, progress=screen)
+            assert await cli.catch_up(bob, 15, progress=screen)
             assert bob.relay_seq == bob.seq == alice.seq
         finally:
             await bob.close()

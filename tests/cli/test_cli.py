@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from encspaces.cli import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_VERIFICATION
+from clients.cli.errors import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_VERIFICATION
 from relay.process import RelayProcess
 
 from .conftest import User, member_pair

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from clients.cli.errors import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE
 from encspaces import Identity
-from encspaces.cli import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE
 from relay.process import RelayProcess
 
 from .conftest import COMMAND, User, member_pair

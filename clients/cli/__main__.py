@@ -1,0 +1,8 @@
+"""``python -m clients.cli``: the same as the ``encspaces`` command."""
+
+import sys
+
+from .main import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""``log``, ``verify`` and ``safety-code``: the verified history, re-verified from genesis on this device."""
+
+from __future__ import annotations
+
+import argparse
+
+from encspaces.entry import Entry, Kind
+from encspaces.errors import EncspacesError
+from encspaces.identity import member_id
+from encspaces.invites import InviteBody, RevokeInviteBody
+from encspaces.local import load_stored_log, reverify_local
+from encspaces.membership import AddMemberBody, GenesisBody, RekeyBody, SetRoleBody
+from encspaces.safety import safety_code
+from encspaces.verifier import VerifiedEntry
+
+from .connecting import opened, run
+from .errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION, CliError
+from .home import Context, SpaceRef
+from .output import short, time_text, warn
+
+
+async def refresh(ctx: Context, ref: SpaceRef, offline: bool) -> bool:
+    """Bring the local log up to date with the relay (verifying it); False when offline."""
+    if offline:
+        return False
+    async with opened(ctx, ref) as space:
+        return space.connected
+
+
+def describe(result: VerifiedEntry) -> str:
+    entry = result.entry
+    kind = entry.header.kind
+    try:
+        if kind is Kind.GENESIS:
+            genesis = GenesisBody.decode(entry.body)
+            return f"created the space (relay key {member_id(genesis.relay_key)})"
+        if kind is Kind.ADD_MEMBER:
+            add = AddMemberBody.decode(entry.body)
+            return f"added {short(add.member)} as {add.role.value}"
+        if kind is Kind.DATA:
+            if result.plaintext is not None:
+                return f"edit ({len(entry.body)} bytes encrypted)"
+            return f"not readable here: {result.problem}"
+        return _describe_other(entry)
+    except EncspacesError as exc:
+        return f"{kind.value} ({exc})"
+
+
+def _describe_other(entry: Entry) -> str:
+    kind = entry.header.kind
+    if kind in (Kind.REMOVE_MEMBER, Kind.ROTATE):
+        rekey = RekeyBody.decode(entry.body, kind.value)
+        if kind is Kind.REMOVE_MEMBER and rekey.member is not None:
+            return f"removed {short(rekey.member)}; new key, epoch {rekey.epoch}"
+        return f"new key, epoch {rekey.epoch}"
+    if kind is Kind.SET_ROLE:
+        set_role = SetRoleBody.decode(entry.body)
+        return f"made {short(set_role.member)} {set_role.role.value}"
+    if kind is Kind.INVITE:
+        invite = InviteBody.decode(entry.body)
+        expires = "never expires" if invite.expires_ms is None else f"expires {time_text(invite.expires_ms)}"
+        history = "with history" if invite.history else "without history"
+        return f"invite {short(invite.invite)}: {invite.uses} use(s) as {invite.role.value}, {history}, {expires}"
+    if kind is Kind.REVOKE_INVITE:
+        return f"revoked invite {short(RevokeInviteBody.decode(entry.body).invite)}"
+    if kind is Kind.JOIN:
+        return "joined with an invite"
+    return kind.value.replace("_", " ")
+
+
+def cmd_log(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.registry().resolve(args.space)
+    identity = ctx.identity()
+
+    async def log() -> int:
+        await refresh(ctx, ref, args.offline)
+        ref.require_local_copy()
+        report = await reverify_local(identity, ref.id, data_dir=ref.data_dir)
+        shown = report.entries if args.limit is None else report.entries[-args.limit :]
+        me = identity.public.sign_key
+        for result in shown:
+            header = result.entry.header
+            who = short(header.author) + ("*" if header.author == me else " ")
+            print(f"{result.seq:>6}  {time_text(header.time_ms)}  {who:<11}  {header.kind.value:<13}  "
+                  f"{describe(result)}")
+        if report.error is not None:
+            raise report.error
+        warn(f"{len(report.entries)} entries, verified from genesis; * marks yours; times are the authors' "
+             "own clocks (UTC)")
+        return EXIT_OK
+
+    return run(log())
+
+
+def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.registry().resolve(args.space)
+    identity = ctx.identity()
+
+    async def verify() -> int:
+        online = await refresh(ctx, ref, args.offline)
+        ref.require_local_copy()
+        report = await reverify_local(identity, ref.id, data_dir=ref.data_dir)
+        entries = report.entries
+        data = [r for r in entries if r.kind is Kind.DATA]
+        unreadable = [r for r in data if r.plaintext is None and not any(
+            late.seq == r.seq and late.plaintext is not None for late in report.results if late.late)]
+        print(f"space {ref.name} ({ref.id})")
+        if report.error is not None:
+            print(f"FAILED at seq {report.seq + 1}: {type(report.error).__name__}: {report.error}")
+            print(f"  seqs 1..{report.seq} verified before the failure")
+            raise CliError(f"verification of the local log failed: {type(report.error).__name__}: {report.error}",
+                           EXIT_VERIFICATION)
+        print(f"re-verified seqs 1..{report.seq} from genesis on this device:")
+        print("  genesis against the space id; every author signature and body digest; the hash chain to")
+        print("  every stored head; membership, roles, author order, parents and epochs")
+        print("  (not re-checked: the relay's signatures over heads, which the local store does not keep)")
+        print(f"  {len(entries)} entries: {len(data)} edits, {len(entries) - len(data)} membership and key entries; "
+              f"{len(report.members)} members")
+        if unreadable:
+            print(f"  {len(unreadable)} edits this device cannot read (no key, or they do not open)")
+        print(f"  head at seq {report.seq}: {report.head.hex()}")
+        print(f"  safety code at seq {report.seq}: {safety_code(ref.space_bytes, report.seq, report.head)}")
+        if online:
+            print("relay: caught up; its signed heads matched this log (no fork, no rollback)")
+        else:
+            print("relay: not contacted" + ("" if args.offline else " (offline)"))
+        print("OK")
+        return EXIT_OK
+
+    return run(verify())
+
+
+def cmd_safety_code(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.registry().resolve(args.space)
+
+    async def code() -> int:
+        await refresh(ctx, ref, args.offline)
+        ref.require_local_copy()
+        stored = await load_stored_log(ctx.identity(), ref.id, data_dir=ref.data_dir)
+        if not stored.rows:
+            raise CliError(f"this device has verified nothing of {ref.name!r} yet: open it online first")
+        last = stored.rows[-1][0]
+        seq = last if args.seq is None else args.seq
+        head = stored.head_at(seq)
+        if head is None:
+            raise CliError(f"this device has verified seqs 1..{last}; pick a --seq in that range", EXIT_USAGE)
+        print(f"seq {seq}: {safety_code(ref.space_bytes, seq, head)}")
+        warn("compare this with another member at the same seq (by phone or in person); if the codes differ, "
+             "the relay showed you different histories")
+        return EXIT_OK
+
+    return run(code())

@@ -1,0 +1,79 @@
+"""This device's copy of a space, read from its local store without the relay.
+
+``load_stored_log`` reads the verified log as stored (and the epoch keys of the newest
+checkpoint); ``reverify_local`` re-verifies it from genesis (``encspaces.reverify``). Neither
+connects, writes or creates anything: a data dir that holds no copy of the space raises
+``StoreError``. ``open_local`` (in ``encspaces.space``) gives the shared objects themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import crypto
+from .errors import EncspacesError, StoreError
+from .identity import Identity
+from .reverify import Reverification, reverify_log
+from .space import decode_space_id
+from .store import STORE_FILE, LocalStore
+from .verifier import LogVerifier
+
+
+@dataclass(frozen=True)
+class StoredLog:
+    """The verified log this device stored for one space, and the epoch keys its checkpoint holds."""
+
+    space: bytes
+    rows: list[tuple[int, bytes, bytes]]  # (seq, raw entry, head at seq), in log order
+    keys: dict[int, bytes] = field(default_factory=dict)  # epoch -> key, from the newest checkpoint
+
+    def head_at(self, seq: int) -> bytes | None:
+        """The stored head at ``seq`` (None when this device stored no entry there)."""
+        if 1 <= seq <= len(self.rows) and self.rows[seq - 1][0] == seq:
+            return self.rows[seq - 1][2]
+        return None
+
+
+def require_stored(space_id: str, data_dir: str | Path) -> bytes:
+    """The space's id as bytes, once sure ``data_dir`` holds a store of it (else ``StoreError``)."""
+    space = decode_space_id(space_id)
+    if not (Path(data_dir) / space.hex() / STORE_FILE).exists():
+        raise StoreError(f"this device holds no copy of space {space_id} in {data_dir}")
+    return space
+
+
+async def load_stored_log(identity: Identity, space_id: str, *, data_dir: str | Path) -> StoredLog:
+    """The log this device verified and stored for ``space_id`` in ``data_dir``, as stored.
+
+    The rows are not verified again here (``reverify_local`` does that). The checkpoint's epoch
+    keys are included when its verified state resumes cleanly; an unusable checkpoint only costs
+    readability, so it is ignored rather than raised.
+    """
+    space = require_stored(space_id, data_dir)
+    store = await LocalStore.open(data_dir, space.hex())
+    try:
+        rows = await store.load_log()
+        checkpoint = await store.load_checkpoint()
+    finally:
+        await store.close()
+    keys: dict[int, bytes] = {}
+    if checkpoint is not None and checkpoint[0] <= len(rows):
+        heads = [crypto.ZERO_HASH, *(head for _, _, head in rows[: checkpoint[0]])]
+        with contextlib.suppress(EncspacesError):
+            keys = dict(LogVerifier.from_checkpoint(space, identity, checkpoint[1], heads)[0].epoch_keys)
+    return StoredLog(space, rows, keys)
+
+
+async def reverify_local(identity: Identity, space_id: str, *, data_dir: str | Path) -> Reverification:
+    """Re-verify this device's stored log of ``space_id`` from genesis (see ``reverify_log``).
+
+    A log that fails verification is reported in the result's ``error``, not raised; an
+    unreadable or missing store raises ``StoreError``.
+    """
+    log = await load_stored_log(identity, space_id, data_dir=data_dir)
+    return reverify_log(log.space, identity, log.rows, log.keys)
+
+
+__all__ = ["StoredLog", "load_stored_log", "require_stored", "reverify_local"]
