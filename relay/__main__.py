@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port to listen on, 0 for any free port (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", type=Path, required=True, help="where the key and the log are kept")
+    parser.add_argument("--store", default=None, metavar="postgresql://...",
+                        help="keep the log in this PostgreSQL database, which several relays may share "
+                             "(docs/cluster.md; default: the SQLite file in --data-dir)")
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_MESSAGE,
                         help=f"largest websocket message in bytes (default {DEFAULT_MAX_MESSAGE})")
     parser.add_argument("--max-blob-size", type=int, default=RelayConfig.max_blob_size,
@@ -81,7 +84,7 @@ def config_of(args: argparse.Namespace) -> RelayConfig:
         max_creates_per_address=args.max_creates_per_address, create_window=args.create_window,
         exempt_addresses=frozenset(a.strip() for a in args.exempt_addresses.split(",") if a.strip()),
         create_policy=CreatePolicy(args.create_policy), create_allowlist=args.create_allowlist,
-        idle_room_seconds=args.idle_room_seconds,
+        idle_room_seconds=args.idle_room_seconds, store=args.store,
     )
 
 
@@ -125,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compact"]:
         return compact_main(argv[1:])
+    if argv[:1] == ["migrate"]:
+        from .migrate import migrate_main
+
+        return migrate_main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
