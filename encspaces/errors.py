@@ -447,3 +447,28 @@ class WitnessConsistencyError(WitnessError, MerkleError):
     or another root at the same size (422). A validly signed one is kept as evidence."""
 
     status = 422
+
+
+# --- relay storage: several relays on one database (relay/storage.py, relay/pg_store.py) ----------
+
+
+class HeadMovedError(StoreError):
+    """A commit extended a space's head that is no longer the newest: another relay of the cluster
+    committed to the space first. Nothing of the commit was stored; the relay reloads and retries."""
+
+    def __init__(self, space: bytes, expected: int, found: int) -> None:
+        from .identity import member_id
+
+        super().__init__(f"space {member_id(space)[:12]}: this commit extends seq {expected}, "
+                         f"but the store's head is at seq {found}: another relay committed first")
+        self.space = space
+        self.expected = expected
+        self.found = found
+
+
+class SpaceExistsError(StoreError):
+    """A space was created that the store already holds (another relay created it first)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The relay's database cannot be reached or failed mid-transaction: nothing was acknowledged."""

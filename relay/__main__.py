@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"port to listen on, 0 for any free port (default {DEFAULT_PORT})")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where the key, the log and the file chunks are kept (required)")
+    parser.add_argument("--store", default=None, metavar="postgresql://...",
+                        help="keep the log in this PostgreSQL database, which several relays may share "
+                             "(docs/cluster.md; default: the SQLite file in --data-dir)")
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_MESSAGE,
                         help=f"largest websocket message in bytes (default {DEFAULT_MAX_MESSAGE})")
     parser.add_argument("--max-blob-size", type=int, default=RelayConfig.max_blob_size,
@@ -124,6 +127,7 @@ def config_of(args: argparse.Namespace) -> RelayConfig:
         create_policy=CreatePolicy(args.create_policy), create_allowlist=args.create_allowlist,
         idle_room_seconds=args.idle_room_seconds, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
+        store=args.store,
     )
 
 
@@ -200,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         return compact_main(argv[1:])
     if argv[:1] == ["backup"]:
         return backup_main(argv[1:])
+    if argv[:1] == ["migrate"]:
+        from .migrate import migrate_main
+
+        return migrate_main(argv[1:])
     try:
         args = parse_args(argv)
         config = config_of(args)

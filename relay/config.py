@@ -86,6 +86,9 @@ class RelayConfig:
     # A space with no connection for this many seconds is unloaded: its memory is released, and
     # the next connection loads it from the store again (0: never unload).
     idle_room_seconds: float = 300.0
+    # Where the log is: None for the SQLite file in data_dir (one relay process), or a
+    # postgresql:// URL that several relays may share (relay/storage.py, docs/cluster.md).
+    store: str | None = None
 
     # --- operations (docs/operations.md) ---
     # Health (/healthz) and Prometheus metrics (/metrics) over plain HTTP on a port of their own;

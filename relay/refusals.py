@@ -23,6 +23,8 @@ REJECTED = "rejected"  # a submitted entry breaks a rule of the log
 STALE_EPOCH = "stale_epoch"  # entries under an epoch a rotation ended: not fatal, re-encrypt and resend
 CONFLICT = "conflict"  # a membership change another one made moot (a race between admins): not fatal
 GAP = "gap"  # author_seq skips: follows a submission refused without closing; not fatal
+# Other relays of the cluster kept committing to the space first (relay/room.py): not fatal, resubmit.
+CONTENDED = "contended"
 BAD_INVITE = "bad_invite"  # a newcomer's invite is unknown, revoked, used up, expired, or not proven
 REMOVED = "removed"  # the member was removed from the space
 INTERNAL = "internal"  # the relay's fault (storage failure): reconnect and resubmit

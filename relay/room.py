@@ -13,6 +13,11 @@ outside it, ``durable_seq`` and ``state.heads[: durable_seq + 1]`` are safe to r
 
 If the store fails, memory may already be ahead of disk. The room then refuses everyone
 and tells the server to forget it; the next connection reloads the space from disk.
+
+On a shared store (PostgreSQL, several relays) another relay may commit to the space first:
+the store refuses the commit (``HeadMovedError``, nothing stored), the room reloads the space,
+sends its subscribers what the other relay committed, and sequences the batch again on top of
+it (relay/shared_log.py).
 """
 
 from __future__ import annotations
@@ -28,7 +33,14 @@ import nacl.signing
 from websockets.asyncio.server import ServerConnection, broadcast
 
 from encspaces.entry import Entry
-from encspaces.errors import AuthorSeqGapError, EpochError, MembershipChangeError, ReplayError, RuleError
+from encspaces.errors import (
+    AuthorSeqGapError,
+    EpochError,
+    HeadMovedError,
+    MembershipChangeError,
+    ReplayError,
+    RuleError,
+)
 from encspaces.head import SignedHead, next_head
 from encspaces.identity import member_id
 from encspaces.invites import verify_auth_proof
@@ -42,6 +54,7 @@ from .peer import Peer, PeerGoneError
 from .refusals import (
     BAD_INVITE,
     CONFLICT,
+    CONTENDED,
     GAP,
     NOT_A_MEMBER,
     REJECTED,
@@ -50,9 +63,12 @@ from .refusals import (
     Refusal,
     internal,
 )
-from .store import EntryRow, Store
+from .shared_log import after_conflict
+from .storage import RelayStore
+from .store import EntryRow
 
 log = logging.getLogger(__name__)
+
 
 
 class RoomHost(Protocol):
@@ -94,7 +110,7 @@ class Room:
     """A loaded space; created by the server, which forgets it when it fails."""
 
     def __init__(
-        self, host: RoomHost, store: Store, space: bytes, state: LogState, genesis: bytes, latest: SignedHead
+        self, host: RoomHost, store: RelayStore, space: bytes, state: LogState, genesis: bytes, latest: SignedHead
     ) -> None:
         self.host = host
         self.store = store
@@ -259,7 +275,7 @@ class Room:
             count += len(item.entries)
         return batch
 
-    async def _commit(self, batch: list[Submission]) -> None:
+    async def _commit(self, batch: list[Submission], attempt: int = 0) -> None:
         answered = 0  # every submission is answered exactly once, whatever happens
         members_before = set(self.state.members)
         try:
@@ -293,6 +309,10 @@ class Room:
                 started = time.perf_counter()
                 try:
                     await self.store.append(self.space, rows, frames[-1][2])
+                except HeadMovedError as exc:
+                    answered = len(batch)  # after_conflict answers every submission
+                    await after_conflict(self, batch, exc, attempt, members_before)
+                    return
                 except Exception as exc:
                     log.exception("%s: storing %d entries failed", self.label, len(rows))
                     self._fail(f"the relay could not store entries ({type(exc).__name__}): reconnect and resubmit")
@@ -379,7 +399,7 @@ class Room:
     def _answer(self, submission: Submission, answer: _Answer) -> None:
         peer = submission.peer
         try:
-            if isinstance(answer, Refusal) and answer.code in (STALE_EPOCH, CONFLICT, GAP):
+            if isinstance(answer, Refusal) and answer.code in (STALE_EPOCH, CONFLICT, GAP, CONTENDED):
                 peer.count_refusal(answer.code)
                 peer.write_now(Error(answer.code, answer.message, fatal=False, ref=answer.ref).encode())
             elif isinstance(answer, Refusal):

@@ -23,7 +23,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from encspaces import crypto
-from encspaces.errors import EncspacesError
+from encspaces.errors import EncspacesError, SpaceExistsError, StoreUnavailableError
 from encspaces.head import SignedHead, next_head
 from encspaces.identity import member_id
 from encspaces.log_state import GENESIS_SEQ, LogState
@@ -41,7 +41,9 @@ from .peer import Peer
 from .refusals import BAD_GENESIS, UNKNOWN_SPACE, Refusal, internal, unavailable
 from .room import Room
 from .session import Session, remote_host
-from .store import EntryRow, Store
+from .shared_log import refresh
+from .storage import BlobBackend, RelayStore, open_store
+from .store import EntryRow
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +84,12 @@ class RelayServer:
         self.public_key = bytes(self._signing_key.verify_key)
         self.rooms: dict[bytes, Room] = {}
         self._space_locks = _KeyedLocks()
-        self._store: Store | None = None
+        self._store: RelayStore | None = None
         self._server: Server | None = None
         self._stopping = False
         self._numbers = itertools.count(1)
         self.port: int | None = None
-        self.blobs = BlobStore(config.data_dir / BLOBS_DIR, max_blob_size=config.max_blob_size,
+        self.blobs: BlobBackend = BlobStore(config.data_dir / BLOBS_DIR, max_blob_size=config.max_blob_size,
                                quota=config.blob_quota, total_quota=config.total_blob_quota)
         self.connections = ConnectionCounter(config)
         self.create_gate = CreateGate(config)  # reads the allowlist now: a bad file stops the start
@@ -123,7 +125,7 @@ class RelayServer:
         return self._signing_key
 
     @property
-    def store(self) -> Store:
+    def store(self) -> RelayStore:
         if self._store is None:
             raise RuntimeError("the relay is not started")
         return self._store
@@ -138,7 +140,9 @@ class RelayServer:
         tls = _tls_context(config)  # a bad certificate stops the start before anything is opened
         self._lock = DataDirLock.acquire(config.data_dir)  # DataDirLockedError if another relay has it
         try:
-            self._store = await Store.open(config.data_dir)
+            self._store = await open_store(config.store, config.data_dir)
+            self.blobs = self._store.blob_store(config.data_dir / BLOBS_DIR, max_blob_size=config.max_blob_size,
+                                                quota=config.blob_quota, total_quota=config.total_blob_quota)
         except BaseException:
             self._release_lock()
             raise
@@ -236,6 +240,8 @@ class RelayServer:
             room = self.rooms.get(space)
             if room is None:
                 room = await self._load(space)
+            elif self.store.shared:
+                await self._refresh(room)  # what other relays committed since
             if room is None:
                 if admission.genesis is None:
                     raise Refusal(UNKNOWN_SPACE, f"this relay hosts no space {member_id(space)}")
@@ -299,6 +305,9 @@ class RelayServer:
     async def _load(self, space: bytes) -> Room | None:
         try:
             loaded = await self.store.load_space(space)
+        except StoreUnavailableError as exc:
+            log.error("cannot load space %s: %s", member_id(space), exc)
+            raise internal("the relay's database is unavailable: reconnect and resubmit later") from exc
         except EncspacesError as exc:
             log.error("cannot load space %s: %s", member_id(space), exc)
             raise internal("the relay cannot load this space from its store") from exc
@@ -318,7 +327,16 @@ class RelayServer:
         head = next_head(crypto.ZERO_HASH, GENESIS_SEQ, digest)
         signed = SignedHead.create(self._signing_key, space, GENESIS_SEQ, head)
         row = EntryRow(GENESIS_SEQ, genesis.header.author, genesis.header.author_seq, digest, head, genesis.raw)
-        await self.store.create_space(space, row, signed)
+        try:
+            await self.store.create_space(space, row, signed)
+        except SpaceExistsError:  # another relay of the cluster created it first (the same genesis: same id)
+            room = await self._load(space)
+            if room is None:
+                raise internal(f"space {member_id(space)} was created and is gone") from None
+            return room
+        except StoreUnavailableError as exc:
+            log.error("cannot create space %s: %s", member_id(space), exc)
+            raise internal("the relay's database is unavailable: reconnect and resubmit later") from exc
         state = LogState(space)
         state.apply(genesis, GENESIS_SEQ, head)
         room = Room(self, self.store, space, state, genesis.raw, signed)
@@ -326,6 +344,16 @@ class RelayServer:
         self._idle_since.setdefault(space, time.monotonic())
         log.info("%s created by %s", room.label, member_id(admission.member)[:12])
         return room
+
+    async def _refresh(self, room: Room) -> None:
+        try:
+            await refresh(room)
+        except StoreUnavailableError as exc:
+            log.error("%s: cannot read what other relays committed: %s", room.label, exc)
+            raise internal("the relay's database is unavailable: reconnect and resubmit later") from exc
+        except EncspacesError as exc:
+            log.error("%s: what other relays committed does not extend the log: %s", room.label, exc)
+            raise internal("the relay cannot load this space from its store") from exc
 
     def room_failed(self, room: Room) -> None:
         """Forget a room whose memory may be ahead of its disk: the next connection reloads it."""

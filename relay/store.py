@@ -25,10 +25,12 @@ import aiosqlite
 
 from encspaces.encoding import pack, unpack
 from encspaces.entry import Entry
-from encspaces.errors import EncspacesError, StoreError
+from encspaces.errors import EncspacesError, SpaceExistsError, StoreError
 from encspaces.head import SignedHead, next_head
 from encspaces.log_state import LogState
 from encspaces.private_file import ensure_private_file
+
+from .blobs import BlobStore
 
 DB_FILE = "relay.sqlite3"
 SCHEMA_VERSION = 1
@@ -114,14 +116,28 @@ class Store:
             await self._reader.close()
             await self._writer.close()
 
+    @property
+    def shared(self) -> bool:
+        return False  # one relay process per file: nobody else commits
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def blob_store(self, root: Path, *, max_blob_size: int, quota: int, total_quota: int | None) -> BlobStore:
+        return BlobStore(root, max_blob_size=max_blob_size, quota=quota, total_quota=total_quota)
+
     # --- writing ------------------------------------------------------------------------------
 
     async def create_space(self, space: bytes, genesis: EntryRow, signed_head: SignedHead) -> None:
         """Store a new space and its genesis entry atomically."""
         async with self._write_lock:
+            async with self._reader.execute("SELECT 1 FROM spaces WHERE space_id = ?", (space,)) as cursor:
+                if await cursor.fetchone() is not None:
+                    raise SpaceExistsError(f"{self.path} already holds space {space.hex()[:16]}…")
             await self._transaction(
                 ("INSERT INTO spaces (space_id, created_ms, signed_head) VALUES (?, ?, ?)",
-                 [(space, int(time.time() * 1000), _encode_head(signed_head))]),
+                 [(space, int(time.time() * 1000), encode_head(signed_head))]),
                 ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", [genesis.values(space)]),
             )
 
@@ -130,7 +146,7 @@ class Store:
         async with self._write_lock:
             await self._transaction(
                 ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", [row.values(space) for row in rows]),
-                ("UPDATE spaces SET signed_head = ? WHERE space_id = ?", [(_encode_head(signed_head), space)]),
+                ("UPDATE spaces SET signed_head = ? WHERE space_id = ?", [(encode_head(signed_head), space)]),
             )
 
     async def _transaction(self, *statements: tuple[str, Sequence[tuple[object, ...]]]) -> None:
@@ -215,15 +231,37 @@ class Store:
             while rows := await cursor.fetchmany(_LOAD_CHUNK):
                 for seq, digest, head, raw in rows:
                     raw = bytes(raw)
-                    _replay(state, seq, bytes(digest), bytes(head), raw, where)
+                    replay(state, seq, bytes(digest), bytes(head), raw, where)
                     if seq == 1:
                         genesis = raw
         if state.seq == 0:
             raise StoreError(f"{where}: the space has no entries, not even its genesis")
         return LoadedSpace(state, genesis, signed_head)
 
+    async def tail(self, space: bytes, after_seq: int) -> tuple[list[EntryRow], SignedHead] | None:
+        """The rows after ``after_seq`` and the latest signed head (None: no such space)."""
+        async with self._reader.execute("SELECT signed_head FROM spaces WHERE space_id = ?", (space,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        signed_head = decode_stored_head(bytes(row[0]), f"relay store {self.path}, space {space.hex()[:16]}…")
+        async with self._reader.execute(
+            "SELECT seq, author, author_seq, digest, head, raw FROM entries WHERE space_id = ? AND seq > ? "
+            "ORDER BY seq", (space, after_seq),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [EntryRow(int(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), bytes(r[4]), bytes(r[5])) for r in rows], \
+            signed_head
 
-def _replay(state: LogState, seq: int, digest: bytes, head: bytes, raw: bytes, where: str) -> None:
+
+def decode_stored_head(data: bytes, where: str) -> SignedHead:
+    try:
+        return SignedHead.decode(unpack(data, what="stored signed head"))
+    except EncspacesError as exc:
+        raise StoreError(f"{where}: the stored signed head is corrupt: {exc}") from exc
+
+
+def replay(state: LogState, seq: int, digest: bytes, head: bytes, raw: bytes, where: str) -> None:
     if seq != state.seq + 1:
         raise StoreError(f"{where}: seq {seq} follows seq {state.seq}: entries are missing")
     try:
@@ -241,7 +279,7 @@ def _replay(state: LogState, seq: int, digest: bytes, head: bytes, raw: bytes, w
     state.apply(entry, seq, head)
 
 
-def _encode_head(signed_head: SignedHead) -> bytes:
+def encode_head(signed_head: SignedHead) -> bytes:
     return pack(signed_head.encode())
 
 
