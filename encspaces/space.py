@@ -1297,7 +1297,6 @@ class Space:
 async def _open_space(
     url: str, identity: Identity, space: bytes, data_dir: str | Path, tls: SSLContext | None = None
 ) -> Space:
-    check_relay_url(url, tls)
     store = await LocalStore.open(data_dir, space.hex())
     stored = await store.get_meta("member")
     if stored is not None and stored != identity.public.sign_key:
@@ -1381,6 +1380,7 @@ async def join(
     """
     check_timeout(timeout)
     parsed = InviteLink.parse(link)
+    check_relay_url(parsed.url, ssl)
     space = await _open_space(parsed.url, identity, parsed.space, data_dir, ssl)
     space._invite = parsed.secret
     # Written with (or before) the join entry: a restart replays the invite's sealed keys with it.
@@ -1420,7 +1420,7 @@ async def open_local(identity: Identity, space_id: str, *, data_dir: str | Path)
     space = decode_space_id(space_id)
     if not (Path(data_dir) / space.hex() / STORE_FILE).exists():
         raise StoreError(f"this device holds no copy of space {space_id} in {data_dir}")
-    opened = await _open_space("", identity, space, data_dir)
+    opened = await _open_space("", identity, space, data_dir)  # no relay: the URL is never used
     opened._pending.meta.clear()  # the stored relay URL and member stay as they are
     try:
         await opened._restore()
@@ -1441,6 +1441,7 @@ class connect:
         timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None,
     ) -> None:
         check_timeout(timeout)
+        check_relay_url(url, ssl)
         self._ssl = ssl
         self._args = (url, identity, decode_space_id(space_id), data_dir)
         self._timeout = timeout

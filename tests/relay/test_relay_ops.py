@@ -14,8 +14,8 @@ import pytest
 from conftest import RelayFactory
 from relay_kit import WAIT, RawClient, SpaceBuilder, join, url_of, wait_until
 
+from clients.cli.errors import explain
 from encspaces import create_space
-from encspaces.cli import explain
 from encspaces.errors import ConnectionFailedError, InvalidArgumentError, RelayError, RelayTLSError
 from encspaces.identity import Identity
 from relay.datadir_lock import DataDirLockedError
