@@ -36,11 +36,11 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import encspaces
-from encspaces.encoding import DEFAULT_MAX_MESSAGE
-from encspaces.session import BecameLive, ClientSession, Send
+from encspaces.core.encoding import DEFAULT_MAX_MESSAGE
+from encspaces.core.session import BecameLive, ClientSession, Send
+from encspaces.core.verifier import LogVerifier
 from encspaces.shared.kinds import root_name
 from encspaces.space import decode_space_id
-from encspaces.verifier import LogVerifier
 
 YIELD_EVERY = 32  # messages a Yjs client handles between two yields to the event loop
 

@@ -3,7 +3,7 @@
     python -m bench.merkle [--samples 300] [--seed 1]
 
 The trees are built level by level into packed byte strings (32 bytes a node), the layout a
-store keyed by (level, index) amounts to; proofs are generated through ``encspaces.merkle``'s
+store keyed by (level, index) amounts to; proofs are generated through ``encspaces.core.merkle``'s
 lookup interface and checked with its RFC 9162 verifiers. Medians over random leaves and sizes.
 """
 
@@ -15,7 +15,7 @@ import random
 import statistics
 import time
 
-from encspaces import merkle
+from encspaces.core import merkle
 
 SIZES = (1_000, 100_000, 1_000_000)
 

@@ -30,7 +30,7 @@ from typing import Any
 import encspaces
 import encspaces.space as sdk_space
 from bench.clients import Arrivals, SpaceClient
-from encspaces.session import ClientSession
+from encspaces.core.session import ClientSession
 from relay.process import RelayProcess
 
 

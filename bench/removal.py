@@ -21,7 +21,7 @@ from typing import Any
 
 import encspaces
 from bench.common import machine_info, write_result
-from encspaces.entry import Entry, Kind
+from encspaces.core.entry import Entry, Kind
 from relay.process import RelayProcess
 from relay.store import DB_FILE
 

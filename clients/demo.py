@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import encspaces
-from encspaces.entry import Entry
+from encspaces.core.entry import Entry
 from relay.process import RelayProcess
 from relay.store import DB_FILE
 

@@ -6,7 +6,7 @@ anything is applied.
 
 Everything an application uses is importable from here. Only the exceptions are imported
 with the package: the rest is loaded on first use (module ``__getattr__``), so the relay and
-the pure protocol modules (``encspaces.log_state``, ...) that import ``encspaces.*`` do not
+the pure protocol modules (``encspaces.core.log_state``, ...) that import ``encspaces.*`` do not
 pull in pycrdt, the websocket client or the local store. Type checkers see every name
 through the ``TYPE_CHECKING`` imports below.
 """
@@ -105,18 +105,18 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .connection_state import ConnectionChange, ConnectionState
+    from .core.identity import Identity, PublicIdentity
+    from .core.invites import InviteInfo
+    from .core.membership import Member, Policy, Role
+    from .core.membership_events import MemberChange
+    from .core.rejections import RejectedEntry, RejectionKind
+    from .core.reverify import Reverification
+    from .core.safety import safety_code
     from .document import SharedList, SharedMap, SharedTable, SharedText
     from .files import FileRef, Progress, SpaceFiles
     from .history import HistoryEntry, SpaceView
-    from .identity import Identity, PublicIdentity
-    from .invites import InviteInfo
     from .local import StoredLog, load_stored_log, reverify_local
-    from .membership import Member, Policy, Role
-    from .membership_events import MemberChange
     from .presence_channel import PresenceChange, PresenceChannel
-    from .rejections import RejectedEntry, RejectionKind
-    from .reverify import Reverification
-    from .safety import safety_code
     from .shared.changes import (
         Change,
         KeyChange,
@@ -148,17 +148,17 @@ _LAZY: dict[str, str] = {
     "StoredLog": ".local",
     "load_stored_log": ".local",
     "reverify_local": ".local",
-    "Reverification": ".reverify",
-    "safety_code": ".safety",
+    "Reverification": ".core.reverify",
+    "safety_code": ".core.safety",
     "ConnectionChange": ".connection_state",
     "ConnectionState": ".connection_state",
-    "Identity": ".identity",
-    "PublicIdentity": ".identity",
-    "Member": ".membership",
-    "Policy": ".membership",
-    "Role": ".membership",
-    "MemberChange": ".membership_events",
-    "InviteInfo": ".invites",
+    "Identity": ".core.identity",
+    "PublicIdentity": ".core.identity",
+    "Member": ".core.membership",
+    "Policy": ".core.membership",
+    "Role": ".core.membership",
+    "MemberChange": ".core.membership_events",
+    "InviteInfo": ".core.invites",
     "SharedList": ".document",
     "SharedMap": ".document",
     "SharedTable": ".document",
@@ -183,8 +183,8 @@ _LAZY: dict[str, str] = {
     "Progress": ".files",
     "SpaceFiles": ".files",
     "HistoryEntry": ".history",
-    "RejectedEntry": ".rejections",
-    "RejectionKind": ".rejections",
+    "RejectedEntry": ".core.rejections",
+    "RejectionKind": ".core.rejections",
     "SpaceView": ".history",
 }
 

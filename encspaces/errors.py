@@ -276,7 +276,7 @@ class BadSnapshotError(EncspacesError):
 
     def __init__(self, seq: int, author: bytes, reason: str, *, attester: bool = False,
                  evidence: tuple[bytes, ...] = ()) -> None:
-        from .identity import member_id
+        from .core.identity import member_id
 
         what = f"the attestation by {member_id(author)} of the snapshot at seq {seq} is false" if attester \
             else f"the snapshot at seq {seq} by {member_id(author)} is bad"
@@ -287,7 +287,7 @@ class BadSnapshotError(EncspacesError):
         self.evidence = evidence
 
 
-# --- snapshot attestations (encspaces/attestation.py) -----------------------------------------
+# --- snapshot attestations (encspaces/core/attestation.py) -----------------------------------------
 
 
 class AttestationError(VerificationError, RuleError):
@@ -349,7 +349,7 @@ class KeyConfirmationError(EncspacesError):
     """
 
     def __init__(self, seq: int, author: bytes, epoch: int, problem: str, evidence: bytes) -> None:
-        from .identity import member_id
+        from .core.identity import member_id
 
         super().__init__(f"the {member_id(author)} entry at seq {seq} gave this device a bad key for epoch "
                          f"{epoch}: {problem}")
@@ -374,7 +374,7 @@ class RelayTLSError(ConnectionFailedError):
     """TLS with the relay failed: its certificate is not trusted, or it does not speak TLS at all."""
 
 
-# --- the witnessed log: Merkle proofs, signed notes, witnesses (encspaces/merkle.py, note.py, witness/) ---
+# --- the witnessed log: Merkle proofs, signed notes, witnesses (encspaces/core/merkle.py, note.py, witness/) ---
 
 
 class MerkleError(VerificationError):
@@ -457,7 +457,7 @@ class HeadMovedError(StoreError):
     committed to the space first. Nothing of the commit was stored; the relay reloads and retries."""
 
     def __init__(self, space: bytes, expected: int, found: int) -> None:
-        from .identity import member_id
+        from .core.identity import member_id
 
         super().__init__(f"space {member_id(space)[:12]}: this commit extends seq {expected}, "
                          f"but the store's head is at seq {found}: another relay committed first")

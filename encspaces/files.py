@@ -38,9 +38,11 @@ from typing import IO, TYPE_CHECKING, Any, TypeAlias, overload
 
 import pycrdt
 
-from . import crypto
-from .encoding import as_bytes, as_int, as_map, as_str, pack, unpack
-from .encoding import field as msg_field
+from .core import crypto
+from .core.encoding import as_bytes, as_int, as_map, as_str, pack, unpack
+from .core.encoding import field as msg_field
+from .core.messages import MAX_BLOB_REQUEST_ID, BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
+from .core.session import SessionState
 from .errors import (
     ArgumentTypeError,
     BlobMissingError,
@@ -55,8 +57,6 @@ from .errors import (
     ProtocolError,
     UnknownFileError,
 )
-from .messages import MAX_BLOB_REQUEST_ID, BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
-from .session import SessionState
 
 if TYPE_CHECKING:
     from .space import Space

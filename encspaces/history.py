@@ -12,10 +12,10 @@ import builtins
 from dataclasses import dataclass
 from typing import Any
 
+from .core.entry import Entry, Kind, open_body
+from .core.identity import member_id
 from .document import Document, SharedList, SharedMap, SharedTable, SharedText
-from .entry import Entry, Kind, open_body
 from .errors import HistoryError, ProtocolError, ReadOnlyError
-from .identity import member_id
 from .shared.kinds import ObjectKind
 from .snapshot import SnapshotPayload, state_content_hash
 

@@ -1,7 +1,7 @@
 """This device's copy of a space, read from its local store without the relay.
 
 ``load_stored_log`` reads the verified log as stored (and the epoch keys of the newest
-checkpoint); ``reverify_local`` re-verifies it from genesis (``encspaces.reverify``). Neither
+checkpoint); ``reverify_local`` re-verifies it from genesis (``encspaces.core.reverify``). Neither
 connects, writes or creates anything: a data dir that holds no copy of the space raises
 ``StoreError``. ``open_local`` (in ``encspaces.space``) gives the shared objects themselves.
 """
@@ -12,13 +12,13 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import crypto
+from .core import crypto
+from .core.identity import Identity
+from .core.reverify import Reverification, reverify_log
+from .core.verifier import LogVerifier
 from .errors import EncspacesError, StoreError
-from .identity import Identity
-from .reverify import Reverification, reverify_log
 from .space import decode_space_id
 from .store import STORE_FILE, LocalStore
-from .verifier import LogVerifier
 
 
 @dataclass(frozen=True)

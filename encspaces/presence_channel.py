@@ -1,6 +1,6 @@
 """``space.presence``: set our state, see our peers', and keep the relay honest while doing it.
 
-The asyncio half of presence (encspaces.presence is the pure half): it coalesces and
+The asyncio half of presence (encspaces.core.presence is the pure half): it coalesces and
 rate-limits what we send, re-sends it as a heartbeat so peers keep us, expires silent peers,
 and, once a second, checks whether a peer has told us about entries the relay still has not
 delivered.
@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .encoding import pack
-from .errors import ArgumentTypeError, EncspacesError, InvalidArgumentError, ProtocolError
-from .head import SignedHead
-from .identity import Identity, member_id
-from .presence import (
+from .core.encoding import pack
+from .core.head import SignedHead
+from .core.identity import Identity, member_id
+from .core.presence import (
     MAX_PRESENCE_STATE,
     PEER_TIMEOUT,
     WITHHOLD_TIMEOUT,
@@ -29,9 +28,10 @@ from .presence import (
     open_presence,
     seal_presence,
 )
+from .core.verifier import LogVerifier
+from .errors import ArgumentTypeError, EncspacesError, InvalidArgumentError, ProtocolError
 from .streams import EventHub, EventStream
 from .supervision import supervise
-from .verifier import LogVerifier
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pycrdt
 
-from . import crypto
-from .encoding import as_bytes, as_int, as_map, field, pack, unpack
+from .core import crypto
+from .core.encoding import as_bytes, as_int, as_map, field, pack, unpack
+from .core.log_state import LogState
 from .errors import ProtocolError
-from .log_state import LogState
 from .shared.kinds import parse_root_name
 from .shared.values import canonical
 

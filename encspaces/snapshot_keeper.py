@@ -11,7 +11,7 @@ may write, it captures the state then and, after a short random delay (so that s
 members rarely all write one), posts it unless someone else's arrived first.
 Check and attest: every snapshot's state must hash to the content it claims, and that
 content must be the one this device noted at its base. A member that may write posts one
-attestation per snapshot it could check (encspaces.attestation), agreeing or not. A bad
+attestation per snapshot it could check (encspaces.core.attestation), agreeing or not. A bad
 snapshot, or an attestation that states a false content, is recorded with the liar named and
 the signed entries that show it.
 Use: bodies the relay stripped are covered only by a snapshot whose base is at or after their
@@ -28,14 +28,14 @@ import logging
 import random
 from collections.abc import Callable
 
-from .attestation import TRACKED_SNAPSHOTS, AttestBody, Status, attest_tag
+from .core.attestation import TRACKED_SNAPSHOTS, AttestBody, Status, attest_tag
+from .core.entry import Kind
+from .core.log_state import LogState
+from .core.verifier import LogVerifier, VerifiedEntry
 from .document import Document
-from .entry import Kind
 from .errors import BadSnapshotError, EncspacesError, MissingBodiesError, ProtocolError
-from .log_state import LogState
 from .snapshot import GRANULARITY, SnapshotPayload, content_hash, snapshot_due, state_content_hash
 from .supervision import guarded
-from .verifier import LogVerifier, VerifiedEntry
 
 log = logging.getLogger(__name__)
 

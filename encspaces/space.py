@@ -27,9 +27,34 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from . import crypto, faults
+from . import faults
 from .arguments import int_argument
 from .connection_state import ConnectionChange, ConnectionState
+from .core import crypto
+from .core.encoding import DEFAULT_MAX_MESSAGE
+from .core.entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
+from .core.identity import Identity, PublicIdentity, member_id, parse_member_id
+from .core.invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
+from .core.key_policy import retired_epochs, rotation_due
+from .core.log_state import LogState, space_id_of
+from .core.membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
+from .core.membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
+from .core.messages import Challenge, Error, Submit, decode_message
+from .core.redaction import redact
+from .core.rejections import RejectedEntry, RejectionKind
+from .core.rekey import invite_body, keys_to_give, reissue_all, rekey_body
+from .core.session import (
+    Acked,
+    BecameLive,
+    BlobReplyReceived,
+    ClientSession,
+    Notice,
+    PresenceReceived,
+    Send,
+    SessionState,
+    Verified,
+)
+from .core.verifier import LogVerifier, VerifiedEntry
 from .deadline import check_timeout, deadline
 from .document import (
     Change,
@@ -39,8 +64,6 @@ from .document import (
     SharedTable,
     SharedText,
 )
-from .encoding import DEFAULT_MAX_MESSAGE
-from .entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
 from .errors import (
     ArgumentTypeError,
     EncspacesError,
@@ -61,29 +84,8 @@ from .errors import (
 )
 from .files import SpaceFiles
 from .history import HistoryEntry, SpaceView, history_entry, rebuild
-from .identity import Identity, PublicIdentity, member_id, parse_member_id
-from .invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
-from .key_policy import retired_epochs, rotation_due
-from .log_state import LogState, space_id_of
-from .membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
-from .membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
-from .messages import Challenge, Error, Submit, decode_message
 from .presence_channel import PresenceChannel
-from .redaction import redact
-from .rejections import RejectedEntry, RejectionKind
-from .rekey import invite_body, keys_to_give, reissue_all, rekey_body
 from .relay_url import check_relay_url, connect_failure, connect_options
-from .session import (
-    Acked,
-    BecameLive,
-    BlobReplyReceived,
-    ClientSession,
-    Notice,
-    PresenceReceived,
-    Send,
-    SessionState,
-    Verified,
-)
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
 from .snapshot import SnapshotPayload, content_hash
@@ -91,7 +93,6 @@ from .snapshot_keeper import SnapshotKeeper
 from .store import STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
 from .supervision import as_failure, guarded, supervise
-from .verifier import LogVerifier, VerifiedEntry
 
 log = logging.getLogger(__name__)
 
@@ -1015,7 +1016,7 @@ class Space:
     # --- persistence -----------------------------------------------------------------------
 
     async def _redact_store(self) -> None:
-        """Blank the sealed copies of forgotten keys in the stored log (encspaces.redaction)."""
+        """Blank the sealed copies of forgotten keys in the stored log (encspaces.core.redaction)."""
         async with self._write_lock:
             await self._write_pending()
             forgotten = set(self._verifier.forgotten)

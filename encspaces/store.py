@@ -15,8 +15,8 @@ from types import TracebackType
 
 import aiosqlite
 
+from .core.private_file import ensure_private_file
 from .errors import StoreError
-from .private_file import ensure_private_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);

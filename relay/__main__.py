@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import encspaces
-from encspaces.encoding import DEFAULT_MAX_MESSAGE
+from encspaces.core.encoding import DEFAULT_MAX_MESSAGE
 from encspaces.errors import DataDirLockedError, EncspacesError
 
 from .backup import backup

@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from encspaces.private_file import ensure_private_file, make_private_dir
+from encspaces.core.private_file import ensure_private_file, make_private_dir
 
 from .blobs import BLOBS_DIR
 from .keys import KEY_FILE

@@ -22,11 +22,11 @@ import logging
 import os
 from pathlib import Path
 
-from encspaces import crypto
-from encspaces.identity import member_id
-from encspaces.log_state import LogState
-from encspaces.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
-from encspaces.private_file import make_private_dir
+from encspaces.core import crypto
+from encspaces.core.identity import member_id
+from encspaces.core.log_state import LogState
+from encspaces.core.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
+from encspaces.core.private_file import make_private_dir
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ commits and fans out, so every entry reaches the connection exactly once, in ord
 
 from __future__ import annotations
 
-from encspaces.entry import Entry
+from encspaces.core.entry import Entry
 
 from .frames import split_frames
 from .peer import Peer

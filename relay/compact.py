@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from encspaces.entry import Entry
-from encspaces.identity import member_id
-from encspaces.log_state import LogState
+from encspaces.core.entry import Entry
+from encspaces.core.identity import member_id
+from encspaces.core.log_state import LogState
 
 from .store import DB_FILE
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from encspaces.encoding import DEFAULT_MAX_MESSAGE
-from encspaces.messages import MAX_ENTRIES_PER_MESSAGE
+from encspaces.core.encoding import DEFAULT_MAX_MESSAGE
+from encspaces.core.messages import MAX_ENTRIES_PER_MESSAGE
 
 DEFAULT_PORT = 8765
 LOOPBACK = frozenset({"127.0.0.1", "::1"})

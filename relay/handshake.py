@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from encspaces import crypto
-from encspaces.entry import Entry
+from encspaces.core import crypto
+from encspaces.core.entry import Entry
+from encspaces.core.identity import member_id
+from encspaces.core.log_state import GENESIS_SEQ, LogState, space_id_of
+from encspaces.core.membership import GenesisBody
+from encspaces.core.messages import AuthStatement, Hello
 from encspaces.errors import ProtocolError, RuleError, VerificationError
-from encspaces.identity import member_id
-from encspaces.log_state import GENESIS_SEQ, LogState, space_id_of
-from encspaces.membership import GenesisBody
-from encspaces.messages import AuthStatement, Hello
 
 from .refusals import BAD_AUTH, BAD_GENESIS, MALFORMED, WRONG_RELAY, Refusal, too_large
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import nacl.signing
 
+from encspaces.core.identity import member_id
+from encspaces.core.private_file import fsync_dir, write_private_temp
 from encspaces.errors import IdentityError
-from encspaces.identity import member_id
-from encspaces.private_file import fsync_dir, write_private_temp
 
 KEY_FILE = "relay.key"
 SEED_SIZE = 32

@@ -10,8 +10,8 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
+from encspaces.core.identity import PublicIdentity, member_id, parse_member_id
 from encspaces.errors import EncspacesError
-from encspaces.identity import PublicIdentity, member_id, parse_member_id
 
 from .config import CreatePolicy, RelayConfig
 from .refusals import BUSY, CREATE_FORBIDDEN, RATE_LIMITED, Refusal, try_later

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import encspaces
-from encspaces import crypto
-from encspaces.entry import Entry
+from encspaces.core import crypto
+from encspaces.core.entry import Entry
+from encspaces.core.head import next_head
+from encspaces.core.identity import member_id
 from encspaces.errors import EncspacesError
-from encspaces.head import next_head
-from encspaces.identity import member_id
 
 from .blobs import BLOBS_DIR
 from .keys import load_or_create_signing_key

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from encspaces.messages import Error
+from encspaces.core.messages import Error
 
 from .config import RelayConfig
 from .metrics import RelayMetrics

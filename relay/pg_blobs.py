@@ -18,10 +18,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from encspaces import crypto
+from encspaces.core import crypto
+from encspaces.core.identity import member_id
+from encspaces.core.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused
 from encspaces.errors import StoreUnavailableError
-from encspaces.identity import member_id
-from encspaces.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused
 
 from .blobs import BAD_HASH, INTERNAL, QUOTA, TOO_LARGE, BlobStore, _refused
 

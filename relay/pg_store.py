@@ -24,9 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from encspaces.core.head import SignedHead
+from encspaces.core.log_state import LogState
 from encspaces.errors import HeadMovedError, SpaceExistsError, StoreError, StoreUnavailableError
-from encspaces.head import SignedHead
-from encspaces.log_state import LogState
 
 from .store import EntryRow, LoadedSpace, decode_stored_head, encode_head, replay
 

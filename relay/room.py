@@ -32,7 +32,12 @@ from typing import Protocol
 import nacl.signing
 from websockets.asyncio.server import ServerConnection, broadcast
 
-from encspaces.entry import Entry
+from encspaces.core.entry import Entry
+from encspaces.core.head import SignedHead, next_head
+from encspaces.core.identity import member_id
+from encspaces.core.invites import verify_auth_proof
+from encspaces.core.log_state import LogState
+from encspaces.core.messages import Error
 from encspaces.errors import (
     AuthorSeqGapError,
     EpochError,
@@ -41,11 +46,6 @@ from encspaces.errors import (
     ReplayError,
     RuleError,
 )
-from encspaces.head import SignedHead, next_head
-from encspaces.identity import member_id
-from encspaces.invites import verify_auth_proof
-from encspaces.log_state import LogState
-from encspaces.messages import Error
 
 from .config import RelayConfig
 from .frames import split_frames

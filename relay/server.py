@@ -22,13 +22,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from encspaces import crypto
+from encspaces.core import crypto
+from encspaces.core.head import SignedHead, next_head
+from encspaces.core.identity import member_id
+from encspaces.core.log_state import GENESIS_SEQ, LogState
+from encspaces.core.messages import Ack, Entries, Presence, Welcome
+from encspaces.core.private_file import make_private_dir
 from encspaces.errors import EncspacesError, SpaceExistsError, StoreUnavailableError
-from encspaces.head import SignedHead, next_head
-from encspaces.identity import member_id
-from encspaces.log_state import GENESIS_SEQ, LogState
-from encspaces.messages import Ack, Entries, Presence, Welcome
-from encspaces.private_file import make_private_dir
 
 from .blobs import BLOBS_DIR, BlobStore
 from .config import RelayConfig

@@ -20,10 +20,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from encspaces.entry import Entry, Kind
-from encspaces.errors import ProtocolError, RuleError
-from encspaces.identity import member_id
-from encspaces.messages import (
+from encspaces.core.entry import Entry, Kind
+from encspaces.core.identity import member_id
+from encspaces.core.messages import (
     CHALLENGE_SIZE,
     BlobGet,
     BlobPut,
@@ -34,6 +33,7 @@ from encspaces.messages import (
     Submit,
     decode_message,
 )
+from encspaces.errors import ProtocolError, RuleError
 
 from .catchup import catch_up_and_subscribe
 from .frames import max_entry_size

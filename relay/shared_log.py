@@ -23,8 +23,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from encspaces.core.head import SignedHead
 from encspaces.errors import HeadMovedError, StoreError
-from encspaces.head import SignedHead
 
 from .refusals import CONTENDED, Refusal, internal
 from .store import EntryRow, replay

@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from encspaces.head import SignedHead
-from encspaces.log_state import LogState
-from encspaces.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
+from encspaces.core.head import SignedHead
+from encspaces.core.log_state import LogState
+from encspaces.core.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
 
 from .store import EntryRow, LoadedSpace
 

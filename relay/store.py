@@ -23,12 +23,12 @@ from pathlib import Path
 
 import aiosqlite
 
-from encspaces.encoding import pack, unpack
-from encspaces.entry import Entry
+from encspaces.core.encoding import pack, unpack
+from encspaces.core.entry import Entry
+from encspaces.core.head import SignedHead, next_head
+from encspaces.core.log_state import LogState
+from encspaces.core.private_file import ensure_private_file
 from encspaces.errors import EncspacesError, SpaceExistsError, StoreError
-from encspaces.head import SignedHead, next_head
-from encspaces.log_state import LogState
-from encspaces.private_file import ensure_private_file
 
 from .blobs import BlobStore
 

@@ -63,3 +63,51 @@ def test_edit_without_textual_says_how_to_install_it(tmp_path: Path) -> None:
     assert result.returncode == 5, result  # EXIT_UNAVAILABLE
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     assert "pip install 'encspaces[editor]'" in result.stderr
+
+
+# --- the protocol core: pure, and what the relay and the witness build on -----------------------
+
+CORE_DIR = ROOT / "encspaces" / "core"
+IO_MODULES = ("asyncio", "websockets", "aiosqlite", "pycrdt", "socket", "ssl", "selectors")
+
+
+def _encspaces_imports(path: Path, package: str) -> set[str]:
+    """Every ``encspaces`` module ``path`` imports (relative imports resolved against ``package``)."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            names = [f"{base}.{alias.name}" for alias in node.names]
+            found |= {base} | {n for n in names if (ROOT / Path(*n.split("."))).with_suffix(".py").exists()}
+    return {m for m in found if m.partition(".")[0] == "encspaces"}
+
+
+def test_the_core_loads_no_io() -> None:
+    modules = sorted(p.stem for p in CORE_DIR.glob("*.py") if p.stem != "__init__")
+    loaded = _loaded_after("; ".join(f"import encspaces.core.{m}" for m in modules))
+    assert {f"encspaces.core.{m}" for m in modules} <= loaded
+    assert {m for m in loaded if m.partition(".")[0] in IO_MODULES} == set()
+    assert {m for m in loaded if m.startswith("encspaces.") and not m.startswith("encspaces.core")} == {
+        "encspaces.errors"}
+
+
+def test_the_core_imports_only_itself_and_the_errors() -> None:
+    for path in CORE_DIR.glob("*.py"):
+        outside = {m for m in _encspaces_imports(path, "encspaces.core")
+                   if not m.startswith("encspaces.core") and m not in ("encspaces", "encspaces.errors")}
+        assert outside == set(), f"{path.name} imports {outside}: the core must not depend on the SDK"
+
+
+@pytest.mark.parametrize("folder", ["relay", "witness"])
+def test_the_relay_and_the_witness_build_on_the_core_only(folder: str) -> None:
+    for path in (ROOT / folder).glob("*.py"):
+        outside = {m for m in _encspaces_imports(path, folder)
+                   if not m.startswith("encspaces.core") and m not in ("encspaces", "encspaces.errors")}
+        assert outside == set(), f"{folder}/{path.name} imports {outside}: only encspaces.core and encspaces.errors"

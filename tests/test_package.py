@@ -74,8 +74,8 @@ def test_the_relay_does_not_load_the_client() -> None:
 
 
 def test_the_rule_engine_loads_no_io() -> None:
-    loaded = _loaded_after("import encspaces.log_state")
-    assert "encspaces.log_state" in loaded
+    loaded = _loaded_after("import encspaces.core.log_state")
+    assert "encspaces.core.log_state" in loaded
     assert loaded & (HEAVY | {"websockets"}) == set()
 
 

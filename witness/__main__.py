@@ -13,9 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
+from encspaces.core.identity import member_id, parse_member_id
+from encspaces.core.note import CosignatureSigner
 from encspaces.errors import EncspacesError
-from encspaces.identity import member_id, parse_member_id
-from encspaces.note import CosignatureSigner
 
 from .core import Witness
 from .store import DB_FILE, SqliteWitnessStore, load_or_create_key

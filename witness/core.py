@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from encspaces import merkle, note
+from encspaces.core import merkle, note
 from encspaces.errors import (
     MalformedNoteError,
     MerkleProofError,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import nacl.signing
 
+from encspaces.core.private_file import ensure_private_file, fsync_dir, make_private_dir, write_private_temp
 from encspaces.errors import IdentityError, StoreError
-from encspaces.private_file import ensure_private_file, fsync_dir, make_private_dir, write_private_temp
 
 from .core import Cosigned, origin_hash
 

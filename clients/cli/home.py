@@ -8,8 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from encspaces.identity import Identity
-from encspaces.private_file import replace_private
+from encspaces.core.identity import Identity
+from encspaces.core.private_file import replace_private
 from encspaces.space import decode_space_id
 
 from .errors import CliError

@@ -6,7 +6,7 @@ import argparse
 import getpass
 import sys
 
-from encspaces.identity import Identity
+from encspaces.core.identity import Identity
 
 from .errors import EXIT_OK, EXIT_USAGE, CliError
 from .home import Context

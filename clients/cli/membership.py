@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import re
 
+from encspaces.core.identity import PublicIdentity
+from encspaces.core.membership import Role
 from encspaces.errors import IdentityError
-from encspaces.identity import PublicIdentity
-from encspaces.membership import Role
 from encspaces.space import Space
 
 from .connecting import opened, run

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
-from encspaces.identity import member_id
+from encspaces.core.identity import member_id
 
 PROGRESS_THRESHOLD = 1 << 20  # bytes: smaller transfers are quick enough to need no bar
 

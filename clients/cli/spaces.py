@@ -9,8 +9,8 @@ import re
 import shutil
 import sys
 
+from encspaces.core.membership import Role
 from encspaces.errors import MembershipRevokedError
-from encspaces.membership import Role
 from encspaces.space import Space, connect, create_space, decode_space_id, join
 
 from .connecting import opened, run

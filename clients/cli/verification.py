@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from encspaces.entry import Entry, Kind
+from encspaces.core.entry import Entry, Kind
+from encspaces.core.identity import member_id
+from encspaces.core.invites import InviteBody, RevokeInviteBody
+from encspaces.core.membership import AddMemberBody, GenesisBody, RekeyBody, SetRoleBody
+from encspaces.core.safety import safety_code
+from encspaces.core.verifier import VerifiedEntry
 from encspaces.errors import EncspacesError
-from encspaces.identity import member_id
-from encspaces.invites import InviteBody, RevokeInviteBody
 from encspaces.local import load_stored_log, reverify_local
-from encspaces.membership import AddMemberBody, GenesisBody, RekeyBody, SetRoleBody
-from encspaces.safety import safety_code
-from encspaces.verifier import VerifiedEntry
 
 from .connecting import opened, run
 from .errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION, CliError

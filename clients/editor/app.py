@@ -21,8 +21,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Static
 
 from encspaces import Space
+from encspaces.core.safety import safety_code
 from encspaces.errors import EncspacesError, VerificationError
-from encspaces.safety import safety_code
 
 from .cursors import clean_name, colour_for
 from .textarea import SharedTextArea

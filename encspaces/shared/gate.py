@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..encoding import DEFAULT_MAX_MESSAGE
+from ..core.encoding import DEFAULT_MAX_MESSAGE
 from ..errors import EntryTooLargeError
 from .values import utf8_len
 

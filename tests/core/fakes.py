@@ -13,15 +13,15 @@ from typing import Any
 
 import nacl.signing
 
-from encspaces import crypto
-from encspaces.encoding import pack
-from encspaces.entry import FORMAT_VERSION, Entry, Header, Kind, build_entry
-from encspaces.head import SignedHead, next_head
-from encspaces.identity import Identity
-from encspaces.log_state import LogState, space_id_of
-from encspaces.membership import Member, Role, add_member_body, genesis_body
-from encspaces.messages import Entries
-from encspaces.verifier import LogVerifier
+from encspaces.core import crypto
+from encspaces.core.encoding import pack
+from encspaces.core.entry import FORMAT_VERSION, Entry, Header, Kind, build_entry
+from encspaces.core.head import SignedHead, next_head
+from encspaces.core.identity import Identity
+from encspaces.core.log_state import LogState, space_id_of
+from encspaces.core.membership import Member, Role, add_member_body, genesis_body
+from encspaces.core.messages import Entries
+from encspaces.core.verifier import LogVerifier
 
 FIXED_TIME_MS = 1_700_000_000_000
 

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from encspaces import crypto
-from encspaces.encoding import pack, unpack
-from encspaces.entry import FORMAT_VERSION, MAX_ENTRY_SIZE, Entry, Header, Kind, build_entry, open_body
-from encspaces.errors import (
-    AuthorSignatureError,
-    BodyDigestError,
-    MalformedEntryError,
-    ProtocolError,
-    RelaySignatureError,
-)
-from encspaces.head import SignedHead, next_head
-from encspaces.identity import Identity
-from encspaces.membership import AddMemberBody, GenesisBody, Role, add_member_body, genesis_body
-from encspaces.messages import (
+from encspaces.core import crypto
+from encspaces.core.encoding import pack, unpack
+from encspaces.core.entry import FORMAT_VERSION, MAX_ENTRY_SIZE, Entry, Header, Kind, build_entry, open_body
+from encspaces.core.head import SignedHead, next_head
+from encspaces.core.identity import Identity
+from encspaces.core.membership import AddMemberBody, GenesisBody, Role, add_member_body, genesis_body
+from encspaces.core.messages import (
     Ack,
     AuthStatement,
     Challenge,
@@ -27,6 +20,13 @@ from encspaces.messages import (
     Submit,
     Welcome,
     decode_message,
+)
+from encspaces.errors import (
+    AuthorSignatureError,
+    BodyDigestError,
+    MalformedEntryError,
+    ProtocolError,
+    RelaySignatureError,
 )
 
 from .fakes import FakeSpace, craft_entry, header_of, reencode

@@ -8,12 +8,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from encspaces.entry import Entry
+from encspaces.core.entry import Entry
+from encspaces.core.head import SignedHead
+from encspaces.core.membership import Role
+from encspaces.core.messages import Entries, decode_message
+from encspaces.core.verifier import LogVerifier
 from encspaces.errors import EncspacesError, MalformedEntryError, ProtocolError
-from encspaces.head import SignedHead
-from encspaces.membership import Role
-from encspaces.messages import Entries, decode_message
-from encspaces.verifier import LogVerifier
 
 from .fakes import FakeSpace, chain, snapshot
 

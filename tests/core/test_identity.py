@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from encspaces import crypto
-from encspaces.encoding import pack
+from encspaces.core import crypto
+from encspaces.core.encoding import pack
+from encspaces.core.identity import PUBLIC_PREFIX, Identity, PublicIdentity, member_id, parse_member_id
 from encspaces.errors import IdentityError
-from encspaces.identity import PUBLIC_PREFIX, Identity, PublicIdentity, member_id, parse_member_id
 
 _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 

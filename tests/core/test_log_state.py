@@ -6,8 +6,11 @@ import copy
 
 import pytest
 
-from encspaces import crypto
-from encspaces.entry import Entry, Kind
+from encspaces.core import crypto
+from encspaces.core.entry import Entry, Kind
+from encspaces.core.head import next_head
+from encspaces.core.log_state import LogState, space_id_of
+from encspaces.core.membership import Role
 from encspaces.errors import (
     EpochError,
     MalformedEntryError,
@@ -18,9 +21,6 @@ from encspaces.errors import (
     SpaceIdError,
     SpaceMismatchError,
 )
-from encspaces.head import next_head
-from encspaces.log_state import LogState, space_id_of
-from encspaces.membership import Role
 
 from .fakes import FakeSpace, craft_entry, header_of
 

@@ -1,4 +1,4 @@
-"""RFC 6962/9162 Merkle hashing and proofs (encspaces/merkle.py).
+"""RFC 6962/9162 Merkle hashing and proofs (encspaces/core/merkle.py).
 
 Three independent references: a deliberately naive implementation written here from the RFC's
 recursive definitions (MTH, PATH, SUBPROOF), the proof verifiers of tlog-scales (an independent
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tlog_scales.tlog import ConsistencyProof, ConsistencyProofInvalid, InclusionProof, InclusionProofInvalid
 from tlog_scales.writer import TilesWriter
 
-from encspaces import merkle
+from encspaces.core import merkle
 from encspaces.errors import MerkleArgumentError, MerkleProofError, MissingNodeError
 
 # --- the naive reference, straight from RFC 9162 §2.1.1, §2.1.3.1, §2.1.4.1 -------------------

@@ -1,4 +1,4 @@
-"""C2SP signed-note, tlog-checkpoint and tlog-cosignature (encspaces/note.py), checked both ways
+"""C2SP signed-note, tlog-checkpoint and tlog-cosignature (encspaces/core/note.py), checked both ways
 against tlog-scales, an independent implementation installed from PyPI (dev extra)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tlog_scales.signing import PlainEd25519Signer, Vkey, VkeySet
 from tlog_scales.tlog import Checkpoint as TsCheckpoint
 
-from encspaces import note
+from encspaces.core import note
 from encspaces.errors import MalformedNoteError, NoteSignatureError
 
 SEED = bytes(range(32))

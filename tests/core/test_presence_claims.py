@@ -5,10 +5,10 @@ from __future__ import annotations
 import nacl.signing
 import pytest
 
-from encspaces import crypto
+from encspaces.core import crypto
+from encspaces.core.head import SignedHead
+from encspaces.core.presence import PresenceClaim, PresenceTracker, open_presence, seal_presence
 from encspaces.errors import ForkError, ProtocolError, WithheldEntriesError
-from encspaces.head import SignedHead
-from encspaces.presence import PresenceClaim, PresenceTracker, open_presence, seal_presence
 
 from .fakes import FakeSpace
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from encspaces.entry import Kind
-from encspaces.invites import InviteBody, InviteSecret, RevokeInviteBody
-from encspaces.membership import RekeyBody, Role
-from encspaces.rekey import invite_body, reissue_all, rekey_body
+from encspaces.core.entry import Kind
+from encspaces.core.invites import InviteBody, InviteSecret, RevokeInviteBody
+from encspaces.core.membership import RekeyBody, Role
+from encspaces.core.rekey import invite_body, reissue_all, rekey_body
 
 from .fakes import FakeSpace
 

@@ -1,11 +1,11 @@
-"""Safety codes (encspaces.safety): the formula README "Safety codes" documents, pinned."""
+"""Safety codes (encspaces.core.safety): the formula README "Safety codes" documents, pinned."""
 
 from __future__ import annotations
 
 import hashlib
 import struct
 
-from encspaces.safety import safety_code
+from encspaces.core.safety import safety_code
 
 SPACE = bytes(range(32))
 HEAD = b"\x11" * 32

@@ -7,8 +7,13 @@ import re
 import nacl.signing
 import pytest
 
-from encspaces import crypto
-from encspaces.entry import Entry, Kind
+from encspaces.core import crypto
+from encspaces.core.entry import Entry, Kind
+from encspaces.core.head import SignedHead
+from encspaces.core.identity import member_id
+from encspaces.core.membership import Role
+from encspaces.core.messages import Entries, Welcome, decode_message
+from encspaces.core.verifier import LogVerifier
 from encspaces.errors import (
     AuthorSeqGapError,
     AuthorSignatureError,
@@ -32,11 +37,6 @@ from encspaces.errors import (
     SpaceMismatchError,
     VerificationError,
 )
-from encspaces.head import SignedHead
-from encspaces.identity import member_id
-from encspaces.membership import Role
-from encspaces.messages import Entries, Welcome, decode_message
-from encspaces.verifier import LogVerifier
 
 from .fakes import FakeSpace, chain, craft_entry, header_of, reencode, snapshot
 

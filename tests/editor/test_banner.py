@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clients.editor import EditorApp
-from encspaces.encoding import pack
-from encspaces.entry import Entry
-from encspaces.head import SignedHead, next_head
-from encspaces.messages import Entries
+from encspaces.core.encoding import pack
+from encspaces.core.entry import Entry
+from encspaces.core.head import SignedHead, next_head
+from encspaces.core.messages import Entries
 from relay.server import RelayServer
 
 from .conftest import SIZE, RelayHandle, pair, type_text, wait_for

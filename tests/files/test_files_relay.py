@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from encspaces import crypto
+from encspaces.core import crypto
+from encspaces.core.messages import BlobGet, BlobPut, BlobRefused, Challenge, Error, decode_message
 from encspaces.errors import BlobMissingError, BlobRefusedError, EncspacesError
 from encspaces.files import CHUNK_SIZE, seal_chunk
-from encspaces.messages import BlobGet, BlobPut, BlobRefused, Challenge, Error, decode_message
 
 from .conftest import Members, RelayFactory
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from encspaces import crypto
+from encspaces.core import crypto
 from encspaces.errors import FileChangedError, FileSourceNotFoundError, FileTooLargeError, UnknownFileError
 from encspaces.files import CHUNK_SIZE, MAX_CHUNKS, FileRef, chunk_count
 

@@ -8,8 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from encspaces import crypto
-from encspaces.encoding import pack
+from encspaces.core import crypto
+from encspaces.core.encoding import pack
+from encspaces.core.log_state import LogState
+from encspaces.core.messages import (
+    BlobAck,
+    BlobData,
+    BlobGet,
+    BlobMissing,
+    BlobPut,
+    BlobRefused,
+    decode_message,
+)
 from encspaces.errors import ProtocolError
 from encspaces.files import (
     CHUNK_SIZE,
@@ -21,16 +31,6 @@ from encspaces.files import (
     file_key_of,
     open_chunk,
     seal_chunk,
-)
-from encspaces.log_state import LogState
-from encspaces.messages import (
-    BlobAck,
-    BlobData,
-    BlobGet,
-    BlobMissing,
-    BlobPut,
-    BlobRefused,
-    decode_message,
 )
 from relay.__main__ import parse_args
 from relay.blobs import BlobStore

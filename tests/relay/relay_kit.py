@@ -15,13 +15,13 @@ from typing import Any, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from encspaces import crypto
-from encspaces.entry import Entry, Kind, build_entry
-from encspaces.head import next_head
-from encspaces.identity import Identity
-from encspaces.log_state import space_id_of
-from encspaces.membership import Role, add_member_body, genesis_body
-from encspaces.messages import (
+from encspaces.core import crypto
+from encspaces.core.entry import Entry, Kind, build_entry
+from encspaces.core.head import next_head
+from encspaces.core.identity import Identity
+from encspaces.core.log_state import space_id_of
+from encspaces.core.membership import Role, add_member_body, genesis_body
+from encspaces.core.messages import (
     Ack,
     AuthStatement,
     Challenge,
@@ -33,7 +33,7 @@ from encspaces.messages import (
     Welcome,
     decode_message,
 )
-from encspaces.verifier import LogVerifier
+from encspaces.core.verifier import LogVerifier
 from relay.server import RelayServer
 
 M = TypeVar("M", bound=Message)

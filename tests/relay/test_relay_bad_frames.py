@@ -5,9 +5,9 @@ from __future__ import annotations
 from conftest import RelayFactory
 from relay_kit import Member, RawClient, SpaceBuilder, join, make_hello, url_of
 
-from encspaces.encoding import pack
-from encspaces.identity import Identity
-from encspaces.messages import Ack, Challenge, Welcome
+from encspaces.core.encoding import pack
+from encspaces.core.identity import Identity
+from encspaces.core.messages import Ack, Challenge, Welcome
 from relay.server import RelayServer
 
 

@@ -9,11 +9,11 @@ import pytest
 from conftest import RelayFactory
 from relay_kit import Gate, Member, SpaceBuilder, join, url_of, wait_until
 
-from encspaces.encoding import pack
-from encspaces.entry import Entry
-from encspaces.identity import Identity
-from encspaces.messages import decode_message
-from encspaces.verifier import LogVerifier
+from encspaces.core.encoding import pack
+from encspaces.core.entry import Entry
+from encspaces.core.identity import Identity
+from encspaces.core.messages import decode_message
+from encspaces.core.verifier import LogVerifier
 from relay.peer import Peer
 from relay.server import RelayServer
 

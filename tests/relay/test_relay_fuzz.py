@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from relay_kit import Member, RawClient, SpaceBuilder, join, make_hello, url_of
 
-from encspaces.encoding import pack, unpack
-from encspaces.identity import Identity
-from encspaces.messages import Ack, Challenge, Entries, Error, Submit
+from encspaces.core.encoding import pack, unpack
+from encspaces.core.identity import Identity
+from encspaces.core.messages import Ack, Challenge, Entries, Error, Submit
 from relay.server import RelayServer
 
 msgpack_values = st.recursive(

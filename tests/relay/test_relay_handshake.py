@@ -7,11 +7,11 @@ import time
 from conftest import RelayFactory
 from relay_kit import RawClient, SpaceBuilder, join, make_hello, refused_hello, url_of
 
-from encspaces import crypto
-from encspaces.entry import Kind, build_entry
-from encspaces.identity import Identity
-from encspaces.log_state import space_id_of
-from encspaces.messages import Entries, Hello, Submit, Welcome
+from encspaces.core import crypto
+from encspaces.core.entry import Kind, build_entry
+from encspaces.core.identity import Identity
+from encspaces.core.log_state import space_id_of
+from encspaces.core.messages import Entries, Hello, Submit, Welcome
 from relay.server import RelayServer
 
 

@@ -8,10 +8,10 @@ import pytest
 from conftest import RelayFactory
 from relay_kit import SpaceBuilder, join, url_of
 
-from encspaces.encoding import pack, unpack
+from encspaces.core.encoding import pack, unpack
+from encspaces.core.head import SignedHead
+from encspaces.core.messages import Welcome
 from encspaces.errors import BodyDigestError, ChainError, ForkError
-from encspaces.head import SignedHead
-from encspaces.messages import Welcome
 from relay.server import RelayServer
 
 

@@ -10,8 +10,8 @@ from relay_kit import WAIT, Gate, SpaceBuilder, join, make_hello, url_of, wait_u
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from encspaces.identity import Identity
-from encspaces.messages import Challenge, Welcome, decode_message
+from encspaces.core.identity import Identity
+from encspaces.core.messages import Challenge, Welcome, decode_message
 
 
 async def test_stop_finishes_the_commit_in_flight(make_relay: RelayFactory, tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from conftest import RelayFactory
 from relay_kit import WAIT, Gate, Member, RawClient, SpaceBuilder, join, make_hello, url_of, wait_until
 from websockets.asyncio.client import connect
 
-from encspaces.identity import Identity
-from encspaces.messages import Challenge, Error, decode_message
-from encspaces.verifier import LogVerifier
+from encspaces.core.identity import Identity
+from encspaces.core.messages import Challenge, Error, decode_message
+from encspaces.core.verifier import LogVerifier
 from relay.__main__ import config_of, parse_args
 from relay.config import CreatePolicy, RelayConfig
 from relay.limits import CreateGate

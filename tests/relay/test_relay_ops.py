@@ -16,8 +16,8 @@ from relay_kit import WAIT, RawClient, SpaceBuilder, join, url_of, wait_until
 
 from clients.cli.errors import explain
 from encspaces import create_space
+from encspaces.core.identity import Identity
 from encspaces.errors import ConnectionFailedError, InvalidArgumentError, RelayError, RelayTLSError
-from encspaces.identity import Identity
 from relay.datadir_lock import DataDirLockedError
 from relay.server import RelayServer
 

@@ -19,11 +19,11 @@ import nacl.signing
 import pytest
 from relay_kit import Member, RawClient, SpaceBuilder, join, make_hello, url_of, wait_until
 
-from encspaces import crypto
-from encspaces.entry import Entry
+from encspaces.core import crypto
+from encspaces.core.entry import Entry
+from encspaces.core.identity import Identity
+from encspaces.core.messages import Ack, BlobData, BlobGet, BlobPut, Entries, Error
 from encspaces.errors import HeadMovedError, StoreUnavailableError
-from encspaces.identity import Identity
-from encspaces.messages import Ack, BlobData, BlobGet, BlobPut, Entries, Error
 from relay import shared_log
 from relay.config import RelayConfig
 from relay.server import RelayServer

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from relay_kit import WAIT, SpaceBuilder, join
 
-from encspaces.identity import Identity, parse_member_id
+from encspaces.core.identity import Identity, parse_member_id
 
 RELAY_BIN = Path(sys.executable).parent / "encspaces-relay"
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from relay_kit import Gate, Member, RawClient, SpaceBuilder, join, url_of, wait_until
 
-from encspaces.encoding import pack
-from encspaces.identity import Identity
-from encspaces.membership import Role
-from encspaces.messages import Ack, Entries, Error
-from encspaces.verifier import LogVerifier
+from encspaces.core.encoding import pack
+from encspaces.core.identity import Identity
+from encspaces.core.membership import Role
+from encspaces.core.messages import Ack, Entries, Error
+from encspaces.core.verifier import LogVerifier
 from relay.server import RelayServer
 
 

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from relay_kit import RawClient, SpaceBuilder, join, make_hello, url_of
 
+from encspaces.core.head import SignedHead
+from encspaces.core.messages import Entries
 from encspaces.errors import IdentityError, StoreError
-from encspaces.head import SignedHead
-from encspaces.messages import Entries
 from relay.frames import max_entry_size, split_frames
 from relay.keys import KEY_FILE, load_or_create_signing_key, public_key_text
 from relay.store import DB_FILE, Store

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import encspaces
-from encspaces.entry import Kind
+from encspaces.core.entry import Kind
 from encspaces.errors import EntryTooLargeError, UnsupportedValueError
 from encspaces.snapshot import content_hash, state_content_hash
 from tests.support import RelayHandle

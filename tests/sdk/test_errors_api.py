@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 import encspaces
+from encspaces.core.identity import PublicIdentity, parse_member_id
+from encspaces.core.invites import InviteLink
+from encspaces.core.membership import Policy, Role
 from encspaces.document import Document
 from encspaces.errors import (
     ArgumentTypeError,
@@ -26,9 +29,6 @@ from encspaces.errors import (
     UnsupportedTypeError,
     UnsupportedValueError,
 )
-from encspaces.identity import PublicIdentity, parse_member_id
-from encspaces.invites import InviteLink
-from encspaces.membership import Policy, Role
 from tests.support import RelayHandle
 
 

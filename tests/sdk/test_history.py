@@ -9,8 +9,8 @@ import pytest
 
 import encspaces
 from encspaces import errors
+from encspaces.core.membership import Policy
 from encspaces.errors import HistoryError, ReadOnlyError
-from encspaces.membership import Policy
 
 from .conftest import RelayHandle, make_members, settle
 from .test_random_convergence import random_edit, state

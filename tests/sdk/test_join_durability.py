@@ -14,7 +14,7 @@ import pytest
 import encspaces
 from encspaces import errors
 from encspaces import space as space_module
-from encspaces.entry import Kind
+from encspaces.core.entry import Kind
 
 from .conftest import RelayHandle, wait_for
 

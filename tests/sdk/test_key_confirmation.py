@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from encspaces import crypto, errors
+from encspaces import errors
 from encspaces import space as space_module
-from encspaces.encoding import pack, unpack
-from encspaces.log_state import LogState
-from encspaces.membership import RekeyBody, seal_grants
-from encspaces.rekey import rekey_body
+from encspaces.core import crypto
+from encspaces.core.encoding import pack, unpack
+from encspaces.core.log_state import LogState
+from encspaces.core.membership import RekeyBody, seal_grants
+from encspaces.core.rekey import rekey_body
 
 from .conftest import RelayHandle, make_members, settle, wait_for
 

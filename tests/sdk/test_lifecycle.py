@@ -16,9 +16,9 @@ import encspaces
 from encspaces import errors, snapshot_keeper
 from encspaces import space as space_module
 from encspaces.connection_state import ConnectionChange, ConnectionState
-from encspaces.invites import InviteLink, InviteSecret
-from encspaces.presence import PresenceTracker
-from encspaces.session import ClientSession
+from encspaces.core.invites import InviteLink, InviteSecret
+from encspaces.core.presence import PresenceTracker
+from encspaces.core.session import ClientSession
 from encspaces.store import LocalStore
 from encspaces.streams import EventStream
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from encspaces import crypto, errors
-from encspaces.encoding import pack, unpack
-from encspaces.entry import Entry, Kind, build_entry
-from encspaces.head import SignedHead, next_head
-from encspaces.membership import Role, SetRoleBody
-from encspaces.messages import Entries
+from encspaces import errors
+from encspaces.core import crypto
+from encspaces.core.encoding import pack, unpack
+from encspaces.core.entry import Entry, Kind, build_entry
+from encspaces.core.head import SignedHead, next_head
+from encspaces.core.membership import Role, SetRoleBody
+from encspaces.core.messages import Entries
 from relay.server import RelayServer
 
 from .conftest import RelayHandle, wait_for

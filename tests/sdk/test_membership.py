@@ -13,11 +13,11 @@ from websockets.asyncio.client import connect as ws_connect
 
 import encspaces
 from encspaces import errors
-from encspaces.entry import Entry, Kind, build_entry, open_body
-from encspaces.invites import InviteLink
-from encspaces.membership import AddMemberBody, GenesisBody, Policy, RekeyBody, Role, SetRoleBody
-from encspaces.session import ClientSession, Send, SessionState, Verified
-from encspaces.verifier import LogVerifier, VerifiedEntry
+from encspaces.core.entry import Entry, Kind, build_entry, open_body
+from encspaces.core.invites import InviteLink
+from encspaces.core.membership import AddMemberBody, GenesisBody, Policy, RekeyBody, Role, SetRoleBody
+from encspaces.core.session import ClientSession, Send, SessionState, Verified
+from encspaces.core.verifier import LogVerifier, VerifiedEntry
 from relay.store import DB_FILE
 
 from .conftest import RelayHandle, settle, wait_for
@@ -216,12 +216,12 @@ async def test_invite_links(relay: RelayHandle, tmp_path: Path) -> None:
         with pytest.raises(errors.RelayError, match=r"expired|revoked"):
             await encspaces.join(expired, encspaces.Identity.generate(), data_dir=tmp_path / "fourth")
         # An expired invite would still receive every new key: the admin's client revokes it.
-        expired_key = encspaces.invites.InviteLink.parse(expired).secret.invite_key
+        expired_key = encspaces.core.invites.InviteLink.parse(expired).secret.invite_key
         admin.text("doc").insert(0, ".")  # activity: the admin's client looks after its invites
         await admin.sync()
         await wait_for(lambda: admin._verifier.state.invites[expired_key].revoked, what="auto-revocation")
         # The relay saw every invite entry and never the secret.
-        secrets = [encspaces.invites.InviteLink.parse(x).secret.secret for x in (link, revoked, expired)]
+        secrets = [encspaces.core.invites.InviteLink.parse(x).secret.secret for x in (link, revoked, expired)]
         stored = b"".join(p.read_bytes() for p in relay.data_dir.iterdir() if p.is_file())
         assert not any(secret in stored for secret in secrets)
     finally:

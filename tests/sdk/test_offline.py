@@ -13,7 +13,7 @@ import pytest
 
 import encspaces
 from encspaces import space as space_module
-from encspaces.verifier import LogVerifier
+from encspaces.core.verifier import LogVerifier
 
 from .conftest import RelayHandle, settle
 

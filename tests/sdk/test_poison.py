@@ -14,8 +14,8 @@ import pycrdt
 import pytest
 
 import encspaces
-from encspaces import crypto
-from encspaces.entry import Kind
+from encspaces.core import crypto
+from encspaces.core.entry import Kind
 from encspaces.errors import EntryTooLargeError
 from encspaces.shared.gate import CALL_BYTES, ITEM_BYTES, MAX_EDIT_BYTES
 from encspaces.snapshot import GRANULARITY, content_hash, state_content_hash

@@ -13,8 +13,8 @@ import pytest
 import encspaces
 import encspaces.presence_channel
 from encspaces import errors
-from encspaces.head import SignedHead
-from encspaces.messages import Presence
+from encspaces.core.head import SignedHead
+from encspaces.core.messages import Presence
 from relay.config import RelayConfig
 from relay.server import RelayServer
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from encspaces import space as space_module
-from encspaces.head import SignedHead
+from encspaces.core.head import SignedHead
 from relay.handshake import Admission
 from relay.room import Room, Submission
 from relay.server import RelayServer

@@ -10,12 +10,12 @@ import pytest
 
 import encspaces
 from encspaces import snapshot_keeper
-from encspaces.attestation import AttestBody, Status
-from encspaces.entry import Entry, Kind
+from encspaces.core.attestation import AttestBody, Status
+from encspaces.core.entry import Entry, Kind
+from encspaces.core.head import SignedHead
+from encspaces.core.membership import Policy
+from encspaces.core.presence import PresenceClaim, seal_presence
 from encspaces.errors import BodyDigestError, RelayError
-from encspaces.head import SignedHead
-from encspaces.membership import Policy
-from encspaces.presence import PresenceClaim, seal_presence
 from encspaces.snapshot import SnapshotPayload, content_hash
 from relay.compact import compact
 

@@ -10,7 +10,7 @@ import aiohttp
 import nacl.signing
 import pytest
 
-from encspaces import merkle, note
+from encspaces.core import merkle, note
 from encspaces.errors import (
     WitnessBadRequestError,
     WitnessConsistencyError,

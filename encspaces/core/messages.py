@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from ..errors import ProtocolError
 from . import crypto
 from .encoding import (
     DEFAULT_MAX_MESSAGE,
@@ -23,7 +24,6 @@ from .encoding import (
     pack,
     unpack,
 )
-from .errors import ProtocolError
 from .head import SignedHead
 
 PROTOCOL_VERSION = 1
@@ -156,7 +156,7 @@ class Error:
 
 @dataclass(frozen=True)
 class Presence:
-    """Either way: a sealed, signed presence message (encspaces.presence), forwarded, never stored."""
+    """Either way: a sealed, signed presence message (encspaces.core.presence), forwarded, never stored."""
 
     data: bytes
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import nacl.public
 import nacl.signing
 
+from ..errors import ArgumentTypeError, IdentityError, MalformedIdError, ProtocolError
 from . import crypto
 from .encoding import as_bytes, as_int, as_map, field, pack, unpack
-from .errors import ArgumentTypeError, IdentityError, MalformedIdError, ProtocolError
 from .private_file import fsync_dir, replace_private, write_private_temp
 
 PUBLIC_PREFIX = "esid1"

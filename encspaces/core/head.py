@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import nacl.signing
 
+from ..errors import RelaySignatureError
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, pack, unpack
-from .errors import RelaySignatureError
 
 
 def next_head(previous: bytes, seq: int, entry_digest: bytes) -> bytes:

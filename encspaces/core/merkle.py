@@ -38,7 +38,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-from .errors import MerkleArgumentError, MerkleProofError, MissingNodeError
+from ..errors import MerkleArgumentError, MerkleProofError, MissingNodeError
 
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"

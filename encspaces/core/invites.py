@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import nacl.public
 import nacl.signing
 
+from ..errors import ArgumentTypeError, MalformedIdError, ProtocolError
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_str, field, pack, unpack
-from .errors import ArgumentTypeError, MalformedIdError, ProtocolError
 from .identity import member_id
 from .membership import BODY_VERSION, Role, decode_body, parse_role
 

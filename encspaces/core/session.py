@@ -11,8 +11,8 @@ import enum
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from ..errors import HandshakeError, MalformedFrameError, ProtocolError, RelayError
 from . import crypto
-from .errors import HandshakeError, MalformedFrameError, ProtocolError, RelayError
 from .head import SignedHead
 from .identity import Identity, member_id
 from .invites import InviteSecret

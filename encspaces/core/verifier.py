@@ -4,7 +4,7 @@ Pure: no sockets, no clock, no event loop. The checks run in the order docs/PROT
 gives, and a frame is applied entirely or not at all. A broken rule of the log means the
 relay misbehaved and raises; a correctly signed entry from a member whose ciphertext does not
 open is that member's fault: it is recorded in ``skipped``, and every client reports it the same
-way (the space as a ``RejectedEntry`` naming its seq and author, see encspaces/rejections.py).
+way (the space as a ``RejectedEntry`` naming its seq and author, see encspaces/core/rejections.py).
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from dataclasses import dataclass
 
 import nacl.public
 
-from . import crypto
-from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
-from .entry import Entry, Kind, open_body
-from .errors import (
+from ..errors import (
     AuthorSeqGapError,
     ChainError,
     ForkError,
@@ -30,6 +27,9 @@ from .errors import (
     SpaceIdError,
     StoreError,
 )
+from . import crypto
+from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
+from .entry import Entry, Kind, open_body
 from .head import SignedHead, next_head
 from .identity import Identity, member_id
 from .invites import InviteBody, InviteSecret

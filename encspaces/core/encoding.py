@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
 
 DEFAULT_MAX_MESSAGE = 1 << 20  # 1 MiB
 

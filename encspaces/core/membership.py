@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ..errors import ArgumentTypeError, InvalidArgumentError, MalformedEntryError, ProtocolError
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
 from .entry import MAX_ENTRY_SIZE
-from .errors import ArgumentTypeError, InvalidArgumentError, MalformedEntryError, ProtocolError
 from .identity import PublicIdentity, member_id
 
 BODY_VERSION = 1
@@ -242,7 +242,7 @@ class Policy:
     snapshot_entries: int | None = 1000
     snapshot_bytes: int | None = 4 << 20
     # How many members other than a snapshot's author must attest it before a new device
-    # starts from it (encspaces.attestation).
+    # starts from it (encspaces.core.attestation).
     snapshot_attesters: int = 1
 
     def __post_init__(self) -> None:

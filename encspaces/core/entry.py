@@ -14,9 +14,9 @@ import enum
 import time
 from dataclasses import dataclass
 
+from ..errors import AuthorSignatureError, BodyDigestError, MalformedEntryError, ProtocolError
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_str, pack, unpack
-from .errors import AuthorSignatureError, BodyDigestError, MalformedEntryError, ProtocolError
 from .identity import Identity, member_id
 
 FORMAT_VERSION = 1
@@ -37,7 +37,7 @@ class Kind(enum.StrEnum):
     JOIN = "join"  # a newcomer's first entry, proving knowledge of an invite secret
     DATA = "data"
     SNAPSHOT = "snapshot"  # the whole document at the seq its parent names, encrypted like data
-    ATTEST = "attest"  # a member's signed statement of the content at a snapshot's base (encspaces.attestation)
+    ATTEST = "attest"  # a member's signed statement of the content at a snapshot's base (encspaces.core.attestation)
 
     @property
     def is_encrypted(self) -> bool:

@@ -21,9 +21,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ProtocolError
 from . import crypto
 from .encoding import as_bytes, as_int, field, pack
-from .errors import ProtocolError
 
 BODY_VERSION = 1
 TRACKED_SNAPSHOTS = 16  # the newest snapshots whose attestations the log state keeps

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import ForkError, InvalidArgumentError, ProtocolError, RelaySignatureError, WithheldEntriesError
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, pack, unpack
-from .errors import ForkError, InvalidArgumentError, ProtocolError, RelaySignatureError, WithheldEntriesError
 from .head import SignedHead
 from .identity import Identity, member_id
 from .log_state import LogState
@@ -36,7 +36,7 @@ class PresenceClaim:
 
     head: SignedHead | None  # None before the sender saw any signed head
     # Kept on the wire for compatibility, sent empty and ignored on receipt: a bad snapshot is
-    # now shown by signed attestation entries (encspaces.attestation), never by presence.
+    # now shown by signed attestation entries (encspaces.core.attestation), never by presence.
     bad_snapshots: tuple[int, ...] = ()
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import EncspacesError, StoreError
 from . import crypto
-from .errors import EncspacesError, StoreError
 from .identity import Identity
 from .membership import Member
 from .verifier import LogVerifier, VerifiedEntry

@@ -31,7 +31,7 @@ import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
-from .errors import MalformedNoteError, NoteSignatureError
+from ..errors import MalformedNoteError, NoteSignatureError
 
 SIG_ED25519 = 0x01
 SIG_COSIGNATURE_V1 = 0x04

@@ -37,7 +37,7 @@ CTX_INVITE_BOX_KEY = b"encspaces/v1/invite-box-key"
 CTX_INVITE_PROOF = b"encspaces/v1/invite-join-proof"
 CTX_INVITE_AUTH = b"encspaces/v1/invite-handshake"
 CTX_INVITE_LINK = b"encspaces/v1/invite-link-check"
-# Snapshot attestations (encspaces/attestation.py): the key derived from an epoch key, and the tag.
+# Snapshot attestations (encspaces/core/attestation.py): the key derived from an epoch key, and the tag.
 CTX_ATTEST_KEY = b"encspaces/v1/snapshot-attest-key"
 CTX_ATTEST_TAG = b"encspaces/v1/snapshot-attest-tag"
 CTX_SNAPSHOT_CONTENT = b"encspaces/v2/snapshot-content"  # v2: flat typed tokens (encspaces.shared.values.canonical)

@@ -14,11 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import crypto
-from .attestation import TRACKED_SNAPSHOTS, Attestation, AttestBody, SnapshotRecord, Status
-from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
-from .entry import Entry, Kind
-from .errors import (
+from ..errors import (
     AttestationError,
     AuthorSeqGapError,
     EpochError,
@@ -32,6 +28,10 @@ from .errors import (
     SpaceIdError,
     SpaceMismatchError,
 )
+from . import crypto
+from .attestation import TRACKED_SNAPSHOTS, Attestation, AttestBody, SnapshotRecord, Status
+from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
+from .entry import Entry, Kind
 from .identity import member_id
 from .invites import InviteBody, JoinBody, RevokeInviteBody, verify_join_proof
 from .membership import AddMemberBody, GenesisBody, Member, Policy, RekeyBody, Role, SetRoleBody
@@ -105,7 +105,7 @@ class LogState:
         self.snapshot: tuple[int, int] | None = None
         self.data_since_snapshot = 0
         self.bytes_since_snapshot = 0
-        # The newest snapshots (by seq) and the attestations of each (encspaces.attestation).
+        # The newest snapshots (by seq) and the attestations of each (encspaces.core.attestation).
         self.snapshots: dict[int, SnapshotRecord] = {}
         self._journal: _Journal | None = None
 
