@@ -49,6 +49,8 @@ lint: $(STAMP)
 # docstring that does not render fails the build, so `make test` checks it too. Works offline.
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
+	@# autorefs leaves a cross-reference it cannot resolve as plain text, without a warning.
+	@! grep -oh '\[encspaces\.[A-Za-z_.]*\]' site/*.html site/*/*.html || (echo "unresolved cross-references above"; exit 1)
 
 # The wheel and sdist as they would be published (dist/), checked: metadata and README render
 # (twine check --strict), and the wheel carries the LICENSE and the py.typed markers.
