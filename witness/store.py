@@ -4,21 +4,20 @@ cosignature is returned only after its checkpoint is durable."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from pathlib import Path
 
 import nacl.signing
 
-from encspaces.core.private_file import ensure_private_file, fsync_dir, make_private_dir, write_private_temp
-from encspaces.errors import IdentityError, StoreError
+from encspaces.core.key_file import load_or_create_signing_key
+from encspaces.core.private_file import ensure_private_file
+from encspaces.errors import StoreError
 
 from .core import Cosigned, origin_hash
 
 KEY_FILE = "witness.key"
 DB_FILE = "witness.sqlite"
-SEED_SIZE = 32
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS latest (
@@ -42,33 +41,7 @@ CREATE INDEX IF NOT EXISTS evidence_origin ON evidence(origin);
 
 def load_or_create_key(data_dir: Path) -> nacl.signing.SigningKey:
     """``data_dir/witness.key``: a 32-byte seed, created 0600 on first start, never overwritten."""
-    path = data_dir / KEY_FILE
-    try:
-        return _load(path)
-    except FileNotFoundError:
-        pass
-    make_private_dir(data_dir)
-    tmp = write_private_temp(path, os.urandom(SEED_SIZE))
-    try:
-        os.link(tmp, path)  # if another process created the key meanwhile, keep theirs
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(data_dir)
-    return _load(path)
-
-
-def _load(path: Path) -> nacl.signing.SigningKey:
-    try:
-        seed = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise IdentityError(f"cannot read the witness key {path}: {exc.strerror}") from exc
-    if len(seed) != SEED_SIZE:
-        raise IdentityError(f"witness key {path} holds {len(seed)} bytes, expected a {SEED_SIZE}-byte seed")
-    return nacl.signing.SigningKey(seed)
+    return load_or_create_signing_key(data_dir / KEY_FILE, "witness key")
 
 
 class SqliteWitnessStore:
