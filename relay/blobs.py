@@ -84,12 +84,20 @@ class BlobStore:
             return BlobMissing(request.id, request.hash)
         return BlobData(request.id, request.hash, data)
 
-    async def put(self, space: bytes, request: BlobPut) -> BlobAck | BlobRefused:
+    def refuse_malformed(self, request: BlobPut) -> BlobRefused | None:
+        """The refusal of a blob too large, or not named by the hash of its bytes (any backend)."""
         size = len(request.data)
         if size > self.max_blob_size:
             return _refused(request, TOO_LARGE, f"a blob of {size} bytes is over the limit of {self.max_blob_size}")
         if crypto.blob_hash(request.data) != request.hash:
             return _refused(request, BAD_HASH, "the blob's bytes do not hash to the name it was sent under")
+        return None
+
+    async def put(self, space: bytes, request: BlobPut) -> BlobAck | BlobRefused:
+        refused = self.refuse_malformed(request)
+        if refused is not None:
+            return refused
+        size = len(request.data)
         await self.total_usage()  # scanned before any write: see _total
         lock = self._locks.setdefault(space, asyncio.Lock())
         async with lock:  # one writer per space: the quota is exact and one hash is written once

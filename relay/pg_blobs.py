@@ -18,12 +18,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from encspaces.core import crypto
 from encspaces.core.identity import member_id
 from encspaces.core.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused
 from encspaces.errors import StoreUnavailableError
 
-from .blobs import BAD_HASH, INTERNAL, QUOTA, TOO_LARGE, BlobStore, _refused
+from .blobs import INTERNAL, QUOTA, BlobStore, _refused
 
 if TYPE_CHECKING:
     from .pg_store import PgStore
@@ -51,11 +50,10 @@ class PgBlobStore(BlobStore):
         return BlobData(request.id, request.hash, bytes(data))
 
     async def put(self, space: bytes, request: BlobPut) -> BlobAck | BlobRefused:
+        refused = self.refuse_malformed(request)
+        if refused is not None:
+            return refused
         size = len(request.data)
-        if size > self.max_blob_size:
-            return _refused(request, TOO_LARGE, f"a blob of {size} bytes is over the limit of {self.max_blob_size}")
-        if crypto.blob_hash(request.data) != request.hash:
-            return _refused(request, BAD_HASH, "the blob's bytes do not hash to the name it was sent under")
         try:
             async with self._store.connection() as conn, conn.transaction():
                 await conn.execute("INSERT INTO blob_usage VALUES ($1, 0) ON CONFLICT DO NOTHING", space)
