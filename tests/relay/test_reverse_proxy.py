@@ -47,7 +47,8 @@ def _missing(what: str) -> NoReturn:
 
 
 def _binary(name: str, package: str) -> str:
-    path = shutil.which(name)
+    # nginx is in /usr/sbin, which is not on a normal user's PATH on Debian.
+    path = shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
     if path is None:
         _missing(f"the {name} command (Debian: apt-get install {package})")
     return path
