@@ -256,7 +256,7 @@ class BlobMissingError(FileError):
 
 
 class BlobRefusedError(FileError, RelayError):
-    """The relay refused to store a chunk; ``code`` is ``too_large``, ``quota``, ``bad_hash`` or ``read_only``."""
+    """The relay refused a chunk request; ``code`` is an ``encspaces.core.codes.BlobCode`` (``quota``...)."""
 
 
 # --- files: a source path that does not exist (CLI and usability) ------------------------------

@@ -31,6 +31,7 @@ from . import faults
 from .arguments import int_argument
 from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
+from .core.codes import RefusalCode
 from .core.encoding import DEFAULT_MAX_MESSAGE
 from .core.entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
 from .core.identity import Identity, PublicIdentity, member_id, parse_member_id
@@ -127,10 +128,7 @@ RESUBMIT_LIMIT = 10
 # stay in the stored outbox and are re-issued if a rotation arrives meanwhile.
 FRESHNESS_LIMIT = 30.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
-PERMANENT_REFUSALS = {
-    "not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth", "bad_genesis",
-    "wrong_relay", "too_large", "bad_invite", "removed", "rate_limited", "create_forbidden",  # not "busy": retry
-}
+PERMANENT_REFUSALS = frozenset(code for code in RefusalCode if code.permanent)
 
 
 def encode_space_id(space: bytes) -> str:
@@ -1262,7 +1260,7 @@ class Space:
         """The relay refused a submission without closing: resend once it can succeed."""
         log.info("relay notice %s: %s", notice.code, notice.message)
         refused = next((e for e in self._outbox if e.header.author_seq == notice.ref), None)
-        if notice.code == "conflict" and refused is not None:
+        if notice.code == RefusalCode.CONFLICT and refused is not None:
             # Another admin's change made ours moot: drop it and number what follows again.
             # What precedes it was in earlier submissions, which the relay took: keep it as is.
             for action in self._actions:

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from encspaces.core import crypto
+from encspaces.core.codes import BlobCode
 from encspaces.core.identity import member_id
 from encspaces.core.log_state import LogState
 from encspaces.core.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
@@ -32,15 +33,6 @@ log = logging.getLogger(__name__)
 
 BLOBS_DIR = "blobs"
 _TMP_PREFIX = ".tmp-"
-
-# BlobRefused codes.
-NOT_A_MEMBER = "not_a_member"
-READ_ONLY = "read_only"
-TOO_LARGE = "too_large"
-QUOTA = "quota"
-BAD_HASH = "bad_hash"
-INTERNAL = "internal"
-
 
 class BlobStore:
     """Every space's blobs under ``root``, with the limits of the relay's config."""
@@ -67,11 +59,11 @@ class BlobStore:
         """The reply to one request of ``member``, a connection admitted to ``state``'s space."""
         role = state.role_of(member)
         if role is None:
-            return _refused(request, NOT_A_MEMBER, f"{member_id(member)[:12]} is not a member of this space")
+            return _refused(request, BlobCode.NOT_A_MEMBER, f"{member_id(member)[:12]} is not a member of this space")
         if isinstance(request, BlobGet):
             return await self.get(state.space, request)
         if not role.can_write:
-            return _refused(request, READ_ONLY, f"a {role.value} may not upload files")
+            return _refused(request, BlobCode.READ_ONLY, f"a {role.value} may not upload files")
         return await self.put(state.space, request)
 
     async def get(self, space: bytes, request: BlobGet) -> BlobData | BlobMissing:
@@ -88,9 +80,10 @@ class BlobStore:
         """The refusal of a blob too large, or not named by the hash of its bytes (any backend)."""
         size = len(request.data)
         if size > self.max_blob_size:
-            return _refused(request, TOO_LARGE, f"a blob of {size} bytes is over the limit of {self.max_blob_size}")
+            return _refused(request, BlobCode.TOO_LARGE,
+                            f"a blob of {size} bytes is over the limit of {self.max_blob_size}")
         if crypto.blob_hash(request.data) != request.hash:
-            return _refused(request, BAD_HASH, "the blob's bytes do not hash to the name it was sent under")
+            return _refused(request, BlobCode.BAD_HASH, "the blob's bytes do not hash to the name it was sent under")
         return None
 
     async def put(self, space: bytes, request: BlobPut) -> BlobAck | BlobRefused:
@@ -106,21 +99,21 @@ class BlobStore:
             if await asyncio.to_thread(path.exists):
                 return BlobAck(request.id, request.hash)  # same content, stored once
             if used + size > self.quota:
-                return _refused(request, QUOTA, f"storing {size} more bytes would pass this space's quota of "
-                                                f"{self.quota} bytes ({used} used)")
+                return _refused(request, BlobCode.QUOTA, f"storing {size} more bytes would pass this space's quota of "
+                                                         f"{self.quota} bytes ({used} used)")
             total = self._total
             assert total is not None  # total_usage() set it
             if self.total_quota is not None and total + size > self.total_quota:
                 log.warning("blob quota of the relay reached: %d of %d bytes used", total, self.total_quota)
-                return _refused(request, QUOTA, f"storing {size} more bytes would pass the relay's quota of "
-                                                f"{self.total_quota} bytes for all spaces: ask its operator")
+                return _refused(request, BlobCode.QUOTA, f"storing {size} more bytes would pass the relay's quota of "
+                                                         f"{self.total_quota} bytes for all spaces: ask its operator")
             self._total = total + size  # reserved, no await since the check
             try:
                 await asyncio.to_thread(_write_atomically, path, request.data)
             except OSError as exc:
                 self._total -= size
                 log.error("cannot write blob %s of space %s: %s", request.hash.hex()[:16], member_id(space)[:12], exc)
-                return _refused(request, INTERNAL, "the relay could not store this blob")
+                return _refused(request, BlobCode.INTERNAL, "the relay could not store this blob")
             self._usage[space] = used + size
         return BlobAck(request.id, request.hash)
 
@@ -149,7 +142,7 @@ class BlobStore:
         return used
 
 
-def _refused(request: BlobPut | BlobGet, code: str, message: str) -> BlobRefused:
+def _refused(request: BlobPut | BlobGet, code: BlobCode, message: str) -> BlobRefused:
     return BlobRefused(request.id, request.hash, code, message)
 
 

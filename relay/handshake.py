@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from encspaces.core import crypto
+from encspaces.core.codes import RefusalCode
 from encspaces.core.entry import Entry
 from encspaces.core.identity import member_id
 from encspaces.core.log_state import GENESIS_SEQ, LogState, space_id_of
@@ -19,7 +20,7 @@ from encspaces.core.membership import GenesisBody
 from encspaces.core.messages import AuthStatement, Hello
 from encspaces.errors import ProtocolError, RuleError, VerificationError
 
-from .refusals import BAD_AUTH, BAD_GENESIS, MALFORMED, WRONG_RELAY, Refusal, too_large
+from .refusals import Refusal, too_large
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,20 @@ def check_hello(
     try:
         auth = AuthStatement.decode(hello.auth)
     except ProtocolError as exc:
-        raise Refusal(MALFORMED, f"hello: {exc}") from exc
+        raise Refusal(RefusalCode.MALFORMED, f"hello: {exc}") from exc
     if auth.relay_key != relay_key:
-        raise Refusal(BAD_AUTH, f"the hello is signed for relay {member_id(auth.relay_key)}, "
-                                f"this relay is {member_id(relay_key)}")
+        raise Refusal(RefusalCode.BAD_AUTH, f"the hello is signed for relay {member_id(auth.relay_key)}, "
+                                            f"this relay is {member_id(relay_key)}")
     if auth.nonce != nonce:
-        raise Refusal(BAD_AUTH, "the hello answers another challenge (nonce mismatch): sign this connection's nonce")
+        raise Refusal(RefusalCode.BAD_AUTH,
+                      "the hello answers another challenge (nonce mismatch): sign this connection's nonce")
     skew = auth.time_ms - now_ms
     if abs(skew) > max_skew_ms:
-        raise Refusal(BAD_AUTH, f"the hello's time is {skew / 1000:+.0f} s from the relay's clock, "
-                                f"over the limit of {max_skew_ms / 1000:.0f} s: check the device's clock")
+        raise Refusal(RefusalCode.BAD_AUTH, f"the hello's time is {skew / 1000:+.0f} s from the relay's clock, "
+                                            f"over the limit of {max_skew_ms / 1000:.0f} s: check the device's clock")
     if not crypto.verify(auth.member, crypto.CTX_AUTH, hello.auth, hello.signature):
-        raise Refusal(BAD_AUTH, f"the hello's signature does not verify for member {member_id(auth.member)}")
+        raise Refusal(RefusalCode.BAD_AUTH,
+                      f"the hello's signature does not verify for member {member_id(auth.member)}")
     genesis = None
     if hello.genesis is not None:
         genesis = check_genesis(hello.genesis, space=auth.space, member=auth.member, relay_key=relay_key,
@@ -68,19 +71,19 @@ def check_genesis(raw: bytes, *, space: bytes, member: bytes, relay_key: bytes, 
         raise too_large(f"genesis entry of {len(raw)} bytes is over the limit of {max_entry_size}")
     found = space_id_of(raw)
     if found != space:
-        raise Refusal(BAD_GENESIS, f"the genesis entry hashes to space {found.hex()[:16]}…, "
-                                   f"the hello names {space.hex()[:16]}…")
+        raise Refusal(RefusalCode.BAD_GENESIS, f"the genesis entry hashes to space {found.hex()[:16]}…, "
+                                               f"the hello names {space.hex()[:16]}…")
     try:
         entry = Entry.decode(raw)
         entry.check_signature(GENESIS_SEQ)
         LogState(space).check(entry, GENESIS_SEQ)
         pinned = GenesisBody.decode(entry.body).relay_key
     except (RuleError, VerificationError) as exc:
-        raise Refusal(BAD_GENESIS, str(exc)) from exc
+        raise Refusal(RefusalCode.BAD_GENESIS, str(exc)) from exc
     if entry.header.author != member:
-        raise Refusal(BAD_GENESIS, f"the genesis entry is authored by {entry.author_id}, "
-                                   f"the hello is signed by {member_id(member)}")
+        raise Refusal(RefusalCode.BAD_GENESIS, f"the genesis entry is authored by {entry.author_id}, "
+                                               f"the hello is signed by {member_id(member)}")
     if pinned != relay_key:
-        raise Refusal(WRONG_RELAY, f"the space's genesis pins relay {member_id(pinned)}, "
-                                   f"this relay is {member_id(relay_key)}")
+        raise Refusal(RefusalCode.WRONG_RELAY, f"the space's genesis pins relay {member_id(pinned)}, "
+                                               f"this relay is {member_id(relay_key)}")
     return entry

@@ -10,11 +10,12 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
+from encspaces.core.codes import RefusalCode
 from encspaces.core.identity import PublicIdentity, member_id, parse_member_id
 from encspaces.errors import EncspacesError
 
 from .config import CreatePolicy, RelayConfig
-from .refusals import BUSY, CREATE_FORBIDDEN, RATE_LIMITED, Refusal, try_later
+from .refusals import Refusal
 
 
 class ConnectionCounter:
@@ -30,11 +31,12 @@ class ConnectionCounter:
     def open(self, address: str) -> None:
         """Count a new connection, or raise the Refusal (code ``busy``) that turns it away."""
         if self._total_cap and self.total >= self._total_cap:
-            raise try_later(BUSY, f"the relay is at its limit of {self._total_cap} connections: try again later")
+            raise Refusal(RefusalCode.BUSY,
+                          f"the relay is at its limit of {self._total_cap} connections: try again later")
         count = self._per_address.get(address, 0)
         if self._address_cap and address not in self._exempt and count >= self._address_cap:
-            raise try_later(BUSY, f"{address} already has {count} connections open, the limit per address: "
-                                  "close some or try again later")
+            raise Refusal(RefusalCode.BUSY, f"{address} already has {count} connections open, the limit per address: "
+                                            "close some or try again later")
         self.total += 1
         self._per_address[address] = count + 1
 
@@ -64,17 +66,18 @@ class CreateGate:
     def check(self, member: bytes, address: str, now: float) -> None:
         """Raise the Refusal for a create by ``member`` from ``address`` at ``now`` (monotonic seconds)."""
         if self._policy is CreatePolicy.CLOSED:
-            raise Refusal(CREATE_FORBIDDEN, "this relay does not create new spaces: ask its operator")
+            raise Refusal(RefusalCode.CREATE_FORBIDDEN, "this relay does not create new spaces: ask its operator")
         if self._policy is CreatePolicy.LISTED and member not in self._allowed:
-            raise Refusal(CREATE_FORBIDDEN, f"{member_id(member)} may not create spaces on this relay: "
-                                            "ask its operator to list this member id")
+            raise Refusal(RefusalCode.CREATE_FORBIDDEN, f"{member_id(member)} may not create spaces on this relay: "
+                                                        "ask its operator to list this member id")
         if not self._cap or address in self._exempt:
             return
         recent = self._recent_at(address, now)
         if len(recent) >= self._cap:
             wait = recent[0] + self._window - now
-            raise Refusal(RATE_LIMITED, f"{address} created {len(recent)} spaces in the last {self._window:g} s, "
-                                        f"the limit: try again in {wait:.0f} s")
+            raise Refusal(RefusalCode.RATE_LIMITED,
+                          f"{address} created {len(recent)} spaces in the last {self._window:g} s, "
+                          f"the limit: try again in {wait:.0f} s")
 
     def created(self, address: str, now: float) -> None:
         """Record a create from ``address``, right after ``check`` allowed it (so before it is stored)."""

@@ -18,11 +18,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from encspaces.core.codes import BlobCode
 from encspaces.core.identity import member_id
 from encspaces.core.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused
 from encspaces.errors import StoreUnavailableError
 
-from .blobs import INTERNAL, QUOTA, BlobStore, _refused
+from .blobs import BlobStore, _refused
 
 if TYPE_CHECKING:
     from .pg_store import PgStore
@@ -61,21 +62,23 @@ class PgBlobStore(BlobStore):
                 if await conn.fetchval("SELECT 1 FROM blobs WHERE space_id = $1 AND hash = $2", space, request.hash):
                     return BlobAck(request.id, request.hash)  # same content, stored once
                 if used + size > self.quota:
-                    return _refused(request, QUOTA, f"storing {size} more bytes would pass this space's quota of "
-                                                    f"{self.quota} bytes ({used} used)")
+                    return _refused(request, BlobCode.QUOTA,
+                                    f"storing {size} more bytes would pass this space's quota of "
+                                    f"{self.quota} bytes ({used} used)")
                 total = await conn.fetchval(
                     "UPDATE blob_total SET bytes = bytes + $1 WHERE id = 1 AND ($2::bigint IS NULL OR "
                     "bytes + $1 <= $2) RETURNING bytes", size, self.total_quota)
                 if total is None:
                     log.warning("blob quota of the cluster reached (%s bytes)", self.total_quota)
-                    return _refused(request, QUOTA, f"storing {size} more bytes would pass the relay's quota of "
-                                                    f"{self.total_quota} bytes for all spaces: ask its operator")
+                    return _refused(request, BlobCode.QUOTA,
+                                    f"storing {size} more bytes would pass the relay's quota of "
+                                    f"{self.total_quota} bytes for all spaces: ask its operator")
                 self._total = int(total)  # for metrics: the cluster's count as this commit left it
                 await conn.execute("INSERT INTO blobs VALUES ($1, $2, $3, $4)", space, request.hash, size, request.data)
                 await conn.execute("UPDATE blob_usage SET bytes = bytes + $2 WHERE space_id = $1", space, size)
         except StoreUnavailableError as exc:
             log.error("cannot write blob %s of space %s: %s", request.hash.hex()[:16], member_id(space)[:12], exc)
-            return _refused(request, INTERNAL, "the relay could not store this blob")
+            return _refused(request, BlobCode.INTERNAL, "the relay could not store this blob")
         return BlobAck(request.id, request.hash)
 
     async def total_usage(self) -> int:

@@ -32,6 +32,7 @@ from typing import Protocol
 import nacl.signing
 from websockets.asyncio.server import ServerConnection, broadcast
 
+from encspaces.core.codes import RefusalCode
 from encspaces.core.entry import Entry
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.identity import member_id
@@ -51,18 +52,7 @@ from .config import RelayConfig
 from .frames import split_frames
 from .metrics import RelayMetrics
 from .peer import Peer, PeerGoneError
-from .refusals import (
-    BAD_INVITE,
-    CONFLICT,
-    CONTENDED,
-    GAP,
-    NOT_A_MEMBER,
-    REJECTED,
-    REMOVED,
-    STALE_EPOCH,
-    Refusal,
-    internal,
-)
+from .refusals import Refusal, internal
 from .shared_log import after_conflict
 from .storage import RelayStore
 from .store import EntryRow
@@ -175,25 +165,25 @@ class Room:
 
     def _check_invite(self, member: bytes, invite: tuple[bytes, bytes] | None, auth: bytes) -> None:
         if invite is None:
-            raise Refusal(NOT_A_MEMBER, f"{member_id(member)} is not a member of {self.label}")
+            raise Refusal(RefusalCode.NOT_A_MEMBER, f"{member_id(member)} is not a member of {self.label}")
         key, proof = invite
         found = self.state.invites.get(key)
         name = member_id(key)[:12]
         if found is None or not verify_auth_proof(key, auth, proof):
-            raise Refusal(BAD_INVITE, f"no invite {name} in {self.label} that this proof answers")
+            raise Refusal(RefusalCode.BAD_INVITE, f"no invite {name} in {self.label} that this proof answers")
         if found.revoked:
-            raise Refusal(BAD_INVITE, f"invite {name} was revoked")
+            raise Refusal(RefusalCode.BAD_INVITE, f"invite {name} was revoked")
         if not found.open:
-            raise Refusal(BAD_INVITE, f"invite {name} is used up ({found.used} of {found.uses})")
+            raise Refusal(RefusalCode.BAD_INVITE, f"invite {name} is used up ({found.used} of {found.uses})")
         if found.expired_at(int(time.time() * 1000)):
-            raise Refusal(BAD_INVITE, f"invite {name} has expired")
+            raise Refusal(RefusalCode.BAD_INVITE, f"invite {name} has expired")
 
     def close_members(self, removed: set[bytes]) -> None:
         """A member was removed: close their live connections at once."""
         for peer in list(self.subscribers.values()):
             if peer.member in removed:
                 self.unsubscribe(peer)
-                peer.refuse_now(Refusal(REMOVED, f"{member_id(peer.member)} was removed from {self.label}"))
+                peer.refuse_now(Refusal(RefusalCode.REMOVED, f"{member_id(peer.member)} was removed from {self.label}"))
 
     def close_invitees(self) -> None:
         """Close every connection let in with an invite that is no longer open (revoked or used up),
@@ -207,8 +197,8 @@ class Room:
                 continue
             self.unsubscribe(peer)
             why = "was revoked" if invite.revoked else f"is used up ({invite.used} of {invite.uses})"
-            peer.refuse_now(Refusal(BAD_INVITE, f"invite {member_id(invite.key)[:12]} {why}: "
-                                                f"this connection was let in with it"))
+            peer.refuse_now(Refusal(RefusalCode.BAD_INVITE, f"invite {member_id(invite.key)[:12]} {why}: "
+                                                            f"this connection was let in with it"))
 
     def subscribe(self, peer: Peer) -> None:
         """Join the live stream; the caller holds ``lock`` and has sent everything up to ``durable_seq``."""
@@ -292,18 +282,18 @@ class Room:
                 except EpochError as exc:
                     # Written before the client saw a rotation: it re-encrypts and resends.
                     log.info("%s: %s: stale epoch: %s", self.label, submission.peer.name, exc)
-                    answers.append(Refusal(STALE_EPOCH, str(exc)))
+                    answers.append(Refusal(RefusalCode.STALE_EPOCH, str(exc)))
                 except AuthorSeqGapError as exc:
                     # Follows a submission refused without closing: the client numbers again and resends.
                     log.info("%s: %s: gap: %s", self.label, submission.peer.name, exc)
-                    answers.append(Refusal(GAP, str(exc), ref=exc.author_seq))
+                    answers.append(Refusal(RefusalCode.GAP, str(exc), ref=exc.author_seq))
                 except MembershipChangeError as exc:
                     # Another admin's change got there first: an honest race, not an attack.
                     log.info("%s: %s: conflict: %s", self.label, submission.peer.name, exc)
-                    answers.append(Refusal(CONFLICT, str(exc), ref=exc.author_seq))
+                    answers.append(Refusal(RefusalCode.CONFLICT, str(exc), ref=exc.author_seq))
                 except RuleError as exc:
                     log.info("%s: %s: entry rejected: %s", self.label, submission.peer.name, exc)
-                    answers.append(Refusal(REJECTED, str(exc)))
+                    answers.append(Refusal(RefusalCode.REJECTED, str(exc)))
             frames = self._frames(first_seq, rows)
             if rows:
                 started = time.perf_counter()
@@ -399,7 +389,7 @@ class Room:
     def _answer(self, submission: Submission, answer: _Answer) -> None:
         peer = submission.peer
         try:
-            if isinstance(answer, Refusal) and answer.code in (STALE_EPOCH, CONFLICT, GAP, CONTENDED):
+            if isinstance(answer, Refusal) and not answer.code.fatal:  # stale_epoch, conflict, gap, contended
                 peer.count_refusal(answer.code)
                 peer.write_now(Error(answer.code, answer.message, fatal=False, ref=answer.ref).encode())
             elif isinstance(answer, Refusal):

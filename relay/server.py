@@ -23,6 +23,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from encspaces.core import crypto
+from encspaces.core.codes import RefusalCode
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.identity import member_id
 from encspaces.core.log_state import GENESIS_SEQ, LogState
@@ -38,7 +39,7 @@ from .keys import load_or_create_signing_key
 from .limits import ConnectionCounter, CreateGate
 from .metrics import MetricsServer, RelayMetrics, check_health, server_levels
 from .peer import Peer
-from .refusals import BAD_GENESIS, UNKNOWN_SPACE, Refusal, internal, unavailable
+from .refusals import Refusal, internal, unavailable
 from .room import Room
 from .session import Session, remote_host
 from .shared_log import refresh
@@ -244,13 +245,13 @@ class RelayServer:
                 await self._refresh(room)  # what other relays committed since
             if room is None:
                 if admission.genesis is None:
-                    raise Refusal(UNKNOWN_SPACE, f"this relay hosts no space {member_id(space)}")
+                    raise Refusal(RefusalCode.UNKNOWN_SPACE, f"this relay hosts no space {member_id(space)}")
                 now = time.monotonic()
                 self.create_gate.check(admission.member, address, now)
                 self.create_gate.created(address, now)  # before the write: concurrent creates count
                 room = await self._create(admission)
             elif admission.genesis is not None and admission.genesis.raw != room.genesis:
-                raise Refusal(BAD_GENESIS, f"space {member_id(space)} exists with another genesis entry")
+                raise Refusal(RefusalCode.BAD_GENESIS, f"space {member_id(space)} exists with another genesis entry")
             self._users[space] = self._users.get(space, 0) + 1
             self._idle_since.pop(space, None)
             return room

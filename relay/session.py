@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
+from encspaces.core.codes import RefusalCode
 from encspaces.core.entry import Entry, Kind
 from encspaces.core.identity import member_id
 from encspaces.core.messages import (
@@ -39,7 +40,7 @@ from .catchup import catch_up_and_subscribe
 from .frames import max_entry_size
 from .handshake import check_hello
 from .peer import Peer, PeerGoneError
-from .refusals import MALFORMED, REJECTED, TIMEOUT, UNEXPECTED, Refusal, internal, too_large, unavailable
+from .refusals import Refusal, internal, too_large, unavailable
 from .room import Room, Submission
 
 if TYPE_CHECKING:
@@ -114,10 +115,10 @@ class Session:
             async with asyncio.timeout(self.config.handshake_timeout):
                 data = await ws.recv()
         except TimeoutError:
-            raise Refusal(TIMEOUT, f"no hello within {self.config.handshake_timeout:g} s") from None
+            raise Refusal(RefusalCode.TIMEOUT, f"no hello within {self.config.handshake_timeout:g} s") from None
         hello = self._decode(data)
         if not isinstance(hello, Hello):
-            raise Refusal(UNEXPECTED, f"expected a hello, got a {_kind(hello)} message")
+            raise Refusal(RefusalCode.UNEXPECTED, f"expected a hello, got a {_kind(hello)} message")
         admission = check_hello(
             hello,
             relay_key=server.public_key,
@@ -151,7 +152,7 @@ class Session:
                 await ws.send((await server.blobs.answer(room.state, self.peer.member, submit)).encode())
                 continue
             if not isinstance(submit, Submit):
-                raise Refusal(UNEXPECTED, f"expected a submit or presence, got a {_kind(submit)} message")
+                raise Refusal(RefusalCode.UNEXPECTED, f"expected a submit or presence, got a {_kind(submit)} message")
             entries = await self._check_entries(submit.entries)
             await self.peer.inflight.acquire()
             if self.peer.failed:
@@ -165,7 +166,8 @@ class Session:
 
     def _decode(self, data: str | bytes) -> Message:
         if isinstance(data, str):
-            raise Refusal(MALFORMED, "text frames are not part of the protocol: messages are binary msgpack")
+            raise Refusal(RefusalCode.MALFORMED,
+                          "text frames are not part of the protocol: messages are binary msgpack")
         admitted = self.peer.member is not None
         limit = self.config.max_frame if admitted else self.config.hello_limit
         if len(data) > limit:
@@ -174,7 +176,7 @@ class Session:
         try:
             return decode_message(data, max_size=limit)
         except ProtocolError as exc:
-            raise Refusal(MALFORMED, str(exc)) from exc
+            raise Refusal(RefusalCode.MALFORMED, str(exc)) from exc
 
     async def _check_entries(self, raws: list[bytes]) -> list[Entry]:
         entries = []
@@ -193,15 +195,17 @@ class Session:
             entry = Entry.decode(raw)
             entry.check_signature()
         except RuleError as exc:
-            raise Refusal(REJECTED, str(exc)) from exc
+            raise Refusal(RefusalCode.REJECTED, str(exc)) from exc
         if entry.header.kind is Kind.JOIN:
             skew = entry.header.time_ms - int(time.time() * 1000)
             if abs(skew) > self.config.max_clock_skew_ms:
                 # Clients judge an invite's expiry by the join's own time: keep that time honest.
-                raise Refusal(REJECTED, f"{entry.describe()}: its time is {skew / 1000:+.0f} s from the relay's "
-                                        "clock: check the device's clock")
+                raise Refusal(RefusalCode.REJECTED,
+                              f"{entry.describe()}: its time is {skew / 1000:+.0f} s from the relay's "
+                              "clock: check the device's clock")
         if entry.header.author != self.peer.member:
-            raise Refusal(REJECTED, f"{entry.describe()}: a connection may only submit its own member's entries")
+            raise Refusal(RefusalCode.REJECTED,
+                          f"{entry.describe()}: a connection may only submit its own member's entries")
         return entry
 
 

@@ -23,10 +23,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from encspaces.core.codes import RefusalCode
 from encspaces.core.head import SignedHead
 from encspaces.errors import HeadMovedError, StoreError
 
-from .refusals import CONTENDED, Refusal, internal
+from .refusals import Refusal, internal
 from .store import EntryRow, replay
 
 if TYPE_CHECKING:
@@ -59,8 +60,8 @@ async def after_conflict(
     _deliver(room, rows, loaded.signed_head, members_before)
     if attempt + 1 >= COMMIT_ATTEMPTS:
         for submission in batch:
-            room._answer(submission, Refusal(CONTENDED, f"other relays committed to {room.label} first "
-                                                        f"{attempt + 1} times in a row: resubmit"))
+            room._answer(submission, Refusal(RefusalCode.CONTENDED, f"other relays committed to {room.label} first "
+                                                                    f"{attempt + 1} times in a row: resubmit"))
         return
     await room._commit(batch, attempt + 1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from encspaces.core.codes import RefusalCode
 from encspaces.errors import (
     ConnectionFailedError,
     EncspacesError,
@@ -53,7 +54,7 @@ def explain(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, ConnectionFailedError):
         return f"{exc}: is the relay running? (`make run` or `encspaces-relay`)", EXIT_UNREACHABLE
     if isinstance(exc, RelayError):
-        if exc.code == "not_a_member":
+        if exc.code == RefusalCode.NOT_A_MEMBER:
             return f"{exc}: this device is not a member (ask an admin to add or invite you)", EXIT_ERROR
         return str(exc), EXIT_ERROR
     if isinstance(exc, HandshakeError):

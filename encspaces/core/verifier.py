@@ -106,6 +106,11 @@ class LogVerifier:
         self._check_signed(welcome.head)
         self._compare_with_chain(welcome.head)
         self.check_not_rolled_back(welcome.head)
+        if welcome.head.seq < GENESIS_SEQ:  # the space id is the genesis's hash: no space is empty
+            raise MalformedFrameError(
+                f"welcome: the relay's head is at seq {welcome.head.seq}, but a space's log always holds its "
+                f"genesis at seq {GENESIS_SEQ}"
+            )
         self._note_fresh(welcome.head)
         if welcome.anchor is not None:
             if welcome.anchor.seq != self.seq:

@@ -14,8 +14,9 @@ import pytest
 import encspaces
 from encspaces import errors
 from encspaces import space as space_module
+from encspaces.core.codes import RefusalCode
 from relay.handshake import Admission
-from relay.refusals import STALE_EPOCH, Refusal
+from relay.refusals import Refusal
 from relay.room import Room, Submission
 from relay.server import RelayServer
 from tests.support import RelayHandle
@@ -37,7 +38,8 @@ class RefusingRelay(RelayServer):
             if not self.armed:
                 return honest(submission)
             self.refused += 1
-            room._answer(submission, Refusal(STALE_EPOCH, "under epoch 1, expected the current epoch 2 (a lie)"))
+            lie = "under epoch 1, expected the current epoch 2 (a lie)"
+            room._answer(submission, Refusal(RefusalCode.STALE_EPOCH, lie))
             return True
 
         room.submit = submit  # type: ignore[method-assign]
@@ -61,7 +63,7 @@ async def test_stale_epoch_storm_backs_off_and_fails(tmp_path: Path, monkeypatch
         space.text("doc").insert(5, " world")
         await wait_for(lambda: space.error is not None, "the space to fail", timeout=30)
         assert isinstance(space.error, errors.ResubmitLimitError)
-        assert space.error.code == STALE_EPOCH
+        assert space.error.code == "stale_epoch"
         assert "10 times in a row" in str(space.error)
         # One submission per round of the backoff: the limit, not tens of thousands.
         assert server.refused == space_module.RESUBMIT_LIMIT
