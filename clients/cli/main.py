@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import encspaces
 
@@ -25,6 +27,23 @@ from .home import (
 )
 from .output import warn
 
+# A whole member, space or invite id: 32 bytes in base64url, so one in 64 starts with "-".
+_FULL_ID = re.compile(r"-[A-Za-z0-9_-]{42}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser that takes a whole id starting with "-" as a value, not as an option.
+
+    argparse reads every argument that starts with "-" as an option; ids are base64url, so
+    without this one id in 64 could not be passed at all. (A *prefix* of such an id still
+    needs ``--`` before it, as any value starting with "-" does.)
+    """
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if _FULL_ID.fullmatch(arg_string):
+            return None  # a positional value
+        return super()._parse_optional(arg_string)
+
 
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
@@ -40,7 +59,7 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="encspaces", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="End-to-end-encrypted, verifiable collaboration: spaces shared through an untrusted relay.",
         epilog=EXIT_CODES_HELP)
