@@ -15,8 +15,10 @@ from pathlib import Path
 
 from bench.common import RESULTS_DIR
 
-ORDER = ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal", "typing"]
-LIMITS = {"fanout": 900, "latency": 900, "replay": 1200, "cold_open": 600, "idle": 900, "files": 600,
+ORDER = ["fanout", "latency", "replay", "cold_open", "idle", "many_spaces", "files", "removal",
+         "typing"]
+LIMITS = {"fanout": 900, "latency": 900, "replay": 1200, "cold_open": 600, "idle": 900, "many_spaces": 900,
+          "files": 600,
           "removal": 600, "typing": 900}  # seconds
 NO_CONTENDERS = {"removal", "typing"}  # encspaces only (typing: beside bare pycrdt): no --contenders
 
