@@ -189,11 +189,11 @@ class Store:
         (SQLite answers ``length`` of a blob from the record header), then only the bytes
         that fit.
         """
-        async with self._reader.execute(
+        # Every read is one statement run to its end in one call (execute_fetchall): see load_space.
+        sizes = [int(row[0]) for row in await self._reader.execute_fetchall(
             "SELECT length(raw) FROM entries WHERE space_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
             (space, first, last),
-        ) as cursor:
-            sizes = [int(row[0]) for row in await cursor.fetchall()]
+        )]
         count = total = 0
         for size in sizes:
             if count and total + size > max_bytes:
@@ -202,21 +202,19 @@ class Store:
             total += size
         if count == 0:
             return []
-        async with self._reader.execute(
+        rows = await self._reader.execute_fetchall(
             "SELECT raw FROM entries WHERE space_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
             (space, first, first + count - 1),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [bytes(row[0]) for row in rows]
 
     async def find_entry(self, space: bytes, author: bytes, author_seq: int) -> tuple[int, bytes] | None:
         """The seq and raw bytes of an author's entry, to answer a resubmission."""
-        async with self._reader.execute(
+        rows = list(await self._reader.execute_fetchall(
             "SELECT seq, raw FROM entries WHERE space_id = ? AND author = ? AND author_seq = ?",
             (space, author, author_seq),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]))
+        ))
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
 
     async def load_space(self, space: bytes) -> LoadedSpace | None:
         """Rebuild a space's LogState from its stored entries, or None if the relay has no such space.
@@ -224,12 +222,10 @@ class Store:
         Checks that the entries form the chain their stored heads claim (contiguous seqs,
         digests, heads), so a corrupt or tampered file is an error, not a silently wrong log.
         """
-        async with self._reader.execute(
-            "SELECT signed_head FROM spaces WHERE space_id = ?", (space,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
+        found = list(await self._reader.execute_fetchall("SELECT signed_head FROM spaces WHERE space_id = ?", (space,)))
+        if not found:
             return None
+        row = found[0]
         where = f"relay store {self.path}, space {space.hex()[:16]}…"
         try:
             signed_head = SignedHead.decode(unpack(bytes(row[0]), what="stored signed head"))
@@ -237,15 +233,18 @@ class Store:
             raise StoreError(f"{where}: the stored signed head is corrupt: {exc}") from exc
         state = LogState(space)
         genesis = b""
-        async with self._reader.execute(
-            "SELECT seq, digest, head, raw FROM entries WHERE space_id = ? ORDER BY seq", (space,)
-        ) as cursor:
-            while rows := await cursor.fetchmany(_LOAD_CHUNK):
-                for seq, digest, head, raw in rows:
-                    raw = bytes(raw)
-                    _replay(state, seq, bytes(digest), bytes(head), raw, where)
-                    if seq == 1:
-                        genesis = raw
+        # Page by seq, each page one statement run to its end: a cursor left open across
+        # awaits would hold the reader connection's snapshot, and every other room's catch-up
+        # on this connection meanwhile would miss what was committed since (its new entries).
+        while rows := await self._reader.execute_fetchall(
+            "SELECT seq, digest, head, raw FROM entries WHERE space_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (space, state.seq, _LOAD_CHUNK),
+        ):
+            for seq, digest, head, raw in rows:
+                raw = bytes(raw)
+                _replay(state, seq, bytes(digest), bytes(head), raw, where)
+                if seq == 1:
+                    genesis = raw
         if state.seq == 0:
             raise StoreError(f"{where}: the space has no entries, not even its genesis")
         return LoadedSpace(state, genesis, signed_head)

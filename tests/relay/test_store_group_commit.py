@@ -9,8 +9,11 @@ from typing import Any
 
 import nacl.signing
 import pytest
+from relay_kit import SpaceBuilder
 
-from encspaces.head import SignedHead
+import relay.store as store_module
+from encspaces import crypto
+from encspaces.head import SignedHead, next_head
 from relay.store import EntryRow, Store
 
 KEY = nacl.signing.SigningKey.generate()
@@ -67,4 +70,38 @@ async def test_a_failed_group_commit_fails_every_append_in_it(tmp_path: Path, mo
     results = await asyncio.gather(*appends, return_exceptions=True)
     assert [type(r) for r in results] == [OSError, OSError]
     monkeypatch.undo()
+    await store.close()
+
+
+
+def chain(n: int) -> tuple[bytes, list[EntryRow]]:
+    """A real space of ``n`` entries (genesis and data) as the store keeps them."""
+    builder = SpaceBuilder(KEY.verify_key.encode())
+    entries = [builder.genesis] + [builder.data(builder.creator, b"x") for _ in range(n - 1)]
+    rows, head = [], crypto.ZERO_HASH
+    for seq, entry in enumerate(entries, 1):
+        head = next_head(head, seq, entry.digest())
+        rows.append(EntryRow(seq, entry.header.author, entry.header.author_seq, entry.digest(), head, entry.raw))
+    return builder.space, rows
+
+
+async def test_a_space_loading_never_hides_what_another_space_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading a big space reads in pages; a catch-up on the same reader connection meanwhile
+    must see entries committed after the load began (it used to see the load's old snapshot,
+    and the relay refused the newcomer: "the relay's store has no entry at seq 1")."""
+    monkeypatch.setattr(store_module, "_LOAD_CHUNK", 1)
+    store = await Store.open(tmp_path)
+    big, rows = chain(300)
+    await store.create_space(big, rows[0], SignedHead.create(KEY, big, 1, rows[0].head))
+    await store.append(big, rows[1:], SignedHead.create(KEY, big, len(rows), rows[-1].head))
+    loading = asyncio.ensure_future(store.load_space(big))
+    seen: list[int] = []
+    while not loading.done():
+        space = await new_space(store)  # committed while the load is under way
+        seen.append(len(await store.read_entries(space, 1, 1, 1 << 20)))
+    loaded = await loading
+    assert loaded is not None and loaded.state.seq == 300
+    assert seen and all(n == 1 for n in seen), seen
     await store.close()
