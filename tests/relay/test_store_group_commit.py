@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -104,4 +105,19 @@ async def test_a_space_loading_never_hides_what_another_space_committed(
     loaded = await loading
     assert loaded is not None and loaded.state.seq == 300
     assert seen and all(n == 1 for n in seen), seen
+    await store.close()
+
+
+async def test_a_group_commit_that_fails_stores_nothing_and_the_next_one_works(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path)
+    a, b = await new_space(store), await new_space(store)
+    async with store._write_lock:  # both appends land in one transaction; a's repeats seq 1
+        bad = asyncio.ensure_future(store.append(a, [row(1)], SignedHead.create(KEY, a, 1, os.urandom(32))))
+        good = asyncio.ensure_future(store.append(b, [row(2)], SignedHead.create(KEY, b, 2, os.urandom(32))))
+        await asyncio.sleep(0.01)
+    results = await asyncio.gather(bad, good, return_exceptions=True)
+    assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+    assert len(await store.read_entries(b, 1, 10, 1 << 20)) == 1  # rolled back: b's row is not there
+    await store.append(b, [row(2)], SignedHead.create(KEY, b, 2, os.urandom(32)))
+    assert len(await store.read_entries(b, 1, 10, 1 << 20)) == 2
     await store.close()
