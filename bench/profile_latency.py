@@ -5,9 +5,10 @@ as its own), so one clock times every stage of each edit:
 
 - batch: from the local edit until the SDK cuts the batch it is in into an entry
   (``BATCH_DELAY``, the window in which keystrokes are merged into one signed entry);
-- relay: from then (sign, encrypt, send) until the reader's session gets the Entries frame
-  (the relay checks the signature, sequences, commits to SQLite with fsync, signs the head,
-  fans out);
+- outbox: from then (sign, encrypt, the outbox write that stores the entry, committed: the
+  write-before-send rule) until the Submit message is made;
+- relay: from then until the reader's session gets the Entries frame (the relay checks the
+  signature, sequences, commits to SQLite with fsync, signs the head, fans out);
 - verify: the reader's session checking that frame (head signature, chain, entry signature,
   decryption);
 - apply: from verified until the edit is in the reader's document.
@@ -36,7 +37,9 @@ from relay.process import RelayProcess
 
 async def measure(edits: int, rate: float, workdir: Path) -> dict[str, float]:
     frames: list[tuple[float, float]] = []  # reader: (frame received, frame verified)
+    submits: list[float] = []  # writer: Submit messages made (after the outbox write committed)
     original = ClientSession.receive
+    original_submit = ClientSession.submit
     reader_identity = encspaces.Identity.generate()
 
     def timed_receive(self: ClientSession, data: bytes, now_ms: int) -> Any:
@@ -46,7 +49,13 @@ async def measure(edits: int, rate: float, workdir: Path) -> dict[str, float]:
             frames.append((start, time.monotonic()))
         return events
 
+    def timed_submit(self: ClientSession, entries: list[bytes]) -> bytes:
+        if self.identity is not reader_identity:
+            submits.append(time.monotonic())
+        return original_submit(self, entries)
+
     ClientSession.receive = timed_receive  # type: ignore[method-assign]
+    ClientSession.submit = timed_submit  # type: ignore[method-assign]
     try:
         async with RelayProcess(workdir / "relay", log_level="ERROR") as relay:
             writer = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=workdir / "w")
@@ -78,14 +87,18 @@ async def measure(edits: int, rate: float, workdir: Path) -> dict[str, float]:
             await writer.close()
     finally:
         ClientSession.receive = original  # type: ignore[method-assign]
-    stages: dict[str, list[float]] = {"batch": [], "relay": [], "verify": [], "apply": [], "total": []}
+        ClientSession.submit = original_submit  # type: ignore[method-assign]
+    stages: dict[str, list[float]] = {"batch": [], "outbox": [], "relay": [], "verify": [], "apply": [],
+                                      "total": []}
     for sent, applied in zip(sends, arrivals.times[0], strict=True):
         flushed = min((f for f in flushes if f >= sent), default=None)
-        frame = min((f for f in frames if f[0] >= (flushed or sent)), default=None)
-        if flushed is None or frame is None or frame[1] > applied + 1e-3:
+        submitted = min((s for s in submits if s >= (flushed or sent)), default=None)
+        frame = min((f for f in frames if f[0] >= (submitted or sent)), default=None)
+        if flushed is None or submitted is None or frame is None or frame[1] > applied + 1e-3:
             continue
         stages["batch"].append(flushed - sent)
-        stages["relay"].append(frame[0] - flushed)
+        stages["outbox"].append(submitted - flushed)
+        stages["relay"].append(frame[0] - submitted)
         stages["verify"].append(frame[1] - frame[0])
         stages["apply"].append(max(0.0, applied - frame[1]))
         stages["total"].append(applied - sent)

@@ -1,6 +1,6 @@
 """Turn bench/results/*.json into bench/results/RESULTS.md and PNG charts.
 
-Reads whichever of fanout, latency, replay, cold_open and idle results exist; a benchmark
+Reads whichever of the benchmarks' results exist; a benchmark
 without results is listed as not run. Every figure is a median over alternating rounds.
 """
 
@@ -23,7 +23,7 @@ from bench.common import RESULTS_DIR, SHORT
 NAMES = {**SHORT, "bare": "bare pycrdt (1 process)", "encspaces-log": "encspaces, full log (snapshots off)"}
 COLORS = {"bare": "#bbbbbb", "null": "#7f7f7f", "pycrdt": "#1f77b4", "node": "#2ca02c", "encspaces": "#d62728",
           "encspaces-log": "#ff9896"}
-BENCHMARKS = ["fanout", "latency", "replay", "cold_open", "idle", "files", "removal", "typing"]
+BENCHMARKS = ["fanout", "latency", "replay", "cold_open", "idle", "many_spaces", "files", "removal", "typing"]
 NOT_LANDED: list[tuple[str, str]] = []
 
 
@@ -181,6 +181,26 @@ def idle_section(data: dict[str, Any]) -> list[str]:
     return [*lines, "", *skipped_lines(data), "", "![idle connections](idle.png)", ""]
 
 
+def many_spaces_section(data: dict[str, Any]) -> list[str]:
+    st = data["settings"]
+    lines = ["## Many spaces", "",
+             f"{st['spaces']:,} documents of {st['members']} members, every member typing {st['rate']:g} edits/s "
+             f"for {st['duration']:g} s (the last {st['duration'] - st['warmup']:g} s measured). Server CPU per edit "
+             "typed and per delivery (a deliveries count includes the author's own copy where the server sends one), "
+             f"server memory per space (room + {st['members']} connections). {st['rounds']} round(s), medians.", ""]
+    rows = []
+    for row in data["results"]:
+        m, c = row["median"], row["contender"]
+        rows.append([NAMES[c], num(m.get("edits_per_s")), num(m.get("server_us_per_edit")),
+                     num(m.get("server_us_per_delivery")), num(m.get("server_cpu_cores")), num(m.get("kib_per_space")),
+                     num(m.get("kib_per_space_after_typing")),
+                     "" if c == "encspaces" else times(ratio_of(data, c, "server_us_per_edit")), errors_of(row)])
+    lines += table(["contender", "edits/s", "server µs / edit", "server µs / delivery", "server CPU (cores)",
+                    "KiB per space (connected)", "KiB per space (after typing)", "encspaces µs/edit ÷ this",
+                    "failures"], rows)
+    return [*lines, "", *skipped_lines(data), "", "![many spaces](many_spaces.png)", ""]
+
+
 def files_section(data: dict[str, Any]) -> list[str]:
     lines = ["## File transfer", "",
              f"{data['mib']} MiB of random bytes in {data['chunk_bytes'] // 1024} KiB chunks. encspaces: "
@@ -242,7 +262,8 @@ def typing_section(data: dict[str, Any]) -> list[str]:
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "fanout": fanout_section, "latency": latency_section, "replay": replay_section,
-    "cold_open": cold_open_section, "idle": idle_section, "files": files_section, "removal": removal_section,
+    "cold_open": cold_open_section, "idle": idle_section, "many_spaces": many_spaces_section,
+    "files": files_section, "removal": removal_section,
     "typing": typing_section,
 }
 
@@ -290,6 +311,9 @@ def summary(found: dict[str, dict[str, Any]]) -> list[str]:
             rows.append(["cold open, encspaces from the full log (snapshots off): ms ↓", num(v * 1000), "", "", "", ""])
     if "idle" in found:
         add("idle connections: server KiB per connection ↓", found["idle"], "kib_per_connection")
+    if "many_spaces" in found:
+        add("many spaces (1,000 × 3 members): server CPU µs per edit ↓", found["many_spaces"], "server_us_per_edit")
+        add("many spaces: server KiB per space (3 live connections) ↓", found["many_spaces"], "kib_per_space")
     if "files" in found:
         up = median_of(found["files"], "encspaces", "upload_mib_per_s")
         down = median_of(found["files"], "encspaces", "download_mib_per_s")
@@ -338,6 +362,9 @@ def charts(found: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     if "idle" in found:
         made.append(bar_chart(found["idle"], out / "idle.png", "Idle connections",
                               "kib_per_connection", "server KiB per idle connection (↓)"))
+    if "many_spaces" in found:
+        made.append(bar_chart(found["many_spaces"], out / "many_spaces.png", "1,000 spaces of 3 members",
+                              "server_us_per_edit", "server CPU µs per edit (↓)"))
     if "files" in found:
         made.append(files_chart(found["files"], out / "files.png"))
     return made

@@ -54,6 +54,7 @@ class LocalStore:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self._synchronous = "FULL"  # what the connection is set to now (see ``write``)
 
     @classmethod
     async def open(cls, data_dir: str | Path, space_hex: str) -> LocalStore:
@@ -149,16 +150,38 @@ class LocalStore:
         purge: bool = False,
         redactions: Iterable[tuple[int, bytes]] = (),
     ) -> None:
-        """One transaction for everything that accumulated since the last write."""
+        """One transaction for everything that accumulated since the last write.
+
+        Fsynced (``synchronous=FULL``) when it holds anything a power loss must not take back:
+        outbox entries (write before send: an entry the relay may hold is never numbered
+        again), an outbox reset, the invite secret or other meta, and redactions or a purge
+        (forgotten keys stay forgotten). A transaction of received entries, outbox clean-up and
+        checkpoints only is committed with ``synchronous=NORMAL``: durable against a crash or
+        kill of the process like any commit in WAL mode (the OS holds the written WAL), while
+        a power loss may take back the newest of them (a suffix: WAL never keeps a later
+        commit without the earlier ones), until the next fsynced transaction or WAL
+        checkpoint. docs/PROTOCOL.md section 15 says what that costs.
+        """
         db = self._db
+        log = list(log)
+        redactions = list(redactions)
+        outbox_add = list(outbox_add)
+        fsync = bool(meta or redactions or outbox_reset or outbox_add or purge)
         try:
+            wanted = "FULL" if fsync else "NORMAL"
+            if wanted != self._synchronous:
+                await db.execute(f"PRAGMA synchronous={wanted}")
+                self._synchronous = wanted
             if meta:
                 await db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
-            await db.executemany("INSERT OR IGNORE INTO log (seq, raw, head) VALUES (?, ?, ?)", log)
-            await db.executemany("UPDATE log SET raw = ? WHERE seq = ?", [(raw, seq) for seq, raw in redactions])
+            if log:
+                await db.executemany("INSERT OR IGNORE INTO log (seq, raw, head) VALUES (?, ?, ?)", log)
+            if redactions:
+                await db.executemany("UPDATE log SET raw = ? WHERE seq = ?", [(raw, seq) for seq, raw in redactions])
             if outbox_reset:
                 await db.execute("DELETE FROM outbox")
-            await db.executemany("INSERT OR REPLACE INTO outbox (author_seq, raw) VALUES (?, ?)", outbox_add)
+            if outbox_add:
+                await db.executemany("INSERT OR REPLACE INTO outbox (author_seq, raw) VALUES (?, ?)", outbox_add)
             if outbox_done_through is not None:
                 await db.execute("DELETE FROM outbox WHERE author_seq <= ?", (outbox_done_through,))
             if checkpoint is not None:

@@ -28,7 +28,7 @@ from bench.traces import traces_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACE_BASED = {"replay", "cold_open"}
-WITH_CONTENDERS = {"fanout", "latency", "replay", "cold_open", "idle"}
+WITH_CONTENDERS = {"fanout", "latency", "replay", "cold_open", "idle", "many_spaces"}
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,8 @@ def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> No
     if name in TRACE_BASED and not (traces_dir() / "automerge-paper.json.gz").exists():
         pytest.skip(f"bench.{name} needs the automerge-paper trace, absent from {traces_dir()}")
     extra = ["--contenders", contenders()] if name in WITH_CONTENDERS else []
+    if name == "many_spaces":  # 3 clients per room at once: not for pycrdt-websocket 0.16 (see bench/README.md)
+        extra = ["--contenders", contenders().replace("pycrdt,", "")]
     data = run_quick(name, results / f"{name}.json", extra)
     if name == "removal":
         assert data["members"] > 1 and data["removal_entry_bytes"] > 0
@@ -77,6 +79,8 @@ def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> No
         assert not row["errors"], f"{name}/{row['contender']}: {row['errors']}"
         assert row["median"], f"{name}/{row['contender']}: no medians"
     assert any(row["contender"] == "encspaces" for row in rows)
+    if name == "many_spaces":  # every edit was taken: the relay's limits did not refuse the load
+        assert all(r["refusals"] == 0 and r["edits_per_s"] > 0 for row in rows for r in row["rounds"])
     if name in ("fanout", "latency"):
         assert all(row["shape"] for row in rows)
         assert data["ratios_encspaces_over"]

@@ -1,0 +1,57 @@
+"""Which local-store transactions are fsynced: everything a power loss must not take back.
+
+Write before send rests on the outbox row being on disk before the entry leaves; forgotten
+keys rest on redactions and purges staying done; the invite secret on meta. Received entries,
+outbox clean-up and checkpoints can be fetched or rebuilt again, so they commit without an
+fsync (still durable against a kill of the process: WAL).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from encspaces.store import LocalStore
+
+FULL, NORMAL = 2, 1
+
+
+async def synchronous_after(store: LocalStore, **write: Any) -> int:
+    await store.write(**write)
+    async with store._db.execute("PRAGMA synchronous") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize(("write", "expected"), [
+    ({"outbox_add": [(1, b"entry")]}, FULL),
+    ({"outbox_add": [(2, b"entry")], "log": [(1, b"raw", b"h" * 32)]}, FULL),
+    ({"outbox_reset": True}, FULL),
+    ({"meta": {"invite": b"secret"}}, FULL),
+    ({"redactions": [(1, b"blanked")]}, FULL),
+    ({"purge": True}, FULL),
+    ({"log": [(1, b"raw", b"h" * 32)]}, NORMAL),
+    ({"outbox_done_through": 1}, NORMAL),
+    ({"checkpoint": (1, b"verifier", b"document")}, NORMAL),
+])
+async def test_a_transaction_is_fsynced_exactly_when_it_must_survive_power_loss(
+    tmp_path: Path, write: dict[str, Any], expected: int
+) -> None:
+    async with await LocalStore.open(tmp_path, "ab" * 16) as store:
+        # From either mode to the expected one: the mode of the previous write never leaks.
+        assert await synchronous_after(store, log=[(9, b"raw", b"h" * 32)]) == NORMAL
+        assert await synchronous_after(store, **write) == expected
+        assert await synchronous_after(store, outbox_add=[(7, b"entry")]) == FULL
+        assert await synchronous_after(store, **write) == expected
+
+
+async def test_what_was_committed_without_fsync_is_there_after_reopening(tmp_path: Path) -> None:
+    async with await LocalStore.open(tmp_path, "cd" * 16) as store:
+        await store.write(outbox_add=[(1, b"mine")])
+        await store.write(log=[(1, b"raw", b"h" * 32)], outbox_done_through=1)
+    async with await LocalStore.open(tmp_path, "cd" * 16) as store:
+        assert await store.load_log() == [(1, b"raw", b"h" * 32)]
+        assert await store.load_outbox() == []
