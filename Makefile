@@ -42,7 +42,7 @@ screenshot: $(STAMP)
 	$(BIN)/python -m clients.editor.screenshot docs/editor.svg
 
 lint: $(STAMP)
-	$(BIN)/ruff check encspaces relay witness tests bench clients scripts examples
+	$(BIN)/ruff check encspaces encspaces_relay encspaces_witness encspaces_clients tests bench scripts examples
 	$(BIN)/mypy
 
 # The API reference and guides (mkdocs.yml, docs/) into site/. --strict: a broken link or a

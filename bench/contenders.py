@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bench.common import BENCH_DIR, NODE_DIR
-from relay.process import RelayProcess
+from encspaces_relay.process import RelayProcess
 
 NODE_SERVER = NODE_DIR / "@y" / "websocket-server" / "src" / "server.js"
 

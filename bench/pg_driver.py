@@ -1,6 +1,6 @@
 """``python -m bench.pg_driver``: asyncpg against psycopg 3 on the relay's commit path.
 
-One commit of the PostgreSQL relay store (relay/pg_store.py) is: BEGIN; lock the space's
+One commit of the PostgreSQL relay store (encspaces_relay/pg_store.py) is: BEGIN; lock the space's
 head row (``SELECT head_seq ... FOR UPDATE``) and check it is the seq the batch extends;
 insert the batch's entries; move the head; COMMIT (synchronous_commit=on, so one WAL flush).
 This runs exactly that with each driver, for batches of 1, 10 and 100 entries of

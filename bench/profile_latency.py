@@ -32,7 +32,7 @@ import encspaces
 import encspaces.space as sdk_space
 from bench.clients import Arrivals, SpaceClient
 from encspaces.core.session import ClientSession
-from relay.process import RelayProcess
+from encspaces_relay.process import RelayProcess
 
 
 async def measure(edits: int, rate: float, workdir: Path) -> dict[str, float]:

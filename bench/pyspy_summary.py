@@ -1,7 +1,7 @@
 """Summarize a py-spy ``--format raw`` profile: where one process's samples go.
 
     py-spy record --subprocesses --format raw -o prof.raw -- python -m bench.fanout ...
-    python -m bench.pyspy_summary prof.raw --process "-m relay"
+    python -m bench.pyspy_summary prof.raw --process "-m encspaces_relay"
 
 Prints, for the processes whose command line contains ``--process``, the functions with the
 most samples inclusive (anywhere on the stack) and exclusive (on top of the stack).
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.pyspy_summary", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("raw", type=Path)
-    parser.add_argument("--process", default="-m relay", help="substring of the process command line")
+    parser.add_argument("--process", default="-m encspaces_relay", help="substring of the process command line")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
     inclusive: Counter[str] = Counter()

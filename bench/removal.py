@@ -22,8 +22,8 @@ from typing import Any
 import encspaces
 from bench.common import machine_info, write_result
 from encspaces.core.entry import Entry, Kind
-from relay.process import RelayProcess
-from relay.store import DB_FILE
+from encspaces_relay.process import RelayProcess
+from encspaces_relay.store import DB_FILE
 
 
 async def measure(members: int, rounds: int, workdir: Path) -> dict[str, Any]:

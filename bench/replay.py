@@ -36,7 +36,7 @@ from bench.common import (
 from bench.contenders import start_server
 from bench.trace_main import trace_main
 from bench.traces import Trace
-from relay.process import RelayProcess
+from encspaces_relay.process import RelayProcess
 
 YIELD_EVERY = 64  # keystrokes between yields to the event loop, so sending overlaps typing
 RUN_TIMEOUT = 900.0  # seconds one contender's replay may take before it counts as failed

@@ -359,7 +359,7 @@ class KeyConfirmationError(EncspacesError):
         self.evidence = evidence
 
 
-# --- operating a relay and reaching it (relay/settings.py, relay/datadir_lock.py, encspaces/relay_url.py) ---
+# --- operating a relay and reaching it (encspaces_relay/settings.py, datadir_lock.py; encspaces/relay_url.py) ---
 
 
 class RelayConfigError(InvalidArgumentError):
@@ -374,7 +374,7 @@ class RelayTLSError(ConnectionFailedError):
     """TLS with the relay failed: its certificate is not trusted, or it does not speak TLS at all."""
 
 
-# --- the witnessed log: Merkle proofs, signed notes, witnesses (encspaces/core/merkle.py, note.py, witness/) ---
+# --- the witnessed log: Merkle proofs, signed notes, witnesses (encspaces/core/merkle.py, note.py; witness) ---
 
 
 class MerkleError(VerificationError):
@@ -449,7 +449,7 @@ class WitnessConsistencyError(WitnessError, MerkleError):
     status = 422
 
 
-# --- relay storage: several relays on one database (relay/storage.py, relay/pg_store.py) ----------
+# --- relay storage: several relays on one database (encspaces_relay/storage.py, encspaces_relay/pg_store.py) ----------
 
 
 class HeadMovedError(StoreError):

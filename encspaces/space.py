@@ -107,7 +107,7 @@ MAX_BATCH_COUNT = 256
 # A checkpoint (document and verified state) every this many verified entries, and at close:
 # reopening replays only what came after it.
 CHECKPOINT_EVERY = 1000
-# The largest entry a relay with the default frame size accepts (relay/frames.py).
+# The largest entry a relay with the default frame size accepts (encspaces_relay/frames.py).
 MAX_SUBMITTED_ENTRY = DEFAULT_MAX_MESSAGE - 1024
 MAINTENANCE_INTERVAL = 1.0  # seconds between checks of the time-based policy
 OPEN_TIMEOUT = 10.0  # seconds a background reconnect waits for the relay's handshake before retrying

@@ -11,7 +11,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-WHEEL_NEEDS = ("encspaces/py.typed", "relay/py.typed", "clients/cli/main.py", "clients/editor/app.py")
+WHEEL_NEEDS = ("encspaces/py.typed", "encspaces_relay/py.typed", "encspaces_witness/py.typed",
+               "encspaces_clients/cli/main.py", "encspaces_clients/editor/app.py")
 
 
 def check(dist: Path) -> list[str]:

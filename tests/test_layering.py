@@ -22,7 +22,7 @@ def _loaded_after(statement: str) -> set[str]:
 
 
 def _clients_or_textual(modules: set[str]) -> set[str]:
-    return {m for m in modules if m.partition(".")[0] in ("clients", "textual")}
+    return {m for m in modules if m.partition(".")[0] in ("encspaces_clients", "textual")}
 
 
 @pytest.mark.parametrize("statement", [
@@ -37,27 +37,27 @@ def test_the_sdk_loads_no_client_and_no_textual(statement: str) -> None:
 
 
 def test_the_editor_does_not_import_the_cli() -> None:
-    loaded = _loaded_after("import clients.editor")
-    assert "clients.editor.app" in loaded and "textual" in loaded
-    assert {m for m in loaded if m.startswith(("clients.cli", "encspaces.cli"))} == set()
+    loaded = _loaded_after("import encspaces_clients.editor")
+    assert "encspaces_clients.editor.app" in loaded and "textual" in loaded
+    assert {m for m in loaded if m.startswith(("encspaces_clients.cli", "encspaces.cli"))} == set()
 
 
 def test_the_cli_loads_the_editor_only_to_edit() -> None:
-    loaded = _loaded_after("import clients.cli.main")
-    assert "clients.cli.content" in loaded
-    assert {m for m in loaded if m.startswith("clients.editor") or m.partition(".")[0] == "textual"} == set()
+    loaded = _loaded_after("import encspaces_clients.cli.main")
+    assert "encspaces_clients.cli.content" in loaded
+    assert {m for m in loaded if m.startswith("encspaces_clients.editor") or m.partition(".")[0] == "textual"} == set()
 
 
 def test_textual_is_an_extra_not_a_dependency() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert not any(dep.startswith("textual") for dep in project["dependencies"])
     assert any(dep.startswith("textual") for dep in project["optional-dependencies"]["editor"])
-    assert project["scripts"]["encspaces"] == "clients.cli.main:main"
+    assert project["scripts"]["encspaces"] == "encspaces_clients.cli.main:main"
 
 
 def test_edit_without_textual_says_how_to_install_it(tmp_path: Path) -> None:
     # textual made unimportable, as in an installation without the editor extra.
-    code = ("import sys; sys.modules['textual'] = None; from clients.cli.main import main; "
+    code = ("import sys; sys.modules['textual'] = None; from encspaces_clients.cli.main import main; "
             "sys.exit(main(['--home', sys.argv[1], 'edit', 'notes']))")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 5, result  # EXIT_UNAVAILABLE
@@ -105,7 +105,7 @@ def test_the_core_imports_only_itself_and_the_errors() -> None:
         assert outside == set(), f"{path.name} imports {outside}: the core must not depend on the SDK"
 
 
-@pytest.mark.parametrize("folder", ["relay", "witness"])
+@pytest.mark.parametrize("folder", ["encspaces_relay", "encspaces_witness"])
 def test_the_relay_and_the_witness_build_on_the_core_only(folder: str) -> None:
     for path in (ROOT / folder).glob("*.py"):
         outside = {m for m in _encspaces_imports(path, folder)

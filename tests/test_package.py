@@ -13,6 +13,7 @@ import pytest
 
 import encspaces
 import encspaces.errors
+import encspaces_relay
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,8 +68,8 @@ HEAVY = {"pycrdt", "aiosqlite", "encspaces.space", "encspaces.document", "websoc
 
 
 def test_the_relay_does_not_load_the_client() -> None:
-    loaded = _loaded_after("import relay.server")
-    assert "relay.server" in loaded
+    loaded = _loaded_after("import encspaces_relay.server")
+    assert "encspaces_relay.server" in loaded
     # The relay keeps its own store in aiosqlite and serves websockets: only the client side is absent.
     assert loaded & (HEAVY - {"aiosqlite"}) == set()
 
@@ -89,10 +90,9 @@ def _module_loggers() -> dict[str, logging.Logger]:
     import importlib
     import pkgutil
 
-    import relay
 
     found = {}
-    for package in (encspaces, relay):
+    for package in (encspaces, encspaces_relay):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             if info.name.endswith("__main__"):
                 continue
@@ -105,7 +105,7 @@ def _module_loggers() -> dict[str, logging.Logger]:
 
 def test_one_logger_per_module_named_after_it() -> None:
     loggers = _module_loggers()
-    assert "encspaces.space" in loggers and "relay.server" in loggers
+    assert "encspaces.space" in loggers and "encspaces_relay.server" in loggers
     for module, log in loggers.items():
         assert log.name == module
 

@@ -45,12 +45,12 @@ class RefusalCode(enum.StrEnum):
     STALE_EPOCH = "stale_epoch"  # entries under an epoch a rotation ended: re-encrypt and resend
     CONFLICT = "conflict"  # a membership change another one made moot (a race between admins)
     GAP = "gap"  # author_seq skips: follows a submission refused without closing
-    CONTENDED = "contended"  # other relays of the cluster kept committing to the space first (relay/room.py)
+    CONTENDED = "contended"  # other relays of the cluster kept committing to the space first (encspaces_relay/room.py)
     BAD_INVITE = "bad_invite"  # a newcomer's invite is unknown, revoked, used up, expired, or not proven
     REMOVED = "removed"  # the member was removed from the space
     INTERNAL = "internal"  # the relay's fault (storage failure): reconnect and resubmit
     UNAVAILABLE = "unavailable"  # the relay is shutting down
-    # Relay limits on anonymous clients (relay/limits.py, docs/PROTOCOL.md "Relay limits").
+    # Relay limits on anonymous clients (encspaces_relay/limits.py, docs/PROTOCOL.md "Relay limits").
     BUSY = "busy"  # too many connections, in all or from this address: reconnect later
     RATE_LIMITED = "rate_limited"  # this address created its quota of spaces for now: the create fails
     CREATE_FORBIDDEN = "create_forbidden"  # the operator lets nobody, or not this member, create spaces

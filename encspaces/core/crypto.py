@@ -45,7 +45,7 @@ CTX_SAFETY_CODE = b"encspaces/v1/safety-code"
 # Key confirmation: every entry that starts an epoch commits to its key in its signed public body.
 CTX_EPOCH_KEY_COMMIT = b"encspaces/v1/epoch-key-commitment"
 
-# Encrypted files (encspaces/files.py, relay/blobs.py; docs/PROTOCOL.md, "Encrypted files").
+# Encrypted files (encspaces/files.py, encspaces_relay/blobs.py; docs/PROTOCOL.md, "Encrypted files").
 CTX_FILE_SECRET = b"encspaces/v1/file-convergence-secret"
 CTX_FILE_CONTENT = b"encspaces/v1/file-content"
 CTX_FILE_KEY = b"encspaces/v1/file-key"

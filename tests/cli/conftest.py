@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from relay.process import RelayProcess
+from encspaces_relay.process import RelayProcess
 
 _SCRIPT = Path(sys.executable).with_name("encspaces")
-COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "clients.cli"]
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "encspaces_clients.cli"]
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from clients.cli import connecting as cli
+from encspaces_clients.cli import connecting as cli
 from tests.support import RelayHandle, relay
 
 __all__ = ["relay"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from clients.cli.errors import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_VERIFICATION
-from relay.process import RelayProcess
+from encspaces_clients.cli.errors import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_VERIFICATION
+from encspaces_relay.process import RelayProcess
 
 from .conftest import User, member_pair
 

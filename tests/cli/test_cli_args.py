@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clients.cli.main import build_parser
 from encspaces.core.identity import member_id
+from encspaces_clients.cli.main import build_parser
 
 DASHED = member_id(bytes([0xF8]) + bytes(31))  # base64url of 0b111110...: starts with "-"
 

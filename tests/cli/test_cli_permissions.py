@@ -16,7 +16,7 @@ import pytest
 
 import encspaces
 from encspaces.space import decode_space_id
-from relay.process import RelayProcess
+from encspaces_relay.process import RelayProcess
 
 from .conftest import User
 

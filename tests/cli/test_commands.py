@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from clients.cli.errors import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE
 from encspaces import Identity
-from relay.process import RelayProcess
+from encspaces_clients.cli.errors import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE
+from encspaces_relay.process import RelayProcess
 
 from .conftest import COMMAND, User, member_pair
 
@@ -27,7 +27,7 @@ async def test_version_and_help_of_the_new_commands(alice: User) -> None:
     assert version.code == 0 and version.out.strip() == f"encspaces {encspaces.__version__}"
     relay = await asyncio.create_subprocess_exec(
         str(Path(COMMAND[0]).with_name("encspaces-relay")) if len(COMMAND) == 1 else sys.executable,
-        *(["--version"] if len(COMMAND) == 1 else ["-m", "relay", "--version"]),
+        *(["--version"] if len(COMMAND) == 1 else ["-m", "encspaces_relay", "--version"]),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, _ = await relay.communicate()
     assert relay.returncode == 0 and out.decode().strip() == f"encspaces-relay {encspaces.__version__}"

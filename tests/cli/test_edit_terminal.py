@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from relay.process import RelayProcess
+from encspaces_relay.process import RelayProcess
 
 from .conftest import COMMAND, User, member_pair
 

@@ -14,7 +14,7 @@ from encspaces.core.codes import BlobCode, RefusalCode
 from encspaces.core.encoding import pack
 from encspaces.core.messages import BlobRefused, Error, decode_message
 from encspaces.space import PERMANENT_REFUSALS
-from relay.refusals import Refusal
+from encspaces_relay.refusals import Refusal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_the_protocol_docs_say_what_each_code_does() -> None:
 
 # String constants equal to a code's value that are not the code: each with why.
 NOT_A_CODE = {
-    ("relay/metrics.py", "unavailable"): "the /health endpoint's status, not a refusal",
+    ("encspaces_relay/metrics.py", "unavailable"): "the /health endpoint's status, not a refusal",
 }
 
 
@@ -141,7 +141,7 @@ def _spelled_codes(source: str) -> list[tuple[int, str]]:
 def test_no_module_spells_a_code_as_a_string() -> None:
     found: set[tuple[str, str]] = set()
     where: list[str] = []
-    for package in ("encspaces", "relay", "clients", "witness"):
+    for package in ("encspaces", "encspaces_relay", "encspaces_clients", "encspaces_witness"):
         for path in sorted((ROOT / package).rglob("*.py")):
             name = path.relative_to(ROOT).as_posix()
             if name == "encspaces/core/codes.py":

@@ -62,7 +62,7 @@ from encspaces.errors import (
     RollbackError,
     SpaceIdError,
 )
-from relay.handshake import check_hello
+from encspaces_relay.handshake import check_hello
 
 from .fakes import FIXED_TIME_MS, FakeSpace
 
@@ -120,7 +120,7 @@ def expected_hello(
 
 
 def admitted(fs: FakeSpace, hello: bytes) -> Hello:
-    """The relay's own admission check accepts the hello (relay/handshake.py)."""
+    """The relay's own admission check accepts the hello (encspaces_relay/handshake.py)."""
     message = decode_message(hello)
     assert isinstance(message, Hello)
     check_hello(message, relay_key=fs.relay_pk, nonce=NONCE, now_ms=NOW, max_skew_ms=60_000,

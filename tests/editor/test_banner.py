@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from clients.editor import EditorApp
 from encspaces.core.encoding import pack
 from encspaces.core.entry import Entry
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.messages import Entries
-from relay.server import RelayServer
+from encspaces_clients.editor import EditorApp
+from encspaces_relay.server import RelayServer
 
 from .conftest import SIZE, RelayHandle, pair, type_text, wait_for
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clients.editor.cursors import Peer, colour_for, diff, replace_delta, transform, transform_range
+from encspaces_clients.editor.cursors import Peer, colour_for, diff, replace_delta, transform, transform_range
 
 
 def apply(text: str, index: int, deleted: int, inserted: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.color import Color
 
-from clients.editor import EditorApp, HelpScreen
+from encspaces_clients.editor import EditorApp, HelpScreen
 
 from .conftest import SIZE, RelayHandle, pair, type_text, wait_for
 

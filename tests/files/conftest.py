@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import encspaces
-from relay.server import RelayServer
+from encspaces_relay.server import RelayServer
 from tests.support import RelayHandle
 
 

@@ -32,9 +32,9 @@ from encspaces.files import (
     open_chunk,
     seal_chunk,
 )
-from relay.__main__ import parse_args
-from relay.blobs import BlobStore
-from relay.config import RelayConfig
+from encspaces_relay.__main__ import parse_args
+from encspaces_relay.blobs import BlobStore
+from encspaces_relay.config import RelayConfig
 
 
 def test_blob_messages_round_trip() -> None:

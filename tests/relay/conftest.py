@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from relay.config import RelayConfig
-from relay.server import RelayServer
+from encspaces_relay.config import RelayConfig
+from encspaces_relay.server import RelayServer
 
 RelayFactory = Callable[..., Awaitable[RelayServer]]
 

@@ -34,7 +34,7 @@ from encspaces.core.messages import (
     decode_message,
 )
 from encspaces.core.verifier import LogVerifier
-from relay.server import RelayServer
+from encspaces_relay.server import RelayServer
 
 M = TypeVar("M", bound=Message)
 

@@ -8,7 +8,7 @@ from relay_kit import Member, RawClient, SpaceBuilder, join, make_hello, url_of
 from encspaces.core.encoding import pack
 from encspaces.core.identity import Identity
 from encspaces.core.messages import Ack, Challenge, Welcome
-from relay.server import RelayServer
+from encspaces_relay.server import RelayServer
 
 
 async def _two_members(relay: RelayServer) -> tuple[SpaceBuilder, Member, Member]:

@@ -14,8 +14,8 @@ from encspaces.core.entry import Entry
 from encspaces.core.identity import Identity
 from encspaces.core.messages import decode_message
 from encspaces.core.verifier import LogVerifier
-from relay.peer import Peer
-from relay.server import RelayServer
+from encspaces_relay.peer import Peer
+from encspaces_relay.server import RelayServer
 
 MAX_FRAME = 16 * 1024
 PER_FRAME = 50

@@ -13,7 +13,7 @@ from relay_kit import Member, RawClient, SpaceBuilder, join, make_hello, url_of
 from encspaces.core.encoding import pack, unpack
 from encspaces.core.identity import Identity
 from encspaces.core.messages import Ack, Challenge, Entries, Error, Submit
-from relay.server import RelayServer
+from encspaces_relay.server import RelayServer
 
 msgpack_values = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.binary(max_size=80)
@@ -91,7 +91,7 @@ class _Errors(logging.Handler):
 async def test_junk_never_breaks_the_relay(fuzz: Fixture, data: st.DataObject, admitted: bool) -> None:
     fixture, relay = fuzz, fuzz.relay
     errors = _Errors()
-    logging.getLogger("relay").addHandler(errors)
+    logging.getLogger("encspaces_relay").addHandler(errors)
     try:
         junk = data.draw(mutated(fixture.templates))
         if admitted:
@@ -110,7 +110,7 @@ async def test_junk_never_breaks_the_relay(fuzz: Fixture, data: st.DataObject, a
                 await client.close()
                 break
     finally:
-        logging.getLogger("relay").removeHandler(errors)
+        logging.getLogger("encspaces_relay").removeHandler(errors)
     assert not errors.records, [r.getMessage() for r in errors.records]
     # the relay still serves: alice submits and a fresh connection catches up
     assert fixture.alice is not None

@@ -12,7 +12,7 @@ from encspaces.core.entry import Kind, build_entry
 from encspaces.core.identity import Identity
 from encspaces.core.log_state import space_id_of
 from encspaces.core.messages import Entries, Hello, Submit, Welcome
-from relay.server import RelayServer
+from encspaces_relay.server import RelayServer
 
 
 async def test_create_then_connect(relay: RelayServer) -> None:

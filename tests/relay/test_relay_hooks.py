@@ -12,7 +12,7 @@ from encspaces.core.encoding import pack, unpack
 from encspaces.core.head import SignedHead
 from encspaces.core.messages import Welcome
 from encspaces.errors import BodyDigestError, ChainError, ForkError
-from relay.server import RelayServer
+from encspaces_relay.server import RelayServer
 
 
 class TamperingRelay(RelayServer):

@@ -19,11 +19,11 @@ from websockets.asyncio.client import connect
 from encspaces.core.identity import Identity
 from encspaces.core.messages import Challenge, Error, decode_message
 from encspaces.core.verifier import LogVerifier
-from relay.__main__ import config_of, parse_args
-from relay.config import CreatePolicy, RelayConfig
-from relay.limits import CreateGate
-from relay.refusals import Refusal
-from relay.server import RelayServer
+from encspaces_relay.__main__ import config_of, parse_args
+from encspaces_relay.config import CreatePolicy, RelayConfig
+from encspaces_relay.limits import CreateGate
+from encspaces_relay.refusals import Refusal
+from encspaces_relay.server import RelayServer
 
 NO_EXEMPT: frozenset[str] = frozenset()
 

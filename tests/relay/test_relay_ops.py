@@ -14,12 +14,12 @@ import pytest
 from conftest import RelayFactory
 from relay_kit import WAIT, RawClient, SpaceBuilder, join, url_of, wait_until
 
-from clients.cli.errors import explain
 from encspaces import create_space
 from encspaces.core.identity import Identity
 from encspaces.errors import ConnectionFailedError, InvalidArgumentError, RelayError, RelayTLSError
-from relay.datadir_lock import DataDirLockedError
-from relay.server import RelayServer
+from encspaces_clients.cli.errors import explain
+from encspaces_relay.datadir_lock import DataDirLockedError
+from encspaces_relay.server import RelayServer
 
 # --- close codes ------------------------------------------------------------------------------
 
@@ -27,7 +27,7 @@ from relay.server import RelayServer
 async def test_a_space_closing_is_a_normal_closure_at_the_relay(
     relay: RelayServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="relay.session")
+    caplog.set_level(logging.INFO, logger="encspaces_relay.session")
     space = await create_space(url_of(relay), Identity.generate(), data_dir=tmp_path / "alice")
     await space.close()
 

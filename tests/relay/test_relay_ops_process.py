@@ -13,7 +13,7 @@ from pathlib import Path
 from relay_kit import WAIT, SpaceBuilder, join
 
 from encspaces.core.identity import parse_member_id
-from relay.process import RelayProcess
+from encspaces_relay.process import RelayProcess
 
 RELAY_BIN = Path(sys.executable).parent / "encspaces-relay"
 

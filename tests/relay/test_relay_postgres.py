@@ -24,10 +24,10 @@ from encspaces.core.entry import Entry
 from encspaces.core.identity import Identity
 from encspaces.core.messages import Ack, BlobData, BlobGet, BlobPut, Entries, Error
 from encspaces.errors import HeadMovedError, StoreUnavailableError
-from relay import shared_log
-from relay.config import RelayConfig
-from relay.server import RelayServer
-from relay.store import DB_FILE, EntryRow
+from encspaces_relay import shared_log
+from encspaces_relay.config import RelayConfig
+from encspaces_relay.server import RelayServer
+from encspaces_relay.store import DB_FILE, EntryRow
 
 DSN = os.environ.get("ENCSPACES_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -91,7 +91,7 @@ async def cluster(tmp_path: Path, pg_dsn: str) -> AsyncIterator[Cluster]:
 
 
 async def _stored_seqs(relay: RelayServer, space: bytes) -> list[tuple[int, bytes]]:
-    from relay.pg_store import PgStore
+    from encspaces_relay.pg_store import PgStore
 
     store = relay.store
     assert isinstance(store, PgStore)
@@ -310,7 +310,7 @@ async def _sqlite_relay_with_data(data: Path) -> tuple[SpaceBuilder, Identity, b
 
 
 async def test_migrate_round_trip(tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from relay.__main__ import main
+    from encspaces_relay.__main__ import main
 
     data = tmp_path / "relay"
     space, bob, blob = await _sqlite_relay_with_data(data)
@@ -334,7 +334,7 @@ async def test_migrate_round_trip(tmp_path: Path, pg_dsn: str, capsys: pytest.Ca
 
 
 async def test_migrate_reports_a_broken_chain(tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from relay.__main__ import main
+    from encspaces_relay.__main__ import main
 
     data = tmp_path / "relay"
     await _sqlite_relay_with_data(data)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from encspaces.errors import RelayConfigError
-from relay.__main__ import build_parser, config_of, main, parse_args
-from relay.config import RelayConfig
-from relay.logs import JsonFormatter
-from relay.settings import env_name, settable_actions
+from encspaces_relay.__main__ import build_parser, config_of, main, parse_args
+from encspaces_relay.config import RelayConfig
+from encspaces_relay.logs import JsonFormatter
+from encspaces_relay.settings import env_name, settable_actions
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -108,10 +108,10 @@ def test_readme_table_lists_every_flag_with_its_variable_and_default() -> None:
 
 
 def test_json_log_lines_carry_the_fields() -> None:
-    record = logging.LogRecord("relay.session", logging.INFO, __file__, 1, "conn#%d: admitted", (3,), None)
+    record = logging.LogRecord("encspaces_relay.session", logging.INFO, __file__, 1, "conn#%d: admitted", (3,), None)
     record.__dict__.update(peer="conn#3", space="abc", seq=7)
     line = json.loads(JsonFormatter().format(record))
-    assert line["level"] == "INFO" and line["logger"] == "relay.session"
+    assert line["level"] == "INFO" and line["logger"] == "encspaces_relay.session"
     assert line["message"] == "conn#3: admitted"
     assert (line["peer"], line["space"], line["seq"]) == ("conn#3", "abc", 7)
     assert line["time"].endswith("+00:00")

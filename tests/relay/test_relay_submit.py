@@ -12,7 +12,7 @@ from encspaces.core.identity import Identity
 from encspaces.core.membership import Role
 from encspaces.core.messages import Ack, Entries, Error
 from encspaces.core.verifier import LogVerifier
-from relay.server import RelayServer
+from encspaces_relay.server import RelayServer
 
 
 async def _space_with(relay: RelayServer, members: int) -> tuple[SpaceBuilder, Member, list[Member]]:

@@ -16,9 +16,9 @@ from relay_kit import RawClient, SpaceBuilder, join, make_hello, url_of
 from encspaces.core.head import SignedHead
 from encspaces.core.messages import Entries
 from encspaces.errors import IdentityError, StoreError
-from relay.frames import max_entry_size, split_frames
-from relay.keys import KEY_FILE, load_or_create_signing_key, public_key_text
-from relay.store import DB_FILE, Store
+from encspaces_relay.frames import max_entry_size, split_frames
+from encspaces_relay.keys import KEY_FILE, load_or_create_signing_key, public_key_text
+from encspaces_relay.store import DB_FILE, Store
 
 MAX_FRAME = 8192
 

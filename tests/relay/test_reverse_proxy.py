@@ -31,7 +31,7 @@ from test_relay_ops import certificate  # noqa: F401  (the fixture: one way to m
 from encspaces import Space, connect, create_space
 from encspaces.core.identity import Identity
 from encspaces.errors import RelayError
-from relay.server import RelayServer
+from encspaces_relay.server import RelayServer
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf"
@@ -224,7 +224,7 @@ async def test_members_collaborate_through_the_documented_proxy(
     start_proxy: Callable[..., Awaitable[Proxy]], proxies: ProxyStarter, make_relay: RelayFactory,
     certificate: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture,  # noqa: F811
 ) -> None:
-    caplog.set_level(logging.INFO, logger="relay.session")
+    caplog.set_level(logging.INFO, logger="encspaces_relay.session")
     cert, key = certificate
     relay = await make_relay()  # plain ws on 127.0.0.1: the proxy does TLS
     proxy = await start_proxy(proxies, tmp_path, cert, key, relay)

@@ -12,10 +12,10 @@ import nacl.signing
 import pytest
 from relay_kit import SpaceBuilder
 
-import relay.store as store_module
+import encspaces_relay.store as store_module
 from encspaces.core import crypto
 from encspaces.core.head import SignedHead, next_head
-from relay.store import EntryRow, Store
+from encspaces_relay.store import EntryRow, Store
 
 KEY = nacl.signing.SigningKey.generate()
 

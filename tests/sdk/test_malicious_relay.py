@@ -21,7 +21,7 @@ from encspaces.core.entry import Entry, Kind, build_entry
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.membership import Role, SetRoleBody
 from encspaces.core.messages import Entries
-from relay.server import RelayServer
+from encspaces_relay.server import RelayServer
 
 from .conftest import RelayHandle, wait_for
 

@@ -18,7 +18,7 @@ from encspaces.core.invites import InviteLink
 from encspaces.core.membership import AddMemberBody, GenesisBody, Policy, RekeyBody, Role, SetRoleBody
 from encspaces.core.session import ClientSession, Send, SessionState, Verified
 from encspaces.core.verifier import LogVerifier, VerifiedEntry
-from relay.store import DB_FILE
+from encspaces_relay.store import DB_FILE
 
 from .conftest import RelayHandle, settle, wait_for
 

@@ -15,8 +15,8 @@ import encspaces.presence_channel
 from encspaces import errors
 from encspaces.core.head import SignedHead
 from encspaces.core.messages import Presence
-from relay.config import RelayConfig
-from relay.server import RelayServer
+from encspaces_relay.config import RelayConfig
+from encspaces_relay.server import RelayServer
 
 from .conftest import RelayHandle, make_members, wait_for
 

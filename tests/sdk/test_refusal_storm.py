@@ -15,10 +15,10 @@ import encspaces
 from encspaces import errors
 from encspaces import space as space_module
 from encspaces.core.codes import RefusalCode
-from relay.handshake import Admission
-from relay.refusals import Refusal
-from relay.room import Room, Submission
-from relay.server import RelayServer
+from encspaces_relay.handshake import Admission
+from encspaces_relay.refusals import Refusal
+from encspaces_relay.room import Room, Submission
+from encspaces_relay.server import RelayServer
 from tests.support import RelayHandle
 
 from .conftest import wait_for

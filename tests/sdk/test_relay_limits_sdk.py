@@ -9,7 +9,7 @@ import pytest
 
 import encspaces
 from encspaces.errors import RelayError
-from relay.config import CreatePolicy
+from encspaces_relay.config import CreatePolicy
 from tests.support import RelayHandle
 
 

@@ -18,9 +18,9 @@ import pytest
 
 from encspaces import space as space_module
 from encspaces.core.head import SignedHead
-from relay.handshake import Admission
-from relay.room import Room, Submission
-from relay.server import RelayServer
+from encspaces_relay.handshake import Admission
+from encspaces_relay.room import Room, Submission
+from encspaces_relay.server import RelayServer
 from tests.support import RelayHandle
 
 from .conftest import make_members, settle, wait_for

@@ -17,7 +17,7 @@ from encspaces.core.membership import Policy
 from encspaces.core.presence import PresenceClaim, seal_presence
 from encspaces.errors import BodyDigestError, RelayError
 from encspaces.snapshot import SnapshotPayload, content_hash
-from relay.compact import compact
+from encspaces_relay.compact import compact
 
 from .conftest import RelayHandle, make_members, settle, wait_for
 from .test_malicious_relay import LyingRelay, reencode

@@ -18,9 +18,9 @@ from encspaces.errors import (
     WitnessSizeMismatchError,
     WitnessUnknownOriginError,
 )
-from witness.core import Witness, encode_add_checkpoint, origin_hash
-from witness.server import start
-from witness.store import DB_FILE, KEY_FILE, SqliteWitnessStore, load_or_create_key
+from encspaces_witness.core import Witness, encode_add_checkpoint, origin_hash
+from encspaces_witness.server import start
+from encspaces_witness.store import DB_FILE, KEY_FILE, SqliteWitnessStore, load_or_create_key
 
 RELAY = nacl.signing.SigningKey(bytes(range(32)))
 SPACE = hashlib.sha256(b"a space").digest()

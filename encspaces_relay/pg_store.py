@@ -1,6 +1,6 @@
 """The relay's log in PostgreSQL (asyncpg), shared by every relay process of a cluster.
 
-Same rows as the SQLite store (relay/store.py), plus the seq of each space's head in its
+Same rows as the SQLite store (encspaces_relay/store.py), plus the seq of each space's head in its
 ``spaces`` row. A commit locks that row (``SELECT head_seq ... FOR UPDATE``), checks that
 it is the seq the batch extends, inserts the entries and moves the head, in one transaction:
 two relays committing to one space at once are serialised by the row lock, and the second

@@ -45,7 +45,7 @@ def load_or_create_key(data_dir: Path) -> nacl.signing.SigningKey:
 
 
 class SqliteWitnessStore:
-    """A :class:`witness.core.WitnessStore` in one SQLite file."""
+    """A :class:`encspaces_witness.core.WitnessStore` in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
         ensure_private_file(path)

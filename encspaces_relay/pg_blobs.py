@@ -6,7 +6,7 @@ database; in the database, a blob is one row written in one transaction with its
 accounting, and it is backed up and replicated with the log. Chunks are at most
 ``max_blob_size`` (512 KiB by default), well within what ``bytea`` handles (docs/cluster.md).
 
-The rules are those of ``relay.blobs.BlobStore`` (whose ``answer`` is reused): the hash
+The rules are those of ``encspaces_relay.blobs.BlobStore`` (whose ``answer`` is reused): the hash
 names the content, a space only reads its own blobs, and quotas per space and for all spaces
 hold across the cluster, because the usage counters are rows locked by the write that adds
 to them (the total's one row serialises blob writes of the whole cluster: they are rare).

@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 
 import encspaces
-from relay.config import RelayConfig
-from relay.server import RelayServer
+from encspaces_relay.config import RelayConfig
+from encspaces_relay.server import RelayServer
 
 from .app import EditorApp
 

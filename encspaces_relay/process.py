@@ -39,7 +39,7 @@ class RelayProcess:
     async def start(self, timeout: float = 30.0) -> str:
         """Start the daemon and return its URL once it listens. A restart keeps the same port."""
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "relay", "--host", "127.0.0.1", "--port", str(self.port),
+            sys.executable, "-m", "encspaces_relay", "--host", "127.0.0.1", "--port", str(self.port),
             "--data-dir", str(self.data_dir), "--log-level", self.log_level, *self.extra_args,
             stdout=asyncio.subprocess.PIPE,
         )

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import encspaces
 from encspaces.core.entry import Entry
-from relay.process import RelayProcess
-from relay.store import DB_FILE
+from encspaces_relay.process import RelayProcess
+from encspaces_relay.store import DB_FILE
 
 DEMO_DIR = Path(".encspaces-demo")
 

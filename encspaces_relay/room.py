@@ -17,7 +17,7 @@ and tells the server to forget it; the next connection reloads the space from di
 On a shared store (PostgreSQL, several relays) another relay may commit to the space first:
 the store refuses the commit (``HeadMovedError``, nothing stored), the room reloads the space,
 sends its subscribers what the other relay committed, and sequences the batch again on top of
-it (relay/shared_log.py).
+it (encspaces_relay/shared_log.py).
 """
 
 from __future__ import annotations

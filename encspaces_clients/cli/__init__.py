@@ -1,6 +1,6 @@
 """The ``encspaces`` command: this device's identity, the spaces it knows, and what is in them.
 
-A client of the SDK (``encspaces``), like the editor (``clients.editor``), which it opens for
+A client of the SDK (``encspaces``), like the editor (``encspaces_clients.editor``), which it opens for
 ``encspaces edit`` when the ``editor`` extra is installed. One module per command group:
 ``identity`` (init, whoami), ``spaces`` (create, join, spaces, leave, forget), ``membership``
 (members, add, remove, set-role, rotate-key, invite, invites, revoke-invite), ``content`` (edit,
@@ -19,5 +19,5 @@ Defaults live in one folder, the *home* (``--home``, else ``$ENCSPACES_HOME``, e
 
 Every failure prints one line on stderr that says what went wrong and what to do (a traceback
 only with ``--debug``), and the exit code tells scripts which kind of failure it was
-(``clients.cli.errors.EXIT_*``).
+(``encspaces_clients.cli.errors.EXIT_*``).
 """

@@ -1,7 +1,7 @@
 """The relay's storage seam: every operation the relay performs on its store, and how to open one.
 
-Two implementations: ``relay.store.Store`` (one SQLite file in the data dir, the default, for
-one relay process) and ``relay.pg_store.PgStore`` (PostgreSQL, for one or several relay
+Two implementations: ``encspaces_relay.store.Store`` (one SQLite file in the data dir, the default, for
+one relay process) and ``encspaces_relay.pg_store.PgStore`` (PostgreSQL, for one or several relay
 processes sharing the spaces, docs/cluster.md). The relay keeps no state of its own beyond
 the log: membership, roles and invites are derived from the entries (``LogState``), so the
 store holds the log, the chain head after every entry, the latest signed head of each space,
@@ -10,7 +10,7 @@ and the blobs (encrypted file chunks).
 The one rule a shared store adds: a commit says which head it extends (the seq before its
 first row), and the store refuses it with ``HeadMovedError`` when that is no longer the
 newest, atomically with the write. Several relays can then commit to one space and never put
-two entries at one seq; the loser reloads and retries (relay/room.py).
+two entries at one seq; the loser reloads and retries (encspaces_relay/room.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class BlobBackend(Protocol):
-    """Where a relay keeps blobs: ``relay.blobs.BlobStore`` (files) or ``relay.pg_blobs.PgBlobStore``."""
+    """Where a relay keeps blobs: ``encspaces_relay.blobs.BlobStore`` (files) or
+    ``encspaces_relay.pg_blobs.PgBlobStore`` (PostgreSQL)."""
 
     async def answer(self, state: LogState, member: bytes, request: BlobPut | BlobGet) -> BlobReply: ...
 

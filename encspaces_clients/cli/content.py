@@ -54,7 +54,7 @@ def cmd_cat(ctx: Context, args: argparse.Namespace) -> int:
 def load_editor() -> RunEditor:
     """The editor's entry point, imported only now: the ``editor`` extra may not be installed."""
     try:
-        from clients.editor import run_editor
+        from encspaces_clients.editor import run_editor
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] not in EDITOR_NEEDS:
             raise

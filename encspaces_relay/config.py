@@ -54,7 +54,7 @@ class RelayConfig:
     # Presence is skipped for a subscriber with more unsent bytes than this: it is the first
     # thing to shed, and must never be what makes a subscriber "too slow".
     presence_skip_buffered: int = 256 << 10
-    # Encrypted file chunks (relay/blobs.py): the largest blob accepted (clients send chunks of
+    # Encrypted file chunks (encspaces_relay/blobs.py): the largest blob accepted (clients send chunks of
     # 256 KiB plus 40 bytes; a blob must also fit in one message of max_frame), and the bytes of
     # blobs one space may store in all.
     max_blob_size: int = 512 << 10
@@ -87,7 +87,7 @@ class RelayConfig:
     # the next connection loads it from the store again (0: never unload).
     idle_room_seconds: float = 300.0
     # Where the log is: None for the SQLite file in data_dir (one relay process), or a
-    # postgresql:// URL that several relays may share (relay/storage.py, docs/cluster.md).
+    # postgresql:// URL that several relays may share (encspaces_relay/storage.py, docs/cluster.md).
     store: str | None = None
 
     # --- operations (docs/operations.md) ---

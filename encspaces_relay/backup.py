@@ -26,7 +26,7 @@ from .blobs import BLOBS_DIR
 from .keys import KEY_FILE
 from .store import DB_FILE
 
-_TMP_PREFIX = ".tmp-"  # a blob being written (relay/blobs.py): never complete, never copied
+_TMP_PREFIX = ".tmp-"  # a blob being written (encspaces_relay/blobs.py): never complete, never copied
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A space that several relays sequence, on one shared store (PostgreSQL, docs/cluster.md).
 
-Each relay keeps its loaded spaces in memory (relay/room.py); the store decides which commit
+Each relay keeps its loaded spaces in memory (encspaces_relay/room.py); the store decides which commit
 extends a head (``RelayStore.append`` raises ``HeadMovedError`` for the one that lost, with
 nothing stored). Two things bring a room back in line with the store:
 

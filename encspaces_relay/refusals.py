@@ -20,7 +20,7 @@ class Refusal(Exception):
         self.code = code
         self.message = message
         # The websocket close code after the Error frame; a non-fatal code has none, and is only
-        # ever answered without closing (relay/room.py), so the fallback is never sent.
+        # ever answered without closing (encspaces_relay/room.py), so the fallback is never sent.
         self.close_code = code.close_code or CLOSE_POLICY_VIOLATION
         self.ref = ref  # the author_seq of the entry to blame, if one is
 

@@ -1,4 +1,4 @@
-"""The witness's HTTP interface (aiohttp), over :class:`witness.core.Witness`.
+"""The witness's HTTP interface (aiohttp), over :class:`encspaces_witness.core.Witness`.
 
 - ``POST /add-checkpoint``: C2SP tlog-witness. 200 with the cosignature line(s); 400, 403, 404,
   409 (body: the latest cosigned size and a newline, ``Content-Type: text/x.tlog.size``) or 422
