@@ -135,6 +135,7 @@ class Document:
                         texts.enter_context(obj.remote_changes())
                 with self.doc.transaction(origin="remote"):
                     self.doc.apply_update(update)
+            self._forget_table_indexes()
         except BaseException as exc:  # pycrdt raises pyo3 PanicException (a BaseException) on garbage
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
@@ -142,6 +143,19 @@ class Document:
         finally:
             self._applying_remote = False
             self._remote_author = None
+
+    def _forget_table_indexes(self) -> None:
+        """After a remote update, tables read their rows from the document again at the next read.
+
+        yrs does not report every change a remote update makes through the table's deep
+        observer: a concurrent cell write that wins over a local one was seen to change a row
+        with no event at all (tests/types/test_shared_convergence.py, seed 88025), which left
+        the index stale. Until the index can tell from the update itself which rows it touches,
+        the first read after a remote change costs a rebuild (bench/README.md, "Tables").
+        """
+        for obj in self._objects.values():
+            if isinstance(obj, SharedTable):
+                obj.forget_index()
 
     def _apply_deferred(self) -> None:
         while self._deferred:

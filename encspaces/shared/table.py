@@ -166,6 +166,10 @@ class SharedTable:
         """
         return self._index.query(where, order_by, limit)
 
+    def forget_index(self) -> None:
+        """Called by the document when the table may have changed without events: rebuild on the next read."""
+        self._index.invalidate()
+
     def _scan_rows(self) -> list[Row]:
         """Every row read straight from the document, ordered by id (the reference for the index)."""
         return sorted((Row(row_id, to_plain(row)) for row_id, row in self._row_items()), key=lambda row: row.id)

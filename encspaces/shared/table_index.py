@@ -153,6 +153,15 @@ class TableIndex:
                 self._count_nan(values, 1)
         self._order = sorted(self._rows)
 
+    def invalidate(self) -> None:
+        """Read everything from the document again at the next read: it changed without events
+        for every change (yrs integrated structs that were waiting for others, see
+        ``Document._apply``)."""
+        if self.built:
+            self._suspect = False
+            self._dirty = set()
+            self.built = False
+
     def ensure(self) -> None:
         if not self.built:
             self.build()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from shared_net import Net, Peer, snapshot
 
@@ -166,8 +166,9 @@ def random_session(seed: int, steps: int) -> Net:
     return net
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1))
+@example(seed=88025)  # a concurrent cell write yrs applied without an event: the table index went stale
 def test_random_concurrent_edits_converge(seed: int) -> None:
     random_session(seed, steps=60)
 
