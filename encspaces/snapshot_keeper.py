@@ -44,7 +44,7 @@ MAX_SNAPSHOT = 1000 * 1024  # a snapshot is one entry: it must fit under the rel
 WRITE_JITTER = 0.3  # seconds, at most, an idle member waits before writing a due snapshot
 
 # queue(kind, payload, parent_seq, parent_hash)
-Queue = Callable[[Kind, bytes, int, bytes], None]
+Queue = Callable[[Kind, bytes, int, bytes], object]
 
 
 class SnapshotKeeper:

@@ -35,14 +35,14 @@ from .core.encoding import DEFAULT_MAX_MESSAGE
 from .core.entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
 from .core.identity import Identity, PublicIdentity, member_id, parse_member_id
 from .core.invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
-from .core.key_policy import retired_epochs, rotation_due
 from .core.log_state import LogState, space_id_of
 from .core.membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
 from .core.membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
 from .core.messages import Challenge, Error, Submit, decode_message
+from .core.outbox import Backoff, Conflict, GiveUp, Outbox, Refresh, Rename, Upkeep, backoff_delay
 from .core.redaction import redact
 from .core.rejections import RejectedEntry, RejectionKind
-from .core.rekey import invite_body, keys_to_give, reissue_all, rekey_body
+from .core.rekey import invite_body, keys_to_give, rekey_body
 from .core.session import (
     Acked,
     BecameLive,
@@ -222,14 +222,9 @@ class Space:
         self._updates: builtins.list[bytes] = []
         self._batch_timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._last_flush = 0.0  # loop time of the last batch turned into an entry
-        self._outbox: builtins.list[Entry] = []
-        self._last_author_seq = 0  # newest author_seq we created (in doc already)
-        self._sent_through = 0  # author_seq sent on the current connection
-        self._submitted_through = 0  # newest author_seq ever handed to a connection (never lowered)
-        # Write before send: only entries already in the stored outbox are submitted, so a crash
-        # can never leave the relay holding an author_seq this device would number again.
-        self._durable_through = 0  # every outbox entry up to this author_seq is stored
-        self._outbox_generation = 0  # bumped when the outbox is renumbered (re-issued)
+        # Signed entries not yet in the verified log: numbering, write-before-send, freshness,
+        # renumbering, re-issue and refusal backoff are kept by the pure core/outbox.py.
+        self._box = Outbox(identity, space, MAX_SUBMITTED_ENTRY)
         self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
         # Connection.
         self._session: ClientSession | None = None
@@ -246,13 +241,9 @@ class Space:
         self._pending = _Pending()
         self._write_lock = asyncio.Lock()
         self._checkpoint_seq = 0
-        self._rotation_queued_for = 0  # the epoch we already queued a policy rotation for
-        self._revoking: set[bytes] = set()  # expired invites we already queued a revocation for
+        self._upkeep = Upkeep()  # the policy's revocations and rotations, each asked for once
         self._actions: builtins.list[_Action] = []  # admin actions in progress (see _control)
-        self._refusals = 0  # submissions refused in a row without progress (see _on_notice)
-        self._refusal_mark: tuple[int, int] = (0, 0)  # (epoch, our verified author_seq) they were counted at
         self._resend_timer: asyncio.TimerHandle | None = None
-        self._refresh_queue: asyncio.Queue[bytes] | None = None  # the connection asked to reconnect
         self._redacting: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
@@ -310,7 +301,7 @@ class Space:
     @property
     def unsent(self) -> int:
         """Local edits not yet in the verified log (entries plus an open batch)."""
-        return len(self._outbox) + (1 if self._updates else 0)
+        return len(self._box.entries) + (1 if self._updates else 0)
 
     @property
     def doc(self) -> pycrdt.Doc[Any]:
@@ -573,8 +564,7 @@ class Space:
             return
         self._flush_batch()
         for kind, body in entries:
-            self._queue_entry(kind, body)
-            action.raws.append(self._outbox[-1].raw)
+            action.raws.append(self._queue_entry(kind, body).raw)
         await self.sync()
         if action.refused is not None:
             raise NotPermittedError(f"the relay refused it: {action.refused}")
@@ -603,50 +593,23 @@ class Space:
 
     def _withdraw(self, action: _Action) -> str:
         """Take ``action``'s queued entries out of the outbox unless one was submitted; says what happened."""
-        queued = [e for e in self._outbox if e.raw in action.raws]
-        if not queued:
-            if action.raws:
-                return "it took effect as the time ran out: check space.members/invites"
-            return "nothing of it was sent: it will not take effect"
-        if any(e.header.author_seq <= self._submitted_through for e in queued):
-            return "it was submitted; it may still take effect: check space.members/invites"
-        self._drop_from_outbox({e.raw for e in queued})
-        earlier = " (what it had already put in the log stays)" if len(queued) < len(action.raws) else ""
-        return f"withdrawn before it reached the relay: it will not take effect{earlier}"
+        outcome, renames = self._box.withdraw(action.raws, self._verifier.state, self._verifier.epoch_keys)
+        if renames:
+            self._renumbered(renames)
+        return outcome.value
 
-    def _drop_from_outbox(self, drop: set[bytes]) -> None:
-        """Take our entries ``drop`` out of the outbox (memory and store) and number the ones after
-        them again, so our author_seqs stay without a gap. None of them may be in the log: they are
-        entries the relay refused as moot (a conflict) or that were never submitted (withdrawn).
-        What precedes them stays as it is.
-        """
-        first = min(e.header.author_seq for e in self._outbox if e.raw in drop)
-        keep = [e for e in self._outbox if e.header.author_seq < first]
-        later = [e for e in self._outbox if e.header.author_seq > first and e.raw not in drop]
-        self._outbox = keep
-        self._last_author_seq = first - 1
-        self._sent_through = min(self._sent_through, self._last_author_seq)
-        self._durable_through = min(self._durable_through, self._last_author_seq)
-        self._outbox_generation += 1
-        self._pending.outbox = [(e.header.author_seq, e.raw) for e in keep]
+    def _renumbered(self, renames: builtins.list[Rename]) -> None:
+        """The outbox was numbered again (entries dropped or re-issued): the stored one is replaced,
+        and the admin actions waiting for the old entries follow the new ones."""
+        self._pending.outbox = [(e.header.author_seq, e.raw) for e in self._box.entries]
         self._pending.outbox_reset = True
-        for raw in drop:
+        for old, new in renames:
+            if new is not None and faults.ARMED:
+                faults.reached("built")
             for action in self._actions:
-                action.renamed(raw, None)
-        self._requeue(later)
+                action.renamed(old, new)
         self._write_wanted.set()
         self._progress.set()
-
-    def _requeue(self, entries: builtins.list[Entry]) -> None:
-        """Issue ``entries`` again with the next author_seqs (``rekey.reissue_all``), following
-        the admin actions that wait for them."""
-        for old, again in reissue_all(entries, self._verifier.state, self._verifier.epoch_keys):
-            new = None
-            if again is not None:
-                self._queue_entry(*again)
-                new = self._outbox[-1].raw
-            for action in self._actions:
-                action.renamed(old.raw, new)
 
     # --- history -------------------------------------------------------------------------
 
@@ -682,7 +645,7 @@ class Space:
 
     async def _write_snapshot(self, action: _Action) -> None:
         await self.sync()  # our own edits in the log: the document is then exactly the verified state
-        if self._outbox or self._updates or self._verifier.awaiting_key or self.snapshots.in_gap:
+        if self._box.entries or self._updates or self._verifier.awaiting_key or self.snapshots.in_gap:
             raise NotPermittedError("the document is not settled (edits in flight or entries not yet readable)")
         payload = SnapshotPayload(self._document.state(), content_hash(self._document.doc)).encode()
         await self._control(Kind.SNAPSHOT, payload, action)
@@ -699,7 +662,7 @@ class Space:
         """
         self._raise_if_failed()
         self._flush_batch()
-        target = self._last_author_seq
+        target = self._box.last_author_seq
 
         def what() -> str:
             verified = self._verifier.state.author_seqs.get(self._me, 0)
@@ -708,7 +671,7 @@ class Space:
 
         async with deadline(timeout, what):
             # min(): re-issuing after a rotation may drop entries it made pointless, renumbering the rest
-            while self._verifier.state.author_seqs.get(self._me, 0) < min(target, self._last_author_seq):
+            while self._verifier.state.author_seqs.get(self._me, 0) < min(target, self._box.last_author_seq):
                 self._raise_if_failed()
                 self._progress.clear()
                 await self._progress.wait()
@@ -865,51 +828,26 @@ class Space:
             size += len(update)
         self._queue_entry(Kind.DATA, group[0] if len(group) == 1 else pycrdt.merge_updates(*group))
 
-    def _queue_entry(self, kind: Kind, payload: bytes, parent: tuple[int, bytes] | None = None) -> None:
+    def _queue_entry(self, kind: Kind, payload: bytes, parent: tuple[int, bytes] | None = None) -> Entry:
         """Sign and queue an entry; its parent is our verified head unless given (snapshots)."""
-        verifier = self._verifier
-        epoch = verifier.state.epoch
-        self._last_author_seq += 1
-        parent_seq, parent_hash = parent or (verifier.seq, verifier.head)
-        entry = build_entry(
-            self.identity,
-            space=self.space_bytes,
-            author_seq=self._last_author_seq,
-            epoch=epoch,
-            kind=kind,
-            parent_seq=parent_seq,
-            parent_hash=parent_hash,
-            payload=payload,
-            epoch_key=verifier.epoch_keys.get(epoch) if kind.is_encrypted else None,
-        )
-        if len(entry.raw) > MAX_SUBMITTED_ENTRY:
-            self._last_author_seq -= 1
-            raise EntryTooLargeError(
-                f"a {kind.value} entry of {len(entry.raw)} bytes is over the relay's limit of {MAX_SUBMITTED_ENTRY}"
-            )
+        entry = self._box.build(kind, payload, self._verifier.state, self._verifier.epoch_keys, parent)
         if faults.ARMED:
             faults.reached("built")
-        self._outbox.append(entry)
         self._pending.outbox.append((entry.header.author_seq, entry.raw))
         self._write_wanted.set()  # sent once the write that stores it commits (_write_pending)
+        return entry
 
     def _send_outbox(self) -> None:
         session, queue = self._session, self._send_queue
         if session is None or queue is None or session.state is not SessionState.LIVE:
             return
-        if time.time() * 1000 - self._verifier.fresh_ms > FRESHNESS_LIMIT * 1000:
-            # Our view may miss a removal the relay is withholding: send nothing under it.
-            if self._refresh_queue is not queue and any(e.header.author_seq > self._sent_through
-                                                        for e in self._outbox):
-                self._refresh_queue = queue
-                queue.put_nowait(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
+        decision = self._box.to_send(int(time.time() * 1000), self._verifier.fresh_ms, int(FRESHNESS_LIMIT * 1000))
+        if isinstance(decision, Refresh):
+            queue.put_nowait(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
             return
-        ready = [e for e in self._outbox if self._sent_through < e.header.author_seq <= self._durable_through]
-        if not ready:
+        if decision is None:
             return
-        self._sent_through = ready[-1].header.author_seq
-        self._submitted_through = max(self._submitted_through, self._sent_through)
-        unsent = [e.raw for e in ready]
+        unsent = [e.raw for e in decision.entries]
         # Several messages when many entries queued up offline: stay under the frame limit.
         chunk: builtins.list[bytes] = []
         size = 0
@@ -925,7 +863,7 @@ class Space:
 
     def _apply_verified(self, results: builtins.list[VerifiedEntry]) -> None:
         self.snapshots.begin_batch(results, not self._updates, max(
-            (e.header.author_seq for e in self._outbox if e.header.kind is Kind.DATA), default=0))
+            (e.header.author_seq for e in self._box.entries if e.header.kind is Kind.DATA), default=0))
         for result in results:
             if not result.late:
                 stored = redact(result.entry, self._verifier.forgotten) or result.entry.raw
@@ -939,17 +877,15 @@ class Space:
             self.snapshots.after_entry(result, self._verifier.state)
             if not result.late and result.kind in MEMBERSHIP_KINDS:
                 self._member_changes.publish(member_change(result, self._verifier.state))
-        mine = self._verifier.state.author_seqs.get(self._me, 0)
-        self._last_author_seq = max(self._last_author_seq, mine)
-        if self._outbox and self._outbox[0].header.author_seq <= mine:
-            self._outbox = [e for e in self._outbox if e.header.author_seq > mine]
-            self._pending.outbox_done_through = mine
+        done = self._box.verified(self._verifier.state.author_seqs.get(self._me, 0))
+        if done is not None:
+            self._pending.outbox_done_through = done
         removed_at = self._verifier.removed_at
         if self._verifier.key_failure is not None:
             self._fail(self._verifier.key_failure)  # an admin handed us a key the log did not commit to
         elif removed_at is not None and self._invite is None:  # (with an invite we are coming back)
             self._fail(MembershipRevokedError(f"this device's member was removed from the space at seq {removed_at}"))
-        elif self._outbox and self._outbox[0].header.epoch != self.epoch:
+        elif self._box.needs_reissue(self.epoch):
             self._reissue_outbox()
         self._check_keys()
         self._maintain()
@@ -962,7 +898,7 @@ class Space:
         if result.plaintext is None:
             return  # (an undecryptable one was reported by _apply_verified)
         header = result.entry.header
-        if header.author == self._me and header.author_seq <= self._last_author_seq:
+        if header.author == self._me and header.author_seq <= self._box.last_author_seq:
             return  # our own edit, already in the document
         try:
             self._document.apply_remote(result.plaintext, result.entry.author_id)
@@ -977,40 +913,25 @@ class Space:
 
     def _reissue_outbox(self) -> None:
         """The epoch moved under our unsent entries: issue them again under the new one."""
-        old, self._outbox = self._outbox, []
-        verified_mine = self._verifier.state.author_seqs.get(self._me, 0)
-        self._last_author_seq = verified_mine
-        self._sent_through = min(self._sent_through, verified_mine)
-        self._durable_through = min(self._durable_through, verified_mine)
-        self._outbox_generation += 1
-        self._pending.outbox = []
-        self._pending.outbox_reset = True
-        self._requeue(old)
-        log.info("re-issued %d unsent entries under epoch %d", len(self._outbox), self.epoch)
+        self._renumbered(self._box.reissue_all(self._verifier.state, self._verifier.epoch_keys))
+        log.info("re-issued %d unsent entries under epoch %d", len(self._box.entries), self.epoch)
 
     def _maintain(self) -> None:
         """Retention (forget old epoch keys) and, for admins, rotation when the policy says it is due."""
         state, verifier = self._verifier.state, self._verifier
-        if self.error is not None or state.seq == 0:
+        if self.error is not None:
             return
-        now_ms = int(time.time() * 1000)
-        expired = retired_epochs(state, set(verifier.epoch_keys), now_ms)
-        if expired:
-            verifier.forget_keys(expired)
+        plan = self._upkeep.plan(state, set(verifier.epoch_keys), self._me, self.connected, int(time.time() * 1000))
+        if plan.forget:
+            verifier.forget_keys(set(plan.forget))
             self._take_checkpoint()
             self._pending.purge = True
-            log.info("forgot the keys of epochs %s (retention)", sorted(expired))
+            log.info("forgot the keys of epochs %s (retention)", sorted(plan.forget))
             self._redacting = supervise(asyncio.ensure_future(self._redact_store()),
                                         "the redaction of forgotten keys in the local store", self._fail)
-        role = state.role_of(self._me)
-        if role is Role.ADMIN and self.connected:
-            # An expired invite can no longer be used, but would still receive every new key.
-            for key, invite in state.invites.items():
-                if invite.open and invite.expired_at(now_ms) and key not in self._revoking:
-                    self._revoking.add(key)
-                    self._queue_entry(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode())
-        if role is Role.ADMIN and self._rotation_queued_for != state.epoch and rotation_due(state, now_ms):
-            self._rotation_queued_for = state.epoch
+        for key in plan.revoke:
+            self._queue_entry(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode())
+        if plan.rotate:
             self._queue_entry(Kind.ROTATE, rekey_body(state))
 
     # --- persistence -----------------------------------------------------------------------
@@ -1047,7 +968,7 @@ class Space:
         if not self._pending:
             return
         pending, self._pending = self._pending, _Pending()
-        generation = self._outbox_generation
+        generation = self._box.generation
         await self._store.write(
             meta=pending.meta,
             log=pending.log,
@@ -1058,8 +979,8 @@ class Space:
             purge=pending.purge,
             redactions=pending.redactions,
         )
-        if pending.outbox and generation == self._outbox_generation:
-            self._durable_through = max(self._durable_through, max(seq for seq, _ in pending.outbox))
+        if pending.outbox and generation == self._box.generation:
+            self._box.stored(max(seq for seq, _ in pending.outbox), generation)
             if faults.ARMED:
                 faults.reached("outbox")
         if faults.ARMED and pending.log:
@@ -1105,19 +1026,19 @@ class Space:
                 and self._me not in self._verifier.state.members):
             self._invite = stored_invite  # a join that was interrupted: finish it
         self._pending.log.clear()  # already stored
-        self._last_author_seq = self._verifier.state.author_seqs.get(self._me, 0)
+        mine = self._verifier.state.author_seqs.get(self._me, 0)
+        restored: builtins.list[Entry] = []
         for author_seq, raw in await self._store.load_outbox():
             entry = Entry.decode(raw)
-            if author_seq <= self._verifier.state.author_seqs.get(self._me, 0):
+            if author_seq <= mine:
                 continue
             key = self._verifier.epoch_keys.get(entry.header.epoch)
             if entry.header.kind is Kind.DATA and key is not None:
                 plaintext = open_body(entry, key)
                 if plaintext is not None:
                     self._document.apply_remote(plaintext, None)
-            self._outbox.append(entry)
-            self._last_author_seq = max(self._last_author_seq, author_seq)
-        self._durable_through = self._last_author_seq  # all of it came from the store
+            restored.append(entry)
+        self._box.restored(restored, mine)  # all of it came from the store: durable
 
     async def _load_invite(self) -> InviteSecret | None:
         stored = await self._store.get_meta(INVITE_META)
@@ -1204,7 +1125,7 @@ class Space:
         session = ClientSession(self.identity, self._verifier, self._genesis, self._invite)
         self._session = session
         self._send_queue = queue = asyncio.Queue[bytes]()
-        self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
+        self._box.connection_started(self._verifier.state.author_seqs.get(self._me, 0))
         sender = supervise(asyncio.create_task(self._send_loop(ws, queue)), "the connection's sender", self._fail)
         try:
             await self._receive_loop(ws, session)
@@ -1261,37 +1182,28 @@ class Space:
     def _on_notice(self, notice: Notice) -> None:
         """The relay refused a submission without closing: resend once it can succeed."""
         log.info("relay notice %s: %s", notice.code, notice.message)
-        refused = next((e for e in self._outbox if e.header.author_seq == notice.ref), None)
-        if notice.code == "conflict" and refused is not None:
-            # Another admin's change made ours moot: drop it and number what follows again.
-            # What precedes it was in earlier submissions, which the relay took: keep it as is.
+        decision = self._box.refused(notice.code, notice.ref, self._verifier.state, self._verifier.epoch_keys,
+                                     RESUBMIT_LIMIT)
+        if isinstance(decision, Conflict):
+            # Another admin's change made ours moot: it was dropped, what follows numbered again.
             for action in self._actions:
-                if refused.raw in action.raws:
+                if decision.entry.raw in action.raws:
                     action.refused = notice.message
-            self._drop_from_outbox({refused.raw})
-            return
-        mark = (self.epoch, self._verifier.state.author_seqs.get(self._me, 0))
-        if mark != self._refusal_mark:
-            self._refusal_mark, self._refusals = mark, 0
-        if self._resend_timer is not None:
-            return  # a refusal of the round already counted: the timer resends
-        self._refusals += 1
-        if self._refusals >= RESUBMIT_LIMIT:
+            self._renumbered(builtins.list(decision.renames))
+        elif isinstance(decision, GiveUp):
             self._fail(ResubmitLimitError(notice.code, (
-                f"the relay refused our entries {self._refusals} times in a row ({notice.message}) without "
-                f"delivering anything that changes epoch {self.epoch} or our author_seq {mark[1]}")))
-            return
-        if self._outbox and self._outbox[0].header.epoch == self.epoch:
-            delay = min(RESUBMIT_MIN * 2 ** (self._refusals - 1), RESUBMIT_MAX) * (0.5 + random.random())
+                f"the relay refused our entries {decision.refusals} times in a row ({notice.message}) without "
+                f"delivering anything that changes epoch {decision.epoch} or our author_seq {decision.author_seq}")))
+        elif isinstance(decision, Backoff):
+            delay = backoff_delay(decision.attempt, RESUBMIT_MIN, RESUBMIT_MAX, random.random())
             self._resend_timer = asyncio.get_running_loop().call_later(delay, self._resend)
-        # else: the rotation that ended our epoch is on its way; re-issuing will resend.
 
     def _resend(self) -> None:
         """Send the outbox again after a refusal (its backoff ran out)."""
         self._resend_timer = None
+        self._box.resend(self._verifier.state.author_seqs.get(self._me, 0))
         if self._closed or self.error is not None:
             return
-        self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
         self._send_outbox()
 
 
@@ -1395,7 +1307,7 @@ async def join(
             if me not in space._verifier.state.members:
                 await asyncio.shield(space._first_sync)
             if me not in space._verifier.state.members:
-                if any(e.header.kind is Kind.JOIN for e in space._outbox):
+                if any(e.header.kind is Kind.JOIN for e in space._box.entries):
                     await space.sync()  # an interrupted join's entry, resent from the store
                 else:
                     proof = parsed.secret.join_proof(parsed.space, me, identity.public.box_key)

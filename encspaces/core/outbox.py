@@ -87,7 +87,7 @@ class Withdrawal(enum.Enum):
 
 def backoff_delay(attempt: int, minimum: float, maximum: float, jitter: float) -> float:
     """Seconds before resending after the ``attempt``-th refusal: doubling, capped, times 0.5 + jitter (in [0, 1))."""
-    return min(minimum * 2 ** (attempt - 1), maximum) * (0.5 + jitter)
+    return float(min(minimum * 2.0 ** (attempt - 1), maximum) * (0.5 + jitter))
 
 
 class Outbox:
