@@ -13,7 +13,6 @@ import asyncio
 import builtins
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from .arguments import int_argument
 from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
 from .core.encoding import DEFAULT_MAX_MESSAGE
-from .core.entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
+from .core.entry import Entry, Kind, build_entry, open_body
 from .core.identity import Identity, PublicIdentity, member_id, parse_member_id
 from .core.invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
 from .core.log_state import LogState, space_id_of
@@ -84,6 +83,7 @@ from .errors import (
 )
 from .files import SpaceFiles
 from .history import HistoryEntry, SpaceView, history_entry, rebuild
+from .options import DEFAULT_TIMEOUT, SpaceOptions, check_options
 from .presence_channel import PresenceChannel
 from .relay_url import check_relay_url, connect_failure, connect_options
 from .shared.feed import ChangeStream
@@ -98,34 +98,8 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-BATCH_DELAY = 0.005  # seconds local edits are merged before they become one entry
-MAX_BATCH_UPDATE = MAX_ENTRY_SIZE // 2  # leave room for header, tag and framing
-# pycrdt's merge_updates is superlinear in the number of updates (shared/COSTS.md): a fast
-# typist's batch is cut into entries of at most this many transactions.
-MAX_BATCH_COUNT = 256
-# A checkpoint (document and verified state) every this many verified entries, and at close:
-# reopening replays only what came after it.
-CHECKPOINT_EVERY = 1000
-# The largest entry a relay with the default frame size accepts (relay/frames.py).
-MAX_SUBMITTED_ENTRY = DEFAULT_MAX_MESSAGE - 1024
-MAINTENANCE_INTERVAL = 1.0  # seconds between checks of the time-based policy
-OPEN_TIMEOUT = 10.0  # seconds a background reconnect waits for the relay's handshake before retrying
-DEFAULT_TIMEOUT = 30.0  # seconds connect, create_space and join wait by default
+# Timeouts, batching, policy intervals and the clock are SpaceOptions fields (encspaces/options.py).
 INVITE_META = "invite"  # the store's meta key for the secret of the invite this device joined with
-RECONNECT_MIN = 0.05
-RECONNECT_MAX = 5.0
-# A submission refused without closing (stale_epoch, gap) is sent again after a backoff,
-# doubling from RESUBMIT_MIN up to RESUBMIT_MAX seconds with jitter; after RESUBMIT_LIMIT
-# refusals in a row with neither the epoch nor our verified entries moving, the space fails
-# (ResubmitLimitError): a relay that refuses forever is not allowed to make us spin.
-RESUBMIT_MIN = 0.05
-RESUBMIT_MAX = 2.0
-RESUBMIT_LIMIT = 10
-# The removal window: no entry is sent while this device's view of the log is older than this
-# many seconds, judged by the relay's signed heads (LogVerifier.fresh_ms). A stale view is
-# refreshed by reconnecting (the welcome carries a head signed at that moment); held entries
-# stay in the stored outbox and are re-issued if a rotation arrives meanwhile.
-FRESHNESS_LIMIT = 30.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
 PERMANENT_REFUSALS = {
     "not_a_member", "unknown_space", "rejected", "malformed", "unexpected", "bad_auth", "bad_genesis",
@@ -208,7 +182,11 @@ class Space:
     A cancellation re-raises ``CancelledError`` after the same withdrawal.
     """
 
-    def __init__(self, url: str, identity: Identity, space: bytes, store: LocalStore) -> None:
+    def __init__(
+        self, url: str, identity: Identity, space: bytes, store: LocalStore, options: SpaceOptions | None = None,
+    ) -> None:
+        self.options = check_options(options)
+        self._clock = self.options.clock
         self.url = url
         self.identity = identity
         self.space_bytes = space
@@ -224,7 +202,7 @@ class Space:
         self._last_flush = 0.0  # loop time of the last batch turned into an entry
         # Signed entries not yet in the verified log: numbering, write-before-send, freshness,
         # renumbering, re-issue and refusal backoff are kept by the pure core/outbox.py.
-        self._box = Outbox(identity, space, MAX_SUBMITTED_ENTRY)
+        self._box = Outbox(identity, space, self.options.max_entry)
         self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
         # Connection.
         self._session: ClientSession | None = None
@@ -258,7 +236,11 @@ class Space:
             self._me, self._document, lambda kind, body, seq, head: self._queue_entry(kind, body, (seq, head)),
             self._fail, self._apply_one, lambda: self._verifier,
         )
-        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail)
+        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail, self._clock)
+        options = self.options
+        self.presence.min_interval, self.presence.heartbeat = options.presence_min_interval, options.presence_heartbeat
+        self.presence.peer_timeout, self.presence.tick = options.presence_peer_timeout, options.presence_tick
+        self.presence.withhold_timeout = options.presence_withhold_timeout
         self.files = SpaceFiles(self)  # encrypted files: encspaces/files.py
 
     # --- public API ------------------------------------------------------------------------
@@ -404,7 +386,7 @@ class Space:
     @property
     def invites(self) -> builtins.list[InviteInfo]:
         """Open invites (not revoked, not used up; expired ones are listed with ``expired``)."""
-        now = int(time.time() * 1000)
+        now = self._clock.now_ms()
         return [InviteInfo.of(invite, now) for invite in self._verifier.state.invites.values() if invite.open]
 
     @property
@@ -494,7 +476,7 @@ class Space:
         if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= MAX_INVITE_USES:
             raise InvalidArgumentError(f"an invite's uses are an int in [1, {MAX_INVITE_USES}], not {uses!r}")
         secret = InviteSecret.generate()
-        expires = None if expires_in is None else int((time.time() + expires_in) * 1000)
+        expires = None if expires_in is None else int((self._clock.wall() + expires_in) * 1000)
         invite = InviteBody(secret.invite_key, secret.box_key, Role(role), uses, expires, history, ())
         body = invite_body(invite, self._verifier.epoch_keys, state.epoch)
 
@@ -789,18 +771,19 @@ class Space:
         """Batch on the trailing edge only under load: the first edit after a pause goes at once.
 
         A person typing at human speed then waits for no timer (the edit leaves on the next
-        turn of the event loop), while a burst still shares one entry per BATCH_DELAY.
+        turn of the event loop), while a burst still shares one entry per ``options.batch_delay``.
         """
         self._updates.append(update)
         if faults.ARMED:
             faults.reached("edit")
-        if len(self._updates) >= MAX_BATCH_COUNT:
+        if len(self._updates) >= self.options.max_batch_count:
             self._flush_batch()
         elif self._batch_timer is None:
             loop = asyncio.get_running_loop()
-            quiet = loop.time() - self._last_flush >= BATCH_DELAY
+            delay = self.options.batch_delay
+            quiet = loop.time() - self._last_flush >= delay
             flush = guarded("the edit batcher", self._flush_batch, self._fail)
-            self._batch_timer = loop.call_soon(flush) if quiet else loop.call_later(BATCH_DELAY, flush)
+            self._batch_timer = loop.call_soon(flush) if quiet else loop.call_later(delay, flush)
 
     def _flush_batch(self) -> None:
         if self._batch_timer is not None:
@@ -821,7 +804,7 @@ class Space:
         group: builtins.list[bytes] = []
         size = 0
         for update in updates:
-            if group and size + len(update) > MAX_BATCH_UPDATE:
+            if group and size + len(update) > self.options.max_batch_update:
                 self._queue_entry(Kind.DATA, pycrdt.merge_updates(*group))
                 group, size = [], 0
             group.append(update)
@@ -841,7 +824,8 @@ class Space:
         session, queue = self._session, self._send_queue
         if session is None or queue is None or session.state is not SessionState.LIVE:
             return
-        decision = self._box.to_send(int(time.time() * 1000), self._verifier.fresh_ms, int(FRESHNESS_LIMIT * 1000))
+        decision = self._box.to_send(self._clock.now_ms(), self._verifier.fresh_ms,
+                                    int(self.options.freshness_limit * 1000))
         if isinstance(decision, Refresh):
             queue.put_nowait(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
             return
@@ -889,7 +873,7 @@ class Space:
             self._reissue_outbox()
         self._check_keys()
         self._maintain()
-        if self.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
+        if self.seq - self._checkpoint_seq >= self.options.checkpoint_every:
             self._take_checkpoint()
         self._write_wanted.set()
         self._progress.set()
@@ -921,7 +905,7 @@ class Space:
         state, verifier = self._verifier.state, self._verifier
         if self.error is not None:
             return
-        plan = self._upkeep.plan(state, set(verifier.epoch_keys), self._me, self.connected, int(time.time() * 1000))
+        plan = self._upkeep.plan(state, set(verifier.epoch_keys), self._me, self.connected, self._clock.now_ms())
         if plan.forget:
             verifier.forget_keys(set(plan.forget))
             self._take_checkpoint()
@@ -1067,7 +1051,7 @@ class Space:
         """Time-based policy (retention by age, rotation by age, expired invites) also applies
         when nothing arrives from the relay."""
         while not self._closed:
-            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            await asyncio.sleep(self.options.maintenance_interval)
             if self.connected:
                 self._maintain()
 
@@ -1079,15 +1063,15 @@ class Space:
         return True
 
     async def _run(self) -> None:
-        delay = RECONNECT_MIN
+        delay = self.options.reconnect_min
         while not self._closed and self.error is None:
             # While an opening call waits for the first sync of an empty store, its timeout governs.
             opening = not self._first_sync.done() and self.seq == 0
             try:
                 async with ws_connect(self.url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
-                                      open_timeout=None if opening else OPEN_TIMEOUT,
+                                      open_timeout=None if opening else self.options.open_timeout,
                                       ping_interval=20, ping_timeout=20, **connect_options(self.url, self._tls)) as ws:
-                    delay = RECONNECT_MIN
+                    delay = self.options.reconnect_min
                     try:
                         await self._serve(ws)
                     except asyncio.CancelledError:
@@ -1119,7 +1103,7 @@ class Space:
             if self._closed or self.error is not None:
                 return
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, RECONNECT_MAX)
+            delay = min(delay * 2, self.options.reconnect_max)
 
     async def _serve(self, ws: ClientConnection) -> None:
         session = ClientSession(self.identity, self._verifier, self._genesis, self._invite)
@@ -1138,7 +1122,7 @@ class Space:
         while True:
             data = await queue.get()
             if not data:
-                await ws.close()  # asked for a fresher view (FRESHNESS_LIMIT): reconnect
+                await ws.close()  # asked for a fresher view (freshness_limit): reconnect
                 return
             try:
                 await ws.send(data)
@@ -1153,7 +1137,7 @@ class Space:
                 raise HandshakeError("the relay sent a text frame; the protocol is binary")
             if self.error is not None:
                 return
-            for event in session.receive(message, int(time.time() * 1000)):
+            for event in session.receive(message, self._clock.now_ms()):
                 if isinstance(event, Send):
                     await ws.send(event.data)
                 elif isinstance(event, Verified):
@@ -1183,7 +1167,7 @@ class Space:
         """The relay refused a submission without closing: resend once it can succeed."""
         log.info("relay notice %s: %s", notice.code, notice.message)
         decision = self._box.refused(notice.code, notice.ref, self._verifier.state, self._verifier.epoch_keys,
-                                     RESUBMIT_LIMIT)
+                                     self.options.resubmit_limit)
         if isinstance(decision, Conflict):
             # Another admin's change made ours moot: it was dropped, what follows numbered again.
             for action in self._actions:
@@ -1195,7 +1179,8 @@ class Space:
                 f"the relay refused our entries {decision.refusals} times in a row ({notice.message}) without "
                 f"delivering anything that changes epoch {decision.epoch} or our author_seq {decision.author_seq}")))
         elif isinstance(decision, Backoff):
-            delay = backoff_delay(decision.attempt, RESUBMIT_MIN, RESUBMIT_MAX, random.random())
+            delay = backoff_delay(decision.attempt, self.options.resubmit_min, self.options.resubmit_max,
+                                  random.random())
             self._resend_timer = asyncio.get_running_loop().call_later(delay, self._resend)
 
     def _resend(self) -> None:
@@ -1208,14 +1193,15 @@ class Space:
 
 
 async def _open_space(
-    url: str, identity: Identity, space: bytes, data_dir: str | Path, tls: SSLContext | None = None
+    url: str, identity: Identity, space: bytes, data_dir: str | Path, tls: SSLContext | None = None,
+    options: SpaceOptions | None = None,
 ) -> Space:
     store = await LocalStore.open(data_dir, space.hex())
     stored = await store.get_meta("member")
     if stored is not None and stored != identity.public.sign_key:
         await store.close()
         raise StoreError(f"the local store in {data_dir} belongs to another identity")
-    space_obj = Space(url, identity, space, store)
+    space_obj = Space(url, identity, space, store, options)
     space_obj._tls = tls
     space_obj._pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
     return space_obj
@@ -1223,15 +1209,17 @@ async def _open_space(
 
 async def create_space(
     url: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
-    ssl: SSLContext | None = None,
+    ssl: SSLContext | None = None, options: SpaceOptions | None = None,
 ) -> Space:
     """Create a space on the relay at ``url``; the creator is its first admin.
 
     ``timeout`` in seconds (None: no limit) bounds the whole call; on expiry it raises
     ``OperationTimeoutError`` and leaves nothing open. ``ssl``: for a ``wss://`` relay whose
     certificate the system does not trust (a private CA), the context that trusts it.
+    ``options``: the space's settings (``SpaceOptions``; None: the defaults).
     """
     check_timeout(timeout)
+    options = check_options(options)
     check_relay_url(url, ssl)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -1256,8 +1244,9 @@ async def create_space(
         parent_hash=crypto.ZERO_HASH,
         payload=genesis_body(identity.public, challenge.relay_key, crypto.random_key()),
         epoch_key=None,
+        time_ms=options.clock.now_ms(),
     )
-    space = await _open_space(url, identity, space_id_of(genesis.raw), data_dir, ssl)
+    space = await _open_space(url, identity, space_id_of(genesis.raw), data_dir, ssl, options)
     space._verifier.relay_key_hint = challenge.relay_key
     left = None if timeout is None else max(0.0, timeout - (loop.time() - started))
     return await _start_and_wait(space, genesis.raw, left, "create_space")
@@ -1279,7 +1268,7 @@ async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | 
 
 async def join(
     link: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
-    ssl: SSLContext | None = None,
+    ssl: SSLContext | None = None, options: SpaceOptions | None = None,
 ) -> Space:
     """Join a space with an invite link; returns once this device is a verified member.
 
@@ -1289,12 +1278,12 @@ async def join(
     When it returns, what this device needs to use ``data_dir`` again (the invite's secret,
     which opens the keys sealed to the invite, and a checkpoint holding them) is durable.
     ``timeout`` in seconds (None: no limit) bounds the whole call (``OperationTimeoutError``).
-    ``ssl``: as for ``create_space``.
+    ``ssl`` and ``options``: as for ``create_space``.
     """
     check_timeout(timeout)
     parsed = InviteLink.parse(link)
     check_relay_url(parsed.url, ssl)
-    space = await _open_space(parsed.url, identity, parsed.space, data_dir, ssl)
+    space = await _open_space(parsed.url, identity, parsed.space, data_dir, ssl, check_options(options))
     space._invite = parsed.secret
     # Written with (or before) the join entry: a restart replays the invite's sealed keys with it.
     space._pending.meta[INVITE_META] = parsed.secret.secret
@@ -1346,14 +1335,15 @@ class connect:
     """Open a space: ``async with connect(url, identity, space_id, data_dir=...) as space``.
 
     ``timeout`` in seconds (None: no limit) bounds the wait for the first sync of a new data dir.
-    ``ssl``: as for ``create_space``.
+    ``ssl`` and ``options``: as for ``create_space``.
     """
 
     def __init__(
         self, url: str, identity: Identity, space_id: str, *, data_dir: str | Path,
-        timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None, options: SpaceOptions | None = None,
     ) -> None:
         check_timeout(timeout)
+        self._options = check_options(options)
         check_relay_url(url, ssl)
         self._ssl = ssl
         self._args = (url, identity, decode_space_id(space_id), data_dir)
@@ -1364,8 +1354,8 @@ class connect:
         """With a local copy the space opens at once (sync continues in the background); a new
         data dir waits for the first sync, bounded by ``timeout`` seconds (None: no limit)."""
         url, identity, space, data_dir = self._args
-        return await _start_and_wait(await _open_space(url, identity, space, data_dir, self._ssl), None, self._timeout,
-                                     "connect")
+        opened = await _open_space(url, identity, space, data_dir, self._ssl, self._options)
+        return await _start_and_wait(opened, None, self._timeout, "connect")
 
     def __await__(self) -> Generator[Any, None, Space]:
         return self._open().__await__()

@@ -136,10 +136,10 @@ async def test_a_fault_in_background_work_fails_the_space(
     relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     task, inject = INJECTIONS[where]
-    monkeypatch.setattr(space_module, "MAINTENANCE_INTERVAL", 0.05)
-    space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    options = encspaces.SpaceOptions(maintenance_interval=0.05, presence_tick=0.05)
+    space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a",
+                                         options=options)
     try:
-        space.presence.tick = 0.05
         events = space.connection_changes()
         inject(monkeypatch)
         if where in ("runner", "writer", "batcher"):
