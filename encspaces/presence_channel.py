@@ -31,7 +31,7 @@ from .core.verifier import LogVerifier
 from .errors import ArgumentTypeError, EncspacesError, InvalidArgumentError, ProtocolError
 from .options import Clock
 from .streams import EventHub, EventStream
-from .supervision import supervise
+from .supervision import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,9 @@ class PresenceChannel:
 
     # --- the space's side -------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._task = supervise(asyncio.create_task(self._run(), name="encspaces-presence"), "the presence task",
-                               self._fail)
+    def start(self, tasks: TaskOwner) -> None:
+        """Run the presence loop as one of the space's tasks (``tasks`` owns it)."""
+        self._task = tasks.spawn(self._run(), "the presence task")
 
     def end_changes(self, error: BaseException | None = None) -> None:
         """End every stream of ``changes()`` (the space closed, or failed with ``error``)."""

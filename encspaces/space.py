@@ -92,7 +92,7 @@ from .snapshot import SnapshotPayload, content_hash
 from .snapshot_keeper import SnapshotKeeper
 from .store import STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
-from .supervision import as_failure, guarded, supervise
+from .supervision import TaskOwner, as_failure
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ class Space:
         self.identity = identity
         self.space_bytes = space
         self.id = encode_space_id(space)
+        self._tasks = TaskOwner(self._fail, self.id[:8])  # every background task and timer of this space
         self._store = store
         self._verifier = LogVerifier(space, identity)
         self._document = Document(self._on_local_update)
@@ -221,7 +222,7 @@ class Space:
         self._checkpoint_seq = 0
         self._upkeep = Upkeep()  # the policy's revocations and rotations, each asked for once
         self._actions: builtins.list[_Action] = []  # admin actions in progress (see _control)
-        self._resend_timer: asyncio.TimerHandle | None = None
+        self._resend_timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._redacting: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
@@ -234,7 +235,7 @@ class Space:
         self._rejections: EventHub[RejectedEntry] = EventHub()
         self.snapshots = SnapshotKeeper(
             self._me, self._document, lambda kind, body, seq, head: self._queue_entry(kind, body, (seq, head)),
-            self._fail, self._apply_one, lambda: self._verifier,
+            self._fail, self._apply_one, lambda: self._verifier, self._tasks,
         )
         self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail, self._clock)
         options = self.options
@@ -668,7 +669,7 @@ class Space:
         """
         check_timeout(timeout)
         self._flush_batch()
-        write = supervise(asyncio.ensure_future(self._persist()), "the store writer (flush)", self._fail)
+        write = self._tasks.spawn(self._persist(), "the store writer (flush)", cancel_on_close=False)
         async with deadline(timeout, lambda: f"flush: writing to the local store {self._store.path}"):
             await asyncio.shield(write)
         self._raise_if_failed()
@@ -708,6 +709,7 @@ class Space:
         if self._writer is not None:
             self._write_wanted.set()  # the writer finishes what it holds, then returns
             await asyncio.gather(self._writer, return_exceptions=True)
+        await self._tasks.close()  # whatever else is still running (timers, a flush's write) ends here
         if self.error is None and self.seq > self._checkpoint_seq:
             self._take_checkpoint()
         async with self._write_lock:
@@ -779,15 +781,13 @@ class Space:
         if len(self._updates) >= self.options.max_batch_count:
             self._flush_batch()
         elif self._batch_timer is None:
-            loop = asyncio.get_running_loop()
             delay = self.options.batch_delay
-            quiet = loop.time() - self._last_flush >= delay
-            flush = guarded("the edit batcher", self._flush_batch, self._fail)
-            self._batch_timer = loop.call_soon(flush) if quiet else loop.call_later(delay, flush)
+            quiet = asyncio.get_running_loop().time() - self._last_flush >= delay
+            self._batch_timer = self._tasks.later(0 if quiet else delay, self._flush_batch, "the edit batcher")
 
     def _flush_batch(self) -> None:
         if self._batch_timer is not None:
-            self._batch_timer.cancel()
+            self._tasks.cancel(self._batch_timer)
             self._batch_timer = None
         if not self._updates or self.error is not None:
             return
@@ -911,8 +911,8 @@ class Space:
             self._take_checkpoint()
             self._pending.purge = True
             log.info("forgot the keys of epochs %s (retention)", sorted(plan.forget))
-            self._redacting = supervise(asyncio.ensure_future(self._redact_store()),
-                                        "the redaction of forgotten keys in the local store", self._fail)
+            self._redacting = self._tasks.spawn(
+                self._redact_store(), "the redaction of forgotten keys in the local store", cancel_on_close=False)
         for key in plan.revoke:
             self._queue_entry(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode())
         if plan.rotate:
@@ -1038,14 +1038,11 @@ class Space:
     def _start(self, genesis: bytes | None) -> None:
         self._genesis = self._genesis or genesis
         self.snapshots.attesting = True  # from here on entries come from the relay, not our own store
-        tag = self.id[:8]
-        self._writer = supervise(asyncio.create_task(self._write_loop(), name=f"encspaces-store-{tag}"),
-                                 "the store writer", self._fail)
-        self._runner = supervise(asyncio.create_task(self._run(), name=f"encspaces-conn-{tag}"),
-                                 "the connection runner", self._fail)
-        self._ticker = supervise(asyncio.create_task(self._tick(), name=f"encspaces-tick-{tag}"),
-                                 "the maintenance ticker", self._fail)
-        self.presence.start()
+        # The writer is never cancelled mid-write: close() wakes it and waits (see _write_loop).
+        self._writer = self._tasks.spawn(self._write_loop(), "the store writer", cancel_on_close=False)
+        self._runner = self._tasks.spawn(self._run(), "the connection runner")
+        self._ticker = self._tasks.spawn(self._tick(), "the maintenance ticker")
+        self.presence.start(self._tasks)
 
     async def _tick(self) -> None:
         """Time-based policy (retention by age, rotation by age, expired invites) also applies
@@ -1110,9 +1107,9 @@ class Space:
         self._session = session
         self._send_queue = queue = asyncio.Queue[bytes]()
         self._box.connection_started(self._verifier.state.author_seqs.get(self._me, 0))
-        sender = supervise(asyncio.create_task(self._send_loop(ws, queue)), "the connection's sender", self._fail)
+        sender = self._tasks.spawn(self._send_loop(ws, queue), "the connection's sender")
         try:
-            await self._receive_loop(ws, session)
+            await self._receive_loop(ws, session, queue)
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
@@ -1131,7 +1128,7 @@ class Space:
             if faults.ARMED and isinstance(decode_message(data), Submit):
                 faults.reached("sent")
 
-    async def _receive_loop(self, ws: ClientConnection, session: ClientSession) -> None:
+    async def _receive_loop(self, ws: ClientConnection, session: ClientSession, queue: asyncio.Queue[bytes]) -> None:
         async for message in ws:
             if isinstance(message, str):
                 raise HandshakeError("the relay sent a text frame; the protocol is binary")
@@ -1139,7 +1136,7 @@ class Space:
                 return
             for event in session.receive(message, self._clock.now_ms()):
                 if isinstance(event, Send):
-                    await ws.send(event.data)
+                    queue.put_nowait(event.data)  # the handshake's reply: one writer, the send loop
                 elif isinstance(event, Verified):
                     self._apply_verified(event.entries)
                     self.presence.verified()
@@ -1181,7 +1178,7 @@ class Space:
         elif isinstance(decision, Backoff):
             delay = backoff_delay(decision.attempt, self.options.resubmit_min, self.options.resubmit_max,
                                   random.random())
-            self._resend_timer = asyncio.get_running_loop().call_later(delay, self._resend)
+            self._resend_timer = self._tasks.later(delay, self._resend, "the resubmission after a refusal")
 
     def _resend(self) -> None:
         """Send the outbox again after a refusal (its backoff ran out)."""
