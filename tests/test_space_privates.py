@@ -1,9 +1,10 @@
 """Tests drive a space through its public API: none reaches into the private fields of ``Space``.
 
 The rule is deliberately simple: an attribute access ``x._name`` anywhere under tests/ whose
-name is one of the private fields ``Space.__init__`` assigns (or a private method of ``Space``) fails, listing file:line, unless it is
-in ``REMAINING`` below, the explicit list of accesses not yet replaced by a public seam. That list
-may only shrink: an entry that no longer occurs fails too.
+name is one of the private fields ``Space.__init__`` assigns (or a private method of ``Space``)
+fails, listing file:line, unless it is in ``REMAINING`` below, the explicit list of accesses
+not yet replaced by a public seam. That list may only shrink: an entry that no longer occurs
+fails too.
 """
 
 from __future__ import annotations
