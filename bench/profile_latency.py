@@ -4,7 +4,7 @@ A diagnostic, not a comparison: the writer and the reader share this process (th
 as its own), so one clock times every stage of each edit:
 
 - batch: from the local edit until the SDK cuts the batch it is in into an entry
-  (``BATCH_DELAY``, the window in which keystrokes are merged into one signed entry);
+  (``SpaceOptions.batch_delay``, the window in which keystrokes are merged into one signed entry);
 - outbox: from then (sign, encrypt, the outbox write that stores the entry, committed: the
   write-before-send rule) until the Submit message is made;
 - relay: from then until the reader's session gets the Entries frame (the relay checks the
@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import encspaces
-import encspaces.space as sdk_space
 from bench.clients import Arrivals, SpaceClient
 from encspaces.core.session import ClientSession
 from encspaces_relay.process import RelayProcess
 
 
-async def measure(edits: int, rate: float, workdir: Path) -> dict[str, float]:
+async def measure(
+    edits: int, rate: float, workdir: Path, options: encspaces.SpaceOptions | None = None
+) -> dict[str, float]:
     frames: list[tuple[float, float]] = []  # reader: (frame received, frame verified)
     submits: list[float] = []  # writer: Submit messages made (after the outbox write committed)
     original = ClientSession.receive
@@ -58,7 +59,8 @@ async def measure(edits: int, rate: float, workdir: Path) -> dict[str, float]:
     ClientSession.submit = timed_submit  # type: ignore[method-assign]
     try:
         async with RelayProcess(workdir / "relay", log_level="ERROR") as relay:
-            writer = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=workdir / "w")
+            writer = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=workdir / "w",
+                                                  options=options)
             await writer.add_member(reader_identity.public)
             reader = SpaceClient(relay.url, reader_identity, writer.id, workdir / "r")
             await reader.open()
@@ -105,19 +107,22 @@ async def measure(edits: int, rate: float, workdir: Path) -> dict[str, float]:
     return {name: statistics.median(values) * 1000 for name, values in stages.items() if values}
 
 
+DEFAULT_BATCH = encspaces.SpaceOptions().batch_delay
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--edits", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0, help="edits per second (default 20)")
     parser.add_argument("--batch-ms", type=float, default=None,
-                        help=f"override the SDK's batch window (default {sdk_space.BATCH_DELAY * 1000:g} ms)")
+                        help=f"override the SDK's batch window (default {DEFAULT_BATCH * 1000:g} ms)")
     args = parser.parse_args(argv)
-    if args.batch_ms is not None:
-        sdk_space.BATCH_DELAY = args.batch_ms / 1000
+    batch = DEFAULT_BATCH if args.batch_ms is None else args.batch_ms / 1000
+    options = encspaces.SpaceOptions(batch_delay=batch)
     with tempfile.TemporaryDirectory(prefix="bench-proflat-") as tmp:
-        result = asyncio.run(measure(args.edits, args.rate, Path(tmp)))
-    print(f"median ms per edit, batch window {sdk_space.BATCH_DELAY * 1000:g} ms:")
+        result = asyncio.run(measure(args.edits, args.rate, Path(tmp), options))
+    print(f"median ms per edit, batch window {options.batch_delay * 1000:g} ms:")
     for name, value in result.items():
         print(f"  {name:7s} {value:7.3f}")
     return 0

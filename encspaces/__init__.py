@@ -116,6 +116,7 @@ if TYPE_CHECKING:
     from .files import FileRef, Progress, SpaceFiles
     from .history import HistoryEntry, SpaceView
     from .local import StoredLog, load_stored_log, reverify_local
+    from .options import Clock, ManualClock, SpaceOptions
     from .presence_channel import PresenceChange, PresenceChannel
     from .shared.changes import (
         Change,
@@ -145,6 +146,9 @@ _LAZY: dict[str, str] = {
     "create_space": ".space",
     "join": ".space",
     "open_local": ".space",
+    "SpaceOptions": ".options",
+    "Clock": ".options",
+    "ManualClock": ".options",
     "StoredLog": ".local",
     "load_stored_log": ".local",
     "reverify_local": ".local",
@@ -215,6 +219,7 @@ __all__ = [
     "ChainError",
     "Change",
     "ChangeStream",
+    "Clock",
     "ConnectionChange",
     "ConnectionFailedError",
     "ConnectionState",
@@ -250,6 +255,7 @@ __all__ = [
     "MalformedFrameError",
     "MalformedIdError",
     "MalformedNoteError",
+    "ManualClock",
     "MapChange",
     "Member",
     "MemberChange",
@@ -305,6 +311,7 @@ __all__ = [
     "SpaceFiles",
     "SpaceIdError",
     "SpaceMismatchError",
+    "SpaceOptions",
     "SpaceView",
     "StoreError",
     "StoreUnavailableError",

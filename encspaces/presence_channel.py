@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +29,9 @@ from .core.presence import (
 )
 from .core.verifier import LogVerifier
 from .errors import ArgumentTypeError, EncspacesError, InvalidArgumentError, ProtocolError
+from .options import Clock
 from .streams import EventHub, EventStream
-from .supervision import supervise
+from .supervision import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ class PresenceChannel:
         verifier: Callable[[], LogVerifier],
         send: Callable[[bytes], bool],
         fail: Callable[[EncspacesError], None],
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         self._identity = identity
         self._verifier = verifier
         self._send = send
@@ -78,6 +80,7 @@ class PresenceChannel:
         self.withhold_timeout = WITHHOLD_TIMEOUT
         self.heartbeat = HEARTBEAT
         self.tick = TICK
+        self.min_interval = MIN_INTERVAL
 
     # --- the application's side ----------------------------------------------------------
 
@@ -121,9 +124,9 @@ class PresenceChannel:
 
     # --- the space's side -------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._task = supervise(asyncio.create_task(self._run(), name="encspaces-presence"), "the presence task",
-                               self._fail)
+    def start(self, tasks: TaskOwner) -> None:
+        """Run the presence loop as one of the space's tasks (``tasks`` owns it)."""
+        self._task = tasks.spawn(self._run(), "the presence task")
 
     def end_changes(self, error: BaseException | None = None) -> None:
         """End every stream of ``changes()`` (the space closed, or failed with ``error``)."""
@@ -133,13 +136,13 @@ class PresenceChannel:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self._live and self._send_state(LEFT_STATE, time.monotonic()):
+        if self._live and self._send_state(LEFT_STATE, self._clock.monotonic()):
             for _ in range(3):  # best effort: let the send loop hand it to the socket before we disconnect
                 await asyncio.sleep(0)
 
     def became_live(self) -> None:
         self._live = True
-        self._tracker.restart_clocks(time.monotonic())
+        self._tracker.restart_clocks(self._clock.monotonic())
         self._dirty = True
         self._wake.set()
 
@@ -165,7 +168,7 @@ class PresenceChannel:
             log.debug("presence dropped: %s", exc)
             return
         try:
-            changed = self._tracker.receive(message, verifier.state, time.monotonic())
+            changed = self._tracker.receive(message, verifier.state, self._clock.monotonic())
         except EncspacesError as exc:
             self._fail(exc)
             return
@@ -182,15 +185,15 @@ class PresenceChannel:
         self._changes.publish(change)
 
     async def _run(self) -> None:
-        next_tick = time.monotonic()
+        next_tick = self._clock.monotonic()
         while True:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if now >= next_tick:
                 self._check(now)
                 next_tick = now + self.tick
             wake_at = next_tick
             if self._live:
-                due = self._last_sent + (MIN_INTERVAL if self._dirty else self.heartbeat)
+                due = self._last_sent + (self.min_interval if self._dirty else self.heartbeat)
                 if now >= due:
                     self._send_now(now)
                     continue
@@ -214,7 +217,7 @@ class PresenceChannel:
                      key=lambda h: h.seq, default=None)
         claim = PresenceClaim(newest)
         data = seal_presence(self._identity, verifier.space, verifier.state.epoch, key, state, claim,
-                             int(time.time() * 1000))
+                             self._clock.now_ms())
         self._last_sent = now  # a failed send is retried after MIN_INTERVAL, not in a busy loop
         return self._send(data)
 

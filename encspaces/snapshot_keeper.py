@@ -35,7 +35,7 @@ from .core.verifier import LogVerifier, VerifiedEntry
 from .document import Document
 from .errors import BadSnapshotError, EncspacesError, MissingBodiesError, ProtocolError
 from .snapshot import GRANULARITY, SnapshotPayload, content_hash, snapshot_due, state_content_hash
-from .supervision import guarded
+from .supervision import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,15 @@ MAX_SNAPSHOT = 1000 * 1024  # a snapshot is one entry: it must fit under the rel
 WRITE_JITTER = 0.3  # seconds, at most, an idle member waits before writing a due snapshot
 
 # queue(kind, payload, parent_seq, parent_hash)
-Queue = Callable[[Kind, bytes, int, bytes], None]
+Queue = Callable[[Kind, bytes, int, bytes], object]
 
 
 class SnapshotKeeper:
     def __init__(
         self, me: bytes, document: Document, queue: Queue, fail: Callable[[EncspacesError], None],
-        apply: Callable[[VerifiedEntry], None], verifier: Callable[[], LogVerifier],
+        apply: Callable[[VerifiedEntry], None], verifier: Callable[[], LogVerifier], tasks: TaskOwner,
     ) -> None:
+        self._tasks = tasks  # the space's: owns the delayed write
         self._me = me
         self._document = document
         self._queue = queue
@@ -66,7 +67,7 @@ class SnapshotKeeper:
         self.stripped_through = 0  # newest seq whose body the relay did not send
         self.covered_through = 0  # the seq whose state the snapshot we merged holds
         self.used: tuple[int, bytes] | None = None  # (seq, author) of the snapshot we depend on
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._live = False  # caught up: from here on every body must be there
         # Attest only entries that arrive from the relay, not those replayed from our own store
         # at startup (the outbox, restored after them, may already hold our attestation).
@@ -314,11 +315,9 @@ class SnapshotKeeper:
             log.warning("the document (%d bytes) is too large for a snapshot entry; no snapshot", len(payload))
             return
         head = state.heads[base]
-        if self._timer is not None:
-            self._timer.cancel()
-        write = guarded("the snapshot keeper", functools.partial(self._write, state, base, head, payload),
-                        self._fail)
-        self._timer = asyncio.get_running_loop().call_later(random.uniform(0, WRITE_JITTER), write)
+        self._tasks.cancel(self._timer)
+        write = functools.partial(self._write, state, base, head, payload)
+        self._timer = self._tasks.later(random.uniform(0, WRITE_JITTER), write, "the snapshot keeper")
 
     def _write(self, state: LogState, base: int, head: bytes, payload: bytes) -> None:
         self._timer = None
@@ -327,5 +326,4 @@ class SnapshotKeeper:
         self._queue(Kind.SNAPSHOT, payload, base, head)
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._tasks.cancel(self._timer)

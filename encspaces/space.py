@@ -13,7 +13,6 @@ import asyncio
 import builtins
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,17 +32,17 @@ from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
 from .core.codes import RefusalCode
 from .core.encoding import DEFAULT_MAX_MESSAGE
-from .core.entry import MAX_ENTRY_SIZE, Entry, Kind, build_entry, open_body
+from .core.entry import Entry, Kind, build_entry, open_body
 from .core.identity import Identity, PublicIdentity, member_id, parse_member_id
 from .core.invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
-from .core.key_policy import retired_epochs, rotation_due
 from .core.log_state import LogState, space_id_of
 from .core.membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
 from .core.membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
 from .core.messages import Challenge, Error, Submit, decode_message
+from .core.outbox import Backoff, Conflict, GiveUp, Outbox, Refresh, Rename, Upkeep, backoff_delay
 from .core.redaction import redact
 from .core.rejections import RejectedEntry, RejectionKind
-from .core.rekey import invite_body, keys_to_give, reissue_all, rekey_body
+from .core.rekey import invite_body, keys_to_give, rekey_body
 from .core.session import (
     Acked,
     BecameLive,
@@ -85,6 +84,7 @@ from .errors import (
 )
 from .files import SpaceFiles
 from .history import HistoryEntry, SpaceView, history_entry, rebuild
+from .options import DEFAULT_TIMEOUT, SpaceOptions, check_options
 from .presence_channel import PresenceChannel
 from .relay_url import check_relay_url, connect_failure, connect_options
 from .shared.feed import ChangeStream
@@ -93,40 +93,14 @@ from .snapshot import SnapshotPayload, content_hash
 from .snapshot_keeper import SnapshotKeeper
 from .store import STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
-from .supervision import as_failure, guarded, supervise
+from .supervision import TaskOwner, as_failure
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-BATCH_DELAY = 0.005  # seconds local edits are merged before they become one entry
-MAX_BATCH_UPDATE = MAX_ENTRY_SIZE // 2  # leave room for header, tag and framing
-# pycrdt's merge_updates is superlinear in the number of updates (shared/COSTS.md): a fast
-# typist's batch is cut into entries of at most this many transactions.
-MAX_BATCH_COUNT = 256
-# A checkpoint (document and verified state) every this many verified entries, and at close:
-# reopening replays only what came after it.
-CHECKPOINT_EVERY = 1000
-# The largest entry a relay with the default frame size accepts (encspaces_relay/frames.py).
-MAX_SUBMITTED_ENTRY = DEFAULT_MAX_MESSAGE - 1024
-MAINTENANCE_INTERVAL = 1.0  # seconds between checks of the time-based policy
-OPEN_TIMEOUT = 10.0  # seconds a background reconnect waits for the relay's handshake before retrying
-DEFAULT_TIMEOUT = 30.0  # seconds connect, create_space and join wait by default
+# Timeouts, batching, policy intervals and the clock are SpaceOptions fields (encspaces/options.py).
 INVITE_META = "invite"  # the store's meta key for the secret of the invite this device joined with
-RECONNECT_MIN = 0.05
-RECONNECT_MAX = 5.0
-# A submission refused without closing (stale_epoch, gap) is sent again after a backoff,
-# doubling from RESUBMIT_MIN up to RESUBMIT_MAX seconds with jitter; after RESUBMIT_LIMIT
-# refusals in a row with neither the epoch nor our verified entries moving, the space fails
-# (ResubmitLimitError): a relay that refuses forever is not allowed to make us spin.
-RESUBMIT_MIN = 0.05
-RESUBMIT_MAX = 2.0
-RESUBMIT_LIMIT = 10
-# The removal window: no entry is sent while this device's view of the log is older than this
-# many seconds, judged by the relay's signed heads (LogVerifier.fresh_ms). A stale view is
-# refreshed by reconnecting (the welcome carries a head signed at that moment); held entries
-# stay in the stored outbox and are re-issued if a rotation arrives meanwhile.
-FRESHNESS_LIMIT = 30.0
 # Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
 PERMANENT_REFUSALS = frozenset(code for code in RefusalCode if code.permanent)
 
@@ -206,11 +180,16 @@ class Space:
     A cancellation re-raises ``CancelledError`` after the same withdrawal.
     """
 
-    def __init__(self, url: str, identity: Identity, space: bytes, store: LocalStore) -> None:
+    def __init__(
+        self, url: str, identity: Identity, space: bytes, store: LocalStore, options: SpaceOptions | None = None,
+    ) -> None:
+        self.options = check_options(options)
+        self._clock = self.options.clock
         self.url = url
         self.identity = identity
         self.space_bytes = space
         self.id = encode_space_id(space)
+        self._tasks = TaskOwner(self._fail, self.id[:8])  # every background task and timer of this space
         self._store = store
         self._verifier = LogVerifier(space, identity)
         self._document = Document(self._on_local_update)
@@ -220,14 +199,9 @@ class Space:
         self._updates: builtins.list[bytes] = []
         self._batch_timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._last_flush = 0.0  # loop time of the last batch turned into an entry
-        self._outbox: builtins.list[Entry] = []
-        self._last_author_seq = 0  # newest author_seq we created (in doc already)
-        self._sent_through = 0  # author_seq sent on the current connection
-        self._submitted_through = 0  # newest author_seq ever handed to a connection (never lowered)
-        # Write before send: only entries already in the stored outbox are submitted, so a crash
-        # can never leave the relay holding an author_seq this device would number again.
-        self._durable_through = 0  # every outbox entry up to this author_seq is stored
-        self._outbox_generation = 0  # bumped when the outbox is renumbered (re-issued)
+        # Signed entries not yet in the verified log: numbering, write-before-send, freshness,
+        # renumbering, re-issue and refusal backoff are kept by the pure core/outbox.py.
+        self._box = Outbox(identity, space, self.options.max_entry)
         self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
         # Connection.
         self._session: ClientSession | None = None
@@ -244,13 +218,9 @@ class Space:
         self._pending = _Pending()
         self._write_lock = asyncio.Lock()
         self._checkpoint_seq = 0
-        self._rotation_queued_for = 0  # the epoch we already queued a policy rotation for
-        self._revoking: set[bytes] = set()  # expired invites we already queued a revocation for
+        self._upkeep = Upkeep()  # the policy's revocations and rotations, each asked for once
         self._actions: builtins.list[_Action] = []  # admin actions in progress (see _control)
-        self._refusals = 0  # submissions refused in a row without progress (see _on_notice)
-        self._refusal_mark: tuple[int, int] = (0, 0)  # (epoch, our verified author_seq) they were counted at
-        self._resend_timer: asyncio.TimerHandle | None = None
-        self._refresh_queue: asyncio.Queue[bytes] | None = None  # the connection asked to reconnect
+        self._resend_timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._redacting: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
@@ -263,9 +233,13 @@ class Space:
         self._rejections: EventHub[RejectedEntry] = EventHub()
         self.snapshots = SnapshotKeeper(
             self._me, self._document, lambda kind, body, seq, head: self._queue_entry(kind, body, (seq, head)),
-            self._fail, self._apply_one, lambda: self._verifier,
+            self._fail, self._apply_one, lambda: self._verifier, self._tasks,
         )
-        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail)
+        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail, self._clock)
+        options = self.options
+        self.presence.min_interval, self.presence.heartbeat = options.presence_min_interval, options.presence_heartbeat
+        self.presence.peer_timeout, self.presence.tick = options.presence_peer_timeout, options.presence_tick
+        self.presence.withhold_timeout = options.presence_withhold_timeout
         self.files = SpaceFiles(self)  # encrypted files: encspaces/files.py
 
     # --- public API ------------------------------------------------------------------------
@@ -308,7 +282,7 @@ class Space:
     @property
     def unsent(self) -> int:
         """Local edits not yet in the verified log (entries plus an open batch)."""
-        return len(self._outbox) + (1 if self._updates else 0)
+        return len(self._box.entries) + (1 if self._updates else 0)
 
     @property
     def doc(self) -> pycrdt.Doc[Any]:
@@ -411,7 +385,7 @@ class Space:
     @property
     def invites(self) -> builtins.list[InviteInfo]:
         """Open invites (not revoked, not used up; expired ones are listed with ``expired``)."""
-        now = int(time.time() * 1000)
+        now = self._clock.now_ms()
         return [InviteInfo.of(invite, now) for invite in self._verifier.state.invites.values() if invite.open]
 
     @property
@@ -501,7 +475,7 @@ class Space:
         if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= MAX_INVITE_USES:
             raise InvalidArgumentError(f"an invite's uses are an int in [1, {MAX_INVITE_USES}], not {uses!r}")
         secret = InviteSecret.generate()
-        expires = None if expires_in is None else int((time.time() + expires_in) * 1000)
+        expires = None if expires_in is None else int((self._clock.wall() + expires_in) * 1000)
         invite = InviteBody(secret.invite_key, secret.box_key, Role(role), uses, expires, history, ())
         body = invite_body(invite, self._verifier.epoch_keys, state.epoch)
 
@@ -571,8 +545,7 @@ class Space:
             return
         self._flush_batch()
         for kind, body in entries:
-            self._queue_entry(kind, body)
-            action.raws.append(self._outbox[-1].raw)
+            action.raws.append(self._queue_entry(kind, body).raw)
         await self.sync()
         if action.refused is not None:
             raise NotPermittedError(f"the relay refused it: {action.refused}")
@@ -601,50 +574,23 @@ class Space:
 
     def _withdraw(self, action: _Action) -> str:
         """Take ``action``'s queued entries out of the outbox unless one was submitted; says what happened."""
-        queued = [e for e in self._outbox if e.raw in action.raws]
-        if not queued:
-            if action.raws:
-                return "it took effect as the time ran out: check space.members/invites"
-            return "nothing of it was sent: it will not take effect"
-        if any(e.header.author_seq <= self._submitted_through for e in queued):
-            return "it was submitted; it may still take effect: check space.members/invites"
-        self._drop_from_outbox({e.raw for e in queued})
-        earlier = " (what it had already put in the log stays)" if len(queued) < len(action.raws) else ""
-        return f"withdrawn before it reached the relay: it will not take effect{earlier}"
+        outcome, renames = self._box.withdraw(action.raws, self._verifier.state, self._verifier.epoch_keys)
+        if renames:
+            self._renumbered(renames)
+        return outcome.value
 
-    def _drop_from_outbox(self, drop: set[bytes]) -> None:
-        """Take our entries ``drop`` out of the outbox (memory and store) and number the ones after
-        them again, so our author_seqs stay without a gap. None of them may be in the log: they are
-        entries the relay refused as moot (a conflict) or that were never submitted (withdrawn).
-        What precedes them stays as it is.
-        """
-        first = min(e.header.author_seq for e in self._outbox if e.raw in drop)
-        keep = [e for e in self._outbox if e.header.author_seq < first]
-        later = [e for e in self._outbox if e.header.author_seq > first and e.raw not in drop]
-        self._outbox = keep
-        self._last_author_seq = first - 1
-        self._sent_through = min(self._sent_through, self._last_author_seq)
-        self._durable_through = min(self._durable_through, self._last_author_seq)
-        self._outbox_generation += 1
-        self._pending.outbox = [(e.header.author_seq, e.raw) for e in keep]
+    def _renumbered(self, renames: builtins.list[Rename]) -> None:
+        """The outbox was numbered again (entries dropped or re-issued): the stored one is replaced,
+        and the admin actions waiting for the old entries follow the new ones."""
+        self._pending.outbox = [(e.header.author_seq, e.raw) for e in self._box.entries]
         self._pending.outbox_reset = True
-        for raw in drop:
+        for old, new in renames:
+            if new is not None and faults.ARMED:
+                faults.reached("built")
             for action in self._actions:
-                action.renamed(raw, None)
-        self._requeue(later)
+                action.renamed(old, new)
         self._write_wanted.set()
         self._progress.set()
-
-    def _requeue(self, entries: builtins.list[Entry]) -> None:
-        """Issue ``entries`` again with the next author_seqs (``rekey.reissue_all``), following
-        the admin actions that wait for them."""
-        for old, again in reissue_all(entries, self._verifier.state, self._verifier.epoch_keys):
-            new = None
-            if again is not None:
-                self._queue_entry(*again)
-                new = self._outbox[-1].raw
-            for action in self._actions:
-                action.renamed(old.raw, new)
 
     # --- history -------------------------------------------------------------------------
 
@@ -680,7 +626,7 @@ class Space:
 
     async def _write_snapshot(self, action: _Action) -> None:
         await self.sync()  # our own edits in the log: the document is then exactly the verified state
-        if self._outbox or self._updates or self._verifier.awaiting_key or self.snapshots.in_gap:
+        if self._box.entries or self._updates or self._verifier.awaiting_key or self.snapshots.in_gap:
             raise NotPermittedError("the document is not settled (edits in flight or entries not yet readable)")
         payload = SnapshotPayload(self._document.state(), content_hash(self._document.doc)).encode()
         await self._control(Kind.SNAPSHOT, payload, action)
@@ -697,7 +643,7 @@ class Space:
         """
         self._raise_if_failed()
         self._flush_batch()
-        target = self._last_author_seq
+        target = self._box.last_author_seq
 
         def what() -> str:
             verified = self._verifier.state.author_seqs.get(self._me, 0)
@@ -706,7 +652,7 @@ class Space:
 
         async with deadline(timeout, what):
             # min(): re-issuing after a rotation may drop entries it made pointless, renumbering the rest
-            while self._verifier.state.author_seqs.get(self._me, 0) < min(target, self._last_author_seq):
+            while self._verifier.state.author_seqs.get(self._me, 0) < min(target, self._box.last_author_seq):
                 self._raise_if_failed()
                 self._progress.clear()
                 await self._progress.wait()
@@ -721,7 +667,7 @@ class Space:
         """
         check_timeout(timeout)
         self._flush_batch()
-        write = supervise(asyncio.ensure_future(self._persist()), "the store writer (flush)", self._fail)
+        write = self._tasks.spawn(self._persist(), "the store writer (flush)", cancel_on_close=False)
         async with deadline(timeout, lambda: f"flush: writing to the local store {self._store.path}"):
             await asyncio.shield(write)
         self._raise_if_failed()
@@ -761,6 +707,7 @@ class Space:
         if self._writer is not None:
             self._write_wanted.set()  # the writer finishes what it holds, then returns
             await asyncio.gather(self._writer, return_exceptions=True)
+        await self._tasks.close()  # whatever else is still running (timers, a flush's write) ends here
         if self.error is None and self.seq > self._checkpoint_seq:
             self._take_checkpoint()
         async with self._write_lock:
@@ -824,22 +771,21 @@ class Space:
         """Batch on the trailing edge only under load: the first edit after a pause goes at once.
 
         A person typing at human speed then waits for no timer (the edit leaves on the next
-        turn of the event loop), while a burst still shares one entry per BATCH_DELAY.
+        turn of the event loop), while a burst still shares one entry per ``options.batch_delay``.
         """
         self._updates.append(update)
         if faults.ARMED:
             faults.reached("edit")
-        if len(self._updates) >= MAX_BATCH_COUNT:
+        if len(self._updates) >= self.options.max_batch_count:
             self._flush_batch()
         elif self._batch_timer is None:
-            loop = asyncio.get_running_loop()
-            quiet = loop.time() - self._last_flush >= BATCH_DELAY
-            flush = guarded("the edit batcher", self._flush_batch, self._fail)
-            self._batch_timer = loop.call_soon(flush) if quiet else loop.call_later(BATCH_DELAY, flush)
+            delay = self.options.batch_delay
+            quiet = asyncio.get_running_loop().time() - self._last_flush >= delay
+            self._batch_timer = self._tasks.later(0 if quiet else delay, self._flush_batch, "the edit batcher")
 
     def _flush_batch(self) -> None:
         if self._batch_timer is not None:
-            self._batch_timer.cancel()
+            self._tasks.cancel(self._batch_timer)
             self._batch_timer = None
         if not self._updates or self.error is not None:
             return
@@ -856,58 +802,34 @@ class Space:
         group: builtins.list[bytes] = []
         size = 0
         for update in updates:
-            if group and size + len(update) > MAX_BATCH_UPDATE:
+            if group and size + len(update) > self.options.max_batch_update:
                 self._queue_entry(Kind.DATA, pycrdt.merge_updates(*group))
                 group, size = [], 0
             group.append(update)
             size += len(update)
         self._queue_entry(Kind.DATA, group[0] if len(group) == 1 else pycrdt.merge_updates(*group))
 
-    def _queue_entry(self, kind: Kind, payload: bytes, parent: tuple[int, bytes] | None = None) -> None:
+    def _queue_entry(self, kind: Kind, payload: bytes, parent: tuple[int, bytes] | None = None) -> Entry:
         """Sign and queue an entry; its parent is our verified head unless given (snapshots)."""
-        verifier = self._verifier
-        epoch = verifier.state.epoch
-        self._last_author_seq += 1
-        parent_seq, parent_hash = parent or (verifier.seq, verifier.head)
-        entry = build_entry(
-            self.identity,
-            space=self.space_bytes,
-            author_seq=self._last_author_seq,
-            epoch=epoch,
-            kind=kind,
-            parent_seq=parent_seq,
-            parent_hash=parent_hash,
-            payload=payload,
-            epoch_key=verifier.epoch_keys.get(epoch) if kind.is_encrypted else None,
-        )
-        if len(entry.raw) > MAX_SUBMITTED_ENTRY:
-            self._last_author_seq -= 1
-            raise EntryTooLargeError(
-                f"a {kind.value} entry of {len(entry.raw)} bytes is over the relay's limit of {MAX_SUBMITTED_ENTRY}"
-            )
+        entry = self._box.build(kind, payload, self._verifier.state, self._verifier.epoch_keys, parent)
         if faults.ARMED:
             faults.reached("built")
-        self._outbox.append(entry)
         self._pending.outbox.append((entry.header.author_seq, entry.raw))
         self._write_wanted.set()  # sent once the write that stores it commits (_write_pending)
+        return entry
 
     def _send_outbox(self) -> None:
         session, queue = self._session, self._send_queue
         if session is None or queue is None or session.state is not SessionState.LIVE:
             return
-        if time.time() * 1000 - self._verifier.fresh_ms > FRESHNESS_LIMIT * 1000:
-            # Our view may miss a removal the relay is withholding: send nothing under it.
-            if self._refresh_queue is not queue and any(e.header.author_seq > self._sent_through
-                                                        for e in self._outbox):
-                self._refresh_queue = queue
-                queue.put_nowait(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
+        decision = self._box.to_send(self._clock.now_ms(), self._verifier.fresh_ms,
+                                    int(self.options.freshness_limit * 1000))
+        if isinstance(decision, Refresh):
+            queue.put_nowait(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
             return
-        ready = [e for e in self._outbox if self._sent_through < e.header.author_seq <= self._durable_through]
-        if not ready:
+        if decision is None:
             return
-        self._sent_through = ready[-1].header.author_seq
-        self._submitted_through = max(self._submitted_through, self._sent_through)
-        unsent = [e.raw for e in ready]
+        unsent = [e.raw for e in decision.entries]
         # Several messages when many entries queued up offline: stay under the frame limit.
         chunk: builtins.list[bytes] = []
         size = 0
@@ -923,7 +845,7 @@ class Space:
 
     def _apply_verified(self, results: builtins.list[VerifiedEntry]) -> None:
         self.snapshots.begin_batch(results, not self._updates, max(
-            (e.header.author_seq for e in self._outbox if e.header.kind is Kind.DATA), default=0))
+            (e.header.author_seq for e in self._box.entries if e.header.kind is Kind.DATA), default=0))
         for result in results:
             if not result.late:
                 stored = redact(result.entry, self._verifier.forgotten) or result.entry.raw
@@ -937,21 +859,19 @@ class Space:
             self.snapshots.after_entry(result, self._verifier.state)
             if not result.late and result.kind in MEMBERSHIP_KINDS:
                 self._member_changes.publish(member_change(result, self._verifier.state))
-        mine = self._verifier.state.author_seqs.get(self._me, 0)
-        self._last_author_seq = max(self._last_author_seq, mine)
-        if self._outbox and self._outbox[0].header.author_seq <= mine:
-            self._outbox = [e for e in self._outbox if e.header.author_seq > mine]
-            self._pending.outbox_done_through = mine
+        done = self._box.verified(self._verifier.state.author_seqs.get(self._me, 0))
+        if done is not None:
+            self._pending.outbox_done_through = done
         removed_at = self._verifier.removed_at
         if self._verifier.key_failure is not None:
             self._fail(self._verifier.key_failure)  # an admin handed us a key the log did not commit to
         elif removed_at is not None and self._invite is None:  # (with an invite we are coming back)
             self._fail(MembershipRevokedError(f"this device's member was removed from the space at seq {removed_at}"))
-        elif self._outbox and self._outbox[0].header.epoch != self.epoch:
+        elif self._box.needs_reissue(self.epoch):
             self._reissue_outbox()
         self._check_keys()
         self._maintain()
-        if self.seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
+        if self.seq - self._checkpoint_seq >= self.options.checkpoint_every:
             self._take_checkpoint()
         self._write_wanted.set()
         self._progress.set()
@@ -960,7 +880,7 @@ class Space:
         if result.plaintext is None:
             return  # (an undecryptable one was reported by _apply_verified)
         header = result.entry.header
-        if header.author == self._me and header.author_seq <= self._last_author_seq:
+        if header.author == self._me and header.author_seq <= self._box.last_author_seq:
             return  # our own edit, already in the document
         try:
             self._document.apply_remote(result.plaintext, result.entry.author_id)
@@ -975,40 +895,25 @@ class Space:
 
     def _reissue_outbox(self) -> None:
         """The epoch moved under our unsent entries: issue them again under the new one."""
-        old, self._outbox = self._outbox, []
-        verified_mine = self._verifier.state.author_seqs.get(self._me, 0)
-        self._last_author_seq = verified_mine
-        self._sent_through = min(self._sent_through, verified_mine)
-        self._durable_through = min(self._durable_through, verified_mine)
-        self._outbox_generation += 1
-        self._pending.outbox = []
-        self._pending.outbox_reset = True
-        self._requeue(old)
-        log.info("re-issued %d unsent entries under epoch %d", len(self._outbox), self.epoch)
+        self._renumbered(self._box.reissue_all(self._verifier.state, self._verifier.epoch_keys))
+        log.info("re-issued %d unsent entries under epoch %d", len(self._box.entries), self.epoch)
 
     def _maintain(self) -> None:
         """Retention (forget old epoch keys) and, for admins, rotation when the policy says it is due."""
         state, verifier = self._verifier.state, self._verifier
-        if self.error is not None or state.seq == 0:
+        if self.error is not None:
             return
-        now_ms = int(time.time() * 1000)
-        expired = retired_epochs(state, set(verifier.epoch_keys), now_ms)
-        if expired:
-            verifier.forget_keys(expired)
+        plan = self._upkeep.plan(state, set(verifier.epoch_keys), self._me, self.connected, self._clock.now_ms())
+        if plan.forget:
+            verifier.forget_keys(set(plan.forget))
             self._take_checkpoint()
             self._pending.purge = True
-            log.info("forgot the keys of epochs %s (retention)", sorted(expired))
-            self._redacting = supervise(asyncio.ensure_future(self._redact_store()),
-                                        "the redaction of forgotten keys in the local store", self._fail)
-        role = state.role_of(self._me)
-        if role is Role.ADMIN and self.connected:
-            # An expired invite can no longer be used, but would still receive every new key.
-            for key, invite in state.invites.items():
-                if invite.open and invite.expired_at(now_ms) and key not in self._revoking:
-                    self._revoking.add(key)
-                    self._queue_entry(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode())
-        if role is Role.ADMIN and self._rotation_queued_for != state.epoch and rotation_due(state, now_ms):
-            self._rotation_queued_for = state.epoch
+            log.info("forgot the keys of epochs %s (retention)", sorted(plan.forget))
+            self._redacting = self._tasks.spawn(
+                self._redact_store(), "the redaction of forgotten keys in the local store", cancel_on_close=False)
+        for key in plan.revoke:
+            self._queue_entry(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode())
+        if plan.rotate:
             self._queue_entry(Kind.ROTATE, rekey_body(state))
 
     # --- persistence -----------------------------------------------------------------------
@@ -1045,7 +950,7 @@ class Space:
         if not self._pending:
             return
         pending, self._pending = self._pending, _Pending()
-        generation = self._outbox_generation
+        generation = self._box.generation
         await self._store.write(
             meta=pending.meta,
             log=pending.log,
@@ -1056,8 +961,8 @@ class Space:
             purge=pending.purge,
             redactions=pending.redactions,
         )
-        if pending.outbox and generation == self._outbox_generation:
-            self._durable_through = max(self._durable_through, max(seq for seq, _ in pending.outbox))
+        if pending.outbox and generation == self._box.generation:
+            self._box.stored(max(seq for seq, _ in pending.outbox), generation)
             if faults.ARMED:
                 faults.reached("outbox")
         if faults.ARMED and pending.log:
@@ -1103,19 +1008,19 @@ class Space:
                 and self._me not in self._verifier.state.members):
             self._invite = stored_invite  # a join that was interrupted: finish it
         self._pending.log.clear()  # already stored
-        self._last_author_seq = self._verifier.state.author_seqs.get(self._me, 0)
+        mine = self._verifier.state.author_seqs.get(self._me, 0)
+        restored: builtins.list[Entry] = []
         for author_seq, raw in await self._store.load_outbox():
             entry = Entry.decode(raw)
-            if author_seq <= self._verifier.state.author_seqs.get(self._me, 0):
+            if author_seq <= mine:
                 continue
             key = self._verifier.epoch_keys.get(entry.header.epoch)
             if entry.header.kind is Kind.DATA and key is not None:
                 plaintext = open_body(entry, key)
                 if plaintext is not None:
                     self._document.apply_remote(plaintext, None)
-            self._outbox.append(entry)
-            self._last_author_seq = max(self._last_author_seq, author_seq)
-        self._durable_through = self._last_author_seq  # all of it came from the store
+            restored.append(entry)
+        self._box.restored(restored, mine)  # all of it came from the store: durable
 
     async def _load_invite(self) -> InviteSecret | None:
         stored = await self._store.get_meta(INVITE_META)
@@ -1131,20 +1036,17 @@ class Space:
     def _start(self, genesis: bytes | None) -> None:
         self._genesis = self._genesis or genesis
         self.snapshots.attesting = True  # from here on entries come from the relay, not our own store
-        tag = self.id[:8]
-        self._writer = supervise(asyncio.create_task(self._write_loop(), name=f"encspaces-store-{tag}"),
-                                 "the store writer", self._fail)
-        self._runner = supervise(asyncio.create_task(self._run(), name=f"encspaces-conn-{tag}"),
-                                 "the connection runner", self._fail)
-        self._ticker = supervise(asyncio.create_task(self._tick(), name=f"encspaces-tick-{tag}"),
-                                 "the maintenance ticker", self._fail)
-        self.presence.start()
+        # The writer is never cancelled mid-write: close() wakes it and waits (see _write_loop).
+        self._writer = self._tasks.spawn(self._write_loop(), "the store writer", cancel_on_close=False)
+        self._runner = self._tasks.spawn(self._run(), "the connection runner")
+        self._ticker = self._tasks.spawn(self._tick(), "the maintenance ticker")
+        self.presence.start(self._tasks)
 
     async def _tick(self) -> None:
         """Time-based policy (retention by age, rotation by age, expired invites) also applies
         when nothing arrives from the relay."""
         while not self._closed:
-            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            await asyncio.sleep(self.options.maintenance_interval)
             if self.connected:
                 self._maintain()
 
@@ -1156,15 +1058,15 @@ class Space:
         return True
 
     async def _run(self) -> None:
-        delay = RECONNECT_MIN
+        delay = self.options.reconnect_min
         while not self._closed and self.error is None:
             # While an opening call waits for the first sync of an empty store, its timeout governs.
             opening = not self._first_sync.done() and self.seq == 0
             try:
                 async with ws_connect(self.url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
-                                      open_timeout=None if opening else OPEN_TIMEOUT,
+                                      open_timeout=None if opening else self.options.open_timeout,
                                       ping_interval=20, ping_timeout=20, **connect_options(self.url, self._tls)) as ws:
-                    delay = RECONNECT_MIN
+                    delay = self.options.reconnect_min
                     try:
                         await self._serve(ws)
                     except asyncio.CancelledError:
@@ -1196,16 +1098,16 @@ class Space:
             if self._closed or self.error is not None:
                 return
             await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, RECONNECT_MAX)
+            delay = min(delay * 2, self.options.reconnect_max)
 
     async def _serve(self, ws: ClientConnection) -> None:
         session = ClientSession(self.identity, self._verifier, self._genesis, self._invite)
         self._session = session
         self._send_queue = queue = asyncio.Queue[bytes]()
-        self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
-        sender = supervise(asyncio.create_task(self._send_loop(ws, queue)), "the connection's sender", self._fail)
+        self._box.connection_started(self._verifier.state.author_seqs.get(self._me, 0))
+        sender = self._tasks.spawn(self._send_loop(ws, queue), "the connection's sender")
         try:
-            await self._receive_loop(ws, session)
+            await self._receive_loop(ws, session, queue)
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
@@ -1215,7 +1117,7 @@ class Space:
         while True:
             data = await queue.get()
             if not data:
-                await ws.close()  # asked for a fresher view (FRESHNESS_LIMIT): reconnect
+                await ws.close()  # asked for a fresher view (freshness_limit): reconnect
                 return
             try:
                 await ws.send(data)
@@ -1224,15 +1126,15 @@ class Space:
             if faults.ARMED and isinstance(decode_message(data), Submit):
                 faults.reached("sent")
 
-    async def _receive_loop(self, ws: ClientConnection, session: ClientSession) -> None:
+    async def _receive_loop(self, ws: ClientConnection, session: ClientSession, queue: asyncio.Queue[bytes]) -> None:
         async for message in ws:
             if isinstance(message, str):
                 raise HandshakeError("the relay sent a text frame; the protocol is binary")
             if self.error is not None:
                 return
-            for event in session.receive(message, int(time.time() * 1000)):
+            for event in session.receive(message, self._clock.now_ms()):
                 if isinstance(event, Send):
-                    await ws.send(event.data)
+                    queue.put_nowait(event.data)  # the handshake's reply: one writer, the send loop
                 elif isinstance(event, Verified):
                     self._apply_verified(event.entries)
                     self.presence.verified()
@@ -1259,49 +1161,42 @@ class Space:
     def _on_notice(self, notice: Notice) -> None:
         """The relay refused a submission without closing: resend once it can succeed."""
         log.info("relay notice %s: %s", notice.code, notice.message)
-        refused = next((e for e in self._outbox if e.header.author_seq == notice.ref), None)
-        if notice.code == RefusalCode.CONFLICT and refused is not None:
-            # Another admin's change made ours moot: drop it and number what follows again.
-            # What precedes it was in earlier submissions, which the relay took: keep it as is.
+        decision = self._box.refused(notice.code, notice.ref, self._verifier.state, self._verifier.epoch_keys,
+                                     self.options.resubmit_limit)
+        if isinstance(decision, Conflict):
+            # Another admin's change made ours moot: it was dropped, what follows numbered again.
             for action in self._actions:
-                if refused.raw in action.raws:
+                if decision.entry.raw in action.raws:
                     action.refused = notice.message
-            self._drop_from_outbox({refused.raw})
-            return
-        mark = (self.epoch, self._verifier.state.author_seqs.get(self._me, 0))
-        if mark != self._refusal_mark:
-            self._refusal_mark, self._refusals = mark, 0
-        if self._resend_timer is not None:
-            return  # a refusal of the round already counted: the timer resends
-        self._refusals += 1
-        if self._refusals >= RESUBMIT_LIMIT:
+            self._renumbered(builtins.list(decision.renames))
+        elif isinstance(decision, GiveUp):
             self._fail(ResubmitLimitError(notice.code, (
-                f"the relay refused our entries {self._refusals} times in a row ({notice.message}) without "
-                f"delivering anything that changes epoch {self.epoch} or our author_seq {mark[1]}")))
-            return
-        if self._outbox and self._outbox[0].header.epoch == self.epoch:
-            delay = min(RESUBMIT_MIN * 2 ** (self._refusals - 1), RESUBMIT_MAX) * (0.5 + random.random())
-            self._resend_timer = asyncio.get_running_loop().call_later(delay, self._resend)
-        # else: the rotation that ended our epoch is on its way; re-issuing will resend.
+                f"the relay refused our entries {decision.refusals} times in a row ({notice.message}) without "
+                f"delivering anything that changes epoch {decision.epoch} or our author_seq {decision.author_seq}")))
+        elif isinstance(decision, Backoff):
+            delay = backoff_delay(decision.attempt, self.options.resubmit_min, self.options.resubmit_max,
+                                  random.random())
+            self._resend_timer = self._tasks.later(delay, self._resend, "the resubmission after a refusal")
 
     def _resend(self) -> None:
         """Send the outbox again after a refusal (its backoff ran out)."""
         self._resend_timer = None
+        self._box.resend(self._verifier.state.author_seqs.get(self._me, 0))
         if self._closed or self.error is not None:
             return
-        self._sent_through = self._verifier.state.author_seqs.get(self._me, 0)
         self._send_outbox()
 
 
 async def _open_space(
-    url: str, identity: Identity, space: bytes, data_dir: str | Path, tls: SSLContext | None = None
+    url: str, identity: Identity, space: bytes, data_dir: str | Path, tls: SSLContext | None = None,
+    options: SpaceOptions | None = None,
 ) -> Space:
     store = await LocalStore.open(data_dir, space.hex())
     stored = await store.get_meta("member")
     if stored is not None and stored != identity.public.sign_key:
         await store.close()
         raise StoreError(f"the local store in {data_dir} belongs to another identity")
-    space_obj = Space(url, identity, space, store)
+    space_obj = Space(url, identity, space, store, options)
     space_obj._tls = tls
     space_obj._pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
     return space_obj
@@ -1309,15 +1204,17 @@ async def _open_space(
 
 async def create_space(
     url: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
-    ssl: SSLContext | None = None,
+    ssl: SSLContext | None = None, options: SpaceOptions | None = None,
 ) -> Space:
     """Create a space on the relay at ``url``; the creator is its first admin.
 
     ``timeout`` in seconds (None: no limit) bounds the whole call; on expiry it raises
     ``OperationTimeoutError`` and leaves nothing open. ``ssl``: for a ``wss://`` relay whose
     certificate the system does not trust (a private CA), the context that trusts it.
+    ``options``: the space's settings (``SpaceOptions``; None: the defaults).
     """
     check_timeout(timeout)
+    options = check_options(options)
     check_relay_url(url, ssl)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -1342,8 +1239,9 @@ async def create_space(
         parent_hash=crypto.ZERO_HASH,
         payload=genesis_body(identity.public, challenge.relay_key, crypto.random_key()),
         epoch_key=None,
+        time_ms=options.clock.now_ms(),
     )
-    space = await _open_space(url, identity, space_id_of(genesis.raw), data_dir, ssl)
+    space = await _open_space(url, identity, space_id_of(genesis.raw), data_dir, ssl, options)
     space._verifier.relay_key_hint = challenge.relay_key
     left = None if timeout is None else max(0.0, timeout - (loop.time() - started))
     return await _start_and_wait(space, genesis.raw, left, "create_space")
@@ -1365,7 +1263,7 @@ async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | 
 
 async def join(
     link: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
-    ssl: SSLContext | None = None,
+    ssl: SSLContext | None = None, options: SpaceOptions | None = None,
 ) -> Space:
     """Join a space with an invite link; returns once this device is a verified member.
 
@@ -1375,12 +1273,12 @@ async def join(
     When it returns, what this device needs to use ``data_dir`` again (the invite's secret,
     which opens the keys sealed to the invite, and a checkpoint holding them) is durable.
     ``timeout`` in seconds (None: no limit) bounds the whole call (``OperationTimeoutError``).
-    ``ssl``: as for ``create_space``.
+    ``ssl`` and ``options``: as for ``create_space``.
     """
     check_timeout(timeout)
     parsed = InviteLink.parse(link)
     check_relay_url(parsed.url, ssl)
-    space = await _open_space(parsed.url, identity, parsed.space, data_dir, ssl)
+    space = await _open_space(parsed.url, identity, parsed.space, data_dir, ssl, check_options(options))
     space._invite = parsed.secret
     # Written with (or before) the join entry: a restart replays the invite's sealed keys with it.
     space._pending.meta[INVITE_META] = parsed.secret.secret
@@ -1393,7 +1291,7 @@ async def join(
             if me not in space._verifier.state.members:
                 await asyncio.shield(space._first_sync)
             if me not in space._verifier.state.members:
-                if any(e.header.kind is Kind.JOIN for e in space._outbox):
+                if any(e.header.kind is Kind.JOIN for e in space._box.entries):
                     await space.sync()  # an interrupted join's entry, resent from the store
                 else:
                     proof = parsed.secret.join_proof(parsed.space, me, identity.public.box_key)
@@ -1432,14 +1330,15 @@ class connect:
     """Open a space: ``async with connect(url, identity, space_id, data_dir=...) as space``.
 
     ``timeout`` in seconds (None: no limit) bounds the wait for the first sync of a new data dir.
-    ``ssl``: as for ``create_space``.
+    ``ssl`` and ``options``: as for ``create_space``.
     """
 
     def __init__(
         self, url: str, identity: Identity, space_id: str, *, data_dir: str | Path,
-        timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None, options: SpaceOptions | None = None,
     ) -> None:
         check_timeout(timeout)
+        self._options = check_options(options)
         check_relay_url(url, ssl)
         self._ssl = ssl
         self._args = (url, identity, decode_space_id(space_id), data_dir)
@@ -1450,8 +1349,8 @@ class connect:
         """With a local copy the space opens at once (sync continues in the background); a new
         data dir waits for the first sync, bounded by ``timeout`` seconds (None: no limit)."""
         url, identity, space, data_dir = self._args
-        return await _start_and_wait(await _open_space(url, identity, space, data_dir, self._ssl), None, self._timeout,
-                                     "connect")
+        opened = await _open_space(url, identity, space, data_dir, self._ssl, self._options)
+        return await _start_and_wait(opened, None, self._timeout, "connect")
 
     def __await__(self) -> Generator[Any, None, Space]:
         return self._open().__await__()

@@ -11,16 +11,16 @@ __all__ = ["RelayHandle", "make_members", "relay", "settle", "wait_for"]
 
 
 async def make_members(
-    url: str, tmp_path: Path, n: int
+    url: str, tmp_path: Path, n: int, options: encspaces.SpaceOptions | None = None
 ) -> tuple[list[encspaces.Identity], list[encspaces.Space]]:
     """A space created by the first of ``n`` fresh identities, the others added and connected."""
     identities = [encspaces.Identity.generate() for _ in range(n)]
-    creator = await encspaces.create_space(url, identities[0], data_dir=tmp_path / "m0")
+    creator = await encspaces.create_space(url, identities[0], data_dir=tmp_path / "m0", options=options)
     for other in identities[1:]:
         await creator.add_member(other.public)
     spaces = [creator]
     for i, other in enumerate(identities[1:], start=1):
-        spaces.append(await encspaces.connect(url, other, creator.id, data_dir=tmp_path / f"m{i}"))
+        spaces.append(await encspaces.connect(url, other, creator.id, data_dir=tmp_path / f"m{i}", options=options))
     return identities, spaces
 
 

@@ -16,6 +16,7 @@ import encspaces
 from encspaces import errors, snapshot_keeper
 from encspaces import space as space_module
 from encspaces.connection_state import ConnectionChange, ConnectionState
+from encspaces.core import outbox as outbox_module
 from encspaces.core.invites import InviteLink, InviteSecret
 from encspaces.core.presence import PresenceTracker
 from encspaces.core.session import ClientSession
@@ -125,7 +126,7 @@ INJECTIONS: dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]] = {
     "runner": ("the connection runner", lambda mp: mp.setattr(ClientSession, "receive", boom)),
     "writer": ("the store writer", lambda mp: mp.setattr(LocalStore, "write", aboom)),
     "batcher": ("the edit batcher", lambda mp: mp.setattr(space_module.Space, "_entries_from", boom)),
-    "ticker": ("the maintenance ticker", lambda mp: mp.setattr(space_module, "rotation_due", boom)),
+    "ticker": ("the maintenance ticker", lambda mp: mp.setattr(outbox_module, "rotation_due", boom)),
     "presence": ("the presence task", lambda mp: mp.setattr(PresenceTracker, "expire", boom)),
 }
 
@@ -135,10 +136,10 @@ async def test_a_fault_in_background_work_fails_the_space(
     relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     task, inject = INJECTIONS[where]
-    monkeypatch.setattr(space_module, "MAINTENANCE_INTERVAL", 0.05)
-    space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    options = encspaces.SpaceOptions(maintenance_interval=0.05, presence_tick=0.05)
+    space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a",
+                                         options=options)
     try:
-        space.presence.tick = 0.05
         events = space.connection_changes()
         inject(monkeypatch)
         if where in ("runner", "writer", "batcher"):
@@ -174,7 +175,7 @@ async def test_a_fault_in_the_redaction_of_forgotten_keys_fails_the_space(
 ) -> None:
     space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
     try:
-        monkeypatch.setattr(space_module, "retired_epochs",
+        monkeypatch.setattr(outbox_module, "retired_epochs",
                             lambda state, held, now: {e for e in held if e < state.epoch})
         monkeypatch.setattr(LocalStore, "load_log", aboom)
         await asyncio.wait_for(space.rotate_key(), GUARD)  # epoch 1's key is then forgotten, its copies redacted

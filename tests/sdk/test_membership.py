@@ -118,10 +118,10 @@ async def test_unsent_edits_are_reissued_under_the_new_epoch(relay: RelayHandle,
         carol._send_outbox = lambda: None  # type: ignore[method-assign]  # carol's edit waits, unsent
         carol.text("doc").insert(0, "carol typed this under epoch 1")
         carol._flush_batch()
-        assert carol._outbox[0].header.epoch == 1
+        assert carol._box.entries[0].header.epoch == 1
         await admin.remove_member(bob.identity.member_id)
         await carol.wait_for_seq(admin.seq)  # carol saw the rotation: her entry is re-issued
-        assert carol._outbox[0].header.epoch == 2
+        assert carol._box.entries[0].header.epoch == 2
         carol._send_outbox = hold  # type: ignore[method-assign]
         carol._send_outbox()
         await carol.sync()

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from encspaces import space as space_module
 from encspaces.core.verifier import LogVerifier
 
 from .conftest import RelayHandle, settle
@@ -89,11 +88,11 @@ async def test_opens_and_edits_without_network(relay: RelayHandle, tmp_path: Pat
 async def test_reopen_starts_from_the_checkpoint(
     relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(space_module, "CHECKPOINT_EVERY", 20)
+    options = encspaces.SpaceOptions(checkpoint_every=20)
     ident, friend = encspaces.Identity.generate(), encspaces.Identity.generate()
-    space = await encspaces.create_space(relay.url, ident, data_dir=tmp_path / "a")
+    space = await encspaces.create_space(relay.url, ident, data_dir=tmp_path / "a", options=options)
     await space.add_member(friend.public)
-    other = await encspaces.connect(relay.url, friend, space.id, data_dir=tmp_path / "f")
+    other = await encspaces.connect(relay.url, friend, space.id, data_dir=tmp_path / "f", options=options)
     for i in range(60):
         (space if i % 2 else other).text("doc").insert(0, f"{i},")
         await (space if i % 2 else other).sync()

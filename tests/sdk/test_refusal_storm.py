@@ -13,7 +13,6 @@ import pytest
 
 import encspaces
 from encspaces import errors
-from encspaces import space as space_module
 from encspaces.core.codes import RefusalCode
 from encspaces_relay.handshake import Admission
 from encspaces_relay.refusals import Refusal
@@ -48,14 +47,13 @@ class RefusingRelay(RelayServer):
 
 
 async def test_stale_epoch_storm_backs_off_and_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(space_module, "RESUBMIT_MIN", 0.01)
-    monkeypatch.setattr(space_module, "RESUBMIT_MAX", 0.1)
+    options = encspaces.SpaceOptions(resubmit_min=0.01, resubmit_max=0.1)
     handle = RelayHandle(tmp_path / "relay", RefusingRelay)
     server = await handle.start()
     assert isinstance(server, RefusingRelay)
     try:
         ident = encspaces.Identity.generate()
-        space = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a")
+        space = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a", options=options)
         space.text("doc").insert(0, "hello")
         await space.sync()
         seq = space.seq
@@ -66,7 +64,7 @@ async def test_stale_epoch_storm_backs_off_and_fails(tmp_path: Path, monkeypatch
         assert space.error.code == "stale_epoch"
         assert "10 times in a row" in str(space.error)
         # One submission per round of the backoff: the limit, not tens of thousands.
-        assert server.refused == space_module.RESUBMIT_LIMIT
+        assert server.refused == options.resubmit_limit == 10
         assert space.seq == seq  # nothing was stored or applied
         assert server.rooms[space.space_bytes].state.seq == seq  # the relay stored none of the refused
         with pytest.raises(errors.ResubmitLimitError):

@@ -3,7 +3,8 @@
 The lying relay sequences Alice's removal of Carol (epoch 2) but delivers no frame from then on
 and silently swallows Bob's submissions (reading them, as a relay colluding with Carol would:
 they are under epoch 1, whose key Carol holds). Bob's view stops getting fresher; once it is
-older than FRESHNESS_LIMIT he sends nothing more, reconnects for a freshly signed welcome, and,
+older than the freshness limit (his injected clock jumps past it) he sends nothing more,
+reconnects for a freshly signed welcome, and,
 as the catch-up never comes, stays held. His edits stay in the stored outbox and, once an honest
 relay serves the removal, are re-issued under epoch 2 and reach Alice.
 """
@@ -14,9 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
-
-from encspaces import space as space_module
+from encspaces import ManualClock, SpaceOptions
 from encspaces.core.head import SignedHead
 from encspaces_relay.handshake import Admission
 from encspaces_relay.room import Room, Submission
@@ -56,13 +55,14 @@ class WithholdingRelay(RelayServer):
         return room
 
 
-async def test_withheld_removal_bounds_old_epoch_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(space_module, "FRESHNESS_LIMIT", 0.5)
+async def test_withheld_removal_bounds_old_epoch_writes(tmp_path: Path) -> None:
+    clock = ManualClock()  # every member's: only the jump below makes a view stale, never the machine's speed
+    options = SpaceOptions(clock=clock)
     handle = RelayHandle(tmp_path / "relay", WithholdingRelay)
     server = await handle.start()
     assert isinstance(server, WithholdingRelay)
     server.swallowed = []
-    (_, bob_id, carol_id), (alice, bob, carol) = await make_members(handle.url, tmp_path, 3)
+    (_, bob_id, carol_id), (alice, bob, carol) = await make_members(handle.url, tmp_path, 3, options)
     bob.text("doc").insert(0, "b0.")
     await settle([alice, bob, carol])
 
@@ -73,13 +73,17 @@ async def test_withheld_removal_bounds_old_epoch_writes(tmp_path: Path, monkeypa
 
     # Bob keeps typing; until his view is stale his entries go out under epoch 1 (the window).
     i = 1
-    for _ in range(1000):
-        if not bob.connected:
-            break  # stale: he reconnected for a fresher view, and the catch-up is withheld
+    for _ in range(3):
         bob.text("doc").insert(len(str(bob.text("doc"))), f"b{i}.")
         await bob.flush()
         i += 1
-        await asyncio.sleep(0.02)
+    await wait_for(lambda: len(server.swallowed) > 0, "the window: bob's entries under epoch 1 are sent")
+    clock.advance(options.freshness_limit + 1)  # no signed head since is fresh enough any more
+    bob.text("doc").insert(len(str(bob.text("doc"))), f"b{i}.")
+    await bob.flush()
+    i += 1
+    # stale: he reconnects for a fresher view, and the catch-up is withheld
+    await wait_for(lambda: not bob.connected, "bob to reconnect for a fresher view")
     assert server.swallowed, "the window: entries under epoch 1 before the view went stale"
     assert not bob.connected
     sent_before = len(server.swallowed)
@@ -94,6 +98,7 @@ async def test_withheld_removal_bounds_old_epoch_writes(tmp_path: Path, monkeypa
     assert server.rooms[alice.space_bytes].state.author_seqs.get(bob_id.public.sign_key) == 1  # none stored
 
     # An honest relay on the same store: the removal arrives, Bob's held edits are re-issued under epoch 2.
+    clock.advance(-(options.freshness_limit + 1))  # the clocks agree again: fresh heads are fresh
     await handle.stop()
     handle.cls = RelayServer
     await handle.start()
