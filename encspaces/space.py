@@ -340,11 +340,8 @@ class Space:
         self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
         self.rejected: builtins.list[RejectedEntry] = []  # entries of the log not applied (rejections.py)
         self._rejections: EventHub[RejectedEntry] = EventHub()
-        self.snapshots = SnapshotKeeper(
-            self._me, self._document, lambda kind, body, seq, head: self._queue_entry(kind, body, (seq, head)),
-            self._fail, self._apply_one, lambda: self._verifier, self._tasks,
-        )
-        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail, self._clock)
+        self.snapshots = SnapshotKeeper(self._host)
+        self.presence = PresenceChannel(self._host)
         options = self.options
         self.presence.min_interval, self.presence.heartbeat = options.presence_min_interval, options.presence_heartbeat
         self.presence.peer_timeout, self.presence.tick = options.presence_peer_timeout, options.presence_tick
