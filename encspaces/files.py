@@ -42,7 +42,7 @@ from .core import crypto
 from .core.encoding import as_bytes, as_int, as_map, as_str, pack, unpack
 from .core.encoding import field as msg_field
 from .core.messages import MAX_BLOB_REQUEST_ID, BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
-from .core.session import SessionState
+from .core.session import ClientSession
 from .errors import (
     ArgumentTypeError,
     BlobMissingError,
@@ -59,7 +59,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .space import Space
+    from .host import SpaceHost
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +270,8 @@ class _Request:
 class SpaceFiles:
     """``space.files``: encrypted files of one space. See the module docstring."""
 
-    def __init__(self, space: Space) -> None:
-        self._space = space
+    def __init__(self, host: SpaceHost) -> None:
+        self._host = host  # the space, as its parts see it (encspaces/host.py)
         self.timeout = DEFAULT_TIMEOUT
         self.chunk_size = CHUNK_SIZE
         self._ids = itertools.count(1)
@@ -323,8 +323,8 @@ class SpaceFiles:
         reports the upload of the encrypted chunks, after the stream ended (when the total is
         known).
         """
-        space = self._space
-        space._check_writable()
+        space = self._host
+        space.check_writable()
         check_name(name)
         if content_type is None:
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -372,7 +372,7 @@ class SpaceFiles:
             source.close()
         ref = FileRef(name=name, size=size, content_type=content_type, file_id=file_id, key=key,
                       chunk_size=chunk_size, chunks=tuple(hashes), time_ms=int(time.time() * 1000))
-        space._check_writable()
+        space.check_writable()
         self._map()[name] = ref.encode()
         await space.sync()
         return ref
@@ -394,7 +394,7 @@ class SpaceFiles:
         once every chunk checked out; on any error the temporary file is removed and ``dest``
         is untouched. Without ``dest`` the whole file is returned in memory.
         """
-        self._space._raise_if_failed()
+        self._host.raise_if_failed()
         ref = file if isinstance(file, FileRef) else self.ref(file)
         if dest is None:
             out = bytearray()
@@ -429,8 +429,8 @@ class SpaceFiles:
         Its chunks stay at the relay (which cannot tell which chunks a manifest still names);
         anyone who kept the FileRef can still fetch them.
         """
-        space = self._space
-        space._check_writable()
+        space = self._host
+        space.check_writable()
         manifests = self._map()
         if check_name(name) not in manifests:
             raise UnknownFileError(f"no file {name!r} in this space")
@@ -440,7 +440,7 @@ class SpaceFiles:
     async def _spool(self, name: str, stream: AsyncIterable[bytes]) -> Path:
         """Write a stream to a new 0600 file in the space's folder; the caller removes it (see ``put``)."""
         limit = MAX_CHUNKS * self.chunk_size
-        fd, raw_path = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".spool", dir=self._space._store.path.parent)
+        fd, raw_path = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".spool", dir=self._host.spool_dir)
         path = Path(raw_path)
         handle = os.fdopen(fd, "wb")
         try:
@@ -492,7 +492,7 @@ class SpaceFiles:
     # --- internals -------------------------------------------------------------------------
 
     def _map(self) -> pycrdt.Map[Any]:
-        root: pycrdt.Map[Any] = self._space.doc.get(MANIFEST_ROOT, type=pycrdt.Map)
+        root: pycrdt.Map[Any] = self._host.document.doc.get(MANIFEST_ROOT, type=pycrdt.Map)
         return root
 
     def _manifests(self) -> dict[str, Any]:
@@ -512,12 +512,12 @@ class SpaceFiles:
         return ref
 
     def _secret(self) -> bytes:
-        verifier = self._space._verifier
+        verifier = self._host.verifier
         epoch = verifier.state.epoch
         key = verifier.epoch_keys.get(epoch)
         if key is None:
             raise FileError(f"this device holds no key for the space's current epoch {epoch} yet")
-        return convergence_secret(self._space.space_bytes, epoch, key)
+        return convergence_secret(self._host.space_bytes, epoch, key)
 
     @staticmethod
     def _getter(ref: FileRef) -> Callable[[int], Any]:
@@ -583,7 +583,7 @@ class SpaceFiles:
 
     async def _send(self, index: int, length: int, message: BlobPut | BlobGet) -> _Request:
         """Send a request on the live connection (waiting for one); its answer comes in the future."""
-        session, queue = await self._live()
+        session = await self._live()
         request_id = (next(self._ids) - 1) % MAX_BLOB_REQUEST_ID + 1
         if isinstance(message, BlobPut):
             message = BlobPut(request_id, message.hash, message.data)
@@ -591,27 +591,27 @@ class SpaceFiles:
             message = BlobGet(request_id, message.hash)
         future: asyncio.Future[BlobReply] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
-        queue.put_nowait(session.blob_request(message))
+        self._host.send(session.blob_request(message))
         return _Request(index, length, message, future)
 
     async def _answer(self, request: _Request) -> BlobReply:
         try:
             return await asyncio.wait_for(asyncio.shield(request.future), self.timeout)
         except TimeoutError:
-            self._space._raise_if_failed()
+            self._host.raise_if_failed()
             raise ConnectionFailedError(f"the relay did not answer the request for chunk {request.index} "
                                         f"within {self.timeout:g} s") from None
 
-    async def _live(self) -> tuple[Any, asyncio.Queue[bytes]]:
-        """The live session and its send queue, waiting up to ``timeout`` for one."""
-        space = self._space
+    async def _live(self) -> ClientSession:
+        """The live session, waiting up to ``timeout`` for one."""
+        space = self._host
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         while True:
-            space._raise_if_failed()
-            session, queue = space._session, space._send_queue
-            if session is not None and queue is not None and session.state is SessionState.LIVE:
-                return session, queue
+            space.raise_if_failed()
+            session = space.live_session()
+            if session is not None:
+                return session
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ConnectionFailedError(f"not connected to the relay at {space.url} within {self.timeout:g} s")

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core.encoding import pack
 from .core.head import SignedHead
-from .core.identity import Identity, member_id
+from .core.identity import member_id
 from .core.presence import (
     MAX_PRESENCE_STATE,
     PEER_TIMEOUT,
@@ -27,11 +26,12 @@ from .core.presence import (
     open_presence,
     seal_presence,
 )
-from .core.verifier import LogVerifier
 from .errors import ArgumentTypeError, EncspacesError, InvalidArgumentError, ProtocolError
-from .options import Clock
 from .streams import EventHub, EventStream
 from .supervision import TaskOwner
+
+if TYPE_CHECKING:
+    from .host import SpaceHost
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +52,12 @@ class PresenceChange:
 
 
 class PresenceChannel:
-    """Created by the Space; ``send`` and ``fail`` are the space's hooks."""
+    """Created by the Space and wired through its ``SpaceHost`` (encspaces/host.py)."""
 
-    def __init__(
-        self,
-        identity: Identity,
-        verifier: Callable[[], LogVerifier],
-        send: Callable[[bytes], bool],
-        fail: Callable[[EncspacesError], None],
-        clock: Clock | None = None,
-    ) -> None:
-        self._clock = clock or Clock()
-        self._identity = identity
-        self._verifier = verifier
-        self._send = send
-        self._fail = fail
+    def __init__(self, host: SpaceHost) -> None:
+        self._host = host
+        self._clock = host.options.clock
+        self._identity = identity = host.identity
         self._state: dict[str, Any] = {}
         self._tracker = PresenceTracker(identity.public.sign_key)
         self._acked_head: SignedHead | None = None  # the newest relay-signed head from an ack
@@ -156,12 +147,12 @@ class PresenceChannel:
     def verified(self) -> None:
         """After every verified frame: peers' heads for seqs we now hold must match ours."""
         try:
-            self._tracker.after_verified(self._verifier().state)
+            self._tracker.after_verified(self._host.verifier.state)
         except EncspacesError as exc:
-            self._fail(exc)
+            self._host.fail(exc)
 
     def received(self, data: bytes) -> None:
-        verifier = self._verifier()
+        verifier = self._host.verifier
         try:
             message = open_presence(data, verifier.space, verifier.state, verifier.epoch_keys)
         except ProtocolError as exc:
@@ -170,7 +161,7 @@ class PresenceChannel:
         try:
             changed = self._tracker.receive(message, verifier.state, self._clock.monotonic())
         except EncspacesError as exc:
-            self._fail(exc)
+            self._host.fail(exc)
             return
         if message.state == LEFT_STATE:  # the peer closed the space
             self._tracker.peers.pop(message.author, None)
@@ -208,7 +199,7 @@ class PresenceChannel:
             self._dirty = False
 
     def _send_state(self, state: dict[str, Any], now: float) -> bool:
-        verifier = self._verifier()
+        verifier = self._host.verifier
         key = verifier.epoch_keys.get(verifier.state.epoch)
         if key is None:
             self._last_sent = now
@@ -219,13 +210,17 @@ class PresenceChannel:
         data = seal_presence(self._identity, verifier.space, verifier.state.epoch, key, state, claim,
                              self._clock.now_ms())
         self._last_sent = now  # a failed send is retried after MIN_INTERVAL, not in a busy loop
-        return self._send(data)
+        session = self._host.live_session()
+        if session is None:
+            return False
+        self._host.send(session.presence(data))
+        return True
 
     def _check(self, now: float) -> None:
         for author in self._tracker.expire(now, self.peer_timeout):
             self._publish(PresenceChange(member_id(author), None))
         if self._live:
             try:
-                self._tracker.check_withheld(self._verifier().state, now, self.withhold_timeout)
+                self._tracker.check_withheld(self._host.verifier.state, now, self.withhold_timeout)
             except EncspacesError as exc:
-                self._fail(exc)
+                self._host.fail(exc)

@@ -26,16 +26,17 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .core.attestation import TRACKED_SNAPSHOTS, AttestBody, Status, attest_tag
 from .core.entry import Kind
 from .core.log_state import LogState
-from .core.verifier import LogVerifier, VerifiedEntry
-from .document import Document
-from .errors import BadSnapshotError, EncspacesError, MissingBodiesError, ProtocolError
+from .core.verifier import VerifiedEntry
+from .errors import BadSnapshotError, MissingBodiesError, ProtocolError
 from .snapshot import GRANULARITY, SnapshotPayload, content_hash, snapshot_due, state_content_hash
-from .supervision import TaskOwner
+
+if TYPE_CHECKING:
+    from .host import SpaceHost
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +44,12 @@ KEEP_CONTENT = 64  # content hashes remembered (one per granularity step at most
 MAX_SNAPSHOT = 1000 * 1024  # a snapshot is one entry: it must fit under the relay's entry limit
 WRITE_JITTER = 0.3  # seconds, at most, an idle member waits before writing a due snapshot
 
-# queue(kind, payload, parent_seq, parent_hash)
-Queue = Callable[[Kind, bytes, int, bytes], object]
-
 
 class SnapshotKeeper:
-    def __init__(
-        self, me: bytes, document: Document, queue: Queue, fail: Callable[[EncspacesError], None],
-        apply: Callable[[VerifiedEntry], None], verifier: Callable[[], LogVerifier], tasks: TaskOwner,
-    ) -> None:
-        self._tasks = tasks  # the space's: owns the delayed write
-        self._me = me
-        self._document = document
-        self._queue = queue
-        self._fail = fail
-        self._apply = apply
-        self._verifier = verifier
+    def __init__(self, host: SpaceHost) -> None:
+        self._host = host  # the space as its parts see it (encspaces/host.py); its task owner owns the delayed write
+        self._me = host.identity.public.sign_key
+        self._document = host.document
         # Entries after a stripped stretch wait for the snapshot that covers it: yrs can lose
         # content when one author's updates are applied out of order, and these depend on it.
         self._held: list[VerifiedEntry] = []
@@ -103,7 +94,7 @@ class SnapshotKeeper:
         ``idle``: no local edit outside an entry; ``own_through``: the newest author_seq of our
         own data entries not yet verified (0: none), which the document already holds.
         """
-        verifier = self._verifier()
+        verifier = self._host.verifier
         mine = sum(1 for r in results if r.author == self._me and not r.late)
         self._own_seen = verifier.state.author_seqs.get(self._me, 0) - mine
         self._own_through = own_through
@@ -137,13 +128,13 @@ class SnapshotKeeper:
             del self.content_at[old]
         grid = [b for b in due if b % GRANULARITY == 0]
         if grid:
-            self._maybe_write(grid[-1], content, self._verifier().state)
+            self._maybe_write(grid[-1], content, self._host.verifier.state)
 
     def on_entry(self, result: VerifiedEntry) -> bool:
         """Handle stripped bodies, snapshots and attestations; False for anything the space applies itself."""
         if result.stripped:
             if self._live:
-                self._fail(MissingBodiesError(
+                self._host.fail(MissingBodiesError(
                     f"the relay sent the entry at seq {result.seq} without its body in the live stream: "
                     "bodies may only be left out of a catch-up that an agreed snapshot covers"))
                 return True
@@ -209,7 +200,7 @@ class SnapshotKeeper:
 
     def _attest(self, seq: int, epoch: int, author: bytes, own: bytes, *, agrees: bool) -> None:
         """Post our one attestation of the snapshot at ``seq`` (members who may write)."""
-        verifier = self._verifier()
+        verifier = self._host.verifier
         state = verifier.state
         role = state.role_of(self._me)
         record = state.snapshots.get(seq)
@@ -219,11 +210,11 @@ class SnapshotKeeper:
             return
         self._attested.add(seq)
         tag = attest_tag(key, state.space, seq, record.base, own)
-        self._queue(Kind.ATTEST, AttestBody(seq, tag, agrees).encode(), state.seq, state.head)
+        self._host.queue_entry(Kind.ATTEST, AttestBody(seq, tag, agrees).encode(), (state.seq, state.head))
 
     def _on_attestation(self, result: VerifiedEntry) -> None:
         """Judge an attestation against what we know of the content at the snapshot's base."""
-        verifier = self._verifier()
+        verifier = self._host.verifier
         body = AttestBody.decode(result.entry.body)
         record = verifier.state.snapshots.get(body.snapshot)
         key = None if record is None else verifier.epoch_keys.get(record.epoch)
@@ -257,7 +248,7 @@ class SnapshotKeeper:
         if not self.in_gap:
             self._candidates.clear()
             return
-        verifier = self._verifier()
+        verifier = self._host.verifier
         state = verifier.state
         for seq in sorted(self._candidates, reverse=True):
             result, payload = self._candidates[seq]
@@ -283,7 +274,7 @@ class SnapshotKeeper:
                      seq, base, len(record.attestations))
             held, self._held = self._held, []
             for entry in held:
-                self._apply(entry)
+                self._host.apply_entry(entry)
             return
 
     def _record_bad(self, error: BadSnapshotError) -> None:
@@ -299,7 +290,7 @@ class SnapshotKeeper:
         """Once caught up: every stripped body must be covered by an agreed snapshot the relay sent."""
         self._live = True
         if self.stripped_through > self.covered_through:
-            self._fail(MissingBodiesError(
+            self._host.fail(MissingBodiesError(
                 f"the relay sent entries up to seq {self.stripped_through} without their bodies, and no "
                 f"snapshot that covers them with the attestations the policy asks for (we hold state "
                 f"through seq {self.covered_through})"))
@@ -315,15 +306,15 @@ class SnapshotKeeper:
             log.warning("the document (%d bytes) is too large for a snapshot entry; no snapshot", len(payload))
             return
         head = state.heads[base]
-        self._tasks.cancel(self._timer)
+        self._host.tasks.cancel(self._timer)
         write = functools.partial(self._write, state, base, head, payload)
-        self._timer = self._tasks.later(random.uniform(0, WRITE_JITTER), write, "the snapshot keeper")
+        self._timer = self._host.tasks.later(random.uniform(0, WRITE_JITTER), write, "the snapshot keeper")
 
     def _write(self, state: LogState, base: int, head: bytes, payload: bytes) -> None:
         self._timer = None
         if state.snapshot is not None and state.snapshot[1] >= base:
             return  # another member's snapshot got there first
-        self._queue(Kind.SNAPSHOT, payload, base, head)
+        self._host.queue_entry(Kind.SNAPSHOT, payload, (base, head))
 
     def cancel(self) -> None:
-        self._tasks.cancel(self._timer)
+        self._host.tasks.cancel(self._timer)

@@ -23,36 +23,29 @@ from typing import Any, TypeVar
 
 import pycrdt
 import websockets
-from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from . import faults
 from .arguments import int_argument
+from .connection import Connection
 from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
-from .core.codes import RefusalCode
 from .core.encoding import DEFAULT_MAX_MESSAGE
 from .core.entry import Entry, Kind, build_entry, open_body
+from .core.head import SignedHead
 from .core.identity import Identity, PublicIdentity, member_id, parse_member_id
 from .core.invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
 from .core.log_state import LogState, space_id_of
 from .core.membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
 from .core.membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
-from .core.messages import Challenge, Error, Submit, decode_message
+from .core.messages import BlobReply, Challenge, Error, decode_message
 from .core.outbox import Backoff, Conflict, GiveUp, Outbox, Refresh, Rename, Upkeep, backoff_delay
 from .core.redaction import redact
 from .core.rejections import RejectedEntry, RejectionKind
 from .core.rekey import invite_body, keys_to_give, rekey_body
 from .core.session import (
-    Acked,
-    BecameLive,
-    BlobReplyReceived,
     ClientSession,
     Notice,
-    PresenceReceived,
-    Send,
-    SessionState,
-    Verified,
 )
 from .core.verifier import LogVerifier, VerifiedEntry
 from .deadline import check_timeout, deadline
@@ -80,7 +73,6 @@ from .errors import (
     ResubmitLimitError,
     SpaceClosedError,
     StoreError,
-    VerificationError,
 )
 from .files import SpaceFiles
 from .history import HistoryEntry, SpaceView, history_entry, rebuild
@@ -93,7 +85,7 @@ from .snapshot import SnapshotPayload, content_hash
 from .snapshot_keeper import SnapshotKeeper
 from .store import STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
-from .supervision import TaskOwner, as_failure
+from .supervision import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +93,6 @@ _T = TypeVar("_T")
 
 # Timeouts, batching, policy intervals and the clock are SpaceOptions fields (encspaces/options.py).
 INVITE_META = "invite"  # the store's meta key for the secret of the invite this device joined with
-# Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
-PERMANENT_REFUSALS = frozenset(code for code in RefusalCode if code.permanent)
 
 
 def encode_space_id(space: bytes) -> str:
@@ -155,6 +145,127 @@ class _Action:
                 self.raws.append(new)
 
 
+class _Host:
+    """The space as its parts see it: ``SpaceHost`` (encspaces/host.py) over the space's private state."""
+
+    def __init__(self, space: Space) -> None:
+        self._space = space
+
+    @property
+    def identity(self) -> Identity:
+        return self._space.identity
+
+    @property
+    def space_bytes(self) -> bytes:
+        return self._space.space_bytes
+
+    @property
+    def url(self) -> str:
+        return self._space.url
+
+    @property
+    def options(self) -> SpaceOptions:
+        return self._space.options
+
+    @property
+    def verifier(self) -> LogVerifier:
+        return self._space._verifier
+
+    @property
+    def tasks(self) -> TaskOwner:
+        return self._space._tasks
+
+    @property
+    def document(self) -> Document:
+        return self._space._document
+
+    @property
+    def spool_dir(self) -> Path:
+        return self._space._store.path.parent
+
+    @property
+    def closed(self) -> bool:
+        return self._space._closed
+
+    @property
+    def error(self) -> EncspacesError | None:
+        return self._space.error
+
+    def live_session(self) -> ClientSession | None:
+        return self._space._connection.live_session()
+
+    def send(self, data: bytes) -> None:
+        self._space._connection.send(data)
+
+    def fail(self, exc: EncspacesError) -> None:
+        self._space._fail(exc)
+
+    def raise_if_failed(self) -> None:
+        self._space._raise_if_failed()
+
+    def check_writable(self) -> None:
+        self._space._check_writable()
+
+    async def sync(self) -> None:
+        await self._space.sync()
+
+    def queue_entry(self, kind: Kind, payload: bytes, parent: tuple[int, bytes] | None = None) -> Entry:
+        return self._space._queue_entry(kind, payload, parent)
+
+    def apply_entry(self, result: VerifiedEntry) -> None:
+        self._space._apply_one(result)
+
+    @property
+    def genesis(self) -> bytes | None:
+        return self._space._genesis
+
+    @property
+    def invite(self) -> InviteSecret | None:
+        return self._space._invite
+
+    @property
+    def opening(self) -> bool:
+        space = self._space
+        return not space._first_sync.done() and space.seq == 0
+
+    def connection_started(self) -> None:
+        space = self._space
+        space._box.connection_started(space._verifier.state.author_seqs.get(space._me, 0))
+
+    def on_verified(self, entries: builtins.list[VerifiedEntry]) -> None:
+        self._space._apply_verified(entries)
+        self._space.presence.verified()
+
+    def on_live(self) -> None:
+        space = self._space
+        space._set_connected(True)
+        if not space._first_sync.done():
+            space._first_sync.set_result(None)
+        space._send_outbox()
+        space.snapshots.check_complete()
+        space.presence.became_live()
+        space.files.became_live()
+
+    def on_acked(self, head: SignedHead | None) -> None:
+        self._space.presence.acked(head)
+
+    def on_presence(self, data: bytes) -> None:
+        self._space.presence.received(data)
+
+    def on_notice(self, notice: Notice) -> None:
+        self._space._on_notice(notice)
+
+    def on_blob_reply(self, reply: BlobReply) -> None:
+        self._space.files.received(reply)
+
+    def on_offline(self) -> None:
+        space = self._space
+        space._set_connected(False)
+        space.presence.went_offline()
+        space.files.went_offline()
+        space.snapshots.went_offline()
+
+
 class Space:
     """A space this device is a member of: its shared objects, members and files.
 
@@ -202,10 +313,9 @@ class Space:
         # Signed entries not yet in the verified log: numbering, write-before-send, freshness,
         # renumbering, re-issue and refusal backoff are kept by the pure core/outbox.py.
         self._box = Outbox(identity, space, self.options.max_entry)
-        self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
-        # Connection.
-        self._session: ClientSession | None = None
-        self._runner: asyncio.Task[None] | None = None
+        # Connection: the runner, its session and the one writer to the socket (encspaces/connection.py).
+        self._host = _Host(self)  # what the parts see of this space (encspaces/host.py)
+        self._connection = Connection(self._host)
         self._first_sync: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._first_sync.add_done_callback(_mark_retrieved)
         self._progress = asyncio.Event()
@@ -225,22 +335,18 @@ class Space:
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
         self._invite: InviteSecret | None = None  # while joining with an invite link
-        self._tls: SSLContext | None = None  # for wss://: whom to trust (None: the system's CAs, SSL_CERT_FILE)
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
         self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
         self.rejected: builtins.list[RejectedEntry] = []  # entries of the log not applied (rejections.py)
         self._rejections: EventHub[RejectedEntry] = EventHub()
-        self.snapshots = SnapshotKeeper(
-            self._me, self._document, lambda kind, body, seq, head: self._queue_entry(kind, body, (seq, head)),
-            self._fail, self._apply_one, lambda: self._verifier, self._tasks,
-        )
-        self.presence = PresenceChannel(identity, lambda: self._verifier, self._send_presence, self._fail, self._clock)
+        self.snapshots = SnapshotKeeper(self._host)
+        self.presence = PresenceChannel(self._host)
         options = self.options
         self.presence.min_interval, self.presence.heartbeat = options.presence_min_interval, options.presence_heartbeat
         self.presence.peer_timeout, self.presence.tick = options.presence_peer_timeout, options.presence_tick
         self.presence.withhold_timeout = options.presence_withhold_timeout
-        self.files = SpaceFiles(self)  # encrypted files: encspaces/files.py
+        self.files = SpaceFiles(self._host)  # encrypted files: encspaces/files.py
 
     # --- public API ------------------------------------------------------------------------
 
@@ -261,8 +367,14 @@ class Space:
         ``seq`` is below it while this device catches up (the relay's welcome announces its
         head): ``seq / relay_seq`` is how far a catch-up is.
         """
-        head, session = self._verifier.latest_head, self._session
+        head, session = self._verifier.latest_head, self._connection.session
         return max(0 if head is None else head.seq, 0 if session is None else session.target_seq)
+
+    @property
+    def state(self) -> LogState:
+        """The verified log's state as the rules see it (members, roles, invites, heads, policy), for
+        applications and tests that check membership rules. Read it; never modify it."""
+        return self._verifier.state
 
     @property
     def epoch(self) -> int:
@@ -699,9 +811,7 @@ class Space:
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+        await self._connection.stop()
         if self._redacting is not None:
             await asyncio.gather(self._redacting, return_exceptions=True)
         if self._writer is not None:
@@ -730,9 +840,7 @@ class Space:
             self.error = exc
             log.error("space %s failed: %s: %s", self.id[:12], type(exc).__name__, exc)
         self._progress.set()
-        runner = self._runner
-        if runner is not None and runner is not asyncio.current_task():
-            runner.cancel()  # stop applying anything more from this relay
+        self._connection.stop_applying()  # stop applying anything more from this relay
         if not self._first_sync.done():
             self._first_sync.set_exception(exc)
         if first:
@@ -819,13 +927,13 @@ class Space:
         return entry
 
     def _send_outbox(self) -> None:
-        session, queue = self._session, self._send_queue
-        if session is None or queue is None or session.state is not SessionState.LIVE:
+        session, send = self._connection.live_session(), self._connection.send
+        if session is None:
             return
         decision = self._box.to_send(self._clock.now_ms(), self._verifier.fresh_ms,
                                     int(self.options.freshness_limit * 1000))
         if isinstance(decision, Refresh):
-            queue.put_nowait(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
+            send(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
             return
         if decision is None:
             return
@@ -835,11 +943,11 @@ class Space:
         size = 0
         for raw in unsent:
             if chunk and size + len(raw) > DEFAULT_MAX_MESSAGE // 2:
-                queue.put_nowait(session.submit(chunk))
+                send(session.submit(chunk))
                 chunk, size = [], 0
             chunk.append(raw)
             size += len(raw)
-        queue.put_nowait(session.submit(chunk))
+        send(session.submit(chunk))
 
     # --- verified entries -> document ------------------------------------------------------
 
@@ -1038,7 +1146,7 @@ class Space:
         self.snapshots.attesting = True  # from here on entries come from the relay, not our own store
         # The writer is never cancelled mid-write: close() wakes it and waits (see _write_loop).
         self._writer = self._tasks.spawn(self._write_loop(), "the store writer", cancel_on_close=False)
-        self._runner = self._tasks.spawn(self._run(), "the connection runner")
+        self._connection.start()
         self._ticker = self._tasks.spawn(self._tick(), "the maintenance ticker")
         self.presence.start(self._tasks)
 
@@ -1051,112 +1159,7 @@ class Space:
                 self._maintain()
 
     def _send_presence(self, data: bytes) -> bool:
-        session, queue = self._session, self._send_queue
-        if session is None or queue is None or session.state is not SessionState.LIVE:
-            return False
-        queue.put_nowait(session.presence(data))
-        return True
-
-    async def _run(self) -> None:
-        delay = self.options.reconnect_min
-        while not self._closed and self.error is None:
-            # While an opening call waits for the first sync of an empty store, its timeout governs.
-            opening = not self._first_sync.done() and self.seq == 0
-            try:
-                async with ws_connect(self.url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
-                                      open_timeout=None if opening else self.options.open_timeout,
-                                      ping_interval=20, ping_timeout=20, **connect_options(self.url, self._tls)) as ws:
-                    delay = self.options.reconnect_min
-                    try:
-                        await self._serve(ws)
-                    except asyncio.CancelledError:
-                        if self._closed:  # close(): a normal closure (1000), not the 1011 of an error exit
-                            await ws.close()
-                        raise
-            except VerificationError as exc:
-                self._fail(exc)
-            except RelayError as exc:
-                if exc.code in PERMANENT_REFUSALS:
-                    self._fail(exc)
-                else:
-                    log.info("relay closed the connection: %s", exc)
-            except HandshakeError as exc:
-                self._fail(exc)
-            except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
-                log.info("connection to %s lost: %s", self.url, exc)
-                if not self._first_sync.done() and self.seq == 0 and self._genesis is None:
-                    self._fail(connect_failure(self.url, exc))
-            except Exception as exc:  # anything else is a bug or a broken store: fail before going offline
-                self._fail(as_failure("the connection runner", exc))
-            finally:
-                self._send_queue = None
-                self._session = None
-                self._set_connected(False)
-                self.presence.went_offline()
-                self.files.went_offline()
-                self.snapshots.went_offline()
-            if self._closed or self.error is not None:
-                return
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.options.reconnect_max)
-
-    async def _serve(self, ws: ClientConnection) -> None:
-        session = ClientSession(self.identity, self._verifier, self._genesis, self._invite)
-        self._session = session
-        self._send_queue = queue = asyncio.Queue[bytes]()
-        self._box.connection_started(self._verifier.state.author_seqs.get(self._me, 0))
-        sender = self._tasks.spawn(self._send_loop(ws, queue), "the connection's sender")
-        try:
-            await self._receive_loop(ws, session, queue)
-        finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
-
-    @staticmethod
-    async def _send_loop(ws: ClientConnection, queue: asyncio.Queue[bytes]) -> None:
-        while True:
-            data = await queue.get()
-            if not data:
-                await ws.close()  # asked for a fresher view (freshness_limit): reconnect
-                return
-            try:
-                await ws.send(data)
-            except websockets.exceptions.ConnectionClosed:
-                return  # the receive loop sees the close and reconnects
-            if faults.ARMED and isinstance(decode_message(data), Submit):
-                faults.reached("sent")
-
-    async def _receive_loop(self, ws: ClientConnection, session: ClientSession, queue: asyncio.Queue[bytes]) -> None:
-        async for message in ws:
-            if isinstance(message, str):
-                raise HandshakeError("the relay sent a text frame; the protocol is binary")
-            if self.error is not None:
-                return
-            for event in session.receive(message, self._clock.now_ms()):
-                if isinstance(event, Send):
-                    queue.put_nowait(event.data)  # the handshake's reply: one writer, the send loop
-                elif isinstance(event, Verified):
-                    self._apply_verified(event.entries)
-                    self.presence.verified()
-                elif isinstance(event, BecameLive):
-                    self._set_connected(True)
-                    if not self._first_sync.done():
-                        self._first_sync.set_result(None)
-                    self._send_outbox()
-                    self.snapshots.check_complete()
-                    self.presence.became_live()
-                    self.files.became_live()
-                elif isinstance(event, Acked):
-                    # The verified log, not the ack, completes an edit; presence tells peers about it.
-                    self.presence.acked(event.head)
-                    if faults.ARMED:
-                        faults.reached("acked")
-                elif isinstance(event, PresenceReceived):
-                    self.presence.received(event.data)
-                elif isinstance(event, Notice):
-                    self._on_notice(event)
-                elif isinstance(event, BlobReplyReceived):
-                    self.files.received(event.reply)
+        return self._connection.send_live(lambda session: session.presence(data))
 
     def _on_notice(self, notice: Notice) -> None:
         """The relay refused a submission without closing: resend once it can succeed."""
@@ -1197,7 +1200,7 @@ async def _open_space(
         await store.close()
         raise StoreError(f"the local store in {data_dir} belongs to another identity")
     space_obj = Space(url, identity, space, store, options)
-    space_obj._tls = tls
+    space_obj._connection.tls = tls
     space_obj._pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
     return space_obj
 

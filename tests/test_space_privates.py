@@ -23,9 +23,9 @@ REMAINING: dict[str, int] = {
     "tests/sdk/test_join_durability.py": 1,
     "tests/sdk/test_key_confirmation.py": 1,
     "tests/sdk/test_lifecycle.py": 2,
-    "tests/sdk/test_membership.py": 25,
+    "tests/sdk/test_membership.py": 23,
     "tests/sdk/test_poison.py": 7,
-    "tests/sdk/test_snapshots.py": 6,
+    "tests/sdk/test_snapshots.py": 5,
 }
 
 

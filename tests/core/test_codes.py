@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from websockets.frames import CloseCode
 
+from encspaces.connection import PERMANENT_REFUSALS
 from encspaces.core import codes
 from encspaces.core.codes import BlobCode, RefusalCode
 from encspaces.core.encoding import pack
 from encspaces.core.messages import BlobRefused, Error, decode_message
-from encspaces.space import PERMANENT_REFUSALS
 from encspaces_relay.refusals import Refusal
 
 ROOT = Path(__file__).resolve().parents[2]

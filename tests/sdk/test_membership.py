@@ -219,7 +219,7 @@ async def test_invite_links(relay: RelayHandle, tmp_path: Path) -> None:
         expired_key = encspaces.core.invites.InviteLink.parse(expired).secret.invite_key
         admin.text("doc").insert(0, ".")  # activity: the admin's client looks after its invites
         await admin.sync()
-        await wait_for(lambda: admin._verifier.state.invites[expired_key].revoked, what="auto-revocation")
+        await wait_for(lambda: admin.state.invites[expired_key].revoked, what="auto-revocation")
         # The relay saw every invite entry and never the secret.
         secrets = [encspaces.core.invites.InviteLink.parse(x).secret.secret for x in (link, revoked, expired)]
         stored = b"".join(p.read_bytes() for p in relay.data_dir.iterdir() if p.is_file())
@@ -354,7 +354,7 @@ async def test_an_entry_under_an_old_epoch_after_a_rotation_is_refused(relay: Re
         # without closing (stale_epoch), and nothing reaches the log.
         stale = build_entry(bob.identity, space=bob.space_bytes, author_seq=1, epoch=1, kind=Kind.DATA,
                             parent_seq=bob.seq, parent_hash=bob.head, payload=b"\x00", epoch_key=old_key)
-        bob._send_queue.put_nowait(bob._session.submit([stale.raw]))  # type: ignore[union-attr]
+        assert bob._connection.send_live(lambda session: session.submit([stale.raw]))
         bob.text("doc").insert(0, "after the rotation")
         await bob.sync()
         assert bob.error is None

@@ -87,7 +87,7 @@ async def test_a_lying_snapshot_is_never_used_and_its_liar_is_named(relay: Relay
         forged.apply_update(honest._document.state())
         forged.get("map:m", type=pycrdt.Map)["price"] = 1_000_000  # self-consistent: it hashes to its claim
         lie = SnapshotPayload(forged.get_update(), content_hash(forged)).encode()
-        liar._queue_entry(Kind.SNAPSHOT, lie, (base, liar._verifier.state.heads[base]))
+        liar._queue_entry(Kind.SNAPSHOT, lie, (base, liar.state.heads[base]))
         await liar.sync()
         assert relay.server is not None
         room = relay.server.rooms[honest.space_bytes]

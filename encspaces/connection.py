@@ -1,0 +1,182 @@
+"""The connection runner of a space: connect, handshake and receive through ``ClientSession``,
+the one writer to the socket, reconnect with backoff.
+
+A ``Connection`` is owned by its ``Space`` and wired through the ``SpaceHost`` protocol
+(encspaces/host.py): it reports the session's events to the host and never touches the
+space's state itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from ssl import SSLContext
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from . import faults
+from .core.codes import RefusalCode
+from .core.encoding import DEFAULT_MAX_MESSAGE
+from .core.messages import Submit, decode_message
+from .core.session import (
+    Acked,
+    BecameLive,
+    BlobReplyReceived,
+    ClientSession,
+    Notice,
+    PresenceReceived,
+    Send,
+    SessionState,
+    Verified,
+)
+from .errors import HandshakeError, RelayError, VerificationError
+from .host import SpaceHost
+from .relay_url import connect_failure, connect_options
+from .supervision import as_failure
+
+log = logging.getLogger(__name__)
+
+# Relay refusals that reconnecting cannot cure: the space is failed with the RelayError.
+PERMANENT_REFUSALS = frozenset(code for code in RefusalCode if code.permanent)
+
+
+class Connection:
+    """The space's link to the relay: one runner task, and one sender task per live socket."""
+
+    def __init__(self, host: SpaceHost, tls: SSLContext | None = None) -> None:
+        self._host = host
+        self.tls = tls  # for wss://: whom to trust (None: the system's CAs, SSL_CERT_FILE)
+        self.session: ClientSession | None = None
+        self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._runner = self._host.tasks.spawn(self._run(), "the connection runner")
+
+    def stop_applying(self) -> None:
+        """The space failed: stop applying anything more from this relay (unless called from the runner)."""
+        runner = self._runner
+        if runner is not None and runner is not asyncio.current_task():
+            runner.cancel()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+
+    def live_session(self) -> ClientSession | None:
+        session, queue = self.session, self._send_queue
+        if session is None or queue is None or session.state is not SessionState.LIVE:
+            return None
+        return session
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` for the one writer (``b""``: close the socket and reconnect for a fresher view)."""
+        if self._send_queue is not None:
+            self._send_queue.put_nowait(data)
+
+    def send_live(self, build: Callable[[ClientSession], bytes]) -> bool:
+        """Send ``build(session)`` if the session is live; False if it is not."""
+        session = self.live_session()
+        if session is None:
+            return False
+        self.send(build(session))
+        return True
+
+    async def _run(self) -> None:
+        host = self._host
+        delay = host.options.reconnect_min
+        while not host.closed and host.error is None:
+            # While an opening call waits for the first sync of an empty store, its timeout governs.
+            opening = host.opening
+            try:
+                async with ws_connect(host.url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
+                                      open_timeout=None if opening else host.options.open_timeout,
+                                      ping_interval=20, ping_timeout=20, **connect_options(host.url, self.tls)) as ws:
+                    delay = host.options.reconnect_min
+                    try:
+                        await self._serve(ws)
+                    except asyncio.CancelledError:
+                        if host.closed:  # close(): a normal closure (1000), not the 1011 of an error exit
+                            await ws.close()
+                        raise
+            except VerificationError as exc:
+                host.fail(exc)
+            except RelayError as exc:
+                if exc.code in PERMANENT_REFUSALS:
+                    host.fail(exc)
+                else:
+                    log.info("relay closed the connection: %s", exc)
+            except HandshakeError as exc:
+                host.fail(exc)
+            except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
+                log.info("connection to %s lost: %s", host.url, exc)
+                if host.opening and host.genesis is None:
+                    host.fail(connect_failure(host.url, exc))
+            except Exception as exc:  # anything else is a bug or a broken store: fail before going offline
+                host.fail(as_failure("the connection runner", exc))
+            finally:
+                self._send_queue = None
+                self.session = None
+                host.on_offline()
+            if host.closed or host.error is not None:
+                return
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, host.options.reconnect_max)
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        host = self._host
+        session = ClientSession(host.identity, host.verifier, host.genesis, host.invite)
+        self.session = session
+        self._send_queue = queue = asyncio.Queue[bytes]()
+        host.connection_started()
+        sender = host.tasks.spawn(self._send_loop(ws, queue), "the connection's sender")
+        try:
+            await self._receive_loop(ws, session, queue)
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+    @staticmethod
+    async def _send_loop(ws: ClientConnection, queue: asyncio.Queue[bytes]) -> None:
+        while True:
+            data = await queue.get()
+            if not data:
+                await ws.close()  # asked for a fresher view (freshness_limit): reconnect
+                return
+            try:
+                await ws.send(data)
+            except websockets.exceptions.ConnectionClosed:
+                return  # the receive loop sees the close and reconnects
+            if faults.ARMED and isinstance(decode_message(data), Submit):
+                faults.reached("sent")
+
+    async def _receive_loop(self, ws: ClientConnection, session: ClientSession, queue: asyncio.Queue[bytes]) -> None:
+        host = self._host
+        async for message in ws:
+            if isinstance(message, str):
+                raise HandshakeError("the relay sent a text frame; the protocol is binary")
+            if host.error is not None:
+                return
+            for event in session.receive(message, host.options.clock.now_ms()):
+                if isinstance(event, Send):
+                    queue.put_nowait(event.data)  # the handshake's reply: one writer, the send loop
+                elif isinstance(event, Verified):
+                    host.on_verified(event.entries)
+                elif isinstance(event, BecameLive):
+                    host.on_live()
+                elif isinstance(event, Acked):
+                    # The verified log, not the ack, completes an edit; presence tells peers about it.
+                    host.on_acked(event.head)
+                    if faults.ARMED:
+                        faults.reached("acked")
+                elif isinstance(event, PresenceReceived):
+                    host.on_presence(event.data)
+                elif isinstance(event, Notice):
+                    host.on_notice(event)
+                elif isinstance(event, BlobReplyReceived):
+                    host.on_blob_reply(event.reply)
