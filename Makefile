@@ -18,7 +18,7 @@ SPACE ?= demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs,examples,editor,postgres]' $(EDITABLE)
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,examples,editor,postgres,cluster]' $(EDITABLE)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -68,7 +68,7 @@ test: lint docs dist bench-setup
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs,examples,editor,postgres,bench]' $(EDITABLE)
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,examples,editor,postgres,cluster,bench]' $(EDITABLE)
 	touch $(BENCH_STAMP)
 
 # The Node y-websocket contender, pinned by bench/package-lock.json.

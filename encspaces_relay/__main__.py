@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", default=None, metavar="postgresql://...",
                         help="keep the log in this PostgreSQL database, which several relays may share "
                              "(docs/cluster.md; default: the SQLite file in --data-dir)")
+    parser.add_argument("--bus", default=None, metavar="nats://...",
+                        help="with --store postgresql://...: tell the other relays of the cluster through this "
+                             "NATS server what this one sequenced, so their members see it at once "
+                             "(docs/cluster.md; default: none)")
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_MESSAGE,
                         help=f"largest websocket message in bytes (default {DEFAULT_MAX_MESSAGE})")
     parser.add_argument("--max-blob-size", type=int, default=RelayConfig.max_blob_size,
@@ -127,7 +131,7 @@ def config_of(args: argparse.Namespace) -> RelayConfig:
         create_policy=CreatePolicy(args.create_policy), create_allowlist=args.create_allowlist,
         idle_room_seconds=args.idle_room_seconds, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
-        store=args.store,
+        store=args.store, bus=args.bus,
     )
 
 

@@ -89,6 +89,8 @@ class RelayConfig:
     # Where the log is: None for the SQLite file in data_dir (one relay process), or a
     # postgresql:// URL that several relays may share (encspaces_relay/storage.py, docs/cluster.md).
     store: str | None = None
+    # Cross-relay fan-out: a nats:// URL (encspaces_relay/bus.py, docs/cluster.md), only with a shared store.
+    bus: str | None = None
 
     # --- operations (docs/operations.md) ---
     # Health (/healthz) and Prometheus metrics (/metrics) over plain HTTP on a port of their own;
@@ -125,6 +127,12 @@ class RelayConfig:
             raise ValueError(f"port {self.port} is outside [0, 65535]")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics port {self.metrics_port} is outside [0, 65535]")
+        if self.bus is not None:
+            if not self.bus.startswith(("nats://", "tls://")):
+                raise ValueError(f"--bus takes a nats:// URL, not {self.bus!r}")
+            if self.store is None or not self.store.startswith(("postgresql://", "postgres://")):
+                raise ValueError("--bus fans out entries between relays that share a store: it needs "
+                                 "--store postgresql://... (the SQLite store serves one relay alone)")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate (--tls-cert) and its private key (--tls-key)")
 

@@ -255,6 +255,12 @@ class PgStore:
         return [EntryRow(int(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), bytes(r[4]), bytes(r[5])) for r in rows], \
             signed_head
 
+    async def heads(self, spaces: Sequence[bytes]) -> dict[bytes, int]:
+        async with self.connection() as conn:
+            rows = await conn.fetch("SELECT space_id, head_seq FROM spaces WHERE space_id = ANY($1::bytea[])",
+                                    list(spaces))
+        return {bytes(r[0]): int(r[1]) for r in rows}
+
     async def head_seq(self, space: bytes) -> int | None:
         async with self.connection() as conn:
             found = await conn.fetchval("SELECT head_seq FROM spaces WHERE space_id = $1", space)

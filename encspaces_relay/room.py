@@ -48,6 +48,7 @@ from encspaces.errors import (
     RuleError,
 )
 
+from .bus import Bus
 from .config import RelayConfig
 from .frames import split_frames
 from .metrics import RelayMetrics
@@ -80,6 +81,9 @@ class RoomHost(Protocol):
     def encode_ack(self, space: bytes, results: list[tuple[int, int]], head: SignedHead | None = None) -> bytes: ...
 
     def room_failed(self, room: Room) -> None: ...
+
+    @property
+    def bus(self) -> Bus: ...
 
 
 @dataclass(frozen=True)
@@ -320,6 +324,8 @@ class Room:
             for first, entries, head in frames:
                 for frame in self.host.frames_for_entries(self.space, first, entries, head):
                     self._fan_out(frame)
+            if rows:  # the other relays of a cluster fan it out too (encspaces_relay/bus.py); never blocks
+                self.host.bus.publish(self.space, first_seq, [row.raw for row in rows], frames[-1][2])
             removed = members_before - self.state.members.keys()
             if removed:
                 self.close_members(removed)

@@ -32,6 +32,7 @@ from encspaces.core.private_file import make_private_dir
 from encspaces.errors import EncspacesError, SpaceExistsError, StoreUnavailableError
 
 from .blobs import BLOBS_DIR, BlobStore
+from .bus import Bus, NatsBus, NullBus
 from .config import RelayConfig
 from .datadir_lock import DataDirLock
 from .handshake import Admission
@@ -103,6 +104,8 @@ class RelayServer:
         self.metrics.watch(lambda: server_levels(self))
         self._metrics_server: MetricsServer | None = None
         self._lock: DataDirLock | None = None
+        # Cross-relay fan-out (encspaces_relay/bus.py): NATS with --bus, else nobody to tell.
+        self.bus: Bus = NatsBus(config.bus) if config.bus else NullBus()
 
     @property
     def stopping(self) -> bool:
@@ -144,7 +147,11 @@ class RelayServer:
             self._store = await open_store(config.store, config.data_dir)
             self.blobs = self._store.blob_store(config.data_dir / BLOBS_DIR, max_blob_size=config.max_blob_size,
                                                 quota=config.blob_quota, total_quota=config.total_blob_quota)
+            await self.bus.start(self)
         except BaseException:
+            if self._store is not None:
+                await self._store.close()
+                self._store = None
             self._release_lock()
             raise
         try:
@@ -171,6 +178,7 @@ class RelayServer:
                 self._server.close()
                 await self._server.wait_closed()
                 self._server = None
+            await self.bus.close()
             await self._store.close()
             self._store = None
             self._release_lock()
@@ -203,6 +211,7 @@ class RelayServer:
         if self._metrics_server is not None:
             await self._metrics_server.stop()
             self._metrics_server = None
+        await self.bus.close()
         await self.store.close()
         self._release_lock()
         self._server = None

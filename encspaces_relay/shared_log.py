@@ -11,8 +11,11 @@ nothing stored). Two things bring a room back in line with the store:
   to both) are answered with their seq. After ``COMMIT_ATTEMPTS`` lost commits in a row the
   submitters get the non-fatal ``contended`` and resubmit.
 - ``refresh``: outside of a commit, take in and deliver what other relays committed (the
-  server calls it when a connection opens a loaded room; cross-relay fan-out will call it
-  when another relay announces a new head).
+  server calls it when a connection opens a loaded room, the bus when it may have missed
+  announcements).
+- ``take_announced``: another relay announced a commit on the bus (encspaces_relay/bus.py): apply its
+  entries as they came if they continue the log and chain to the relay-signed head, else read
+  the store.
 
 Entries read back from the store are checked as a load checks them (contiguous seqs,
 digests, chain heads); their rules were checked by the relay that sequenced them.
@@ -24,8 +27,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from encspaces.core.codes import RefusalCode
-from encspaces.core.head import SignedHead
-from encspaces.errors import HeadMovedError, StoreError
+from encspaces.core.entry import Entry
+from encspaces.core.head import SignedHead, next_head
+from encspaces.errors import EncspacesError, HeadMovedError, StoreError
 
 from .refusals import Refusal, internal
 from .store import EntryRow, replay
@@ -73,22 +77,72 @@ async def refresh(room: Room) -> int:
     async with room.lock:
         if room.failed:
             return 0
-        found = await room.store.tail(room.space, room.durable_seq)
-        if found is None or not found[0]:
-            return 0
-        rows, latest = found
-        members_before = set(room.state.members)
-        where = f"{room.store.where}, {room.label}"
-        room.state.begin()
+        return await _take_stored(room)
+
+
+async def take_announced(room: Room, first_seq: int, entries: list[bytes], head: SignedHead, relay_key: bytes) -> int:
+    """Take in a commit another relay announced on the bus (encspaces_relay/bus.py); how many entries.
+
+    Applied from the announcement itself only if it continues the room's log (``first_seq`` at
+    most ``durable_seq + 1``), its head verifies under the cluster's relay key and the entries
+    chain to that head; otherwise (a gap, a head-only announcement, anything odd) the store is
+    read instead, which has every committed entry.
+    """
+    async with room.lock:
+        if room.failed or head.seq <= room.durable_seq:
+            return 0  # failed: reloaded by the next connection; or already known (the store, a lost commit)
+        state = room.state
+        start = state.seq + 1
+        last = first_seq + len(entries) - 1
+        if not entries or first_seq > start or last != head.seq:
+            return await _take_stored(room)
         try:
-            for row in rows:
-                replay(room.state, row.seq, row.digest, row.head, row.raw, where)
+            head.check(relay_key, room.space)
+        except EncspacesError as exc:
+            log.warning("%s: an announced head does not verify (%s); reading the store", room.label, exc)
+            return await _take_stored(room)
+        members_before = set(state.members)
+        rows: list[EntryRow] = []
+        state.begin()
+        try:
+            for seq, raw in enumerate(entries[start - first_seq:], start):
+                entry = Entry.decode(raw)
+                digest = entry.digest()
+                chained = next_head(state.head, seq, digest)
+                state.apply(entry, seq, chained)
+                rows.append(EntryRow(seq, entry.header.author, entry.header.author_seq, digest, chained, raw))
+            if state.head != head.head:
+                raise StoreError(f"announced entries {start}..{last} do not chain to the announced head")
+        except EncspacesError as exc:
+            state.rollback()
+            log.warning("%s: %s; reading the store", room.label, exc)
+            return await _take_stored(room)
         except BaseException:
-            room.state.rollback()
+            state.rollback()
             raise
-        room.state.commit()
-        _deliver(room, rows, latest, members_before)
+        state.commit()
+        _deliver(room, rows, head, members_before)
         return len(rows)
+
+
+async def _take_stored(room: Room) -> int:
+    """Under the room's lock: read what the store has beyond ``durable_seq``, apply and deliver it."""
+    found = await room.store.tail(room.space, room.durable_seq)
+    if found is None or not found[0]:
+        return 0
+    rows, latest = found
+    members_before = set(room.state.members)
+    where = f"{room.store.where}, {room.label}"
+    room.state.begin()
+    try:
+        for row in rows:
+            replay(room.state, row.seq, row.digest, row.head, row.raw, where)
+    except BaseException:
+        room.state.rollback()
+        raise
+    room.state.commit()
+    _deliver(room, rows, latest, members_before)
+    return len(rows)
 
 
 def _deliver(room: Room, rows: list[EntryRow], latest: SignedHead, members_before: set[bytes]) -> None:

@@ -99,6 +99,10 @@ class RelayStore(Protocol):
         """
         ...
 
+    async def heads(self, spaces: Sequence[bytes]) -> dict[bytes, int]:
+        """The newest stored seq of each of ``spaces`` (those stored): what the bus polls while down."""
+        ...
+
     def blob_store(self, root: Path, *, max_blob_size: int, quota: int, total_quota: int | None) -> BlobBackend:
         """The blob store that goes with this store (``root``: the data dir's blob folder)."""
         ...

@@ -285,6 +285,16 @@ class Store:
         return [EntryRow(int(r[0]), bytes(r[1]), int(r[2]), bytes(r[3]), bytes(r[4]), bytes(r[5])) for r in rows], \
             signed_head
 
+    async def heads(self, spaces: Sequence[bytes]) -> dict[bytes, int]:
+        """The newest seq of each of ``spaces`` that is stored."""
+        found: dict[bytes, int] = {}
+        for space in spaces:
+            async with self._reader.execute("SELECT MAX(seq) FROM entries WHERE space_id = ?", (space,)) as cursor:
+                row = await cursor.fetchone()
+            if row is not None and row[0] is not None:
+                found[space] = int(row[0])
+        return found
+
 
 def decode_stored_head(data: bytes, where: str) -> SignedHead:
     try:
