@@ -140,3 +140,8 @@ class RawMember:
         answer = await self.submit(*entries)
         assert isinstance(answer, Acked), f"the relay did not accept the entries: {answer}"
         return max(seq for _, seq in answer.results)
+
+    async def presence(self, data: bytes) -> None:
+        """Send a (sealed) presence message to the other members."""
+        assert self._ws is not None
+        await self._ws.send(self.session.presence(data))

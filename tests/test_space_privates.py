@@ -23,7 +23,6 @@ REMAINING: dict[str, int] = {
     "tests/sdk/test_key_confirmation.py": 1,
     "tests/sdk/test_lifecycle.py": 2,
     "tests/sdk/test_membership.py": 8,
-    "tests/sdk/test_snapshots.py": 5,
 }
 
 
