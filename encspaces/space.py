@@ -13,12 +13,12 @@ import asyncio
 import builtins
 import logging
 import random
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from ssl import SSLContext
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
 
 import pycrdt
@@ -385,6 +385,17 @@ class Space:
     def members(self) -> dict[str, Member]:
         """Member id -> ``Member`` (role, who added them, when), as of the verified log."""
         return {member_id(k): m for k, m in self._verifier.state.members.items()}
+
+    @property
+    def epoch_keys(self) -> Mapping[int, bytes]:
+        """The content keys this device holds, epoch -> key (a read-only view): the epochs it can
+        still open. Retention removes a key from here once its epoch is retired."""
+        return MappingProxyType(self._verifier.epoch_keys)
+
+    @property
+    def forgotten_epochs(self) -> frozenset[int]:
+        """The epochs whose keys retention made this device delete (it can never open them again)."""
+        return frozenset(self._verifier.forgotten)
 
     @property
     def connected(self) -> bool:

@@ -19,13 +19,10 @@ ROOT = Path(__file__).resolve().parent.parent
 REMAINING: dict[str, int] = {
     "tests/editor/test_editor.py": 1,
     "tests/files/test_files_stream.py": 1,
-    "tests/sdk/test_apply_fuzz.py": 2,
     "tests/sdk/test_join_durability.py": 1,
     "tests/sdk/test_key_confirmation.py": 1,
     "tests/sdk/test_lifecycle.py": 2,
-    "tests/sdk/test_membership.py": 23,
-    "tests/sdk/test_poison.py": 7,
-    "tests/sdk/test_snapshots.py": 5,
+    "tests/sdk/test_membership.py": 8,
 }
 
 

@@ -13,12 +13,13 @@ from websockets.asyncio.client import connect as ws_connect
 
 import encspaces
 from encspaces import errors
-from encspaces.core.entry import Entry, Kind, build_entry, open_body
+from encspaces.core.entry import Entry, Kind, open_body
 from encspaces.core.invites import InviteLink
 from encspaces.core.membership import AddMemberBody, GenesisBody, Policy, RekeyBody, Role, SetRoleBody
-from encspaces.core.session import ClientSession, Send, SessionState, Verified
+from encspaces.core.session import ClientSession, Notice, Send, SessionState, Verified
 from encspaces.core.verifier import LogVerifier, VerifiedEntry
 from encspaces_relay.store import DB_FILE
+from tests.support import RawMember
 
 from .conftest import RelayHandle, settle, wait_for
 
@@ -68,10 +69,11 @@ async def test_a_reader_cannot_write(relay: RelayHandle, tmp_path: Path) -> None
         with pytest.raises(errors.NotPermittedError, match="reader may not write"):
             reader.text("doc").insert(0, "x")
         # Bypassing the SDK's guard: the relay refuses the entry, it never reaches the log.
-        reader._queue_entry(Kind.DATA, b"\x00")
-        await wait_for(lambda: reader.error is not None, what="the relay to refuse the reader")
-        assert isinstance(reader.error, errors.RelayError) and reader.error.code == "rejected"
-        assert "reader may not write" in str(reader.error)
+        async with RawMember(relay.url, reader.identity, reader.space_bytes) as raw:
+            with pytest.raises(errors.RelayError) as refused:
+                await raw.submit(raw.entry(Kind.DATA, b"\x00"))
+        assert refused.value.code == "rejected"
+        assert "reader may not write" in str(refused.value)
         assert all(e.header.author != reader.identity.public.sign_key for _, e in relay_entries(relay))
     finally:
         await close_all(spaces)
@@ -83,7 +85,7 @@ async def test_removal_rotates_the_key_and_locks_the_member_out(relay: RelayHand
     try:
         admin.text("doc").insert(0, "before. ")
         await settle(spaces)
-        bob_keys = dict(bob._verifier.epoch_keys)  # everything bob ever held
+        bob_keys = dict(bob.epoch_keys)  # everything bob ever held
         assert admin.epoch == 1
         await admin.remove_member(bob.identity.member_id)
         removal_seq = admin.seq
@@ -156,10 +158,11 @@ async def test_forged_membership_change_by_a_non_admin_is_refused(relay: RelayHa
     spaces = await space_with(relay, tmp_path, ["writer"])
     admin, bob = spaces
     try:
-        bob._queue_entry(Kind.SET_ROLE, SetRoleBody(bob.identity.public.sign_key, Role.ADMIN).encode())
-        await wait_for(lambda: bob.error is not None, what="the relay to refuse the forged change")
-        assert isinstance(bob.error, errors.RelayError)
-        assert "writer may not change roles" in str(bob.error)
+        forged = SetRoleBody(bob.identity.public.sign_key, Role.ADMIN).encode()
+        async with RawMember(relay.url, bob.identity, bob.space_bytes) as raw:
+            with pytest.raises(errors.RelayError) as refused:
+                await raw.submit(raw.entry(Kind.SET_ROLE, forged))
+        assert "writer may not change roles" in str(refused.value)
         assert admin.members[bob.identity.member_id].role is Role.WRITER
     finally:
         await close_all(spaces)
@@ -233,7 +236,7 @@ async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp
     admin, bob = spaces
     try:
         await admin.set_policy(Policy(rotate_entries=3, retain_epochs=0))
-        first_key = bob._verifier.epoch_keys[1]
+        first_key = bob.epoch_keys[1]
         for i in range(8):
             bob.text("doc").insert(0, f"{i} ")
             await bob.sync()
@@ -241,7 +244,7 @@ async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp
         await wait_for(lambda: admin.epoch >= 3, what="the admin's client to rotate by itself")
         await bob.wait_for_seq(admin.seq)
         assert bob.epoch == admin.epoch
-        assert set(bob._verifier.epoch_keys) == {bob.epoch}, "only the current key is kept"
+        assert set(bob.epoch_keys) == {bob.epoch}, "only the current key is kept"
         old_entry = next(e for _, e in relay_entries(relay) if e.header.kind is Kind.DATA and e.header.epoch == 1)
         data_dir = tmp_path / "m1"
         await bob.close()
@@ -250,11 +253,11 @@ async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp
         # Reopened from disk, the device holds no key that opens the old entry.
         again = await encspaces.connect(relay.url, bob.identity, admin.id, data_dir=data_dir)
         try:
-            assert 1 not in again._verifier.epoch_keys
-            assert all(open_body(old_entry, k) is None for k in again._verifier.epoch_keys.values())
+            assert 1 not in again.epoch_keys
+            assert all(open_body(old_entry, k) is None for k in again.epoch_keys.values())
             # Nor can anyone holding the whole device, identity file included, open a sealed copy
             # of an old key from the stored log: those were blanked.
-            recovered = set(again._verifier.epoch_keys.values())
+            recovered = set(again.epoch_keys.values())
             for _, raw, _ in await again._store.load_log():
                 for sealed in sealed_values(Entry.decode(raw, local=True)):
                     key = again.identity.open_sealed(sealed)
@@ -286,7 +289,7 @@ async def test_invite_without_history_starts_from_a_snapshot(relay: RelayHandle,
         await wait_for(lambda: room.state.agreed_snapshot() is not None, what="the witness to attest the snapshot")
         joined = await encspaces.join(link, encspaces.Identity.generate(), data_dir=tmp_path / "new")
         try:
-            assert set(joined._verifier.epoch_keys) == {2}
+            assert set(joined.epoch_keys) == {2}
             assert str(joined.text("doc")) == "current: old news"  # from the snapshot under epoch 2
             assert joined.snapshots.used is not None
             with pytest.raises(errors.EncspacesError, match=r"not on this device|never given"):
@@ -345,16 +348,16 @@ async def test_an_entry_under_an_old_epoch_after_a_rotation_is_refused(relay: Re
     spaces = await space_with(relay, tmp_path, ["writer"])
     admin, bob = spaces
     try:
-        old_key = bob._verifier.epoch_keys[1]
+        old_key = bob.epoch_keys[1]
         await admin.rotate_key()
         await bob.wait_for_seq(admin.seq)
         assert bob.epoch == 2
         seq = admin.seq
         # Bob's client, bypassing the SDK, submits an entry under epoch 1: the relay refuses it
         # without closing (stale_epoch), and nothing reaches the log.
-        stale = build_entry(bob.identity, space=bob.space_bytes, author_seq=1, epoch=1, kind=Kind.DATA,
-                            parent_seq=bob.seq, parent_hash=bob.head, payload=b"\x00", epoch_key=old_key)
-        assert bob._connection.send_live(lambda session: session.submit([stale.raw]))
+        async with RawMember(relay.url, bob.identity, bob.space_bytes) as raw:
+            notice = await raw.submit(raw.entry(Kind.DATA, b"\x00", epoch=1, epoch_key=old_key))
+        assert isinstance(notice, Notice) and notice.code == "stale_epoch"
         bob.text("doc").insert(0, "after the rotation")
         await bob.sync()
         assert bob.error is None
@@ -390,11 +393,11 @@ async def test_time_based_retention_applies_without_activity(relay: RelayHandle,
         await admin.set_policy(Policy(retain_seconds=3))
         await admin.rotate_key()
         await bob.wait_for_seq(admin.seq)
-        assert 1 in bob._verifier.epoch_keys  # epoch 1 ended just now: kept for three more seconds
+        assert 1 in bob.epoch_keys  # epoch 1 ended just now: kept for three more seconds
         # Nothing else happens in the space: the clock alone retires epoch 1 on every device.
-        await wait_for(lambda: 1 not in bob._verifier.epoch_keys and 1 not in admin._verifier.epoch_keys,
+        await wait_for(lambda: 1 not in bob.epoch_keys and 1 not in admin.epoch_keys,
                        what="epoch 1's key to be forgotten")
-        assert 1 in bob._verifier.forgotten
+        assert 1 in bob.forgotten_epochs
     finally:
         await close_all(spaces)
 

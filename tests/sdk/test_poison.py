@@ -19,6 +19,7 @@ from encspaces.core.entry import Kind
 from encspaces.errors import EntryTooLargeError
 from encspaces.shared.gate import CALL_BYTES, ITEM_BYTES, MAX_EDIT_BYTES
 from encspaces.snapshot import GRANULARITY, content_hash, state_content_hash
+from tests.support import RawMember
 
 from .conftest import RelayHandle, make_members, settle
 
@@ -55,12 +56,12 @@ async def test_a_members_unusable_entries_are_rejected_the_same_everywhere(relay
     """Before: logged and skipped; now a RejectedEntry with seq and author on every member, and the space goes on."""
     _, (alice, bob, carol) = await make_members(relay.url, tmp_path, 3)
     streams = [alice.rejected_entries(), bob.rejected_entries()]
-    carol._queue_entry(Kind.DATA, b"\xff\xfenot a yjs update")  # a dishonest member's own client
-    epoch = carol.epoch
-    real = carol._verifier.epoch_keys[epoch]
-    carol._verifier.epoch_keys[epoch] = crypto.random_key()  # sealed under a key nobody holds
-    carol._queue_entry(Kind.DATA, update_of(lambda d: d.get("map:m", type=pycrdt.Map).__setitem__("k", 1)))
-    carol._verifier.epoch_keys[epoch] = real
+    async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:  # a dishonest member's own client
+        await carol.wait_for_seq(await raw.commit(
+            raw.entry(Kind.DATA, b"\xff\xfenot a yjs update"),
+            raw.entry(Kind.DATA, update_of(lambda d: d.get("map:m", type=pycrdt.Map).__setitem__("k", 1)),
+                      epoch_key=crypto.random_key()),  # sealed under a key nobody holds
+        ))
     carol.text("doc").insert(0, "honest after")
     await settle([alice, bob, carol])
     for space in (alice, bob):
@@ -82,16 +83,19 @@ async def test_a_members_unusable_entries_are_rejected_the_same_everywhere(relay
 async def test_content_only_other_clients_write_does_not_break_hashing(relay: RelayHandle, tmp_path: Path) -> None:
     """Before: an embed or sub-document from a member made content_hash raise TypeError."""
     _, (alice, bob, carol) = await make_members(relay.url, tmp_path, 3)
+    crafted: list[bytes] = []
     for make in (
         lambda d: d.get("text:t", type=pycrdt.Text).insert_embed(0, pycrdt.Map({"a": 1e20})),
         lambda d: d.get("map:m", type=pycrdt.Map).__setitem__("doc", pycrdt.Doc()),
         lambda d: d.get("text:t", type=pycrdt.Text).insert(0, "x", {"size": 1e300}),
     ):
-        carol._queue_entry(Kind.DATA, update_of(make))
+        crafted.append(update_of(make))
+    async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:  # carol's own client, not her Space
+        await carol.wait_for_seq(await raw.commit(*(raw.entry(Kind.DATA, update) for update in crafted)))
     carol.text("doc").insert(0, "after")
     await settle([alice, bob, carol])
     assert alice.rejected == [] and alice.error is None and bob.error is None
-    assert content_hash(alice.doc) == content_hash(bob.doc) == state_content_hash(alice._document.state())
+    assert content_hash(alice.doc) == content_hash(bob.doc) == state_content_hash(alice.doc.get_update())
     # Carol's crafted entries never went through her own document, so she would attest (rightly
     # judged false) to a content other than the log's: only honest members look at the snapshot.
     await carol.close()

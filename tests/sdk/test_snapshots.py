@@ -18,6 +18,7 @@ from encspaces.core.presence import PresenceClaim, seal_presence
 from encspaces.errors import BodyDigestError, RelayError
 from encspaces.snapshot import SnapshotPayload, content_hash
 from encspaces_relay.compact import compact
+from tests.support import RawMember
 
 from .conftest import RelayHandle, make_members, settle, wait_for
 from .test_malicious_relay import LyingRelay, reencode
@@ -84,14 +85,15 @@ async def test_a_lying_snapshot_is_never_used_and_its_liar_is_named(relay: Relay
         await edit_rounds(rng, members, 40)
         base = max(honest.snapshots.content_at)
         forged: pycrdt.Doc[object] = pycrdt.Doc()
-        forged.apply_update(honest._document.state())
+        forged.apply_update(honest.doc.get_update())
         forged.get("map:m", type=pycrdt.Map)["price"] = 1_000_000  # self-consistent: it hashes to its claim
         lie = SnapshotPayload(forged.get_update(), content_hash(forged)).encode()
-        liar._queue_entry(Kind.SNAPSHOT, lie, (base, liar.state.heads[base]))
-        await liar.sync()
+        async with RawMember(relay.url, liar.identity, liar.space_bytes) as raw:  # the liar's own client
+            snapshot_seq = await raw.commit(
+                raw.entry(Kind.SNAPSHOT, lie, parent_seq=base, parent_hash=liar.state.heads[base]))
+        await liar.wait_for_seq(snapshot_seq)
         assert relay.server is not None
         room = relay.server.rooms[honest.space_bytes]
-        snapshot_seq = liar.seq
         # Both honest members checked it against the log and said so, signed.
         await wait_for(lambda: len(room.state.snapshots[snapshot_seq].attestations) == 2, what="two attestations")
         assert not any(a.agrees for a in room.state.snapshots[snapshot_seq].attestations)
@@ -189,15 +191,16 @@ async def test_a_readers_false_report_does_not_stop_fast_joins(relay: RelayHandl
         assert agreed is not None
         await reader.wait_for_seq(room.state.seq)
         # The old way: a presence message calling it bad. Ignored by everyone.
-        verifier = reader._verifier
-        claim = PresenceClaim(verifier.latest_head, (agreed[0],))
-        assert reader._send_presence(seal_presence(reader.identity, reader.space_bytes, verifier.state.epoch,
-                                                   verifier.epoch_keys[verifier.state.epoch], {}, claim, 0))
-        # The new way: a disagreeing attestation. A reader may not attest: the relay refuses it.
-        reader._queue_entry(Kind.ATTEST, AttestBody(agreed[0], bytes(32), False).encode())
-        await wait_for(lambda: reader.error is not None, what="the relay to refuse the reader's attestation")
-        assert isinstance(reader.error, RelayError) and reader.error.code == "rejected"
-        assert "may not attest snapshots" in str(reader.error)
+        async with RawMember(relay.url, reader.identity, reader.space_bytes) as raw:  # the reader's own client
+            verifier = raw.verifier
+            claim = PresenceClaim(verifier.latest_head, (agreed[0],))
+            await raw.presence(seal_presence(reader.identity, reader.space_bytes, verifier.state.epoch,
+                                             verifier.epoch_keys[verifier.state.epoch], {}, claim, 0))
+            # The new way: a disagreeing attestation. A reader may not attest: the relay refuses it.
+            with pytest.raises(RelayError) as refused:
+                await raw.submit(raw.entry(Kind.ATTEST, AttestBody(agreed[0], bytes(32), False).encode()))
+        assert refused.value.code == "rejected"
+        assert "may not attest snapshots" in str(refused.value)
         # The reader's attestation changed nothing: that snapshot is still agreed (policy snapshots
         # written since may be agreed too).
         assert room.state.snapshot_status(agreed[0]) is Status.AGREED
