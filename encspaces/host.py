@@ -1,9 +1,10 @@
 """What the parts of a space need from it: the one host protocol they are wired through.
 
-``Space`` is a facade over parts (the connection runner, the files, the presence channel, the
-snapshot keeper); each part is given a ``SpaceHost`` instead of the ``Space`` itself or a bundle
-of loose callables, as the relay's rooms are given a ``RoomHost`` (encspaces_relay/room.py).
-The space implements it (encspaces/space.py) over its private state; no part reads that state.
+``Space`` is a facade over parts (the connection runner, the local store's writer, the files,
+the presence channel, the snapshot keeper); each part is given a ``SpaceHost`` instead of the
+``Space`` itself or a bundle of loose callables, as the relay's rooms are given a ``RoomHost``
+(encspaces_relay/room.py). The space implements it (encspaces/space.py) over its private state;
+no part reads that state.
 """
 
 from __future__ import annotations
@@ -97,6 +98,21 @@ class SpaceHost(Protocol):
 
     def apply_entry(self, result: VerifiedEntry) -> None:
         """Apply one verified entry's payload to the document."""
+        ...
+
+    # --- what the local store's writer needs (encspaces/persistence.py) ----------------------
+
+    @property
+    def snapshot_gap(self) -> bool:
+        """The document lacks what a coming snapshot covers: no checkpoint of it may be taken."""
+        ...
+
+    def flush_batch(self) -> None:
+        """Turn the open batch of local edits into outbox entries now."""
+        ...
+
+    def send_outbox(self) -> None:
+        """Submit what the outbox holds that is stored and due, if the session is live."""
         ...
 
     # --- what the connection runner reports -------------------------------------------------

@@ -77,6 +77,7 @@ from .errors import (
 from .files import SpaceFiles
 from .history import HistoryEntry, SpaceView, history_entry, rebuild
 from .options import DEFAULT_TIMEOUT, SpaceOptions, check_options
+from .persistence import Persistence
 from .presence_channel import PresenceChannel
 from .relay_url import check_relay_url, connect_failure, connect_options
 from .shared.feed import ChangeStream
@@ -110,24 +111,6 @@ def _mark_retrieved(future: asyncio.Future[None]) -> None:
     """The failure is kept in ``Space.error``; nobody need await the first-sync future."""
     if not future.cancelled():
         future.exception()
-
-
-@dataclass
-class _Pending:
-    """What is waiting to be written to the local store, written in one transaction."""
-
-    log: list[tuple[int, bytes, bytes]] = field(default_factory=list)
-    outbox: list[tuple[int, bytes]] = field(default_factory=list)
-    outbox_done_through: int | None = None
-    meta: dict[str, bytes] = field(default_factory=dict)
-    checkpoint: tuple[int, bytes, bytes] | None = None
-    outbox_reset: bool = False  # the outbox was re-issued: replace the stored one
-    purge: bool = False  # keys were forgotten: leave no copy in the write-ahead log
-    redactions: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, local form) to store
-
-    def __bool__(self) -> bool:
-        return bool(self.log or self.outbox or self.meta or self.outbox_done_through is not None
-                    or self.checkpoint is not None or self.outbox_reset or self.purge or self.redactions)
 
 
 @dataclass(eq=False)
@@ -211,6 +194,16 @@ class _Host:
 
     def queue_entry(self, kind: Kind, payload: bytes, parent: tuple[int, bytes] | None = None) -> Entry:
         return self._space._queue_entry(kind, payload, parent)
+
+    @property
+    def snapshot_gap(self) -> bool:
+        return self._space.snapshots.in_gap
+
+    def flush_batch(self) -> None:
+        self._space._flush_batch()
+
+    def send_outbox(self) -> None:
+        self._space._send_outbox()
 
     def apply_entry(self, result: VerifiedEntry) -> None:
         self._space._apply_one(result)
@@ -324,19 +317,14 @@ class Space:
         self._connected = False
         self._state_changed = asyncio.Event()  # connected, failed or closed changed: wakes wait_connected
         self._connection_changes: EventHub[ConnectionChange] = EventHub()
-        # Persistence.
-        self._pending = _Pending()
-        self._write_lock = asyncio.Lock()
-        self._checkpoint_seq = 0
+        # The local store's writes: pending batch, writer, checkpoints, redaction (encspaces/persistence.py).
+        self._persistence = Persistence(self._host, store, self._box)
         self._upkeep = Upkeep()  # the policy's revocations and rotations, each asked for once
         self._actions: builtins.list[_Action] = []  # admin actions in progress (see _control)
         self._resend_timer: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._redacting: asyncio.Future[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
         self._invite: InviteSecret | None = None  # while joining with an invite link
-        self._writer: asyncio.Task[None] | None = None
-        self._write_wanted = asyncio.Event()
         self.skipped: builtins.list[VerifiedEntry] = self._verifier.skipped
         self.rejected: builtins.list[RejectedEntry] = []  # entries of the log not applied (rejections.py)
         self._rejections: EventHub[RejectedEntry] = EventHub()
@@ -690,7 +678,7 @@ class Space:
             if not limit.expired():
                 raise
             outcome = self._withdraw(action)
-            await self._persist()  # the withdrawal is on disk before the caller hears of it
+            await self._persistence.persist()  # the withdrawal is on disk before the caller hears of it
             raise OperationTimeoutError(f"{what} timed out after {timeout:g} s: {outcome}") from exc
         finally:
             self._actions.remove(action)
@@ -705,14 +693,14 @@ class Space:
     def _renumbered(self, renames: builtins.list[Rename]) -> None:
         """The outbox was numbered again (entries dropped or re-issued): the stored one is replaced,
         and the admin actions waiting for the old entries follow the new ones."""
-        self._pending.outbox = [(e.header.author_seq, e.raw) for e in self._box.entries]
-        self._pending.outbox_reset = True
+        self._persistence.pending.outbox = [(e.header.author_seq, e.raw) for e in self._box.entries]
+        self._persistence.pending.outbox_reset = True
         for old, new in renames:
             if new is not None and faults.ARMED:
                 faults.reached("built")
             for action in self._actions:
                 action.renamed(old, new)
-        self._write_wanted.set()
+        self._persistence.wake()
         self._progress.set()
 
     # --- history -------------------------------------------------------------------------
@@ -725,7 +713,7 @@ class Space:
         if before is not None:
             int_argument(before, "before")
         int_argument(limit, "limit")
-        await self._persist()
+        await self._persistence.persist()
         rows = await self._store.load_log_page(before, limit)
         return [history_entry(seq, raw) for seq, raw in rows]
 
@@ -735,7 +723,7 @@ class Space:
         self._raise_if_failed()
         if not 1 <= seq <= self.seq:
             raise HistoryError(f"seq {seq} is outside the verified log (1..{self.seq})")
-        await self._persist()
+        await self._persistence.persist()
         rows = await self._store.load_log()
         return rebuild(rows, seq, self._verifier.epoch_keys, self._verifier.forgotten, self.snapshots.bad_seqs)
 
@@ -753,10 +741,6 @@ class Space:
             raise NotPermittedError("the document is not settled (edits in flight or entries not yet readable)")
         payload = SnapshotPayload(self._document.state(), content_hash(self._document.doc)).encode()
         await self._control(Kind.SNAPSHOT, payload, action)
-
-    async def _persist(self) -> None:
-        async with self._write_lock:
-            await self._write_pending()
 
     async def sync(self, timeout: float | None = None) -> None:
         """Return once every local edit made before the call is in the verified log.
@@ -790,7 +774,7 @@ class Space:
         """
         check_timeout(timeout)
         self._flush_batch()
-        write = self._tasks.spawn(self._persist(), "the store writer (flush)", cancel_on_close=False)
+        write = self._tasks.spawn(self._persistence.persist(), "the store writer (flush)", cancel_on_close=False)
         async with deadline(timeout, lambda: f"flush: writing to the local store {self._store.path}"):
             await asyncio.shield(write)
         self._raise_if_failed()
@@ -823,16 +807,9 @@ class Space:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
         await self._connection.stop()
-        if self._redacting is not None:
-            await asyncio.gather(self._redacting, return_exceptions=True)
-        if self._writer is not None:
-            self._write_wanted.set()  # the writer finishes what it holds, then returns
-            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._persistence.stop()
         await self._tasks.close()  # whatever else is still running (timers, a flush's write) ends here
-        if self.error is None and self.seq > self._checkpoint_seq:
-            self._take_checkpoint()
-        async with self._write_lock:
-            await self._write_pending()
+        await self._persistence.write_last()
         await self._store.close()
 
     async def __aenter__(self) -> Space:
@@ -933,8 +910,8 @@ class Space:
         entry = self._box.build(kind, payload, self._verifier.state, self._verifier.epoch_keys, parent)
         if faults.ARMED:
             faults.reached("built")
-        self._pending.outbox.append((entry.header.author_seq, entry.raw))
-        self._write_wanted.set()  # sent once the write that stores it commits (_write_pending)
+        self._persistence.pending.outbox.append((entry.header.author_seq, entry.raw))
+        self._persistence.wake()  # sent once the write that stores it commits (persistence.py)
         return entry
 
     def _send_outbox(self) -> None:
@@ -968,7 +945,7 @@ class Space:
         for result in results:
             if not result.late:
                 stored = redact(result.entry, self._verifier.forgotten) or result.entry.raw
-                self._pending.log.append((result.seq, stored, result.head))
+                self._persistence.pending.log.append((result.seq, stored, result.head))
             if result.kind is Kind.GENESIS and self._genesis is None:
                 self._genesis = result.entry.raw
             if result.problem is not None and not result.awaiting_key:
@@ -980,7 +957,7 @@ class Space:
                 self._member_changes.publish(member_change(result, self._verifier.state))
         done = self._box.verified(self._verifier.state.author_seqs.get(self._me, 0))
         if done is not None:
-            self._pending.outbox_done_through = done
+            self._persistence.pending.outbox_done_through = done
         removed_at = self._verifier.removed_at
         if self._verifier.key_failure is not None:
             self._fail(self._verifier.key_failure)  # an admin handed us a key the log did not commit to
@@ -990,9 +967,9 @@ class Space:
             self._reissue_outbox()
         self._check_keys()
         self._maintain()
-        if self.seq - self._checkpoint_seq >= self.options.checkpoint_every:
-            self._take_checkpoint()
-        self._write_wanted.set()
+        if self.seq - self._persistence.checkpoint_seq >= self.options.checkpoint_every:
+            self._persistence.take_checkpoint()
+        self._persistence.wake()
         self._progress.set()
 
     def _apply_one(self, result: VerifiedEntry) -> None:
@@ -1025,84 +1002,16 @@ class Space:
         plan = self._upkeep.plan(state, set(verifier.epoch_keys), self._me, self.connected, self._clock.now_ms())
         if plan.forget:
             verifier.forget_keys(set(plan.forget))
-            self._take_checkpoint()
-            self._pending.purge = True
+            self._persistence.take_checkpoint()
+            self._persistence.pending.purge = True
             log.info("forgot the keys of epochs %s (retention)", sorted(plan.forget))
-            self._redacting = self._tasks.spawn(
-                self._redact_store(), "the redaction of forgotten keys in the local store", cancel_on_close=False)
+            self._persistence.start_redaction()
         for key in plan.revoke:
             self._queue_entry(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode())
         if plan.rotate:
             self._queue_entry(Kind.ROTATE, rekey_body(state))
 
-    # --- persistence -----------------------------------------------------------------------
-
-    async def _redact_store(self) -> None:
-        """Blank the sealed copies of forgotten keys in the stored log (encspaces.core.redaction)."""
-        async with self._write_lock:
-            await self._write_pending()
-            forgotten = set(self._verifier.forgotten)
-            for seq, raw, _ in await self._store.load_log():
-                entry = Entry.decode(raw, local=True)
-                local = redact(entry, forgotten)
-                if local is not None:
-                    self._pending.redactions.append((seq, local))
-            self._pending.purge = True
-            await self._write_pending()
-
-    def _take_checkpoint(self) -> None:
-        """Queue a checkpoint of the verified state and the document, consistent with each other.
-
-        The document also holds our own edits not yet in the log; the open batch is turned into
-        outbox entries first, written in the same transaction, so a restored document never
-        holds an edit that the outbox would not send.
-        """
-        if self.snapshots.in_gap:
-            return  # the document lacks what a coming snapshot covers: resume from the stored log instead
-        self._flush_batch()
-        self._pending.checkpoint = (self.seq, self._verifier.export_checkpoint(), self._document.state())
-        self._checkpoint_seq = self.seq
-        self._write_wanted.set()
-
-    async def _write_pending(self) -> None:
-        """Write what accumulated, in one transaction. Callers hold ``_write_lock``."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, _Pending()
-        generation = self._box.generation
-        await self._store.write(
-            meta=pending.meta,
-            log=pending.log,
-            outbox_add=pending.outbox,
-            outbox_done_through=pending.outbox_done_through,
-            checkpoint=pending.checkpoint,
-            outbox_reset=pending.outbox_reset,
-            purge=pending.purge,
-            redactions=pending.redactions,
-        )
-        if pending.outbox and generation == self._box.generation:
-            self._box.stored(max(seq for seq, _ in pending.outbox), generation)
-            if faults.ARMED:
-                faults.reached("outbox")
-        if faults.ARMED and pending.log:
-            faults.reached("logged")
-        self._send_outbox()
-
-    async def _write_loop(self) -> None:
-        """Group writes: whatever accumulated while the previous transaction ran goes in one.
-
-        Never cancelled mid-write (that would lose what it took out of ``_pending``):
-        ``close`` sets ``_closed`` and wakes it instead.
-        """
-        while not self._closed:
-            await self._write_wanted.wait()
-            self._write_wanted.clear()
-            try:
-                async with self._write_lock:
-                    await self._write_pending()
-            except EncspacesError as exc:
-                self._fail(exc)
-                return
+    # --- restoring from the local store ----------------------------------------------------
 
     async def _restore(self) -> None:
         """Rebuild verified state and document from the local store, then re-queue the outbox."""
@@ -1115,7 +1024,7 @@ class Space:
             self.skipped = self._verifier.skipped
             self._verifier.resume_awaiting(await self._store.load_entries(awaiting))
             self._document.apply_remote(document, None)
-            self._checkpoint_seq = after
+            self._persistence.checkpoint_seq = after
         stored_invite = await self._load_invite()
         for secret in (self._invite, stored_invite):
             if secret is not None:
@@ -1126,7 +1035,7 @@ class Space:
         if (self._invite is None and stored_invite is not None and self._verifier.removed_at is None
                 and self._me not in self._verifier.state.members):
             self._invite = stored_invite  # a join that was interrupted: finish it
-        self._pending.log.clear()  # already stored
+        self._persistence.pending.log.clear()  # already stored
         mine = self._verifier.state.author_seqs.get(self._me, 0)
         restored: builtins.list[Entry] = []
         for author_seq, raw in await self._store.load_outbox():
@@ -1155,8 +1064,7 @@ class Space:
     def _start(self, genesis: bytes | None) -> None:
         self._genesis = self._genesis or genesis
         self.snapshots.attesting = True  # from here on entries come from the relay, not our own store
-        # The writer is never cancelled mid-write: close() wakes it and waits (see _write_loop).
-        self._writer = self._tasks.spawn(self._write_loop(), "the store writer", cancel_on_close=False)
+        self._persistence.start()  # the store writer: never cancelled mid-write (close() waits for it)
         self._connection.start()
         self._ticker = self._tasks.spawn(self._tick(), "the maintenance ticker")
         self.presence.start(self._tasks)
@@ -1212,7 +1120,7 @@ async def _open_space(
         raise StoreError(f"the local store in {data_dir} belongs to another identity")
     space_obj = Space(url, identity, space, store, options)
     space_obj._connection.tls = tls
-    space_obj._pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
+    space_obj._persistence.pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
     return space_obj
 
 
@@ -1295,7 +1203,7 @@ async def join(
     space = await _open_space(parsed.url, identity, parsed.space, data_dir, ssl, check_options(options))
     space._invite = parsed.secret
     # Written with (or before) the join entry: a restart replays the invite's sealed keys with it.
-    space._pending.meta[INVITE_META] = parsed.secret.secret
+    space._persistence.pending.meta[INVITE_META] = parsed.secret.secret
     await space._restore()
     space._start(None)
     me = identity.public.sign_key
@@ -1311,7 +1219,7 @@ async def join(
                     proof = parsed.secret.join_proof(parsed.space, me, identity.public.box_key)
                     await space._control(Kind.JOIN, JoinBody(parsed.secret.invite_key, identity.public.box_key,
                                                              proof).encode())
-            space._take_checkpoint()  # the keys opened through the invite, durable before we return
+            space._persistence.take_checkpoint()  # the keys opened through the invite, durable before we return
             await space.flush()
     except BaseException:
         await space.close()
@@ -1332,7 +1240,7 @@ async def open_local(identity: Identity, space_id: str, *, data_dir: str | Path)
     if not (Path(data_dir) / space.hex() / STORE_FILE).exists():
         raise StoreError(f"this device holds no copy of space {space_id} in {data_dir}")
     opened = await _open_space("", identity, space, data_dir)  # no relay: the URL is never used
-    opened._pending.meta.clear()  # the stored relay URL and member stay as they are
+    opened._persistence.pending.meta.clear()  # the stored relay URL and member stay as they are
     try:
         await opened._restore()
     finally:
