@@ -25,7 +25,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import nacl.bindings
 import nacl.exceptions
@@ -187,11 +187,12 @@ def _ed25519_ok(public_key: bytes, message: bytes, signature: bytes) -> bool:
 
 
 @dataclass(frozen=True)
-class Ed25519Verifier:
-    """Signature type 0x01: Ed25519 over the note text."""
+class _Ed25519Key:
+    """A named Ed25519 public key of one signature type: its key ID and vkey follow from both."""
 
     name: str
     public_key: bytes
+    sig_type: ClassVar[int]
 
     def __post_init__(self) -> None:
         _check_key_name(self.name)
@@ -200,13 +201,20 @@ class Ed25519Verifier:
 
     @property
     def key_id(self) -> bytes:
-        return key_id(self.name, SIG_ED25519, self.public_key)
+        return key_id(self.name, self.sig_type, self.public_key)
+
+    def vkey(self) -> str:
+        return vkey(self.name, self.sig_type, self.public_key)
+
+
+@dataclass(frozen=True)
+class Ed25519Verifier(_Ed25519Key):
+    """Signature type 0x01: Ed25519 over the note text."""
+
+    sig_type: ClassVar[int] = SIG_ED25519
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         return _ed25519_ok(self.public_key, text, signature)
-
-    def vkey(self) -> str:
-        return vkey(self.name, SIG_ED25519, self.public_key)
 
 
 def cosignature_message(text: bytes, timestamp: int) -> bytes:
@@ -215,20 +223,10 @@ def cosignature_message(text: bytes, timestamp: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class CosignatureVerifier:
+class CosignatureVerifier(_Ed25519Key):
     """Signature type 0x04: timestamped Ed25519 cosignature (tlog-cosignature v1)."""
 
-    name: str
-    public_key: bytes
-
-    def __post_init__(self) -> None:
-        _check_key_name(self.name)
-        if len(self.public_key) != 32:
-            raise MalformedNoteError(f"key {self.name}: an Ed25519 public key has 32 bytes")
-
-    @property
-    def key_id(self) -> bytes:
-        return key_id(self.name, SIG_COSIGNATURE_V1, self.public_key)
+    sig_type: ClassVar[int] = SIG_COSIGNATURE_V1
 
     def verify(self, text: bytes, signature: bytes) -> bool:
         if len(signature) != 8 + _ED25519_SIG:
@@ -237,9 +235,6 @@ class CosignatureVerifier:
         if timestamp > MAX_TIMESTAMP:
             return False
         return _ed25519_ok(self.public_key, cosignature_message(text, timestamp), signature[8:])
-
-    def vkey(self) -> str:
-        return vkey(self.name, SIG_COSIGNATURE_V1, self.public_key)
 
 
 def cosignature_time(signature: NoteSignature) -> int:
