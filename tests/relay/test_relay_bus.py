@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import nacl.signing
 import pytest
 from relay_kit import Member, SpaceBuilder, join, url_of
-from test_relay_postgres import CuttableProxy, _unavailable, pg_dsn  # noqa: F401  (pg_dsn: a fixture)
+from test_relay_postgres import Cluster, CuttableProxy, _unavailable, pg_dsn  # noqa: F401  (pg_dsn: a fixture)
 
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.identity import Identity
@@ -55,27 +55,17 @@ def _unavailable_nats(why: str) -> None:
     pytest.skip(message)
 
 
-class BusCluster:
+class BusCluster(Cluster):
     """Relays on one database and one NATS, one relay key, each with its own NATS connection."""
 
-    def __init__(self, tmp: Path, dsn: str) -> None:
-        self.tmp = tmp
-        self.dsn = dsn
-        self.key = nacl.signing.SigningKey.generate()
-        self.relays: list[RelayServer] = []
+    async def start(  # type: ignore[override]
+        self, bus: str, *, poll_up: float = 3600.0, poll_down: float = 0.2
+    ) -> RelayServer:
+        def tune(relay: RelayServer) -> None:
+            assert isinstance(relay.bus, NatsBus)
+            relay.bus.poll_up, relay.bus.poll_down, relay.bus.reconnect_wait = poll_up, poll_down, 0.2
 
-    async def start(self, bus: str, *, poll_up: float = 3600.0, poll_down: float = 0.2) -> RelayServer:
-        config = RelayConfig(data_dir=self.tmp / f"node{len(self.relays)}", port=0, store=self.dsn, bus=bus)
-        relay = RelayServer(config, signing_key=self.key)
-        assert isinstance(relay.bus, NatsBus)
-        relay.bus.poll_up, relay.bus.poll_down, relay.bus.reconnect_wait = poll_up, poll_down, 0.2
-        await relay.start()
-        self.relays.append(relay)
-        return relay
-
-    async def stop(self) -> None:
-        for relay in self.relays:
-            await relay.stop()
+        return await super().start(prepare=tune, bus=bus)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import nacl.signing
@@ -68,10 +68,14 @@ class Cluster:
         self.key = nacl.signing.SigningKey.generate()
         self.relays: list[RelayServer] = []
 
-    async def start(self, dsn: str | None = None, **overrides: object) -> RelayServer:
+    async def start(self, dsn: str | None = None, prepare: Callable[[RelayServer], None] | None = None,
+                    **overrides: object) -> RelayServer:
+        """A new relay of the cluster; ``prepare`` may adjust it before it starts."""
         config = RelayConfig(data_dir=self.tmp / f"node{len(self.relays)}", port=0, store=dsn or self.dsn,
                              **overrides)  # type: ignore[arg-type]
         relay = RelayServer(config, signing_key=self.key)
+        if prepare is not None:
+            prepare(relay)
         await relay.start()
         self.relays.append(relay)
         return relay
