@@ -13,7 +13,7 @@ import pytest
 
 import encspaces
 from encspaces import errors
-from encspaces import space as space_module
+from encspaces.admin import Action, AdminActions
 from encspaces.core.entry import Kind
 
 from .conftest import RelayHandle, wait_for
@@ -101,15 +101,15 @@ async def test_a_join_interrupted_after_its_entry_was_queued_finishes_on_reopeni
         link = await admin.create_invite(role="writer")
         before_join = admin.seq
 
-        async def interrupted(self: space_module.Space, kind: Kind, body: bytes) -> None:
+        async def interrupted(self: AdminActions, kind: Kind, body: bytes, action: Action | None = None) -> None:
             await relay.stop()  # the join entry can only be queued: it reaches the store, not the relay
-            await wait_for(lambda: not self.connected, what="the disconnection")
-            self._queue_entry(kind, body)
-            await self.flush()
+            await wait_for(lambda: self._host.live_session() is None, what="the disconnection")
+            self._host.queue_entry(kind, body)
+            await self._persistence.persist()
             raise RuntimeError("the process dies here")
 
         joiner = encspaces.Identity.generate()
-        monkeypatch.setattr(space_module.Space, "_control", interrupted)
+        monkeypatch.setattr(AdminActions, "control", interrupted)
         with pytest.raises(RuntimeError, match="dies here"):
             await encspaces.join(link, joiner, data_dir=tmp_path / "j")
         await relay.start()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import encspaces
+from encspaces import admin as admin_module
 from encspaces import errors
-from encspaces import space as space_module
 from encspaces.core import crypto
 from encspaces.core.encoding import pack, unpack
 from encspaces.core.log_state import LogState
@@ -40,7 +40,7 @@ async def test_admin_giving_one_member_another_key_is_named(
         return RekeyBody(epoch, tuple(sorted(grants.items())), crypto.key_commitment(state.space, epoch, key),
                          remove).encode()
 
-    monkeypatch.setattr(space_module, "rekey_body", lying_rekey_body)
+    monkeypatch.setattr(admin_module, "rekey_body", lying_rekey_body)
     await alice.rotate_key()
     rotation_seq = alice.seq
     await wait_for(lambda: carol.error is not None, "carol to notice the bad key")
