@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +16,8 @@ import encspaces
 from encspaces import errors
 from encspaces.admin import Action, AdminActions
 from encspaces.core.entry import Kind
+from encspaces.space import INVITE_META
+from encspaces.store import STORE_FILE
 
 from .conftest import RelayHandle, wait_for
 
@@ -71,12 +74,21 @@ async def test_a_member_without_the_epoch_key_fails_instead_of_losing_writes(
 ) -> None:
     """A device that holds no key for the current epoch cannot write: it says so, it takes no edit."""
     admin = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "admin")
-    bob = encspaces.Identity.generate()
+    bob, data_dir = encspaces.Identity.generate(), tmp_path / "bob"
     try:
-        await admin.add_member(bob.public)
-        space = await encspaces.connect(relay.url, bob, admin.id, data_dir=tmp_path / "bob")
+        admin.text("doc").insert(0, "sealed")
+        link = await admin.create_invite(role="writer")
+        async with await encspaces.join(link, bob, data_dir=data_dir) as joined:
+            assert str(joined.text("doc")) == "sealed"
+        # The device loses what opens the keys sealed to the invite (its secret, and the checkpoint
+        # that holds the keys), as a damaged store or one restored from an older copy would.
+        with sqlite3.connect(data_dir / admin.space_bytes.hex() / STORE_FILE) as db:
+            db.execute("DELETE FROM checkpoint")
+            db.execute("DELETE FROM meta WHERE key = ?", (INVITE_META,))
+        db.close()
+        space = await encspaces.connect(relay.url, bob, admin.id, data_dir=data_dir)
         try:
-            space._verifier.epoch_keys.clear()  # as a device whose keys were lost would be
+            assert 1 not in space.epoch_keys and bob.member_id in space.members
             with pytest.raises(errors.EpochKeyMissingError, match=f"epoch {space.epoch}"):
                 space.text("doc").insert(0, "lost?")
             assert isinstance(space.error, errors.EpochKeyMissingError)

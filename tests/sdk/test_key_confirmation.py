@@ -17,8 +17,9 @@ from encspaces import admin as admin_module
 from encspaces import errors
 from encspaces.core import crypto
 from encspaces.core.encoding import pack, unpack
+from encspaces.core.entry import Kind
 from encspaces.core.log_state import LogState
-from encspaces.core.membership import RekeyBody, seal_grants
+from encspaces.core.membership import GenesisBody, RekeyBody, seal_grants
 from encspaces.core.rekey import rekey_body
 
 from .conftest import RelayHandle, make_members, settle, wait_for
@@ -79,7 +80,18 @@ async def test_honest_keys_confirm_for_every_way_a_key_arrives(relay: RelayHandl
     await dave.wait_for_seq(alice.seq)
     await bob.wait_for_seq(alice.seq)
     assert dave.error is None and bob.error is None and alice.error is None
-    assert set(dave._verifier.key_commits) == {1, 2, 3}
+    # Every key dave holds is the one its epoch's first entry publicly commits to (the relay's copy of the log).
+    committed: dict[int, bytes] = {}
+    for _, entry in relay.entries():
+        kind = entry.header.kind
+        if kind is Kind.GENESIS:
+            committed[1] = GenesisBody.decode(entry.body).commit
+        elif kind in (Kind.ROTATE, Kind.REMOVE_MEMBER):
+            rekey = RekeyBody.decode(entry.body, kind.value)
+            committed[rekey.epoch] = rekey.commit
+    assert set(committed) == set(dave.epoch_keys) == {1, 2, 3}
+    for epoch, key in dave.epoch_keys.items():
+        assert crypto.key_commitment(b"" if epoch == 1 else dave.space_bytes, epoch, key) == committed[epoch], epoch
     assert str(dave.text("doc")) == str(bob.text("doc")) == "epoch 3. "
     for space in (alice, bob, carol, dave):
         await space.close()
