@@ -78,29 +78,39 @@ class RelayHandle:
         return sorted(folder.iterdir()) if folder.exists() else []
 
 
+class Relays:
+    """The relays one test starts, stopped together at its end: the first one's data is in
+    ``root / "relay"``, the next ones' in ``relay1``, ``relay2``... unless ``data_dir`` is given."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: list[RelayHandle] = []
+
+    async def start(
+        self, cls: type[RelayServer] = RelayServer, data_dir: Path | None = None, **overrides: Any
+    ) -> RelayHandle:
+        name = "relay" if not self.started else f"relay{len(self.started)}"
+        handle = RelayHandle(data_dir or self.root / name, cls, **overrides)
+        self.started.append(handle)
+        await handle.start()
+        return handle
+
+    async def stop(self) -> None:
+        for handle in self.started:
+            await handle.stop()
+
+
 RelayFactory = Callable[..., Awaitable[RelayHandle]]
 
 
 @pytest.fixture
 async def make_relay(tmp_path: Path) -> AsyncIterator[RelayFactory]:
-    """Start relays: ``await make_relay(cls=LyingRelay, **config)``; all are stopped at the end.
-
-    The first one's data is in ``tmp_path / "relay"``, the next ones' in ``relay1``, ``relay2``...
-    """
-    started: list[RelayHandle] = []
-
-    async def make(cls: type[RelayServer] = RelayServer, **overrides: Any) -> RelayHandle:
-        name = "relay" if not started else f"relay{len(started)}"
-        handle = RelayHandle(tmp_path / name, cls, **overrides)
-        started.append(handle)
-        await handle.start()
-        return handle
-
+    """Start relays: ``await make_relay(LyingRelay, **config)``; all are stopped at the end."""
+    relays = Relays(tmp_path)
     try:
-        yield make
+        yield relays.start
     finally:
-        for handle in started:
-            await handle.stop()
+        await relays.stop()
 
 
 @pytest.fixture

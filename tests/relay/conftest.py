@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from encspaces_relay.server import RelayServer
-from tests.support import RelayHandle
+from tests.support import Relays
 
 RelayFactory = Callable[..., Awaitable[RelayServer]]
 
@@ -21,19 +21,18 @@ RelayFactory = Callable[..., Awaitable[RelayServer]]
 @pytest.fixture
 async def make_relay(tmp_path: Path) -> AsyncIterator[RelayFactory]:
     """Start relays with config overrides (``cls=`` for a subclass); all are stopped at the end."""
-    started: list[RelayHandle] = []
+    relays = Relays(tmp_path)
 
     async def make(*, cls: type[RelayServer] = RelayServer, data_dir: Path | None = None,
                    **overrides: Any) -> RelayServer:
-        handle = RelayHandle(data_dir or tmp_path / f"relay{len(started)}", cls, **overrides)
-        started.append(handle)
-        return await handle.start()
+        server = (await relays.start(cls, data_dir, **overrides)).server
+        assert server is not None
+        return server
 
     try:
         yield make
     finally:
-        for handle in started:
-            await handle.stop()
+        await relays.stop()
 
 
 @pytest.fixture
