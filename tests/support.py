@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -44,15 +45,20 @@ from encspaces_relay.store import DB_FILE
 class RelayHandle:
     """A relay on 127.0.0.1 that a test can stop and start again on the same port and data dir."""
 
-    def __init__(self, data_dir: Path, cls: type[RelayServer] = RelayServer, **overrides: Any) -> None:
+    def __init__(
+        self, data_dir: Path, cls: type[RelayServer] = RelayServer, *,
+        signing_key: nacl.signing.SigningKey | None = None, **overrides: Any,
+    ) -> None:
         self.data_dir = data_dir
         self.cls = cls
+        self.signing_key = signing_key  # None: the one in its data dir (made on first start)
         self.overrides = overrides
         self.port = 0
         self.server: RelayServer | None = None
 
     async def start(self) -> RelayServer:
-        self.server = self.cls(RelayConfig(data_dir=self.data_dir, port=self.port, **self.overrides))
+        config = RelayConfig(data_dir=self.data_dir, port=self.port, **self.overrides)
+        self.server = self.cls(config, signing_key=self.signing_key)
         self.port = await self.server.start()
         return self.server
 
