@@ -14,10 +14,11 @@ import pytest
 
 import encspaces
 from encspaces import errors
-from encspaces.admin import Action, AdminActions
 from encspaces.core.entry import Kind
 from encspaces.space import INVITE_META
 from encspaces.store import STORE_FILE
+from encspaces_relay.room import Submission
+from tests.support import InterceptingRelay, RelayFactory, swallow
 
 from .conftest import RelayHandle, wait_for
 
@@ -104,8 +105,11 @@ async def test_a_member_without_the_epoch_key_fails_instead_of_losing_writes(
 
 @pytest.mark.parametrize("reopen", ["connect", "join"])
 async def test_a_join_interrupted_after_its_entry_was_queued_finishes_on_reopening(
-    relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reopen: str
+    make_relay: RelayFactory, tmp_path: Path, reopen: str
 ) -> None:
+    relay = await make_relay(InterceptingRelay)
+    server = relay.server
+    assert isinstance(server, InterceptingRelay)
     admin = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "admin")
     try:
         admin.text("doc").insert(0, "before the invite")
@@ -113,19 +117,15 @@ async def test_a_join_interrupted_after_its_entry_was_queued_finishes_on_reopeni
         link = await admin.create_invite(role="writer")
         before_join = admin.seq
 
-        async def interrupted(self: AdminActions, kind: Kind, body: bytes, action: Action | None = None) -> None:
-            await relay.stop()  # the join entry can only be queued: it reaches the store, not the relay
-            await wait_for(lambda: self._host.live_session() is None, what="the disconnection")
-            self._host.queue_entry(kind, body)
-            await self._persistence.persist()
-            raise RuntimeError("the process dies here")
-
-        joiner = encspaces.Identity.generate()
-        monkeypatch.setattr(AdminActions, "control", interrupted)
-        with pytest.raises(RuntimeError, match="dies here"):
-            await encspaces.join(link, joiner, data_dir=tmp_path / "j")
-        await relay.start()
-        monkeypatch.undo()
+        joiner, lost = encspaces.Identity.generate(), list[Submission]()
+        server.intercept = swallow(joiner.public.sign_key, lost)  # the join entry never reaches the log
+        joining = asyncio.create_task(encspaces.join(link, joiner, data_dir=tmp_path / "j"))
+        await wait_for(lambda: len(lost) == 1, what="the join entry to be stored and sent")
+        assert [e.header.kind for e in lost[0].entries] == [Kind.JOIN]
+        joining.cancel()  # the joining program stops here: its entry stays in the stored outbox
+        with pytest.raises(asyncio.CancelledError):
+            await joining
+        server.intercept = None
 
         if reopen == "connect":
             opening = encspaces.connect(relay.url, joiner, admin.id, data_dir=tmp_path / "j")
