@@ -1,10 +1,10 @@
 """What the parts of a space need from it: the one host protocol they are wired through.
 
-``Space`` is a facade over parts (the connection runner, the local store's writer, the files,
-the presence channel, the snapshot keeper); each part is given a ``SpaceHost`` instead of the
-``Space`` itself or a bundle of loose callables, as the relay's rooms are given a ``RoomHost``
-(encspaces_relay/room.py). The space implements it (encspaces/space.py) over its private state;
-no part reads that state.
+``Space`` is a facade over parts (the connection runner, the local store's writer, the admin
+actions, the files, the presence channel, the snapshot keeper); each part is given a
+``SpaceHost`` instead of the ``Space`` itself or a bundle of loose callables, as the relay's
+rooms are given a ``RoomHost`` (encspaces_relay/room.py). The space implements it
+(encspaces/space.py) over its private state; no part reads that state.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from .core.head import SignedHead
 from .core.identity import Identity
 from .core.invites import InviteSecret
 from .core.messages import BlobReply
+from .core.outbox import Rename
 from .core.session import ClientSession, Notice
 from .core.verifier import LogVerifier, VerifiedEntry
 from .document import Document
@@ -113,6 +114,17 @@ class SpaceHost(Protocol):
 
     def send_outbox(self) -> None:
         """Submit what the outbox holds that is stored and due, if the session is live."""
+        ...
+
+    # --- what the admin actions need (encspaces/admin.py) -------------------------------------
+
+    @property
+    def unsent(self) -> int:
+        """Local edits not yet in the verified log (entries plus an open batch)."""
+        ...
+
+    def renumbered(self, renames: list[Rename]) -> None:
+        """The outbox was numbered again (an action withdrawn): store it anew, and let waiters follow."""
         ...
 
     # --- what the connection runner reports -------------------------------------------------

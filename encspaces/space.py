@@ -13,19 +13,19 @@ import asyncio
 import builtins
 import logging
 import random
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from ssl import SSLContext
 from types import MappingProxyType, TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import pycrdt
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from . import faults
+from .admin import AdminActions
 from .arguments import int_argument
 from .connection import Connection
 from .connection_state import ConnectionChange, ConnectionState
@@ -34,15 +34,15 @@ from .core.encoding import DEFAULT_MAX_MESSAGE
 from .core.entry import Entry, Kind, build_entry, open_body
 from .core.head import SignedHead
 from .core.identity import Identity, PublicIdentity, member_id, parse_member_id
-from .core.invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
+from .core.invites import InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
 from .core.log_state import LogState, space_id_of
-from .core.membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
+from .core.membership import Member, Policy, Role, genesis_body
 from .core.membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
 from .core.messages import BlobReply, Challenge, Error, decode_message
 from .core.outbox import Backoff, Conflict, GiveUp, Outbox, Refresh, Rename, Upkeep, backoff_delay
 from .core.redaction import redact
 from .core.rejections import RejectedEntry, RejectionKind
-from .core.rekey import invite_body, keys_to_give, rekey_body
+from .core.rekey import rekey_body
 from .core.session import (
     ClientSession,
     Notice,
@@ -58,17 +58,14 @@ from .document import (
     SharedText,
 )
 from .errors import (
-    ArgumentTypeError,
     EncspacesError,
     EntryTooLargeError,
     EpochKeyMissingError,
     HandshakeError,
     HistoryError,
-    InvalidArgumentError,
     MalformedIdError,
     MembershipRevokedError,
     NotPermittedError,
-    OperationTimeoutError,
     RelayError,
     ResubmitLimitError,
     SpaceClosedError,
@@ -82,15 +79,12 @@ from .presence_channel import PresenceChannel
 from .relay_url import check_relay_url, connect_failure, connect_options
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
-from .snapshot import SnapshotPayload, content_hash
 from .snapshot_keeper import SnapshotKeeper
 from .store import STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
 from .supervision import TaskOwner
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 # Timeouts, batching, policy intervals and the clock are SpaceOptions fields (encspaces/options.py).
 INVITE_META = "invite"  # the store's meta key for the secret of the invite this device joined with
@@ -111,21 +105,6 @@ def _mark_retrieved(future: asyncio.Future[None]) -> None:
     """The failure is kept in ``Space.error``; nobody need await the first-sync future."""
     if not future.cancelled():
         future.exception()
-
-
-@dataclass(eq=False)
-class _Action:
-    """The entries one admin action queued, followed through re-issue, and why the relay refused one."""
-
-    raws: builtins.list[bytes] = field(default_factory=builtins.list)
-    refused: str | None = None
-
-    def renamed(self, old: bytes, new: bytes | None) -> None:
-        """Entry ``old`` was re-issued as ``new`` (None: dropped)."""
-        if old in self.raws:
-            self.raws.remove(old)
-            if new is not None:
-                self.raws.append(new)
 
 
 class _Host:
@@ -204,6 +183,13 @@ class _Host:
 
     def send_outbox(self) -> None:
         self._space._send_outbox()
+
+    @property
+    def unsent(self) -> int:
+        return self._space.unsent
+
+    def renumbered(self, renames: builtins.list[Rename]) -> None:
+        self._space._renumbered(renames)
 
     def apply_entry(self, result: VerifiedEntry) -> None:
         self._space._apply_one(result)
@@ -320,7 +306,8 @@ class Space:
         # The local store's writes: pending batch, writer, checkpoints, redaction (encspaces/persistence.py).
         self._persistence = Persistence(self._host, store, self._box)
         self._upkeep = Upkeep()  # the policy's revocations and rotations, each asked for once
-        self._actions: builtins.list[_Action] = []  # admin actions in progress (see _control)
+        # Admin actions: pre-checks, queuing, timeouts and withdrawal (encspaces/admin.py).
+        self._admin = AdminActions(self._host, self._box, self._persistence)
         self._resend_timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._member_changes: EventHub[MemberChange] = EventHub()
@@ -513,21 +500,7 @@ class Space:
         Returns once the membership entry is verified in the log. ``timeout``: seconds to wait
         (None: as long as it takes); what a timeout or cancellation does is said on ``Space``.
         """
-        state = self._require_admin("add members")
-        if not isinstance(public_identity, (str, PublicIdentity)):
-            raise ArgumentTypeError(f"a member is a PublicIdentity or its string, not {type(public_identity).__name__}")
-        new = PublicIdentity.parse(public_identity) if isinstance(public_identity, str) else public_identity
-        if new.sign_key in state.members:
-            raise NotPermittedError(f"{new.member_id} is already a member")
-        keys = keys_to_give(self._verifier.epoch_keys, state.epoch, history)
-        body = add_member_body(new, Role(role), keys, history)
-
-        async def steps(action: _Action) -> None:
-            await self._control(Kind.ADD_MEMBER, body, action)
-            if not history:
-                await self._write_snapshot(action)  # what they cannot decrypt, they start from
-
-        await self._admin("add_member", timeout, steps)
+        await self._admin.add_member(public_identity, role, history, timeout)
 
     async def remove_member(
         self, member: str | PublicIdentity, revoke_invites: bool = True, *, timeout: float | None = None
@@ -540,37 +513,22 @@ class Space:
         key goes to every member who stays and to no revoked invite: one rotation, not two.
         ``timeout``: as for every admin action (see ``Space``).
         """
-        state = self._require_admin("remove members")
-        key = self._member_key(member)
-        self._keep_an_admin(state, key, None)
-        revoking = [k for k, inv in state.invites.items() if inv.open] if revoke_invites else []
-        entries = [(Kind.REVOKE_INVITE, RevokeInviteBody(k).encode()) for k in revoking]
-        entries.append((Kind.REMOVE_MEMBER, rekey_body(state, remove=key, revoking=revoking)))
-        await self._admin("remove_member", timeout, lambda action: self._control_all(entries, action))
+        await self._admin.remove_member(member, revoke_invites, timeout)
 
     async def set_role(self, member: str | PublicIdentity, role: str | Role, *, timeout: float | None = None) -> None:
         """Change a member's role: admin, writer or reader (admins only). ``timeout``: see ``Space``."""
-        state = self._require_admin("change roles")
-        key, new_role = self._member_key(member), Role(role)
-        if state.members[key].role is new_role:
-            raise NotPermittedError(f"{member_id(key)} already has role {new_role.value}")
-        self._keep_an_admin(state, key, new_role)
-        body = SetRoleBody(key, new_role).encode()
-        await self._admin("set_role", timeout, lambda action: self._control(Kind.SET_ROLE, body, action))
+        await self._admin.set_role(member, role, timeout)
 
     async def rotate_key(self, *, timeout: float | None = None) -> None:
         """Start a new epoch now (admins only); the policy can also make admins' clients do it.
 
         ``timeout``: see ``Space``.
         """
-        body = rekey_body(self._require_admin("rotate the key"))
-        await self._admin("rotate_key", timeout, lambda action: self._control(Kind.ROTATE, body, action))
+        await self._admin.rotate_key(timeout)
 
     async def set_policy(self, policy: Policy, *, timeout: float | None = None) -> None:
         """Set rotation and retention (admins only); see ``encspaces.Policy``. ``timeout``: see ``Space``."""
-        self._require_admin("set the policy")
-        body = policy.encode()
-        await self._admin("set_policy", timeout, lambda action: self._control(Kind.POLICY, body, action))
+        await self._admin.set_policy(policy, timeout)
 
     async def create_invite(
         self, role: str | Role = Role.WRITER, uses: int = 1, expires_in: float | None = 7 * 24 * 3600,
@@ -582,21 +540,7 @@ class Space:
         ``timeout``: see ``Space``; an invite withdrawn on timeout or cancellation is never
         published, so the link nobody received never works.
         """
-        state = self._require_admin("create invites")
-        if isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= MAX_INVITE_USES:
-            raise InvalidArgumentError(f"an invite's uses are an int in [1, {MAX_INVITE_USES}], not {uses!r}")
-        secret = InviteSecret.generate()
-        expires = None if expires_in is None else int((self._clock.wall() + expires_in) * 1000)
-        invite = InviteBody(secret.invite_key, secret.box_key, Role(role), uses, expires, history, ())
-        body = invite_body(invite, self._verifier.epoch_keys, state.epoch)
-
-        async def steps(action: _Action) -> str:
-            await self._control(Kind.INVITE, body, action)
-            if not history:
-                await self._write_snapshot(action)  # a newcomer without history starts from it
-            return str(InviteLink(self.url, self.space_bytes, secret))
-
-        return await self._admin("create_invite", timeout, steps)
+        return await self._admin.create_invite(role, uses, expires_in, history, timeout)
 
     async def revoke_invite(self, invite: str, *, timeout: float | None = None) -> None:
         """Revoke an invite, named by its id (``space.invites``) or by its link, and start a new epoch.
@@ -607,88 +551,7 @@ class Space:
         log the relay closes the connections it let in with that invite and refuses them after.
         ``timeout``: see ``Space``.
         """
-        state = self._require_admin("revoke invites")
-        if not isinstance(invite, str):
-            raise ArgumentTypeError(f"an invite is named by its id or link (a str), not {type(invite).__name__}")
-        key = InviteLink.parse(invite).secret.invite_key if invite.startswith("esinv") else parse_member_id(invite)
-        found = state.invites.get(key)
-        if found is None or not found.open:
-            raise NotPermittedError(f"no open invite {invite[:20]}… in this space")
-        entries = [(Kind.REVOKE_INVITE, RevokeInviteBody(key).encode()),
-                   (Kind.ROTATE, rekey_body(state, revoking=[key]))]
-        await self._admin("revoke_invite", timeout, lambda action: self._control_all(entries, action))
-
-    def _require_admin(self, action: str) -> LogState:
-        self._check_writable()
-        state = self._verifier.state
-        role = state.role_of(self._me)
-        if role is None or not role.can_manage:
-            raise NotPermittedError(f"only an admin may {action}; your role is {role.value if role else 'none'}")
-        return state
-
-    def _member_key(self, member: str | PublicIdentity) -> bytes:
-        if not isinstance(member, (str, PublicIdentity)):
-            raise ArgumentTypeError(f"a member is named by a member id, a PublicIdentity or its string, "
-                                    f"not {type(member).__name__}")
-        key = member.sign_key if isinstance(member, PublicIdentity) else (
-            PublicIdentity.parse(member).sign_key if member.startswith("esid") else parse_member_id(member))
-        if key not in self._verifier.state.members:
-            raise NotPermittedError(f"{member_id(key)} is not a member of this space")
-        return key
-
-    @staticmethod
-    def _keep_an_admin(state: LogState, member: bytes, new_role: Role | None) -> None:
-        if state.members[member].role is Role.ADMIN and new_role is not Role.ADMIN and len(state.admins()) == 1:
-            raise NotPermittedError(
-                f"{member_id(member)} is the last admin of the space: make someone else admin first"
-            )
-
-    async def _control(self, kind: Kind, body: bytes, action: _Action | None = None) -> None:
-        await self._control_all([(kind, body)], action)
-
-    async def _control_all(self, entries: builtins.list[tuple[Kind, bytes]], action: _Action | None = None) -> None:
-        """Queue control entries back to back and return once they are in the verified log.
-
-        Without ``action`` (a join) it runs as an action of its own, withdrawn if cancelled.
-        """
-        if action is None:
-            await self._admin(entries[0][0].value, None, lambda own: self._control_all(entries, own))
-            return
-        self._flush_batch()
-        for kind, body in entries:
-            action.raws.append(self._queue_entry(kind, body).raw)
-        await self.sync()
-        if action.refused is not None:
-            raise NotPermittedError(f"the relay refused it: {action.refused}")
-
-    async def _admin(self, what: str, timeout: float | None, steps: Callable[[_Action], Awaitable[_T]]) -> _T:
-        """Run an admin action's ``steps`` within ``timeout`` seconds (None: as long as it takes);
-        on timeout or cancellation, withdraw it if nothing of it was submitted (see ``Space``)."""
-        check_timeout(timeout)
-        action = _Action()
-        self._actions.append(action)
-        limit = asyncio.timeout(timeout)
-        try:
-            async with limit:
-                return await steps(action)
-        except asyncio.CancelledError:
-            self._withdraw(action)
-            raise
-        except TimeoutError as exc:
-            if not limit.expired():
-                raise
-            outcome = self._withdraw(action)
-            await self._persistence.persist()  # the withdrawal is on disk before the caller hears of it
-            raise OperationTimeoutError(f"{what} timed out after {timeout:g} s: {outcome}") from exc
-        finally:
-            self._actions.remove(action)
-
-    def _withdraw(self, action: _Action) -> str:
-        """Take ``action``'s queued entries out of the outbox unless one was submitted; says what happened."""
-        outcome, renames = self._box.withdraw(action.raws, self._verifier.state, self._verifier.epoch_keys)
-        if renames:
-            self._renumbered(renames)
-        return outcome.value
+        await self._admin.revoke_invite(invite, timeout)
 
     def _renumbered(self, renames: builtins.list[Rename]) -> None:
         """The outbox was numbered again (entries dropped or re-issued): the stored one is replaced,
@@ -698,8 +561,7 @@ class Space:
         for old, new in renames:
             if new is not None and faults.ARMED:
                 faults.reached("built")
-            for action in self._actions:
-                action.renamed(old, new)
+            self._admin.renamed(old, new)
         self._persistence.wake()
         self._progress.set()
 
@@ -732,15 +594,7 @@ class Space:
 
         Useful right after adding someone without history: they start from it. ``timeout``: see ``Space``.
         """
-        self._check_writable()
-        await self._admin("write_snapshot", timeout, self._write_snapshot)
-
-    async def _write_snapshot(self, action: _Action) -> None:
-        await self.sync()  # our own edits in the log: the document is then exactly the verified state
-        if self._box.entries or self._updates or self._verifier.awaiting_key or self.snapshots.in_gap:
-            raise NotPermittedError("the document is not settled (edits in flight or entries not yet readable)")
-        payload = SnapshotPayload(self._document.state(), content_hash(self._document.doc)).encode()
-        await self._control(Kind.SNAPSHOT, payload, action)
+        await self._admin.write_snapshot(timeout)
 
     async def sync(self, timeout: float | None = None) -> None:
         """Return once every local edit made before the call is in the verified log.
@@ -1087,9 +941,7 @@ class Space:
                                      self.options.resubmit_limit)
         if isinstance(decision, Conflict):
             # Another admin's change made ours moot: it was dropped, what follows numbered again.
-            for action in self._actions:
-                if decision.entry.raw in action.raws:
-                    action.refused = notice.message
+            self._admin.refused(decision.entry.raw, notice.message)
             self._renumbered(builtins.list(decision.renames))
         elif isinstance(decision, GiveUp):
             self._fail(ResubmitLimitError(notice.code, (
@@ -1217,7 +1069,7 @@ async def join(
                     await space.sync()  # an interrupted join's entry, resent from the store
                 else:
                     proof = parsed.secret.join_proof(parsed.space, me, identity.public.box_key)
-                    await space._control(Kind.JOIN, JoinBody(parsed.secret.invite_key, identity.public.box_key,
+                    await space._admin.control(Kind.JOIN, JoinBody(parsed.secret.invite_key, identity.public.box_key,
                                                              proof).encode())
             space._persistence.take_checkpoint()  # the keys opened through the invite, durable before we return
             await space.flush()

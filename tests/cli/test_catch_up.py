@@ -9,9 +9,9 @@ import pytest
 
 import encspaces
 from encspaces_clients.cli import connecting as cli
-from tests.support import RelayHandle, relay
+from tests.support import RelayHandle, make_relay, relay
 
-__all__ = ["relay"]
+__all__ = ["make_relay", "relay"]
 
 
 class Terminal(io.StringIO):

@@ -1,4 +1,4 @@
-"""Editors under Textual's headless pilot, on spaces served by a real relay on 127.0.0.1."""
+"""Editors under Textual's headless pilot, on spaces served by a real relay on 127.0.0.1 (tests.support)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 import encspaces
-from tests.support import RelayHandle, relay, wait_for
+from tests.support import RelayHandle, make_members, make_relay, relay, wait_for
 
-__all__ = ["SIZE", "RelayHandle", "pair", "relay", "type_text", "wait_for"]
+__all__ = ["SIZE", "RelayHandle", "make_relay", "pair", "relay", "type_text", "wait_for"]
 
 SIZE = (110, 30)
 
 
 async def pair(url: str, tmp_path: Path, text: str = "") -> tuple[encspaces.Space, encspaces.Space]:
-    """Alice's new space with Bob added, both connected; ``text`` is Alice's, already seen by Bob."""
-    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
-    alice = await encspaces.create_space(url, alice_id, data_dir=tmp_path / "alice")
-    await alice.add_member(bob_id.public)
-    bob = await encspaces.connect(url, bob_id, alice.id, data_dir=tmp_path / "bob")
+    """Alice's new space with Bob added, both connected (data dirs ``m0``, ``m1``); ``text`` is
+    Alice's, already seen by Bob."""
+    _, (alice, bob) = await make_members(url, tmp_path, 2)
     if text:
         alice.text("notes").insert(0, text)
         await alice.sync()

@@ -3,38 +3,12 @@ applying remote changes, goes read-only, and never shows the tampered text."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-from encspaces.core.encoding import pack
-from encspaces.core.entry import Entry
-from encspaces.core.head import SignedHead, next_head
-from encspaces.core.messages import Entries
 from encspaces_clients.editor import EditorApp
-from encspaces_relay.server import RelayServer
+from tests.support import TamperingRelay
 
 from .conftest import SIZE, RelayHandle, pair, type_text, wait_for
-
-
-class TamperingRelay(RelayServer):
-    """Honest until ``armed``; then flips a byte of the ciphertext of the next live entry."""
-
-    armed = False
-
-    def frames_for_entries(
-        self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
-    ) -> Sequence[bytes]:
-        if not self.armed:
-            return super().frames_for_entries(space, first_seq, entries, head)
-        e = Entry.decode(entries[-1])
-        body = bytearray(e.body)
-        body[-1] ^= 1
-        tampered = [*entries[:-1], pack([e.header_bytes, e.body_hash, e.signature, bytes(body)])]
-        h = self.rooms[space].state.heads[first_seq - 1]
-        for i, raw in enumerate(tampered):
-            h = next_head(h, first_seq + i, Entry.decode(raw).digest())
-        signed = SignedHead.create(self.signing_key, space, first_seq + len(tampered) - 1, h)
-        return [Entries(first_seq, tampered, signed).encode()]
 
 
 async def test_banner_on_a_tampered_frame(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The example services run against a real relay (tests.support)."""
 
-from tests.support import relay
+from tests.support import make_relay, relay
 
-__all__ = ["relay"]
+__all__ = ["make_relay", "relay"]

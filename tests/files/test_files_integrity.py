@@ -11,7 +11,7 @@ from encspaces import Space
 from encspaces.errors import BlobMissingError, FileError, FileIntegrityError
 from encspaces.files import CHUNK_SIZE, FileRef
 
-from .conftest import Members, Relay
+from .conftest import Members, RelayHandle
 
 SIZE = 3 * CHUNK_SIZE + 99
 
@@ -22,7 +22,7 @@ async def _uploaded(members: Members) -> tuple[Space, FileRef]:
     return space, await space.files.put("victim.bin", data)
 
 
-def _blob(relay: Relay, space: Space, digest: bytes) -> Path:
+def _blob(relay: RelayHandle, space: Space, digest: bytes) -> Path:
     return relay.data_dir / "blobs" / space.space_bytes.hex() / digest.hex()
 
 
@@ -38,7 +38,7 @@ async def _fails_cleanly(space: Space, tmp_path: Path, error: type[FileError]) -
     return caught.value
 
 
-async def test_altered_chunk(relay: Relay, members: Members, tmp_path: Path) -> None:
+async def test_altered_chunk(relay: RelayHandle, members: Members, tmp_path: Path) -> None:
     space, ref = await _uploaded(members)
     path = _blob(relay, space, ref.chunks[2])
     blob = bytearray(path.read_bytes())
@@ -48,14 +48,14 @@ async def test_altered_chunk(relay: Relay, members: Members, tmp_path: Path) -> 
     assert "chunk 2" in str(error) and "hash" in str(error)
 
 
-async def test_truncated_chunk(relay: Relay, members: Members, tmp_path: Path) -> None:
+async def test_truncated_chunk(relay: RelayHandle, members: Members, tmp_path: Path) -> None:
     space, ref = await _uploaded(members)
     path = _blob(relay, space, ref.chunks[1])
     path.write_bytes(path.read_bytes()[:1000])
     await _fails_cleanly(space, tmp_path, FileIntegrityError)
 
 
-async def test_swapped_chunks(relay: Relay, members: Members, tmp_path: Path) -> None:
+async def test_swapped_chunks(relay: RelayHandle, members: Members, tmp_path: Path) -> None:
     space, ref = await _uploaded(members)
     first, second = _blob(relay, space, ref.chunks[0]), _blob(relay, space, ref.chunks[1])
     a, b = first.read_bytes(), second.read_bytes()
@@ -65,14 +65,16 @@ async def test_swapped_chunks(relay: Relay, members: Members, tmp_path: Path) ->
     assert "chunk 0" in str(error)
 
 
-async def test_missing_chunk(relay: Relay, members: Members, tmp_path: Path) -> None:
+async def test_missing_chunk(relay: RelayHandle, members: Members, tmp_path: Path) -> None:
     space, ref = await _uploaded(members)
     _blob(relay, space, ref.chunks[-1]).unlink()
     error = await _fails_cleanly(space, tmp_path, BlobMissingError)
     assert f"chunk {len(ref.chunks) - 1}" in str(error)
 
 
-async def test_an_existing_destination_is_untouched_on_failure(relay: Relay, members: Members, tmp_path: Path) -> None:
+async def test_an_existing_destination_is_untouched_on_failure(
+    relay: RelayHandle, members: Members, tmp_path: Path
+) -> None:
     space, ref = await _uploaded(members)
     _blob(relay, space, ref.chunks[1]).unlink()
     dest = tmp_path / "keep.bin"

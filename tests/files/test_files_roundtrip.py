@@ -14,7 +14,7 @@ from encspaces.core import crypto
 from encspaces.errors import FileChangedError, FileSourceNotFoundError, FileTooLargeError, UnknownFileError
 from encspaces.files import CHUNK_SIZE, MAX_CHUNKS, FileRef, chunk_count
 
-from .conftest import Members, Progress, Relay
+from .conftest import Members, Progress, RelayHandle
 
 
 def _data(size: int, seed: int) -> bytes:
@@ -102,7 +102,7 @@ async def test_put_replaces_a_file_of_the_same_name(members: Members) -> None:
     assert await space.files.get("a.txt") == b"second"
 
 
-async def test_files_survive_reopening(relay: Relay, tmp_path: Path) -> None:
+async def test_files_survive_reopening(relay: RelayHandle, tmp_path: Path) -> None:
     identity = encspaces.Identity.generate()
     space = await encspaces.create_space(relay.url, identity, data_dir=tmp_path / "a")
     ref = await space.files.put("kept.bin", b"kept across restarts")
@@ -129,7 +129,7 @@ async def test_file_changed_during_upload_is_not_listed(members: Members, tmp_pa
     assert space.files.list() == []
 
 
-async def test_waits_for_the_connection_then_uploads(relay: Relay, members: Members) -> None:
+async def test_waits_for_the_connection_then_uploads(relay: RelayHandle, members: Members) -> None:
     space = await members.create()
     await relay.stop()
     space.files.timeout = 0.3

@@ -20,13 +20,16 @@ from encspaces.errors import FileTooLargeError
 from encspaces.files import CHUNK_SIZE, MAX_CHUNKS, SPOOL_PREFIX, chunk_count
 from tests.support import wait_for
 
-from .conftest import Members, Progress, Relay
+from .conftest import Members, Progress, RelayHandle
 
 PIECE = 100_000  # not a multiple of the chunk size, as an upload's pieces would not be
 
 
-def spools(space: encspaces.Space) -> list[Path]:
-    return sorted(space._store.path.parent.glob(f"{SPOOL_PREFIX}*"))
+def spools(members: Members, space: encspaces.Space) -> list[Path]:
+    """The upload spool files in the space's folder of its member's data dir."""
+    folder = members.folder(space)
+    assert folder.is_dir(), f"no folder {folder}"
+    return sorted(folder.glob(f"{SPOOL_PREFIX}*"))
 
 
 async def pieces(total: int, seed: int) -> AsyncIterator[bytes]:
@@ -63,7 +66,7 @@ async def test_a_large_stream_round_trips_in_bounded_memory(members: Members) ->
     assert peak < size // 4, peak  # a window of chunks, never the whole stream
     progress.check(size, chunk_count(size, CHUNK_SIZE))
     assert ref.size == size and ref.content_type == "application/octet-stream"
-    assert spools(alice) == []
+    assert spools(members, alice) == []
     await bob.wait_for_seq(alice.seq)
     assert await bob.files.get("upload.bin") == expected(size, 1)
     # Keys derive from the content: the same bytes as plain bytes give the same file.
@@ -83,26 +86,27 @@ async def test_cancelled_while_receiving_leaves_nothing(members: Members) -> Non
 
     upload = asyncio.create_task(space.files.put("partial.bin", stream()))
     await stalled.wait()
-    await wait_for(lambda: any(p.stat().st_size == 2 * PIECE for p in spools(space)), "the spool to hold both pieces")
-    (spool,) = spools(space)
+    await wait_for(lambda: any(p.stat().st_size == 2 * PIECE for p in spools(members, space)),
+                   "the spool to hold both pieces")
+    (spool,) = spools(members, space)
     assert stat.S_IMODE(spool.stat().st_mode) == 0o600
     upload.cancel()
     with pytest.raises(asyncio.CancelledError):
         await upload
-    assert spools(space) == [] and space.files.list() == []
+    assert spools(members, space) == [] and space.files.list() == []
 
 
-async def test_cancelled_while_uploading_leaves_nothing(relay: Relay, members: Members) -> None:
+async def test_cancelled_while_uploading_leaves_nothing(relay: RelayHandle, members: Members) -> None:
     space = await members.create()
     await relay.stop()  # the stream is received, then the upload waits for the relay
     upload = asyncio.create_task(space.files.put("waiting.bin", pieces(3 * CHUNK_SIZE, 2)))
-    await wait_for(lambda: any(p.stat().st_size == 3 * CHUNK_SIZE for p in spools(space)), "the whole spool")
+    await wait_for(lambda: any(p.stat().st_size == 3 * CHUNK_SIZE for p in spools(members, space)), "the whole spool")
     await asyncio.sleep(0.05)
     assert not upload.done()
     upload.cancel()
     with pytest.raises(asyncio.CancelledError):
         await upload
-    assert spools(space) == []
+    assert spools(members, space) == []
     await relay.start()
     await space.sync()
     assert space.files.list() == []
@@ -118,7 +122,7 @@ async def test_a_stream_that_fails_midway_leaves_nothing(members: Members) -> No
 
     with pytest.raises(ConnectionResetError):
         await space.files.put("broken.bin", stream())
-    assert spools(space) == [] and space.files.list() == []
+    assert spools(members, space) == [] and space.files.list() == []
 
 
 async def test_a_stream_longer_than_a_file_may_be_stops_at_the_limit(members: Members) -> None:
@@ -135,7 +139,7 @@ async def test_a_stream_longer_than_a_file_may_be_stops_at_the_limit(members: Me
     with pytest.raises(FileTooLargeError):
         await space.files.put("endless.bin", endless())
     assert served <= MAX_CHUNKS + 1000  # refused as soon as it is too long, not read to the end
-    assert spools(space) == [] and space.files.list() == []
+    assert spools(members, space) == [] and space.files.list() == []
 
 
 async def test_a_stream_of_non_bytes_is_refused(members: Members) -> None:
@@ -146,4 +150,4 @@ async def test_a_stream_of_non_bytes_is_refused(members: Members) -> None:
 
     with pytest.raises(TypeError):
         await space.files.put("text.txt", stream())  # type: ignore[arg-type]
-    assert spools(space) == [] and space.files.list() == []
+    assert spools(members, space) == [] and space.files.list() == []

@@ -1,4 +1,8 @@
-"""Fixtures: a real relay on 127.0.0.1, on a free port, with its data in the test's tmp dir."""
+"""Fixtures: a real relay on 127.0.0.1, on a free port, with its data in the test's tmp dir.
+
+Relays start as every suite's do (``tests.support.RelayHandle``); the relay's own tests talk
+to the ``RelayServer`` itself (its key, rooms and store), so these fixtures hand out the server.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from encspaces_relay.config import RelayConfig
 from encspaces_relay.server import RelayServer
+from tests.support import Relays
 
 RelayFactory = Callable[..., Awaitable[RelayServer]]
 
@@ -17,19 +21,18 @@ RelayFactory = Callable[..., Awaitable[RelayServer]]
 @pytest.fixture
 async def make_relay(tmp_path: Path) -> AsyncIterator[RelayFactory]:
     """Start relays with config overrides (``cls=`` for a subclass); all are stopped at the end."""
-    started: list[RelayServer] = []
+    relays = Relays(tmp_path)
 
     async def make(*, cls: type[RelayServer] = RelayServer, data_dir: Path | None = None,
                    **overrides: Any) -> RelayServer:
-        config = RelayConfig(data_dir=data_dir or tmp_path / f"relay{len(started)}", port=0, **overrides)
-        server = cls(config)
-        await server.start()
-        started.append(server)
+        server = (await relays.start(cls, data_dir, **overrides)).server
+        assert server is not None
         return server
 
-    yield make
-    for server in started:
-        await server.stop()
+    try:
+        yield make
+    finally:
+        await relays.stop()
 
 
 @pytest.fixture

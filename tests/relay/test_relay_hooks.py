@@ -10,9 +10,9 @@ from relay_kit import SpaceBuilder, join, url_of
 
 from encspaces.core.encoding import pack, unpack
 from encspaces.core.head import SignedHead
-from encspaces.core.messages import Welcome
 from encspaces.errors import BodyDigestError, ChainError, ForkError
 from encspaces_relay.server import RelayServer
+from tests.support import ForkingRelay
 
 
 class TamperingRelay(RelayServer):
@@ -40,16 +40,6 @@ class DroppingRelay(RelayServer):
             self.dropped = True
             return []
         return super().frames_for_entries(space, first_seq, entries, head)
-
-
-class ForkingRelay(RelayServer):
-    """Welcomes returning clients with a head re-signed over another hash at their own seq."""
-
-    def encode_welcome(self, space: bytes, head: SignedHead, anchor: SignedHead | None) -> bytes:
-        if anchor is None:
-            return super().encode_welcome(space, head, anchor)
-        forged = SignedHead.create(self.signing_key, space, anchor.seq, bytes(32))
-        return Welcome(head, forged).encode()
 
 
 async def test_tampered_ciphertext_is_caught(make_relay: RelayFactory) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -13,8 +14,11 @@ import pytest
 
 import encspaces
 from encspaces import errors
-from encspaces import space as space_module
 from encspaces.core.entry import Kind
+from encspaces.space import INVITE_META
+from encspaces.store import STORE_FILE
+from encspaces_relay.room import Submission
+from tests.support import InterceptingRelay, RelayFactory, swallow
 
 from .conftest import RelayHandle, wait_for
 
@@ -71,12 +75,21 @@ async def test_a_member_without_the_epoch_key_fails_instead_of_losing_writes(
 ) -> None:
     """A device that holds no key for the current epoch cannot write: it says so, it takes no edit."""
     admin = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "admin")
-    bob = encspaces.Identity.generate()
+    bob, data_dir = encspaces.Identity.generate(), tmp_path / "bob"
     try:
-        await admin.add_member(bob.public)
-        space = await encspaces.connect(relay.url, bob, admin.id, data_dir=tmp_path / "bob")
+        admin.text("doc").insert(0, "sealed")
+        link = await admin.create_invite(role="writer")
+        async with await encspaces.join(link, bob, data_dir=data_dir) as joined:
+            assert str(joined.text("doc")) == "sealed"
+        # The device loses what opens the keys sealed to the invite (its secret, and the checkpoint
+        # that holds the keys), as a damaged store or one restored from an older copy would.
+        with sqlite3.connect(data_dir / admin.space_bytes.hex() / STORE_FILE) as db:
+            db.execute("DELETE FROM checkpoint")
+            db.execute("DELETE FROM meta WHERE key = ?", (INVITE_META,))
+        db.close()
+        space = await encspaces.connect(relay.url, bob, admin.id, data_dir=data_dir)
         try:
-            space._verifier.epoch_keys.clear()  # as a device whose keys were lost would be
+            assert 1 not in space.epoch_keys and bob.member_id in space.members
             with pytest.raises(errors.EpochKeyMissingError, match=f"epoch {space.epoch}"):
                 space.text("doc").insert(0, "lost?")
             assert isinstance(space.error, errors.EpochKeyMissingError)
@@ -92,8 +105,11 @@ async def test_a_member_without_the_epoch_key_fails_instead_of_losing_writes(
 
 @pytest.mark.parametrize("reopen", ["connect", "join"])
 async def test_a_join_interrupted_after_its_entry_was_queued_finishes_on_reopening(
-    relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reopen: str
+    make_relay: RelayFactory, tmp_path: Path, reopen: str
 ) -> None:
+    relay = await make_relay(InterceptingRelay)
+    server = relay.server
+    assert isinstance(server, InterceptingRelay)
     admin = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "admin")
     try:
         admin.text("doc").insert(0, "before the invite")
@@ -101,19 +117,15 @@ async def test_a_join_interrupted_after_its_entry_was_queued_finishes_on_reopeni
         link = await admin.create_invite(role="writer")
         before_join = admin.seq
 
-        async def interrupted(self: space_module.Space, kind: Kind, body: bytes) -> None:
-            await relay.stop()  # the join entry can only be queued: it reaches the store, not the relay
-            await wait_for(lambda: not self.connected, what="the disconnection")
-            self._queue_entry(kind, body)
-            await self.flush()
-            raise RuntimeError("the process dies here")
-
-        joiner = encspaces.Identity.generate()
-        monkeypatch.setattr(space_module.Space, "_control", interrupted)
-        with pytest.raises(RuntimeError, match="dies here"):
-            await encspaces.join(link, joiner, data_dir=tmp_path / "j")
-        await relay.start()
-        monkeypatch.undo()
+        joiner, lost = encspaces.Identity.generate(), list[Submission]()
+        server.intercept = swallow(joiner.public.sign_key, lost)  # the join entry never reaches the log
+        joining = asyncio.create_task(encspaces.join(link, joiner, data_dir=tmp_path / "j"))
+        await wait_for(lambda: len(lost) == 1, what="the join entry to be stored and sent")
+        assert [e.header.kind for e in lost[0].entries] == [Kind.JOIN]
+        joining.cancel()  # the joining program stops here: its entry stays in the stored outbox
+        with pytest.raises(asyncio.CancelledError):
+            await joining
+        server.intercept = None
 
         if reopen == "connect":
             opening = encspaces.connect(relay.url, joiner, admin.id, data_dir=tmp_path / "j")

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 import encspaces
+from encspaces import admin as admin_module
 from encspaces import errors
-from encspaces import space as space_module
 from encspaces.core import crypto
 from encspaces.core.encoding import pack, unpack
+from encspaces.core.entry import Kind
 from encspaces.core.log_state import LogState
-from encspaces.core.membership import RekeyBody, seal_grants
+from encspaces.core.membership import GenesisBody, RekeyBody, seal_grants
 from encspaces.core.rekey import rekey_body
 
 from .conftest import RelayHandle, make_members, settle, wait_for
@@ -40,7 +41,7 @@ async def test_admin_giving_one_member_another_key_is_named(
         return RekeyBody(epoch, tuple(sorted(grants.items())), crypto.key_commitment(state.space, epoch, key),
                          remove).encode()
 
-    monkeypatch.setattr(space_module, "rekey_body", lying_rekey_body)
+    monkeypatch.setattr(admin_module, "rekey_body", lying_rekey_body)
     await alice.rotate_key()
     rotation_seq = alice.seq
     await wait_for(lambda: carol.error is not None, "carol to notice the bad key")
@@ -79,7 +80,18 @@ async def test_honest_keys_confirm_for_every_way_a_key_arrives(relay: RelayHandl
     await dave.wait_for_seq(alice.seq)
     await bob.wait_for_seq(alice.seq)
     assert dave.error is None and bob.error is None and alice.error is None
-    assert set(dave._verifier.key_commits) == {1, 2, 3}
+    # Every key dave holds is the one its epoch's first entry publicly commits to (the relay's copy of the log).
+    committed: dict[int, bytes] = {}
+    for _, entry in relay.entries():
+        kind = entry.header.kind
+        if kind is Kind.GENESIS:
+            committed[1] = GenesisBody.decode(entry.body).commit
+        elif kind in (Kind.ROTATE, Kind.REMOVE_MEMBER):
+            rekey = RekeyBody.decode(entry.body, kind.value)
+            committed[rekey.epoch] = rekey.commit
+    assert set(committed) == set(dave.epoch_keys) == {1, 2, 3}
+    for epoch, key in dave.epoch_keys.items():
+        assert crypto.key_commitment(b"" if epoch == 1 else dave.space_bytes, epoch, key) == committed[epoch], epoch
     assert str(dave.text("doc")) == str(bob.text("doc")) == "epoch 3. "
     for space in (alice, bob, carol, dave):
         await space.close()

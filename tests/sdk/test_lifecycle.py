@@ -14,7 +14,6 @@ import pytest
 
 import encspaces
 from encspaces import errors, snapshot_keeper
-from encspaces import space as space_module
 from encspaces.connection_state import ConnectionChange, ConnectionState
 from encspaces.core import outbox as outbox_module
 from encspaces.core.invites import InviteLink, InviteSecret
@@ -22,6 +21,7 @@ from encspaces.core.presence import PresenceTracker
 from encspaces.core.session import ClientSession
 from encspaces.store import LocalStore
 from encspaces.streams import EventStream
+from tests.support import ForkingRelay, RelayFactory, TamperingRelay
 
 from .conftest import RelayHandle, make_members, wait_for
 
@@ -90,22 +90,29 @@ async def test_space_close_ends_every_stream_after_the_buffered_events(relay: Re
     assert await asyncio.wait_for(collect(after), GUARD) == []
 
 
-async def test_a_failed_space_ends_its_streams_with_its_error(relay: RelayHandle, tmp_path: Path) -> None:
+async def test_a_failed_space_ends_its_streams_with_its_error(make_relay: RelayFactory, tmp_path: Path) -> None:
+    relay = await make_relay(TamperingRelay)
+    server = relay.server
+    assert isinstance(server, TamperingRelay)
     space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
     try:
         streams = every_stream(space)
         space.text("doc").insert(0, "buffered")
         await space.sync()
-        failure = errors.VerificationError("injected")
-        space._fail(failure)
+        server.armed = True  # our next entry comes back with a flipped byte: the space fails
+        space.text("doc").insert(0, "tampered ")
+        await wait_for(lambda: space.error is not None, "the space to fail")
+        failure = space.error
+        assert isinstance(failure, errors.BodyDigestError)
         for name, stream in streams.items():
             received = []
-            with pytest.raises(errors.VerificationError, match="injected"):
+            with pytest.raises(errors.BodyDigestError) as raised:
                 async for event in stream:
                     received.append(event)
+            assert raised.value is failure, name
             if name in ("changes", "text.changes"):
                 assert received and received[0].name == "doc", name
-        with pytest.raises(errors.VerificationError, match="injected"):  # asked for after the failure
+        with pytest.raises(errors.BodyDigestError):  # asked for after the failure
             await space.membership_changes().__anext__()
     finally:
         await space.close()
@@ -125,7 +132,7 @@ async def aboom(*_: Any, **__: Any) -> Any:
 INJECTIONS: dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]] = {
     "runner": ("the connection runner", lambda mp: mp.setattr(ClientSession, "receive", boom)),
     "writer": ("the store writer", lambda mp: mp.setattr(LocalStore, "write", aboom)),
-    "batcher": ("the edit batcher", lambda mp: mp.setattr(space_module.Space, "_entries_from", boom)),
+    "batcher": ("the edit batcher", lambda mp: mp.setattr(outbox_module.Outbox, "build", boom)),
     "ticker": ("the maintenance ticker", lambda mp: mp.setattr(outbox_module, "rotation_due", boom)),
     "presence": ("the presence task", lambda mp: mp.setattr(PresenceTracker, "expire", boom)),
 }
@@ -313,10 +320,12 @@ async def test_connection_changes_and_wait_connected(relay: RelayHandle, tmp_pat
         await wait_for(lambda: not space.connected, what="the disconnection")
         waiting = asyncio.create_task(space.wait_connected())
         await asyncio.sleep(0.01)
-        failure = errors.VerificationError("injected while waiting")
-        space._fail(failure)
-        with pytest.raises(errors.VerificationError, match="injected while waiting"):
+        relay.cls = ForkingRelay  # it comes back lying about our own history: the space fails before it is live
+        await relay.start()
+        with pytest.raises(errors.ForkError):
             await asyncio.wait_for(waiting, GUARD)
+        failure = space.error
+        assert isinstance(failure, errors.ForkError)
         assert await collect_until_error(events) == [
             ConnectionChange(ConnectionState.DISCONNECTED), ConnectionChange(ConnectionState.FAILED, failure)
         ]

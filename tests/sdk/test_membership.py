@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -18,27 +17,17 @@ from encspaces.core.invites import InviteLink
 from encspaces.core.membership import AddMemberBody, GenesisBody, Policy, RekeyBody, Role, SetRoleBody
 from encspaces.core.session import ClientSession, Notice, Send, SessionState, Verified
 from encspaces.core.verifier import LogVerifier, VerifiedEntry
+from encspaces.store import LocalStore
+from encspaces_relay.room import Submission
 from encspaces_relay.store import DB_FILE
-from tests.support import RawMember
+from tests.support import InterceptingRelay, RawMember, RelayFactory, make_members, swallow
 
 from .conftest import RelayHandle, settle, wait_for
 
 
 async def space_with(relay: RelayHandle, tmp_path: Path, roles: list[str]) -> list[encspaces.Space]:
     """A space created by an admin, plus one member per role in ``roles``, all connected."""
-    ids = [encspaces.Identity.generate() for _ in range(len(roles) + 1)]
-    admin = await encspaces.create_space(relay.url, ids[0], data_dir=tmp_path / "m0")
-    for ident, role in zip(ids[1:], roles, strict=True):
-        await admin.add_member(ident.public, role=role)
-    spaces = [admin]
-    for i, ident in enumerate(ids[1:], start=1):
-        spaces.append(await encspaces.connect(relay.url, ident, admin.id, data_dir=tmp_path / f"m{i}"))
-    return spaces
-
-
-def relay_entries(relay: RelayHandle) -> list[tuple[int, Entry]]:
-    with sqlite3.connect(f"file:{relay.data_dir / DB_FILE}?mode=ro", uri=True) as db:
-        return [(seq, Entry.decode(bytes(raw))) for seq, raw in db.execute("SELECT seq, raw FROM entries ORDER BY seq")]
+    return (await make_members(relay.url, tmp_path, len(roles) + 1, roles=roles))[1]
 
 
 def sealed_values(entry: Entry) -> list[bytes]:
@@ -74,7 +63,7 @@ async def test_a_reader_cannot_write(relay: RelayHandle, tmp_path: Path) -> None
                 await raw.submit(raw.entry(Kind.DATA, b"\x00"))
         assert refused.value.code == "rejected"
         assert "reader may not write" in str(refused.value)
-        assert all(e.header.author != reader.identity.public.sign_key for _, e in relay_entries(relay))
+        assert all(e.header.author != reader.identity.public.sign_key for _, e in relay.entries())
     finally:
         await close_all(spaces)
 
@@ -102,7 +91,7 @@ async def test_removal_rotates_the_key_and_locks_the_member_out(relay: RelayHand
         with pytest.raises(errors.RelayError, match="not a member"):
             await encspaces.connect(relay.url, bob.identity, admin.id, data_dir=tmp_path / "bob-again")
         # Bob reads the relay's database with every key he ever had: nothing after his removal opens.
-        after = [(seq, e) for seq, e in relay_entries(relay) if seq > removal_seq and e.header.kind is Kind.DATA]
+        after = [(seq, e) for seq, e in relay.entries() if seq > removal_seq and e.header.kind is Kind.DATA]
         assert after, "there are entries after the removal"
         for _, entry in after:
             assert entry.header.epoch == 2
@@ -112,25 +101,25 @@ async def test_removal_rotates_the_key_and_locks_the_member_out(relay: RelayHand
         await close_all(spaces)
 
 
-async def test_unsent_edits_are_reissued_under_the_new_epoch(relay: RelayHandle, tmp_path: Path) -> None:
+async def test_unsent_edits_are_reissued_under_the_new_epoch(make_relay: RelayFactory, tmp_path: Path) -> None:
+    relay = await make_relay(InterceptingRelay)
+    server = relay.server
+    assert isinstance(server, InterceptingRelay)
     spaces = await space_with(relay, tmp_path, ["writer", "writer"])
     admin, bob, carol = spaces
     try:
-        hold = carol._send_outbox
-        carol._send_outbox = lambda: None  # type: ignore[method-assign]  # carol's edit waits, unsent
+        mine, lost = carol.identity.public.sign_key, list[Submission]()
+        server.intercept = swallow(mine, lost)  # carol's edit reaches the relay, which drops it unanswered
         carol.text("doc").insert(0, "carol typed this under epoch 1")
-        carol._flush_batch()
-        assert carol._box.entries[0].header.epoch == 1
+        await wait_for(lambda: len(lost) == 1, "the relay to drop carol's entry")
+        assert [e.header.epoch for e in lost[0].entries] == [1] and carol.unsent == 1
+        server.intercept = None
         await admin.remove_member(bob.identity.member_id)
-        await carol.wait_for_seq(admin.seq)  # carol saw the rotation: her entry is re-issued
-        assert carol._box.entries[0].header.epoch == 2
-        carol._send_outbox = hold  # type: ignore[method-assign]
-        carol._send_outbox()
-        await carol.sync()
+        await carol.wait_for_seq(admin.seq)  # carol saw the rotation: her waiting entry is re-issued, sent again
+        await carol.sync(timeout=30)  # (never sent again, it would wait for ever)
         await admin.wait_for_seq(carol.seq)
         assert str(admin.text("doc")) == "carol typed this under epoch 1"
-        mine = carol.identity.public.sign_key
-        assert [e.header.epoch for _, e in relay_entries(relay) if e.header.author == mine] == [2]
+        assert [e.header.epoch for _, e in relay.entries() if e.header.author == mine] == [2]
     finally:
         await close_all(spaces)
 
@@ -245,7 +234,7 @@ async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp
         await bob.wait_for_seq(admin.seq)
         assert bob.epoch == admin.epoch
         assert set(bob.epoch_keys) == {bob.epoch}, "only the current key is kept"
-        old_entry = next(e for _, e in relay_entries(relay) if e.header.kind is Kind.DATA and e.header.epoch == 1)
+        old_entry = next(e for _, e in relay.entries() if e.header.kind is Kind.DATA and e.header.epoch == 1)
         data_dir = tmp_path / "m1"
         await bob.close()
         on_disk = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
@@ -258,7 +247,9 @@ async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp
             # Nor can anyone holding the whole device, identity file included, open a sealed copy
             # of an old key from the stored log: those were blanked.
             recovered = set(again.epoch_keys.values())
-            for _, raw, _ in await again._store.load_log():
+            async with await LocalStore.open(data_dir, again.space_bytes.hex()) as store:  # beside the space's own
+                stored = await store.load_log()
+            for _, raw, _ in stored:
                 for sealed in sealed_values(Entry.decode(raw, local=True)):
                     key = again.identity.open_sealed(sealed)
                     if key is not None:
@@ -363,7 +354,7 @@ async def test_an_entry_under_an_old_epoch_after_a_rotation_is_refused(relay: Re
         assert bob.error is None
         await admin.wait_for_seq(bob.seq)
         assert str(admin.text("doc")) == "after the rotation"
-        assert [e.header.epoch for s, e in relay_entries(relay) if s > seq] == [2]
+        assert [e.header.epoch for s, e in relay.entries() if s > seq] == [2]
     finally:
         await close_all(spaces)
 
@@ -413,7 +404,7 @@ async def test_removal_with_open_invites_succeeds_in_one_call(relay: RelayHandle
         await admin.remove_member(bob.identity.member_id)
         assert bob.identity.member_id not in admin.members
         assert admin.invites == [] and admin.epoch == epoch + 1
-        entries = [e for _, e in relay_entries(relay)]
+        entries = [e for _, e in relay.entries()]
         assert [e.header.kind for e in entries].count(Kind.REVOKE_INVITE) == 2
         assert not any(e.header.kind is Kind.ROTATE for e in entries)  # one rotation: the removal's
         removal = next(e for e in entries if e.header.kind is Kind.REMOVE_MEMBER)
@@ -426,7 +417,7 @@ async def test_removal_with_open_invites_succeeds_in_one_call(relay: RelayHandle
 
 
 def invite_entries(relay: RelayHandle) -> list[Entry]:
-    return [e for _, e in relay_entries(relay) if e.header.kind is Kind.INVITE]
+    return [e for _, e in relay.entries() if e.header.kind is Kind.INVITE]
 
 
 async def test_an_admin_action_that_times_out_offline_is_never_published(relay: RelayHandle, tmp_path: Path) -> None:
@@ -528,10 +519,10 @@ async def test_revoking_an_invite_cuts_off_its_connected_holder(relay: RelayHand
             assert ws.close_code == 1008 and ws.close_reason == "bad_invite"
         assert not [r for r in read if r.seq >= revoked_at and r.plaintext is not None]
         # And had it stayed (a relay that does not close it): no key after the revocation is sealed to it.
-        rotation = next(e for s, e in relay_entries(relay) if s > revoked_at and e.header.kind is Kind.ROTATE)
+        rotation = next(e for s, e in relay.entries() if s > revoked_at and e.header.kind is Kind.ROTATE)
         granted = {r for r, _ in RekeyBody.decode(rotation.body, Kind.ROTATE.value).grants}
         assert link.secret.invite_key not in granted and rotation.header.epoch == epoch
-        written = next(e for s, e in relay_entries(relay) if s > revoked_at and e.header.kind is Kind.DATA)
+        written = next(e for s, e in relay.entries() if s > revoked_at and e.header.kind is Kind.DATA)
         assert written.header.epoch == epoch + 1 and epoch + 1 not in verifier.epoch_keys
         # Refused from now on.
         with pytest.raises(errors.RelayError, match="revoked"):

@@ -15,7 +15,6 @@ import encspaces.presence_channel
 from encspaces import errors
 from encspaces.core.head import SignedHead
 from encspaces.core.messages import Presence
-from encspaces_relay.config import RelayConfig
 from encspaces_relay.server import RelayServer
 
 from .conftest import RelayHandle, make_members, wait_for
@@ -89,10 +88,10 @@ class BridgedRelay(RelayServer):
 
 async def test_a_fork_is_caught_through_presence(tmp_path: Path) -> None:
     key = nacl.signing.SigningKey.generate()
-    first = BridgedRelay(RelayConfig(data_dir=tmp_path / "r1", port=0), signing_key=key)
-    url1 = f"ws://127.0.0.1:{await first.start()}"
+    first = RelayHandle(tmp_path / "r1", BridgedRelay, signing_key=key)
+    await first.start()
     alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
-    alice = await encspaces.create_space(url1, alice_id, data_dir=tmp_path / "a")
+    alice = await encspaces.create_space(first.url, alice_id, data_dir=tmp_path / "a")
     await alice.add_member(bob_id.public)
     alice.text("doc").insert(0, "shared past. ")
     await alice.sync()
@@ -100,14 +99,13 @@ async def test_a_fork_is_caught_through_presence(tmp_path: Path) -> None:
     await alice.close()
     await first.stop()
     shutil.copytree(tmp_path / "r1", tmp_path / "r2")
-    first = BridgedRelay(RelayConfig(data_dir=tmp_path / "r1", port=0), signing_key=key)
-    second = BridgedRelay(RelayConfig(data_dir=tmp_path / "r2", port=0), signing_key=key)
-    first.twin, second.twin = second, first
-    url1 = f"ws://127.0.0.1:{await first.start()}"
-    url2 = f"ws://127.0.0.1:{await second.start()}"
+    second = RelayHandle(tmp_path / "r2", BridgedRelay, signing_key=key)
+    one, two = await first.start(), await second.start()
+    assert isinstance(one, BridgedRelay) and isinstance(two, BridgedRelay)
+    one.twin, two.twin = two, one
     try:
-        alice = quick(await encspaces.connect(url1, alice_id, space_id, data_dir=tmp_path / "a"))
-        bob = quick(await encspaces.connect(url2, bob_id, space_id, data_dir=tmp_path / "b"))
+        alice = quick(await encspaces.connect(first.url, alice_id, space_id, data_dir=tmp_path / "a"))
+        bob = quick(await encspaces.connect(second.url, bob_id, space_id, data_dir=tmp_path / "b"))
         await wait_for(lambda: alice.connected and bob.connected, what="both to connect")
         alice.presence.set({"name": "Alice"})
         bob.presence.set({"name": "Bob"})

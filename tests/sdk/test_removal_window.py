@@ -17,18 +17,15 @@ from pathlib import Path
 
 from encspaces import ManualClock, SpaceOptions
 from encspaces.core.head import SignedHead
-from encspaces_relay.handshake import Admission
-from encspaces_relay.room import Room, Submission
+from encspaces_relay.room import Submission
 from encspaces_relay.server import RelayServer
-from tests.support import RelayHandle
+from tests.support import InterceptingRelay, RelayHandle, swallow
 
 from .conftest import make_members, settle, wait_for
 
 
-class WithholdingRelay(RelayServer):
+class WithholdingRelay(InterceptingRelay):
     withhold_from = 0  # from this seq on, no frame is delivered (0: honest)
-    swallow: bytes | None = None  # this member's submissions are read and dropped
-    swallowed: list[Submission]
 
     def frames_for_entries(
         self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
@@ -37,23 +34,6 @@ class WithholdingRelay(RelayServer):
             return []
         return super().frames_for_entries(space, first_seq, entries, head)
 
-    async def open_room(self, admission: Admission, address: str = "") -> Room:
-        room = await super().open_room(admission, address)
-        if getattr(room, "_lying", False):
-            return room
-        honest = room.submit
-
-        def submit(submission: Submission) -> bool:
-            if self.swallow is None or submission.peer.member != self.swallow:
-                return honest(submission)
-            self.swallowed.append(submission)
-            submission.peer.inflight.release()
-            return True
-
-        room.submit = submit  # type: ignore[method-assign]
-        room._lying = True  # type: ignore[attr-defined]
-        return room
-
 
 async def test_withheld_removal_bounds_old_epoch_writes(tmp_path: Path) -> None:
     clock = ManualClock()  # every member's: only the jump below makes a view stale, never the machine's speed
@@ -61,13 +41,13 @@ async def test_withheld_removal_bounds_old_epoch_writes(tmp_path: Path) -> None:
     handle = RelayHandle(tmp_path / "relay", WithholdingRelay)
     server = await handle.start()
     assert isinstance(server, WithholdingRelay)
-    server.swallowed = []
+    swallowed: list[Submission] = []  # bob's submissions, read and dropped
     (_, bob_id, carol_id), (alice, bob, carol) = await make_members(handle.url, tmp_path, 3, options)
     bob.text("doc").insert(0, "b0.")
     await settle([alice, bob, carol])
 
     server.withhold_from = alice.seq + 1
-    server.swallow = bob_id.public.sign_key
+    server.intercept = swallow(bob_id.public.sign_key, swallowed)
     removal = asyncio.create_task(alice.remove_member(carol_id.public, revoke_invites=False))
     await wait_for(lambda: server.rooms[alice.space_bytes].state.epoch == 2, "the relay to sequence the removal")
 
@@ -77,23 +57,23 @@ async def test_withheld_removal_bounds_old_epoch_writes(tmp_path: Path) -> None:
         bob.text("doc").insert(len(str(bob.text("doc"))), f"b{i}.")
         await bob.flush()
         i += 1
-    await wait_for(lambda: len(server.swallowed) > 0, "the window: bob's entries under epoch 1 are sent")
+    await wait_for(lambda: len(swallowed) > 0, "the window: bob's entries under epoch 1 are sent")
     clock.advance(options.freshness_limit + 1)  # no signed head since is fresh enough any more
     bob.text("doc").insert(len(str(bob.text("doc"))), f"b{i}.")
     await bob.flush()
     i += 1
     # stale: he reconnects for a fresher view, and the catch-up is withheld
     await wait_for(lambda: not bob.connected, "bob to reconnect for a fresher view")
-    assert server.swallowed, "the window: entries under epoch 1 before the view went stale"
+    assert swallowed, "the window: entries under epoch 1 before the view went stale"
     assert not bob.connected
-    sent_before = len(server.swallowed)
+    sent_before = len(swallowed)
     for _ in range(20):
         bob.text("doc").insert(len(str(bob.text("doc"))), f"b{i}.")
         await bob.flush()
         i += 1
         await asyncio.sleep(0.02)
-    assert len(server.swallowed) == sent_before, "nothing is sent while the view is stale"
-    assert all(e.header.epoch == 1 for s in server.swallowed for e in s.entries)
+    assert len(swallowed) == sent_before, "nothing is sent while the view is stale"
+    assert all(e.header.epoch == 1 for s in swallowed for e in s.entries)
     assert bob.unsent > 0 and bob.epoch == 1
     assert server.rooms[alice.space_bytes].state.author_seqs.get(bob_id.public.sign_key) == 1  # none stored
 
