@@ -33,9 +33,10 @@ from bench.clients import YjsClient
 from bench.common import (
     CONTENDERS,
     cpu_seconds,
-    median,
     ratio,
+    record_round,
     rotated,
+    summarize,
     usable_contenders,
 )
 from bench.contenders import Server, start_server
@@ -152,16 +153,8 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
                     measured = await asyncio.wait_for(opening, OPEN_TIMEOUT)
                 except Exception as exc:
                     measured = {"error": repr(exc)}
-                per[name].append(measured)
-                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in measured.items()}
-                print(f"  cold open {name} round {r + 1}: {shown}", file=sys.stderr)
-    table: list[dict[str, Any]] = []
-    for name in usable:
-        ok = [m for m in per[name] if "error" not in m]
-        keys = sorted({k for m in ok for k, v in m.items() if isinstance(v, float)})
-        table.append({"contender": name, "rounds": per[name],
-                      "median": {k: median(m[k] for m in ok if k in m) for k in keys},
-                      "errors": sorted({m["error"] for m in per[name] if "error" in m})})
+                record_round(per, "cold open", name, r, measured)
+    table = summarize(per, usable)
     ours = next((row["median"] for row in table if row["contender"] == "encspaces"), None)
     log_row = next((row["median"] for row in table if row["contender"] == "encspaces-log"), None)
     ratios = [{"vs": row["contender"], "open_s": ratio(ours.get("open_s"), row["median"].get("open_s")),

@@ -172,3 +172,23 @@ def rotated(items: list[str], round_index: int) -> list[str]:
         return items
     k = round_index % len(items)
     return items[k:] + items[:k]
+
+
+def record_round(per: dict[str, list[dict[str, Any]]], bench: str, name: str, round_index: int,
+                 measured: dict[str, Any], note: str = "") -> None:
+    """Keep one contender's measurement of one round and show it on stderr as it comes."""
+    per[name].append(measured)
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in measured.items()}
+    print(f"  {bench} {name} round {round_index + 1}: {shown}{note}", file=sys.stderr)
+
+
+def summarize(per: dict[str, list[dict[str, Any]]], names: Iterable[str]) -> list[dict[str, Any]]:
+    """Each contender's rounds, the median of every numeric figure over its good rounds, its errors."""
+    table: list[dict[str, Any]] = []
+    for name in names:
+        ok = [m for m in per[name] if "error" not in m]
+        keys = sorted({k for m in ok for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+        table.append({"contender": name, "rounds": per[name],
+                      "median": {k: median(m.get(k) for m in ok) for k in keys},
+                      "errors": sorted({m["error"] for m in per[name] if "error" in m})})
+    return table

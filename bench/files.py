@@ -27,7 +27,15 @@ from typing import Any
 from websockets.asyncio.client import connect as ws_connect
 
 import encspaces
-from bench.common import CONTENDERS, median, parse_contenders, rotated, usable_contenders, write_result
+from bench.common import (
+    CONTENDERS,
+    parse_contenders,
+    record_round,
+    rotated,
+    summarize,
+    usable_contenders,
+    write_result,
+)
 from bench.contenders import Server, start_server
 
 CHUNK = 256 << 10
@@ -100,15 +108,8 @@ async def run(contenders: list[str], mib: int, rounds: int, workdir: Path) -> di
                         measured = await asyncio.wait_for(through_null(server, data), 600)
             except Exception as exc:
                 measured = {"error": repr(exc)}
-            per[name].append(measured)
-            shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in measured.items()}
-            print(f"  files {name} round {r + 1}: {shown}", file=sys.stderr)
-    table: list[dict[str, Any]] = []
-    for name in usable:
-        ok = [m for m in per[name] if "error" not in m]
-        keys = sorted({k for m in ok for k in m})
-        table.append({"contender": name, "rounds": per[name], "median": {k: median(m[k] for m in ok) for k in keys},
-                      "errors": sorted({m["error"] for m in per[name] if "error" in m})})
+            record_round(per, "files", name, r, measured)
+    table = summarize(per, usable)
     return {"mib": mib, "chunk_bytes": CHUNK, "rounds": rounds,
             "contenders": {c: CONTENDERS[c] for c in usable}, "skipped": skipped, "results": table}
 

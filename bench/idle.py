@@ -32,11 +32,12 @@ from bench.common import (
     CONTENDERS,
     cpu_mark,
     cpu_used,
-    median,
     parse_contenders,
     ratio,
+    record_round,
     rotated,
     rss_bytes,
+    summarize,
     usable_contenders,
     write_result,
 )
@@ -156,16 +157,8 @@ async def run(contenders: list[str], connections: int, rounds: int, workdir: Pat
                 measured = {"error": repr(exc)}
             finally:
                 shutil.rmtree(where, ignore_errors=True)
-            per[name].append(measured)
-            shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in measured.items()}
-            print(f"  idle {name} round {r + 1}: {shown}", file=sys.stderr)
-    table: list[dict[str, Any]] = []
-    for name in usable:
-        ok = [m for m in per[name] if "error" not in m]
-        keys = sorted({k for m in ok for k in m})
-        table.append({"contender": name, "rounds": per[name],
-                      "median": {k: median(m[k] for m in ok) for k in keys},
-                      "errors": sorted({m["error"] for m in per[name] if "error" in m})})
+            record_round(per, "idle", name, r, measured)
+    table = summarize(per, usable)
     ours = next((row["median"] for row in table if row["contender"] == "encspaces"), None)
     ratios = [{"vs": row["contender"],
                "kib_per_connection": ratio(ours.get("kib_per_connection"), row["median"].get("kib_per_connection"))}

@@ -50,11 +50,12 @@ from bench.common import (
     CONTENDERS,
     cpu_mark,
     cpu_used,
-    median,
     parse_contenders,
     ratio,
+    record_round,
     rotated,
     rss_bytes,
+    summarize,
     usable_contenders,
     write_result,
 )
@@ -345,16 +346,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 measured = {"error": repr(exc)}
             finally:
                 shutil.rmtree(where, ignore_errors=True)
-            per[name].append(measured)
-            shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in measured.items()}
-            print(f"  many_spaces {name} round {r + 1}: {shown} ({time.monotonic() - started:.1f} s)", file=sys.stderr)
-    table: list[dict[str, Any]] = []
-    for name in usable:
-        ok = [m for m in per[name] if "error" not in m]
-        keys = sorted({k for m in ok for k, v in m.items() if isinstance(v, (int, float))})
-        table.append({"contender": name, "rounds": per[name],
-                      "median": {k: median(m.get(k) for m in ok) for k in keys},
-                      "errors": sorted({m["error"] for m in per[name] if "error" in m})})
+            record_round(per, "many_spaces", name, r, measured, f" ({time.monotonic() - started:.1f} s)")
+    table = summarize(per, usable)
     ours = next((row["median"] for row in table if row["contender"] == "encspaces"), None)
     ratios = [{"vs": row["contender"], **{k: ratio(ours.get(k), row["median"].get(k)) for k in MAIN}}
               for row in table if ours is not None and row["contender"] != "encspaces"]
