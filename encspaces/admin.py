@@ -184,7 +184,7 @@ class AdminActions:
 
     @staticmethod
     def _keep_an_admin(state: LogState, member: bytes, new_role: Role | None) -> None:
-        if state.members[member].role is Role.ADMIN and new_role is not Role.ADMIN and len(state.admins()) == 1:
+        if state.loses_last_admin(member, new_role):
             raise NotPermittedError(
                 f"{member_id(member)} is the last admin of the space: make someone else admin first"
             )

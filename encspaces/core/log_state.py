@@ -297,9 +297,16 @@ class LogState:
             raise MembershipChangeError(f"{who}: {member_id(body.member)} already has role {body.role.value}")
         self._keep_an_admin(body.member, body.role, who)
 
+    def loses_last_admin(self, member: bytes, new_role: Role | None) -> bool:
+        """Whether giving ``member`` ``new_role`` (None: removing them) leaves the space with no admin.
+
+        Such a space could never change its membership or keys again, so the rules refuse it;
+        the SDK asks the same question before it signs anything.
+        """
+        return self.members[member].role is Role.ADMIN and new_role is not Role.ADMIN and len(self.admins()) == 1
+
     def _keep_an_admin(self, member: bytes, new_role: Role | None, who: str) -> None:
-        """Removing or demoting the last admin would leave the space unmanageable: refused."""
-        if self.members[member].role is Role.ADMIN and new_role is not Role.ADMIN and len(self.admins()) == 1:
+        if self.loses_last_admin(member, new_role):
             raise MembershipChangeError(f"{who}: {member_id(member)} is the last admin; add another admin first")
 
     def _check_policy(self, entry: Entry, who: str) -> None:
