@@ -47,6 +47,7 @@ class EvidenceKeeper:
         self._clock = host.options.clock
         self.watch = WithholdingWatch()
         self._stored_seq = 0  # the newest seq whose signed head is stored (or queued to be)
+        self._welcome: SignedHead | None = None  # the last welcome's head, once held to the deadline
         self.recorded: Evidence | None = None  # the evidence written for the space's failure
 
     # --- restoring ----------------------------------------------------------------------------
@@ -74,6 +75,7 @@ class EvidenceKeeper:
     def verified(self) -> None:
         """After a verified frame: progress, and its signed head is kept."""
         verifier = self._host.verifier
+        self._note_welcome()
         self.watch.progressed(verifier.seq, self._clock.monotonic())
         head = verifier.verified_head
         if head is not None and head.seq > self._stored_seq:
@@ -82,20 +84,24 @@ class EvidenceKeeper:
 
     def acked(self, head: SignedHead | None) -> None:
         if head is not None:
-            self.watch.saw(head, Role.ACK, self._host.verifier.seq)
+            self.watch.saw(head, Role.ACK, self._host.verifier.seq, self._clock.monotonic())
 
     def tick(self) -> None:
         """Periodically (the space's maintenance ticker): fail the space if the relay let the deadline pass."""
         verifier = self._host.verifier
-        latest = verifier.latest_head
-        if latest is not None and latest.seq > verifier.seq:  # only a welcome's head is ever past our seq
-            self.watch.saw(latest, Role.WELCOME, verifier.seq)
+        self._note_welcome()
         if self._host.error is not None or self._host.closed:
             return
         error = self.watch.overdue(verifier.seq, verifier.verified_head, self._clock.monotonic(),
                                    self._host.options.withholding_deadline)
         if error is not None:
             self._host.fail(error)
+
+    def _note_welcome(self) -> None:
+        welcome = self._host.verifier.welcome_head
+        if welcome is not None and welcome is not self._welcome:
+            self._welcome = welcome
+            self.watch.saw(welcome, Role.WELCOME, self._host.verifier.seq, self._clock.monotonic())
 
     # --- failing with evidence ------------------------------------------------------------------
 

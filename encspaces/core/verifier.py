@@ -90,6 +90,7 @@ class LogVerifier:
         # The newest relay-signed head at or below our seq that matched our chain: our side of the
         # evidence when the relay is caught contradicting itself (encspaces.core.evidence).
         self.verified_head: SignedHead | None = None
+        self.welcome_head: SignedHead | None = None  # the last welcome's head: the relay's newest, to reach
 
     @property
     def seq(self) -> int:
@@ -117,6 +118,7 @@ class LogVerifier:
             )
         self._note_fresh(welcome.head)
         self._note_verified(welcome.head)
+        self.welcome_head = welcome.head
         if welcome.anchor is not None:
             if welcome.anchor.seq != self.seq:
                 raise MalformedFrameError(

@@ -36,14 +36,31 @@ class WithholdingWatch:
         self._waited = 0.0  # seconds connected without progress, banked from earlier connections
         self._since: float | None = None  # connected (and waiting) since; None while offline
 
-    def saw(self, head: SignedHead, role: Role, verified_seq: int) -> None:
-        """A checked relay-signed head: held to the deadline if it is past ``verified_seq``."""
-        if head.seq > verified_seq and (self.ahead is None or head.seq > self.ahead.head.seq):
+    def saw(self, head: SignedHead, role: Role, verified_seq: int, now: float) -> None:
+        """A checked relay-signed head: held to the deadline if it is past ``verified_seq``.
+
+        The first ack head ahead starts the clock; a welcome's head counts from the start of
+        its connection (it came with it, and may be noticed a little later); a higher head
+        while waiting keeps the clock running (the relay gets no fresh start by signing more).
+        """
+        if head.seq <= verified_seq:
+            return
+        if self.ahead is None or self.ahead.head.seq <= verified_seq:
+            self.ahead = HeadAhead(head, role)
+            if role is not Role.WELCOME:
+                self._waited = 0.0
+                if self._since is not None:
+                    self._since = now
+        elif head.seq > self.ahead.head.seq:
             self.ahead = HeadAhead(head, role)
 
     def connected(self, now: float) -> None:
+        """A connection opened: time counts from here (on top of earlier connections' only while a
+        head is still ahead of us)."""
         if self._since is None:
             self._since = now
+            if self.ahead is None:
+                self._waited = 0.0
 
     def disconnected(self, now: float) -> None:
         if self._since is not None:
