@@ -184,6 +184,16 @@ def _decode(data: bytes) -> Evidence:
     relay = as_bytes(m.get("relay"), "evidence relay key", crypto.PUBLIC_KEY_SIZE)
     genesis = m.get("genesis")
     reporter = m.get("reporter")
+    if reporter is not None:
+        reporter = as_bytes(reporter, "evidence reporter", crypto.PUBLIC_KEY_SIZE)
+    if signature is not None:  # checked before anything signed is interpreted
+        signature = as_bytes(signature, "evidence signature", crypto.SIGNATURE_SIZE)
+        if reporter is None:
+            raise EvidenceError("the evidence is signed but names no reporter")
+        if not crypto.verify(reporter, CTX_EVIDENCE, body, signature):
+            raise EvidenceError(f"the reporter's signature ({member_id(reporter)}) does not verify")
+    elif reporter is not None:
+        raise EvidenceError("the evidence names a reporter but carries no signature of theirs")
     items = as_list(m.get("statements"), "evidence statements")
     if len(items) > MAX_STATEMENTS:
         raise EvidenceError(f"{len(items)} statements, at most {MAX_STATEMENTS}")
@@ -204,22 +214,13 @@ def _decode(data: bytes) -> Evidence:
                 tuple(as_bytes(d, f"statement {i} digest", crypto.HASH_SIZE) for d in digests)))
         else:
             statements.append(OtherStatement(kind_of, role, value))
-    evidence = Evidence(
+    return Evidence(
         kind=kind, space=space, relay_key=relay, statements=tuple(statements),
         genesis=None if genesis is None else as_bytes(genesis, "evidence genesis", max_size=MAX_EVIDENCE),
         detected_ms=as_int(m.get("detected_ms", 0), "evidence detected_ms"),
         note=as_str(m.get("note", ""), "evidence note", max_len=4096),
-        reporter=None if reporter is None else as_bytes(reporter, "evidence reporter", crypto.PUBLIC_KEY_SIZE),
+        reporter=reporter,
     )
-    if signature is not None:
-        signature = as_bytes(signature, "evidence signature", crypto.SIGNATURE_SIZE)
-        if evidence.reporter is None:
-            raise EvidenceError("the evidence is signed but names no reporter")
-        if not crypto.verify(evidence.reporter, CTX_EVIDENCE, body, signature):
-            raise EvidenceError(f"the reporter's signature ({member_id(evidence.reporter)}) does not verify")
-    elif evidence.reporter is not None:
-        raise EvidenceError("the evidence names a reporter but carries no signature of theirs")
-    return evidence
 
 
 def _role(text: str, i: int) -> Role:
