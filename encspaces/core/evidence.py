@@ -160,6 +160,24 @@ def head_wire(head: SignedHead) -> bytes:
     return pack(head.encode())
 
 
+def fork_proof(
+    signed: SignedHead, role: Role, relay_key: bytes | None, ours_at_seq: bytes, verified: SignedHead | None
+) -> tuple[tuple[bytes, ...], Evidence]:
+    """``evidence`` and ``proof`` of a ForkError: ``signed`` contradicts our chain, whose hash at its
+    seq is ``ours_at_seq``. Our side is ``verified``, the newest head we verified; the chain link
+    from the fork's seq up to it needs the digests of the entries between, which only the store
+    holds: it is left to be filled in (``LinkStatement.digests`` None) unless the heads share a seq.
+    """
+    seq = signed.seq
+    statements: list[Statement] = [HeadStatement(role, signed)]
+    if verified is not None and verified.seq >= seq:
+        statements.append(HeadStatement(Role.VERIFIED, verified))
+        if verified.seq > seq:
+            statements.append(LinkStatement(Role.VERIFIED, seq, ours_at_seq, None))
+    wire = tuple(head_wire(s.head) for s in statements if isinstance(s, HeadStatement))
+    return wire, Evidence(EvidenceKind.FORK, signed.space, relay_key, tuple(statements))
+
+
 def decode(data: bytes) -> Evidence:
     """Parse (not check) an evidence file; raises ``EvidenceError`` when it is malformed."""
     try:
@@ -344,5 +362,5 @@ def _withholding(evidence: Evidence) -> tuple[str, str, int]:
 
 __all__ = [
     "CTX_EVIDENCE", "EVIDENCE_VERSION", "Evidence", "EvidenceKind", "Finding", "HeadStatement", "LinkStatement",
-    "OtherStatement", "Role", "Statement", "check", "decode", "head_wire",
+    "OtherStatement", "Role", "Statement", "check", "decode", "fork_proof", "head_wire",
 ]

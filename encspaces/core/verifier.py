@@ -30,7 +30,7 @@ from ..errors import (
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .entry import Entry, Kind, open_body
-from .evidence import Evidence, EvidenceKind, HeadStatement, LinkStatement, Role, head_wire
+from .evidence import Evidence, EvidenceKind, HeadStatement, LinkStatement, Role, fork_proof, head_wire
 from .head import SignedHead, next_head
 from .identity import Identity, member_id
 from .invites import InviteBody, InviteSecret
@@ -150,21 +150,8 @@ class LogVerifier:
             )
 
     def fork_evidence(self, signed: SignedHead, role: Role) -> tuple[tuple[bytes, ...], Evidence]:
-        """``evidence`` and ``proof`` of a ForkError: ``signed`` contradicts our chain at its seq.
-
-        Our side is the newest head we verified; the chain link from the fork's seq up to it
-        needs the digests of the entries between, which only the store holds: the link is left
-        to be filled in (``LinkStatement.digests`` None) unless the two heads share a seq.
-        """
-        seq = signed.seq
-        ours = self.verified_head
-        statements: list[HeadStatement | LinkStatement] = [HeadStatement(role, signed)]
-        if ours is not None and ours.seq >= seq:
-            statements.append(HeadStatement(Role.VERIFIED, ours))
-            if ours.seq > seq:
-                statements.append(LinkStatement(Role.VERIFIED, seq, self.state.heads[seq], None))
-        evidence = tuple(head_wire(s.head) for s in statements if isinstance(s, HeadStatement))
-        return evidence, self.evidence(EvidenceKind.FORK, statements)
+        """``evidence`` and ``proof`` of a ForkError at ``signed.seq`` (``evidence.fork_proof``)."""
+        return fork_proof(signed, role, self.relay_key, self.state.heads[signed.seq], self.verified_head)
 
     def evidence(self, kind: EvidenceKind, statements: list[HeadStatement | LinkStatement]) -> Evidence:
         """Evidence of ``kind`` about this space (its genesis and the reporter are added by the SDK)."""
