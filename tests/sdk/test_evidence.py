@@ -162,3 +162,25 @@ async def test_a_fork_at_an_older_seq_is_linked_to_a_stored_head(tmp_path: Path)
         for st in evidence.decode(data).statements), reporter=None)
     with pytest.raises(errors.EvidenceError, match="no signed head in the evidence carries"):
         evidence.check(forged.encode())
+
+
+async def test_rollback_to_an_old_backup_exports_evidence(relay: RelayHandle, tmp_path: Path) -> None:
+    alice = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    alice.text("doc").insert(0, "before backup. ")
+    await alice.sync()
+    await snapshot(relay, tmp_path / "backup")
+    await wait_for(lambda: alice.connected, what="alice to reconnect")
+    alice.text("doc").insert(0, "after backup. ")
+    await alice.sync()
+    verified = alice.seq
+    await restore(relay, tmp_path / "backup")
+    await wait_for(lambda: alice.error is not None, what="alice to detect the rollback")
+    await alice.close()
+    assert isinstance(alice.error, errors.RollbackError)
+    ours, theirs = (SignedHead.decode(unpack(raw)) for raw in alice.error.evidence)
+    assert ours.seq == verified and theirs.seq < verified
+    data = await load_evidence(alice.id, data_dir=tmp_path / "a")
+    assert data is not None
+    finding = evidence.check(data)
+    assert finding.kind is evidence.EvidenceKind.ROLLBACK and finding.seq == theirs.seq
+    assert f"seq {verified}" in finding.proves
