@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from encspaces.core import evidence
 from encspaces.core.encoding import pack, unpack
 from encspaces.core.head import SignedHead
 from encspaces.local import load_evidence, reverify_local
+from encspaces_clients.cli.home import REGISTRY_FILE, Registry, SpaceRef
 from encspaces_clients.cli.main import main
 from encspaces_relay.server import RelayServer
 
@@ -85,8 +87,13 @@ async def test_fork_exports_evidence_that_checks(relay: RelayHandle, tmp_path: P
     assert report.error is None and report.heads_checked >= 3
 
     # The CLI: export, check, and refuse a tampered copy.
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    Registry(home / REGISTRY_FILE).add(SpaceRef("notes", alice.id, relay.url, tmp_path / "a"))
     good = tmp_path / "fork.evidence"
-    good.write_bytes(data)
+    assert await asyncio.to_thread(main, ["evidence", "notes", "--home", str(home), "--out", str(good)]) == 0
+    assert good.read_bytes() == data
+    assert f"fork at seq {alice_seq}" in capsys.readouterr().out
     assert main(["evidence", "--check", str(good)]) == 0
     assert f"two different heads for seq {alice_seq}" in capsys.readouterr().out
 
