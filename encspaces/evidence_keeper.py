@@ -21,7 +21,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .core.entry import Entry
-from .core.evidence import Evidence, HeadStatement, LinkStatement, Role
+from .core.evidence import Evidence, HeadStatement, LinkStatement, Role, check
 from .core.head import SignedHead
 from .core.log_state import space_id_of
 from .core.withholding import WithholdingWatch
@@ -126,8 +126,14 @@ class EvidenceKeeper:
             log.warning("the evidence of %s is incomplete (no stored head to link the fork to): not written",
                         type(exc).__name__)
             return
+        data = proof.encode(self._host.identity)
+        try:
+            check(data)  # never keep a file that would not convince anyone
+        except EncspacesError as error:
+            log.warning("the evidence of %s does not prove it (%s): not written", type(exc).__name__, error)
+            return
         self.recorded = proof
-        self._persistence.pending.meta[EVIDENCE_META] = proof.encode(self._host.identity)
+        self._persistence.pending.meta[EVIDENCE_META] = data
         await self._persistence.persist()
 
     async def _complete(self, proof: Evidence) -> Evidence:
