@@ -241,6 +241,7 @@ class PresenceChannel:
             self._publish(PresenceChange(member_id(author), None))
         if self._live:
             try:
-                self._tracker.check_withheld(self._host.verifier.state, now, self.withhold_timeout)
+                verifier = self._host.verifier
+                self._tracker.check_withheld(verifier.state, now, self.withhold_timeout, verifier.verified_head)
             except EncspacesError as exc:
                 self._host.fail(exc)

@@ -24,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ForkError, InvalidArgumentError, ProtocolError, RelaySignatureError, WithheldEntriesError
+from ..errors import ForkError, InvalidArgumentError, ProtocolError, RelaySignatureError, WithholdingError
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, pack, unpack
-from .evidence import Role, fork_proof
+from .evidence import Evidence, EvidenceKind, HeadStatement, Role, fork_proof, head_wire
 from .head import SignedHead
 from .identity import Identity, member_id
 from .log_state import LogState
@@ -203,13 +203,21 @@ class PresenceTracker:
         """We were not live (offline, catching up): the relay gets a fresh bound from now."""
         self._ahead = {seq: (head, who, now) for seq, (head, who, _) in self._ahead.items()}
 
-    def check_withheld(self, state: LogState, now: float, timeout: float = WITHHOLD_TIMEOUT) -> None:
-        """Raise WithheldEntriesError for a seq the relay signed for a peer that, live, we never received."""
-        for seq, (_, who, since) in sorted(self._ahead.items()):
+    def check_withheld(self, state: LogState, now: float, timeout: float = WITHHOLD_TIMEOUT,
+                       verified: SignedHead | None = None) -> None:
+        """Raise WithholdingError (a WithheldEntriesError) for a seq the relay signed for a peer that,
+        live, we never received; with the peer's signed head and ours (``verified``) as evidence."""
+        for seq, (head, who, since) in sorted(self._ahead.items()):
             if now - since > timeout:
-                raise WithheldEntriesError(
+                statements = [HeadStatement(Role.PRESENCE, head)]
+                if verified is not None and verified.seq < seq:
+                    statements.append(HeadStatement(Role.VERIFIED, verified))
+                raise WithholdingError(
                     f"the relay signed the log through seq {seq} for member {member_id(who)}, but after "
-                    f"{timeout:.0f} s live we have only seq {state.seq}: it withholds seqs {state.seq + 1}..{seq}"
+                    f"{timeout:.0f} s live we have only seq {state.seq}: it withholds seqs {state.seq + 1}..{seq}",
+                    seq=seq, verified=state.seq, evidence=tuple(head_wire(s.head) for s in statements),
+                    proof=Evidence(EvidenceKind.WITHHOLDING, head.space, state.relay_key, tuple(statements),
+                                   note=f"shown in presence by {member_id(who)}; {timeout:g} s live without it"),
                 )
 
     def expire(self, now: float, timeout: float = PEER_TIMEOUT) -> list[bytes]:

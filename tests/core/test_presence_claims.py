@@ -7,6 +7,7 @@ import pytest
 
 from encspaces.core import crypto
 from encspaces.core.encoding import pack
+from encspaces.core.evidence import check
 from encspaces.core.head import SignedHead
 from encspaces.core.presence import (
     CTX_PRESENCE_SIG,
@@ -16,7 +17,7 @@ from encspaces.core.presence import (
     open_presence,
     seal_presence,
 )
-from encspaces.errors import ForkError, ProtocolError, WithheldEntriesError
+from encspaces.errors import ForkError, ProtocolError, WithheldEntriesError, WithholdingError
 
 from .fakes import FakeSpace
 
@@ -78,3 +79,18 @@ def test_the_sealed_epoch_must_match_the_header() -> None:
     data = pack([header, body, fs.bob.sign(CTX_PRESENCE_SIG, header + body)])
     with pytest.raises(ProtocolError, match="sealed under epoch 1 for epoch 2"):
         open_presence(data, fs.space, fs.state, {1: fs.epoch_key})
+
+
+def test_withholding_shown_in_presence_carries_evidence() -> None:
+    fs = FakeSpace()
+    ahead = SignedHead.create(fs.relay_key, fs.space, fs.seq + 3, crypto.hash_parts(b"later", b""))
+    message = open_presence(claim_from(fs, ahead), fs.space, fs.state, {1: fs.epoch_key})
+    tracker = PresenceTracker(fs.alice.public.sign_key)
+    tracker.receive(message, fs.state, now=0.0)
+    with pytest.raises(WithholdingError) as caught:
+        tracker.check_withheld(fs.state, now=11.0, timeout=10.0, verified=fs.signed(fs.seq))
+    error = caught.value
+    assert (error.seq, error.verified) == (fs.seq + 3, fs.seq)
+    assert error.proof is not None
+    finding = check(error.proof.replace(genesis=fs.genesis.raw).encode())
+    assert finding.seq == fs.seq + 3 and "presence" in finding.proves
