@@ -7,6 +7,11 @@ wrong: the seq, the author, what was expected and what was found.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .core.evidence import Evidence
+
 
 class EncspacesError(Exception):
     """Root of every error raised by encspaces."""
@@ -144,11 +149,33 @@ class ChainError(VerificationError):
 
 
 class RollbackError(VerificationError):
-    """The relay serves a log shorter than one it already signed to us."""
+    """The relay serves a log shorter than one it already signed to us.
+
+    ``evidence`` holds the relay's two signed statements in full, in wire form (msgpack
+    ``[signed_bytes, signature]``): the head this device verified, and the shorter one.
+    ``proof`` is the self-contained evidence file (``encspaces.core.evidence``), completed by
+    the SDK from the local store when the space fails (None when there is nothing to prove with).
+    """
+
+    def __init__(self, message: str, *, evidence: tuple[bytes, ...] = (), proof: Evidence | None = None) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+        self.proof = proof
 
 
 class ForkError(VerificationError):
-    """The relay signed two different histories: a hash at a seq we verified differs."""
+    """The relay signed two different histories: a hash at a seq we verified differs.
+
+    ``evidence`` holds the relay's two signed statements in full (wire form): the head that
+    contradicts our chain, and the newest head this device verified; ``proof`` as for
+    ``RollbackError`` (its chain link from the seq of the fork to that verified head is added
+    from the local store).
+    """
+
+    def __init__(self, message: str, *, evidence: tuple[bytes, ...] = (), proof: Evidence | None = None) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+        self.proof = proof
 
 
 class MalformedFrameError(VerificationError, ProtocolError):
@@ -217,6 +244,30 @@ class MissingBodiesError(VerificationError):
 
 class WithheldEntriesError(VerificationError):
     """Entries we know exist (from a peer) that the relay does not deliver."""
+
+
+class WithholdingError(WithheldEntriesError):
+    """The relay signed a head past what it delivered to us (in an ack or a welcome) and did not
+    deliver up to it within the deadline (``SpaceOptions.withholding_deadline`` seconds connected
+    without progress): it withholds the log, or keeps us "catching up" for ever.
+
+    ``seq`` is the signed head's seq, ``verified`` ours; ``evidence`` the relay's signed head
+    past ours and the newest head we verified, in wire form; ``proof`` as for ``RollbackError``.
+    """
+
+    def __init__(self, message: str, *, seq: int, verified: int, evidence: tuple[bytes, ...] = (),
+                 proof: Evidence | None = None) -> None:
+        super().__init__(message)
+        self.seq = seq
+        self.verified = verified
+        self.evidence = evidence
+        self.proof = proof
+
+
+class EvidenceError(EncspacesError):
+    """An evidence file (``encspaces.core.evidence``) that does not prove what it claims: malformed,
+    of an unknown version or kind, a signature that does not verify, or statements that do not
+    contradict each other. The message says which statement and why."""
 
 
 # --- encrypted files (encspaces/files.py) -----------------------------------------------------

@@ -18,7 +18,7 @@ from .core.reverify import Reverification, reverify_log
 from .core.verifier import LogVerifier
 from .errors import EncspacesError, StoreError
 from .space import decode_space_id
-from .store import STORE_FILE, LocalStore
+from .store import EVIDENCE_META, STORE_FILE, LocalStore
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class StoredLog:
     space: bytes
     rows: list[tuple[int, bytes, bytes]]  # (seq, raw entry, head at seq), in log order
     keys: dict[int, bytes] = field(default_factory=dict)  # epoch -> key, from the newest checkpoint
+    # The relay-signed heads this device kept (seq, signed_bytes, signature), re-checked by ``reverify_local``.
+    relay_heads: list[tuple[int, bytes, bytes]] = field(default_factory=list)
 
     def head_at(self, seq: int) -> bytes | None:
         """The stored head at ``seq`` (None when this device stored no entry there)."""
@@ -56,6 +58,7 @@ async def load_stored_log(identity: Identity, space_id: str, *, data_dir: str | 
     try:
         rows = await store.load_log()
         checkpoint = await store.load_checkpoint()
+        relay_heads = await store.load_relay_heads()
     finally:
         await store.close()
     keys: dict[int, bytes] = {}
@@ -63,7 +66,7 @@ async def load_stored_log(identity: Identity, space_id: str, *, data_dir: str | 
         heads = [crypto.ZERO_HASH, *(head for _, _, head in rows[: checkpoint[0]])]
         with contextlib.suppress(EncspacesError):
             keys = dict(LogVerifier.from_checkpoint(space, identity, checkpoint[1], heads)[0].epoch_keys)
-    return StoredLog(space, rows, keys)
+    return StoredLog(space, rows, keys, relay_heads)
 
 
 async def reverify_local(identity: Identity, space_id: str, *, data_dir: str | Path) -> Reverification:
@@ -73,7 +76,18 @@ async def reverify_local(identity: Identity, space_id: str, *, data_dir: str | P
     unreadable or missing store raises ``StoreError``.
     """
     log = await load_stored_log(identity, space_id, data_dir=data_dir)
-    return reverify_log(log.space, identity, log.rows, log.keys)
+    return reverify_log(log.space, identity, log.rows, log.keys, log.relay_heads)
 
 
-__all__ = ["StoredLog", "load_stored_log", "require_stored", "reverify_local"]
+async def load_evidence(space_id: str, *, data_dir: str | Path) -> bytes | None:
+    """The evidence file (``encspaces.core.evidence``) this device wrote when ``space_id`` failed with
+    a fork, rollback or withholding, or None. ``encspaces.core.evidence.check`` verifies it."""
+    space = require_stored(space_id, data_dir)
+    store = await LocalStore.open(data_dir, space.hex())
+    try:
+        return await store.get_meta(EVIDENCE_META)
+    finally:
+        await store.close()
+
+
+__all__ = ["StoredLog", "load_evidence", "load_stored_log", "require_stored", "reverify_local"]

@@ -73,6 +73,10 @@ class SpaceOptions:
     # The removal window: nothing is sent while this device's view of the log, judged by the
     # relay's signed heads, is older than this; the view is refreshed by reconnecting.
     freshness_limit: float = 30.0
+    # Withholding: a head the relay signed past what it delivered (an ack, a welcome) must be
+    # reached within this many seconds connected without progress, else the space fails with
+    # WithholdingError (never "catching up" for ever). Default: the freshness limit's 30 s.
+    withholding_deadline: float = 30.0
     maintenance_interval: float = 1.0  # between checks of the time-based policy
     open_timeout: float = 10.0  # a background reconnect waits this long for the relay's handshake
     reconnect_min: float = 0.05  # reconnect backoff, doubling with jitter
@@ -93,7 +97,8 @@ class SpaceOptions:
     clock: Clock = field(default_factory=Clock)
 
     def __post_init__(self) -> None:
-        for name in ("batch_delay", "freshness_limit", "maintenance_interval", "open_timeout", "reconnect_min",
+        for name in ("batch_delay", "freshness_limit", "withholding_deadline", "maintenance_interval", "open_timeout",
+                     "reconnect_min",
                      "reconnect_max", "resubmit_min", "resubmit_max", "presence_min_interval",
                      "presence_heartbeat", "presence_peer_timeout", "presence_withhold_timeout", "presence_tick"):
             value = getattr(self, name)

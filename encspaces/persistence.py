@@ -18,7 +18,7 @@ from .core.outbox import Outbox
 from .core.redaction import redact
 from .errors import EncspacesError
 from .host import SpaceHost
-from .store import LocalStore
+from .store import HEAD_WINDOW, LocalStore
 
 
 @dataclass
@@ -33,10 +33,13 @@ class Pending:
     outbox_reset: bool = False  # the outbox was re-issued: replace the stored one
     purge: bool = False  # keys were forgotten: leave no copy in the write-ahead log
     redactions: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, local form) to store
+    heads: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # relay-signed heads verified
+    prune_heads_below: int | None = None  # thin out stored heads below this seq (store.HEAD_WINDOW)
 
     def __bool__(self) -> bool:
         return bool(self.log or self.outbox or self.meta or self.outbox_done_through is not None
-                    or self.checkpoint is not None or self.outbox_reset or self.purge or self.redactions)
+                    or self.checkpoint is not None or self.outbox_reset or self.purge or self.redactions
+                    or self.heads or self.prune_heads_below is not None)
 
 
 class Persistence:
@@ -110,6 +113,7 @@ class Persistence:
         host.flush_batch()
         seq = host.verifier.seq
         self.pending.checkpoint = (seq, host.verifier.export_checkpoint(), host.document.state())
+        self.pending.prune_heads_below = seq - HEAD_WINDOW if seq > HEAD_WINDOW else None
         self.checkpoint_seq = seq
         self._write_wanted.set()
 
@@ -128,6 +132,8 @@ class Persistence:
             outbox_reset=pending.outbox_reset,
             purge=pending.purge,
             redactions=pending.redactions,
+            heads=pending.heads,
+            prune_heads_below=pending.prune_heads_below,
         )
         if pending.outbox and generation == self._box.generation:
             self._box.stored(max(seq for seq, _ in pending.outbox), generation)

@@ -62,6 +62,7 @@ class PresenceChannel:
         self._tracker = PresenceTracker(identity.public.sign_key)
         self._acked_head: SignedHead | None = None  # the newest relay-signed head from an ack
         self._last_sent = 0.0
+        self._counter = 0  # the last counter we sent: strictly increasing (peers drop replays by it)
         self._dirty = True
         self._live = False
         self._changes: EventHub[PresenceChange] = EventHub()
@@ -99,6 +100,18 @@ class PresenceChannel:
     @property
     def state(self) -> dict[str, Any]:
         return dict(self._state)
+
+    @property
+    def peer_seqs(self) -> dict[str, int]:
+        """Member id -> the newest seq the relay signed for that peer, as their presence showed it
+        (it never goes back: a replayed older message is dropped)."""
+        return {member_id(author): head.seq for author, head in self._tracker.heads.items()}
+
+    @property
+    def replays_dropped(self) -> int:
+        """Presence messages dropped as replays: a counter not above the last one from that sender
+        (a relay replaying old presence; each is also logged at INFO)."""
+        return self._tracker.replays_dropped
 
     @property
     def peers(self) -> dict[str, dict[str, Any]]:
@@ -147,7 +160,7 @@ class PresenceChannel:
     def verified(self) -> None:
         """After every verified frame: peers' heads for seqs we now hold must match ours."""
         try:
-            self._tracker.after_verified(self._host.verifier.state)
+            self._tracker.after_verified(self._host.verifier.state, self._host.verifier.verified_head)
         except EncspacesError as exc:
             self._host.fail(exc)
 
@@ -158,8 +171,12 @@ class PresenceChannel:
         except ProtocolError as exc:
             log.debug("presence dropped: %s", exc)
             return
+        if message.author != self._identity.public.sign_key and not self._tracker.fresh(message):
+            log.info("presence from %s replayed (counter %d, not above the last one accepted): dropped",
+                     message.member_id[:12], message.counter)
+            return
         try:
-            changed = self._tracker.receive(message, verifier.state, self._clock.monotonic())
+            changed = self._tracker.receive(message, verifier.state, self._clock.monotonic(), verifier.verified_head)
         except EncspacesError as exc:
             self._host.fail(exc)
             return
@@ -207,8 +224,11 @@ class PresenceChannel:
         newest = max((h for h in (verifier.latest_head, self._acked_head) if h is not None),
                      key=lambda h: h.seq, default=None)
         claim = PresenceClaim(newest)
-        data = seal_presence(self._identity, verifier.space, verifier.state.epoch, key, state, claim,
-                             self._clock.now_ms())
+        now_ms = self._clock.now_ms()
+        # Above every counter sent before, and across restarts too while the clock does not go back.
+        self._counter = max(self._counter + 1, now_ms * 1000)
+        data = seal_presence(self._identity, verifier.space, verifier.state.epoch, key, state, claim, now_ms,
+                             self._counter)
         self._last_sent = now  # a failed send is retried after MIN_INTERVAL, not in a busy loop
         session = self._host.live_session()
         if session is None:
@@ -221,6 +241,7 @@ class PresenceChannel:
             self._publish(PresenceChange(member_id(author), None))
         if self._live:
             try:
-                self._tracker.check_withheld(self._host.verifier.state, now, self.withhold_timeout)
+                verifier = self._host.verifier
+                self._tracker.check_withheld(verifier.state, now, self.withhold_timeout, verifier.verified_head)
             except EncspacesError as exc:
                 self._host.fail(exc)

@@ -71,6 +71,7 @@ from .errors import (
     SpaceClosedError,
     StoreError,
 )
+from .evidence_keeper import EvidenceKeeper
 from .files import SpaceFiles
 from .history import HistoryEntry, SpaceView, history_entry, rebuild
 from .options import DEFAULT_TIMEOUT, SpaceOptions, check_options
@@ -210,10 +211,12 @@ class _Host:
     def connection_started(self) -> None:
         space = self._space
         space._box.connection_started(space._verifier.state.author_seqs.get(space._me, 0))
+        space._evidence.connected()
 
     def on_verified(self, entries: builtins.list[VerifiedEntry]) -> None:
         self._space._apply_verified(entries)
         self._space.presence.verified()
+        self._space._evidence.verified()
 
     def on_live(self) -> None:
         space = self._space
@@ -227,6 +230,7 @@ class _Host:
 
     def on_acked(self, head: SignedHead | None) -> None:
         self._space.presence.acked(head)
+        self._space._evidence.acked(head)
 
     def on_presence(self, data: bytes) -> None:
         self._space.presence.received(data)
@@ -240,6 +244,7 @@ class _Host:
     def on_offline(self) -> None:
         space = self._space
         space._set_connected(False)
+        space._evidence.disconnected()
         space.presence.went_offline()
         space.files.went_offline()
         space.snapshots.went_offline()
@@ -305,6 +310,8 @@ class Space:
         self._connection_changes: EventHub[ConnectionChange] = EventHub()
         # The local store's writes: pending batch, writer, checkpoints, redaction (encspaces/persistence.py).
         self._persistence = Persistence(self._host, store, self._box)
+        # Relay-signed heads kept, heads past ours held to a deadline, evidence written (evidence_keeper.py).
+        self._evidence = EvidenceKeeper(self._host, store, self._persistence)
         self._upkeep = Upkeep()  # the policy's revocations and rotations, each asked for once
         # Admin actions: pre-checks, queuing, timeouts and withdrawal (encspaces/admin.py).
         self._admin = AdminActions(self._host, self._box, self._persistence)
@@ -686,6 +693,7 @@ class Space:
         if not self._first_sync.done():
             self._first_sync.set_exception(exc)
         if first:
+            self._evidence.failed(exc)  # a fork, rollback or withholding: its proof, completed and stored
             if not self._closed:
                 self._connection_changes.publish(ConnectionChange(ConnectionState.FAILED, exc))
             self._end_streams(exc)
@@ -903,6 +911,7 @@ class Space:
                     self._document.apply_remote(plaintext, None)
             restored.append(entry)
         self._box.restored(restored, mine)  # all of it came from the store: durable
+        await self._evidence.restore()
 
     async def _load_invite(self) -> InviteSecret | None:
         stored = await self._store.get_meta(INVITE_META)
@@ -928,6 +937,7 @@ class Space:
         when nothing arrives from the relay."""
         while not self._closed:
             await asyncio.sleep(self.options.maintenance_interval)
+            self._evidence.tick()  # heads the relay signed past ours, held to the withholding deadline
             if self.connected:
                 self._maintain()
 

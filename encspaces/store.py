@@ -28,7 +28,15 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     verifier BLOB NOT NULL,   -- LogVerifier.export_checkpoint(): membership, counters, epoch keys
     document BLOB NOT NULL    -- the document's full state (Yjs update) at that point
 );
+-- The relay's signed heads this device verified (exact wire bytes): evidence, re-checked by
+-- ``encspaces verify``. Bounded: every frame's head in the newest HEAD_WINDOW seqs, and
+-- further back the first head of each HEAD_BUCKET seqs (see ``prune_heads_below``).
+CREATE TABLE IF NOT EXISTS relay_heads (seq INTEGER PRIMARY KEY, signed BLOB NOT NULL, signature BLOB NOT NULL);
 """
+
+HEAD_WINDOW = 4096  # seqs behind the verified head in which every frame's signed head is kept
+HEAD_BUCKET = 1024  # further back, one signed head (the first) per this many seqs
+EVIDENCE_META = "evidence"  # meta key: the evidence file of the space's failure (encspaces.core.evidence)
 
 STORE_FILE = "space.sqlite3"
 
@@ -133,6 +141,14 @@ class LocalStore:
             row = await cur.fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
 
+    async def load_relay_heads(self, first: int = 0) -> list[tuple[int, bytes, bytes]]:
+        """The stored relay-signed heads (seq, signed_bytes, signature) at seq >= ``first``, in seq order."""
+        async with self._db.execute(
+            "SELECT seq, signed, signature FROM relay_heads WHERE seq >= ? ORDER BY seq", (first,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
+
     async def load_outbox(self) -> list[tuple[int, bytes]]:
         async with self._db.execute("SELECT author_seq, raw FROM outbox ORDER BY author_seq") as cur:
             rows = await cur.fetchall()
@@ -149,6 +165,8 @@ class LocalStore:
         outbox_reset: bool = False,
         purge: bool = False,
         redactions: Iterable[tuple[int, bytes]] = (),
+        heads: Iterable[tuple[int, bytes, bytes]] = (),
+        prune_heads_below: int | None = None,
     ) -> None:
         """One transaction for everything that accumulated since the last write.
 
@@ -178,6 +196,17 @@ class LocalStore:
                 await db.executemany("INSERT OR IGNORE INTO log (seq, raw, head) VALUES (?, ?, ?)", log)
             if redactions:
                 await db.executemany("UPDATE log SET raw = ? WHERE seq = ?", [(raw, seq) for seq, raw in redactions])
+            heads = list(heads)
+            if heads:
+                await db.executemany("INSERT OR IGNORE INTO relay_heads (seq, signed, signature) VALUES (?, ?, ?)",
+                                     heads)
+            if prune_heads_below is not None:
+                # Thin out old heads to the first of each bucket: a fork at any seq still has a
+                # signed head at most a few thousand seqs above it to chain to (evidence links).
+                await db.execute(
+                    "DELETE FROM relay_heads WHERE seq < ? AND seq NOT IN "
+                    "(SELECT MIN(seq) FROM relay_heads WHERE seq < ? GROUP BY (seq - 1) / ?)",
+                    (prune_heads_below, prune_heads_below, HEAD_BUCKET))
             if outbox_reset:
                 await db.execute("DELETE FROM outbox")
             if outbox_add:

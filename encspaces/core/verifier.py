@@ -30,6 +30,7 @@ from ..errors import (
 from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .entry import Entry, Kind, open_body
+from .evidence import Evidence, EvidenceKind, HeadStatement, LinkStatement, Role, fork_proof, head_wire
 from .head import SignedHead, next_head
 from .identity import Identity, member_id
 from .invites import InviteBody, InviteSecret
@@ -86,6 +87,10 @@ class LogVerifier:
         # Heads past our seq (an ack, a welcome) count once the log we verified reaches them.
         self.fresh_ms = 0
         self._heads_ahead: list[SignedHead] = []
+        # The newest relay-signed head at or below our seq that matched our chain: our side of the
+        # evidence when the relay is caught contradicting itself (encspaces.core.evidence).
+        self.verified_head: SignedHead | None = None
+        self.welcome_head: SignedHead | None = None  # the last welcome's head: the relay's newest, to reach
 
     @property
     def seq(self) -> int:
@@ -104,21 +109,24 @@ class LogVerifier:
     def check_welcome(self, welcome: Welcome) -> None:
         """Compare the relay's current head, and its head at our seq, with what we verified."""
         self._check_signed(welcome.head)
-        self._compare_with_chain(welcome.head)
-        self.check_not_rolled_back(welcome.head)
+        self._compare_with_chain(welcome.head, Role.WELCOME)
+        self.check_not_rolled_back(welcome.head, Role.WELCOME)
         if welcome.head.seq < GENESIS_SEQ:  # the space id is the genesis's hash: no space is empty
             raise MalformedFrameError(
                 f"welcome: the relay's head is at seq {welcome.head.seq}, but a space's log always holds its "
                 f"genesis at seq {GENESIS_SEQ}"
             )
         self._note_fresh(welcome.head)
+        self._note_verified(welcome.head)
+        self.welcome_head = welcome.head
         if welcome.anchor is not None:
             if welcome.anchor.seq != self.seq:
                 raise MalformedFrameError(
                     f"welcome: the anchor is the relay's head at seq {welcome.anchor.seq}, expected our seq {self.seq}"
                 )
             self._check_signed(welcome.anchor)
-            self._compare_with_chain(welcome.anchor)
+            self._compare_with_chain(welcome.anchor, Role.ANCHOR)
+            self._note_verified(welcome.anchor)
         elif self.seq > 0 and welcome.head.seq >= self.seq:
             raise MalformedFrameError(
                 f"welcome: the relay is at seq {welcome.head.seq} but sent no signed head for our seq {self.seq}"
@@ -131,20 +139,36 @@ class LogVerifier:
             raise RelaySignatureError("no relay key is known for this space yet")
         signed.check(key, self.space)
 
-    def _compare_with_chain(self, signed: SignedHead) -> None:
+    def _compare_with_chain(self, signed: SignedHead, role: Role = Role.FRAME) -> None:
         """A signed head at a seq we verified must carry the hash our own chain has there."""
         if signed.seq <= self.seq and signed.head != self.state.heads[signed.seq]:
+            evidence, proof = self.fork_evidence(signed, role)
             raise ForkError(
                 f"the relay signed head {signed.head.hex()[:16]}… at seq {signed.seq}, "
-                f"we verified {self.state.heads[signed.seq].hex()[:16]}…"
+                f"we verified {self.state.heads[signed.seq].hex()[:16]}…",
+                evidence=evidence, proof=proof,
             )
+
+    def fork_evidence(self, signed: SignedHead, role: Role) -> tuple[tuple[bytes, ...], Evidence]:
+        """``evidence`` and ``proof`` of a ForkError at ``signed.seq`` (``evidence.fork_proof``)."""
+        return fork_proof(signed, role, self.relay_key, self.state.heads[signed.seq], self.verified_head)
+
+    def evidence(self, kind: EvidenceKind, statements: list[HeadStatement | LinkStatement]) -> Evidence:
+        """Evidence of ``kind`` about this space (its genesis and the reporter are added by the SDK)."""
+        return Evidence(kind, self.space, self.relay_key, tuple(statements))
 
     def note_signed_head(self, signed: SignedHead) -> None:
         """A head the relay signed outside a frame (an acknowledgement): check it like a frame's."""
         self._check_signed(signed)
-        self._compare_with_chain(signed)
-        self.check_not_rolled_back(signed)
+        self._compare_with_chain(signed, Role.ACK)
+        self.check_not_rolled_back(signed, Role.ACK)
         self._note_fresh(signed)
+        self._note_verified(signed)
+
+    def _note_verified(self, signed: SignedHead) -> None:
+        """Keep the newest checked head at or below our seq (it matched our chain: checked before)."""
+        if signed.seq <= self.seq and (self.verified_head is None or signed.seq >= self.verified_head.seq):
+            self.verified_head = signed
 
     def _note_fresh(self, signed: SignedHead) -> None:
         """Count a checked relay-signed head towards freshness, now or once we verified through it."""
@@ -159,11 +183,17 @@ class LogVerifier:
                 if h.seq <= self.seq:
                     self.fresh_ms = max(self.fresh_ms, h.time_ms)
 
-    def check_not_rolled_back(self, current: SignedHead) -> None:
+    def check_not_rolled_back(self, current: SignedHead, role: Role = Role.FRAME) -> None:
         if current.seq < self.seq:
+            ours = self.verified_head
+            statements: list[HeadStatement | LinkStatement] = [HeadStatement(role, current)]
+            if ours is not None and ours.seq > current.seq:
+                statements.insert(0, HeadStatement(Role.VERIFIED, ours))
             raise RollbackError(
                 f"the relay's log ends at seq {current.seq}, but it already signed seq {self.seq} "
-                f"(head {self.head.hex()[:16]}…) to us"
+                f"(head {self.head.hex()[:16]}…) to us",
+                evidence=tuple(head_wire(s.head) for s in statements if isinstance(s, HeadStatement)),
+                proof=self.evidence(EvidenceKind.ROLLBACK, statements),
             )
 
     def replay_stored(self, rows: list[tuple[int, bytes, bytes]]) -> list[VerifiedEntry]:
@@ -265,6 +295,7 @@ class LogVerifier:
         self.latest_head = frame.head
         if relay_signed:
             self._note_fresh(frame.head)
+            self.verified_head = frame.head
         return self._finish(results, new_keys)
 
     def _finish(self, results: list[VerifiedEntry], new_keys: dict[int, bytes]) -> list[VerifiedEntry]:

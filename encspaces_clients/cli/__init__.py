@@ -4,7 +4,7 @@ A client of the SDK (``encspaces``), like the editor (``encspaces_clients.editor
 ``encspaces edit`` when the ``editor`` extra is installed. One module per command group:
 ``identity`` (init, whoami), ``spaces`` (create, join, spaces, leave, forget), ``membership``
 (members, add, remove, set-role, rotate-key, invite, invites, revoke-invite), ``content`` (edit,
-cat), ``verification`` (log, verify, safety-code) and ``files``; the shared plumbing is in
+cat), ``verification`` (log, verify, safety-code, evidence) and ``files``; the shared plumbing is in
 ``home`` (the home folder and its list of spaces), ``errors`` (exit codes, one-line errors),
 ``output`` and ``connecting`` (opening a space, failing fast on a relay that refuses); the
 parser and ``main`` in ``main``.

@@ -6,11 +6,14 @@ from encspaces.core.codes import RefusalCode
 from encspaces.errors import (
     ConnectionFailedError,
     EncspacesError,
+    ForkError,
     HandshakeError,
     RelayError,
     RelayTLSError,
+    RollbackError,
     StoreError,
     VerificationError,
+    WithholdingError,
 )
 
 # --- exit codes: what scripts can rely on ------------------------------------------------------
@@ -45,6 +48,11 @@ def explain(exc: BaseException) -> tuple[str, int]:
     """One line for an error (what went wrong and what to do) and the exit code it maps to."""
     if isinstance(exc, CliError):
         return str(exc), exc.code
+    if isinstance(exc, (ForkError, RollbackError, WithholdingError)):
+        return (f"verification failed: {type(exc).__name__}: {exc}. The relay's own signed statements show "
+                "it (two histories, a shorter log, or a head it never delivered); nothing of it was applied. "
+                "This device recorded the proof: `encspaces evidence SPACE --out FILE` exports it for the "
+                "relay's operator, or anyone, to check", EXIT_VERIFICATION)
     if isinstance(exc, VerificationError):
         return (f"verification failed: {type(exc).__name__}: {exc}. The relay served something this device "
                 "refuses to trust; nothing of it was applied. Compare `encspaces safety-code` with another "

@@ -197,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "Catch up with the relay (checking its signed heads against this log: no fork, no rollback), "
                 "then re-verify every stored entry from genesis: the genesis against the space id, author "
                 "signatures and body digests, the hash chain to every stored head, membership, roles, author "
-                "order, parents and epochs. The relay's signatures over heads are checked on arrival but not "
-                "stored, so they are not re-checked. Exit code 3 when anything fails.")
+                "order, parents and epochs, and the relay's signatures over the signed heads this device kept "
+                "(one per frame in the newest 4096 seqs, one per 1024 seqs further back). Exit code 3 when "
+                "anything fails.")
     space_arg(p)
     offline_arg(p)
 
@@ -208,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
     space_arg(p)
     offline_arg(p)
     p.add_argument("--seq", type=int, help="the seq to take the code at (default: the newest verified)")
+
+    p = command("evidence", verification.cmd_evidence, "export, or check, the proof of a relay's misbehaviour",
+                "When a space fails with a fork, a rollback or withholding, this device records the relay's "
+                "signed statements that show it, with the genesis binding the relay's key to the space, in one "
+                "self-contained file. `evidence SPACE --out FILE` exports it (to stdout without --out); "
+                "`evidence --check FILE` verifies one offline, and says what it proves. Exit code 3 when a file "
+                "does not check.")
+    p.add_argument("space", metavar="SPACE", nargs="?", help="a space's local name (or its id, or a prefix of the id)")
+    p.add_argument("--out", metavar="FILE", help="where to write the evidence file (default: stdout)")
+    p.add_argument("--check", metavar="FILE", help="verify an evidence file instead of exporting one")
 
     p = command("files", files.cmd_files, "share encrypted files in a space")
     space_arg(p)

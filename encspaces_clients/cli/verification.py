@@ -1,17 +1,21 @@
-"""``log``, ``verify`` and ``safety-code``: the verified history, re-verified from genesis on this device."""
+"""``log``, ``verify``, ``safety-code`` and ``evidence``: the verified history, re-verified from genesis
+on this device, and the proof of a relay's misbehaviour that it recorded."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
+from encspaces.core import evidence
 from encspaces.core.entry import Entry, Kind
 from encspaces.core.identity import member_id
 from encspaces.core.invites import InviteBody, RevokeInviteBody
 from encspaces.core.membership import AddMemberBody, GenesisBody, RekeyBody, SetRoleBody
 from encspaces.core.safety import safety_code
 from encspaces.core.verifier import VerifiedEntry
-from encspaces.errors import EncspacesError
-from encspaces.local import load_stored_log, reverify_local
+from encspaces.errors import EncspacesError, EvidenceError
+from encspaces.local import load_evidence, load_stored_log, reverify_local
 
 from .connecting import opened, run
 from .errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION, CliError
@@ -113,7 +117,11 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
         print(f"re-verified seqs 1..{report.seq} from genesis on this device:")
         print("  genesis against the space id; every author signature and body digest; the hash chain to")
         print("  every stored head; membership, roles, author order, parents and epochs")
-        print("  (not re-checked: the relay's signatures over heads, which the local store does not keep)")
+        if report.heads_checked:
+            print(f"  the relay's signatures over the {report.heads_checked} signed heads this device kept, under the "
+                  "relay key the genesis pins, each against the chain at its seq")
+        else:
+            print("  (not re-checked: the relay's signatures; this store kept none, it predates keeping them)")
         print(f"  {len(entries)} entries: {len(data)} edits, {len(entries) - len(data)} membership and key entries; "
               f"{len(report.members)} members")
         if unreadable:
@@ -124,6 +132,8 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
             print("relay: caught up; its signed heads matched this log (no fork, no rollback)")
         else:
             print("relay: not contacted" + ("" if args.offline else " (offline)"))
+        if await load_evidence(ref.id, data_dir=ref.data_dir) is not None:
+            print(f"this space failed with evidence against its relay: `encspaces evidence {ref.name} --out FILE`")
         print("OK")
         return EXIT_OK
 
@@ -150,3 +160,53 @@ def cmd_safety_code(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run(code())
+
+
+def cmd_evidence(ctx: Context, args: argparse.Namespace) -> int:
+    if args.check is not None:
+        return _check_file(Path(args.check))
+    if args.space is None:
+        raise CliError("name a SPACE to export its evidence, or --check FILE to verify one", EXIT_USAGE)
+    ref = ctx.registry().resolve(args.space)
+    ref.require_local_copy()
+
+    async def export() -> int:
+        data = await load_evidence(ref.id, data_dir=ref.data_dir)
+        if data is None:
+            raise CliError(f"this device recorded no evidence against the relay of {ref.name!r} (it records one "
+                           "when the space fails with a fork, a rollback or withholding)")
+        finding = evidence.check(data)  # never hand out a file that does not check
+        if args.out is None:
+            if sys.stdout.isatty():
+                raise CliError("the evidence file is binary: give --out FILE (or redirect stdout)", EXIT_USAGE)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            Path(args.out).write_bytes(data)
+            print(f"wrote {args.out} ({len(data)} bytes): {finding.kind.value} at seq {finding.seq}")
+        warn(f"proves: {finding.proves}")
+        warn("anyone can check it offline: `encspaces evidence --check FILE`")
+        return EXIT_OK
+
+    return run(export())
+
+
+def _check_file(path: Path) -> int:
+    try:
+        finding = evidence.check(path.read_bytes())
+    except EvidenceError as exc:
+        print(f"{path}: REFUSED: {exc}")
+        raise CliError(f"the evidence in {path} does not check: {exc}", EXIT_VERIFICATION) from exc
+    print(f"{path}: {finding.kind.value} by the relay of space {member_id(finding.space)}")
+    print(f"  relay key {member_id(finding.relay_key)}"
+          + (" (bound to the space: the genesis pins it)" if finding.bound
+             else " (NOT bound to the space: no genesis in the file; check the key another way)"))
+    print(f"  proves: {finding.proves}")
+    if finding.reported:
+        who = member_id(finding.reporter) if finding.reporter is not None else "an unnamed reporter"
+        print(f"  reported by {who}" + (" (signed)" if finding.reporter is not None else "")
+              + f": {finding.reported}")
+    if finding.ignored:
+        print(f"  not interpreted by this version: {', '.join(finding.ignored)} statements")
+    print("OK")
+    return EXIT_OK

@@ -13,8 +13,10 @@ import pytest
 import encspaces
 import encspaces.presence_channel
 from encspaces import errors
+from encspaces.core import evidence
 from encspaces.core.head import SignedHead
 from encspaces.core.messages import Presence
+from encspaces.local import load_evidence
 from encspaces_relay.server import RelayServer
 
 from .conftest import RelayHandle, make_members, wait_for
@@ -121,6 +123,12 @@ async def test_a_fork_is_caught_through_presence(tmp_path: Path) -> None:
         assert "bob" not in str(alice.text("doc")) and "alice" not in str(bob.text("doc"))
         await alice.close()
         await bob.close()
+        # Each kept the proof: the other side's relay-signed head against its own chain.
+        for space, folder in ((alice, "a"), (bob, "b")):
+            data = await load_evidence(space_id, data_dir=tmp_path / folder)
+            assert data is not None
+            assert evidence.check(data).kind is evidence.EvidenceKind.FORK
+            assert isinstance(space.error, errors.ForkError) and space.error.proof is not None
     finally:
         await first.stop()
         await second.stop()

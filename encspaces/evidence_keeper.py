@@ -1,0 +1,171 @@
+"""The space's evidence against its relay: signed heads kept, deadlines held, proofs written.
+
+The asyncio half of ``encspaces.core.evidence`` and ``encspaces.core.withholding`` (the pure
+halves). An ``EvidenceKeeper`` is owned by its ``Space`` and wired through the ``SpaceHost``
+protocol (encspaces/host.py), with the local store and the space's ``Persistence``:
+
+- every relay-signed head this device verifies (one per frame) is written to the store beside
+  the log (``store.relay_heads``, thinned as ``store.HEAD_WINDOW`` says), so ``encspaces
+  verify`` re-checks the relay's signatures and a fork at an old seq can still be proven;
+- heads the relay signed past what it delivered (acks, the welcome) are held to
+  ``SpaceOptions.withholding_deadline`` (``WithholdingError``);
+- when the space fails with an error of the fork, rollback or withholding family, its
+  ``proof`` is completed from the store (the genesis, the chain link between the two heads)
+  and written, signed by this device, to the store's meta (``store.EVIDENCE_META``), for
+  ``encspaces evidence`` to export.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from .core.entry import Entry
+from .core.evidence import Evidence, HeadStatement, LinkStatement, Role, check
+from .core.head import SignedHead
+from .core.log_state import space_id_of
+from .core.withholding import WithholdingWatch
+from .errors import EncspacesError, ForkError, RollbackError, WithholdingError
+from .store import EVIDENCE_META, LocalStore
+
+if TYPE_CHECKING:
+    from .host import SpaceHost
+    from .persistence import Persistence
+
+log = logging.getLogger(__name__)
+
+ProvenError = ForkError | RollbackError | WithholdingError
+
+
+class EvidenceKeeper:
+    """Created by the Space; every method is a hook the space calls at the matching moment."""
+
+    def __init__(self, host: SpaceHost, store: LocalStore, persistence: Persistence) -> None:
+        self._host = host
+        self._store = store
+        self._persistence = persistence
+        self._clock = host.options.clock
+        self.watch = WithholdingWatch()
+        self._stored_seq = 0  # the newest seq whose signed head is stored (or queued to be)
+        self._welcome: SignedHead | None = None  # the last welcome's head, once held to the deadline
+        self.recorded: Evidence | None = None  # the evidence written for the space's failure
+
+    # --- restoring ----------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """After the verified state is restored: our side of any later evidence is the newest stored head."""
+        verifier = self._host.verifier
+        rows = await self._store.load_relay_heads()
+        usable = [r for r in rows if r[0] <= verifier.seq]
+        if usable:
+            seq, signed, signature = usable[-1]
+            head = SignedHead.decode([signed, signature])
+            if head.head == verifier.state.heads[seq]:
+                verifier.verified_head = head
+            self._stored_seq = seq
+
+    # --- the connection's events ----------------------------------------------------------------
+
+    def connected(self) -> None:
+        self.watch.connected(self._clock.monotonic())
+
+    def disconnected(self) -> None:
+        self.watch.disconnected(self._clock.monotonic())
+
+    def verified(self) -> None:
+        """After a verified frame: progress, and its signed head is kept."""
+        verifier = self._host.verifier
+        self._note_welcome()
+        self.watch.progressed(verifier.seq, self._clock.monotonic())
+        head = verifier.verified_head
+        if head is not None and head.seq > self._stored_seq:
+            self._persistence.pending.heads.append((head.seq, head.signed_bytes, head.signature))
+            self._stored_seq = head.seq
+
+    def acked(self, head: SignedHead | None) -> None:
+        if head is not None:
+            self.watch.saw(head, Role.ACK, self._host.verifier.seq, self._clock.monotonic())
+
+    def tick(self) -> None:
+        """Periodically (the space's maintenance ticker): fail the space if the relay let the deadline pass."""
+        verifier = self._host.verifier
+        self._note_welcome()
+        if self._host.error is not None or self._host.closed:
+            return
+        error = self.watch.overdue(verifier.seq, verifier.verified_head, self._clock.monotonic(),
+                                   self._host.options.withholding_deadline)
+        if error is not None:
+            self._host.fail(error)
+
+    def _note_welcome(self) -> None:
+        welcome = self._host.verifier.welcome_head
+        if welcome is not None and welcome is not self._welcome:
+            self._welcome = welcome
+            self.watch.saw(welcome, Role.WELCOME, self._host.verifier.seq, self._clock.monotonic())
+
+    # --- failing with evidence ------------------------------------------------------------------
+
+    def failed(self, exc: EncspacesError) -> None:
+        """The space failed with ``exc``: complete and store its proof, if it has one."""
+        if isinstance(exc, (ForkError, RollbackError, WithholdingError)) and exc.proof is not None:
+            self._host.tasks.spawn(self._record(exc), "the recording of the evidence", cancel_on_close=False)
+
+    async def _record(self, exc: ProvenError) -> None:
+        proof = exc.proof
+        assert proof is not None
+        verifier = self._host.verifier
+        await self._persistence.persist()  # the verified log and heads are in the store to read from
+        try:
+            proof = await self._complete(proof)
+        except EncspacesError as error:
+            log.warning("the evidence of %s could not be completed from the local store: %s", type(exc).__name__, error)
+            return
+        proof = proof.replace(relay_key=proof.relay_key or verifier.relay_key, detected_ms=self._clock.now_ms())
+        exc.proof = proof
+        if not proof.complete:
+            log.warning("the evidence of %s is incomplete (no stored head to link the fork to): not written",
+                        type(exc).__name__)
+            return
+        data = proof.encode(self._host.identity)
+        try:
+            check(data)  # never keep a file that would not convince anyone
+        except EncspacesError as error:
+            log.warning("the evidence of %s does not prove it (%s): not written", type(exc).__name__, error)
+            return
+        self.recorded = proof
+        self._persistence.pending.meta[EVIDENCE_META] = data
+        await self._persistence.persist()
+
+    async def _complete(self, proof: Evidence) -> Evidence:
+        """Add the genesis, and the chain link's digests from the stored log (from the stored head
+        nearest above the fork's seq, so the link stays short)."""
+        genesis = proof.genesis
+        if genesis is None:
+            rows = await self._store.load_entries([1])
+            if rows and space_id_of(rows[0][1]) == proof.space:  # a redacted genesis no longer hashes to it
+                genesis = rows[0][1]
+        proof = proof.replace(genesis=genesis)
+        link = proof.link
+        if link is None or link.digests is not None:
+            return proof
+        verifier = self._host.verifier
+        candidates = [r for r in await self._store.load_relay_heads(link.seq) if r[0] <= verifier.seq]
+        if not candidates:
+            return proof
+        seq, signed, signature = candidates[0]
+        ours = SignedHead.decode([signed, signature])
+        if seq == link.seq:  # a stored head at the fork's own seq: the two heads say it all
+            statements = [s for s in proof.statements if not isinstance(s, LinkStatement)
+                          and not (isinstance(s, HeadStatement) and s.role is Role.VERIFIED)]
+            return proof.replace(statements=(*statements, HeadStatement(Role.VERIFIED, ours)))
+        rows = await self._store.load_log(link.seq, seq)
+        digests = tuple(Entry.decode(raw, local=True).digest() for _, raw, _ in rows)
+        if len(digests) != seq - link.seq:
+            return proof
+        statements = [s for s in proof.statements if not isinstance(s, LinkStatement)
+                      and not (isinstance(s, HeadStatement) and s.role is Role.VERIFIED)]
+        return proof.replace(statements=(*statements, HeadStatement(Role.VERIFIED, ours),
+                                         LinkStatement(Role.VERIFIED, link.seq, link.head, digests)))
+
+
+__all__ = ["EvidenceKeeper"]

@@ -1,0 +1,161 @@
+"""A relay that signs a head past what it delivers is held to a deadline: never "catching up" for ever.
+
+Each lying relay below is the real RelayServer with one hook overridden, over a real websocket.
+The deadline runs on the space's injected clock (``ManualClock``): the tests jump it past
+``SpaceOptions.withholding_deadline`` instead of sleeping 30 s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import encspaces
+from encspaces import ManualClock, SpaceOptions, errors
+from encspaces.core import crypto, evidence
+from encspaces.core.encoding import unpack
+from encspaces.core.head import SignedHead
+from encspaces.core.messages import Presence
+from encspaces.local import load_evidence
+from encspaces_relay.server import RelayServer
+
+from .conftest import RelayHandle, wait_for
+
+
+class WithholdingRelay(RelayServer):
+    """Honest until a test sets one of its lies."""
+
+    welcome_ahead = 0  # the welcome announces a head this many seqs past the real one (never served)
+    ack_ahead = 0  # acks carry a head this many seqs past the real one (never served)
+    drop_presence = False
+
+    def fabricated(self, space: bytes, seq: int) -> SignedHead:
+        """A head the relay signs (validly) for a seq it has no entry for."""
+        return SignedHead.create(self.signing_key, space, seq, crypto.hash_parts(b"never served", seq))
+
+    def encode_welcome(self, space: bytes, head: SignedHead, anchor: SignedHead | None) -> bytes:
+        if self.welcome_ahead:
+            head = self.fabricated(space, head.seq + self.welcome_ahead)
+        return super().encode_welcome(space, head, anchor)
+
+    def encode_ack(self, space: bytes, results: list[tuple[int, int]], head: SignedHead | None = None) -> bytes:
+        if self.ack_ahead and head is not None:
+            head = self.fabricated(space, head.seq + self.ack_ahead)
+        return super().encode_ack(space, results, head)
+
+    def encode_presence(self, space: bytes, presence: Presence) -> bytes:
+        return b"" if self.drop_presence else super().encode_presence(space, presence)
+
+
+@pytest.fixture
+async def lying(tmp_path: Path):  # type: ignore[no-untyped-def]
+    handle = RelayHandle(tmp_path / "relay", WithholdingRelay)
+    server = await handle.start()
+    assert isinstance(server, WithholdingRelay)
+    try:
+        yield handle, server
+    finally:
+        await handle.stop()
+
+
+def options(clock: ManualClock) -> SpaceOptions:
+    return SpaceOptions(clock=clock, maintenance_interval=0.02)
+
+
+async def check_recorded(space: encspaces.Space, data_dir: Path, seq: int, verified: int) -> None:
+    """After close: the evidence file in the store checks, and proves the relay signed ``seq``."""
+    error = space.error
+    assert isinstance(error, errors.WithholdingError)
+    assert (error.seq, error.verified) == (seq, verified)
+    assert SignedHead.decode(unpack(error.evidence[0])).seq == seq  # the relay's head past ours, in full
+    assert SignedHead.decode(unpack(error.evidence[1])).seq == verified  # and the newest one we verified
+    data = await load_evidence(space.id, data_dir=data_dir)
+    assert data is not None
+    finding = evidence.check(data)
+    assert finding.kind is evidence.EvidenceKind.WITHHOLDING
+    assert finding.seq == seq and finding.bound
+    assert f"seq {verified}" in finding.reported
+
+
+async def test_welcome_head_never_served(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    handle, server = lying
+    clock = ManualClock()
+    alice = await encspaces.create_space(handle.url, encspaces.Identity.generate(), data_dir=tmp_path / "a",
+                                         options=options(clock))
+    alice.text("doc").insert(0, "verified text")
+    await alice.sync()
+    seq, space_id, identity = alice.seq, alice.id, alice.identity
+    await alice.close()
+
+    server.welcome_ahead = 3
+    again = await encspaces.connect(handle.url, identity, space_id, data_dir=tmp_path / "a", options=options(clock))
+    try:
+        await wait_for(lambda: again.relay_seq == seq + 3, what="the welcome announcing a head past ours")
+        assert not again.connected and again.error is None  # catching up, so far within the deadline
+        clock.advance(31)
+        await wait_for(lambda: again.error is not None, what="the withholding deadline")
+        assert isinstance(again.error, errors.WithholdingError)
+        assert f"through seq {seq + 3} (in its welcome)" in str(again.error)
+        assert again.seq == seq and str(again.text("doc")) == "verified text"
+        with pytest.raises(errors.WithholdingError):
+            again.text("doc").insert(0, "x")
+    finally:
+        await again.close()
+    await check_recorded(again, tmp_path / "a", seq + 3, seq)
+
+
+async def test_ack_head_never_served(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    handle, server = lying
+    clock = ManualClock()
+    alice = await encspaces.create_space(handle.url, encspaces.Identity.generate(), data_dir=tmp_path / "a",
+                                         options=options(clock))
+    try:
+        server.ack_ahead = 2
+        alice.text("doc").insert(0, "hello")
+        await alice.sync()  # the entry itself is delivered: progress, but the acked head is 2 past it
+        seq = alice.seq
+        assert alice.error is None
+        clock.advance(31)
+        await wait_for(lambda: alice.error is not None, what="the withholding deadline")
+        assert isinstance(alice.error, errors.WithholdingError)
+        assert f"through seq {seq + 2} (in its ack)" in str(alice.error)
+        assert alice.seq == seq
+    finally:
+        await alice.close()
+    await check_recorded(alice, tmp_path / "a", seq + 2, seq)
+
+
+async def test_tail_withheld_from_its_author_with_presence_filtered(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    handle, server = lying
+    clock = ManualClock()
+    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
+    alice = await encspaces.create_space(handle.url, alice_id, data_dir=tmp_path / "a", options=options(clock))
+    await alice.add_member(bob_id.public)
+    bob = await encspaces.connect(handle.url, bob_id, alice.id, data_dir=tmp_path / "b")
+    try:
+        alice.text("doc").insert(0, "common. ")
+        await alice.sync()
+        await wait_for(lambda: str(bob.text("doc")) == "common. ", what="bob to see the common text")
+        await alice.wait_connected(5)
+        seq = alice.seq
+        # The lie: presence is filtered, and Alice's connection gets nothing live any more (Bob does).
+        server.drop_presence = True
+        room = server.rooms[alice.space_bytes]
+        (peer,) = [p for p in room.subscribers.values() if p.member == alice_id.public.sign_key]
+        room.unsubscribe(peer)
+        alice.text("doc").insert(len(alice.text("doc")), "alice's tail.")
+        await wait_for(lambda: "tail" in str(bob.text("doc")), what="bob to receive the tail")
+        await wait_for(lambda: room.state.seq == seq + 1, what="the relay to sequence the tail")
+        assert alice.seq == seq and alice.error is None  # acked (head seq + 1), never delivered
+        clock.advance(31)
+        await wait_for(lambda: alice.error is not None, what="alice's withholding deadline")
+        assert isinstance(alice.error, errors.WithholdingError)
+        assert f"seqs {seq + 1}..{seq + 1}" in str(alice.error)
+        assert alice.seq == seq
+        assert bob.error is None
+    finally:
+        await alice.close()
+        await bob.close()
+    await check_recorded(alice, tmp_path / "a", seq + 1, seq)
+
