@@ -9,12 +9,14 @@ PostgreSQL and NATS.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
 
 import encspaces
 from encspaces import errors
+from encspaces.core.encoding import unpack
 from encspaces.core.invites import InviteLink, InviteSecret
 from encspaces.relay_url import MAX_RELAYS, relay_urls
 
@@ -79,8 +81,9 @@ async def test_members_fail_over_resume_and_resend(tmp_path: Path) -> None:
 
 async def test_no_relay_answers_names_every_one(tmp_path: Path) -> None:
     a, b = await _two_ports(tmp_path / "relay")
-    with pytest.raises(errors.ConnectionFailedError, match=r"none of the 2 relays could be reached: cannot reach "
-                                                            rf"the relay at {a.url}: .*; cannot reach the relay at {b.url}"):
+    both = (rf"none of the 2 relays could be reached: cannot reach the relay at {a.url}: .*; "
+            rf"cannot reach the relay at {b.url}")
+    with pytest.raises(errors.ConnectionFailedError, match=both):
         await encspaces.create_space([a.url, b.url], encspaces.Identity.generate(), data_dir=tmp_path / "x")
     await a.start()
     try:
@@ -115,8 +118,5 @@ def test_invite_link_with_several_relays() -> None:
     assert InviteLink.parse(str(several)) == several and several.urls == ("ws://a:1", "ws://b:2", "wss://c")
     assert InviteLink.parse(str(one)).urls == ("ws://a:1",)
     # one relay: the bytes of a link from before failover (the URL alone, not a list), which older clients read
-    from encspaces.core.encoding import unpack
-    import base64
-
     body = base64.urlsafe_b64decode(str(one).split(".", 1)[1] + "==")[:-4]
     assert unpack(body, what="link")[0] == "ws://a:1"
