@@ -61,6 +61,7 @@ class Connection:
         self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
         self._runner: asyncio.Task[None] | None = None
         self._index = 0  # which of the host's relay URLs is in use (or tried next)
+        self._refreshing = False  # we closed the socket for a fresher view: the relay did nothing wrong
 
     @property
     def url(self) -> str:
@@ -112,6 +113,7 @@ class Connection:
         unreachable: dict[str, ConnectionFailedError] = {}
         while not host.closed and host.error is None:
             url = self.url
+            self._refreshing = False
             # While an opening call waits for the first sync of an empty store, its timeout governs.
             opening = host.opening
             try:
@@ -150,7 +152,7 @@ class Connection:
                 host.on_offline()
             if host.closed or host.error is not None:
                 return
-            if len(host.urls) > 1:
+            if len(host.urls) > 1 and not self._refreshing:
                 self._index = (self._index + 1) % len(host.urls)  # fail over: the next relay, round robin
                 log.info("failing over from %s to %s", url, self.url)
             await asyncio.sleep(delay * (0.5 + random.random()))
@@ -169,11 +171,11 @@ class Connection:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
 
-    @staticmethod
-    async def _send_loop(ws: ClientConnection, queue: asyncio.Queue[bytes]) -> None:
+    async def _send_loop(self, ws: ClientConnection, queue: asyncio.Queue[bytes]) -> None:
         while True:
             data = await queue.get()
             if not data:
+                self._refreshing = True  # reconnect to the same relay
                 await ws.close()  # asked for a fresher view (freshness_limit): reconnect
                 return
             try:
