@@ -114,8 +114,9 @@ class Connection:
         while not host.closed and host.error is None:
             url = self.url
             self._refreshing = False
-            # While an opening call waits for the first sync of an empty store, its timeout governs.
-            opening = host.opening
+            # While an opening call waits for the first sync of an empty store, its timeout governs
+            # (unless there are other relays to try).
+            opening = host.opening and len(host.urls) == 1
             try:
                 async with ws_connect(url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
                                       open_timeout=None if opening else host.options.open_timeout,

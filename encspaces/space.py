@@ -38,7 +38,7 @@ from .core.invites import MAX_INVITE_USES, InviteBody, InviteInfo, InviteLink, I
 from .core.log_state import LogState, space_id_of
 from .core.membership import Member, Policy, Role, SetRoleBody, add_member_body, genesis_body
 from .core.membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
-from .core.messages import BlobReply, Challenge, Error, decode_message
+from .core.messages import BlobReply, Challenge, Error, Message, decode_message
 from .core.outbox import Backoff, Conflict, GiveUp, Outbox, Refresh, Rename, Upkeep, backoff_delay
 from .core.redaction import redact
 from .core.rejections import RejectedEntry, RejectionKind
@@ -1161,10 +1161,7 @@ async def create_space(
     started = loop.time()
     async with deadline(timeout, lambda: f"create_space: waited for the relay at {' or '.join(urls)} to open "
                                          "a session"):
-        answered, first = await _first_challenge(urls, ssl)
-    challenge = decode_message(first)
-    if isinstance(challenge, Error):  # refused at once (busy, shutting down...)
-        raise RelayError(challenge.code, challenge.message)
+        answered, challenge = await _first_challenge(urls, ssl, options.open_timeout)
     if not isinstance(challenge, Challenge):
         raise HandshakeError(f"the relay opened with a {type(challenge).__name__}, expected a challenge")
     genesis = build_entry(
@@ -1186,15 +1183,31 @@ async def create_space(
     return await _start_and_wait(space, genesis.raw, left, "create_space")
 
 
-async def _first_challenge(urls: tuple[str, ...], tls: SSLContext | None) -> tuple[str, bytes]:
-    """The first frame (the challenge) of the first of ``urls`` that answers, and its URL."""
+async def _first_challenge(urls: tuple[str, ...], tls: SSLContext | None, open_timeout: float) -> tuple[str, Message]:
+    """The first frame (the challenge) of the first of ``urls`` that answers with one, and its URL.
+
+    With several relays each gets ``open_timeout`` seconds, so that one that hangs does not keep
+    the others from being tried; one relay alone has the caller's whole timeout. A relay that
+    refuses at once (busy, shutting down) is passed over too; if every relay fails, a refusal
+    is raised before "could not reach".
+    """
     failures: builtins.list[ConnectionFailedError] = []
+    refusals: builtins.list[RelayError] = []
+    limit = open_timeout if len(urls) > 1 else None
     for url in urls:
         try:
-            async with ws_connect(url, compression=None, open_timeout=None, **connect_options(url, tls)) as ws:
-                return url, await ws.recv(decode=False)
-        except (OSError, EOFError, websockets.exceptions.WebSocketException) as exc:
+            async with asyncio.timeout(limit), ws_connect(url, compression=None, open_timeout=None,
+                                                          **connect_options(url, tls)) as ws:
+                first = decode_message(await ws.recv(decode=False))
+        except (OSError, EOFError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
             failures.append(connect_failure(url, exc))
+            continue
+        if isinstance(first, Error):
+            refusals.append(RelayError(first.code, first.message))
+            continue
+        return url, first
+    if refusals:
+        raise refusals[0]
     raise none_reachable(failures)
 
 

@@ -9,6 +9,7 @@ PostgreSQL and NATS.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
@@ -94,6 +95,25 @@ async def test_no_relay_answers_names_every_one(tmp_path: Path) -> None:
         await a.stop()
     with pytest.raises(errors.ConnectionFailedError, match=f"none of the 2 relays.*{b.url}.*{a.url}"):
         await encspaces.connect([b.url, a.url], encspaces.Identity.generate(), space_id, data_dir=tmp_path / "d")
+
+
+async def test_a_relay_that_hangs_does_not_keep_the_next_from_being_tried(relay: RelayHandle, tmp_path: Path) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts the connection and never answers
+
+    hung = await asyncio.start_server(silent, "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{hung.sockets[0].getsockname()[1]}"
+    options = encspaces.SpaceOptions(open_timeout=0.5)
+    try:
+        alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
+        alice = await encspaces.create_space([url, relay.url], alice_id, data_dir=tmp_path / "a", options=options)
+        await alice.add_member(bob_id.public)
+        bob = await encspaces.connect([url, relay.url], bob_id, alice.id, data_dir=tmp_path / "b", options=options)
+        assert alice.url == bob.url == relay.url and bob.seq == alice.seq
+        await alice.close()
+        await bob.close()
+    finally:
+        hung.close()
 
 
 def test_relay_url_lists_are_checked() -> None:
