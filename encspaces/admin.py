@@ -133,7 +133,9 @@ class AdminActions:
             await self.control(Kind.INVITE, body, action)
             if not history:
                 await self.snapshot(action)  # a newcomer without history starts from it
-            return str(InviteLink(self._host.url, self._host.space_bytes, secret))
+            # The relay in use first, then the others: the newcomer fails over as we do.
+            also = tuple(url for url in self._host.urls if url != self._host.url)
+            return str(InviteLink(self._host.url, self._host.space_bytes, secret, also))
 
         return await self.run("create_invite", timeout, steps)
 

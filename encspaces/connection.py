@@ -1,6 +1,13 @@
 """The connection runner of a space: connect, handshake and receive through ``ClientSession``,
 the one writer to the socket, reconnect with backoff.
 
+A space given several relay URLs (a cluster's relays, docs/cluster.md) stays with the one it
+reached while the connection holds, and on a lost connection (or a failed attempt) tries the
+next one, round robin, with the same backoff. Nothing else changes on failover: the new
+session resumes from the verified seq, the outbox is sent again once it is live (an entry the
+old relay stored is answered with its seq), and every relay of a cluster signs with the
+cluster's one key, so the verifier checks its heads exactly as before.
+
 A ``Connection`` is owned by its ``Space`` and wired through the ``SpaceHost`` protocol
 (encspaces/host.py): it reports the session's events to the host and never touches the
 space's state itself.
@@ -33,9 +40,9 @@ from .core.session import (
     SessionState,
     Verified,
 )
-from .errors import HandshakeError, RelayError, VerificationError
+from .errors import ConnectionFailedError, HandshakeError, RelayError, VerificationError
 from .host import SpaceHost
-from .relay_url import connect_failure, connect_options
+from .relay_url import connect_failure, connect_options, none_reachable
 from .supervision import as_failure
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,18 @@ class Connection:
         self.session: ClientSession | None = None
         self._send_queue: asyncio.Queue[bytes] | None = None  # one writer keeps submissions in order
         self._runner: asyncio.Task[None] | None = None
+        self._index = 0  # which of the host's relay URLs is in use (or tried next)
+        self._refreshing = False  # we closed the socket for a fresher view: the relay did nothing wrong
+
+    @property
+    def url(self) -> str:
+        """The relay URL in use, or the one the next attempt tries."""
+        urls = self._host.urls
+        return urls[self._index % len(urls)]
+
+    def start_at(self, url: str) -> None:
+        """Try ``url`` (one of the host's) first: the relay an opening call already reached."""
+        self._index = self._host.urls.index(url)
 
     def start(self) -> None:
         self._runner = self._host.tasks.spawn(self._run(), "the connection runner")
@@ -90,14 +109,20 @@ class Connection:
     async def _run(self) -> None:
         host = self._host
         delay = host.options.reconnect_min
+        # While an opening call has nothing to show: why each relay could not be reached.
+        unreachable: dict[str, ConnectionFailedError] = {}
         while not host.closed and host.error is None:
-            # While an opening call waits for the first sync of an empty store, its timeout governs.
-            opening = host.opening
+            url = self.url
+            self._refreshing = False
+            # While an opening call waits for the first sync of an empty store, its timeout governs
+            # (unless there are other relays to try).
+            opening = host.opening and len(host.urls) == 1
             try:
-                async with ws_connect(host.url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
+                async with ws_connect(url, compression=None, max_size=DEFAULT_MAX_MESSAGE,
                                       open_timeout=None if opening else host.options.open_timeout,
-                                      ping_interval=20, ping_timeout=20, **connect_options(host.url, self.tls)) as ws:
+                                      ping_interval=20, ping_timeout=20, **connect_options(url, self.tls)) as ws:
                     delay = host.options.reconnect_min
+                    unreachable.clear()
                     try:
                         await self._serve(ws)
                     except asyncio.CancelledError:
@@ -110,13 +135,16 @@ class Connection:
                 if exc.code in PERMANENT_REFUSALS:
                     host.fail(exc)
                 else:
-                    log.info("relay closed the connection: %s", exc)
+                    log.info("relay at %s closed the connection: %s", url, exc)
             except HandshakeError as exc:
                 host.fail(exc)
             except (TimeoutError, OSError, websockets.exceptions.WebSocketException) as exc:
-                log.info("connection to %s lost: %s", host.url, exc)
+                log.info("connection to %s lost: %s", url, exc)
                 if host.opening and host.genesis is None:
-                    host.fail(connect_failure(host.url, exc))
+                    # Nothing to open from: fail once every relay was tried (one relay: at once).
+                    unreachable[url] = connect_failure(url, exc)
+                    if len(unreachable) == len(host.urls):
+                        host.fail(none_reachable([unreachable[u] for u in host.urls]))
             except Exception as exc:  # anything else is a bug or a broken store: fail before going offline
                 host.fail(as_failure("the connection runner", exc))
             finally:
@@ -125,6 +153,9 @@ class Connection:
                 host.on_offline()
             if host.closed or host.error is not None:
                 return
+            if len(host.urls) > 1 and not self._refreshing:
+                self._index = (self._index + 1) % len(host.urls)  # fail over: the next relay, round robin
+                log.info("failing over from %s to %s", url, self.url)
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, host.options.reconnect_max)
 
@@ -141,11 +172,11 @@ class Connection:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
 
-    @staticmethod
-    async def _send_loop(ws: ClientConnection, queue: asyncio.Queue[bytes]) -> None:
+    async def _send_loop(self, ws: ClientConnection, queue: asyncio.Queue[bytes]) -> None:
         while True:
             data = await queue.get()
             if not data:
+                self._refreshing = True  # reconnect to the same relay
                 await ws.close()  # asked for a fresher view (freshness_limit): reconnect
                 return
             try:

@@ -6,23 +6,52 @@ bare ``host:port`` URL, ``wss://`` against a relay serving plain ``ws://`` (and 
 and a certificate this device does not trust. To trust a private CA or a self-signed
 certificate, pass ``ssl=`` (an ``ssl.SSLContext``) to ``create_space``/``join``/``connect``, or
 set ``SSL_CERT_FILE`` to its PEM file (OpenSSL reads it for Python's default context).
+
+A cluster of relays (docs/cluster.md) is given as several URLs: every call that takes a relay
+takes one URL or a list of them, and the space fails over from one to the next.
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import websockets.exceptions
 
-from .errors import ConnectionFailedError, InvalidArgumentError, RelayTLSError
+from .errors import ArgumentTypeError, ConnectionFailedError, InvalidArgumentError, RelayTLSError
 
 SCHEMES = ("ws", "wss")
+MAX_RELAYS = 16  # the most URLs one space fails over between (as an invite link carries at most)
+
+RelayUrls = str | Sequence[str]
+"""One relay's URL, or the URLs of a cluster's relays in the order to try them."""
+
+
+def relay_urls(urls: RelayUrls, tls: ssl.SSLContext | None = None) -> tuple[str, ...]:
+    """``urls`` as a tuple of checked URLs, in order and without repeats (a str is one URL).
+
+    InvalidArgumentError for an empty list, more than ``MAX_RELAYS`` or a URL that is not one
+    (``check_relay_url``); ArgumentTypeError for anything but a str or a sequence of str.
+    """
+    if isinstance(urls, str):
+        check_relay_url(urls, tls)
+        return (urls,)
+    if not isinstance(urls, Sequence) or not all(isinstance(url, str) for url in urls):
+        raise ArgumentTypeError(f"relay URLs are a str or a list of str, not {urls!r:.80}")
+    unique = tuple(dict.fromkeys(urls))
+    if not 1 <= len(unique) <= MAX_RELAYS:
+        raise InvalidArgumentError(f"give 1 to {MAX_RELAYS} relay URLs, not {len(unique)}")
+    for url in unique:
+        check_relay_url(url, tls)
+    return unique
 
 
 def check_relay_url(url: str, tls: ssl.SSLContext | None = None) -> None:
     """InvalidArgumentError unless ``url`` is a ws:// or wss:// URL with a host (and ``tls`` fits it)."""
+    if isinstance(url, str) and any(c.isspace() or c == "," for c in url):
+        raise InvalidArgumentError(f"the relay URL {url!r} contains a space or a comma: give several relays as a list")
     try:
         parts = urlsplit(url)
         scheme, host = parts.scheme.lower(), parts.hostname
@@ -64,6 +93,14 @@ def connect_failure(url: str, exc: BaseException) -> ConnectionFailedError:
             f"the relay at {url} did not answer in HTTP ({_reason(exc)}): if it serves TLS, use a wss:// URL"
         )
     return ConnectionFailedError(f"cannot reach the relay at {url}: {_reason(exc)}")
+
+
+def none_reachable(failures: Sequence[ConnectionFailedError]) -> ConnectionFailedError:
+    """The error when every one of several relays failed (each in ``failures``, in order)."""
+    if len(failures) == 1:
+        return failures[0]
+    cls = type(failures[0]) if len({type(f) for f in failures}) == 1 else ConnectionFailedError
+    return cls(f"none of the {len(failures)} relays could be reached: " + "; ".join(str(f) for f in failures))
 
 
 def _reason(exc: BaseException) -> str:

@@ -30,7 +30,7 @@ from .arguments import int_argument
 from .connection import Connection
 from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
-from .core.encoding import DEFAULT_MAX_MESSAGE
+from .core.encoding import DEFAULT_MAX_MESSAGE, pack
 from .core.entry import Entry, Kind, build_entry, open_body
 from .core.head import SignedHead
 from .core.identity import Identity, PublicIdentity, member_id, parse_member_id
@@ -38,7 +38,7 @@ from .core.invites import InviteInfo, InviteLink, InviteSecret, JoinBody, Revoke
 from .core.log_state import LogState, space_id_of
 from .core.membership import Member, Policy, Role, genesis_body
 from .core.membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
-from .core.messages import BlobReply, Challenge, Error, decode_message
+from .core.messages import BlobReply, Challenge, Error, Message, decode_message
 from .core.outbox import Backoff, Conflict, GiveUp, Outbox, Refresh, Rename, Upkeep, backoff_delay
 from .core.redaction import redact
 from .core.rejections import RejectedEntry, RejectionKind
@@ -58,6 +58,7 @@ from .document import (
     SharedText,
 )
 from .errors import (
+    ConnectionFailedError,
     EncspacesError,
     EntryTooLargeError,
     EpochKeyMissingError,
@@ -77,7 +78,7 @@ from .history import HistoryEntry, SpaceView, history_entry, rebuild
 from .options import DEFAULT_TIMEOUT, SpaceOptions, check_options
 from .persistence import Persistence
 from .presence_channel import PresenceChannel
-from .relay_url import check_relay_url, connect_failure, connect_options
+from .relay_url import RelayUrls, connect_failure, connect_options, none_reachable, relay_urls
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
 from .snapshot_keeper import SnapshotKeeper
@@ -125,6 +126,10 @@ class _Host:
     @property
     def url(self) -> str:
         return self._space.url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self._space.urls
 
     @property
     def options(self) -> SpaceOptions:
@@ -276,11 +281,12 @@ class Space:
     """
 
     def __init__(
-        self, url: str, identity: Identity, space: bytes, store: LocalStore, options: SpaceOptions | None = None,
+        self, urls: tuple[str, ...], identity: Identity, space: bytes, store: LocalStore,
+        options: SpaceOptions | None = None,
     ) -> None:
         self.options = check_options(options)
         self._clock = self.options.clock
-        self.url = url
+        self.urls = urls  # every relay this space may use (a cluster's, for failover), in order
         self.identity = identity
         self.space_bytes = space
         self.id = encode_space_id(space)
@@ -331,6 +337,11 @@ class Space:
         self.files = SpaceFiles(self._host)  # encrypted files: encspaces/files.py
 
     # --- public API ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The relay URL in use: of ``urls``, the one connected to, or tried next while offline."""
+        return self._connection.url
 
     @property
     def seq(self) -> int:
@@ -971,8 +982,11 @@ class Space:
         self._send_outbox()
 
 
+RELAYS_META = "relays"  # the store's meta key for the space's relay URLs (msgpack list of str)
+
+
 async def _open_space(
-    url: str, identity: Identity, space: bytes, data_dir: str | Path, tls: SSLContext | None = None,
+    urls: tuple[str, ...], identity: Identity, space: bytes, data_dir: str | Path, tls: SSLContext | None = None,
     options: SpaceOptions | None = None,
 ) -> Space:
     store = await LocalStore.open(data_dir, space.hex())
@@ -980,37 +994,34 @@ async def _open_space(
     if stored is not None and stored != identity.public.sign_key:
         await store.close()
         raise StoreError(f"the local store in {data_dir} belongs to another identity")
-    space_obj = Space(url, identity, space, store, options)
+    space_obj = Space(urls, identity, space, store, options)
     space_obj._connection.tls = tls
-    space_obj._persistence.pending.meta.update({"member": identity.public.sign_key, "url": url.encode()})
+    space_obj._persistence.pending.meta.update({"member": identity.public.sign_key, "url": urls[0].encode(),
+                                                RELAYS_META: pack(list(urls))})
     return space_obj
 
 
 async def create_space(
-    url: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
+    url: RelayUrls, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
     ssl: SSLContext | None = None, options: SpaceOptions | None = None,
 ) -> Space:
     """Create a space on the relay at ``url``; the creator is its first admin.
 
-    ``timeout`` in seconds (None: no limit) bounds the whole call; on expiry it raises
-    ``OperationTimeoutError`` and leaves nothing open. ``ssl``: for a ``wss://`` relay whose
-    certificate the system does not trust (a private CA), the context that trusts it.
-    ``options``: the space's settings (``SpaceOptions``; None: the defaults).
+    ``url``: one relay's URL, or a list of a cluster's relays (docs/cluster.md): the first that
+    answers creates the space, and the space fails over between them in turn whenever its
+    connection is lost. ``timeout`` in seconds (None: no limit) bounds the whole call; on
+    expiry it raises ``OperationTimeoutError`` and leaves nothing open. ``ssl``: for a
+    ``wss://`` relay whose certificate the system does not trust (a private CA), the context
+    that trusts it. ``options``: the space's settings (``SpaceOptions``; None: the defaults).
     """
     check_timeout(timeout)
     options = check_options(options)
-    check_relay_url(url, ssl)
+    urls = relay_urls(url, ssl)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async with deadline(timeout, lambda: f"create_space: waited for the relay at {url} to open a session"):
-        try:
-            async with ws_connect(url, compression=None, open_timeout=None, **connect_options(url, ssl)) as ws:
-                first = await ws.recv(decode=False)
-            challenge = decode_message(first)
-        except (OSError, EOFError, websockets.exceptions.WebSocketException) as exc:
-            raise connect_failure(url, exc) from exc
-    if isinstance(challenge, Error):  # refused at once (busy, shutting down...)
-        raise RelayError(challenge.code, challenge.message)
+    async with deadline(timeout, lambda: f"create_space: waited for the relay at {' or '.join(urls)} to open "
+                                         "a session"):
+        answered, challenge = await _first_challenge(urls, ssl, options.open_timeout)
     if not isinstance(challenge, Challenge):
         raise HandshakeError(f"the relay opened with a {type(challenge).__name__}, expected a challenge")
     genesis = build_entry(
@@ -1025,10 +1036,39 @@ async def create_space(
         epoch_key=None,
         time_ms=options.clock.now_ms(),
     )
-    space = await _open_space(url, identity, space_id_of(genesis.raw), data_dir, ssl, options)
+    space = await _open_space(urls, identity, space_id_of(genesis.raw), data_dir, ssl, options)
+    space._connection.start_at(answered)
     space._verifier.relay_key_hint = challenge.relay_key
     left = None if timeout is None else max(0.0, timeout - (loop.time() - started))
     return await _start_and_wait(space, genesis.raw, left, "create_space")
+
+
+async def _first_challenge(urls: tuple[str, ...], tls: SSLContext | None, open_timeout: float) -> tuple[str, Message]:
+    """The first frame (the challenge) of the first of ``urls`` that answers with one, and its URL.
+
+    With several relays each gets ``open_timeout`` seconds, so that one that hangs does not keep
+    the others from being tried; one relay alone has the caller's whole timeout. A relay that
+    refuses at once (busy, shutting down) is passed over too; if every relay fails, a refusal
+    is raised before "could not reach".
+    """
+    failures: builtins.list[ConnectionFailedError] = []
+    refusals: builtins.list[RelayError] = []
+    limit = open_timeout if len(urls) > 1 else None
+    for url in urls:
+        try:
+            async with asyncio.timeout(limit), ws_connect(url, compression=None, open_timeout=None,
+                                                          **connect_options(url, tls)) as ws:
+                first = decode_message(await ws.recv(decode=False))
+        except (OSError, EOFError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
+            failures.append(connect_failure(url, exc))
+            continue
+        if isinstance(first, Error):
+            refusals.append(RelayError(first.code, first.message))
+            continue
+        return url, first
+    if refusals:
+        raise refusals[0]
+    raise none_reachable(failures)
 
 
 async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | None, call: str) -> Space:
@@ -1047,7 +1087,7 @@ async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | 
 
 async def join(
     link: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
-    ssl: SSLContext | None = None, options: SpaceOptions | None = None,
+    ssl: SSLContext | None = None, options: SpaceOptions | None = None, relays: RelayUrls | None = None,
 ) -> Space:
     """Join a space with an invite link; returns once this device is a verified member.
 
@@ -1057,12 +1097,13 @@ async def join(
     When it returns, what this device needs to use ``data_dir`` again (the invite's secret,
     which opens the keys sealed to the invite, and a checkpoint holding them) is durable.
     ``timeout`` in seconds (None: no limit) bounds the whole call (``OperationTimeoutError``).
-    ``ssl`` and ``options``: as for ``create_space``.
+    The link names the relay, or a cluster's relays, to fail over between; ``relays`` (one URL
+    or a list), when given, replaces them. ``ssl`` and ``options``: as for ``create_space``.
     """
     check_timeout(timeout)
     parsed = InviteLink.parse(link)
-    check_relay_url(parsed.url, ssl)
-    space = await _open_space(parsed.url, identity, parsed.space, data_dir, ssl, check_options(options))
+    urls = relay_urls(parsed.urls if relays is None else relays, ssl)
+    space = await _open_space(urls, identity, parsed.space, data_dir, ssl, check_options(options))
     space._invite = parsed.secret
     # Written with (or before) the join entry: a restart replays the invite's sealed keys with it.
     space._persistence.pending.meta[INVITE_META] = parsed.secret.secret
@@ -1071,7 +1112,7 @@ async def join(
     me = identity.public.sign_key
     try:
         async with deadline(timeout, lambda: f"join: waited to become a member of space {space.id} "
-                                             f"through the relay at {parsed.url}"):
+                                             f"through the relay at {' or '.join(urls)}"):
             if me not in space._verifier.state.members:
                 await asyncio.shield(space._first_sync)
             if me not in space._verifier.state.members:
@@ -1101,7 +1142,7 @@ async def open_local(identity: Identity, space_id: str, *, data_dir: str | Path)
     space = decode_space_id(space_id)
     if not (Path(data_dir) / space.hex() / STORE_FILE).exists():
         raise StoreError(f"this device holds no copy of space {space_id} in {data_dir}")
-    opened = await _open_space("", identity, space, data_dir)  # no relay: the URL is never used
+    opened = await _open_space(("",), identity, space, data_dir)  # no relay: the URL is never used
     opened._persistence.pending.meta.clear()  # the stored relay URL and member stay as they are
     try:
         await opened._restore()
@@ -1113,27 +1154,28 @@ async def open_local(identity: Identity, space_id: str, *, data_dir: str | Path)
 class connect:
     """Open a space: ``async with connect(url, identity, space_id, data_dir=...) as space``.
 
+    ``url``: one relay's URL or a list of a cluster's relays, tried in turn (see ``create_space``).
     ``timeout`` in seconds (None: no limit) bounds the wait for the first sync of a new data dir.
     ``ssl`` and ``options``: as for ``create_space``.
     """
 
     def __init__(
-        self, url: str, identity: Identity, space_id: str, *, data_dir: str | Path,
+        self, url: RelayUrls, identity: Identity, space_id: str, *, data_dir: str | Path,
         timeout: float | None = DEFAULT_TIMEOUT, ssl: SSLContext | None = None, options: SpaceOptions | None = None,
     ) -> None:
         check_timeout(timeout)
         self._options = check_options(options)
-        check_relay_url(url, ssl)
+        urls = relay_urls(url, ssl)
         self._ssl = ssl
-        self._args = (url, identity, decode_space_id(space_id), data_dir)
+        self._args = (urls, identity, decode_space_id(space_id), data_dir)
         self._timeout = timeout
         self._space: Space | None = None
 
     async def _open(self) -> Space:
         """With a local copy the space opens at once (sync continues in the background); a new
         data dir waits for the first sync, bounded by ``timeout`` seconds (None: no limit)."""
-        url, identity, space, data_dir = self._args
-        opened = await _open_space(url, identity, space, data_dir, self._ssl, self._options)
+        urls, identity, space, data_dir = self._args
+        opened = await _open_space(urls, identity, space, data_dir, self._ssl, self._options)
         return await _start_and_wait(opened, None, self._timeout, "connect")
 
     def __await__(self) -> Generator[Any, None, Space]:

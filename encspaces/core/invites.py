@@ -1,6 +1,7 @@
 """Invite links: one string that lets a newcomer join, without the relay ever being able to.
 
-The link carries the relay's address, the space id and a random secret. From the secret both
+The link carries the relay's address (or a cluster's several addresses, for failover), the
+space id and a random secret. From the secret both
 sides derive an invite signing key and an invite box key. The admin's invite entry publishes
 only the public halves (and the epoch keys sealed to the box key), so the relay, which reads
 that entry, learns nothing it could join with. The newcomer proves the secret twice: to the
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 LINK_PREFIX = "esinv1"
 MAX_INVITE_USES = 1_000_000  # the most uses an invite entry may grant (InviteBody.decode)
+MAX_LINK_RELAYS = 16  # the most relay URLs one link carries (a cluster's nodes, for failover)
 _CHECK = 4
 
 
@@ -77,12 +79,22 @@ def verify_auth_proof(invite_key: bytes, auth: bytes, proof: bytes) -> bool:
 
 @dataclass(frozen=True)
 class InviteLink:
+    """``url`` is the relay to try first; ``also`` the cluster's other relays, tried in turn when
+    it cannot be reached (empty for one relay: the link's bytes are then those of a link from
+    before several relays were possible, so older clients read it)."""
+
     url: str
     space: bytes
     secret: InviteSecret
+    also: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.also)
 
     def __str__(self) -> str:
-        body = pack([self.url, self.space, self.secret.secret])
+        where: str | list[str] = [self.url, *self.also] if self.also else self.url
+        body = pack([where, self.space, self.secret.secret])
         check = crypto.hash_parts(crypto.CTX_INVITE_LINK, body)[:_CHECK]
         return f"{LINK_PREFIX}.{base64.urlsafe_b64encode(body + check).rstrip(b'=').decode()}"
 
@@ -102,9 +114,15 @@ class InviteLink:
         if len(raw) <= _CHECK or crypto.hash_parts(crypto.CTX_INVITE_LINK, body)[:_CHECK] != check:
             raise MalformedIdError("invite link checksum does not match: was it copied in full?")
         try:
-            url, space, secret = as_list(unpack(body, what="invite link"), "invite link", 3)
-            return cls(as_str(url, "invite relay url", 2048), as_bytes(space, "invite space", 32),
-                       InviteSecret(as_bytes(secret, "invite secret", 32)))
+            where, space, secret = as_list(unpack(body, what="invite link"), "invite link", 3)
+            if isinstance(where, list):
+                urls = [as_str(url, "invite relay url", 2048) for url in where]
+                if not 1 <= len(urls) <= MAX_LINK_RELAYS:
+                    raise ProtocolError(f"invite relay urls: {len(urls)}, expected 1 to {MAX_LINK_RELAYS}")
+            else:
+                urls = [as_str(where, "invite relay url", 2048)]
+            secret_key = InviteSecret(as_bytes(secret, "invite secret", 32))
+            return cls(urls[0], as_bytes(space, "invite space", 32), secret_key, tuple(urls[1:]))
         except ProtocolError as exc:
             raise MalformedIdError(f"invite link is corrupt: {exc}") from exc
 

@@ -62,6 +62,14 @@ async def refusal(url: str) -> str | None:
     return None
 
 
+async def refusal_of_all(urls: tuple[str, ...]) -> str | None:
+    """Why every one of a space's relays refuses at once (None if any of them may answer)."""
+    reasons = await asyncio.gather(*(refusal(url) for url in urls))
+    if any(reason is None for reason in reasons):
+        return None
+    return "; ".join(str(reason) for reason in reasons)
+
+
 async def catch_up(space: Space, timeout: float, *, progress: TextIO | None = None) -> bool:
     """Wait until the space is live with the relay (caught up and verified); False on timeout.
 
@@ -82,7 +90,7 @@ async def catch_up(space: Space, timeout: float, *, progress: TextIO | None = No
                 if now >= deadline:
                     return False
                 if probe is None and now >= probe_at:
-                    probe = asyncio.create_task(refusal(space.url))
+                    probe = asyncio.create_task(refusal_of_all(space.urls))
                 if probe is not None and probe.done() and (reason := probe.result()) is not None:
                     raise RelayRefusedError(reason)
                 wake = deadline
@@ -124,7 +132,7 @@ async def connect_space(ctx: Context, ref: SpaceRef) -> Space:
     """The space, opened from this device's copy (or, for a first open, once the relay answered)."""
     identity = ctx.identity()
     try:
-        return await connect(ref.relay, identity, ref.id, data_dir=ref.data_dir, timeout=ctx.timeout)
+        return await connect(ref.relays, identity, ref.id, data_dir=ref.data_dir, timeout=ctx.timeout)
     except TimeoutError:
         raise CliError(f"the relay at {ref.relay} did not answer within {ctx.timeout:g} s and this device holds "
                        f"no copy of {ref.name!r} yet: start the relay or try again with --timeout",

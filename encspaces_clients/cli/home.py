@@ -34,14 +34,28 @@ def default_home() -> Path:
     return Path(base) / "encspaces"
 
 
+def relay_list(given: list[str] | None) -> tuple[str, ...]:
+    """The relays a command was given: every ``--relay`` (each may list several, comma-separated),
+    else ``$ENCSPACES_RELAY`` (the same), else the local default. Several are a cluster's relays,
+    which the space fails over between."""
+    values = given or [os.environ.get(ENV_RELAY) or DEFAULT_RELAY]
+    urls = [url.strip() for value in values for url in value.split(",") if url.strip()]
+    return tuple(dict.fromkeys(urls)) or (DEFAULT_RELAY,)
+
+
 @dataclasses.dataclass(frozen=True)
 class SpaceRef:
-    """A space this device knows: its local name, id, relay and where its local store lives."""
+    """A space this device knows: its local name, id, relays and where its local store lives."""
 
     name: str
     id: str
-    relay: str
+    relays: tuple[str, ...]  # one relay, or a cluster's relays in the order to try them
     data_dir: Path
+
+    @property
+    def relay(self) -> str:
+        """The relays, as messages name them."""
+        return " or ".join(self.relays)
 
     @property
     def space_bytes(self) -> bytes:
@@ -59,7 +73,7 @@ class SpaceRef:
 
 
 class Registry:
-    """``spaces.json`` in the home folder: local name -> space id, relay URL, data folder."""
+    """``spaces.json`` in the home folder: local name -> space id, relay URLs, data folder."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -73,7 +87,11 @@ class Registry:
             if not isinstance(raw, dict) or raw.get("version") != REGISTRY_VERSION:
                 raise ValueError(f"expected version {REGISTRY_VERSION}")
             for name, item in raw["spaces"].items():
-                self.spaces[name] = SpaceRef(name, str(item["id"]), str(item["relay"]), Path(item["data_dir"]))
+                relays = item["relays"] if "relays" in item else [item["relay"]]  # "relays": since failover
+                if not isinstance(relays, list) or not relays:
+                    raise ValueError(f"{name}: relays is not a list of URLs")
+                self.spaces[name] = SpaceRef(name, str(item["id"]), tuple(str(url) for url in relays),
+                                             Path(item["data_dir"]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CliError(f"the list of spaces {self.path} is unreadable ({exc}): fix or move it away") from exc
 
@@ -81,7 +99,9 @@ class Registry:
         data = {
             "version": REGISTRY_VERSION,
             "spaces": {
-                ref.name: {"id": ref.id, "relay": ref.relay, "data_dir": str(ref.data_dir)}
+                # "relay" (the first) for older versions of this command, which read only it
+                ref.name: {"id": ref.id, "relay": ref.relays[0], "relays": list(ref.relays),
+                           "data_dir": str(ref.data_dir)}
                 for ref in sorted(self.spaces.values(), key=lambda r: r.name)
             },
         }

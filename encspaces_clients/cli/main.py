@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("create", spaces.cmd_create, "create a space on a relay",
                 "Create a space on the relay and remember it under NAME on this device; you are its admin.")
     p.add_argument("name", metavar="NAME", help="the local name for the space")
-    p.add_argument("--relay", help=f"relay URL (default: ${ENV_RELAY}, else {DEFAULT_RELAY})")
+    p.add_argument("--relay", action="append", help=f"relay URL; several (repeated or comma-separated): a cluster's "
+                   f"relays, tried in turn (default: ${ENV_RELAY}, else {DEFAULT_RELAY})")
     p.add_argument("--exist-ok", action="store_true", help="succeed when this device already has a space NAME")
 
     p = command("spaces", spaces.cmd_spaces, "list the spaces this device knows")
@@ -132,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "(give its space id and --relay), and remember it on this device.")
     p.add_argument("link", metavar="LINK", help="the invite link, or the id of a space you were added to")
     p.add_argument("--name", help="the local name for the space (default: space-<id prefix>)")
-    p.add_argument("--relay", help=f"with a space id: its relay (default: ${ENV_RELAY}, else {DEFAULT_RELAY})")
+    p.add_argument("--relay", action="append", help=f"with a space id: its relay or relays (default: ${ENV_RELAY}, "
+                   f"else {DEFAULT_RELAY}); with a link: instead of the link's relays")
 
     p = command("members", membership.cmd_members, "list a space's members and roles")
     space_arg(p)

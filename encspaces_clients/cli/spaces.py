@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import shutil
 import sys
@@ -15,7 +14,7 @@ from encspaces.space import Space, connect, create_space, decode_space_id, join
 
 from .connecting import opened, run
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CliError
-from .home import DEFAULT_RELAY, ENV_RELAY, Context, SpaceRef
+from .home import Context, SpaceRef, relay_list
 from .output import short, warn
 
 
@@ -36,17 +35,17 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
         raise CliError(f"this device already has a space named {name!r} ({registry.spaces[name].id[:12]}…): "
                        "pick another name")
     identity = ctx.identity()
-    relay = args.relay or os.environ.get(ENV_RELAY) or DEFAULT_RELAY
+    relays = relay_list(args.relay)
 
     async def create() -> int:
-        space = await create_space(relay, identity, data_dir=ctx.data_dir)
+        space = await create_space(relays, identity, data_dir=ctx.data_dir)
         try:
-            registry.add(SpaceRef(name, space.id, relay, ctx.data_dir))
+            registry.add(SpaceRef(name, space.id, space.urls, ctx.data_dir))
             await space.flush()
         finally:
             await space.close()
         print(space.id)
-        warn(f"created space {name!r} on {relay}. Next: `encspaces invite {name}` (send the link), or "
+        warn(f"created space {name!r} on {space.url}. Next: `encspaces invite {name}` (send the link), or "
              f"`encspaces add {name} THEIR_IDENTITY`; then `encspaces edit {name}`")
         return EXIT_OK
 
@@ -64,7 +63,7 @@ def cmd_spaces(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_OK
     width = max(len(r.name) for r in refs)
     for ref in refs:
-        print(f"{ref.name:<{width}}  {ref.id}  {ref.relay}")
+        print(f"{ref.name:<{width}}  {ref.id}  {','.join(ref.relays)}")
     return EXIT_OK
 
 
@@ -79,13 +78,14 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
     with_invite = link.startswith("esinv")
     if not with_invite:  # a space id: this device was added by its public identity (`encspaces add`)
         decode_space_id(link)
-    relay = args.relay or os.environ.get(ENV_RELAY) or DEFAULT_RELAY
+    relays = relay_list(args.relay)
 
     async def open_joined() -> Space:
         try:
-            if with_invite:
-                return await join(link, identity, data_dir=ctx.data_dir, timeout=ctx.timeout)
-            return await connect(relay, identity, link, data_dir=ctx.data_dir, timeout=ctx.timeout)
+            if with_invite:  # the link names its relays; --relay replaces them
+                return await join(link, identity, data_dir=ctx.data_dir, timeout=ctx.timeout,
+                                  relays=relays if args.relay else None)
+            return await connect(relays, identity, link, data_dir=ctx.data_dir, timeout=ctx.timeout)
         except TimeoutError:
             raise CliError("the relay did not answer in time: check the link or --relay, or try again with "
                            "--timeout", EXIT_UNREACHABLE) from None
@@ -95,7 +95,7 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
         try:
             existing = registry.by_id(space.id)
             name = existing.name if existing else args.name or f"space-{space.id[:6]}"
-            registry.add(SpaceRef(name, space.id, space.url, ctx.data_dir))
+            registry.add(SpaceRef(name, space.id, space.urls, ctx.data_dir))
             await space.flush()
         finally:
             await space.close()

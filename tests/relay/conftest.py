@@ -38,3 +38,21 @@ async def make_relay(tmp_path: Path) -> AsyncIterator[RelayFactory]:
 @pytest.fixture
 async def relay(make_relay: RelayFactory) -> RelayServer:
     return await make_relay()
+
+
+# --- one line for the cluster tests a machine without PostgreSQL or NATS skips ----------------
+
+_MISSING_SERVERS = ("PostgreSQL tests need", "NATS tests need")
+_skipped_for: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if reason.startswith(_MISSING_SERVERS):
+            _skipped_for[reason] = _skipped_for.get(reason, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for reason, count in _skipped_for.items():
+        terminalreporter.write_line(f"{count} cluster tests skipped: {reason}")

@@ -40,8 +40,13 @@ async def nats_url() -> str:
         import nats
     except ImportError:
         _unavailable_nats("nats-py (pip install -e '.[cluster]')")
+    where = urlsplit(NATS)
     try:
-        nc = await nats.connect(NATS, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=0)
+        # A plain TCP probe first: nats-py keeps retrying a refused first connection instead of raising.
+        _, writer = await asyncio.wait_for(asyncio.open_connection(where.hostname, where.port or 4222), 5)
+        writer.close()
+        nc = await asyncio.wait_for(
+            nats.connect(NATS, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=0), 10)
     except Exception as exc:
         _unavailable_nats(f"a server at {NATS} ({type(exc).__name__}: {exc}); set ENCSPACES_TEST_NATS")
     await nc.close()
