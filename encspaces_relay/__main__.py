@@ -20,7 +20,7 @@ from encspaces.errors import DataDirLockedError, EncspacesError
 from .backup import backup
 from .compact import compact, compact_postgres
 from .config import DEFAULT_PORT, CreatePolicy, RelayConfig
-from .keys import public_key_text
+from .keys import load_or_create_signing_key, public_key_text
 from .logs import LOG_FORMATS, setup_logging
 from .server import RelayServer
 from .settings import resolve, settable_actions
@@ -31,6 +31,7 @@ COMMANDS_HELP = """commands (each has its own --help):
   encspaces-relay [FLAGS]            run the relay (this help)
   encspaces-relay compact [FLAGS]    drop encrypted bodies that a snapshot covers
   encspaces-relay backup [FLAGS]     copy the data dir consistently while the relay runs
+  encspaces-relay key [FLAGS]        print the relay's public key (creating the key if there is none)
 
 Every flag can also be set with the environment variable ENCSPACES_RELAY_<FLAG> (--max-frame:
 ENCSPACES_RELAY_MAX_FRAME) or as a key of the TOML file given by --config (max-frame = 1048576).
@@ -226,12 +227,33 @@ def backup_main(argv: list[str]) -> int:
     return 0
 
 
+def key_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="encspaces-relay key",
+        description="Print the public key of the relay key in --data-dir (relay.key), creating the key if there "
+                    "is none. Every relay of a cluster signs with one key: create it once, copy relay.key to "
+                    "every node (docs/cluster.md).")
+    parser.add_argument("--config", type=Path, metavar="PATH", help="the relay's TOML config file (for data-dir)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the relay's data dir (required)")
+    parser.add_argument("--version", action="version", version=f"encspaces-relay {encspaces.__version__}")
+    try:
+        args = resolve(parser, argv, also_known=_daemon_keys(), required=("data-dir",))
+        key = load_or_create_signing_key(args.data_dir)
+    except (ValueError, OSError, EncspacesError) as exc:
+        print(f"encspaces-relay key: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(public_key_text(key))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compact"]:
         return compact_main(argv[1:])
     if argv[:1] == ["backup"]:
         return backup_main(argv[1:])
+    if argv[:1] == ["key"]:
+        return key_main(argv[1:])
     if argv[:1] == ["migrate"]:
         from .migrate import migrate_main
 
