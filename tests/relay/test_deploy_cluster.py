@@ -11,6 +11,7 @@ removed in the CLI, the packages or the services breaks these tests.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -47,7 +48,7 @@ def compose() -> dict[str, Any]:
     if _docker_compose():
         done = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "--format", "json"],
                               capture_output=True, text=True, timeout=60, check=True,
-                              env={"RELAY_PUBLIC_KEY": PUBLIC_KEY, "PATH": "/usr/bin:/bin:/usr/local/bin"})
+                              env={**os.environ, "RELAY_PUBLIC_KEY": PUBLIC_KEY})
         loaded: dict[str, Any] = json.loads(done.stdout)
         return loaded
     yaml = pytest.importorskip("yaml", reason="PyYAML (the dev extra) reads the compose file")
