@@ -21,9 +21,9 @@ from encspaces.core.membership import Policy
 from encspaces_relay.__main__ import main
 from encspaces_relay.keys import KEY_FILE
 from encspaces_relay.pg_store import PgStore
-from tests.sdk.conftest import make_members
+from tests.sdk.conftest import make_members, settle
 from tests.sdk.test_random_convergence import state
-from tests.sdk.test_snapshots import edit_rounds, newcomer, snapshot_written
+from tests.sdk.test_snapshots import edit_rounds, snapshot_written
 from tests.support import RelayHandle
 
 
@@ -55,6 +55,7 @@ async def test_compaction_on_postgresql_strips_what_an_agreed_snapshot_covers_wh
     try:
         _, members = await make_members(relay.url, tmp_path, 3)
         admin, writer, away = members
+        fresh_id = encspaces.Identity.generate()
         try:
             await admin.set_policy(Policy(snapshot_entries=15))
             await edit_rounds(rng, members, 10)
@@ -62,38 +63,41 @@ async def test_compaction_on_postgresql_strips_what_an_agreed_snapshot_covers_wh
             await away.close()  # offline for everything that follows
             await edit_rounds(rng, [admin, writer], 60)
             await snapshot_written(relay, admin)
-            before = await _stored(pg_dsn)
-
-            out = await _compact(pg_dsn, capsys)  # the relay keeps running
-
-            after = await _stored(pg_dsn)
-            stripped = [seq for (seq, _, raw) in after if Entry.decode(raw).stripped]
-            assert stripped, "an agreed snapshot covers encrypted bodies: some must go"
-            assert f"stripped {len(stripped)} bodies" in out
-            freed = sum(len(a[2]) for a in before) - sum(len(a[2]) for a in after)
-            assert freed > 0 and f"{freed} bytes" in out
-            assert [(s, d) for s, d, _ in after] == [(s, d) for s, d, _ in before], "same seqs, same digests"
-            assert all(Entry.decode(raw).digest() == digest for _, digest, raw in after), "the chain is unchanged"
-            assert "stripped 0 bodies" in await _compact(pg_dsn, capsys), "a second run finds nothing left"
-
-            # Another node of the cluster (the operator copied the relay key) loads the compacted space.
-            (tmp_path / "node1").mkdir()
-            shutil.copy2(tmp_path / "node0" / KEY_FILE, tmp_path / "node1" / KEY_FILE)
-            await second.start()
-            fresh = await newcomer(second, admin, tmp_path / "fresh")
-            back = await encspaces.connect(relay.url, away_id, admin.id, data_dir=tmp_path / "m2")
-            try:
-                await fresh.wait_for_seq(admin.seq)
-                await back.wait_for_seq(admin.seq)
-                assert back.seq > away_seq
-                assert state(fresh) == state(admin) == state(back)
-                assert fresh.error is None and back.error is None
-            finally:
-                await fresh.close()
-                await back.close()
+            await admin.add_member(fresh_id.public)  # a device that joins after the compaction
+            await settle([admin, writer])
+            expected, space_id = state(admin), admin.id
         finally:
             for m in (admin, writer):
-                await m.close()
+                await m.close()  # nobody writes while the rows are compared; the relay keeps serving
+        before = await _stored(pg_dsn)
+
+        out = await _compact(pg_dsn, capsys)
+
+        after = await _stored(pg_dsn)
+        stripped = [seq for (seq, _, raw) in after if Entry.decode(raw).stripped]
+        assert stripped, "an agreed snapshot covers encrypted bodies: some must go"
+        assert f"stripped {len(stripped)} bodies" in out
+        freed = sum(len(b[2]) - len(a[2]) for a, b in zip(after, before, strict=True))
+        assert freed > 0 and f"{freed} bytes" in out
+        assert [(s, d) for s, d, _ in after] == [(s, d) for s, d, _ in before], "same seqs, same digests"
+        assert all(Entry.decode(raw).digest() == digest for _, digest, raw in after), "the chain is unchanged"
+        assert "stripped 0 bodies" in await _compact(pg_dsn, capsys), "a second run finds nothing left"
+
+        # Another node of the cluster (the operator copied the relay key) loads the compacted space.
+        (tmp_path / "node1").mkdir()
+        shutil.copy2(tmp_path / "node0" / KEY_FILE, tmp_path / "node1" / KEY_FILE)
+        await second.start()
+        fresh = await encspaces.connect(second.url, fresh_id, space_id, data_dir=tmp_path / "fresh")
+        back = await encspaces.connect(relay.url, away_id, space_id, data_dir=tmp_path / "m2")
+        try:
+            await fresh.wait_for_seq(len(after))
+            await back.wait_for_seq(len(after))
+            assert back.seq > away_seq
+            assert state(fresh) == expected == state(back)
+            assert fresh.error is None and back.error is None
+        finally:
+            await fresh.close()
+            await back.close()
     finally:
         await second.stop()
         await relay.stop()
