@@ -81,15 +81,16 @@ def _image_env() -> dict[str, str]:
 
 
 def _relay_argv(service: dict[str, Any]) -> list[str]:
-    """The argv of encspaces-relay in the service's ``sh -c`` entrypoint, each $(cat SECRET) read as a word."""
+    """The argv of encspaces-relay in the service's ``sh -c`` entrypoint (after its exports)."""
     entry = service["entrypoint"]
     assert entry[:2] == ["sh", "-c"], entry
     script = entry[2].replace("$$", "$")
     secrets = {s["source"] if isinstance(s, dict) else s for s in service.get("secrets", [])}
     for name in re.findall(r"\$\(cat /run/secrets/([\w-]+)\)", script):
         assert name in secrets, f"the command reads the secret {name}, which the service does not mount"
-    script = re.sub(r"\$\(cat /run/secrets/[\w-]+\)", "s3cret", script)
-    argv = shlex.split(script)
+    *exports, command = [part.strip() for part in script.split(";")]
+    assert exports == ['export PGPASSWORD="$(cat /run/secrets/postgres_password)"'], exports
+    argv = shlex.split(command)
     assert argv[:2] == ["exec", "encspaces-relay"], argv
     return argv[2:]
 
@@ -125,6 +126,7 @@ def test_every_relay_command_is_a_valid_relay_configuration_on_the_clusters_data
         store, bus = urlsplit(config.store), urlsplit(config.bus)
         assert store.hostname == "postgres" and (store.port or 5432) == 5432
         assert store.username == postgres["POSTGRES_USER"] and store.path == f"/{postgres['POSTGRES_DB']}"
+        assert store.password is None, "the password comes from the secret (PGPASSWORD), not the command line"
         assert bus.scheme == "nats" and bus.hostname == "nats" and bus.port == 4222
         assert {config.port, args.metrics_port} <= _published(service), "the ports the relay listens on are published"
         assert str(config.data_dir) == "/data" and config.host == "0.0.0.0"
