@@ -73,11 +73,16 @@ async def unavailable(pg: str, nats_url: str) -> str | None:
         await conn.close()
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         return f"no PostgreSQL at {pg} ({type(exc).__name__}: {exc}); set --pg or ENCSPACES_TEST_PG"
+    async def quiet(exc: Exception) -> None:  # nats-py prints a traceback per failed attempt otherwise
+        pass
+
     try:
-        nc = await nats.connect(nats_url, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=0)
+        nc = await asyncio.wait_for(nats.connect(nats_url, connect_timeout=3, allow_reconnect=False,
+                                                 max_reconnect_attempts=0, error_cb=quiet), 10)
         await nc.close()
-    except Exception as exc:  # nats-py raises its own errors and plain OSErrors
-        return f"no NATS at {nats_url} ({type(exc).__name__}: {exc}); set --nats or ENCSPACES_TEST_NATS"
+    except Exception as exc:  # nats-py raises its own errors and plain OSErrors; TimeoutError from wait_for
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}, no answer within 10 s"
+        return f"no NATS at {nats_url} ({why}); set --nats or ENCSPACES_TEST_NATS"
     return None
 
 
