@@ -21,6 +21,7 @@ from encspaces.core.membership import Policy
 from encspaces_relay.__main__ import main
 from encspaces_relay.keys import KEY_FILE
 from encspaces_relay.pg_store import PgStore
+from encspaces_relay.store import DB_FILE
 from tests.sdk.conftest import make_members, settle
 from tests.sdk.test_random_convergence import state
 from tests.sdk.test_snapshots import edit_rounds, snapshot_written
@@ -138,3 +139,21 @@ def test_compact_needs_a_data_dir_or_a_postgresql_store(capsys: pytest.CaptureFi
     assert "--data-dir is required" in capsys.readouterr().err
     assert main(["compact", "--store", "mysql://x", "--data-dir", "/nonexistent"]) == 1
     assert "--store takes a postgresql:// URL, not 'mysql://x'" in capsys.readouterr().err
+
+
+async def test_compact_takes_the_store_from_the_relays_config_file(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    relay = RelayHandle(tmp_path / "node0", store=pg_dsn)
+    await relay.start()
+    try:
+        _, members = await make_members(relay.url, tmp_path, 1)
+        await members[0].close()
+    finally:
+        await relay.stop()
+    assert not (tmp_path / "node0" / DB_FILE).exists()
+    config = tmp_path / "relay.toml"  # the daemon's file: its other keys are ignored by compact
+    config.write_text(f'data-dir = "{tmp_path / "node0"}"\nstore = "{pg_dsn}"\nmax-frame = 1048576\n')
+    code = await asyncio.to_thread(main, ["compact", "--config", str(config), "--keep-seconds", "0"])
+    assert code == 0, capsys.readouterr().err  # the SQLite path would find no database in node0
+    assert "no agreed snapshot yet; stripped 0 bodies" in capsys.readouterr().out
