@@ -16,10 +16,11 @@ from pathlib import Path
 from bench.common import RESULTS_DIR
 
 ORDER = ["fanout", "latency", "replay", "cold_open", "idle", "many_spaces", "files", "removal", "typing",
-         "tables"]
+         "tables", "cluster"]
 LIMITS = {"fanout": 900, "latency": 900, "replay": 1200, "cold_open": 600, "idle": 900, "many_spaces": 900,
-          "files": 600, "removal": 600, "typing": 900, "tables": 900}  # seconds
-NO_CONTENDERS = {"removal", "typing", "tables"}  # encspaces only (typing: beside bare pycrdt): no --contenders
+          "files": 600, "removal": 600, "typing": 900, "tables": 900, "cluster": 900}  # seconds
+# encspaces only (typing: beside bare pycrdt; cluster: its relay configurations): no --contenders
+NO_CONTENDERS = {"removal", "typing", "tables", "cluster"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,8 @@ def make_client(spec: dict[str, Any], member: str) -> Client:
     if spec["contender"] == "encspaces":
         info = spec["members"][member]
         identity = encspaces.Identity.load(info["key"])
-        return SpaceClient(spec["url"], identity, spec["space_id"], Path(info["data_dir"]))
+        # A cluster benchmark (bench.cluster) spreads the members over several relays.
+        return SpaceClient(info.get("url", spec["url"]), identity, spec["space_id"], Path(info["data_dir"]))
     return YjsClient(spec["url"], spec["room"], handshake=spec["contender"] != "null")
 
 

@@ -23,7 +23,8 @@ from bench.common import RESULTS_DIR, SHORT
 NAMES = {**SHORT, "bare": "bare pycrdt (1 process)", "encspaces-log": "encspaces, full log (snapshots off)"}
 COLORS = {"bare": "#bbbbbb", "null": "#7f7f7f", "pycrdt": "#1f77b4", "node": "#2ca02c", "encspaces": "#d62728",
           "encspaces-log": "#ff9896"}
-BENCHMARKS = ["fanout", "latency", "replay", "cold_open", "idle", "many_spaces", "files", "removal", "typing"]
+BENCHMARKS = ["fanout", "latency", "replay", "cold_open", "idle", "many_spaces", "files", "removal", "typing",
+              "cluster"]
 NOT_LANDED: list[tuple[str, str]] = []
 
 
@@ -260,11 +261,46 @@ def typing_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def cluster_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Several relays (PostgreSQL + NATS) beside one on SQLite", ""]
+    if data.get("unavailable"):
+        return [*lines, f"Not run: {data['unavailable']}.", ""]
+    s = data["settings"]
+    lines += [f"`bench.cluster`: fan-out at {s['fanout']['shape']} and latency at {s['latency']['shape']} "
+              f"({s['latency']['rate']:g} edits/s per writer), {s['fanout']['duration']:g} s per run, "
+              f"{s['rounds']} alternating rounds, medians. `pgN`: N relay processes on one PostgreSQL and one "
+              "NATS, members spread over them. Relay CPU: all relay processes over the measured window, per "
+              "entry sequenced (and per relay process), and net of what the relays use idle with every member "
+              "connected; per message: per entry delivered to a reader. "
+              "*cross*: pairs of writer and reader on different relays. *Lost commits*: commits another relay "
+              "beat to the space's next seq (reloaded and sequenced again), over the whole run. *load*: the "
+              "machine's 1-minute load "
+              "average (2 cores, shared).", ""]
+    rows = []
+    for row in data["results"]:
+        m = row["median"]
+        each = " / ".join(num(v) for v in m.get("relay_us_per_entry_each", []))
+        if row["mode"] == "fanout":
+            what = f"{num(m.get('deliveries_per_s'))} edits/s, {num(m.get('entries_per_s'))} entries/s"
+        else:
+            what = (f"p50 {num(m.get('p50_ms'))} / p99 {num(m.get('p99_ms'))} ms; cross p50 "
+                    f"{num(m.get('p50_ms_cross'))} / p99 {num(m.get('p99_ms_cross'))} ms")
+        rows.append([row["mode"], row["shape"], row["contender"], what, num(m.get("relay_us_per_entry")),
+                     num(m.get("relay_us_per_entry_net")), each,
+                     num(m.get("server_us_per_message")), num(m.get("server_cpu_cores")),
+                     f"{num(m.get('lost_commits'))} of {num(m.get('entries_sequenced'))}", num(m.get("load_1min")),
+                     errors_of(row)])
+    lines += table(["mode", "W×R", "relays", "throughput / latency", "relay µs / entry (all)",
+                    "net of idle", "each relay",
+                    "relay µs / message", "relay CPU (cores)", "lost commits of entries", "load", "failures"], rows)
+    return [*lines, ""]
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "fanout": fanout_section, "latency": latency_section, "replay": replay_section,
     "cold_open": cold_open_section, "idle": idle_section, "many_spaces": many_spaces_section,
     "files": files_section, "removal": removal_section,
-    "typing": typing_section,
+    "typing": typing_section, "cluster": cluster_section,
 }
 
 

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from bench.common import (
     usable_contenders,
     write_result,
 )
-from bench.contenders import Server, start_server
+from bench.contenders import start_server
 
 READ_LIMIT = 1 << 26  # result lines carry every arrival time: allow long lines
 
@@ -112,18 +113,24 @@ class Worker:
         await asyncio.gather(self._pump, return_exceptions=True)
 
 
-async def prepare_space(server: Server, shape: Shape, workdir: Path) -> dict[str, Any]:
-    """An encspaces space whose creator is writer 0 and whose other members are the rest."""
+async def prepare_space(url: str, shape: Shape, workdir: Path,
+                        member_urls: Sequence[str] = ()) -> dict[str, Any]:
+    """An encspaces space whose creator is writer 0 and whose other members are the rest.
+
+    ``member_urls``: relays of one cluster to spread the members over (member k, in the order
+    w0.., r0.., connects to ``member_urls[k % len]``); by default every member uses ``url``.
+    """
     names = [f"w{i}" for i in range(shape.writers)] + [f"r{j}" for j in range(shape.readers)]
     members: dict[str, dict[str, str]] = {}
     identities: dict[str, encspaces.Identity] = {}
-    for name in names:
+    for k, name in enumerate(names):
         identity = encspaces.Identity.generate()
         key = workdir / "keys" / f"{name}.key"
         identity.save(key)
         identities[name] = identity
-        members[name] = {"key": str(key), "data_dir": str(workdir / "devices" / name)}
-    creator = await encspaces.create_space(server.url, identities["w0"], data_dir=members["w0"]["data_dir"])
+        members[name] = {"key": str(key), "data_dir": str(workdir / "devices" / name),
+                         "url": member_urls[k % len(member_urls)] if member_urls else url}
+    creator = await encspaces.create_space(url, identities["w0"], data_dir=members["w0"]["data_dir"])
     try:
         for name in names[1:]:
             await creator.add_member(identities[name].public)
@@ -133,62 +140,93 @@ async def prepare_space(server: Server, shape: Shape, workdir: Path) -> dict[str
     return {"space_id": space_id, "members": members}
 
 
+def base_spec(contender: str, url: str, shape: Shape, settings: Settings) -> dict[str, Any]:
+    """What every load generator of one run is told (bench.loadgen)."""
+    return {
+        "contender": contender, "url": url, "room": f"bench-{uuid.uuid4().hex[:12]}",
+        "mode": settings.mode, "n_writers": shape.writers, "duration": settings.duration,
+        "warmup": settings.warmup, "rate": settings.rate, "window": settings.window, "drain": settings.drain,
+        "setup_timeout": settings.setup_timeout,
+    }
+
+
 async def run_once(contender: str, shape: Shape, settings: Settings, workdir: Path) -> dict[str, Any]:
     """One server, one document, one measured window. Returns what was measured."""
     workdir.mkdir(parents=True, exist_ok=True)
     async with start_server(contender, workdir) as server:
-        spec: dict[str, Any] = {
-            "contender": contender, "url": server.url, "room": f"bench-{uuid.uuid4().hex[:12]}",
-            "mode": settings.mode, "n_writers": shape.writers, "duration": settings.duration,
-            "warmup": settings.warmup, "rate": settings.rate, "window": settings.window, "drain": settings.drain,
-            "setup_timeout": settings.setup_timeout,
-        }
+        spec = base_spec(contender, server.url, shape, settings)
         if contender == "encspaces":
-            spec.update(await prepare_space(server, shape, workdir))
-        groups: list[tuple[list[int], list[int]]] = [(list(range(shape.writers)), [0])]
-        others = list(range(1, shape.readers))
-        procs = max(1, min(settings.reader_procs, len(others)))
-        for p in range(procs):
-            part = others[p::procs]
-            if part:
-                groups.append(([], part))
-        workers: list[Worker] = []
-        try:
-            for n, (ws, rs) in enumerate(groups):
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bench.loadgen", json.dumps({**spec, "writers": ws, "readers": rs}),
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=READ_LIMIT,
-                )
-                workers.append(Worker(f"#{n}", proc))
-                # One at a time: pycrdt-websocket 0.16 leaves a client unserved when two
-                # connect at once to a room that does not exist yet.
-                await workers[-1].expect("READY", settings.setup_timeout)
-            t_go = time.monotonic() + 0.3
+            spec.update(await prepare_space(server.url, shape, workdir))
+        return await drive(spec, shape, settings, [server.pid])
+
+
+PairGroup = Callable[[str, str], str]
+
+
+async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_pids: Sequence[int],
+                pair_group: PairGroup | None = None, idle_window: float = 0.0) -> dict[str, Any]:
+    """Start the load generators on a running server (or several relay processes), measure one window.
+
+    Server CPU is summed over ``server_pids`` (and given per process as ``server_cpu_cores_each``).
+    ``pair_group(writer, reader)`` names a group of (writer, reader) pairs (say, on the same relay
+    or not): in latency mode each group also gets its own ``p50_ms_<group>`` and ``p99_ms_<group>``.
+    ``idle_window``: seconds to sample the server's CPU with every client connected and idle
+    before the start (``server_idle_cores``): what it costs with nothing to do.
+    """
+    groups: list[tuple[list[int], list[int]]] = [(list(range(shape.writers)), [0])]
+    others = list(range(1, shape.readers))
+    procs = max(1, min(settings.reader_procs, len(others)))
+    for p in range(procs):
+        part = others[p::procs]
+        if part:
+            groups.append(([], part))
+    workers: list[Worker] = []
+    try:
+        for n, (ws, rs) in enumerate(groups):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.loadgen", json.dumps({**spec, "writers": ws, "readers": rs}),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=READ_LIMIT,
+            )
+            workers.append(Worker(f"#{n}", proc))
+            # One at a time: pycrdt-websocket 0.16 leaves a client unserved when two
+            # connect at once to a room that does not exist yet.
+            await workers[-1].expect("READY", settings.setup_timeout)
+        idle_cores = None
+        if idle_window > 0:
+            idle_a = cpu_mark(server_pids)
+            await asyncio.sleep(idle_window)
+            idle_b = cpu_mark(server_pids)
+            idle_cores = cpu_used(idle_a, idle_b, server_pids) / (idle_b.at - idle_a.at)
+        t_go = time.monotonic() + 0.3
+        for w in workers:
+            await w.send(f"@@GO {t_go}")
+        pids = [*server_pids] + [w.proc.pid for w in workers]
+        await asyncio.sleep(max(0.0, t_go + settings.warmup - time.monotonic()))
+        mark_a = cpu_mark(pids)
+        await asyncio.sleep(max(0.0, t_go + settings.duration - time.monotonic()))
+        mark_b = cpu_mark(pids)
+        server_rss = sum(rss_bytes(pid) for pid in server_pids)
+        sent = json.loads(await workers[0].expect("SENT", settings.duration + 60))
+        if settings.mode == "latency":
             for w in workers:
-                await w.send(f"@@GO {t_go}")
-            pids = [server.pid] + [w.proc.pid for w in workers]
-            await asyncio.sleep(max(0.0, t_go + settings.warmup - time.monotonic()))
-            mark_a = cpu_mark(pids)
-            await asyncio.sleep(max(0.0, t_go + settings.duration - time.monotonic()))
-            mark_b = cpu_mark(pids)
-            server_rss = rss_bytes(server.pid)
-            sent = json.loads(await workers[0].expect("SENT", settings.duration + 60))
-            if settings.mode == "latency":
-                for w in workers:
-                    await w.send(f"@@TOTALS {json.dumps(sent)}")
-            results = [json.loads(await w.expect("RESULT", settings.drain + 90)) for w in workers]
-            for w in workers:
-                await asyncio.wait_for(w.proc.wait(), 30)
-        finally:
-            for w in workers:
-                await w.stop()
+                await w.send(f"@@TOTALS {json.dumps(sent)}")
+        results = [json.loads(await w.expect("RESULT", settings.drain + 90)) for w in workers]
+        for w in workers:
+            await asyncio.wait_for(w.proc.wait(), 30)
+    finally:
+        for w in workers:
+            await w.stop()
     window = mark_b.at - mark_a.at
     measured: dict[str, Any] = {
         "edits_sent": sum(sent.values()),
-        "server_cpu_cores": cpu_used(mark_a, mark_b, [server.pid]) / window,
+        "server_cpu_cores": cpu_used(mark_a, mark_b, server_pids) / window,
         "clients_cpu_cores": cpu_used(mark_a, mark_b, [w.proc.pid for w in workers]) / window,
         "server_rss_mib": server_rss / 2**20,
     }
+    if idle_cores is not None:
+        measured["server_idle_cores"] = idle_cores
+    if len(server_pids) > 1:
+        measured["server_cpu_cores_each"] = [cpu_used(mark_a, mark_b, [pid]) / window for pid in server_pids]
     if settings.mode == "fanout":
         deliveries = messages = 0.0
         lags = []
@@ -212,13 +250,17 @@ async def run_once(contender: str, shape: Shape, settings: Settings, workdir: Pa
         for result in results:
             sends.update(result.get("sends", {}))
         latencies: list[float] = []
+        grouped: dict[str, list[float]] = {}
         missing = 0
         for result in results:
             missing += result.get("missing", 0)
-            for per_writer in result.get("arrivals", {}).values():
+            for reader, per_writer in result.get("arrivals", {}).items():
                 for i, times in enumerate(per_writer):
                     sent_at = sends[f"w{i}"]
-                    latencies.extend(t - s for t, s in zip(times, sent_at, strict=False))
+                    pair = [t - s for t, s in zip(times, sent_at, strict=False)]
+                    latencies.extend(pair)
+                    if pair_group is not None:
+                        grouped.setdefault(pair_group(f"w{i}", reader), []).extend(pair)
         latencies.sort()
         measured["samples"] = len(latencies)
         measured["missing"] = missing
@@ -226,6 +268,11 @@ async def run_once(contender: str, shape: Shape, settings: Settings, workdir: Pa
             measured["p50_ms"] = percentile(latencies, 50) * 1000
             measured["p99_ms"] = percentile(latencies, 99) * 1000
             measured["max_ms"] = latencies[-1] * 1000
+        for group, values in grouped.items():
+            values.sort()
+            if values:
+                measured[f"p50_ms_{group}"] = percentile(values, 50) * 1000
+                measured[f"p99_ms_{group}"] = percentile(values, 99) * 1000
     return measured
 
 

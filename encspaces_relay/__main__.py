@@ -18,18 +18,20 @@ from encspaces.core.encoding import DEFAULT_MAX_MESSAGE
 from encspaces.errors import DataDirLockedError, EncspacesError
 
 from .backup import backup
-from .compact import compact
+from .compact import compact, compact_postgres
 from .config import DEFAULT_PORT, CreatePolicy, RelayConfig
-from .keys import public_key_text
+from .keys import load_or_create_signing_key, public_key_text
 from .logs import LOG_FORMATS, setup_logging
 from .server import RelayServer
 from .settings import resolve, settable_actions
+from .storage import is_postgres
 from .store import DB_FILE
 
 COMMANDS_HELP = """commands (each has its own --help):
   encspaces-relay [FLAGS]            run the relay (this help)
   encspaces-relay compact [FLAGS]    drop encrypted bodies that a snapshot covers
   encspaces-relay backup [FLAGS]     copy the data dir consistently while the relay runs
+  encspaces-relay key [FLAGS]        print the relay's public key (creating the key if there is none)
 
 Every flag can also be set with the environment variable ENCSPACES_RELAY_<FLAG> (--max-frame:
 ENCSPACES_RELAY_MAX_FRAME) or as a key of the TOML file given by --config (max-frame = 1048576).
@@ -164,19 +166,42 @@ def compact_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="encspaces-relay compact",
                                      description="Drop encrypted bodies the newest agreed snapshot of a space covers.")
     parser.add_argument("--version", action="version", version=f"encspaces-relay {encspaces.__version__}")
-    parser.add_argument("--config", type=Path, metavar="PATH", help="the relay's TOML config file (for data-dir)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="the relay's data dir (required)")
+    parser.add_argument("--config", type=Path, metavar="PATH",
+                        help="the relay's TOML config file (for data-dir and store)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="the relay's data dir, whose SQLite file is compacted (required without --store)")
+    parser.add_argument("--store", default=None, metavar="postgresql://...",
+                        help="compact this PostgreSQL database instead, the one the cluster's relays share; "
+                             "safe while they run (docs/cluster.md)")
     parser.add_argument("--keep-seconds", type=float, default=7 * 24 * 3600,
                         help="keep bodies younger than this many seconds (retention; default 7 days)")
     try:
-        args = resolve(parser, argv, also_known=_daemon_keys(), required=("data-dir",))
+        args = resolve(parser, argv, also_known=_daemon_keys())
     except ValueError as exc:
         print(f"encspaces-relay compact: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    if not (args.data_dir / DB_FILE).exists():
-        print(f"encspaces-relay compact: no relay database in {args.data_dir}", file=sys.stderr)
-        return 1
-    for line in compact(args.data_dir, args.keep_seconds):
+    if is_postgres(args.store):
+        try:
+            report = asyncio.run(compact_postgres(args.store, args.keep_seconds))
+        except ModuleNotFoundError as exc:
+            print(f"encspaces-relay compact: {exc.name} is missing; install with: pip install 'encspaces[postgres]'",
+                  file=sys.stderr)
+            return EXIT_ERROR
+        except EncspacesError as exc:
+            print(f"encspaces-relay compact: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    else:
+        if args.data_dir is None:
+            parser.error("--data-dir is required (or ENCSPACES_RELAY_DATA_DIR, or 'data-dir' in the --config file), "
+                         "or --store postgresql://...")
+        if args.store is not None and Path(args.store) != args.data_dir:
+            print(f"encspaces-relay compact: --store takes a postgresql:// URL, not {args.store!r}", file=sys.stderr)
+            return EXIT_ERROR
+        if not (args.data_dir / DB_FILE).exists():
+            print(f"encspaces-relay compact: no relay database in {args.data_dir}", file=sys.stderr)
+            return 1
+        report = compact(args.data_dir, args.keep_seconds)
+    for line in report:
         where = f"newest agreed snapshot at seq {line.snapshot_seq}" if line.snapshot_seq else "no agreed snapshot yet"
         print(f"space {line.space}: {where}; stripped {line.stripped} bodies, {line.bytes_freed} bytes")
     return 0
@@ -202,12 +227,33 @@ def backup_main(argv: list[str]) -> int:
     return 0
 
 
+def key_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="encspaces-relay key",
+        description="Print the public key of the relay key in --data-dir (relay.key), creating the key if there "
+                    "is none. Every relay of a cluster signs with one key: create it once, copy relay.key to "
+                    "every node (docs/cluster.md).")
+    parser.add_argument("--config", type=Path, metavar="PATH", help="the relay's TOML config file (for data-dir)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the relay's data dir (required)")
+    parser.add_argument("--version", action="version", version=f"encspaces-relay {encspaces.__version__}")
+    try:
+        args = resolve(parser, argv, also_known=_daemon_keys(), required=("data-dir",))
+        key = load_or_create_signing_key(args.data_dir)
+    except (ValueError, OSError, EncspacesError) as exc:
+        print(f"encspaces-relay key: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(public_key_text(key))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compact"]:
         return compact_main(argv[1:])
     if argv[:1] == ["backup"]:
         return backup_main(argv[1:])
+    if argv[:1] == ["key"]:
+        return key_main(argv[1:])
     if argv[:1] == ["migrate"]:
         from .migrate import migrate_main
 

@@ -47,6 +47,9 @@ class RelayMetrics:
                                  registry=self.registry)
         self.refusals = Counter("encspaces_relay_refusals", "Error frames sent, by code", ["code"],
                                 registry=self.registry)
+        self.lost_commits = Counter("encspaces_relay_lost_commits",
+                                    "Commits another relay of the cluster beat to a space's next seq (reloaded, "
+                                    "sequenced again)", registry=self.registry)
 
     def refused(self, code: str) -> None:
         self.refusals.labels(code).inc()

@@ -48,6 +48,7 @@ async def after_conflict(
 ) -> None:
     """Reload, deliver the other relay's entries, sequence ``batch`` again; answers every submission."""
     log.info("%s: %s; reloading and sequencing %d submissions again", room.label, exc, len(batch))
+    room.host.metrics.lost_commits.inc()
     try:
         loaded = await room.store.load_space(room.space)
         if loaded is None:

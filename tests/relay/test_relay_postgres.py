@@ -234,6 +234,8 @@ async def test_forced_race_the_loser_sequences_again_on_top(cluster: Cluster) ->
     ack = await alice.next_ack()
     assert ack.results == [(3, 4)]  # sequenced again, after bob's entry
     assert len(moved) == 1 and (moved[0].expected, moved[0].found) == (2, 3)
+    lost = "encspaces_relay_lost_commits_total"  # what an operator watches for contention
+    assert (a.metrics.registry.get_sample_value(lost), b.metrics.registry.get_sample_value(lost)) == (1.0, 0.0)
     await alice.sync_to(4)  # alice got bob's entry from A (read back from the database) and her own
     assert [f.entries for f in alice.frames if f.first_seq >= 3] == [[from_bob.raw], [from_alice.raw]]
     stored = await _stored_seqs(a, space.space)
