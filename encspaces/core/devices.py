@@ -157,6 +157,14 @@ class Device:
                    None if cert is None else DeviceCertificate.decode(cert), as_int(added, "device added seq"))
 
 
+def device_in_use_message(device: bytes, where: str) -> str:
+    """Why one device key may not be used on two machines, and what to do instead (relay and SDK say it alike)."""
+    return (f"device {member_id(device)[:12]}… is already connected to {where} from elsewhere: one device key "
+            "must not be used on two machines (a copied identity file). Give this machine its own device: "
+            "`encspaces device pair` here, then `encspaces device add <pairing string>` on a device that holds "
+            "the person key")
+
+
 # --- pairing: the new device's public keys, copied to the person's root device -------------------
 
 
@@ -269,6 +277,14 @@ class Person:
 
 
 __all__ = [
-    "CERT_VERSION", "Device", "DeviceCertificate", "PairingRequest", "Person", "parse_recovery_phrase",
-    "recovery_phrase", "revocation", "verify_revocation",
+    "CERT_VERSION",
+    "Device",
+    "DeviceCertificate",
+    "PairingRequest",
+    "Person",
+    "device_in_use_message",
+    "parse_recovery_phrase",
+    "recovery_phrase",
+    "revocation",
+    "verify_revocation",
 ]
