@@ -110,6 +110,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .connection_state import ConnectionChange, ConnectionState
+    from .core.devices import Device, DeviceCertificate, PairingRequest, Person
     from .core.identity import Identity, PublicIdentity
     from .core.invites import InviteInfo
     from .core.membership import Member, Policy, Role
@@ -136,7 +137,7 @@ if TYPE_CHECKING:
     from .shared.feed import ChangeStream
     from .shared.kinds import ObjectKind
     from .shared.query import OrderBy, Row, Where
-    from .space import Space, connect, create_space, join, open_local
+    from .space import Space, add_device, connect, create_space, join, open_local
     from .streams import EventStream
 
 __version__ = "0.1.0"  # the same as pyproject.toml's version; tests/test_package.py checks it
@@ -162,6 +163,11 @@ _LAZY: dict[str, str] = {
     "ConnectionChange": ".connection_state",
     "ConnectionState": ".connection_state",
     "Identity": ".core.identity",
+    "Device": ".core.devices",
+    "DeviceCertificate": ".core.devices",
+    "PairingRequest": ".core.devices",
+    "Person": ".core.devices",
+    "add_device": ".space",
     "PublicIdentity": ".core.identity",
     "Member": ".core.membership",
     "Policy": ".core.membership",
@@ -229,6 +235,8 @@ __all__ = [
     "ConnectionFailedError",
     "ConnectionState",
     "DataDirLockedError",
+    "Device",
+    "DeviceCertificate",
     "DeviceCertificateError",
     "DeviceKeyInUseError",
     "DeviceNotPermittedError",
@@ -285,8 +293,10 @@ __all__ = [
     "ObjectKindError",
     "OperationTimeoutError",
     "OrderBy",
+    "PairingRequest",
     "ParentError",
     "PermissionDeniedError",
+    "Person",
     "Policy",
     "PresenceChange",
     "PresenceChannel",
@@ -342,6 +352,7 @@ __all__ = [
     "WitnessSizeMismatchError",
     "WitnessUnknownOriginError",
     "__version__",
+    "add_device",
     "connect",
     "create_space",
     "errors",

@@ -111,6 +111,7 @@ class Connection:
                     host.fail(exc)  # device_in_use while opening: this key is live elsewhere, say so
                 elif exc.code == RefusalCode.DEVICE_IN_USE:
                     log.warning("%s", exc)  # maybe our own connection, half-open after a drop: retry
+                    host.on_device_in_use(exc)
                 else:
                     log.info("relay closed the connection: %s", exc)
             except HandshakeError as exc:

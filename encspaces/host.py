@@ -20,7 +20,7 @@ from .core.messages import BlobReply
 from .core.session import ClientSession, Notice
 from .core.verifier import LogVerifier, VerifiedEntry
 from .document import Document
-from .errors import EncspacesError
+from .errors import EncspacesError, RelayError
 from .options import SpaceOptions
 from .supervision import TaskOwner
 
@@ -147,3 +147,6 @@ class SpaceHost(Protocol):
     def on_blob_reply(self, reply: BlobReply) -> None: ...
 
     def on_offline(self) -> None: ...
+
+    def on_device_in_use(self, refusal: RelayError) -> None:
+        """The relay refused this device key's connection (``device_in_use``): another machine uses it."""

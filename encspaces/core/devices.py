@@ -31,6 +31,7 @@ CERT_VERSION = 1
 MAX_DEVICE_NAME = 64  # characters of a device's display name ("laptop", "phone")
 _MAX_CERT_SIZE = 512
 PAIRING_PREFIX = "esdev1"
+CERT_PREFIX = "escert1"  # a certificate as text: how a paired device learns it, how an admin adds a person
 _PAIRING_CHECK = 4
 _RECOVERY_CHECK = 3  # 32-byte seed + 3 check bytes = 35 bytes = 56 base32 characters, no padding
 _RECOVERY_GROUP = 4
@@ -63,6 +64,24 @@ class DeviceCertificate:
 
     def to_bytes(self) -> bytes:
         return pack(self.encode())
+
+    def __str__(self) -> str:
+        """``escert1.`` + base64url of the wire form: signed, so it needs no checksum of its own."""
+        return f"{CERT_PREFIX}.{base64.urlsafe_b64encode(self.to_bytes()).rstrip(b'=').decode('ascii')}"
+
+    @classmethod
+    def parse(cls, text: str) -> DeviceCertificate:
+        """Parse ``str()``'s form; ``MalformedIdError`` if it is not one, ``DeviceCertificateError`` if forged."""
+        if not isinstance(text, str):
+            raise ArgumentTypeError(f"a device certificate is a str, not {type(text).__name__}")
+        prefix, _, encoded = text.strip().partition(".")
+        if prefix != CERT_PREFIX or not encoded:
+            raise MalformedIdError(f"not a device certificate: expected '{CERT_PREFIX}.…', found {text[:20]!r}")
+        try:
+            data = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise MalformedIdError(f"device certificate is not valid base64url: {exc}") from exc
+        return cls.from_bytes(data)
 
     @classmethod
     def issue(cls, person: nacl.signing.SigningKey, device: PublicIdentity, name: str = "",

@@ -193,6 +193,12 @@ class Identity:
             return Person(bytes(self.signing_key))
         return None
 
+    @property
+    def public_string(self) -> str:
+        """What to give an admin who adds this device's person: the certificate (``escert1.…``) of a
+        certified device, else the public identity (``esid1.…``)."""
+        return str(self.public) if self.certificate is None else str(self.certificate)
+
     def pairing_request(self, device_name: str = "") -> PairingRequest:
         """What this (new) device shows so that a device holding its person key certifies it."""
         from .devices import PairingRequest
