@@ -234,6 +234,10 @@ class LogState:
             return key
         return person
 
+    def same_person(self, a: bytes, b: bytes) -> bool:
+        """Whether two device keys are (or were, for a removed device: its own key) of one person."""
+        return a == b or self.device_owner.get(a, a) == self.device_owner.get(b, b)
+
     def role_of(self, author: bytes) -> Role | None:
         """The role of a device's person (or of a person key)."""
         person = self.person_of(author)
@@ -420,9 +424,10 @@ class LogState:
         if record is None:
             raise AttestationError(f"{who}: attests seq {body.snapshot}, which is not one of the newest "
                                    f"{TRACKED_SNAPSHOTS} snapshots of the log")
-        if record.author == entry.header.author:
+        # One attestation per person, never of the person's own snapshot (another device of theirs included).
+        if self.same_person(record.author, entry.header.author):
             raise AttestationError(f"{who}: attests its author's own snapshot at seq {body.snapshot}")
-        if record.by(entry.header.author) is not None:
+        if any(self.same_person(a.member, entry.header.author) for a in record.attestations):
             raise AttestationError(f"{who}: {entry.author_id} already attested the snapshot at seq {body.snapshot}")
 
     def _check_invite(self, entry: Entry, who: str) -> None:
