@@ -409,3 +409,44 @@ def test_devices_survive_a_checkpoint_and_a_rollback() -> None:
     assert tablet.public.sign_key in restored.device_owner
     restored.rollback()
     assert (restored.members, restored.device_owner) == before
+
+
+def test_attestations_count_once_per_person() -> None:
+    from encspaces.core.attestation import AttestBody
+    from encspaces.errors import AttestationError
+
+    p = People()
+    fs = p.fs
+    fs.sequence(p.add_device(p.laptop, p.phone.certificate))
+    from encspaces.core.entry import build_entry
+
+    fs.sequence(build_entry(p.laptop, space=fs.space, author_seq=fs._take(p.laptop), epoch=1, kind=Kind.SNAPSHOT,
+                            parent_seq=fs.seq, parent_hash=fs.heads[fs.seq], payload=b"state",
+                            epoch_key=fs.epoch_key))
+    seq = fs.seq
+    assert seq in fs.state.snapshots
+    tag = bytes(32)
+    # Erin's phone may not attest her laptop's snapshot: it is her own.
+    p.refused_alike(fs.make(p.phone, AttestBody(seq, tag, True).encode(), kind=Kind.ATTEST), AttestationError,
+                    "its author's own snapshot")
+    fs.sequence(fs.make(fs.bob, AttestBody(seq, tag, True).encode(), kind=Kind.ATTEST))
+    # Bob attests once, from whichever device: a second device of his is refused too.
+    assert fs.bob.person is not None
+    tablet = _device(fs.bob.person)
+    fs.sequence(fs.make(fs.bob, add_device_body(tablet.certificate, {1: fs.epoch_key}),  # type: ignore[arg-type]
+                        kind=Kind.ADD_DEVICE))
+    p.refused_alike(fs.make(tablet, AttestBody(seq, tag, False).encode(), kind=Kind.ATTEST), AttestationError,
+                    "already attested")
+
+
+def test_a_checkpoint_from_before_devices_restores_as_self_certified_members() -> None:
+    from encspaces.core.encoding import unpack
+
+    fs = FakeSpace()
+    exported = unpack(fs.state.export())
+    exported["members"] = [item[:5] for item in exported["members"]]  # the old form: no devices
+    del exported["removed_devices"], exported["removed_people"]
+    restored = LogState.restore(fs.space, pack(exported), list(fs.state.heads))
+    assert restored.members == fs.state.members
+    assert restored.role_of(fs.bob.public.sign_key) is Role.WRITER
+    assert restored.device_owner == {k: k for k in fs.state.members}
