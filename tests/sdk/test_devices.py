@@ -211,3 +211,21 @@ async def test_one_device_key_on_two_machines_is_refused_and_nothing_is_lost(
         await first.close()
         if second is not None:
             await second.close()
+
+
+async def test_presence_shows_people_with_their_devices(relay: RelayHandle, tmp_path: Path) -> None:
+    erin = Erin(relay, tmp_path)
+    try:
+        alice, laptop, phone = await erin.start()
+        await settle([alice, laptop, phone])
+        changes = alice.presence.changes()
+        laptop.presence.set({"cursor": 1})
+        phone.presence.set({"cursor": 2})
+        person = erin.laptop_id.person_id
+        expected = {erin.laptop_id.member_id: {"cursor": 1}, erin.phone_id.member_id: {"cursor": 2}}
+        await wait_for(lambda: alice.presence.people.get(person) == expected, "both of erin's devices present")
+        assert set(alice.presence.people) == {person}  # one person, not two device keys
+        change = await anext(aiter(changes))
+        assert change.person == person and change.member in alice.presence.people[person]
+    finally:
+        await erin.close()
