@@ -1083,9 +1083,11 @@ class Space:
         """An entry by this device key that this device did not write: the key is used on another
         machine too. Not a relay fault (the signature is ours) and not fatal: say so
         (``device_in_use``), and number our unsent entries after the other machine's."""
+        mine = [r for r in results if not r.late and r.entry.header.author == self._me and r.kind is not Kind.GENESIS]
+        if not mine:
+            return
         ours = {e.raw for e in self._box.entries}
-        foreign = [r for r in results if not r.late and r.entry.header.author == self._me
-                   and r.kind is not Kind.GENESIS and r.entry.raw not in ours]
+        foreign = [r for r in mine if r.entry.raw not in ours]
         if not foreign:
             return
         first = foreign[0]
