@@ -398,6 +398,16 @@ class Space:
         return self.identity.member_id
 
     @property
+    def device_certificate(self) -> DeviceCertificate | None:
+        """This device's certificate as the verified log holds it (None: self-certified, or not in the
+        space): a paired device that connected before installing its certificate learns it here
+        (``identity.with_certificate(space.device_certificate)``)."""
+        state = self._verifier.state
+        person = state.device_owner.get(self._me)
+        device = None if person is None else state.members[person].device(self._me)
+        return None if device is None else device.cert
+
+    @property
     def device_in_use(self) -> DeviceKeyInUseError | None:
         """Set once the log held an entry by this device key that this device did not write: the
         identity file is used on another machine too. The space goes on (this device's unsent

@@ -162,6 +162,7 @@ async def test_a_v1_identity_adds_a_device_and_old_spaces_keep_working(relay: Re
         assert str(space.text("doc")) == "v1 and tablet"
         assert space.members[old.member_id].role is Role.ADMIN  # the tablet acts with the person's role
         assert tablet.state.role_of(tablet_id.public.sign_key) is Role.ADMIN
+        assert tablet.device_certificate == cert and space.device_certificate is None  # (self-certified)
     finally:
         await space.close()
         if tablet is not None:
@@ -229,3 +230,21 @@ async def test_presence_shows_people_with_their_devices(relay: RelayHandle, tmp_
         assert change.person == person and change.member in alice.presence.people[person]
     finally:
         await erin.close()
+
+
+async def test_a_person_joins_with_an_invite_from_a_certified_device(relay: RelayHandle, tmp_path: Path) -> None:
+    admin = await encspaces.create_space(relay.url, encspaces.Identity.generate_person("Ann"), data_dir=tmp_path / "a")
+    joiner_id = encspaces.Identity.generate_person("Ben", "desk")
+    joiner = None
+    try:
+        link = await admin.create_invite(role="reader")
+        joiner = await encspaces.join(link, joiner_id, data_dir=tmp_path / "b")
+        await admin.wait_for_seq(joiner.seq)
+        assert set(admin.members) == {admin.person_id, joiner_id.person_id}
+        assert admin.members[joiner_id.person_id].role is Role.READER
+        assert [d.id for d in admin.members[joiner_id.person_id].devices] == [joiner_id.member_id]
+        assert admin.person_id != admin.device_id and joiner.person_id == joiner_id.person_id
+    finally:
+        await admin.close()
+        if joiner is not None:
+            await joiner.close()
