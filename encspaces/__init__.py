@@ -31,6 +31,10 @@ from .errors import (
     ChainError,
     ConnectionFailedError,
     DataDirLockedError,
+    DeviceCertificateError,
+    DeviceKeyInUseError,
+    DeviceNotPermittedError,
+    DeviceRemovedError,
     EncspacesError,
     EntryTooLargeError,
     EpochError,
@@ -79,6 +83,7 @@ from .errors import (
     RelayError,
     RelaySignatureError,
     RelayTLSError,
+    RemovedPersonError,
     ReorderError,
     ReplayError,
     ResubmitLimitError,
@@ -107,6 +112,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .connection_state import ConnectionChange, ConnectionState
+    from .core.devices import Device, DeviceCertificate, PairingRequest, Person
     from .core.identity import Identity, PublicIdentity
     from .core.invites import InviteInfo
     from .core.membership import Member, Policy, Role
@@ -133,7 +139,7 @@ if TYPE_CHECKING:
     from .shared.feed import ChangeStream
     from .shared.kinds import ObjectKind
     from .shared.query import OrderBy, Row, Where
-    from .space import Space, connect, create_space, join, open_local
+    from .space import Space, add_device, connect, create_space, join, open_local
     from .streams import EventStream
 
 __version__ = "0.1.0"  # the same as pyproject.toml's version; tests/test_package.py checks it
@@ -159,6 +165,11 @@ _LAZY: dict[str, str] = {
     "ConnectionChange": ".connection_state",
     "ConnectionState": ".connection_state",
     "Identity": ".core.identity",
+    "Device": ".core.devices",
+    "DeviceCertificate": ".core.devices",
+    "PairingRequest": ".core.devices",
+    "Person": ".core.devices",
+    "add_device": ".space",
     "PublicIdentity": ".core.identity",
     "Member": ".core.membership",
     "Policy": ".core.membership",
@@ -226,6 +237,12 @@ __all__ = [
     "ConnectionFailedError",
     "ConnectionState",
     "DataDirLockedError",
+    "Device",
+    "DeviceCertificate",
+    "DeviceCertificateError",
+    "DeviceKeyInUseError",
+    "DeviceNotPermittedError",
+    "DeviceRemovedError",
     "EncspacesError",
     "EntryTooLargeError",
     "EpochError",
@@ -279,8 +296,10 @@ __all__ = [
     "ObjectKindError",
     "OperationTimeoutError",
     "OrderBy",
+    "PairingRequest",
     "ParentError",
     "PermissionDeniedError",
+    "Person",
     "Policy",
     "PresenceChange",
     "PresenceChannel",
@@ -295,6 +314,7 @@ __all__ = [
     "RelayError",
     "RelaySignatureError",
     "RelayTLSError",
+    "RemovedPersonError",
     "ReorderError",
     "ReplayError",
     "ResubmitLimitError",
@@ -336,6 +356,7 @@ __all__ = [
     "WitnessSizeMismatchError",
     "WitnessUnknownOriginError",
     "__version__",
+    "add_device",
     "connect",
     "create_space",
     "errors",

@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from .core.devices import CERT_PREFIX, DeviceCertificate
 from .core.entry import Kind
 from .core.identity import PublicIdentity, member_id, parse_member_id
 from .core.invites import MAX_INVITE_USES, InviteBody, InviteLink, InviteSecret, RevokeInviteBody
 from .core.log_state import LogState
-from .core.membership import Policy, Role, SetRoleBody, add_member_body
+from .core.membership import Policy, Role, SetRoleBody, add_device_body, add_member_body
 from .core.outbox import Outbox
 from .core.rekey import invite_body, keys_to_give, rekey_body
 from .deadline import check_timeout
@@ -73,16 +74,32 @@ class AdminActions:
     # --- the actions -------------------------------------------------------------------------
 
     async def add_member(
-        self, public_identity: PublicIdentity | str, role: str | Role, history: bool, timeout: float | None,
+        self, public_identity: PublicIdentity | DeviceCertificate | str, role: str | Role, history: bool,
+        timeout: float | None,
     ) -> None:
         state = self._require_admin("add members")
-        if not isinstance(public_identity, (str, PublicIdentity)):
-            raise ArgumentTypeError(f"a member is a PublicIdentity or its string, not {type(public_identity).__name__}")
-        new = PublicIdentity.parse(public_identity) if isinstance(public_identity, str) else public_identity
-        if new.sign_key in state.members:
-            raise NotPermittedError(f"{new.member_id} is already a member")
+        if not isinstance(public_identity, (str, PublicIdentity, DeviceCertificate)):
+            raise ArgumentTypeError(f"a member is a PublicIdentity, a DeviceCertificate or its string, "
+                                    f"not {type(public_identity).__name__}")
+        cert = None
+        if isinstance(public_identity, DeviceCertificate):
+            cert = public_identity
+        elif isinstance(public_identity, str) and public_identity.strip().startswith(CERT_PREFIX):
+            cert = DeviceCertificate.parse(public_identity)
+        if cert is not None:
+            new = cert.public
+        elif isinstance(public_identity, str):
+            new = PublicIdentity.parse(public_identity)
+        else:
+            assert isinstance(public_identity, PublicIdentity)
+            new = public_identity
+        person = new.sign_key if cert is None else cert.person
+        if person in state.members or state.person_of(new.sign_key) is not None:
+            raise NotPermittedError(f"{member_id(person)} is already a member")
+        if new.sign_key in state.removed_devices:
+            raise NotPermittedError(f"device {new.member_id} was removed from this space: pair a new device")
         keys = keys_to_give(self._host.verifier.epoch_keys, state.epoch, history)
-        body = add_member_body(new, Role(role), keys, history)
+        body = add_member_body(new, Role(role), keys, history, cert)
 
         async def steps(action: Action) -> None:
             await self.control(Kind.ADD_MEMBER, body, action)
@@ -90,6 +107,50 @@ class AdminActions:
                 await self.snapshot(action)  # what they cannot decrypt, they start from
 
         await self.run("add_member", timeout, steps)
+
+    async def add_device(self, device: DeviceCertificate | str, history: bool, timeout: float | None) -> None:
+        self._host.check_writable(need_write=False)
+        cert = DeviceCertificate.parse(device) if isinstance(device, str) else device
+        if not isinstance(cert, DeviceCertificate):
+            raise ArgumentTypeError(f"a device is named by its DeviceCertificate or its string, not "
+                                    f"{type(device).__name__}")
+        state = self._host.verifier.state
+        me = self._host.identity.public.sign_key
+        mine = state.person_of(me)
+        if cert.person != mine:
+            raise NotPermittedError(f"the certificate is for a device of {member_id(cert.person)}, this device "
+                                    f"belongs to {member_id(mine or me)}: only a device of the same person "
+                                    "may add it")
+        if cert.device in state.device_owner:
+            raise NotPermittedError(f"device {member_id(cert.device)} is already in this space")
+        if cert.device in state.removed_devices:
+            raise NotPermittedError(f"device {member_id(cert.device)} was removed from this space: pair a new device")
+        body = add_device_body(cert, keys_to_give(self._host.verifier.epoch_keys, state.epoch, history), history)
+
+        async def steps(action: Action) -> None:
+            await self.control(Kind.ADD_DEVICE, body, action)
+            if not history:
+                await self.snapshot(action)
+
+        await self.run("add_device", timeout, steps)
+
+    async def remove_device(self, device: str, timeout: float | None) -> None:
+        self._host.check_writable(need_write=False)
+        key = parse_member_id(device) if isinstance(device, str) else device
+        state = self._host.verifier.state
+        owner = state.device_owner.get(key)
+        if owner is None:
+            raise NotPermittedError(f"{member_id(key)} is no device of a member of this space")
+        if len(state.members[owner].devices) == 1:
+            raise NotPermittedError(f"{member_id(key)} is the last device of {member_id(owner)}: remove the "
+                                    "member instead")
+        person = self._host.identity.person
+        revocation = person.revoke(self._host.space_bytes, key) if person is not None and person.key == owner else None
+        if revocation is None and state.role_of(self._host.identity.public.sign_key) is not Role.ADMIN:
+            raise NotPermittedError(f"only an admin, or a device holding the person key of {member_id(owner)}, "
+                                    "may remove this device")
+        body = rekey_body(state, device=key, revocation=revocation)
+        await self.run("remove_device", timeout, lambda action: self.control(Kind.REMOVE_DEVICE, body, action))
 
     async def remove_member(self, member: str | PublicIdentity, revoke_invites: bool, timeout: float | None) -> None:
         state = self._require_admin("remove members")
@@ -180,9 +241,10 @@ class AdminActions:
                                     f"not {type(member).__name__}")
         key = member.sign_key if isinstance(member, PublicIdentity) else (
             PublicIdentity.parse(member).sign_key if member.startswith("esid") else parse_member_id(member))
-        if key not in self._host.verifier.state.members:
+        person = self._host.verifier.state.person_of(key)  # a device's id names its person
+        if person is None:
             raise NotPermittedError(f"{member_id(key)} is not a member of this space")
-        return key
+        return person
 
     @staticmethod
     def _keep_an_admin(state: LogState, member: bytes, new_role: Role | None) -> None:

@@ -132,8 +132,11 @@ class Connection:
             except VerificationError as exc:
                 host.fail(exc)
             except RelayError as exc:
-                if exc.code in PERMANENT_REFUSALS:
-                    host.fail(exc)
+                if exc.code in PERMANENT_REFUSALS or (exc.code == RefusalCode.DEVICE_IN_USE and host.opening):
+                    host.fail(exc)  # device_in_use while opening: this key is live elsewhere, say so
+                elif exc.code == RefusalCode.DEVICE_IN_USE:
+                    log.warning("%s", exc)  # maybe our own connection, half-open after a drop: retry
+                    host.on_device_in_use(exc)
                 else:
                     log.info("relay at %s closed the connection: %s", url, exc)
             except HandshakeError as exc:

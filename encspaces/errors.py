@@ -345,6 +345,33 @@ class AttestationError(VerificationError, RuleError):
     """An attestation entry that breaks a rule: no such snapshot, its own author, or a second one."""
 
 
+# --- several devices of one person (encspaces/core/devices.py) -------------------------------------
+
+
+class DeviceCertificateError(VerificationError, RuleError):
+    """A device certificate that does not decode, is not signed by the person it names, or does not
+    match the entry that carries it (another device key or box key): forged or mangled."""
+
+
+class DeviceNotPermittedError(VerificationError, RuleError):
+    """A device added or removed by someone else's device: only a device of the same person (or, for
+    a removal, an admin) may, and a sibling's removal needs the person's revocation signature."""
+
+
+class DeviceRemovedError(VerificationError, RuleError):
+    """A device that was removed from the space: its certificate replayed, or an entry it authored after."""
+
+
+class RemovedPersonError(VerificationError, RuleError):
+    """A device certificate of a person who was removed from the space: refused until an admin adds them again."""
+
+
+class DeviceKeyInUseError(EncspacesError):
+    """This device's key is used on another machine too (a copied identity file): the log holds an entry
+    by this device that this device did not write. Give each machine its own device key
+    (``encspaces device pair`` there, ``encspaces device add`` here) and stop using the copy."""
+
+
 class HistoryError(EncspacesError):
     """A version that cannot be shown: beyond the verified head, or its keys or bodies are gone."""
 

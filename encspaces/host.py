@@ -21,7 +21,7 @@ from .core.outbox import Rename
 from .core.session import ClientSession, Notice
 from .core.verifier import LogVerifier, VerifiedEntry
 from .document import Document
-from .errors import EncspacesError
+from .errors import EncspacesError, RelayError
 from .options import SpaceOptions
 from .supervision import TaskOwner
 
@@ -92,8 +92,8 @@ class SpaceHost(Protocol):
         """Raise the space's error, or ``SpaceClosedError`` once it is closed."""
         ...
 
-    def check_writable(self) -> None:
-        """Raise unless this member may write now."""
+    def check_writable(self, need_write: bool = True) -> None:
+        """Raise unless this member may write now (``need_write=False``: any role, as for adding one's own device)."""
         ...
 
     async def sync(self) -> None:
@@ -166,3 +166,6 @@ class SpaceHost(Protocol):
     def on_blob_reply(self, reply: BlobReply) -> None: ...
 
     def on_offline(self) -> None: ...
+
+    def on_device_in_use(self, refusal: RelayError) -> None:
+        """The relay refused this device key's connection (``device_in_use``): another machine uses it."""

@@ -45,10 +45,15 @@ LEFT_STATE: dict[str, Any] = {"encspaces.left": True}
 
 @dataclass(frozen=True)
 class PresenceChange:
-    """A peer's presence changed: ``state`` is None when the peer left (expired)."""
+    """A peer's presence changed: ``state`` is None when the peer left (expired).
+
+    ``member`` is the peer device's id (presence is per device); ``person`` the member id of its
+    person, which is what to show: one person may be present from several devices.
+    """
 
     member: str
     state: dict[str, Any] | None
+    person: str = ""
 
 
 class PresenceChannel:
@@ -119,6 +124,18 @@ class PresenceChannel:
         (a peer who closes the space says so and is dropped at once)."""
         return {member_id(author): dict(state) for author, (state, _) in self._tracker.peers.items()}
 
+    @property
+    def people(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Person (member id) -> device id -> that device's latest state: ``peers`` grouped by person,
+        what a member list shows (a person is present when any of their devices is)."""
+        people: dict[str, dict[str, dict[str, Any]]] = {}
+        for author, (state, _) in self._tracker.peers.items():
+            people.setdefault(self._person(author), {})[member_id(author)] = dict(state)
+        return people
+
+    def _person(self, device: bytes) -> str:
+        return member_id(self._host.verifier.state.person_of(device) or device)
+
     def changes(self) -> EventStream[PresenceChange]:
         """Every change of a peer's presence from the moment of this call, including peers leaving.
 
@@ -182,10 +199,10 @@ class PresenceChannel:
             return
         if message.state == LEFT_STATE:  # the peer closed the space
             self._tracker.peers.pop(message.author, None)
-            self._publish(PresenceChange(message.member_id, None))
+            self._publish(PresenceChange(message.member_id, None, self._person(message.author)))
             return
         if changed:
-            self._publish(PresenceChange(message.member_id, dict(message.state)))
+            self._publish(PresenceChange(message.member_id, dict(message.state), self._person(message.author)))
 
     # --- internals --------------------------------------------------------------------------
 
@@ -238,7 +255,7 @@ class PresenceChannel:
 
     def _check(self, now: float) -> None:
         for author in self._tracker.expire(now, self.peer_timeout):
-            self._publish(PresenceChange(member_id(author), None))
+            self._publish(PresenceChange(member_id(author), None, self._person(author)))
         if self._live:
             try:
                 verifier = self._host.verifier

@@ -205,8 +205,9 @@ class SnapshotKeeper:
         role = state.role_of(self._me)
         record = state.snapshots.get(seq)
         key = verifier.epoch_keys.get(epoch)
-        if not self.attesting or role is None or not role.can_write or author == self._me or key is None \
-                or record is None or record.by(self._me) is not None or seq in self._attested:
+        if not self.attesting or role is None or not role.can_write or state.same_person(author, self._me) \
+                or key is None or record is None or seq in self._attested \
+                or any(state.same_person(a.member, self._me) for a in record.attestations):
             return
         self._attested.add(seq)
         tag = attest_tag(key, state.space, seq, record.base, own)

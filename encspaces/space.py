@@ -13,7 +13,7 @@ import asyncio
 import builtins
 import logging
 import random
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from ssl import SSLContext
@@ -30,6 +30,7 @@ from .arguments import int_argument
 from .connection import Connection
 from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
+from .core.devices import CERT_PREFIX, DeviceCertificate, PairingRequest, device_in_use_message
 from .core.encoding import DEFAULT_MAX_MESSAGE, pack
 from .core.entry import Entry, Kind, build_entry, open_body
 from .core.head import SignedHead
@@ -58,12 +59,15 @@ from .document import (
     SharedText,
 )
 from .errors import (
+    ArgumentTypeError,
     ConnectionFailedError,
+    DeviceKeyInUseError,
     EncspacesError,
     EntryTooLargeError,
     EpochKeyMissingError,
     HandshakeError,
     HistoryError,
+    InvalidArgumentError,
     MalformedIdError,
     MembershipRevokedError,
     NotPermittedError,
@@ -171,8 +175,8 @@ class _Host:
     def raise_if_failed(self) -> None:
         self._space._raise_if_failed()
 
-    def check_writable(self) -> None:
-        self._space._check_writable()
+    def check_writable(self, need_write: bool = True) -> None:
+        self._space._check_writable(need_write)
 
     async def sync(self) -> None:
         await self._space.sync()
@@ -254,6 +258,10 @@ class _Host:
         space.files.went_offline()
         space.snapshots.went_offline()
 
+    def on_device_in_use(self, refusal: RelayError) -> None:
+        space = self._space
+        space._device_in_use = DeviceKeyInUseError(str(refusal))
+
 
 class Space:
     """A space this device is a member of: its shared objects, members and files.
@@ -295,6 +303,8 @@ class Space:
         self._verifier = LogVerifier(space, identity)
         self._document = Document(self._on_local_update)
         self._me = identity.public.sign_key
+        self._device_in_use: DeviceKeyInUseError | None = None
+        self._foreign: set[bytes] = set()  # entries by our key that we did not write, until applied
         self._genesis: bytes | None = None
         # Local edits: updates not yet in an entry, then signed entries not yet in the verified log.
         self._updates: builtins.list[bytes] = []
@@ -376,8 +386,40 @@ class Space:
 
     @property
     def members(self) -> dict[str, Member]:
-        """Member id -> ``Member`` (role, who added them, when), as of the verified log."""
+        """Member id -> ``Member`` (role, who added them, when, and their ``devices``), as of the verified log.
+
+        A member is a person: the id is the person key's. A member from before devices existed
+        has one self-certified device whose id is the member id.
+        """
         return {member_id(k): m for k, m in self._verifier.state.members.items()}
+
+    @property
+    def person_id(self) -> str:
+        """The member id of this device's person (``members`` is keyed by it)."""
+        person = self._verifier.state.person_of(self._me)
+        return member_id(person) if person is not None else self.identity.person_id
+
+    @property
+    def device_id(self) -> str:
+        """This device's id: its signing key, the author of every entry it writes."""
+        return self.identity.member_id
+
+    @property
+    def device_certificate(self) -> DeviceCertificate | None:
+        """This device's certificate as the verified log holds it (None: self-certified, or not in the
+        space): a paired device that connected before installing its certificate learns it here
+        (``identity.with_certificate(space.device_certificate)``)."""
+        state = self._verifier.state
+        person = state.device_owner.get(self._me)
+        device = None if person is None else state.members[person].device(self._me)
+        return None if device is None else device.cert
+
+    @property
+    def device_in_use(self) -> DeviceKeyInUseError | None:
+        """Set once the log held an entry by this device key that this device did not write: the
+        identity file is used on another machine too. The space goes on (this device's unsent
+        entries are numbered after the other machine's), but each machine needs its own device."""
+        return self._device_in_use
 
     @property
     def epoch_keys(self) -> Mapping[int, bytes]:
@@ -510,11 +552,14 @@ class Space:
         return self._verifier.state.policy
 
     async def add_member(
-        self, public_identity: PublicIdentity | str, role: str | Role = Role.WRITER, history: bool = True,
-        *, timeout: float | None = None,
+        self, public_identity: PublicIdentity | DeviceCertificate | str, role: str | Role = Role.WRITER,
+        history: bool = True, *, timeout: float | None = None,
     ) -> None:
         """Add a member (admins only); ``history`` gives them every retained epoch key, else the current one.
 
+        ``public_identity``: a self-certified device (``PublicIdentity``, ``esid1.…``), or a person's
+        certified first device (``DeviceCertificate``, ``escert1.…``, what ``Identity.public_string``
+        gives for a device made by ``encspaces init``): the member is then the person.
         Returns once the membership entry is verified in the log. ``timeout``: seconds to wait
         (None: as long as it takes); what a timeout or cancellation does is said on ``Space``.
         """
@@ -532,6 +577,28 @@ class Space:
         ``timeout``: as for every admin action (see ``Space``).
         """
         await self._admin.remove_member(member, revoke_invites, timeout)
+
+    async def add_device(
+        self, device: DeviceCertificate | str, history: bool = True, *, timeout: float | None = None,
+    ) -> None:
+        """Admit a new device of this device's person into the space, sealing the epoch keys to it.
+
+        ``device``: its certificate (``Person.certify``; ``encspaces.add_device`` makes it and calls
+        this in every space). Any member may add their own devices, whatever their role; the
+        device gets the person's role. ``history``: every retained epoch key, else the current one.
+        ``timeout``: as for every admin action (see ``Space``).
+        """
+        await self._admin.add_device(device, history, timeout)
+
+    async def remove_device(self, device: str, *, timeout: float | None = None) -> None:
+        """Remove a device (lost, sold, stolen) and start a new epoch whose key it never gets.
+
+        Its person stays a member with their other devices and keeps the role. An admin may
+        remove anyone's device; a person removes their own with a device holding the person key
+        (its signature, the revocation, is in the entry). A person's last device cannot be
+        removed: remove the member instead. ``timeout``: see ``Space``.
+        """
+        await self._admin.remove_device(device, timeout)
 
     async def set_role(self, member: str | PublicIdentity, role: str | Role, *, timeout: float | None = None) -> None:
         """Change a member's role: admin, writer or reader (admins only). ``timeout``: see ``Space``."""
@@ -724,14 +791,14 @@ class Space:
                 f"{sorted(keys) or 'none'}): it can neither read nor write new entries"
             ))
 
-    def _check_writable(self) -> None:
+    def _check_writable(self, need_write: bool = True) -> None:
         self._raise_if_failed()
         self._check_keys()
         self._raise_if_failed()
         role = self._verifier.state.role_of(self._me)
         if role is None and self._verifier.seq > 0:
             raise NotPermittedError("you are not a member of this space (yet): nothing you write would be accepted")
-        if role is not None and not role.can_write:
+        if need_write and role is not None and not role.can_write:
             raise NotPermittedError(f"your role {role.value} may not write in this space")
 
     # --- local edits -> entries ------------------------------------------------------------
@@ -813,6 +880,8 @@ class Space:
     # --- verified entries -> document ------------------------------------------------------
 
     def _apply_verified(self, results: builtins.list[VerifiedEntry]) -> None:
+        if self._box.last_author_seq > 0:  # (a fresh store cannot tell its own old entries from others')
+            self._check_own_entries(results)
         self.snapshots.begin_batch(results, not self._updates, max(
             (e.header.author_seq for e in self._box.entries if e.header.kind is Kind.DATA), default=0))
         for result in results:
@@ -835,7 +904,8 @@ class Space:
         if self._verifier.key_failure is not None:
             self._fail(self._verifier.key_failure)  # an admin handed us a key the log did not commit to
         elif removed_at is not None and self._invite is None:  # (with an invite we are coming back)
-            self._fail(MembershipRevokedError(f"this device's member was removed from the space at seq {removed_at}"))
+            who = "this device was" if self._me in self._verifier.state.removed_devices else "this device's member was"
+            self._fail(MembershipRevokedError(f"{who} removed from the space at seq {removed_at}"))
         elif self._box.needs_reissue(self.epoch):
             self._reissue_outbox()
         self._check_keys()
@@ -845,12 +915,36 @@ class Space:
         self._persistence.wake()
         self._progress.set()
 
+    def _check_own_entries(self, results: builtins.list[VerifiedEntry]) -> None:
+        """An entry by this device key that this device did not write: the key is used on another
+        machine too. Not a relay fault (the signature is ours) and not fatal: say so
+        (``device_in_use``), and number our unsent entries after the other machine's."""
+        mine = [r for r in results if not r.late and r.entry.header.author == self._me and r.kind is not Kind.GENESIS]
+        if not mine:
+            return
+        ours = {e.raw for e in self._box.entries}
+        foreign = [r for r in mine if r.entry.raw not in ours]
+        if not foreign:
+            return
+        first = foreign[0]
+        self._foreign.update(r.entry.raw for r in foreign)  # applied like anyone else's (_apply_one)
+        self._device_in_use = DeviceKeyInUseError(
+            f"seq {first.seq}: the log holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} by this "
+            f"device (author_seq {first.entry.header.author_seq}) that this device did not write: "
+            + device_in_use_message(self._me, f"space {self.id[:12]}"))
+        log.warning("%s", self._device_in_use)
+        if self._box.entries:
+            in_log = {r.entry.raw for r in results}
+            self._renumbered(self._box.displaced(in_log, self._verifier.state, self._verifier.epoch_keys))
+
     def _apply_one(self, result: VerifiedEntry) -> None:
         if result.plaintext is None:
             return  # (an undecryptable one was reported by _apply_verified)
         header = result.entry.header
         if header.author == self._me and header.author_seq <= self._box.last_author_seq:
-            return  # our own edit, already in the document
+            if not self._foreign or result.entry.raw not in self._foreign:
+                return  # our own edit, already in the document
+            self._foreign.discard(result.entry.raw)  # another machine's, with our key: not in our document
         try:
             self._document.apply_remote(result.plaintext, result.entry.author_id)
         except ValueError as exc:
@@ -906,7 +1000,7 @@ class Space:
         if rows:
             self._apply_verified(self._verifier.replay_stored(rows))
         if (self._invite is None and stored_invite is not None and self._verifier.removed_at is None
-                and self._me not in self._verifier.state.members):
+                and self._me not in self._verifier.state.device_owner):
             self._invite = stored_invite  # a join that was interrupted: finish it
         self._persistence.pending.log.clear()  # already stored
         mine = self._verifier.state.author_seqs.get(self._me, 0)
@@ -1032,7 +1126,7 @@ async def create_space(
         kind=Kind.GENESIS,
         parent_seq=0,
         parent_hash=crypto.ZERO_HASH,
-        payload=genesis_body(identity.public, challenge.relay_key, crypto.random_key()),
+        payload=genesis_body(identity.public, challenge.relay_key, crypto.random_key(), identity.certificate),
         epoch_key=None,
         time_ms=options.clock.now_ms(),
     )
@@ -1113,15 +1207,15 @@ async def join(
     try:
         async with deadline(timeout, lambda: f"join: waited to become a member of space {space.id} "
                                              f"through the relay at {' or '.join(urls)}"):
-            if me not in space._verifier.state.members:
+            if me not in space._verifier.state.device_owner:
                 await asyncio.shield(space._first_sync)
-            if me not in space._verifier.state.members:
+            if me not in space._verifier.state.device_owner:
                 if any(e.header.kind is Kind.JOIN for e in space._box.entries):
                     await space.sync()  # an interrupted join's entry, resent from the store
                 else:
                     proof = parsed.secret.join_proof(parsed.space, me, identity.public.box_key)
                     await space._admin.control(Kind.JOIN, JoinBody(parsed.secret.invite_key, identity.public.box_key,
-                                                             proof).encode())
+                                                             proof, identity.certificate).encode())
             space._persistence.take_checkpoint()  # the keys opened through the invite, durable before we return
             await space.flush()
     except BaseException:
@@ -1193,3 +1287,39 @@ class connect:
 
 
 __all__ = ["Space", "connect", "create_space"]
+
+
+async def add_device(
+    spaces: Iterable[Space], device: PairingRequest | DeviceCertificate | str, *, name: str | None = None,
+    history: bool = True, timeout: float | None = None,
+) -> DeviceCertificate:
+    """Certify a new device of this person and admit it into every space of ``spaces`` it is not in yet.
+
+    ``device``: the pairing string the new device shows (``esdev1.…``, ``Identity.pairing_request``)
+    or a certificate made before. The spaces' identity must hold the person key (``Identity.person``:
+    the person's first device, or a device made before devices existed). Returns the certificate:
+    give it to the new device (``Identity.with_certificate``; the CLI prints it as ``escert1.…``)
+    so that it can join further spaces and show its person. ``name`` overrides the name the
+    pairing string carries; ``history`` and ``timeout`` are as for ``Space.add_device``, per space.
+    """
+    spaces = builtins.list(spaces)
+    if isinstance(device, str):
+        device = DeviceCertificate.parse(device) if device.strip().startswith(CERT_PREFIX) \
+            else PairingRequest.parse(device)
+    if isinstance(device, DeviceCertificate):
+        cert = device
+    elif isinstance(device, PairingRequest):
+        if not spaces:
+            raise InvalidArgumentError("add_device needs at least one space (its identity certifies the device)")
+        person = spaces[0].identity.person
+        if person is None:
+            raise NotPermittedError("this device does not hold its person key: add devices from the person's first "
+                                    "device (or import the person key: `encspaces identity import-person`)")
+        cert = person.certify(device, name, issued_ms=spaces[0].options.clock.now_ms())
+    else:
+        raise ArgumentTypeError(f"a device is a pairing string, PairingRequest or DeviceCertificate, not "
+                                f"{type(device).__name__}")
+    for space in spaces:
+        if cert.device not in space.state.device_owner:
+            await space.add_device(cert, history, timeout=timeout)
+    return cert

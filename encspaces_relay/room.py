@@ -33,6 +33,7 @@ import nacl.signing
 from websockets.asyncio.server import ServerConnection, broadcast
 
 from encspaces.core.codes import RefusalCode
+from encspaces.core.devices import device_in_use_message
 from encspaces.core.entry import Entry
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.identity import member_id
@@ -115,6 +116,7 @@ class Room:
         self.subscribers: dict[ServerConnection, Peer] = {}
         # Connections let in with an invite (catching up or live), closed when it stops being open.
         self.invitees: dict[ServerConnection, Peer] = {}
+        self.writers: dict[bytes, Peer] = {}  # device key -> its writing connection (claim_writer)
         self.durable_seq = state.seq
         if latest.seq != state.seq or latest.head != state.head:
             latest = self._sign(state.seq)  # a head that does not match the log is never served
@@ -158,7 +160,7 @@ class Room:
         async with self.lock:
             if self.failed:
                 raise internal("the space is being reloaded after a storage failure: reconnect")
-            if member not in self.state.members:
+            if member not in self.state.device_owner:
                 self._check_invite(member, invite, auth)
                 if peer is not None and invite is not None:
                     peer.invite = invite[0]
@@ -193,7 +195,7 @@ class Room:
         """Close every connection let in with an invite that is no longer open (revoked or used up),
         unless it has joined meanwhile: what is written next is not for it."""
         for peer in list(self.invitees.values()):
-            if peer.member in self.state.members:
+            if peer.member in self.state.device_owner:
                 del self.invitees[peer.ws]  # joined: a member like any other from now on
                 continue
             invite = self.state.invites.get(peer.invite or b"")
@@ -215,6 +217,22 @@ class Room:
     def unsubscribe(self, peer: Peer) -> None:
         self.subscribers.pop(peer.ws, None)
         self.invitees.pop(peer.ws, None)
+        if peer.member is not None and self.writers.get(peer.member) is peer:
+            del self.writers[peer.member]
+
+    def claim_writer(self, peer: Peer) -> None:
+        """One writing connection per device key: a second machine with a copied identity file that
+        submits while the first is connected and writing is refused (``device_in_use``).
+
+        Reading from two connections is harmless, and refusing it would also refuse this device's own
+        reconnection while the relay has not yet noticed the old connection is gone.
+        """
+        member = peer.member
+        assert member is not None
+        holder = self.writers.get(member)
+        if holder is not None and holder is not peer and not holder.failed and holder.ws in self.subscribers:
+            raise Refusal(RefusalCode.DEVICE_IN_USE, device_in_use_message(member, self.label))
+        self.writers[member] = peer
 
     # --- submissions --------------------------------------------------------------------------
 
@@ -271,7 +289,7 @@ class Room:
 
     async def _commit(self, batch: list[Submission], attempt: int = 0) -> None:
         answered = 0  # every submission is answered exactly once, whatever happens
-        members_before = set(self.state.members)
+        members_before = set(self.state.device_owner)
         try:
             first_seq = self.state.seq + 1
             rows: list[EntryRow] = []
@@ -291,6 +309,9 @@ class Room:
                     # Follows a submission refused without closing: the client numbers again and resends.
                     log.info("%s: %s: gap: %s", self.label, submission.peer.name, exc)
                     answers.append(Refusal(RefusalCode.GAP, str(exc), ref=exc.author_seq))
+                except Refusal as refusal:  # device_in_use: an equivocation (_resent_seq)
+                    log.info("%s: %s: %s", self.label, submission.peer.name, refusal)
+                    answers.append(refusal)
                 except MembershipChangeError as exc:
                     # Another admin's change got there first: an honest race, not an attack.
                     log.info("%s: %s: conflict: %s", self.label, submission.peer.name, exc)
@@ -326,7 +347,7 @@ class Room:
                     self._fan_out(frame)
             if rows:  # the other relays of a cluster fan it out too (encspaces_relay/bus.py); never blocks
                 self.host.bus.publish(self.space, first_seq, [row.raw for row in rows], frames[-1][2])
-            removed = members_before - self.state.members.keys()
+            removed = members_before - self.state.device_owner.keys()
             if removed:
                 self.close_members(removed)
         finally:
@@ -377,10 +398,13 @@ class Room:
             raise ReplayError(f"{entry.describe()}: replayed, but the relay has no such entry stored")
         seq, raw = found
         if raw != entry.raw:
-            raise ReplayError(
-                f"{entry.describe()}: equivocation: author {entry.author_id} already has author_seq "
-                f"{h.author_seq} at seq {seq}, with other content"
-            )
+            # Two machines with one device key (a copied identity file), not a forgery: the signature
+            # is the device's. Fatal but not permanent: the client reconnects, verifies the other
+            # machine's entry, numbers its own after it and says DeviceKeyInUseError (docs/PROTOCOL.md §19).
+            raise Refusal(RefusalCode.DEVICE_IN_USE,
+                          f"{entry.describe()}: equivocation: author {entry.author_id} already has author_seq "
+                          f"{h.author_seq} at seq {seq}, with other content; "
+                          + device_in_use_message(h.author, self.label))
         return seq
 
     def _frames(self, first_seq: int, rows: list[EntryRow]) -> list[tuple[int, list[bytes], SignedHead]]:

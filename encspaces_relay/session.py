@@ -154,6 +154,7 @@ class Session:
             if not isinstance(submit, Submit):
                 raise Refusal(RefusalCode.UNEXPECTED, f"expected a submit or presence, got a {_kind(submit)} message")
             entries = await self._check_entries(submit.entries)
+            room.claim_writer(self.peer)
             await self.peer.inflight.acquire()
             if self.peer.failed:
                 self.peer.inflight.release()

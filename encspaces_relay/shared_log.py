@@ -102,7 +102,7 @@ async def take_announced(room: Room, first_seq: int, entries: list[bytes], head:
         except EncspacesError as exc:
             log.warning("%s: an announced head does not verify (%s); reading the store", room.label, exc)
             return await _take_stored(room)
-        members_before = set(state.members)
+        members_before = set(state.device_owner)
         rows: list[EntryRow] = []
         state.begin()
         try:
@@ -132,7 +132,7 @@ async def _take_stored(room: Room) -> int:
     if found is None or not found[0]:
         return 0
     rows, latest = found
-    members_before = set(room.state.members)
+    members_before = set(room.state.device_owner)
     where = f"{room.store.where}, {room.label}"
     room.state.begin()
     try:
@@ -158,6 +158,6 @@ def _deliver(room: Room, rows: list[EntryRow], latest: SignedHead, members_befor
     for first, entries, head in room._frames(rows[0].seq, rows):
         for frame in room.host.frames_for_entries(room.space, first, entries, head):
             room._fan_out(frame)
-    removed = members_before - state.members.keys()
+    removed = members_before - state.device_owner.keys()
     if removed:
         room.close_members(removed)

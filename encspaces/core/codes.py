@@ -54,6 +54,8 @@ class RefusalCode(enum.StrEnum):
     BUSY = "busy"  # too many connections, in all or from this address: reconnect later
     RATE_LIMITED = "rate_limited"  # this address created its quota of spaces for now: the create fails
     CREATE_FORBIDDEN = "create_forbidden"  # the operator lets nobody, or not this member, create spaces
+    # One device key connected twice to one space (a copied identity file): add a device instead.
+    DEVICE_IN_USE = "device_in_use"
 
     @property
     def fatal(self) -> bool:
@@ -111,6 +113,9 @@ _TRAITS: dict[RefusalCode, _Traits] = {
     _C.BUSY: _reconnect(CLOSE_TRY_AGAIN_LATER),
     _C.RATE_LIMITED: _fails_space(),
     _C.CREATE_FORBIDDEN: _fails_space(),
+    # Not permanent: the other connection may be this device's own, half-open after a network drop.
+    # An opening call fails on it (encspaces/connection.py); a live space retries with backoff.
+    _C.DEVICE_IN_USE: _reconnect(CLOSE_POLICY_VIOLATION),
 }
 del _C
 

@@ -44,6 +44,11 @@ CTX_SNAPSHOT_CONTENT = b"encspaces/v2/snapshot-content"  # v2: flat typed tokens
 CTX_SAFETY_CODE = b"encspaces/v1/safety-code"
 # Key confirmation: every entry that starts an epoch commits to its key in its signed public body.
 CTX_EPOCH_KEY_COMMIT = b"encspaces/v1/epoch-key-commitment"
+# Several devices of one person (encspaces/core/devices.py; docs/PROTOCOL.md, "Devices").
+CTX_DEVICE_CERT = b"encspaces/v1/device-certificate"
+CTX_DEVICE_REVOKE = b"encspaces/v1/device-revocation"
+CTX_DEVICE_PAIRING = b"encspaces/v1/device-pairing-check"
+CTX_RECOVERY_CHECK = b"encspaces/v1/person-recovery-check"
 
 # Encrypted files (encspaces/files.py, encspaces_relay/blobs.py; docs/PROTOCOL.md, "Encrypted files").
 CTX_FILE_SECRET = b"encspaces/v1/file-convergence-secret"

@@ -38,6 +38,8 @@ class Kind(enum.StrEnum):
     DATA = "data"
     SNAPSHOT = "snapshot"  # the whole document at the seq its parent names, encrypted like data
     ATTEST = "attest"  # a member's signed statement of the content at a snapshot's base (encspaces.core.attestation)
+    ADD_DEVICE = "add_device"  # a person's new device, certified by the person key (encspaces.core.devices)
+    REMOVE_DEVICE = "remove_device"  # a device leaves, and a new epoch, its key sealed to every device that stays
 
     @property
     def is_encrypted(self) -> bool:

@@ -11,18 +11,23 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nacl.public
 import nacl.signing
 
-from ..errors import ArgumentTypeError, IdentityError, MalformedIdError, ProtocolError
+from ..errors import ArgumentTypeError, DeviceCertificateError, IdentityError, MalformedIdError, ProtocolError
 from . import crypto
 from .encoding import as_bytes, as_int, as_map, field, pack, unpack
 from .private_file import fsync_dir, replace_private, write_private_temp
 
+if TYPE_CHECKING:
+    from .devices import DeviceCertificate, PairingRequest, Person
+
 PUBLIC_PREFIX = "esid1"
 _CHECK_SIZE = 4
 _FILE_VERSION = 1
+_FILE_VERSION_DEVICES = 2  # with a person secret and/or a device certificate (encspaces.core.devices)
 
 
 def _b64(data: bytes) -> str:
@@ -107,11 +112,17 @@ class PublicIdentity:
 class Identity:
     """A device's private keys, and the display name its owner chose (``name``, optional).
 
+    A device belongs to a person (encspaces.core.devices): either its signing key is the person
+    key ("self-certified", every identity made before devices existed), or it holds a
+    ``certificate`` signed by the person key. The first device of a person also keeps the person
+    secret (``person``), which certifies further devices.
+
     Keep the file it is saved to private: ``save`` creates it 0600, and ``load`` refuses a file
     that other users may read or write (as ssh refuses such a private key).
     """
 
-    def __init__(self, signing_seed: bytes, box_secret: bytes, name: str | None = None) -> None:
+    def __init__(self, signing_seed: bytes, box_secret: bytes, name: str | None = None, *,
+                 person_seed: bytes | None = None, certificate: DeviceCertificate | None = None) -> None:
         if len(signing_seed) != 32 or len(box_secret) != 32:
             raise MalformedIdError("an identity holds two 32-byte secrets")
         if name is not None and not isinstance(name, str):
@@ -123,11 +134,76 @@ class Identity:
             sign_key=bytes(self.signing_key.verify_key),
             box_key=bytes(self.box_private.public_key),
         )
+        self.certificate = certificate
+        if certificate is not None and (certificate.device != self.public.sign_key
+                                        or certificate.device_box != self.public.box_key):
+            raise IdentityError(f"the device certificate is for device {member_id(certificate.device)}, "
+                                f"not this device {self.member_id}")
+        self._person_seed = person_seed
+        if person_seed is not None:
+            from .devices import Person
+
+            if Person(person_seed).key != self.person_key:
+                raise IdentityError("the person secret is not the person this device belongs to")
 
     @classmethod
     def generate(cls) -> Identity:
-        """Fresh random keys for a new device; ``save`` them, they cannot be recovered."""
+        """Fresh random keys for a new device, self-certified; ``save`` them, they cannot be recovered."""
         return cls(os.urandom(32), os.urandom(32))
+
+    @classmethod
+    def generate_person(cls, name: str | None = None, device_name: str = "") -> Identity:
+        """A new person and their first device, certified, holding the person secret (``encspaces init``)."""
+        from .devices import Person
+
+        person = Person.generate()
+        device = cls(os.urandom(32), os.urandom(32), name)
+        return device.with_certificate(person.certify(device.public, device_name), person_seed=person.seed)
+
+    def with_certificate(self, certificate: DeviceCertificate, person_seed: bytes | None = None) -> Identity:
+        """This device, certified by its person (what a paired device installs)."""
+        return Identity(bytes(self.signing_key), bytes(self.box_private), self.name,
+                        person_seed=person_seed if person_seed is not None else self._person_seed,
+                        certificate=certificate)
+
+    def with_person(self, person_seed: bytes) -> Identity:
+        """This device holding its person's secret too (``encspaces identity import-person``)."""
+        return Identity(bytes(self.signing_key), bytes(self.box_private), self.name, person_seed=person_seed,
+                        certificate=self.certificate)
+
+    @property
+    def person_key(self) -> bytes:
+        """The person this device belongs to: its certificate's, or its own key when self-certified."""
+        return self.public.sign_key if self.certificate is None else self.certificate.person
+
+    @property
+    def person_id(self) -> str:
+        """The member id others see for this device's person (``space.members`` is keyed by it)."""
+        return member_id(self.person_key)
+
+    @property
+    def person(self) -> Person | None:
+        """The person key, when this device holds it: certifies new devices. A self-certified
+        device's signing key is its person key, so it always holds it."""
+        from .devices import Person
+
+        if self._person_seed is not None:
+            return Person(self._person_seed)
+        if self.certificate is None:
+            return Person(bytes(self.signing_key))
+        return None
+
+    @property
+    def public_string(self) -> str:
+        """What to give an admin who adds this device's person: the certificate (``escert1.…``) of a
+        certified device, else the public identity (``esid1.…``)."""
+        return str(self.public) if self.certificate is None else str(self.certificate)
+
+    def pairing_request(self, device_name: str = "") -> PairingRequest:
+        """What this (new) device shows so that a device holding its person key certifies it."""
+        from .devices import PairingRequest
+
+        return PairingRequest(self.public, device_name)
 
     @property
     def member_id(self) -> str:
@@ -150,6 +226,12 @@ class Identity:
                                      "box": bytes(self.box_private)}
         if self.name is not None:
             record["name"] = self.name
+        if self._person_seed is not None or self.certificate is not None:  # else the v1 file, unchanged
+            record["v"] = _FILE_VERSION_DEVICES
+            if self._person_seed is not None:
+                record["person"] = self._person_seed
+            if self.certificate is not None:
+                record["cert"] = self.certificate.encode()
         target = Path(path)
         if overwrite:
             replace_private(target, pack(record))
@@ -179,16 +261,27 @@ class Identity:
         try:
             record = as_map(unpack(data, what="identity file"), "identity file")
             version = as_int(field(record, "v", "identity file"), "identity file version")
-            if version != _FILE_VERSION:
-                raise IdentityError(f"identity file {path} has version {version}, expected {_FILE_VERSION}")
+            if version not in (_FILE_VERSION, _FILE_VERSION_DEVICES):
+                raise IdentityError(f"identity file {path} has version {version}, expected {_FILE_VERSION} "
+                                    f"or {_FILE_VERSION_DEVICES}")
             seed = as_bytes(field(record, "sign", "identity file"), "signing seed", 32)
             box = as_bytes(field(record, "box", "identity file"), "box secret", 32)
             name = record.get("name")
             if name is not None and not isinstance(name, str):
                 raise ProtocolError("identity file name: expected a string")
+            person = record.get("person")
+            person = None if person is None else as_bytes(person, "person secret", 32)
         except ProtocolError as exc:
             raise IdentityError(f"identity file {path} is corrupt: {exc}") from exc
-        return cls(seed, box, name)
+        cert = None
+        if record.get("cert") is not None:
+            from .devices import DeviceCertificate
+
+            try:
+                cert = DeviceCertificate.decode(record["cert"])
+            except DeviceCertificateError as exc:
+                raise IdentityError(f"identity file {path}: {exc}") from exc
+        return cls(seed, box, name, person_seed=person, certificate=cert)
 
     def __repr__(self) -> str:
         return f"Identity({self.member_id})"

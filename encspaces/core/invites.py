@@ -21,9 +21,10 @@ import nacl.signing
 
 from ..errors import ArgumentTypeError, MalformedIdError, ProtocolError
 from . import crypto
+from .devices import DeviceCertificate
 from .encoding import as_bytes, as_int, as_list, as_str, field, pack, unpack
 from .identity import member_id
-from .membership import BODY_VERSION, Role, decode_body, parse_role
+from .membership import BODY_VERSION, Role, decode_body, optional_cert, parse_role
 
 if TYPE_CHECKING:
     from .log_state import Invite
@@ -205,9 +206,13 @@ class JoinBody:
     invite: bytes
     box_key: bytes  # the newcomer's X25519 key (its signing key is the entry's author)
     proof: bytes
+    cert: DeviceCertificate | None = None  # the newcomer device's certificate (None: self-certified)
 
     def encode(self) -> bytes:
-        return pack({"v": BODY_VERSION, "invite": self.invite, "box": self.box_key, "proof": self.proof})
+        body: dict[str, Any] = {"v": BODY_VERSION, "invite": self.invite, "box": self.box_key, "proof": self.proof}
+        if self.cert is not None:
+            body["cert"] = self.cert.encode()
+        return pack(body)
 
     @classmethod
     def decode(cls, data: bytes) -> JoinBody:
@@ -215,6 +220,7 @@ class JoinBody:
             invite=as_bytes(field(m, "invite", "join"), "join invite key", 32),
             box_key=as_bytes(field(m, "box", "join"), "join box key", 32),
             proof=as_bytes(field(m, "proof", "join"), "join proof", crypto.SIGNATURE_SIZE),
+            cert=optional_cert(m, "join"),
         ))
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import (
     AttestationError,
     AuthorSeqGapError,
+    DeviceCertificateError,
+    DeviceNotPermittedError,
+    DeviceRemovedError,
     EpochError,
     MalformedEntryError,
     MembershipChangeError,
@@ -24,20 +27,23 @@ from ..errors import (
     ParentError,
     PermissionDeniedError,
     ProtocolError,
+    RemovedPersonError,
     ReplayError,
     SpaceIdError,
     SpaceMismatchError,
 )
 from . import crypto
 from .attestation import TRACKED_SNAPSHOTS, Attestation, AttestBody, SnapshotRecord, Status
+from .devices import Device, verify_revocation
 from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
 from .entry import Entry, Kind
 from .identity import member_id
 from .invites import InviteBody, JoinBody, RevokeInviteBody, verify_join_proof
-from .membership import AddMemberBody, GenesisBody, Member, Policy, RekeyBody, Role, SetRoleBody
+from .membership import AddDeviceBody, AddMemberBody, GenesisBody, Member, Policy, RekeyBody, Role, SetRoleBody
 
 GENESIS_SEQ = 1
 FIRST_EPOCH = 1
+MAX_DEVICES = 32  # per person and space: every rekey seals one key per device
 
 
 def space_id_of(genesis_raw: bytes) -> bytes:
@@ -84,6 +90,7 @@ class _Journal:
     snapshot: tuple[tuple[int, int] | None, int, int]
     snapshots: dict[int, SnapshotRecord]
     author_seqs: dict[bytes, int | None] = dataclasses.field(default_factory=dict)
+    devices: tuple[dict[bytes, bytes], dict[bytes, int], dict[bytes, int]] = ({}, {}, {})
 
 
 class LogState:
@@ -107,6 +114,11 @@ class LogState:
         self.bytes_since_snapshot = 0
         # The newest snapshots (by seq) and the attestations of each (encspaces.core.attestation).
         self.snapshots: dict[int, SnapshotRecord] = {}
+        # Devices (encspaces.core.devices): each current device's person, the devices removed from the
+        # space (remove_device: never admitted again) and the people removed (remove_member), by seq.
+        self.device_owner: dict[bytes, bytes] = {}
+        self.removed_devices: dict[bytes, int] = {}
+        self.removed_people: dict[bytes, int] = {}
         self._journal: _Journal | None = None
 
     @property
@@ -126,8 +138,10 @@ class LogState:
             "relay": self.relay_key,
             "epoch": self.epoch,
             "authors": [[author, n] for author, n in self.author_seqs.items()],
-            "members": [[m.sign_key, m.box_key, m.role.value, m.added_by, m.added_seq]
-                        for m in self.members.values()],
+            "members": [[m.sign_key, m.box_key, m.role.value, m.added_by, m.added_seq,
+                         [d.encode() for d in m.devices]] for m in self.members.values()],
+            "removed_devices": [[d, s] for d, s in self.removed_devices.items()],
+            "removed_people": [[p, s] for p, s in self.removed_people.items()],
             "started": [[epoch, t] for epoch, t in self.epoch_started.items()],
             "in_epoch": self.entries_in_epoch,
             "snapshot": None if self.snapshot is None else list(self.snapshot),
@@ -154,15 +168,26 @@ class LogState:
             author, n = as_list(item, "checkpoint author", 2)
             state.author_seqs[as_bytes(author, "checkpoint author key", 32)] = as_int(n, "checkpoint author_seq")
         for item in as_list(field(m, "members", "checkpoint"), "checkpoint members"):
-            sign, box, role, added_by, added_seq = as_list(item, "checkpoint member", 5)
+            fields = as_list(item, "checkpoint member")
+            if len(fields) not in (5, 6):  # 5: a checkpoint from before devices (all self-certified)
+                raise ProtocolError(f"checkpoint member: expected 5 or 6 items, found {len(fields)}")
+            sign, box, role, added_by, added_seq = fields[:5]
+            devices = [] if len(fields) == 5 else as_list(fields[5], "checkpoint member devices")
             member = Member(
                 sign_key=as_bytes(sign, "checkpoint member key", 32),
                 box_key=as_bytes(box, "checkpoint member box key", 32),
                 role=Role(as_str(role, "checkpoint member role", 16)),
                 added_by=None if added_by is None else as_bytes(added_by, "checkpoint added by", 32),
                 added_seq=as_int(added_seq, "checkpoint added seq"),
+                devices=tuple(Device.decode(d) for d in devices),
             )
             state.members[member.sign_key] = member
+            for device in member.devices:
+                state.device_owner[device.key] = member.sign_key
+        for name, target in (("removed_devices", state.removed_devices), ("removed_people", state.removed_people)):
+            for item in as_list(m.get(name, []), f"checkpoint {name}"):
+                key, removed_seq = as_list(item, f"checkpoint {name} item", 2)
+                target[as_bytes(key, f"checkpoint {name} key", 32)] = as_int(removed_seq, f"checkpoint {name} seq")
         for item in as_list(field(m, "started", "checkpoint"), "checkpoint epochs"):
             epoch, started = as_list(item, "checkpoint epoch start", 2)
             state.epoch_started[as_int(epoch, "checkpoint epoch", minimum=1)] = as_int(started, "epoch start")
@@ -194,14 +219,29 @@ class LogState:
     def admins(self) -> list[bytes]:
         return [key for key, m in self.members.items() if m.role is Role.ADMIN]
 
-    def key_recipients(self, without: bytes | None = None) -> dict[bytes, bytes]:
-        """Who must receive a new epoch key: every member (but ``without``) and every open invite."""
-        recipients = {key: m.box_key for key, m in self.members.items() if key != without}
+    def key_recipients(self, without: bytes | None = None, without_device: bytes | None = None) -> dict[bytes, bytes]:
+        """Who must receive a new epoch key: every current device of every member (but the person
+        ``without`` and the device ``without_device``) and every open invite, by signing key."""
+        recipients = {d.key: d.box_key for key, m in self.members.items() if key != without
+                      for d in m.devices if d.key != without_device}
         recipients.update({key: inv.box_key for key, inv in self.invites.items() if inv.open})
         return recipients
 
+    def person_of(self, key: bytes) -> bytes | None:
+        """The member (person key) a current device belongs to; a person key names itself."""
+        person = self.device_owner.get(key)
+        if person is None and key in self.members:
+            return key
+        return person
+
+    def same_person(self, a: bytes, b: bytes) -> bool:
+        """Whether two device keys are (or were, for a removed device: its own key) of one person."""
+        return a == b or self.device_owner.get(a, a) == self.device_owner.get(b, b)
+
     def role_of(self, author: bytes) -> Role | None:
-        member = self.members.get(author)
+        """The role of a device's person (or of a person key)."""
+        person = self.person_of(author)
+        member = None if person is None else self.members.get(person)
         return member.role if member else None
 
     def snapshot_status(self, seq: int) -> Status | None:
@@ -237,15 +277,16 @@ class LogState:
                 f"{who}: names space {h.space.hex()[:16]}…, expected {self.space.hex()[:16]}…"
             )
         if h.kind is Kind.JOIN:
-            if h.author in self.members:
+            if h.author in self.device_owner or h.author in self.members:
                 raise MembershipChangeError(f"{who}: {member_id(h.author)} is already a member")
         else:
-            role = self.role_of(h.author)
-            if role is None:
-                raise MembershipError(f"{who}: author {member_id(h.author)} is not a member of the space")
+            person = self.device_owner.get(h.author)
+            if person is None:
+                self._not_a_device(entry, who)
+            role = self.members[person].role
             if (h.kind.is_encrypted or h.kind is Kind.ATTEST) and not role.can_write:
                 raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
-            if h.kind.is_control and h.kind is not Kind.ATTEST and not role.can_manage:
+            if h.kind.is_control and h.kind not in _ANY_ROLE and not role.can_manage:
                 raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
         self._check_author_seq(entry, seq)
         self._check_parent(entry, seq)
@@ -260,18 +301,90 @@ class LogState:
         if checker is not None:
             checker(self, entry, who)
 
+    def _not_a_device(self, entry: Entry, who: str) -> NoReturn:
+        """The author is no current device of a member: say why, as precisely as the log knows."""
+        author = entry.header.author
+        removed = self.removed_devices.get(author)
+        if removed is not None:
+            raise DeviceRemovedError(f"{who}: device {member_id(author)} was removed from the space at seq {removed}")
+        if entry.header.kind is Kind.ADD_DEVICE:
+            person = AddDeviceBody.decode(entry.body).cert.person
+            if person in self.removed_people:
+                raise RemovedPersonError(f"{who}: certifies a device of person {member_id(person)}, who was removed "
+                                         f"from the space at seq {self.removed_people[person]}")
+        raise MembershipError(f"{who}: author {member_id(author)} is not a member of the space")
+
+    def _check_new_device(self, device: bytes, who: str) -> None:
+        """A device key that may join the space: not there already, and never removed from it."""
+        removed = self.removed_devices.get(device)
+        if removed is not None:
+            raise DeviceRemovedError(f"{who}: device {member_id(device)} was removed from the space at seq "
+                                     f"{removed}; its certificate cannot bring it back (pair a new device)")
+        if device in self.device_owner or device in self.members or device in self.invites:
+            raise MembershipChangeError(f"{who}: device {member_id(device)} is already in the space")
+
     def _check_add(self, entry: Entry, who: str) -> None:
         body = AddMemberBody.decode(entry.body)
         if body.member in self.members:
             raise MembershipChangeError(f"{who}: {member_id(body.member)} is already a member")
+        cert = body.cert
+        if cert is not None and (cert.person != body.member or cert.device_box != body.box_key):
+            raise DeviceCertificateError(f"{who}: the device certificate names person {member_id(cert.person)[:12]}… "
+                                         f"and another box key than the entry's member {member_id(body.member)[:12]}…")
+        self._check_new_device(body.device, who)
         if self.epoch not in {epoch for epoch, _ in body.sealed_keys}:
             raise MembershipChangeError(f"{who}: does not give the new member the key of epoch {self.epoch}")
+
+    def _check_add_device(self, entry: Entry, who: str) -> None:
+        body = AddDeviceBody.decode(entry.body)  # a forged certificate: DeviceCertificateError
+        cert = body.cert
+        author_person = self.device_owner[entry.header.author]
+        if cert.person in self.removed_people and cert.person not in self.members:
+            raise RemovedPersonError(f"{who}: certifies a device of person {member_id(cert.person)}, who was "
+                                     f"removed from the space at seq {self.removed_people[cert.person]}")
+        if cert.person != author_person:
+            raise DeviceNotPermittedError(
+                f"{who}: device added by someone else's device: the author's person is "
+                f"{member_id(author_person)}, the certificate's {member_id(cert.person)} "
+                "(only a device of the same person may add a device)")
+        self._check_new_device(cert.device, who)
+        if len(self.members[author_person].devices) >= MAX_DEVICES:
+            raise MembershipChangeError(f"{who}: person {member_id(author_person)} already has {MAX_DEVICES} "
+                                        "devices in this space, the most a person may have")
+        if self.epoch not in {epoch for epoch, _ in body.sealed_keys}:
+            raise MembershipChangeError(f"{who}: does not give the new device the key of epoch {self.epoch}")
+
+    def _check_remove_device(self, body: RekeyBody, entry: Entry, who: str) -> None:
+        device = body.device
+        if device is None or body.member is not None:
+            raise MalformedEntryError(f"{who}: a remove_device entry names one device and no member")
+        owner = self.device_owner.get(device)
+        if owner is None:
+            removed = self.removed_devices.get(device)
+            why = f"was removed at seq {removed}" if removed is not None else "is no device of a member"
+            raise MembershipChangeError(f"{who}: device {member_id(device)} {why}")
+        author_person = self.device_owner[entry.header.author]
+        if body.revocation is not None and not verify_revocation(owner, self.space, device, body.revocation):
+            raise DeviceNotPermittedError(f"{who}: the revocation of device {member_id(device)[:12]}… does not "
+                                          f"verify under its person {member_id(owner)}")
+        if self.members[author_person].role is not Role.ADMIN and not (
+                author_person == owner and body.revocation is not None):
+            raise DeviceNotPermittedError(
+                f"{who}: device {member_id(device)[:12]}… of person {member_id(owner)[:12]}… removed by someone "
+                "else's device: only an admin, or a device of the same person with the person's revocation, may")
+        if len(self.members[owner].devices) == 1:
+            raise MembershipChangeError(f"{who}: device {member_id(device)[:12]}… is the last device of "
+                                        f"{member_id(owner)}: remove the member instead")
 
     def _check_rekey(self, entry: Entry, who: str) -> None:
         kind = entry.header.kind
         body = RekeyBody.decode(entry.body, kind.value)
         removed = body.member
-        if kind is Kind.REMOVE_MEMBER:
+        if kind is Kind.REMOVE_DEVICE:
+            self._check_remove_device(body, entry, who)
+        elif body.device is not None:
+            raise MalformedEntryError(f"{who}: a {kind.value} entry names no device")
+        elif kind is Kind.REMOVE_MEMBER:
             if removed is None or removed not in self.members:
                 name = "nobody" if removed is None else member_id(removed)
                 raise MembershipChangeError(f"{who}: {name} is not a member")
@@ -280,7 +393,7 @@ class LogState:
             raise MalformedEntryError(f"{who}: a rotation names no member")
         if body.epoch != self.epoch + 1:
             raise MembershipChangeError(f"{who}: starts epoch {body.epoch}, expected epoch {self.epoch + 1}")
-        expected = set(self.key_recipients(without=removed))
+        expected = set(self.key_recipients(without=removed, without_device=body.device))
         found = {recipient for recipient, _ in body.grants}
         if found != expected:
             missing = ", ".join(member_id(k)[:12] for k in expected - found) or "none"
@@ -318,14 +431,15 @@ class LogState:
         if record is None:
             raise AttestationError(f"{who}: attests seq {body.snapshot}, which is not one of the newest "
                                    f"{TRACKED_SNAPSHOTS} snapshots of the log")
-        if record.author == entry.header.author:
+        # One attestation per person, never of the person's own snapshot (another device of theirs included).
+        if self.same_person(record.author, entry.header.author):
             raise AttestationError(f"{who}: attests its author's own snapshot at seq {body.snapshot}")
-        if record.by(entry.header.author) is not None:
+        if any(self.same_person(a.member, entry.header.author) for a in record.attestations):
             raise AttestationError(f"{who}: {entry.author_id} already attested the snapshot at seq {body.snapshot}")
 
     def _check_invite(self, entry: Entry, who: str) -> None:
         body = InviteBody.decode(entry.body)
-        if body.invite in self.invites or body.invite in self.members:
+        if body.invite in self.invites or body.invite in self.members or body.invite in self.device_owner:
             raise MembershipChangeError(f"{who}: invite {member_id(body.invite)[:12]} already exists")
         if self.epoch not in {epoch for epoch, _ in body.sealed_keys}:
             raise MembershipChangeError(f"{who}: the invite does not carry the key of epoch {self.epoch}")
@@ -351,6 +465,15 @@ class LogState:
             raise MembershipChangeError(f"{who}: invite {name} expired before this join")
         if not verify_join_proof(body.invite, self.space, h.author, body.box_key, body.proof):
             raise MembershipChangeError(f"{who}: the join does not prove knowledge of invite {name}'s secret")
+        cert = body.cert
+        if cert is not None:
+            if cert.device != h.author or cert.device_box != body.box_key:
+                raise DeviceCertificateError(f"{who}: the device certificate is for device "
+                                             f"{member_id(cert.device)[:12]}…, not the joining device")
+            if cert.person in self.members:
+                raise MembershipChangeError(f"{who}: person {member_id(cert.person)} is already a member: "
+                                            "a device of theirs adds this one (add_device)")
+        self._check_new_device(h.author, who)
 
     def _check_genesis(self, entry: Entry) -> None:
         h = entry.header
@@ -364,7 +487,10 @@ class LogState:
         if h.space or h.author_seq != 1 or h.epoch != FIRST_EPOCH or h.parent_seq != 0 \
                 or h.parent_hash != crypto.ZERO_HASH or h.nonce:
             raise MalformedEntryError("genesis header must have no space, author_seq 1, epoch 1, parent 0")
-        GenesisBody.decode(entry.body)
+        body = GenesisBody.decode(entry.body)
+        if body.cert is not None and (body.cert.device != h.author or body.cert.device_box != body.creator_box):
+            raise DeviceCertificateError(f"the genesis entry's device certificate is for device "
+                                         f"{member_id(body.cert.device)[:12]}…, not its author {entry.author_id[:12]}…")
 
     def _check_author_seq(self, entry: Entry, seq: int) -> None:
         h = entry.header
@@ -423,14 +549,31 @@ class LogState:
             body = GenesisBody.decode(entry.body)
             self.relay_key = body.relay_key
             self.epoch_started[FIRST_EPOCH] = h.time_ms
-            self.members[h.author] = Member(h.author, body.creator_box, Role.ADMIN, None, seq)
+            person = h.author if body.cert is None else body.cert.person
+            self._admit(Member(person, body.creator_box, Role.ADMIN, None, seq,
+                               (Device(h.author, body.creator_box, body.cert, seq),)))
         elif kind is Kind.ADD_MEMBER:
             add = AddMemberBody.decode(entry.body)
-            self.members[add.member] = Member(add.member, add.box_key, add.role, h.author, seq)
-        elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE):
+            self._admit(Member(add.member, add.box_key, add.role, self.device_owner[h.author], seq,
+                               (Device(add.device, add.box_key, add.cert, seq),)))
+        elif kind is Kind.ADD_DEVICE:
+            cert = AddDeviceBody.decode(entry.body).cert
+            member = self.members[cert.person]
+            self.members[cert.person] = dataclasses.replace(
+                member, devices=(*member.devices, Device(cert.device, cert.device_box, cert, seq)))
+            self.device_owner[cert.device] = cert.person
+        elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE, Kind.REMOVE_DEVICE):
             rekey = RekeyBody.decode(entry.body, kind.value)
             if rekey.member is not None:
-                del self.members[rekey.member]
+                for device in self.members.pop(rekey.member).devices:
+                    del self.device_owner[device.key]
+                self.removed_people[rekey.member] = seq
+            if rekey.device is not None:
+                owner = self.device_owner.pop(rekey.device)
+                member = self.members[owner]
+                self.members[owner] = dataclasses.replace(
+                    member, devices=tuple(d for d in member.devices if d.key != rekey.device))
+                self.removed_devices[rekey.device] = seq
             self.epoch = rekey.epoch
             self.epoch_started[rekey.epoch] = h.time_ms
             self.entries_in_epoch = 0
@@ -442,7 +585,7 @@ class LogState:
         elif kind is Kind.INVITE:
             inv = InviteBody.decode(entry.body)
             self.invites[inv.invite] = Invite(inv.invite, inv.box_key, inv.role, inv.uses, 0, inv.expires_ms,
-                                              inv.history, h.author, seq)
+                                              inv.history, self.device_owner[h.author], seq)
         elif kind is Kind.REVOKE_INVITE:
             revoked = RevokeInviteBody.decode(entry.body).invite
             self.invites[revoked] = dataclasses.replace(self.invites[revoked], revoked=True)
@@ -450,8 +593,16 @@ class LogState:
             join = JoinBody.decode(entry.body)
             invite = self.invites[join.invite]
             self.invites[join.invite] = dataclasses.replace(invite, used=invite.used + 1)
-            self.members[h.author] = Member(h.author, join.box_key, invite.role, invite.created_by, seq)
+            person = h.author if join.cert is None else join.cert.person
+            self._admit(Member(person, join.box_key, invite.role, invite.created_by, seq,
+                               (Device(h.author, join.box_key, join.cert, seq),)))
         self.heads.append(head)
+
+    def _admit(self, member: Member) -> None:
+        self.members[member.sign_key] = member
+        self.removed_people.pop(member.sign_key, None)
+        for device in member.devices:
+            self.device_owner[device.key] = member.sign_key
 
     # --- all or nothing -------------------------------------------------------------------
 
@@ -459,7 +610,9 @@ class LogState:
         self._journal = _Journal(self.seq, self.epoch, self.relay_key, dict(self.members), dict(self.invites),
                                  dict(self.epoch_started), self.policy, self.entries_in_epoch,
                                  (self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot),
-                                 dict(self.snapshots))
+                                 dict(self.snapshots),
+                                 devices=(dict(self.device_owner), dict(self.removed_devices),
+                                          dict(self.removed_people)))
 
     def commit(self) -> None:
         self._journal = None
@@ -479,6 +632,7 @@ class LogState:
         self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot = journal.snapshot
         self.snapshots = journal.snapshots
         _restore(self.author_seqs, journal.author_seqs)
+        self.device_owner, self.removed_devices, self.removed_people = journal.devices
         self._journal = None
 
 
@@ -503,7 +657,12 @@ _MANAGING = {
     Kind.DATA: "write",
     Kind.SNAPSHOT: "write",
     Kind.ATTEST: "attest snapshots",
+    Kind.ADD_DEVICE: "add devices",
+    Kind.REMOVE_DEVICE: "remove devices",
 }
+
+# Control kinds any member may author: its own attestations and devices (their body rules say whose).
+_ANY_ROLE = frozenset({Kind.ATTEST, Kind.ADD_DEVICE, Kind.REMOVE_DEVICE})
 
 _BODY_CHECKS: dict[Kind, Callable[[LogState, Entry, str], None]] = {
     Kind.ADD_MEMBER: LogState._check_add,
@@ -515,4 +674,6 @@ _BODY_CHECKS: dict[Kind, Callable[[LogState, Entry, str], None]] = {
     Kind.REVOKE_INVITE: LogState._check_revoke,
     Kind.JOIN: LogState._check_join,
     Kind.ATTEST: LogState._check_attest,
+    Kind.ADD_DEVICE: LogState._check_add_device,
+    Kind.REMOVE_DEVICE: LogState._check_rekey,
 }

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from ..errors import ArgumentTypeError, InvalidArgumentError, MalformedEntryError, ProtocolError
 from . import crypto
+from .devices import Device, DeviceCertificate
 from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
 from .entry import MAX_ENTRY_SIZE
 from .identity import PublicIdentity, member_id
@@ -50,17 +51,30 @@ class Role(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Member:
-    """A member as the verified log knows them; ``added_by`` is None for the space's creator."""
+    """A member (a person) as the verified log knows them; ``added_by`` is None for the space's creator.
+
+    ``sign_key`` is the person key; ``devices`` are the person's current devices in this space,
+    oldest first (a member made before devices existed has one, self-certified: its key is
+    ``sign_key``). ``box_key`` is the first device's box key. Roles belong to the person.
+    """
 
     sign_key: bytes
     box_key: bytes
     role: Role
-    added_by: bytes | None  # None for the creator
+    added_by: bytes | None  # None for the creator; the person who added them
     added_seq: int
+    devices: tuple[Device, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.devices:  # a self-certified member: the person key is its one device
+            object.__setattr__(self, "devices", (Device(self.sign_key, self.box_key, None, self.added_seq),))
 
     @property
     def id(self) -> str:
         return member_id(self.sign_key)
+
+    def device(self, key: bytes) -> Device | None:
+        return next((d for d in self.devices if d.key == key), None)
 
     @property
     def public(self) -> PublicIdentity:
@@ -73,10 +87,14 @@ class GenesisBody:
     relay_key: bytes
     sealed_key: bytes  # epoch 1 key, sealed to the creator
     commit: bytes  # crypto.key_commitment(b"", 1, key): what later holders of epoch 1's key check
+    cert: DeviceCertificate | None = None  # the creator's device certificate (None: self-certified)
 
     def encode(self) -> bytes:
-        return pack({"v": BODY_VERSION, "creator_box": self.creator_box, "relay": self.relay_key,
-                     "key": self.sealed_key, "commit": self.commit})
+        body: dict[str, Any] = {"v": BODY_VERSION, "creator_box": self.creator_box, "relay": self.relay_key,
+                                "key": self.sealed_key, "commit": self.commit}
+        if self.cert is not None:
+            body["cert"] = self.cert.encode()
+        return pack(body)
 
     @classmethod
     def decode(cls, data: bytes) -> GenesisBody:
@@ -88,6 +106,7 @@ class GenesisBody:
                 relay_key=as_bytes(field(m, "relay", "genesis"), "genesis relay key", 32),
                 sealed_key=as_bytes(field(m, "key", "genesis"), "genesis sealed key", max_size=256),
                 commit=as_bytes(field(m, "commit", "genesis"), "genesis key commitment", crypto.HASH_SIZE),
+                cert=optional_cert(m, "genesis"),
             )
         except ProtocolError as exc:
             raise MalformedEntryError(f"malformed genesis entry: {exc}") from exc
@@ -100,10 +119,20 @@ class AddMemberBody:
     role: Role
     sealed_keys: tuple[tuple[int, bytes], ...]  # (epoch, key sealed to the new member)
     history: bool = True  # whether the adder meant to give every retained key, or only the current
+    cert: DeviceCertificate | None = None  # the person's first device (None: ``member`` is a self-certified device)
 
     def encode(self) -> bytes:
-        return pack({"v": BODY_VERSION, "member": self.member, "box": self.box_key, "role": self.role.value,
-                     "keys": [list(k) for k in self.sealed_keys], "history": self.history})
+        body: dict[str, Any] = {"v": BODY_VERSION, "member": self.member, "box": self.box_key,
+                                "role": self.role.value, "keys": [list(k) for k in self.sealed_keys],
+                                "history": self.history}
+        if self.cert is not None:
+            body["cert"] = self.cert.encode()
+        return pack(body)
+
+    @property
+    def device(self) -> bytes:
+        """The signing key of the device the keys are sealed to."""
+        return self.member if self.cert is None else self.cert.device
 
     @classmethod
     def decode(cls, data: bytes) -> AddMemberBody:
@@ -122,9 +151,58 @@ class AddMemberBody:
                 role=parse_role(field(m, "role", "add_member"), "add_member role"),
                 sealed_keys=tuple(keys),
                 history=history,
+                cert=optional_cert(m, "add_member"),
             )
 
         return decode_body(data, "add_member", parse)
+
+
+def optional_cert(m: dict[str, Any], what: str) -> DeviceCertificate | None:
+    """The optional ``cert`` field: malformed is a MalformedEntryError; a bad signature is checked by the rules."""
+    value = m.get("cert")
+    if value is None:
+        return None
+    raw, sig = as_list(value, f"{what} certificate", 2)
+    raw = as_bytes(raw, f"{what} certificate bytes", max_size=512)
+    sig = as_bytes(sig, f"{what} certificate signature", crypto.SIGNATURE_SIZE)
+    return DeviceCertificate.verify(raw, sig, f"{what} device certificate")
+
+
+@dataclass(frozen=True)
+class AddDeviceBody:
+    """A person's new device: its certificate, and the epoch keys sealed to its box key by the author."""
+
+    cert: DeviceCertificate
+    sealed_keys: tuple[tuple[int, bytes], ...]
+    history: bool = True
+
+    def encode(self) -> bytes:
+        return pack({"v": BODY_VERSION, "cert": self.cert.encode(), "keys": [list(k) for k in self.sealed_keys],
+                     "history": self.history})
+
+    @classmethod
+    def decode(cls, data: bytes) -> AddDeviceBody:
+        """Malformed bodies are a MalformedEntryError; a certificate that does not verify a DeviceCertificateError."""
+        def parse(m: dict[str, Any]) -> AddDeviceBody:
+            keys = []
+            for item in as_list(field(m, "keys", "add_device"), "add_device keys"):
+                pair = as_list(item, "add_device key", 2)
+                keys.append((as_int(pair[0], "add_device key epoch", minimum=1),
+                             as_bytes(pair[1], "add_device sealed key", max_size=256)))
+            history = m.get("history", True)
+            if not isinstance(history, bool):
+                raise ProtocolError("add_device history: expected a boolean")
+            cert = optional_cert(m, "add_device")
+            if cert is None:
+                raise ProtocolError("add_device: missing field 'cert'")
+            return cls(cert, tuple(keys), history)
+
+        return decode_body(data, "add_device", parse)
+
+
+def add_device_body(cert: DeviceCertificate, epoch_keys: dict[int, bytes], history: bool = True) -> bytes:
+    sealed = tuple((epoch, crypto.seal_to(cert.device_box, key)) for epoch, key in sorted(epoch_keys.items()))
+    return AddDeviceBody(cert, sealed, history).encode()
 
 
 def _check_version(m: dict[str, object], what: str) -> None:
@@ -133,14 +211,18 @@ def _check_version(m: dict[str, object], what: str) -> None:
         raise ProtocolError(f"{what}: version {version}, expected {BODY_VERSION}")
 
 
-def genesis_body(creator: PublicIdentity, relay_key: bytes, epoch_key: bytes) -> bytes:
+def genesis_body(creator: PublicIdentity, relay_key: bytes, epoch_key: bytes,
+                 cert: DeviceCertificate | None = None) -> bytes:
     return GenesisBody(creator.box_key, relay_key, crypto.seal_to(creator.box_key, epoch_key),
-                       crypto.key_commitment(b"", 1, epoch_key)).encode()
+                       crypto.key_commitment(b"", 1, epoch_key), cert).encode()
 
 
-def add_member_body(new: PublicIdentity, role: Role, epoch_keys: dict[int, bytes], history: bool = True) -> bytes:
+def add_member_body(new: PublicIdentity, role: Role, epoch_keys: dict[int, bytes], history: bool = True,
+                    cert: DeviceCertificate | None = None) -> bytes:
+    """``new`` is a self-certified device, or (with ``cert``) the person's certified first device."""
     sealed = tuple((epoch, crypto.seal_to(new.box_key, key)) for epoch, key in sorted(epoch_keys.items()))
-    return AddMemberBody(new.sign_key, new.box_key, role, sealed, history).encode()
+    member = new.sign_key if cert is None else cert.person
+    return AddMemberBody(member, new.box_key, role, sealed, history, cert).encode()
 
 
 # --- bodies of the membership and key entries ------------------------------------------------
@@ -184,12 +266,17 @@ class RekeyBody:
     grants: tuple[tuple[bytes, bytes], ...]
     commit: bytes  # crypto.key_commitment(space, epoch, key): every recipient checks its key against it
     member: bytes | None = None  # the member removed, for remove_member
+    device: bytes | None = None  # the device removed, for remove_device
+    revocation: bytes | None = None  # remove_device: the person's signature (devices.revocation), or None (admin)
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {"v": BODY_VERSION, "epoch": self.epoch, "keys": [list(g) for g in self.grants],
                                 "commit": self.commit}
         if self.member is not None:
             body["member"] = self.member
+        if self.device is not None:
+            body["device"] = self.device
+            body["revocation"] = self.revocation
         return pack(body)
 
     @classmethod
@@ -201,6 +288,9 @@ class RekeyBody:
                 grants=_grants(field(m, "keys", what), f"{what} keys"),
                 commit=as_bytes(field(m, "commit", what), f"{what} key commitment", crypto.HASH_SIZE),
                 member=None if member is None else as_bytes(member, f"{what} member", 32),
+                device=None if m.get("device") is None else as_bytes(m["device"], f"{what} device", 32),
+                revocation=None if m.get("revocation") is None else as_bytes(
+                    m["revocation"], f"{what} revocation", crypto.SIGNATURE_SIZE),
             )
 
         return decode_body(data, what, parse)

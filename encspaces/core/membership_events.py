@@ -26,16 +26,19 @@ def member_change(result: VerifiedEntry, state: LogState) -> MemberChange:
     """The change a verified membership entry made (``state`` is the log state after its frame)."""
     entry, seq = result.entry, result.seq
     h = entry.header
-    by = member_id(h.author)
+    by = member_id(state.person_of(h.author) or h.author)  # the person whose device wrote it
     if h.kind is Kind.GENESIS:
-        GenesisBody.decode(entry.body)
-        return MemberChange(by, Role.ADMIN, by, seq)
+        cert = GenesisBody.decode(entry.body).cert
+        creator = by if cert is None else member_id(cert.person)
+        return MemberChange(creator, Role.ADMIN, creator, seq)
     if h.kind is Kind.ADD_MEMBER:
         add = AddMemberBody.decode(entry.body)
         return MemberChange(member_id(add.member), add.role, by, seq)
     if h.kind is Kind.JOIN:
-        invite = state.invites[JoinBody.decode(entry.body).invite]
-        return MemberChange(by, invite.role, member_id(invite.created_by), seq)
+        join = JoinBody.decode(entry.body)
+        invite = state.invites[join.invite]
+        person = h.author if join.cert is None else join.cert.person
+        return MemberChange(member_id(person), invite.role, member_id(invite.created_by), seq)
     if h.kind is Kind.SET_ROLE:
         change = SetRoleBody.decode(entry.body)
         return MemberChange(member_id(change.member), change.role, by, seq)

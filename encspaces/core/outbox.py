@@ -193,6 +193,15 @@ class Outbox:
         self._renumber_from(state.author_seqs.get(self.me, 0), [])
         return self._requeue(old, state, keys, time_ms)
 
+    def displaced(
+        self, in_log: Collection[bytes], state: LogState, keys: dict[int, bytes], time_ms: int | None = None,
+    ) -> list[Rename]:
+        """Another machine with our device key took author_seqs we had numbered (DeviceKeyInUseError):
+        what of ours is in the log stays done, the rest is issued again numbered after the log."""
+        old = [e for e in self.entries if e.raw not in in_log]
+        self._renumber_from(state.author_seqs.get(self.me, 0), [])
+        return self._requeue(old, state, keys, time_ms)
+
     def drop(
         self, drop: Collection[bytes], state: LogState, keys: dict[int, bytes], time_ms: int | None = None,
     ) -> list[Rename]:

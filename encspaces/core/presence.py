@@ -101,8 +101,8 @@ def open_presence(data: bytes, space: bytes, state: LogState, keys: dict[int, by
     if as_bytes(items[1], "presence space", crypto.HASH_SIZE) != space:
         raise ProtocolError("presence for another space")
     author = as_bytes(items[2], "presence author", crypto.PUBLIC_KEY_SIZE)
-    if author not in state.members:
-        raise ProtocolError(f"presence from {member_id(author)}, who is not a member")
+    if author not in state.device_owner:
+        raise ProtocolError(f"presence from {member_id(author)}, who is no current device of a member")
     if not crypto.verify(author, CTX_PRESENCE_SIG, header + body, signature):
         raise ProtocolError(f"presence from {member_id(author)}: signature does not verify")
     epoch = as_int(items[3], "presence epoch", minimum=1)

@@ -11,9 +11,11 @@ member's key, which the relay does not hold.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .entry import Entry, Kind
 from .invites import InviteBody
-from .membership import AddMemberBody, GenesisBody, RekeyBody
+from .membership import AddDeviceBody, AddMemberBody, GenesisBody, RekeyBody
 
 
 def redact(entry: Entry, forgotten: set[int]) -> bytes | None:
@@ -25,17 +27,21 @@ def redact(entry: Entry, forgotten: set[int]) -> bytes | None:
     if kind is Kind.GENESIS:
         genesis = GenesisBody.decode(entry.body)
         if 1 in forgotten and genesis.sealed_key:
-            body = GenesisBody(genesis.creator_box, genesis.relay_key, b"", genesis.commit).encode()
+            body = dataclasses.replace(genesis, sealed_key=b"").encode()
     elif kind is Kind.ADD_MEMBER:
         add = AddMemberBody.decode(entry.body)
         keys = tuple((e, b"" if e in forgotten else k) for e, k in add.sealed_keys)
         if keys != add.sealed_keys:
-            body = AddMemberBody(add.member, add.box_key, add.role, keys, add.history).encode()
-    elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE):
+            body = dataclasses.replace(add, sealed_keys=keys).encode()
+    elif kind is Kind.ADD_DEVICE:
+        device = AddDeviceBody.decode(entry.body)
+        keys = tuple((e, b"" if e in forgotten else k) for e, k in device.sealed_keys)
+        if keys != device.sealed_keys:
+            body = dataclasses.replace(device, sealed_keys=keys).encode()
+    elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE, Kind.REMOVE_DEVICE):
         rekey = RekeyBody.decode(entry.body, kind.value)
         if rekey.epoch in forgotten and any(sealed for _, sealed in rekey.grants):
-            body = RekeyBody(rekey.epoch, tuple((r, b"") for r, _ in rekey.grants), rekey.commit,
-                             rekey.member).encode()
+            body = dataclasses.replace(rekey, grants=tuple((r, b"") for r, _ in rekey.grants)).encode()
     elif kind is Kind.INVITE:
         invite = InviteBody.decode(entry.body)
         keys = tuple((e, b"" if e in forgotten else k) for e, k in invite.sealed_keys)

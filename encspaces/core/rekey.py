@@ -19,7 +19,7 @@ from .entry import Entry, Kind, open_body
 from .identity import PublicIdentity
 from .invites import InviteBody, RevokeInviteBody
 from .log_state import LogState
-from .membership import AddMemberBody, RekeyBody, add_member_body, seal_grants
+from .membership import AddDeviceBody, AddMemberBody, RekeyBody, add_device_body, add_member_body, seal_grants
 
 
 def keys_to_give(keys: dict[int, bytes], epoch: int, history: bool) -> dict[int, bytes]:
@@ -29,18 +29,20 @@ def keys_to_give(keys: dict[int, bytes], epoch: int, history: bool) -> dict[int,
     return {epoch: keys[epoch]} if epoch in keys else {}
 
 
-def rekey_body(state: LogState, remove: bytes | None = None, revoking: Collection[bytes] = ()) -> bytes:
-    """A new epoch with a fresh key sealed to everyone who stays and every open invite.
+def rekey_body(state: LogState, remove: bytes | None = None, revoking: Collection[bytes] = (), *,
+               device: bytes | None = None, revocation: bytes | None = None) -> bytes:
+    """A new epoch with a fresh key sealed to every device that stays and every open invite.
 
     ``revoking``: invites that entries queued before this one revoke; they get no key.
+    ``device``: the device a remove_device entry removes (with the person's ``revocation``, or None).
     """
     key = crypto.random_key()
-    recipients = state.key_recipients(without=remove)
+    recipients = state.key_recipients(without=remove, without_device=device)
     for invite in revoking:
         recipients.pop(invite, None)
     epoch = state.epoch + 1
     commit = crypto.key_commitment(state.space, epoch, key)
-    return RekeyBody(epoch, seal_grants(recipients, key), commit, remove).encode()
+    return RekeyBody(epoch, seal_grants(recipients, key), commit, remove, device, revocation).encode()
 
 
 def invite_body(invite: InviteBody, keys: dict[int, bytes], epoch: int) -> bytes:
@@ -76,12 +78,22 @@ def reissue(
         if removed is None or removed not in state.members:
             return None
         return kind, rekey_body(state, removed, revoking)
+    if kind is Kind.REMOVE_DEVICE:
+        body = RekeyBody.decode(entry.body, kind.value)
+        if body.device is None or body.device not in state.device_owner:
+            return None
+        return kind, rekey_body(state, revoking=revoking, device=body.device, revocation=body.revocation)
     if kind is Kind.ADD_MEMBER:
         add = AddMemberBody.decode(entry.body)
         if add.member in state.members:
             return None
-        return kind, add_member_body(PublicIdentity(add.member, add.box_key), add.role,
-                                     keys_to_give(keys, state.epoch, add.history), add.history)
+        return kind, add_member_body(PublicIdentity(add.device, add.box_key), add.role,
+                                     keys_to_give(keys, state.epoch, add.history), add.history, add.cert)
+    if kind is Kind.ADD_DEVICE:
+        device = AddDeviceBody.decode(entry.body)
+        if device.cert.device in state.device_owner:
+            return None
+        return kind, add_device_body(device.cert, keys_to_give(keys, state.epoch, device.history), device.history)
     if kind is Kind.INVITE:
         return kind, invite_body(InviteBody.decode(entry.body), keys, state.epoch)
     return kind, entry.body  # set_role, policy, revoke_invite, join: no key inside

@@ -164,7 +164,7 @@ class ClientSession:
             time_ms=now_ms,
         ).encode()
         self.state = SessionState.AWAITING_WELCOME
-        newcomer = self.invite is not None and self.identity.public.sign_key not in self.verifier.state.members
+        newcomer = self.invite is not None and self.identity.public.sign_key not in self.verifier.state.device_owner
         return Hello(
             auth=auth,
             signature=self.identity.sign(crypto.CTX_AUTH, auth),

@@ -35,7 +35,7 @@ from .head import SignedHead, next_head
 from .identity import Identity, member_id
 from .invites import InviteBody, InviteSecret
 from .log_state import GENESIS_SEQ, LogState
-from .membership import AddMemberBody, GenesisBody, RekeyBody
+from .membership import AddDeviceBody, AddMemberBody, GenesisBody, RekeyBody
 from .messages import Entries, Welcome
 
 
@@ -75,6 +75,7 @@ class LogVerifier:
         self.latest_head: SignedHead | None = None
         self.invite_secrets: dict[bytes, InviteSecret] = {}  # invite key -> secret, while joining
         self.removed_at: int | None = None  # the seq of the entry that removed us, unless we came back
+        self.person = identity.person_key  # our person (learned from the log when a device of it adds us)
         self.forgotten: set[int] = set()  # epochs whose keys retention made us delete
         # Key confirmation: each epoch's key commitment, from the entry that started the epoch.
         self.key_commits: dict[int, bytes] = {}
@@ -407,14 +408,21 @@ class LogVerifier:
                 self._learn_key(self.identity.box_private, genesis.sealed_key, 1, new_keys, entry, seq)
         elif kind is Kind.ADD_MEMBER:
             body = AddMemberBody.decode(entry.body)
-            if body.member == me:
+            if body.device == me:
                 self.removed_at = None  # (again) a member from here on
                 for epoch, sealed in body.sealed_keys:
                     self._learn_key(self.identity.box_private, sealed, epoch, new_keys, entry, seq)
-        elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE):
+        elif kind is Kind.ADD_DEVICE:
+            device = AddDeviceBody.decode(entry.body)
+            if device.cert.device == me:
+                self.removed_at = None  # our person's device added us
+                self.person = device.cert.person
+                for epoch, sealed in device.sealed_keys:
+                    self._learn_key(self.identity.box_private, sealed, epoch, new_keys, entry, seq)
+        elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE, Kind.REMOVE_DEVICE):
             rekey = RekeyBody.decode(entry.body, kind.value)
             self._new_commits[rekey.epoch] = rekey.commit
-            if rekey.member == me:
+            if rekey.device == me or (rekey.member is not None and rekey.member == self.person):
                 self.removed_at = seq
             for recipient, sealed in rekey.grants:
                 private = self._box_for(recipient)

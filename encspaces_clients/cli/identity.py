@@ -1,4 +1,4 @@
-"""``init`` and ``whoami``: this device's identity and the display name others see."""
+"""``init`` and ``whoami``: this person's and this device's identity, and the display name others see."""
 
 from __future__ import annotations
 
@@ -49,17 +49,18 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
                 identity.name = name
                 identity.save(path, overwrite=True)
                 warn(f"your display name is now {name!r}")
-            print(identity.public)
+            print(identity.public_string)
             return EXIT_OK
         raise CliError(f"{path} already exists (`encspaces whoami` shows it; --force replaces it and loses "
                        "that identity; `init --exist-ok --name NAME` changes your display name)")
     if name is None:
         name = ask_name()
-    identity = Identity.generate()
-    identity.name = name
+    # A person (the key that certifies your devices) and this first device of theirs.
+    identity = Identity.generate_person(name, args.device_name or "")
     identity.save(path, overwrite=args.force)
-    print(identity.public)
-    warn(f"created this device's identity in {path}; others add you with the line above")
+    print(identity.public_string)
+    warn(f"created your identity and this device's in {path}; others add you with the line above; "
+         "`encspaces device pair` on another device of yours, `encspaces identity export-person` to back up")
     if name is None:
         warn(f"no display name set: others see {user_name()!r}; `encspaces init --exist-ok --name NAME` sets one")
     return EXIT_OK
@@ -67,5 +68,5 @@ def cmd_init(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_whoami(ctx: Context, args: argparse.Namespace) -> int:
     identity = ctx.identity()
-    print(identity.member_id if args.member_id else identity.public)
+    print(identity.person_id if args.member_id else identity.public_string)
     return EXIT_OK

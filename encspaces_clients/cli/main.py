@@ -12,7 +12,7 @@ from typing import Any
 
 import encspaces
 
-from . import content, files, identity, membership, spaces, verification
+from . import content, devices, files, identity, membership, spaces, verification
 from .errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, explain
 from .home import (
     DEFAULT_DOC,
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exist-ok", action="store_true", help="succeed, printing it, when an identity exists")
     p.add_argument("--name", help="your display name, shown to other members (asked when run in a terminal); "
                    f"${ENV_NAME} overrides it")
+    p.add_argument("--device-name", help="a name for this device (laptop, phone), shown with your devices")
 
     p = command("whoami", identity.cmd_whoami, "print this device's public identity")
     p.add_argument("--member-id", action="store_true", help="print the short member id instead")
@@ -235,6 +236,34 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("list", aliases=["ls"], help="list files")
     rm = actions.add_parser("delete", aliases=["rm"], help="remove a file")
     rm.add_argument("name", metavar="NAME")
+
+    p = command("device", devices.cmd_device, "pair, add, remove and list this person's devices",
+                "One person, several devices. On the new device: `device pair` prints a pairing string; on a "
+                "device holding the person key: `device add STRING` adds it to every space of this home and "
+                "prints an approval; back on the new device: `device pair --accept APPROVAL`. `device remove "
+                "DEVICE` removes a lost device from every space (each gets a new key); `device list` shows them.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pair = actions.add_parser("pair", help="on a new device: print its pairing string, or accept an approval")
+    pair.add_argument("--device-name", help="a name for this device (laptop, phone), shown to the other members")
+    pair.add_argument("--name", help="your display name, as for `init`")
+    pair.add_argument("--accept", metavar="APPROVAL", help="the approval `device add` printed on your other device")
+    add = actions.add_parser("add", help="add the device whose pairing string is given, to every space")
+    add.add_argument("pairing", metavar="PAIRING", help="the esdev1.… line `device pair` printed")
+    add.add_argument("--device-name", help="name the device (default: the name it chose)")
+    remove = actions.add_parser("remove", help="remove a (lost) device from every space; each gets a new key")
+    remove.add_argument("device", metavar="DEVICE", help="a device id (or a prefix of one): `device list`")
+    actions.add_parser("list", help="list this person's devices")
+
+    p = command("identity", devices.cmd_identity, "export or import the person key",
+                "The person key certifies your devices; it lives on your first device. `identity export-person` "
+                "prints it as a recovery phrase (and with --out writes it to a file); `identity import-person` "
+                "gives it to this device, from a file or --phrase.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser("export-person", help="print the person key as a recovery phrase")
+    export.add_argument("--out", metavar="FILE", help="also write it to FILE (created 0600)")
+    imported = actions.add_parser("import-person", help="give this device the person key")
+    imported.add_argument("file", metavar="FILE", nargs="?", help="a file `export-person --out` wrote")
+    imported.add_argument("--phrase", help="the recovery phrase instead of a file")
     return parser
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import re
 
-from encspaces.core.identity import PublicIdentity
+from encspaces.core.devices import CERT_PREFIX, DeviceCertificate
+from encspaces.core.identity import PublicIdentity, member_id
 from encspaces.core.membership import Role
-from encspaces.errors import IdentityError
+from encspaces.errors import DeviceCertificateError, IdentityError
 from encspaces.space import Space
 
 from .connecting import opened, run
@@ -41,9 +42,14 @@ def find_member(space: Space, text: str) -> str:
     text = text.strip()
     if text.startswith("esid1."):
         return PublicIdentity.parse(text).member_id
+    if text.startswith(CERT_PREFIX):
+        return member_id(DeviceCertificate.parse(text).person)
     members = space.members
     if text in members:
         return text
+    owner = next((mid for mid, m in members.items() if any(d.id == text for d in m.devices)), None)
+    if owner is not None:
+        return owner  # a device's id names its person
     matches = [mid for mid in members if mid.startswith(text)] if len(text) >= 4 else []
     if len(matches) == 1:
         return matches[0]
@@ -60,13 +66,24 @@ def member_rows(space: Space, me: str) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def device_rows(space: Space, mid: str) -> list[str]:
+    """A person's devices, one line each; none for a member whose only device is the person key."""
+    member = space.members[mid]
+    if len(member.devices) == 1 and member.devices[0].id == mid:
+        return []
+    return [f"    device {d.id}  {d.name or '-'}  since seq {d.added_seq}"
+            f"{'  (this device)' if d.id == space.device_id else ''}" for d in member.devices]
+
+
 def cmd_members(ctx: Context, args: argparse.Namespace) -> int:
     ref = ctx.registry().resolve(args.space)
 
     async def members() -> int:
         async with opened(ctx, ref) as space:
-            for mid, role, added, you in member_rows(space, space.identity.member_id):
+            for mid, role, added, you in member_rows(space, space.person_id):
                 print(f"{mid}  {role:<6}  {added}{you}")
+                for line in device_rows(space, mid):
+                    print(line)
         return EXIT_OK
 
     return run(members())
@@ -75,15 +92,19 @@ def cmd_members(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     ref = ctx.registry().resolve(args.space)
     role = parse_role(args.role)
+    text = args.identity_string.strip()
+    new: PublicIdentity | DeviceCertificate
     try:
-        new = PublicIdentity.parse(args.identity_string)
-    except IdentityError as exc:
+        # A person's certified device (`encspaces init` since devices), or a self-certified one (before).
+        new = DeviceCertificate.parse(text) if text.startswith(CERT_PREFIX) else PublicIdentity.parse(text)
+    except (IdentityError, DeviceCertificateError) as exc:
         raise CliError(f"{exc}: ask them for the line `encspaces whoami` prints", EXIT_USAGE) from exc
+    person = member_id(new.person) if isinstance(new, DeviceCertificate) else new.member_id
 
     async def add() -> int:
         async with opened(ctx, ref, need_relay=True) as space:
             await space.add_member(new, role)
-            print(f"added {new.member_id} as {role.value} (seq {space.seq})")
+            print(f"added {person} as {role.value} (seq {space.seq})")
         return EXIT_OK
 
     return run(add())

@@ -111,7 +111,7 @@ def cmd_leave(ctx: Context, args: argparse.Namespace) -> int:
 
     async def leave() -> int:
         async with opened(ctx, ref, need_relay=True) as space:
-            me = space.identity.member_id
+            me = space.person_id
             member = space.members.get(me)
             if member is None:
                 raise CliError(f"this device is no longer a member of {ref.name!r}: `encspaces forget {ref.name}` "

@@ -11,7 +11,7 @@ from encspaces.core import evidence
 from encspaces.core.entry import Entry, Kind
 from encspaces.core.identity import member_id
 from encspaces.core.invites import InviteBody, RevokeInviteBody
-from encspaces.core.membership import AddMemberBody, GenesisBody, RekeyBody, SetRoleBody
+from encspaces.core.membership import AddDeviceBody, AddMemberBody, GenesisBody, RekeyBody, SetRoleBody
 from encspaces.core.safety import safety_code
 from encspaces.core.verifier import VerifiedEntry
 from encspaces.errors import EncspacesError, EvidenceError
@@ -69,6 +69,12 @@ def _describe_other(entry: Entry) -> str:
         return f"revoked invite {short(RevokeInviteBody.decode(entry.body).invite)}"
     if kind is Kind.JOIN:
         return "joined with an invite"
+    if kind is Kind.ADD_DEVICE:
+        cert = AddDeviceBody.decode(entry.body).cert
+        return f"added device {short(cert.device)} ({cert.name or 'unnamed'}) of {short(cert.person)}"
+    if kind is Kind.REMOVE_DEVICE:
+        rekey = RekeyBody.decode(entry.body, kind.value)
+        return f"removed device {short(rekey.device or b'')}; new key, epoch {rekey.epoch}"
     return kind.value.replace("_", " ")
 
 

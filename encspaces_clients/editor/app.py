@@ -177,7 +177,7 @@ class EditorApp(App[int]):
         space = self.space
         if space.error is not None and self.failure is None:
             self.editor.fail(space.error)
-        me = space.members.get(space.identity.member_id)
+        me = space.members.get(space.person_id)
         editor = self.editor
         if self.failure is None and not editor.out_of_step:
             editor.read_only = me is None or not me.role.can_write
@@ -214,15 +214,16 @@ class EditorApp(App[int]):
 
     def _refresh_members(self) -> None:
         space = self.space
-        me = space.identity.member_id
-        peers = space.presence.peers
+        me = space.person_id
+        peers = space.presence.peers  # by device: a person is online when any of their devices is
         editor = self.editor
         text = Text()
         text.append("Members\n", style="bold")
         for mid, member in sorted(space.members.items(), key=lambda item: item[1].added_seq):
-            state = peers.get(mid)
+            live = [d.id for d in member.devices if d.id in peers]
+            state = peers[live[0]] if live else None
             online = space.connected if mid == me else state is not None
-            peer = editor.peers.get(mid)
+            peer = editor.peers.get(live[0]) if live else None
             if mid == me:
                 name, colour = self.display_name, self.colour
             else:
@@ -232,7 +233,9 @@ class EditorApp(App[int]):
             text.append(name + (" (you)" if mid == me else ""), style="bold" if mid == me else "")
             text.append(f"\n   {member.role.value}", style="dim")
             text.append(" · online" if online else " · offline", style="green" if online else "dim")
-            location = editor.peer_location(mid) if peer else None
+            if len(member.devices) > 1:
+                text.append(f" · {len(member.devices)} devices", style="dim")
+            location = editor.peer_location(live[0]) if peer else None
             if location is not None:
                 text.append(f" · L{location[0] + 1}:{location[1] + 1}", style=colour)
             text.append("\n")

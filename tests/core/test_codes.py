@@ -23,6 +23,7 @@ WIRE = {
     "malformed", "too_large", "unexpected", "timeout", "bad_auth", "bad_genesis", "wrong_relay",
     "unknown_space", "not_a_member", "rejected", "stale_epoch", "conflict", "gap", "contended",
     "bad_invite", "removed", "internal", "unavailable", "busy", "rate_limited", "create_forbidden",
+    "device_in_use",
 }
 BLOB_WIRE = {"not_a_member", "read_only", "too_large", "quota", "bad_hash", "internal"}
 
@@ -50,7 +51,8 @@ def test_the_attributes_that_the_sdk_and_relay_rely_on() -> None:
         "wrong_relay", "too_large", "bad_invite", "removed", "rate_limited", "create_forbidden"}
     # Transient: reconnect (busy and timeout later, internal and unavailable at once).
     assert {c for c in RefusalCode if c.fatal and not c.permanent} == {
-        RefusalCode.TIMEOUT, RefusalCode.BUSY, RefusalCode.INTERNAL, RefusalCode.UNAVAILABLE}
+        RefusalCode.TIMEOUT, RefusalCode.BUSY, RefusalCode.INTERNAL, RefusalCode.UNAVAILABLE,
+        RefusalCode.DEVICE_IN_USE}
 
 
 def test_close_codes_are_the_websocket_ones() -> None:

@@ -103,7 +103,7 @@ def test_signatures_are_bound_to_their_context() -> None:
         (pack({"v": 1, "sign": bytes(32)}), "box"),
         (pack({"v": 1, "sign": bytes(31), "box": bytes(32)}), "signing seed"),
         (pack({"v": 1, "sign": "x" * 32, "box": bytes(32)}), "signing seed"),
-        (pack({"v": 2, "sign": bytes(32), "box": bytes(32)}), "version 2"),
+        (pack({"v": 3, "sign": bytes(32), "box": bytes(32)}), "version 3"),
         (pack({"v": True, "sign": bytes(32), "box": bytes(32)}), "version"),
     ],
 )

@@ -87,6 +87,12 @@ class Members:
         self.relay = RelayHandle(tmp / "relay")
         self.run(self.relay.start())
         _, (self.alice, self.bob, self.carol) = self.run(make_members(self.relay.url, tmp, 3))
+        # Carol's own raw client is a second device of hers: one device key has one writing connection.
+        person = self.carol.identity.person
+        assert person is not None
+        device = encspaces.Identity.generate()
+        self.carol_device = device.with_certificate(person.certify(device.public))
+        self.run(self.carol.add_device(self.carol_device.certificate))  # type: ignore[arg-type]
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -132,7 +138,7 @@ def members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Members]:
 def test_hostile_updates_from_a_member_never_break_honest_members(members: Members, payloads: list[bytes]) -> None:
     async def example() -> None:
         carol = members.carol
-        async with RawMember(members.relay.url, carol.identity, carol.space_bytes) as raw:  # carol's own client
+        async with RawMember(members.relay.url, members.carol_device, carol.space_bytes) as raw:  # carol's own
             await carol.wait_for_seq(await raw.commit(*(raw.entry(Kind.DATA, payload) for payload in payloads)))
         carol.map("marker")["n"] = carol.seq  # an honest edit after them must still apply everywhere
         await members.settle_and_check()

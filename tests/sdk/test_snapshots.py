@@ -88,7 +88,12 @@ async def test_a_lying_snapshot_is_never_used_and_its_liar_is_named(relay: Relay
         forged.apply_update(honest.doc.get_update())
         forged.get("map:m", type=pycrdt.Map)["price"] = 1_000_000  # self-consistent: it hashes to its claim
         lie = SnapshotPayload(forged.get_update(), content_hash(forged)).encode()
-        async with RawMember(relay.url, liar.identity, liar.space_bytes) as raw:  # the liar's own client
+        # The liar's own client: a second device of the liar's (one device key has one writing connection).
+        assert liar.identity.person is not None
+        liar_device = encspaces.Identity.generate()
+        liar_device = liar_device.with_certificate(liar.identity.person.certify(liar_device.public))
+        await liar.add_device(liar_device.certificate)  # type: ignore[arg-type]
+        async with RawMember(relay.url, liar_device, liar.space_bytes) as raw:
             snapshot_seq = await raw.commit(
                 raw.entry(Kind.SNAPSHOT, lie, parent_seq=base, parent_hash=liar.state.heads[base]))
         await liar.wait_for_seq(snapshot_seq)
@@ -100,7 +105,7 @@ async def test_a_lying_snapshot_is_never_used_and_its_liar_is_named(relay: Relay
         assert room.state.agreed_snapshot() is None
         for m in (honest, other):
             await m.wait_for_seq(room.state.seq)
-            assert [b.author for b in m.snapshots.bad] == [liar.identity.member_id]
+            assert [b.author for b in m.snapshots.bad] == [liar_device.member_id]
             assert "differs from the document this device held" in str(m.snapshots.bad[0])
             assert m.error is None  # a member's lie is not the relay's fault
 
@@ -112,9 +117,9 @@ async def test_a_lying_snapshot_is_never_used_and_its_liar_is_named(relay: Relay
             assert state(fresh) == state(honest)
             assert fresh.error is None
             blamed = fresh.snapshots.bad[0]
-            assert blamed.author == liar.identity.member_id and not blamed.attester
+            assert blamed.author == liar_device.member_id and not blamed.attester
             evidence = Entry.decode(blamed.evidence[0])  # the liar's signed snapshot itself
-            assert evidence.header.kind is Kind.SNAPSHOT and evidence.author_id == liar.identity.member_id
+            assert evidence.header.kind is Kind.SNAPSHOT and evidence.author_id == liar_device.member_id
             evidence.check_signature()
             fresh.map("m")["price"] = 101  # its edits are not left pending
             await fresh.sync()
