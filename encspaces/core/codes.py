@@ -3,8 +3,9 @@
 An ``error`` message carries a ``RefusalCode`` (docs/PROTOCOL.md, "Refusals"); a ``blob_refused``
 message a ``BlobCode`` (section 16); a ``proof_refused`` message a ``ProofCode`` (section 18).
 All are ``StrEnum``: a member *is* its wire string, so ``pack`` writes the same bytes as the
-plain string and a code received from the relay (a ``str``) compares equal to its member. A relay may send a code this list does not know (a newer relay,
-or a lying one): the client treats an unknown code as transient, as it always did.
+plain string and a code received from the relay (a ``str``) compares equal to its member. A
+relay may send a code this list does not know (a newer relay, or a lying one): the client
+treats an unknown code as transient, as it always did.
 
 For each refusal code:
 
