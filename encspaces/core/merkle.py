@@ -400,6 +400,10 @@ class Frontier:
     def root(self) -> bytes:
         return _fold([h for _, h in self._peaks]) if self._peaks else EMPTY_ROOT
 
+    def copy(self) -> Frontier:
+        """An independent frontier of the same tree (``O(log n)``): to keep, or to put back."""
+        return Frontier(self.size, [h for _, h in self._peaks])
+
 
 class MerkleTree:
     """An append-only RFC 6962 tree over a :class:`NodeStore`."""

@@ -1,0 +1,293 @@
+"""The relay's witnessed log end to end: its tree in the store, signed checkpoints, proofs over
+the websocket, and submission to a real ``encspaces-witness`` (in-process, over HTTP).
+
+Nothing here asserts timing: a short ``checkpoint_interval`` only makes the background rounds
+come quickly, and every wait is bounded by relay_kit's hang guard.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+import pytest
+from aiohttp import web
+from relay_kit import Member, SpaceBuilder, join, url_of, wait_until
+from test_relay_postgres import pg_dsn  # noqa: F401  (the fixture: a fresh PostgreSQL schema)
+
+from encspaces.core import crypto, merkle, note
+from encspaces.core.codes import ProofCode
+from encspaces.core.entry import Entry
+from encspaces.core.head import next_head
+from encspaces.core.log_state import space_id_of
+from encspaces.core.membership import genesis_body
+from encspaces.core.messages import (
+    CheckpointNote,
+    CheckpointReq,
+    Consistency,
+    ConsistencyReq,
+    Inclusion,
+    InclusionReq,
+    Message,
+    ProofRefused,
+)
+from encspaces.core.witness_policy import Witness as PolicyWitness
+from encspaces.core.witness_policy import WitnessPolicy
+from encspaces_relay.config import RelayConfig
+from encspaces_relay.server import RelayServer
+from encspaces_relay.store import DB_FILE
+from encspaces_relay.tree import expected_nodes
+from encspaces_witness.core import Witness
+from encspaces_witness.server import start as start_witness
+from encspaces_witness.store import DB_FILE as WITNESS_DB
+from encspaces_witness.store import SqliteWitnessStore, load_or_create_key
+
+INTERVAL = 0.02
+
+
+class WitnessedSpace(SpaceBuilder):
+    """A SpaceBuilder whose genesis names witnesses."""
+
+    def __init__(self, relay_key: bytes, policy: WitnessPolicy) -> None:
+        super().__init__(relay_key)
+        from encspaces.core.entry import Kind, build_entry
+
+        self.genesis = build_entry(
+            self.creator, space=b"", author_seq=1, epoch=1, kind=Kind.GENESIS, parent_seq=0,
+            parent_hash=crypto.ZERO_HASH, payload=genesis_body(self.creator.public, relay_key, self.epoch_key, policy),
+            epoch_key=None,
+        )
+        self.space = space_id_of(self.genesis.raw)
+        self.h1 = next_head(crypto.ZERO_HASH, 1, self.genesis.digest())
+
+
+@dataclass
+class RunningWitness:
+    """An encspaces-witness serving HTTP on 127.0.0.1, its state in ``data_dir``."""
+
+    data_dir: Path
+    relay_key: bytes
+    port: int = 0
+    runner: web.AppRunner | None = None
+    store: SqliteWitnessStore | None = None
+
+    async def start(self) -> None:
+        key = load_or_create_key(self.data_dir)
+        self.store = SqliteWitnessStore(self.data_dir / WITNESS_DB)
+        witness = Witness(note.CosignatureSigner("witness.test/w1", key), [self.relay_key], self.store)
+        self.runner, self.port = await start_witness(witness, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    @property
+    def policy_witness(self) -> PolicyWitness:
+        key = load_or_create_key(self.data_dir)
+        return PolicyWitness("witness.test/w1", bytes(key.verify_key), f"http://127.0.0.1:{self.port}")
+
+
+KEY = nacl.signing.SigningKey.generate()
+
+
+@pytest.fixture
+async def witness(tmp_path: Path) -> AsyncIterator[RunningWitness]:
+    w = RunningWitness(tmp_path / "witness", bytes(KEY.verify_key))
+    w.data_dir.mkdir()
+    await w.start()
+    try:
+        yield w
+    finally:
+        await w.stop()
+
+
+async def _relay(tmp_path: Path, name: str = "relay", **overrides: Any) -> RelayServer:
+    config = RelayConfig(data_dir=tmp_path / name, port=0, checkpoint_interval=INTERVAL, **overrides)
+    server = RelayServer(config, signing_key=KEY)
+    await server.start()
+    return server
+
+
+def _leaves(member: Member, builder: SpaceBuilder) -> merkle.MerkleTree:
+    """The tree of what a member verified, built from the entries' digests (as a client would)."""
+    tree = merkle.MerkleTree()
+    if not member.frames or member.frames[0].first_seq != 1:
+        tree.append(merkle.entry_leaf(builder.genesis.digest()))
+    for frame in member.frames:
+        for raw in frame.entries:
+            tree.append(merkle.entry_leaf(Entry.decode(raw).digest()))
+    return tree
+
+
+def _size(n: int) -> Any:
+    """A check for ``_until``: a checkpoint message of tree size ``n``."""
+    return lambda m: note.SignedCheckpoint.parse(m.note).checkpoint.size == n
+
+
+async def _until(member: Member, want: type[Message], check: Any = lambda m: True) -> Any:
+    while True:
+        message = await member.recv()
+        if isinstance(message, want) and check(message):
+            return message
+
+
+def _verified(data: bytes, builder: SpaceBuilder, witness: PolicyWitness | None = None) -> note.SignedCheckpoint:
+    signed = note.SignedCheckpoint.parse(data)
+    verifiers: list[note.Verifier] = [note.Ed25519Verifier(note.space_origin(builder.space), bytes(KEY.verify_key))]
+    names = {v.name for v, _ in signed.verify(verifiers + ([witness.verifier()] if witness else []))}
+    if witness is not None:
+        assert witness.name in names
+    return signed
+
+
+async def _write(member: Member, builder: SpaceBuilder, n: int) -> None:
+    for i in range(n):
+        ack = await member.submit([builder.data(builder.creator, f"edit {i}".encode())])
+    await member.sync_to(ack.results[-1][1])  # the frames of them all, verified
+
+
+async def test_a_cosigned_checkpoint_reaches_a_connected_client(tmp_path: Path, witness: RunningWitness) -> None:
+    w = witness.policy_witness
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+    relay = await _relay(tmp_path)
+    try:
+        alice = await join(url_of(relay), builder, builder.creator, create=True)
+        await _write(alice, builder, 20)
+        pushed = await _until(alice, CheckpointNote, _size(21))
+        assert pushed.id is None
+        signed = _verified(pushed.note, builder, w)
+        mine = _leaves(alice, builder)
+        assert signed.checkpoint.origin == note.space_origin(builder.space)
+        assert signed.checkpoint.root == mine.root(21)
+        # The witness serves the same checkpoint to anyone who asks, with its cosignature.
+        assert witness.store is not None
+        stored = witness.store.latest(note.space_origin(builder.space))
+        assert stored is not None and stored.size == 21
+        # A second connection gets it in its welcome.
+        again = await join(url_of(relay), builder, builder.creator)
+        assert again.welcome.checkpoint is not None
+        assert _verified(again.welcome.checkpoint, builder, w).checkpoint.size == 21
+        # Growth: the witness is handed a consistency proof from 21 and cosigns the next size too.
+        await _write(alice, builder, 5)
+        later = await _until(alice, CheckpointNote, _size(26))
+        assert _verified(later.note, builder, w).checkpoint.root == _leaves(alice, builder).root(26)
+    finally:
+        await relay.stop()
+
+
+async def test_proofs_over_the_websocket(tmp_path: Path) -> None:
+    builder = SpaceBuilder(bytes(KEY.verify_key))
+    relay = await _relay(tmp_path)
+    try:
+        alice = await join(url_of(relay), builder, builder.creator, create=True)
+        await _write(alice, builder, 40)
+        mine = _leaves(alice, builder)
+        assert mine.size == 41
+        send = alice.client.send
+        await send(ConsistencyReq(1, 7, 41).encode())
+        answer = await _until(alice, Consistency)
+        assert (answer.id, answer.first, answer.second) == (1, 7, 41)
+        merkle.verify_consistency(7, 41, mine.root(7), mine.root(41), answer.proof)
+        await send(InclusionReq(2, 33, 41).encode())
+        inclusion = await _until(alice, Inclusion)
+        merkle.verify_inclusion(32, 41, mine.leaf_hash_at(32), inclusion.proof, mine.root(41))
+        await send(ConsistencyReq(3, 7, 42).encode())
+        refused = await _until(alice, ProofRefused)
+        assert (refused.id, refused.code) == (3, ProofCode.BEYOND_HEAD) and "past the log's 41" in refused.message
+        await send(InclusionReq(4, 30, 20).encode())
+        assert (await _until(alice, ProofRefused)).code == ProofCode.BAD_RANGE
+        await send(ConsistencyReq(5, 30, 20).encode())
+        assert (await _until(alice, ProofRefused)).code == ProofCode.BAD_RANGE
+        await send(CheckpointReq(6).encode())
+        checkpoint = await _until(alice, CheckpointNote)
+        assert checkpoint.id == 6
+        signed = _verified(checkpoint.note, builder)
+        assert signed.checkpoint.root == mine.root(signed.checkpoint.size)
+        # The connection is still live: a refused proof request is not a refused connection.
+        assert (await alice.submit([builder.data(builder.creator)])).results[0][1] == 42
+    finally:
+        await relay.stop()
+
+
+async def test_a_witness_that_is_down_delays_only_witnessing(tmp_path: Path, witness: RunningWitness) -> None:
+    w = witness.policy_witness
+    await witness.stop()  # down from the start; its port is known
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+    relay = await _relay(tmp_path)
+    try:
+        alice = await join(url_of(relay), builder, builder.creator, create=True)
+        await _write(alice, builder, 10)  # every edit acked while the witness is unreachable
+        failures = relay.metrics.witness_submissions.labels("unreachable")
+        await wait_until(lambda: failures._value.get() >= 2, "two failed submissions")
+        assert not any(isinstance(m, CheckpointNote) for m in alice.client.inbox)
+        await witness.start()  # back, on the same port
+        pushed = await _until(alice, CheckpointNote)
+        assert _verified(pushed.note, builder, w).checkpoint.size == 11
+    finally:
+        await relay.stop()
+
+
+async def test_a_restarted_relay_keeps_its_tree_and_cosigned_checkpoint(
+        tmp_path: Path, witness: RunningWitness) -> None:
+    w = witness.policy_witness
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+    relay = await _relay(tmp_path)
+    alice = await join(url_of(relay), builder, builder.creator, create=True)
+    await _write(alice, builder, 40)
+    await _until(alice, CheckpointNote, _size(41))
+    mine = _leaves(alice, builder)
+    await relay.stop()
+    # An old data dir: the tree's rows are gone, as before the relay kept them.
+    with sqlite3.connect(tmp_path / "relay" / DB_FILE) as db:
+        db.execute("DELETE FROM tree_nodes")
+    relay = await _relay(tmp_path)
+    try:
+        bob = await join(url_of(relay), builder, builder.creator, verifier=alice.verifier)
+        assert bob.welcome.checkpoint is not None
+        assert _verified(bob.welcome.checkpoint, builder, w).checkpoint.size == 41  # stored with its cosignature
+        await bob.client.send(ConsistencyReq(1, 17, 41).encode())
+        proof = await _until(bob, Consistency)
+        merkle.verify_consistency(17, 41, mine.root(17), mine.root(41), proof.proof)
+        with sqlite3.connect(tmp_path / "relay" / DB_FILE) as db:
+            assert db.execute("SELECT count(*) FROM tree_nodes").fetchone()[0] == expected_nodes(41)
+        await _write(bob, builder, 3)
+        later = await _until(bob, CheckpointNote, _size(44))
+        _verified(later.note, builder, w)  # the witness accepted the restarted relay's proof from 41
+    finally:
+        await relay.stop()
+
+
+async def test_the_postgresql_store_keeps_the_tree_and_checkpoints(
+        tmp_path: Path, pg_dsn: str, witness: RunningWitness) -> None:  # noqa: F811
+    w = witness.policy_witness
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+    relay = await _relay(tmp_path, store=pg_dsn)
+    alice = await join(url_of(relay), builder, builder.creator, create=True)
+    await _write(alice, builder, 35)
+    await _until(alice, CheckpointNote, _size(36))
+    mine = _leaves(alice, builder)
+    await relay.stop()
+    relay = await _relay(tmp_path, "relay2", store=pg_dsn)
+    try:
+        bob = await join(url_of(relay), builder, builder.creator, verifier=alice.verifier)
+        assert bob.welcome.checkpoint is not None
+        assert _verified(bob.welcome.checkpoint, builder, w).checkpoint.size == 36
+        for first in (1, 16, 35):
+            await bob.client.send(ConsistencyReq(first, first, 36).encode())
+            proof = await _until(bob, Consistency)
+            merkle.verify_consistency(first, 36, mine.root(first), mine.root(36), proof.proof)
+        await bob.client.send(InclusionReq(9, 17, 36).encode())
+        inclusion = await _until(bob, Inclusion)
+        merkle.verify_inclusion(16, 36, mine.leaf_hash_at(16), inclusion.proof, mine.root(36))
+    finally:
+        await relay.stop()
+
+
