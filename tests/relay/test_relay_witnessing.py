@@ -8,6 +8,7 @@ come quickly, and every wait is bounded by relay_kit's hang guard.
 from __future__ import annotations
 
 import sqlite3
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ class RunningWitness:
 
     data_dir: Path
     relay_key: bytes
+    name: str = "witness.test/w1"
     port: int = 0
     runner: web.AppRunner | None = None
     store: SqliteWitnessStore | None = None
@@ -78,7 +80,7 @@ class RunningWitness:
     async def start(self) -> None:
         key = load_or_create_key(self.data_dir)
         self.store = SqliteWitnessStore(self.data_dir / WITNESS_DB)
-        witness = Witness(note.CosignatureSigner("witness.test/w1", key), [self.relay_key], self.store)
+        witness = Witness(note.CosignatureSigner(self.name, key), [self.relay_key], self.store)
         self.runner, self.port = await start_witness(witness, "127.0.0.1", self.port)
 
     async def stop(self) -> None:
@@ -92,7 +94,7 @@ class RunningWitness:
     @property
     def policy_witness(self) -> PolicyWitness:
         key = load_or_create_key(self.data_dir)
-        return PolicyWitness("witness.test/w1", bytes(key.verify_key), f"http://127.0.0.1:{self.port}")
+        return PolicyWitness(self.name, bytes(key.verify_key), f"http://127.0.0.1:{self.port}")
 
 
 KEY = nacl.signing.SigningKey.generate()
@@ -291,3 +293,99 @@ async def test_the_postgresql_store_keeps_the_tree_and_checkpoints(
         await relay.stop()
 
 
+
+
+async def test_a_witness_that_never_answers_does_not_hold_up_edits(tmp_path: Path) -> None:
+    # Accepts the connection, reads the request, never answers: the submission hangs for
+    # witness_timeout (an hour here) and every edit is still acked.
+    held = asyncio.Event()
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        held.set()
+        await asyncio.Event().wait()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    w = PolicyWitness("silent", bytes(nacl.signing.SigningKey.generate().verify_key), f"http://127.0.0.1:{port}")
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+    relay = await _relay(tmp_path, witness_timeout=3600.0)
+    try:
+        alice = await join(url_of(relay), builder, builder.creator, create=True)
+        await asyncio.wait_for(held.wait(), 15)  # a submission is in flight, and stays so
+        await _write(alice, builder, 30)
+        assert alice.seq == 31
+        assert relay.metrics.witness_submissions.labels("cosigned")._value.get() == 0
+    finally:
+        await relay.stop()
+        server.close()
+
+
+async def test_a_policy_change_is_submitted_to_the_old_and_the_new_witnesses(tmp_path: Path) -> None:
+    first = RunningWitness(tmp_path / "w1", bytes(KEY.verify_key))
+    second = RunningWitness(tmp_path / "w2", bytes(KEY.verify_key), "witness.test/w2")
+    for w in (first, second):
+        w.data_dir.mkdir()
+        await w.start()
+    old = first.policy_witness
+    new = second.policy_witness
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((old,), 1))
+    relay = await _relay(tmp_path)
+    try:
+        alice = await join(url_of(relay), builder, builder.creator, create=True)
+        from encspaces.core.entry import Kind
+
+        change = builder._entry(builder.creator, Kind.WITNESSES, WitnessPolicy((new,), 1).encode_body())
+        await alice.submit([change])
+        await alice.sync_to(2)
+        await _write(alice, builder, 2)
+
+        def both(m: CheckpointNote) -> bool:
+            signed = note.SignedCheckpoint.parse(m.note)
+            return signed.checkpoint.size == 4 and len(signed.note.signatures) == 3
+
+        pushed = await _until(alice, CheckpointNote, both)
+        _verified(pushed.note, builder, old)
+        _verified(pushed.note, builder, new)
+    finally:
+        await relay.stop()
+        await first.stop()
+        await second.stop()
+
+
+async def test_a_relay_that_lost_its_checkpoints_learns_the_witness_size_from_its_409(
+        tmp_path: Path, witness: RunningWitness) -> None:
+    w = witness.policy_witness
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+    relay = await _relay(tmp_path)
+    alice = await join(url_of(relay), builder, builder.creator, create=True)
+    await _write(alice, builder, 9)
+    await _until(alice, CheckpointNote, _size(10))
+    await relay.stop()
+    with sqlite3.connect(tmp_path / "relay" / DB_FILE) as db:
+        db.execute("DELETE FROM checkpoints")
+    relay = await _relay(tmp_path)
+    try:
+        bob = await join(url_of(relay), builder, builder.creator, verifier=alice.verifier)
+        await _write(bob, builder, 2)
+        pushed = await _until(bob, CheckpointNote, _size(12))  # proved from 10, the size the 409 named
+        _verified(pushed.note, builder, w)
+        assert witness.store is not None and witness.store.evidence(note.space_origin(builder.space)) == []
+    finally:
+        await relay.stop()
+
+
+async def test_the_witness_daemon_as_a_process(tmp_path: Path) -> None:
+    from encspaces.core.identity import member_id
+    from encspaces_witness.process import WitnessProcess
+
+    async with WitnessProcess(tmp_path / "witness", [member_id(bytes(KEY.verify_key))]) as process:
+        w = PolicyWitness.from_vkey(process.vkey, process.url)
+        builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+        relay = await _relay(tmp_path)
+        try:
+            alice = await join(url_of(relay), builder, builder.creator, create=True)
+            await _write(alice, builder, 3)
+            _verified((await _until(alice, CheckpointNote, _size(4))).note, builder, w)
+        finally:
+            await relay.stop()
