@@ -7,8 +7,8 @@ come quickly, and every wait is bounded by relay_kit's hang guard.
 
 from __future__ import annotations
 
-import sqlite3
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
