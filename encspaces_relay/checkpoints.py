@@ -10,7 +10,8 @@ of an edit:
   the relay's Ed25519 key; encspaces.core.note). Cheap: the root comes from the in-memory
   frontier, one signature per round.
 - **Witnessing.** For a space whose policy names witnesses (the current one, and the one
-  before it, so a policy change is itself witnessed under the old policy), each witness that
+  before it until its witnesses have cosigned past the change, so a policy change is itself
+  witnessed under the old policy), each witness that
   has not cosigned this size gets ``POST /add-checkpoint`` with a consistency proof from the
   size it last cosigned (learnt from its cosignatures, or from its 409 answer, which is
   retried once at once). Cosignatures are checked against the witness's key from the policy,
@@ -64,11 +65,19 @@ class CheckpointHost(Protocol):
         ...
 
 
-def witnesses_of(state: LogState) -> list[Witness]:
-    """Whom to submit to: the witnesses of the current policy and of the one before it."""
+def witnesses_of(state: LogState, cosigned: dict[str, int] | None = None) -> list[Witness]:
+    """Whom to submit to: the witnesses of the current policy, and those of the policy before
+    it until each has cosigned a checkpoint covering the entry that replaced it (``cosigned``:
+    witness name -> the size it last cosigned)."""
+    history = state.witness_policies
     found: dict[str, Witness] = {}
-    for _, policy in state.witness_policies[-2:]:
-        for w in policy.witnesses:
+    if len(history) >= 2:
+        changed_at = history[-1][0]
+        for w in history[-2][1].witnesses:
+            if cosigned is None or cosigned.get(w.name, 0) < changed_at:
+                found[w.name] = w
+    if history:
+        for w in history[-1][1].witnesses:
             found[w.name] = w
     return list(found.values())
 
@@ -160,7 +169,7 @@ class Checkpointer:
         if self.latest is None:
             return None
         size = self.latest.checkpoint.size
-        owed = [self._retry_at.get(w.name, 0.0) for w in witnesses_of(self.room.state)
+        owed = [self._retry_at.get(w.name, 0.0) for w in witnesses_of(self.room.state, self._sizes)
                 if self._sizes.get(w.name) != size]
         if not owed:
             return None
@@ -178,7 +187,7 @@ class Checkpointer:
         signed = self.latest
         size = signed.checkpoint.size
         now = self._clock()
-        due = [w for w in witnesses_of(self.room.state)
+        due = [w for w in witnesses_of(self.room.state, self._sizes)
                if self._sizes.get(w.name) != size and self._retry_at.get(w.name, 0.0) <= now]
         if not due:
             return

@@ -89,3 +89,18 @@ def test_the_load_builds_the_same_nodes_as_the_commits() -> None:
         builder.add(rows.digests[seq])
     assert dict(builder.nodes) == rows.nodes
     assert builder.done().durable == tree.durable
+
+
+def test_old_witnesses_are_asked_until_they_cosigned_past_the_change() -> None:
+    from encspaces.core.log_state import LogState
+    from encspaces.core.witness_policy import Witness, WitnessPolicy
+    from encspaces_relay.checkpoints import witnesses_of
+
+    a, b, c = (Witness(n, bytes([i]) * 32, "http://w") for i, n in enumerate("abc", start=1))
+    state = LogState(bytes(32))
+    state.witness_policies = [(1, WitnessPolicy((a, b), 1)), (7, WitnessPolicy((c,), 1))]
+    assert {w.name for w in witnesses_of(state, {})} == {"a", "b", "c"}
+    assert {w.name for w in witnesses_of(state, {"a": 7, "b": 6})} == {"b", "c"}
+    state.witness_policies = [(1, WitnessPolicy((a,), 1)), (9, WitnessPolicy.NONE)]
+    assert {w.name for w in witnesses_of(state, {"a": 9})} == set()
+    assert witnesses_of(LogState(bytes(32)), {}) == []
