@@ -397,3 +397,34 @@ async def test_the_witness_daemon_as_a_process(tmp_path: Path) -> None:
             _verified((await _until(alice, CheckpointNote, _size(4))).note, builder, w)
         finally:
             await relay.stop()
+
+
+async def test_migrate_to_postgresql_keeps_the_tree_and_the_cosigned_checkpoint(
+        tmp_path: Path, pg_dsn: str, witness: RunningWitness) -> None:  # noqa: F811
+    from encspaces_relay.migrate import migrate
+
+    w = witness.policy_witness
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+    relay = await _relay(tmp_path)
+    alice = await join(url_of(relay), builder, builder.creator, create=True)
+    await _write(alice, builder, 40)
+    await _until(alice, CheckpointNote, _size(41))
+    mine = _leaves(alice, builder)
+    await relay.stop()
+    (tmp_path / "relay" / "relay.key").write_bytes(bytes(KEY))  # migrate checks heads against the data dir's key
+    report = await migrate(tmp_path / "relay", pg_dsn)
+    assert report.problems == [] and report.entries == 41
+    relay = await _relay(tmp_path, "relay2", store=pg_dsn)
+    try:
+        from encspaces_relay.pg_store import PgStore
+
+        assert isinstance(relay.store, PgStore)
+        async with relay.store.connection() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM tree_nodes") == expected_nodes(41)
+        bob = await join(url_of(relay), builder, builder.creator, verifier=alice.verifier)
+        assert bob.welcome.checkpoint is not None
+        assert _verified(bob.welcome.checkpoint, builder, w).checkpoint.size == 41
+        await bob.client.send(ConsistencyReq(1, 5, 41).encode())
+        merkle.verify_consistency(5, 41, mine.root(5), mine.root(41), (await _until(bob, Consistency)).proof)
+    finally:
+        await relay.stop()
