@@ -30,6 +30,12 @@ class WitnessProcess:
         self.url = ""
         self._proc: asyncio.subprocess.Process | None = None
 
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("the witness is not running")
+        return self._proc.pid
+
     async def start(self, timeout: float = 30.0) -> str:
         """Start it and return its URL once it listens; a restart keeps the port."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
