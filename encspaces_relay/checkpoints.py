@@ -128,7 +128,8 @@ class Checkpointer:
         return None if best is None else best.encode()
 
     def sign_now(self) -> bytes:
-        """A checkpoint of the durable tree, signed now if none is: for a request before the first round."""
+        """What a client is given now (``current``), signing one of the durable tree first if
+        the newest signed is older: a welcome before the first round still carries one."""
         if self.latest is None or self.latest.checkpoint.size != self.room.tree.durable[0]:
             self.latest = self._sign()
         found = self.current()
