@@ -428,3 +428,31 @@ async def test_migrate_to_postgresql_keeps_the_tree_and_the_cosigned_checkpoint(
         merkle.verify_consistency(5, 41, mine.root(5), mine.root(41), (await _until(bob, Consistency)).proof)
     finally:
         await relay.stop()
+
+
+async def test_what_the_relay_serves_verifies_with_tlog_scales(tmp_path: Path, witness: RunningWitness) -> None:
+    """The relay's cosigned checkpoint and its proofs, checked by an independent implementation
+    (tlog-scales, from PyPI): C2SP note, Ed25519 signature, cosignature, RFC 9162 proofs."""
+    from tlog_scales.signing import Vkey
+    from tlog_scales.tlog import Checkpoint as TsCheckpoint
+    from tlog_scales.tlog import ConsistencyProof, InclusionProof
+
+    w = witness.policy_witness
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+    relay = await _relay(tmp_path)
+    try:
+        alice = await join(url_of(relay), builder, builder.creator, create=True)
+        await _write(alice, builder, 36)
+        pushed = await _until(alice, CheckpointNote, _size(37))
+        mine = _leaves(alice, builder)
+        parsed = TsCheckpoint.from_text(pushed.note.decode())
+        assert (parsed.origin, parsed.size, parsed.root_hash) == (note.space_origin(builder.space), 37, mine.root())
+        relay_vkey = note.Ed25519Verifier(note.space_origin(builder.space), bytes(KEY.verify_key)).vkey()
+        parsed.verify(Vkey.from_string(relay_vkey))
+        parsed.verify(Vkey.from_string(w.vkey))
+        await alice.client.send(ConsistencyReq(1, 11, 37).encode())
+        ConsistencyProof(11, 37, (await _until(alice, Consistency)).proof).check(mine.root(11), mine.root(37))
+        await alice.client.send(InclusionReq(2, 20, 37).encode())
+        InclusionProof(19, 37, (await _until(alice, Inclusion)).proof).check(mine.leaf_hash_at(19), mine.root(37))
+    finally:
+        await relay.stop()
