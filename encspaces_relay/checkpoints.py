@@ -130,7 +130,7 @@ class Checkpointer:
     def sign_now(self) -> bytes:
         """What a client is given now (``current``), signing one of the durable tree first if
         the newest signed is older: a welcome before the first round still carries one."""
-        if self.latest is None or self.latest.checkpoint.size != self.room.tree.durable[0]:
+        if self.latest is None or self.latest.checkpoint.size != self.room.tree.durable_size:
             self.latest = self._sign()
         found = self.current()
         assert found is not None
@@ -183,7 +183,7 @@ class Checkpointer:
         return signed
 
     async def _round(self) -> None:
-        if self.latest is None or self.latest.checkpoint.size != self.room.tree.durable[0]:
+        if self.latest is None or self.latest.checkpoint.size != self.room.tree.durable_size:
             self.latest = self._sign()
         signed = self.latest
         size = signed.checkpoint.size

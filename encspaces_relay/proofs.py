@@ -60,7 +60,7 @@ async def answer_proof(host: ProofHost, room: Room, request: CheckpointReq | Con
 
 
 async def _proof(room: Room, request: ConsistencyReq | InclusionReq) -> ProofReply:
-    durable = room.tree.durable[0]
+    durable = room.tree.durable_size
     if isinstance(request, ConsistencyReq):
         first, second = request.first, request.second
         if second > durable:

@@ -336,12 +336,11 @@ class Room:
             frames = self._frames(first_seq, rows)
             if rows:
                 started = time.perf_counter()
-                before = self.tree.copy()
                 nodes = self.tree.extend(row.digest for row in rows)  # O(1) amortised per entry
                 try:
                     await self.store.append(self.space, rows, frames[-1][2], nodes)
                 except HeadMovedError as exc:
-                    self.tree.restore(before)
+                    self.tree.rollback()
                     answered = len(batch)  # after_conflict answers every submission
                     await after_conflict(self, batch, exc, attempt, members_before)
                     return

@@ -76,10 +76,14 @@ async def test_sizes_past_the_durable_log_are_refused() -> None:
 
 def test_a_failed_commit_puts_the_frontier_back() -> None:
     tree, _, reference = _grow(17)
-    before = tree.copy()
     tree.extend([bytes(32)] * 5)
-    tree.restore(before)
+    assert tree.durable == (17, reference.root())  # not durable yet
+    tree.rollback()
     assert (tree.size, tree.frontier.root()) == (17, reference.root())
+    tree.extend([bytes(32)])
+    tree.mark_durable()
+    reference.append_hash(leaf_of(bytes(32)))
+    assert tree.durable == (18, reference.root())
 
 
 def test_the_load_builds_the_same_nodes_as_the_commits() -> None:
