@@ -24,6 +24,7 @@ from encspaces.core import crypto, merkle, note
 from encspaces.core.codes import ProofCode
 from encspaces.core.entry import Entry
 from encspaces.core.head import next_head
+from encspaces.core.identity import Identity
 from encspaces.core.log_state import space_id_of
 from encspaces.core.membership import genesis_body
 from encspaces.core.messages import (
@@ -456,3 +457,44 @@ async def test_what_the_relay_serves_verifies_with_tlog_scales(tmp_path: Path, w
         InclusionProof(19, 37, (await _until(alice, Inclusion)).proof).check(mine.leaf_hash_at(19), mine.root(37))
     finally:
         await relay.stop()
+
+
+async def test_two_relays_on_one_database_keep_one_tree(tmp_path: Path, pg_dsn: str) -> None:  # noqa: F811
+    builder = SpaceBuilder(bytes(KEY.verify_key))
+    bob_id = Identity.generate()
+    a = await _relay(tmp_path, "a", store=pg_dsn)
+    b = await _relay(tmp_path, "b", store=pg_dsn)
+    try:
+        alice = await join(url_of(a), builder, builder.creator, create=True)
+        await alice.submit([builder.add_member(bob_id)])
+        bob = await join(url_of(b), builder, bob_id)
+        # Both relays commit to the space at once: the database refuses one of each pair of
+        # commits, that relay rolls its tree back and sequences again on top of the other's.
+        async def write(m: Member) -> None:
+            for i in range(12):
+                entry = builder.data(m.identity, f"{i}".encode())
+                while True:  # beaten three times in a row by the other relay: resubmit, as a client does
+                    await m.send_submit([entry])
+                    try:
+                        await m.next_ack()
+                        break
+                    except AssertionError as exc:
+                        if "contended" not in str(exc):
+                            raise
+
+        await asyncio.gather(write(alice), write(bob))
+        # Without a bus, a relay reads the other's commits when a connection opens the space.
+        readers = [await join(url_of(relay), builder, builder.creator) for relay in (a, b)]
+        size = 2 + 2 * 12
+        assert [r.seq for r in readers] == [size, size]
+        mine = _leaves(readers[0], builder)
+        assert mine.root() == _leaves(readers[1], builder).root()
+        for i, m in enumerate(readers):
+            await m.client.send(ConsistencyReq(i, 3, size).encode())
+            merkle.verify_consistency(3, size, mine.root(3), mine.root(), (await _until(m, Consistency)).proof)
+            await m.client.send(CheckpointReq(9).encode())
+            signed = _verified((await _until(m, CheckpointNote, lambda c: c.id == 9)).note, builder)
+            assert signed.checkpoint.root == mine.root(signed.checkpoint.size)
+    finally:
+        await a.stop()
+        await b.stop()
