@@ -63,7 +63,7 @@ async def type_for(space: encspaces.Space, seconds: float, rate: float, latencie
 
 
 async def run(seconds: float, writers: int, rate: float, rounds: int, workdir: Path) -> None:
-    async with RelayProcess(workdir / "relay") as relay:
+    async with RelayProcess(workdir / "relay", extra_args=["--allow-private-witnesses"]) as relay:
         witnesses = [WitnessProcess(workdir / f"w{i}", [relay.public_key], name=f"bench-witness-{i}")
                      for i in range(3)]
         for w in witnesses:

@@ -93,7 +93,7 @@ async def show_witnessed(witness: WitnessProcess, relay: RelayProcess, space: en
 
 async def main() -> int:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    async with RelayProcess(DEMO_DIR / "relay") as relay, \
+    async with RelayProcess(DEMO_DIR / "relay", extra_args=["--allow-private-witnesses"]) as relay, \
             WitnessProcess(DEMO_DIR / "witness", [relay.public_key]) as witness:
         print(f"relay running at {relay.url} (public key {relay.public_key})")
         print(f"witness running at {witness.url} (key {witness.vkey})\n")

@@ -135,8 +135,10 @@ class Room:
             tree.extend(self._digests(1, state.seq))
             tree.mark_durable()
         self.tree = tree
-        self.checkpointer = Checkpointer(self, host.signing_key, host.metrics, interval=host.config.checkpoint_interval,
-                                         timeout=host.config.witness_timeout, stored=checkpoint)
+        config = host.config
+        self.checkpointer = Checkpointer(self, host.signing_key, host.metrics, interval=config.checkpoint_interval,
+                                         timeout=config.witness_timeout, stored=checkpoint,
+                                         allow_private=config.allow_private_witnesses)
         self._task = asyncio.create_task(self._run(), name=f"committer {self.label}")
 
     @property

@@ -113,7 +113,8 @@ async def witness(tmp_path: Path) -> AsyncIterator[RunningWitness]:
 
 
 async def _relay(tmp_path: Path, name: str = "relay", **overrides: Any) -> RelayServer:
-    config = RelayConfig(data_dir=tmp_path / name, port=0, checkpoint_interval=INTERVAL, **overrides)
+    config = RelayConfig(data_dir=tmp_path / name, port=0, checkpoint_interval=INTERVAL, allow_private_witnesses=True,
+                         **overrides)
     server = RelayServer(config, signing_key=KEY)
     await server.start()
     return server

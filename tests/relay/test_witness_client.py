@@ -9,7 +9,7 @@ import nacl.signing
 import pytest
 
 from encspaces.core import note
-from encspaces_relay.witness_client import WitnessUnreachableError, add_checkpoint
+from encspaces_relay.witness_client import WitnessAddressError, WitnessUnreachableError, add_checkpoint
 
 SIGNER = note.Ed25519Signer(note.space_origin(bytes(32)), nacl.signing.SigningKey.generate())
 CHECKPOINT = note.SignedCheckpoint.sign(note.Checkpoint(SIGNER.name, 5, bytes(32)), SIGNER)
@@ -52,7 +52,7 @@ async def test_answers(answer: bytes, status: int, cosigned: bool, latest: int |
     seen: list[bytes] = []
     server, url = await _serve(answer, seen)
     try:
-        result = await add_checkpoint(url, 3, [bytes(32)], CHECKPOINT, timeout=10)
+        result = await add_checkpoint(url, 3, [bytes(32)], CHECKPOINT, timeout=10, allow_private=True)
     finally:
         server.close()
     assert (result.status, result.latest_size) == (status, latest)
@@ -69,9 +69,24 @@ async def test_not_http_and_nobody_listening_are_unreachable() -> None:
     server, url = await _serve(b"SSH-2.0-OpenSSH\r\n", [])
     try:
         with pytest.raises(WitnessUnreachableError, match="not HTTP"):
-            await add_checkpoint(url, 0, [], CHECKPOINT, timeout=10)
+            await add_checkpoint(url, 0, [], CHECKPOINT, timeout=10, allow_private=True)
     finally:
         server.close()
         await server.wait_closed()
     with pytest.raises(WitnessUnreachableError):
-        await add_checkpoint(url, 0, [], CHECKPOINT, timeout=10)  # the port is closed now
+        await add_checkpoint(url, 0, [], CHECKPOINT, timeout=10, allow_private=True)  # the port is closed now
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8766", "http://localhost:8766", "http://10.1.2.3",
+                                 "http://169.254.169.254/latest", "http://[::1]:8766", "https://192.168.0.1"])
+async def test_a_private_address_is_not_contacted_unless_allowed(url: str) -> None:
+    # Witness URLs are chosen by a space's admin: without the operator's leave, the relay does
+    # not POST into its own network (the loopback, the cloud metadata address, the LAN).
+    seen: list[bytes] = []
+    server, _ = await _serve(_http("200 OK", LINE), seen)
+    try:
+        with pytest.raises(WitnessAddressError, match="private, loopback or reserved"):
+            await add_checkpoint(url, 0, [], CHECKPOINT, timeout=10)
+    finally:
+        server.close()
+    assert seen == []
