@@ -8,6 +8,7 @@ reads them, so a caller can write the witness into a space's policy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -68,7 +69,8 @@ class WitnessProcess:
         if proc is None:
             return 0
         if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it exited and was not reaped yet
+                proc.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
