@@ -25,6 +25,7 @@ from .core.log_state import LogState
 from .core.membership import Policy, Role, SetRoleBody, add_device_body, add_member_body
 from .core.outbox import Outbox
 from .core.rekey import invite_body, keys_to_give, rekey_body
+from .core.witness_policy import WitnessPolicy
 from .deadline import check_timeout
 from .errors import ArgumentTypeError, InvalidArgumentError, NotPermittedError, OperationTimeoutError
 from .host import SpaceHost
@@ -178,6 +179,11 @@ class AdminActions:
         self._require_admin("set the policy")
         body = policy.encode()
         await self.run("set_policy", timeout, lambda action: self.control(Kind.POLICY, body, action))
+
+    async def set_witnesses(self, policy: WitnessPolicy, timeout: float | None) -> None:
+        self._require_admin("set the witnesses")
+        body = policy.encode_body()
+        await self.run("set_witnesses", timeout, lambda action: self.control(Kind.WITNESSES, body, action))
 
     async def create_invite(
         self, role: str | Role, uses: int, expires_in: float | None, history: bool, timeout: float | None,

@@ -50,6 +50,15 @@ class RelayMetrics:
         self.lost_commits = Counter("encspaces_relay_lost_commits",
                                     "Commits another relay of the cluster beat to a space's next seq (reloaded, "
                                     "sequenced again)", registry=self.registry)
+        self.checkpoints = Counter("encspaces_relay_checkpoints_signed",
+                                   "Checkpoints of a space's Merkle tree the relay signed (all spaces)",
+                                   registry=self.registry)
+        self.witness_submissions = Counter(
+            "encspaces_relay_witness_submissions",
+            "Checkpoints submitted to witnesses, by result (cosigned, refused, unreachable)", ["result"],
+            registry=self.registry)
+        self.proofs = Counter("encspaces_relay_proofs_served", "Proofs and checkpoints sent to clients, by kind",
+                              ["kind"], registry=self.registry)
 
     def refused(self, code: str) -> None:
         self.refusals.labels(code).inc()

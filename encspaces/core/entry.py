@@ -40,6 +40,7 @@ class Kind(enum.StrEnum):
     ATTEST = "attest"  # a member's signed statement of the content at a snapshot's base (encspaces.core.attestation)
     ADD_DEVICE = "add_device"  # a person's new device, certified by the person key (encspaces.core.devices)
     REMOVE_DEVICE = "remove_device"  # a device leaves, and a new epoch, its key sealed to every device that stays
+    WITNESSES = "witnesses"  # the witness policy, replacing the one before (encspaces.core.witness_policy)
 
     @property
     def is_encrypted(self) -> bool:

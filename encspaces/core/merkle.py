@@ -400,6 +400,14 @@ class Frontier:
     def root(self) -> bytes:
         return _fold([h for _, h in self._peaks]) if self._peaks else EMPTY_ROOT
 
+    def copy(self) -> Frontier:
+        """An independent frontier of the same tree: to keep, or to put back (one list copy of
+        the ``log2(n)`` peaks, cheap enough for every commit)."""
+        clone = Frontier.__new__(Frontier)
+        clone.size = self.size
+        clone._peaks = list(self._peaks)  # (level, hash) tuples are immutable: sharing them is safe
+        return clone
+
 
 class MerkleTree:
     """An append-only RFC 6962 tree over a :class:`NodeStore`."""

@@ -14,6 +14,7 @@ from encspaces.core.invites import InviteBody, RevokeInviteBody
 from encspaces.core.membership import AddDeviceBody, AddMemberBody, GenesisBody, RekeyBody, SetRoleBody
 from encspaces.core.safety import safety_code
 from encspaces.core.verifier import VerifiedEntry
+from encspaces.core.witness_policy import WitnessPolicy
 from encspaces.errors import EncspacesError, EvidenceError
 from encspaces.local import load_evidence, load_stored_log, reverify_local
 
@@ -75,6 +76,8 @@ def _describe_other(entry: Entry) -> str:
     if kind is Kind.REMOVE_DEVICE:
         rekey = RekeyBody.decode(entry.body, kind.value)
         return f"removed device {short(rekey.device or b'')}; new key, epoch {rekey.epoch}"
+    if kind is Kind.WITNESSES:
+        return f"witnesses: {WitnessPolicy.decode_body(entry.body).describe()}"
     return kind.value.replace("_", " ")
 
 

@@ -183,3 +183,18 @@ async def test_init_asks_the_name_on_a_terminal(tmp_path: Path) -> None:
     code, screen = await asyncio.to_thread(drive)
     assert code == 0, screen
     assert Identity.load(home / "identity.key").name == "Grace H"
+
+
+async def test_create_with_a_witness(relay: RelayProcess, alice: User, tmp_path: Path) -> None:
+    from encspaces_witness.process import WitnessProcess
+
+    await alice.ok("init")
+    async with WitnessProcess(tmp_path / "witness", [relay.public_key], name="witness.test") as witness:
+        result = await alice.run("create", "notes", "--relay", relay.url, "--witness", witness.vkey, witness.url)
+        assert result.code == 0, str(result)
+        assert "witnesses: 1 of 1 witnesses (witness.test)" in result.err
+        log = await alice.ok("log", "notes")
+        assert "genesis" in log
+    bad = await alice.run("create", "other", "--relay", relay.url, "--witness", witness.vkey, witness.url,
+                          "--quorum", "2")
+    assert bad.code == EXIT_USAGE and "quorum of 2 with 1 witnesses" in bad.err

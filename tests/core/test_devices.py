@@ -375,7 +375,7 @@ def test_a_space_created_by_a_certified_device() -> None:
     genesis = build_entry(creator, space=b"", author_seq=1, epoch=1, kind=Kind.GENESIS, parent_seq=0,
                           parent_hash=crypto.ZERO_HASH, epoch_key=None, time_ms=1,
                           payload=genesis_body(creator.public, relay.public.sign_key, crypto.random_key(),
-                                               creator.certificate))
+                                               cert=creator.certificate))
     state = LogState(space_id_of(genesis.raw))
     state.check(genesis, 1)
     state.apply(genesis, 1, crypto.ZERO_HASH)
@@ -386,7 +386,7 @@ def test_a_space_created_by_a_certified_device() -> None:
     bad = build_entry(creator, space=b"", author_seq=1, epoch=1, kind=Kind.GENESIS, parent_seq=0,
                       parent_hash=crypto.ZERO_HASH, epoch_key=None, time_ms=1,
                       payload=genesis_body(creator.public, relay.public.sign_key, crypto.random_key(),
-                                           other.certificate))
+                                           cert=other.certificate))
     with pytest.raises(DeviceCertificateError):
         LogState(space_id_of(bad.raw)).check(bad, 1)
 
