@@ -535,7 +535,8 @@ class Space:
         return self._rejections.stream()
 
     def membership_changes(self) -> EventStream[MemberChange]:
-        """Every membership change from now on, as verified in the log (add, join, role, removal).
+        """Every membership change from now on, as verified in the log (add, join, role, removal,
+        and a member's device added or removed: ``MemberChange.device``).
 
         The stream ends with ``aclose()``, when the space closes, or (raising its error) when it fails.
         """

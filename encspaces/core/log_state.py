@@ -92,7 +92,7 @@ class _Journal:
     snapshots: dict[int, SnapshotRecord]
     witness_policies: list[tuple[int, WitnessPolicy]]
     author_seqs: dict[bytes, int | None] = dataclasses.field(default_factory=dict)
-    devices: tuple[dict[bytes, bytes], dict[bytes, int], dict[bytes, int]] = ({}, {}, {})
+    devices: tuple[dict[bytes, bytes], dict[bytes, int], dict[bytes, int], dict[bytes, bytes]] = ({}, {}, {}, {})
 
 
 class LogState:
@@ -121,6 +121,7 @@ class LogState:
         self.device_owner: dict[bytes, bytes] = {}
         self.removed_devices: dict[bytes, int] = {}
         self.removed_people: dict[bytes, int] = {}
+        self.removed_device_owner: dict[bytes, bytes] = {}  # each removed device's person (for reports)
         # Every witness policy the log set, as (seq of the entry that set it, policy), in order:
         # genesis first. Few entries (admins change witnesses rarely), kept whole for clients
         # that check old checkpoints against the policy of their time.
@@ -159,6 +160,7 @@ class LogState:
                          [d.encode() for d in m.devices]] for m in self.members.values()],
             "removed_devices": [[d, s] for d, s in self.removed_devices.items()],
             "removed_people": [[p, s] for p, s in self.removed_people.items()],
+            "removed_owners": [[d, p] for d, p in self.removed_device_owner.items()],
             "started": [[epoch, t] for epoch, t in self.epoch_started.items()],
             "in_epoch": self.entries_in_epoch,
             "snapshot": None if self.snapshot is None else list(self.snapshot),
@@ -206,6 +208,10 @@ class LogState:
             for item in as_list(m.get(name, []), f"checkpoint {name}"):
                 key, removed_seq = as_list(item, f"checkpoint {name} item", 2)
                 target[as_bytes(key, f"checkpoint {name} key", 32)] = as_int(removed_seq, f"checkpoint {name} seq")
+        for item in as_list(m.get("removed_owners", []), "checkpoint removed_owners"):
+            device, person = as_list(item, "checkpoint removed_owners item", 2)
+            state.removed_device_owner[as_bytes(device, "checkpoint removed device", 32)] = as_bytes(
+                person, "checkpoint removed device's person", 32)
         for item in as_list(field(m, "started", "checkpoint"), "checkpoint epochs"):
             epoch, started = as_list(item, "checkpoint epoch start", 2)
             state.epoch_started[as_int(epoch, "checkpoint epoch", minimum=1)] = as_int(started, "epoch start")
@@ -605,6 +611,7 @@ class LogState:
                 self.members[owner] = dataclasses.replace(
                     member, devices=tuple(d for d in member.devices if d.key != rekey.device))
                 self.removed_devices[rekey.device] = seq
+                self.removed_device_owner[rekey.device] = owner
             self.epoch = rekey.epoch
             self.epoch_started[rekey.epoch] = h.time_ms
             self.entries_in_epoch = 0
@@ -645,7 +652,7 @@ class LogState:
                                  (self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot),
                                  dict(self.snapshots), list(self.witness_policies),
                                  devices=(dict(self.device_owner), dict(self.removed_devices),
-                                          dict(self.removed_people)))
+                                          dict(self.removed_people), dict(self.removed_device_owner)))
 
     def commit(self) -> None:
         self._journal = None
@@ -666,7 +673,7 @@ class LogState:
         self.snapshots = journal.snapshots
         self.witness_policies = journal.witness_policies
         _restore(self.author_seqs, journal.author_seqs)
-        self.device_owner, self.removed_devices, self.removed_people = journal.devices
+        self.device_owner, self.removed_devices, self.removed_people, self.removed_device_owner = journal.devices
         self._journal = None
 
 

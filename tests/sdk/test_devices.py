@@ -11,6 +11,7 @@ import pytest
 import encspaces
 from encspaces import errors
 from encspaces.core.entry import Entry, open_body
+from encspaces.core.identity import member_id
 from encspaces.core.membership import Role
 from encspaces_relay.store import DB_FILE
 
@@ -122,6 +123,28 @@ async def test_a_lost_device_removed_reads_nothing_new_and_the_person_keeps_the_
         # Its key is refused from now on, even with its old certificate: it must be paired again.
         with pytest.raises(errors.NotPermittedError, match="was removed"):
             await laptop.add_device(erin.phone_id.certificate)  # type: ignore[arg-type]
+    finally:
+        await erin.close()
+
+
+async def test_membership_changes_report_a_persons_devices(relay: RelayHandle, tmp_path: Path) -> None:
+    erin = Erin(relay, tmp_path)
+    try:
+        alice, laptop, _ = await erin.start()
+        await settle(erin.spaces)
+        changes = alice.membership_changes()
+        tablet = encspaces.Identity.generate()
+        cert = await encspaces.add_device([laptop], str(tablet.pairing_request("tablet")))
+        await laptop.remove_device(member_id(cert.device))
+        await settle([alice, laptop])
+        person = erin.laptop_id.person_id
+        seen = [await asyncio.wait_for(changes.__anext__(), 30) for _ in range(2)]
+        await changes.aclose()
+        assert [(c.member, c.role, c.by, c.device, c.device_removed) for c in seen] == [
+            (person, Role.WRITER, person, member_id(cert.device), False),
+            (person, Role.WRITER, person, member_id(cert.device), True),
+        ]
+        assert seen[0].seq < seen[1].seq
     finally:
         await erin.close()
 
