@@ -6,16 +6,15 @@ to the ``RelayServer`` itself (its key, rooms and store), so these fixtures hand
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from relay_kit import RelayFactory
 
 from encspaces_relay.server import RelayServer
 from tests.support import Relays
-
-RelayFactory = Callable[..., Awaitable[RelayServer]]
 
 
 @pytest.fixture

@@ -38,6 +38,11 @@ from encspaces_relay.server import RelayServer
 
 M = TypeVar("M", bound=Message)
 
+# What the relay suite's ``make_relay`` fixture hands out (tests/relay/conftest.py): a coroutine
+# that starts a real relay and returns its server. Defined here, not in the conftest, because a
+# test module cannot import a conftest by name when another suite's conftest was loaded first.
+RelayFactory = Callable[..., Awaitable[RelayServer]]
+
 # Generous: only reached when something is already broken, so a hung test fails instead of hanging.
 WAIT = 15.0
 

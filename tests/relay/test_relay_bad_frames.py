@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import RelayFactory
-from relay_kit import Member, RawClient, SpaceBuilder, join, make_hello, url_of
+from relay_kit import Member, RawClient, RelayFactory, SpaceBuilder, join, make_hello, url_of
 
 from encspaces.core.encoding import pack
 from encspaces.core.identity import Identity

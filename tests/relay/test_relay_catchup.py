@@ -6,8 +6,7 @@ import asyncio
 from typing import Literal
 
 import pytest
-from conftest import RelayFactory
-from relay_kit import Gate, Member, SpaceBuilder, join, url_of, wait_until
+from relay_kit import Gate, Member, RelayFactory, SpaceBuilder, join, url_of, wait_until
 
 from encspaces.core.encoding import pack
 from encspaces.core.entry import Entry

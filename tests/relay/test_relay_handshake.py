@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import RelayFactory
-from relay_kit import RawClient, SpaceBuilder, join, make_hello, refused_hello, url_of
+from relay_kit import RawClient, RelayFactory, SpaceBuilder, join, make_hello, refused_hello, url_of
 
 from encspaces.core import crypto
 from encspaces.core.entry import Kind, build_entry

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-from conftest import RelayFactory
-from relay_kit import SpaceBuilder, join, url_of
+from relay_kit import RelayFactory, SpaceBuilder, join, url_of
 
 from encspaces.core.encoding import pack, unpack
 from encspaces.core.head import SignedHead

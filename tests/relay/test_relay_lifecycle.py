@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import RelayFactory
-from relay_kit import WAIT, Gate, SpaceBuilder, join, make_hello, url_of, wait_until
+from relay_kit import WAIT, Gate, RelayFactory, SpaceBuilder, join, make_hello, url_of, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 

@@ -12,8 +12,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import RelayFactory
-from relay_kit import WAIT, Gate, Member, RawClient, SpaceBuilder, join, make_hello, url_of, wait_until
+from relay_kit import WAIT, Gate, Member, RawClient, RelayFactory, SpaceBuilder, join, make_hello, url_of, wait_until
 from websockets.asyncio.client import connect
 
 from encspaces.core.identity import Identity

@@ -11,8 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import RelayFactory
-from relay_kit import WAIT, RawClient, SpaceBuilder, join, url_of, wait_until
+from relay_kit import WAIT, RawClient, RelayFactory, SpaceBuilder, join, url_of, wait_until
 
 from encspaces import create_space
 from encspaces.core.identity import Identity

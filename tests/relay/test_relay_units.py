@@ -8,10 +8,9 @@ from pathlib import Path
 
 import nacl.signing
 import pytest
-from conftest import RelayFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from relay_kit import RawClient, SpaceBuilder, join, make_hello, url_of
+from relay_kit import RawClient, RelayFactory, SpaceBuilder, join, make_hello, url_of
 
 from encspaces.core.head import SignedHead
 from encspaces.core.messages import Entries

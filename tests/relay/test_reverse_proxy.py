@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from conftest import RelayFactory
-from relay_kit import WAIT
+from relay_kit import WAIT, RelayFactory
 from test_relay_ops import certificate  # noqa: F401  (the fixture: one way to make the test certificate)
 
 from encspaces import Space, connect, create_space
