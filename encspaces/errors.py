@@ -449,6 +449,41 @@ class WitnessConsistencyError(WitnessError, MerkleError):
     status = 422
 
 
+
+# --- client witness tracking (encspaces/core/witnessing.py) ------------------------------------
+
+
+class CheckpointEvidenceError(VerificationError):
+    """The relay's signed statements contradict each other or the log it delivered.
+
+    ``evidence`` holds the signed statements in full, exact bytes as received: a checkpoint note
+    (with its relay signature and any cosignatures) and the relay's other statement (a second
+    checkpoint note, or its signed head in wire form ``msgpack [signed_bytes, signature]``), so a
+    third party can check the claim without trusting this device. ``size`` is the tree size (=
+    seq) the contradiction is at.
+    """
+
+    def __init__(self, message: str, *, size: int, evidence: tuple[bytes, ...] = ()) -> None:
+        super().__init__(message)
+        self.size = size
+        self.evidence = evidence
+
+
+class CheckpointForkError(CheckpointEvidenceError, ForkError):
+    """A relay-signed checkpoint whose root is not the root of the log we verified at its size
+    (or two relay-signed checkpoints of one size with two roots): the relay forked the log."""
+
+
+class CheckpointRollbackError(CheckpointEvidenceError, RollbackError):
+    """The relay serves a log shorter than a checkpoint it signed (and witnesses may have cosigned):
+    it went back to an older state, e.g. restored from a backup taken before a removal."""
+
+
+class CheckpointWithheldError(CheckpointEvidenceError):
+    """The relay signed a checkpoint past what it delivered (or did not prove a checkpoint
+    consistent with our log) and did not make up for it before the deadline."""
+
+
 # --- relay storage: several relays on one database (encspaces_relay/storage.py, encspaces_relay/pg_store.py) ----------
 
 

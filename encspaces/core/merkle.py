@@ -400,6 +400,10 @@ class Frontier:
     def root(self) -> bytes:
         return _fold([h for _, h in self._peaks]) if self._peaks else EMPTY_ROOT
 
+    def peaks(self) -> list[bytes]:
+        """The peak hashes, largest subtree first: with ``size``, what :class:`Frontier` takes back."""
+        return [h for _, h in self._peaks]
+
 
 class MerkleTree:
     """An append-only RFC 6962 tree over a :class:`NodeStore`."""
