@@ -105,6 +105,7 @@ from .errors import (
     WitnessSignatureError,
     WitnessSizeMismatchError,
     WitnessUnknownOriginError,
+    WitnessUnreachableError,
 )
 
 if TYPE_CHECKING:
@@ -339,6 +340,7 @@ __all__ = [
     "WitnessSignatureError",
     "WitnessSizeMismatchError",
     "WitnessUnknownOriginError",
+    "WitnessUnreachableError",
     "__version__",
     "connect",
     "create_space",

@@ -484,6 +484,16 @@ class CheckpointWithheldError(CheckpointEvidenceError):
     consistent with our log) and did not make up for it before the deadline."""
 
 
+
+class WitnessUnreachableError(ConnectionFailedError):
+    """A witness did not answer the GET of its checkpoint (down, timeout, bad response): it delays
+    ``witnessed_seq``, never editing. ``url`` names the witness."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"witness {url}: {reason}")
+        self.url = url
+
+
 # --- relay storage: several relays on one database (encspaces_relay/storage.py, encspaces_relay/pg_store.py) ----------
 
 
