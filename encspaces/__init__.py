@@ -117,6 +117,7 @@ if TYPE_CHECKING:
     from .core.rejections import RejectedEntry, RejectionKind
     from .core.reverify import Reverification
     from .core.safety import safety_code
+    from .core.witness_policy import Witness, WitnessPolicy
     from .document import SharedList, SharedMap, SharedTable, SharedText
     from .files import FileRef, Progress, SpaceFiles
     from .history import HistoryEntry, SpaceView
@@ -159,6 +160,8 @@ _LAZY: dict[str, str] = {
     "reverify_local": ".local",
     "Reverification": ".core.reverify",
     "safety_code": ".core.safety",
+    "Witness": ".core.witness_policy",
+    "WitnessPolicy": ".core.witness_policy",
     "ConnectionChange": ".connection_state",
     "ConnectionState": ".connection_state",
     "Identity": ".core.identity",
@@ -334,9 +337,11 @@ __all__ = [
     "VerificationError",
     "Where",
     "WithheldEntriesError",
+    "Witness",
     "WitnessBadRequestError",
     "WitnessConsistencyError",
     "WitnessError",
+    "WitnessPolicy",
     "WitnessSignatureError",
     "WitnessSizeMismatchError",
     "WitnessUnknownOriginError",

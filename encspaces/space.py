@@ -13,7 +13,7 @@ import asyncio
 import builtins
 import logging
 import random
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +48,7 @@ from .core.session import (
     Notice,
 )
 from .core.verifier import LogVerifier, VerifiedEntry
+from .core.witness_policy import Witness, WitnessPolicy
 from .deadline import check_timeout, deadline
 from .document import (
     Change,
@@ -503,6 +504,24 @@ class Space:
     def policy(self) -> Policy:
         """The rotation, retention and snapshot policy in force (``set_policy`` changes it)."""
         return self._verifier.state.policy
+
+    @property
+    def witness_policy(self) -> WitnessPolicy:
+        """The witnesses in force and their quorum (``WitnessPolicy.NONE``: no witnesses)."""
+        return self._verifier.state.witness_policy
+
+    async def set_witnesses(
+        self, witnesses: Iterable[Witness], quorum: int | None = None, *, timeout: float | None = None
+    ) -> None:
+        """Replace the space's witnesses (admins only); an empty list removes them.
+
+        The change is an entry of the log, so it is itself witnessed under the policy before it:
+        members count the new witnesses' cosignatures only from a checkpoint past that entry.
+        ``quorum`` defaults to a majority. ``timeout``: see ``Space``.
+        """
+        self._require_admin("set the witnesses")
+        body = WitnessPolicy.of(witnesses, quorum).encode_body()
+        await self._admin("set_witnesses", timeout, lambda action: self._control(Kind.WITNESSES, body, action))
 
     async def add_member(
         self, public_identity: PublicIdentity | str, role: str | Role = Role.WRITER, history: bool = True,
@@ -1127,8 +1146,15 @@ async def _open_space(
 async def create_space(
     url: str, identity: Identity, *, data_dir: str | Path, timeout: float | None = DEFAULT_TIMEOUT,
     ssl: SSLContext | None = None, options: SpaceOptions | None = None,
+    witnesses: Iterable[Witness] | None = None, quorum: int | None = None,
 ) -> Space:
     """Create a space on the relay at ``url``; the creator is its first admin.
+
+    ``witnesses``: the space's witnesses (``Witness``, e.g. ``Witness.from_vkey(key, url)``),
+    written into its genesis entry; a checkpoint counts as witnessed once ``quorum`` of them
+    cosigned it (default: a majority). Without witnesses the space works as before and says so
+    (``witness_policy`` is ``WitnessPolicy.NONE``); they are strongly recommended: they let
+    members detect a relay that forks, rolls back or withholds the log.
 
     ``timeout`` in seconds (None: no limit) bounds the whole call; on expiry it raises
     ``OperationTimeoutError`` and leaves nothing open. ``ssl``: for a ``wss://`` relay whose
@@ -1138,6 +1164,7 @@ async def create_space(
     check_timeout(timeout)
     options = check_options(options)
     check_relay_url(url, ssl)
+    witness_policy = WitnessPolicy.of(witnesses, quorum)
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with deadline(timeout, lambda: f"create_space: waited for the relay at {url} to open a session"):
@@ -1159,7 +1186,7 @@ async def create_space(
         kind=Kind.GENESIS,
         parent_seq=0,
         parent_hash=crypto.ZERO_HASH,
-        payload=genesis_body(identity.public, challenge.relay_key, crypto.random_key()),
+        payload=genesis_body(identity.public, challenge.relay_key, crypto.random_key(), witness_policy),
         epoch_key=None,
         time_ms=options.clock.now_ms(),
     )

@@ -1,10 +1,11 @@
 """Every refusal code of the protocol, in one place: what the relay sends, what the client does.
 
 An ``error`` message carries a ``RefusalCode`` (docs/PROTOCOL.md, "Refusals"); a ``blob_refused``
-message a ``BlobCode`` (section 16). Both are ``StrEnum``: a member *is* its wire string, so
-``pack`` writes the same bytes as the plain string and a code received from the relay (a ``str``)
-compares equal to its member. A relay may send a code this list does not know (a newer relay,
-or a lying one): the client treats an unknown code as transient, as it always did.
+message a ``BlobCode`` (section 16); a ``proof_refused`` message a ``ProofCode`` (section 18).
+All are ``StrEnum``: a member *is* its wire string, so ``pack`` writes the same bytes as the
+plain string and a code received from the relay (a ``str``) compares equal to its member. A
+relay may send a code this list does not know (a newer relay, or a lying one): the client
+treats an unknown code as transient, as it always did.
 
 For each refusal code:
 
@@ -124,3 +125,11 @@ class BlobCode(enum.StrEnum):
     QUOTA = "quota"  # over the space's blob quota, or the relay's for all spaces
     BAD_HASH = "bad_hash"  # the bytes do not hash to the name they were sent under
     INTERNAL = "internal"  # the relay could not store it
+
+
+class ProofCode(enum.StrEnum):
+    """The ``code`` of a ``proof_refused`` message; never fatal, only that request failed."""
+
+    BEYOND_HEAD = "beyond_head"  # a tree size (or seq) past the relay's log: it cannot prove what it has not sequenced
+    BAD_RANGE = "bad_range"  # first above second, or a seq not in the tree of the size asked
+    UNAVAILABLE = "unavailable"  # the relay cannot answer now (its tree is loading, a storage failure): ask again

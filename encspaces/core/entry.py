@@ -38,6 +38,7 @@ class Kind(enum.StrEnum):
     DATA = "data"
     SNAPSHOT = "snapshot"  # the whole document at the seq its parent names, encrypted like data
     ATTEST = "attest"  # a member's signed statement of the content at a snapshot's base (encspaces.core.attestation)
+    WITNESSES = "witnesses"  # the witness policy, replacing the one before (encspaces.core.witness_policy)
 
     @property
     def is_encrypted(self) -> bool:

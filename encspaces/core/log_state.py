@@ -35,6 +35,7 @@ from .entry import Entry, Kind
 from .identity import member_id
 from .invites import InviteBody, JoinBody, RevokeInviteBody, verify_join_proof
 from .membership import AddMemberBody, GenesisBody, Member, Policy, RekeyBody, Role, SetRoleBody
+from .witness_policy import WitnessPolicy, policy_at
 
 GENESIS_SEQ = 1
 FIRST_EPOCH = 1
@@ -83,6 +84,7 @@ class _Journal:
     entries_in_epoch: int
     snapshot: tuple[tuple[int, int] | None, int, int]
     snapshots: dict[int, SnapshotRecord]
+    witness_policies: list[tuple[int, WitnessPolicy]]
     author_seqs: dict[bytes, int | None] = dataclasses.field(default_factory=dict)
 
 
@@ -107,6 +109,10 @@ class LogState:
         self.bytes_since_snapshot = 0
         # The newest snapshots (by seq) and the attestations of each (encspaces.core.attestation).
         self.snapshots: dict[int, SnapshotRecord] = {}
+        # Every witness policy the log set, as (seq of the entry that set it, policy), in order:
+        # genesis first. Few entries (admins change witnesses rarely), kept whole for clients
+        # that check old checkpoints against the policy of their time.
+        self.witness_policies: list[tuple[int, WitnessPolicy]] = []
         self._journal: _Journal | None = None
 
     @property
@@ -116,6 +122,17 @@ class LogState:
     @property
     def head(self) -> bytes:
         return self.heads[-1]
+
+    @property
+    def witness_policy(self) -> WitnessPolicy:
+        """The witness policy in force (``WitnessPolicy.NONE`` for a space without witnesses)."""
+        return self.witness_policies[-1][1] if self.witness_policies else WitnessPolicy.NONE
+
+    def witness_policy_at(self, size: int) -> WitnessPolicy:
+        """The policy that governs a checkpoint of tree size ``size``: the one set by the newest
+        entry at a seq <= size. A client counts a new policy's cosignatures only once the entry
+        that set it is covered by a checkpoint witnessed under the policy before it."""
+        return policy_at(self.witness_policies, size)
 
     # --- checkpoints: resume without replaying the whole log ------------------------------
 
@@ -134,6 +151,7 @@ class LogState:
             "since_snapshot": [self.data_since_snapshot, self.bytes_since_snapshot],
             "snapshots": [r.encode() for r in self.snapshots.values()],
             "policy": self.policy.encode(),
+            "witness_policies": [[seq, p.encode()] for seq, p in self.witness_policies],
             "invites": [[i.key, i.box_key, i.role.value, i.uses, i.used, i.expires_ms, i.history, i.created_by,
                          i.created_seq, i.revoked] for i in self.invites.values()],
         })
@@ -178,6 +196,12 @@ class LogState:
             record = SnapshotRecord.decode(as_list(item, "checkpoint snapshot record", 5))
             state.snapshots[record.seq] = record
         state.policy = Policy.decode(as_bytes(field(m, "policy", "checkpoint"), "checkpoint policy"))
+        # Absent from checkpoints written before witnesses existed: those spaces had none.
+        for item in as_list(m.get("witness_policies", [[GENESIS_SEQ, WitnessPolicy.NONE.encode()]]),
+                            "checkpoint witness policies"):
+            set_at, encoded = as_list(item, "checkpoint witness policy", 2)
+            state.witness_policies.append(
+                (as_int(set_at, "witness policy seq", minimum=1), WitnessPolicy.decode(as_map(encoded, "policy"))))
         for item in as_list(field(m, "invites", "checkpoint"), "checkpoint invites"):
             key, box, role, uses, used, expires, history, by, created, revoked = as_list(item, "invite", 10)
             invite = Invite(
@@ -305,6 +329,12 @@ class LogState:
     def _check_policy(self, entry: Entry, who: str) -> None:
         Policy.decode(entry.body)
 
+    def _check_witnesses(self, entry: Entry, who: str) -> None:
+        try:
+            WitnessPolicy.decode_body(entry.body)
+        except ProtocolError as exc:
+            raise MalformedEntryError(f"{who}: malformed witnesses entry: {exc}") from exc
+
     def _check_attest(self, entry: Entry, who: str) -> None:
         body = AttestBody.decode(entry.body)
         record = self.snapshots.get(body.snapshot)
@@ -415,6 +445,7 @@ class LogState:
         elif kind is Kind.GENESIS:
             body = GenesisBody.decode(entry.body)
             self.relay_key = body.relay_key
+            self.witness_policies = [(seq, body.witnesses)]
             self.epoch_started[FIRST_EPOCH] = h.time_ms
             self.members[h.author] = Member(h.author, body.creator_box, Role.ADMIN, None, seq)
         elif kind is Kind.ADD_MEMBER:
@@ -432,6 +463,8 @@ class LogState:
             self.members[change.member] = dataclasses.replace(self.members[change.member], role=change.role)
         elif kind is Kind.POLICY:
             self.policy = Policy.decode(entry.body)
+        elif kind is Kind.WITNESSES:
+            self.witness_policies = [*self.witness_policies, (seq, WitnessPolicy.decode_body(entry.body))]
         elif kind is Kind.INVITE:
             inv = InviteBody.decode(entry.body)
             self.invites[inv.invite] = Invite(inv.invite, inv.box_key, inv.role, inv.uses, 0, inv.expires_ms,
@@ -452,7 +485,7 @@ class LogState:
         self._journal = _Journal(self.seq, self.epoch, self.relay_key, dict(self.members), dict(self.invites),
                                  dict(self.epoch_started), self.policy, self.entries_in_epoch,
                                  (self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot),
-                                 dict(self.snapshots))
+                                 dict(self.snapshots), list(self.witness_policies))
 
     def commit(self) -> None:
         self._journal = None
@@ -471,6 +504,7 @@ class LogState:
         self.entries_in_epoch = journal.entries_in_epoch
         self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot = journal.snapshot
         self.snapshots = journal.snapshots
+        self.witness_policies = journal.witness_policies
         _restore(self.author_seqs, journal.author_seqs)
         self._journal = None
 
@@ -496,6 +530,7 @@ _MANAGING = {
     Kind.DATA: "write",
     Kind.SNAPSHOT: "write",
     Kind.ATTEST: "attest snapshots",
+    Kind.WITNESSES: "set the witnesses",
 }
 
 _BODY_CHECKS: dict[Kind, Callable[[LogState, Entry, str], None]] = {
@@ -508,4 +543,5 @@ _BODY_CHECKS: dict[Kind, Callable[[LogState, Entry, str], None]] = {
     Kind.REVOKE_INVITE: LogState._check_revoke,
     Kind.JOIN: LogState._check_join,
     Kind.ATTEST: LogState._check_attest,
+    Kind.WITNESSES: LogState._check_witnesses,
 }

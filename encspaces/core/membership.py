@@ -17,6 +17,7 @@ from . import crypto
 from .encoding import as_bytes, as_int, as_list, as_map, as_str, field, pack, unpack
 from .entry import MAX_ENTRY_SIZE
 from .identity import PublicIdentity, member_id
+from .witness_policy import WitnessPolicy
 
 BODY_VERSION = 1
 T = TypeVar("T")
@@ -73,10 +74,16 @@ class GenesisBody:
     relay_key: bytes
     sealed_key: bytes  # epoch 1 key, sealed to the creator
     commit: bytes  # crypto.key_commitment(b"", 1, key): what later holders of epoch 1's key check
+    # The space's first witness policy; NONE is encoded as the absence of both keys, so a
+    # genesis without witnesses has the same bytes (and the same space id) as before them.
+    witnesses: WitnessPolicy = WitnessPolicy.NONE
 
     def encode(self) -> bytes:
-        return pack({"v": BODY_VERSION, "creator_box": self.creator_box, "relay": self.relay_key,
-                     "key": self.sealed_key, "commit": self.commit})
+        body: dict[str, Any] = {"v": BODY_VERSION, "creator_box": self.creator_box, "relay": self.relay_key,
+                                "key": self.sealed_key, "commit": self.commit}
+        if self.witnesses.enabled:
+            body.update(self.witnesses.encode())
+        return pack(body)
 
     @classmethod
     def decode(cls, data: bytes) -> GenesisBody:
@@ -88,9 +95,20 @@ class GenesisBody:
                 relay_key=as_bytes(field(m, "relay", "genesis"), "genesis relay key", 32),
                 sealed_key=as_bytes(field(m, "key", "genesis"), "genesis sealed key", max_size=256),
                 commit=as_bytes(field(m, "commit", "genesis"), "genesis key commitment", crypto.HASH_SIZE),
+                witnesses=_genesis_witnesses(m),
             )
         except ProtocolError as exc:
             raise MalformedEntryError(f"malformed genesis entry: {exc}") from exc
+
+
+def _genesis_witnesses(m: dict[str, Any]) -> WitnessPolicy:
+    if "witnesses" not in m and "quorum" not in m:
+        return WitnessPolicy.NONE
+    policy = WitnessPolicy.decode(m)
+    if not policy.enabled:
+        # One encoding per genesis: no witnesses is the absence of the keys, never an empty list.
+        raise ProtocolError("genesis witnesses: an empty policy is written by leaving the keys out")
+    return policy
 
 
 @dataclass(frozen=True)
@@ -133,9 +151,11 @@ def _check_version(m: dict[str, object], what: str) -> None:
         raise ProtocolError(f"{what}: version {version}, expected {BODY_VERSION}")
 
 
-def genesis_body(creator: PublicIdentity, relay_key: bytes, epoch_key: bytes) -> bytes:
+def genesis_body(
+    creator: PublicIdentity, relay_key: bytes, epoch_key: bytes, witnesses: WitnessPolicy = WitnessPolicy.NONE,
+) -> bytes:
     return GenesisBody(creator.box_key, relay_key, crypto.seal_to(creator.box_key, epoch_key),
-                       crypto.key_commitment(b"", 1, epoch_key)).encode()
+                       crypto.key_commitment(b"", 1, epoch_key), witnesses).encode()
 
 
 def add_member_body(new: PublicIdentity, role: Role, epoch_keys: dict[int, bytes], history: bool = True) -> bytes:

@@ -91,14 +91,23 @@ class Hello:
 
 @dataclass(frozen=True)
 class Welcome:
-    """Relay to client after admission: its current head and its head at the client's seq."""
+    """Relay to client after admission: its current head and its head at the client's seq.
+
+    ``checkpoint``: the relay's latest signed checkpoint of the space's Merkle tree (a C2SP
+    note with the cosignatures the relay has collected; section 18), None if it has none. An
+    optional field: older relays leave it out.
+    """
 
     head: SignedHead
     anchor: SignedHead | None
+    checkpoint: bytes | None = None
 
     def encode(self) -> bytes:
-        return pack({"t": "welcome", "head": self.head.encode(),
-                     "anchor": self.anchor.encode() if self.anchor else None})
+        message: dict[str, Any] = {"t": "welcome", "head": self.head.encode(),
+                                   "anchor": self.anchor.encode() if self.anchor else None}
+        if self.checkpoint is not None:
+            message["checkpoint"] = self.checkpoint
+        return pack(message)
 
 
 @dataclass(frozen=True)
@@ -248,8 +257,115 @@ class BlobRefused:
 BlobReply: TypeAlias = BlobAck | BlobData | BlobMissing | BlobRefused
 
 
+# --- the witnessed log (docs/PROTOCOL.md section 18), after the handshake -------------------
+# The relay keeps the space's RFC 6962 tree (leaf i = the entry at seq i + 1) and signs
+# checkpoints of it; a client asks for proofs between what it verified and what it was shown.
+# Requests carry a client-chosen ``id`` echoed in the answer, as blob requests do.
+
+MAX_PROOF_REQUEST_ID = (1 << 32) - 1
+MAX_PROOF_HASHES = 64  # RFC 9162: a tree of at most 2**64 leaves
+MAX_CHECKPOINT_NOTE = 64 * 1024  # note.MAX_NOTE_SIZE
+
+
+@dataclass(frozen=True)
+class CheckpointNote:
+    """Relay to client: a signed checkpoint (C2SP note bytes: ``origin\nsize\nbase64(root)\n``,
+    the relay's signature, and any witness cosignatures it collected).
+
+    Sent unprompted when a checkpoint gains its quorum of cosignatures (``id`` None), and as the
+    answer to a ``checkpoint_req`` (its ``id``). The client verifies it; the relay's word alone
+    proves nothing but what the relay signed.
+    """
+
+    note: bytes
+    id: int | None = None
+
+    def encode(self) -> bytes:
+        return pack({"t": "checkpoint", "note": self.note, "id": self.id})
+
+
+@dataclass(frozen=True)
+class CheckpointReq:
+    """Client to relay: send your latest checkpoint of this space (answered by ``checkpoint``)."""
+
+    id: int
+
+    def encode(self) -> bytes:
+        return pack({"t": "checkpoint_req", "id": self.id})
+
+
+@dataclass(frozen=True)
+class ConsistencyReq:
+    """Client to relay: the RFC 9162 consistency proof from tree size ``first`` to ``second``."""
+
+    id: int
+    first: int
+    second: int
+
+    def encode(self) -> bytes:
+        return pack({"t": "consistency_req", "id": self.id, "first": self.first, "second": self.second})
+
+
+@dataclass(frozen=True)
+class Consistency:
+    """Relay to client: PROOF(first, D[0:second]) (RFC 9162 §2.1.4.1), hashes of 32 bytes."""
+
+    id: int
+    first: int
+    second: int
+    proof: list[bytes]
+
+    def encode(self) -> bytes:
+        return pack({"t": "consistency", "id": self.id, "first": self.first, "second": self.second,
+                     "proof": self.proof})
+
+
+@dataclass(frozen=True)
+class InclusionReq:
+    """Client to relay: the inclusion proof of the entry at ``seq`` (leaf ``seq - 1``) in the
+    tree of ``size`` leaves."""
+
+    id: int
+    seq: int
+    size: int
+
+    def encode(self) -> bytes:
+        return pack({"t": "inclusion_req", "id": self.id, "seq": self.seq, "size": self.size})
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    """Relay to client: PATH(seq - 1, D[0:size]) (RFC 9162 §2.1.3.1), bottom-up."""
+
+    id: int
+    seq: int
+    size: int
+    proof: list[bytes]
+
+    def encode(self) -> bytes:
+        return pack({"t": "inclusion", "id": self.id, "seq": self.seq, "size": self.size, "proof": self.proof})
+
+
+@dataclass(frozen=True)
+class ProofRefused:
+    """Relay to client: a proof or checkpoint request it will not answer, with a ``ProofCode``
+    (``beyond_head``, ``bad_range``, ``unavailable``). Never fatal: only that request failed."""
+
+    id: int
+    code: str
+    message: str
+
+    def encode(self) -> bytes:
+        return pack({"t": "proof_refused", "id": self.id, "code": self.code, "message": self.message})
+
+
+ProofRequest: TypeAlias = CheckpointReq | ConsistencyReq | InclusionReq
+ProofReply: TypeAlias = Consistency | Inclusion | ProofRefused
+
+
 Message: TypeAlias = (
     Challenge | Hello | Welcome | Entries | Submit | Ack | Error | Presence | BlobPut | BlobGet | BlobReply
+    | CheckpointNote | ProofRequest | ProofReply
 )
 
 
@@ -292,9 +408,12 @@ def _decode_hello(m: dict[str, Any]) -> Hello:
 
 def _decode_welcome(m: dict[str, Any]) -> Welcome:
     anchor = field(m, "anchor", "welcome")
+    checkpoint = m.get("checkpoint")
     return Welcome(
         head=_head(field(m, "head", "welcome"), "welcome head"),
         anchor=None if anchor is None else _head(anchor, "welcome anchor"),
+        checkpoint=None if checkpoint is None else as_bytes(checkpoint, "welcome checkpoint",
+                                                             max_size=MAX_CHECKPOINT_NOTE),
     )
 
 
@@ -386,6 +505,61 @@ def _decode_blob_refused(m: dict[str, Any]) -> BlobRefused:
     )
 
 
+def _proof_id(m: dict[str, Any], what: str) -> int:
+    return as_int(field(m, "id", what), f"{what} id", maximum=MAX_PROOF_REQUEST_ID)
+
+
+def _proof_hashes(m: dict[str, Any], what: str) -> list[bytes]:
+    items = as_list(field(m, "proof", what), f"{what} proof")
+    if len(items) > MAX_PROOF_HASHES:
+        raise ProtocolError(f"{what}: {len(items)} proof hashes, at most {MAX_PROOF_HASHES}")
+    return [as_bytes(h, f"{what} proof hash", crypto.HASH_SIZE) for h in items]
+
+
+def _decode_checkpoint(m: dict[str, Any]) -> CheckpointNote:
+    ref = m.get("id")
+    return CheckpointNote(
+        note=as_bytes(field(m, "note", "checkpoint"), "checkpoint note", max_size=MAX_CHECKPOINT_NOTE),
+        id=None if ref is None else as_int(ref, "checkpoint id", maximum=MAX_PROOF_REQUEST_ID),
+    )
+
+
+def _decode_checkpoint_req(m: dict[str, Any]) -> CheckpointReq:
+    return CheckpointReq(_proof_id(m, "checkpoint_req"))
+
+
+def _decode_consistency_req(m: dict[str, Any]) -> ConsistencyReq:
+    return ConsistencyReq(_proof_id(m, "consistency_req"),
+                          as_int(field(m, "first", "consistency_req"), "consistency_req first"),
+                          as_int(field(m, "second", "consistency_req"), "consistency_req second"))
+
+
+def _decode_consistency(m: dict[str, Any]) -> Consistency:
+    return Consistency(_proof_id(m, "consistency"),
+                       as_int(field(m, "first", "consistency"), "consistency first"),
+                       as_int(field(m, "second", "consistency"), "consistency second"),
+                       _proof_hashes(m, "consistency"))
+
+
+def _decode_inclusion_req(m: dict[str, Any]) -> InclusionReq:
+    return InclusionReq(_proof_id(m, "inclusion_req"),
+                        as_int(field(m, "seq", "inclusion_req"), "inclusion_req seq", minimum=1),
+                        as_int(field(m, "size", "inclusion_req"), "inclusion_req size", minimum=1))
+
+
+def _decode_inclusion(m: dict[str, Any]) -> Inclusion:
+    return Inclusion(_proof_id(m, "inclusion"),
+                     as_int(field(m, "seq", "inclusion"), "inclusion seq", minimum=1),
+                     as_int(field(m, "size", "inclusion"), "inclusion size", minimum=1),
+                     _proof_hashes(m, "inclusion"))
+
+
+def _decode_proof_refused(m: dict[str, Any]) -> ProofRefused:
+    return ProofRefused(_proof_id(m, "proof_refused"),
+                        as_str(field(m, "code", "proof_refused"), "proof_refused code", 64),
+                        as_str(field(m, "message", "proof_refused"), "proof_refused message", 2048))
+
+
 _DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "challenge": _decode_challenge,
     "hello": _decode_hello,
@@ -401,6 +575,13 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "blob_data": _decode_blob_data,
     "blob_missing": _decode_blob_missing,
     "blob_refused": _decode_blob_refused,
+    "checkpoint": _decode_checkpoint,
+    "checkpoint_req": _decode_checkpoint_req,
+    "consistency_req": _decode_consistency_req,
+    "consistency": _decode_consistency,
+    "inclusion_req": _decode_inclusion_req,
+    "inclusion": _decode_inclusion,
+    "proof_refused": _decode_proof_refused,
 }
 
 

@@ -28,10 +28,16 @@ from .messages import (
     BlobRefused,
     BlobReply,
     Challenge,
+    CheckpointNote,
+    Consistency,
     Entries,
     Error,
     Hello,
+    Inclusion,
     Presence,
+    ProofRefused,
+    ProofReply,
+    ProofRequest,
     Submit,
     Welcome,
     decode_message,
@@ -83,6 +89,22 @@ class BlobReplyReceived:
 
 
 @dataclass(frozen=True)
+class CheckpointReceived:
+    """A signed checkpoint from the relay (in its welcome, pushed once cosigned, or asked for
+    with ``id``): unverified bytes, for the space's witness tracking to check."""
+
+    note: bytes
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class ProofReplyReceived:
+    """The relay's answer to one of our proof requests, matched by id; unverified."""
+
+    reply: ProofReply
+
+
+@dataclass(frozen=True)
 class Notice:
     """A refusal that does not end the connection (entries under an epoch that just ended)."""
 
@@ -91,7 +113,10 @@ class Notice:
     ref: int | None = None  # the author_seq of our refused entry
 
 
-Event: TypeAlias = Send | Verified | BecameLive | Acked | PresenceReceived | Notice | BlobReplyReceived
+Event: TypeAlias = (
+    Send | Verified | BecameLive | Acked | PresenceReceived | Notice | BlobReplyReceived | CheckpointReceived
+    | ProofReplyReceived
+)
 
 
 class ClientSession:
@@ -132,7 +157,7 @@ class ClientSession:
         if self.state is SessionState.AWAITING_WELCOME and isinstance(message, Welcome):
             self.verifier.check_welcome(message)
             self.target_seq = message.head.seq
-            return self._maybe_live([])
+            return self._maybe_live([] if message.checkpoint is None else [CheckpointReceived(message.checkpoint)])
         if self.state in (SessionState.CATCHING_UP, SessionState.LIVE):
             if isinstance(message, Entries):
                 return self._maybe_live([Verified(self.verifier.verify_frame(message))])
@@ -144,6 +169,10 @@ class ClientSession:
                 return [PresenceReceived(message.data)]
             if isinstance(message, (BlobAck, BlobData, BlobMissing, BlobRefused)):
                 return [BlobReplyReceived(message)]
+            if isinstance(message, CheckpointNote):
+                return [CheckpointReceived(message.note, message.id)]
+            if isinstance(message, (Consistency, Inclusion, ProofRefused)):
+                return [ProofReplyReceived(message)]
         raise MalformedFrameError(f"unexpected {type(message).__name__.lower()} message in state {self.state.value}")
 
     def _hello(self, challenge: Challenge, now_ms: int) -> bytes:
@@ -192,6 +221,12 @@ class ClientSession:
         if self.state is not SessionState.LIVE:
             raise HandshakeError(f"cannot submit in state {self.state.value}")
         return Submit(entries).encode()
+
+    def proof_request(self, request: ProofRequest) -> bytes:
+        """A checkpoint, consistency or inclusion request: allowed from the welcome on (catching up too)."""
+        if self.state not in (SessionState.CATCHING_UP, SessionState.LIVE):
+            raise HandshakeError(f"cannot send a proof request in state {self.state.value}")
+        return request.encode()
 
     def blob_request(self, request: BlobPut | BlobGet) -> bytes:
         if self.state is not SessionState.LIVE:

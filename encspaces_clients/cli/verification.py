@@ -10,6 +10,7 @@ from encspaces.core.invites import InviteBody, RevokeInviteBody
 from encspaces.core.membership import AddMemberBody, GenesisBody, RekeyBody, SetRoleBody
 from encspaces.core.safety import safety_code
 from encspaces.core.verifier import VerifiedEntry
+from encspaces.core.witness_policy import WitnessPolicy
 from encspaces.errors import EncspacesError
 from encspaces.local import load_stored_log, reverify_local
 
@@ -65,6 +66,8 @@ def _describe_other(entry: Entry) -> str:
         return f"revoked invite {short(RevokeInviteBody.decode(entry.body).invite)}"
     if kind is Kind.JOIN:
         return "joined with an invite"
+    if kind is Kind.WITNESSES:
+        return f"witnesses: {WitnessPolicy.decode_body(entry.body).describe()}"
     return kind.value.replace("_", " ")
 
 

@@ -22,6 +22,7 @@ from encspaces.core.log_state import LogState, space_id_of
 from encspaces.core.membership import Member, Role, add_member_body, genesis_body
 from encspaces.core.messages import Entries
 from encspaces.core.verifier import LogVerifier
+from encspaces.core.witness_policy import WitnessPolicy
 
 FIXED_TIME_MS = 1_700_000_000_000
 
@@ -104,6 +105,7 @@ class FakeSpace:
         relay_key: nacl.signing.SigningKey | None = None,
         pinned_relay_key: bytes | None = None,
         with_members: bool = True,
+        witnesses: WitnessPolicy = WitnessPolicy.NONE,
     ) -> None:
         self.relay_key = relay_key or nacl.signing.SigningKey.generate()
         self.relay_pk = bytes(self.relay_key.verify_key)
@@ -123,7 +125,7 @@ class FakeSpace:
             kind=Kind.GENESIS,
             parent_seq=0,
             parent_hash=crypto.ZERO_HASH,
-            payload=genesis_body(self.alice.public, pinned_relay_key or self.relay_pk, self.epoch_key),
+            payload=genesis_body(self.alice.public, pinned_relay_key or self.relay_pk, self.epoch_key, witnesses),
             epoch_key=None,
             time_ms=FIXED_TIME_MS,
         )

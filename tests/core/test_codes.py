@@ -11,7 +11,7 @@ from websockets.frames import CloseCode
 
 from encspaces.connection import PERMANENT_REFUSALS
 from encspaces.core import codes
-from encspaces.core.codes import BlobCode, RefusalCode
+from encspaces.core.codes import BlobCode, ProofCode, RefusalCode
 from encspaces.core.encoding import pack
 from encspaces.core.messages import BlobRefused, Error, decode_message
 from encspaces_relay.refusals import Refusal
@@ -25,11 +25,13 @@ WIRE = {
     "bad_invite", "removed", "internal", "unavailable", "busy", "rate_limited", "create_forbidden",
 }
 BLOB_WIRE = {"not_a_member", "read_only", "too_large", "quota", "bad_hash", "internal"}
+PROOF_WIRE = {"beyond_head", "bad_range", "unavailable"}
 
 
 def test_wire_values_are_unchanged() -> None:
     assert {code.value for code in RefusalCode} == WIRE
     assert {code.value for code in BlobCode} == BLOB_WIRE
+    assert {code.value for code in ProofCode} == PROOF_WIRE
 
 
 @pytest.mark.parametrize("code", list(RefusalCode))
@@ -126,7 +128,7 @@ def _attribute_names(tree: ast.AST) -> set[int]:
             and node.func.id in ("getattr", "hasattr", "setattr") and len(node.args) >= 2}
 
 
-VALUES = {code.value for code in RefusalCode} | {code.value for code in BlobCode}
+VALUES = {code.value for code in RefusalCode} | {code.value for code in BlobCode} | {code.value for code in ProofCode}
 
 
 def _spelled_codes(source: str) -> list[tuple[int, str]]:

@@ -30,11 +30,18 @@ from encspaces.core.messages import (
     BlobPut,
     BlobRefused,
     Challenge,
+    CheckpointNote,
+    CheckpointReq,
+    Consistency,
+    ConsistencyReq,
     Entries,
     Error,
     Hello,
+    Inclusion,
+    InclusionReq,
     Message,
     Presence,
+    ProofRefused,
     Submit,
     Welcome,
     decode_message,
@@ -43,9 +50,11 @@ from encspaces.core.session import (
     Acked,
     BecameLive,
     BlobReplyReceived,
+    CheckpointReceived,
     ClientSession,
     Notice,
     PresenceReceived,
+    ProofReplyReceived,
     Send,
     SessionState,
     Verified,
@@ -57,6 +66,7 @@ from encspaces.errors import (
     ForkError,
     HandshakeError,
     MalformedFrameError,
+    ProtocolError,
     RelayError,
     RelaySignatureError,
     RollbackError,
@@ -423,6 +433,37 @@ def test_presence_and_blob_requests_and_replies_when_live() -> None:
     assert session.state is S.LIVE
 
 
+def test_checkpoints_and_proof_requests_and_replies_from_the_welcome_on() -> None:
+    fs = FakeSpace()
+    session = handshaken(device(fs, fs.bob, through=2), fs)
+    with_checkpoint = Welcome(fs.signed(3), fs.signed(2), checkpoint=b"signed note\n").encode()
+    assert session.receive(with_checkpoint, NOW) == [CheckpointReceived(b"signed note\n")]
+    assert session.state is S.CATCHING_UP
+    request = ConsistencyReq(5, 2, 3)
+    assert session.proof_request(request) == pack({"t": "consistency_req", "id": 5, "first": 2, "second": 3})
+    assert session.proof_request(InclusionReq(6, 1, 3)) == pack({"t": "inclusion_req", "id": 6, "seq": 1, "size": 3})
+    assert session.proof_request(CheckpointReq(7)) == pack({"t": "checkpoint_req", "id": 7})
+    for reply in (Consistency(5, 2, 3, [bytes(32)]), Inclusion(6, 1, 3, [bytes(32)] * 2),
+                  ProofRefused(8, "bad_range", "seq 4 is not in a tree of 3")):
+        assert session.receive(reply.encode(), NOW) == [ProofReplyReceived(reply)]
+    assert session.receive(CheckpointNote(b"n\n", 7).encode(), NOW) == [CheckpointReceived(b"n\n", 7)]
+    assert session.receive(CheckpointNote(b"pushed\n").encode(), NOW) == [CheckpointReceived(b"pushed\n", None)]
+    # A welcome without the field decodes as before (older relays).
+    assert decode_message(Welcome(fs.signed(3), None).encode()) == Welcome(fs.signed(3), None, None)
+
+
+def test_proof_messages_are_checked_field_by_field() -> None:
+    for bad, fragment in [
+        (pack({"t": "consistency", "id": 1, "first": 1, "second": 2, "proof": [b"short"]}), "consistency proof hash"),
+        (pack({"t": "inclusion", "id": 1, "seq": 1, "size": 2, "proof": [bytes(32)] * 65}), "at most 64"),
+        (pack({"t": "inclusion_req", "id": 1, "seq": 0, "size": 2}), "inclusion_req seq"),
+        (pack({"t": "consistency_req", "id": 1 << 32, "first": 0, "second": 2}), "consistency_req id"),
+        (pack({"t": "checkpoint", "note": "text"}), "checkpoint note"),
+    ]:
+        with pytest.raises(ProtocolError, match=fragment):
+            decode_message(bad)
+
+
 @pytest.mark.parametrize("send", [
     lambda s: s.submit([b"x"]), lambda s: s.presence(b"x"), lambda s: s.blob_request(BlobGet(1, bytes(32))),
 ])
@@ -495,22 +536,32 @@ def _messages(fs: FakeSpace) -> dict[str, bytes]:
         "blobdata": BlobData(1, digest, b"chunk").encode(),
         "blobmissing": BlobMissing(1, digest).encode(),
         "blobrefused": BlobRefused(1, digest, "quota", "full").encode(),
+        "checkpointnote": CheckpointNote(b"a note\n").encode(),
+        "consistency": Consistency(1, 1, 3, [bytes(32)]).encode(),
+        "inclusion": Inclusion(1, 1, 3, [bytes(32), bytes(32)]).encode(),
+        "proofrefused": ProofRefused(1, "beyond_head", "past 3").encode(),
         # What only a client sends: never valid from the relay.
         "hello": Hello(b"auth", bytes(64), 0, bytes(32)).encode(),
         "submit": Submit([fs.raws[0]]).encode(),
         "blobput": BlobPut(1, digest, b"chunk").encode(),
         "blobget": BlobGet(1, digest).encode(),
+        "checkpointreq": CheckpointReq(1).encode(),
+        "consistencyreq": ConsistencyReq(1, 1, 3).encode(),
+        "inclusionreq": InclusionReq(1, 1, 3).encode(),
     }
 
 
+_AFTER_WELCOME = {"entries", "ack", "presence", "bloback", "blobdata", "blobmissing", "blobrefused",
+                  "checkpointnote", "consistency", "inclusion", "proofrefused"}
 ACCEPTED = {
     S.AWAITING_CHALLENGE: {"challenge"},
     S.AWAITING_WELCOME: {"welcome"},
-    S.CATCHING_UP: {"entries", "ack", "presence", "bloback", "blobdata", "blobmissing", "blobrefused"},
-    S.LIVE: {"entries", "ack", "presence", "bloback", "blobdata", "blobmissing", "blobrefused"},
+    S.CATCHING_UP: _AFTER_WELCOME,
+    S.LIVE: _AFTER_WELCOME,
 }
 KINDS = ["challenge", "welcome", "entries", "ack", "presence", "bloback", "blobdata", "blobmissing", "blobrefused",
-         "hello", "submit", "blobput", "blobget"]
+         "checkpointnote", "consistency", "inclusion", "proofrefused",
+         "hello", "submit", "blobput", "blobget", "checkpointreq", "consistencyreq", "inclusionreq"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
