@@ -51,6 +51,7 @@ from . import merkle
 from .encoding import as_bytes, as_int, as_list, as_map, as_str, pack, unpack
 from .encoding import field as map_field
 from .note import CosignatureVerifier, Ed25519Verifier, SignedCheckpoint, space_origin
+from .witness_policy import WitnessPolicy
 
 DEFAULT_DEADLINE = 30.0  # seconds; the SDK passes SpaceOptions.freshness_limit
 MAX_PENDING = 64  # checkpoints past our verified size kept at once (by size)
@@ -99,16 +100,14 @@ class _Seen:
     """One checkpoint (size, root) as heard so far: every signature line merged in."""
 
     signed: SignedCheckpoint
-    cosigners: set[WitnessId]
     since: float
 
     @property
     def size(self) -> int:
         return self.signed.checkpoint.size
 
-    def merge(self, other: SignedCheckpoint, cosigners: set[WitnessId]) -> None:
+    def merge(self, other: SignedCheckpoint) -> None:
         self.signed = self.signed.with_signatures(other.note.signatures)
-        self.cosigners |= cosigners
 
 
 @dataclass
@@ -131,7 +130,7 @@ class WitnessTracker:
     def __init__(
         self,
         space: bytes,
-        relay_key: bytes,
+        relay_key: bytes | None,
         rules: Sequence[QuorumRule],
         clock: Callable[[], float],
         deadline: float = DEFAULT_DEADLINE,
@@ -141,8 +140,9 @@ class WitnessTracker:
     ) -> None:
         self.space = space
         self.origin = space_origin(space)
-        self._relay = Ed25519Verifier(self.origin, relay_key)
-        self._clock = clock
+        self._relay: Ed25519Verifier | None = None
+        self.set_relay_key(relay_key)
+        self.clock = clock  # monotonic seconds; the SDK sets its SpaceOptions clock
         self.deadline = deadline
         self._frontier = merkle.Frontier(size, peaks)
         self._rules: tuple[QuorumRule, ...] = ()
@@ -154,9 +154,14 @@ class WitnessTracker:
         self._relay_max: tuple[int, bytes] | None = None  # largest relay-signed checkpoint heard of
         self._witnessed = 0
         self._head: tuple[int, bytes] | None = None  # the relay's newest signed head at or below verified
+        self.head_seq = 0  # the seq of the relay's last signed head (welcome, frame or ack)
         self.set_rules(rules)
 
     # --- inputs -----------------------------------------------------------------------------
+
+    def set_relay_key(self, relay_key: bytes | None) -> None:
+        """The relay key the genesis pins (unknown until the verifier read it)."""
+        self._relay = None if relay_key is None else Ed25519Verifier(self.origin, relay_key)
 
     def set_rules(self, rules: Sequence[QuorumRule]) -> None:
         """The policy history as the verified log states it (the SDK passes it again on change)."""
@@ -196,7 +201,7 @@ class WitnessTracker:
         if cp.origin != self.origin:
             raise RelaySignatureError(f"checkpoint of origin {cp.origin[:80]!r}, expected {self.origin}")
         self._check_relay_signature(signed)
-        seen = _Seen(signed, self._verified_cosigners(signed), self._clock())
+        seen = _Seen(signed, self.clock())
         self._check_same_size(seen)
         if self._relay_max is None or cp.size > self._relay_max[0]:
             self._relay_max = (cp.size, signed.encode())
@@ -204,7 +209,7 @@ class WitnessTracker:
         if cp.size > verified:
             pending = self._pending.get(cp.size)
             if pending is not None:
-                pending.merge(signed, seen.cosigners)
+                pending.merge(signed)
             elif len(self._pending) < MAX_PENDING:
                 self._pending[cp.size] = seen
             else:  # keep the largest ones: they bound what the relay must deliver
@@ -224,11 +229,25 @@ class WitnessTracker:
         if waiting is None:
             if len(self._awaiting) >= MAX_PROOF_REQUESTS:
                 return []  # enough outstanding; a later poll brings it back
-            waiting = self._awaiting[key] = _Awaiting(self._frontier.root(), self._clock())
+            waiting = self._awaiting[key] = _Awaiting(self._frontier.root(), self.clock())
             waiting.checkpoints.append(seen)
             return [ProofRequest(cp.size, verified)]
         waiting.checkpoints.append(seen)
         return []
+
+    def add_latest(self, data: bytes) -> list[ProofRequest]:
+        """The relay's answer to "your newest checkpoint": like :meth:`add_checkpoint`, and it must
+        not be smaller than a checkpoint the relay signed before (a witness may have shown us one)."""
+        before = self._relay_max
+        requests = self.add_checkpoint(data)
+        size = SignedCheckpoint.parse(data).checkpoint.size
+        if before is not None and size < before[0]:
+            raise CheckpointRollbackError(
+                f"the relay's newest checkpoint is of size {size}, but it signed one of size {before[0]}: "
+                f"it went back to an older log (restored from an old copy?)",
+                size=before[0], evidence=(before[1], data),
+            )
+        return requests
 
     def add_consistency_proof(self, first: int, second: int, proof: Sequence[bytes]) -> None:
         """The relay's answer to a :class:`ProofRequest`; one that does not verify is a fork."""
@@ -259,10 +278,11 @@ class WitnessTracker:
             )
         if seq <= self.verified and (self._head is None or seq >= self._head[0]):
             self._head = (seq, statement)
+        self.head_seq = seq
 
     def check_deadlines(self) -> None:
         """Raise CheckpointWithheldError if a checkpoint past our log (or a proof) is overdue."""
-        now = self._clock()
+        now = self.clock()
         for size in sorted(self._pending):
             seen = self._pending[size]
             if now - seen.since >= self.deadline:
@@ -279,6 +299,16 @@ class WitnessTracker:
                     f"delivered through seq {second} within {self.deadline:g} s",
                     size=first, evidence=self._evidence(seen),
                 )
+
+    def restart_deadlines(self) -> list[ProofRequest]:
+        """A new connection: deadlines count from now (time offline is not withholding), and
+        the proofs asked on the old connection are asked again (returned)."""
+        now = self.clock()
+        for seen in self._pending.values():
+            seen.since = now
+        for waiting in self._awaiting.values():
+            waiting.since = now
+        return [ProofRequest(first, second) for first, second in self._awaiting]
 
     # --- outputs ----------------------------------------------------------------------------
 
@@ -347,7 +377,7 @@ class WitnessTracker:
         cls,
         blob: bytes,
         space: bytes,
-        relay_key: bytes,
+        relay_key: bytes | None,
         rules: Sequence[QuorumRule],
         clock: Callable[[], float],
         deadline: float = DEFAULT_DEADLINE,
@@ -382,6 +412,8 @@ class WitnessTracker:
 
     def _check_relay_signature(self, signed: SignedCheckpoint) -> None:
         relay = self._relay
+        if relay is None:
+            raise RelaySignatureError("no relay key is known for this space yet: the genesis was not verified")
         lines = [s for s in signed.note.signatures if s.name == relay.name and s.key_id == relay.key_id]
         if not lines:
             raise RelaySignatureError(
@@ -409,7 +441,7 @@ class WitnessTracker:
         size = seen.size
         others = [self._pending.get(size)]
         if self._relay_max is not None and self._relay_max[0] == size:
-            others.append(_Seen(SignedCheckpoint.parse(self._relay_max[1]), set(), 0.0))
+            others.append(_Seen(SignedCheckpoint.parse(self._relay_max[1]), 0.0))
         others.extend(w for waiting in self._awaiting.values() for w in waiting.checkpoints if w.size == size)
         for other in others:
             if other is not None and other.signed.checkpoint.root != seen.signed.checkpoint.root:
@@ -438,8 +470,9 @@ class WitnessTracker:
             self._roots.popitem(last=False)
 
     def _credit(self, seen: _Seen) -> None:
+        # Counted now, not on arrival: the policy may have been unknown then (a new device).
         note = seen.signed.encode()
-        for wid in seen.cosigners:
+        for wid in self._verified_cosigners(seen.signed):
             if self._best.get(wid, (-1, b""))[0] < seen.size:
                 self._best[wid] = (seen.size, note)
         self._recompute()
@@ -468,6 +501,12 @@ class WitnessTracker:
         self._witnessed = max(self._witnessed, value)
 
 
+def rules_of(history: Sequence[tuple[int, WitnessPolicy]]) -> list[QuorumRule]:
+    """The tracker's rules from ``LogState.witness_policies`` ((seq that set it, policy), genesis first)."""
+    return [QuorumRule(max(seq, 1), tuple((w.name, w.key) for w in policy.witnesses), policy.quorum)
+            for seq, policy in history]
+
+
 def _kth_largest(values: Iterable[int], k: int) -> int:
     ordered = sorted(values, reverse=True)
     return ordered[k - 1] if k >= 1 and len(ordered) >= k else 0
@@ -481,4 +520,5 @@ __all__ = [
     "WitnessStatus",
     "WitnessTracker",
     "entry_leaf_hash",
+    "rules_of",
 ]

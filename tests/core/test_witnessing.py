@@ -450,3 +450,31 @@ def test_witnessed_never_passes_a_fork_and_every_reachable_fork_is_caught(
         consistent = [s for s in sizes if s <= n]
         assert t.witnessed_seq == max(consistent, default=0)
         assert t.root == merkle.root_of([entry_leaf_hash(d) for d in ours.digests])
+
+
+def test_a_new_connection_restarts_deadlines_and_asks_the_proofs_again() -> None:
+    log = Log(20)
+    clock = Clock()
+    t = tracker(ONE, clock)
+    log.feed(t, 10)
+    t.add_checkpoint(log.checkpoint(15, WITNESSES[0]))
+    t.add_checkpoint(log.checkpoint(4, WITNESSES[0]))
+    clock.now += 25
+    assert t.restart_deadlines() == [ProofRequest(4, 10)]
+    clock.now += 25
+    t.check_deadlines()  # 50 s since the checkpoints, 25 since the connection
+    clock.now += 5
+    with pytest.raises(CheckpointWithheldError):
+        t.check_deadlines()
+
+
+def test_a_newest_checkpoint_below_one_the_relay_signed_is_a_rollback() -> None:
+    log = Log(30)
+    t = tracker(ONE)
+    log.feed(t, 10)
+    witnessed = log.checkpoint(25, WITNESSES[0])
+    t.add_checkpoint(witnessed)  # e.g. from a witness, polled directly
+    assert t.add_latest(log.checkpoint(28)) == []  # newer: fine
+    old = log.checkpoint(10)
+    with pytest.raises(CheckpointRollbackError, match="newest checkpoint is of size 10, but it signed one of size 28"):
+        t.add_latest(old)
