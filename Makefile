@@ -12,6 +12,9 @@ PORT ?= 8765
 # `make edit`: this checkout's own device (identity, list of spaces, local stores) and demo space.
 EDIT_HOME ?= .encspaces-home
 SPACE ?= demo
+# `make run` starts a witness of the relay's spaces beside it (docs/operations.md); WITNESS=0: the relay alone.
+WITNESS ?= 1
+WITNESS_PORT ?= 8766
 
 .PHONY: setup run demo edit screenshot test lint docs dist bench bench-setup clean
 
@@ -25,10 +28,14 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	@echo "Starting the encspaces relay on ws://$(HOST):$(PORT) (data in $(DATA)/). Ctrl+C stops it."
+ifeq ($(WITNESS),0)
 	$(BIN)/encspaces-relay --host $(HOST) --port $(PORT) --data-dir $(DATA)
+else
+	$(BIN)/python scripts/run_local.py --host $(HOST) --port $(PORT) --data-dir $(DATA) --witness-port $(WITNESS_PORT)
+endif
 
 demo: $(STAMP)
-	$(BIN)/python -m clients.demo
+	$(BIN)/python -m encspaces_clients.demo
 
 # The editor on a local demo space, against the relay `make run` started (identity and space
 # are created on first use, in $(EDIT_HOME)/).
@@ -39,7 +46,7 @@ edit: $(STAMP)
 
 # The README's picture of the editor.
 screenshot: $(STAMP)
-	$(BIN)/python -m clients.editor.screenshot docs/editor.svg
+	$(BIN)/python -m encspaces_clients.editor.screenshot docs/editor.svg
 
 lint: $(STAMP)
 	$(BIN)/ruff check encspaces encspaces_relay encspaces_witness encspaces_clients tests bench scripts examples

@@ -1,22 +1,32 @@
 """``make demo``: two members edit one text through a real relay, and what the relay holds.
 
-It starts a relay daemon in the background, lets Alice create a space and add Bob, has both
-type at once, then prints the relay's stored entries (ciphertext, as the relay sees them)
-beside the text each member sees, and stops the relay.
+It starts a relay daemon and a witness of its spaces in the background, lets Alice create a
+space that names the witness and add Bob, has both type at once, then prints the relay's stored
+entries (ciphertext, as the relay sees them) beside the text each member sees, and the
+checkpoint the witness cosigned: fetched from the witness itself (not through the relay), its
+relay signature and cosignature checked, its root recomputed from the log. Then it stops both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import sqlite3
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import encspaces
+from encspaces.core import merkle, note
 from encspaces.core.entry import Entry
+from encspaces.core.identity import parse_member_id
+from encspaces.space import decode_space_id
 from encspaces_relay.process import RelayProcess
 from encspaces_relay.store import DB_FILE
+from encspaces_witness.process import WitnessProcess
 
 DEMO_DIR = Path(".encspaces-demo")
 
@@ -39,12 +49,56 @@ def relay_view(data_dir: Path) -> list[tuple[int, str, int, str]]:
     return view
 
 
+def _witness_checkpoint(url: str, origin: str) -> bytes | None:
+    """GET the witness's latest cosigned checkpoint of ``origin`` (None: it has none yet)."""
+    path = f"{url}/{hashlib.sha256(origin.encode()).hexdigest()}/checkpoint"
+    try:
+        with urllib.request.urlopen(path, timeout=5) as answer:
+            body: bytes = answer.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+
+
+async def show_witnessed(witness: WitnessProcess, relay: RelayProcess, space: encspaces.Space) -> bool:
+    """Wait (bounded) for the witness to cosign the log through the space's seq; check and print it."""
+    origin = note.space_origin(decode_space_id(space.id))
+    policy = space.witness_policy.witnesses[0]
+    verifiers: list[note.Verifier] = [note.Ed25519Verifier(origin, parse_member_id(relay.public_key)),
+                                      policy.verifier()]
+    deadline = time.monotonic() + 15
+    while True:
+        data = await asyncio.to_thread(_witness_checkpoint, witness.url, origin)
+        signed = None if data is None else note.SignedCheckpoint.parse(data)
+        if signed is not None and signed.checkpoint.size >= space.seq:
+            break
+        if time.monotonic() > deadline:
+            print("the witness has not cosigned the whole log yet (it is witnessed in the background)")
+            return False
+        await asyncio.sleep(0.2)
+    signers = sorted({v.name for v, _ in signed.verify(verifiers)})
+    with sqlite3.connect(f"file:{relay.data_dir / DB_FILE}?mode=ro", uri=True) as db:
+        digests = [bytes(d) for (d,) in db.execute("SELECT digest FROM entries WHERE space_id = ? ORDER BY seq "
+                                                  "LIMIT ?", (decode_space_id(space.id), signed.checkpoint.size))]
+    root = merkle.root_of([merkle.leaf_hash(merkle.entry_leaf(d)) for d in digests])
+    print(f"\nThe witness at {witness.url}, asked directly, cosigned the log through seq {signed.checkpoint.size}:")
+    print("  " + data.decode().replace("\n", "\n  ").rstrip() if data else "")
+    print(f"  signatures verified: {', '.join(signers)}; root matches the stored log: "
+          f"{'yes' if root == signed.checkpoint.root else 'NO'}")
+    return root == signed.checkpoint.root and len(signers) == 2
+
+
 async def main() -> int:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    async with RelayProcess(DEMO_DIR / "relay") as relay:
-        print(f"relay running at {relay.url} (public key {relay.public_key})\n")
+    async with RelayProcess(DEMO_DIR / "relay") as relay, \
+            WitnessProcess(DEMO_DIR / "witness", [relay.public_key]) as witness:
+        print(f"relay running at {relay.url} (public key {relay.public_key})")
+        print(f"witness running at {witness.url} (key {witness.vkey})\n")
         alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
-        alice = await encspaces.create_space(relay.url, alice_id, data_dir=DEMO_DIR / "alice")
+        alice = await encspaces.create_space(relay.url, alice_id, data_dir=DEMO_DIR / "alice",
+                                             witnesses=[encspaces.Witness.from_vkey(witness.vkey, witness.url)])
         await alice.add_member(bob_id.public)
         bob = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=DEMO_DIR / "bob")
         try:
@@ -73,7 +127,8 @@ async def main() -> int:
             print(f"\nplaintext found in the relay's database file: {'YES' if leaked else 'no'}")
             same = str(ta) == str(tb)
             print(f"both members see the same verified text: {'yes' if same else 'NO'}")
-            return 0 if same and not leaked else 1
+            witnessed = await show_witnessed(witness, relay, alice)
+            return 0 if same and not leaked and witnessed else 1
         finally:
             await alice.close()
             await bob.close()

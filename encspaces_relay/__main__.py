@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--idle-room-seconds", type=float, default=RelayConfig.idle_room_seconds,
                         help="unload a space from memory after this many seconds without a connection "
                              f"(default {RelayConfig.idle_room_seconds:g})")
+    witnessed = parser.add_argument_group("the witnessed log")
+    witnessed.add_argument("--checkpoint-interval", type=float, default=RelayConfig.checkpoint_interval,
+                           help="sign a space's checkpoint (and send it to its witnesses) at most this often, "
+                                f"in seconds, while its log grows (default {RelayConfig.checkpoint_interval:g})")
+    witnessed.add_argument("--witness-timeout", type=float, default=RelayConfig.witness_timeout,
+                           help="seconds one request to a witness may take "
+                                f"(default {RelayConfig.witness_timeout:g})")
     ops = parser.add_argument_group("operations")
     ops.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="the least severe log lines written to stderr (default INFO)")
@@ -132,6 +139,7 @@ def config_of(args: argparse.Namespace) -> RelayConfig:
         idle_room_seconds=args.idle_room_seconds, metrics_port=args.metrics_port, metrics_host=args.metrics_host,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
         store=args.store, bus=args.bus,
+        checkpoint_interval=args.checkpoint_interval, witness_timeout=args.witness_timeout,
     )
 
 

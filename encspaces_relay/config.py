@@ -92,6 +92,13 @@ class RelayConfig:
     # Cross-relay fan-out: a nats:// URL (encspaces_relay/bus.py, docs/cluster.md), only with a shared store.
     bus: str | None = None
 
+    # --- the witnessed log (docs/PROTOCOL.md section 18) ---
+    # A space's checkpoint is signed (and sent to its witnesses) at most this often while its
+    # log grows, and once more when it goes idle; also the first backoff for a witness that is down.
+    checkpoint_interval: float = 1.0
+    # How long one add-checkpoint request to a witness may take.
+    witness_timeout: float = 10.0
+
     # --- operations (docs/operations.md) ---
     # Health (/healthz) and Prometheus metrics (/metrics) over plain HTTP on a port of their own;
     # None: not served. Bound to the loopback by default: metrics are for the operator.
@@ -119,6 +126,8 @@ class RelayConfig:
             raise ValueError(f"max_hello_frame of {self.max_hello_frame} bytes is too small to carry a hello")
         if min(self.max_connections, self.max_connections_per_address, self.max_creates_per_address) < 0:
             raise ValueError("connection and creation limits must be at least 0 (0: no limit)")
+        if self.checkpoint_interval <= 0 or self.witness_timeout <= 0:
+            raise ValueError("checkpoint_interval and witness_timeout must be positive")
         if self.create_window <= 0 or self.idle_room_seconds < 0:
             raise ValueError("create_window must be positive and idle_room_seconds at least 0")
         if (self.create_policy is CreatePolicy.LISTED) != (self.create_allowlist is not None):

@@ -47,6 +47,15 @@ class RelayMetrics:
                                  registry=self.registry)
         self.refusals = Counter("encspaces_relay_refusals", "Error frames sent, by code", ["code"],
                                 registry=self.registry)
+        self.checkpoints = Counter("encspaces_relay_checkpoints_signed",
+                                   "Checkpoints of a space's Merkle tree the relay signed (all spaces)",
+                                   registry=self.registry)
+        self.witness_submissions = Counter(
+            "encspaces_relay_witness_submissions",
+            "Checkpoints submitted to witnesses, by result (cosigned, refused, unreachable)", ["result"],
+            registry=self.registry)
+        self.proofs = Counter("encspaces_relay_proofs_served", "Proofs and checkpoints sent to clients, by kind",
+                              ["kind"], registry=self.registry)
 
     def refused(self, code: str) -> None:
         self.refusals.labels(code).inc()

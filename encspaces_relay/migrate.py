@@ -1,6 +1,7 @@
 """``encspaces-relay migrate --data-dir DIR --to postgresql://...``: a SQLite relay into PostgreSQL.
 
-Copies every space (its row and signed head, every entry with its chain head) and every blob
+Copies every space (its row and signed head, every entry with its chain head, its Merkle tree's
+stored nodes and its cosigned checkpoints) and every blob
 (its bytes from ``DIR/blobs``, and the usage counters the quotas read) into the database, in
 one transaction per space, then checks the copy: every entry is read back, the chain is
 recomputed from the copied bytes (digest, then h(seq) from h(seq-1)) and compared with the
@@ -80,6 +81,8 @@ async def migrate(data_dir: Path, dsn: str) -> Report:
     store = await PgStore.open(dsn)
     try:
         spaces = _sqlite_spaces(db)
+        tables = [t for t in ("tree_nodes", "checkpoints")
+                  if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)).fetchone()]
         async with store.connection() as conn:
             taken = await conn.fetch("SELECT space_id FROM spaces WHERE space_id = ANY($1::bytea[])",
                                      [s for s, _, _ in spaces])
@@ -95,6 +98,13 @@ async def migrate(data_dir: Path, dsn: str) -> Report:
                 for rows in _sqlite_rows(db, space):
                     await conn.copy_records_to_table("entries", records=rows)
                     report.entries += len(rows)
+                # The Merkle tree's stored nodes and the cosigned checkpoints (absent from a data
+                # dir older than the witnessed log: the relay computes the nodes at the first load).
+                for table in tables:
+                    copied = [(bytes(a), int(b), bytes(c)) for a, b, c in
+                              db.execute(f"SELECT * FROM {table} WHERE space_id = ?", (space,))]
+                    if copied:
+                        await conn.copy_records_to_table(table, records=copied)
                 used = 0
                 for blob in _blob_files(data_dir, space):
                     data = await asyncio.to_thread(blob.read_bytes)

@@ -28,7 +28,8 @@ from encspaces.core.head import SignedHead
 from encspaces.core.log_state import LogState
 from encspaces.errors import HeadMovedError, SpaceExistsError, StoreError, StoreUnavailableError
 
-from .store import EntryRow, LoadedSpace, decode_stored_head, encode_head, replay
+from .store import KEEP_CHECKPOINTS, EntryRow, LoadedSpace, decode_stored_head, encode_head, replay
+from .tree import StoredNode, TreeBuilder, expected_nodes
 
 if TYPE_CHECKING:
     from .pg_blobs import PgBlobStore
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 _LOAD_CHUNK = 2048
 _SCHEMA_LOCK = 0x656E63737061  # advisory lock id: relays starting together create the schema once
+_INSERT_NODES = "INSERT INTO tree_nodes (space_id, node, hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS encspaces_meta (
@@ -58,6 +60,18 @@ CREATE TABLE IF NOT EXISTS entries (
     raw         bytea NOT NULL,        -- the entry's exact bytes
     PRIMARY KEY (space_id, seq),
     UNIQUE (space_id, author, author_seq)
+);
+CREATE TABLE IF NOT EXISTS tree_nodes (  -- the Merkle tree's stored levels: node = level << 48 | index
+    space_id    bytea NOT NULL,
+    node        bigint NOT NULL,
+    hash        bytea NOT NULL,
+    PRIMARY KEY (space_id, node)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (  -- checkpoints with witness cosignatures, the newest few per space
+    space_id    bytea NOT NULL,
+    size        bigint NOT NULL,
+    note        bytea NOT NULL,
+    PRIMARY KEY (space_id, size)
 );
 CREATE TABLE IF NOT EXISTS blobs (
     space_id    bytea NOT NULL,
@@ -175,8 +189,11 @@ class PgStore:
                 raise SpaceExistsError(f"{self.where} already holds space {space.hex()[:16]}…")
             await conn.execute("INSERT INTO entries VALUES ($1, $2, $3, $4, $5, $6, $7)", *genesis.values(space))
 
-    async def append(self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead) -> None:
-        """The rows and their head in one transaction, if the stored head is still the one they extend."""
+    async def append(
+        self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead, nodes: Sequence[StoredNode] = ()
+    ) -> None:
+        """The rows, the tree nodes they complete and their head in one transaction, if the
+        stored head is still the one they extend."""
         if not rows:
             return
         extends = rows[0].seq - 1
@@ -188,8 +205,43 @@ class PgStore:
                 raise HeadMovedError(space, extends, int(found))
             await conn.executemany("INSERT INTO entries VALUES ($1, $2, $3, $4, $5, $6, $7)",
                                    [row.values(space) for row in rows])
+            if nodes:
+                await conn.executemany(_INSERT_NODES, [(space, key, h) for key, h in nodes])
             await conn.execute("UPDATE spaces SET head_seq = $2, signed_head = $3 WHERE space_id = $1",
                                space, rows[-1].seq, encode_head(signed_head))
+
+    async def save_checkpoint(self, space: bytes, size: int, note: bytes) -> None:
+        """Keep a cosigned checkpoint (replacing one of the same size); the oldest beyond
+        ``KEEP_CHECKPOINTS`` go."""
+        async with self.connection() as conn, conn.transaction():
+            await conn.execute("INSERT INTO checkpoints VALUES ($1, $2, $3) ON CONFLICT (space_id, size) "
+                               "DO UPDATE SET note = EXCLUDED.note", space, size, note)
+            await conn.execute("DELETE FROM checkpoints WHERE space_id = $1 AND size < (SELECT MIN(size) FROM "
+                               "(SELECT size FROM checkpoints WHERE space_id = $1 ORDER BY size DESC LIMIT $2) "
+                               "AS kept)", space, KEEP_CHECKPOINTS)
+
+    async def checkpoints(self, space: bytes) -> list[tuple[int, bytes]]:
+        async with self.connection() as conn:
+            rows = await conn.fetch("SELECT size, note FROM checkpoints WHERE space_id = $1 ORDER BY size", space)
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def tree_rows(
+        self, space: bytes, seqs: Sequence[int], keys: Sequence[int]
+    ) -> tuple[dict[int, bytes], dict[int, bytes]]:
+        async with self.connection() as conn:
+            leaves = await conn.fetch("SELECT seq, digest FROM entries WHERE space_id = $1 AND seq = ANY($2::bigint[])",
+                                      space, list(seqs)) if seqs else []
+            nodes = await conn.fetch("SELECT node, hash FROM tree_nodes WHERE space_id = $1 "
+                                     "AND node = ANY($2::bigint[])", space, list(keys)) if keys else []
+        return {int(r[0]): bytes(r[1]) for r in leaves}, {int(r[0]): bytes(r[1]) for r in nodes}
+
+    async def _migrate_tree(self, space: bytes, builder: TreeBuilder) -> None:
+        async with self.connection() as conn:
+            found = int(await conn.fetchval("SELECT count(*) FROM tree_nodes WHERE space_id = $1", space))
+            if found >= expected_nodes(builder.tree.size):
+                return
+            async with conn.transaction():
+                await conn.executemany(_INSERT_NODES, [(space, key, h) for key, h in builder.nodes])
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -230,19 +282,23 @@ class PgStore:
                 return None
             signed_head = decode_stored_head(bytes(stored), where)
             state = LogState(space)
+            builder = TreeBuilder()
             genesis = b""
             while True:  # in chunks by seq, so memory holds one chunk of raw rows at a time
                 rows = await conn.fetch("SELECT seq, digest, head, raw FROM entries WHERE space_id = $1 AND seq > $2 "
                                         "ORDER BY seq LIMIT $3", space, state.seq, _LOAD_CHUNK)
                 for seq, digest, head, raw in rows:
                     replay(state, int(seq), bytes(digest), bytes(head), bytes(raw), where)
+                    builder.add(bytes(digest))
                     if seq == 1:
                         genesis = bytes(raw)
                 if len(rows) < _LOAD_CHUNK:
                     break
         if state.seq == 0:
             raise StoreError(f"{where}: the space has no entries, not even its genesis")
-        return LoadedSpace(state, genesis, signed_head)
+        await self._migrate_tree(space, builder)
+        stored = await self.checkpoints(space)
+        return LoadedSpace(state, genesis, signed_head, builder.done(), stored[-1][1] if stored else None)
 
     async def tail(self, space: bytes, after_seq: int) -> tuple[list[EntryRow], SignedHead] | None:
         async with self.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):

@@ -49,6 +49,7 @@ from encspaces.errors import (
 )
 
 from .bus import Bus
+from .checkpoints import Checkpointer
 from .config import RelayConfig
 from .frames import split_frames
 from .metrics import RelayMetrics
@@ -57,6 +58,7 @@ from .refusals import Refusal, internal
 from .shared_log import after_conflict
 from .storage import RelayStore
 from .store import EntryRow
+from .tree import RelayTree
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class RoomHost(Protocol):
     ) -> Sequence[bytes]: ...
 
     def encode_ack(self, space: bytes, results: list[tuple[int, int]], head: SignedHead | None = None) -> bytes: ...
+
+    def encode_checkpoint(self, space: bytes, note: bytes, id: int | None = None) -> bytes: ...
 
     def room_failed(self, room: Room) -> None: ...
 
@@ -104,7 +108,8 @@ class Room:
     """A loaded space; created by the server, which forgets it when it fails."""
 
     def __init__(
-        self, host: RoomHost, store: RelayStore, space: bytes, state: LogState, genesis: bytes, latest: SignedHead
+        self, host: RoomHost, store: RelayStore, space: bytes, state: LogState, genesis: bytes, latest: SignedHead,
+        tree: RelayTree | None = None, checkpoint: bytes | None = None,
     ) -> None:
         self.host = host
         self.store = store
@@ -123,11 +128,40 @@ class Room:
         self.closed = False
         self._queue: asyncio.Queue[Submission | None] = asyncio.Queue()
         self._end_seen = False
+        # The Merkle tree over the durable log (encspaces_relay/tree.py), and the task that signs and
+        # witnesses its checkpoints (encspaces_relay/checkpoints.py): the committer only tells it.
+        if tree is None:
+            tree = RelayTree()
+            tree.extend(self._digests(1, state.seq))
+            tree.mark_durable()
+        self.tree = tree
+        self.checkpointer = Checkpointer(self, host.signing_key, host.metrics, interval=host.config.checkpoint_interval,
+                                         timeout=host.config.witness_timeout, stored=checkpoint)
         self._task = asyncio.create_task(self._run(), name=f"committer {self.label}")
 
     @property
     def label(self) -> str:
         return f"space {member_id(self.space)[:12]}"
+
+    def _digests(self, first: int, last: int) -> list[bytes]:
+        """Digests of entries in memory only (a new space: its genesis); a loaded space brings its tree."""
+        if last < first:
+            return []
+        if last > 1:
+            raise ValueError(f"{self.label}: a room over {last} entries needs the tree its store built")
+        return [Entry.decode(self.genesis).digest()]
+
+    def push_checkpoint(self, note: bytes) -> None:
+        """A cosigned checkpoint for every live subscriber (encoded once for all)."""
+        frame = self.host.encode_checkpoint(self.space, note)
+        if frame:
+            self._fan_out(frame)
+
+    def durable_grew(self, rows: Sequence[EntryRow]) -> None:
+        """Entries another relay committed are durable here too: the tree takes them in."""
+        self.tree.extend(row.digest for row in rows)
+        self.tree.mark_durable()
+        self.checkpointer.grown()
 
     # --- heads ------------------------------------------------------------------------------
 
@@ -235,6 +269,7 @@ class Room:
             self.closed = True
             self._queue.put_nowait(None)
         await asyncio.shield(self._task)
+        await self.checkpointer.close()
 
     # --- the committer ------------------------------------------------------------------------
 
@@ -301,9 +336,12 @@ class Room:
             frames = self._frames(first_seq, rows)
             if rows:
                 started = time.perf_counter()
+                before = self.tree.copy()
+                nodes = self.tree.extend(row.digest for row in rows)  # O(1) amortised per entry
                 try:
-                    await self.store.append(self.space, rows, frames[-1][2])
+                    await self.store.append(self.space, rows, frames[-1][2], nodes)
                 except HeadMovedError as exc:
+                    self.tree.restore(before)
                     answered = len(batch)  # after_conflict answers every submission
                     await after_conflict(self, batch, exc, attempt, members_before)
                     return
@@ -313,6 +351,8 @@ class Room:
                     return
                 self.durable_seq = self.state.seq
                 self.latest_head = frames[-1][2]
+                self.tree.mark_durable()
+                self.checkpointer.grown()  # never waits: the checkpointer signs and witnesses in its own task
                 metrics = self.host.metrics
                 metrics.commits.observe(time.perf_counter() - started)
                 metrics.entries.inc(len(rows))
@@ -432,6 +472,7 @@ class Room:
         if self.failed:
             return
         self.failed = True
+        self.checkpointer.stop()
         log.error("%s: %s; closing its %d connections, it will be reloaded from disk",
                   self.label, reason, len(self.subscribers))
         self.host.room_failed(self)

@@ -27,7 +27,7 @@ from encspaces.core.codes import RefusalCode
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.identity import member_id
 from encspaces.core.log_state import GENESIS_SEQ, LogState
-from encspaces.core.messages import Ack, Entries, Presence, Welcome
+from encspaces.core.messages import Ack, CheckpointNote, Entries, Presence, ProofReply, Welcome
 from encspaces.core.private_file import make_private_dir
 from encspaces.errors import EncspacesError, SpaceExistsError, StoreUnavailableError
 
@@ -73,6 +73,11 @@ class RelayServer:
     - ``encode_ack(space, results) -> bytes``: the Ack of one Submit, ``(author_seq, seq)`` pairs.
     - ``encode_presence(space, presence) -> bytes``: a member's presence, forwarded to the others
       (return ``b""`` to drop it).
+    - ``checkpoint_for(space) -> bytes | None``: the checkpoint note a client is given in its
+      Welcome and in answer to ``checkpoint_req`` (the newest cosigned one, else the newest signed).
+    - ``encode_checkpoint(space, note, id) -> bytes``: a ``checkpoint`` message (pushed when
+      witnesses cosigned, ``id`` None; or an answer).
+    - ``encode_proof(space, reply) -> bytes``: the answer to a consistency or inclusion request.
 
     ``encode_welcome`` runs once per connection and the entries hooks once per catch-up
     frame of that connection, so a stateful hook can show each client a different history.
@@ -323,7 +328,8 @@ class RelayServer:
             raise internal("the relay cannot load this space from its store") from exc
         if loaded is None:
             return None
-        room = Room(self, self.store, space, loaded.state, loaded.genesis, loaded.signed_head)
+        room = Room(self, self.store, space, loaded.state, loaded.genesis, loaded.signed_head, loaded.tree,
+                    loaded.checkpoint)
         self.rooms[space] = room
         self._idle_since.setdefault(space, time.monotonic())  # until a connection uses it
         log.info("%s loaded at seq %d", room.label, loaded.state.seq)
@@ -373,7 +379,17 @@ class RelayServer:
     # --- frame encoders: the hooks a malicious test relay overrides --------------------------
 
     def encode_welcome(self, space: bytes, head: SignedHead, anchor: SignedHead | None) -> bytes:
-        return Welcome(head, anchor).encode()
+        return Welcome(head, anchor, self.checkpoint_for(space)).encode()
+
+    def checkpoint_for(self, space: bytes) -> bytes | None:
+        room = self.rooms.get(space)
+        return None if room is None else room.checkpointer.sign_now()
+
+    def encode_checkpoint(self, space: bytes, note: bytes, id: int | None = None) -> bytes:
+        return CheckpointNote(note, id).encode()
+
+    def encode_proof(self, space: bytes, reply: ProofReply) -> bytes:
+        return reply.encode()
 
     def encode_entries_frame(self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead) -> bytes:
         return Entries(first_seq, entries, head).encode()

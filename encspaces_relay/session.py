@@ -28,7 +28,10 @@ from encspaces.core.messages import (
     BlobGet,
     BlobPut,
     Challenge,
+    CheckpointReq,
+    ConsistencyReq,
     Hello,
+    InclusionReq,
     Message,
     Presence,
     Submit,
@@ -40,6 +43,7 @@ from .catchup import catch_up_and_subscribe
 from .frames import max_entry_size
 from .handshake import check_hello
 from .peer import Peer, PeerGoneError
+from .proofs import answer_proof
 from .refusals import Refusal, internal, too_large, unavailable
 from .room import Room, Submission
 
@@ -150,6 +154,10 @@ class Session:
                 # Answered in order, with backpressure: a connection has one blob request in the works.
                 assert self.peer.member is not None
                 await ws.send((await server.blobs.answer(room.state, self.peer.member, submit)).encode())
+                continue
+            if isinstance(submit, (CheckpointReq, ConsistencyReq, InclusionReq)):
+                # Answered in order, like blob requests: one proof in the works per connection.
+                await ws.send(await answer_proof(server, room, submit))
                 continue
             if not isinstance(submit, Submit):
                 raise Refusal(RefusalCode.UNEXPECTED, f"expected a submit or presence, got a {_kind(submit)} message")

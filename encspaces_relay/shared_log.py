@@ -152,6 +152,7 @@ def _deliver(room: Room, rows: list[EntryRow], latest: SignedHead, members_befor
     room.latest_head = latest if (latest.seq, latest.head) == (state.seq, state.head) else room._sign(state.seq)
     if not rows:
         return
+    room.durable_grew(rows)
     if room.invitees:
         room.close_invitees()  # before the fan-out: nothing after a revocation reaches them
     for first, entries, head in room._frames(rows[0].seq, rows):

@@ -24,6 +24,7 @@ from encspaces.core.log_state import LogState
 from encspaces.core.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
 
 from .store import EntryRow, LoadedSpace
+from .tree import StoredNode
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -70,14 +71,31 @@ class RelayStore(Protocol):
         """Store a new space and its genesis entry atomically; ``SpaceExistsError`` if it is there already."""
         ...
 
-    async def append(self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead) -> None:
-        """Group commit: the rows (contiguous seqs) and the head covering them, in one transaction.
+    async def append(
+        self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead, nodes: Sequence[StoredNode] = ()
+    ) -> None:
+        """Group commit: the rows (contiguous seqs), the Merkle tree nodes they complete
+        (encspaces_relay/tree.py) and the head covering them, in one transaction.
 
         Succeeds only if the space's stored head is still at ``rows[0].seq - 1``; otherwise
         ``HeadMovedError`` and nothing is stored. Any other failure stores nothing either
         (or, if the database failed at the commit itself, possibly everything: the relay then
         acknowledges nothing and a resubmission finds what was stored).
         """
+        ...
+
+    async def tree_rows(
+        self, space: bytes, seqs: Sequence[int], keys: Sequence[int]
+    ) -> tuple[dict[int, bytes], dict[int, bytes]]:
+        """Leaf digests by seq and stored tree nodes by packed key, of those that exist: what a proof reads."""
+        ...
+
+    async def save_checkpoint(self, space: bytes, size: int, note: bytes) -> None:
+        """Keep a checkpoint note with its cosignatures (the newest ``KEEP_CHECKPOINTS`` per space)."""
+        ...
+
+    async def checkpoints(self, space: bytes) -> list[tuple[int, bytes]]:
+        """The stored checkpoints of a space, (size, note), oldest first."""
         ...
 
     async def read_entries(self, space: bytes, first: int, last: int, max_bytes: int) -> list[bytes]:

@@ -37,6 +37,7 @@ from encspaces.core.private_file import ensure_private_file
 from encspaces.errors import EncspacesError, SpaceExistsError, StoreError
 
 from .blobs import BlobStore
+from .tree import RelayTree, StoredNode, TreeBuilder, expected_nodes
 
 DB_FILE = "relay.sqlite3"
 SCHEMA_VERSION = 1
@@ -59,7 +60,24 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (space_id, seq),
     UNIQUE (space_id, author, author_seq)
 );
+-- The Merkle tree's stored levels (encspaces_relay/tree.py): node = level << 48 | index.
+CREATE TABLE IF NOT EXISTS tree_nodes (
+    space_id    BLOB NOT NULL,
+    node        INTEGER NOT NULL,
+    hash        BLOB NOT NULL,
+    PRIMARY KEY (space_id, node)
+) WITHOUT ROWID;
+-- Checkpoints with witness cosignatures (encspaces_relay/checkpoints.py), the newest few per space.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    space_id    BLOB NOT NULL,
+    size        INTEGER NOT NULL,
+    note        BLOB NOT NULL,         -- the C2SP note: relay signature and cosignatures
+    PRIMARY KEY (space_id, size)
+) WITHOUT ROWID;
 """
+# Cosigned checkpoints kept per space (older ones are deleted as new ones are stored).
+KEEP_CHECKPOINTS = 64
+_INSERT_NODES = "INSERT OR IGNORE INTO tree_nodes (space_id, node, hash) VALUES (?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -79,11 +97,14 @@ class EntryRow:
 
 @dataclass(frozen=True)
 class LoadedSpace:
-    """A space rebuilt from the store: its rules state, genesis bytes and latest signed head."""
+    """A space rebuilt from the store: its rules state, genesis bytes and latest signed head,
+    the frontier of its Merkle tree, and its newest stored (cosigned) checkpoint."""
 
     state: LogState
     genesis: bytes
     signed_head: SignedHead
+    tree: RelayTree | None = None
+    checkpoint: bytes | None = None
 
 
 class Store:
@@ -99,7 +120,8 @@ class Store:
         self._write_lock = asyncio.Lock()  # one transaction at a time on the writer connection
         # Appends waiting for the next group commit, and the task that writes them (owned here,
         # awaited by close).
-        self._appends: list[tuple[bytes, Sequence[EntryRow], SignedHead, asyncio.Future[None]]] = []
+        self._appends: list[tuple[bytes, Sequence[EntryRow], SignedHead, Sequence[StoredNode],
+                                  asyncio.Future[None]]] = []
         self._appender: asyncio.Task[None] | None = None
 
     @classmethod
@@ -156,14 +178,17 @@ class Store:
                 ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", [genesis.values(space)]),
             )
 
-    async def append(self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead) -> None:
-        """Group commit: the batch's entries and the head covering them, durable when this returns.
+    async def append(
+        self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead, nodes: Sequence[StoredNode] = ()
+    ) -> None:
+        """Group commit: the batch's entries, the tree nodes they complete and the head covering
+        them, durable when this returns.
 
         Written in one transaction with whatever other spaces appended meanwhile (one fsync for
         all); if that transaction fails, every append in it raises.
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._appends.append((space, rows, signed_head, done))
+        self._appends.append((space, rows, signed_head, nodes, done))
         if self._appender is None or self._appender.done():
             self._appender = asyncio.create_task(self._append_queued(), name="relay store group commit")
         await asyncio.shield(done)
@@ -175,9 +200,10 @@ class Store:
                 async with self._write_lock:
                     await self._transaction(
                         ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         [row.values(space) for space, rows, _, _ in batch for row in rows]),
+                         [row.values(space) for space, rows, _, _, _ in batch for row in rows]),
+                        (_INSERT_NODES, [(space, key, h) for space, _, _, nodes, _ in batch for key, h in nodes]),
                         ("UPDATE spaces SET signed_head = ? WHERE space_id = ?",
-                         [(encode_head(head), space) for space, _, head, _ in batch]),
+                         [(encode_head(head), space) for space, _, head, _, _ in batch]),
                     )
             except BaseException as exc:
                 for *_, done in batch:
@@ -189,6 +215,50 @@ class Store:
             for *_, done in batch:
                 if not done.done():
                     done.set_result(None)
+
+    async def save_checkpoint(self, space: bytes, size: int, note: bytes) -> None:
+        """Keep a cosigned checkpoint (replacing one of the same size); the oldest beyond
+        ``KEEP_CHECKPOINTS`` go. Not on any commit's path: the checkpointer calls it."""
+        async with self._write_lock:
+            await self._transaction(
+                ("INSERT OR REPLACE INTO checkpoints (space_id, size, note) VALUES (?, ?, ?)", [(space, size, note)]),
+                ("DELETE FROM checkpoints WHERE space_id = ? AND size < (SELECT MIN(size) FROM (SELECT size FROM "
+                 "checkpoints WHERE space_id = ? ORDER BY size DESC LIMIT ?))", [(space, space, KEEP_CHECKPOINTS)]),
+            )
+
+    async def checkpoints(self, space: bytes) -> list[tuple[int, bytes]]:
+        """The stored checkpoints of a space, (size, note), oldest first."""
+        rows = await self._reader.execute_fetchall(
+            "SELECT size, note FROM checkpoints WHERE space_id = ? ORDER BY size", (space,))
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def tree_rows(
+        self, space: bytes, seqs: Sequence[int], keys: Sequence[int]
+    ) -> tuple[dict[int, bytes], dict[int, bytes]]:
+        """Leaf digests by seq and stored tree nodes by packed key (those that exist)."""
+        digests: dict[int, bytes] = {}
+        nodes: dict[int, bytes] = {}
+        if seqs:
+            marks = ",".join("?" * len(seqs))
+            for seq, digest in await self._reader.execute_fetchall(
+                f"SELECT seq, digest FROM entries WHERE space_id = ? AND seq IN ({marks})", (space, *seqs)
+            ):
+                digests[int(seq)] = bytes(digest)
+        if keys:
+            marks = ",".join("?" * len(keys))
+            for key, h in await self._reader.execute_fetchall(
+                f"SELECT node, hash FROM tree_nodes WHERE space_id = ? AND node IN ({marks})", (space, *keys)
+            ):
+                nodes[int(key)] = bytes(h)
+        return digests, nodes
+
+    async def _migrate_tree(self, space: bytes, builder: TreeBuilder) -> None:
+        """A space stored before the tree (or by a relay that did not keep it): its nodes, once."""
+        found = await self._reader.execute_fetchall("SELECT count(*) FROM tree_nodes WHERE space_id = ?", (space,))
+        if int(next(iter(found))[0]) >= expected_nodes(builder.tree.size):
+            return
+        async with self._write_lock:
+            await self._transaction((_INSERT_NODES, [(space, key, h) for key, h in builder.nodes]))
 
     async def _transaction(self, *statements: tuple[str, Sequence[tuple[object, ...]]]) -> None:
         """One transaction, run whole on the writer's thread (callers hold ``_write_lock``)."""
@@ -253,6 +323,7 @@ class Store:
         except EncspacesError as exc:
             raise StoreError(f"{where}: the stored signed head is corrupt: {exc}") from exc
         state = LogState(space)
+        builder = TreeBuilder()
         genesis = b""
         # Page by seq, each page one statement run to its end: a cursor left open across
         # awaits would hold the reader connection's snapshot, and every other room's catch-up
@@ -264,11 +335,14 @@ class Store:
             for seq, digest, head, raw in rows:
                 raw = bytes(raw)
                 replay(state, seq, bytes(digest), bytes(head), raw, where)
+                builder.add(bytes(digest))
                 if seq == 1:
                     genesis = raw
         if state.seq == 0:
             raise StoreError(f"{where}: the space has no entries, not even its genesis")
-        return LoadedSpace(state, genesis, signed_head)
+        await self._migrate_tree(space, builder)
+        stored = await self.checkpoints(space)
+        return LoadedSpace(state, genesis, signed_head, builder.done(), stored[-1][1] if stored else None)
 
     async def tail(self, space: bytes, after_seq: int) -> tuple[list[EntryRow], SignedHead] | None:
         """The rows after ``after_seq`` and the latest signed head (None: no such space)."""

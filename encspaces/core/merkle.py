@@ -404,6 +404,10 @@ class Frontier:
         """The peak hashes, largest subtree first: with ``size``, what :class:`Frontier` takes back."""
         return [h for _, h in self._peaks]
 
+    def copy(self) -> Frontier:
+        """An independent frontier of the same tree (``O(log n)``): to keep, or to put back."""
+        return Frontier(self.size, [h for _, h in self._peaks])
+
 
 class MerkleTree:
     """An append-only RFC 6962 tree over a :class:`NodeStore`."""

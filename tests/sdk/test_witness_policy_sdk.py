@@ -55,3 +55,29 @@ async def test_a_bad_policy_is_refused_before_anything_is_sent(relay: RelayHandl
         await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a",
                                      witnesses=[a], quorum=2)
     assert not (tmp_path / "a").exists()
+
+
+async def test_a_space_with_a_real_witness_goes_on_while_checkpoints_are_pushed(tmp_path: Path) -> None:
+    from encspaces.core.identity import member_id
+    from encspaces_witness.process import WitnessProcess
+
+    handle = RelayHandle(tmp_path / "relay", checkpoint_interval=0.05)
+    server = await handle.start()
+    try:
+        async with WitnessProcess(tmp_path / "witness", [member_id(server.public_key)]) as witness:
+            space = await encspaces.create_space(handle.url, encspaces.Identity.generate(), data_dir=tmp_path / "a",
+                                                 witnesses=[Witness.from_vkey(witness.vkey, witness.url)])
+            try:
+                text = space.text("t")
+                for i in range(5):
+                    text.insert(len(text), f"{i} ")
+                    await space.sync()
+                cosigned = server.metrics.witness_submissions.labels("cosigned")
+                await wait_for(lambda: cosigned._value.get() >= 1, "the witness cosigned a checkpoint")
+                text.insert(0, ">")  # pushed checkpoints did not disturb the session
+                await space.sync()
+                assert space.error is None and str(text).startswith(">0 1")
+            finally:
+                await space.close()
+    finally:
+        await handle.stop()
