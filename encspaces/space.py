@@ -871,6 +871,7 @@ class Space:
             self.error = exc
             log.error("space %s failed: %s: %s", self.id[:12], type(exc).__name__, exc)
         self._progress.set()
+        self._witnesses.wake()  # join/connect waiting for the witnesses raise it
         self._connection.stop_applying()  # stop applying anything more from this relay
         if not self._first_sync.done():
             self._first_sync.set_exception(exc)
@@ -1232,6 +1233,8 @@ async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | 
     try:
         async with deadline(timeout, lambda: f"{call}: waited for the first sync with the relay at {space.url}"):
             await asyncio.shield(space._first_sync)
+            # A new device accepts the log only once it is consistent with the witnesses' newest.
+            await space._witnesses.wait_settled()
     except BaseException:
         await space.close()
         raise

@@ -128,12 +128,16 @@ class WitnessWatch:
             return
         while True:
             self._host.raise_if_failed()
-            if self.polls and self.tracker.settled:
+            if self._host.closed or (self.polls and self.tracker.settled):
                 return
             self._settled.clear()
             await self._settled.wait()
 
     # --- internals ---------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """The space failed or closed: whoever waits in :meth:`wait_settled` looks again."""
+        self._settled.set()
 
     def _after_change(self) -> None:
         if self.tracker.settled:
@@ -202,7 +206,7 @@ class WitnessWatch:
             if result is None:
                 continue
             try:
-                requests = self.tracker.add_checkpoint(result)
+                requests = self.tracker.add_checkpoint(result, from_witness=True)
             except (NoteError, RelaySignatureError) as exc:
                 # Not the relay's checkpoint of this space: the witness's fault, not the relay's.
                 log.warning("witness %s served a note that is not this space's checkpoint: %s", url, exc)

@@ -41,6 +41,7 @@ from ..errors import (
     CheckpointForkError,
     CheckpointRollbackError,
     CheckpointWithheldError,
+    MalformedNoteError,
     MerkleArgumentError,
     MerkleProofError,
     ProtocolError,
@@ -141,6 +142,7 @@ class WitnessTracker:
         self.space = space
         self.origin = space_origin(space)
         self._relay: Ed25519Verifier | None = None
+        self._early: list[tuple[bytes, bool]] = []
         self.set_relay_key(relay_key)
         self.clock = clock  # monotonic seconds; the SDK sets its SpaceOptions clock
         self.deadline = deadline
@@ -160,8 +162,18 @@ class WitnessTracker:
     # --- inputs -----------------------------------------------------------------------------
 
     def set_relay_key(self, relay_key: bytes | None) -> None:
-        """The relay key the genesis pins (unknown until the verifier read it)."""
+        """The relay key the genesis pins (unknown until the verifier read it): checkpoints heard
+        of before are checked now (a relay's that fails raises; a witness's is dropped)."""
         self._relay = None if relay_key is None else Ed25519Verifier(self.origin, relay_key)
+        if self._relay is None:
+            return
+        early, self._early = self._early, []
+        for data, from_witness in early:
+            try:
+                self.add_checkpoint(data, from_witness=from_witness)
+            except (RelaySignatureError, MalformedNoteError):
+                if not from_witness:
+                    raise
 
     def set_rules(self, rules: Sequence[QuorumRule]) -> None:
         """The policy history as the verified log states it (the SDK passes it again on change)."""
@@ -188,14 +200,19 @@ class WitnessTracker:
             self._check_root(seen, root)
             self._credit(seen)
 
-    def add_checkpoint(self, data: bytes) -> list[ProofRequest]:
+    def add_checkpoint(self, data: bytes, *, from_witness: bool = False) -> list[ProofRequest]:
         """A checkpoint note from the relay or a witness: check it, compare it, count it.
 
         Raises MalformedNoteError / RelaySignatureError for a note that is not a relay-signed
         checkpoint of this space (the SDK ignores those from a witness: a lying witness cannot
         fail the space), CheckpointForkError / CheckpointRollbackError when it contradicts what
         the relay said or delivered. Returns the consistency proofs to ask the relay for.
+        ``from_witness``: fetched from a witness (only matters for notes kept until the genesis).
         """
+        if self._relay is None:  # a new device, before the genesis: kept until the relay key is known
+            if len(self._early) < MAX_PENDING:
+                self._early.append((data, from_witness))
+            return []
         signed = SignedCheckpoint.parse(data)
         cp = signed.checkpoint
         if cp.origin != self.origin:
@@ -334,7 +351,7 @@ class WitnessTracker:
     def settled(self) -> bool:
         """Nothing heard of is past our log or awaiting a proof: what we verified is at least as
         new as every checkpoint the relay and the witnesses told us of."""
-        return not self._pending and not self._awaiting
+        return not self._pending and not self._awaiting and not self._early
 
     @property
     def reported_size(self) -> int:

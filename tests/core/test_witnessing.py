@@ -478,3 +478,20 @@ def test_a_newest_checkpoint_below_one_the_relay_signed_is_a_rollback() -> None:
     old = log.checkpoint(10)
     with pytest.raises(CheckpointRollbackError, match="newest checkpoint is of size 10, but it signed one of size 28"):
         t.add_latest(old)
+
+
+def test_checkpoints_heard_of_before_the_genesis_wait_for_the_relay_key() -> None:
+    log = Log(5)
+    t = WitnessTracker(SPACE, None, ONE, Clock())
+    assert t.add_checkpoint(log.checkpoint(5, WITNESSES[0])) == []
+    other = note.Ed25519Signer(ORIGIN, nacl.signing.SigningKey(b"\x09" * 32))
+    forged = note.SignedCheckpoint.sign(note.Checkpoint(ORIGIN, 5, log.tree.root(5)), other).encode()
+    t.add_checkpoint(forged, from_witness=True)  # a witness's bad note: dropped once the key is known
+    assert not t.settled
+    t.set_relay_key(bytes(RELAY.verify_key))
+    log.feed(t, 5)
+    assert t.witnessed_seq == 5 and t.settled
+    relay_forged = WitnessTracker(SPACE, None, ONE, Clock())
+    relay_forged.add_checkpoint(forged)
+    with pytest.raises(RelaySignatureError):
+        relay_forged.set_relay_key(bytes(RELAY.verify_key))
