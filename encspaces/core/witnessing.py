@@ -95,6 +95,14 @@ class WitnessStatus:
     quorum: int
     verified: int
 
+    def describe(self) -> str:
+        """``witnessed through N (k of n)``, or ``not witnessed (no witnesses)``."""
+        if self.seq is None:
+            return "not witnessed (no witnesses)"
+        if self.seq == 0:
+            return f"not witnessed yet (quorum {self.quorum} of {self.witnesses})"
+        return f"witnessed through {self.seq} ({self.cosigners} of {self.witnesses})"
+
 
 @dataclass
 class _Seen:

@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     offline_arg(p)
     p.add_argument("--seq", type=int, help="the seq to take the code at (default: the newest verified)")
 
+    p = command("status", verification.cmd_status, "show how far a space is verified and witnessed",
+                "Open the space, catch up with the relay, and print the seq verified on this device and how far "
+                "the space's witnesses vouch for it: 'witnessed through N (k of n)', or 'not witnessed (no "
+                "witnesses)'.")
+    space_arg(p)
+
     p = command("files", files.cmd_files, "share encrypted files in a space")
     space_arg(p)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -182,3 +182,11 @@ async def test_init_asks_the_name_on_a_terminal(tmp_path: Path) -> None:
     code, screen = await asyncio.to_thread(drive)
     assert code == 0, screen
     assert Identity.load(home / "identity.key").name == "Grace H"
+
+
+async def test_status_says_how_far_the_space_is_witnessed(relay: RelayProcess, alice: User, tmp_path: Path) -> None:
+    await alice.ok("init")
+    space_id = (await alice.ok("create", "notes", "--relay", relay.url)).strip()
+    out = await alice.ok("status", "notes")
+    assert out.splitlines() == [f"space notes ({space_id})", f"relay {relay.url}: online", "verified through seq 1",
+                                "not witnessed (no witnesses)"]

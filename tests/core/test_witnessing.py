@@ -495,3 +495,13 @@ def test_checkpoints_heard_of_before_the_genesis_wait_for_the_relay_key() -> Non
     relay_forged.add_checkpoint(forged)
     with pytest.raises(RelaySignatureError):
         relay_forged.set_relay_key(bytes(RELAY.verify_key))
+
+
+def test_the_status_line() -> None:
+    log = Log(9)
+    t = tracker([rule(*WITNESSES[:3], quorum=2)])
+    assert tracker([]).status().describe() == "not witnessed (no witnesses)"
+    assert t.status().describe() == "not witnessed yet (quorum 2 of 3)"
+    log.feed(t, 9)
+    t.add_checkpoint(log.checkpoint(9, *WITNESSES[:2]))
+    assert t.status().describe() == "witnessed through 9 (2 of 3)"
