@@ -13,10 +13,12 @@ import nacl.signing
 import pytest
 
 from encspaces.core import merkle, note
+from encspaces.core.identity import member_id
 from encspaces.core.witnessing import QuorumRule, WitnessTracker, entry_leaf_hash
 from encspaces.errors import InvalidArgumentError, WitnessUnreachableError
 from encspaces.witness_client import checkpoint_path, fetch_checkpoint
-from tests.witness_daemon import running_witness, submit
+from encspaces_witness.process import WitnessProcess
+from tests.witness_daemon import submit
 
 RELAY = nacl.signing.SigningKey(b"\x07" * 32)
 SPACE = hashlib.sha256(b"witness client").digest()
@@ -32,7 +34,7 @@ async def test_fetches_what_the_real_witness_cosigned_and_the_tracker_counts_it(
     digests = [hashlib.sha256(bytes([i])).digest() for i in range(9)]
     tree.extend_hashes(entry_leaf_hash(d) for d in digests)
     signer = note.Ed25519Signer(ORIGIN, RELAY)
-    async with running_witness(tmp_path, bytes(RELAY.verify_key)) as witness:
+    async with WitnessProcess(tmp_path, [member_id(bytes(RELAY.verify_key))]) as witness:
         assert await fetch_checkpoint(witness.url, ORIGIN) is None  # never cosigned: 404
         signed = note.SignedCheckpoint.sign(note.Checkpoint(ORIGIN, 9, tree.root(9)), signer)
         await submit(witness.url, tree, 0, signed)
@@ -40,7 +42,7 @@ async def test_fetches_what_the_real_witness_cosigned_and_the_tracker_counts_it(
     assert data is not None
     served = note.SignedCheckpoint.parse(data)
     assert served.checkpoint == signed.checkpoint
-    verifier = witness.verifier
+    verifier = note.parse_vkey(witness.vkey)
     policy = [QuorumRule(1, ((verifier.name, verifier.public_key),), 1)]
     tracker = WitnessTracker(SPACE, bytes(RELAY.verify_key), policy, lambda: 0.0)
     for seq, d in enumerate(digests, 1):
