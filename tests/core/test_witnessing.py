@@ -505,3 +505,79 @@ def test_the_status_line() -> None:
     log.feed(t, 9)
     t.add_checkpoint(log.checkpoint(9, *WITNESSES[:2]))
     assert t.status().describe() == "witnessed through 9 (2 of 3)"
+
+
+# --- inside the verifier: every verified entry grows the tree, kept in the client checkpoint ------
+
+
+def test_the_verifier_feeds_the_tracker_and_keeps_it_in_its_checkpoint() -> None:
+    from encspaces.core.encoding import pack, unpack
+    from encspaces.core.entry import Entry
+    from encspaces.core.verifier import LogVerifier
+    from encspaces.core.witness_policy import Witness, WitnessPolicy
+
+    from .fakes import FakeSpace
+
+    witness = Witness(WITNESSES[0].name, bytes(WITNESSES[0].key.verify_key), "http://w.test")
+    fs = FakeSpace(witnesses=WitnessPolicy((witness,), 1))
+    for _ in range(4):
+        fs.write(fs.alice)
+    v = fs.verifier(through=fs.seq)
+    leaves = [entry_leaf_hash(Entry.decode(raw).digest()) for raw in fs.raws]
+    assert v.witness.verified == fs.seq and v.witness.root == merkle.root_of(leaves)
+    assert v.witness.witnessed_seq == 0  # the genesis's policy is known: not None
+    # A cosigned checkpoint of the verified log, signed by the relay key the genesis pins.
+    origin = note.space_origin(fs.space)
+    signed = note.SignedCheckpoint.sign(note.Checkpoint(origin, fs.seq, merkle.root_of(leaves)),
+                                        note.Ed25519Signer(origin, fs.relay_key))
+    v.witness.add_checkpoint(signed.with_signatures([signed.cosign(WITNESSES[0], 1)]).encode())
+    assert v.witness.witnessed_seq == fs.seq
+    heads = fs.heads[: fs.seq + 1]
+    back, _ = LogVerifier.from_checkpoint(fs.space, fs.bob, v.export_checkpoint(), heads)
+    assert (back.witness.verified, back.witness.root, back.witness.witnessed_seq) == (fs.seq, v.witness.root, fs.seq)
+    assert not back.tree_missing
+    # A checkpoint written before the tree existed: rebuilt once from the stored digests.
+    old = unpack(v.export_checkpoint())
+    del old["witness"]
+    legacy, _ = LogVerifier.from_checkpoint(fs.space, fs.bob, pack(old), heads)
+    assert legacy.tree_missing
+    legacy.rebuild_tree([Entry.decode(raw).digest() for raw in fs.raws])
+    assert not legacy.tree_missing and legacy.witness.root == v.witness.root
+    fs.write(fs.alice)
+    legacy.verify_frame(fs.frame(fs.seq))
+    assert legacy.witness.verified == fs.seq
+
+
+def test_a_frame_that_reaches_a_forked_checkpoint_raises_the_fork() -> None:
+    from encspaces.core.witness_policy import Witness, WitnessPolicy
+
+    from .fakes import FakeSpace
+
+    witness = Witness(WITNESSES[0].name, bytes(WITNESSES[0].key.verify_key), "http://w.test")
+    fs = FakeSpace(witnesses=WitnessPolicy((witness,), 1))
+    v = fs.verifier(through=fs.seq)
+    origin = note.space_origin(fs.space)
+    other = note.SignedCheckpoint.sign(note.Checkpoint(origin, fs.seq + 2, bytes(32)),
+                                       note.Ed25519Signer(origin, fs.relay_key))
+    v.witness.add_checkpoint(other.encode())
+    fs.write(fs.alice)
+    fs.write(fs.alice)
+    with pytest.raises(CheckpointForkError, match=f"size {fs.seq} with root 0000"):
+        v.verify_frame(fs.frame(fs.seq - 1))
+
+
+def test_a_welcome_head_below_a_signed_checkpoint_is_a_rollback() -> None:
+    from encspaces.core.messages import Welcome
+    from encspaces.core.witness_policy import WitnessPolicy
+
+    from .fakes import FakeSpace
+
+    fs = FakeSpace(witnesses=WitnessPolicy.NONE)
+    v = fs.verifier(through=fs.seq)
+    origin = note.space_origin(fs.space)
+    ahead = note.SignedCheckpoint.sign(note.Checkpoint(origin, fs.seq + 5, bytes(32)),
+                                       note.Ed25519Signer(origin, fs.relay_key)).encode()
+    v.witness.add_checkpoint(ahead)
+    with pytest.raises(CheckpointRollbackError) as err:
+        v.check_welcome(Welcome(fs.signed(fs.seq), fs.signed(fs.seq)))
+    assert err.value.evidence[0] == ahead
