@@ -5,6 +5,8 @@ with nothing of the bad log applied; a witness that is down only delays ``witnes
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,7 +18,10 @@ import encspaces
 from encspaces import Witness, errors
 from encspaces.core import note
 from encspaces.core.entry import Kind
+from encspaces.core.head import SignedHead
 from encspaces.core.identity import member_id
+from encspaces.core.messages import Presence
+from encspaces_relay.server import RelayServer
 from encspaces_witness.process import WitnessProcess
 from tests.support import RawMember
 
@@ -253,3 +258,62 @@ async def test_a_witness_that_is_down_delays_witnessed_seq_and_nothing_else(tmp_
             assert space.error is None
         finally:
             await space.close()
+
+
+class WithholdingRelay(RelayServer):
+    """Once ``withhold`` is set: sequences, acks and checkpoints as usual, but delivers no frame
+    and forwards no presence (so no peer can tell the members what they miss)."""
+
+    withhold = False
+
+    def frames_for_entries(self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+        return [] if self.withhold else list(super().frames_for_entries(space, first_seq, entries, head))
+
+    def encode_presence(self, space: bytes, presence: Presence) -> bytes:
+        return b"" if self.withhold else super().encode_presence(space, presence)
+
+
+async def test_a_tail_withheld_with_presence_filtered_fails_at_the_witness_deadline(tmp_path: Path) -> None:
+    relay = RelayHandle(tmp_path / "relay", WithholdingRelay, checkpoint_interval=0.05)
+    server = await relay.start()
+    assert isinstance(server, WithholdingRelay)
+    try:
+        async with WitnessProcess(tmp_path / "witness", [member_id(server.public_key)]) as witness:
+            alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
+            alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a",
+                                                 witnesses=policy([witness]), options=FAST)
+            await alice.add_member(bob_id.public)
+            clock = encspaces.ManualClock()
+            bob = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "b",
+                                          options=dataclasses.replace(FAST, clock=clock, witness_deadline=30.0,
+                                                                      maintenance_interval=0.05))
+            try:
+                await bob.wait_for_seq(alice.seq)
+                seq = bob.seq
+                server.withhold = True
+                cosigned = server.metrics.witness_submissions.labels("cosigned")
+                before = cosigned._value.get()
+                room = server.rooms[alice.space_bytes]
+                head = room.state.seq
+                alice.text("doc").insert(0, "bob never gets this")
+                await wait_for(lambda: room.state.seq > head, "the relay to sequence alice's edit")
+                await wait_for(lambda: cosigned._value.get() > before, "the witness to cosign the withheld tail")
+                await asyncio.sleep(0.3)  # a few witness polls: bob hears of the checkpoint
+                clock.advance(29)
+                await asyncio.sleep(0.3)  # deadline checks
+                assert bob.error is None  # not yet: the deadline has not passed
+
+                def later() -> bool:
+                    clock.advance(1)  # (one more second each look, should bob's poll have come late)
+                    return bob.error is not None
+
+                await wait_for(later, "bob to give up on the withheld tail")
+                assert isinstance(bob.error, errors.CheckpointWithheldError), bob.error
+                withheld = cosigned_by(bob.error.evidence[0], witness)
+                assert withheld.checkpoint.size > seq and bob.seq == seq
+                assert "never" not in str(bob.text("doc"))
+            finally:
+                await bob.close()
+                await alice.close()
+    finally:
+        await relay.stop()
