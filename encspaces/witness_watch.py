@@ -7,8 +7,8 @@ It feeds the verifier's :class:`~encspaces.core.witnessing.WitnessTracker` what 
 - the witnesses' own newest checkpoints, fetched directly over HTTP (encspaces/witness_client.py)
   on connect and every ``SpaceOptions.witness_poll_interval`` seconds, so a relay that shows
   members different logs cannot filter what they learn from the witnesses;
-- the time: every ``maintenance_interval`` it checks the tracker's deadlines while connected
-  (time offline is not withholding: a new connection restarts them).
+- the time: every ``maintenance_interval`` it checks the tracker's deadlines while live
+  (time offline or catching up is not withholding: a new connection, and becoming live, restart them).
 
 Nothing here runs on the path of an edit: polls run in their own task owned by the space's
 ``TaskOwner``. A witness that is down only delays ``witnessed_seq`` (logged); a note a witness
@@ -75,6 +75,9 @@ class WitnessWatch:
         self._poll_now.set()
 
     def live(self) -> None:
+        """Caught up with the relay's head: deadlines count from now (a long catch-up of an honest
+        relay is not withholding; deadlines are only checked while live), queued proofs go out."""
+        self.tracker.restart_deadlines()
         queued, self._queued = self._queued, []
         for request in queued:
             self._ask(request)
