@@ -14,6 +14,7 @@ import hashlib
 import shutil
 import sqlite3
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -84,7 +85,7 @@ async def show_witnessed(witness: WitnessProcess, relay: RelayProcess, space: en
                                                   "LIMIT ?", (decode_space_id(space.id), signed.checkpoint.size))]
     root = merkle.root_of([merkle.leaf_hash(merkle.entry_leaf(d)) for d in digests])
     print(f"\nThe witness at {witness.url}, asked directly, cosigned the log through seq {signed.checkpoint.size}:")
-    print("  " + data.decode().replace("\n", "\n  ").rstrip() if data else "")
+    print(textwrap.indent(data.decode(), "  ").rstrip() if data else "")
     print(f"  signatures verified: {', '.join(signers)}; root matches the stored log: "
           f"{'yes' if root == signed.checkpoint.root else 'NO'}")
     return root == signed.checkpoint.root and len(signers) == 2
@@ -92,7 +93,7 @@ async def show_witnessed(witness: WitnessProcess, relay: RelayProcess, space: en
 
 async def main() -> int:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    async with RelayProcess(DEMO_DIR / "relay") as relay, \
+    async with RelayProcess(DEMO_DIR / "relay", extra_args=["--allow-private-witnesses"]) as relay, \
             WitnessProcess(DEMO_DIR / "witness", [relay.public_key]) as witness:
         print(f"relay running at {relay.url} (public key {relay.public_key})")
         print(f"witness running at {witness.url} (key {witness.vkey})\n")

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     witnessed.add_argument("--witness-timeout", type=float, default=RelayConfig.witness_timeout,
                            help="seconds one request to a witness may take "
                                 f"(default {RelayConfig.witness_timeout:g})")
+    witnessed.add_argument("--allow-private-witnesses", action="store_true",
+                           help="also submit checkpoints to witnesses at private, loopback or link-local addresses "
+                                "(default: public addresses only, since any space's admin chooses the URLs)")
     ops = parser.add_argument_group("operations")
     ops.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                      help="the least severe log lines written to stderr (default INFO)")
@@ -140,6 +143,7 @@ def config_of(args: argparse.Namespace) -> RelayConfig:
         tls_cert=args.tls_cert, tls_key=args.tls_key,
         store=args.store, bus=args.bus,
         checkpoint_interval=args.checkpoint_interval, witness_timeout=args.witness_timeout,
+        allow_private_witnesses=args.allow_private_witnesses,
     )
 
 

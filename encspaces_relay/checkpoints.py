@@ -88,13 +88,14 @@ class Checkpointer:
     def __init__(
         self, room: CheckpointHost, key: nacl.signing.SigningKey, metrics: RelayMetrics, *,
         interval: float = 1.0, timeout: float = 10.0, stored: bytes | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, allow_private: bool = False,
     ) -> None:
         self.room = room
         self.signer = note.Ed25519Signer(note.space_origin(room.space), key)
         self.metrics = metrics
         self.interval = interval
         self.timeout = timeout
+        self.allow_private = allow_private  # witnesses at private addresses (witness_client.py)
         self._clock = clock
         self.latest: note.SignedCheckpoint | None = None  # the newest signed, with what cosignatures it got
         self.cosigned: note.SignedCheckpoint | None = None  # the newest with at least one cosignature
@@ -128,8 +129,9 @@ class Checkpointer:
         return None if best is None else best.encode()
 
     def sign_now(self) -> bytes:
-        """A checkpoint of the durable tree, signed now if none is: for a request before the first round."""
-        if self.latest is None or self.latest.checkpoint.size != self.room.tree.durable[0]:
+        """What a client is given now (``current``), signing one of the durable tree first if
+        the newest signed is older: a welcome before the first round still carries one."""
+        if self.latest is None or self.latest.checkpoint.size != self.room.tree.durable_size:
             self.latest = self._sign()
         found = self.current()
         assert found is not None
@@ -182,7 +184,7 @@ class Checkpointer:
         return signed
 
     async def _round(self) -> None:
-        if self.latest is None or self.latest.checkpoint.size != self.room.tree.durable[0]:
+        if self.latest is None or self.latest.checkpoint.size != self.room.tree.durable_size:
             self.latest = self._sign()
         signed = self.latest
         size = signed.checkpoint.size
@@ -219,7 +221,8 @@ class Checkpointer:
                                              "backup?)", unreachable=False)
             proof = await self.room.tree.consistency_proof(self.room.store, self.room.space, old, size)
             try:
-                result = await add_checkpoint(witness.url, old, proof, signed, self.timeout)
+                result = await add_checkpoint(witness.url, old, proof, signed, self.timeout,
+                                              allow_private=self.allow_private)
             except WitnessUnreachableError as exc:
                 return self._failed(witness, str(exc), unreachable=True)
             if result.status == 409 and result.latest_size is not None and attempt == 0:

@@ -98,6 +98,9 @@ class RelayConfig:
     checkpoint_interval: float = 1.0
     # How long one add-checkpoint request to a witness may take.
     witness_timeout: float = 10.0
+    # Witness URLs are written by spaces' admins: by default the relay contacts public addresses
+    # only, never its own network (encspaces_relay/witness_client.py). True for a local setup.
+    allow_private_witnesses: bool = False
 
     # --- operations (docs/operations.md) ---
     # Health (/healthz) and Prometheus metrics (/metrics) over plain HTTP on a port of their own;

@@ -10,7 +10,10 @@ client: it checks every proof against roots it verified or checkpoints it was sh
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from encspaces.core.codes import ProofCode
@@ -30,6 +33,37 @@ if TYPE_CHECKING:
     from .room import Room
 
 log = logging.getLogger(__name__)
+
+# Proof requests a connection may have answered per second, in bursts of PROOF_BURST: past
+# that the connection's requests wait (its reading stops meanwhile), so one member cannot
+# keep the relay busy hashing and reading its store. An honest client asks a few per checkpoint.
+PROOF_RATE = 50.0
+PROOF_BURST = 100
+
+
+class Pacer:
+    """A token bucket that waits instead of refusing."""
+
+    def __init__(
+        self, rate: float = PROOF_RATE, burst: int = PROOF_BURST, *, clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._at = clock()
+
+    async def wait(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            await self._sleep((1.0 - self._tokens) / self.rate)
+            self._tokens = 1.0
+            self._at = self._clock()
+        self._tokens -= 1.0
 
 
 class ProofHost(Protocol):
@@ -60,7 +94,7 @@ async def answer_proof(host: ProofHost, room: Room, request: CheckpointReq | Con
 
 
 async def _proof(room: Room, request: ConsistencyReq | InclusionReq) -> ProofReply:
-    durable = room.tree.durable[0]
+    durable = room.tree.durable_size
     if isinstance(request, ConsistencyReq):
         first, second = request.first, request.second
         if second > durable:

@@ -135,8 +135,10 @@ class Room:
             tree.extend(self._digests(1, state.seq))
             tree.mark_durable()
         self.tree = tree
-        self.checkpointer = Checkpointer(self, host.signing_key, host.metrics, interval=host.config.checkpoint_interval,
-                                         timeout=host.config.witness_timeout, stored=checkpoint)
+        config = host.config
+        self.checkpointer = Checkpointer(self, host.signing_key, host.metrics, interval=config.checkpoint_interval,
+                                         timeout=config.witness_timeout, stored=checkpoint,
+                                         allow_private=config.allow_private_witnesses)
         self._task = asyncio.create_task(self._run(), name=f"committer {self.label}")
 
     @property
@@ -336,12 +338,11 @@ class Room:
             frames = self._frames(first_seq, rows)
             if rows:
                 started = time.perf_counter()
-                before = self.tree.copy()
                 nodes = self.tree.extend(row.digest for row in rows)  # O(1) amortised per entry
                 try:
                     await self.store.append(self.space, rows, frames[-1][2], nodes)
                 except HeadMovedError as exc:
-                    self.tree.restore(before)
+                    self.tree.rollback()
                     answered = len(batch)  # after_conflict answers every submission
                     await after_conflict(self, batch, exc, attempt, members_before)
                     return

@@ -43,7 +43,7 @@ from .catchup import catch_up_and_subscribe
 from .frames import max_entry_size
 from .handshake import check_hello
 from .peer import Peer, PeerGoneError
-from .proofs import answer_proof
+from .proofs import Pacer, answer_proof
 from .refusals import Refusal, internal, too_large, unavailable
 from .room import Room, Submission
 
@@ -69,6 +69,7 @@ class Session:
         self.peer = Peer(ws, number, server.config, server.metrics)
         self.address = address
         self.room: Room | None = None
+        self.proof_pacer = Pacer()
 
     def _fields(self, **more: object) -> dict[str, object]:
         """The structured fields of this connection's log lines (JSON logs)."""
@@ -157,6 +158,7 @@ class Session:
                 continue
             if isinstance(submit, (CheckpointReq, ConsistencyReq, InclusionReq)):
                 # Answered in order, like blob requests: one proof in the works per connection.
+                await self.proof_pacer.wait()
                 await ws.send(await answer_proof(server, room, submit))
                 continue
             if not isinstance(submit, Submit):

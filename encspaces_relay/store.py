@@ -122,6 +122,9 @@ class Store:
         # awaited by close).
         self._appends: list[tuple[bytes, Sequence[EntryRow], SignedHead, Sequence[StoredNode],
                                   asyncio.Future[None]]] = []
+        # Cosigned checkpoints waiting to be stored: they ride in the next group commit's
+        # transaction (no fsync of their own for a commit to wait behind).
+        self._saves: list[tuple[bytes, int, bytes, asyncio.Future[None]]] = []
         self._appender: asyncio.Task[None] | None = None
 
     @classmethod
@@ -189,13 +192,18 @@ class Store:
         """
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._appends.append((space, rows, signed_head, nodes, done))
-        if self._appender is None or self._appender.done():
-            self._appender = asyncio.create_task(self._append_queued(), name="relay store group commit")
+        self._wake_appender()
         await asyncio.shield(done)
 
+    def _wake_appender(self) -> None:
+        if self._appender is None or self._appender.done():
+            self._appender = asyncio.create_task(self._append_queued(), name="relay store group commit")
+
     async def _append_queued(self) -> None:
-        while self._appends:
+        while self._appends or self._saves:
             batch, self._appends = self._appends, []
+            saves, self._saves = self._saves, []
+            waiting = [done for *_, done in batch] + [done for *_, done in saves]
             try:
                 async with self._write_lock:
                     await self._transaction(
@@ -204,27 +212,31 @@ class Store:
                         (_INSERT_NODES, [(space, key, h) for space, _, _, nodes, _ in batch for key, h in nodes]),
                         ("UPDATE spaces SET signed_head = ? WHERE space_id = ?",
                          [(encode_head(head), space) for space, _, head, _, _ in batch]),
+                        ("INSERT OR REPLACE INTO checkpoints (space_id, size, note) VALUES (?, ?, ?)",
+                         [(space, size, note) for space, size, note, _ in saves]),
+                        ("DELETE FROM checkpoints WHERE space_id = ? AND size < (SELECT MIN(size) FROM (SELECT size "
+                         "FROM checkpoints WHERE space_id = ? ORDER BY size DESC LIMIT ?))",
+                         [(space, space, KEEP_CHECKPOINTS) for space, _, _, _ in saves]),
                     )
             except BaseException as exc:
-                for *_, done in batch:
+                for done in waiting:
                     if not done.done():
                         done.set_exception(exc if isinstance(exc, Exception) else StoreError("the store was closed"))
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for *_, done in batch:
+            for done in waiting:
                 if not done.done():
                     done.set_result(None)
 
     async def save_checkpoint(self, space: bytes, size: int, note: bytes) -> None:
         """Keep a cosigned checkpoint (replacing one of the same size); the oldest beyond
-        ``KEEP_CHECKPOINTS`` go. Not on any commit's path: the checkpointer calls it."""
-        async with self._write_lock:
-            await self._transaction(
-                ("INSERT OR REPLACE INTO checkpoints (space_id, size, note) VALUES (?, ?, ?)", [(space, size, note)]),
-                ("DELETE FROM checkpoints WHERE space_id = ? AND size < (SELECT MIN(size) FROM (SELECT size FROM "
-                 "checkpoints WHERE space_id = ? ORDER BY size DESC LIMIT ?))", [(space, space, KEEP_CHECKPOINTS)]),
-            )
+        ``KEEP_CHECKPOINTS`` go. Written in the next group commit's transaction, so it never
+        adds a transaction (and an fsync) for a commit to wait behind."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._saves.append((space, size, note, done))
+        self._wake_appender()
+        await asyncio.shield(done)
 
     async def checkpoints(self, space: bytes) -> list[tuple[int, bytes]]:
         """The stored checkpoints of a space, (size, note), oldest first."""

@@ -114,8 +114,18 @@ class RelayTree:
 
     def __init__(self, frontier: merkle.Frontier | None = None) -> None:
         self.frontier = frontier or merkle.Frontier()
-        # (size, root) of the durable log: what checkpoints sign and proofs are bounded by.
-        self.durable = (self.frontier.size, self.frontier.root())
+        # The frontier of the durable log (what checkpoints sign and proofs are bounded by), and
+        # its root once asked for: a commit only copies the peaks, the root is computed by the
+        # checkpointer, off the commit path.
+        self._durable = self.frontier.copy()
+        self._durable_root: bytes | None = None
+
+    @property
+    def durable(self) -> tuple[int, bytes]:
+        """(size, root) of the durable log."""
+        if self._durable_root is None:
+            self._durable_root = self._durable.root()
+        return self._durable.size, self._durable_root
 
     @property
     def size(self) -> int:
@@ -130,16 +140,14 @@ class RelayTree:
                     out.append((node_key(level, index), h))
         return out
 
-    def copy(self) -> merkle.Frontier:
-        """The frontier as it is (O(log n)): to put back if a commit does not happen."""
-        return self.frontier.copy()
-
-    def restore(self, frontier: merkle.Frontier) -> None:
-        self.frontier = frontier
+    def rollback(self) -> None:
+        """A commit did not happen (another relay's came first): back to the durable tree."""
+        self.frontier = self._durable.copy()
 
     def mark_durable(self) -> None:
-        """The log is durable through the frontier's size: remember its root (O(log n))."""
-        self.durable = (self.frontier.size, self.frontier.root())
+        """The log is durable through the frontier's size (a copy of the peaks, O(log n) small)."""
+        self._durable = self.frontier.copy()
+        self._durable_root = None
 
     async def subtrees(self, reader: TreeReader, space: bytes, nodes: Sequence[NodeId]) -> dict[NodeId, bytes]:
         wanted = plan(nodes)
@@ -162,15 +170,19 @@ class RelayTree:
 
     async def root_at(self, reader: TreeReader, space: bytes, size: int) -> bytes:
         self._check(size)
-        if size == self.durable[0]:
+        if size == self._durable.size:
             return self.durable[1]
         nodes = merkle.root_nodes(size)
         found = await self.subtrees(reader, space, nodes)
         return merkle.root_at(size, lambda level, i: found[(level, i)])
 
     def _check(self, size: int) -> None:
-        if size > self.durable[0]:
-            raise MerkleArgumentError(f"tree size {size} is past the durable log's {self.durable[0]} entries")
+        if size > self._durable.size:
+            raise MerkleArgumentError(f"tree size {size} is past the durable log's {self._durable.size} entries")
+
+    @property
+    def durable_size(self) -> int:
+        return self._durable.size
 
 
 class TreeBuilder:

@@ -4,6 +4,13 @@ A small HTTP/1.1 client over asyncio streams (one request per connection, ``Conn
 close``), because the relay's dependencies have no HTTP client and it needs exactly one
 request shape. ``http://`` and ``https://`` (the system's trust store). Every call is bounded
 by a timeout; the caller (encspaces_relay/checkpoints.py) runs it off the edit path.
+
+Witness URLs come from spaces' logs, which any space's admin writes: without care the relay
+would POST wherever they point, its own network included (the loopback, the cloud metadata
+address, the operator's internal services). So a witness is reached only at a public address
+unless the operator allows private ones (``--allow-private-witnesses``, what ``make run`` and
+the tests use): the name is resolved here, every address checked, and the connection made to
+the checked address (a second lookup cannot swap in another).
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,8 +46,27 @@ class AddResult:
     reason: str = ""
 
 
-async def post(url: str, path: str, body: bytes, content_type: str, timeout: float) -> tuple[int, dict[str, str],
-                                                                                                 bytes]:
+class WitnessAddressError(WitnessUnreachableError):
+    """The witness's name resolves to no address the relay may connect to."""
+
+
+async def _address(host: str, port: int, allow_private: bool) -> str:
+    """The first address of ``host`` the relay may reach (public ones unless ``allow_private``)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise WitnessUnreachableError(f"cannot resolve {host}: {exc}") from None
+    for *_, sockaddr in infos:
+        address = str(sockaddr[0])
+        if allow_private or ipaddress.ip_address(address.split("%")[0]).is_global:
+            return address
+    raise WitnessAddressError(f"{host} resolves only to private, loopback or reserved addresses, which this relay "
+                              "does not contact (an operator may allow them: --allow-private-witnesses)")
+
+
+async def post(
+    url: str, path: str, body: bytes, content_type: str, timeout: float, *, allow_private: bool = False,
+) -> tuple[int, dict[str, str], bytes]:
     """One POST; (status, lower-cased headers, body). Raises WitnessUnreachableError."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -51,7 +79,9 @@ async def post(url: str, path: str, body: bytes, content_type: str, timeout: flo
                f"Content-Length: {len(body)}\r\nConnection: close\r\nUser-Agent: encspaces-relay\r\n\r\n").encode()
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(parts.hostname, port, ssl=context)
+            address = await _address(parts.hostname, port, allow_private)
+            reader, writer = await asyncio.open_connection(
+                address, port, ssl=context, server_hostname=parts.hostname if context else None)
             try:
                 writer.write(request + body)
                 await writer.drain()
@@ -110,13 +140,14 @@ def _unchunk(data: bytes) -> bytes:
 
 
 async def add_checkpoint(
-    url: str, old_size: int, proof: Sequence[bytes], checkpoint: note.SignedCheckpoint, timeout: float
+    url: str, old_size: int, proof: Sequence[bytes], checkpoint: note.SignedCheckpoint, timeout: float, *,
+    allow_private: bool = False,
 ) -> AddResult:
     """POST /add-checkpoint; the witness's answer, parsed. Raises WitnessUnreachableError."""
     # old <size>, the proof's hashes one base64 line each, a blank line, the signed checkpoint.
     lines = [f"old {old_size}".encode(), *(base64.b64encode(h) for h in proof)]
     body = b"\n".join(lines) + b"\n\n" + checkpoint.encode()
-    status, _, answer = await post(url, "/add-checkpoint", body, "text/plain", timeout)
+    status, _, answer = await post(url, "/add-checkpoint", body, "text/plain", timeout, allow_private=allow_private)
     if status == 200:
         try:
             return AddResult(status, tuple(note.parse_signature_lines(answer)))

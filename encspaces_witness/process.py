@@ -8,6 +8,7 @@ reads them, so a caller can write the witness into a space's policy
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -29,6 +30,12 @@ class WitnessProcess:
         self.vkey = ""
         self.url = ""
         self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("the witness is not running")
+        return self._proc.pid
 
     async def start(self, timeout: float = 30.0) -> str:
         """Start it and return its URL once it listens; a restart keeps the port."""
@@ -62,7 +69,8 @@ class WitnessProcess:
         if proc is None:
             return 0
         if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it exited and was not reaped yet
+                proc.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:

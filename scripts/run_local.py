@@ -45,13 +45,15 @@ async def main() -> int:
         await witness.start()
         print(f"witness running at {witness.url} (data in {witness.data_dir}/), cosigning this relay's spaces")
         print(f"  its key, for a space's witness policy: {witness.vkey}")
+        print(f"  a space it witnesses: encspaces create NAME --relay ws://{args.host}:{args.port} "
+              f"--witness '{witness.vkey}' {witness.url}", flush=True)
         print(f"  in Python: create_space(..., witnesses=[encspaces.Witness.from_vkey({witness.vkey!r}, "
               f"{witness.url!r})])", flush=True)
         if stopping.is_set():
             return 0
         relay = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "encspaces_relay", "--host", args.host, "--port", str(args.port),
-            "--data-dir", str(args.data_dir))
+            "--data-dir", str(args.data_dir), "--allow-private-witnesses")  # its witness is on this machine
         if stopping.is_set():
             stop()
         return await relay.wait()

@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME", help="the local name for the space")
     p.add_argument("--relay", help=f"relay URL (default: ${ENV_RELAY}, else {DEFAULT_RELAY})")
     p.add_argument("--exist-ok", action="store_true", help="succeed when this device already has a space NAME")
+    p.add_argument("--witness", nargs=2, action="append", default=[], metavar=("KEY", "URL"),
+                   help="a witness of the space: its key as encspaces-witness prints it, and its URL "
+                        "(repeatable; strongly recommended, docs/operations.md)")
+    p.add_argument("--quorum", type=int, default=None,
+                   help="how many of the witnesses must cosign a checkpoint (default: a majority)")
 
     p = command("spaces", spaces.cmd_spaces, "list the spaces this device knows")
     p.add_argument("--names", action="store_true", help="print only the names")

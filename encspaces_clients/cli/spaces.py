@@ -10,7 +10,8 @@ import shutil
 import sys
 
 from encspaces.core.membership import Role
-from encspaces.errors import MembershipRevokedError
+from encspaces.core.witness_policy import Witness, WitnessPolicy
+from encspaces.errors import InvalidArgumentError, MembershipRevokedError
 from encspaces.space import Space, connect, create_space, decode_space_id, join
 
 from .connecting import opened, run
@@ -37,15 +38,21 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
                        "pick another name")
     identity = ctx.identity()
     relay = args.relay or os.environ.get(ENV_RELAY) or DEFAULT_RELAY
+    try:
+        witnesses = [Witness.from_vkey(key, url) for key, url in args.witness]
+        WitnessPolicy.of(witnesses, args.quorum)
+    except InvalidArgumentError as exc:
+        raise CliError(f"--witness/--quorum: {exc}", EXIT_USAGE) from None
 
     async def create() -> int:
-        space = await create_space(relay, identity, data_dir=ctx.data_dir)
+        space = await create_space(relay, identity, data_dir=ctx.data_dir, witnesses=witnesses, quorum=args.quorum)
         try:
             registry.add(SpaceRef(name, space.id, relay, ctx.data_dir))
             await space.flush()
         finally:
             await space.close()
         print(space.id)
+        warn(f"witnesses: {space.witness_policy.describe()}")
         warn(f"created space {name!r} on {relay}. Next: `encspaces invite {name}` (send the link), or "
              f"`encspaces add {name} THEIR_IDENTITY`; then `encspaces edit {name}`")
         return EXIT_OK

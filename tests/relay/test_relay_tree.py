@@ -76,10 +76,14 @@ async def test_sizes_past_the_durable_log_are_refused() -> None:
 
 def test_a_failed_commit_puts_the_frontier_back() -> None:
     tree, _, reference = _grow(17)
-    before = tree.copy()
     tree.extend([bytes(32)] * 5)
-    tree.restore(before)
+    assert tree.durable == (17, reference.root())  # not durable yet
+    tree.rollback()
     assert (tree.size, tree.frontier.root()) == (17, reference.root())
+    tree.extend([bytes(32)])
+    tree.mark_durable()
+    reference.append_hash(leaf_of(bytes(32)))
+    assert tree.durable == (18, reference.root())
 
 
 def test_the_load_builds_the_same_nodes_as_the_commits() -> None:
@@ -104,3 +108,28 @@ def test_old_witnesses_are_asked_until_they_cosigned_past_the_change() -> None:
     state.witness_policies = [(1, WitnessPolicy((a,), 1)), (9, WitnessPolicy.NONE)]
     assert {w.name for w in witnesses_of(state, {"a": 9})} == set()
     assert witnesses_of(LogState(bytes(32)), {}) == []
+
+
+async def test_proof_requests_past_the_burst_wait_instead_of_being_refused() -> None:
+    from encspaces_relay.proofs import Pacer
+
+    slept: list[float] = []
+    now = [100.0]
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer(rate=10.0, burst=3, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        await pacer.wait()
+    assert slept == []  # the burst
+    await pacer.wait()
+    await pacer.wait()
+    assert slept == pytest.approx([0.1, 0.1])  # then one every 1/rate seconds
+    now[0] += 10.0  # idle: the bucket fills up to the burst again, not beyond
+    for _ in range(3):
+        await pacer.wait()
+    assert len(slept) == 2
+    await pacer.wait()
+    assert len(slept) == 3

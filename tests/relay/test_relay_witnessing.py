@@ -24,6 +24,7 @@ from encspaces.core import crypto, merkle, note
 from encspaces.core.codes import ProofCode
 from encspaces.core.entry import Entry
 from encspaces.core.head import next_head
+from encspaces.core.identity import Identity
 from encspaces.core.log_state import space_id_of
 from encspaces.core.membership import genesis_body
 from encspaces.core.messages import (
@@ -112,7 +113,8 @@ async def witness(tmp_path: Path) -> AsyncIterator[RunningWitness]:
 
 
 async def _relay(tmp_path: Path, name: str = "relay", **overrides: Any) -> RelayServer:
-    config = RelayConfig(data_dir=tmp_path / name, port=0, checkpoint_interval=INTERVAL, **overrides)
+    config = RelayConfig(data_dir=tmp_path / name, port=0, checkpoint_interval=INTERVAL, allow_private_witnesses=True,
+                         **overrides)
     server = RelayServer(config, signing_key=KEY)
     await server.start()
     return server
@@ -428,3 +430,72 @@ async def test_migrate_to_postgresql_keeps_the_tree_and_the_cosigned_checkpoint(
         merkle.verify_consistency(5, 41, mine.root(5), mine.root(41), (await _until(bob, Consistency)).proof)
     finally:
         await relay.stop()
+
+
+async def test_what_the_relay_serves_verifies_with_tlog_scales(tmp_path: Path, witness: RunningWitness) -> None:
+    """The relay's cosigned checkpoint and its proofs, checked by an independent implementation
+    (tlog-scales, from PyPI): C2SP note, Ed25519 signature, cosignature, RFC 9162 proofs."""
+    from tlog_scales.signing import Vkey
+    from tlog_scales.tlog import Checkpoint as TsCheckpoint
+    from tlog_scales.tlog import ConsistencyProof, InclusionProof
+
+    w = witness.policy_witness
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
+    relay = await _relay(tmp_path)
+    try:
+        alice = await join(url_of(relay), builder, builder.creator, create=True)
+        await _write(alice, builder, 36)
+        pushed = await _until(alice, CheckpointNote, _size(37))
+        mine = _leaves(alice, builder)
+        parsed = TsCheckpoint.from_text(pushed.note.decode())
+        assert (parsed.origin, parsed.size, parsed.root_hash) == (note.space_origin(builder.space), 37, mine.root())
+        relay_vkey = note.Ed25519Verifier(note.space_origin(builder.space), bytes(KEY.verify_key)).vkey()
+        parsed.verify(Vkey.from_string(relay_vkey))
+        parsed.verify(Vkey.from_string(w.vkey))
+        await alice.client.send(ConsistencyReq(1, 11, 37).encode())
+        ConsistencyProof(11, 37, (await _until(alice, Consistency)).proof).check(mine.root(11), mine.root(37))
+        await alice.client.send(InclusionReq(2, 20, 37).encode())
+        InclusionProof(19, 37, (await _until(alice, Inclusion)).proof).check(mine.leaf_hash_at(19), mine.root(37))
+    finally:
+        await relay.stop()
+
+
+async def test_two_relays_on_one_database_keep_one_tree(tmp_path: Path, pg_dsn: str) -> None:  # noqa: F811
+    builder = SpaceBuilder(bytes(KEY.verify_key))
+    bob_id = Identity.generate()
+    a = await _relay(tmp_path, "a", store=pg_dsn)
+    b = await _relay(tmp_path, "b", store=pg_dsn)
+    try:
+        alice = await join(url_of(a), builder, builder.creator, create=True)
+        await alice.submit([builder.add_member(bob_id)])
+        bob = await join(url_of(b), builder, bob_id)
+        # Both relays commit to the space at once: the database refuses one of each pair of
+        # commits, that relay rolls its tree back and sequences again on top of the other's.
+        async def write(m: Member) -> None:
+            for i in range(12):
+                entry = builder.data(m.identity, f"{i}".encode())
+                while True:  # beaten three times in a row by the other relay: resubmit, as a client does
+                    await m.send_submit([entry])
+                    try:
+                        await m.next_ack()
+                        break
+                    except AssertionError as exc:
+                        if "contended" not in str(exc):
+                            raise
+
+        await asyncio.gather(write(alice), write(bob))
+        # Without a bus, a relay reads the other's commits when a connection opens the space.
+        readers = [await join(url_of(relay), builder, builder.creator) for relay in (a, b)]
+        size = 2 + 2 * 12
+        assert [r.seq for r in readers] == [size, size]
+        mine = _leaves(readers[0], builder)
+        assert mine.root() == _leaves(readers[1], builder).root()
+        for i, m in enumerate(readers):
+            await m.client.send(ConsistencyReq(i, 3, size).encode())
+            merkle.verify_consistency(3, size, mine.root(3), mine.root(), (await _until(m, Consistency)).proof)
+            await m.client.send(CheckpointReq(9).encode())
+            signed = _verified((await _until(m, CheckpointNote, lambda c: c.id == 9)).note, builder)
+            assert signed.checkpoint.root == mine.root(signed.checkpoint.size)
+    finally:
+        await a.stop()
+        await b.stop()

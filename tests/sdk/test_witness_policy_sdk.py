@@ -61,7 +61,7 @@ async def test_a_space_with_a_real_witness_goes_on_while_checkpoints_are_pushed(
     from encspaces.core.identity import member_id
     from encspaces_witness.process import WitnessProcess
 
-    handle = RelayHandle(tmp_path / "relay", checkpoint_interval=0.05)
+    handle = RelayHandle(tmp_path / "relay", checkpoint_interval=0.05, allow_private_witnesses=True)
     server = await handle.start()
     try:
         async with WitnessProcess(tmp_path / "witness", [member_id(server.public_key)]) as witness:
