@@ -49,7 +49,8 @@ async def _wait(condition: Any, limit: float) -> bool:
 
 
 async def one_run(root: Path, witnesses: int, poll: float, interval: float) -> dict[str, Any]:
-    relay_a = RelayServer(RelayConfig(data_dir=root / "relay-a", port=0, checkpoint_interval=interval))
+    relay_a = RelayServer(RelayConfig(data_dir=root / "relay-a", port=0, checkpoint_interval=interval,
+                                       allow_private_witnesses=True))
     port_a = await relay_a.start()
     procs = [WitnessProcess(root / f"w{i}", [member_id(relay_a.public_key)], name=f"bench.witness/w{i}")
              for i in range(witnesses)]
@@ -71,9 +72,11 @@ async def one_run(root: Path, witnesses: int, poll: float, interval: float) -> d
         spaces.remove(alice)
         await relay_a.stop()
         shutil.copytree(root / "relay-a", root / "relay-b")
-        relay_a = RelayServer(RelayConfig(data_dir=root / "relay-a", port=port_a, checkpoint_interval=interval))
+        relay_a = RelayServer(RelayConfig(data_dir=root / "relay-a", port=port_a, checkpoint_interval=interval,
+                                       allow_private_witnesses=True))
         await relay_a.start()
-        relay_b = RelayServer(RelayConfig(data_dir=root / "relay-b", port=0, checkpoint_interval=interval))
+        relay_b = RelayServer(RelayConfig(data_dir=root / "relay-b", port=0, checkpoint_interval=interval,
+                                       allow_private_witnesses=True))
         port_b = await relay_b.start()
         alice = await encspaces.connect(f"ws://127.0.0.1:{port_a}", alice_id, alice.id, data_dir=root / "alice",
                                         options=options)

@@ -207,11 +207,12 @@ async def test_create_with_a_witness(relay: RelayProcess, alice: User, tmp_path:
     assert bad.code == EXIT_USAGE and "quorum of 2 with 1 witnesses" in bad.err
 
 
-async def test_status_of_a_witnessed_space(relay: RelayProcess, alice: User, tmp_path: Path) -> None:
+async def test_status_of_a_witnessed_space(alice: User, tmp_path: Path) -> None:
     from encspaces_witness.process import WitnessProcess
 
     await alice.ok("init")
-    async with WitnessProcess(tmp_path / "witness", [relay.public_key], name="witness.test") as witness:
+    async with (RelayProcess(tmp_path / "witnessed-relay", extra_args=["--allow-private-witnesses"]) as relay,
+                WitnessProcess(tmp_path / "witness", [relay.public_key], name="witness.test") as witness):
         await alice.ok("create", "notes", "--relay", relay.url, "--witness", witness.vkey, witness.url)
         for _ in range(20):  # the relay checkpoints once a second; status waits up to 5 s each time
             out = await alice.ok("status", "notes")

@@ -252,7 +252,7 @@ async def test_the_status_bar_says_how_far_the_space_is_witnessed(relay: RelayHa
     finally:
         await alice.close()
         await bob.close()
-    witnessed = Handle(tmp_path / "witnessed-relay", checkpoint_interval=0.05)
+    witnessed = Handle(tmp_path / "witnessed-relay", checkpoint_interval=0.05, allow_private_witnesses=True)
     server = await witnessed.start()
     try:
         async with WitnessProcess(tmp_path / "witness", [member_id(server.public_key)]) as witness:

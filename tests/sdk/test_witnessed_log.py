@@ -33,7 +33,8 @@ FAST = encspaces.SpaceOptions(witness_poll_interval=0.1, witness_deadline=600.0)
 
 @asynccontextmanager
 async def witnessed_relay(tmp_path: Path, n: int) -> AsyncIterator[tuple[RelayHandle, list[WitnessProcess]]]:
-    relay = RelayHandle(tmp_path / "relay", checkpoint_interval=0.05, witness_timeout=2.0)
+    relay = RelayHandle(tmp_path / "relay", checkpoint_interval=0.05, witness_timeout=2.0,
+                        allow_private_witnesses=True)
     server = await relay.start()
     async with AsyncExitStack() as stack:
         stack.push_async_callback(relay.stop)
@@ -274,7 +275,7 @@ class WithholdingRelay(RelayServer):
 
 
 async def test_a_tail_withheld_with_presence_filtered_fails_at_the_witness_deadline(tmp_path: Path) -> None:
-    relay = RelayHandle(tmp_path / "relay", WithholdingRelay, checkpoint_interval=0.05)
+    relay = RelayHandle(tmp_path / "relay", WithholdingRelay, checkpoint_interval=0.05, allow_private_witnesses=True)
     server = await relay.start()
     assert isinstance(server, WithholdingRelay)
     try:
