@@ -1270,6 +1270,9 @@ async def join(
                                              f"through the relay at {parsed.url}"):
             if me not in space._verifier.state.members:
                 await asyncio.shield(space._first_sync)
+            # Accept the log only once it is consistent with what the witnesses report (a relay
+            # cannot show a new device an old or forked log), before writing anything to it.
+            await space._witnesses.wait_settled()
             if me not in space._verifier.state.members:
                 if any(e.header.kind is Kind.JOIN for e in space._box.entries):
                     await space.sync()  # an interrupted join's entry, resent from the store
@@ -1277,9 +1280,6 @@ async def join(
                     proof = parsed.secret.join_proof(parsed.space, me, identity.public.box_key)
                     await space._control(Kind.JOIN, JoinBody(parsed.secret.invite_key, identity.public.box_key,
                                                              proof).encode())
-            # Accept the log only once it is consistent with what the witnesses report (a relay
-            # cannot show a new device an old or forked log); the witness deadline bounds it.
-            await space._witnesses.wait_settled()
             space._persistence.take_checkpoint()  # the keys opened through the invite, durable before we return
             await space.flush()
     except BaseException:

@@ -21,6 +21,7 @@ from encspaces.core.entry import Kind
 from encspaces.core.head import SignedHead
 from encspaces.core.identity import member_id
 from encspaces.core.messages import Presence
+from encspaces.space import decode_space_id
 from encspaces_relay.server import RelayServer
 from encspaces_witness.process import WitnessProcess
 from tests.support import RawMember
@@ -164,6 +165,7 @@ async def rollback_setup(tmp_path: Path, relay: RelayHandle, witnesses: list[Wit
                                          witnesses=policy(witnesses), options=FAST)
     await alice.add_member(bob_id.public)
     await alice.add_member(carol_id.public)
+    (tmp_path / "invite").write_text(await alice.create_invite(role="writer"))  # still open on the old copy
     bob = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "b", options=FAST)
     await bob.wait_for_seq(alice.seq)
     await bob.close()  # Bob goes offline before the removal
@@ -201,6 +203,18 @@ async def test_a_rollback_to_before_a_removal_is_refused_for_a_new_device(tmp_pa
         with pytest.raises(errors.CheckpointRollbackError) as err:
             await encspaces.connect(relay.url, bob_id, space_id, data_dir=tmp_path / "new-device", options=FAST)
         assert err.value.size == head
+
+
+async def test_a_rollback_is_refused_to_a_device_joining_with_an_invite_before_it_writes(tmp_path: Path) -> None:
+    async with witnessed_relay(tmp_path, 1) as (relay, witnesses):
+        _, _, space_id, head = await rollback_setup(tmp_path, relay, witnesses)
+        dave = encspaces.Identity.generate()
+        with pytest.raises(errors.CheckpointRollbackError) as err:
+            await encspaces.join((tmp_path / "invite").read_text(), dave, data_dir=tmp_path / "dave", options=FAST)
+        assert err.value.size == head
+        assert relay.server is not None
+        room = relay.server.rooms.get(decode_space_id(space_id))
+        assert room is None or dave.public.sign_key not in room.state.members  # no join entry was sent
 
 
 async def test_one_lying_witness_cannot_make_a_fork_witnessed_while_the_quorum_holds(tmp_path: Path) -> None:
