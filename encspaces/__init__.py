@@ -29,6 +29,10 @@ from .errors import (
     BlobRefusedError,
     BodyDigestError,
     ChainError,
+    CheckpointEvidenceError,
+    CheckpointForkError,
+    CheckpointRollbackError,
+    CheckpointWithheldError,
     ConnectionFailedError,
     DataDirLockedError,
     DeviceCertificateError,
@@ -108,6 +112,7 @@ from .errors import (
     WitnessSignatureError,
     WitnessSizeMismatchError,
     WitnessUnknownOriginError,
+    WitnessUnreachableError,
 )
 
 if TYPE_CHECKING:
@@ -235,6 +240,10 @@ __all__ = [
     "ChainError",
     "Change",
     "ChangeStream",
+    "CheckpointEvidenceError",
+    "CheckpointForkError",
+    "CheckpointRollbackError",
+    "CheckpointWithheldError",
     "Clock",
     "ConnectionChange",
     "ConnectionFailedError",
@@ -360,6 +369,7 @@ __all__ = [
     "WitnessSignatureError",
     "WitnessSizeMismatchError",
     "WitnessUnknownOriginError",
+    "WitnessUnreachableError",
     "__version__",
     "add_device",
     "connect",

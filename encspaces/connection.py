@@ -33,9 +33,11 @@ from .core.session import (
     Acked,
     BecameLive,
     BlobReplyReceived,
+    CheckpointReceived,
     ClientSession,
     Notice,
     PresenceReceived,
+    ProofReplyReceived,
     Send,
     SessionState,
     Verified,
@@ -214,3 +216,7 @@ class Connection:
                     host.on_notice(event)
                 elif isinstance(event, BlobReplyReceived):
                     host.on_blob_reply(event.reply)
+                elif isinstance(event, CheckpointReceived):
+                    host.on_checkpoint(event.note, event.id)
+                elif isinstance(event, ProofReplyReceived):
+                    host.on_proof_reply(event.reply)

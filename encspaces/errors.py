@@ -527,6 +527,58 @@ class WitnessConsistencyError(WitnessError, MerkleError):
     status = 422
 
 
+
+# --- client witness tracking (encspaces/core/witnessing.py) ------------------------------------
+
+
+class CheckpointEvidenceError(VerificationError):
+    """The relay's signed statements contradict each other or the log it delivered.
+
+    ``evidence`` holds the signed statements in full, exact bytes as received: a checkpoint note
+    (with its relay signature and any cosignatures) and the relay's other statement (a second
+    checkpoint note, or its signed head in wire form ``msgpack [signed_bytes, signature]``), so a
+    third party can check the claim without trusting this device. ``size`` is the tree size (=
+    seq) the contradiction is at.
+    """
+
+    def __init__(self, message: str, *, size: int, evidence: tuple[bytes, ...] = ()) -> None:
+        super().__init__(message)
+        self.size = size
+        self.evidence = evidence
+
+
+class CheckpointForkError(CheckpointEvidenceError, ForkError):
+    """A relay-signed checkpoint whose root is not the root of the log we verified at its size
+    (or two relay-signed checkpoints of one size with two roots): the relay forked the log."""
+
+
+class CheckpointRollbackError(CheckpointEvidenceError, RollbackError):
+    """The relay serves a log shorter than a checkpoint it signed (and witnesses may have cosigned):
+    it went back to an older state, e.g. restored from a backup taken before a removal."""
+
+
+class CheckpointWithheldError(CheckpointEvidenceError, WithholdingError):
+    """The relay signed a checkpoint past what it delivered (or did not prove a checkpoint
+    consistent with our log) and did not make up for it before the deadline.
+
+    A ``WithholdingError`` too: ``seq`` is the checkpoint's size, ``verified`` ours.
+    """
+
+    def __init__(self, message: str, *, size: int, verified: int = 0, evidence: tuple[bytes, ...] = ()) -> None:
+        WithholdingError.__init__(self, message, seq=size, verified=verified, evidence=evidence)
+        self.size = size
+
+
+
+class WitnessUnreachableError(ConnectionFailedError):
+    """A witness did not answer the GET of its checkpoint (down, timeout, bad response): it delays
+    ``witnessed_seq``, never editing. ``url`` names the witness."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"witness {url}: {reason}")
+        self.url = url
+
+
 # --- relay storage: several relays on one database (encspaces_relay/storage.py, encspaces_relay/pg_store.py) ----------
 
 

@@ -16,7 +16,7 @@ from .core.entry import Entry, Kind
 from .core.head import SignedHead
 from .core.identity import Identity
 from .core.invites import InviteSecret
-from .core.messages import BlobReply
+from .core.messages import BlobReply, ProofReply
 from .core.outbox import Rename
 from .core.session import ClientSession, Notice
 from .core.verifier import LogVerifier, VerifiedEntry
@@ -164,6 +164,10 @@ class SpaceHost(Protocol):
     def on_notice(self, notice: Notice) -> None: ...
 
     def on_blob_reply(self, reply: BlobReply) -> None: ...
+
+    def on_checkpoint(self, note: bytes, ref: int | None) -> None: ...
+
+    def on_proof_reply(self, reply: ProofReply) -> None: ...
 
     def on_offline(self) -> None: ...
 

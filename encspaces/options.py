@@ -94,13 +94,21 @@ class SpaceOptions:
     presence_peer_timeout: float = PEER_TIMEOUT
     presence_withhold_timeout: float = WITHHOLD_TIMEOUT
     presence_tick: float = 1.0
+    # The witnessed log (docs/PROTOCOL.md section 18): how often the space's witnesses are asked
+    # directly for their newest checkpoint (also on every connect), how long one such request may
+    # take, and how long a checkpoint past the verified log (or an asked consistency proof) may
+    # stay unmet while connected before the relay is held to be withholding it.
+    witness_poll_interval: float = 60.0
+    witness_timeout: float = 10.0
+    witness_deadline: float = 30.0
     clock: Clock = field(default_factory=Clock)
 
     def __post_init__(self) -> None:
         for name in ("batch_delay", "freshness_limit", "withholding_deadline", "maintenance_interval", "open_timeout",
                      "reconnect_min",
                      "reconnect_max", "resubmit_min", "resubmit_max", "presence_min_interval",
-                     "presence_heartbeat", "presence_peer_timeout", "presence_withhold_timeout", "presence_tick"):
+                     "presence_heartbeat", "presence_peer_timeout", "presence_withhold_timeout", "presence_tick",
+                     "witness_poll_interval", "witness_timeout", "witness_deadline"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise InvalidArgumentError(f"SpaceOptions.{name} is a number of seconds >= 0, not {value!r}")

@@ -39,7 +39,7 @@ from .core.invites import InviteInfo, InviteLink, InviteSecret, JoinBody, Revoke
 from .core.log_state import LogState, space_id_of
 from .core.membership import Member, Policy, Role, genesis_body
 from .core.membership_events import MEMBERSHIP_KINDS, MemberChange, member_change
-from .core.messages import BlobReply, Challenge, Error, Message, decode_message
+from .core.messages import BlobReply, Challenge, Error, Message, ProofReply, decode_message
 from .core.outbox import Backoff, Conflict, GiveUp, Outbox, Refresh, Rename, Upkeep, backoff_delay
 from .core.redaction import redact
 from .core.rejections import RejectedEntry, RejectionKind
@@ -50,6 +50,7 @@ from .core.session import (
 )
 from .core.verifier import LogVerifier, VerifiedEntry
 from .core.witness_policy import Witness, WitnessPolicy
+from .core.witnessing import WitnessStatus
 from .deadline import check_timeout, deadline
 from .document import (
     Change,
@@ -90,6 +91,7 @@ from .snapshot_keeper import SnapshotKeeper
 from .store import STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
 from .supervision import TaskOwner
+from .witness_watch import WitnessWatch
 
 log = logging.getLogger(__name__)
 
@@ -222,11 +224,13 @@ class _Host:
         space = self._space
         space._box.connection_started(space._verifier.state.author_seqs.get(space._me, 0))
         space._evidence.connected()
+        space._witnesses.connection_started()
 
     def on_verified(self, entries: builtins.list[VerifiedEntry]) -> None:
         self._space._apply_verified(entries)
         self._space.presence.verified()
         self._space._evidence.verified()
+        self._space._witnesses.verified()
 
     def on_live(self) -> None:
         space = self._space
@@ -237,6 +241,7 @@ class _Host:
         space.snapshots.check_complete()
         space.presence.became_live()
         space.files.became_live()
+        space._witnesses.live()
 
     def on_acked(self, head: SignedHead | None) -> None:
         self._space.presence.acked(head)
@@ -250,6 +255,12 @@ class _Host:
 
     def on_blob_reply(self, reply: BlobReply) -> None:
         self._space.files.received(reply)
+
+    def on_checkpoint(self, note: bytes, ref: int | None) -> None:
+        self._space._witnesses.checkpoint(note, ref)
+
+    def on_proof_reply(self, reply: ProofReply) -> None:
+        self._space._witnesses.proof_reply(reply)
 
     def on_offline(self) -> None:
         space = self._space
@@ -346,6 +357,7 @@ class Space:
         self.presence.peer_timeout, self.presence.tick = options.presence_peer_timeout, options.presence_tick
         self.presence.withhold_timeout = options.presence_withhold_timeout
         self.files = SpaceFiles(self._host)  # encrypted files: encspaces/files.py
+        self._witnesses = WitnessWatch(self._host)  # the witnessed log: encspaces/witness_watch.py
 
     # --- public API ------------------------------------------------------------------------
 
@@ -557,6 +569,18 @@ class Space:
     def witness_policy(self) -> WitnessPolicy:
         """The witnesses in force and their quorum (``WitnessPolicy.NONE``: no witnesses)."""
         return self._verifier.state.witness_policy
+
+    @property
+    def witnessed_seq(self) -> int | None:
+        """How far the log this device verified is witnessed: the largest seq N such that a quorum
+        of the space's witnesses each cosigned a checkpoint of size >= N consistent with it (so
+        every member is shown the same log through N). None for a space without witnesses."""
+        return self._verifier.witness.witnessed_seq
+
+    @property
+    def witness_status(self) -> WitnessStatus:
+        """``witnessed_seq`` with how many of how many witnesses vouch for it, for status lines."""
+        return self._witnesses.status()
 
     async def set_witnesses(
         self, witnesses: Iterable[Witness], quorum: int | None = None, *, timeout: float | None = None
@@ -785,6 +809,7 @@ class Space:
             self.error = exc
             log.error("space %s failed: %s: %s", self.id[:12], type(exc).__name__, exc)
         self._progress.set()
+        self._witnesses.wake()  # join/connect waiting for the witnesses raise it
         self._connection.stop_applying()  # stop applying anything more from this relay
         if not self._first_sync.done():
             self._first_sync.set_exception(exc)
@@ -1006,6 +1031,9 @@ class Space:
             after, blob, document = checkpoint
             heads = [crypto.ZERO_HASH, *await self._store.load_heads(after)]
             self._verifier, awaiting = LogVerifier.from_checkpoint(self.space_bytes, self.identity, blob, heads)
+            if self._verifier.tree_missing:  # a checkpoint from before the Merkle tree: rebuilt once
+                self._verifier.rebuild_tree([Entry.decode(raw, local=True).digest()
+                                             for _, raw, _ in await self._store.load_log(0, after)])
             self.skipped = self._verifier.skipped
             self._verifier.resume_awaiting(await self._store.load_entries(awaiting))
             self._document.apply_remote(document, None)
@@ -1054,6 +1082,7 @@ class Space:
         self._connection.start()
         self._ticker = self._tasks.spawn(self._tick(), "the maintenance ticker")
         self.presence.start(self._tasks)
+        self._witnesses.start()
 
     async def _tick(self) -> None:
         """Time-based policy (retention by age, rotation by age, expired invites) also applies
@@ -1202,6 +1231,8 @@ async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | 
     try:
         async with deadline(timeout, lambda: f"{call}: waited for the first sync with the relay at {space.url}"):
             await asyncio.shield(space._first_sync)
+            # A new device accepts the log only once it is consistent with the witnesses' newest.
+            await space._witnesses.wait_settled()
     except BaseException:
         await space.close()
         raise
@@ -1238,6 +1269,9 @@ async def join(
                                              f"through the relay at {' or '.join(urls)}"):
             if me not in space._verifier.state.device_owner:
                 await asyncio.shield(space._first_sync)
+            # Accept the log only once it is consistent with what the witnesses report (a relay
+            # cannot show a new device an old or forked log), before writing anything to it.
+            await space._witnesses.wait_settled()
             if me not in space._verifier.state.device_owner:
                 if any(e.header.kind is Kind.JOIN for e in space._box.entries):
                     await space.sync()  # an interrupted join's entry, resent from the store

@@ -42,7 +42,7 @@ class WitnessProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = ["--host", self.host, "--port", str(self.port), "--data-dir", str(self.data_dir)]
         for key in self.log_keys:
-            args += ["--log-key", key]
+            args.append(f"--log-key={key}")  # a key text may start with '-': not an option
         if self.name:
             args += ["--name", self.name]
         self._proc = await asyncio.create_subprocess_exec(

@@ -400,6 +400,10 @@ class Frontier:
     def root(self) -> bytes:
         return _fold([h for _, h in self._peaks]) if self._peaks else EMPTY_ROOT
 
+    def peaks(self) -> list[bytes]:
+        """The peak hashes, largest subtree first: with ``size``, what :class:`Frontier` takes back."""
+        return [h for _, h in self._peaks]
+
     def copy(self) -> Frontier:
         """An independent frontier of the same tree: to keep, or to put back (one list copy of
         the ``log2(n)`` peaks, cheap enough for every commit)."""

@@ -37,6 +37,7 @@ from .invites import InviteBody, InviteSecret
 from .log_state import GENESIS_SEQ, LogState
 from .membership import AddDeviceBody, AddMemberBody, GenesisBody, RekeyBody
 from .messages import Entries, Welcome
+from .witnessing import WitnessTracker, rules_of
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,12 @@ class LogVerifier:
         # evidence when the relay is caught contradicting itself (encspaces.core.evidence).
         self.verified_head: SignedHead | None = None
         self.welcome_head: SignedHead | None = None  # the last welcome's head: the relay's newest, to reach
+        # The Merkle tree of the verified log and what witnesses and checkpoints say of it
+        # (encspaces/core/witnessing.py); its clock is the SDK's to set. ``tree_missing``: a
+        # checkpoint written before the tree was kept: the owner rebuilds it from its store.
+        self.witness = WitnessTracker(space, None, (), _no_clock)
+        self.tree_missing = False
+        self._witness_policies: object = None
 
     @property
     def seq(self) -> int:
@@ -120,6 +127,7 @@ class LogVerifier:
         self._note_fresh(welcome.head)
         self._note_verified(welcome.head)
         self.welcome_head = welcome.head
+        self.witness.observe_head(welcome.head.seq, pack(welcome.head.encode()))
         if welcome.anchor is not None:
             if welcome.anchor.seq != self.seq:
                 raise MalformedFrameError(
@@ -165,6 +173,7 @@ class LogVerifier:
         self.check_not_rolled_back(signed, Role.ACK)
         self._note_fresh(signed)
         self._note_verified(signed)
+        self.witness.observe_head(signed.seq, pack(signed.encode()))
 
     def _note_verified(self, signed: SignedHead) -> None:
         """Keep the newest checked head at or below our seq (it matched our chain: checked before)."""
@@ -212,6 +221,7 @@ class LogVerifier:
                 raise StoreError(f"the local store does not chain at seq {seq}: it is corrupt")
             self.state.apply(entry, seq, head)
             results.append(self._open(entry, seq, head, new_keys))
+        self._grow_tree([(r.seq, r.entry) for r in results])
         return self._finish(results, new_keys)
 
     # --- local checkpoints ------------------------------------------------------------------
@@ -224,6 +234,7 @@ class LogVerifier:
             "awaiting": [r.seq for r in self.awaiting_key],
             "forgotten": sorted(self.forgotten),
             "commits": [[epoch, commit] for epoch, commit in sorted(self.key_commits.items())],
+            **({} if self.tree_missing else {"witness": self.witness.export()}),
         })
 
     @classmethod
@@ -244,6 +255,14 @@ class LogVerifier:
                 epoch, commit = as_list(item, "checkpoint key commitment", 2)
                 verifier.key_commits[as_int(epoch, "commitment epoch", minimum=1)] = as_bytes(
                     commit, "key commitment", crypto.HASH_SIZE)
+            witness = m.get("witness")
+            if witness is None:
+                verifier.tree_missing = verifier.seq > 0
+            else:
+                verifier.witness = WitnessTracker.restore(
+                    as_bytes(witness, "witness state"), space, verifier.state.relay_key,
+                    rules_of(verifier.state.witness_policies), _no_clock)
+                verifier._witness_policies = verifier.state.witness_policies
         except (ProtocolError, ValueError) as exc:
             raise StoreError(f"the local checkpoint is corrupt: {exc}") from exc
         return verifier, awaiting
@@ -297,7 +316,33 @@ class LogVerifier:
         if relay_signed:
             self._note_fresh(frame.head)
             self.verified_head = frame.head
-        return self._finish(results, new_keys)
+        finished = self._finish(results, new_keys)
+        self._grow_tree([(frame.first_seq + i, entry) for i, entry in enumerate(entries)])
+        if relay_signed:
+            self.witness.observe_head(frame.head.seq, pack(frame.head.encode()))
+        return finished
+
+    def _grow_tree(self, entries: list[tuple[int, Entry]]) -> None:
+        """Extend the Merkle tree by entries just verified (a checkpoint at their size is compared
+        there and may raise CheckpointForkError: the relay showed someone another log)."""
+        if self.tree_missing:
+            return
+        if self.state.witness_policies is not self._witness_policies:
+            self._witness_policies = self.state.witness_policies
+            self.witness.set_relay_key(self.state.relay_key)
+            self.witness.set_rules(rules_of(self.state.witness_policies))
+        for seq, entry in entries:
+            self.witness.append(seq, entry.digest())
+
+    def rebuild_tree(self, digests: list[bytes]) -> None:
+        """The tree of a checkpoint that predates it, from the digests of entries 1..checkpoint seq."""
+        tracker = WitnessTracker(self.space, self.state.relay_key, rules_of(self.state.witness_policies),
+                                 self.witness.clock, self.witness.deadline)
+        for seq, digest in enumerate(digests, 1):
+            tracker.append(seq, digest)
+        self.witness = tracker
+        self._witness_policies = self.state.witness_policies
+        self.tree_missing = False
 
     def _finish(self, results: list[VerifiedEntry], new_keys: dict[int, bytes]) -> list[VerifiedEntry]:
         """Keep new keys; record skipped entries; open entries that waited for a key we now hold.
@@ -495,3 +540,8 @@ class LogVerifier:
         for epoch in epochs:
             self.epoch_keys.pop(epoch, None)
         self.forgotten |= epochs
+
+
+def _no_clock() -> float:
+    """Until the owner sets a clock: no time passes, so no deadline expires."""
+    return 0.0

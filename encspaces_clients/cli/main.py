@@ -227,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("space", metavar="SPACE", nargs="?", help="a space's local name (or its id, or a prefix of the id)")
     p.add_argument("--out", metavar="FILE", help="where to write the evidence file (default: stdout)")
     p.add_argument("--check", metavar="FILE", help="verify an evidence file instead of exporting one")
+    p = command("status", verification.cmd_status, "show how far a space is verified and witnessed",
+                "Open the space, catch up with the relay, and print the seq verified on this device and how far "
+                "the space's witnesses vouch for it: 'witnessed through N (k of n)', or 'not witnessed (no "
+                "witnesses)'.")
+    space_arg(p)
 
     p = command("files", files.cmd_files, "share encrypted files in a space")
     space_arg(p)

@@ -1,9 +1,11 @@
-"""``log``, ``verify``, ``safety-code`` and ``evidence``: the verified history, re-verified from genesis
-on this device, and the proof of a relay's misbehaviour that it recorded."""
+"""``log``, ``verify``, ``safety-code``, ``evidence`` and ``status``: the verified history, re-verified
+from genesis on this device, the proof of a relay's misbehaviour that it recorded, and how far the
+log is witnessed."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
@@ -219,3 +221,32 @@ def _check_file(path: Path) -> int:
         print(f"  not interpreted by this version: {', '.join(finding.ignored)} statements")
     print("OK")
     return EXIT_OK
+
+
+WITNESS_WAIT = 5.0  # seconds ``status`` gives the witnesses to vouch for the newest verified seq
+
+
+def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
+    ref = ctx.registry().resolve(args.space)
+
+    async def show() -> int:
+        async with opened(ctx, ref) as space:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + min(ctx.timeout, WITNESS_WAIT)
+            while (space.connected and space.error is None and space.witnessed_seq is not None
+                   and space.witnessed_seq < space.seq and loop.time() < until):
+                await asyncio.sleep(0.05)
+            status = space.witness_status
+            print(f"space {ref.name} ({ref.id})")
+            print(f"relay {ref.relay}: {'online' if space.connected else 'offline'}")
+            print(f"verified through seq {space.seq}")
+            print(status.describe() + ("" if status.seq is None or status.seq >= space.seq
+                                       else f"; the witnesses have not yet vouched for seq {space.seq}"))
+            if status.seq is None:
+                warn("this space names no witnesses: a relay that shows members different logs is noticed only "
+                     "through presence or by comparing safety codes (admins: set witnesses)")
+            if space.error is not None:
+                raise space.error
+        return EXIT_OK
+
+    return run(show())

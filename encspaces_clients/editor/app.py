@@ -200,6 +200,10 @@ class EditorApp(App[int]):
         unsent = space.unsent
         text.append(" │ ")
         text.append(f"{unsent} unsent" if unsent else "all sent", style="bold yellow" if unsent else "")
+        witnessed = space.witness_status
+        text.append(" │ ")
+        text.append(witnessed.describe(), style="bold green" if witnessed.seq == space.seq and witnessed.seq
+                    else "dim" if witnessed.seq is None else "yellow")
         text.append(f" │ epoch {space.epoch} │ safety ")
         text.append(self.safety_code(), style="bold cyan")
         if self.editor.read_only and self.failure is None:

@@ -185,6 +185,14 @@ async def test_init_asks_the_name_on_a_terminal(tmp_path: Path) -> None:
     assert Identity.load(home / "identity.key").name == "Grace H"
 
 
+async def test_status_says_how_far_the_space_is_witnessed(relay: RelayProcess, alice: User, tmp_path: Path) -> None:
+    await alice.ok("init")
+    space_id = (await alice.ok("create", "notes", "--relay", relay.url)).strip()
+    out = await alice.ok("status", "notes")
+    assert out.splitlines() == [f"space notes ({space_id})", f"relay {relay.url}: online", "verified through seq 1",
+                                "not witnessed (no witnesses)"]
+
+
 async def test_create_with_a_witness(relay: RelayProcess, alice: User, tmp_path: Path) -> None:
     from encspaces_witness.process import WitnessProcess
 
@@ -198,3 +206,17 @@ async def test_create_with_a_witness(relay: RelayProcess, alice: User, tmp_path:
     bad = await alice.run("create", "other", "--relay", relay.url, "--witness", witness.vkey, witness.url,
                           "--quorum", "2")
     assert bad.code == EXIT_USAGE and "quorum of 2 with 1 witnesses" in bad.err
+
+
+async def test_status_of_a_witnessed_space(alice: User, tmp_path: Path) -> None:
+    from encspaces_witness.process import WitnessProcess
+
+    await alice.ok("init")
+    async with (RelayProcess(tmp_path / "witnessed-relay", extra_args=["--allow-private-witnesses"]) as relay,
+                WitnessProcess(tmp_path / "witness", [relay.public_key], name="witness.test") as witness):
+        await alice.ok("create", "notes", "--relay", relay.url, "--witness", witness.vkey, witness.url)
+        for _ in range(20):  # the relay checkpoints once a second; status waits up to 5 s each time
+            out = await alice.ok("status", "notes")
+            if "witnessed through 1 (1 of 1)" in out:
+                break
+        assert "witnessed through 1 (1 of 1)" in out, out

@@ -238,3 +238,38 @@ async def test_a_local_edit_made_while_a_remote_change_waits_lands_where_meant(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_the_status_bar_says_how_far_the_space_is_witnessed(relay: RelayHandle, tmp_path: Path) -> None:
+    import encspaces
+    from encspaces.core.identity import member_id
+    from encspaces_witness.process import WitnessProcess
+    from tests.support import RelayHandle as Handle
+
+    alice, bob = await pair(relay.url, tmp_path)
+    app = EditorApp(bob, name="bob")
+    try:
+        async with app.run_test(size=SIZE):
+            app.refresh_status()
+            assert "not witnessed (no witnesses)" in str(app.query_one("#status").render())
+    finally:
+        await alice.close()
+        await bob.close()
+    witnessed = Handle(tmp_path / "witnessed-relay", checkpoint_interval=0.05, allow_private_witnesses=True)
+    server = await witnessed.start()
+    try:
+        async with WitnessProcess(tmp_path / "witness", [member_id(server.public_key)]) as witness:
+            space = await encspaces.create_space(
+                witnessed.url, encspaces.Identity.generate(), data_dir=tmp_path / "w",
+                witnesses=[encspaces.Witness.from_vkey(witness.vkey, witness.url)],
+                options=encspaces.SpaceOptions(witness_poll_interval=0.1))
+            app = EditorApp(space, name="carol")
+            try:
+                async with app.run_test(size=SIZE):
+                    await wait_for(lambda: space.witnessed_seq == space.seq, "the space witnessed")
+                    app.refresh_status()
+                    assert f"witnessed through {space.seq} (1 of 1)" in str(app.query_one("#status").render())
+            finally:
+                await space.close()
+    finally:
+        await witnessed.stop()
