@@ -31,7 +31,8 @@ from encspaces_relay.storage import is_postgres
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.cluster.yaml"
-PUBLIC_KEY = "jnGeHqlTdUuiWT2HfTi5KTGOQQS8iVtdosUxFlpbt44"  # any relay public key, for ${RELAY_PUBLIC_KEY}
+# Any relay public key, for ${RELAY_PUBLIC_KEY}: one that starts with "-", as 1 in 64 do, which an option must take.
+PUBLIC_KEY = "-nGeHqlTdUuiWT2HfTi5KTGOQQS8iVtdosUxFlpbt44"
 RELAYS = ("relay-a", "relay-b")
 
 
