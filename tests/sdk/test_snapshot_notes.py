@@ -20,7 +20,7 @@ from encspaces.core.entry import Kind
 from encspaces.core.identity import Identity
 from encspaces.core.verifier import VerifiedEntry
 from encspaces.document import Document
-from encspaces.snapshot import content_hash, state_content_hash
+from encspaces.snapshot import SnapshotPayload, content_hash, state_content_hash
 from encspaces.snapshot_keeper import SnapshotKeeper
 
 GRID = 10
@@ -64,3 +64,41 @@ def test_the_content_at_a_base_never_holds_our_own_edit_sequenced_after_it() -> 
     assert keeper.content_at.get(GRID, content_hash(log_at_grid)) == content_hash(log_at_grid)
     # What the document holds now is the log one seq later, and that is what it differs by.
     assert content_hash(document.doc) != content_hash(log_at_grid) == state_content_hash(remote)
+
+
+def test_an_honest_snapshot_arriving_with_our_own_edit_is_not_judged_bad() -> None:
+    """The interleaving seen under load: our edit and another member's snapshot in one frame.
+
+    The log passed the base (a grid seq) in an earlier frame, where every member noted it. The
+    next frame carries our own edit, then the other member's snapshot of that base, so the
+    base is wanted again; noting it at our edit put our edit into it, and we then called the
+    honest snapshot bad and attested a content that is not the log's (others blame us for it).
+    """
+    me, other = Identity.generate(), Identity.generate()
+    document = Document(lambda update: None)
+    state = SimpleNamespace(author_seqs={me.public.sign_key: 0}, seq=GRID, role_of=lambda key: None, snapshots={})
+    verifier = SimpleNamespace(state=state, awaiting_key=[], epoch_keys={})
+    keeper = SnapshotKeeper(cast(Any, SimpleNamespace(identity=me, document=document, verifier=verifier)))
+
+    def run(batch: list[VerifiedEntry]) -> None:
+        keeper.begin_batch(batch, idle=True, own_through=max(
+            (r.entry.header.author_seq for r in batch if r.author == me.public.sign_key), default=0))
+        for result in batch:
+            if not keeper.on_entry(result) and result.author != me.public.sign_key:
+                document.apply_remote(result.plaintext or b"", other.member_id)
+            keeper.after_entry(result, cast(Any, state))
+
+    theirs = _update("theirs")
+    run([_data(GRID, other.public.sign_key, 1, theirs)])
+    at_base = content_hash(document.doc)
+    assert keeper.content_at[GRID] == at_base  # noted at the end of that frame
+    own_edit = _update("mine")
+    document.apply_remote(own_edit, None)  # made locally, then sequenced at GRID + 1
+    snapshot = SnapshotPayload(theirs, state_content_hash(theirs)).encode()  # the other's, honest
+    header = SimpleNamespace(kind=Kind.SNAPSHOT, author=other.public.sign_key, author_seq=2, parent_seq=GRID,
+                             epoch=1)
+    state.author_seqs[me.public.sign_key], state.seq = 1, GRID + 2
+    run([_data(GRID + 1, me.public.sign_key, 1, own_edit),
+         VerifiedEntry(GRID + 2, cast(Any, SimpleNamespace(header=header, raw=b"")), bytes(32), snapshot, None)])
+    assert keeper.bad == [] and keeper.bad_seqs == ()
+    assert keeper.content_at[GRID] == at_base
