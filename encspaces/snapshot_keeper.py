@@ -144,12 +144,15 @@ class SnapshotKeeper:
             if not result.late:
                 self._on_attestation(result)
             return True
-        if result.author == self._me and not result.late:
-            self._own_seen = max(self._own_seen, result.entry.header.author_seq)
         if result.kind is Kind.DATA and result.plaintext is not None:
-            self._note_upto(result.seq)  # the document is about to change
+            # The document is about to change; or, for an edit of ours, changed when we made it.
+            # So this is noted before our entry counts as seen: until then our own edits still
+            # outside the log (this one included) block noting any seq before it.
+            self._note_upto(result.seq)
             self._high = max(self._high, result.seq)
             self._waiting.discard(result.seq)
+        if result.author == self._me and not result.late:
+            self._own_seen = max(self._own_seen, result.entry.header.author_seq)
         if result.kind is not Kind.SNAPSHOT:
             if self.stripped_through > self.covered_through and result.plaintext is not None:
                 self._held.append(result)

@@ -27,21 +27,31 @@ from .home import (
 )
 from .output import warn
 
-# A whole member, space or invite id: 32 bytes in base64url, so one in 64 starts with "-".
+# A member, space or invite id, or a prefix of one (4+ characters, see membership.find_member),
+# that starts with "-": base64url, so one id in 64 does. A whole id may even start with "--".
+_DASHED_PREFIX = re.compile(r"-[A-Za-z0-9_][A-Za-z0-9_-]{2,}")
 _FULL_ID = re.compile(r"-[A-Za-z0-9_-]{42}")
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argparse parser that takes a whole id starting with "-" as a value, not as an option.
+    """An argparse parser that takes an id, or a prefix of one, starting with "-" as a value.
 
     argparse reads every argument that starts with "-" as an option; ids are base64url, so
-    without this one id in 64 could not be passed at all. (A *prefix* of such an id still
-    needs ``--`` before it, as any value starting with "-" does.)
+    without this one id in 64 could not be passed at all, nor could the 8-character prefix
+    `encspaces invites` shows. A value is: a whole id (43 characters), or "-" then at least
+    three base64url characters that are not one of the command's options (``-y`` stays an
+    option; ``-oFILE`` too, since ``-o`` takes a value). A prefix that starts with "--" cannot
+    be told from a mistyped option: it goes after ``--`` (``encspaces remove SPACE -- --AbC``),
+    which, as everywhere, makes every later argument a value.
     """
 
     def _parse_optional(self, arg_string: str) -> Any:
         if _FULL_ID.fullmatch(arg_string):
             return None  # a positional value
+        if _DASHED_PREFIX.fullmatch(arg_string) and arg_string not in self._option_string_actions:
+            short = self._option_string_actions.get(arg_string[:2])
+            if short is None or short.nargs == 0:
+                return None  # not an option of this command, nor one with its value attached
         return super()._parse_optional(arg_string)
 
 
