@@ -10,7 +10,7 @@ commits and fans out, so every entry reaches the connection exactly once, in ord
 
 from __future__ import annotations
 
-from encspaces.core.entry import Entry
+from encspaces.core.entry import strip_raw
 
 from .frames import split_frames
 from .peer import Peer
@@ -57,7 +57,18 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
         if not raws:
             raise internal(f"the relay's store has no entry at seq {seq} (durable through {room.durable_seq})")
         if seq <= strip_through:
-            raws = [strip(raw) if seq + i <= strip_through else raw for i, raw in enumerate(raws)]
+            raws = [strip_raw(raw) if seq + i <= strip_through else raw for i, raw in enumerate(raws)]
+            # Stripped entries are a few hundred bytes: fill the frame from further reads (each
+            # still bounded by max_frame) rather than send one small frame per read.
+            size = sum(len(raw) for raw in raws)
+            while seq + len(raws) <= min(chunk_last, strip_through) and size < config.max_frame // 2:
+                more = await room.store.read_entries(room.space, seq + len(raws), min(chunk_last, strip_through),
+                                                     config.max_frame)
+                if not more:
+                    break
+                more = [strip_raw(raw) for raw in more]
+                raws.extend(more)
+                size += sum(len(raw) for raw in more)
         for start, end in split_frames(raws, config.max_frame, config.max_entries_per_frame):
             head = room.signed_head(seq + end - 1)
             for frame in room.host.frames_for_entries(room.space, seq + start, raws[start:end], head):
@@ -68,8 +79,3 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
         seq += len(raws)
     return last
 
-
-def strip(raw: bytes) -> bytes:
-    """An entry without its encrypted body (control entries are returned whole)."""
-    entry = Entry.decode(raw)
-    return entry.strip() if entry.header.kind.is_encrypted and not entry.stripped else raw

@@ -224,7 +224,7 @@ class LogState:
         Assumes the author's signature was already checked (``Entry.check_signature``).
         """
         h = entry.header
-        who = f"{entry.describe()} at seq {seq}"
+        who = _Who(entry, seq)
         if seq != self.seq + 1:
             raise ValueError(f"check at seq {seq} but the log is at {self.seq}")
         if seq == GENESIS_SEQ:
@@ -258,7 +258,7 @@ class LogState:
         # Bodies last, so that a replayed membership entry is a ReplayError, not a body conflict.
         checker = _BODY_CHECKS.get(h.kind)
         if checker is not None:
-            checker(self, entry, who)
+            checker(self, entry, str(who))
 
     def _check_add(self, entry: Entry, who: str) -> None:
         body = AddMemberBody.decode(entry.body)
@@ -473,6 +473,23 @@ class LogState:
         self.snapshots = journal.snapshots
         _restore(self.author_seqs, journal.author_seqs)
         self._journal = None
+
+
+class _Who:
+    """"<entry> at seq N" for an error message, formatted only if one is raised.
+
+    ``check`` runs for every entry a device verifies (thousands on a new device); naming the
+    author costs a base64 encoding that only an error needs.
+    """
+
+    __slots__ = ("entry", "seq")
+
+    def __init__(self, entry: Entry, seq: int) -> None:
+        self.entry = entry
+        self.seq = seq
+
+    def __str__(self) -> str:
+        return f"{self.entry.describe()} at seq {self.seq}"
 
 
 def _restore(target: dict[bytes, Any], saved: dict[bytes, Any]) -> None:

@@ -28,6 +28,7 @@ from ..errors import (
     StoreError,
 )
 from . import crypto
+from .attestation import Status
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .entry import Entry, Kind, open_body
 from .head import SignedHead, next_head
@@ -86,6 +87,11 @@ class LogVerifier:
         # Heads past our seq (an ack, a welcome) count once the log we verified reaches them.
         self.fresh_ms = 0
         self._heads_ahead: list[SignedHead] = []
+        # Stripped entries from the relay whose author signature is not checked (yet): seq -> entry,
+        # in log order. They are settled by an agreed snapshot whose base is at or after them (its
+        # signed parent hash, and its attesters', commit to their exact bytes), else checked one by
+        # one when catch-up ends (``settle_unpinned``). docs/PROTOCOL.md section 14, "Fast join".
+        self.unpinned: dict[int, Entry] = {}
 
     @property
     def seq(self) -> int:
@@ -253,9 +259,12 @@ class LogVerifier:
         self.state.begin()
         new_keys: dict[int, bytes] = {}
         self._new_commits = {}
+        # Only what the relay sends may wait for a snapshot to vouch for it; our own store's
+        # entries (reverify_stored) are checked in full.
+        deferred: dict[int, Entry] | None = {} if relay_signed else None
         try:
             results = [
-                self._verify_entry(entry, frame.first_seq + i, heads[i], entries[i + 1 :], new_keys)
+                self._verify_entry(entry, frame.first_seq + i, heads[i], entries, i, new_keys, deferred)
                 for i, entry in enumerate(entries)
             ]
         except BaseException:
@@ -265,7 +274,45 @@ class LogVerifier:
         self.latest_head = frame.head
         if relay_signed:
             self._note_fresh(frame.head)
+        if deferred:
+            self.unpinned.update(deferred)
+        if self.unpinned:
+            self._pin()
         return self._finish(results, new_keys)
+
+    # --- stripped entries: vouched for by an agreed snapshot --------------------------------
+
+    @property
+    def unpinned_from(self) -> int | None:
+        """The first seq whose signature is neither checked nor vouched for; None when there is none."""
+        return next(iter(self.unpinned), None)
+
+    def _pin(self) -> None:
+        """Settle every unpinned entry at or before the base of an agreed snapshot we checked.
+
+        The snapshot's author signed ``(base, h(base))`` as the entry's parent, and we checked
+        that hash against our chain: ``h(base)`` commits to every digest through ``base``, and a
+        digest to the exact header, body hash and signature. So these are the entries the
+        snapshot's author verified, and each attester's signed parent (at or after the
+        snapshot) commits to them again. Agreement is the trust a new device already places in
+        the snapshot's content; a snapshot whose own entry came stripped vouches for nothing.
+        """
+        threshold = self.state.policy.snapshot_attesters
+        through = max((record.base for seq, record in self.state.snapshots.items()
+                       if seq not in self.unpinned and record.status(threshold) is Status.AGREED), default=0)
+        if through and next(iter(self.unpinned)) <= through:
+            self.unpinned = {seq: entry for seq, entry in self.unpinned.items() if seq > through}
+
+    def settle_unpinned(self) -> None:
+        """Catch-up ended: check the signature of every stripped entry no agreed snapshot vouched for.
+
+        A relay that strips bodies no agreed snapshot covers is caught anyway (the SDK's
+        ``MissingBodiesError``); checking here names a forged entry precisely.
+        """
+        while self.unpinned:
+            seq, entry = next(iter(self.unpinned.items()))
+            entry.check_signature(seq)
+            del self.unpinned[seq]
 
     def _finish(self, results: list[VerifiedEntry], new_keys: dict[int, bytes]) -> list[VerifiedEntry]:
         """Keep new keys; record skipped entries; open entries that waited for a key we now hold.
@@ -348,14 +395,18 @@ class LogVerifier:
         return heads
 
     def _verify_entry(
-        self, entry: Entry, seq: int, head: bytes, rest: list[Entry], new_keys: dict[int, bytes]
+        self, entry: Entry, seq: int, head: bytes, entries: list[Entry], index: int, new_keys: dict[int, bytes],
+        deferred: dict[int, Entry] | None,
     ) -> VerifiedEntry:
-        entry.check_signature(seq)
+        if deferred is not None and entry.stripped:
+            deferred[seq] = entry  # no body to trust it for: a later agreed snapshot vouches for it
+        else:
+            entry.check_signature(seq)
         try:
             self.state.check(entry, seq)
         except AuthorSeqGapError as exc:
             expected = self.state.author_seqs.get(entry.header.author, 0) + 1
-            for later_index, later in enumerate(rest):
+            for later_index, later in enumerate(entries[index + 1 :]):
                 if later.header.author == entry.header.author and later.header.author_seq == expected:
                     raise ReorderError(
                         f"{entry.describe()} at seq {seq} comes before author_seq {expected} "
