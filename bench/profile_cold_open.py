@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (workdir / "meta.json").exists():
         workdir.mkdir(parents=True, exist_ok=True)
         asyncio.run(build(workdir, snapshots=not args.log))
-    profile = cProfile.Profile() if args.profile else None
+    profile = cProfile.Profile(time.process_time) if args.profile else None
     times = asyncio.run(opens(workdir, args.opens, profile))
     print("open ms:", " ".join(f"{t * 1000:.1f}" for t in times), file=sys.stderr)
     if profile is not None:

@@ -225,6 +225,7 @@ class LogState:
         """
         h = entry.header
         who = _Who(entry, seq)
+        encrypted = h.kind.is_encrypted
         if seq != self.seq + 1:
             raise ValueError(f"check at seq {seq} but the log is at {self.seq}")
         if seq == GENESIS_SEQ:
@@ -243,17 +244,17 @@ class LogState:
             role = self.role_of(h.author)
             if role is None:
                 raise MembershipError(f"{who}: author {member_id(h.author)} is not a member of the space")
-            if (h.kind.is_encrypted or h.kind is Kind.ATTEST) and not role.can_write:
+            if (encrypted or h.kind is Kind.ATTEST) and not role.can_write:
                 raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
-            if h.kind.is_control and h.kind is not Kind.ATTEST and not role.can_manage:
+            if not encrypted and h.kind is not Kind.ATTEST and not role.can_manage:
                 raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
         self._check_author_seq(entry, seq)
         self._check_parent(entry, seq)
         if h.epoch != self.epoch:
             raise EpochError(f"{who}: under epoch {h.epoch}, expected the current epoch {self.epoch}")
-        if h.kind.is_encrypted and not h.nonce:
+        if encrypted and not h.nonce:
             raise MalformedEntryError(f"{who}: a {h.kind.value} entry needs a nonce")
-        if h.kind.is_control and h.nonce:
+        if not encrypted and h.nonce:
             raise MalformedEntryError(f"{who}: a control entry is not encrypted and carries no nonce")
         # Bodies last, so that a replayed membership entry is a ReplayError, not a body conflict.
         checker = _BODY_CHECKS.get(h.kind)

@@ -30,7 +30,7 @@ from ..errors import (
 from . import crypto
 from .attestation import Status
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
-from .entry import Entry, Kind, open_body
+from .entry import Entry, Kind, frozen_instance, open_body
 from .head import SignedHead, next_head
 from .identity import Identity, member_id
 from .invites import InviteBody, InviteSecret
@@ -418,6 +418,9 @@ class LogVerifier:
 
     def _open(self, entry: Entry, seq: int, head: bytes, new_keys: dict[int, bytes]) -> VerifiedEntry:
         """Learn keys sealed to us from control entries; decrypt data entries."""
+        if entry.stripped:  # an encrypted kind (control entries are never stripped): nothing to open
+            return frozen_instance(VerifiedEntry, {"seq": seq, "entry": entry, "head": head, "plaintext": None,
+                                           "problem": None, "awaiting_key": False, "late": False, "stripped": True})
         kind = entry.header.kind
         me = self.identity.public.sign_key
         if kind is Kind.GENESIS:
@@ -450,8 +453,6 @@ class LogVerifier:
                     self._learn_key(private, sealed, epoch, new_keys, entry, seq)
         if kind.is_control:
             return VerifiedEntry(seq, entry, head, None, None)
-        if entry.stripped:
-            return VerifiedEntry(seq, entry, head, None, None, stripped=True)
         epoch = entry.header.epoch
         key = new_keys.get(epoch) or self.epoch_keys.get(epoch)
         if key is None:
