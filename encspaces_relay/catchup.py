@@ -10,7 +10,7 @@ commits and fans out, so every entry reaches the connection exactly once, in ord
 
 from __future__ import annotations
 
-from encspaces.core.entry import strip_raw
+from encspaces.core.entry import STRIP_PREFIX, strip_prefix
 
 from .frames import split_frames
 from .peer import Peer
@@ -53,22 +53,12 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
     seq = first
     while seq <= last:
         chunk_last = min(last, seq + config.max_entries_per_frame - 1)
-        raws = await room.store.read_entries(room.space, seq, chunk_last, config.max_frame)
+        if seq <= strip_through:  # stripped entries: only their first bytes are read
+            raws = await _read_stripped(room, seq, min(chunk_last, strip_through))
+        else:
+            raws = await room.store.read_entries(room.space, seq, chunk_last, config.max_frame)
         if not raws:
             raise internal(f"the relay's store has no entry at seq {seq} (durable through {room.durable_seq})")
-        if seq <= strip_through:
-            raws = [strip_raw(raw) if seq + i <= strip_through else raw for i, raw in enumerate(raws)]
-            # Stripped entries are a few hundred bytes: fill the frame from further reads (each
-            # still bounded by max_frame) rather than send one small frame per read.
-            size = sum(len(raw) for raw in raws)
-            while seq + len(raws) <= min(chunk_last, strip_through) and size < config.max_frame // 2:
-                more = await room.store.read_entries(room.space, seq + len(raws), min(chunk_last, strip_through),
-                                                     config.max_frame)
-                if not more:
-                    break
-                more = [strip_raw(raw) for raw in more]
-                raws.extend(more)
-                size += sum(len(raw) for raw in more)
         for start, end in split_frames(raws, config.max_frame, config.max_entries_per_frame):
             head = room.signed_head(seq + end - 1)
             for frame in room.host.frames_for_entries(room.space, seq + start, raws[start:end], head):
@@ -78,4 +68,16 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
                     peer.write_now(frame)
         seq += len(raws)
     return last
+
+
+async def _read_stripped(room: Room, first: int, last: int) -> list[bytes]:
+    """Entries ``first..last`` with their encrypted bodies dropped (at most max_entries_per_frame of them)."""
+    stripped: list[bytes | None] = []
+    for prefix, size in await room.store.read_prefixes(room.space, first, last, STRIP_PREFIX):
+        stripped.append(strip_prefix(prefix, size))
+    whole = {first + i for i, raw in enumerate(stripped) if raw is None}  # control entries: sent whole
+    for seq in sorted(whole):
+        (raw,) = await room.store.read_entries(room.space, seq, seq, room.host.config.max_frame)
+        stripped[seq - first] = raw
+    return [raw for raw in stripped if raw is not None]
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ..errors import AuthorSignatureError, BodyDigestError, MalformedEntryError, ProtocolError
 from . import crypto
-from .encoding import as_bytes, as_int, as_list, as_str, pack, unpack
+from .encoding import as_bytes, as_int, as_list, as_str, pack, unpack, unpack_array_start
 from .identity import Identity, member_id
 
 FORMAT_VERSION = 1
@@ -287,6 +287,25 @@ def strip_raw(raw: bytes) -> bytes:
     if items[3] is None or not _KINDS[unpack(items[0], what="entry header")[5]].is_encrypted:
         return raw
     return pack([items[0], items[1], items[2], None])
+
+
+# The first bytes of an entry always hold its header (at most about 200 bytes), body hash and
+# signature: what a stripped entry keeps.
+STRIP_PREFIX = 512
+
+
+def strip_prefix(prefix: bytes, size: int) -> bytes | None:
+    """The stripped form of a stored entry of ``size`` bytes from its first bytes (see ``strip_raw``).
+
+    None when the entry is a control entry cut short: its body is never dropped, so the
+    caller needs the whole entry.
+    """
+    if len(prefix) >= size:
+        return strip_raw(prefix)
+    header_bytes, body_hash, signature = unpack_array_start(prefix, 3, what="entry")
+    if not _KINDS[unpack(header_bytes, what="entry header")[5]].is_encrypted:
+        return None
+    return pack([header_bytes, body_hash, signature, None])
 
 
 def open_body(entry: Entry, epoch_key: bytes) -> bytes | None:
