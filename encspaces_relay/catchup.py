@@ -55,6 +55,9 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
         chunk_last = min(last, seq + config.max_entries_per_frame - 1)
         if seq <= strip_through:  # stripped entries: only their first bytes are read
             raws = await _read_stripped(room, seq, min(chunk_last, strip_through))
+            if seq + len(raws) - 1 == strip_through < chunk_last:  # the rest of the frame, whole
+                raws += await room.store.read_entries(room.space, strip_through + 1, chunk_last,
+                                                      max(1, config.max_frame - sum(len(raw) for raw in raws)))
         else:
             raws = await room.store.read_entries(room.space, seq, chunk_last, config.max_frame)
         if not raws:
