@@ -296,6 +296,7 @@ class Space:
         self._tasks = TaskOwner(self._fail, self.id[:8])  # every background task and timer of this space
         self._store = store
         self._verifier = LogVerifier(space, identity)
+        self._writable_at = -1  # the verified seq at which _check_writable last passed
         self._document = Document(self._on_local_update)
         self._me = identity.public.sign_key
         self._genesis: bytes | None = None
@@ -852,6 +853,10 @@ class Space:
             ))
 
     def _check_writable(self) -> None:
+        # Called before every keystroke: what it checks (role, current epoch and its key) changes
+        # only with the verified log, so a pass holds until the log moves or the space fails.
+        if self._writable_at == self._verifier.seq and self.error is None and not self._closed:
+            return
         self._raise_if_failed()
         self._check_keys()
         self._raise_if_failed()
@@ -860,6 +865,7 @@ class Space:
             raise NotPermittedError("you are not a member of this space (yet): nothing you write would be accepted")
         if role is not None and not role.can_write:
             raise NotPermittedError(f"your role {role.value} may not write in this space")
+        self._writable_at = self._verifier.seq
 
     # --- local edits -> entries ------------------------------------------------------------
 
