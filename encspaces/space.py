@@ -905,11 +905,11 @@ class Space:
         size = 0
         for update in updates:
             if group and size + len(update) > self.options.max_batch_update:
-                self._queue_entry(Kind.DATA, pycrdt.merge_updates(*group))
+                self._queue_entry(Kind.DATA, _merged(group))
                 group, size = [], 0
             group.append(update)
             size += len(update)
-        self._queue_entry(Kind.DATA, group[0] if len(group) == 1 else pycrdt.merge_updates(*group))
+        self._queue_entry(Kind.DATA, _merged(group))
 
     def _queue_entry(self, kind: Kind, payload: bytes, parent: tuple[int, bytes] | None = None) -> Entry:
         """Sign and queue an entry; its parent is our verified head unless given (snapshots)."""
@@ -1113,6 +1113,16 @@ class Space:
         if self._closed or self.error is not None:
             return
         self._send_outbox()
+
+
+def _merged(updates: builtins.list[bytes], fan_in: int = 16) -> bytes:
+    """One update for the batch. pycrdt's merge is superlinear in the number of updates: merging
+    groups of 16 first, then those, gives the same bytes at about 0.7 µs an update instead of
+    1.25 (256 updates of the B4 trace)."""
+    while len(updates) > 1:
+        updates = [part[0] if len(part) == 1 else pycrdt.merge_updates(*part)
+                   for part in (updates[i : i + fan_in] for i in range(0, len(updates), fan_in))]
+    return updates[0]
 
 
 async def _open_space(

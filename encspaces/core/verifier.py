@@ -38,6 +38,8 @@ from .log_state import GENESIS_SEQ, LogState
 from .membership import AddMemberBody, GenesisBody, RekeyBody
 from .messages import Entries, Welcome
 
+_HEADS_REMEMBERED = 8  # relay-signed heads whose signature verified, not verified again
+
 
 @dataclass(frozen=True)
 class VerifiedEntry:
@@ -92,6 +94,7 @@ class LogVerifier:
         # signed parent hash, and its attesters', commit to their exact bytes), else checked one by
         # one when catch-up ends (``settle_unpinned``). docs/PROTOCOL.md section 14, "Fast join".
         self.unpinned: dict[int, Entry] = {}
+        self._heads_checked: list[tuple[bytes, bytes, bytes]] = []  # (relay key, signed bytes, signature)
 
     @property
     def seq(self) -> int:
@@ -135,7 +138,11 @@ class LogVerifier:
         key = self.relay_key
         if key is None:
             raise RelaySignatureError("no relay key is known for this space yet")
+        checked = (key, signed.signed_bytes, signed.signature)
+        if checked in self._heads_checked:
+            return  # these exact bytes verified already (an author gets each head in its ack and its frame)
         signed.check(key, self.space)
+        self._heads_checked = [*self._heads_checked[-(_HEADS_REMEMBERED - 1):], checked]
 
     def _compare_with_chain(self, signed: SignedHead) -> None:
         """A signed head at a seq we verified must carry the hash our own chain has there."""
