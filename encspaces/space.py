@@ -296,7 +296,7 @@ class Space:
         self._tasks = TaskOwner(self._fail, self.id[:8])  # every background task and timer of this space
         self._store = store
         self._verifier = LogVerifier(space, identity)
-        self._writable_at = -1  # the verified seq at which _check_writable last passed
+        self._writable = False  # _check_writable passed, and the verified log has not moved since
         self._document = Document(self._on_local_update)
         self._me = identity.public.sign_key
         self._genesis: bytes | None = None
@@ -855,7 +855,7 @@ class Space:
     def _check_writable(self) -> None:
         # Called before every keystroke: what it checks (role, current epoch and its key) changes
         # only with the verified log, so a pass holds until the log moves or the space fails.
-        if self._writable_at == self._verifier.seq and self.error is None and not self._closed:
+        if self._writable and self.error is None and not self._closed:
             return
         self._raise_if_failed()
         self._check_keys()
@@ -865,7 +865,7 @@ class Space:
             raise NotPermittedError("you are not a member of this space (yet): nothing you write would be accepted")
         if role is not None and not role.can_write:
             raise NotPermittedError(f"your role {role.value} may not write in this space")
-        self._writable_at = self._verifier.seq
+        self._writable = True
 
     # --- local edits -> entries ------------------------------------------------------------
 
@@ -901,6 +901,9 @@ class Space:
             self._fail(EntryTooLargeError(f"{exc}: split very large edits into smaller ones"))
 
     def _entries_from(self, updates: builtins.list[bytes]) -> None:
+        if sum(len(update) for update in updates) <= self.options.max_batch_update:
+            self._queue_entry(Kind.DATA, _merged(updates))  # the usual case: one entry
+            return
         group: builtins.list[bytes] = []
         size = 0
         for update in updates:
@@ -946,6 +949,7 @@ class Space:
     # --- verified entries -> document ------------------------------------------------------
 
     def _apply_verified(self, results: builtins.list[VerifiedEntry]) -> None:
+        self._writable = False  # roles, epochs and keys may change: check again at the next edit
         self.snapshots.begin_batch(results, not self._updates, max(
             (e.header.author_seq for e in self._box.entries if e.header.kind is Kind.DATA), default=0))
         for result in results:
@@ -1022,6 +1026,7 @@ class Space:
     async def _restore(self) -> None:
         """Rebuild verified state and document from the local store, then re-queue the outbox."""
         checkpoint = await self._store.load_checkpoint()
+        self._writable = False
         after = 0
         if checkpoint is not None:
             after, blob, document = checkpoint
