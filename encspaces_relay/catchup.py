@@ -17,6 +17,8 @@ from .peer import Peer
 from .refusals import internal
 from .room import Room
 
+FIRST_STRIPPED_FRAME = 128  # entries in the first frame of a catch-up that strips bodies
+
 
 async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int, *, fast: bool = False) -> None:
     """Send entries ``since_seq + 1 ..`` in bounded frames, then subscribe ``peer`` to the room.
@@ -51,9 +53,12 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
     """
     config = room.host.config
     seq = first
+    frames = 0
     while seq <= last:
         chunk_last = min(last, seq + config.max_entries_per_frame - 1)
         if seq <= strip_through:  # stripped entries: only their first bytes are read
+            # Small frames first, doubling: the device verifies one while the next is read.
+            chunk_last = min(chunk_last, seq + (FIRST_STRIPPED_FRAME << frames) - 1)
             raws = await _read_stripped(room, seq, min(chunk_last, strip_through))
             if seq + len(raws) - 1 == strip_through < chunk_last:  # the rest of the frame, whole
                 raws += await room.store.read_entries(room.space, strip_through + 1, chunk_last,
@@ -69,6 +74,7 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
                     await peer.ws.send(frame)
                 else:
                     peer.write_now(frame)
+                frames += 1
         seq += len(raws)
     return last
 

@@ -25,6 +25,7 @@ from encspaces.core.encoding import pack
 from encspaces.core.entry import Entry, Kind
 from encspaces.core.head import SignedHead
 from encspaces.core.membership import Policy
+from tests.support import RawMember
 
 from .conftest import RelayHandle, make_members, settle
 from .test_malicious_relay import LyingRelay
@@ -159,10 +160,15 @@ async def test_a_stripped_entry_no_snapshot_covers_has_its_signature_checked(tmp
     """The relay strips (and forges) the last entry, past every snapshot: checked when catch-up ends."""
     handle, server, members, newcomer = await lying_space(tmp_path)
     try:
-        server.attack = forge_in_fast_catch_up(at_seq(members[0].seq), strip=True)
+        admin = members[0]
+        for m in members:
+            await m.close()  # nothing else is written after the entry below (no snapshot or attestation)
+        async with RawMember(handle.url, admin.identity, admin.space_bytes) as raw:
+            last = await raw.commit(raw.entry(Kind.DATA, b"the log's last entry"))
+        server.attack = forge_in_fast_catch_up(at_seq(last), strip=True)
         with pytest.raises(errors.AuthorSignatureError) as caught:
             await encspaces.connect(handle.url, newcomer, members[0].id, data_dir=tmp_path / "new")
-        last = server.forged_seq  # type: ignore[attr-defined]
+        assert server.forged_seq == last  # type: ignore[attr-defined]
         assert str(caught.value).startswith("data entry") and f"at seq {last}:" in str(caught.value)
         view = await encspaces.open_local(newcomer, members[0].id, data_dir=tmp_path / "new")
         assert view.seq < last  # the unchecked entry never reached the store
