@@ -92,7 +92,7 @@ class LogVerifier:
         # Stripped entries from the relay whose author signature is not checked (yet): seq -> entry,
         # in log order. They are settled by an agreed snapshot whose base is at or after them (its
         # signed parent hash, and its attesters', commit to their exact bytes), else checked one by
-        # one when catch-up ends (``settle_unpinned``). docs/PROTOCOL.md section 14, "Fast join".
+        # one when catch-up ends (``settle_unpinned``): PROTOCOL.md section 14, "Signatures of stripped entries".
         self.unpinned: dict[int, Entry] = {}
         self._heads_checked: list[tuple[bytes, bytes, bytes]] = []  # (relay key, signed bytes, signature)
 
