@@ -79,6 +79,9 @@ def _shape(kind: ObjectKind, root: Any) -> str | frozenset[str] | None:
     return frozenset(key for key, value in root.items() if isinstance(value, pycrdt.Map))
 
 
+_EMPTY_STATE = b"\x00"  # the state vector of a document no client has written to
+
+
 class Document:
     """Wraps a pycrdt Doc; reports local updates to ``on_local_update``."""
 
@@ -98,7 +101,7 @@ class Document:
         self._depth = 0  # open transaction() blocks
         self._budget = EditBudget()  # refuses, before it happens, an edit too large for one entry
         self._deferred: builtins.list[tuple[bytes, str | None]] = []
-        self.doc.observe(self._observe)
+        self._subscription = self.doc.observe(self._observe)
 
     def _observe(self, event: pycrdt.TransactionEvent) -> None:
         if not self._applying_remote:
@@ -124,6 +127,23 @@ class Document:
             return
         self._apply(update, author)
         self._discover(author)
+
+    def adopt(self, doc: pycrdt.Doc[Any], author: str | None) -> bool:
+        """Make ``doc`` (a snapshot's state, loaded to check it) the document, if this one is untouched.
+
+        A new device starting from a snapshot loads its state once to hash it; loading the same
+        state again into an empty document costs as much (4.5 ms of CPU for the B4 document).
+        Only a document that holds nothing and that nothing opened or observes is replaced;
+        otherwise False, and the caller applies the state as an update.
+        """
+        if self._objects or self._known or self._watched or self._depth or self._deferred \
+                or self.doc.get_state() != _EMPTY_STATE:
+            return False
+        self.doc.unobserve(self._subscription)
+        self.doc = doc
+        self._subscription = doc.observe(self._observe)
+        self._discover(author)
+        return True
 
     def _apply(self, update: bytes, author: str | None) -> None:
         self._applying_remote = True

@@ -108,7 +108,7 @@ class Persistence:
         holds an edit that the outbox would not send.
         """
         host = self._host
-        if host.snapshot_gap:
+        if host.snapshot_gap or host.verifier.unpinned:
             return  # the document lacks what a coming snapshot covers: resume from the stored log instead
         host.flush_batch()
         seq = host.verifier.seq
@@ -122,6 +122,14 @@ class Persistence:
         if not self.pending:
             return
         pending, self.pending = self.pending, Pending()
+        unpinned = self._host.verifier.unpinned_from
+        if unpinned is not None and pending.log and pending.log[-1][0] >= unpinned:
+            # Entries whose signatures no agreed snapshot vouched for yet, and all after them, stay
+            # in memory: the store holds only what is verified (a restart replays it unchecked).
+            self.pending.log = [row for row in pending.log if row[0] >= unpinned]
+            pending.log = [row for row in pending.log if row[0] < unpinned]
+            if not pending:
+                return
         generation = self._box.generation
         await self._store.write(
             meta=pending.meta,

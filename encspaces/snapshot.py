@@ -69,11 +69,16 @@ def content_hash(doc: pycrdt.Doc[Any]) -> bytes:
     return crypto.hash_parts(crypto.CTX_SNAPSHOT_CONTENT, pack(content))
 
 
-def state_content_hash(state: bytes) -> bytes:
-    """The content hash of a snapshot's state, loaded into a throwaway document."""
+def load_state(state: bytes) -> pycrdt.Doc[Any]:
+    """A snapshot's state loaded into a document of its own (raises on a state that does not load)."""
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     doc.apply_update(state)
-    return content_hash(doc)
+    return doc
+
+
+def state_content_hash(state: bytes) -> bytes:
+    """The content hash of a snapshot's state, loaded into a throwaway document."""
+    return content_hash(load_state(state))
 
 
 def snapshot_due(state: LogState, base: int) -> bool:

@@ -26,14 +26,16 @@ import asyncio
 import functools
 import logging
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import pycrdt
 
 from .core.attestation import TRACKED_SNAPSHOTS, AttestBody, Status, attest_tag
 from .core.entry import Kind
 from .core.log_state import LogState
 from .core.verifier import VerifiedEntry
 from .errors import BadSnapshotError, MissingBodiesError, ProtocolError
-from .snapshot import GRANULARITY, SnapshotPayload, content_hash, snapshot_due, state_content_hash
+from .snapshot import GRANULARITY, SnapshotPayload, content_hash, load_state, snapshot_due
 
 if TYPE_CHECKING:
     from .host import SpaceHost
@@ -74,7 +76,8 @@ class SnapshotKeeper:
         self._batch_last = 0
         self._mine: dict[int, bytes] = {}  # snapshot seq -> our content hash at its base
         self._claims: dict[int, tuple[bytes, bytes]] = {}  # snapshot seq -> (claimed content, entry bytes)
-        self._candidates: dict[int, tuple[VerifiedEntry, SnapshotPayload]] = {}  # may cover the stripped stretch
+        # May cover the stripped stretch: the entry, its payload, and its state as the check loaded it.
+        self._candidates: dict[int, tuple[VerifiedEntry, SnapshotPayload, pycrdt.Doc[Any]]] = {}
         self._attested: set[int] = set()
 
     @property
@@ -172,10 +175,12 @@ class SnapshotKeeper:
         header = result.entry.header
         base, seq = header.parent_seq, result.seq
         payload: SnapshotPayload | None = None
+        loaded: pycrdt.Doc[Any] | None = None
         problem = ""
         try:
             payload = SnapshotPayload.decode(plaintext)
-            if state_content_hash(payload.state) != payload.content:
+            loaded = load_state(payload.state)
+            if content_hash(loaded) != payload.content:
                 problem = f"its state does not hash to the content it claims for seq {base}"
         except (ProtocolError, ValueError, BaseException) as exc:  # pycrdt panics are BaseExceptions
             if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
@@ -197,8 +202,8 @@ class SnapshotKeeper:
         if problem:
             self._record_bad(BadSnapshotError(seq, header.author, problem, evidence=evidence))
             return
-        if payload is not None and self.in_gap and base >= self.stripped_through:
-            self._candidates[seq] = (result, payload)
+        if payload is not None and loaded is not None and self.in_gap and base >= self.stripped_through:
+            self._candidates[seq] = (result, payload, loaded)
             self._try_merge()
 
     def _attest(self, seq: int, epoch: int, author: bytes, own: bytes, *, agrees: bool) -> None:
@@ -255,7 +260,7 @@ class SnapshotKeeper:
         verifier = self._host.verifier
         state = verifier.state
         for seq in sorted(self._candidates, reverse=True):
-            result, payload = self._candidates[seq]
+            result, payload, loaded = self._candidates[seq]
             base = result.entry.header.parent_seq
             record = state.snapshots.get(seq)
             key = verifier.epoch_keys.get(result.entry.header.epoch)
@@ -266,7 +271,9 @@ class SnapshotKeeper:
             if any(a.tag != expected for a in record.attestations):
                 continue  # they agree on another content than it claims: not started from
             try:
-                self._document.apply_remote(payload.state, result.entry.author_id)
+                # A new device's empty document becomes the one the check loaded (no second load).
+                if not self._document.adopt(loaded, result.entry.author_id):
+                    self._document.apply_remote(payload.state, result.entry.author_id)
             except ValueError as exc:
                 self._record_bad(BadSnapshotError(seq, result.entry.header.author, str(exc),
                                                   evidence=(result.entry.raw,)))

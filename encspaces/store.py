@@ -8,6 +8,7 @@ so nothing typed is lost to a dropped connection or a restart.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +38,16 @@ CREATE TABLE IF NOT EXISTS relay_heads (seq INTEGER PRIMARY KEY, signed BLOB NOT
 HEAD_WINDOW = 4096  # seqs behind the verified head in which every frame's signed head is kept
 HEAD_BUCKET = 1024  # further back, one signed head (the first) per this many seqs
 EVIDENCE_META = "evidence"  # meta key: the evidence file of the space's failure (encspaces.core.evidence)
+# secure_delete: deleted keys are overwritten, not just unlinked.
+_PREPARE = f"""
+PRAGMA journal_mode=WAL;
+PRAGMA secure_delete=ON;
+PRAGMA synchronous=NORMAL;
+BEGIN;
+{_SCHEMA}
+COMMIT;
+PRAGMA synchronous=FULL;
+"""
 
 STORE_FILE = "space.sqlite3"
 
@@ -59,29 +70,49 @@ def _daemon(connecting: aiosqlite.Connection) -> aiosqlite.Connection:
 class LocalStore:
     """One SQLite file per space under the device's data dir."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, preparing: asyncio.Task[None] | None = None) -> None:
         self._db = db
         self.path = path
         self._synchronous = "FULL"  # what the connection is set to now (see ``write``)
+        # A new file's setup, still running (see ``open``); every statement waits for it.
+        self._preparing = preparing
+        self._empty = preparing is not None  # a new file holds nothing until our first write
 
     @classmethod
     async def open(cls, data_dir: str | Path, space_hex: str) -> LocalStore:
         folder = Path(data_dir) / space_hex
         path = folder / STORE_FILE
+        new = not path.exists()
         ensure_private_file(path)  # in a 0700 folder; 0600, and so its WAL and SHM files
         db = await _daemon(aiosqlite.connect(path))
+        if new:
+            # Nothing to read in a new file, so its setup (the switch to WAL is fsynced: 10-60 ms
+            # on a VM's disk, most of a new device's first open) runs while the device connects;
+            # reads answer "empty" and the first write waits for it.
+            return cls(db, path, asyncio.ensure_future(cls._prepare(db, path)))
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.execute("PRAGMA secure_delete=ON")  # deleted keys are overwritten, not just unlinked
-            await db.executescript(_SCHEMA)
-            await db.commit()
-        except aiosqlite.Error as exc:
+            await cls._prepare(db, path)
+        except StoreError:
             await db.close()
-            raise StoreError(f"cannot open the local store {path}: {exc}") from exc
+            raise
         return cls(db, path)
 
+    @staticmethod
+    async def _prepare(db: aiosqlite.Connection, path: Path) -> None:
+        try:
+            # One round trip. The tables are created without an fsync: lost to a power loss,
+            # they are created again at the next open, and the first write (meta) fsyncs them.
+            await db.executescript(_PREPARE)
+        except aiosqlite.Error as exc:
+            raise StoreError(f"cannot open the local store {path}: {exc}") from exc
+
+    async def _ready(self) -> None:
+        if self._preparing is not None:
+            await self._preparing  # its StoreError, if it failed, again on every call
+
     async def close(self) -> None:
+        if self._preparing is not None:
+            await asyncio.gather(self._preparing, return_exceptions=True)
         await self._db.close()
 
     async def __aenter__(self) -> LocalStore:
@@ -93,12 +124,18 @@ class LocalStore:
         await self.close()
 
     async def get_meta(self, key: str) -> bytes | None:
+        if self._empty:
+            return None
+        await self._ready()
         async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
             row = await cur.fetchone()
         return None if row is None else bytes(row[0])
 
     async def load_log(self, after: int = 0, through: int | None = None) -> list[tuple[int, bytes, bytes]]:
         """Verified entries (seq, raw, head) after seq ``after`` (up to ``through``), in log order."""
+        if self._empty:
+            return []
+        await self._ready()
         last = (1 << 62) if through is None else through
         async with self._db.execute(
             "SELECT seq, raw, head FROM log WHERE seq > ? AND seq <= ? ORDER BY seq", (after, last)
@@ -108,6 +145,9 @@ class LocalStore:
 
     async def load_log_page(self, before: int | None, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` verified entries (seq, raw) below seq ``before``, newest first."""
+        if self._empty:
+            return []
+        await self._ready()
         below = (1 << 62) if before is None else before
         async with self._db.execute(
             "SELECT seq, raw FROM log WHERE seq < ? ORDER BY seq DESC LIMIT ?", (below, max(0, limit))
@@ -116,6 +156,9 @@ class LocalStore:
         return [(int(r[0]), bytes(r[1])) for r in rows]
 
     async def load_entries(self, seqs: Iterable[int]) -> list[tuple[int, bytes, bytes]]:
+        if self._empty:
+            return []
+        await self._ready()
         wanted = sorted(set(seqs))
         rows: list[tuple[int, bytes, bytes]] = []
         for start in range(0, len(wanted), 500):
@@ -129,6 +172,7 @@ class LocalStore:
 
     async def load_heads(self, through: int) -> list[bytes]:
         """h(1)..h(through), which must all be stored."""
+        await self._ready()
         async with self._db.execute("SELECT head FROM log WHERE seq <= ? ORDER BY seq", (through,)) as cur:
             heads = [bytes(r[0]) for r in await cur.fetchall()]
         if len(heads) != through:
@@ -137,6 +181,9 @@ class LocalStore:
 
     async def load_checkpoint(self) -> tuple[int, bytes, bytes] | None:
         """(seq, verifier state, document state) of the newest checkpoint, if any."""
+        if self._empty:
+            return None
+        await self._ready()
         async with self._db.execute("SELECT seq, verifier, document FROM checkpoint WHERE id = 1") as cur:
             row = await cur.fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]), bytes(row[2]))
@@ -150,6 +197,9 @@ class LocalStore:
         return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
 
     async def load_outbox(self) -> list[tuple[int, bytes]]:
+        if self._empty:
+            return []
+        await self._ready()
         async with self._db.execute("SELECT author_seq, raw FROM outbox ORDER BY author_seq") as cur:
             rows = await cur.fetchall()
         return [(int(r[0]), bytes(r[1])) for r in rows]
@@ -180,6 +230,8 @@ class LocalStore:
         commit without the earlier ones), until the next fsynced transaction or WAL
         checkpoint. docs/PROTOCOL.md section 15 says what that costs.
         """
+        self._empty = False
+        await self._ready()
         db = self._db
         log = list(log)
         redactions = list(redactions)

@@ -10,12 +10,14 @@ commits and fans out, so every entry reaches the connection exactly once, in ord
 
 from __future__ import annotations
 
-from encspaces.core.entry import Entry
+from encspaces.core.entry import STRIP_PREFIX, strip_prefix
 
 from .frames import split_frames
 from .peer import Peer
 from .refusals import internal
 from .room import Room
+
+FIRST_STRIPPED_FRAME = 128  # entries in the first frame of a catch-up that strips bodies
 
 
 async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int, *, fast: bool = False) -> None:
@@ -51,13 +53,20 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
     """
     config = room.host.config
     seq = first
+    frames = 0
     while seq <= last:
         chunk_last = min(last, seq + config.max_entries_per_frame - 1)
-        raws = await room.store.read_entries(room.space, seq, chunk_last, config.max_frame)
+        if seq <= strip_through:  # stripped entries: only their first bytes are read
+            # Small frames first, doubling: the device verifies one while the next is read.
+            chunk_last = min(chunk_last, seq + (FIRST_STRIPPED_FRAME << frames) - 1)
+            raws = await _read_stripped(room, seq, min(chunk_last, strip_through))
+            if seq + len(raws) - 1 == strip_through < chunk_last:  # the rest of the frame, whole
+                raws += await room.store.read_entries(room.space, strip_through + 1, chunk_last,
+                                                      max(1, config.max_frame - sum(len(raw) for raw in raws)))
+        else:
+            raws = await room.store.read_entries(room.space, seq, chunk_last, config.max_frame)
         if not raws:
             raise internal(f"the relay's store has no entry at seq {seq} (durable through {room.durable_seq})")
-        if seq <= strip_through:
-            raws = [strip(raw) if seq + i <= strip_through else raw for i, raw in enumerate(raws)]
         for start, end in split_frames(raws, config.max_frame, config.max_entries_per_frame):
             head = room.signed_head(seq + end - 1)
             for frame in room.host.frames_for_entries(room.space, seq + start, raws[start:end], head):
@@ -65,11 +74,19 @@ async def _send_range(room: Room, peer: Peer, first: int, last: int, *, wait: bo
                     await peer.ws.send(frame)
                 else:
                     peer.write_now(frame)
+                frames += 1
         seq += len(raws)
     return last
 
 
-def strip(raw: bytes) -> bytes:
-    """An entry without its encrypted body (control entries are returned whole)."""
-    entry = Entry.decode(raw)
-    return entry.strip() if entry.header.kind.is_encrypted and not entry.stripped else raw
+async def _read_stripped(room: Room, first: int, last: int) -> list[bytes]:
+    """Entries ``first..last`` with their encrypted bodies dropped (at most max_entries_per_frame of them)."""
+    stripped: list[bytes | None] = []
+    for prefix, size in await room.store.read_prefixes(room.space, first, last, STRIP_PREFIX):
+        stripped.append(strip_prefix(prefix, size))
+    whole = {first + i for i, raw in enumerate(stripped) if raw is None}  # control entries: sent whole
+    for seq in sorted(whole):
+        (raw,) = await room.store.read_entries(room.space, seq, seq, room.host.config.max_frame)
+        stripped[seq - first] = raw
+    return [raw for raw in stripped if raw is not None]
+

@@ -262,6 +262,13 @@ class PgStore:
                                     "ORDER BY seq", space, first, first + count - 1)
         return [bytes(row[0]) for row in rows]
 
+    async def read_prefixes(self, space: bytes, first: int, last: int, length: int) -> list[tuple[bytes, int]]:
+        async with self.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT substring(raw from 1 for $4), octet_length(raw) FROM entries WHERE space_id = $1 "
+                "AND seq BETWEEN $2 AND $3 ORDER BY seq", space, first, last, length)
+        return [(bytes(row[0]), int(row[1])) for row in rows]
+
     async def find_entry(self, space: bytes, author: bytes, author_seq: int) -> tuple[int, bytes] | None:
         async with self.connection() as conn:
             row = await conn.fetchrow("SELECT seq, raw FROM entries WHERE space_id = $1 AND author = $2 "

@@ -102,6 +102,14 @@ class RelayStore(Protocol):
         """The raw entries ``first..`` up to ``last``, stopping before ``max_bytes`` (at least one)."""
         ...
 
+    async def read_prefixes(self, space: bytes, first: int, last: int, length: int) -> list[tuple[bytes, int]]:
+        """Each entry ``first..last``: its first ``length`` bytes and its whole size (a catch-up that strips).
+
+        A stripped entry is its header, body hash and signature, which an entry's first bytes
+        hold; reading only those spares the relay the bodies it would drop.
+        """
+        ...
+
     async def find_entry(self, space: bytes, author: bytes, author_seq: int) -> tuple[int, bytes] | None:
         """The seq and raw bytes of an author's entry, to answer a resubmission."""
         ...

@@ -278,6 +278,14 @@ class Store:
 
     # --- reading ------------------------------------------------------------------------------
 
+    async def read_prefixes(self, space: bytes, first: int, last: int, length: int) -> list[tuple[bytes, int]]:
+        rows = await self._reader.execute_fetchall(
+            "SELECT substr(raw, 1, ?), length(raw) FROM entries WHERE space_id = ? AND seq BETWEEN ? AND ? "
+            "ORDER BY seq",
+            (length, space, first, last),
+        )
+        return [(bytes(row[0]), int(row[1])) for row in rows]
+
     async def read_entries(self, space: bytes, first: int, last: int, max_bytes: int) -> list[bytes]:
         """The raw entries ``first..`` in log order: up to ``last``, stopping before ``max_bytes``.
 

@@ -62,19 +62,36 @@ CTX_BLOB = b"encspaces/v1/blob"
 ZERO_HASH = bytes(HASH_SIZE)
 
 
+_U32 = struct.Struct(">I").pack
+_U64 = struct.Struct(">Q").pack
+# A hasher that already absorbed each framed context string: ``copy()`` is cheaper than hashing
+# the context again, and the chain hashes two of these per entry (a new device: thousands).
+_CONTEXT_HASHERS: dict[bytes, hashlib.blake2b] = {}
+_MAX_CONTEXT_HASHERS = 64
+
+
 def _frame(part: bytes) -> bytes:
-    return struct.pack(">I", len(part)) + part
+    return _U32(len(part)) + part
+
+
+def _hasher(context: bytes) -> hashlib.blake2b:
+    started = _CONTEXT_HASHERS.get(context)
+    if started is None:
+        started = hashlib.blake2b(_frame(context), digest_size=HASH_SIZE)
+        if len(_CONTEXT_HASHERS) < _MAX_CONTEXT_HASHERS:
+            _CONTEXT_HASHERS[context] = started
+    return started.copy()
 
 
 def hash_parts(context: bytes, *parts: bytes | int) -> bytes:
     """BLAKE2b-256 over the context and each part, each length-prefixed (ints as u64)."""
-    h = hashlib.blake2b(digest_size=HASH_SIZE)
-    h.update(_frame(context))
+    h = _hasher(context)
     for part in parts:
         if isinstance(part, int):
-            h.update(struct.pack(">Q", part))
+            h.update(_U64(part))
         else:
-            h.update(_frame(part))
+            h.update(_U32(len(part)))
+            h.update(part)
     return h.digest()
 
 
@@ -142,9 +159,7 @@ def key_commitment(space: bytes, epoch: int, key: bytes) -> bytes:
 
 def stream_hasher(context: bytes) -> hashlib.blake2b:
     """A BLAKE2b-256 to feed with ``update``: for data too large to hold (framed context first)."""
-    h = hashlib.blake2b(digest_size=HASH_SIZE)
-    h.update(_frame(context))
-    return h
+    return _hasher(context)
 
 
 def blob_hash(blob: bytes) -> bytes:

@@ -40,6 +40,20 @@ def unpack(data: bytes, *, max_size: int = DEFAULT_MAX_MESSAGE, what: str = "mes
         raise ProtocolError(f"{what}: not valid msgpack ({exc})") from exc
 
 
+def unpack_array_start(data: bytes, count: int, *, what: str = "message") -> list[Any]:
+    """The first ``count`` items of a msgpack array whose end may be cut off (``data`` is its start)."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, use_list=True, ext_hook=_refuse_ext,
+                                max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
+    try:
+        if unpacker.read_array_header() < count:
+            raise ProtocolError(f"{what}: fewer than {count} items")
+        return [unpacker.unpack() for _ in range(count)]
+    except (ValueError, TypeError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError,
+            UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what}: not the start of a msgpack array of {count} items ({exc})") from exc
+
+
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not part of the protocol")
 

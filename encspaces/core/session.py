@@ -206,6 +206,7 @@ class ClientSession:
 
     def _maybe_live(self, events: list[Event]) -> list[Event]:
         if self.state is not SessionState.LIVE and self.verifier.seq >= self.target_seq:
+            self.verifier.settle_unpinned()  # stripped entries no agreed snapshot vouched for
             self.state = SessionState.LIVE
             events.append(BecameLive())
         elif self.state is SessionState.AWAITING_WELCOME:

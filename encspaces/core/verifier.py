@@ -28,8 +28,9 @@ from ..errors import (
     StoreError,
 )
 from . import crypto
+from .attestation import Status
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
-from .entry import Entry, Kind, open_body
+from .entry import Entry, Kind, frozen_instance, open_body
 from .evidence import Evidence, EvidenceKind, HeadStatement, LinkStatement, Role, fork_proof, head_wire
 from .head import SignedHead, next_head
 from .identity import Identity, member_id
@@ -38,6 +39,8 @@ from .log_state import GENESIS_SEQ, LogState
 from .membership import AddDeviceBody, AddMemberBody, GenesisBody, RekeyBody
 from .messages import Entries, Welcome
 from .witnessing import WitnessTracker, rules_of
+
+_HEADS_REMEMBERED = 8  # relay-signed heads whose signature verified, not verified again
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,12 @@ class LogVerifier:
         self.witness = WitnessTracker(space, None, (), _no_clock)
         self.tree_missing = False
         self._witness_policies: object = None
+        # Stripped entries from the relay whose author signature is not checked (yet): seq -> entry,
+        # in log order. They are settled by an agreed snapshot whose base is at or after them (its
+        # signed parent hash, and its attesters', commit to their exact bytes), else checked one by
+        # one when catch-up ends (``settle_unpinned``): PROTOCOL.md section 14, "Signatures of stripped entries".
+        self.unpinned: dict[int, Entry] = {}
+        self._heads_checked: list[tuple[bytes, bytes, bytes]] = []  # (relay key, signed bytes, signature)
 
     @property
     def seq(self) -> int:
@@ -146,7 +155,11 @@ class LogVerifier:
         key = self.relay_key
         if key is None:
             raise RelaySignatureError("no relay key is known for this space yet")
+        checked = (key, signed.signed_bytes, signed.signature)
+        if checked in self._heads_checked:
+            return  # these exact bytes verified already (an author gets each head in its ack and its frame)
         signed.check(key, self.space)
+        self._heads_checked = [*self._heads_checked[-(_HEADS_REMEMBERED - 1):], checked]
 
     def _compare_with_chain(self, signed: SignedHead, role: Role = Role.FRAME) -> None:
         """A signed head at a seq we verified must carry the hash our own chain has there."""
@@ -303,9 +316,12 @@ class LogVerifier:
         self.state.begin()
         new_keys: dict[int, bytes] = {}
         self._new_commits = {}
+        # Only what the relay sends may wait for a snapshot to vouch for it; our own store's
+        # entries (reverify_stored) are checked in full.
+        deferred: dict[int, Entry] | None = {} if relay_signed else None
         try:
             results = [
-                self._verify_entry(entry, frame.first_seq + i, heads[i], entries[i + 1 :], new_keys)
+                self._verify_entry(entry, frame.first_seq + i, heads[i], entries, i, new_keys, deferred)
                 for i, entry in enumerate(entries)
             ]
         except BaseException:
@@ -316,6 +332,10 @@ class LogVerifier:
         if relay_signed:
             self._note_fresh(frame.head)
             self.verified_head = frame.head
+        if deferred:
+            self.unpinned.update(deferred)
+        if self.unpinned:
+            self._pin()
         finished = self._finish(results, new_keys)
         self._grow_tree([(frame.first_seq + i, entry) for i, entry in enumerate(entries)])
         if relay_signed:
@@ -343,6 +363,40 @@ class LogVerifier:
         self.witness = tracker
         self._witness_policies = self.state.witness_policies
         self.tree_missing = False
+
+    # --- stripped entries: vouched for by an agreed snapshot --------------------------------
+
+    @property
+    def unpinned_from(self) -> int | None:
+        """The first seq whose signature is neither checked nor vouched for; None when there is none."""
+        return next(iter(self.unpinned), None)
+
+    def _pin(self) -> None:
+        """Settle every unpinned entry at or before the base of an agreed snapshot we checked.
+
+        The snapshot's author signed ``(base, h(base))`` as the entry's parent, and we checked
+        that hash against our chain: ``h(base)`` commits to every digest through ``base``, and a
+        digest to the exact header, body hash and signature. So these are the entries the
+        snapshot's author verified, and each attester's signed parent (at or after the
+        snapshot) commits to them again. Agreement is the trust a new device already places in
+        the snapshot's content; a snapshot whose own entry came stripped vouches for nothing.
+        """
+        threshold = self.state.policy.snapshot_attesters
+        through = max((record.base for seq, record in self.state.snapshots.items()
+                       if seq not in self.unpinned and record.status(threshold) is Status.AGREED), default=0)
+        if through and next(iter(self.unpinned)) <= through:
+            self.unpinned = {seq: entry for seq, entry in self.unpinned.items() if seq > through}
+
+    def settle_unpinned(self) -> None:
+        """Catch-up ended: check the signature of every stripped entry no agreed snapshot vouched for.
+
+        A relay that strips bodies no agreed snapshot covers is caught anyway (the SDK's
+        ``MissingBodiesError``); checking here names a forged entry precisely.
+        """
+        while self.unpinned:
+            seq, entry = next(iter(self.unpinned.items()))
+            entry.check_signature(seq)
+            del self.unpinned[seq]
 
     def _finish(self, results: list[VerifiedEntry], new_keys: dict[int, bytes]) -> list[VerifiedEntry]:
         """Keep new keys; record skipped entries; open entries that waited for a key we now hold.
@@ -425,14 +479,18 @@ class LogVerifier:
         return heads
 
     def _verify_entry(
-        self, entry: Entry, seq: int, head: bytes, rest: list[Entry], new_keys: dict[int, bytes]
+        self, entry: Entry, seq: int, head: bytes, entries: list[Entry], index: int, new_keys: dict[int, bytes],
+        deferred: dict[int, Entry] | None,
     ) -> VerifiedEntry:
-        entry.check_signature(seq)
+        if deferred is not None and entry.stripped:
+            deferred[seq] = entry  # no body to trust it for: a later agreed snapshot vouches for it
+        else:
+            entry.check_signature(seq)
         try:
             self.state.check(entry, seq)
         except AuthorSeqGapError as exc:
             expected = self.state.author_seqs.get(entry.header.author, 0) + 1
-            for later_index, later in enumerate(rest):
+            for later_index, later in enumerate(entries[index + 1 :]):
                 if later.header.author == entry.header.author and later.header.author_seq == expected:
                     raise ReorderError(
                         f"{entry.describe()} at seq {seq} comes before author_seq {expected} "
@@ -444,6 +502,9 @@ class LogVerifier:
 
     def _open(self, entry: Entry, seq: int, head: bytes, new_keys: dict[int, bytes]) -> VerifiedEntry:
         """Learn keys sealed to us from control entries; decrypt data entries."""
+        if entry.stripped:  # an encrypted kind (control entries are never stripped): nothing to open
+            return frozen_instance(VerifiedEntry, {"seq": seq, "entry": entry, "head": head, "plaintext": None,
+                                           "problem": None, "awaiting_key": False, "late": False, "stripped": True})
         kind = entry.header.kind
         me = self.identity.public.sign_key
         if kind is Kind.GENESIS:
@@ -483,8 +544,6 @@ class LogVerifier:
                     self._learn_key(private, sealed, epoch, new_keys, entry, seq)
         if kind.is_control:
             return VerifiedEntry(seq, entry, head, None, None)
-        if entry.stripped:
-            return VerifiedEntry(seq, entry, head, None, None, stripped=True)
         epoch = entry.header.epoch
         key = new_keys.get(epoch) or self.epoch_keys.get(epoch)
         if key is None:

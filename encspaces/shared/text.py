@@ -107,37 +107,43 @@ class SharedText:
         self._guard()
         if not isinstance(s, str):
             raise ArgumentTypeError(f"can only insert str into a text, not {type(s).__name__}")
-        check_str(s, "inserted text")
+        ascii_only = s.isascii()
+        if not ascii_only:
+            check_str(s, "inserted text")  # (ASCII holds no lone surrogate)
         checked = None if attrs is None else _attributes(attrs)
         # The characters, and a mark opening and closing around them for each attribute.
         marks = 0 if checked is None else 2 * sum(value_size(v, k) for k, v in checked.items())
-        positions = self._positions()
-        self._check_index(index, len(self._ytext) if positions is None else positions.chars)
-        self._guard.charge(ITEM_BYTES + 5 + utf8_len(s) + marks, items=1 + 2 * len(checked or ()))
-        if s:
-            offset = index if positions is None else positions.insert(index, s)
-            try:
-                self._ytext.insert(offset, s, checked)
-            except BaseException:
-                self.forget_ascii()  # the index already counts s: work positions out again
-                raise
-            if positions is None and not s.isascii():
-                self._ascii = False
+        # One Yrs transaction for the length and the insert (pycrdt opens one per call otherwise).
+        with self._ytext.doc.transaction():
+            positions = self._positions()
+            self._check_index(index, len(self._ytext) if positions is None else positions.chars)
+            self._guard.charge(ITEM_BYTES + 5 + (len(s) if ascii_only else utf8_len(s)) + marks,
+                               items=1 + 2 * len(checked or ()))
+            if s:
+                offset = index if positions is None else positions.insert(index, s)
+                try:
+                    self._ytext.insert(offset, s, checked)
+                except BaseException:
+                    self.forget_ascii()  # the index already counts s: work positions out again
+                    raise
+                if positions is None and not ascii_only:
+                    self._ascii = False
 
     def delete(self, index: int, length: int) -> None:
         """Remove ``length`` characters starting at ``index``."""
         self._guard()
-        positions = self._positions()
-        self._check_range(index, length, len(self._ytext) if positions is None else positions.chars)
-        self._guard.charge(DELETE_BYTES, items=0)
-        if not length:
-            return
-        start, size = (index, length) if positions is None else positions.delete(index, length)
-        try:
-            del self._ytext[start : start + size]
-        except BaseException:
-            self.forget_ascii()  # the index already lost these characters: work positions out again
-            raise
+        with self._ytext.doc.transaction():  # one Yrs transaction for the length and the delete
+            positions = self._positions()
+            self._check_range(index, length, len(self._ytext) if positions is None else positions.chars)
+            self._guard.charge(DELETE_BYTES, items=0)
+            if not length:
+                return
+            start, size = (index, length) if positions is None else positions.delete(index, length)
+            try:
+                del self._ytext[start : start + size]
+            except BaseException:
+                self.forget_ascii()  # the index already lost these characters: work positions out again
+                raise
 
     def format(self, index: int, length: int, attrs: dict[str, Any]) -> None:
         """Set formatting marks on ``length`` characters at ``index``; a None value removes a mark."""

@@ -440,3 +440,15 @@ async def test_outage_refuses_acks_nothing_and_recovers_without_restart(tmp_path
     finally:
         await cluster.stop()
         await proxy.stop()
+
+
+async def test_prefix_reads_strip_like_whole_entries(pg_dsn: str) -> None:
+    from test_relay_strip import check_prefix_reads
+
+    from encspaces_relay.pg_store import PgStore
+
+    store = await PgStore.open(pg_dsn)
+    try:
+        await check_prefix_reads(store)
+    finally:
+        await store.close()

@@ -192,3 +192,32 @@ def test_out_of_order_updates_of_one_author_can_lose_content() -> None:
     for i in (0, 2, 3, 1):
         reader.document.apply_remote(author.sent[i], "a")
     assert str(reader.text()) == str(text) == "bbcb"
+
+
+def test_an_untouched_document_adopts_a_loaded_state_and_goes_on_reporting_local_edits() -> None:
+    source = Peer("a")
+    source.text("t").insert(0, "snapshot text")
+    loaded: pycrdt.Doc[Any] = pycrdt.Doc()
+    loaded.apply_update(source.document.state())
+    updates: list[bytes] = []
+    fresh = Document(updates.append)
+    assert fresh.adopt(loaded, "author")
+    assert fresh.doc is loaded and fresh.objects() == [("t", "text")]
+    fresh.text("t", lambda: None).insert(0, ">")
+    assert len(updates) == 1  # the adopted document's local edits still become updates
+    source.document.apply_remote(updates[0], "b")
+    assert str(source.text("t")) == ">snapshot text"
+
+
+@pytest.mark.parametrize("touch", ["opened", "written"])
+def test_a_document_in_use_does_not_adopt(touch: str) -> None:
+    document = Document(lambda update: None)
+    if touch == "opened":
+        document.text("t", lambda: None)
+    else:
+        other = Peer("b")
+        other.text("u").insert(0, "x")
+        document.apply_remote(other.document.state(), "b")
+    loaded: pycrdt.Doc[Any] = pycrdt.Doc()
+    before = document.doc
+    assert not document.adopt(loaded, "author") and document.doc is before
