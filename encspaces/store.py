@@ -190,6 +190,9 @@ class LocalStore:
 
     async def load_relay_heads(self, first: int = 0) -> list[tuple[int, bytes, bytes]]:
         """The stored relay-signed heads (seq, signed_bytes, signature) at seq >= ``first``, in seq order."""
+        if self._empty:
+            return []
+        await self._ready()
         async with self._db.execute(
             "SELECT seq, signed, signature FROM relay_heads WHERE seq >= ? ORDER BY seq", (first,)
         ) as cur:

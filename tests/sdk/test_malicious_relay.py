@@ -31,6 +31,12 @@ Attack = Callable[["LyingRelay", bytes, int, list[bytes], SignedHead], Sequence[
 class LyingRelay(RelayServer):
     attack: Attack | None = None
     held: list[tuple[int, list[bytes]]]
+    # Whether it shows its (honest) checkpoint in welcomes: one that rewrites entries and shows the
+    # checkpoint of the log it really holds is caught as a fork first (tests/sdk/test_witnessed_log.py).
+    shows_checkpoints = True
+
+    def checkpoint_for(self, space: bytes) -> bytes | None:
+        return super().checkpoint_for(space) if self.shows_checkpoints else None
 
     def frames_for_entries(
         self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
