@@ -217,6 +217,8 @@ def _check_file(path: Path) -> int:
         who = member_id(finding.reporter) if finding.reporter is not None else "an unnamed reporter"
         print(f"  reported by {who}" + (" (signed)" if finding.reporter is not None else "")
               + f": {finding.reported}")
+    if finding.cosigners:
+        print(f"  cosigned by: {', '.join(finding.cosigners)} (witnesses of the genesis policy)")
     if finding.ignored:
         print(f"  not interpreted by this version: {', '.join(finding.ignored)} statements")
     print("OK")
