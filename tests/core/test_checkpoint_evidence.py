@@ -20,9 +20,10 @@ from encspaces.core.evidence import (
     Role,
     Statement,
 )
+from encspaces.core.reverify import reverify_log
 from encspaces.core.witness_policy import Witness, WitnessPolicy
 from encspaces.core.witnessing import entry_leaf_hash
-from encspaces.errors import CheckpointForkError, EvidenceError
+from encspaces.errors import CheckpointForkError, EvidenceError, StoreError
 
 from .fakes import FakeSpace
 
@@ -173,3 +174,23 @@ def test_a_fork_found_mid_frame_carries_the_frame_and_is_raised_again_as_it_is()
     with pytest.raises(CheckpointForkError) as again:
         v.witness.add_checkpoint(checkpoint(fs, 6))
     assert again.value is caught.value
+
+
+def rows(fs: FakeSpace) -> list[tuple[int, bytes, bytes]]:
+    return [(seq, raw, fs.heads[seq]) for seq, raw in enumerate(fs.raws, start=1)]
+
+
+def test_reverify_rechecks_kept_cosigned_checkpoints_against_the_stored_log() -> None:
+    fs = space()
+    good = checkpoint(fs, 4, None, W0, STRANGER)
+    report = reverify_log(fs.space, fs.bob, rows(fs), checkpoints=[good, checkpoint(fs, fs.seq, None, W0)])
+    assert report.error is None
+    assert report.checkpoints_checked == [(4, (W0.name,)), (fs.seq, (W0.name,))]
+    for bad, why in [(checkpoint(fs, 4, OTHER_ROOT, W0), "not the stored log's root"),
+                     (checkpoint(fs, 4, None, STRANGER), "no cosignature of a witness"),
+                     (checkpoint(fs, 4, None, W0, key=nacl.signing.SigningKey.generate()), "not signed by"),
+                     (good.replace(b"\n4\n", b"\n3\n", 1), "not signed by")]:
+        failed = reverify_log(fs.space, fs.bob, rows(fs), checkpoints=[bad])
+        assert isinstance(failed.error, StoreError) and why in str(failed.error), failed.error
+    # A checkpoint past the stored log is not re-checked (nothing to compare it with).
+    assert reverify_log(fs.space, fs.bob, rows(fs)[:3], checkpoints=[good]).checkpoints_checked == []

@@ -16,7 +16,7 @@ from encspaces import errors
 from encspaces.core import evidence
 from encspaces.core.encoding import pack, unpack
 from encspaces.core.identity import member_id
-from encspaces.local import load_evidence
+from encspaces.local import load_evidence, reverify_local
 from encspaces_clients.cli.home import REGISTRY_FILE, Registry, SpaceRef
 from encspaces_clients.cli.main import main
 from encspaces_witness.process import WitnessProcess
@@ -169,3 +169,20 @@ async def test_a_withheld_cosigned_tail_exports_withholding_evidence(tmp_path: P
     finding = evidence.check(data)
     assert finding.kind is evidence.EvidenceKind.WITHHOLDING and finding.seq == error.size > seq
     assert finding.cosigners == ("witness.test/w0",)
+
+
+async def test_verify_rechecks_the_cosigned_checkpoints_the_device_kept(tmp_path: Path) -> None:
+    async with witnessed_relay(tmp_path, 1) as (relay, witnesses):
+        space = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a",
+                                             witnesses=policy(witnesses), options=FAST)
+        try:
+            for i in range(3):
+                space.text("t").insert(0, f"{i} ")
+                await space.sync()
+            await wait_for(lambda: space.witnessed_seq == space.seq, "the log witnessed")
+            seq = space.seq
+        finally:
+            await space.close()
+    report = await reverify_local(space.identity, space.id, data_dir=tmp_path / "a")
+    assert report.error is None
+    assert report.checkpoints_checked == [(seq, ("witness.test/w0",))]
