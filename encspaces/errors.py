@@ -538,13 +538,17 @@ class CheckpointEvidenceError(VerificationError):
     (with its relay signature and any cosignatures) and the relay's other statement (a second
     checkpoint note, or its signed head in wire form ``msgpack [signed_bytes, signature]``), so a
     third party can check the claim without trusting this device. ``size`` is the tree size (=
-    seq) the contradiction is at.
+    seq) the contradiction is at. ``proof`` is the evidence file (``encspaces.core.evidence``:
+    checkpoint statements, and for a fork the log's leaves, filled in from the local store when
+    the space fails), as for ``RollbackError``.
     """
 
-    def __init__(self, message: str, *, size: int, evidence: tuple[bytes, ...] = ()) -> None:
+    def __init__(self, message: str, *, size: int, evidence: tuple[bytes, ...] = (),
+                 proof: Evidence | None = None) -> None:
         super().__init__(message)
         self.size = size
         self.evidence = evidence
+        self.proof = proof
 
 
 class CheckpointForkError(CheckpointEvidenceError, ForkError):
@@ -564,8 +568,9 @@ class CheckpointWithheldError(CheckpointEvidenceError, WithholdingError):
     A ``WithholdingError`` too: ``seq`` is the checkpoint's size, ``verified`` ours.
     """
 
-    def __init__(self, message: str, *, size: int, verified: int = 0, evidence: tuple[bytes, ...] = ()) -> None:
-        WithholdingError.__init__(self, message, seq=size, verified=verified, evidence=evidence)
+    def __init__(self, message: str, *, size: int, verified: int = 0, evidence: tuple[bytes, ...] = (),
+                 proof: Evidence | None = None) -> None:
+        WithholdingError.__init__(self, message, seq=size, verified=verified, evidence=evidence, proof=proof)
         self.size = size
 
 

@@ -11,8 +11,9 @@ protocol (encspaces/host.py), with the local store and the space's ``Persistence
   ``SpaceOptions.withholding_deadline`` (``WithholdingError``);
 - when the space fails with an error of the fork, rollback or withholding family, its
   ``proof`` is completed from the store (the genesis, the chain link between the two heads)
-  and written, signed by this device, to the store's meta (``store.EVIDENCE_META``), for
-  ``encspaces evidence`` to export.
+  (or, for a checkpoint against our log, the leaves from the genesis to a signed head past
+  the checkpoint's size, at most ``MAX_LEAVES``) and written, signed by this device, to the
+  store's meta (``store.EVIDENCE_META``), for ``encspaces evidence`` to export.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .core.entry import Entry
-from .core.evidence import Evidence, HeadStatement, LinkStatement, Role, check
+from .core.evidence import MAX_LEAVES, Evidence, HeadStatement, LeavesStatement, LinkStatement, Role, check
 from .core.head import SignedHead
 from .core.log_state import space_id_of
 from .core.withholding import WithholdingWatch
@@ -144,7 +145,7 @@ class EvidenceKeeper:
             rows = await self._store.load_entries([1])
             if rows and space_id_of(rows[0][1]) == proof.space:  # a redacted genesis no longer hashes to it
                 genesis = rows[0][1]
-        proof = proof.replace(genesis=genesis)
+        proof = await self._fill_leaves(proof.replace(genesis=genesis))
         link = proof.link
         if link is None or link.digests is not None:
             return proof
@@ -166,6 +167,41 @@ class EvidenceKeeper:
                       and not (isinstance(s, HeadStatement) and s.role is Role.VERIFIED)]
         return proof.replace(statements=(*statements, HeadStatement(Role.VERIFIED, ours),
                                          LinkStatement(Role.VERIFIED, link.seq, link.head, digests)))
+
+    async def _fill_leaves(self, proof: Evidence) -> Evidence:
+        """The digests of the log from seq 1 up to a relay-signed head at or past the checkpoint's
+        size (the nearest one: the file stays small): from the store, then (entries verified but
+        not stored yet when the space failed) the digests the proof carries in ``tail``."""
+        leaves = proof.leaves
+        if leaves is None or leaves.digests is not None:
+            return proof
+        verifier = self._host.verifier
+        tail_end = leaves.tail_from - 1 + len(leaves.tail)
+        heads = [s.head for s in proof.heads]
+        if verifier.verified_head is not None:
+            heads.append(verifier.verified_head)
+        heads += [SignedHead.decode([signed, signature])
+                  for _, signed, signature in await self._store.load_relay_heads(leaves.through)]
+        usable = sorted((h for h in heads if leaves.through <= h.seq <= max(tail_end, verifier.seq)),
+                        key=lambda h: h.seq)
+        if not usable:
+            return proof
+        anchor = usable[0]
+        if anchor.seq > MAX_LEAVES:
+            log.warning("the log is too long (%d entries) to prove the fork by its leaves", anchor.seq)
+            return proof
+        rows = await self._store.load_log(0, anchor.seq)
+        if [seq for seq, _, _ in rows] != list(range(1, len(rows) + 1)):
+            return proof
+        digests = [Entry.decode(raw, local=True).digest() for _, raw, _ in rows]
+        if len(digests) < anchor.seq and leaves.tail_from <= len(digests) + 1 and tail_end >= anchor.seq:
+            digests += leaves.tail[len(digests) + 1 - leaves.tail_from : anchor.seq + 1 - leaves.tail_from]
+        if len(digests) != anchor.seq:
+            return proof
+        statements = [s for s in proof.statements if s is not leaves]
+        if not any(isinstance(s, HeadStatement) and s.head == anchor for s in statements):
+            statements.append(HeadStatement(Role.VERIFIED, anchor))
+        return proof.replace(statements=(*statements, LeavesStatement(leaves.role, tuple(digests))))
 
 
 __all__ = ["EvidenceKeeper"]

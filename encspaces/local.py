@@ -30,6 +30,9 @@ class StoredLog:
     keys: dict[int, bytes] = field(default_factory=dict)  # epoch -> key, from the newest checkpoint
     # The relay-signed heads this device kept (seq, signed_bytes, signature), re-checked by ``reverify_local``.
     relay_heads: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    # The newest cosigned checkpoint notes the device verified (one per witness, from its
+    # checkpoint's witness state), re-checked by ``reverify_local``.
+    checkpoints: list[bytes] = field(default_factory=list)
 
     def head_at(self, seq: int) -> bytes | None:
         """The stored head at ``seq`` (None when this device stored no entry there)."""
@@ -62,11 +65,14 @@ async def load_stored_log(identity: Identity, space_id: str, *, data_dir: str | 
     finally:
         await store.close()
     keys: dict[int, bytes] = {}
+    notes: list[bytes] = []
     if checkpoint is not None and checkpoint[0] <= len(rows):
         heads = [crypto.ZERO_HASH, *(head for _, _, head in rows[: checkpoint[0]])]
         with contextlib.suppress(EncspacesError):
-            keys = dict(LogVerifier.from_checkpoint(space, identity, checkpoint[1], heads)[0].epoch_keys)
-    return StoredLog(space, rows, keys, relay_heads)
+            resumed = LogVerifier.from_checkpoint(space, identity, checkpoint[1], heads)[0]
+            keys = dict(resumed.epoch_keys)
+            notes = [] if resumed.tree_missing else resumed.witness.witnessed_checkpoints()
+    return StoredLog(space, rows, keys, relay_heads, notes)
 
 
 async def reverify_local(identity: Identity, space_id: str, *, data_dir: str | Path) -> Reverification:
@@ -76,7 +82,7 @@ async def reverify_local(identity: Identity, space_id: str, *, data_dir: str | P
     unreadable or missing store raises ``StoreError``.
     """
     log = await load_stored_log(identity, space_id, data_dir=data_dir)
-    return reverify_log(log.space, identity, log.rows, log.keys, log.relay_heads)
+    return reverify_log(log.space, identity, log.rows, log.keys, log.relay_heads, log.checkpoints)
 
 
 async def load_evidence(space_id: str, *, data_dir: str | Path) -> bytes | None:

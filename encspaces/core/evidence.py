@@ -16,10 +16,19 @@ Format (docs/PROTOCOL.md section 19), msgpack throughout::
     statement = [ type: str, role: str, data ]
         "head":       data = [signed_bytes, signature]   (a signed head, wire form, exact bytes)
         "link":       data = [seq, h(seq), [digest(seq + 1), ..., digest(t)]]
-        "checkpoint": data = bin (a C2SP signed note; carried, not interpreted by version 1)
+        "checkpoint": data = bin (a C2SP checkpoint note with every signature line, exact bytes)
+        "leaves":     data = [digest(1), ..., digest(m)]  (the entries from the genesis on, by digest)
 
 A checker ignores statement types it does not know (so later versions of the SDK can add
-cosigned checkpoints without breaking older checkers), and refuses unknown versions and kinds.
+statements without breaking older checkers), and refuses unknown versions and kinds.
+
+A checkpoint statement counts only with the relay's signature under the key name = the space's
+origin (``note.space_origin``); its cosignatures are checked against the witnesses of the policy
+the genesis names, and the finding says which witnesses cosigned (lines of unknown keys, and
+lines that do not verify, do not count). A leaves statement lets a checker recompute both the
+chain h(1..m) and the Merkle roots of the log's prefixes, so a relay-signed head whose chain the
+leaves reach binds the relay to a root, and a checkpoint of another root at a size below it is
+a fork.
 The reporter's signature (``CTX_EVIDENCE``) makes the reporter's own statements (when it saw
 what, how long it waited) attributable; the relay's lie does not rest on it.
 
@@ -41,10 +50,13 @@ from .head import SignedHead, next_head
 from .identity import Identity, member_id
 from .log_state import space_id_of
 from .membership import GenesisBody
+from .merkle import Frontier, entry_leaf, leaf_hash
+from .note import CosignatureVerifier, Ed25519Verifier, SignedCheckpoint, space_origin
 
 EVIDENCE_VERSION = 1
 CTX_EVIDENCE = b"encspaces/v1/evidence"
-MAX_EVIDENCE = 1 << 20  # bytes of a whole file
+MAX_LEAVES = 1 << 20  # digests in a leaves statement (a log longer than that is not proven by recomputing)
+MAX_EVIDENCE = 40 << 20  # bytes of a whole file: a leaves statement of MAX_LEAVES digests fits
 MAX_STATEMENTS = 64
 MAX_LINK = 16384  # digests in one chain link (the store keeps a head at least every few thousand seqs)
 
@@ -65,6 +77,7 @@ class Role(enum.StrEnum):
     ACK = "ack"  # the head of an acknowledgement of this device's entries
     PRESENCE = "presence"  # a head a peer showed in presence (signed by the relay for that peer)
     CHECKPOINT = "checkpoint"  # a relay-signed (and maybe cosigned) checkpoint
+    LATEST = "latest"  # the relay's answer to "your newest checkpoint"
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,33 @@ class LinkStatement:
 
 
 @dataclass(frozen=True)
+class CheckpointStatement:
+    """A checkpoint note as received (``note``: exact bytes, every signature line)."""
+
+    role: Role
+    note: bytes
+
+    @property
+    def signed(self) -> SignedCheckpoint:
+        return SignedCheckpoint.parse(self.note)
+
+
+@dataclass(frozen=True)
+class LeavesStatement:
+    """The digests of the entries at seq 1..m, from which a checker recomputes h(1..m) and the
+    Merkle roots of every prefix. ``digests`` None: not filled in yet; the SDK fills it from the
+    local store up to a stored signed head at or past ``through``, or, when the fork was seen in
+    a frame not stored yet, from the store up to ``tail_from - 1`` and then ``tail`` (that
+    frame's entries, whose relay-signed head is in the evidence)."""
+
+    role: Role
+    digests: tuple[bytes, ...] | None
+    through: int = 0
+    tail_from: int = 0
+    tail: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
 class OtherStatement:
     """A statement of a type this version does not interpret (e.g. a cosigned checkpoint)."""
 
@@ -100,7 +140,7 @@ class OtherStatement:
     data: Any
 
 
-Statement = HeadStatement | LinkStatement | OtherStatement
+Statement = HeadStatement | LinkStatement | CheckpointStatement | LeavesStatement | OtherStatement
 
 
 @dataclass(frozen=True)
@@ -123,10 +163,19 @@ class Evidence:
         return next((s for s in self.statements if isinstance(s, LinkStatement)), None)
 
     @property
+    def leaves(self) -> LeavesStatement | None:
+        return next((s for s in self.statements if isinstance(s, LeavesStatement)), None)
+
+    @property
+    def checkpoints(self) -> list[CheckpointStatement]:
+        return [s for s in self.statements if isinstance(s, CheckpointStatement)]
+
+    @property
     def complete(self) -> bool:
-        """Everything a checker needs is here (the relay key, and a filled-in link if any)."""
-        link = self.link
-        return self.relay_key is not None and (link is None or link.digests is not None)
+        """Everything a checker needs is here (the relay key, and a filled-in link and leaves if any)."""
+        link, leaves = self.link, self.leaves
+        return (self.relay_key is not None and (link is None or link.digests is not None)
+                and (leaves is None or leaves.digests is not None))
 
     def replace(self, **changes: Any) -> Evidence:
         return dataclasses.replace(self, **changes)
@@ -143,6 +192,12 @@ class Evidence:
                 if s.digests is None:
                     raise EvidenceError(f"the chain link from seq {s.seq} is not filled in")
                 statements.append(["link", s.role.value, [s.seq, s.head, list(s.digests)]])
+            elif isinstance(s, CheckpointStatement):
+                statements.append(["checkpoint", s.role.value, s.note])
+            elif isinstance(s, LeavesStatement):
+                if s.digests is None:
+                    raise EvidenceError(f"the leaves through seq {s.through} are not filled in")
+                statements.append(["leaves", s.role.value, list(s.digests)])
             else:
                 statements.append([s.type, s.role, s.data])
         who = reporter.public.sign_key if reporter is not None else self.reporter
@@ -230,6 +285,19 @@ def _decode(data: bytes) -> Evidence:
                 _role(role, i), as_int(seq, f"statement {i} seq"),
                 as_bytes(head, f"statement {i} head", crypto.HASH_SIZE),
                 tuple(as_bytes(d, f"statement {i} digest", crypto.HASH_SIZE) for d in digests)))
+        elif kind_of == "checkpoint":
+            data = as_bytes(value, f"statement {i} checkpoint", max_size=MAX_EVIDENCE)
+            try:
+                SignedCheckpoint.parse(data)
+            except EncspacesError as exc:
+                raise EvidenceError(f"statement {i}: not a checkpoint note: {exc}") from exc
+            statements.append(CheckpointStatement(_role(role, i), data))
+        elif kind_of == "leaves":
+            leaves = as_list(value, f"statement {i} leaves")
+            if len(leaves) > MAX_LEAVES:
+                raise EvidenceError(f"statement {i}: {len(leaves)} leaves, at most {MAX_LEAVES}")
+            statements.append(LeavesStatement(
+                _role(role, i), tuple(as_bytes(d, f"statement {i} leaf", crypto.HASH_SIZE) for d in leaves)))
         else:
             statements.append(OtherStatement(kind_of, role, value))
     return Evidence(
@@ -261,6 +329,7 @@ class Finding:
     bound: bool  # the genesis binds the relay key to the space id
     reporter: bytes | None
     ignored: tuple[str, ...]  # statement types this checker does not interpret
+    cosigners: tuple[str, ...] = ()  # witnesses of the genesis policy that cosigned a checkpoint of the evidence
 
 
 def check(data: bytes) -> Finding:
@@ -268,44 +337,95 @@ def check(data: bytes) -> Finding:
 
     Checked: the file's form and version; the reporter's signature if any; the genesis hashes
     to the space id and pins the relay key (then no one can claim another key signed); every
-    signed head verifies under that key for that space; and the heads prove the kind.
+    signed head verifies under that key for that space; every checkpoint carries the relay's
+    signature under the space's origin (cosignatures count for the genesis policy's witnesses);
+    and the statements prove the kind.
     """
     evidence = decode(data)
     relay = evidence.relay_key
     assert relay is not None
     bound = False
+    witnesses: list[tuple[str, CosignatureVerifier]] = []
     if evidence.genesis is not None:
         try:
             genesis = Entry.decode(evidence.genesis)
-            pinned = GenesisBody.decode(genesis.body).relay_key if genesis.header.kind is Kind.GENESIS else None
+            body = GenesisBody.decode(genesis.body) if genesis.header.kind is Kind.GENESIS else None
         except EncspacesError as exc:
             raise EvidenceError(f"the genesis does not decode: {exc}") from exc
-        if pinned is None:
+        if body is None:
             raise EvidenceError("the genesis is not a genesis entry")
+        pinned = body.relay_key
         if space_id_of(evidence.genesis) != evidence.space:
             raise EvidenceError("the genesis does not hash to the space id: it is another space's")
         if pinned != relay:
             raise EvidenceError(f"the space's genesis pins relay key {member_id(pinned)}, "
                                 f"the evidence names {member_id(relay)}")
         bound = True
+        witnesses = [(w.name, w.verifier()) for w in body.witnesses.witnesses]
+    cosigned: dict[CheckpointStatement, tuple[str, ...]] = {}
     for i, statement in enumerate(evidence.statements, start=1):
         if isinstance(statement, HeadStatement):
             try:
                 statement.head.check(relay, evidence.space)
             except EncspacesError as exc:
                 raise EvidenceError(f"statement {i} ({statement.role.value} head): {exc}") from exc
+        elif isinstance(statement, CheckpointStatement):
+            cosigned[statement] = _check_checkpoint(statement, i, evidence.space, relay, witnesses)
     finding = {EvidenceKind.FORK: _fork, EvidenceKind.ROLLBACK: _rollback,
-               EvidenceKind.WITHHOLDING: _withholding}[evidence.kind](evidence)
+               EvidenceKind.WITHHOLDING: _withholding}[evidence.kind](evidence, cosigned)
     ignored = tuple(s.type for s in evidence.statements if isinstance(s, OtherStatement))
+    cosigners = tuple(dict.fromkeys(name for names in cosigned.values() for name in names))
     return Finding(evidence.kind, evidence.space, relay, finding[0], finding[1], finding[2], bound,
-                   evidence.reporter, ignored)
+                   evidence.reporter, ignored, cosigners)
+
+
+def _check_checkpoint(statement: CheckpointStatement, i: int, space: bytes, relay: bytes,
+                      witnesses: list[tuple[str, CosignatureVerifier]]) -> tuple[str, ...]:
+    """The relay's signature must verify (the statement is its word); returns the witnesses whose
+    cosignature verifies (a line of an unknown key, or one that does not verify, does not count)."""
+    signed = statement.signed
+    size = signed.checkpoint.size
+    origin = space_origin(space)
+    if signed.checkpoint.origin != origin:
+        raise EvidenceError(f"statement {i} (checkpoint of size {size}): origin "
+                            f"{signed.checkpoint.origin[:80]!r}, not the space's {origin}")
+    verifier = Ed25519Verifier(origin, relay)
+    text = signed.note.text.encode()
+    lines = [s for s in signed.note.signatures if s.name == verifier.name and s.key_id == verifier.key_id]
+    if not lines:
+        raise EvidenceError(f"statement {i} (checkpoint of size {size}) carries no signature of the relay key")
+    if not all(verifier.verify(text, line.signature) for line in lines):
+        raise EvidenceError(f"statement {i} (checkpoint of size {size}): the relay's signature does not verify")
+    found: list[str] = []
+    for name, cosigner in witnesses:
+        if any(line.name == cosigner.name and line.key_id == cosigner.key_id and cosigner.verify(text, line.signature)
+               for line in signed.note.signatures):
+            found.append(name)
+    return tuple(found)
+
+
+Cosigned = dict[CheckpointStatement, tuple[str, ...]]
 
 
 def _describe(head: SignedHead) -> str:
     return f"seq {head.seq} = {head.head.hex()[:16]}… (signed at {head.time_ms} ms)"
 
 
-def _fork(evidence: Evidence) -> tuple[str, str, int]:
+def _describe_checkpoint(statement: CheckpointStatement, cosigned: Cosigned) -> str:
+    cp = statement.signed.checkpoint
+    names = cosigned.get(statement, ())
+    by = f", cosigned by {', '.join(names)}" if names else ", cosigned by no witness of the genesis policy"
+    return f"a checkpoint of size {cp.size} with root {cp.root.hex()[:16]}… ({statement.role.value}{by})"
+
+
+def _fork(evidence: Evidence, cosigned: Cosigned) -> tuple[str, str, int]:
+    checkpoints = evidence.checkpoints
+    for one in checkpoints:
+        for two in checkpoints:
+            ca, cb = one.signed.checkpoint, two.signed.checkpoint
+            if ca.size == cb.size and ca.root != cb.root:
+                return (f"the relay signed {_describe_checkpoint(one, cosigned)} and "
+                        f"{_describe_checkpoint(two, cosigned)}: two different logs of size {ca.size}", "", ca.size)
     heads = evidence.heads
     link = evidence.link
     for a in heads:
@@ -313,8 +433,12 @@ def _fork(evidence: Evidence) -> tuple[str, str, int]:
             if a.head.seq == b.head.seq and a.head.head != b.head.head:
                 return (f"the relay signed two different heads for seq {a.head.seq}: {a.head.head.hex()[:16]}… "
                         f"({a.role.value}) and {b.head.head.hex()[:16]}… ({b.role.value})", "", a.head.seq)
+    leaves = evidence.leaves
+    if leaves is not None and leaves.digests is not None and checkpoints:
+        return _fork_by_leaves(heads, leaves.digests, checkpoints, cosigned)
     if link is None or link.digests is None:
-        raise EvidenceError("fork evidence needs two heads at one seq, or a chain link between two heads")
+        raise EvidenceError("fork evidence needs two heads at one seq, two checkpoints of one size, "
+                            "a checkpoint with the leaves of a signed head, or a chain link between two heads")
     end_seq = link.seq + len(link.digests)
     end = link.end()
     ends = [h for h in heads if h.head.seq == end_seq and h.head.head == end]
@@ -330,7 +454,38 @@ def _fork(evidence: Evidence) -> tuple[str, str, int]:
             f"two different histories at seq {link.seq}", "", link.seq)
 
 
-def _rollback(evidence: Evidence) -> tuple[str, str, int]:
+def _fork_by_leaves(heads: list[HeadStatement], digests: tuple[bytes, ...], checkpoints: list[CheckpointStatement],
+                    cosigned: Cosigned) -> tuple[str, str, int]:
+    """The leaves chain to a signed head at seq k: the relay committed to them, so the root of
+    their first n is the only root of size n <= k it may sign."""
+    sizes = {c.signed.checkpoint.size for c in checkpoints}
+    by_seq: dict[int, list[HeadStatement]] = {}
+    for h in heads:
+        by_seq.setdefault(h.head.seq, []).append(h)
+    frontier = Frontier()
+    roots: dict[int, bytes] = {}
+    chain = bytes(crypto.HASH_SIZE)  # h(0)
+    anchor: HeadStatement | None = None
+    for seq, digest in enumerate(digests, start=1):
+        chain = next_head(chain, seq, digest)
+        frontier.append(leaf_hash(entry_leaf(digest)))
+        if seq in sizes:
+            roots[seq] = frontier.root()
+        for h in by_seq.get(seq, ()):
+            if h.head.head == chain:
+                anchor = h
+    if anchor is None:
+        raise EvidenceError(f"the {len(digests)} leaves chain to no signed head of the evidence")
+    for c in sorted(checkpoints, key=lambda c: c.signed.checkpoint.size):
+        cp = c.signed.checkpoint
+        if 1 <= cp.size <= anchor.head.seq and roots[cp.size] != cp.root:
+            return (f"the relay signed {_describe_checkpoint(c, cosigned)}, and {_describe(anchor.head)} "
+                    f"({anchor.role.value}) whose chain over the {anchor.head.seq} leaves gives root "
+                    f"{roots[cp.size].hex()[:16]}… at size {cp.size}: two different histories", "", cp.size)
+    raise EvidenceError(f"every checkpoint at or below seq {anchor.head.seq} carries the leaves' root: no fork")
+
+
+def _rollback(evidence: Evidence, cosigned: Cosigned) -> tuple[str, str, int]:
     heads = evidence.heads
     newest = [h for h in heads if h.role in (Role.WELCOME, Role.FRAME, Role.ACK)]
     for later in newest:
@@ -343,24 +498,55 @@ def _rollback(evidence: Evidence) -> tuple[str, str, int]:
                         f"the reporter states the relay presented seq {later.head.seq} as its newest "
                         f"({later.role.value}) after it had verified seq {earlier.head.seq}; a signed head does not "
                         "itself say it is the newest", later.head.seq)
-    raise EvidenceError("rollback evidence needs a welcome, frame or ack head below another signed head")
+    checkpoints = sorted(evidence.checkpoints, key=lambda c: -c.signed.checkpoint.size)
+    latest = [c for c in checkpoints if c.role is Role.LATEST]
+    for top in checkpoints:
+        size = top.signed.checkpoint.size
+        shorter = [(h.head.seq, _describe(h.head), h.role.value) for h in newest if h.head.seq < size]
+        shorter += [(c.signed.checkpoint.size, f"a checkpoint of size {c.signed.checkpoint.size}", c.role.value)
+                    for c in latest if c.signed.checkpoint.size < size]
+        if shorter:
+            seq, what, role = min(shorter)
+            return (f"the relay signed {_describe_checkpoint(top, cosigned)}, and {what} ({role}): "
+                    f"a log {size - seq} entries shorter",
+                    f"the reporter states the relay presented seq {seq} as its newest ({role}) after it had "
+                    f"signed the checkpoint of size {size}", seq)
+    raise EvidenceError("rollback evidence needs a welcome, frame or ack head (or the relay's latest checkpoint) "
+                        "below another signed head or checkpoint")
 
 
-def _withholding(evidence: Evidence) -> tuple[str, str, int]:
+def _withholding(evidence: Evidence, cosigned: Cosigned) -> tuple[str, str, int]:
     heads = evidence.heads
-    ahead = [h for h in heads if h.role in (Role.WELCOME, Role.ACK, Role.PRESENCE, Role.CHECKPOINT)]
+    ahead = [(h.head.seq, f"{_describe(h.head)} ({h.role.value})")
+             for h in heads if h.role in (Role.WELCOME, Role.ACK, Role.PRESENCE, Role.CHECKPOINT)]
+    ahead += [(c.signed.checkpoint.size, _describe_checkpoint(c, cosigned)) for c in evidence.checkpoints]
     if not ahead:
-        raise EvidenceError("withholding evidence needs the relay's signed head past what it delivered")
-    top = max(ahead, key=lambda h: h.head.seq)
+        raise EvidenceError("withholding evidence needs the relay's signed head or checkpoint past what it delivered")
+    seq, what = max(ahead)
     verified = max((h.head.seq for h in heads if h.role is Role.VERIFIED), default=0)
-    if verified >= top.head.seq:
-        raise EvidenceError(f"the reporter verified seq {verified}, not below the withheld seq {top.head.seq}")
-    return (f"the relay signed the log through {_describe(top.head)} ({top.role.value})",
+    if verified >= seq:
+        raise EvidenceError(f"the reporter verified seq {verified}, not below the withheld seq {seq}")
+    return (f"the relay signed the log through {what}",
             f"the reporter states it had verified only through seq {verified} when its deadline ran out"
-            + (f" ({evidence.note})" if evidence.note else ""), top.head.seq)
+            + (f" ({evidence.note})" if evidence.note else ""), seq)
 
 
 __all__ = [
-    "CTX_EVIDENCE", "EVIDENCE_VERSION", "Evidence", "EvidenceKind", "Finding", "HeadStatement", "LinkStatement",
-    "OtherStatement", "Role", "Statement", "check", "decode", "fork_proof", "head_wire",
+    "CTX_EVIDENCE",
+    "EVIDENCE_VERSION",
+    "MAX_LEAVES",
+    "CheckpointStatement",
+    "Evidence",
+    "EvidenceKind",
+    "Finding",
+    "HeadStatement",
+    "LeavesStatement",
+    "LinkStatement",
+    "OtherStatement",
+    "Role",
+    "Statement",
+    "check",
+    "decode",
+    "fork_proof",
+    "head_wire",
 ]

@@ -16,6 +16,7 @@ import nacl.public
 from ..errors import (
     AuthorSeqGapError,
     ChainError,
+    CheckpointForkError,
     ForkError,
     KeyConfirmationError,
     MalformedEntryError,
@@ -31,7 +32,7 @@ from . import crypto
 from .attestation import Status
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .entry import Entry, Kind, frozen_instance, open_body
-from .evidence import Evidence, EvidenceKind, HeadStatement, LinkStatement, Role, fork_proof, head_wire
+from .evidence import Evidence, EvidenceKind, HeadStatement, LeavesStatement, LinkStatement, Role, fork_proof, head_wire
 from .head import SignedHead, next_head
 from .identity import Identity, member_id
 from .invites import InviteBody, InviteSecret
@@ -136,7 +137,7 @@ class LogVerifier:
         self._note_fresh(welcome.head)
         self._note_verified(welcome.head)
         self.welcome_head = welcome.head
-        self.witness.observe_head(welcome.head.seq, pack(welcome.head.encode()))
+        self.witness.observe_head(welcome.head.seq, pack(welcome.head.encode()), Role.WELCOME)
         if welcome.anchor is not None:
             if welcome.anchor.seq != self.seq:
                 raise MalformedFrameError(
@@ -186,7 +187,7 @@ class LogVerifier:
         self.check_not_rolled_back(signed, Role.ACK)
         self._note_fresh(signed)
         self._note_verified(signed)
-        self.witness.observe_head(signed.seq, pack(signed.encode()))
+        self.witness.observe_head(signed.seq, pack(signed.encode()), Role.ACK)
 
     def _note_verified(self, signed: SignedHead) -> None:
         """Keep the newest checked head at or below our seq (it matched our chain: checked before)."""
@@ -337,22 +338,37 @@ class LogVerifier:
         if self.unpinned:
             self._pin()
         finished = self._finish(results, new_keys)
-        self._grow_tree([(frame.first_seq + i, entry) for i, entry in enumerate(entries)])
+        self._grow_tree([(frame.first_seq + i, entry) for i, entry in enumerate(entries)],
+                        frame.head if relay_signed else None)
         if relay_signed:
-            self.witness.observe_head(frame.head.seq, pack(frame.head.encode()))
+            self.witness.observe_head(frame.head.seq, pack(frame.head.encode()), Role.FRAME)
         return finished
 
-    def _grow_tree(self, entries: list[tuple[int, Entry]]) -> None:
+    def _grow_tree(self, entries: list[tuple[int, Entry]], head: SignedHead | None = None) -> None:
         """Extend the Merkle tree by entries just verified (a checkpoint at their size is compared
-        there and may raise CheckpointForkError: the relay showed someone another log)."""
+        there and may raise CheckpointForkError: the relay showed someone another log). The
+        frame's entries are not stored when that fails the space: their digests and the frame's
+        signed ``head`` go into the error's proof, whose leaves the store completes."""
         if self.tree_missing:
             return
         if self.state.witness_policies is not self._witness_policies:
             self._witness_policies = self.state.witness_policies
             self.witness.set_relay_key(self.state.relay_key)
             self.witness.set_rules(rules_of(self.state.witness_policies))
-        for seq, entry in entries:
-            self.witness.append(seq, entry.digest())
+        try:
+            for seq, entry in entries:
+                self.witness.append(seq, entry.digest())
+        except CheckpointForkError as exc:
+            leaves = exc.proof.leaves if exc.proof is not None else None
+            if exc.proof is not None and leaves is not None and head is not None and entries:
+                first = entries[0][0]  # the whole frame, up to its signed head
+                kept = leaves.tail[: max(0, first - leaves.tail_from)] if leaves.tail_from <= first else ()
+                tail = LeavesStatement(leaves.role, None, through=leaves.through,
+                                       tail_from=first - len(kept),
+                                       tail=(*kept, *(entry.digest() for _, entry in entries)))
+                exc.proof = exc.proof.replace(statements=(
+                    *(s for s in exc.proof.statements if s is not leaves), HeadStatement(Role.FRAME, head), tail))
+            raise
 
     def rebuild_tree(self, digests: list[bytes]) -> None:
         """The tree of a checkpoint that predates it, from the digests of entries 1..checkpoint seq."""

@@ -13,7 +13,9 @@ log this device verified:
 - a checkpoint past our verified size is the relay saying it has more: the entries must arrive
   before ``deadline`` seconds pass, or :class:`CheckpointWithheldError`;
 - a relay head smaller than a checkpoint the relay signed is :class:`CheckpointRollbackError`;
-- any contradiction is :class:`CheckpointForkError`; each error carries the signed statements.
+- any contradiction is :class:`CheckpointForkError`; each error carries the signed statements
+  (``evidence``) and an evidence file to be completed by the SDK (``proof``, see
+  encspaces/core/evidence.py: for a fork against our log, the leaves are filled in from the store).
 
 ``witnessed_seq`` is the largest size N such that, under the policy in force at N, at least
 ``quorum`` witnesses each cosigned some checkpoint of size >= N consistent with our log. A witness
@@ -33,7 +35,7 @@ an injected clock (seconds, monotonic); nothing here sleeps or does I/O.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +43,7 @@ from ..errors import (
     CheckpointForkError,
     CheckpointRollbackError,
     CheckpointWithheldError,
+    EncspacesError,
     MalformedNoteError,
     MerkleArgumentError,
     MerkleProofError,
@@ -51,6 +54,8 @@ from ..errors import (
 from . import merkle
 from .encoding import as_bytes, as_int, as_list, as_map, as_str, pack, unpack
 from .encoding import field as map_field
+from .evidence import CheckpointStatement, Evidence, EvidenceKind, HeadStatement, LeavesStatement, Role, Statement
+from .head import SignedHead
 from .note import CosignatureVerifier, Ed25519Verifier, SignedCheckpoint, space_origin
 from .witness_policy import WitnessPolicy
 
@@ -58,6 +63,7 @@ DEFAULT_DEADLINE = 30.0  # seconds; the SDK passes SpaceOptions.freshness_limit
 MAX_PENDING = 64  # checkpoints past our verified size kept at once (by size)
 MAX_PROOF_REQUESTS = 64
 _RECENT_ROOTS = 64  # roots recorded while passing checkpoint sizes, kept for late copies
+RECENT_LEAVES = 4096  # digests of the newest entries, for a fork's evidence (the store may lag behind)
 
 WitnessId = tuple[str, bytes]  # (key name, Ed25519 public key)
 
@@ -158,6 +164,10 @@ class WitnessTracker:
         self._rules: tuple[QuorumRule, ...] = ()
         self._cosigners: dict[tuple[str, bytes], CosignatureVerifier] = {}  # (name, key ID) -> verifier
         self._roots: OrderedDict[int, bytes] = OrderedDict()
+        self._recent: deque[bytes] = deque(maxlen=RECENT_LEAVES)  # digests of entries verified - len + 1 ..
+        # A fork found while growing the tree leaves it mid-frame: the same error (whose proof the
+        # verifier completes with the frame) is raised again, never a second one with less proof.
+        self.failure: CheckpointForkError | None = None
         self._pending: dict[int, _Seen] = {}
         self._awaiting: dict[tuple[int, int], _Awaiting] = {}
         self._best: dict[WitnessId, tuple[int, bytes]] = {}  # newest consistent cosigned size, its note
@@ -198,14 +208,21 @@ class WitnessTracker:
 
     def append(self, seq: int, entry_digest: bytes) -> None:
         """The verifier accepted the entry at ``seq`` (the next one): extend our tree."""
+        if self.failure is not None:
+            raise self.failure
         if seq != self._frontier.size + 1:
             raise MerkleArgumentError(f"witness tracker: entry at seq {seq}, expected seq {self._frontier.size + 1}")
         self._frontier.append(entry_leaf_hash(entry_digest))
+        self._recent.append(entry_digest)
         seen = self._pending.pop(seq, None)
         if seen is not None:
             root = self._frontier.root()
             self._remember_root(seq, root)
-            self._check_root(seen, root)
+            try:
+                self._check_root(seen, root)
+            except CheckpointForkError as exc:
+                self.failure = exc
+                raise
             self._credit(seen)
 
     def add_checkpoint(self, data: bytes, *, from_witness: bool = False) -> list[ProofRequest]:
@@ -217,6 +234,8 @@ class WitnessTracker:
         the relay said or delivered. Returns the consistency proofs to ask the relay for.
         ``from_witness``: fetched from a witness (only matters for notes kept until the genesis).
         """
+        if self.failure is not None:
+            raise self.failure
         if self._relay is None:  # a new device, before the genesis: kept until the relay key is known
             if len(self._early) < MAX_PENDING:
                 self._early.append((data, from_witness))
@@ -271,6 +290,8 @@ class WitnessTracker:
                 f"the relay's newest checkpoint is of size {size}, but it signed one of size {before[0]}: "
                 f"it went back to an older log (restored from an old copy?)",
                 size=before[0], evidence=(before[1], data),
+                proof=self._proof(EvidenceKind.ROLLBACK, [CheckpointStatement(Role.CHECKPOINT, before[1]),
+                                                          CheckpointStatement(Role.LATEST, data)]),
             )
         return requests
 
@@ -287,19 +308,21 @@ class WitnessTracker:
                     f"the relay signed a checkpoint of size {first} (root {seen.signed.checkpoint.root.hex()[:16]}…) "
                     f"it cannot prove consistent with the log it delivered to us through seq {second} "
                     f"(root {waiting.root.hex()[:16]}…): {exc}",
-                    size=first, evidence=self._evidence(seen),
+                    size=first, evidence=self._evidence(seen), proof=self._fork_proof(seen),
                 ) from exc
             self._credit(seen)
 
-    def observe_head(self, seq: int, statement: bytes) -> None:
-        """The relay's signed head (wire bytes) from a welcome, frame or ack: it must not be
-        smaller than a checkpoint the relay signed."""
+    def observe_head(self, seq: int, statement: bytes, role: Role = Role.WELCOME) -> None:
+        """The relay's signed head (wire bytes) from a welcome, frame or ack (``role``): it must
+        not be smaller than a checkpoint the relay signed."""
         if self._relay_max is not None and seq < self._relay_max[0]:
             size, note = self._relay_max
             raise CheckpointRollbackError(
                 f"the relay's signed head is at seq {seq}, but it signed a checkpoint of size {size}: "
                 f"it went back to an older log (restored from an old copy?)",
                 size=size, evidence=(note, statement),
+                proof=self._proof(EvidenceKind.ROLLBACK, [CheckpointStatement(Role.CHECKPOINT, note),
+                                                          *_head_statement(statement, role)]),
             )
         if seq <= self.verified and (self._head is None or seq >= self._head[0]):
             self._head = (seq, statement)
@@ -307,6 +330,8 @@ class WitnessTracker:
 
     def check_deadlines(self) -> None:
         """Raise CheckpointWithheldError if a checkpoint past our log (or a proof) is overdue."""
+        if self.failure is not None:
+            raise self.failure
         now = self.clock()
         for size in sorted(self._pending):
             seen = self._pending[size]
@@ -315,6 +340,9 @@ class WitnessTracker:
                     f"the relay signed a checkpoint of size {size} {now - seen.since:.0f} s ago but delivered "
                     f"the log only through seq {self.verified}",
                     size=size, verified=self.verified, evidence=(seen.signed.encode(),),
+                    proof=self._proof(EvidenceKind.WITHHOLDING, [
+                        CheckpointStatement(Role.CHECKPOINT, seen.signed.encode()),
+                        *([] if self._head is None else _head_statement(self._head[1], Role.VERIFIED))]),
                 )
         for (first, second), waiting in self._awaiting.items():
             if now - waiting.since >= self.deadline:
@@ -474,6 +502,8 @@ class WitnessTracker:
                     f"the relay signed two checkpoints of size {size}: roots "
                     f"{other.signed.checkpoint.root.hex()[:16]}… and {seen.signed.checkpoint.root.hex()[:16]}…",
                     size=size, evidence=(other.signed.encode(), seen.signed.encode()),
+                    proof=self._proof(EvidenceKind.FORK, [CheckpointStatement(Role.CHECKPOINT, other.signed.encode()),
+                                                          CheckpointStatement(Role.CHECKPOINT, seen.signed.encode())]),
                 )
 
     def _check_root(self, seen: _Seen, root: bytes) -> None:
@@ -482,8 +512,21 @@ class WitnessTracker:
                 f"the relay signed a checkpoint of size {seen.size} with root "
                 f"{seen.signed.checkpoint.root.hex()[:16]}…, but the log it delivered to us has root "
                 f"{root.hex()[:16]}… at that size: it shows others another history",
-                size=seen.size, evidence=self._evidence(seen),
+                size=seen.size, evidence=self._evidence(seen), proof=self._fork_proof(seen),
             )
+
+    def _proof(self, kind: EvidenceKind, statements: Sequence[Statement]) -> Evidence:
+        return Evidence(kind, self.space, None if self._relay is None else self._relay.public_key, tuple(statements))
+
+    def _fork_proof(self, seen: _Seen) -> Evidence:
+        """A checkpoint against our log: the leaves through a signed head at or past its size let
+        anyone recompute the root the relay committed to. The SDK fills them in from the store;
+        the newest digests come along (``tail``) for entries verified but not stored yet."""
+        head = [] if self._head is None else _head_statement(self._head[1], Role.VERIFIED)
+        tail_from = self.verified - len(self._recent) + 1
+        return self._proof(EvidenceKind.FORK, [
+            CheckpointStatement(Role.CHECKPOINT, seen.signed.encode()), *head,
+            LeavesStatement(Role.VERIFIED, None, through=seen.size, tail_from=tail_from, tail=tuple(self._recent))])
 
     def _evidence(self, seen: _Seen) -> tuple[bytes, ...]:
         head = () if self._head is None else (self._head[1],)
@@ -524,6 +567,14 @@ class WitnessTracker:
             if upper is not None:
                 established = rule.quorum == 0 or kth >= upper + 1
         self._witnessed = max(self._witnessed, value)
+
+
+def _head_statement(wire: bytes, role: Role) -> list[HeadStatement]:
+    """A signed head in wire form as an evidence statement (none if it does not decode)."""
+    try:
+        return [HeadStatement(role, SignedHead.decode(unpack(wire, what="signed head")))]
+    except (EncspacesError, ValueError, TypeError):
+        return []
 
 
 def rules_of(history: Sequence[tuple[int, WitnessPolicy]]) -> list[QuorumRule]:

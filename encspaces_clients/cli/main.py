@@ -216,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "then re-verify every stored entry from genesis: the genesis against the space id, author "
                 "signatures and body digests, the hash chain to every stored head, membership, roles, author "
                 "order, parents and epochs, and the relay's signatures over the signed heads this device kept "
-                "(one per frame in the newest 4096 seqs, one per 1024 seqs further back). Exit code 3 when "
+                "(one per frame in the newest 4096 seqs, one per 1024 seqs further back), and the newest "
+                "cosigned checkpoints it kept (one per witness: the relay's signature, the cosignatures of the "
+                "policy's witnesses, the root against the stored log's Merkle root). Exit code 3 when "
                 "anything fails.")
     space_arg(p)
     offline_arg(p)

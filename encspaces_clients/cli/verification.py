@@ -133,6 +133,9 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
                   "relay key the genesis pins, each against the chain at its seq")
         else:
             print("  (not re-checked: the relay's signatures; this store kept none, it predates keeping them)")
+        for size, cosigners in report.checkpoints_checked:
+            print(f"  the relay's checkpoint of size {size}, cosigned by {', '.join(cosigners)}: its signatures, "
+                  "and its root = the stored log's Merkle root at that size")
         print(f"  {len(entries)} entries: {len(data)} edits, {len(entries) - len(data)} membership and key entries; "
               f"{len(report.members)} members")
         if unreadable:
@@ -217,6 +220,8 @@ def _check_file(path: Path) -> int:
         who = member_id(finding.reporter) if finding.reporter is not None else "an unnamed reporter"
         print(f"  reported by {who}" + (" (signed)" if finding.reporter is not None else "")
               + f": {finding.reported}")
+    if finding.cosigners:
+        print(f"  cosigned by: {', '.join(finding.cosigners)} (witnesses of the genesis policy)")
     if finding.ignored:
         print(f"  not interpreted by this version: {', '.join(finding.ignored)} statements")
     print("OK")
