@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -39,51 +38,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.proxy import CuttableProxy
+
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 POLL_UP, POLL_DOWN = 10.0, 2.0  # encspaces_relay.bus.NatsBus's defaults, which the relays run with
 CASES = ("bus up", "A cut off", "NATS down")
 SETTLE = 1.5  # seconds after a cut before sampling: the relays notice their bus is gone
-
-
-class Proxy:
-    """A TCP proxy to NATS that can be cut: connections aborted, the port closed until ``start``."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers -= {writer, up_writer}
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._writers):
-                w.transport.abort()
-            await self._server.wait_closed()
-            self._server = None
 
 
 async def _sample(writer: Any, reader: Any, interval: float, n: int, timeout: float) -> list[float]:
@@ -110,7 +71,7 @@ async def run(dsn: str, nats_url: str, samples: dict[str, int]) -> dict[str, Any
     admin = await asyncpg.connect(dsn)
     await admin.execute(f"CREATE SCHEMA {schema}")
     target = urlsplit(nats_url)
-    proxies = [Proxy(target.hostname or "127.0.0.1", target.port or 4222) for _ in range(2)]
+    proxies = [CuttableProxy(target.hostname or "127.0.0.1", target.port or 4222) for _ in range(2)]
     nodes: list[RelayProcess] = []
     spaces: list[Any] = []
     delays: dict[str, list[float]] = {}

@@ -24,7 +24,7 @@ import nacl.signing
 
 from ..errors import ArgumentTypeError, DeviceCertificateError, MalformedIdError, ProtocolError
 from . import crypto
-from .encoding import as_bytes, as_int, as_list, as_str, pack, unpack
+from .encoding import as_bytes, as_int, as_list, as_str, from_text, pack, to_text, unpack
 from .identity import PublicIdentity, member_id
 
 CERT_VERSION = 1
@@ -67,20 +67,12 @@ class DeviceCertificate:
 
     def __str__(self) -> str:
         """``escert1.`` + base64url of the wire form: signed, so it needs no checksum of its own."""
-        return f"{CERT_PREFIX}.{base64.urlsafe_b64encode(self.to_bytes()).rstrip(b'=').decode('ascii')}"
+        return to_text(CERT_PREFIX, self.to_bytes())
 
     @classmethod
     def parse(cls, text: str) -> DeviceCertificate:
         """Parse ``str()``'s form; ``MalformedIdError`` if it is not one, ``DeviceCertificateError`` if forged."""
-        if not isinstance(text, str):
-            raise ArgumentTypeError(f"a device certificate is a str, not {type(text).__name__}")
-        prefix, _, encoded = text.strip().partition(".")
-        if prefix != CERT_PREFIX or not encoded:
-            raise MalformedIdError(f"not a device certificate: expected '{CERT_PREFIX}.…', found {text[:20]!r}")
-        try:
-            data = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        except (ValueError, UnicodeEncodeError) as exc:
-            raise MalformedIdError(f"device certificate is not valid base64url: {exc}") from exc
+        data = from_text(text, CERT_PREFIX, "a device certificate")
         return cls.from_bytes(data)
 
     @classmethod
@@ -200,20 +192,12 @@ class PairingRequest:
     def __str__(self) -> str:
         body = self.device.sign_key + self.device.box_key + self.name.encode("utf-8")
         check = crypto.hash_parts(crypto.CTX_DEVICE_PAIRING, body)[:_PAIRING_CHECK]
-        return f"{PAIRING_PREFIX}.{base64.urlsafe_b64encode(body + check).rstrip(b'=').decode('ascii')}"
+        return to_text(PAIRING_PREFIX, body + check)
 
     @classmethod
     def parse(cls, text: str) -> PairingRequest:
         """Parse an ``esdev1.…`` string; ``MalformedIdError`` (a ValueError) if mangled or cut short."""
-        if not isinstance(text, str):
-            raise ArgumentTypeError(f"a pairing string is a str, not {type(text).__name__}")
-        prefix, _, encoded = text.strip().partition(".")
-        if prefix != PAIRING_PREFIX or not encoded:
-            raise MalformedIdError(f"not a pairing string: expected '{PAIRING_PREFIX}.…', found {text[:20]!r}")
-        try:
-            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        except (ValueError, UnicodeEncodeError) as exc:
-            raise MalformedIdError(f"pairing string is not valid base64url: {exc}") from exc
+        raw = from_text(text, PAIRING_PREFIX, "a pairing string")
         body, check = raw[:-_PAIRING_CHECK], raw[-_PAIRING_CHECK:]
         if len(body) < 64 or crypto.hash_parts(crypto.CTX_DEVICE_PAIRING, body)[:_PAIRING_CHECK] != check:
             raise MalformedIdError("pairing string checksum does not match: was it copied in full?")

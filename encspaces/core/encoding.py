@@ -8,11 +8,12 @@ that names the field, instead of a TypeError deep inside the caller.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import msgpack
 
-from ..errors import ProtocolError
+from ..errors import ArgumentTypeError, MalformedIdError, ProtocolError
 
 DEFAULT_MAX_MESSAGE = 1 << 20  # 1 MiB
 
@@ -103,3 +104,24 @@ def field(message: dict[str, Any], key: str, what: str) -> Any:
         return message[key]
     except KeyError:
         raise ProtocolError(f"{what}: missing field {key!r}") from None
+
+
+def to_text(prefix: str, data: bytes) -> str:
+    """``prefix.`` + base64url without padding: how links, pairing strings and certificates are
+    written for people to copy (the prefix says what it is and which version)."""
+    return f"{prefix}.{base64.urlsafe_b64encode(data).rstrip(b'=').decode('ascii')}"
+
+
+def from_text(text: object, prefix: str, what: str) -> bytes:
+    """The bytes of ``to_text(prefix, ...)``'s form. ``what`` names it in errors ("an invite link"):
+    ``ArgumentTypeError`` if ``text`` is not a str, ``MalformedIdError`` (a ValueError) for another
+    prefix or invalid base64url. Checksums and signatures are the caller's to check."""
+    if not isinstance(text, str):
+        raise ArgumentTypeError(f"{what} is a str, not {type(text).__name__}")
+    found, _, encoded = text.strip().partition(".")
+    if found != prefix or not encoded:
+        raise MalformedIdError(f"not {what}: expected '{prefix}.…', found {text[:20]!r}")
+    try:
+        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise MalformedIdError(f"{what} is not valid base64url: {exc}") from exc

@@ -11,7 +11,6 @@ which every client checks against the invite before accepting the newcomer as a 
 
 from __future__ import annotations
 
-import base64
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import nacl.public
 import nacl.signing
 
-from ..errors import ArgumentTypeError, MalformedIdError, ProtocolError
+from ..errors import MalformedIdError, ProtocolError
 from . import crypto
 from .devices import DeviceCertificate
-from .encoding import as_bytes, as_int, as_list, as_str, field, pack, unpack
+from .encoding import as_bytes, as_int, as_list, as_str, field, from_text, pack, to_text, unpack
 from .identity import member_id
 from .membership import BODY_VERSION, Role, decode_body, optional_cert, parse_role
 
@@ -97,20 +96,12 @@ class InviteLink:
         where: str | list[str] = [self.url, *self.also] if self.also else self.url
         body = pack([where, self.space, self.secret.secret])
         check = crypto.hash_parts(crypto.CTX_INVITE_LINK, body)[:_CHECK]
-        return f"{LINK_PREFIX}.{base64.urlsafe_b64encode(body + check).rstrip(b'=').decode()}"
+        return to_text(LINK_PREFIX, body + check)
 
     @classmethod
     def parse(cls, text: str) -> InviteLink:
         """Parse an ``esinv1.…`` link; ``MalformedIdError`` (a ValueError) if it was mangled or cut short."""
-        if not isinstance(text, str):
-            raise ArgumentTypeError(f"an invite link is a str, not {type(text).__name__}")
-        prefix, _, encoded = text.strip().partition(".")
-        if prefix != LINK_PREFIX or not encoded:
-            raise MalformedIdError(f"not an invite link: expected '{LINK_PREFIX}.…', found {text[:20]!r}")
-        try:
-            raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        except ValueError as exc:
-            raise MalformedIdError(f"invite link is not valid base64url: {exc}") from exc
+        raw = from_text(text, LINK_PREFIX, "an invite link")
         body, check = raw[:-_CHECK], raw[-_CHECK:]
         if len(raw) <= _CHECK or crypto.hash_parts(crypto.CTX_INVITE_LINK, body)[:_CHECK] != check:
             raise MalformedIdError("invite link checksum does not match: was it copied in full?")

@@ -9,14 +9,13 @@ those spaces as a device of the same member.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import encspaces
 from encspaces.core.devices import DeviceCertificate, PairingRequest, Person, parse_recovery_phrase
-from encspaces.core.encoding import as_bytes, as_list, as_map, as_str, field, pack, unpack
+from encspaces.core.encoding import as_bytes, as_list, as_map, as_str, field, from_text, pack, to_text, unpack
 from encspaces.core.identity import Identity, member_id
 from encspaces.core.private_file import replace_private
 from encspaces.errors import EncspacesError, ProtocolError
@@ -70,18 +69,17 @@ def _accept(ctx: Context, text: str) -> int:
 
 def acceptance(cert: DeviceCertificate, spaces: list[SpaceRef]) -> str:
     body = pack([cert.encode(), [[ref.name, list(ref.relays), ref.id] for ref in spaces]])
-    return f"{ACCEPT_PREFIX}.{base64.urlsafe_b64encode(body).rstrip(b'=').decode('ascii')}"
+    return to_text(ACCEPT_PREFIX, body)
 
 
 def parse_acceptance(text: str) -> tuple[DeviceCertificate, list[tuple[str, tuple[str, ...], str]]]:
     """The certificate and the spaces (name, relays, id) of an approval ``acceptance`` made."""
-    prefix, _, encoded = text.partition(".")
-    if prefix != ACCEPT_PREFIX or not encoded:
-        raise CliError(f"not a device approval: expected '{ACCEPT_PREFIX}.…' (what `encspaces device add` "
-                       "prints)", EXIT_USAGE)
     try:
-        items = as_list(unpack(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)),
-                               what="device approval"), "device approval", 2)
+        data = from_text(text, ACCEPT_PREFIX, "a device approval (what `encspaces device add` prints)")
+    except EncspacesError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
+    try:
+        items = as_list(unpack(data, what="device approval"), "device approval", 2)
         cert = DeviceCertificate.decode(items[0])  # signed: a changed character fails here
         spaces = []
         for item in as_list(items[1], "spaces"):

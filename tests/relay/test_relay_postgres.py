@@ -19,6 +19,7 @@ import nacl.signing
 import pytest
 from relay_kit import Member, RawClient, SpaceBuilder, join, make_hello, url_of, wait_until
 
+from bench.proxy import CuttableProxy
 from encspaces.core import crypto
 from encspaces.core.entry import Entry
 from encspaces.core.identity import Identity
@@ -362,48 +363,6 @@ async def test_a_closed_port_stops_the_start_with_a_clear_error(tmp_path: Path) 
                                         store=f"postgresql://postgres@127.0.0.1:{port}/test"))
         with pytest.raises(StoreUnavailableError, match=f"cannot reach PostgreSQL at postgresql://postgres@127.0.0.1:{port}"):
             await relay.start()
-
-
-class CuttableProxy:
-    """A TCP proxy to the database that a test can cut (every connection closed, new ones refused)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers -= {writer, up_writer}
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for w in list(self._writers):
-            w.transport.abort()
-        await self._server.wait_closed()
-
-    async def stop(self) -> None:
-        await self.cut()
 
 
 async def test_outage_refuses_acks_nothing_and_recovers_without_restart(tmp_path: Path, pg_dsn: str) -> None:
