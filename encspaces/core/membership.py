@@ -129,6 +129,19 @@ def _genesis_witnesses(m: dict[str, Any]) -> WitnessPolicy:
     return policy
 
 
+def _sealed_keys(m: dict[str, Any], kind: str) -> tuple[list[tuple[int, bytes]], bool]:
+    """The ``keys`` ([[epoch, sealed], ...]) and ``history`` of an add_member or add_device body."""
+    keys = []
+    for item in as_list(field(m, "keys", kind), f"{kind} keys"):
+        pair = as_list(item, f"{kind} key", 2)
+        keys.append((as_int(pair[0], f"{kind} key epoch", minimum=1),
+                     as_bytes(pair[1], f"{kind} sealed key", max_size=256)))
+    history = m.get("history", True)
+    if not isinstance(history, bool):
+        raise ProtocolError(f"{kind} history: expected a boolean")
+    return keys, history
+
+
 @dataclass(frozen=True)
 class AddMemberBody:
     member: bytes
@@ -154,14 +167,7 @@ class AddMemberBody:
     @classmethod
     def decode(cls, data: bytes) -> AddMemberBody:
         def parse(m: dict[str, Any]) -> AddMemberBody:
-            keys = []
-            for item in as_list(field(m, "keys", "add_member"), "add_member keys"):
-                pair = as_list(item, "add_member key", 2)
-                keys.append((as_int(pair[0], "add_member key epoch", minimum=1),
-                             as_bytes(pair[1], "add_member sealed key", max_size=256)))
-            history = m.get("history", True)
-            if not isinstance(history, bool):
-                raise ProtocolError("add_member history: expected a boolean")
+            keys, history = _sealed_keys(m, "add_member")
             return cls(
                 member=as_bytes(field(m, "member", "add_member"), "add_member member key", 32),
                 box_key=as_bytes(field(m, "box", "add_member"), "add_member box key", 32),
@@ -201,14 +207,7 @@ class AddDeviceBody:
     def decode(cls, data: bytes) -> AddDeviceBody:
         """Malformed bodies are a MalformedEntryError; a certificate that does not verify a DeviceCertificateError."""
         def parse(m: dict[str, Any]) -> AddDeviceBody:
-            keys = []
-            for item in as_list(field(m, "keys", "add_device"), "add_device keys"):
-                pair = as_list(item, "add_device key", 2)
-                keys.append((as_int(pair[0], "add_device key epoch", minimum=1),
-                             as_bytes(pair[1], "add_device sealed key", max_size=256)))
-            history = m.get("history", True)
-            if not isinstance(history, bool):
-                raise ProtocolError("add_device history: expected a boolean")
+            keys, history = _sealed_keys(m, "add_device")
             cert = optional_cert(m, "add_device")
             if cert is None:
                 raise ProtocolError("add_device: missing field 'cert'")

@@ -112,6 +112,8 @@ def test_mutated_frame_bytes(case: tuple[bytes, int]) -> None:
 
 def _mutate_raw(raw: bytes, index: int, how: str, byte: int) -> bytes:
     b = bytearray(raw)
+    if not b:  # cut to nothing by an earlier mutation: add a byte instead
+        return bytes([byte])
     i = index % len(b)
     if how == "flip":
         b[i] ^= 1 << (byte % 8)
