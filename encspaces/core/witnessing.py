@@ -313,9 +313,15 @@ class WitnessTracker:
             self._credit(seen)
 
     def observe_head(self, seq: int, statement: bytes, role: Role = Role.WELCOME) -> None:
-        """The relay's signed head (wire bytes) from a welcome, frame or ack (``role``): it must
-        not be smaller than a checkpoint the relay signed."""
-        if self._relay_max is not None and seq < self._relay_max[0]:
+        """The relay's signed head (wire bytes) from a welcome, frame or ack (``role``).
+
+        A welcome's head is the relay's statement of its newest log: it must not be smaller than
+        a checkpoint the relay signed. Frames and acks carry the head as of their own entries,
+        which may lawfully be older than a checkpoint heard of meanwhile (a catch-up in several
+        frames; a checkpoint fetched from a witness before the frame that reaches it arrives):
+        those are held to the checkpoint's deadline instead (``check_deadlines``).
+        """
+        if role is Role.WELCOME and self._relay_max is not None and seq < self._relay_max[0]:
             size, note = self._relay_max
             raise CheckpointRollbackError(
                 f"the relay's signed head is at seq {seq}, but it signed a checkpoint of size {size}: "

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from encspaces.core import merkle, note
+from encspaces.core.evidence import Role
 from encspaces.core.witnessing import ProofRequest, QuorumRule, WitnessTracker, entry_leaf_hash
 from encspaces.errors import (
     CheckpointEvidenceError,
@@ -276,9 +277,22 @@ def test_a_head_below_a_signed_checkpoint_is_a_rollback_with_both_statements() -
     t.observe_head(12, HEAD)  # at the checkpoint: fine
     t.observe_head(19, HEAD)
     with pytest.raises(CheckpointRollbackError, match="seq 11, but it signed a checkpoint of size 12") as err:
-        t.observe_head(11, b"old head")
+        t.observe_head(11, b"old head")  # a welcome's: the relay's newest
     assert err.value.evidence == (cp, b"old head")
     assert isinstance(err.value, RollbackError)
+
+
+@pytest.mark.parametrize("role", [Role.FRAME, Role.ACK])
+def test_a_frame_or_ack_head_below_a_signed_checkpoint_is_no_rollback(role: Role) -> None:
+    """A catch-up in several frames carries heads below the checkpoint its welcome brought, and a
+    checkpoint fetched from a witness can come before the frame that reaches it: both lawful."""
+    log = Log(20)
+    t = tracker(ONE)
+    log.feed(t, 3)
+    t.add_checkpoint(log.checkpoint(12, WITNESSES[0]))
+    t.observe_head(5, HEAD, role)
+    t.observe_head(11, HEAD, role)
+    assert t.failure is None
 
 
 @pytest.mark.parametrize("damage", ["relay signature", "origin", "no relay line", "malformed"])
