@@ -16,6 +16,7 @@ conftest.py re-exports the fixtures it uses.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -70,6 +71,19 @@ class RelayHandle:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    async def back_up(self, to: Path) -> None:
+        """Stop, copy the data dir to ``to`` (as an operator's backup would), start again."""
+        await self.stop()
+        shutil.copytree(self.data_dir, to)
+        await self.start()
+
+    async def restart_on(self, data: Path) -> None:
+        """Stop, replace the data dir with a copy of ``data`` (an old backup, or a second branch), start again."""
+        await self.stop()
+        shutil.rmtree(self.data_dir)
+        shutil.copytree(data, self.data_dir)
+        await self.start()
 
 
     def entries(self) -> list[tuple[int, Entry]]:

@@ -6,7 +6,6 @@ tampered note is refused."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,15 @@ import encspaces
 from encspaces import errors
 from encspaces.core import evidence
 from encspaces.core.encoding import pack, unpack
-from encspaces.core.identity import member_id
 from encspaces.local import load_evidence, reverify_local
 from encspaces_clients.cli.home import REGISTRY_FILE, Registry, SpaceRef
 from encspaces_clients.cli.main import main
-from encspaces_witness.process import WitnessProcess
 
-from .conftest import RelayHandle, wait_for
+from .conftest import wait_for
 from .test_witnessed_log import (
     FAST,
-    WithholdingRelay,
-    backup,
     extend_branch,
     policy,
-    restart_on,
     rollback_setup,
     seen_once,
     witnessed_relay,
@@ -54,13 +48,13 @@ async def test_a_fork_seen_through_a_witness_exports_evidence_naming_the_cosigne
         await alice.add_member(carol_id.public)
         await alice.sync()
         await seen_once(relay.url, bob_id, alice, tmp_path / "b")
-        await backup(relay, tmp_path / "branch")
+        await relay.back_up(tmp_path / "branch")
         for i in range(3):
             alice.text("doc").insert(0, f"alice {i}. ")
             await alice.sync()
         await wait_for(lambda: alice.witnessed_seq == alice.seq, "alice's branch witnessed")
         await alice.close()
-        await restart_on(relay, tmp_path / "branch")
+        await relay.restart_on(tmp_path / "branch")
         await extend_branch(relay.url, carol_id, alice.space_bytes, 6)
         bob = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "b", options=FAST)
         try:
@@ -123,52 +117,6 @@ async def test_a_rollback_seen_through_a_witness_exports_evidence(tmp_path: Path
     assert finding.kind is evidence.EvidenceKind.ROLLBACK
     assert finding.seq < head and finding.cosigners == ("witness.test/w0",)
     assert f"checkpoint of size {head}" in finding.proves
-
-
-async def test_a_withheld_cosigned_tail_exports_withholding_evidence(tmp_path: Path) -> None:
-    relay = RelayHandle(tmp_path / "relay", WithholdingRelay, checkpoint_interval=0.05, allow_private_witnesses=True)
-    server = await relay.start()
-    assert isinstance(server, WithholdingRelay)
-    try:
-        async with WitnessProcess(tmp_path / "witness", [member_id(server.public_key)],
-                                  name="witness.test/w0") as witness:
-            alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
-            alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a",
-                                                 witnesses=policy([witness]), options=FAST)
-            await alice.add_member(bob_id.public)
-            clock = encspaces.ManualClock()
-            bob = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "b",
-                                          options=dataclasses.replace(FAST, clock=clock, witness_deadline=30.0,
-                                                                      maintenance_interval=0.05))
-            try:
-                await bob.wait_for_seq(alice.seq)
-                seq = bob.seq
-                server.withhold = True
-                cosigned = server.metrics.witness_submissions.labels("cosigned")
-                before = cosigned._value.get()
-                room = server.rooms[alice.space_bytes]
-                head = room.state.seq
-                alice.text("doc").insert(0, "bob never gets this")
-                await wait_for(lambda: room.state.seq > head, "the relay to sequence alice's edit")
-                await wait_for(lambda: cosigned._value.get() > before, "the witness to cosign the withheld tail")
-
-                def later() -> bool:
-                    clock.advance(1)
-                    return bob.error is not None
-
-                await wait_for(later, "bob to give up on the withheld tail")
-                error = bob.error
-                assert isinstance(error, errors.CheckpointWithheldError), error
-            finally:
-                await bob.close()
-                await alice.close()
-    finally:
-        await relay.stop()
-    data = await load_evidence(alice.id, data_dir=tmp_path / "b")
-    assert data is not None
-    finding = evidence.check(data)
-    assert finding.kind is evidence.EvidenceKind.WITHHOLDING and finding.seq == error.size > seq
-    assert finding.cosigners == ("witness.test/w0",)
 
 
 async def test_verify_rechecks_the_cosigned_checkpoints_the_device_kept(tmp_path: Path) -> None:

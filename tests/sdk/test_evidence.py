@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,19 +20,6 @@ from encspaces_relay.server import RelayServer
 from .conftest import RelayHandle, wait_for
 
 
-async def restore(relay: RelayHandle, backup: Path) -> None:
-    await relay.stop()
-    shutil.rmtree(relay.data_dir)
-    shutil.copytree(backup, relay.data_dir)
-    await relay.start()
-
-
-async def snapshot(relay: RelayHandle, backup: Path) -> None:
-    await relay.stop()
-    shutil.copytree(relay.data_dir, backup)
-    await relay.start()
-
-
 async def forked(relay: RelayHandle, tmp_path: Path) -> tuple[encspaces.Space, int]:
     """Alice verified a history the restored relay no longer has; Bob wrote another one past it; Alice
     reconnects and catches the fork (the anchor at her seq carries another hash)."""
@@ -44,14 +30,14 @@ async def forked(relay: RelayHandle, tmp_path: Path) -> tuple[encspaces.Space, i
         alice.text("doc").insert(0, f"common {i}. ")
         await alice.sync()
     space_id = alice.id
-    await snapshot(relay, tmp_path / "backup")
+    await relay.back_up(tmp_path / "backup")
     await wait_for(lambda: alice.connected, what="alice to reconnect")
     for i in range(3):  # several frames: the fork's seq is below Alice's newest signed head
         alice.text("doc").insert(0, f"only alice {i}. ")
         await alice.sync()
     alice_seq = alice.seq
     await alice.close()
-    await restore(relay, tmp_path / "backup")
+    await relay.restart_on(tmp_path / "backup")
     async with encspaces.connect(relay.url, bob_id, space_id, data_dir=tmp_path / "b") as bob:
         for i in range(5):
             bob.text("doc").insert(0, f"bob {i}. ")
@@ -175,12 +161,12 @@ async def test_rollback_to_an_old_backup_exports_evidence(relay: RelayHandle, tm
     alice = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
     alice.text("doc").insert(0, "before backup. ")
     await alice.sync()
-    await snapshot(relay, tmp_path / "backup")
+    await relay.back_up(tmp_path / "backup")
     await wait_for(lambda: alice.connected, what="alice to reconnect")
     alice.text("doc").insert(0, "after backup. ")
     await alice.sync()
     verified = alice.seq
-    await restore(relay, tmp_path / "backup")
+    await relay.restart_on(tmp_path / "backup")
     await wait_for(lambda: alice.error is not None, what="alice to detect the rollback")
     await alice.close()
     assert isinstance(alice.error, errors.RollbackError)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,30 +12,17 @@ from encspaces import errors
 from .conftest import RelayHandle, wait_for
 
 
-async def restore(relay: RelayHandle, backup: Path) -> None:
-    await relay.stop()
-    shutil.rmtree(relay.data_dir)
-    shutil.copytree(backup, relay.data_dir)
-    await relay.start()
-
-
-async def snapshot(relay: RelayHandle, backup: Path) -> None:
-    await relay.stop()
-    shutil.copytree(relay.data_dir, backup)
-    await relay.start()
-
-
 async def test_rollback_to_an_old_backup_is_detected_on_reconnect(relay: RelayHandle, tmp_path: Path) -> None:
     alice = await encspaces.create_space(relay.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
     text = alice.text("doc")
     text.insert(0, "before backup. ")
     await alice.sync()
-    await snapshot(relay, tmp_path / "backup")
+    await relay.back_up(tmp_path / "backup")
     await wait_for(lambda: alice.connected, what="alice to reconnect")
     text.insert(len(text), "after backup.")
     await alice.sync()
     verified = alice.seq
-    await restore(relay, tmp_path / "backup")  # alice reconnects by herself
+    await relay.restart_on(tmp_path / "backup")  # alice reconnects by herself
     await wait_for(lambda: alice.error is not None, what="alice to detect the rollback")
     assert isinstance(alice.error, errors.RollbackError)
     assert f"already signed seq {verified}" in str(alice.error)
@@ -53,14 +39,14 @@ async def test_forked_history_is_detected(relay: RelayHandle, tmp_path: Path) ->
     alice.text("doc").insert(0, "common. ")
     await alice.sync()
     space_id = alice.id
-    await snapshot(relay, tmp_path / "backup")
+    await relay.back_up(tmp_path / "backup")
     await wait_for(lambda: alice.connected, what="alice to reconnect")
     alice.text("doc").insert(0, "only alice saw this. ")
     await alice.sync()
     alice_seq = alice.seq
     await alice.close()
 
-    await restore(relay, tmp_path / "backup")
+    await relay.restart_on(tmp_path / "backup")
     # Bob only ever sees the restored relay, and writes past Alice's seq: another history.
     async with encspaces.connect(relay.url, bob_id, space_id, data_dir=tmp_path / "b") as bob:
         for i in range(3):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -16,11 +15,12 @@ import pytest
 
 import encspaces
 from encspaces import Witness, errors
-from encspaces.core import note
+from encspaces.core import evidence, note
 from encspaces.core.entry import Kind
 from encspaces.core.head import SignedHead
 from encspaces.core.identity import member_id
 from encspaces.core.messages import Presence
+from encspaces.local import load_evidence
 from encspaces.space import decode_space_id
 from encspaces_relay.server import RelayServer
 from encspaces_witness.process import WitnessProcess
@@ -51,18 +51,8 @@ def policy(witnesses: list[WitnessProcess]) -> list[Witness]:
     return [Witness.from_vkey(w.vkey, w.url) for w in witnesses]
 
 
-async def restart_on(relay: RelayHandle, data: Path) -> None:
-    """The relay restarted on a copy of its data dir (a backup, or a second branch)."""
-    await relay.stop()
-    shutil.rmtree(relay.data_dir)
-    shutil.copytree(data, relay.data_dir)
-    await relay.start()
 
 
-async def backup(relay: RelayHandle, to: Path) -> None:
-    await relay.stop()
-    shutil.copytree(relay.data_dir, to)
-    await relay.start()
 
 
 def cosigned_by(evidence: bytes, witness: WitnessProcess) -> note.SignedCheckpoint:
@@ -130,7 +120,7 @@ async def test_a_fork_is_detected_through_the_witnesses_without_any_other_member
         await alice.sync()
         common = alice.seq
         await seen_once(relay.url, bob_id, alice, tmp_path / "b")
-        await backup(relay, tmp_path / "branch")
+        await relay.back_up(tmp_path / "branch")
         for i in range(3):
             alice.text("doc").insert(0, f"alice {i}. ")
             await alice.sync()
@@ -138,7 +128,7 @@ async def test_a_fork_is_detected_through_the_witnesses_without_any_other_member
         alice_seq = alice.seq
         await alice.close()
 
-        await restart_on(relay, tmp_path / "branch")
+        await relay.restart_on(tmp_path / "branch")
         assert await extend_branch(relay.url, carol_id, alice.space_bytes, 6) > alice_seq
         bob = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "b", options=FAST)
         try:
@@ -169,14 +159,14 @@ async def rollback_setup(tmp_path: Path, relay: RelayHandle, witnesses: list[Wit
     bob = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "b", options=FAST)
     await bob.wait_for_seq(alice.seq)
     await bob.close()  # Bob goes offline before the removal
-    await backup(relay, tmp_path / "before-removal")
+    await relay.back_up(tmp_path / "before-removal")
     await alice.remove_member(carol_id.public)
     alice.text("doc").insert(0, "carol must not read this. ")
     await alice.sync()
     await wait_for(lambda: alice.witnessed_seq == alice.seq, "the removal witnessed")
     head = alice.seq
     await alice.close()
-    await restart_on(relay, tmp_path / "before-removal")  # Carol is a member again on this relay
+    await relay.restart_on(tmp_path / "before-removal")  # Carol is a member again on this relay
     return bob_id, carol_id, alice.id, head
 
 
@@ -231,7 +221,7 @@ async def test_one_lying_witness_cannot_make_a_fork_witnessed_while_the_quorum_h
         await wait_for(lambda: alice.witnessed_seq == alice.seq, "the common prefix witnessed")
         common = alice.seq
         await seen_once(relay.url, bob_id, alice, tmp_path / "b")
-        await backup(relay, tmp_path / "branch")
+        await relay.back_up(tmp_path / "branch")
         liar = witnesses[2]
         await liar.stop()  # kept away from Alice's branch
         for i in range(3):
@@ -239,7 +229,7 @@ async def test_one_lying_witness_cannot_make_a_fork_witnessed_while_the_quorum_h
             await alice.sync()
         await wait_for(lambda: alice.witnessed_seq == alice.seq, "alice's branch witnessed by two")
         await alice.close()
-        await restart_on(relay, tmp_path / "branch")
+        await relay.restart_on(tmp_path / "branch")
         await liar.start()  # it cosigns what the relay shows it next: the other branch
         head = await extend_branch(relay.url, carol_id, alice.space_bytes, 6)
         cosigned = relay.server.metrics.witness_submissions.labels("cosigned") if relay.server else None
@@ -293,7 +283,8 @@ async def test_a_tail_withheld_with_presence_filtered_fails_at_the_witness_deadl
     server = await relay.start()
     assert isinstance(server, WithholdingRelay)
     try:
-        async with WitnessProcess(tmp_path / "witness", [member_id(server.public_key)]) as witness:
+        async with WitnessProcess(tmp_path / "witness", [member_id(server.public_key)],
+                                  name="witness.test/w0") as witness:
             alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
             alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a",
                                                  witnesses=policy([witness]), options=FAST)
@@ -323,7 +314,8 @@ async def test_a_tail_withheld_with_presence_filtered_fails_at_the_witness_deadl
                     return bob.error is not None
 
                 await wait_for(later, "bob to give up on the withheld tail")
-                assert isinstance(bob.error, errors.CheckpointWithheldError), bob.error
+                error = bob.error
+                assert isinstance(error, errors.CheckpointWithheldError), error
                 withheld = cosigned_by(bob.error.evidence[0], witness)
                 assert withheld.checkpoint.size > seq and bob.seq == seq
                 assert "never" not in str(bob.text("doc"))
@@ -332,3 +324,9 @@ async def test_a_tail_withheld_with_presence_filtered_fails_at_the_witness_deadl
                 await alice.close()
     finally:
         await relay.stop()
+    # The proof, kept in bob's store: the relay's cosigned checkpoint past all it delivered.
+    data = await load_evidence(alice.id, data_dir=tmp_path / "b")
+    assert data is not None
+    finding = evidence.check(data)
+    assert finding.kind is evidence.EvidenceKind.WITHHOLDING and finding.seq == error.size > seq
+    assert finding.cosigners == ("witness.test/w0",)
