@@ -120,6 +120,22 @@ async def _relay(tmp_path: Path, name: str = "relay", **overrides: Any) -> Relay
     return server
 
 
+async def _one_witness_space(tmp_path: Path, witness: PolicyWitness,
+                             **overrides: Any) -> tuple[WitnessedSpace, RelayServer, Member]:
+    """A space witnessed by ``witness`` alone (quorum 1), on a new relay, with its creator joined.
+
+    The caller stops the relay; if the creator cannot join, it is stopped here.
+    """
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((witness,), 1))
+    relay = await _relay(tmp_path, **overrides)
+    try:
+        alice = await join(url_of(relay), builder, builder.creator, create=True)
+    except BaseException:
+        await relay.stop()
+        raise
+    return builder, relay, alice
+
+
 def _leaves(member: Member, builder: SpaceBuilder) -> merkle.MerkleTree:
     """The tree of what a member verified, built from the entries' digests (as a client would)."""
     tree = merkle.MerkleTree()
@@ -160,10 +176,8 @@ async def _write(member: Member, builder: SpaceBuilder, n: int) -> None:
 
 async def test_a_cosigned_checkpoint_reaches_a_connected_client(tmp_path: Path, witness: RunningWitness) -> None:
     w = witness.policy_witness
-    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
-    relay = await _relay(tmp_path)
+    builder, relay, alice = await _one_witness_space(tmp_path, w)
     try:
-        alice = await join(url_of(relay), builder, builder.creator, create=True)
         await _write(alice, builder, 20)
         pushed = await _until(alice, CheckpointNote, _size(21))
         assert pushed.id is None
@@ -224,10 +238,8 @@ async def test_proofs_over_the_websocket(tmp_path: Path) -> None:
 async def test_a_witness_that_is_down_delays_only_witnessing(tmp_path: Path, witness: RunningWitness) -> None:
     w = witness.policy_witness
     await witness.stop()  # down from the start; its port is known
-    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
-    relay = await _relay(tmp_path)
+    builder, relay, alice = await _one_witness_space(tmp_path, w)
     try:
-        alice = await join(url_of(relay), builder, builder.creator, create=True)
         await _write(alice, builder, 10)  # every edit acked while the witness is unreachable
         failures = relay.metrics.witness_submissions.labels("unreachable")
         await wait_until(lambda: failures._value.get() >= 2, "two failed submissions")
@@ -242,9 +254,7 @@ async def test_a_witness_that_is_down_delays_only_witnessing(tmp_path: Path, wit
 async def test_a_restarted_relay_keeps_its_tree_and_cosigned_checkpoint(
         tmp_path: Path, witness: RunningWitness) -> None:
     w = witness.policy_witness
-    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
-    relay = await _relay(tmp_path)
-    alice = await join(url_of(relay), builder, builder.creator, create=True)
+    builder, relay, alice = await _one_witness_space(tmp_path, w)
     await _write(alice, builder, 40)
     await _until(alice, CheckpointNote, _size(41))
     mine = _leaves(alice, builder)
@@ -272,9 +282,7 @@ async def test_a_restarted_relay_keeps_its_tree_and_cosigned_checkpoint(
 async def test_the_postgresql_store_keeps_the_tree_and_checkpoints(
         tmp_path: Path, pg_dsn: str, witness: RunningWitness) -> None:  # noqa: F811
     w = witness.policy_witness
-    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
-    relay = await _relay(tmp_path, store=pg_dsn)
-    alice = await join(url_of(relay), builder, builder.creator, create=True)
+    builder, relay, alice = await _one_witness_space(tmp_path, w, store=pg_dsn)
     await _write(alice, builder, 35)
     await _until(alice, CheckpointNote, _size(36))
     mine = _leaves(alice, builder)
@@ -310,10 +318,8 @@ async def test_a_witness_that_never_answers_does_not_hold_up_edits(tmp_path: Pat
     server = await asyncio.start_server(hang, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     w = PolicyWitness("silent", bytes(nacl.signing.SigningKey.generate().verify_key), f"http://127.0.0.1:{port}")
-    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
-    relay = await _relay(tmp_path, witness_timeout=3600.0)
+    builder, relay, alice = await _one_witness_space(tmp_path, w, witness_timeout=3600.0)
     try:
-        alice = await join(url_of(relay), builder, builder.creator, create=True)
         await asyncio.wait_for(held.wait(), 15)  # a submission is in flight, and stays so
         await _write(alice, builder, 30)
         assert alice.seq == 31
@@ -331,10 +337,8 @@ async def test_a_policy_change_is_submitted_to_the_old_and_the_new_witnesses(tmp
         await w.start()
     old = first.policy_witness
     new = second.policy_witness
-    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((old,), 1))
-    relay = await _relay(tmp_path)
+    builder, relay, alice = await _one_witness_space(tmp_path, old)
     try:
-        alice = await join(url_of(relay), builder, builder.creator, create=True)
         from encspaces.core.entry import Kind
 
         change = builder._entry(builder.creator, Kind.WITNESSES, WitnessPolicy((new,), 1).encode_body())
@@ -366,9 +370,7 @@ async def test_a_policy_change_is_submitted_to_the_old_and_the_new_witnesses(tmp
 async def test_a_relay_that_lost_its_checkpoints_learns_the_witness_size_from_its_409(
         tmp_path: Path, witness: RunningWitness) -> None:
     w = witness.policy_witness
-    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
-    relay = await _relay(tmp_path)
-    alice = await join(url_of(relay), builder, builder.creator, create=True)
+    builder, relay, alice = await _one_witness_space(tmp_path, w)
     await _write(alice, builder, 9)
     await _until(alice, CheckpointNote, _size(10))
     await relay.stop()
@@ -391,10 +393,8 @@ async def test_the_witness_daemon_as_a_process(tmp_path: Path) -> None:
 
     async with WitnessProcess(tmp_path / "witness", [member_id(bytes(KEY.verify_key))]) as process:
         w = PolicyWitness.from_vkey(process.vkey, process.url)
-        builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
-        relay = await _relay(tmp_path)
+        builder, relay, alice = await _one_witness_space(tmp_path, w)
         try:
-            alice = await join(url_of(relay), builder, builder.creator, create=True)
             await _write(alice, builder, 3)
             _verified((await _until(alice, CheckpointNote, _size(4))).note, builder, w)
         finally:
@@ -406,9 +406,7 @@ async def test_migrate_to_postgresql_keeps_the_tree_and_the_cosigned_checkpoint(
     from encspaces_relay.migrate import migrate
 
     w = witness.policy_witness
-    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
-    relay = await _relay(tmp_path)
-    alice = await join(url_of(relay), builder, builder.creator, create=True)
+    builder, relay, alice = await _one_witness_space(tmp_path, w)
     await _write(alice, builder, 40)
     await _until(alice, CheckpointNote, _size(41))
     mine = _leaves(alice, builder)
@@ -440,10 +438,8 @@ async def test_what_the_relay_serves_verifies_with_tlog_scales(tmp_path: Path, w
     from tlog_scales.tlog import ConsistencyProof, InclusionProof
 
     w = witness.policy_witness
-    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy((w,), 1))
-    relay = await _relay(tmp_path)
+    builder, relay, alice = await _one_witness_space(tmp_path, w)
     try:
-        alice = await join(url_of(relay), builder, builder.creator, create=True)
         await _write(alice, builder, 36)
         pushed = await _until(alice, CheckpointNote, _size(37))
         mine = _leaves(alice, builder)
