@@ -45,7 +45,7 @@ class Kind(enum.StrEnum):
 
     @property
     def is_encrypted(self) -> bool:
-        return self in (Kind.DATA, Kind.SNAPSHOT)
+        return self in _ENCRYPTED_KINDS  # a set: reading ``Kind.DATA`` costs more than the test
 
     @property
     def is_control(self) -> bool:
@@ -53,6 +53,7 @@ class Kind(enum.StrEnum):
 
 
 _KINDS = {kind.value: kind for kind in Kind}
+_ENCRYPTED_KINDS = frozenset({Kind.DATA, Kind.SNAPSHOT})
 
 
 _T = TypeVar("_T")
@@ -174,8 +175,16 @@ class Entry:
         return member_id(self.header.author)
 
     def digest(self) -> bytes:
-        """What the relay's chain commits to; computable without the body."""
-        return crypto.hash_parts(crypto.CTX_ENTRY_DIGEST, self.header_bytes, self.body_hash, self.signature)
+        """What the relay's chain commits to; computable without the body.
+
+        Computed once per entry: the chain and the Merkle tree each need it for every entry a
+        device verifies. The fields it hashes are frozen, and ``dataclasses.replace`` makes a
+        new instance without the cached value, so it cannot be another entry's.
+        """
+        found: bytes | None = self.__dict__.get("_digest")
+        if found is None:
+            found = self.__dict__["_digest"] = crypto.entry_digest(self.header_bytes, self.body_hash, self.signature)
+        return found
 
     def describe(self) -> str:
         h = self.header
