@@ -308,7 +308,7 @@ class LogVerifier:
             raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
         # Only this device's own store may hold redacted entries (sealed keys blanked).
         local = not relay_signed
-        entries = [self._decode(raw, frame.first_seq + i, local) for i, raw in enumerate(frame.entries)]
+        entries = self._decode_all(frame, local)
         if self.seq == 0:
             self._bootstrap(frame, entries)
         if relay_signed:
@@ -440,11 +440,19 @@ class LogVerifier:
         return results
 
     @staticmethod
-    def _decode(raw: bytes, seq: int, local: bool = False) -> Entry:
+    def _decode_all(frame: Entries, local: bool) -> list[Entry]:
+        """The frame's entries parsed; a malformed one raises MalformedEntryError naming its seq.
+
+        One ``try`` around the whole frame (thousands of entries on a new device), not one per entry.
+        """
+        entries: list[Entry] = []
+        decode, append = Entry.decode, entries.append
         try:
-            return Entry.decode(raw, local=local)
+            for raw in frame.entries:
+                append(decode(raw, local=local))
         except MalformedEntryError as exc:
-            raise MalformedEntryError(f"seq {seq}: {exc}") from exc
+            raise MalformedEntryError(f"seq {frame.first_seq + len(entries)}: {exc}") from exc
+        return entries
 
     def _bootstrap(self, frame: Entries, entries: list[Entry]) -> None:
         """A fresh device learns the relay key from the genesis, which the space id pins."""
