@@ -5,6 +5,9 @@
 on every run opens the space on a brand-new device ``--opens`` times and prints the wall time
 of each. ``--profile`` runs the opens under cProfile and prints the top functions (the
 relay, a separate process, is not in that profile). ``--log`` uses a space with snapshots off.
+``--verify N`` records the relay's messages of one more open and verifies them again N times
+in this process with a fresh session and verifier: the CPU of the device's checks alone, a
+figure that moves less than a whole open's (no sockets, store, document).
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import encspaces
 from bench.replay import full_stack
 from bench.traces import load_trace
+from encspaces.core.session import ClientSession, Event
+from encspaces.core.verifier import LogVerifier
+from encspaces.space import decode_space_id
 from encspaces_relay.process import RelayProcess
 
 
@@ -65,6 +72,37 @@ async def opens(workdir: Path, count: int, profile: cProfile.Profile | None) -> 
     return times, cpu
 
 
+async def capture(workdir: Path) -> list[tuple[bytes, int]]:
+    """The relay's messages to a new device during one open, as its session received them."""
+    received: list[tuple[bytes, int]] = []
+    original = ClientSession.receive
+
+    def recording(session: ClientSession, data: bytes, now_ms: int) -> list[Event]:
+        received.append((bytes(data), now_ms))
+        return original(session, data, now_ms)
+
+    with mock.patch.object(ClientSession, "receive", recording):
+        await opens(workdir, 1, None)
+    return received
+
+
+def verify_again(workdir: Path, received: list[tuple[bytes, int]], count: int) -> list[float]:
+    """The CPU time of each of ``count`` verifications of ``received`` by a brand-new device."""
+    meta = json.loads((workdir / "meta.json").read_text())
+    reader = encspaces.Identity.load(workdir / "reader.key")
+    space = decode_space_id(meta["space_id"])
+    cpu: list[float] = []
+    for _ in range(count):
+        start = time.process_time()
+        verifier = LogVerifier(space, reader)
+        session = ClientSession(reader, verifier)
+        for data, now_ms in received:
+            session.receive(data, now_ms)
+        verifier.settle_unpinned()
+        cpu.append(time.process_time() - start)
+    return cpu
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, required=True, help="where the relay and its B4 space are kept")
@@ -72,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", action="store_true", help="a space with snapshots off (the full log)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--verify", type=int, default=0, metavar="N",
+                        help="verify one open's messages again N times in process (CPU of the checks alone)")
     args = parser.parse_args(argv)
     workdir = args.dir / ("log" if args.log else "snapshot")
     if not (workdir / "meta.json").exists():
@@ -83,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     print("open cpu ms:", " ".join(f"{t * 1000:.1f}" for t in cpu), file=sys.stderr)
     print(f"median: {statistics.median(times) * 1000:.1f} ms wall, {statistics.median(cpu) * 1000:.1f} ms cpu",
           file=sys.stderr)
+    if args.verify:
+        verify_cpu = verify_again(workdir, asyncio.run(capture(workdir)), args.verify)
+        print(f"verify cpu ms: min {min(verify_cpu) * 1000:.2f}, median {statistics.median(verify_cpu) * 1000:.2f}",
+              file=sys.stderr)
     if profile is not None:
         stats = pstats.Stats(profile, stream=sys.stdout)
         stats.sort_stats("cumulative").print_stats(args.top)
