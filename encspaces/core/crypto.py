@@ -98,7 +98,7 @@ def hash_parts(context: bytes, *parts: bytes | int) -> bytes:
 
 # The two hashes a device computes for every entry of the log (thousands on a new device), each
 # ``hash_parts`` with its context and parts written out: one concatenation and one ``update``
-# instead of the loop (tests/core/test_crypto.py holds them equal to ``hash_parts``; figures in
+# instead of the loop (tests/core/test_entry.py holds them equal to ``hash_parts``; figures in
 # bench/README.md, "Cold open: the device's verification").
 _ENTRY_DIGEST_HASHER = hashlib.blake2b(_frame(CTX_ENTRY_DIGEST), digest_size=HASH_SIZE)
 _HEAD_HASHER = hashlib.blake2b(_frame(CTX_HEAD), digest_size=HASH_SIZE)
