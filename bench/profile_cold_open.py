@@ -5,6 +5,9 @@
 on every run opens the space on a brand-new device ``--opens`` times and prints the wall time
 of each. ``--profile`` runs the opens under cProfile and prints the top functions (the
 relay, a separate process, is not in that profile). ``--log`` uses a space with snapshots off.
+``--verify N`` records the relay's messages of one more open and verifies them again N times
+in this process with a fresh session and verifier: the CPU of the device's checks alone, a
+figure that moves less than a whole open's (no sockets, store, document).
 """
 
 from __future__ import annotations
@@ -15,14 +18,19 @@ import cProfile
 import json
 import pstats
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import encspaces
 from bench.replay import full_stack
 from bench.traces import load_trace
+from encspaces.core.session import ClientSession, Event
+from encspaces.core.verifier import LogVerifier
+from encspaces.space import decode_space_id
 from encspaces_relay.process import RelayProcess
 
 
@@ -37,27 +45,62 @@ async def build(workdir: Path, snapshots: bool) -> dict[str, Any]:
     return meta
 
 
-async def opens(workdir: Path, count: int, profile: cProfile.Profile | None) -> list[float]:
+async def opens(workdir: Path, count: int, profile: cProfile.Profile | None) -> tuple[list[float], list[float]]:
+    """The wall time and the CPU time of this process (all its threads, as ``device_cpu_s`` in
+    bench.cold_open) of each open."""
     meta = json.loads((workdir / "meta.json").read_text())
     reader = encspaces.Identity.load(workdir / "reader.key")
     times: list[float] = []
+    cpu: list[float] = []
     async with RelayProcess(workdir / "relay", log_level="ERROR") as relay:
         for i in range(count):
             device = workdir / f"device-{i}"
             shutil.rmtree(device, ignore_errors=True)
             if profile is not None:
                 profile.enable()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             space = await encspaces.connect(relay.url, reader, meta["space_id"], data_dir=device)
             text = str(space.text("t"))
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
             if profile is not None:
                 profile.disable()
             await space.close()
             shutil.rmtree(device, ignore_errors=True)
             if text != meta["text"]:
                 raise AssertionError("the new device's text differs from the document")
-    return times
+    return times, cpu
+
+
+async def capture(workdir: Path) -> list[tuple[bytes, int]]:
+    """The relay's messages to a new device during one open, as its session received them."""
+    received: list[tuple[bytes, int]] = []
+    original = ClientSession.receive
+
+    def recording(session: ClientSession, data: bytes, now_ms: int) -> list[Event]:
+        received.append((bytes(data), now_ms))
+        return original(session, data, now_ms)
+
+    with mock.patch.object(ClientSession, "receive", recording):
+        await opens(workdir, 1, None)
+    return received
+
+
+def verify_again(workdir: Path, received: list[tuple[bytes, int]], count: int) -> list[float]:
+    """The CPU time of each of ``count`` verifications of ``received`` by a brand-new device."""
+    meta = json.loads((workdir / "meta.json").read_text())
+    reader = encspaces.Identity.load(workdir / "reader.key")
+    space = decode_space_id(meta["space_id"])
+    cpu: list[float] = []
+    for _ in range(count):
+        start = time.process_time()
+        verifier = LogVerifier(space, reader)
+        session = ClientSession(reader, verifier)
+        for data, now_ms in received:
+            session.receive(data, now_ms)
+        verifier.settle_unpinned()
+        cpu.append(time.process_time() - start)
+    return cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,14 +110,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", action="store_true", help="a space with snapshots off (the full log)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--verify", type=int, default=0, metavar="N",
+                        help="verify one open's messages again N times in process (CPU of the checks alone)")
     args = parser.parse_args(argv)
     workdir = args.dir / ("log" if args.log else "snapshot")
     if not (workdir / "meta.json").exists():
         workdir.mkdir(parents=True, exist_ok=True)
         asyncio.run(build(workdir, snapshots=not args.log))
     profile = cProfile.Profile(time.process_time) if args.profile else None
-    times = asyncio.run(opens(workdir, args.opens, profile))
+    times, cpu = asyncio.run(opens(workdir, args.opens, profile))
     print("open ms:", " ".join(f"{t * 1000:.1f}" for t in times), file=sys.stderr)
+    print("open cpu ms:", " ".join(f"{t * 1000:.1f}" for t in cpu), file=sys.stderr)
+    print(f"median: {statistics.median(times) * 1000:.1f} ms wall, {statistics.median(cpu) * 1000:.1f} ms cpu",
+          file=sys.stderr)
+    if args.verify:
+        verify_cpu = verify_again(workdir, asyncio.run(capture(workdir)), args.verify)
+        print(f"verify cpu ms: min {min(verify_cpu) * 1000:.2f}, median {statistics.median(verify_cpu) * 1000:.2f}",
+              file=sys.stderr)
     if profile is not None:
         stats = pstats.Stats(profile, stream=sys.stdout)
         stats.sort_stats("cumulative").print_stats(args.top)

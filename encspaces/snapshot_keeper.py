@@ -98,16 +98,30 @@ class SnapshotKeeper:
         own data entries not yet verified (0: none), which the document already holds.
         """
         verifier = self._host.verifier
-        mine = sum(1 for r in results if r.author == self._me and not r.late)
-        self._own_seen = verifier.state.author_seqs.get(self._me, 0) - mine
+        # One pass over the batch (a new device's catch-up: thousands of entries).
+        me, snapshot = self._me, Kind.SNAPSHOT
+        mine = 0
+        fresh: list[int] = []
+        late: set[int] = set()
+        bases: set[int] = set()
+        for r in results:
+            header = r.entry.header
+            if r.late:
+                late.add(r.seq)
+            else:
+                fresh.append(r.seq)
+                if header.author == me:
+                    mine += 1
+            if header.kind is snapshot:
+                bases.add(header.parent_seq)
+        self._own_seen = verifier.state.author_seqs.get(me, 0) - mine
         self._own_through = own_through
         self._idle = idle
-        self._waiting = {r.seq for r in verifier.awaiting_key} | {r.seq for r in results if r.late}
-        fresh = [r.seq for r in results if not r.late]
+        self._waiting = {r.seq for r in verifier.awaiting_key} | late
         self._batch_last = fresh[-1] if fresh else 0
         self._left = len(results)
         grid = {seq for seq in fresh if seq % GRANULARITY == 0 and seq > self._batch_last - 2 * GRANULARITY}
-        self._wanted = grid | {r.entry.header.parent_seq for r in results if r.kind is Kind.SNAPSHOT}
+        self._wanted = grid | bases
 
     def _note_upto(self, limit: int) -> None:
         """Note the content at every wanted seq below ``limit`` where the document is exactly the log.

@@ -45,7 +45,7 @@ class Kind(enum.StrEnum):
 
     @property
     def is_encrypted(self) -> bool:
-        return self in (Kind.DATA, Kind.SNAPSHOT)
+        return self in _ENCRYPTED_KINDS  # a set: reading ``Kind.DATA`` costs more than the test
 
     @property
     def is_control(self) -> bool:
@@ -53,10 +53,16 @@ class Kind(enum.StrEnum):
 
 
 _KINDS = {kind.value: kind for kind in Kind}
+_ENCRYPTED_KINDS = frozenset({Kind.DATA, Kind.SNAPSHOT})
 
 
 _T = TypeVar("_T")
 _MAX_INT = (1 << 63) - 1  # encoding.as_int's default bound
+_HASH_SIZE = crypto.HASH_SIZE
+_KEY_SIZE = crypto.PUBLIC_KEY_SIZE
+_SIGNATURE_SIZE = crypto.SIGNATURE_SIZE
+_SPACE_SIZES = (0, crypto.HASH_SIZE)  # the genesis names no space
+_NONCE_SIZES = (0, crypto.NONCE_SIZE)  # control entries carry no nonce
 
 
 def frozen_instance(cls: type[_T], fields: dict[str, Any]) -> _T:
@@ -106,15 +112,16 @@ class Header:
         if type(items) is list and len(items) == 10:  # the common case, checked in one expression
             version, space, author, author_seq, epoch, kind_name, parent_seq, parent_hash, time_ms, nonce = items
             kind = _KINDS.get(kind_name) if type(kind_name) is str else None
+            # Sizes and bounds as module constants: a new device decodes thousands of headers.
             if (type(version) is int and version == FORMAT_VERSION and kind is not None
-                    and type(space) is bytes and len(space) in (0, crypto.HASH_SIZE)
-                    and type(author) is bytes and len(author) == crypto.PUBLIC_KEY_SIZE
+                    and type(space) is bytes and len(space) in _SPACE_SIZES
+                    and type(author) is bytes and len(author) == _KEY_SIZE
                     and type(author_seq) is int and 1 <= author_seq <= _MAX_INT
                     and type(epoch) is int and 1 <= epoch <= _MAX_INT
                     and type(parent_seq) is int and 0 <= parent_seq <= _MAX_INT
-                    and type(parent_hash) is bytes and len(parent_hash) == crypto.HASH_SIZE
+                    and type(parent_hash) is bytes and len(parent_hash) == _HASH_SIZE
                     and type(time_ms) is int and 0 <= time_ms <= _MAX_INT
-                    and type(nonce) is bytes and len(nonce) in (0, crypto.NONCE_SIZE)):
+                    and type(nonce) is bytes and len(nonce) in _NONCE_SIZES):
                 return frozen_instance(cls, {
                     "version": version, "space": space, "author": author, "author_seq": author_seq,
                     "epoch": epoch, "kind": kind, "parent_seq": parent_seq, "parent_hash": parent_hash,
@@ -174,8 +181,16 @@ class Entry:
         return member_id(self.header.author)
 
     def digest(self) -> bytes:
-        """What the relay's chain commits to; computable without the body."""
-        return crypto.hash_parts(crypto.CTX_ENTRY_DIGEST, self.header_bytes, self.body_hash, self.signature)
+        """What the relay's chain commits to; computable without the body.
+
+        Computed once per entry: the chain and the Merkle tree each need it for every entry a
+        device verifies. The fields it hashes are frozen, and ``dataclasses.replace`` makes a
+        new instance without the cached value, so it cannot be another entry's.
+        """
+        found: bytes | None = self.__dict__.get("_digest")
+        if found is None:
+            found = self.__dict__["_digest"] = crypto.entry_digest(self.header_bytes, self.body_hash, self.signature)
+        return found
 
     def describe(self) -> str:
         h = self.header
@@ -193,10 +208,11 @@ class Entry:
             items = unpack(raw, max_size=MAX_ENTRY_SIZE, what="entry")
             if local and isinstance(items, list) and len(items) == 5 and items[4] is True:
                 redacted, items = True, items[:4]
-            items = as_list(items, "entry", 4)
+            if type(items) is not list or len(items) != 4:
+                items = as_list(items, "entry", 4)  # raises the ProtocolError that says why
             header_bytes, body_hash, signature, body = items
-            if not (type(header_bytes) is bytes and type(body_hash) is bytes and len(body_hash) == crypto.HASH_SIZE
-                    and type(signature) is bytes and len(signature) == crypto.SIGNATURE_SIZE
+            if not (type(header_bytes) is bytes and type(body_hash) is bytes and len(body_hash) == _HASH_SIZE
+                    and type(signature) is bytes and len(signature) == _SIGNATURE_SIZE
                     and (body is None or type(body) is bytes)):  # else the check that names the field
                 header_bytes = as_bytes(items[0], "entry header")
                 body_hash = as_bytes(items[1], "entry body hash", crypto.HASH_SIZE)
@@ -206,7 +222,7 @@ class Entry:
         except ProtocolError as exc:
             raise MalformedEntryError(f"malformed entry: {exc}") from exc
         stripped = body is None
-        if stripped and not header.kind.is_encrypted:
+        if stripped and header.kind not in _ENCRYPTED_KINDS:
             raise MalformedEntryError(f"a {header.kind.value} entry without its body: control bodies are never dropped")
         return frozen_instance(cls, {
             "raw": raw, "header_bytes": header_bytes, "body_hash": body_hash, "signature": signature,

@@ -18,7 +18,7 @@ from .encoding import as_bytes, as_int, as_list, pack, unpack
 
 
 def next_head(previous: bytes, seq: int, entry_digest: bytes) -> bytes:
-    return crypto.hash_parts(crypto.CTX_HEAD, previous, seq, entry_digest)
+    return crypto.chain_head(previous, seq, entry_digest)
 
 
 @dataclass(frozen=True)

@@ -294,43 +294,45 @@ class LogState:
         Assumes the author's signature was already checked (``Entry.check_signature``).
         """
         h = entry.header
-        who = _Who(entry, seq)
-        encrypted = h.kind.is_encrypted
-        if seq != self.seq + 1:
+        kind = h.kind
+        encrypted = kind.is_encrypted
+        if seq != len(self.heads):  # i.e. self.seq + 1
             raise ValueError(f"check at seq {seq} but the log is at {self.seq}")
         if seq == GENESIS_SEQ:
             self._check_genesis(entry)
             return
-        if h.kind is Kind.GENESIS:
-            raise MembershipChangeError(f"{who}: a genesis entry may only stand at seq 1")
+        if kind is Kind.GENESIS:
+            raise MembershipChangeError(f"{_who(entry, seq)}: a genesis entry may only stand at seq 1")
         if h.space != self.space:
             raise SpaceMismatchError(
-                f"{who}: names space {h.space.hex()[:16]}…, expected {self.space.hex()[:16]}…"
+                f"{_who(entry, seq)}: names space {h.space.hex()[:16]}…, expected {self.space.hex()[:16]}…"
             )
-        if h.kind is Kind.JOIN:
+        if kind is Kind.JOIN:
             if h.author in self.device_owner or h.author in self.members:
-                raise MembershipChangeError(f"{who}: {member_id(h.author)} is already a member")
+                raise MembershipChangeError(f"{_who(entry, seq)}: {member_id(h.author)} is already a member")
         else:
             person = self.device_owner.get(h.author)
             if person is None:
-                self._not_a_device(entry, str(who))
+                self._not_a_device(entry, _who(entry, seq))
             role = self.members[person].role
-            if (encrypted or h.kind is Kind.ATTEST) and not role.can_write:
-                raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
-            if not encrypted and h.kind not in _ANY_ROLE and not role.can_manage:
-                raise PermissionDeniedError(f"{who}: author's role {role.value} may not {_MANAGING[h.kind]}")
+            if (encrypted or kind is Kind.ATTEST) and not role.can_write:
+                raise PermissionDeniedError(
+                    f"{_who(entry, seq)}: author's role {role.value} may not {_MANAGING[kind]}")
+            if not encrypted and kind not in _ANY_ROLE and not role.can_manage:
+                raise PermissionDeniedError(
+                    f"{_who(entry, seq)}: author's role {role.value} may not {_MANAGING[kind]}")
         self._check_author_seq(entry, seq)
         self._check_parent(entry, seq)
         if h.epoch != self.epoch:
-            raise EpochError(f"{who}: under epoch {h.epoch}, expected the current epoch {self.epoch}")
+            raise EpochError(f"{_who(entry, seq)}: under epoch {h.epoch}, expected the current epoch {self.epoch}")
         if encrypted and not h.nonce:
-            raise MalformedEntryError(f"{who}: a {h.kind.value} entry needs a nonce")
+            raise MalformedEntryError(f"{_who(entry, seq)}: a {h.kind.value} entry needs a nonce")
         if not encrypted and h.nonce:
-            raise MalformedEntryError(f"{who}: a control entry is not encrypted and carries no nonce")
+            raise MalformedEntryError(f"{_who(entry, seq)}: a control entry is not encrypted and carries no nonce")
         # Bodies last, so that a replayed membership entry is a ReplayError, not a body conflict.
-        checker = _BODY_CHECKS.get(h.kind)
+        checker = _BODY_CHECKS.get(kind)
         if checker is not None:
-            checker(self, entry, str(who))
+            checker(self, entry, _who(entry, seq))
 
     def _not_a_device(self, entry: Entry, who: str) -> NoReturn:
         """The author is no current device of a member: say why, as precisely as the log knows."""
@@ -678,21 +680,13 @@ class LogState:
         self._journal = None
 
 
-class _Who:
-    """"<entry> at seq N" for an error message, formatted only if one is raised.
+def _who(entry: Entry, seq: int) -> str:
+    """"<entry> at seq N" for an error message: formatted only when one is raised.
 
     ``check`` runs for every entry a device verifies (thousands on a new device); naming the
     author costs a base64 encoding that only an error needs.
     """
-
-    __slots__ = ("entry", "seq")
-
-    def __init__(self, entry: Entry, seq: int) -> None:
-        self.entry = entry
-        self.seq = seq
-
-    def __str__(self) -> str:
-        return f"{self.entry.describe()} at seq {self.seq}"
+    return f"{entry.describe()} at seq {seq}"
 
 
 def _restore(target: dict[bytes, Any], saved: dict[bytes, Any]) -> None:

@@ -43,11 +43,14 @@ class Role(enum.StrEnum):
 
     @property
     def can_write(self) -> bool:
-        return self in (Role.ADMIN, Role.WRITER)
+        return self in _WRITING_ROLES  # a set: reading ``Role.ADMIN`` costs more than the test
 
     @property
     def can_manage(self) -> bool:
         return self is Role.ADMIN
+
+
+_WRITING_ROLES = frozenset({Role.ADMIN, Role.WRITER})
 
 
 @dataclass(frozen=True)

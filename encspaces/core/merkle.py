@@ -388,12 +388,13 @@ class Frontier:
         index = self.size
         level, acc = 0, leaf
         new = [(0, index, leaf)]
-        while self._peaks and self._peaks[-1][0] == level:
-            acc = node_hash(self._peaks.pop()[1], acc)
+        peaks = self._peaks
+        while peaks and peaks[-1][0] == level:
+            acc = node_hash(peaks.pop()[1], acc)
             level += 1
             index >>= 1
             new.append((level, index, acc))
-        self._peaks.append((level, acc))
+        peaks.append((level, acc))
         self.size += 1
         return new
 

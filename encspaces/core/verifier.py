@@ -235,7 +235,8 @@ class LogVerifier:
                 raise StoreError(f"the local store does not chain at seq {seq}: it is corrupt")
             self.state.apply(entry, seq, head)
             results.append(self._open(entry, seq, head, new_keys))
-        self._grow_tree([(r.seq, r.entry) for r in results])
+        if results:
+            self._grow_tree(results[0].seq, [r.entry for r in results])
         return self._finish(results, new_keys)
 
     # --- local checkpoints ------------------------------------------------------------------
@@ -307,7 +308,7 @@ class LogVerifier:
             raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
         # Only this device's own store may hold redacted entries (sealed keys blanked).
         local = not relay_signed
-        entries = [self._decode(raw, frame.first_seq + i, local) for i, raw in enumerate(frame.entries)]
+        entries = self._decode_all(frame, local)
         if self.seq == 0:
             self._bootstrap(frame, entries)
         if relay_signed:
@@ -338,13 +339,12 @@ class LogVerifier:
         if self.unpinned:
             self._pin()
         finished = self._finish(results, new_keys)
-        self._grow_tree([(frame.first_seq + i, entry) for i, entry in enumerate(entries)],
-                        frame.head if relay_signed else None)
+        self._grow_tree(frame.first_seq, entries, frame.head if relay_signed else None)
         if relay_signed:
             self.witness.observe_head(frame.head.seq, pack(frame.head.encode()), Role.FRAME)
         return finished
 
-    def _grow_tree(self, entries: list[tuple[int, Entry]], head: SignedHead | None = None) -> None:
+    def _grow_tree(self, first: int, entries: list[Entry], head: SignedHead | None = None) -> None:
         """Extend the Merkle tree by entries just verified (a checkpoint at their size is compared
         there and may raise CheckpointForkError: the relay showed someone another log). The
         frame's entries are not stored when that fails the space: their digests and the frame's
@@ -356,16 +356,15 @@ class LogVerifier:
             self.witness.set_relay_key(self.state.relay_key)
             self.witness.set_rules(rules_of(self.state.witness_policies))
         try:
-            for seq, entry in entries:
-                self.witness.append(seq, entry.digest())
+            self.witness.extend(first, [entry.digest() for entry in entries])
         except CheckpointForkError as exc:
             leaves = exc.proof.leaves if exc.proof is not None else None
             if exc.proof is not None and leaves is not None and head is not None and entries:
-                first = entries[0][0]  # the whole frame, up to its signed head
+                # the whole frame (from ``first``), up to its signed head
                 kept = leaves.tail[: max(0, first - leaves.tail_from)] if leaves.tail_from <= first else ()
                 tail = LeavesStatement(leaves.role, None, through=leaves.through,
                                        tail_from=first - len(kept),
-                                       tail=(*kept, *(entry.digest() for _, entry in entries)))
+                                       tail=(*kept, *(entry.digest() for entry in entries)))
                 exc.proof = exc.proof.replace(statements=(
                     *(s for s in exc.proof.statements if s is not leaves), HeadStatement(Role.FRAME, head), tail))
             raise
@@ -374,8 +373,7 @@ class LogVerifier:
         """The tree of a checkpoint that predates it, from the digests of entries 1..checkpoint seq."""
         tracker = WitnessTracker(self.space, self.state.relay_key, rules_of(self.state.witness_policies),
                                  self.witness.clock, self.witness.deadline)
-        for seq, digest in enumerate(digests, 1):
-            tracker.append(seq, digest)
+        tracker.extend(1, digests)
         self.witness = tracker
         self._witness_policies = self.state.witness_policies
         self.tree_missing = False
@@ -401,7 +399,10 @@ class LogVerifier:
         through = max((record.base for seq, record in self.state.snapshots.items()
                        if seq not in self.unpinned and record.status(threshold) is Status.AGREED), default=0)
         if through and next(iter(self.unpinned)) <= through:
-            self.unpinned = {seq: entry for seq, entry in self.unpinned.items() if seq > through}
+            if next(reversed(self.unpinned)) <= through:  # (in log order) all of them, as on a fast join
+                self.unpinned = {}
+            else:
+                self.unpinned = {seq: entry for seq, entry in self.unpinned.items() if seq > through}
 
     def settle_unpinned(self) -> None:
         """Catch-up ended: check the signature of every stripped entry no agreed snapshot vouched for.
@@ -439,11 +440,19 @@ class LogVerifier:
         return results
 
     @staticmethod
-    def _decode(raw: bytes, seq: int, local: bool = False) -> Entry:
+    def _decode_all(frame: Entries, local: bool) -> list[Entry]:
+        """The frame's entries parsed; a malformed one raises MalformedEntryError naming its seq.
+
+        One ``try`` around the whole frame (thousands of entries on a new device), not one per entry.
+        """
+        entries: list[Entry] = []
+        decode, append = Entry.decode, entries.append
         try:
-            return Entry.decode(raw, local=local)
+            for raw in frame.entries:
+                append(decode(raw, local=local))
         except MalformedEntryError as exc:
-            raise MalformedEntryError(f"seq {seq}: {exc}") from exc
+            raise MalformedEntryError(f"seq {frame.first_seq + len(entries)}: {exc}") from exc
+        return entries
 
     def _bootstrap(self, frame: Entries, entries: list[Entry]) -> None:
         """A fresh device learns the relay key from the genesis, which the space id pins."""

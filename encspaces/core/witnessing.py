@@ -35,6 +35,7 @@ an injected clock (seconds, monotonic); nothing here sleeps or does I/O.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -134,9 +135,18 @@ class _Awaiting:
     checkpoints: list[_Seen] = field(default_factory=list)
 
 
+# SHA-256 after the leaf prefix and context (``merkle.leaf_hash`` of ``merkle.entry_leaf``):
+# ``copy()`` then the digest is cheaper than hashing both again for every entry.
+_ENTRY_LEAF_HASHER = hashlib.sha256(merkle.LEAF_PREFIX + merkle.LEAF_CONTEXT)
+
+
 def entry_leaf_hash(entry_digest: bytes) -> bytes:
     """The Merkle leaf hash of the entry with this digest (leaf i = entry at seq i + 1)."""
-    return merkle.leaf_hash(merkle.entry_leaf(entry_digest))
+    if len(entry_digest) != merkle.HASH_SIZE:
+        merkle.entry_leaf(entry_digest)  # raises the MerkleArgumentError
+    h = _ENTRY_LEAF_HASHER.copy()
+    h.update(entry_digest)
+    return h.digest()
 
 
 class WitnessTracker:
@@ -208,22 +218,33 @@ class WitnessTracker:
 
     def append(self, seq: int, entry_digest: bytes) -> None:
         """The verifier accepted the entry at ``seq`` (the next one): extend our tree."""
+        self.extend(seq, (entry_digest,))
+
+    def extend(self, first_seq: int, entry_digests: Iterable[bytes]) -> None:
+        """The verifier accepted the entries from ``first_seq`` on (the next ones): extend our tree.
+
+        One call for a frame's entries (thousands on a new device). A checkpoint at a size
+        reached on the way is compared there; a fork raises with the tree at that size.
+        """
         if self.failure is not None:
             raise self.failure
-        if seq != self._frontier.size + 1:
-            raise MerkleArgumentError(f"witness tracker: entry at seq {seq}, expected seq {self._frontier.size + 1}")
-        self._frontier.append(entry_leaf_hash(entry_digest))
-        self._recent.append(entry_digest)
-        seen = self._pending.pop(seq, None)
-        if seen is not None:
-            root = self._frontier.root()
-            self._remember_root(seq, root)
-            try:
-                self._check_root(seen, root)
-            except CheckpointForkError as exc:
-                self.failure = exc
-                raise
-            self._credit(seen)
+        frontier = self._frontier
+        if first_seq != frontier.size + 1:
+            raise MerkleArgumentError(f"witness tracker: entry at seq {first_seq}, expected seq {frontier.size + 1}")
+        pending, recent = self._pending, self._recent
+        for seq, entry_digest in enumerate(entry_digests, first_seq):
+            frontier.append(entry_leaf_hash(entry_digest))
+            recent.append(entry_digest)
+            seen = pending.pop(seq, None) if pending else None
+            if seen is not None:
+                root = frontier.root()
+                self._remember_root(seq, root)
+                try:
+                    self._check_root(seen, root)
+                except CheckpointForkError as exc:
+                    self.failure = exc
+                    raise
+                self._credit(seen)
 
     def add_checkpoint(self, data: bytes, *, from_witness: bool = False) -> list[ProofRequest]:
         """A checkpoint note from the relay or a witness: check it, compare it, count it.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from encspaces.core import crypto
@@ -37,6 +39,44 @@ def test_hash_parts_is_length_prefixed_and_context_bound() -> None:
     assert crypto.hash_parts(b"ctx", b"a") != crypto.hash_parts(b"ctx2", b"a")
     assert crypto.hash_parts(b"ctx", 1) != crypto.hash_parts(b"ctx", b"\x00" * 7 + b"\x01")
     assert len(crypto.hash_parts(b"ctx")) == crypto.HASH_SIZE
+
+
+def test_entry_digest_and_chain_head_are_hash_parts() -> None:
+    """The two per-entry hashes, written out for speed, stay byte-identical to ``hash_parts``
+    (stored logs, relays and other clients depend on them): values from before the rewrite, and
+    equality for other lengths (including ones no valid entry has) and seqs up to the u64 range."""
+    assert crypto.entry_digest(b"header" * 30, bytes(range(32)), bytes(range(64))).hex() == (
+        "a805c14233422accddbd70d0ad9f6e6583beecc816e5a3500d530deb877a3f1e")
+    assert crypto.chain_head(bytes(range(32)), 1457, bytes(range(32, 64))).hex() == (
+        "edd94821b3c1834ec3b118a57d1b8d94202c58bd4c39eab6423e9e55863c1976")
+    for header, body_hash, signature in [(b"", b"", b""), (b"h" * 300, bytes(31), bytes(65)), (b"x", b"y", b"z")]:
+        assert crypto.entry_digest(header, body_hash, signature) == crypto.hash_parts(
+            crypto.CTX_ENTRY_DIGEST, header, body_hash, signature)
+    for previous, seq, digest in [(bytes(32), 0, bytes(32)), (b"p", (1 << 64) - 1, b""), (b"", 1, bytes(33))]:
+        assert crypto.chain_head(previous, seq, digest) == crypto.hash_parts(crypto.CTX_HEAD, previous, seq, digest)
+        assert next_head(previous, seq, digest) == crypto.hash_parts(crypto.CTX_HEAD, previous, seq, digest)
+
+
+def test_hash_parts_frames_every_kind_of_part() -> None:
+    """bytes, bytearray and memoryview are framed alike; ints (bools too) are u64."""
+    assert crypto.hash_parts(b"ctx", bytearray(b"ab"), memoryview(b"c")) == crypto.hash_parts(b"ctx", b"ab", b"c")
+    assert crypto.hash_parts(b"ctx", True) == crypto.hash_parts(b"ctx", 1)
+    assert crypto.hash_parts(b"ctx", 1) != crypto.hash_parts(b"ctx", b"\x00" * 7 + b"\x01")
+
+
+def test_digest_is_computed_once_and_never_another_entrys() -> None:
+    """The digest is cached on the entry: the same value each call, and an entry made from
+    another (``dataclasses.replace``, or the bytes re-encoded) gets its own."""
+    fs = FakeSpace()
+    e = fs.make(fs.bob)
+    first = e.digest()
+    assert e.digest() is first
+    assert first == crypto.hash_parts(crypto.CTX_ENTRY_DIGEST, e.header_bytes, e.body_hash, e.signature)
+    other = dataclasses.replace(e, signature=bytes(64))
+    assert other.digest() == crypto.hash_parts(crypto.CTX_ENTRY_DIGEST, e.header_bytes, e.body_hash, bytes(64))
+    assert other.digest() != first
+    assert Entry.decode(reencode(e, body_hash=bytes(32))).digest() != first
+    assert e.digest() is first and other == dataclasses.replace(e, signature=bytes(64))
 
 
 def test_data_entry_round_trip() -> None:

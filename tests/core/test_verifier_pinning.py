@@ -87,6 +87,21 @@ def test_entries_stay_unpinned_until_the_snapshot_is_agreed() -> None:
     assert v.unpinned == {} and v.unpinned_from is None
 
 
+def test_stripped_entries_after_the_snapshot_base_stay_unpinned() -> None:
+    fake = FakeSpace()
+    snapshot_seq, base = with_snapshot(fake)
+    for i in range(3):
+        fake.write(fake.bob, f"later {i}".encode())
+    raws = stripped(fake, fake.seq)
+    raws[snapshot_seq - 1] = fake.raws[snapshot_seq - 1]  # the snapshot whole: it vouches through its base
+    v = fake.verifier(fake.carol)
+    v.verify_frame(fake.frame_of(1, raws))
+    assert list(v.unpinned) == [seq for seq, raw in enumerate(raws, 1) if seq > base and Entry.decode(raw).stripped]
+    assert len(v.unpinned) == 3
+    v.settle_unpinned()
+    assert v.unpinned == {}
+
+
 def test_a_snapshot_that_came_stripped_vouches_for_nothing() -> None:
     fake = FakeSpace()
     snapshot_seq, _ = with_snapshot(fake)

@@ -101,6 +101,28 @@ def test_entries_must_come_in_order() -> None:
     assert t.verified == 1
 
 
+def test_extend_is_append_one_entry_at_a_time() -> None:
+    """A frame's entries in one ``extend``: checkpoints reached on the way are credited there,
+    and a fork stops the tree at the checkpoint's size, failed, exactly as one ``append`` each."""
+    log, forked = Log(12), Log(12, fork_at=3)
+    t = tracker(ONE)
+    assert t.add_checkpoint(log.checkpoint(5, WITNESSES[0])) == []
+    t.extend(1, log.digests[:12])
+    assert t.verified == 12 and t.witnessed_seq == 5
+    assert t.root == merkle.root_of([entry_leaf_hash(d) for d in log.digests])
+    t.extend(13, [])  # nothing to add
+    with pytest.raises(MerkleArgumentError, match="entry at seq 12, expected seq 13"):
+        t.extend(12, log.digests[11:])
+    bad = tracker(ONE)
+    bad.add_checkpoint(forked.checkpoint(7))
+    with pytest.raises(CheckpointForkError) as raised:
+        bad.extend(1, log.digests)
+    assert bad.verified == 7
+    with pytest.raises(CheckpointForkError) as again:
+        bad.extend(8, log.digests[7:])
+    assert again.value is raised.value and bad.verified == 7
+
+
 def test_no_witnesses_means_witnessed_seq_none_but_checkpoints_still_checked() -> None:
     log, forked = Log(10), Log(10, fork_at=4)
     t = tracker([])
