@@ -20,10 +20,8 @@ FULL, NORMAL = 2, 1
 
 async def synchronous_after(store: LocalStore, **write: Any) -> int:
     await store.write(**write)
-    async with store._db.execute("PRAGMA synchronous") as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+    rows = await store._rows("PRAGMA synchronous", ())  # the connection's own setting, read on its thread
+    return int(rows[0][0])
 
 
 @pytest.mark.parametrize(("write", "expected"), [
