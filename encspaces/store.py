@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from queue import SimpleQueue
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -59,25 +61,71 @@ def _connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
 
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return  # the caller was cancelled: the call ran anyway, nobody waits for it
+    if exc is None:
+        future.set_result(result)
+    else:
+        future.set_exception(exc)
+
+
+class _Worker:
+    """One thread running the store's calls in order, each answered on the event loop.
+
+    The lightest hop there is (a queue put, a wake-up, ``call_soon_threadsafe``): about
+    30 µs of CPU, against about twice that through ``run_in_executor``'s two chained futures
+    (bench/README.md, "Receiving at 10×10"). A daemon thread: a process that returns without
+    closing its spaces must not wait for it at interpreter exit. WAL with synchronous=FULL is
+    crash-safe, so ending it with the process loses nothing committed (what was not flushed is
+    lost exactly as with kill -9).
+    """
+
+    def __init__(self) -> None:
+        self._calls: SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="encspaces store", daemon=True)
+        self._thread.start()
+
+    def run(self, function: Callable[[], _T]) -> asyncio.Future[_T]:
+        """Run ``function()`` on the thread, after every call queued before it."""
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._calls.put((future, function))
+        return future
+
+    def stop(self) -> None:
+        """End the thread once the calls queued before this one ran."""
+        self._calls.put(None)
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, function = call
+            result: Any = None
+            try:
+                result = function()
+            except BaseException as exc:
+                error: BaseException | None = exc
+            else:
+                error = None
+            with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits any more
+                future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+
+
 class LocalStore:
     """One SQLite file per space under the device's data dir.
 
     A plain sqlite3 connection on a thread of its own, and every call (a read, or a whole
     write transaction with its ``PRAGMA synchronous`` switch) runs there in one piece: one
     thread hop per call. Through aiosqlite each statement, fetch and commit was a hop of its
-    own (~100 µs each, four to five per received frame); a device that receives 200 frames a
-    second spent most of its store time hopping (bench/README.md, "Receiving at 10×10").
-    The thread is the executor's: it ends at interpreter exit once idle, so a process that
-    returns without closing its spaces does not hang (WAL with synchronous=FULL is crash-safe,
-    so what such a process did not flush is lost exactly as with kill -9).
+    own (four to five per received frame, ~30 µs of CPU each); a device receiving 200 frames
+    a second spent most of its store time hopping (bench/README.md, "Receiving at 10×10").
     """
 
     def __init__(
-        self, db: sqlite3.Connection, thread: ThreadPoolExecutor, path: Path,
+        self, db: sqlite3.Connection, worker: _Worker, path: Path,
         preparing: asyncio.Future[None] | None = None,
     ) -> None:
-        self._db = db  # used on ``_thread`` only
-        self._thread = thread
+        self._db = db  # used on the worker's thread only
+        self._worker = worker
         self.path = path
         self._synchronous = "FULL"  # what the connection is set to now (see ``write``; on the thread)
         # A new file's setup, still running (see ``open``); every statement waits for it.
@@ -90,22 +138,21 @@ class LocalStore:
         path = folder / STORE_FILE
         new = not path.exists()
         ensure_private_file(path)  # in a 0700 folder; 0600, and so its WAL and SHM files
-        thread = ThreadPoolExecutor(1, thread_name_prefix="encspaces store")
-        loop = asyncio.get_running_loop()
+        worker = _Worker()
         try:
-            db = await loop.run_in_executor(thread, _connect, path)
+            db = await worker.run(partial(_connect, path))
         except sqlite3.Error as exc:
-            thread.shutdown(wait=False)
+            worker.stop()
             raise StoreError(f"cannot open the local store {path}: {exc}") from exc
         if new:
             # Nothing to read in a new file, so its setup (the switch to WAL is fsynced: 10-60 ms
             # on a VM's disk, most of a new device's first open) runs while the device connects;
             # reads answer "empty" and the first write waits for it.
-            store = cls(db, thread, path)
+            store = cls(db, worker, path)
             store._preparing = asyncio.ensure_future(store._prepare())
             store._empty = True
             return store
-        store = cls(db, thread, path)
+        store = cls(db, worker, path)
         try:
             await store._prepare()
         except StoreError:
@@ -123,7 +170,7 @@ class LocalStore:
 
     def _run(self, function: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
         """Run ``function(*args)`` on the store's thread, after every call queued before it."""
-        return asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
+        return self._worker.run(partial(function, *args))
 
     async def _rows(self, sql: str, params: Sequence[object]) -> list[Any]:
         """Every row of one query, read in one call on the store's thread."""
@@ -141,7 +188,7 @@ class LocalStore:
         try:
             await self._run(self._db.close)
         finally:
-            self._thread.shutdown(wait=False)
+            self._worker.stop()
 
     async def close(self) -> None:
         if self._preparing is not None:
