@@ -20,16 +20,58 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import encspaces
+import encspaces.core.crypto
 from bench.common import machine_info
+from encspaces.core.session import ClientSession
+from encspaces.core.verifier import LogVerifier
+from encspaces.document import Document
+from encspaces.space import Space
 from encspaces_relay.process import RelayProcess
+
+# --breakdown: (label, owner, method) timed with the event loop thread's CPU clock.
+STAGES: list[tuple[str, Any, str]] = [
+    ("receive: decode, verify (all of ClientSession.receive)", ClientSession, "receive"),
+    ("  of which verify_frame", LogVerifier, "verify_frame"),
+    ("  of which Ed25519 verifications", encspaces.core.crypto, "verify"),
+    ("apply (Space._apply_verified)", Space, "_apply_verified"),
+    ("  of which Document.apply_remote", Document, "apply_remote"),
+    ("local edits: sign, encrypt (Space._flush_batch)", Space, "_flush_batch"),
+]
+
+
+@contextmanager
+def timed_stages() -> Iterator[collections.Counter[str]]:
+    """Add each stage's thread CPU to a counter while inside (the SDK's functions wrapped)."""
+    spent: collections.Counter[str] = collections.Counter()
+    saved = [(owner, name, getattr(owner, name)) for _, owner, name in STAGES]
+
+    def timed(label: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] += time.thread_time() - start
+        return call
+
+    for (label, _, _), (owner, name, original) in zip(STAGES, saved, strict=True):
+        setattr(owner, name, timed(label, original))
+    try:
+        yield spent
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
 
 
 async def measure(writers: int, readers: int, edits: int, rate: float, workdir: Path) -> dict[str, Any]:
@@ -72,6 +114,19 @@ async def measure(writers: int, readers: int, edits: int, rate: float, workdir: 
     }
 
 
+def breakdown(writers: int, readers: int, edits: int, rate: float, workdir: Path) -> dict[str, Any]:
+    """``measure`` with the main stages' event-loop CPU per pair (the wrappers add a little)."""
+    with timed_stages() as spent:
+        result = asyncio.run(measure(writers, readers, edits, rate, workdir))
+    pairs = result["pairs"]
+    stages = {label: spent[label] / pairs * 1e6 for label, _, _ in STAGES}
+    top = [label for label, _, _ in STAGES if not label.startswith(" ")]
+    stages["the rest of the event loop (websockets, asyncio, store calls)"] = (
+        result["loop_cpu_s"] / pairs * 1e6 - sum(stages[label] for label in top))
+    stages["other threads (the stores' SQLite work)"] = (result["cpu_s"] - result["loop_cpu_s"]) / pairs * 1e6
+    return {**result, "us_per_pair": stages}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.receive_cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,13 +135,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edits", type=int, default=40, help="edits per writer (default 40)")
     parser.add_argument("--rate", type=float, default=5.0, help="edits per second per writer (default 5)")
     parser.add_argument("--out", type=Path, default=None, help="append the result as one JSON line")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the main stages on the event loop's thread (CPU per pair)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-recv-") as tmp:
-        result = asyncio.run(measure(args.writers, args.readers, args.edits, args.rate, Path(tmp)))
-    print(json.dumps(result))
+        if args.breakdown:
+            result = breakdown(args.writers, args.readers, args.edits, args.rate, Path(tmp))
+        else:
+            result = asyncio.run(measure(args.writers, args.readers, args.edits, args.rate, Path(tmp)))
     if args.out is not None:
         with args.out.open("a") as out:
             out.write(json.dumps({**result, "machine": machine_info()}) + "\n")
+    if args.breakdown:
+        for label, value in result["us_per_pair"].items():
+            print(f"{value:8.1f} µs  {label}")
+    print(json.dumps(result))
     return 0
 
 

@@ -74,7 +74,7 @@ class _Worker:
     """One thread running the store's calls in order, each answered on the event loop.
 
     The lightest hop there is (a queue put, a wake-up, ``call_soon_threadsafe``): about
-    30 µs of CPU, against about twice that through ``run_in_executor``'s two chained futures
+    30 µs of CPU, against 40-50 through ``run_in_executor``'s chained futures
     (bench/README.md, "Receiving at 10×10"). A daemon thread: a process that returns without
     closing its spaces must not wait for it at interpreter exit. WAL with synchronous=FULL is
     crash-safe, so ending it with the process loses nothing committed (what was not flushed is
@@ -116,8 +116,8 @@ class LocalStore:
     A plain sqlite3 connection on a thread of its own, and every call (a read, or a whole
     write transaction with its ``PRAGMA synchronous`` switch) runs there in one piece: one
     thread hop per call. Through aiosqlite each statement, fetch and commit was a hop of its
-    own (four to five per received frame, ~30 µs of CPU each); a device receiving 200 frames
-    a second spent most of its store time hopping (bench/README.md, "Receiving at 10×10").
+    own (three to five per received frame): the write after a received frame cost about
+    110 µs of CPU, now about 55 (bench/README.md, "Receiving at 10×10").
     """
 
     def __init__(
