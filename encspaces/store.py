@@ -83,18 +83,23 @@ class _Worker:
 
     def __init__(self) -> None:
         self._calls: SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None] = SimpleQueue()
+        self.stopped = False
         self._thread = threading.Thread(target=self._work, name="encspaces store", daemon=True)
         self._thread.start()
 
     def run(self, function: Callable[[], _T]) -> asyncio.Future[_T]:
         """Run ``function()`` on the thread, after every call queued before it."""
+        if self.stopped:  # nothing would ever answer it
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
         self._calls.put((future, function))
         return future
 
     def stop(self) -> None:
         """End the thread once the calls queued before this one ran."""
-        self._calls.put(None)
+        if not self.stopped:
+            self.stopped = True
+            self._calls.put(None)
 
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
@@ -185,6 +190,8 @@ class LocalStore:
             await self._preparing  # its StoreError, if it failed, again on every call
 
     async def _close(self) -> None:
+        if self._worker.stopped:
+            return  # closed already
         try:
             await self._run(self._db.close)
         finally:
