@@ -298,9 +298,10 @@ class Document:
     def _discover(self, author: str | None) -> None:
         """Start watching objects a remote update created, and report their arrival as a change.
 
-        Only while a stream listens: listing the roots costs more than applying a one-keystroke
-        update (bench/README.md, "Receiving at 10×10"), and with no stream there is nothing to
-        watch or report. A stream starting later finds what arrived meanwhile (``_refresh_stale``).
+        Only while a stream listens: listing the roots builds a wrapper per root, several times
+        the cost of applying a one-keystroke update once a document holds a few objects
+        (bench/README.md, "Receiving at 10×10"), and with no stream there is nothing to watch or
+        report. A stream starting later finds what arrived meanwhile (``_refresh_stale``).
         """
         if not self._feed.listening:
             return
