@@ -276,7 +276,13 @@ class Document:
         return root
 
     def _refresh_stale(self) -> None:
-        """A stream is starting: observe every object, and describe changes from its state now."""
+        """A stream is starting: observe every object, and describe changes from its state now.
+
+        Objects that arrived while nobody listened were not discovered (``_discover``): they
+        are known from now on, and their arrival, which happened before this stream, is not
+        reported.
+        """
+        self._known.update(key for key in self._root_keys() if parse_root_name(key) is not None)
         for key in self._known:
             parsed = parse_root_name(key)
             if parsed is None:
@@ -290,7 +296,15 @@ class Document:
                 self._before[key] = _shape(kind, root)
 
     def _discover(self, author: str | None) -> None:
-        """Start watching objects a remote update created, and report their arrival as a change."""
+        """Start watching objects a remote update created, and report their arrival as a change.
+
+        Only while a stream listens: listing the roots builds a wrapper per root, several times
+        the cost of applying a one-keystroke update once a document holds a few objects
+        (bench/README.md, "Receiving at 10×10"), and with no stream there is nothing to watch or
+        report. A stream starting later finds what arrived meanwhile (``_refresh_stale``).
+        """
+        if not self._feed.listening:
+            return
         for key in sorted(self._root_keys()):
             if key in self._known or (parsed := parse_root_name(key)) is None:
                 continue

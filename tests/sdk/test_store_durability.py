@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from encspaces.errors import StoreError
 from encspaces.store import LocalStore
 
 FULL, NORMAL = 2, 1
@@ -20,10 +21,8 @@ FULL, NORMAL = 2, 1
 
 async def synchronous_after(store: LocalStore, **write: Any) -> int:
     await store.write(**write)
-    async with store._db.execute("PRAGMA synchronous") as cursor:
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+    rows = await store._rows("PRAGMA synchronous", ())  # the connection's own setting, read on its thread
+    return int(rows[0][0])
 
 
 @pytest.mark.parametrize(("write", "expected"), [
@@ -55,3 +54,14 @@ async def test_what_was_committed_without_fsync_is_there_after_reopening(tmp_pat
     async with await LocalStore.open(tmp_path, "cd" * 16) as store:
         assert await store.load_log() == [(1, b"raw", b"h" * 32)]
         assert await store.load_outbox() == []
+
+
+async def test_a_closed_store_refuses_every_call_and_closes_again_quietly(tmp_path: Path) -> None:
+    store = await LocalStore.open(tmp_path, "ef" * 16)
+    await store.write(outbox_add=[(1, b"mine")])
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.load_outbox()
+    with pytest.raises(StoreError):
+        await store.write(log=[(1, b"raw", b"h" * 32)])

@@ -150,6 +150,26 @@ def test_objects_created_by_others_are_reported_when_they_appear() -> None:
     assert drain(stream) == [ListChange("todo", [{"retain": 2}, {"insert": [3]}], False, "alice")]
 
 
+def test_objects_that_arrived_while_nobody_listened_are_watched_once_a_stream_starts() -> None:
+    """Nobody listening, arriving objects are not looked for (that costs every update): a stream
+    started later still gets their changes, and not their arrival, which came before it."""
+    net = Net("alice", "bob")
+    alice, bob = net.peers
+    alice.list("todo").extend([1])
+    alice.map("cfg").update(a=1)
+    net.settle()
+    stream = bob.document.changes()
+    assert drain(stream) == []
+    alice.list("todo").append(2)
+    alice.map("cfg").update(b=2)
+    net.settle()
+    assert drain(stream) == [
+        ListChange("todo", [{"retain": 1}, {"insert": [2]}], False, "alice"),
+        MapChange("cfg", {"b": KeyChange("add", None, 2)}, False, "alice"),
+    ]
+    assert sorted(bob.document.objects()) == [("cfg", "map"), ("todo", "list")]
+
+
 async def test_stream_subscribes_at_creation_and_can_be_closed() -> None:
     peer = Peer("a")
     stream = peer.document.changes()
