@@ -459,7 +459,7 @@ class Space:
     @property
     def doc(self) -> pycrdt.Doc[Any]:
         """The underlying pycrdt document, for integrations; edit through the shared objects instead."""
-        return self._document.doc
+        return self._document.hand_out()
 
     def text(self, name: str) -> SharedText:
         """The shared text ``name`` (created on first write)."""

@@ -47,6 +47,10 @@ class SharedText:
         self._ascii: bool | None = None
         self._index: TextIndex | None = None
 
+    def rebind(self, ytext: pycrdt.Text) -> None:
+        """Follow the document's relayout onto ``ytext``, a copy holding the same content."""
+        self._ytext = ytext
+
     def forget_ascii(self) -> None:
         """The text may have changed without this wrapper seeing how: work it out again when needed."""
         self._ascii = None
