@@ -162,11 +162,13 @@ class Document:
         if not self._applying_remote:
             update = event.update
             self._on_local_update(update)
-            self._grew(len(update))
+            self._grown += len(update)
+            if self._grown >= self._relayout_at:
+                self._relayout_due()
 
-    def _grew(self, size: int) -> None:
-        self._grown += size
-        if self._grown < self._relayout_at or self._relayout_scheduled or not self._relayout_allowed:
+    def _relayout_due(self) -> None:
+        """Schedule a relayout for the next turn of the event loop, outside any transaction."""
+        if self._relayout_scheduled or not self._relayout_allowed:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -284,7 +286,9 @@ class Document:
         finally:
             self._applying_remote = False
             self._remote_author = None
-        self._grew(len(update))
+        self._grown += len(update)
+        if self._grown >= self._relayout_at:
+            self._relayout_due()
 
     def _forget_table_indexes(self) -> None:
         """After a remote update, tables read their rows from the document again at the next read.
