@@ -152,7 +152,8 @@ class Document:
         self._subscription = self.doc.observe(self._observe)
         # Relayout (see _relayout): update bytes taken in since the document was last laid out,
         # the amount that makes it due again, whether one is scheduled, and whether it is still
-        # allowed (not once the pycrdt document was handed out or an update may be held aside).
+        # allowed (never again once the pycrdt document was handed out, an object other than a
+        # text opened, or an update may be held aside; remote updates are checked until then).
         self._grown = 0
         self._relayout_at = RELAYOUT_MIN_BYTES
         self._relayout_scheduled = False
@@ -195,8 +196,7 @@ class Document:
         would not carry it).
         """
         self._relayout_scheduled = False
-        if (not self._relayout_allowed or self._depth or self._deferred or self._grown < self._relayout_at
-                or not all(isinstance(obj, SharedText) for obj in self._objects.values())):
+        if not self._relayout_allowed or self._depth or self._deferred or self._grown < self._relayout_at:
             return
         old = self.doc
         state = old.get_update()
@@ -212,11 +212,12 @@ class Document:
     def _replace_doc(self, doc: pycrdt.Doc[Any]) -> None:
         """Make ``doc`` the document: its observer, and the deep observers of every watched root.
 
-        The old document's deep observers go with it (pycrdt can only unsubscribe them through
-        the root object that subscribed, which is not kept); nothing edits it any more.
+        The old deep observers are dropped, not left to go with the old document: each one's
+        callback holds its root, so the document would never be freed.
         """
         self.doc.unobserve(self._subscription)
-        for key in self._watched:
+        for key, subscription in self._watched.items():
+            subscription.drop()
             parsed = parse_root_name(key)
             assert parsed is not None
             kind, name = parsed
@@ -379,6 +380,8 @@ class Document:
         others = [other for other in KINDS if other != kind and root_name(other, name) in roots]
         if others and root_name(kind, name) not in roots:
             raise ObjectKindError(f"{name!r} is a {others[0]} in this space, not a {kind}")
+        if kind != "text":
+            self._relayout_allowed = False  # its wrapper hands out nested pycrdt objects (see _relayout)
         gate = Gate(guard, self._budget, root_name(kind, name))
         obj = _WRAPPERS[kind](name, self._root(kind, name), gate, self._feed)
         self._objects[name] = obj

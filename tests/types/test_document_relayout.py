@@ -8,6 +8,8 @@ pycrdt document was never handed out, and Yrs holds no update aside.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import pycrdt
@@ -65,6 +67,18 @@ def drain(stream: Any) -> list[Change]:
     while (change := stream.get_nowait()) is not None:
         out.append(change)
     return out
+
+
+async def test_the_old_document_is_freed() -> None:
+    peer = fresh_peer("a")
+    changes = peer.document.changes()  # deep observers on the text
+    old = weakref.ref(peer.document.doc)
+    for i in range(40):
+        peer.text().insert(i, "x")
+    await turn()
+    gc.collect()
+    assert old() is None
+    assert len(drain(changes)) == 40
 
 
 async def test_remote_updates_count_and_the_receiver_is_rebuilt() -> None:
