@@ -81,6 +81,54 @@ def _shape(kind: ObjectKind, root: Any) -> str | frozenset[str] | None:
 
 _EMPTY_STATE = b"\x00"  # the state vector of a document no client has written to
 
+# Update bytes a document takes in before it is first laid out again (see ``Document._relayout``).
+RELAYOUT_MIN_BYTES = 1 << 18
+
+
+def _varuint(data: bytes, pos: int) -> tuple[int, int]:
+    """A lib0 variable-length unsigned integer at ``pos``, and the position after it."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fully_applied(update: bytes, state: bytes) -> bool:
+    """Whether a document whose state vector is ``state`` holds all of ``update``.
+
+    Yrs keeps the parts of an update it cannot integrate yet (structs whose dependencies it lacks,
+    deletions of items it does not have) aside, and ``get_update`` leaves them out: a document
+    rebuilt from its state would lose them. The diff of the update against the state holds
+    no struct when every struct was integrated, and its delete set (always whole) must only
+    name clocks the document has. Anything unexpected counts as not applied.
+    """
+    try:
+        diff = pycrdt.get_update(update, state)
+        clients, pos = _varuint(diff, 0)
+        if clients:
+            return False
+        have: dict[int, int] = {}
+        count, at = _varuint(state, 0)
+        for _ in range(count):
+            client, at = _varuint(state, at)
+            have[client], at = _varuint(state, at)
+        clients, pos = _varuint(diff, pos)
+        for _ in range(clients):
+            client, pos = _varuint(diff, pos)
+            ranges, pos = _varuint(diff, pos)
+            for _ in range(ranges):
+                clock, pos = _varuint(diff, pos)
+                length, pos = _varuint(diff, pos)
+                if clock + length > have.get(client, 0):
+                    return False
+        return pos == len(diff)
+    except Exception:
+        return False
+
 
 class Document:
     """Wraps a pycrdt Doc; reports local updates to ``on_local_update``."""
@@ -102,10 +150,86 @@ class Document:
         self._budget = EditBudget()  # refuses, before it happens, an edit too large for one entry
         self._deferred: builtins.list[tuple[bytes, str | None]] = []
         self._subscription = self.doc.observe(self._observe)
+        # Relayout (see _relayout): update bytes taken in since the document was last laid out,
+        # the amount that makes it due again, whether one is scheduled, and whether it is still
+        # allowed (never again once the pycrdt document was handed out, an object other than a
+        # text opened, or an update may be held aside; remote updates are checked until then).
+        self._grown = 0
+        self._relayout_at = RELAYOUT_MIN_BYTES
+        self._relayout_scheduled = False
+        self._relayout_allowed = True
 
     def _observe(self, event: pycrdt.TransactionEvent) -> None:
         if not self._applying_remote:
-            self._on_local_update(event.update)
+            update = event.update
+            self._on_local_update(update)
+            self._grown += len(update)
+            if self._grown >= self._relayout_at:
+                self._relayout_due()
+
+    def _relayout_due(self) -> None:
+        """Schedule a relayout for the next turn of the event loop, outside any transaction."""
+        if self._relayout_scheduled or not self._relayout_allowed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: nowhere to run it outside the current transaction
+            return
+        self._relayout_scheduled = True
+        loop.call_soon(self._relayout)
+
+    def _relayout(self) -> None:
+        """Rebuild the pycrdt document from its own state, so Yrs's items lie in document order.
+
+        Yrs finds a text position by walking its items one by one. Items allocated while the
+        process does other work (another document, crypto, the network) end up scattered over
+        the heap, and the walk then misses the CPU caches: in the B4 replay every insert cost
+        about twice what it costs in a process doing nothing else, and a document loaded afresh
+        from the same state walks faster than either (bench/README.md, "Replay: why Yrs was
+        slower in the full stack"). A rebuild costs about what loading a snapshot costs; it is
+        due once the document took in as many update bytes as its state held at the last one,
+        so its cost per edit stays flat in the document's size.
+
+        Only where nothing else holds the pycrdt objects: every opened object a text (lists,
+        maps and tables hand out nested pycrdt objects), the document never handed out through
+        ``doc``, no ``transaction()`` block open, and no update held aside by Yrs (its state
+        would not carry it).
+        """
+        self._relayout_scheduled = False
+        if not self._relayout_allowed or self._depth or self._deferred or self._grown < self._relayout_at:
+            return
+        old = self.doc
+        state = old.get_update()
+        fresh: pycrdt.Doc[Any] = pycrdt.Doc(client_id=old.client_id)
+        fresh.apply_update(state)
+        self._replace_doc(fresh)
+        for name, obj in self._objects.items():
+            assert isinstance(obj, SharedText)
+            obj.rebind(fresh.get(root_name("text", name), type=pycrdt.Text))
+        self._grown = 0
+        self._relayout_at = max(RELAYOUT_MIN_BYTES, len(state))
+
+    def _replace_doc(self, doc: pycrdt.Doc[Any]) -> None:
+        """Make ``doc`` the document: its observer, and the deep observers of every watched root.
+
+        The old deep observers are dropped, not left to go with the old document: each one's
+        callback holds its root, so the document would never be freed.
+        """
+        self.doc.unobserve(self._subscription)
+        for key, subscription in self._watched.items():
+            subscription.drop()
+            parsed = parse_root_name(key)
+            assert parsed is not None
+            kind, name = parsed
+            root = doc.get(key, type=_ROOT_TYPES[kind])
+            self._watched[key] = root.observe_deep(self._observer(kind, name, root))
+        self.doc = doc
+        self._subscription = doc.observe(self._observe)
+
+    def hand_out(self) -> pycrdt.Doc[Any]:
+        """The pycrdt document for an integration, which may keep it: it is never replaced after this."""
+        self._relayout_allowed = False
+        return self.doc
 
     # --- remote updates --------------------------------------------------------------------
 
@@ -139,9 +263,7 @@ class Document:
         if self._objects or self._known or self._watched or self._depth or self._deferred \
                 or self.doc.get_state() != _EMPTY_STATE:
             return False
-        self.doc.unobserve(self._subscription)
-        self.doc = doc
-        self._subscription = doc.observe(self._observe)
+        self._replace_doc(doc)
         self._discover(author)
         return True
 
@@ -156,6 +278,8 @@ class Document:
                 with self.doc.transaction(origin="remote"):
                     self.doc.apply_update(update)
             self._forget_table_indexes()
+            if self._relayout_allowed and not _fully_applied(update, self.doc.get_state()):
+                self._relayout_allowed = False  # Yrs holds part of it aside: a rebuild would drop it
         except BaseException as exc:  # pycrdt raises pyo3 PanicException (a BaseException) on garbage
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
                 raise
@@ -163,6 +287,9 @@ class Document:
         finally:
             self._applying_remote = False
             self._remote_author = None
+        self._grown += len(update)
+        if self._grown >= self._relayout_at:
+            self._relayout_due()
 
     def _forget_table_indexes(self) -> None:
         """After a remote update, tables read their rows from the document again at the next read.
@@ -253,6 +380,8 @@ class Document:
         others = [other for other in KINDS if other != kind and root_name(other, name) in roots]
         if others and root_name(kind, name) not in roots:
             raise ObjectKindError(f"{name!r} is a {others[0]} in this space, not a {kind}")
+        if kind != "text":
+            self._relayout_allowed = False  # its wrapper hands out nested pycrdt objects (see _relayout)
         gate = Gate(guard, self._budget, root_name(kind, name))
         obj = _WRAPPERS[kind](name, self._root(kind, name), gate, self._feed)
         self._objects[name] = obj

@@ -458,8 +458,12 @@ class Space:
 
     @property
     def doc(self) -> pycrdt.Doc[Any]:
-        """The underlying pycrdt document, for integrations; edit through the shared objects instead."""
-        return self._document.doc
+        """The underlying pycrdt document, for integrations; edit through the shared objects instead.
+
+        Once taken, the space keeps this very document for good (it no longer rebuilds its
+        document for speed, see ``Document._relayout``), so an integration may hold it.
+        """
+        return self._document.hand_out()
 
     def text(self, name: str) -> SharedText:
         """The shared text ``name`` (created on first write)."""

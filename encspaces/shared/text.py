@@ -47,6 +47,10 @@ class SharedText:
         self._ascii: bool | None = None
         self._index: TextIndex | None = None
 
+    def rebind(self, ytext: pycrdt.Text) -> None:
+        """Follow the document's relayout onto ``ytext``, a copy holding the same content."""
+        self._ytext = ytext
+
     def forget_ascii(self) -> None:
         """The text may have changed without this wrapper seeing how: work it out again when needed."""
         self._ascii = None
@@ -98,6 +102,13 @@ class SharedText:
         self._index = TextIndex(current)
         return self._index
 
+    def _native(self, txn: pycrdt.Transaction) -> tuple[Any, Any]:
+        """The Yrs text and transaction under pycrdt's, for one edit: one transaction entered
+        through Python instead of three (pycrdt's ``len``, ``insert`` and ``del`` each enter it
+        again). The same check as pycrdt's first: never edit inside a read-only transaction."""
+        self._ytext._forbid_read_transaction(txn)
+        return self._ytext.integrated, txn._txn
+
     def insert(self, index: int, s: str, attrs: dict[str, Any] | None = None) -> None:
         """Insert ``s`` at ``index``.
 
@@ -113,16 +124,16 @@ class SharedText:
         checked = None if attrs is None else _attributes(attrs)
         # The characters, and a mark opening and closing around them for each attribute.
         marks = 0 if checked is None else 2 * sum(value_size(v, k) for k, v in checked.items())
-        # One Yrs transaction for the length and the insert (pycrdt opens one per call otherwise).
-        with self._ytext.doc.transaction():
+        with self._ytext.doc.transaction() as txn:
+            ytext, handle = self._native(txn)
             positions = self._positions()
-            self._check_index(index, len(self._ytext) if positions is None else positions.chars)
+            self._check_index(index, ytext.len(handle) if positions is None else positions.chars)
             self._guard.charge(ITEM_BYTES + 5 + (len(s) if ascii_only else utf8_len(s)) + marks,
                                items=1 + 2 * len(checked or ()))
             if s:
                 offset = index if positions is None else positions.insert(index, s)
                 try:
-                    self._ytext.insert(offset, s, checked)
+                    ytext.insert(handle, offset, s, None if checked is None else iter(checked.items()))
                 except BaseException:
                     self.forget_ascii()  # the index already counts s: work positions out again
                     raise
@@ -132,15 +143,16 @@ class SharedText:
     def delete(self, index: int, length: int) -> None:
         """Remove ``length`` characters starting at ``index``."""
         self._guard()
-        with self._ytext.doc.transaction():  # one Yrs transaction for the length and the delete
+        with self._ytext.doc.transaction() as txn:
+            ytext, handle = self._native(txn)
             positions = self._positions()
-            self._check_range(index, length, len(self._ytext) if positions is None else positions.chars)
+            self._check_range(index, length, ytext.len(handle) if positions is None else positions.chars)
             self._guard.charge(DELETE_BYTES, items=0)
             if not length:
                 return
             start, size = (index, length) if positions is None else positions.delete(index, length)
             try:
-                del self._ytext[start : start + size]
+                ytext.remove_range(handle, start, size)
             except BaseException:
                 self.forget_ascii()  # the index already lost these characters: work positions out again
                 raise
