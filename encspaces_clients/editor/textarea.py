@@ -116,7 +116,7 @@ class SharedTextArea(TextArea):
         if not deleted and not inserted:
             return
         try:
-            with self.space.doc.transaction():
+            with self.space.transaction():
                 if deleted:
                     self.shared.delete(index, deleted)
                 if inserted:
