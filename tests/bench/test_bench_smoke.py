@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -103,8 +105,20 @@ def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> No
 def test_report_renders_what_the_benchmarks_wrote(results: Path) -> None:
     if not any(results.glob("*.json")):
         pytest.skip("no benchmark results to render")
-    from bench.report import render
+    from bench.report import PREVIOUS, render
 
     path = render(results)
     assert path is not None and path.read_text().startswith("# encspaces benchmark results")
     assert any(results.glob("*.png"))
+    assert "previous run" not in path.read_text()
+    # An earlier run's results kept in previous/: encspaces' figures from it stand beside the new ones.
+    (results / PREVIOUS).mkdir()
+    for found in results.glob("*.json"):
+        shutil.copy(found, results / PREVIOUS / found.name)
+    lines = render(results).read_text().splitlines()  # type: ignore[union-attr]
+    header = next(line for line in lines if line.startswith("| figure"))
+    assert header.split(" | ")[1] == "encspaces"
+    assert re.fullmatch(r"encspaces, previous run \(\d{4}-\d\d-\d\d( to \d{4}-\d\d-\d\d)?\)", header.split(" | ")[2])
+    start = lines.index(header) + 2
+    rows = [line.split(" | ") for line in lines[start:lines.index("", start)]]
+    assert rows and all(row[1] == row[2] for row in rows)  # the same results: the same figures
