@@ -8,7 +8,10 @@ of an edit:
   when it goes idle (the growth seen during the pause makes one last round), the relay signs a
   C2SP checkpoint ``origin\\nsize\\nbase64(root)\\n`` of the durable tree (key name = origin,
   the relay's Ed25519 key; encspaces.core.note). Cheap: the root comes from the in-memory
-  frontier, one signature per round.
+  frontier, one signature per round. Only in a space whose log names witnesses (its current
+  witness policy or the one before): elsewhere nobody cosigns, and the checkpoint a client is
+  given (welcome, ``checkpoint_req``) is signed when it is asked for (``sign_now``), so no task
+  runs at all.
 - **Witnessing.** For a space whose policy names witnesses (the current one, and the one
   before it until its witnesses have cosigned past the change, so a policy change is itself
   witnessed under the old policy), each witness that
@@ -82,6 +85,12 @@ def witnesses_of(state: LogState, cosigned: dict[str, int] | None = None) -> lis
     return list(found.values())
 
 
+def _names_witnesses(state: LogState) -> bool:
+    """Whether the current witness policy or the one before it names a witness (once true, the
+    task runs until the room closes: it also finishes the old policy's witnessing)."""
+    return any(policy.witnesses for _, policy in state.witness_policies[-2:])
+
+
 class Checkpointer:
     """Signs and witnesses one room's checkpoints in a task of its own."""
 
@@ -105,8 +114,12 @@ class Checkpointer:
         if stored is not None:
             self._take_stored(stored)
         self._grown = asyncio.Event()
-        self._grown.set()  # a first checkpoint as soon as the room is up
-        self._task: asyncio.Task[None] | None = asyncio.create_task(self._run(), name=f"checkpointer {room.label}")
+        # The task runs only for a space whose log names witnesses: without them a round has no
+        # one to submit to, and what a client is given is signed when asked (``sign_now``). A
+        # thousand unwitnessed spaces then cost no task, no wake-up and no signature a second.
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.grown()  # a first checkpoint as soon as the room is up
 
     def _take_stored(self, stored: bytes) -> None:
         try:
@@ -119,7 +132,13 @@ class Checkpointer:
             self._sizes[sig.name] = signed.checkpoint.size
 
     def grown(self) -> None:
-        """The durable log grew: a checkpoint is due (O(1), from the committer)."""
+        """The durable log grew: a checkpoint is due if the space has ever named witnesses (O(1),
+        from the committer, after the state took the new entries: a commit that adds the first
+        witness policy starts the task)."""
+        if self._task is None:
+            if self._stopped or not _names_witnesses(self.room.state):
+                return
+            self._task = asyncio.create_task(self._run(), name=f"checkpointer {self.room.label}")
         self._grown.set()
 
     def current(self) -> bytes | None:
@@ -139,10 +158,12 @@ class Checkpointer:
 
     def stop(self) -> None:
         """Cancel the task without waiting (a failed room)."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
 
     async def close(self) -> None:
+        self._stopped = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

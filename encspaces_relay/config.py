@@ -92,6 +92,10 @@ class RelayConfig:
     # Cross-relay fan-out: a nats:// URL (encspaces_relay/bus.py, docs/cluster.md), only with a shared store.
     bus: str | None = None
 
+    # Every connection is pinged this often, and closed if its pong does not come within as long
+    # again (websockets' defaults; one loop for all connections: RelayServer._keepalive).
+    ping_interval: float = 20.0
+
     # --- the witnessed log (docs/PROTOCOL.md section 18) ---
     # A space's checkpoint is signed (and sent to its witnesses) at most this often while its
     # log grows, and once more when it goes idle; also the first backoff for a witness that is down.
@@ -129,6 +133,8 @@ class RelayConfig:
             raise ValueError(f"max_hello_frame of {self.max_hello_frame} bytes is too small to carry a hello")
         if min(self.max_connections, self.max_connections_per_address, self.max_creates_per_address) < 0:
             raise ValueError("connection and creation limits must be at least 0 (0: no limit)")
+        if self.ping_interval <= 0:
+            raise ValueError("ping_interval must be positive")
         if self.checkpoint_interval <= 0 or self.witness_timeout <= 0:
             raise ValueError("checkpoint_interval and witness_timeout must be positive")
         if self.create_window <= 0 or self.idle_room_seconds < 0:

@@ -378,14 +378,21 @@ class Room:
                 metrics = self.host.metrics
                 metrics.commits.observe(time.perf_counter() - started)
                 metrics.entries.inc(len(rows))
+            # A subscriber's acks go out with the first frame it is sent (one socket write), unless
+            # an invitee may be closed in between (then every ack is written first, as it comes).
+            held: dict[ServerConnection, list[bytes]] | None = {} if rows and not self.invitees else None
             for submission, answer in zip(batch, answers, strict=True):
                 answered += 1
-                self._answer(submission, answer)
+                self._answer(submission, answer, held)
             if rows and self.invitees:
                 self.close_invitees()  # before the fan-out: nothing after a revocation reaches them
             for first, entries, head in frames:
                 for frame in self.host.frames_for_entries(self.space, first, entries, head):
-                    self._fan_out(frame)
+                    self._fan_out(frame, held)
+                    held = None
+            if held:  # no frame was sent (a hook dropped them)
+                for ws, acks in held.items():
+                    self._write(self.subscribers.get(ws), acks)
             if rows:  # the other relays of a cluster fan it out too (encspaces_relay/bus.py); never blocks
                 self.host.bus.publish(self.space, first_seq, [row.raw for row in rows], frames[-1][2])
             removed = members_before - self.state.device_owner.keys()
@@ -457,9 +464,14 @@ class Room:
             frames.append((first_seq + start, raws[start:end], self._sign(first_seq + end - 1)))
         return frames
 
-    def _answer(self, submission: Submission, answer: _Answer) -> None:
+    def _answer(self, submission: Submission, answer: _Answer,
+                held: dict[ServerConnection, list[bytes]] | None = None) -> None:
+        """Answer one submission; an ack to a subscriber goes into ``held`` when given (sent with
+        the commit's first frame), every other answer is written now."""
         peer = submission.peer
         try:
+            if held and isinstance(answer, Refusal) and peer.ws in held:
+                peer.write_now(*held.pop(peer.ws))  # its earlier acks first, in order
             if isinstance(answer, Refusal) and not answer.code.fatal:  # stale_epoch, conflict, gap, contended
                 peer.count_refusal(answer.code)
                 peer.write_now(Error(answer.code, answer.message, fatal=False, ref=answer.ref).encode())
@@ -467,16 +479,35 @@ class Room:
                 self.unsubscribe(peer)
                 peer.refuse_now(answer)
             elif answer is not None and not peer.failed:
-                peer.write_now(self.host.encode_ack(self.space, answer, self.latest_head))
+                ack = self.host.encode_ack(self.space, answer, self.latest_head)
+                if held is not None and self.subscribers.get(peer.ws) is peer:
+                    held.setdefault(peer.ws, []).append(ack)
+                else:
+                    peer.write_now(ack)
         except PeerGoneError:
             self.unsubscribe(peer)
         finally:
             peer.inflight.release()
 
-    def _fan_out(self, frame: bytes) -> None:
+    def _write(self, peer: Peer | None, messages: list[bytes]) -> None:
+        if peer is None:
+            return
+        try:
+            peer.write_now(*messages)
+        except PeerGoneError:
+            self.unsubscribe(peer)
+
+    def _fan_out(self, frame: bytes, held: dict[ServerConnection, list[bytes]] | None = None) -> None:
+        """One frame to every subscriber (encoded once); a subscriber with ``held`` acks gets them
+        and the frame in one write."""
         if not self.subscribers:
             return
-        broadcast(self.subscribers, frame)
+        if held:
+            for ws, acks in held.items():
+                self._write(self.subscribers.get(ws), [*acks, frame])
+            broadcast([ws for ws in self.subscribers if ws not in held], frame)
+        else:
+            broadcast(self.subscribers, frame)
         for peer in list(self.subscribers.values()):
             if not peer.within_bound():
                 self.unsubscribe(peer)

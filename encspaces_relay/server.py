@@ -19,8 +19,10 @@ from http import HTTPStatus
 
 import nacl.signing
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from encspaces.core import crypto
 from encspaces.core.codes import RefusalCode
@@ -105,6 +107,8 @@ class RelayServer:
         self._users: dict[bytes, int] = {}
         self._idle_since: dict[bytes, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._pinger: asyncio.Task[None] | None = None
+        self._pings: set[asyncio.Task[None]] = set()  # pings waiting for their pong
         self.metrics = RelayMetrics()
         self.metrics.watch(lambda: server_levels(self))
         self._metrics_server: MetricsServer | None = None
@@ -174,6 +178,7 @@ class RelayServer:
                 # Messages read ahead per connection (each up to max_size) while a session
                 # waits, e.g. for its in-flight submissions to be committed.
                 max_queue=4,
+                ping_interval=None,  # one keepalive loop for all connections (_keepalive), not a task each
             )
             if config.metrics_port is not None:
                 self._metrics_server = MetricsServer(self, config.metrics_host, config.metrics_port)
@@ -190,6 +195,7 @@ class RelayServer:
             raise
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._sweeper = asyncio.create_task(self._sweep(), name="relay sweeper")
+        self._pinger = asyncio.create_task(self._keepalive(), name="relay keepalive")
         log.info("relay %s listening on %s://%s:%d", member_id(self.public_key), config.scheme, config.host, self.port)
         return self.port
 
@@ -205,9 +211,11 @@ class RelayServer:
             return
         self._stopping = True
         log.info("relay stopping")
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._pinger, *self._pings):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._sweeper, self._pinger, *self._pings) if t is not None),
+                             return_exceptions=True)
         server.server.close()  # no new connections
         await self._close_rooms()  # finish commits in flight
         server.close(code=CloseCode.GOING_AWAY, reason=UNAVAILABLE_REASON)
@@ -296,6 +304,40 @@ class RelayServer:
                 for space, since in list(self._idle_since.items()):
                     if now - since >= idle:
                         await self.unload_room(space, min_idle=idle)
+
+    async def _keepalive(self) -> None:
+        """Ping every open connection each ``ping_interval``; drop one whose pong does not come
+        within as long again (as websockets' own keepalive does).
+
+        websockets' keepalive is a task per connection for its whole life, about 5 KiB of relay
+        memory per space of three connected members (bench/README.md, issue 12 relay section).
+        Here one loop sweeps them all, and a ping's task lives only until its pong arrives.
+        """
+        interval = self._config.ping_interval
+        while True:
+            await asyncio.sleep(interval)
+            server = self._server
+            if server is None:
+                return
+            for ws in list(server.connections):
+                if ws.protocol.state is State.OPEN:
+                    task = asyncio.create_task(self._ping(ws, interval))
+                    self._pings.add(task)
+                    task.add_done_callback(self._pings.discard)
+
+    @staticmethod
+    async def _ping(ws: ServerConnection, timeout: float) -> None:
+        try:
+            pong = await ws.ping()
+            async with asyncio.timeout(timeout):
+                await pong
+        except TimeoutError:
+            # A peer that does not answer would not read a close frame either: drop the TCP
+            # connection now (its session ends as on a lost connection).
+            log.info("a connection from %s: no pong within %g s: dropping it", remote_host(ws), timeout)
+            ws.transport.abort()
+        except ConnectionClosed:
+            pass
 
     async def unload_room(self, space: bytes, *, min_idle: float = 0.0) -> bool:
         """Release an idle room's memory (its log is on disk); True if it was unloaded.

@@ -436,7 +436,8 @@ def _transaction(writer: sqlite3.Connection, statements: Sequence[tuple[str, Seq
     writer.execute("BEGIN IMMEDIATE")
     try:
         for sql, rows in statements:
-            writer.executemany(sql, rows)
+            if rows:  # most group commits carry no checkpoint and complete no tree node
+                writer.executemany(sql, rows)
         writer.execute("COMMIT")
     except BaseException:
         # the transaction may already be gone (the commit itself failed)

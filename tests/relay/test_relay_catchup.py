@@ -146,9 +146,9 @@ async def test_entries_committed_while_joining_are_sent_under_the_lock(
     written_now: list[bytes] = []
     original = Peer.write_now
 
-    def recording(self: Peer, data: bytes) -> None:
-        written_now.append(data)
-        original(self, data)
+    def recording(self: Peer, *messages: bytes) -> None:
+        written_now.extend(messages)
+        original(self, *messages)
 
     monkeypatch.setattr(Peer, "write_now", recording)
 

@@ -315,3 +315,19 @@ def test_flags_build_the_config(tmp_path: Path) -> None:
     assert (config.idle_room_seconds, config.total_blob_quota) == (30.0, 1000)
     defaults = config_of(parse_args(["--data-dir", str(tmp_path)]))
     assert defaults == RelayConfig(data_dir=tmp_path)
+
+
+async def test_a_connection_that_stops_answering_pings_is_closed(make_relay: RelayFactory) -> None:
+    """One keepalive loop pings every connection: a peer that answers stays, one whose pong never
+    comes is closed (its reads paused, so its websocket cannot answer)."""
+    relay = await make_relay(ping_interval=0.05)
+    space = SpaceBuilder(relay.public_key)
+    alive = await join(url_of(relay), space, space.creator, create=True)
+    silent = await RawClient.open(url_of(relay))
+    await wait_until(lambda: relay.connections.of("127.0.0.1") == 2, "both connected")
+    silent.ws.transport.pause_reading()
+    await wait_until(lambda: relay.connections.of("127.0.0.1") == 1, "the silent connection closed")
+    await asyncio.sleep(0.3)  # several more rounds of pings
+    assert relay.connections.of("127.0.0.1") == 1
+    ack = await alive.submit([space.data(space.creator, b"still here")])
+    assert ack.results

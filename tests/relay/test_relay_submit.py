@@ -121,6 +121,32 @@ async def test_rejected_entry_does_not_affect_its_batch(relay: RelayServer) -> N
     await alice.sync_to(7)
 
 
+async def test_answers_to_one_connection_keep_their_order_in_a_batch(relay: RelayServer) -> None:
+    """An ack is written together with the frame that follows it, but never after a later answer
+    to the same connection: a client sees its answers in the order it submitted."""
+    space, alice, (bob,) = await _space_with(relay, 1)
+    room = relay.rooms[space.space]
+    mine = room.durable_seq + 2  # after the entry that holds the committer
+    gate = Gate()
+    gate.wrap(relay.store, "append")
+    await alice.send_submit([space.data(space.creator, b"holds the committer")])
+    await gate.wait_entered()
+    await bob.send_submit([space.data(bob.identity, b"first")])
+    await bob.send_submit([space.data(bob.identity, author_seq=5)])  # gap: refused, connection kept
+    await bob.send_submit([space.data(bob.identity, b"second", author_seq=2)])
+    await wait_until(lambda: room.queued() == 3, "three submissions queued")
+    gate.release()
+    seen = []
+    while len(seen) < 4:
+        message = await bob.client.recv()
+        if isinstance(message, Entries) and message.first_seq < mine:
+            continue  # alice's entry, committed before
+        seen.append(message)
+    assert [type(m) for m in seen] == [Ack, Error, Ack, Entries]
+    assert seen[0].results == [(1, mine)] and seen[2].results == [(2, mine + 1)]
+    assert seen[1].code == "gap" and seen[3].first_seq == mine and len(seen[3].entries) == 2
+
+
 async def test_group_commit(relay: RelayServer) -> None:
     """Submissions queued during a commit are written together under one signed head."""
     writers = 8

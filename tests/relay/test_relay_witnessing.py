@@ -495,3 +495,27 @@ async def test_two_relays_on_one_database_keep_one_tree(tmp_path: Path, pg_dsn: 
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_space_that_names_its_first_witness_later_gets_it_cosigning(
+    tmp_path: Path, witness: RunningWitness
+) -> None:
+    """A space without witnesses runs no checkpoint rounds (a welcome's checkpoint is signed when
+    asked for); the entry that names the first witness starts them."""
+    w = witness.policy_witness
+    builder = WitnessedSpace(bytes(KEY.verify_key), WitnessPolicy.NONE)
+    relay = await _relay(tmp_path)
+    try:
+        alice = await join(url_of(relay), builder, builder.creator, create=True)
+        await _write(alice, builder, 3)
+        bob = await join(url_of(relay), builder, builder.creator)  # a welcome still carries a checkpoint
+        assert bob.welcome.checkpoint is not None
+        assert _verified(bob.welcome.checkpoint, builder).checkpoint.size == 4
+        from encspaces.core.entry import Kind
+
+        change = builder._entry(builder.creator, Kind.WITNESSES, WitnessPolicy((w,), 1).encode_body())
+        ack = await alice.submit([change])
+        cosigned = await _until(alice, CheckpointNote, _size(ack.results[-1][1]))
+        _verified(cosigned.note, builder, w)
+    finally:
+        await relay.stop()
