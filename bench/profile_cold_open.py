@@ -7,20 +7,26 @@ of each. ``--profile`` runs the opens under cProfile and prints the top function
 relay, a separate process, is not in that profile). ``--log`` uses a space with snapshots off.
 ``--verify N`` records the relay's messages of one more open and verifies them again N times
 in this process with a fresh session and verifier: the CPU of the device's checks alone, a
-figure that moves less than a whole open's (no sockets, store, document).
+figure that moves less than a whole open's (no sockets, store, document). ``--stages`` prints
+the CPU of each stage of every open (the thread's own CPU time around the functions in
+``STAGES``; nested stages are included in those around them): which part a change moved.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import cProfile
+import functools
 import json
 import pstats
 import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -28,9 +34,13 @@ from unittest import mock
 import encspaces
 from bench.replay import full_stack
 from bench.traces import load_trace
+from encspaces import snapshot_keeper
 from encspaces.core.session import ClientSession, Event
 from encspaces.core.verifier import LogVerifier
-from encspaces.space import decode_space_id
+from encspaces.persistence import Persistence
+from encspaces.snapshot_keeper import SnapshotKeeper
+from encspaces.space import Space, decode_space_id
+from encspaces.store import LocalStore
 from encspaces_relay.process import RelayProcess
 
 
@@ -45,9 +55,46 @@ async def build(workdir: Path, snapshots: bool) -> dict[str, Any]:
     return meta
 
 
-async def opens(workdir: Path, count: int, profile: cProfile.Profile | None) -> tuple[list[float], list[float]]:
+# (owner, function name, stage): the parts of an open timed by ``--stages``.
+STAGES: list[tuple[Any, str, str]] = [
+    (LogVerifier, "_verify", "verify (frames)"),
+    (Space, "_apply_verified", "space: apply verified"),
+    (SnapshotKeeper, "_on_snapshot", "snapshot: check, load"),
+    (snapshot_keeper, "content_hash", "snapshot: content hash"),
+    (Persistence, "take_checkpoint", "checkpoint: build"),
+    (LocalStore, "_transaction", "store writes (its thread)"),
+]
+
+
+@contextlib.contextmanager
+def staged(spent: collections.Counter[str]) -> Iterator[None]:
+    """Add the CPU time of the calling thread in each function of ``STAGES`` to ``spent``."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in STAGES]
+
+    def timed(function: Callable[..., Any], stage: str) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[stage] += time.thread_time() - start
+        return wrapper
+
+    for (owner, name, stage), (_, _, function) in zip(STAGES, originals, strict=True):
+        setattr(owner, name, timed(function, stage))
+    try:
+        yield
+    finally:
+        for owner, name, function in originals:
+            setattr(owner, name, function)
+
+
+async def opens(
+    workdir: Path, count: int, profile: cProfile.Profile | None, stages: list[dict[str, float]] | None = None,
+) -> tuple[list[float], list[float]]:
     """The wall time and the CPU time of this process (all its threads, as ``device_cpu_s`` in
-    bench.cold_open) of each open."""
+    bench.cold_open) of each open; ``stages``: gets each open's CPU per stage (``--stages``)."""
     meta = json.loads((workdir / "meta.json").read_text())
     reader = encspaces.Identity.load(workdir / "reader.key")
     times: list[float] = []
@@ -58,14 +105,18 @@ async def opens(workdir: Path, count: int, profile: cProfile.Profile | None) -> 
             shutil.rmtree(device, ignore_errors=True)
             if profile is not None:
                 profile.enable()
-            start, start_cpu = time.perf_counter(), time.process_time()
-            space = await encspaces.connect(relay.url, reader, meta["space_id"], data_dir=device)
-            text = str(space.text("t"))
-            times.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-            if profile is not None:
-                profile.disable()
-            await space.close()
+            spent: collections.Counter[str] = collections.Counter()
+            with staged(spent) if stages is not None else contextlib.nullcontext():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                space = await encspaces.connect(relay.url, reader, meta["space_id"], data_dir=device)
+                text = str(space.text("t"))
+                times.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
+                if profile is not None:
+                    profile.disable()
+                await space.close()  # (the store's writes of the open end here)
+            if stages is not None:
+                stages.append(dict(spent))
             shutil.rmtree(device, ignore_errors=True)
             if text != meta["text"]:
                 raise AssertionError("the new device's text differs from the document")
@@ -112,17 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--verify", type=int, default=0, metavar="N",
                         help="verify one open's messages again N times in process (CPU of the checks alone)")
+    parser.add_argument("--stages", action="store_true", help="the CPU of each stage of every open")
     args = parser.parse_args(argv)
     workdir = args.dir / ("log" if args.log else "snapshot")
     if not (workdir / "meta.json").exists():
         workdir.mkdir(parents=True, exist_ok=True)
         asyncio.run(build(workdir, snapshots=not args.log))
     profile = cProfile.Profile(time.process_time) if args.profile else None
-    times, cpu = asyncio.run(opens(workdir, args.opens, profile))
+    stages: list[dict[str, float]] | None = [] if args.stages else None
+    times, cpu = asyncio.run(opens(workdir, args.opens, profile, stages))
     print("open ms:", " ".join(f"{t * 1000:.1f}" for t in times), file=sys.stderr)
     print("open cpu ms:", " ".join(f"{t * 1000:.1f}" for t in cpu), file=sys.stderr)
     print(f"median: {statistics.median(times) * 1000:.1f} ms wall, {statistics.median(cpu) * 1000:.1f} ms cpu",
           file=sys.stderr)
+    if stages is not None:
+        for _, _, stage in STAGES:
+            spent = [each.get(stage, 0.0) * 1000 for each in stages]
+            print(f"{stage}: min {min(spent):.2f}, median {statistics.median(spent):.2f} ms cpu", file=sys.stderr)
     if args.verify:
         verify_cpu = verify_again(workdir, asyncio.run(capture(workdir)), args.verify)
         print(f"verify cpu ms: min {min(verify_cpu) * 1000:.2f}, median {statistics.median(verify_cpu) * 1000:.2f}",
