@@ -491,13 +491,11 @@ class LogVerifier:
             )
 
     def _check_chain(self, frame: Entries, entries: list[Entry]) -> list[bytes]:
-        heads: list[bytes] = []
+        heads = []
         h = self.head
-        # ``next_head`` is ``crypto.chain_head``: called directly, a frame holds thousands of entries.
-        chain_head, append = crypto.chain_head, heads.append
-        for seq, entry in enumerate(entries, frame.first_seq):
-            h = chain_head(h, seq, entry.digest())
-            append(h)
+        for i, entry in enumerate(entries):
+            h = next_head(h, frame.first_seq + i, entry.digest())
+            heads.append(h)
         if h != frame.head.head:
             raise ChainError(
                 f"entries {frame.first_seq}..{frame.head.seq} do not chain from our head at seq {self.seq} "
@@ -509,8 +507,7 @@ class LogVerifier:
         self, entry: Entry, seq: int, head: bytes, entries: list[Entry], index: int, new_keys: dict[int, bytes],
         deferred: dict[int, Entry] | None,
     ) -> VerifiedEntry:
-        stripped = entry.stripped
-        if stripped and deferred is not None:
+        if deferred is not None and entry.stripped:
             deferred[seq] = entry  # no body to trust it for: a later agreed snapshot vouches for it
         else:
             entry.check_signature(seq)
@@ -526,14 +523,13 @@ class LogVerifier:
                     ) from exc
             raise
         self.state.apply(entry, seq, head)
-        if stripped:  # (without a call to ``_open``: a catch-up from a snapshot holds thousands)
-            return _stripped_result(seq, entry, head)
         return self._open(entry, seq, head, new_keys)
 
     def _open(self, entry: Entry, seq: int, head: bytes, new_keys: dict[int, bytes]) -> VerifiedEntry:
         """Learn keys sealed to us from control entries; decrypt data entries."""
         if entry.stripped:  # an encrypted kind (control entries are never stripped): nothing to open
-            return _stripped_result(seq, entry, head)
+            return frozen_instance(VerifiedEntry, {"seq": seq, "entry": entry, "head": head, "plaintext": None,
+                                           "problem": None, "awaiting_key": False, "late": False, "stripped": True})
         kind = entry.header.kind
         me = self.identity.public.sign_key
         if kind is Kind.GENESIS:
@@ -628,12 +624,6 @@ class LogVerifier:
         for epoch in epochs:
             self.epoch_keys.pop(epoch, None)
         self.forgotten |= epochs
-
-
-def _stripped_result(seq: int, entry: Entry, head: bytes) -> VerifiedEntry:
-    """A verified entry the relay sent without its body: nothing to open."""
-    return frozen_instance(VerifiedEntry, {"seq": seq, "entry": entry, "head": head, "plaintext": None,
-                                           "problem": None, "awaiting_key": False, "late": False, "stripped": True})
 
 
 def _no_clock() -> float:
