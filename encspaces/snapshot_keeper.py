@@ -316,7 +316,7 @@ class SnapshotKeeper:
         content this device never held there. ``content``: when the snapshot's checked state
         became the document as it was (``Document.adopt``), its content hash, which
         ``_on_snapshot`` computed from that very state; noting it again costs no second hash
-        (about 1 ms for the B4 document, bench/README.md "Cold open: the device's bookkeeping").
+        (about 0.5 ms for the B4 document: bench/README.md, "Cold open: the device's bookkeeping, second pass").
         """
         self.covered_through = base
         self._high = max(self._high, base)
