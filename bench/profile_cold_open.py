@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import cProfile
-import functools
 import json
 import pstats
 import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import encspaces
+from bench.receive_cost import timed_stages
 from bench.replay import full_stack
 from bench.traces import load_trace
 from encspaces import snapshot_keeper
@@ -55,39 +53,15 @@ async def build(workdir: Path, snapshots: bool) -> dict[str, Any]:
     return meta
 
 
-# (owner, function name, stage): the parts of an open timed by ``--stages``.
-STAGES: list[tuple[Any, str, str]] = [
-    (LogVerifier, "_verify", "verify (frames)"),
-    (Space, "_apply_verified", "space: apply verified"),
-    (SnapshotKeeper, "_on_snapshot", "snapshot: check, load"),
-    (snapshot_keeper, "content_hash", "snapshot: content hash"),
-    (Persistence, "take_checkpoint", "checkpoint: build"),
-    (LocalStore, "_transaction", "store writes (its thread)"),
+# (stage, owner, function name): the parts of an open timed by ``--stages``.
+STAGES: list[tuple[str, Any, str]] = [
+    ("verify (frames)", LogVerifier, "_verify"),
+    ("space: apply verified", Space, "_apply_verified"),
+    ("snapshot: check, load", SnapshotKeeper, "_on_snapshot"),
+    ("snapshot: content hash", snapshot_keeper, "content_hash"),
+    ("checkpoint: build", Persistence, "take_checkpoint"),
+    ("store writes (its thread)", LocalStore, "_transaction"),
 ]
-
-
-@contextlib.contextmanager
-def staged(spent: collections.Counter[str]) -> Iterator[None]:
-    """Add the CPU time of the calling thread in each function of ``STAGES`` to ``spent``."""
-    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in STAGES]
-
-    def timed(function: Callable[..., Any], stage: str) -> Callable[..., Any]:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.thread_time()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                spent[stage] += time.thread_time() - start
-        return wrapper
-
-    for (owner, name, stage), (_, _, function) in zip(STAGES, originals, strict=True):
-        setattr(owner, name, timed(function, stage))
-    try:
-        yield
-    finally:
-        for owner, name, function in originals:
-            setattr(owner, name, function)
 
 
 async def opens(
@@ -105,8 +79,7 @@ async def opens(
             shutil.rmtree(device, ignore_errors=True)
             if profile is not None:
                 profile.enable()
-            spent: collections.Counter[str] = collections.Counter()
-            with staged(spent) if stages is not None else contextlib.nullcontext():
+            with timed_stages(STAGES) if stages is not None else contextlib.nullcontext() as spent:
                 start, start_cpu = time.perf_counter(), time.process_time()
                 space = await encspaces.connect(relay.url, reader, meta["space_id"], data_dir=device)
                 text = str(space.text("t"))
@@ -115,7 +88,7 @@ async def opens(
                 if profile is not None:
                     profile.disable()
                 await space.close()  # (the store's writes of the open end here)
-            if stages is not None:
+            if stages is not None and spent is not None:
                 stages.append(dict(spent))
             shutil.rmtree(device, ignore_errors=True)
             if text != meta["text"]:
@@ -177,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"median: {statistics.median(times) * 1000:.1f} ms wall, {statistics.median(cpu) * 1000:.1f} ms cpu",
           file=sys.stderr)
     if stages is not None:
-        for _, _, stage in STAGES:
+        for stage, _, _ in STAGES:
             spent = [each.get(stage, 0.0) * 1000 for each in stages]
             print(f"{stage}: min {min(spent):.2f}, median {statistics.median(spent):.2f} ms cpu", file=sys.stderr)
     if args.verify:
