@@ -7,13 +7,16 @@ of each. ``--profile`` runs the opens under cProfile and prints the top function
 relay, a separate process, is not in that profile). ``--log`` uses a space with snapshots off.
 ``--verify N`` records the relay's messages of one more open and verifies them again N times
 in this process with a fresh session and verifier: the CPU of the device's checks alone, a
-figure that moves less than a whole open's (no sockets, store, document).
+figure that moves less than a whole open's (no sockets, store, document). ``--stages`` prints
+the CPU of each stage of every open (the thread's own CPU time around the functions in
+``STAGES``; nested stages are included in those around them): which part a change moved.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import pstats
@@ -26,11 +29,16 @@ from typing import Any
 from unittest import mock
 
 import encspaces
+from bench.receive_cost import timed_stages
 from bench.replay import full_stack
 from bench.traces import load_trace
+from encspaces import snapshot_keeper
 from encspaces.core.session import ClientSession, Event
 from encspaces.core.verifier import LogVerifier
-from encspaces.space import decode_space_id
+from encspaces.persistence import Persistence
+from encspaces.snapshot_keeper import SnapshotKeeper
+from encspaces.space import Space, decode_space_id
+from encspaces.store import LocalStore
 from encspaces_relay.process import RelayProcess
 
 
@@ -45,9 +53,22 @@ async def build(workdir: Path, snapshots: bool) -> dict[str, Any]:
     return meta
 
 
-async def opens(workdir: Path, count: int, profile: cProfile.Profile | None) -> tuple[list[float], list[float]]:
+# (stage, owner, function name): the parts of an open timed by ``--stages``.
+STAGES: list[tuple[str, Any, str]] = [
+    ("verify (frames)", LogVerifier, "_verify"),
+    ("space: apply verified", Space, "_apply_verified"),
+    ("snapshot: check, load", SnapshotKeeper, "_on_snapshot"),
+    ("snapshot: content hash", snapshot_keeper, "content_hash"),
+    ("checkpoint: build", Persistence, "take_checkpoint"),
+    ("store writes (its thread)", LocalStore, "_transaction"),
+]
+
+
+async def opens(
+    workdir: Path, count: int, profile: cProfile.Profile | None, stages: list[dict[str, float]] | None = None,
+) -> tuple[list[float], list[float]]:
     """The wall time and the CPU time of this process (all its threads, as ``device_cpu_s`` in
-    bench.cold_open) of each open."""
+    bench.cold_open) of each open; ``stages``: gets each open's CPU per stage (``--stages``)."""
     meta = json.loads((workdir / "meta.json").read_text())
     reader = encspaces.Identity.load(workdir / "reader.key")
     times: list[float] = []
@@ -58,14 +79,17 @@ async def opens(workdir: Path, count: int, profile: cProfile.Profile | None) -> 
             shutil.rmtree(device, ignore_errors=True)
             if profile is not None:
                 profile.enable()
-            start, start_cpu = time.perf_counter(), time.process_time()
-            space = await encspaces.connect(relay.url, reader, meta["space_id"], data_dir=device)
-            text = str(space.text("t"))
-            times.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-            if profile is not None:
-                profile.disable()
-            await space.close()
+            with timed_stages(STAGES) if stages is not None else contextlib.nullcontext() as spent:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                space = await encspaces.connect(relay.url, reader, meta["space_id"], data_dir=device)
+                text = str(space.text("t"))
+                times.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
+                if profile is not None:
+                    profile.disable()
+                await space.close()  # (the store's writes of the open end here)
+            if stages is not None and spent is not None:
+                stages.append(dict(spent))
             shutil.rmtree(device, ignore_errors=True)
             if text != meta["text"]:
                 raise AssertionError("the new device's text differs from the document")
@@ -112,17 +136,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--verify", type=int, default=0, metavar="N",
                         help="verify one open's messages again N times in process (CPU of the checks alone)")
+    parser.add_argument("--stages", action="store_true", help="the CPU of each stage of every open")
     args = parser.parse_args(argv)
     workdir = args.dir / ("log" if args.log else "snapshot")
     if not (workdir / "meta.json").exists():
         workdir.mkdir(parents=True, exist_ok=True)
         asyncio.run(build(workdir, snapshots=not args.log))
     profile = cProfile.Profile(time.process_time) if args.profile else None
-    times, cpu = asyncio.run(opens(workdir, args.opens, profile))
+    stages: list[dict[str, float]] | None = [] if args.stages else None
+    times, cpu = asyncio.run(opens(workdir, args.opens, profile, stages))
     print("open ms:", " ".join(f"{t * 1000:.1f}" for t in times), file=sys.stderr)
     print("open cpu ms:", " ".join(f"{t * 1000:.1f}" for t in cpu), file=sys.stderr)
     print(f"median: {statistics.median(times) * 1000:.1f} ms wall, {statistics.median(cpu) * 1000:.1f} ms cpu",
           file=sys.stderr)
+    if stages is not None:
+        for stage, _, _ in STAGES:
+            spent = [each.get(stage, 0.0) * 1000 for each in stages]
+            print(f"{stage}: min {min(spent):.2f}, median {statistics.median(spent):.2f} ms cpu", file=sys.stderr)
     if args.verify:
         verify_cpu = verify_again(workdir, asyncio.run(capture(workdir)), args.verify)
         print(f"verify cpu ms: min {min(verify_cpu) * 1000:.2f}, median {statistics.median(verify_cpu) * 1000:.2f}",

@@ -51,10 +51,12 @@ STAGES: list[tuple[str, Any, str]] = [
 
 
 @contextmanager
-def timed_stages() -> Iterator[collections.Counter[str]]:
-    """Add each stage's thread CPU to a counter while inside (the SDK's functions wrapped)."""
+def timed_stages(stages: list[tuple[str, Any, str]] | None = None) -> Iterator[collections.Counter[str]]:
+    """Add each stage's thread CPU to a counter while inside (the SDK's functions wrapped);
+    ``stages``: (label, owner, function name), by default this benchmark's ``STAGES``."""
+    stages = STAGES if stages is None else stages
     spent: collections.Counter[str] = collections.Counter()
-    saved = [(owner, name, getattr(owner, name)) for _, owner, name in STAGES]
+    saved = [(owner, name, getattr(owner, name)) for _, owner, name in stages]
 
     def timed(label: str, original: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -65,7 +67,7 @@ def timed_stages() -> Iterator[collections.Counter[str]]:
                 spent[label] += time.thread_time() - start
         return call
 
-    for (label, _, _), (owner, name, original) in zip(STAGES, saved, strict=True):
+    for (label, _, _), (owner, name, original) in zip(stages, saved, strict=True):
         setattr(owner, name, timed(label, original))
     try:
         yield spent

@@ -941,19 +941,29 @@ class Space:
         self._writable = False  # roles, epochs and keys may change: check again at the next edit
         self.snapshots.begin_batch(results, not self._updates, max(
             (e.header.author_seq for e in self._box.entries if e.header.kind is Kind.DATA), default=0))
+        rows, forgotten, keeper, state = self._persistence.pending.log, self._verifier.forgotten, self.snapshots, \
+            self._verifier.state
         for result in results:
+            if result.stripped:
+                # An encrypted entry without its body (thousands in a catch-up a snapshot covers):
+                # stored as it came (only control bodies hold sealed keys to redact), never late,
+                # undecryptable, a genesis or a membership change; the keeper is all it concerns.
+                rows.append((result.seq, result.entry.raw, result.head))
+                keeper.on_entry(result)
+                keeper.after_entry(result, state)
+                continue
             if not result.late:
-                stored = redact(result.entry, self._verifier.forgotten) or result.entry.raw
-                self._persistence.pending.log.append((result.seq, stored, result.head))
+                stored = redact(result.entry, forgotten) or result.entry.raw
+                rows.append((result.seq, stored, result.head))
             if result.kind is Kind.GENESIS and self._genesis is None:
                 self._genesis = result.entry.raw
             if result.problem is not None and not result.awaiting_key:
                 self._reject(result, "undecryptable", result.problem)
-            if not self.snapshots.on_entry(result):
+            if not keeper.on_entry(result):
                 self._apply_one(result)
-            self.snapshots.after_entry(result, self._verifier.state)
+            keeper.after_entry(result, state)
             if not result.late and result.kind in MEMBERSHIP_KINDS:
-                self._member_changes.publish(member_change(result, self._verifier.state))
+                self._member_changes.publish(member_change(result, state))
         done = self._box.verified(self._verifier.state.author_seqs.get(self._me, 0))
         if done is not None:
             self._persistence.pending.outbox_done_through = done

@@ -75,6 +75,46 @@ async def test_joining_from_a_snapshot_gives_the_full_replay_state(relay: RelayH
             await m.close()
 
 
+async def test_a_new_device_notes_no_content_inside_the_stretch_a_snapshot_covered(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """Started from a snapshot, the document is the log at the snapshot's base, not at the
+    granularity steps of the stripped stretch before it: noting it there would make this
+    device judge (and attest) a later snapshot of such a step against the wrong content."""
+    rng = random.Random(5)
+    _, members = await make_members(relay.url, tmp_path, 2)
+    admin = members[0]
+    late = encspaces.Identity.generate()  # a member from the start, whose first device opens at the end
+    assert relay.server is not None
+    try:
+        await admin.add_member(late.public)
+        await admin.set_policy(Policy(snapshot_entries=15))
+        await edit_rounds(rng, members, 30)
+        # The last data entry at a multiple of the granularity, and a snapshot of the document there.
+        step = 30
+        while admin.seq % 10 != 0 or admin.state.data_since_snapshot < 15:
+            random_edit(rng, admin, 0, step)
+            await admin.sync()
+            step += 1
+        base = admin.seq
+        room = relay.server.rooms[admin.space_bytes]
+        await wait_for(lambda: (room.state.agreed_snapshot() or (0, 0))[1] == base, what="the snapshot at the end")
+        await settle(members)
+        fresh = await encspaces.connect(relay.url, late, admin.id, data_dir=tmp_path / "fresh")
+        try:
+            await fresh.wait_for_seq(admin.seq)
+            used = fresh.snapshots.used
+            assert used is not None and fresh.state.snapshots[used[0]].base == base
+            assert fresh.snapshots.stripped_through > base - 10, "the step before the base was stripped"
+            assert sorted(fresh.snapshots.content_at) == [base]
+            assert fresh.snapshots.content_at[base] == admin.snapshots.content_at[base]
+        finally:
+            await fresh.close()
+    finally:
+        for m in members:
+            await m.close()
+
+
 async def test_a_lying_snapshot_is_never_used_and_its_liar_is_named(relay: RelayHandle, tmp_path: Path) -> None:
     rng = random.Random(8)
     _, members = await make_members(relay.url, tmp_path, 3)
