@@ -10,7 +10,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from encspaces.connection import queued_messages
-from tests.support import wait_for
+
+from .conftest import wait_for
 
 
 async def test_it_counts_the_whole_messages_received_and_not_yet_taken() -> None:
