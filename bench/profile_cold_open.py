@@ -24,6 +24,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -79,7 +80,7 @@ async def opens(
             shutil.rmtree(device, ignore_errors=True)
             if profile is not None:
                 profile.enable()
-            with timed_stages(STAGES) if stages is not None else contextlib.nullcontext() as spent:
+            with timed_stages(STAGES) if stages is not None else contextlib.nullcontext() as timed:
                 start, start_cpu = time.perf_counter(), time.process_time()
                 space = await encspaces.connect(relay.url, reader, meta["space_id"], data_dir=device)
                 text = str(space.text("t"))
@@ -88,29 +89,31 @@ async def opens(
                 if profile is not None:
                     profile.disable()
                 await space.close()  # (the store's writes of the open end here)
-            if stages is not None and spent is not None:
-                stages.append(dict(spent))
+            if stages is not None and timed is not None:
+                stages.append(dict(timed[0]))
             shutil.rmtree(device, ignore_errors=True)
             if text != meta["text"]:
                 raise AssertionError("the new device's text differs from the document")
     return times, cpu
 
 
-async def capture(workdir: Path) -> list[tuple[bytes, int]]:
-    """The relay's messages to a new device during one open, as its session received them."""
-    received: list[tuple[bytes, int]] = []
-    original = ClientSession.receive
+async def capture(workdir: Path) -> list[tuple[list[bytes], int]]:
+    """The relay's messages to a new device during one open, as its session received them
+    (the messages taken from the socket together, each group as one ``receive_all`` call)."""
+    received: list[tuple[list[bytes], int]] = []
+    original = ClientSession.receive_all
 
-    def recording(session: ClientSession, data: bytes, now_ms: int) -> list[Event]:
-        received.append((bytes(data), now_ms))
-        return original(session, data, now_ms)
+    def recording(session: ClientSession, messages: Iterable[bytes], now_ms: int) -> Iterator[list[Event]]:
+        group = [bytes(data) for data in messages]
+        received.append((group, now_ms))
+        return original(session, group, now_ms)
 
-    with mock.patch.object(ClientSession, "receive", recording):
+    with mock.patch.object(ClientSession, "receive_all", recording):
         await opens(workdir, 1, None)
     return received
 
 
-def verify_again(workdir: Path, received: list[tuple[bytes, int]], count: int) -> list[float]:
+def verify_again(workdir: Path, received: list[tuple[list[bytes], int]], count: int) -> list[float]:
     """The CPU time of each of ``count`` verifications of ``received`` by a brand-new device."""
     meta = json.loads((workdir / "meta.json").read_text())
     reader = encspaces.Identity.load(workdir / "reader.key")
@@ -120,8 +123,9 @@ def verify_again(workdir: Path, received: list[tuple[bytes, int]], count: int) -
         start = time.process_time()
         verifier = LogVerifier(space, reader)
         session = ClientSession(reader, verifier)
-        for data, now_ms in received:
-            session.receive(data, now_ms)
+        for messages, now_ms in received:
+            for _ in session.receive_all(messages, now_ms):
+                pass
         verifier.settle_unpinned()
         cpu.append(time.process_time() - start)
     return cpu

@@ -13,7 +13,8 @@ as its own), so one clock times every stage of each edit:
   decryption);
 - apply: from verified until the edit is in the reader's document.
 
-It wraps two SDK internals (``Space._flush_batch`` per instance and ``ClientSession.receive``)
+It wraps two SDK internals (``Space._flush_batch`` per instance and ``ClientSession._guarded``,
+which handles each message, or run of queued frames verified as one, the session is given)
 to take the timestamps; nothing else changes.
 """
 
@@ -25,27 +26,27 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import encspaces
 from bench.clients import Arrivals, SpaceClient
-from encspaces.core.session import ClientSession
+from encspaces.core.session import ClientSession, Event
 from encspaces_relay.process import RelayProcess
 
 
 async def measure(
     edits: int, rate: float, workdir: Path, options: encspaces.SpaceOptions | None = None
 ) -> dict[str, float]:
-    frames: list[tuple[float, float]] = []  # reader: (frame received, frame verified)
+    frames: list[tuple[float, float]] = []  # reader: (frame handed to the session, frame verified)
     submits: list[float] = []  # writer: Submit messages made (after the outbox write committed)
-    original = ClientSession.receive
+    original = ClientSession._guarded
     original_submit = ClientSession.submit
     reader_identity = encspaces.Identity.generate()
 
-    def timed_receive(self: ClientSession, data: bytes, now_ms: int) -> Any:
+    def timed_receive(self: ClientSession, handle: Callable[[], list[Event]]) -> list[Event]:
         start = time.monotonic()
-        events = original(self, data, now_ms)
+        events = original(self, handle)
         if self.identity is reader_identity:
             frames.append((start, time.monotonic()))
         return events
@@ -55,7 +56,7 @@ async def measure(
             submits.append(time.monotonic())
         return original_submit(self, entries)
 
-    ClientSession.receive = timed_receive  # type: ignore[method-assign]
+    ClientSession._guarded = timed_receive  # type: ignore[method-assign]
     ClientSession.submit = timed_submit  # type: ignore[method-assign]
     try:
         async with RelayProcess(workdir / "relay", log_level="ERROR") as relay:
@@ -88,7 +89,7 @@ async def measure(
             await reader.close()
             await writer.close()
     finally:
-        ClientSession.receive = original  # type: ignore[method-assign]
+        ClientSession._guarded = original  # type: ignore[method-assign]
         ClientSession.submit = original_submit  # type: ignore[method-assign]
     stages: dict[str, list[float]] = {"batch": [], "outbox": [], "relay": [], "verify": [], "apply": [],
                                       "total": []}

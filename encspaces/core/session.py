@@ -8,7 +8,9 @@ whole protocol is testable with bytes alone.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeAlias
 
 from ..errors import HandshakeError, MalformedFrameError, ProtocolError, RelayError
@@ -34,6 +36,7 @@ from .messages import (
     Error,
     Hello,
     Inclusion,
+    Message,
     Presence,
     ProofRefused,
     ProofReply,
@@ -43,6 +46,12 @@ from .messages import (
     decode_message,
 )
 from .verifier import LogVerifier, VerifiedEntry
+
+# A batch of queued Entries frames verified as one (``ClientSession.receive_all``) holds at most
+# this many entries and bytes of frames, so one batch never holds the event loop much longer
+# than one frame does (a relay's catch-up frame holds up to 1,024 entries by default).
+MAX_BATCH_ENTRIES = 256
+MAX_BATCH_BYTES = 1 << 20
 
 
 class SessionState(enum.Enum):
@@ -135,19 +144,41 @@ class ClientSession:
 
     def receive(self, data: bytes, now_ms: int) -> list[Event]:
         """Handle one message from the relay; raises a specific EncspacesError on anything wrong."""
+        return self._guarded(lambda: self._handle(self._decode(data), now_ms))
+
+    def receive_all(self, messages: Iterable[bytes], now_ms: int) -> Iterator[list[Event]]:
+        """Handle messages that were queued together, in their order, one list of events per step.
+
+        A run of contiguous Entries frames (each starting right after the previous one's last
+        seq) is verified as one frame: its entries under the newest frame's signed head, so a
+        device that fell behind checks one relay signature, and applies and stores once, per
+        run instead of per frame (docs/PROTOCOL.md, "Frames queued together"). Anything else
+        (another message, a gap, an empty frame, the caps) ends the run; each message is then
+        handled as ``receive`` would. The steps are yielded as they are handled, so whatever an
+        earlier step returned is the caller's before a later one raises.
+        """
+        for step in batched(messages):
+            if isinstance(step, bytes):
+                yield self.receive(step, now_ms)  # malformed: the precise error, after what came before
+            else:
+                yield self._guarded(partial(self._handle, step, now_ms))
+
+    def _guarded(self, handle: Callable[[], list[Event]]) -> list[Event]:
         if self.state is SessionState.FAILED:
             raise HandshakeError("this session has failed; open a new connection")
         try:
-            return self._receive(data, now_ms)
+            return handle()
         except BaseException:
             self.state = SessionState.FAILED
             raise
 
-    def _receive(self, data: bytes, now_ms: int) -> list[Event]:
+    def _decode(self, data: bytes) -> Message:
         try:
-            message = decode_message(data)
+            return decode_message(data)
         except ProtocolError as exc:
             raise MalformedFrameError(f"the relay sent a malformed message in state {self.state.value}: {exc}") from exc
+
+    def _handle(self, message: Message, now_ms: int) -> list[Event]:
         if isinstance(message, Error):
             if not message.fatal and self.state is SessionState.LIVE:
                 return [Notice(message.code, message.message, message.ref)]
@@ -233,3 +264,42 @@ class ClientSession:
         if self.state is not SessionState.LIVE:
             raise HandshakeError(f"cannot send a blob request in state {self.state.value}")
         return request.encode()
+
+
+def batched(messages: Iterable[bytes]) -> Iterator[Message | bytes]:
+    """The messages decoded, in order, each run of contiguous Entries frames merged into one
+    (``merge_frames``) within the caps; a message that does not decode is passed on as bytes.
+    Lazy: a message is decoded only once everything before it was taken."""
+    run: list[Entries] = []
+    entries = size = 0
+    for data in messages:
+        try:
+            message: Message | None = decode_message(data)
+        except ProtocolError:
+            message = None
+        if run and not (
+            isinstance(message, Entries) and message.entries
+            and message.first_seq == run[-1].first_seq + len(run[-1].entries)
+            and entries + len(message.entries) <= MAX_BATCH_ENTRIES and size + len(data) <= MAX_BATCH_BYTES
+        ):
+            yield merge_frames(run)
+            run, entries, size = [], 0, 0
+        if isinstance(message, Entries) and message.entries:
+            run.append(message)
+            entries, size = entries + len(message.entries), size + len(data)
+        else:
+            yield data if message is None else message
+    if run:
+        yield merge_frames(run)
+
+
+def merge_frames(frames: list[Entries]) -> Entries:
+    """Contiguous frames as one: their entries, from the first one's seq, under the newest head.
+
+    The newest head's signature covers the hash chain through every entry, so verifying the
+    merged frame checks every entry as verifying each frame would; the heads of the frames
+    before it are dropped unchecked (never kept, never the verified head).
+    """
+    if len(frames) == 1:
+        return frames[0]
+    return Entries(frames[0].first_seq, [entry for frame in frames for entry in frame.entries], frames[-1].head)

@@ -47,11 +47,13 @@ from encspaces.core.messages import (
     decode_message,
 )
 from encspaces.core.session import (
+    MAX_BATCH_ENTRIES,
     Acked,
     BecameLive,
     BlobReplyReceived,
     CheckpointReceived,
     ClientSession,
+    Event,
     Notice,
     PresenceReceived,
     ProofReplyReceived,
@@ -61,6 +63,7 @@ from encspaces.core.session import (
 )
 from encspaces.core.verifier import LogVerifier
 from encspaces.errors import (
+    AuthorSignatureError,
     ChainError,
     EncspacesError,
     ForkError,
@@ -74,7 +77,7 @@ from encspaces.errors import (
 )
 from encspaces_relay.handshake import check_hello
 
-from .fakes import FIXED_TIME_MS, FakeSpace
+from .fakes import FIXED_TIME_MS, FakeSpace, reencode
 
 NONCE = bytes(range(32))
 NOW = FIXED_TIME_MS + 5_000  # the device's clock when it answers the challenge
@@ -602,3 +605,120 @@ def test_the_matrix_covers_every_message_kind() -> None:
     """Each kind of message the wire has (messages.Message) is in the matrix above, or is an error."""
     assert {kind.__name__.lower() for kind in get_args(Message)} == {*KINDS, "error"}
     assert set(_messages(FakeSpace())) == set(KINDS)
+
+
+# --- frames queued together: verified as one batch -----------------------------------------
+
+
+def queued(session: ClientSession, messages: list[bytes]) -> list[list[Event]]:
+    return list(session.receive_all(messages, NOW))
+
+
+def test_queued_frames_are_verified_as_one_frame_under_the_newest_head() -> None:
+    fs = FakeSpace()
+    session = live(fs)
+    for i in range(3):
+        fs.write(fs.alice, f"edit {i}".encode())
+    [[verified]] = queued(session, [frame(fs, 4, 4), frame(fs, 5, 5), frame(fs, 6, 6)])
+    assert isinstance(verified, Verified)
+    assert [(v.seq, v.plaintext) for v in verified.entries] == [(4, b"edit 0"), (5, b"edit 1"), (6, b"edit 2")]
+    assert session.verifier.seq == 6 and session.verifier.verified_head == fs.signed(6)
+
+
+def test_only_the_newest_head_of_a_batch_is_checked_and_kept() -> None:
+    """An intermediate frame's head is never verified (one signature per batch): even a head no
+    relay signed passes behind a valid newest head, and it is never taken as the verified head.
+    Every entry is still under the newest head's signature, through the recomputed chain."""
+    fs = FakeSpace()
+    session = live(fs)
+    fs.write(fs.alice)
+    fs.write(fs.alice)
+    unsigned = Entries(4, [fs.raws[3]], fs.signed(4, key=nacl.signing.SigningKey.generate())).encode()
+    [[verified]] = queued(session, [unsigned, frame(fs, 5, 5)])
+    assert isinstance(verified, Verified) and [v.seq for v in verified.entries] == [4, 5]
+    assert session.verifier.verified_head == fs.signed(5)
+    alone = live(fs, through=3)  # the same frame alone: its head is checked, and refused
+    fails(alone, unsigned, RelaySignatureError, "the relay's signature does not verify")
+
+
+def test_a_batch_whose_newest_head_is_false_fails_whole_and_applies_nothing() -> None:
+    fs = FakeSpace()
+    session = live(fs)
+    fs.write(fs.alice)
+    fs.write(fs.alice)
+    forged = Entries(5, [fs.raws[4]], fs.signed(5, key=nacl.signing.SigningKey.generate())).encode()
+    with pytest.raises(RelaySignatureError, match="the relay's signature does not verify"):
+        queued(session, [frame(fs, 4, 4), forged])
+    assert session.state is S.FAILED and session.verifier.seq == 3
+    assert_dead(session)
+
+
+def test_a_false_entry_inside_a_batch_fails_it_whole_naming_its_seq() -> None:
+    fs = FakeSpace()
+    session = live(fs)
+    fs.force(reencode(fs.make(fs.alice), signature=bytes(64)))  # a lying relay, under honest-looking heads
+    fs.force(fs.make(fs.bob).raw)
+    with pytest.raises(AuthorSignatureError, match="at seq 4"):
+        queued(session, [frame(fs, 4, 4), frame(fs, 5, 5)])
+    assert session.state is S.FAILED and session.verifier.seq == 3
+
+
+def test_a_gap_ends_the_batch_and_fails_as_a_frame_alone_would() -> None:
+    fs = FakeSpace()
+    session = live(fs)
+    for _ in range(3):
+        fs.write(fs.alice)
+    steps = session.receive_all([frame(fs, 4, 4), frame(fs, 6, 6)], NOW)
+    [verified] = next(steps)  # seq 4 is the caller's before the gap fails the session
+    assert isinstance(verified, Verified) and [v.seq for v in verified.entries] == [4]
+    with pytest.raises(ChainError, match=r"seqs 5\.\.5 are missing"):
+        next(steps)
+    assert session.state is S.FAILED and session.verifier.seq == 4
+
+
+def test_an_ack_between_queued_frames_keeps_its_place() -> None:
+    fs = FakeSpace()
+    session = live(fs)
+    fs.write(fs.alice)
+    entry = fs.write(fs.bob, b"mine")
+    fs.write(fs.alice)
+    fs.write(fs.alice)
+    ack = Ack([(entry.header.author_seq, 5)], fs.signed(5))
+    steps = queued(session, [frame(fs, 4, 4), frame(fs, 5, 5), ack.encode(), frame(fs, 6, 6), frame(fs, 7, 7)])
+    assert [[type(e) for e in step] for step in steps] == [[Verified], [Acked], [Verified]]
+    assert [[v.seq for v in step[0].entries] for step in steps if isinstance(step[0], Verified)] == [[4, 5], [6, 7]]
+    assert steps[1] == [Acked([(1, 5)], fs.signed(5))]
+
+
+def test_a_malformed_message_after_queued_frames_fails_after_they_are_handed_over() -> None:
+    fs = FakeSpace()
+    session = live(fs)
+    fs.write(fs.alice)
+    steps = session.receive_all([frame(fs, 4, 4), b"\xc1"], NOW)
+    [verified] = next(steps)
+    assert isinstance(verified, Verified)
+    with pytest.raises(MalformedFrameError, match="the relay sent a malformed message in state live"):
+        next(steps)
+    assert session.state is S.FAILED
+
+
+def test_a_batch_stops_at_its_cap() -> None:
+    fs = FakeSpace()
+    session = live(fs)
+    for _ in range(MAX_BATCH_ENTRIES + 1):
+        fs.write(fs.alice)
+    frames = [frame(fs, seq, seq) for seq in range(4, fs.seq + 1)]
+    steps = queued(session, frames)
+    assert [len(step[0].entries) for step in steps if isinstance(step[0], Verified)] == [MAX_BATCH_ENTRIES, 1]
+    assert session.verifier.seq == fs.seq
+
+
+def test_frames_merged_across_catch_up_go_live_once_caught_up() -> None:
+    fs = FakeSpace()
+    for _ in range(3):
+        fs.write(fs.alice)
+    session = handshaken(device(fs, fs.bob, through=3), fs)
+    assert session.receive(welcome(fs, 5, anchor=3), NOW) == []
+    [[verified, became_live]] = queued(session, [frame(fs, 4, 4), frame(fs, 5, 5)])
+    assert isinstance(verified, Verified) and became_live == BecameLive()
+    assert session.state is S.LIVE

@@ -130,7 +130,7 @@ async def aboom(*_: Any, **__: Any) -> Any:
 
 
 INJECTIONS: dict[str, tuple[str, Callable[[pytest.MonkeyPatch], None]]] = {
-    "runner": ("the connection runner", lambda mp: mp.setattr(ClientSession, "receive", boom)),
+    "runner": ("the connection runner", lambda mp: mp.setattr(ClientSession, "receive_all", boom)),
     "writer": ("the store writer", lambda mp: mp.setattr(LocalStore, "write", aboom)),
     "batcher": ("the edit batcher", lambda mp: mp.setattr(outbox_module.Outbox, "build", boom)),
     "ticker": ("the maintenance ticker", lambda mp: mp.setattr(outbox_module, "rotation_due", boom)),

@@ -49,11 +49,14 @@ class LyingRelay(RelayServer):
 
     def signed_frame(self, space: bytes, first_seq: int, entries: list[bytes]) -> bytes:
         """A frame that chains from the honest head before ``first_seq``, validly re-signed."""
+        return Entries(first_seq, entries, self.signed_head(space, first_seq, entries)).encode()
+
+    def signed_head(self, space: bytes, first_seq: int, entries: list[bytes]) -> SignedHead:
+        """The head of ``entries`` chained from the honest head before ``first_seq``, validly signed."""
         h = self.rooms[space].state.heads[first_seq - 1]
         for i, raw in enumerate(entries):
             h = next_head(h, first_seq + i, Entry.decode(raw).digest())
-        head = SignedHead.create(self.signing_key, space, first_seq + len(entries) - 1, h)
-        return Entries(first_seq, entries, head).encode()
+        return SignedHead.create(self.signing_key, space, first_seq + len(entries) - 1, h)
 
 
 def reencode(
@@ -98,11 +101,14 @@ def forge_signature(r: LyingRelay, space: bytes, first: int, entries: list[bytes
     return [r.signed_frame(space, first, [*entries[:-1], reencode(e, sig=sig)])]
 
 
-def bad_relay_signature(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+def falsely_signed(head: SignedHead) -> SignedHead:
     sig = bytearray(head.signature)
     sig[0] ^= 1
-    forged = SignedHead(head.space, head.seq, head.head, head.time_ms, head.signed_bytes, bytes(sig))
-    return [Entries(first, entries, forged).encode()]
+    return SignedHead(head.space, head.seq, head.head, head.time_ms, head.signed_bytes, bytes(sig))
+
+
+def bad_relay_signature(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    return [Entries(first, entries, falsely_signed(head)).encode()]
 
 
 def broken_chain(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
@@ -123,6 +129,22 @@ def hold_then(combine: Callable[[list[bytes], list[bytes]], list[bytes]]) -> Att
             return []
         held_first, held_entries = r.held[0]
         return [r.signed_frame(space, held_first, combine(held_entries, entries))]
+
+    return attack
+
+
+def burst(size: int, falsely_signed_at: set[int]) -> Attack:
+    """Hold live frames until ``size`` are held, then send them back to back (one broadcast, so
+    they reach the device queued together), each under its own head; the heads at the indexes
+    ``falsely_signed_at`` with a broken relay signature."""
+
+    def attack(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+        r.held.append((first, entries))
+        if len(r.held) < size:
+            return []
+        heads = [r.signed_head(space, f, e) for f, e in r.held]
+        return [Entries(f, e, falsely_signed(h) if i in falsely_signed_at else h).encode()
+                for i, ((f, e), h) in enumerate(zip(r.held, heads, strict=True))]
 
     return attack
 
@@ -209,6 +231,30 @@ async def test_entry_by_non_member(lying) -> None:  # type: ignore[no-untyped-de
     bob, _ = await run_attack(lying, inject(lambda r: crafted_entry(outsider, bob_space)))
     await assert_stays_failed(bob, errors.MembershipError)
     assert outsider.member_id in str(bob.error)
+
+
+async def test_a_burst_whose_newest_head_is_falsely_signed_fails_whole(lying) -> None:  # type: ignore[no-untyped-def]
+    """Frames queued together are verified as one under the newest head (docs/PROTOCOL.md,
+    "Frames queued together"): that head's false signature fails the whole burst, and none of
+    its entries is applied, although the heads of the frames before it were honest."""
+    bob, _ = await run_attack(lying, burst(3, {2}), edits=3)
+    await assert_stays_failed(bob, errors.RelaySignatureError)
+    assert "relay's signature" in str(bob.error)
+
+
+async def test_a_burst_is_checked_under_its_newest_head_alone(lying) -> None:  # type: ignore[no-untyped-def]
+    """The heads of the frames before the newest one in a queued burst are not checked: broken
+    signatures there do not matter, as every entry is under the newest head's signature."""
+    server, alice, bob, _ = lying
+    state = server.rooms[alice.space_bytes].state
+    me = alice.identity.public.sign_key
+    server.attack = burst(3, {0, 1})
+    for i in range(3):
+        target = state.author_seqs[me] + 1
+        alice.text("doc").insert(0, f"edit {i} ")
+        await wait_for(lambda t=target: state.author_seqs[me] >= t, what="the relay to sequence the edit")
+    await wait_for(lambda: str(bob.text("doc")) == str(alice.text("doc")), what="bob to verify the burst")
+    assert bob.error is None and bob.seq == alice.seq
 
 
 async def test_replayed_entry(lying) -> None:  # type: ignore[no-untyped-def]

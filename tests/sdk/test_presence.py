@@ -76,15 +76,14 @@ async def test_a_peer_who_closes_the_space_is_gone_at_once(relay: RelayHandle, t
 
 
 class BridgedRelay(RelayServer):
-    """One half of a relay that forks a space: two copies, one key, presence passed across."""
+    """One half of a relay that forks a space: two copies, one key; the presence its members
+    send is kept, for the test to pass across to the other half."""
 
-    twin: BridgedRelay | None = None
+    sent: list[bytes]
 
     def encode_presence(self, space: bytes, presence: Presence) -> bytes:
         frame = super().encode_presence(space, presence)
-        twin = self.twin
-        if twin is not None and space in twin.rooms:
-            twin.rooms[space].forward_presence(None, frame)  # type: ignore[arg-type]
+        self.sent.append(frame)
         return frame
 
 
@@ -104,10 +103,11 @@ async def test_a_fork_is_caught_through_presence(tmp_path: Path) -> None:
     second = RelayHandle(tmp_path / "r2", BridgedRelay, signing_key=key)
     one, two = await first.start(), await second.start()
     assert isinstance(one, BridgedRelay) and isinstance(two, BridgedRelay)
-    one.twin, two.twin = two, one
+    one.sent, two.sent = [], []
     try:
         alice = quick(await encspaces.connect(first.url, alice_id, space_id, data_dir=tmp_path / "a"))
         bob = quick(await encspaces.connect(second.url, bob_id, space_id, data_dir=tmp_path / "b"))
+        space_bytes = alice.space_bytes
         await wait_for(lambda: alice.connected and bob.connected, what="both to connect")
         alice.presence.set({"name": "Alice"})
         bob.presence.set({"name": "Bob"})
@@ -116,6 +116,13 @@ async def test_a_fork_is_caught_through_presence(tmp_path: Path) -> None:
         bob.text("doc").insert(0, "bob's future. ")
         await alice.sync()
         await bob.sync()
+        # Each one's presence from after its edit carries its head at seq 4; both are passed
+        # across at once (one passed alone fails its receiver, who then sends nothing more).
+        before = len(one.sent), len(two.sent)
+        await wait_for(lambda: len(one.sent) > before[0] and len(two.sent) > before[1],
+                       what="both to send presence after their edits")
+        two.rooms[space_bytes].forward_presence(None, one.sent[-1])  # type: ignore[arg-type]
+        one.rooms[space_bytes].forward_presence(None, two.sent[-1])  # type: ignore[arg-type]
         await wait_for(lambda: alice.error is not None and bob.error is not None, what="both to see the fork")
         for space in (alice, bob):
             assert isinstance(space.error, errors.ForkError), space.error
