@@ -50,7 +50,7 @@ class RelayConfig:
     # Entries verified and queued for commit but not yet answered, in all spaces together: past
     # it, connections wait in line before their next submission is read (encspaces_relay/backlog.py),
     # so under overload the relay reads no more than it commits instead of stalling its commits.
-    max_pending_entries: int = 1024
+    max_pending_entries: int = 4096
     # Presence is forwarded, never stored; each connection may send this many per second
     # (with bursts up to presence_burst). Excess presence is dropped, not refused.
     presence_rate: float = 10.0
