@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--total-blob-quota", type=int, default=RelayConfig.total_blob_quota,
                         help="bytes of file chunks all spaces together may store "
                              f"(default {RelayConfig.total_blob_quota})")
+    parser.add_argument("--max-pending-entries", type=int, default=RelayConfig.max_pending_entries,
+                        help="entries verified and not yet committed, all spaces together, before connections wait "
+                             "to be read on (backpressure under overload)")
     limits = parser.add_argument_group("limits on anonymous clients (for the counts, 0 is no limit)")
     limits.add_argument("--max-hello-frame", type=int, default=RelayConfig.max_hello_frame,
                         help="largest message in bytes before a client is admitted; --max-frame applies "
@@ -136,6 +139,7 @@ def config_of(args: argparse.Namespace) -> RelayConfig:
     return RelayConfig(
         data_dir=args.data_dir, host=args.host, port=args.port, max_frame=args.max_frame,
         max_blob_size=args.max_blob_size, blob_quota=args.blob_quota, total_blob_quota=args.total_blob_quota,
+        max_pending_entries=args.max_pending_entries,
         max_hello_frame=args.max_hello_frame, max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
         max_creates_per_address=args.max_creates_per_address, create_window=args.create_window,

@@ -47,6 +47,10 @@ class RelayConfig:
     max_buffered_bytes: int = 8 << 20
     # Submissions a connection may have queued before the relay stops reading from it.
     max_inflight_submits: int = 64
+    # Entries verified and queued for commit but not yet answered, in all spaces together: past
+    # it, connections wait in line before their next submission is read (encspaces_relay/backlog.py),
+    # so under overload the relay reads no more than it commits instead of stalling its commits.
+    max_pending_entries: int = 4096
     # Presence is forwarded, never stored; each connection may send this many per second
     # (with bursts up to presence_burst). Excess presence is dropped, not refused.
     presence_rate: float = 10.0
@@ -125,8 +129,8 @@ class RelayConfig:
             raise ValueError(f"max_frame of {self.max_frame} bytes is too small to carry an entry")
         if not 1 <= self.max_entries_per_frame <= MAX_ENTRIES_PER_MESSAGE:
             raise ValueError(f"max_entries_per_frame must be in [1, {MAX_ENTRIES_PER_MESSAGE}]")
-        if self.max_entries_per_commit < 1 or self.max_inflight_submits < 1:
-            raise ValueError("commit and in-flight limits must be at least 1")
+        if min(self.max_entries_per_commit, self.max_inflight_submits, self.max_pending_entries) < 1:
+            raise ValueError("commit, in-flight and pending-entries limits must be at least 1")
         if self.max_blob_size < 1 or self.blob_quota < 0 or self.total_blob_quota < 0:
             raise ValueError("max_blob_size must be at least 1, blob_quota and total_blob_quota at least 0")
         if self.max_hello_frame < 1024:

@@ -57,6 +57,11 @@ class RelayMetrics:
             "encspaces_relay_witness_submissions",
             "Checkpoints submitted to witnesses, by result (cosigned, refused, unreachable)", ["result"],
             registry=self.registry)
+        self.backlog_waits = Histogram(
+            "encspaces_relay_backlog_wait_seconds",
+            "Time a connection waited before its submission was read on, while the relay had its limit of "
+            "entries verified and not yet committed (max_pending_entries)",
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10), registry=self.registry)
         self.proofs = Counter("encspaces_relay_proofs_served", "Proofs and checkpoints sent to clients, by kind",
                               ["kind"], registry=self.registry)
 
@@ -89,6 +94,10 @@ def server_levels(server: RelayServer) -> Iterable[tuple[str, str, float]]:
         ("encspaces_relay_subscribers", "Connections receiving a space's live stream", len(subscribers)),
         ("encspaces_relay_commit_queue_depth", "Submissions waiting for their space's committer",
          sum(room.queued() for room in rooms)),
+        ("encspaces_relay_backlog_entries", "Entries verified and not yet answered, all spaces (max_pending_entries)",
+         server.backlog.pending),
+        ("encspaces_relay_backlog_waiting", "Connections waiting for the backlog to shrink before reading on",
+         server.backlog.waiting),
         ("encspaces_relay_fanout_buffered_bytes", "Bytes written to subscribers and not yet sent (fan-out backlog)",
          sum(peer.buffered_bytes() for peer in subscribers if peer.is_open)),
         ("encspaces_relay_blob_bytes", "Bytes of encrypted file chunks stored (all spaces), once counted",

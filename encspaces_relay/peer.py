@@ -20,6 +20,7 @@ from websockets.protocol import State
 
 from encspaces.core.messages import Error
 
+from .backlog import Backlog
 from .config import RelayConfig
 from .metrics import RelayMetrics
 from .refusals import Refusal
@@ -38,7 +39,7 @@ class Peer:
     """A websocket, its admitted member (once admitted) and its in-flight submissions."""
 
     def __init__(self, ws: ServerConnection, number: int, config: RelayConfig,
-                 metrics: RelayMetrics | None = None) -> None:
+                 metrics: RelayMetrics | None = None, backlog: Backlog | None = None) -> None:
         self.ws = ws
         self._metrics = metrics
         self.name = f"conn#{number}"
@@ -49,6 +50,7 @@ class Peer:
         self.failed = False
         # Bounds the submissions a peer has queued: past it the session stops reading.
         self.inflight = asyncio.Semaphore(config.max_inflight_submits)
+        self.backlog = backlog
         self._presence_rate = config.presence_rate
         self._presence_burst = float(config.presence_burst)
         self._presence_tokens = float(config.presence_burst)
@@ -73,6 +75,13 @@ class Peer:
                     self.name, self.buffered_bytes(), self._max_buffered)
         self.close_later(CloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
         return False
+
+    def answered(self, weight: int) -> None:
+        """A submission of this peer was answered (or dropped): its in-flight place and its
+        ``weight`` in the relay's backlog are free."""
+        self.inflight.release()
+        if self.backlog is not None:
+            self.backlog.give(weight)
 
     def presence_allowed(self) -> bool:
         """Token bucket: ``presence_rate`` a second, bursts up to ``presence_burst``."""

@@ -97,6 +97,7 @@ class Submission:
 
     peer: Peer
     entries: list[Entry]
+    weight: int = 0  # its share of the relay's backlog (encspaces_relay/backlog.py), given back when answered
 
 
 # What the committer answers a submission: (author_seq, seq) pairs, a refusal, or nothing
@@ -487,7 +488,7 @@ class Room:
         except PeerGoneError:
             self.unsubscribe(peer)
         finally:
-            peer.inflight.release()
+            peer.answered(submission.weight)
 
     def _write(self, peer: Peer | None, messages: list[bytes]) -> None:
         if peer is None:

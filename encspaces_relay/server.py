@@ -33,6 +33,7 @@ from encspaces.core.messages import Ack, CheckpointNote, Entries, Presence, Proo
 from encspaces.core.private_file import make_private_dir
 from encspaces.errors import EncspacesError, SpaceExistsError, StoreUnavailableError
 
+from .backlog import Backlog
 from .blobs import BLOBS_DIR, BlobStore
 from .bus import Bus, NatsBus, NullBus
 from .config import RelayConfig
@@ -110,6 +111,8 @@ class RelayServer:
         self._pinger: asyncio.Task[None] | None = None
         self._pings: set[asyncio.Task[None]] = set()  # pings waiting for their pong
         self.metrics = RelayMetrics()
+        # Entries verified and not yet committed, all spaces (encspaces_relay/backlog.py).
+        self.backlog = Backlog(config.max_pending_entries, self.metrics)
         self.metrics.watch(lambda: server_levels(self))
         self._metrics_server: MetricsServer | None = None
         self._lock: DataDirLock | None = None
@@ -325,13 +328,17 @@ class RelayServer:
                     self._pings.add(task)
                     task.add_done_callback(self._pings.discard)
 
-    @staticmethod
-    async def _ping(ws: ServerConnection, timeout: float) -> None:
+    async def _ping(self, ws: ServerConnection, timeout: float) -> None:
+        sent = time.monotonic()
         try:
             pong = await ws.ping()
             async with asyncio.timeout(timeout):
                 await pong
         except TimeoutError:
+            if self.backlog.waited_since(ws, sent):
+                # Its session waited for the backlog and did not read meanwhile: the pong may be
+                # behind its unread submissions. Not a sign of a dead peer; the next round pings again.
+                return
             # A peer that does not answer would not read a close frame either: drop the TCP
             # connection now (its session ends as on a lost connection).
             log.info("a connection from %s: no pong within %g s: dropping it", remote_host(ws), timeout)

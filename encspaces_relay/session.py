@@ -66,7 +66,7 @@ class Session:
     def __init__(self, server: RelayServer, ws: ServerConnection, number: int, address: str = "") -> None:
         self.server = server
         self.config = server.config
-        self.peer = Peer(ws, number, server.config, server.metrics)
+        self.peer = Peer(ws, number, server.config, server.metrics, server.backlog)
         self.address = address
         self.room: Room | None = None
         self.proof_pacer = Pacer()
@@ -96,6 +96,7 @@ class Session:
             if self.room is not None:
                 self.room.unsubscribe(peer)
                 self.server.release_room(self.room)
+            self.server.backlog.forget(peer.ws)
             await peer.finish()
             self._log_close()
 
@@ -163,14 +164,21 @@ class Session:
                 continue
             if not isinstance(submit, Submit):
                 raise Refusal(RefusalCode.UNEXPECTED, f"expected a submit or presence, got a {_kind(submit)} message")
-            entries = await self._check_entries(submit.entries)
-            room.claim_writer(self.peer)
-            await self.peer.inflight.acquire()
+            # In line while the relay has its limit of entries verified and not yet committed: this
+            # connection is not read on meanwhile (encspaces_relay/backlog.py).
+            weight = await server.backlog.take(len(submit.entries), ws)
+            try:
+                entries = await self._check_entries(submit.entries)
+                room.claim_writer(self.peer)
+                await self.peer.inflight.acquire()
+            except BaseException:
+                server.backlog.give(weight)
+                raise
             if self.peer.failed:
-                self.peer.inflight.release()
+                self.peer.answered(weight)
                 return
-            if not room.submit(Submission(self.peer, entries)):
-                self.peer.inflight.release()
+            if not room.submit(Submission(self.peer, entries, weight)):
+                self.peer.answered(weight)
                 if room.failed:
                     raise internal("the space is being reloaded after a storage failure: reconnect and resubmit")
                 raise unavailable()

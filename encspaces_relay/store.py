@@ -193,7 +193,10 @@ class Store:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._appends.append((space, rows, signed_head, nodes, done))
         self._wake_appender()
-        await asyncio.shield(done)
+        # Not shielded: a shield's callback costs the commit one more pass of a busy event loop
+        # (bench/README.md, "Admission control"). A caller cancelled meanwhile cancels ``done``,
+        # which the group commit then skips; its rows are written all the same.
+        await done
 
     def _wake_appender(self) -> None:
         if self._appender is None or self._appender.done():
