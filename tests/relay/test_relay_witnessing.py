@@ -136,6 +136,19 @@ async def _one_witness_space(tmp_path: Path, witness: PolicyWitness,
     return builder, relay, alice
 
 
+async def _cosigned_then_stopped(tmp_path: Path, witness: PolicyWitness, edits: int,
+                                 **overrides: Any) -> tuple[WitnessedSpace, Member]:
+    """A one-witness space (``_one_witness_space``) with ``edits`` edits after its genesis, its
+    checkpoint at that size pushed to the creator; then its relay stopped."""
+    builder, relay, alice = await _one_witness_space(tmp_path, witness, **overrides)
+    try:
+        await _write(alice, builder, edits)
+        await _until(alice, CheckpointNote, _size(edits + 1))
+    finally:
+        await relay.stop()
+    return builder, alice
+
+
 def _leaves(member: Member, builder: SpaceBuilder) -> merkle.MerkleTree:
     """The tree of what a member verified, built from the entries' digests (as a client would)."""
     tree = merkle.MerkleTree()
@@ -254,11 +267,8 @@ async def test_a_witness_that_is_down_delays_only_witnessing(tmp_path: Path, wit
 async def test_a_restarted_relay_keeps_its_tree_and_cosigned_checkpoint(
         tmp_path: Path, witness: RunningWitness) -> None:
     w = witness.policy_witness
-    builder, relay, alice = await _one_witness_space(tmp_path, w)
-    await _write(alice, builder, 40)
-    await _until(alice, CheckpointNote, _size(41))
+    builder, alice = await _cosigned_then_stopped(tmp_path, w, 40)
     mine = _leaves(alice, builder)
-    await relay.stop()
     # An old data dir: the tree's rows are gone, as before the relay kept them.
     with sqlite3.connect(tmp_path / "relay" / DB_FILE) as db:
         db.execute("DELETE FROM tree_nodes")
@@ -282,11 +292,8 @@ async def test_a_restarted_relay_keeps_its_tree_and_cosigned_checkpoint(
 async def test_the_postgresql_store_keeps_the_tree_and_checkpoints(
         tmp_path: Path, pg_dsn: str, witness: RunningWitness) -> None:  # noqa: F811
     w = witness.policy_witness
-    builder, relay, alice = await _one_witness_space(tmp_path, w, store=pg_dsn)
-    await _write(alice, builder, 35)
-    await _until(alice, CheckpointNote, _size(36))
+    builder, alice = await _cosigned_then_stopped(tmp_path, w, 35, store=pg_dsn)
     mine = _leaves(alice, builder)
-    await relay.stop()
     relay = await _relay(tmp_path, "relay2", store=pg_dsn)
     try:
         bob = await join(url_of(relay), builder, builder.creator, verifier=alice.verifier)
@@ -370,10 +377,7 @@ async def test_a_policy_change_is_submitted_to_the_old_and_the_new_witnesses(tmp
 async def test_a_relay_that_lost_its_checkpoints_learns_the_witness_size_from_its_409(
         tmp_path: Path, witness: RunningWitness) -> None:
     w = witness.policy_witness
-    builder, relay, alice = await _one_witness_space(tmp_path, w)
-    await _write(alice, builder, 9)
-    await _until(alice, CheckpointNote, _size(10))
-    await relay.stop()
+    builder, alice = await _cosigned_then_stopped(tmp_path, w, 9)
     with sqlite3.connect(tmp_path / "relay" / DB_FILE) as db:
         db.execute("DELETE FROM checkpoints")
     relay = await _relay(tmp_path)
@@ -406,11 +410,8 @@ async def test_migrate_to_postgresql_keeps_the_tree_and_the_cosigned_checkpoint(
     from encspaces_relay.migrate import migrate
 
     w = witness.policy_witness
-    builder, relay, alice = await _one_witness_space(tmp_path, w)
-    await _write(alice, builder, 40)
-    await _until(alice, CheckpointNote, _size(41))
+    builder, alice = await _cosigned_then_stopped(tmp_path, w, 40)
     mine = _leaves(alice, builder)
-    await relay.stop()
     (tmp_path / "relay" / "relay.key").write_bytes(bytes(KEY))  # migrate checks heads against the data dir's key
     report = await migrate(tmp_path / "relay", pg_dsn)
     assert report.problems == [] and report.entries == 41
