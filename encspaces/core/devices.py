@@ -24,7 +24,18 @@ import nacl.signing
 
 from ..errors import ArgumentTypeError, DeviceCertificateError, MalformedIdError, ProtocolError
 from . import crypto
-from .encoding import as_bytes, as_int, as_list, as_str, from_text, pack, to_text, unpack
+from .encoding import (
+    as_bytes,
+    as_int,
+    as_list,
+    as_str,
+    from_checked_text,
+    from_text,
+    pack,
+    to_checked_text,
+    to_text,
+    unpack,
+)
 from .identity import PublicIdentity, member_id
 
 CERT_VERSION = 1
@@ -32,7 +43,6 @@ MAX_DEVICE_NAME = 64  # characters of a device's display name ("laptop", "phone"
 _MAX_CERT_SIZE = 512
 PAIRING_PREFIX = "esdev1"
 CERT_PREFIX = "escert1"  # a certificate as text: how a paired device learns it, how an admin adds a person
-_PAIRING_CHECK = 4
 _RECOVERY_CHECK = 3  # 32-byte seed + 3 check bytes = 35 bytes = 56 base32 characters, no padding
 _RECOVERY_GROUP = 4
 
@@ -191,15 +201,13 @@ class PairingRequest:
 
     def __str__(self) -> str:
         body = self.device.sign_key + self.device.box_key + self.name.encode("utf-8")
-        check = crypto.hash_parts(crypto.CTX_DEVICE_PAIRING, body)[:_PAIRING_CHECK]
-        return to_text(PAIRING_PREFIX, body + check)
+        return to_checked_text(PAIRING_PREFIX, crypto.CTX_DEVICE_PAIRING, body)
 
     @classmethod
     def parse(cls, text: str) -> PairingRequest:
         """Parse an ``esdev1.…`` string; ``MalformedIdError`` (a ValueError) if mangled or cut short."""
-        raw = from_text(text, PAIRING_PREFIX, "a pairing string")
-        body, check = raw[:-_PAIRING_CHECK], raw[-_PAIRING_CHECK:]
-        if len(body) < 64 or crypto.hash_parts(crypto.CTX_DEVICE_PAIRING, body)[:_PAIRING_CHECK] != check:
+        body = from_checked_text(text, PAIRING_PREFIX, crypto.CTX_DEVICE_PAIRING, "pairing string")
+        if len(body) < 64:  # two keys at least
             raise MalformedIdError("pairing string checksum does not match: was it copied in full?")
         try:
             name = body[64:].decode("utf-8")

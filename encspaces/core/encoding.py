@@ -14,6 +14,7 @@ from typing import Any
 import msgpack
 
 from ..errors import ArgumentTypeError, MalformedIdError, ProtocolError
+from . import crypto
 
 DEFAULT_MAX_MESSAGE = 1 << 20  # 1 MiB
 
@@ -125,3 +126,28 @@ def from_text(text: object, prefix: str, what: str) -> bytes:
         return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     except (ValueError, UnicodeEncodeError) as exc:
         raise MalformedIdError(f"{what} is not valid base64url: {exc}") from exc
+
+
+
+CHECK_BYTES = 4  # the checksum that ends a checked text form: a cut or mistyped copy fails it
+
+
+def to_checked_text(prefix: str, context: bytes, body: bytes) -> str:
+    """``to_text`` of ``body`` followed by a short checksum under ``context``: for strings people
+    copy by hand (invite links, pairing strings), so that a copy cut short is told apart from a
+    wrong one."""
+    return to_text(prefix, body + crypto.hash_parts(context, body)[:CHECK_BYTES])
+
+
+def from_checked_text(text: object, prefix: str, context: bytes, what: str) -> bytes:
+    """The body of ``to_checked_text``'s form; ``MalformedIdError`` (a ValueError) when it is not
+    ``prefix``'s form, or is empty, or its checksum does not match ("was it copied in full?")."""
+    raw = from_text(text, prefix, f"{_article(what)} {what}")
+    body, check = raw[:-CHECK_BYTES], raw[-CHECK_BYTES:]
+    if not body or crypto.hash_parts(context, body)[:CHECK_BYTES] != check:
+        raise MalformedIdError(f"{what} checksum does not match: was it copied in full?")
+    return body
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1] in "aeiou" else "a"

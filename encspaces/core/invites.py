@@ -21,7 +21,7 @@ import nacl.signing
 from ..errors import MalformedIdError, ProtocolError
 from . import crypto
 from .devices import DeviceCertificate
-from .encoding import as_bytes, as_int, as_list, as_str, field, from_text, pack, to_text, unpack
+from .encoding import as_bytes, as_int, as_list, as_str, field, from_checked_text, pack, to_checked_text, unpack
 from .identity import member_id
 from .membership import BODY_VERSION, Role, decode_body, optional_cert, parse_role
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 LINK_PREFIX = "esinv1"
 MAX_INVITE_USES = 1_000_000  # the most uses an invite entry may grant (InviteBody.decode)
 MAX_LINK_RELAYS = 16  # the most relay URLs one link carries (a cluster's nodes, for failover)
-_CHECK = 4
 
 
 @dataclass(frozen=True)
@@ -94,17 +93,12 @@ class InviteLink:
 
     def __str__(self) -> str:
         where: str | list[str] = [self.url, *self.also] if self.also else self.url
-        body = pack([where, self.space, self.secret.secret])
-        check = crypto.hash_parts(crypto.CTX_INVITE_LINK, body)[:_CHECK]
-        return to_text(LINK_PREFIX, body + check)
+        return to_checked_text(LINK_PREFIX, crypto.CTX_INVITE_LINK, pack([where, self.space, self.secret.secret]))
 
     @classmethod
     def parse(cls, text: str) -> InviteLink:
         """Parse an ``esinv1.…`` link; ``MalformedIdError`` (a ValueError) if it was mangled or cut short."""
-        raw = from_text(text, LINK_PREFIX, "an invite link")
-        body, check = raw[:-_CHECK], raw[-_CHECK:]
-        if len(raw) <= _CHECK or crypto.hash_parts(crypto.CTX_INVITE_LINK, body)[:_CHECK] != check:
-            raise MalformedIdError("invite link checksum does not match: was it copied in full?")
+        body = from_checked_text(text, LINK_PREFIX, crypto.CTX_INVITE_LINK, "invite link")
         try:
             where, space, secret = as_list(unpack(body, what="invite link"), "invite link", 3)
             if isinstance(where, list):
