@@ -21,6 +21,7 @@ from encspaces_clients.cli.main import main
 from .conftest import wait_for
 from .test_witnessed_log import (
     FAST,
+    alice_with_bob_and_carol,
     extend_branch,
     policy,
     rollback_setup,
@@ -40,12 +41,8 @@ def with_statements(data: bytes, change: object) -> bytes:
 
 async def test_a_fork_seen_through_a_witness_exports_evidence_naming_the_cosigner(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    alice_id, bob_id, carol_id = (encspaces.Identity.generate() for _ in range(3))
     async with witnessed_relay(tmp_path, 1) as (relay, witnesses):
-        alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a",
-                                             witnesses=policy(witnesses), options=FAST)
-        await alice.add_member(bob_id.public)
-        await alice.add_member(carol_id.public)
+        alice, bob_id, carol_id = await alice_with_bob_and_carol(tmp_path, relay, witnesses)
         await alice.sync()
         await seen_once(relay.url, bob_id, alice, tmp_path / "b")
         await relay.back_up(tmp_path / "branch")

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,18 @@ async def extend_branch(url: str, identity: encspaces.Identity, space: bytes, n:
         return seq
 
 
+async def alice_with_bob_and_carol(tmp_path: Path, relay: RelayHandle, witnesses: list[WitnessProcess],
+                                   **create: Any) -> tuple[encspaces.Space, encspaces.Identity, encspaces.Identity]:
+    """Alice's space witnessed by ``witnesses`` (her device in ``tmp_path / "a"``; ``create``: more
+    arguments of ``create_space``), with Bob and Carol added; returns (Alice's space, Bob, Carol)."""
+    alice_id, bob_id, carol_id = (encspaces.Identity.generate() for _ in range(3))
+    alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a",
+                                         witnesses=policy(witnesses), options=FAST, **create)
+    await alice.add_member(bob_id.public)
+    await alice.add_member(carol_id.public)
+    return alice, bob_id, carol_id
+
+
 async def seen_once(url: str, identity: encspaces.Identity, alice: encspaces.Space, data_dir: Path) -> None:
     """A member's device that read the log once (so that it opens from its store later)."""
     space = await encspaces.connect(url, identity, alice.id, data_dir=data_dir, options=FAST)
@@ -111,12 +124,8 @@ async def test_a_fork_is_detected_through_the_witnesses_without_any_other_member
     Carol (no witness tracking) writes a longer branch. Bob, back online, never hears from Alice
     (offline: no presence to filter) and is shown a log longer than Alice's: only the witness
     exposes it."""
-    alice_id, bob_id, carol_id = (encspaces.Identity.generate() for _ in range(3))
     async with witnessed_relay(tmp_path, 1) as (relay, witnesses):
-        alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a",
-                                             witnesses=policy(witnesses), options=FAST)
-        await alice.add_member(bob_id.public)
-        await alice.add_member(carol_id.public)
+        alice, bob_id, carol_id = await alice_with_bob_and_carol(tmp_path, relay, witnesses)
         await alice.sync()
         common = alice.seq
         await seen_once(relay.url, bob_id, alice, tmp_path / "b")
@@ -150,11 +159,7 @@ async def test_a_fork_is_detected_through_the_witnesses_without_any_other_member
 async def rollback_setup(tmp_path: Path, relay: RelayHandle, witnesses: list[WitnessProcess]) -> tuple[
         encspaces.Identity, encspaces.Identity, str, int]:
     """Alice removes Carol after a backup was taken; returns (bob, carol, space id, head before restore)."""
-    alice_id, bob_id, carol_id = (encspaces.Identity.generate() for _ in range(3))
-    alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a",
-                                         witnesses=policy(witnesses), options=FAST)
-    await alice.add_member(bob_id.public)
-    await alice.add_member(carol_id.public)
+    alice, bob_id, carol_id = await alice_with_bob_and_carol(tmp_path, relay, witnesses)
     (tmp_path / "invite").write_text(await alice.create_invite(role="writer"))  # still open on the old copy
     bob = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "b", options=FAST)
     await bob.wait_for_seq(alice.seq)
@@ -211,12 +216,8 @@ async def test_one_lying_witness_cannot_make_a_fork_witnessed_while_the_quorum_h
     """Three witnesses, quorum 2; the relay forks and one witness cosigns the other branch (it
     was kept away from the first). Bob's witnessed_seq never passes the fork, and the two honest
     witnesses expose it."""
-    alice_id, bob_id, carol_id = (encspaces.Identity.generate() for _ in range(3))
     async with witnessed_relay(tmp_path, 3) as (relay, witnesses):
-        alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a",
-                                             witnesses=policy(witnesses), quorum=2, options=FAST)
-        await alice.add_member(bob_id.public)
-        await alice.add_member(carol_id.public)
+        alice, bob_id, carol_id = await alice_with_bob_and_carol(tmp_path, relay, witnesses, quorum=2)
         await alice.sync()
         await wait_for(lambda: alice.witnessed_seq == alice.seq, "the common prefix witnessed")
         common = alice.seq
