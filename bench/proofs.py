@@ -25,8 +25,9 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from encspaces.core import merkle
 from encspaces.core.messages import Consistency, Inclusion
@@ -41,6 +42,17 @@ def _digest(space: bytes, seq: int) -> bytes:
     return hashlib.sha256(space + seq.to_bytes(8, "big")).digest()
 
 
+def _entry_rows(space: bytes, n: int, builder: TreeBuilder) -> Iterator[list[tuple[Any, ...]]]:
+    """The entries table's rows for seqs 1..n, ``_CHUNK`` at a time; each digest joins ``builder``."""
+    for start in range(1, n + 1, _CHUNK):
+        rows: list[tuple[Any, ...]] = []
+        for seq in range(start, min(n, start + _CHUNK - 1) + 1):
+            digest = _digest(space, seq)
+            builder.add(digest)
+            rows.append((space, seq, space, seq, digest, digest, b"x"))
+        yield rows
+
+
 def _fill_sqlite(path: Path, space: bytes, n: int) -> RelayTree:
     """n entry rows and the tree's stored nodes, in one SQLite file (as the relay's schema has them)."""
     builder = TreeBuilder()
@@ -49,12 +61,7 @@ def _fill_sqlite(path: Path, space: bytes, n: int) -> RelayTree:
     db.execute("PRAGMA synchronous=OFF")  # filling only: the measured reads do not depend on it
     db.execute("BEGIN")
     db.execute("INSERT INTO spaces VALUES (?, ?, ?)", (space, 0, b"placeholder"))
-    for start in range(1, n + 1, _CHUNK):
-        rows = []
-        for seq in range(start, min(n, start + _CHUNK - 1) + 1):
-            digest = _digest(space, seq)
-            builder.add(digest)
-            rows.append((space, seq, space, seq, digest, digest, b"x"))
+    for rows in _entry_rows(space, n, builder):
         db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     db.executemany("INSERT INTO tree_nodes VALUES (?, ?, ?)", [(space, k, h) for k, h in builder.nodes])
     db.execute("COMMIT")
@@ -69,12 +76,7 @@ async def _fill_pg(store: object, space: bytes, n: int) -> RelayTree:
     builder = TreeBuilder()
     async with store.connection() as conn:
         await conn.execute("INSERT INTO spaces VALUES ($1, 0, $2, $3)", space, n, b"placeholder")
-        for start in range(1, n + 1, _CHUNK):
-            rows = []
-            for seq in range(start, min(n, start + _CHUNK - 1) + 1):
-                digest = _digest(space, seq)
-                builder.add(digest)
-                rows.append((space, seq, space, seq, digest, digest, b"x"))
+        for rows in _entry_rows(space, n, builder):
             await conn.copy_records_to_table("entries", records=rows)
         await conn.copy_records_to_table("tree_nodes", records=[(space, k, h) for k, h in builder.nodes])
     return builder.done()
