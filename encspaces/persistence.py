@@ -25,14 +25,16 @@ from .host import SpaceHost
 from .store import HEAD_WINDOW, LocalStore
 
 # How long received entries (their log rows, relay heads and the outbox clean-up they allow)
-# may wait in memory for more to share their transaction. At 10 writers x 10 readers a Space
-# receives a frame every 5 ms; one transaction per frame (a thread hop, a commit, the WAL
-# pages of the log's and the heads' last leaves rewritten each time) was about a quarter of
-# the load generators' CPU (bench/README.md, "the device store's writes, received frames
-# grouped"). 50 ms groups ~10 frames there, and is what a kill of the process may take back
-# of entries the relay holds anyway (fetched again on reopening). Not a SpaceOptions field:
-# nothing in an application's use changes the trade.
+# may wait in memory for more to share their transaction. One transaction per frame (a thread
+# hop, a commit, the WAL pages of the log's and the heads' last leaves rewritten each time)
+# cost 70-80 µs of CPU a frame, ten in one ~19 µs a frame; the store's threads were 15% of a
+# device's CPU receiving 50 frames a second (bench/README.md, "The device store's writes").
+# 50 ms groups 2-3 frames there and ~10 at 10 writers x 10 readers (a frame every 5 ms), and
+# is what a kill of the process may take back of entries the relay holds anyway (fetched
+# again on reopening); 200 ms saved little more. Not a SpaceOptions field: nothing in an
+# application's use changes the trade.
 RECEIVED_WRITE_DELAY = 0.05
+
 
 @dataclass
 class Pending:
@@ -198,8 +200,9 @@ class Persistence:
         before it left: our entries are urgent (write before send), and their transaction takes
         every held row along, so an entry is never stored without the log it was built on. A
         kill of the process may now take back the last ``RECEIVED_WRITE_DELAY`` of received
-        entries, their relay heads and the outbox clean-up (before, only a power loss could,
-        the NORMAL commits since the last fsync): the device reopens at an older verified head,
+        entries, their relay heads and the outbox clean-up (before, a power loss could, the
+        NORMAL commits since the last fsync, and a kill only what was verified in the few ms
+        before its write committed): the device reopens at an older verified head,
         as it would had it been killed that much earlier, resends what its outbox still holds
         (the relay answers an entry it holds with its seq) and fetches the rest again. Whoever
         reads the store while the space is open writes the held rows first (``persist``:
