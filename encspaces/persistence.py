@@ -1,6 +1,10 @@
 """The local store's side of a space: pending writes batched into one transaction, the store
 writer, checkpoints, and the redaction of forgotten keys.
 
+Received entries wait a little (``RECEIVED_WRITE_DELAY``) so that several frames share one
+transaction; anything the device must not lose is written at once and takes them along (see
+``Pending.urgent`` and ``Persistence._write_loop`` for why no guarantee weakens).
+
 A ``Persistence`` is owned by its ``Space`` and wired through the ``SpaceHost`` protocol
 (encspaces/host.py), as the connection runner is (encspaces/connection.py): it reads the
 verified state, the document and the options through the host and never touches the space's
@@ -19,6 +23,17 @@ from .core.redaction import redact
 from .errors import EncspacesError
 from .host import SpaceHost
 from .store import HEAD_WINDOW, LocalStore
+
+# How long received entries (their log rows, relay heads and the outbox clean-up they allow)
+# may wait in memory for more to share their transaction. One transaction per frame (a thread
+# hop, a commit, the WAL pages of the log's and the heads' last leaves rewritten each time)
+# cost 70-80 µs of CPU a frame, ten in one ~19 µs a frame; the store's threads were 15% of a
+# device's CPU receiving 50 frames a second (bench/README.md, "The device store's writes").
+# 50 ms groups 2-3 frames there and ~10 at 10 writers x 10 readers (a frame every 5 ms), and
+# is what a kill of the process may take back of entries the relay holds anyway (fetched
+# again on reopening); 200 ms saved little more. Not a SpaceOptions field: nothing in an
+# application's use changes the trade.
+RECEIVED_WRITE_DELAY = 0.05
 
 
 @dataclass
@@ -41,6 +56,16 @@ class Pending:
                     or self.checkpoint is not None or self.outbox_reset or self.purge or self.redactions
                     or self.heads or self.prune_heads_below is not None)
 
+    def urgent(self) -> bool:
+        """Holds something written at once: our own entries (write before send), meta (the invite
+        secret, evidence), a checkpoint, redactions or a purge (forgotten keys stay forgotten).
+
+        The rest (received entries, their relay heads, the outbox clean-up they allow) is what the
+        relay holds and serves again: it may wait ``RECEIVED_WRITE_DELAY``.
+        """
+        return bool(self.outbox or self.meta or self.checkpoint is not None or self.outbox_reset or self.purge
+                    or self.redactions)
+
 
 class Persistence:
     """The space's writes to its local store: one writer task, one lock, one pending batch."""
@@ -55,9 +80,16 @@ class Persistence:
         self._redacting: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._write_wanted = asyncio.Event()
+        self._holding = False  # the writer waits out RECEIVED_WRITE_DELAY for more received entries
 
     def wake(self) -> None:
-        """Something was added to ``pending``: the writer writes it (and then sends the outbox)."""
+        """Something was added to ``pending``: the writer writes it (and then sends the outbox).
+
+        While the writer holds received entries, more of them do not wake it (it writes them
+        all at its deadline); anything urgent does, and is written at once with them.
+        """
+        if self._holding and not self.pending.urgent():
+            return
         self._write_wanted.set()
 
     def start(self) -> None:
@@ -131,6 +163,19 @@ class Persistence:
             if not pending:
                 return
         generation = self._box.generation
+
+        def committed() -> None:
+            # Run by the callback that answers the write, not after the await: a task resumes a
+            # pass of the event loop after its future is answered, and on a busy loop (a device
+            # receiving 200 frames a second) a pass is milliseconds of the entry's latency.
+            if pending.outbox and generation == self._box.generation:
+                self._box.stored(max(seq for seq, _ in pending.outbox), generation)
+                if faults.ARMED:
+                    faults.reached("outbox")
+            if faults.ARMED and pending.log:
+                faults.reached("logged")
+            self._host.send_outbox()
+
         await self._store.write(
             meta=pending.meta,
             log=pending.log,
@@ -142,24 +187,43 @@ class Persistence:
             redactions=pending.redactions,
             heads=pending.heads,
             prune_heads_below=pending.prune_heads_below,
+            then=committed,
         )
-        if pending.outbox and generation == self._box.generation:
-            self._box.stored(max(seq for seq, _ in pending.outbox), generation)
-            if faults.ARMED:
-                faults.reached("outbox")
-        if faults.ARMED and pending.log:
-            faults.reached("logged")
-        self._host.send_outbox()
 
     async def _write_loop(self) -> None:
-        """Group writes: whatever accumulated while the previous transaction ran goes in one.
+        """Group writes: whatever accumulated while the previous transaction ran goes in one, and
+        received entries alone wait up to ``RECEIVED_WRITE_DELAY`` for more.
+
+        Why holding received entries weakens nothing. Every transaction still writes everything
+        pending, in order, so the store always holds the state the space was in at one earlier
+        moment (never a later write without an earlier one), and what the device sent was stored
+        before it left: our entries are urgent (write before send), and their transaction takes
+        every held row along, so an entry is never stored without the log it was built on. A
+        kill of the process may now take back the last ``RECEIVED_WRITE_DELAY`` of received
+        entries, their relay heads and the outbox clean-up (before, a power loss could, the
+        NORMAL commits since the last fsync, and a kill only what was verified in the few ms
+        before its write committed): the device reopens at an older verified head,
+        as it would had it been killed that much earlier, resends what its outbox still holds
+        (the relay answers an entry it holds with its seq) and fetches the rest again. Whoever
+        reads the store while the space is open writes the held rows first (``persist``:
+        history, time travel, evidence, redaction); ``close`` writes them too (``stop``).
 
         Never cancelled mid-write (that would lose what it took out of ``pending``): the
         space's ``close`` marks it closed and wakes it instead.
         """
+        loop = asyncio.get_running_loop()
         while not self._host.closed:
             await self._write_wanted.wait()
             self._write_wanted.clear()
+            if self.pending and not self.pending.urgent() and not self._host.closed:
+                self._holding = True
+                deadline = loop.call_later(RECEIVED_WRITE_DELAY, self._write_wanted.set)
+                try:
+                    await self._write_wanted.wait()  # the deadline, something urgent, or close
+                finally:
+                    deadline.cancel()
+                    self._holding = False
+                self._write_wanted.clear()
             try:
                 async with self._write_lock:
                     await self._write_pending()

@@ -61,9 +61,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
 
 
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None,
+            then: Callable[[], None] | None) -> None:
     if future.done():
         return  # the caller was cancelled: the call ran anyway, nobody waits for it
+    if exc is None and then is not None:
+        try:
+            then()
+        except Exception as error:  # raised to the caller, as if it had run after the await
+            exc = error
     if exc is None:
         future.set_result(result)
     else:
@@ -82,17 +88,22 @@ class _Worker:
     """
 
     def __init__(self) -> None:
-        self._calls: SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None] = SimpleQueue()
+        self._calls: SimpleQueue[
+            tuple[asyncio.Future[Any], Callable[[], Any], Callable[[], None] | None] | None] = SimpleQueue()
         self.stopped = False
         self._thread = threading.Thread(target=self._work, name="encspaces store", daemon=True)
         self._thread.start()
 
-    def run(self, function: Callable[[], _T]) -> asyncio.Future[_T]:
-        """Run ``function()`` on the thread, after every call queued before it."""
+    def run(self, function: Callable[[], _T], then: Callable[[], None] | None = None) -> asyncio.Future[_T]:
+        """Run ``function()`` on the thread, after every call queued before it.
+
+        ``then``: run on the event loop once ``function`` returned, in the callback that answers
+        the future, so before the caller resumes (see ``LocalStore.write``).
+        """
         if self.stopped:  # nothing would ever answer it
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
-        self._calls.put((future, function))
+        self._calls.put((future, function, then))
         return future
 
     def stop(self) -> None:
@@ -103,7 +114,7 @@ class _Worker:
 
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
-            future, function = call
+            future, function, then = call
             result: Any = None
             try:
                 result = function()
@@ -112,7 +123,7 @@ class _Worker:
             else:
                 error = None
             with contextlib.suppress(RuntimeError):  # the loop was closed: nobody waits any more
-                future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+                future.get_loop().call_soon_threadsafe(_settle, future, result, error, then)
 
 
 class LocalStore:
@@ -285,6 +296,7 @@ class LocalStore:
         redactions: Iterable[tuple[int, bytes]] = (),
         heads: Iterable[tuple[int, bytes, bytes]] = (),
         prune_heads_below: int | None = None,
+        then: Callable[[], None] | None = None,
     ) -> None:
         """One transaction for everything that accumulated since the last write, run whole on
         the store's thread (one hop).
@@ -297,7 +309,16 @@ class LocalStore:
         kill of the process like any commit in WAL mode (the OS holds the written WAL), while
         a power loss may take back the newest of them (a suffix: WAL never keeps a later
         commit without the earlier ones), until the next fsynced transaction or WAL
-        checkpoint. docs/PROTOCOL.md section 15 says what that costs.
+        checkpoint. docs/PROTOCOL.md section 15 says what that costs. Received entries reach
+        this call grouped, several frames to a transaction (``persistence.RECEIVED_WRITE_DELAY``):
+        the fixed part of a write (the thread hop, the commit, the WAL pages of the tables'
+        last leaves) was most of its cost at one frame each.
+
+        ``then`` runs on the event loop as soon as the transaction committed, in the callback
+        that answers this call, one pass of the loop before the caller resumes (a task resumes
+        in the pass after its future is answered): a writer sends its entry from there
+        (persistence.py). On a busy loop a pass is milliseconds. What ``then`` raises, this
+        call raises.
         """
         self._empty = False
         await self._ready()
@@ -329,7 +350,7 @@ class LocalStore:
             statements.append(
                 ("INSERT OR REPLACE INTO checkpoint (id, seq, verifier, document) VALUES (1, ?, ?, ?)", [checkpoint]))
         try:
-            await self._run(self._transaction, "FULL" if fsync else "NORMAL", statements, purge)
+            await self._worker.run(partial(self._transaction, "FULL" if fsync else "NORMAL", statements, purge), then)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the local store {self.path}: {exc}") from exc
 

@@ -8,6 +8,7 @@ fsync (still durable against a kill of the process: WAL).
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,22 @@ async def test_a_closed_store_refuses_every_call_and_closes_again_quietly(tmp_pa
         await store.load_outbox()
     with pytest.raises(StoreError):
         await store.write(log=[(1, b"raw", b"h" * 32)])
+
+
+async def test_then_runs_once_the_transaction_committed_and_its_error_is_the_writes(tmp_path: Path) -> None:
+    async with await LocalStore.open(tmp_path, "12" * 16) as store:
+        seen: list[list[tuple[int, bytes, bytes]]] = []
+
+        def then() -> None:  # on the loop, the commit done: another connection reads the row
+            with sqlite3.connect(store.path) as other:
+                seen.append(other.execute("SELECT seq, raw, head FROM log").fetchall())
+
+        await store.write(log=[(1, b"raw", b"h" * 32)], then=then)
+        assert seen == [[(1, b"raw", b"h" * 32)]]
+
+        def fails() -> None:
+            raise RuntimeError("after the commit")
+
+        with pytest.raises(RuntimeError, match="after the commit"):
+            await store.write(log=[(2, b"raw", b"h" * 32)], then=fails)
+        assert [seq for seq, _, _ in await store.load_log()] == [1, 2]  # committed all the same
