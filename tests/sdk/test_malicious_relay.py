@@ -224,6 +224,28 @@ async def test_rewritten_frame_is_caught(lying, attack: Attack, error: type[erro
     assert words in str(bob.error)
 
 
+@pytest.mark.parametrize(
+    ("attack", "error", "words"),
+    [
+        (tamper_ciphertext, errors.BodyDigestError, "body hash mismatch"),
+        (tamper_header, errors.AuthorSignatureError, "signature does not verify"),
+        (forge_signature, errors.AuthorSignatureError, "signature does not verify"),
+    ],
+)
+async def test_own_entry_sent_back_changed_is_caught_by_its_author(  # type: ignore[no-untyped-def]
+        lying, attack: Attack, error: type[errors.VerificationError], words: str) -> None:
+    """The author's device does not verify its own signature on the bytes it signed and still
+    holds (docs/PROTOCOL.md, "Our own entries"); the relay sends Alice her edit back changed,
+    and she fails with the error anyone's device gives for it, as Bob does."""
+    _, alice, bob, _ = lying
+    await run_attack(lying, attack)
+    await wait_for(lambda: alice.error is not None, what="alice to detect the attack")
+    for device in (alice, bob):
+        await assert_stays_failed(device, error)
+        assert words in str(device.error)
+    assert alice.seq == bob.seq, "nothing of the lying frame is in her verified log either"
+
+
 async def test_entry_by_non_member(lying) -> None:  # type: ignore[no-untyped-def]
     _, _, bob, _ = lying
     outsider = encspaces.Identity.generate()
