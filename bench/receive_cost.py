@@ -30,8 +30,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import websockets.asyncio.connection
+
 import encspaces
 import encspaces.core.crypto
+import encspaces.core.session
 from bench.common import machine_info
 from encspaces.core.session import ClientSession
 from encspaces.core.verifier import LogVerifier
@@ -42,10 +45,15 @@ from encspaces_relay.process import RelayProcess
 # --breakdown: (label, owner, method) timed with the event loop thread's CPU clock.
 STAGES: list[tuple[str, Any, str]] = [
     # Each message, or run of queued frames verified as one, the SDK hands the session (the frames'
-    # msgpack decoding, in ``session.batched``, is in "the rest").
+    # msgpack decoding, in ``session.batched``, is its own stage below).
     ("receive: handle, verify (ClientSession._guarded)", ClientSession, "_guarded"),
     ("  of which verify_frame", LogVerifier, "verify_frame"),
     ("  of which Ed25519 verifications", encspaces.core.crypto, "verify"),
+    # What the null relay's client also pays per message (websockets' frame parsing and its
+    # assembler, as the socket's data arrives), and the msgpack decoding of each message.
+    ("websockets: parse what arrives (Connection.data_received)", websockets.asyncio.connection.Connection,
+     "data_received"),
+    ("decode each message (session.decode_message)", encspaces.core.session, "decode_message"),
     ("apply (Space._apply_verified)", Space, "_apply_verified"),
     ("  of which Document.apply_remote", Document, "apply_remote"),
     ("local edits: sign, encrypt (Space._flush_batch)", Space, "_flush_batch"),
@@ -131,7 +139,7 @@ def breakdown(writers: int, readers: int, edits: int, rate: float, workdir: Path
     result["calls_per_pair"] = {label.strip(): calls[label] / pairs for label, _, _ in STAGES}
     stages = {label: spent[label] / pairs * 1e6 for label, _, _ in STAGES}
     top = [label for label, _, _ in STAGES if not label.startswith(" ")]
-    stages["the rest of the event loop (websockets, asyncio, store calls)"] = (
+    stages["the rest of the event loop (asyncio, the store's calls and writer task, sends)"] = (
         result["loop_cpu_s"] / pairs * 1e6 - sum(stages[label] for label in top))
     stages["other threads (the stores' SQLite work)"] = (result["cpu_s"] - result["loop_cpu_s"]) / pairs * 1e6
     return {**result, "us_per_pair": stages}
