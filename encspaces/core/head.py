@@ -17,7 +17,6 @@ from . import crypto
 from .encoding import as_bytes, as_int, as_list, pack, unpack
 from .entry import frozen_instance
 
-
 _MAX_SIGNED = 256  # the signed bytes of a head: space, seq, hash, time (about 90 bytes)
 _HASH_SIZE = crypto.HASH_SIZE
 _SIGNATURE_SIZE = crypto.SIGNATURE_SIZE
