@@ -129,6 +129,49 @@ async def measure(writers: int, readers: int, edits: int, rate: float, workdir: 
     }
 
 
+def _callback_name(handle: asyncio.Handle) -> str:
+    callback = handle._callback  # type: ignore[attr-defined]
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):  # a task's step: name it by its coroutine
+        return "task " + getattr(owner.get_coro(), "__qualname__", "?")
+    return str(getattr(callback, "__qualname__", type(callback).__name__))
+
+
+@contextmanager
+def timed_callbacks() -> Iterator[tuple[dict[str, float], collections.Counter[str]]]:
+    """Add the thread CPU of every callback the event loop runs, by name (a task's step by its
+    coroutine), to counters while inside: where the loop's time goes outside the stages."""
+    spent: dict[str, float] = collections.defaultdict(float)
+    calls: collections.Counter[str] = collections.Counter()
+    original = asyncio.Handle._run
+
+    def run(handle: asyncio.Handle) -> None:
+        start = time.thread_time()
+        try:
+            original(handle)
+        finally:
+            name = _callback_name(handle)
+            spent[name] += time.thread_time() - start
+            calls[name] += 1
+
+    asyncio.Handle._run = run  # type: ignore[method-assign,assignment]
+    try:
+        yield spent, calls
+    finally:
+        asyncio.Handle._run = original  # type: ignore[method-assign]
+
+
+def callbacks(writers: int, readers: int, edits: int, rate: float, workdir: Path) -> dict[str, Any]:
+    """``measure`` with the event loop's CPU per pair by callback (the setup's callbacks included:
+    compare the total with ``loop_cpu_us_per_pair``)."""
+    with timed_callbacks() as (spent, calls):
+        result = asyncio.run(measure(writers, readers, edits, rate, workdir))
+    pairs = result["pairs"]
+    top = sorted(spent, key=lambda name: -spent[name])[:15]
+    return {**result, "callbacks_us_per_pair": {name: spent[name] / pairs * 1e6 for name in top},
+            "callbacks_calls_per_pair": {name: calls[name] / pairs for name in top}}
+
+
 def breakdown(writers: int, readers: int, edits: int, rate: float, workdir: Path) -> dict[str, Any]:
     """``measure`` with the main stages' event-loop CPU per pair (the wrappers add a little)."""
     with timed_stages() as (spent, calls):
@@ -155,16 +198,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="append the result as one JSON line")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the main stages on the event loop's thread (CPU per pair)")
+    parser.add_argument("--callbacks", action="store_true",
+                        help="instead: the event loop's CPU per pair by callback (a task's steps by coroutine)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-recv-") as tmp:
-        if args.breakdown:
+        if args.callbacks:
+            result = callbacks(args.writers, args.readers, args.edits, args.rate, Path(tmp))
+        elif args.breakdown:
             result = breakdown(args.writers, args.readers, args.edits, args.rate, Path(tmp))
         else:
             result = asyncio.run(measure(args.writers, args.readers, args.edits, args.rate, Path(tmp)))
     if args.out is not None:
         with args.out.open("a") as out:
             out.write(json.dumps({**result, "machine": machine_info()}) + "\n")
-    if args.breakdown:
+    if args.callbacks:
+        for name, value in result["callbacks_us_per_pair"].items():
+            print(f"{value:8.1f} µs  {result['callbacks_calls_per_pair'][name]:6.3f} calls per pair  {name}")
+    if args.breakdown and not args.callbacks:
         for label, value in result["us_per_pair"].items():
             print(f"{value:8.1f} µs  {label}")
         for label, value in result["calls_per_pair"].items():
