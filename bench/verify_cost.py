@@ -14,7 +14,9 @@ with the thread's CPU clock, the best of ``--repeat`` passes:
   (``LogVerifier.own_entry``, where the tree has it);
 - ``other_no_ed25519_us``: as ``other_us`` with Ed25519 verification replaced by ``True``:
   what the Python around it costs (decoding, hashing, the log state, decryption, the Merkle
-  tree, the witness tracker).
+  tree, the witness tracker);
+- ``catch_up_us``: per entry, a new device verifying the whole log from its genesis in the
+  relay's catch-up frames of 1,024 entries (what a cold open verifies).
 
 Run it in the old and new trees alternately (``PYTHONPATH``), as the other benchmarks.
 """
@@ -103,6 +105,19 @@ def _pass(log: _Log, who: Identity, frames: list[bytes], held: dict[int, bytes] 
     return (time.thread_time() - start) / len(frames) * 1e6
 
 
+def _catch_up(log: _Log, who: Identity) -> float:
+    """A new device verifies the whole log from its genesis, in the relay's catch-up frames of
+    1,024 entries (the path a cold open takes): CPU µs per entry."""
+    frames = [log.frame(first, min(first + 1023, len(log.raws))) for first in range(1, len(log.raws) + 1, 1024)]
+    verifier = LogVerifier(log.space, who, bytes(log.relay.verify_key))
+    start = time.thread_time()
+    for data in frames:
+        for step in batched([data]):
+            assert isinstance(step, Entries)
+            verifier.verify_frame(step)
+    return (time.thread_time() - start) / len(log.raws) * 1e6
+
+
 def measure(members: int, entries: int, repeat: int) -> dict[str, Any]:
     log = _Log(members)
     author, other = log.writers[0], log.writers[1]
@@ -120,6 +135,7 @@ def measure(members: int, entries: int, repeat: int) -> dict[str, Any]:
         "other_us": best(lambda: _pass(log, other, frames, None)),
         "own_us": best(lambda: _pass(log, author, frames, held if own_supported else None)),
     }
+    result["catch_up_us"] = best(lambda: _catch_up(log, other))
     real = crypto.verify
     crypto.verify = _verified
     try:
