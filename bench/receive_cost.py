@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -161,20 +161,27 @@ def timed_callbacks() -> Iterator[tuple[dict[str, float], collections.Counter[st
         asyncio.Handle._run = original  # type: ignore[method-assign]
 
 
-def callbacks(writers: int, readers: int, edits: int, rate: float, workdir: Path) -> dict[str, Any]:
-    """``measure`` with the event loop's CPU per pair by callback (the setup's callbacks included:
-    compare the total with ``loop_cpu_us_per_pair``)."""
-    with timed_callbacks() as (spent, calls):
-        result = asyncio.run(measure(writers, readers, edits, rate, workdir))
-    pairs = result["pairs"]
+def _by_callback(spent: dict[str, float], calls: collections.Counter[str], pairs: int) -> dict[str, Any]:
     top = sorted(spent, key=lambda name: -spent[name])[:15]
-    return {**result, "callbacks_us_per_pair": {name: spent[name] / pairs * 1e6 for name in top},
+    return {"callbacks_us_per_pair": {name: spent[name] / pairs * 1e6 for name in top},
             "callbacks_calls_per_pair": {name: calls[name] / pairs for name in top}}
 
 
-def breakdown(writers: int, readers: int, edits: int, rate: float, workdir: Path) -> dict[str, Any]:
-    """``measure`` with the main stages' event-loop CPU per pair (the wrappers add a little)."""
-    with timed_stages() as (spent, calls):
+def callbacks(writers: int, readers: int, edits: int, rate: float, workdir: Path) -> dict[str, Any]:
+    """``measure`` with the event loop's CPU per pair by callback (compare their sum with
+    ``loop_cpu_us_per_pair``: the rest is the loop's own, selecting and scheduling)."""
+    with timed_callbacks() as (spent, calls):
+        result = asyncio.run(measure(writers, readers, edits, rate, workdir))
+    return {**result, **_by_callback(spent, calls, result["pairs"])}
+
+
+def breakdown(writers: int, readers: int, edits: int, rate: float, workdir: Path,
+              by_callback: bool = False) -> dict[str, Any]:
+    """``measure`` with the main stages' event-loop CPU per pair (the wrappers add a little);
+    ``by_callback``: also by callback, in the same run (which stage runs in which callback)."""
+    with ExitStack() as stack:
+        spent, calls = stack.enter_context(timed_stages())
+        per_callback = stack.enter_context(timed_callbacks()) if by_callback else None
         result = asyncio.run(measure(writers, readers, edits, rate, workdir))
     pairs = result["pairs"]
     # How many times each stage ran per pair: frames verified (fewer than one per pair where
@@ -185,6 +192,8 @@ def breakdown(writers: int, readers: int, edits: int, rate: float, workdir: Path
     stages["the rest of the event loop (asyncio, the store's calls and writer task, sends)"] = (
         result["loop_cpu_s"] / pairs * 1e6 - sum(stages[label] for label in top))
     stages["other threads (the stores' SQLite work)"] = (result["cpu_s"] - result["loop_cpu_s"]) / pairs * 1e6
+    if per_callback is not None:
+        result.update(_by_callback(*per_callback, pairs))
     return {**result, "us_per_pair": stages}
 
 
@@ -199,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the main stages on the event loop's thread (CPU per pair)")
     parser.add_argument("--callbacks", action="store_true",
-                        help="instead: the event loop's CPU per pair by callback (a task's steps by coroutine)")
+                        help="the event loop's CPU per pair by callback (a task's steps by coroutine); "
+                             "with --breakdown, in the same run")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-recv-") as tmp:
-        if args.callbacks:
+        if args.breakdown:
+            result = breakdown(args.writers, args.readers, args.edits, args.rate, Path(tmp), args.callbacks)
+        elif args.callbacks:
             result = callbacks(args.writers, args.readers, args.edits, args.rate, Path(tmp))
-        elif args.breakdown:
-            result = breakdown(args.writers, args.readers, args.edits, args.rate, Path(tmp))
         else:
             result = asyncio.run(measure(args.writers, args.readers, args.edits, args.rate, Path(tmp)))
     if args.out is not None:
@@ -214,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.callbacks:
         for name, value in result["callbacks_us_per_pair"].items():
             print(f"{value:8.1f} µs  {result['callbacks_calls_per_pair'][name]:6.3f} calls per pair  {name}")
-    if args.breakdown and not args.callbacks:
+    if args.breakdown:
         for label, value in result["us_per_pair"].items():
             print(f"{value:8.1f} µs  {label}")
         for label, value in result["calls_per_pair"].items():
