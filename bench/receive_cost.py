@@ -26,12 +26,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import websockets.asyncio.connection
+
 import encspaces
 import encspaces.core.crypto
+import encspaces.core.session
 from bench.common import machine_info
 from encspaces.core.session import ClientSession
 from encspaces.core.verifier import LogVerifier
@@ -42,10 +45,15 @@ from encspaces_relay.process import RelayProcess
 # --breakdown: (label, owner, method) timed with the event loop thread's CPU clock.
 STAGES: list[tuple[str, Any, str]] = [
     # Each message, or run of queued frames verified as one, the SDK hands the session (the frames'
-    # msgpack decoding, in ``session.batched``, is in "the rest").
+    # msgpack decoding, in ``session.batched``, is its own stage below).
     ("receive: handle, verify (ClientSession._guarded)", ClientSession, "_guarded"),
     ("  of which verify_frame", LogVerifier, "verify_frame"),
     ("  of which Ed25519 verifications", encspaces.core.crypto, "verify"),
+    # What the null relay's client also pays per message (websockets' frame parsing and its
+    # assembler, as the socket's data arrives), and the msgpack decoding of each message.
+    ("websockets: parse what arrives (Connection.data_received)", websockets.asyncio.connection.Connection,
+     "data_received"),
+    ("decode each message (session.decode_message)", encspaces.core.session, "decode_message"),
     ("apply (Space._apply_verified)", Space, "_apply_verified"),
     ("  of which Document.apply_remote", Document, "apply_remote"),
     ("local edits: sign, encrypt (Space._flush_batch)", Space, "_flush_batch"),
@@ -121,9 +129,59 @@ async def measure(writers: int, readers: int, edits: int, rate: float, workdir: 
     }
 
 
-def breakdown(writers: int, readers: int, edits: int, rate: float, workdir: Path) -> dict[str, Any]:
-    """``measure`` with the main stages' event-loop CPU per pair (the wrappers add a little)."""
-    with timed_stages() as (spent, calls):
+def _callback_name(handle: asyncio.Handle) -> str:
+    callback = handle._callback  # type: ignore[attr-defined]
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):  # a task's step: name it by its coroutine
+        return "task " + getattr(owner.get_coro(), "__qualname__", "?")
+    return str(getattr(callback, "__qualname__", type(callback).__name__))
+
+
+@contextmanager
+def timed_callbacks() -> Iterator[tuple[dict[str, float], collections.Counter[str]]]:
+    """Add the thread CPU of every callback the event loop runs, by name (a task's step by its
+    coroutine), to counters while inside: where the loop's time goes outside the stages."""
+    spent: dict[str, float] = collections.defaultdict(float)
+    calls: collections.Counter[str] = collections.Counter()
+    original = asyncio.Handle._run
+
+    def run(handle: asyncio.Handle) -> None:
+        start = time.thread_time()
+        try:
+            original(handle)
+        finally:
+            name = _callback_name(handle)
+            spent[name] += time.thread_time() - start
+            calls[name] += 1
+
+    asyncio.Handle._run = run  # type: ignore[method-assign,assignment]
+    try:
+        yield spent, calls
+    finally:
+        asyncio.Handle._run = original  # type: ignore[method-assign]
+
+
+def _by_callback(spent: dict[str, float], calls: collections.Counter[str], pairs: int) -> dict[str, Any]:
+    top = sorted(spent, key=lambda name: -spent[name])[:15]
+    return {"callbacks_us_per_pair": {name: spent[name] / pairs * 1e6 for name in top},
+            "callbacks_calls_per_pair": {name: calls[name] / pairs for name in top}}
+
+
+def callbacks(writers: int, readers: int, edits: int, rate: float, workdir: Path) -> dict[str, Any]:
+    """``measure`` with the event loop's CPU per pair by callback (compare their sum with
+    ``loop_cpu_us_per_pair``: the rest is the loop's own, selecting and scheduling)."""
+    with timed_callbacks() as (spent, calls):
+        result = asyncio.run(measure(writers, readers, edits, rate, workdir))
+    return {**result, **_by_callback(spent, calls, result["pairs"])}
+
+
+def breakdown(writers: int, readers: int, edits: int, rate: float, workdir: Path,
+              by_callback: bool = False) -> dict[str, Any]:
+    """``measure`` with the main stages' event-loop CPU per pair (the wrappers add a little);
+    ``by_callback``: also by callback, in the same run (which stage runs in which callback)."""
+    with ExitStack() as stack:
+        spent, calls = stack.enter_context(timed_stages())
+        per_callback = stack.enter_context(timed_callbacks()) if by_callback else None
         result = asyncio.run(measure(writers, readers, edits, rate, workdir))
     pairs = result["pairs"]
     # How many times each stage ran per pair: frames verified (fewer than one per pair where
@@ -131,9 +189,11 @@ def breakdown(writers: int, readers: int, edits: int, rate: float, workdir: Path
     result["calls_per_pair"] = {label.strip(): calls[label] / pairs for label, _, _ in STAGES}
     stages = {label: spent[label] / pairs * 1e6 for label, _, _ in STAGES}
     top = [label for label, _, _ in STAGES if not label.startswith(" ")]
-    stages["the rest of the event loop (websockets, asyncio, store calls)"] = (
+    stages["the rest of the event loop (asyncio, the store's calls and writer task, sends)"] = (
         result["loop_cpu_s"] / pairs * 1e6 - sum(stages[label] for label in top))
     stages["other threads (the stores' SQLite work)"] = (result["cpu_s"] - result["loop_cpu_s"]) / pairs * 1e6
+    if per_callback is not None:
+        result.update(_by_callback(*per_callback, pairs))
     return {**result, "us_per_pair": stages}
 
 
@@ -147,15 +207,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="append the result as one JSON line")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the main stages on the event loop's thread (CPU per pair)")
+    parser.add_argument("--callbacks", action="store_true",
+                        help="the event loop's CPU per pair by callback (a task's steps by coroutine); "
+                             "with --breakdown, in the same run")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-recv-") as tmp:
         if args.breakdown:
-            result = breakdown(args.writers, args.readers, args.edits, args.rate, Path(tmp))
+            result = breakdown(args.writers, args.readers, args.edits, args.rate, Path(tmp), args.callbacks)
+        elif args.callbacks:
+            result = callbacks(args.writers, args.readers, args.edits, args.rate, Path(tmp))
         else:
             result = asyncio.run(measure(args.writers, args.readers, args.edits, args.rate, Path(tmp)))
     if args.out is not None:
         with args.out.open("a") as out:
             out.write(json.dumps({**result, "machine": machine_info()}) + "\n")
+    if args.callbacks:
+        for name, value in result["callbacks_us_per_pair"].items():
+            print(f"{value:8.1f} µs  {result['callbacks_calls_per_pair'][name]:6.3f} calls per pair  {name}")
     if args.breakdown:
         for label, value in result["us_per_pair"].items():
             print(f"{value:8.1f} µs  {label}")

@@ -313,6 +313,7 @@ class Space:
         self._tasks = TaskOwner(self._fail, self.id[:8])  # every background task and timer of this space
         self._store = store
         self._verifier = LogVerifier(space, identity)
+        self._verifier.own_entry = self._held_entry
         self._writable = False  # _check_writable passed, and the verified log has not moved since
         self._document = Document(self._on_local_update)
         self._me = identity.public.sign_key
@@ -982,6 +983,17 @@ class Space:
         self._persistence.wake()
         self._progress.set()
 
+    def _held_entry(self, author_seq: int) -> bytes | None:
+        """The bytes of our entry ``author_seq`` as this device signed them, while the outbox holds it:
+        the verifier need not check our signature on those very bytes again (``LogVerifier._verify_entry``)."""
+        entries = self._box.entries
+        if not entries:
+            return None
+        index = author_seq - entries[0].header.author_seq  # the outbox numbers without a gap
+        if 0 <= index < len(entries) and entries[index].header.author_seq == author_seq:
+            return entries[index].raw
+        return next((e.raw for e in entries if e.header.author_seq == author_seq), None)
+
     def _check_own_entries(self, results: builtins.list[VerifiedEntry]) -> None:
         """An entry by this device key that this device did not write: the key is used on another
         machine too. Not a relay fault (the signature is ours) and not fatal: say so
@@ -1056,6 +1068,7 @@ class Space:
             after, blob, document = checkpoint
             heads = [crypto.ZERO_HASH, *await self._store.load_heads(after)]
             self._verifier, awaiting = LogVerifier.from_checkpoint(self.space_bytes, self.identity, blob, heads)
+            self._verifier.own_entry = self._held_entry
             if self._verifier.tree_missing:  # a checkpoint from before the Merkle tree: rebuilt once
                 self._verifier.rebuild_tree([Entry.decode(raw, local=True).digest()
                                              for _, raw, _ in await self._store.load_log(0, after)])

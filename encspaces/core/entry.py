@@ -57,6 +57,8 @@ _ENCRYPTED_KINDS = frozenset({Kind.DATA, Kind.SNAPSHOT})
 
 
 _T = TypeVar("_T")
+_AUTHOR_IDS: dict[bytes, str] = {}  # author key -> member id (Entry.author_id)
+_AUTHOR_IDS_KEPT = 4096
 _MAX_INT = (1 << 63) - 1  # encoding.as_int's default bound
 _HASH_SIZE = crypto.HASH_SIZE
 _KEY_SIZE = crypto.PUBLIC_KEY_SIZE
@@ -178,7 +180,16 @@ class Entry:
 
     @property
     def author_id(self) -> str:
-        return member_id(self.header.author)
+        """The author's member id: every applied update carries it (the document's origin), and a
+        space has few authors, so each key's base64 is computed once."""
+        author = self.header.author
+        found = _AUTHOR_IDS.get(author)
+        if found is None:
+            found = member_id(author)
+            if len(_AUTHOR_IDS) >= _AUTHOR_IDS_KEPT:
+                _AUTHOR_IDS.clear()
+            _AUTHOR_IDS[author] = found
+        return found
 
     def digest(self) -> bytes:
         """What the relay's chain commits to; computable without the body.

@@ -24,11 +24,13 @@ from .encoding import (
     pack,
     unpack,
 )
+from .entry import frozen_instance
 from .head import SignedHead
 
 PROTOCOL_VERSION = 1
 CHALLENGE_SIZE = 32
 MAX_ENTRIES_PER_MESSAGE = 4096
+_MAX_INT = (1 << 63) - 1  # encoding.as_int's default bound
 MAX_PRESENCE_SIZE = 8192
 
 
@@ -425,6 +427,13 @@ def _entry_list(m: dict[str, Any], what: str) -> list[bytes]:
 
 
 def _decode_entries(m: dict[str, Any]) -> Entries:
+    # The frame a device receives for every entry: the well-formed case in one pass, without the
+    # dataclass's ``__init__``; anything else takes the checks below, which name the field.
+    entries, first = m.get("entries"), m.get("first")
+    if (type(entries) is list and 0 < len(entries) <= MAX_ENTRIES_PER_MESSAGE and type(first) is int
+            and 1 <= first <= _MAX_INT and all(type(item) is bytes for item in entries)):
+        return frozen_instance(Entries, {"first_seq": first, "entries": entries,
+                                         "head": _head(field(m, "head", "entries"), "entries head")})
     entries = _entry_list(m, "entries")
     if not entries:
         raise ProtocolError("entries: a frame needs at least one entry")

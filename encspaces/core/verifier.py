@@ -9,6 +9,7 @@ way (the space as a ``RejectedEntry`` naming its seq and author, see encspaces/c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nacl.public
@@ -108,6 +109,11 @@ class LogVerifier:
         # signed parent hash, and its attesters', commit to their exact bytes), else checked one by
         # one when catch-up ends (``settle_unpinned``): PROTOCOL.md section 14, "Signatures of stripped entries".
         self.unpinned: dict[int, Entry] = {}
+        # This device's own entry with an author_seq, exactly as it signed it, while it still holds
+        # it (the SDK's outbox); None otherwise. A relay-sent entry with these very bytes is ours:
+        # its author signature is not verified again (see ``_verify_entry``).
+        self.own_entry: Callable[[int], bytes | None] = _held_nothing
+        self._me = identity.public.sign_key
         self._heads_checked: list[tuple[bytes, bytes, bytes]] = []  # (relay key, signed bytes, signature)
 
     @property
@@ -507,10 +513,25 @@ class LogVerifier:
         self, entry: Entry, seq: int, head: bytes, entries: list[Entry], index: int, new_keys: dict[int, bytes],
         deferred: dict[int, Entry] | None,
     ) -> VerifiedEntry:
+        """Check one entry of a frame whose chain and head were checked, apply it, open it.
+
+        The author's signature is checked, except in two cases. A stripped entry the relay sent
+        waits for an agreed snapshot (``deferred``, ``_pin``). And our own entry, when the relay
+        sends back the very bytes this device signed and still holds (``own_entry``, the SDK's
+        outbox): the check would verify a signature this device just made with its own key
+        over exactly these header and body-hash bytes, and hash exactly this body, so it cannot
+        fail (Ed25519 is deterministic; the outbox is this device's own memory or store, which
+        ``replay_stored`` already trusts). A byte that differs (a tampered header, body or
+        signature, a stripped body, another machine using our key) is not "ours": the full
+        check runs and raises as for anyone's entry. Nothing else is skipped: the chain, the
+        relay's head signature and every ``LogState`` rule still hold the entry to its place.
+        docs/PROTOCOL.md, "Our own entries".
+        """
         if deferred is not None and entry.stripped:
             deferred[seq] = entry  # no body to trust it for: a later agreed snapshot vouches for it
-        else:
-            entry.check_signature(seq)
+        elif not (deferred is not None and entry.header.author == self._me
+                  and self.own_entry(entry.header.author_seq) == entry.raw):
+            entry.check_signature(seq)  # (unless the relay sent back our own entry, byte for byte)
         try:
             self.state.check(entry, seq)
         except AuthorSeqGapError as exc:
@@ -578,13 +599,16 @@ class LogVerifier:
 
     @staticmethod
     def _decrypt(entry: Entry, seq: int, head: bytes, key: bytes) -> VerifiedEntry:
-        epoch = entry.header.epoch
         plaintext = open_body(entry, key)
         if plaintext is None:
             return VerifiedEntry(
-                seq, entry, head, None, f"ciphertext by {entry.author_id} does not open under epoch {epoch}"
+                seq, entry, head, None,
+                f"ciphertext by {entry.author_id} does not open under epoch {entry.header.epoch}"
             )
-        return VerifiedEntry(seq, entry, head, plaintext, None)
+        # Every data entry a device receives ends here: built without the dataclass's ``__init__``.
+        return frozen_instance(VerifiedEntry, {"seq": seq, "entry": entry, "head": head, "plaintext": plaintext,
+                                               "problem": None, "awaiting_key": False, "late": False,
+                                               "stripped": False})
 
     def _box_for(self, recipient: bytes) -> nacl.public.PrivateKey | None:
         """Our X25519 key for a grant's recipient: our identity, or an invite we hold the secret of."""
@@ -624,6 +648,11 @@ class LogVerifier:
         for epoch in epochs:
             self.epoch_keys.pop(epoch, None)
         self.forgotten |= epochs
+
+
+def _held_nothing(author_seq: int) -> bytes | None:
+    """No entry of ours is held (until the owner says which it holds)."""
+    return None
 
 
 def _no_clock() -> float:

@@ -16,6 +16,7 @@ from encspaces.core.messages import (
     Ack,
     AuthStatement,
     Challenge,
+    Entries,
     Error,
     Hello,
     Message,
@@ -113,6 +114,23 @@ def test_header_is_the_aead_associated_data() -> None:
     moved = craft_entry(alice, header_of(e, author_seq=2), e.body)  # same ciphertext under another header
     moved.check_signature()
     assert open_body(moved, key) is None
+
+
+@pytest.mark.parametrize("size", [0, 1, 40, 70_000])
+def test_aead_open_through_libsodium_directly_agrees_with_pynacl(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``aead_open`` calls libsodium through PyNaCl's cffi library when it can: the same plaintext,
+    and None for anything that does not open, as through PyNaCl's binding (the fallback)."""
+    key, nonce, header = crypto.random_key(), crypto.random_nonce(), b"header bytes"
+    sealed = crypto.aead_seal(key, nonce, b"p" * size, header)
+    wrong = [(crypto.random_key(), nonce, sealed, header), (key, crypto.random_nonce(), sealed, header),
+             (key, nonce, sealed[:-1] + bytes([sealed[-1] ^ 1]), header), (key, nonce, sealed, header + b"!"),
+             (key, nonce, sealed[:15], header)]
+    for direct in (True, False):
+        if not direct:
+            monkeypatch.setattr(crypto, "_sodium_lib", None)
+        assert crypto.aead_open(key, nonce, sealed, header) == b"p" * size
+        for args in wrong:
+            assert crypto.aead_open(*args) is None
 
 
 def test_control_entry_round_trip() -> None:
@@ -228,6 +246,35 @@ def test_signed_head_round_trip_and_check() -> None:
         SignedHead.decode([pack([fs.space, 1, bytes(32)]), bytes(64)])
     with pytest.raises(ProtocolError):
         SignedHead.decode([b"x" * 300, bytes(64)])
+
+
+def test_signed_heads_and_frames_decode_alike_on_the_fast_path_and_the_checked_one() -> None:
+    """Well-formed heads and Entries frames take a one-expression path; anything else the checks
+    that name the field: both give the same value, or the same ProtocolError."""
+    fs = FakeSpace()
+    sh = fs.signed(3)
+    assert SignedHead.decode(sh.encode()) == SignedHead._decode_checked(sh.encode()) == sh
+    heads: list[object] = [
+        [pack([fs.space, 3, bytes(31), 5]), bytes(64)], [pack([fs.space, -1, bytes(32), 5]), bytes(64)],
+        [pack([fs.space, True, bytes(32), 5]), bytes(64)], [pack([fs.space, 3, bytes(32), 5, 6]), bytes(64)],
+        [pack([fs.space[:31], 3, bytes(32), 5]), bytes(64)], [pack([fs.space, 3, bytes(32), 1 << 63]), bytes(64)],
+        [sh.signed_bytes, bytes(63)], [sh.signed_bytes, "sig"], [sh.signed_bytes], [b"\xc1", bytes(64)],
+        (sh.signed_bytes, sh.signature), [b"x" * 300, bytes(64)],
+    ]
+    for value in heads:
+        with pytest.raises(ProtocolError) as fast:
+            SignedHead.decode(value)
+        with pytest.raises(ProtocolError) as checked:
+            SignedHead._decode_checked(value)
+        assert str(fast.value) == str(checked.value)
+    frame = Entries(4, [b"a", b"b"], sh)
+    assert decode_message(frame.encode()) == frame
+    for fields, words in [({"entries": []}, "at least one entry"), ({"entries": [b"a", "b"]}, "entries entry"),
+                          ({"entries": b"a"}, "entries entries"), ({"first": 0}, "first seq"),
+                          ({"first": True}, "first seq"), ({"head": None}, "entries head"),
+                          ({"entries": [b"a"] * 4097}, "over the limit")]:
+        with pytest.raises(ProtocolError, match=words):
+            decode_message(pack({"t": "entries", "first": 4, "entries": [b"a"], "head": sh.encode(), **fields}))
 
 
 def test_every_message_round_trips() -> None:

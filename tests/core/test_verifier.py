@@ -274,6 +274,59 @@ def test_forged_author_signature(fs: FakeSpace) -> None:
     rejects(v, fs.frame_of(4, [reencode(e, body_hash=bytes(32))]), AuthorSignatureError, "at seq 4")
 
 
+def counting_verifications(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every Ed25519 verification from here on, by the public key it checks against."""
+    keys: list[bytes] = []
+    real = crypto.verify
+
+    def verify(public_key: bytes, context: bytes, message: bytes, signature: bytes) -> bool:
+        keys.append(public_key)
+        return real(public_key, context, message, signature)
+
+    monkeypatch.setattr(crypto, "verify", verify)
+    return keys
+
+
+def holding(*entries: Entry) -> dict[int, bytes]:
+    """What a device's outbox holds: its own entries' bytes by author_seq."""
+    return {e.header.author_seq: e.raw for e in entries}
+
+
+def test_own_entry_sent_back_byte_for_byte_is_not_verified_again(fs: FakeSpace,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bob's device signed this entry and still holds it: of the frame, only the relay's head
+    signature is checked; Alice's entry beside it, and Bob's once the outbox let it go, are."""
+    v = fs.verifier(through=3)
+    mine = fs.write(fs.bob)
+    theirs = fs.write(fs.alice)
+    v.own_entry = holding(mine).get
+    keys = counting_verifications(monkeypatch)
+    verified = v.verify_frame(wire(fs.frame(4)))
+    assert [r.plaintext for r in verified] == [b"hello", b"hello"]
+    assert keys == [fs.relay_pk, theirs.header.author]
+    later = fs.write(fs.bob)  # not held: checked like anyone's
+    keys.clear()
+    v.verify_frame(wire(fs.frame(6)))
+    assert keys == [fs.relay_pk, later.header.author]
+
+
+@pytest.mark.parametrize(("change", "error", "words"), [
+    ("body", BodyDigestError, "ciphertext tampered"),
+    ("header", AuthorSignatureError, "signature does not verify"),
+    ("signature", AuthorSignatureError, "signature does not verify"),
+])
+def test_own_entry_sent_back_changed_is_checked_in_full(fs: FakeSpace, change: str, error: type[EncspacesError],
+                                                        words: str) -> None:
+    """The relay returns Bob's held entry with one part changed: not ours, the same error as for anyone's."""
+    v = fs.verifier(through=3)
+    mine = fs.write(fs.bob)
+    v.own_entry = holding(mine).get
+    parts = {"body": {"body": flip(mine.body)},
+             "header": {"header": header_of(mine, time_ms=mine.header.time_ms + 1).encode()},
+             "signature": {"signature": fs.alice.sign(crypto.CTX_ENTRY_SIG, mine.header_bytes + mine.body_hash)}}
+    rejects(v, fs.frame_of(4, [reencode(mine, **parts[change])]), error, "at seq 4", words, then=fs.frame(4))
+
+
 def test_entry_by_a_non_member(fs: FakeSpace) -> None:
     v = fs.verifier(through=3)
     e = fs.make(fs.dave, author_seq=1)

@@ -21,6 +21,7 @@ from encspaces.core.entry import Entry, Kind, build_entry
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.membership import Role, SetRoleBody
 from encspaces.core.messages import Entries
+from encspaces.core.verifier import LogVerifier, VerifiedEntry
 from encspaces_relay.server import RelayServer
 
 from .conftest import RelayHandle, wait_for
@@ -224,6 +225,28 @@ async def test_rewritten_frame_is_caught(lying, attack: Attack, error: type[erro
     assert words in str(bob.error)
 
 
+@pytest.mark.parametrize(
+    ("attack", "error", "words"),
+    [
+        (tamper_ciphertext, errors.BodyDigestError, "body hash mismatch"),
+        (tamper_header, errors.AuthorSignatureError, "signature does not verify"),
+        (forge_signature, errors.AuthorSignatureError, "signature does not verify"),
+    ],
+)
+async def test_own_entry_sent_back_changed_is_caught_by_its_author(  # type: ignore[no-untyped-def]
+        lying, attack: Attack, error: type[errors.VerificationError], words: str) -> None:
+    """The author's device does not verify its own signature on the bytes it signed and still
+    holds (docs/PROTOCOL.md, "Our own entries"); the relay sends Alice her edit back changed,
+    and she fails with the error anyone's device gives for it, as Bob does."""
+    _, alice, bob, _ = lying
+    await run_attack(lying, attack)
+    await wait_for(lambda: alice.error is not None, what="alice to detect the attack")
+    for device in (alice, bob):
+        await assert_stays_failed(device, error)
+        assert words in str(device.error)
+    assert alice.seq == bob.seq, "nothing of the lying frame is in her verified log either"
+
+
 async def test_entry_by_non_member(lying) -> None:  # type: ignore[no-untyped-def]
     _, _, bob, _ = lying
     outsider = encspaces.Identity.generate()
@@ -311,3 +334,43 @@ async def test_entry_under_another_epoch(lying) -> None:  # type: ignore[no-unty
 
     bob, _ = await run_attack(lying, inject(future_epoch))
     await assert_stays_failed(bob, errors.EpochError)
+
+
+async def test_a_device_does_not_verify_its_own_signature_on_what_it_sent(  # type: ignore[no-untyped-def]
+        relay, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alice alone in her space: her edits come back from the relay as she signed them, so her
+    device checks the relay's heads on them but not her own signatures (docs/PROTOCOL.md, "Our
+    own entries"); the tests above show a changed one is checked in full. (The relay, in this
+    process too, checks each of them: only what the device's verifier checks is counted; the
+    heads came in her acks first, and the same bytes are not checked twice.)"""
+    alice_id = encspaces.Identity.generate()
+    alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a")
+    try:
+        await alice.sync()
+        checked: list[tuple[bytes, bytes]] = []  # (key, context) verified by a device's verifier
+        verifying, frames = [False], [0]
+        real_verify, real_frame = crypto.verify, LogVerifier.verify_frame
+
+        def verify(public_key: bytes, context: bytes, message: bytes, signature: bytes) -> bool:
+            if verifying[0]:
+                checked.append((public_key, context))
+            return real_verify(public_key, context, message, signature)
+
+        def verify_frame(self: LogVerifier, frame: Entries) -> list[VerifiedEntry]:
+            frames[0] += 1
+            verifying[0] = True
+            try:
+                return real_frame(self, frame)
+            finally:
+                verifying[0] = False
+
+        monkeypatch.setattr(crypto, "verify", verify)
+        monkeypatch.setattr(LogVerifier, "verify_frame", verify_frame)
+        seq = alice.seq
+        for i in range(3):
+            alice.text("doc").insert(0, f"edit {i} ")
+            await alice.sync()
+        assert alice.seq >= seq + 3 and alice.error is None and frames[0] >= 1
+        assert not [key for key, context in checked if context == crypto.CTX_ENTRY_SIG]
+    finally:
+        await alice.close()
