@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from typing import Any
 
 import nacl.bindings
 import nacl.exceptions
@@ -150,53 +149,15 @@ def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, associated: bytes) -> 
 
 
 def aead_open(key: bytes, nonce: bytes, ciphertext: bytes, associated: bytes) -> bytes | None:
-    """The plaintext, or None when the ciphertext does not open under this key and header.
-
-    Every data entry a device receives is opened here. PyNaCl's binding checks its arguments
-    with messages it formats on every call (about 6 of its 10 µs here); with the sizes checked
-    here, libsodium's function is called through the same cffi library PyNaCl loads, where
-    that library has the shape this expects (else through the binding, as before).
-    """
-    if _sodium_lib is None or type(ciphertext) is not bytes or type(associated) is not bytes:
-        return _aead_open_binding(key, nonce, ciphertext, associated)
-    size = len(ciphertext) - _AEAD_TAG_SIZE
-    if size < 0 or len(nonce) != NONCE_SIZE or len(key) != KEY_SIZE:
-        return None
-    plaintext = _sodium_ffi.new("unsigned char[]", size or 1)
-    if _sodium_lib.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            plaintext, _sodium_ffi.NULL, _sodium_ffi.NULL, ciphertext, len(ciphertext), associated,
-            len(associated), nonce, key) != 0:
-        return None
-    opened: bytes = _sodium_ffi.buffer(plaintext, size)[:]
-    return opened
-
-
-def _aead_open_binding(key: bytes, nonce: bytes, ciphertext: bytes, associated: bytes) -> bytes | None:
+    """The plaintext, or None when the ciphertext does not open under this key and header."""
     try:
         return bytes(
             nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
                 ciphertext, associated, nonce, key
             )
         )
-    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+    except (nacl.exceptions.CryptoError, ValueError):
         return None
-
-
-_AEAD_TAG_SIZE = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_ABYTES  # 16
-
-
-def _load_sodium() -> tuple[Any, Any]:
-    """PyNaCl's cffi library and ffi, if they have the decrypt function (None, None otherwise)."""
-    try:
-        from nacl._sodium import ffi, lib  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None, None
-    if not hasattr(lib, "crypto_aead_xchacha20poly1305_ietf_decrypt"):
-        return None, None
-    return ffi, lib
-
-
-_sodium_ffi, _sodium_lib = _load_sodium()
 
 
 def seal_to(box_public_key: bytes, secret: bytes) -> bytes:
