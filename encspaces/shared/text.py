@@ -59,6 +59,10 @@ class SharedText:
         # Made the pycrdt document's current transaction while an edit of ours runs, so anything
         # reading the document during it (a change-stream observer at commit) joins ours.
         self._own_txn = pycrdt.Transaction(doc)
+        # pycrdt's path where the shortcut does not apply: a document made for multithreaded use
+        # (a lock per transaction), or a pycrdt without the attributes its __enter__ sets.
+        self._shortcut = not getattr(doc, "_allow_multithreading", True) and hasattr(doc, "_exceptions") \
+            and hasattr(self._own_txn, "_leases")
 
     def rebind(self, ytext: pycrdt.Text) -> None:
         """Follow the document's relayout onto ``ytext``, a copy holding the same content."""
@@ -127,14 +131,14 @@ class SharedText:
         (bench/README.md, "The writer's per-keystroke cost"). The document is made to see
         ``_own_txn`` as its current transaction meanwhile, exactly as pycrdt's ``__enter__``
         does, so reads and nested ``transaction()`` blocks during the edit join it. Documents
-        created for multithreaded use (a lock per transaction) keep pycrdt's path.
+        created for multithreaded use (a lock per transaction) keep pycrdt's path (``_shortcut``).
         """
         doc = self._doc
         current = doc._txn
         if current is not None:
             self._ytext._forbid_read_transaction(current)
             return current, False
-        if doc._allow_multithreading:
+        if not self._shortcut:
             txn = doc.transaction()
             txn.__enter__()
             return txn, True

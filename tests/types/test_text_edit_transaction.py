@@ -74,3 +74,14 @@ def test_an_edit_from_inside_an_observer_is_refused() -> None:
     assert str(text) == "x"
     text.insert(1, "y")
     assert str(text) == "xy"
+
+
+def test_a_multithreaded_document_keeps_pycrdts_transactions() -> None:
+    """Such a document takes a lock per transaction: edits go through pycrdt's own path."""
+    document = Document(lambda update: None)
+    document.doc = pycrdt.Doc(allow_multithreading=True)
+    text = document.text("t", lambda: None)
+    assert not text._shortcut
+    text.insert(0, "héllo")
+    text.delete(0, 1)
+    assert str(text) == "éllo" and document.doc._txn is None
