@@ -164,7 +164,7 @@ class Document:
             update = event.update
             self._on_local_update(update)
             self._grown += len(update)
-            if self._grown >= self._relayout_at:
+            if self._grown >= self._relayout_at and not self._relayout_scheduled:
                 self._relayout_due()
 
     def _relayout_due(self) -> None:
@@ -174,6 +174,9 @@ class Document:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop: nowhere to run it outside the current transaction
+            # Ask again only after as many bytes more, not at every edit: raising and catching
+            # this error cost about 1 µs an edit once a document without a loop grew past it.
+            self._relayout_at = self._grown + RELAYOUT_MIN_BYTES
             return
         self._relayout_scheduled = True
         loop.call_soon(self._relayout)

@@ -47,10 +47,26 @@ class SharedText:
         # (checked once, when first needed).
         self._ascii: bool | None = None
         self._index: TextIndex | None = None
+        self._bind(ytext)
+
+    def _bind(self, ytext: pycrdt.Text) -> None:
+        """Keep what every edit needs from ``ytext`` (see ``_begin``)."""
+        self._ytext = ytext
+        doc = ytext.doc
+        self._doc = doc
+        self._yrs_doc = doc._doc
+        self._yrs_text = ytext.integrated
+        # Made the pycrdt document's current transaction while an edit of ours runs, so anything
+        # reading the document during it (a change-stream observer at commit) joins ours.
+        self._own_txn = pycrdt.Transaction(doc)
+        # pycrdt's path where the shortcut does not apply: a document made for multithreaded use
+        # (a lock per transaction), or a pycrdt without the attributes its __enter__ sets.
+        self._shortcut = not getattr(doc, "_allow_multithreading", True) and hasattr(doc, "_exceptions") \
+            and hasattr(self._own_txn, "_leases")
 
     def rebind(self, ytext: pycrdt.Text) -> None:
         """Follow the document's relayout onto ``ytext``, a copy holding the same content."""
-        self._ytext = ytext
+        self._bind(ytext)
 
     def forget_ascii(self) -> None:
         """The text may have changed without this wrapper seeing how: work it out again when needed."""
@@ -87,11 +103,12 @@ class SharedText:
         except Exception:  # never break applying an update: work the positions out again instead
             self.forget_ascii()
 
-    def _positions(self) -> TextIndex | None:
-        """The index converting characters to Yrs offsets; None while the text is ASCII."""
+    def _positions(self, handle: Any = None) -> TextIndex | None:
+        """The index converting characters to Yrs offsets; None while the text is ASCII.
+        ``handle``: the Yrs transaction of an edit in progress, to read the length under it."""
         index = self._index
         if index is not None:
-            if index.utf8 == len(self._ytext):
+            if index.utf8 == (len(self._ytext) if handle is None else self._yrs_text.len(handle)):
                 return index
             self._index = None  # out of step (a change this wrapper missed): rebuild it
         elif self._ascii:
@@ -103,12 +120,54 @@ class SharedText:
         self._index = TextIndex(current)
         return self._index
 
-    def _native(self, txn: pycrdt.Transaction) -> tuple[Any, Any]:
-        """The Yrs text and transaction under pycrdt's, for one edit: one transaction entered
-        through Python instead of three (pycrdt's ``len``, ``insert`` and ``del`` each enter it
-        again). The same check as pycrdt's first: never edit inside a read-only transaction."""
-        self._ytext._forbid_read_transaction(txn)
-        return self._ytext.integrated, txn._txn
+    def _begin(self) -> tuple[pycrdt.Transaction, bool]:
+        """The transaction for one edit, and whether this edit began it (and must ``_end`` it).
+
+        An edit inside an open transaction (``Space.transaction()``, or pycrdt's own) joins it,
+        after pycrdt's own check (never edit in a read-only one). Otherwise it begins a Yrs
+        transaction itself rather than through pycrdt's ``Doc.transaction()``: that wrapper's
+        Python (lease counting, origins, locking for multithreaded documents) cost about
+        1.8 µs of the ~6 µs an edit took in the SDK, more than Yrs's own insert of a keystroke
+        (bench/README.md, "The writer's per-keystroke cost"). The document is made to see
+        ``_own_txn`` as its current transaction meanwhile, exactly as pycrdt's ``__enter__``
+        does, so reads and nested ``transaction()`` blocks during the edit join it. Documents
+        created for multithreaded use (a lock per transaction) keep pycrdt's path (``_shortcut``).
+        """
+        doc = self._doc
+        current = doc._txn
+        if current is not None:
+            self._ytext._forbid_read_transaction(current)
+            return current, False
+        if not self._shortcut:
+            txn = doc.transaction()
+            txn.__enter__()
+            return txn, True
+        own = self._own_txn
+        own._txn = self._yrs_doc.create_transaction()
+        own._leases = 1
+        doc._txn = own
+        return own, True
+
+    def _end(self, txn: pycrdt.Transaction) -> None:
+        """Commit the edit's own transaction as pycrdt's ``__exit__`` does (observers run now;
+        their exceptions come out as one ExceptionGroup), and leave the document without one."""
+        if txn is not self._own_txn:
+            txn.__exit__(None, None, None)
+            return
+        doc = self._doc
+        native = txn._txn
+        assert native is not None
+        try:
+            native.commit()
+            if doc._exceptions:
+                exceptions = tuple(doc._exceptions)
+                doc._exceptions.clear()
+                raise ExceptionGroup("Observer callback error", exceptions)
+        finally:
+            native.drop()
+            txn._txn = None
+            txn._leases = 0
+            doc._txn = None
 
     def insert(self, index: int, s: str, attrs: dict[str, Any] | None = None) -> None:
         """Insert ``s`` at ``index``.
@@ -125,10 +184,13 @@ class SharedText:
         checked = None if attrs is None else _attributes(attrs)
         # The characters, and a mark opening and closing around them for each attribute.
         marks = 0 if checked is None else 2 * sum(value_size(v, k) for k, v in checked.items())
-        with self._ytext.doc.transaction() as txn:
-            ytext, handle = self._native(txn)
-            positions = self._positions()
-            self._check_index(index, ytext.len(handle) if positions is None else positions.chars)
+        txn, began = self._begin()
+        try:
+            ytext, handle = self._yrs_text, txn._txn
+            positions = self._positions(handle)
+            size = ytext.len(handle) if positions is None else positions.chars
+            if type(index) is not int or not 0 <= index <= size:  # (the usual case checked inline)
+                self._check_index(index, size)
             self._guard.charge(ITEM_BYTES + 5 + (len(s) if ascii_only else utf8_len(s)) + marks,
                                items=1 + 2 * len(checked or ()))
             if s:
@@ -140,14 +202,20 @@ class SharedText:
                     raise
                 if positions is None and not ascii_only:
                     self._ascii = False
+        finally:
+            if began:
+                self._end(txn)
 
     def delete(self, index: int, length: int) -> None:
         """Remove ``length`` characters starting at ``index``."""
         self._guard()
-        with self._ytext.doc.transaction() as txn:
-            ytext, handle = self._native(txn)
-            positions = self._positions()
-            self._check_range(index, length, ytext.len(handle) if positions is None else positions.chars)
+        txn, began = self._begin()
+        try:
+            ytext, handle = self._yrs_text, txn._txn
+            positions = self._positions(handle)
+            size = ytext.len(handle) if positions is None else positions.chars
+            if type(index) is not int or type(length) is not int or not 0 <= index <= index + length <= size:
+                self._check_range(index, length, size)
             self._guard.charge(DELETE_BYTES, items=0)
             if not length:
                 return
@@ -157,6 +225,9 @@ class SharedText:
             except BaseException:
                 self.forget_ascii()  # the index already lost these characters: work positions out again
                 raise
+        finally:
+            if began:
+                self._end(txn)
 
     def format(self, index: int, length: int, attrs: dict[str, Any]) -> None:
         """Set formatting marks on ``length`` characters at ``index``; a None value removes a mark."""

@@ -155,3 +155,27 @@ def test_fully_applied() -> None:
     missing_target.apply_update(updates[2])  # deletes characters this document does not have
     assert not _fully_applied(updates[2], missing_target.get_state())
     assert not _fully_applied(b"\xff\xff", whole.get_state())
+
+
+def test_without_an_event_loop_a_grown_document_asks_for_one_once_per_threshold(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No loop, nowhere to rebuild: asking (and catching RuntimeError) at every edit once the
+    document grew past the threshold cost about 1 µs a keystroke; ask again only after as many
+    bytes more."""
+    asked = 0
+    real = asyncio.get_running_loop
+
+    def counting() -> asyncio.AbstractEventLoop:
+        nonlocal asked
+        asked += 1
+        return real()
+
+    updates: list[bytes] = []
+    document = Document(updates.append)
+    text = document.text("t", lambda: None)
+    monkeypatch.setattr(document_module.asyncio, "get_running_loop", counting)
+    for i in range(200):
+        text.insert(i, "x")
+    monkeypatch.undo()
+    grown = sum(len(update) for update in updates)
+    assert 1 <= asked <= grown // 64 + 1 < 150

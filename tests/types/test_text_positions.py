@@ -79,6 +79,30 @@ def test_index_alone_matches_a_plain_string(steps: list[tuple[str, int, int, lis
         check_index(index, model)
 
 
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 10**6), st.sampled_from(PIECES)), max_size=60),
+       st.integers(2, 6))
+def test_one_descent_finds_what_the_two_trees_say(steps: list[tuple[bool, int, str]], chunk: int) -> None:
+    """``_locate`` walks both trees at once; it must agree with a find in one and a prefix sum
+    in the other at every position, including the end and chunk boundaries, emptied chunks too."""
+    index = TextIndex("", max_chunk=chunk)
+    model = ""
+    for insert, where, s in steps:
+        if insert or not model:
+            i = where % (len(model) + 1)
+            index.insert(i, s)
+            model = model[:i] + s + model[i:]
+        else:
+            i = where % len(model)
+            n = min(len(s), len(model) - i)
+            index.delete(i, n)
+            model = model[:i] + model[i + n :]
+        for position in range(len(model) + 1):
+            i, before = index._chars.find(position)
+            assert index._locate(position) == (i, before, index._bytes.prefix(i))
+    check_index(index, model)
+
+
 def test_index_refuses_what_it_cannot_follow() -> None:
     index = TextIndex("é中")
     with pytest.raises(ValueError, match="inside a character"):
