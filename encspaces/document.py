@@ -288,8 +288,12 @@ class Document:
                         texts.enter_context(obj.remote_changes())
                 with self.doc.transaction(origin="remote"):
                     self.doc.apply_update(update)
+                    # Read in the update's own transaction (Yrs integrated what it could, held
+                    # the rest aside, during apply_update): a transaction of its own, opened
+                    # and committed just to read the state vector, cost as much as the check.
+                    fully = not self._relayout_allowed or _fully_applied(update, self.doc.get_state())
             self._forget_table_indexes()
-            if self._relayout_allowed and not _fully_applied(update, self.doc.get_state()):
+            if not fully:
                 self._relayout_allowed = False  # Yrs holds part of it aside: a rebuild would drop it
         except BaseException as exc:  # pycrdt raises pyo3 PanicException (a BaseException) on garbage
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):
