@@ -97,6 +97,10 @@ def _varuint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+# An update holding no struct and an empty delete set.
+_NOTHING_LEFT = b"\x00\x00"
+
+
 def _fully_applied(update: bytes, state: bytes) -> bool:
     """Whether a document whose state vector is ``state`` holds all of ``update``.
 
@@ -108,6 +112,10 @@ def _fully_applied(update: bytes, state: bytes) -> bool:
     """
     try:
         diff = pycrdt.get_update(update, state)
+        if diff == _NOTHING_LEFT:
+            # The usual answer (no struct left, no delete set: a typed-in insert), decided
+            # without reading the state vector, whose parsing cost most of this check.
+            return True
         clients, pos = _varuint(diff, 0)
         if clients:
             return False
@@ -280,8 +288,12 @@ class Document:
                         texts.enter_context(obj.remote_changes())
                 with self.doc.transaction(origin="remote"):
                     self.doc.apply_update(update)
+                    # Read in the update's own transaction (Yrs integrated what it could, held
+                    # the rest aside, during apply_update): a transaction of its own, opened
+                    # and committed just to read the state vector, cost as much as the check.
+                    fully = not self._relayout_allowed or _fully_applied(update, self.doc.get_state())
             self._forget_table_indexes()
-            if self._relayout_allowed and not _fully_applied(update, self.doc.get_state()):
+            if not fully:
                 self._relayout_allowed = False  # Yrs holds part of it aside: a rebuild would drop it
         except BaseException as exc:  # pycrdt raises pyo3 PanicException (a BaseException) on garbage
             if isinstance(exc, (KeyboardInterrupt, SystemExit, asyncio.CancelledError)):

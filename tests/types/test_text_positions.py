@@ -227,3 +227,25 @@ def test_typing_does_not_read_the_whole_text(monkeypatch: pytest.MonkeyPatch) ->
     assert reads == 0
     monkeypatch.undo()
     tracked(text)
+
+
+def test_a_remote_embed_makes_a_tracked_text_work_its_positions_out_again() -> None:
+    """SharedText never writes embeds, but a peer's update may hold one; the delta that reaches
+    the position tracking then carries a non-string insert (a raw Yrs value since the text
+    follows remote updates through Yrs' own observer), which must end the tracking, not
+    shift every later position."""
+    a, b = Peer("a"), Peer("b")
+    ta, tb = a.text(), b.text()
+    ta.insert(0, "hé llo")
+    for update in a.sent:
+        b.document.apply_remote(update, "a")
+    tb.insert(0, "x")  # b now tracks positions with an index (non-ASCII)
+    assert tb._index is not None
+    hostile: pycrdt.Doc[object] = pycrdt.Doc()
+    for update in a.sent + b.sent:
+        hostile.apply_update(update)
+    before = hostile.get_state()
+    hostile.get("text:t", type=pycrdt.Text).insert_embed(2, {"image": "x"})
+    b.document.apply_remote(hostile.get_update(before), "a")
+    assert tb._index is None and not tb._ascii
+    assert tb.to_delta() == [{"insert": "xh"}, {"insert": {"image": "x"}}, {"insert": "é llo"}]
