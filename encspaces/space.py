@@ -1045,6 +1045,16 @@ class Space:
         state, verifier = self._verifier.state, self._verifier
         if self.error is not None:
             return
+        # Runs after every applied batch, so its answer is usually "nothing": skip the plan when it
+        # cannot ask for anything. Retention only ever forgets a key of an epoch before the current
+        # one (``retired_epochs``: the policy's minimums keep ``retain_epochs`` >= 0), and only an
+        # admin's plan revokes invites or rotates (``Upkeep.plan``). So the plan runs when this
+        # device holds a key older than the current epoch, or is an admin; both read fresh here
+        # (a rotation, a received key, a role change, a forgotten key), never cached. The policy
+        # itself, the clock and the connection only matter in one of those two cases.
+        if state.role_of(self._me) is not Role.ADMIN and not any(
+                epoch < state.epoch for epoch in verifier.epoch_keys):
+            return
         plan = self._upkeep.plan(state, set(verifier.epoch_keys), self._me, self.connected, self._clock.now_ms())
         if plan.forget:
             verifier.forget_keys(set(plan.forget))
