@@ -529,3 +529,44 @@ async def test_revoking_an_invite_cuts_off_its_connected_holder(relay: RelayHand
             await encspaces.join(str(link), holder, data_dir=tmp_path / "holder")
     finally:
         await close_all(spaces)
+
+
+# A space's client runs its key policy's plan only when it could ask for something: while it
+# holds a key of an epoch before the current one, or is an admin (``Space._maintain``). Each
+# of those, and the policy itself, arriving after the fact must still set it off.
+
+
+async def test_retention_policy_arriving_later_makes_a_member_forget_old_keys(
+        relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        await admin.rotate_key()
+        await bob.wait_for_seq(admin.seq)
+        bob.text("doc").insert(0, "x")
+        await bob.sync()
+        assert 1 in bob.epoch_keys, "no retention policy yet: the old key is kept"
+        await admin.set_policy(Policy(retain_epochs=0))  # the policy alone changes the answer
+        await wait_for(lambda: 1 not in bob.epoch_keys, what="bob's client to forget epoch 1's key")
+        assert 1 in bob.forgotten_epochs and bob.epoch in bob.epoch_keys
+    finally:
+        await close_all(spaces)
+
+
+async def test_a_member_made_admin_rotates_by_policy(relay: RelayHandle, tmp_path: Path) -> None:
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        await admin.set_policy(Policy(rotate_entries=6))
+        await admin.set_role(bob.identity.member_id, Role.ADMIN)
+        await bob.wait_for_seq(admin.seq)
+        await admin.close()  # only bob's client can rotate from here
+        epoch = bob.epoch
+        for i in range(8):
+            bob.text("doc").insert(0, f"{i} ")
+            await bob.sync()
+        await wait_for(lambda: bob.epoch > epoch, what="the new admin's client to rotate by itself")
+        rotations = [e for _, e in relay.entries() if e.header.kind is Kind.ROTATE]
+        assert [e.header.author for e in rotations] == [bob.identity.public.sign_key]
+    finally:
+        await close_all(spaces)
