@@ -12,6 +12,7 @@ the exact error and keep nothing of the forged frame.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,6 +112,7 @@ async def lying_space(tmp_path: Path) -> tuple[RelayHandle, LyingRelay, list[enc
     # No later snapshot: one written (and attested) while the newcomer connects would change what
     # its catch-up holds, and its attestation would reach the members first (seen once in CI).
     await admin.set_policy(Policy(snapshot_entries=10_000))
+    await until_quiet(handle, members)
     random_edit(rng, admin, 0, 999)
     await settle(members)
     newcomer = encspaces.Identity.generate()
@@ -118,6 +120,22 @@ async def lying_space(tmp_path: Path) -> tuple[RelayHandle, LyingRelay, list[enc
     random_edit(rng, admin, 0, 1000)  # the log ends with a data entry after the newcomer's add_member
     await settle(members)
     return handle, server, members, newcomer
+
+
+async def until_quiet(handle: RelayHandle, members: list[encspaces.Space]) -> None:
+    """Until no snapshot is on its way: one made due before the policy changed is written up to
+    ``WRITE_JITTER`` later, and its attestation after it. Landing after the entries the tests
+    place after the agreed snapshot (or after the attack is armed), it would become the agreed
+    snapshot with nothing, or nothing of the armed log, after it: the attack aimed at nothing
+    ("DID NOT RAISE", seen under load)."""
+    assert handle.server is not None
+    room = handle.server.rooms[members[0].space_bytes]
+    while True:
+        seq = room.state.seq
+        await asyncio.sleep(2 * snapshot_keeper.WRITE_JITTER)
+        await settle(members)
+        if room.state.seq == seq:
+            return
 
 
 CHECKED = [
