@@ -144,6 +144,13 @@ def write_result(name: str, payload: dict[str, Any], out: Path | None = None) ->
     return path
 
 
+def append_result(out: Path, result: dict[str, Any]) -> None:
+    """One JSON line appended to ``out``, with the machine facts: the form of the one-process
+    benches whose alternating old/new runs each add a line to the same file."""
+    with out.open("a") as lines:
+        lines.write(json.dumps({**result, "machine": machine_info()}) + "\n")
+
+
 def parse_contenders(text: str) -> list[str]:
     names = [c.strip() for c in text.split(",") if c.strip()]
     unknown = [c for c in names if c not in CONTENDERS]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import encspaces
-from bench.common import machine_info
+from bench.common import append_result
 from encspaces.core.verifier import LogVerifier
 from encspaces_relay.process import RelayProcess
 
@@ -91,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-lag-") as tmp:
         result = asyncio.run(measure(args.edits, Path(tmp)))
     if args.out is not None:
-        with args.out.open("a") as out:
-            out.write(json.dumps({**result, "machine": machine_info()}) + "\n")
+        append_result(args.out, result)
     print(json.dumps(result))
     return 0
 

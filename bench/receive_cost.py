@@ -35,7 +35,7 @@ import websockets.asyncio.connection
 import encspaces
 import encspaces.core.crypto
 import encspaces.core.session
-from bench.common import machine_info
+from bench.common import append_result
 from encspaces.core.session import ClientSession
 from encspaces.core.verifier import LogVerifier
 from encspaces.document import Document
@@ -219,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = asyncio.run(measure(args.writers, args.readers, args.edits, args.rate, Path(tmp)))
     if args.out is not None:
-        with args.out.open("a") as out:
-            out.write(json.dumps({**result, "machine": machine_info()}) + "\n")
+        append_result(args.out, result)
     if args.callbacks:
         for name, value in result["callbacks_us_per_pair"].items():
             print(f"{value:8.1f} µs  {result['callbacks_calls_per_pair'][name]:6.3f} calls per pair  {name}")

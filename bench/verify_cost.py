@@ -33,7 +33,7 @@ from typing import Any
 
 import nacl.signing
 
-from bench.common import machine_info
+from bench.common import append_result
 from encspaces.core import crypto
 from encspaces.core.entry import Entry, Kind, build_entry
 from encspaces.core.head import SignedHead, next_head
@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = measure(args.members, args.entries, args.repeat)
     if args.out is not None:
-        with args.out.open("a") as out:
-            out.write(json.dumps({**result, "machine": machine_info()}) + "\n")
+        append_result(args.out, result)
     print(json.dumps(result))
     return 0
 
