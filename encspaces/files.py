@@ -596,7 +596,8 @@ class SpaceFiles:
 
     async def _answer(self, request: _Request) -> BlobReply:
         try:
-            return await asyncio.wait_for(asyncio.shield(request.future), self.timeout)
+            async with asyncio.timeout(self.timeout):  # (not wait_for: see _live)
+                return await asyncio.shield(request.future)
         except TimeoutError:
             self._host.raise_if_failed()
             raise ConnectionFailedError(f"the relay did not answer the request for chunk {request.index} "
@@ -616,8 +617,12 @@ class SpaceFiles:
             if remaining <= 0:
                 raise ConnectionFailedError(f"not connected to the relay at {space.url} within {self.timeout:g} s")
             self._changed.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that
+            # arrives as the event is set (the connection's state changes at every reconnect
+            # attempt), and a cancelled upload then waited out its whole timeout (seen in CI).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
 
 
 def _check_size(name: str, size: int, chunk_size: int) -> int:

@@ -151,3 +151,20 @@ async def test_a_stream_of_non_bytes_is_refused(members: Members) -> None:
     with pytest.raises(TypeError):
         await space.files.put("text.txt", stream())  # type: ignore[arg-type]
     assert spools(members, space) == [] and space.files.list() == []
+
+
+async def test_a_cancel_that_comes_as_the_connection_changes_is_not_lost(relay: RelayHandle, members: Members) -> None:
+    """The upload waits for the relay; its cancel arrives in the same loop pass as a change of the
+    connection's state (every reconnect attempt makes one). Through Python 3.11's wait_for, that
+    cancel was lost and the upload waited out its whole timeout."""
+    space = await members.create()
+    await relay.stop()
+    space.files.timeout = 5.0
+    upload = asyncio.create_task(space.files.put("waiting.bin", pieces(3 * CHUNK_SIZE, 2)))
+    await wait_for(lambda: any(p.stat().st_size == 3 * CHUNK_SIZE for p in spools(members, space)), "the whole spool")
+    await asyncio.sleep(0.05)
+    space.files._changed.set()  # the state change the waiting upload is woken by
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    assert spools(members, space) == []
