@@ -144,11 +144,14 @@ def write_result(name: str, payload: dict[str, Any], out: Path | None = None) ->
     return path
 
 
-def append_result(out: Path, result: dict[str, Any]) -> None:
-    """One JSON line appended to ``out``, with the machine facts: the form of the one-process
-    benches whose alternating old/new runs each add a line to the same file."""
-    with out.open("a") as lines:
-        lines.write(json.dumps({**result, "machine": machine_info()}) + "\n")
+def print_result(result: dict[str, Any], out: Path | None) -> None:
+    """Print ``result`` as JSON and, given ``out``, append it there as one line with the machine
+    facts: the form of the one-process benches whose alternating old/new runs each add a line
+    to the same file."""
+    if out is not None:
+        with out.open("a") as lines:
+            lines.write(json.dumps({**result, "machine": machine_info()}) + "\n")
+    print(json.dumps(result))
 
 
 def parse_contenders(text: str) -> list[str]:

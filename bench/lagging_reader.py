@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import encspaces
-from bench.common import append_result
+from bench.common import print_result
 from encspaces.core.verifier import LogVerifier
 from encspaces_relay.process import RelayProcess
 
@@ -90,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-lag-") as tmp:
         result = asyncio.run(measure(args.edits, Path(tmp)))
-    if args.out is not None:
-        append_result(args.out, result)
-    print(json.dumps(result))
+    print_result(result, args.out)
     return 0
 
 

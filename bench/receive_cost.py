@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ import websockets.asyncio.connection
 import encspaces
 import encspaces.core.crypto
 import encspaces.core.session
-from bench.common import append_result
+from bench.common import print_result
 from encspaces.core.session import ClientSession
 from encspaces.core.verifier import LogVerifier
 from encspaces.document import Document
@@ -218,8 +217,6 @@ def main(argv: list[str] | None = None) -> int:
             result = callbacks(args.writers, args.readers, args.edits, args.rate, Path(tmp))
         else:
             result = asyncio.run(measure(args.writers, args.readers, args.edits, args.rate, Path(tmp)))
-    if args.out is not None:
-        append_result(args.out, result)
     if args.callbacks:
         for name, value in result["callbacks_us_per_pair"].items():
             print(f"{value:8.1f} µs  {result['callbacks_calls_per_pair'][name]:6.3f} calls per pair  {name}")
@@ -228,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{value:8.1f} µs  {label}")
         for label, value in result["calls_per_pair"].items():
             print(f"{value:8.3f} calls per pair  {label}")
-    print(json.dumps(result))
+    print_result(result, args.out)
     return 0
 
 

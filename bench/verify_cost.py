@@ -24,7 +24,6 @@ Run it in the old and new trees alternately (``PYTHONPATH``), as the other bench
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from typing import Any
 
 import nacl.signing
 
-from bench.common import append_result
+from bench.common import print_result
 from encspaces.core import crypto
 from encspaces.core.entry import Entry, Kind, build_entry
 from encspaces.core.head import SignedHead, next_head
@@ -154,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="append the result as one JSON line")
     args = parser.parse_args(argv)
     result = measure(args.members, args.entries, args.repeat)
-    if args.out is not None:
-        append_result(args.out, result)
-    print(json.dumps(result))
+    print_result(result, args.out)
     return 0
 
 
