@@ -39,7 +39,7 @@ from .shared.gate import EditBudget, Gate
 from .shared.kinds import KINDS, ObjectKind, ObjectKindError, check_name, parse_root_name, root_name
 from .shared.mapping import SharedMap
 from .shared.table import SharedTable
-from .shared.text import SharedText
+from .shared.text import SharedText, read_positions
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ _STALE = _Stale()
 def _shape(kind: ObjectKind, root: Any) -> str | frozenset[str] | None:
     """The part of an object's state its next change is described against (see ``Document._before``)."""
     if kind == "text":
-        return str(root)
+        return read_positions(root)  # with its embeds: Yrs counts each as one, str() leaves them out
     if kind == "list":
         return None
     if kind == "map":

@@ -89,7 +89,9 @@ def _char_counts(delta: list[dict[str, Any]], before: str) -> list[dict[str, Any
 def text_change(
     name: str, events: Sequence[object], local: bool, author: str | None, before: str = ""
 ) -> TextChange | None:
-    """``before`` is the text as it was before the change, needed to count in characters."""
+    """``before`` is the text as it was before the change, as positions count it (each embed
+    as one character of one UTF-8 byte, ``text.read_positions``; ``str()`` leaves embeds out,
+    which shifted every count past one), needed to count in characters."""
     delta: list[dict[str, Any]] = []
     for event in events:
         if not _path(event):
