@@ -37,6 +37,22 @@ def read_positions(ytext: pycrdt.Text, length: int | None = None) -> str:
     return positions_text(ytext.diff(), current, size)
 
 
+def change_shape(ytext: pycrdt.Text) -> str | bytes:
+    """What the text's next change is recounted against (``events.text_change``), read whole
+    after each change while a change stream listens. An ASCII text as ``str()``: every Yrs unit
+    is one position then, an embed's too, so nothing is recounted (and telling ASCII is O(1)).
+    Any other as ``read_positions`` in UTF-8, encoded here once instead of at the recount: the
+    check for embeds costs no encoding of its own."""
+    current = str(ytext)
+    if current.isascii():
+        return current
+    encoded = current.encode("utf-8")
+    size = len(ytext)
+    if len(encoded) == size:
+        return encoded
+    return positions_text(ytext.diff(), current, size).encode("utf-8")
+
+
 def _attributes(attrs: Any) -> dict[str, Any]:
     if not isinstance(attrs, dict):
         raise ArgumentTypeError(f"formatting attributes must be a dict, not {type(attrs).__name__}")
@@ -341,4 +357,4 @@ class SharedText:
         return self._feed.stream(select)
 
 
-__all__ = ["SharedText", "read_positions"]
+__all__ = ["SharedText", "change_shape", "read_positions"]
