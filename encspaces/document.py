@@ -39,7 +39,7 @@ from .shared.gate import EditBudget, Gate
 from .shared.kinds import KINDS, ObjectKind, ObjectKindError, check_name, parse_root_name, root_name
 from .shared.mapping import SharedMap
 from .shared.table import SharedTable
-from .shared.text import SharedText
+from .shared.text import SharedText, change_shape
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ class _Stale:
 _STALE = _Stale()
 
 
-def _shape(kind: ObjectKind, root: Any) -> str | frozenset[str] | None:
+def _shape(kind: ObjectKind, root: Any) -> str | bytes | frozenset[str] | None:
     """The part of an object's state its next change is described against (see ``Document._before``)."""
     if kind == "text":
-        return str(root)
+        return change_shape(root)  # with its embeds: Yrs counts each as one, str() leaves them out
     if kind == "list":
         return None
     if kind == "map":
@@ -153,7 +153,7 @@ class Document:
         self._watched: dict[str, pycrdt.Subscription] = {}  # root name -> its deep observer
         # What each observed root looked like after its last change, to describe the next one:
         # a text's content (yrs counts in bytes) and a map's or table's keys (yrs events can omit them).
-        self._before: dict[str, str | frozenset[str] | _Stale | None] = {}
+        self._before: dict[str, str | bytes | frozenset[str] | _Stale | None] = {}
         self._depth = 0  # open transaction() blocks
         self._budget = EditBudget()  # refuses, before it happens, an edit too large for one entry
         self._deferred: builtins.list[tuple[bytes, str | None]] = []

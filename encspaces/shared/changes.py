@@ -18,7 +18,8 @@ class TextRange:
     """One changed range of a text, in the coordinates of the text after the change.
 
     ``insert`` and ``format`` cover ``[index, index + length)`` of the new text; ``delete``
-    says ``length`` characters were removed at ``index``.
+    says ``length`` characters were removed at ``index``. Positions are ``SharedText``'s: an
+    embed counts as one character.
     """
 
     index: int
@@ -29,7 +30,8 @@ class TextRange:
 
 @dataclass(frozen=True)
 class TextChange:
-    """A change to a shared text, as a Yjs delta of retain / insert / delete items."""
+    """A change to a shared text, as a Yjs delta of retain / insert / delete items, counted in
+    ``SharedText`` positions (characters, an embed as one; an inserted embed is its value)."""
 
     text: str  # the text's name
     delta: list[dict[str, Any]]

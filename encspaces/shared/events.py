@@ -64,15 +64,18 @@ def _nested(event: object, path: tuple[str | int, ...]) -> NestedChange | None:
     return None
 
 
-def _char_counts(delta: list[dict[str, Any]], before: str) -> list[dict[str, Any]]:
+def _char_counts(delta: list[dict[str, Any]], before: str | bytes) -> list[dict[str, Any]]:
     """Yrs counts retains and deletes in UTF-8 bytes; recount them in characters of the old text.
 
     Retained and deleted spans are both spans of the text as it was before the change, so
-    walking its encoding converts every count exactly.
+    walking its encoding converts every count exactly. ``before``: that text, or its encoding.
     """
-    if before.isascii():
-        return delta
-    encoded = before.encode("utf-8")
+    if isinstance(before, str):
+        if before.isascii():
+            return delta
+        encoded = before.encode("utf-8")
+    else:
+        encoded = before
     cursor = 0
     out: list[dict[str, Any]] = []
     for op in delta:
@@ -87,9 +90,11 @@ def _char_counts(delta: list[dict[str, Any]], before: str) -> list[dict[str, Any
 
 
 def text_change(
-    name: str, events: Sequence[object], local: bool, author: str | None, before: str = ""
+    name: str, events: Sequence[object], local: bool, author: str | None, before: str | bytes = ""
 ) -> TextChange | None:
-    """``before`` is the text as it was before the change, needed to count in characters."""
+    """``before`` is the text as it was before the change, as positions count it (each embed
+    as one character of one UTF-8 byte, ``text.change_shape``; ``str()`` leaves embeds out,
+    which shifted every count past one), or its UTF-8 encoding, needed to count in characters."""
     delta: list[dict[str, Any]] = []
     for event in events:
         if not _path(event):

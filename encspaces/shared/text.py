@@ -17,8 +17,40 @@ from ..errors import ArgumentTypeError, IndexOutOfRangeError
 from .changes import Change, TextChange
 from .feed import ChangeFeed, ChangeStream
 from .gate import DELETE_BYTES, ITEM_BYTES, Gate, value_size
-from .text_index import TextIndex
+from .text_index import TextIndex, positions_text
 from .values import check_plain, check_str, to_plain, utf8_len
+
+
+def read_positions(ytext: pycrdt.Text, length: int | None = None) -> str:
+    """The whole text as positions count it: its characters, and one ``text_index.EMBED`` (one
+    character, one UTF-8 byte) for each embed, which ``str()`` leaves out. Its UTF-8 offsets are
+    Yrs offsets and its characters API positions. ``length``: the Yrs length, when the caller
+    has it (inside an edit's transaction). O(document): for building an index, not per edit.
+
+    ``str()`` and ``len()`` first: a text without embeds (Yrs' length is the UTF-8 length of its
+    characters) is read once; only one holding embeds reads its runs (``diff()``) too.
+    """
+    current = str(ytext)
+    size = len(ytext) if length is None else length
+    if utf8_len(current) == size:
+        return current
+    return positions_text(ytext.diff(), current, size)
+
+
+def change_shape(ytext: pycrdt.Text) -> str | bytes:
+    """What the text's next change is recounted against (``events.text_change``), read whole
+    after each change while a change stream listens. An ASCII text as ``str()``: every Yrs unit
+    is one position then, an embed's too, so nothing is recounted (and telling ASCII is O(1)).
+    Any other as ``read_positions`` in UTF-8, encoded here once instead of at the recount: the
+    check for embeds costs no encoding of its own."""
+    current = str(ytext)
+    if current.isascii():
+        return current
+    encoded = current.encode("utf-8")
+    size = len(ytext)
+    if len(encoded) == size:
+        return encoded
+    return positions_text(ytext.diff(), current, size).encode("utf-8")
 
 
 def _attributes(attrs: Any) -> dict[str, Any]:
@@ -29,7 +61,17 @@ def _attributes(attrs: Any) -> dict[str, Any]:
 
 
 class SharedText:
-    """A collaborative text; positions and lengths count Python characters of ``str(text)``."""
+    """A collaborative text; positions and lengths count Python characters (code points).
+
+    An embed (a non-text item, such as an image, that another client or an integration put in
+    the text through pycrdt's ``insert_embed`` on ``Space.doc``; SharedText itself writes none)
+    counts as one position, as in Yjs: ``len(text)`` counts it, an index after it is one more,
+    and ``delete`` removes it like a character. ``str(text)`` holds the characters alone, so
+    with embeds ``len(text)`` is ``len(str(text))`` plus their number; ``to_delta()`` shows
+    them in place (``{"insert": {...}}``), and change deltas (``changes()``) count them as one
+    too. An embed that is itself a string (which only a Yrs client can write) reads in
+    ``to_delta()`` and change deltas like text, though it is one position.
+    """
 
     kind: ClassVar[Literal["text"]] = "text"
 
@@ -38,10 +80,11 @@ class SharedText:
         self._ytext = ytext
         self._guard = guard
         self._feed = feed
-        # Yrs (pycrdt 0.14) counts UTF-8 bytes (insert offsets, len, event deltas); the API
-        # counts characters. While the text is known to be ASCII the two agree and edits skip
-        # any conversion (_ascii True). Once it is not, a TextIndex (a chunked copy with
-        # Fenwick trees) converts in O(log n), kept up to date by every local edit and, for
+        # Yrs (pycrdt 0.14) counts UTF-8 bytes (insert offsets, len, event deltas) and an embed
+        # as one; the API counts characters and an embed as one. While the text is known to be
+        # ASCII (embeds aside) the two agree and edits skip any conversion (_ascii True). Once
+        # it is not, a TextIndex (a chunked copy with Fenwick trees, an embed in it as one
+        # text_index.EMBED) converts in O(log n), kept up to date by every local edit and, for
         # remote updates, from the Yrs delta (see remote_changes). _ascii None: not known yet
         # (checked once, when first needed).
         self._ascii: bool | None = None
@@ -85,7 +128,13 @@ class SharedText:
         transaction), about 45 µs of the 70 an opened text added to each one-keystroke remote
         update (bench/README.md, "Applying one received update", s4). Only the delta is read,
         during the callback, while Yrs' transaction is alive; an embed in it arrives as a raw
-        Yrs object, which ``_on_remote`` treats as any non-string insert.
+        Yrs value, a non-string insert: one position and one Yrs unit, which the index follows
+        as one ``EMBED`` and which leaves an ASCII text's positions equal to Yrs offsets.
+        A string embed arrives as a string, like text. An empty one is followed as the embed
+        it is (``TextIndex.apply_delta``), one of one UTF-8 byte converts as text would, and
+        any other leaves the index longer in bytes than Yrs' text (later deltas move both by
+        the same counts), so the next ``_positions`` finds them apart and rebuilds the index,
+        which reads each embed as one position (``read_positions``).
         """
         if self._index is None and not self._ascii:
             yield
@@ -104,9 +153,12 @@ class SharedText:
             delta = event.delta
             if self._index is not None:
                 self._index.apply_delta(delta)
-            elif self._ascii and not all(isinstance(op.get("insert", ""), str) and op.get("insert", "").isascii()
-                                         for op in delta):
-                self._ascii = False  # the index is built from the text when first needed
+            elif self._ascii:
+                for op in delta:
+                    inserted = op.get("insert")
+                    if type(inserted) is str and not inserted.isascii():  # (an embed is one, as ASCII)
+                        self._ascii = False  # the index is built from the text when first needed
+                        break
         except Exception:  # never break applying an update: work the positions out again instead
             self.forget_ascii()
 
@@ -120,7 +172,7 @@ class SharedText:
             self._index = None  # out of step (a change this wrapper missed): rebuild it
         elif self._ascii:
             return None
-        current = str(self._ytext)
+        current = read_positions(self._ytext, None if handle is None else self._yrs_text.len(handle))
         self._ascii = current.isascii()
         if self._ascii:
             return None
@@ -214,7 +266,7 @@ class SharedText:
                 self._end(txn)
 
     def delete(self, index: int, length: int) -> None:
-        """Remove ``length`` characters starting at ``index``."""
+        """Remove ``length`` positions (characters, an embed as one) starting at ``index``."""
         self._guard()
         txn, began = self._begin()
         try:
@@ -256,6 +308,7 @@ class SharedText:
         ]
 
     def to_py(self) -> str:
+        """The characters, embeds left out (as ``str()``)."""
         return str(self._ytext)
 
     @staticmethod
@@ -282,10 +335,12 @@ class SharedText:
         return start, positions.offset(index + length) - start
 
     def __str__(self) -> str:
+        """The characters, embeds left out: ``to_delta()`` has them."""
         return str(self._ytext)
 
     def __len__(self) -> int:
-        """Length in Python characters (pycrdt's own ``len`` counts UTF-8 bytes)."""
+        """Length in positions: Python characters, and one per embed (pycrdt's own ``len``
+        counts UTF-8 bytes)."""
         positions = self._positions()
         return len(self._ytext) if positions is None else positions.chars
 
@@ -302,4 +357,4 @@ class SharedText:
         return self._feed.stream(select)
 
 
-__all__ = ["SharedText"]
+__all__ = ["SharedText", "change_shape", "read_positions"]

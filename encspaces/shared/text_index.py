@@ -9,16 +9,74 @@ inside it O(chunk); an edit updates one chunk and the two trees. Splitting a chu
 past the maximum rebuilds the trees from per-chunk counts in O(chunks) (no text is read);
 that needs about ``MAX_CHUNK // 2`` inserted characters, so it stays small amortised.
 
+An embed (a non-string item a peer or an integration put in the text; SharedText writes none)
+is one position in the API and one unit in Yrs, as in Yjs. The copy holds ``EMBED``, a
+character of one UTF-8 byte, in its place, so it counts like any ASCII character and every
+conversion stays exact; ``str()`` of the Yrs text leaves embeds out and cannot be the copy
+(``positions_text`` builds it from the text's runs instead).
+
 Pure: strings in, offsets out; it knows nothing of pycrdt. ``SharedText`` updates it on every
 local edit and, for remote updates, from the Yrs delta (``apply_delta``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MAX_CHUNK = 1024  # characters; a chunk is split in two when it grows past this
+
+# Stands for one embed: one position and one UTF-8 byte, as Yrs counts an embed. Only its
+# counts matter (nothing reads it back as text), so a NUL in the text itself is harmless.
+EMBED = "\x00"
+
+
+def positions_text(runs: Sequence[tuple[Any, Any]], text: str, length: int) -> str:
+    """A text as positions count it: its characters, each embed as one ``EMBED``.
+
+    ``runs``: the text's runs (pycrdt's ``Text.diff()``: content, attributes); ``text``: its
+    characters alone (``str()``, which leaves every embed out); ``length``: its Yrs length
+    (UTF-8 bytes, one per embed). O(document); only when an index is built.
+
+    Yrs reports an embed that is itself a string (``insert_embed(i, "abc")``, which no Yjs
+    client can write but a Yrs one can) in ``diff()`` exactly like text. When reading every
+    string run as text does not add up to ``length``, the runs are aligned with ``text`` to
+    tell which string runs are embeds (``_string_embeds``).
+    """
+    whole = "".join(content if isinstance(content, str) and content else EMBED for content, _ in runs)
+    if _utf8(whole) == length:
+        return whole
+    embeds = _string_embeds([content for content, _ in runs], text)
+    return "".join(EMBED if i in embeds or not isinstance(content, str) else content
+                   for i, (content, _) in enumerate(runs))
+
+
+def _string_embeds(contents: Sequence[Any], text: str) -> set[int]:
+    """Which string runs are embeds: the runs read as text must spell ``text`` in order.
+
+    Forward, the positions of ``text`` reachable after each run (a string run either spells
+    the next characters or is an embed); backward, from the end of ``text``, a path through
+    them, taking a run as text where it can. Raises ValueError when no reading spells it.
+    """
+    reach: list[set[int]] = [{0}]
+    for content in contents:
+        here = reach[-1]
+        after = set(here)  # the run is an embed (a non-string always is)
+        if isinstance(content, str) and content:
+            after.update(p + len(content) for p in here if text.startswith(content, p))
+        reach.append(after)
+    if len(text) not in reach[-1]:
+        raise ValueError("the text's runs do not spell its characters")
+    embeds: set[int] = set()
+    p = len(text)
+    for i in range(len(contents) - 1, -1, -1):
+        content = contents[i]
+        if isinstance(content, str) and content and p - len(content) in reach[i] \
+                and text.startswith(content, p - len(content)):
+            p -= len(content)
+        elif isinstance(content, str):
+            embeds.add(i)
+    return embeds
 
 
 def _utf8(s: str) -> int:
@@ -247,15 +305,21 @@ class TextIndex:
     # --- remote changes -----------------------------------------------------------------------
 
     def apply_delta(self, delta: Iterable[Mapping[str, Any]]) -> None:
-        """Apply a Yrs text delta (retain / delete counted in UTF-8 bytes). Raises ValueError
-        on anything it cannot follow (an embed, an offset inside a character, past the end):
-        the caller then rebuilds the index from the text."""
+        """Apply a Yrs text delta (retain / delete counted in UTF-8 bytes; an inserted
+        non-string is an embed, one ``EMBED``). Raises ValueError on anything it cannot follow
+        (an offset inside a character, past the end): the caller then rebuilds the index from
+        the text.
+
+        A string embed reads here like text. An empty one (Yrs never reports empty text) is
+        taken as the embed it is; one of a single UTF-8 byte counts as text does; any other
+        leaves ``utf8`` above Yrs' length for good (later deltas change both alike), which the
+        caller checks before using the index."""
         offset = 0  # UTF-8 offset in the text as changed so far
         for op in delta:
             if "insert" in op:
                 s = op["insert"]
-                if not isinstance(s, str):
-                    raise ValueError("a text delta inserted a non-string (an embed)")
+                if not isinstance(s, str) or not s:
+                    s = EMBED
                 self.insert(self.index(offset), s)
                 offset += _utf8(s)
             elif "delete" in op:
@@ -269,4 +333,4 @@ class TextIndex:
                 raise ValueError(f"a text delta went past the end ({offset} > {self.utf8} bytes)")
 
 
-__all__ = ["MAX_CHUNK", "TextIndex"]
+__all__ = ["EMBED", "MAX_CHUNK", "TextIndex", "positions_text"]

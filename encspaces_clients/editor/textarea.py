@@ -52,9 +52,9 @@ class SharedTextArea(TextArea):
         self._labels: dict[int, list[tuple[str, Style]]] = {}  # row -> peers' names shown at its end
         self.failure: EncspacesError | None = None
         self.on_failure: Callable[[EncspacesError], None] | None = None
-        self.out_of_step = False  # the text holds line endings the widget cannot show as they are
+        self.out_of_step = False  # the text holds what the widget cannot show as it is (_shows_all)
         super().__init__(str(self.shared), soft_wrap=True, tab_behavior="indent", id=id)
-        if self.text != str(self.shared):
+        if not self._shows_all():
             self._out_of_step()
 
     # --- positions ---------------------------------------------------------------------------
@@ -196,12 +196,19 @@ class SharedTextArea(TextArea):
         with self._applying_remote():
             self.load_text(str(self.shared))
         self.selection = Selection(self.location_of(anchor), self.location_of(cursor))
-        if self.text != str(self.shared):
+        if not self._shows_all():
             self._out_of_step()
         self.refresh_peers()
 
+    def _shows_all(self) -> bool:
+        """The widget holds the text exactly: the same characters (it would normalise mixed line
+        endings) and no embed besides (``str()`` leaves embeds out, while each is a position of
+        the shared text, so the widget's offsets past one would be the text's minus one)."""
+        return self.text == str(self.shared) and len(self.shared) == len(self.text)
+
     def _out_of_step(self) -> None:
-        """Mixed line endings: the widget would normalise them, so it only shows the text."""
+        """Mixed line endings, or embeds another client put in: the widget cannot show the text
+        as it is, so it only shows it (read-only), rather than edit it at the wrong positions."""
         self.out_of_step = True
         self.read_only = True
 

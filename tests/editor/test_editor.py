@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pycrdt
 from rich.color import Color
 
 from encspaces_clients.editor import EditorApp, HelpScreen
@@ -273,3 +274,20 @@ async def test_the_status_bar_says_how_far_the_space_is_witnessed(relay: RelayHa
                 await space.close()
     finally:
         await witnessed.stop()
+
+
+async def test_a_text_with_an_embed_turns_the_editor_read_only(relay: RelayHandle, tmp_path: Path) -> None:
+    """The widget shows ``str()``, which leaves embeds out, while each embed is one position of
+    the shared text: typing past one would land a character early, so the editor stops editing."""
+    alice, bob = await pair(relay.url, tmp_path, "héllo wörld")
+    app = EditorApp(bob, name="bob")
+    try:
+        async with app.run_test(size=SIZE):
+            editor = app.editor
+            assert not editor.read_only
+            alice.doc.get("text:notes", type=pycrdt.Text).insert_embed(len("héllo".encode()), {"image": "x"})
+            await wait_for(lambda: editor.read_only, "the editor to stop editing")
+            assert editor.out_of_step and editor.text == str(bob.text("notes")) == "héllo wörld"
+    finally:
+        await alice.close()
+        await bob.close()

@@ -13,11 +13,12 @@ import pycrdt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared_net import Peer
+from shared_net import Net, Peer
 
 from encspaces.shared import text_index
-from encspaces.shared.text import SharedText
-from encspaces.shared.text_index import TextIndex
+from encspaces.shared.changes import TextChange
+from encspaces.shared.text import SharedText, read_positions
+from encspaces.shared.text_index import EMBED, TextIndex, positions_text
 
 PIECES = ["a", "xyz", "é", "ñö", "中", "文字", "😀", "👩‍💻", "a😀é中", "\n"]
 
@@ -53,7 +54,7 @@ def test_pycrdt_counts_utf8_bytes() -> None:
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)
-@given(st.lists(st.tuples(st.sampled_from(["ins", "del", "remote"]), st.integers(0, 10**6),
+@given(st.lists(st.tuples(st.sampled_from(["ins", "del", "remote", "embed"]), st.integers(0, 10**6),
                           st.integers(1, 12), st.lists(st.sampled_from(PIECES), min_size=1, max_size=4)),
                 max_size=40))
 def test_index_alone_matches_a_plain_string(steps: list[tuple[str, int, int, list[str]]]) -> None:
@@ -76,6 +77,10 @@ def test_index_alone_matches_a_plain_string(steps: list[tuple[str, int, int, lis
             b = len(model[:i].encode())
             index.apply_delta([{"retain": b}, {"delete": len(model[i : i + n].encode())}, {"insert": s}])
             model = model[:i] + s + model[i + n :]
+        elif op == "embed":  # a peer's embed: a non-string insert (or an empty string one), one position
+            i = where % (len(model) + 1)
+            index.apply_delta([{"retain": len(model[:i].encode())}, {"insert": EMBEDS[where % 3]}])
+            model = model[:i] + EMBED + model[i:]
         check_index(index, model)
 
 
@@ -109,21 +114,40 @@ def test_index_refuses_what_it_cannot_follow() -> None:
         index.index(1)
     with pytest.raises(ValueError, match="outside"):
         index.index(6)
-    with pytest.raises(ValueError, match="embed"):
-        index.apply_delta([{"insert": {"image": "x"}}])
+    with pytest.raises(ValueError, match="past the end"):
+        index.apply_delta([{"retain": 6}, {"retain": 1}])
 
 
-def tracked(text: SharedText) -> None:
-    """The text's own index (when it has one) agrees with Yrs, as kept, before any rebuild."""
-    current = str(text._ytext)
+def test_index_follows_an_embed_as_one_character_of_one_byte() -> None:
+    index = TextIndex("é中")
+    index.apply_delta([{"retain": 2}, {"insert": {"image": "x"}}])
+    check_index(index, "é" + EMBED + "中")
+    assert index.offset(2) == 3 and index.index(3) == 2
+    index.apply_delta([{"retain": 2}, {"delete": 1}])
+    check_index(index, "é中")
+
+
+def tracked(text: SharedText, model: str | None = None) -> None:
+    """The text's own index (when it has one) agrees with ``model`` (the text as positions count
+    it, one ``EMBED`` per embed; by default read from the document), as kept, before any rebuild."""
+    current = read_positions(text._ytext) if model is None else model
     if text._index is not None:
         check_index(text._index, current)
     elif text._ascii:
         assert current.isascii()
 
 
-EDIT = st.tuples(st.sampled_from(["a-ins", "a-del", "a-fmt", "b-ins", "b-del", "to-a", "to-b"]),
+# What a peer embeds: a map, a number, and strings (Yrs reports a string embed like text; an
+# empty one; one no run of text can spell, so a model can tell it from text in ``to_delta()``).
+EMBEDS: list[object] = [{"image": "x"}, 7, "", "é!"]
+EDIT = st.tuples(st.sampled_from(["a-ins", "a-del", "a-fmt", "a-emb", "b-ins", "b-del", "b-emb", "to-a", "to-b"]),
                  st.integers(0, 10**6), st.integers(1, 6), st.lists(st.sampled_from(PIECES), min_size=1, max_size=3))
+
+
+def model_of(text: SharedText) -> str:
+    """The text as positions count it, from ``to_delta()`` alone (not the code under test)."""
+    return "".join(EMBED if not isinstance(run["insert"], str) or run["insert"] in ("", "é!") else run["insert"]
+                   for run in text.to_delta())
 
 
 def local_edit(text: SharedText, model: str, op: str, where: int, size: int, s: str) -> str:
@@ -131,6 +155,11 @@ def local_edit(text: SharedText, model: str, op: str, where: int, size: int, s: 
         i = where % (len(model) + 1)
         text.insert(i, s, {"bold": True} if where % 3 == 0 else None)
         return model[:i] + s + model[i:]
+    if op.endswith("emb"):  # as an integration would, through the pycrdt document (Space.doc)
+        i = where % (len(model) + 1)
+        ytext = text._ytext.doc.get("text:t", type=pycrdt.Text)
+        ytext.insert_embed(len(model[:i].encode()), EMBEDS[where % len(EMBEDS)])
+        return model[:i] + EMBED + model[i:]
     if not model:
         return model
     i = where % len(model)
@@ -147,6 +176,8 @@ def local_edit(text: SharedText, model: str, op: str, where: int, size: int, s: 
 def test_shared_text_matches_a_plain_string_under_remote_updates(
     steps: list[tuple[str, int, int, list[str]]], small_chunks: bool
 ) -> None:
+    """Both peers edit, embed (an embed arrives at the other as a remote change) and exchange
+    updates; after every step each text's positions agree with a model built from its runs."""
     old = text_index.MAX_CHUNK
     text_index.MAX_CHUNK = 4 if small_chunks else old
     try:
@@ -160,21 +191,24 @@ def test_shared_text_matches_a_plain_string_under_remote_updates(
                 for update in sender.sent[sent[sender.member] :]:
                     receiver.document.apply_remote(update, sender.member)
                 sent[sender.member] = len(sender.sent)
-                models[receiver.member] = str(receiver.text())  # what the CRDT merged
+                models[receiver.member] = model_of(receiver.text())  # what the CRDT merged
             else:
                 peer, text = (a, ta) if op[0] == "a" else (b, tb)
                 models[peer.member] = local_edit(text, models[peer.member], op[2:], where, size, "".join(pieces))
             for peer, text in ((a, ta), (b, tb)):
-                assert str(text) == models[peer.member] and len(text) == len(models[peer.member])
-                tracked(text)
+                model = models[peer.member]
+                assert model_of(text) == model
+                assert str(text) == model.replace(EMBED, "") and len(text) == len(model)
+                tracked(text, model)
         for update in b.sent[sent["b"] :]:
             a.document.apply_remote(update, "b")
         for update in a.sent[sent["a"] :]:
             b.document.apply_remote(update, "a")
         assert str(ta) == str(tb)
         assert ta.to_delta() == tb.to_delta()
-        tracked(ta)
-        tracked(tb)
+        assert len(ta) == len(tb) == len(model_of(ta))
+        tracked(ta, model_of(ta))
+        tracked(tb, model_of(tb))
     finally:
         text_index.MAX_CHUNK = old
 
@@ -229,23 +263,184 @@ def test_typing_does_not_read_the_whole_text(monkeypatch: pytest.MonkeyPatch) ->
     tracked(text)
 
 
-def test_a_remote_embed_makes_a_tracked_text_work_its_positions_out_again() -> None:
-    """SharedText never writes embeds, but a peer's update may hold one; the delta that reaches
-    the position tracking then carries a non-string insert (a raw Yrs value since the text
-    follows remote updates through Yrs' own observer), which must end the tracking, not
-    shift every later position."""
+def test_a_remote_embed_is_followed_not_rebuilt() -> None:
+    """A peer's update may hold an embed; the delta that reaches the position tracking then
+    carries a non-string insert (a raw Yrs value, since the text follows remote updates through
+    Yrs' own observer), which the index follows as one position: no rebuild from the text."""
     a, b = Peer("a"), Peer("b")
     ta, tb = a.text(), b.text()
     ta.insert(0, "hé llo")
     for update in a.sent:
         b.document.apply_remote(update, "a")
     tb.insert(0, "x")  # b now tracks positions with an index (non-ASCII)
-    assert tb._index is not None
-    hostile: pycrdt.Doc[object] = pycrdt.Doc()
+    index = tb._index
+    assert index is not None
+    other: pycrdt.Doc[object] = pycrdt.Doc()
     for update in a.sent + b.sent:
-        hostile.apply_update(update)
-    before = hostile.get_state()
-    hostile.get("text:t", type=pycrdt.Text).insert_embed(2, {"image": "x"})
-    b.document.apply_remote(hostile.get_update(before), "a")
-    assert tb._index is None and not tb._ascii
+        other.apply_update(update)
+    before = other.get_state()
+    other.get("text:t", type=pycrdt.Text).insert_embed(2, {"image": "x"})
+    b.document.apply_remote(other.get_update(before), "a")
+    assert tb._index is index
+    check_index(index, "xh" + EMBED + "é llo")
     assert tb.to_delta() == [{"insert": "xh"}, {"insert": {"image": "x"}}, {"insert": "é llo"}]
+    tb.insert(len(tb), "!")
+    assert tb._index is index and str(tb) == "xhé llo!"
+
+
+# --- embeds ----------------------------------------------------------------------------------------
+# SharedText writes no embeds, but an integration may (``Space.doc``, pycrdt's ``insert_embed``) and
+# its update reaches every device. An embed counts as one position, as in Yjs and as Yrs counts it.
+
+IMAGE = {"image": "cat.png"}
+
+
+def embed(peer: Peer, position_text: str, at: int, value: object = IMAGE) -> None:
+    """``peer`` inserts an embed at API position ``at`` through its pycrdt document (the SDK's
+    ``Space.doc``); ``position_text`` is its text with one 1-byte stand-in per embed so far."""
+    offset = len(position_text[:at].encode())
+    peer.document.hand_out().get("text:t", type=pycrdt.Text).insert_embed(offset, value)
+
+
+@pytest.mark.parametrize("words", ["hello world", "héllo wörld"])
+@pytest.mark.parametrize("opened", ["before", "after"])
+def test_local_edits_after_a_peers_embed_land_where_asked(words: str, opened: str) -> None:
+    """The defect: positions were rebuilt from ``str()``, which leaves the embed out, so an edit
+    past the embed landed one character early (and ``len`` missed it). With the text opened
+    before the embed arrives it is followed as a remote change; opened after, it is read from
+    the document, as on reopening from the store or starting from a snapshot."""
+    net = Net("a", "b")
+    a, b = net.peers
+    ta = a.text()
+    ta.insert(0, words)
+    net.settle()
+    tb = b.text() if opened == "before" else None
+    if tb is not None:
+        tb.insert(0, "> ")  # b edits: it tracks positions (an index when the text is not ASCII)
+        net.settle()
+        embed(a, "> " + words, 7)  # after "> hello"
+    else:
+        ta.insert(0, "> ")
+        embed(a, "> " + words, 7)
+    net.settle()
+    tb = tb or b.text()
+    head, tail = "> " + words[:5], words[5:]  # the embed sits between them, at position 7
+    assert len(ta) == len(tb) == len(head) + 1 + len(tail)
+    assert str(tb) == head + tail  # str() is the characters alone
+    tb.insert(len(tb), "!")  # at the very end
+    tb.insert(8, "|")  # just after the embed
+    tb.format(9, len(tail), {"bold": True})  # exactly the words after it
+    tb.delete(2, 1)  # before it
+    expected = [{"insert": head[:2] + head[3:]}, {"insert": IMAGE}, {"insert": "|"},
+                {"insert": tail, "attributes": {"bold": True}}, {"insert": "!"}]
+    assert tb.to_delta() == expected
+    net.settle()
+    assert ta.to_delta() == expected
+    ta.delete(6, 1)  # the embed itself, by its position
+    net.settle()
+    assert tb.to_delta() == [{"insert": head[:2] + head[3:] + "|"},
+                             {"insert": tail, "attributes": {"bold": True}}, {"insert": "!"}]
+    assert len(tb) == len(str(tb))
+
+
+def test_changes_count_a_peers_embed_as_one_position() -> None:
+    """A change stream's deltas count in API positions too: Yrs' byte counts are recounted
+    against the text as it was, which must hold the embed (one byte, one position), or a
+    delete after it is reported over the wrong characters."""
+    net = Net("a", "b")
+    a, b = net.peers
+    ta = a.text()
+    ta.insert(0, "a中b中")
+    net.settle()
+    changes = b.document.changes()
+    embed(a, "a中b中", 1)  # a [embed] 中 b 中
+    ta.delete(2, 1)  # the first 中
+    ta.insert(3, "Z")  # a [embed] b | Z 中
+    net.settle()
+    deltas = []
+    while (change := changes.get_nowait()) is not None:
+        assert isinstance(change, TextChange)
+        deltas.append(change.delta)
+    assert deltas == [[{"retain": 1}, {"insert": IMAGE}], [{"retain": 2}, {"delete": 1}],
+                      [{"retain": 3}, {"insert": "Z"}]]
+    assert str(b.text()) == "abZ中" and len(b.text()) == 5
+
+
+def test_typing_after_a_peers_embed_does_not_read_the_whole_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Following the embed keeps typing O(log n): before, every edit found the index out of step
+    with Yrs (the embed missing from it) and rebuilt it from the whole text."""
+    net = Net("a", "b")
+    a, b = net.peers
+    a.text().insert(0, "é中😀" * 500)
+    net.settle()
+    tb = b.text()
+    tb.insert(0, "x")  # b tracks positions with an index
+    net.settle()
+    embed(a, "x" + "é中😀" * 500, 100)
+    net.settle()
+    reads = 0
+    original_str, original_diff = pycrdt.Text.__str__, pycrdt.Text.diff
+
+    def counting_str(self: pycrdt.Text) -> str:
+        nonlocal reads
+        reads += 1
+        return original_str(self)
+
+    def counting_diff(self: pycrdt.Text) -> list[tuple[object, dict[str, object] | None]]:
+        nonlocal reads
+        reads += 1
+        return original_diff(self)
+
+    tb.insert(len(tb), "y")  # the first edit after the embed may work positions out once
+    monkeypatch.setattr(pycrdt.Text, "__str__", counting_str)
+    monkeypatch.setattr(pycrdt.Text, "diff", counting_diff)
+    for i in range(50):
+        tb.insert(150 + i, "z")
+        tb.delete(len(tb) - 1, 1)
+    monkeypatch.undo()
+    assert reads == 0
+    expected = "x" + "é中😀" * 500
+    assert tb.to_delta() == [{"insert": expected[:100]}, {"insert": IMAGE},
+                             {"insert": expected[100:149] + "z" * 50 + expected[149:-49]}]  # "y" went first
+
+
+def test_string_embeds_are_told_from_text_by_aligning_the_runs_with_the_characters() -> None:
+    """Yrs reports a string embed in ``diff()`` like text; ``str()`` leaves it out, so reading
+    the runs against it finds which runs are embeds, even where one spells the text after it."""
+    text = "héllo"
+    assert positions_text([("hé", None), (text, None)], text, 1 + len(text.encode())) == EMBED + text
+    assert positions_text([("hé", None), ("", None), (7, None), (text, None)], text, 3 + len(text.encode())) \
+        == EMBED * 3 + text
+    assert positions_text([("h", None), ("é!", None), ("éllo", None)], text, 1 + len(text.encode())) \
+        == "h" + EMBED + "éllo"
+    with pytest.raises(ValueError, match="do not spell"):
+        positions_text([("x", None), ("éllo", None)], text, 99)
+
+
+@pytest.mark.parametrize("value", ["hé", "", "é!"])
+@pytest.mark.parametrize("opened", ["before", "after"])
+def test_a_peers_string_embed_is_one_position(value: str, opened: str) -> None:
+    """A string embed (a Yrs client's ``insert_embed(i, "...")``) is one position like any embed,
+    whether the text follows it as it arrives or reads it when opened."""
+    net = Net("a", "b")
+    a, b = net.peers
+    a.text().insert(0, "héllo")
+    net.settle()
+    tb = b.text() if opened == "before" else None
+    if tb is not None:
+        tb.insert(len(tb), "!")  # b tracks positions with an index
+        net.settle()
+    embed(a, "héllo!" if tb is not None else "héllo", 0, value)
+    net.settle()
+    tb = tb or b.text()
+    tail = "héllo!" if opened == "before" else "héllo"
+    assert len(tb) == 1 + len(tail) and str(tb) == tail
+    tb.insert(len(tb), "?")
+    tb.insert(1, "|")  # just after the embed
+    tb.delete(3, 1)  # é
+    net.settle()
+    assert str(a.text()) == str(tb) == "|hllo" + tail[5:] + "?"
+    assert a.text().to_delta() == tb.to_delta()
+    tb.delete(0, 1)  # the embed
+    net.settle()
+    assert a.text().to_delta() == tb.to_delta() == [{"insert": "|hllo" + tail[5:] + "?"}]
