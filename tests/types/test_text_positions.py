@@ -140,8 +140,8 @@ def tracked(text: SharedText, model: str | None = None) -> None:
 # What a peer embeds: a map, a number, and strings (Yrs reports a string embed like text; an
 # empty one; one no run of text can spell, so a model can tell it from text in ``to_delta()``).
 EMBEDS: list[object] = [{"image": "x"}, 7, "", "é!"]
-EDIT = st.tuples(st.sampled_from(["a-ins", "a-del", "a-fmt", "a-emb", "a-dir", "b-ins", "b-del", "b-emb", "b-dir",
-                                  "to-a", "to-b"]),
+EDIT = st.tuples(st.sampled_from(["a-ins", "a-del", "a-fmt", "a-emb", "a-dir", "a-mix", "b-ins", "b-del", "b-emb",
+                                  "b-dir", "b-mix", "to-a", "to-b"]),
                  st.integers(0, 10**6), st.integers(1, 6), st.lists(st.sampled_from(PIECES), min_size=1, max_size=3))
 
 
@@ -174,6 +174,27 @@ def direct_edit(peer: Peer, model: str, where: int, size: int, s: str) -> str:
             other.insert(0, s[::-1])
             doc.get("map:m", type=pycrdt.Map)["k"] = where
     return model
+
+
+def direct_swap(peer: Peer, model: str, where: int) -> str:
+    """Through the pycrdt document, the change an index's length check cannot see: characters
+    replaced by as many UTF-8 bytes in another number of characters (a two-byte character by
+    two ASCII ones, or the reverse); in an ASCII text (or one with no such spot) an "é" inserted."""
+    ytext = peer.document.hand_out().get("text:t", type=pycrdt.Text)
+    spots = [i for i, ch in enumerate(model) if len(ch.encode()) == 2]
+    spots += [i for i in range(len(model) - 1) if (model[i] + model[i + 1]).isascii() and EMBED not in model[i : i + 2]]
+    if not spots:
+        i, old, new = where % (len(model) + 1), "", "é"
+    else:
+        i = spots[where % len(spots)]
+        old = model[i] if len(model[i].encode()) == 2 else model[i : i + 2]
+        new = "ab" if len(old) == 1 else "é"
+    start = len(model[:i].encode())
+    with ytext.doc.transaction():
+        if old:
+            del ytext[start : start + len(old.encode())]
+        ytext.insert(start, new)
+    return model[:i] + new + model[i + len(old) :]
 
 
 def local_edit(text: SharedText, model: str, op: str, where: int, size: int, s: str) -> str:
@@ -223,9 +244,23 @@ def test_shared_text_matches_a_plain_string_under_remote_updates(
                     receiver.document.apply_remote(update, sender.member)
                 sent[sender.member] = len(sender.sent)
                 models[receiver.member] = model_of(receiver.text())  # what the CRDT merged
+            elif op.endswith("mix"):  # one transaction: SharedText edits, then pycrdt ones after them
+                peer, text = (a, ta) if op[0] == "a" else (b, tb)
+                with peer.document.transaction():
+                    own = ("ins", "del")[where % 2]
+                    model = local_edit(text, models[peer.member], own, where, size, "".join(pieces))
+                    if where % 3 == 0:
+                        model = local_edit(text, model, "ins", where // 3, size, "ü")
+                    if where % 4 < 2:
+                        models[peer.member] = direct_swap(peer, model, where // 4)
+                    else:
+                        models[peer.member] = direct_edit(peer, model, where // 4, size, "".join(pieces)[::-1])
             elif op.endswith("dir"):  # beside SharedText, then one SharedText edit in each text
                 peer, text, u = (a, ta, ua) if op[0] == "a" else (b, tb, ub)
-                model = direct_edit(peer, models[peer.member], where, size, "".join(pieces))
+                if size % 3 == 0:
+                    model = direct_swap(peer, models[peer.member], where)
+                else:
+                    model = direct_edit(peer, models[peer.member], where, size, "".join(pieces))
                 model_u = model_of(u)
                 u.insert(len(model_u) // 2, "|")
                 assert model_of(u) == model_u[: len(model_u) // 2] + "|" + model_u[len(model_u) // 2 :]
