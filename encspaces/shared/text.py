@@ -165,6 +165,11 @@ class SharedText:
         delta as a remote update is, and remote updates use this subscription instead of one
         made per update. Only from the hand-out on (``Document.hand_out``): until then nothing
         but this wrapper edits the text locally, and typing pays nothing for it.
+
+        Yrs reports at the commit, so within one transaction that edits the text both ways an
+        edit of this wrapper after a pycrdt one may land off (an index still catches a change of
+        length at once); the commit then finds the delta is not this wrapper's one edit alone
+        and positions are worked out afresh, exact again from there on.
         """
         if self._watch is None:
             self._watch = self._yrs_text.observe(self._on_change)
@@ -402,6 +407,9 @@ class SharedText:
         checked = _attributes(attrs)
         if size and checked:
             # A mark opens and closes at every boundary between differently formatted runs.
+            # (Counted over the whole text: pycrdt 0.14 reads runs only whole, ``diff()``, and a
+            # bound from the range's length alone would overcharge a long range in a text of
+            # few runs, refusing formatting that fits.)
             runs = 2 + len(self._ytext.diff())
             self._guard.charge(2 * runs * sum(value_size(v, k) for k, v in checked.items()),
                                items=2 * runs * len(checked))
