@@ -188,7 +188,8 @@ class SharedText:
         """Around a remote update (the document's hook): follow what it does to this text.
 
         Costs one Yrs event per update, only while positions are being tracked; a text that
-        nobody edits here is not observed and is worked out when first edited.
+        nobody edits here is not observed and is worked out when first edited. A text watching
+        local edits too (``watch_local``) follows the update through that subscription.
 
         The callback subscribes on the Yrs text itself, not through ``pycrdt.Text.observe``:
         that one inspects the callback's signature on every subscription and wraps every event
