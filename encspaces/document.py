@@ -166,6 +166,7 @@ class Document:
         self._relayout_at = RELAYOUT_MIN_BYTES
         self._relayout_scheduled = False
         self._relayout_allowed = True
+        self._handed_out = False  # whether doc went to an integration (hand_out)
 
     def _observe(self, event: pycrdt.TransactionEvent) -> None:
         if not self._applying_remote:
@@ -240,6 +241,13 @@ class Document:
     def hand_out(self) -> pycrdt.Doc[Any]:
         """The pycrdt document for an integration, which may keep it: it is never replaced after this."""
         self._relayout_allowed = False
+        if not self._handed_out:
+            # From now on the text may also change by local edits made through pycrdt: every
+            # text follows all its changes (SharedText.watch_local), not only remote ones.
+            self._handed_out = True
+            for obj in self._objects.values():
+                if isinstance(obj, SharedText):
+                    obj.watch_local()
         return self.doc
 
     # --- remote updates --------------------------------------------------------------------
@@ -400,6 +408,8 @@ class Document:
         gate = Gate(guard, self._budget, root_name(kind, name))
         obj = _WRAPPERS[kind](name, self._root(kind, name), gate, self._feed)
         self._objects[name] = obj
+        if self._handed_out and isinstance(obj, SharedText):
+            obj.watch_local()
         return obj
 
     def _root_keys(self) -> set[str]:

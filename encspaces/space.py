@@ -462,7 +462,9 @@ class Space:
         """The underlying pycrdt document, for integrations; edit through the shared objects instead.
 
         Once taken, the space keeps this very document for good (it no longer rebuilds its
-        document for speed, see ``Document._relayout``), so an integration may hold it.
+        document for speed, see ``Document._relayout``), so an integration may hold it. Its
+        texts then follow local edits made through it too (``SharedText.watch_local``), so
+        ``text(name)`` positions stay exact beside them.
         """
         return self._document.hand_out()
 

@@ -53,6 +53,33 @@ def change_shape(ytext: pycrdt.Text) -> str | bytes:
     return positions_text(ytext.diff(), current, size).encode("utf-8")
 
 
+def _positional(delta: list[dict[str, Any]]) -> list[tuple[str, int, Any]]:
+    """A Yrs text delta's inserts and deletes, each with the UTF-8 offset it applies at (as
+    ``SharedText`` notes its own edits); retains, formatting included, move no position."""
+    out: list[tuple[str, int, Any]] = []
+    offset = 0
+    for op in delta:
+        if "retain" in op:
+            offset += int(op["retain"])
+        elif "insert" in op:
+            value = op["insert"]
+            size = utf8_len(value) if isinstance(value, str) and value else 1
+            last = out[-1] if out else None
+            if last is not None and last[0] == "insert" and isinstance(value, str) and isinstance(last[2], str) \
+                    and last[1] + utf8_len(last[2]) == offset:
+                out[-1] = ("insert", last[1], last[2] + value)  # one insert, split by its formatting
+            else:
+                out.append(("insert", offset, value))
+            offset += size
+        elif "delete" in op:
+            last = out[-1] if out else None
+            if last is not None and last[0] == "delete" and last[1] == offset:
+                out[-1] = ("delete", offset, last[2] + int(op["delete"]))  # one delete across runs
+            else:
+                out.append(("delete", offset, int(op["delete"])))
+    return out
+
+
 def _attributes(attrs: Any) -> dict[str, Any]:
     if not isinstance(attrs, dict):
         raise ArgumentTypeError(f"formatting attributes must be a dict, not {type(attrs).__name__}")
@@ -89,6 +116,13 @@ class SharedText:
         # (checked once, when first needed).
         self._ascii: bool | None = None
         self._index: TextIndex | None = None
+        # Local edits made beside this wrapper, through the pycrdt document (see watch_local):
+        # the Yrs subscription following them, True while this wrapper commits its own edit
+        # (its change is already counted), and the edits it made inside a transaction it
+        # joined, to tell at that transaction's commit whether anything else changed the text.
+        self._watch: Any = None
+        self._committing = False
+        self._joined: list[tuple[str, int, Any]] | None = None
         self._bind(ytext)
 
     def _bind(self, ytext: pycrdt.Text) -> None:
@@ -105,10 +139,44 @@ class SharedText:
         # (a lock per transaction), or a pycrdt without the attributes its __enter__ sets.
         self._shortcut = not getattr(doc, "_allow_multithreading", True) and hasattr(doc, "_exceptions") \
             and hasattr(self._own_txn, "_leases")
+        if self._watch is not None:  # keep watching, on the text now bound
+            self._watch.drop()
+            self._watch = self._yrs_text.observe(self._on_change)
 
     def rebind(self, ytext: pycrdt.Text) -> None:
         """Follow the document's relayout onto ``ytext``, a copy holding the same content."""
         self._bind(ytext)
+
+    def watch_local(self) -> None:
+        """From now on, follow every change to the text, local ones made beside this wrapper too.
+
+        Once the pycrdt document is handed out (``Space.doc``), an integration can edit the text
+        through pycrdt in a local transaction. Yrs does tell a text's observers of local
+        transactions, but this wrapper only listened around remote updates
+        (``remote_changes``), so such an edit went unnoticed: on the ASCII shortcut a non-ASCII
+        insert left Yrs offsets and positions apart, and with an index a change keeping the
+        UTF-8 length (``"é"`` replaced by ``"ab"``) passed its length check. Either way the next
+        edit landed at the wrong character, or inside one (Yrs panics).
+
+        Watching subscribes once on the Yrs text for good (``_on_change``): a transaction that
+        touches the text reaches it at commit, whoever made it. Transactions touching other
+        roots only do not. This wrapper's own edits, which already counted themselves, cost it
+        one Python call each (about 0.3 µs, no delta read); anything else is followed from its
+        delta as a remote update is, and remote updates use this subscription instead of one
+        made per update. Only from the hand-out on (``Document.hand_out``): until then nothing
+        but this wrapper edits the text locally, and typing pays nothing for it.
+
+        Yrs reports at the commit, so within one transaction that edits the text both ways an
+        edit of this wrapper after a pycrdt one may land off (an index still catches a change of
+        length at once); the commit then finds the delta is not this wrapper's one edit alone
+        and positions are worked out afresh, exact again from there on.
+        """
+        if self._watch is None:
+            self._watch = self._yrs_text.observe(self._on_change)
+            if self._doc._txn is not None:
+                # Handed out inside an open transaction: edits this wrapper made in it so far were
+                # not noted, and its commit would count them twice. Work positions out afresh.
+                self.forget_ascii()
 
     def forget_ascii(self) -> None:
         """The text may have changed without this wrapper seeing how: work it out again when needed."""
@@ -120,7 +188,8 @@ class SharedText:
         """Around a remote update (the document's hook): follow what it does to this text.
 
         Costs one Yrs event per update, only while positions are being tracked; a text that
-        nobody edits here is not observed and is worked out when first edited.
+        nobody edits here is not observed and is worked out when first edited. A text watching
+        local edits too (``watch_local``) follows the update through that subscription.
 
         The callback subscribes on the Yrs text itself, not through ``pycrdt.Text.observe``:
         that one inspects the callback's signature on every subscription and wraps every event
@@ -136,19 +205,44 @@ class SharedText:
         the same counts), so the next ``_positions`` finds them apart and rebuilds the index,
         which reads each embed as one position (``read_positions``).
         """
-        if self._index is None and not self._ascii:
+        watching = self._watch is not None  # (then its subscription follows the update)
+        if not watching and self._index is None and not self._ascii:
             yield
             return
-        subscription = self._yrs_text.observe(self._on_remote)
+        subscription = None if watching else self._yrs_text.observe(self._on_remote)
         try:
             yield
         except BaseException:
             self.forget_ascii()
             raise
         finally:
-            subscription.drop()
+            if subscription is not None:
+                subscription.drop()
+
+    def _on_change(self, event: Any) -> None:
+        """Any committed transaction that changed the text, while watching (``watch_local``)."""
+        if self._committing:
+            return  # this wrapper's own edit, in its own transaction: already counted
+        joined = self._joined
+        if joined is None:
+            self._on_remote(event)  # a remote update, or local edits made beside this wrapper
+            return
+        self._joined = None
+        if self._index is None and not self._ascii:
+            return
+        try:
+            if len(joined) == 1 and _positional(event.delta) == joined:
+                return  # the transaction changed the text by this wrapper's one edit alone
+        except Exception:
+            pass
+        # Something else changed the text in the same transaction, or this wrapper made several
+        # edits in it (their delta is composed; telling it apart is not worth the code): work
+        # the positions out again at the next edit.
+        self.forget_ascii()
 
     def _on_remote(self, event: Any) -> None:
+        if self._index is None and not self._ascii:
+            return  # (not tracked: worked out when first needed, the delta is not even read)
         try:
             delta = event.delta
             if self._index is not None:
@@ -211,12 +305,17 @@ class SharedText:
         """Commit the edit's own transaction as pycrdt's ``__exit__`` does (observers run now;
         their exceptions come out as one ExceptionGroup), and leave the document without one."""
         if txn is not self._own_txn:
-            txn.__exit__(None, None, None)
+            self._committing = True
+            try:
+                txn.__exit__(None, None, None)
+            finally:
+                self._committing = False
             return
         doc = self._doc
         native = txn._txn
         assert native is not None
         try:
+            self._committing = True  # (a watching observer skips this edit: see _on_change)
             native.commit()
             if doc._exceptions:
                 exceptions = tuple(doc._exceptions)
@@ -227,6 +326,16 @@ class SharedText:
             txn._txn = None
             txn._leases = 0
             doc._txn = None
+            self._committing = False
+
+    def _join(self, edit: tuple[str, int, Any]) -> None:
+        """Note an edit made in a transaction this wrapper joined, while watching: its commit
+        reaches ``_on_change`` with the transaction's whole change to the text."""
+        if self._watch is not None:
+            if self._joined is None:
+                self._joined = [edit]
+            else:
+                self._joined.append(edit)
 
     def insert(self, index: int, s: str, attrs: dict[str, Any] | None = None) -> None:
         """Insert ``s`` at ``index``.
@@ -261,6 +370,8 @@ class SharedText:
                     raise
                 if positions is None and not ascii_only:
                     self._ascii = False
+                if not began:
+                    self._join(("insert", offset, s))
         finally:
             if began:
                 self._end(txn)
@@ -284,6 +395,8 @@ class SharedText:
             except BaseException:
                 self.forget_ascii()  # the index already lost these characters: work positions out again
                 raise
+            if not began:
+                self._join(("delete", start, size))
         finally:
             if began:
                 self._end(txn)
@@ -295,10 +408,18 @@ class SharedText:
         checked = _attributes(attrs)
         if size and checked:
             # A mark opens and closes at every boundary between differently formatted runs.
+            # (Counted over the whole text: pycrdt 0.14 reads runs only whole, ``diff()``, and a
+            # bound from the range's length alone would overcharge a long range in a text of
+            # few runs, refusing formatting that fits.)
             runs = 2 + len(self._ytext.diff())
             self._guard.charge(2 * runs * sum(value_size(v, k) for k, v in checked.items()),
                                items=2 * runs * len(checked))
-            self._ytext.format(start, start + size, checked)
+            own = self._doc._txn is None  # (else the transaction it joins commits later)
+            self._committing = own  # formatting moves no position: a watching observer skips it
+            try:
+                self._ytext.format(start, start + size, checked)
+            finally:
+                self._committing = False
 
     def to_delta(self) -> list[dict[str, Any]]:
         """The text as formatted runs: ``[{"insert": "Hi", "attributes": {"bold": True}}, ...]``."""

@@ -140,7 +140,8 @@ def tracked(text: SharedText, model: str | None = None) -> None:
 # What a peer embeds: a map, a number, and strings (Yrs reports a string embed like text; an
 # empty one; one no run of text can spell, so a model can tell it from text in ``to_delta()``).
 EMBEDS: list[object] = [{"image": "x"}, 7, "", "é!"]
-EDIT = st.tuples(st.sampled_from(["a-ins", "a-del", "a-fmt", "a-emb", "b-ins", "b-del", "b-emb", "to-a", "to-b"]),
+EDIT = st.tuples(st.sampled_from(["a-ins", "a-del", "a-fmt", "a-emb", "a-dir", "a-mix", "b-ins", "b-del", "b-emb",
+                                  "b-dir", "b-mix", "to-a", "to-b"]),
                  st.integers(0, 10**6), st.integers(1, 6), st.lists(st.sampled_from(PIECES), min_size=1, max_size=3))
 
 
@@ -148,6 +149,52 @@ def model_of(text: SharedText) -> str:
     """The text as positions count it, from ``to_delta()`` alone (not the code under test)."""
     return "".join(EMBED if not isinstance(run["insert"], str) or run["insert"] in ("", "é!") else run["insert"]
                    for run in text.to_delta())
+
+
+def direct_edit(peer: Peer, model: str, where: int, size: int, s: str) -> str:
+    """An edit beside SharedText, through the handed-out pycrdt document (``Space.doc``), in a
+    local transaction: an insert, a delete, a replacement (both in one transaction), or one of the
+    first two in a transaction that also edits the text ``u`` and a map. Returns the new model;
+    ``u``'s model is read back by the caller."""
+    doc = peer.document.hand_out()
+    ytext = doc.get("text:t", type=pycrdt.Text)
+    i = where % (len(model) + 1)
+    n = min(size, len(model) - i)
+    start, end = len(model[:i].encode()), len(model[: i + n].encode())
+    kind = where % 5
+    with doc.transaction():
+        if kind in (1, 2, 4) and n:
+            del ytext[start:end]
+            model = model[:i] + model[i + n :]
+        if kind in (0, 2, 3):
+            ytext.insert(start, s)
+            model = model[:i] + s + model[i:]
+        if kind >= 3:
+            other = doc.get("text:u", type=pycrdt.Text)
+            other.insert(0, s[::-1])
+            doc.get("map:m", type=pycrdt.Map)["k"] = where
+    return model
+
+
+def direct_swap(peer: Peer, model: str, where: int) -> str:
+    """Through the pycrdt document, the change an index's length check cannot see: characters
+    replaced by as many UTF-8 bytes in another number of characters (a two-byte character by
+    two ASCII ones, or the reverse); in an ASCII text (or one with no such spot) an "é" inserted."""
+    ytext = peer.document.hand_out().get("text:t", type=pycrdt.Text)
+    spots = [i for i, ch in enumerate(model) if len(ch.encode()) == 2]
+    spots += [i for i in range(len(model) - 1) if (model[i] + model[i + 1]).isascii() and EMBED not in model[i : i + 2]]
+    if not spots:
+        i, old, new = where % (len(model) + 1), "", "é"
+    else:
+        i = spots[where % len(spots)]
+        old = model[i] if len(model[i].encode()) == 2 else model[i : i + 2]
+        new = "ab" if len(old) == 1 else "é"
+    start = len(model[:i].encode())
+    with ytext.doc.transaction():
+        if old:
+            del ytext[start : start + len(old.encode())]
+        ytext.insert(start, new)
+    return model[:i] + new + model[i + len(old) :]
 
 
 def local_edit(text: SharedText, model: str, op: str, where: int, size: int, s: str) -> str:
@@ -176,13 +223,18 @@ def local_edit(text: SharedText, model: str, op: str, where: int, size: int, s: 
 def test_shared_text_matches_a_plain_string_under_remote_updates(
     steps: list[tuple[str, int, int, list[str]]], small_chunks: bool
 ) -> None:
-    """Both peers edit, embed (an embed arrives at the other as a remote change) and exchange
-    updates; after every step each text's positions agree with a model built from its runs."""
+    """Both peers edit, embed (an embed arrives at the other as a remote change), edit beside
+    SharedText through the pycrdt document (local transactions, some also editing another text
+    and a map), and exchange updates; after every step each text's positions agree with a
+    model built from its runs."""
     old = text_index.MAX_CHUNK
     text_index.MAX_CHUNK = 4 if small_chunks else old
     try:
         a, b = Peer("a"), Peer("b")
         ta, tb = a.text(), b.text()
+        ua, ub = a.text("u"), b.text("u")  # edited beside ``t`` in one pycrdt transaction (a-dir)
+        ua.insert(0, "u")
+        ub.insert(0, "u")
         models = {"a": "", "b": ""}
         sent = {"a": 0, "b": 0}
         for op, where, size, pieces in steps:
@@ -192,6 +244,28 @@ def test_shared_text_matches_a_plain_string_under_remote_updates(
                     receiver.document.apply_remote(update, sender.member)
                 sent[sender.member] = len(sender.sent)
                 models[receiver.member] = model_of(receiver.text())  # what the CRDT merged
+            elif op.endswith("mix"):  # one transaction: SharedText edits, then pycrdt ones after them
+                peer, text = (a, ta) if op[0] == "a" else (b, tb)
+                with peer.document.transaction():
+                    own = ("ins", "del")[where % 2]
+                    model = local_edit(text, models[peer.member], own, where, size, "".join(pieces))
+                    if where % 3 == 0:
+                        model = local_edit(text, model, "ins", where // 3, size, "ü")
+                    if where % 4 < 2:
+                        models[peer.member] = direct_swap(peer, model, where // 4)
+                    else:
+                        models[peer.member] = direct_edit(peer, model, where // 4, size, "".join(pieces)[::-1])
+            elif op.endswith("dir"):  # beside SharedText, then one SharedText edit in each text
+                peer, text, u = (a, ta, ua) if op[0] == "a" else (b, tb, ub)
+                if size % 3 == 0:
+                    model = direct_swap(peer, models[peer.member], where)
+                else:
+                    model = direct_edit(peer, models[peer.member], where, size, "".join(pieces))
+                model_u = model_of(u)
+                u.insert(len(model_u) // 2, "|")
+                assert model_of(u) == model_u[: len(model_u) // 2] + "|" + model_u[len(model_u) // 2 :]
+                tracked(u, model_of(u))
+                models[peer.member] = local_edit(text, model, "ins", where // 5, size, "ö")
             else:
                 peer, text = (a, ta) if op[0] == "a" else (b, tb)
                 models[peer.member] = local_edit(text, models[peer.member], op[2:], where, size, "".join(pieces))
@@ -444,3 +518,156 @@ def test_a_peers_string_embed_is_one_position(value: str, opened: str) -> None:
     tb.delete(0, 1)  # the embed
     net.settle()
     assert a.text().to_delta() == tb.to_delta() == [{"insert": "|hllo" + tail[5:] + "?"}]
+
+
+# --- local edits beside SharedText, through the pycrdt document -----------------------------------
+# An integration holding ``Space.doc`` (``Document.hand_out``) may edit a text through pycrdt in a
+# local transaction. Yrs tells the text's observers of local transactions as of remote ones, but
+# SharedText only listened around remote updates: such an edit went unnoticed.
+
+
+def direct(peer: Peer, name: str = "t") -> pycrdt.Text:
+    """The text ``name`` as an integration holds it, through the handed-out pycrdt document."""
+    return peer.document.hand_out().get(f"text:{name}", type=pycrdt.Text)
+
+
+@pytest.mark.parametrize("handed_out", ["before", "after"])
+def test_a_local_non_ascii_insert_through_pycrdt_ends_the_ascii_shortcut(handed_out: str) -> None:
+    """On the ASCII shortcut Yrs offsets are taken as positions; one "é" put in through pycrdt
+    made them differ by one byte, unnoticed: the next edit landed a character early (before:
+    'éhXello'), or split the "é" and made Yrs panic. The text was tracked (edited) before the
+    integration took the document, or after."""
+    peer = Peer("a")
+    if handed_out == "before":
+        direct(peer)
+    text = peer.text()
+    text.insert(0, "hello")
+    assert text._positions() is None  # ASCII: the shortcut
+    direct(peer).insert(0, "é")
+    text.insert(3, "X")
+    assert str(text) == "éheXllo"
+    text.delete(1, 1)
+    assert str(text) == "éeXllo"
+    tracked(text)
+
+
+def test_a_local_change_keeping_the_utf8_length_is_followed() -> None:
+    """With an index, the only check was Yrs' length against the index's: "é" (two bytes)
+    replaced by "ab" through pycrdt kept it, and the next edit landed one character late
+    (before: 'habllXo!')."""
+    peer = Peer("a")
+    text = peer.text()
+    text.insert(0, "héllo")
+    text.insert(5, "!")
+    index = text._index
+    assert index is not None
+    ytext = direct(peer)
+    with ytext.doc.transaction():
+        del ytext[1:3]  # "é", in UTF-8 bytes
+        ytext.insert(1, "ab")
+    text.insert(4, "X")
+    assert str(text) == "hablXlo!"
+    assert text._index is index  # followed from the delta, not rebuilt from the text
+    tracked(text)
+
+
+def test_one_local_transaction_over_several_roots_reaches_each_text() -> None:
+    """A transaction through pycrdt that edits two texts and a map: each text hears of its own change."""
+    peer = Peer("a")
+    t, u = peer.text("t"), peer.text("u")
+    t.insert(0, "plain")
+    u.insert(0, "wörds")
+    u.insert(0, ">")
+    doc = peer.document.hand_out()
+    yt, yu = doc.get("text:t", type=pycrdt.Text), doc.get("text:u", type=pycrdt.Text)
+    with doc.transaction():
+        yt.insert(2, "中")
+        del yu[2:4]  # "ö"
+        yu.insert(2, "oe")
+        doc.get("map:m", type=pycrdt.Map)["k"] = 1
+    t.insert(4, "|")
+    u.insert(4, "|")
+    assert (str(t), str(u)) == ("pl中a|in", ">woe|rds")
+    tracked(t)
+    tracked(u)
+
+
+def test_a_text_opened_after_the_hand_out_follows_local_edits() -> None:
+    peer = Peer("a")
+    ytext = direct(peer)
+    text = peer.text()
+    text.insert(0, "abc")
+    ytext.insert(1, "😀")
+    text.insert(3, "X")
+    assert str(text) == "a😀bXc"
+    tracked(text)
+
+
+def test_edits_in_a_transaction_shared_with_pycrdt_edits() -> None:
+    """SharedText's own edits inside an open transaction reach its observer at the commit, with
+    whatever else changed the text in it. Its one edit alone keeps the index as it is; a
+    pycrdt edit after it in the same transaction makes it work the positions out again."""
+    peer = Peer("a")
+    text = peer.text()
+    text.insert(0, "héllo")
+    text.insert(0, ">")
+    index = text._index
+    ytext = direct(peer)
+    with peer.document.transaction():
+        text.insert(3, "1")
+    assert text._index is index and str(text) == ">hé1llo"
+    with peer.document.transaction():
+        text.insert(0, "2")
+        del ytext[3:5]  # "é" -> "ab": the same UTF-8 length, which the index's check misses
+        ytext.insert(3, "ab")
+    text.insert(5, "3")
+    assert str(text) == "2>hab31llo"
+    tracked(text)
+
+
+def test_typing_beside_a_handed_out_document_reads_no_whole_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Watching local changes costs SharedText's own edits no read of the text or of a delta
+    (the index is kept, never rebuilt), and a direct edit is followed from its delta."""
+    peer = Peer("a")
+    text = peer.text()
+    text.insert(0, "é中😀" * 2000)
+    ytext = direct(peer)
+    text.insert(5, "y")  # builds the index
+    index = text._index
+    reads = 0
+    original = pycrdt.Text.__str__
+
+    def counting(self: pycrdt.Text) -> str:
+        nonlocal reads
+        reads += 1
+        return original(self)
+
+    monkeypatch.setattr(pycrdt.Text, "__str__", counting)
+    rng = random.Random(3)
+    for step in range(200):
+        n = len(text)
+        if step % 50 == 49:
+            ytext.insert(0, "ö")  # beside SharedText: followed, not re-read
+        elif rng.random() < 0.3:
+            text.delete(rng.randrange(n), 1)
+        else:
+            text.insert(rng.randrange(n + 1), rng.choice(PIECES))
+    assert reads == 0 and text._index is index
+    monkeypatch.undo()
+    tracked(text)
+
+
+def test_a_hand_out_inside_an_open_transaction_counts_no_edit_twice() -> None:
+    """Edits SharedText made in a transaction before the document was handed out in it were not
+    noted as its own: at the commit they would be followed a second time."""
+    peer = Peer("a")
+    text = peer.text()
+    text.insert(0, "héllo")
+    text.insert(0, ">")
+    with peer.document.transaction():
+        text.delete(2, 1)  # "é", two bytes
+        text.insert(4, "ö")  # two bytes: counted twice the index would keep Yrs' length
+        direct(peer)
+    text.insert(4, "|")
+    assert str(text) == ">hll|öo"
+    tracked(text)
