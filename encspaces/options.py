@@ -107,8 +107,8 @@ class SpaceOptions:
     clock: Clock = field(default_factory=Clock)
 
     def __post_init__(self) -> None:
-        for name in ("batch_delay", "max_batch_delay", "freshness_limit", "withholding_deadline", "maintenance_interval", "open_timeout",
-                     "reconnect_min",
+        for name in ("batch_delay", "max_batch_delay", "freshness_limit", "withholding_deadline",
+                     "maintenance_interval", "open_timeout", "reconnect_min",
                      "reconnect_max", "resubmit_min", "resubmit_max", "presence_min_interval",
                      "presence_heartbeat", "presence_peer_timeout", "presence_withhold_timeout", "presence_tick",
                      "witness_poll_interval", "witness_timeout", "witness_deadline"):

@@ -1,15 +1,16 @@
 """When a batch of local edits leaves: at once after a pause, after a window that grows in a long burst.
 
-Every entry costs the same fixed work whatever it holds, on this device and on every reader: a
+Every entry has a fixed cost whatever it holds, on this device and on every reader: a
 signature and its checks, sealing and opening, a store write, a frame each way, a document
-update applied (~1.3 ms of CPU for a writer and a reader in one process, bench/README.md,
-"Replay: the batch window"). Keystrokes typed by a person are tens of milliseconds apart: each
-one is the first edit after a pause and leaves on the next turn of the event loop, whatever the
-window. Only a burst (edits closer together than ``base``: a program, a replayed trace, a large
-paste split into many transactions) shares entries, one per window. A short burst keeps the
-``base`` window; one that goes on doubles it at each batch, up to ``longest``, so a burst of
-seconds makes a few dozen entries, not hundreds. The first edit after a pause (``base`` without
-a batch leaving) goes at once again and the window starts over from ``base``.
+update applied (~1.3 ms of CPU for a writer and a reader in one process; bench/README.md,
+"Replay: the batch window, and where the rest goes"). Keystrokes typed by a person are tens
+of milliseconds apart: each one is the first edit after a pause and leaves on the next turn of
+the event loop, whatever the window. Only a burst (edits closer together than ``base``: a
+program, a replayed trace, a large paste split into many transactions) shares entries, one per
+window. A short burst keeps the ``base`` window; one that goes on doubles it at each batch, up
+to ``longest``, so a burst of seconds makes a few dozen entries, not hundreds. The first edit
+after a pause (``base`` without a batch leaving) goes at once again and the window starts over
+from ``base``.
 
 Pure state: the caller passes the event loop's time and arms its own timer.
 """
