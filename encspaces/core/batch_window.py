@@ -2,7 +2,7 @@
 
 Every entry has a fixed cost whatever it holds, on this device and on every reader: a
 signature and its checks, sealing and opening, a store write, a frame each way, a document
-update applied (~1.3 ms of CPU for a writer and a reader in one process; bench/README.md,
+update applied (~1 ms of CPU for a writer and a reader in one process; bench/README.md,
 "Replay: the batch window, and where the rest goes"). Keystrokes typed by a person are tens
 of milliseconds apart: each one is the first edit after a pause and leaves on the next turn of
 the event loop, whatever the window. Only a burst (edits closer together than ``base``: a
