@@ -61,10 +61,13 @@ class SpaceOptions:
     """Timeouts, batching, policy intervals and the clock of one space (all times in seconds)."""
 
     # Batching: the first edit after a pause leaves at once; a burst shares one entry per
-    # ``batch_delay``, cut at ``max_batch_count`` transactions (pycrdt's merge is superlinear in
-    # their number) and at ``max_batch_update`` bytes of updates.
+    # window, ``batch_delay`` at first and doubling while the burst goes on, up to
+    # ``max_batch_delay`` (encspaces/core/batch_window.py; a value below ``batch_delay`` keeps
+    # the window fixed); an entry is cut at ``max_batch_count`` transactions and at
+    # ``max_batch_update`` bytes of updates.
     batch_delay: float = 0.005
-    max_batch_count: int = 256
+    max_batch_delay: float = 0.04
+    max_batch_count: int = 2048
     max_batch_update: int = MAX_ENTRY_SIZE // 2
     # The largest entry submitted: what a relay with the default frame size accepts.
     max_entry: int = DEFAULT_MAX_MESSAGE - 1024
@@ -104,8 +107,8 @@ class SpaceOptions:
     clock: Clock = field(default_factory=Clock)
 
     def __post_init__(self) -> None:
-        for name in ("batch_delay", "freshness_limit", "withholding_deadline", "maintenance_interval", "open_timeout",
-                     "reconnect_min",
+        for name in ("batch_delay", "max_batch_delay", "freshness_limit", "withholding_deadline",
+                     "maintenance_interval", "open_timeout", "reconnect_min",
                      "reconnect_max", "resubmit_min", "resubmit_max", "presence_min_interval",
                      "presence_heartbeat", "presence_peer_timeout", "presence_withhold_timeout", "presence_tick",
                      "witness_poll_interval", "witness_timeout", "witness_deadline"):

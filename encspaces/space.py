@@ -30,6 +30,7 @@ from .arguments import int_argument
 from .connection import Connection
 from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
+from .core.batch_window import BatchWindow
 from .core.devices import CERT_PREFIX, DeviceCertificate, PairingRequest, device_in_use_message
 from .core.encoding import DEFAULT_MAX_MESSAGE, pack
 from .core.entry import Entry, Kind, build_entry, open_body
@@ -323,7 +324,8 @@ class Space:
         # Local edits: updates not yet in an entry, then signed entries not yet in the verified log.
         self._updates: builtins.list[bytes] = []
         self._batch_timer: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._last_flush = 0.0  # loop time of the last batch turned into an entry
+        # When the open batch leaves (loop time): at once after a pause, a growing window in a burst.
+        self._batch_window = BatchWindow(self.options.batch_delay, self.options.max_batch_delay)
         # Signed entries not yet in the verified log: numbering, write-before-send, freshness,
         # renumbering, re-issue and refusal backoff are kept by the pure core/outbox.py.
         self._box = Outbox(identity, space, self.options.max_entry)
@@ -863,7 +865,9 @@ class Space:
         """Batch on the trailing edge only under load: the first edit after a pause goes at once.
 
         A person typing at human speed then waits for no timer (the edit leaves on the next
-        turn of the event loop), while a burst still shares one entry per ``options.batch_delay``.
+        turn of the event loop), while a burst shares one entry per window: ``options.batch_delay``
+        at first, doubling while the burst goes on up to ``options.max_batch_delay``
+        (``core/batch_window.py`` says why).
         """
         self._updates.append(update)
         if faults.ARMED:
@@ -871,9 +875,8 @@ class Space:
         if len(self._updates) >= self.options.max_batch_count:
             self._flush_batch()
         elif self._batch_timer is None:
-            delay = self.options.batch_delay
-            quiet = asyncio.get_running_loop().time() - self._last_flush >= delay
-            self._batch_timer = self._tasks.later(0 if quiet else delay, self._flush_batch, "the edit batcher")
+            delay = self._batch_window.opened(asyncio.get_running_loop().time())
+            self._batch_timer = self._tasks.later(delay, self._flush_batch, "the edit batcher")
 
     def _flush_batch(self) -> None:
         if self._batch_timer is not None:
@@ -881,7 +884,7 @@ class Space:
             self._batch_timer = None
         if not self._updates or self.error is not None:
             return
-        self._last_flush = asyncio.get_running_loop().time()
+        self._batch_window.flushed(asyncio.get_running_loop().time())
         updates, self._updates = self._updates, []
         try:
             self._entries_from(updates)
