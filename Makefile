@@ -18,11 +18,14 @@ WITNESS_PORT ?= 8766
 
 .PHONY: setup run demo edit screenshot test lint docs dist bench bench-setup clean
 
+# The extras `make setup` installs; the stamp records them (bench-setup reads it).
+EXTRAS ?= dev,docs,examples,editor,postgres,cluster
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs,examples,editor,postgres,cluster]' $(EDITABLE)
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]' $(EDITABLE)
+	echo '$(EXTRAS)' > $(STAMP)
 
 setup: $(STAMP)
 
@@ -68,14 +71,26 @@ dist: $(STAMP)
 	$(BIN)/python scripts/check_dist.py dist
 
 # Every test, the benchmark harness's smoke test included (so its contenders are set up too),
-# the docs build and the package build.
-test: lint docs dist bench-setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+# the docs build and the package build. bench-setup comes first (on a fresh clone it makes the
+# venv with one pip install); lint, docs and dist, which only read the venv, then run side by
+# side; then the suite in pytest-xdist workers (TEST_WORKERS=0: in one process), tests that must
+# share one worker marked xdist_group (--dist loadgroup). One worker more than cores: the suite
+# waits (on relays, subprocesses, polls) more than it computes; on 2 cores 3 workers took 118 s
+# where 2 took 173 s. Python may write its bytecode caches even where PYTHONDONTWRITEBYTECODE is
+# set: the CLI and bench tests start hundreds of Python processes, each would compile this
+# checkout anew.
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
+test: bench-setup
+	$(MAKE) --no-print-directory -j3 --output-sync=target lint docs dist
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 BENCH_STAMP := $(VENV)/.bench-installed
 
-$(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs,examples,editor,postgres,cluster,bench]' $(EDITABLE)
+# A venv made (or remade) here gets the bench extra in the same pip install; one `make setup`
+# made gets it by a second one.
+$(BENCH_STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory --question $(STAMP) || $(MAKE) --no-print-directory $(STAMP) EXTRAS='$(EXTRAS),bench'
+	@grep -q ',bench$$' $(STAMP) || $(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),bench]' $(EDITABLE)
 	touch $(BENCH_STAMP)
 
 # The Node y-websocket contender, pinned by bench/package-lock.json.

@@ -32,6 +32,9 @@ from bench.traces import traces_dir
 ROOT = Path(__file__).resolve().parents[2]
 TRACE_BASED = {"replay", "cold_open"}
 WITH_CONTENDERS = {"fanout", "latency", "replay", "cold_open", "idle", "many_spaces"}
+# One xdist worker runs the whole module (`make test` passes --dist loadgroup): the report test
+# renders the results the benchmark tests wrote into the module's results directory.
+pytestmark = pytest.mark.xdist_group("bench-smoke")
 
 
 @pytest.fixture(scope="module")
