@@ -74,12 +74,13 @@ dist: $(STAMP)
 # the docs build and the package build. bench-setup comes first (on a fresh clone it makes the
 # venv with one pip install); lint, docs and dist, which only read the venv, then run side by
 # side; then the suite in pytest-xdist workers (TEST_WORKERS=0: in one process), tests that must
-# share one worker marked xdist_group (--dist loadgroup). One worker more than cores: the suite
-# waits (on relays, subprocesses, polls) more than it computes; on 2 cores 3 workers took 118 s
-# where 2 took 173 s. Python may write its bytecode caches even where PYTHONDONTWRITEBYTECODE is
-# set: the CLI and bench tests start hundreds of Python processes, each would compile this
-# checkout anew.
-TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
+# share one worker marked xdist_group (--dist loadgroup). One worker per core: on 2 cores one
+# more (3) took 118 s where 2 took 173 s, but the suite's tests were written for one process and
+# wait on deadlines, so the default does not oversubscribe the CPU (`make test TEST_WORKERS=3`
+# is there for the impatient). Python may write its bytecode caches even where
+# PYTHONDONTWRITEBYTECODE is set: the CLI and bench tests start hundreds of Python processes,
+# each would compile this checkout anew.
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
 test: bench-setup
 	$(MAKE) --no-print-directory -j3 --output-sync=target lint docs dist
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
