@@ -3,8 +3,9 @@
 The document is built once per contender, then every round opens it on a brand-new device
 (empty local state) and times connect -> the final text is in the device's document:
 
-- encspaces: the trace is typed through the full stack first (as in bench.replay), so the
-  relay holds the real log of signed, encrypted entries, twice: in a space with snapshots
+- encspaces: the trace is typed through the full stack first (as in bench.replay, the writer
+  batching as ``bench.replay.COLD_OPEN_LOG_OPTIONS`` says: ~1,200 entries), so the relay holds
+  the real log of signed, encrypted entries, twice: in a space with snapshots
   turned off (``encspaces-log``: a new device of the reader fetches the full log and
   verifies and decrypts every entry before ``connect`` returns) and in a space with the
   default policy plus a snapshot written once the trace is in (``encspaces``: the new device
@@ -44,7 +45,7 @@ from bench.common import (
     usable_contenders,
 )
 from bench.contenders import Server, start_server
-from bench.replay import apply_patches_pycrdt, full_stack
+from bench.replay import COLD_OPEN_LOG_OPTIONS, apply_patches_pycrdt, full_stack
 from bench.trace_main import trace_main
 from bench.traces import Trace
 
@@ -138,7 +139,8 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
                 relay = servers[name].relay
                 assert relay is not None
                 snapshot = name == "encspaces"
-                built = await full_stack(trace, limit, workdir / f"build-{name}", relay, kept, snapshots=snapshot)
+                built = await full_stack(trace, limit, workdir / f"build-{name}", relay, kept, snapshots=snapshot,
+                                         options=COLD_OPEN_LOG_OPTIONS)
                 if kept["text"] != expected:
                     raise AssertionError("encspaces' document differs from the bare pycrdt one")
                 targets[name] = kept

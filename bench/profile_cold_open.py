@@ -31,7 +31,7 @@ from unittest import mock
 
 import encspaces
 from bench.receive_cost import timed_stages
-from bench.replay import full_stack
+from bench.replay import COLD_OPEN_LOG_OPTIONS, full_stack
 from bench.traces import load_trace
 from encspaces import snapshot_keeper
 from encspaces.core.session import ClientSession, Event
@@ -47,7 +47,8 @@ async def build(workdir: Path, snapshots: bool) -> dict[str, Any]:
     trace = load_trace("automerge-paper")
     kept: dict[str, Any] = {}
     async with RelayProcess(workdir / "relay", log_level="ERROR") as relay:
-        await full_stack(trace, len(trace.txns), workdir / "build", relay, kept, snapshots=snapshots)
+        await full_stack(trace, len(trace.txns), workdir / "build", relay, kept, snapshots=snapshots,
+                         options=COLD_OPEN_LOG_OPTIONS)
     kept["reader"].save(workdir / "reader.key")
     meta = {"space_id": kept["space_id"], "text": kept["text"]}
     (workdir / "meta.json").write_text(json.dumps(meta))
