@@ -8,6 +8,7 @@ the model and every character index maps to the right Yrs offset.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pycrdt
 import pytest
@@ -21,6 +22,27 @@ from encspaces.shared.text import SharedText, read_positions
 from encspaces.shared.text_index import EMBED, TextIndex, positions_text
 
 PIECES = ["a", "xyz", "é", "ñö", "中", "文字", "😀", "👩‍💻", "a😀é中", "\n"]
+
+
+
+class WholeTextReads:
+    """Counts the reads of a whole Yrs text (``str()``, and ``diff()`` with ``runs``) from
+    ``install`` on: typing must not take one per keystroke."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        self._monkeypatch = monkeypatch
+
+    def install(self, *, runs: bool = False) -> WholeTextReads:
+        for name in ("__str__", "diff") if runs else ("__str__",):
+            original = getattr(pycrdt.Text, name)
+
+            def counting(text: pycrdt.Text, original: Any = original) -> Any:
+                self.count += 1
+                return original(text)
+
+            self._monkeypatch.setattr(pycrdt.Text, name, counting)
+        return self
 
 
 def check_index(index: TextIndex, model: str) -> None:
@@ -311,15 +333,7 @@ def test_typing_does_not_read_the_whole_text(monkeypatch: pytest.MonkeyPatch) ->
     other_text = other.text()
     other_text.insert(0, "x")
     text.insert(5, "y")  # builds the index (if not yet)
-    reads = 0
-    original = pycrdt.Text.__str__
-
-    def counting(self: pycrdt.Text) -> str:
-        nonlocal reads
-        reads += 1
-        return original(self)
-
-    monkeypatch.setattr(pycrdt.Text, "__str__", counting)
+    reads = WholeTextReads(monkeypatch).install()
     rng = random.Random(7)
     for _ in range(200):
         n = len(text)
@@ -332,7 +346,7 @@ def test_typing_does_not_read_the_whole_text(monkeypatch: pytest.MonkeyPatch) ->
             text.insert(rng.randrange(n + 1), rng.choice(PIECES))
     peer.document.apply_remote(other.sent[-1], "b")  # a remote update is followed, not re-read
     text.insert(len(text), "z")
-    assert reads == 0
+    assert reads.count == 0
     monkeypatch.undo()
     tracked(text)
 
@@ -452,27 +466,13 @@ def test_typing_after_a_peers_embed_does_not_read_the_whole_text(monkeypatch: py
     net.settle()
     embed(a, "x" + "é中😀" * 500, 100)
     net.settle()
-    reads = 0
-    original_str, original_diff = pycrdt.Text.__str__, pycrdt.Text.diff
-
-    def counting_str(self: pycrdt.Text) -> str:
-        nonlocal reads
-        reads += 1
-        return original_str(self)
-
-    def counting_diff(self: pycrdt.Text) -> list[tuple[object, dict[str, object] | None]]:
-        nonlocal reads
-        reads += 1
-        return original_diff(self)
-
     tb.insert(len(tb), "y")  # the first edit after the embed may work positions out once
-    monkeypatch.setattr(pycrdt.Text, "__str__", counting_str)
-    monkeypatch.setattr(pycrdt.Text, "diff", counting_diff)
+    reads = WholeTextReads(monkeypatch).install(runs=True)
     for i in range(50):
         tb.insert(150 + i, "z")
         tb.delete(len(tb) - 1, 1)
     monkeypatch.undo()
-    assert reads == 0
+    assert reads.count == 0
     expected = "x" + "é中😀" * 500
     assert tb.to_delta() == [{"insert": expected[:100]}, {"insert": IMAGE},
                              {"insert": expected[100:149] + "z" * 50 + expected[149:-49]}]  # "y" went first
@@ -634,15 +634,7 @@ def test_typing_beside_a_handed_out_document_reads_no_whole_text(monkeypatch: py
     ytext = direct(peer)
     text.insert(5, "y")  # builds the index
     index = text._index
-    reads = 0
-    original = pycrdt.Text.__str__
-
-    def counting(self: pycrdt.Text) -> str:
-        nonlocal reads
-        reads += 1
-        return original(self)
-
-    monkeypatch.setattr(pycrdt.Text, "__str__", counting)
+    reads = WholeTextReads(monkeypatch).install()
     rng = random.Random(3)
     for step in range(200):
         n = len(text)
@@ -652,7 +644,7 @@ def test_typing_beside_a_handed_out_document_reads_no_whole_text(monkeypatch: py
             text.delete(rng.randrange(n), 1)
         else:
             text.insert(rng.randrange(n + 1), rng.choice(PIECES))
-    assert reads == 0 and text._index is index
+    assert reads.count == 0 and text._index is index
     monkeypatch.undo()
     tracked(text)
 
