@@ -85,6 +85,12 @@ _EMPTY_STATE = b"\x00"  # the state vector of a document no client has written t
 RELAYOUT_MIN_BYTES = 1 << 18
 
 
+def _release(obj: SharedObject) -> None:
+    """Drop the Yrs subscriptions an object made for itself (texts and tables keep one), for good."""
+    if isinstance(obj, SharedText | SharedTable):
+        obj.release()
+
+
 def _varuint(data: bytes, pos: int) -> tuple[int, int]:
     """A lib0 variable-length unsigned integer at ``pos``, and the position after it."""
     value = shift = 0
@@ -167,6 +173,7 @@ class Document:
         self._relayout_scheduled = False
         self._relayout_allowed = True
         self._handed_out = False  # whether doc went to an integration (hand_out)
+        self._closed = False  # its subscriptions dropped (close): nothing is followed any more
 
     def _observe(self, event: pycrdt.TransactionEvent) -> None:
         if not self._applying_remote:
@@ -241,7 +248,7 @@ class Document:
     def hand_out(self) -> pycrdt.Doc[Any]:
         """The pycrdt document for an integration, which may keep it: it is never replaced after this."""
         self._relayout_allowed = False
-        if not self._handed_out:
+        if not self._handed_out and not self._closed:
             # From now on the text may also change by local edits made through pycrdt: every
             # text follows all its changes (SharedText.watch_local), not only remote ones.
             self._handed_out = True
@@ -249,6 +256,27 @@ class Document:
                 if isinstance(obj, SharedText):
                     obj.watch_local()
         return self.doc
+
+    def close(self) -> None:
+        """Drop every Yrs subscription of this document and of its objects; reads still work.
+
+        pycrdt keeps an observer's callback in Rust, bound to the pycrdt document it observes,
+        where Python's cycle collector cannot see it: a document that observed anything was
+        never freed, and with it whatever its callbacks reach (for a space, the whole ``Space``
+        with its store, verifier and document; for a history view, the document at that seq).
+        Called when the space closes and when a history view is built: from then on nothing
+        changes the document but an integration holding ``doc``, and nothing here follows it.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._relayout_allowed = False
+        self.doc.unobserve(self._subscription)
+        for subscription in self._watched.values():
+            subscription.drop()
+        self._watched.clear()
+        for obj in self._objects.values():
+            _release(obj)
 
     # --- remote updates --------------------------------------------------------------------
 
@@ -408,7 +436,9 @@ class Document:
         gate = Gate(guard, self._budget, root_name(kind, name))
         obj = _WRAPPERS[kind](name, self._root(kind, name), gate, self._feed)
         self._objects[name] = obj
-        if self._handed_out and isinstance(obj, SharedText):
+        if self._closed:
+            _release(obj)
+        elif self._handed_out and isinstance(obj, SharedText):
             obj.watch_local()
         return obj
 
@@ -424,7 +454,7 @@ class Document:
         key = root_name(kind, name)
         root = self.doc.get(key, type=_ROOT_TYPES[kind])
         self._known.add(key)
-        if key not in self._watched and self._feed.listening:
+        if key not in self._watched and self._feed.listening and not self._closed:
             self._before[key] = _shape(kind, root)
             self._watched[key] = root.observe_deep(self._observer(kind, name, root))
         return root
@@ -436,6 +466,8 @@ class Document:
         are known from now on, and their arrival, which happened before this stream, is not
         reported.
         """
+        if self._closed:
+            return  # nothing changes any more: nothing to follow
         self._known.update(key for key in self._root_keys() if parse_root_name(key) is not None)
         for key in self._known:
             parsed = parse_root_name(key)

@@ -106,6 +106,7 @@ def rebuild(
             document.apply_remote(plaintext, member_id(h.author))
         except ValueError:
             continue
+    document.close()  # a fixed point in history: nothing to follow, and it could never be freed otherwise
     return SpaceView(seq, document)
 
 

@@ -800,6 +800,7 @@ class Space:
         await self._connection.stop()
         await self._persistence.stop()
         await self._tasks.close()  # whatever else is still running (timers, a flush's write) ends here
+        self._document.close()  # else pycrdt's observers keep this whole Space alive (Document.close)
         await self._persistence.write_last()
         await self._store.close()
 

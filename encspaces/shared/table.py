@@ -166,6 +166,10 @@ class SharedTable:
         """
         return self._index.query(where, order_by, limit)
 
+    def release(self) -> None:
+        """The document closed (``Document.close``): the index stops following the table."""
+        self._index.release()
+
     def forget_index(self) -> None:
         """Called by the document when the table may have changed without events: rebuild on the next read."""
         self._index.invalidate()

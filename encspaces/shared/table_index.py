@@ -120,6 +120,7 @@ class TableIndex:
         self._dirty: set[str] = set()  # rows changed since they were last read from the document
         self._suspect = False  # a remote root change happened: check the key count at the next read
         self._subscription: pycrdt.Subscription | None = None  # observing costs every write: from the first read
+        self._released = False  # the document closed: built once more without following it (release)
 
     # --- keeping up with the document ---------------------------------------------------------
 
@@ -133,7 +134,7 @@ class TableIndex:
         return values
 
     def build(self) -> None:
-        if self._subscription is None:
+        if self._subscription is None and not self._released:
             self._subscription = self._ymap.observe_deep(self._on_events)
         self.built = True
         self.rebuilds += 1
@@ -420,7 +421,9 @@ class TableIndex:
         chosen = rows if limit is None else rows[:limit]
         return [Row(row.id, copy_plain(row.values)) for row in chosen]
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """The document closed: stop following the map (see ``Document.close``); reads rebuild once."""
+        self._released = True
         if self._subscription is not None:
             self._ymap.unobserve(self._subscription)
             self._subscription = None

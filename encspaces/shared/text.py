@@ -121,6 +121,7 @@ class SharedText:
         # (its change is already counted), and the edits it made inside a transaction it
         # joined, to tell at that transaction's commit whether anything else changed the text.
         self._watch: Any = None
+        self._released = False  # the document closed: never subscribe again (release)
         self._committing = False
         self._joined: list[tuple[str, int, Any]] | None = None
         self._bind(ytext)
@@ -142,6 +143,13 @@ class SharedText:
         if self._watch is not None:  # keep watching, on the text now bound
             self._watch.drop()
             self._watch = self._yrs_text.observe(self._on_change)
+
+    def release(self) -> None:
+        """The document closed (``Document.close``): stop following the text; reads still work."""
+        self._released = True
+        if self._watch is not None:
+            self._watch.drop()
+            self._watch = None
 
     def rebind(self, ytext: pycrdt.Text) -> None:
         """Follow the document's relayout onto ``ytext``, a copy holding the same content."""
@@ -171,7 +179,7 @@ class SharedText:
         length at once); the commit then finds the delta is not this wrapper's one edit alone
         and positions are worked out afresh, exact again from there on.
         """
-        if self._watch is None:
+        if self._watch is None and not self._released:
             self._watch = self._yrs_text.observe(self._on_change)
             if self._doc._txn is not None:
                 # Handed out inside an open transaction: edits this wrapper made in it so far were

@@ -4,8 +4,10 @@ calls honour their timeout, connection changes are events, and a process can exi
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import textwrap
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -379,3 +381,46 @@ async def test_a_process_that_does_not_close_its_space_exits(relay: RelayHandle,
         if child.returncode is None:
             child.kill()
             await child.wait()
+
+
+# --- memory: a closed space can be freed ------------------------------------------------------
+
+
+def _alive(ref: weakref.ref[Any]) -> bool:
+    gc.collect()
+    return ref() is not None
+
+
+async def test_a_closed_space_and_its_history_views_are_freed(relay: RelayHandle, tmp_path: Path) -> None:
+    """pycrdt keeps observers' callbacks in Rust, out of reach of Python's cycle collector: a
+    closed space used to stay in memory for good, store, verifier and document with it, and so
+    did every history view. An application opening and closing spaces must not grow."""
+    identity = encspaces.Identity.generate()
+    space = await encspaces.create_space(relay.url, identity, data_dir=tmp_path / "a")
+    space_id = space.id
+    text = space.text("notes")
+    text.insert(0, "naïve café ✓ ")  # a non-ASCII text keeps an index that follows the text
+    row = space.table("people").insert({"name": "Ada"})
+    assert space.table("people").get(row) == {"name": "Ada"}  # the table's index observes the map
+    stream = space.changes()  # every root is observed deeply while a stream listens
+    space.list("todo").append("x")
+    doc = space.doc  # handed out: every text watches local changes too
+    await space.sync(timeout=GUARD)
+    view = await space.at(space.seq)  # a history view: a document of its own
+    assert view.text("notes").to_py() == "naïve café ✓ "
+    assert view.table("people").get(row) == {"name": "Ada"}
+    refs = {"space": weakref.ref(space), "document": weakref.ref(doc), "text": weakref.ref(text)}
+    view_ref = weakref.ref(view)
+    await stream.aclose()
+    await space.close()
+    assert text.to_py() == "naïve café ✓ " and space.table("people").get(row) == {"name": "Ada"}  # reads still work
+    del view
+    assert not _alive(view_ref), "a history view stayed in memory"
+    del space, text, stream, doc
+    assert [name for name, ref in refs.items() if _alive(ref)] == []
+
+    local = await encspaces.open_local(identity, space_id, data_dir=tmp_path / "a")
+    assert local.table("people").get(row) == {"name": "Ada"}
+    local_ref = weakref.ref(local)
+    del local
+    assert not _alive(local_ref), "an open_local view stayed in memory"
