@@ -39,6 +39,10 @@ class StoreError(EncspacesError):
     """The local store is missing, corrupt, or belongs to another space or identity."""
 
 
+class StoreInUseError(StoreError):
+    """This device's copy of the space is already open (another ``Space``, here or in another process)."""
+
+
 # --- talking to a relay ------------------------------------------------------------------------
 
 

@@ -19,8 +19,9 @@ from queue import SimpleQueue
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .core.file_lock import FileLock
 from .core.private_file import ensure_private_file
-from .errors import StoreError
+from .errors import StoreError, StoreInUseError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -53,6 +54,7 @@ PRAGMA synchronous=FULL;
 """
 
 STORE_FILE = "space.sqlite3"
+LOCK_FILE = "store.lock"  # held while the store is open: one opener at a time (encspaces.core.file_lock)
 _T = TypeVar("_T")
 
 
@@ -126,6 +128,13 @@ class _Worker:
                 future.get_loop().call_soon_threadsafe(_settle, future, result, error, then)
 
 
+def _in_use(data_dir: str | Path, space_hex: str, who: str) -> StoreInUseError:
+    return StoreInUseError(
+        f"the copy of space {space_hex[:16]}… in {data_dir} is open already, in this process or another{who}: "
+        "one device's copy takes one opener at a time (two would sign entries with the same author_seq "
+        "and overwrite each other's outbox); close the other one first, or use another data dir")
+
+
 class LocalStore:
     """One SQLite file per space under the device's data dir.
 
@@ -137,12 +146,13 @@ class LocalStore:
     """
 
     def __init__(
-        self, db: sqlite3.Connection, worker: _Worker, path: Path,
+        self, db: sqlite3.Connection, worker: _Worker, path: Path, lock: FileLock,
         preparing: asyncio.Future[None] | None = None,
     ) -> None:
         self._db = db  # used on the worker's thread only
         self._worker = worker
         self.path = path
+        self._lock = lock
         self._synchronous = "FULL"  # what the connection is set to now (see ``write``; on the thread)
         # A new file's setup, still running (see ``open``); every statement waits for it.
         self._preparing = preparing
@@ -154,21 +164,25 @@ class LocalStore:
         path = folder / STORE_FILE
         new = not path.exists()
         ensure_private_file(path)  # in a 0700 folder; 0600, and so its WAL and SHM files
+        lock = FileLock.acquire(folder / LOCK_FILE, partial(_in_use, data_dir, space_hex))
         worker = _Worker()
         try:
             db = await worker.run(partial(_connect, path))
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             worker.stop()
-            raise StoreError(f"cannot open the local store {path}: {exc}") from exc
+            lock.release()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open the local store {path}: {exc}") from exc
+            raise
         if new:
             # Nothing to read in a new file, so its setup (the switch to WAL is fsynced: 10-60 ms
             # on a VM's disk, most of a new device's first open) runs while the device connects;
             # reads answer "empty" and the first write waits for it.
-            store = cls(db, worker, path)
+            store = cls(db, worker, path, lock)
             store._preparing = asyncio.ensure_future(store._prepare())
             store._empty = True
             return store
-        store = cls(db, worker, path)
+        store = cls(db, worker, path, lock)
         try:
             await store._prepare()
         except StoreError:
@@ -207,6 +221,7 @@ class LocalStore:
             await self._run(self._db.close)
         finally:
             self._worker.stop()
+            self._lock.release()
 
     async def close(self) -> None:
         if self._preparing is not None:

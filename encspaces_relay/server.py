@@ -26,6 +26,7 @@ from websockets.protocol import State
 
 from encspaces.core import crypto
 from encspaces.core.codes import RefusalCode
+from encspaces.core.file_lock import FileLock
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.identity import member_id
 from encspaces.core.log_state import GENESIS_SEQ, LogState
@@ -37,7 +38,7 @@ from .backlog import Backlog
 from .blobs import BLOBS_DIR, BlobStore
 from .bus import Bus, NatsBus, NullBus
 from .config import RelayConfig
-from .datadir_lock import DataDirLock
+from .datadir_lock import lock_data_dir
 from .handshake import Admission
 from .keys import load_or_create_signing_key
 from .limits import ConnectionCounter, CreateGate
@@ -115,7 +116,7 @@ class RelayServer:
         self.backlog = Backlog(config.max_pending_entries, self.metrics)
         self.metrics.watch(lambda: server_levels(self))
         self._metrics_server: MetricsServer | None = None
-        self._lock: DataDirLock | None = None
+        self._lock: FileLock | None = None
         # Cross-relay fan-out (encspaces_relay/bus.py): NATS with --bus, else nobody to tell.
         self.bus: Bus = NatsBus(config.bus) if config.bus else NullBus()
 
@@ -154,7 +155,7 @@ class RelayServer:
             raise RuntimeError("the relay is already started")
         config = self._config
         tls = _tls_context(config)  # a bad certificate stops the start before anything is opened
-        self._lock = DataDirLock.acquire(config.data_dir)  # DataDirLockedError if another relay has it
+        self._lock = lock_data_dir(config.data_dir)  # DataDirLockedError if another relay has it
         try:
             self._store = await open_store(config.store, config.data_dir)
             self.blobs = self._store.blob_store(config.data_dir / BLOBS_DIR, max_blob_size=config.max_blob_size,

@@ -244,21 +244,21 @@ async def test_policy_rotates_and_retention_forgets_keys(relay: RelayHandle, tmp
         try:
             assert 1 not in again.epoch_keys
             assert all(open_body(old_entry, k) is None for k in again.epoch_keys.values())
-            # Nor can anyone holding the whole device, identity file included, open a sealed copy
-            # of an old key from the stored log: those were blanked.
             recovered = set(again.epoch_keys.values())
-            async with await LocalStore.open(data_dir, again.space_bytes.hex()) as store:  # beside the space's own
-                stored = await store.load_log()
-            for _, raw, _ in stored:
-                for sealed in sealed_values(Entry.decode(raw, local=True)):
-                    key = again.identity.open_sealed(sealed)
-                    if key is not None:
-                        recovered.add(key)
-            assert first_key not in recovered
-            assert all(open_body(old_entry, k) is None for k in recovered)
             assert "7 " in str(again.text("doc"))  # the current state is still there: nothing re-encrypted
         finally:
             await again.close()
+        # Nor can anyone holding the whole device, identity file included, open a sealed copy
+        # of an old key from the stored log: those were blanked.
+        async with await LocalStore.open(data_dir, again.space_bytes.hex()) as store:
+            stored = await store.load_log()
+        for _, raw, _ in stored:
+            for sealed in sealed_values(Entry.decode(raw, local=True)):
+                key = again.identity.open_sealed(sealed)
+                if key is not None:
+                    recovered.add(key)
+        assert first_key not in recovered
+        assert all(open_body(old_entry, k) is None for k in recovered)
     finally:
         await admin.close()
 
