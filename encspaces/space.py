@@ -337,6 +337,9 @@ class Space:
         self._progress = asyncio.Event()
         self.error: EncspacesError | None = None
         self._closed = False
+        # Whether _restore completed: a space whose restore failed part-way holds a verifier and a
+        # document that may not match, and closing it must write nothing (no checkpoint of them).
+        self._restored = False
         self._connected = False
         self._state_changed = asyncio.Event()  # connected, failed or closed changed: wakes wait_connected
         self._connection_changes: EventHub[ConnectionChange] = EventHub()
@@ -801,7 +804,8 @@ class Space:
         await self._persistence.stop()
         await self._tasks.close()  # whatever else is still running (timers, a flush's write) ends here
         self._document.close()  # else pycrdt's observers keep this whole Space alive (Document.close)
-        await self._persistence.write_last()
+        if self._restored:
+            await self._persistence.write_last()
         await self._store.close()
 
     async def __aenter__(self) -> Space:
@@ -1107,6 +1111,7 @@ class Space:
             restored.append(entry)
         self._box.restored(restored, mine)  # all of it came from the store: durable
         await self._evidence.restore()
+        self._restored = True
 
     async def _load_invite(self) -> InviteSecret | None:
         stored = await self._store.get_meta(INVITE_META)
@@ -1185,10 +1190,13 @@ async def _open_space(
     options: SpaceOptions | None = None,
 ) -> Space:
     store = await LocalStore.open(data_dir, space.hex())
-    stored = await store.get_meta("member")
-    if stored is not None and stored != identity.public.sign_key:
-        await store.close()
-        raise StoreError(f"the local store in {data_dir} belongs to another identity")
+    try:
+        stored = await store.get_meta("member")
+        if stored is not None and stored != identity.public.sign_key:
+            raise StoreError(f"the local store in {data_dir} belongs to another identity")
+    except BaseException:
+        await store.close()  # (else this copy stays locked until the process ends)
+        raise
     space_obj = Space(urls, identity, space, store, options)
     space_obj._connection.tls = tls
     space_obj._persistence.pending.meta.update({"member": identity.public.sign_key, "url": urls[0].encode(),
@@ -1278,11 +1286,11 @@ async def _first_challenge(urls: tuple[str, ...], tls: SSLContext | None, open_t
 
 
 async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | None, call: str) -> Space:
-    await space._restore()
-    space._start(genesis)
-    if space.seq > 0:
-        return space  # usable from the local store; sync continues in the background
     try:
+        await space._restore()
+        space._start(genesis)
+        if space.seq > 0:
+            return space  # usable from the local store; sync continues in the background
         async with deadline(timeout, lambda: f"{call}: waited for the first sync with the relay at {space.url}"):
             await asyncio.shield(space._first_sync)
             # A new device accepts the log only once it is consistent with the witnesses' newest.
@@ -1315,10 +1323,10 @@ async def join(
     space._invite = parsed.secret
     # Written with (or before) the join entry: a restart replays the invite's sealed keys with it.
     space._persistence.pending.meta[INVITE_META] = parsed.secret.secret
-    await space._restore()
-    space._start(None)
     me = identity.public.sign_key
     try:
+        await space._restore()
+        space._start(None)
         async with deadline(timeout, lambda: f"join: waited to become a member of space {space.id} "
                                              f"through the relay at {' or '.join(urls)}"):
             if me not in space._verifier.state.device_owner:

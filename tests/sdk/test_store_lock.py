@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 import encspaces
 from encspaces.errors import StoreError, StoreInUseError
+from encspaces.store import STORE_FILE
 
 from .conftest import RelayHandle
 
@@ -78,3 +80,23 @@ async def test_a_copy_held_by_another_process_is_refused_until_that_process_dies
         await child.wait()
     again = await encspaces.connect(relay.url, identity, space.id, data_dir=tmp_path / "a", timeout=GUARD)
     await again.close()
+
+
+async def test_an_open_that_fails_releases_the_copy(relay: RelayHandle, tmp_path: Path) -> None:
+    """Whatever stops an opening call (a corrupt store here; a timeout or a cancellation alike)
+    closes what it opened: the next attempt sees the same fault, not a copy still held."""
+    identity = encspaces.Identity.generate()
+    space = await encspaces.create_space(relay.url, identity, data_dir=tmp_path / "a")
+    space.text("t").insert(0, "x")
+    await space.close()  # takes a checkpoint
+    path = tmp_path / "a" / space.space_bytes.hex() / STORE_FILE
+    with sqlite3.connect(path) as db:
+        assert db.execute("UPDATE checkpoint SET verifier = x'00'").rowcount == 1
+    for _ in range(2):
+        with pytest.raises(StoreError, match="checkpoint is corrupt") as caught:
+            await encspaces.connect(relay.url, identity, space.id, data_dir=tmp_path / "a", timeout=GUARD)
+        assert not isinstance(caught.value, StoreInUseError)
+        with pytest.raises(StoreError, match="checkpoint is corrupt"):
+            await encspaces.open_local(identity, space.id, data_dir=tmp_path / "a")
+    with sqlite3.connect(path) as db:  # and closing what failed to restore wrote nothing over it
+        assert db.execute("SELECT verifier FROM checkpoint").fetchall() == [(b"\x00",)]
