@@ -12,6 +12,7 @@ from encspaces.errors import (
     RelayTLSError,
     RollbackError,
     StoreError,
+    StoreInUseError,
     VerificationError,
     WithholdingError,
 )
@@ -67,6 +68,9 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return str(exc), EXIT_ERROR
     if isinstance(exc, HandshakeError):
         return f"the relay refused the connection: {exc}", EXIT_ERROR
+    if isinstance(exc, StoreInUseError):
+        return (f"{exc}. Another encspaces command or the editor has this space open; nothing is wrong "
+                "with the local copy", EXIT_ERROR)
     if isinstance(exc, StoreError):
         return f"{exc}: the local copy is damaged; move the space's data folder away to fetch it again", EXIT_ERROR
     if isinstance(exc, EncspacesError):

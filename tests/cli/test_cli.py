@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from encspaces.space import decode_space_id
+from encspaces.store import LocalStore
 from encspaces_clients.cli.errors import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_VERIFICATION
 from encspaces_relay.process import RelayProcess
 
@@ -111,6 +112,19 @@ async def test_verify_catches_a_tampered_local_store(relay: RelayProcess, alice:
     assert result.code == EXIT_VERIFICATION, result
     assert "FAILED at seq 3" in result.out and "BodyDigestError" in result.err
     assert (await alice.run("log", "notes", "--offline")).code == EXIT_VERIFICATION
+
+
+async def test_a_space_open_elsewhere_is_reported_as_busy_not_damaged(relay: RelayProcess, alice: User) -> None:
+    await alice.ok("init")
+    await alice.ok("create", "notes", "--relay", relay.url)
+    await alice.ok("edit", "notes", "--append", "kept\n")
+    folder = next((alice.home / "data").glob("*/space.sqlite3")).parent
+    async with await LocalStore.open(alice.home / "data", folder.name):  # as the editor would hold it
+        result = await alice.run("cat", "notes")
+    assert result.code == EXIT_ERROR, result
+    assert "open already" in result.err and "has this space open" in result.err, result.err
+    assert "damaged" not in result.err and "move the space" not in result.err, result.err
+    assert await alice.ok("cat", "notes") == "kept\n"
 
 
 async def test_invite_join_edit_and_remove(relay: RelayProcess, alice: User, bob: User, tmp_path: Path) -> None:
