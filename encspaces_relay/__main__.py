@@ -18,6 +18,7 @@ from encspaces.core.encoding import DEFAULT_MAX_MESSAGE
 from encspaces.errors import DataDirLockedError, EncspacesError
 
 from .backup import backup
+from .collector import tune_collector
 from .compact import compact, compact_postgres
 from .config import DEFAULT_PORT, CreatePolicy, RelayConfig
 from .keys import load_or_create_signing_key, public_key_text
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"encspaces-relay: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERROR
     setup_logging(args.log_level, args.log_format)
+    tune_collector()
     try:
         asyncio.run(serve(config))
     except DataDirLockedError as exc:
