@@ -1,0 +1,95 @@
+"""Dishonest members over the real relay: a writer's snapshot built to make others lose edits.
+
+The liar is a member with a writing role, its own client (``RawMember``, a second device of
+its person) submitting exact bytes to the real relay over a real socket; the honest members
+run the SDK. A member's lie is never the relay's fault: nothing here may fail a space.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pycrdt
+import pytest
+
+import encspaces
+from encspaces import snapshot_keeper
+from encspaces.core.entry import Kind
+from encspaces.core.membership import Policy
+from encspaces.snapshot import SnapshotPayload, content_hash
+from tests.support import RawMember
+
+from .conftest import RelayHandle, make_members, settle, wait_for
+
+
+@pytest.fixture(autouse=True)
+def small_granularity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot_keeper, "GRANULARITY", 10)
+
+
+async def second_device(liar: encspaces.Space) -> encspaces.Identity:
+    """A device of the liar's person, with a connection of its own (the SDK holds the first)."""
+    assert liar.identity.person is not None
+    device = encspaces.Identity.generate()
+    device = device.with_certificate(liar.identity.person.certify(device.public))
+    await liar.add_device(device.certificate)  # type: ignore[arg-type]
+    return device
+
+
+async def test_a_snapshot_holding_a_members_future_edits_as_deleted_is_disputed(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A writer's snapshot whose content is the log's, but whose state also holds the victim's
+    next Yjs clocks as deleted items: it hashes to the right content (deleted items show no
+    content), so a check of content alone agrees with it, and every device that started from
+    it would drop the victim's next edits as already seen (silent divergence). The members
+    who replayed the log compare the state's clocks with their document's at the base,
+    dispute it and name the liar; a new device then replays the full log and sees the edits."""
+    _, members = await make_members(relay.url, tmp_path, 3)
+    honest, victim, liar = members
+    assert relay.server is not None
+    room = relay.server.rooms[honest.space_bytes]
+    try:
+        await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))  # only the liar writes one
+        for i, m in enumerate(members):
+            m.text("t").insert(0, f"<{i}>")
+            await m.sync()
+        await settle(members)
+        base = honest.seq
+        forged: pycrdt.Doc[object] = pycrdt.Doc(client_id=victim.doc.client_id)  # the victim's Yjs client
+        forged.apply_update(honest.doc.get_update())
+        text = forged.get("text:t", type=pycrdt.Text)
+        text.insert(0, "x" * 64)  # the victim's next 64 clocks...
+        del text[0:64]  # ...as deleted items: no content
+        assert content_hash(forged) == content_hash(honest.doc), "the lie hashes to the log's content"
+        lie = SnapshotPayload(forged.get_update(), content_hash(forged)).encode()
+        async with RawMember(relay.url, await second_device(liar), liar.space_bytes) as raw:
+            snapshot_seq = await raw.commit(
+                raw.entry(Kind.SNAPSHOT, lie, parent_seq=base, parent_hash=honest.state.heads[base]))
+            liar_id = raw.identity.member_id
+        await wait_for(lambda: len(room.state.snapshots[snapshot_seq].attestations) == 2, what="two attestations")
+        assert not any(a.agrees for a in room.state.snapshots[snapshot_seq].attestations)
+        assert room.state.agreed_snapshot() is None
+        for m in (honest, victim):
+            await m.wait_for_seq(room.state.seq)
+            assert [(b.seq, b.author, b.attester) for b in m.snapshots.bad] == [(snapshot_seq, liar_id, False)]
+            assert "Yjs clocks" in str(m.snapshots.bad[0])
+            assert m.error is None
+
+        victim.text("t").insert(0, "after the snapshot ")
+        await victim.sync()
+        await settle(members)
+        fresh_id = encspaces.Identity.generate()
+        await honest.add_member(fresh_id.public)
+        fresh = await encspaces.connect(relay.url, fresh_id, honest.id, data_dir=tmp_path / "fresh")
+        try:
+            await fresh.wait_for_seq(honest.seq)
+            assert fresh.snapshots.used is None, "a disputed snapshot is never started from"
+            assert str(fresh.text("t")) == str(honest.text("t"))
+            assert str(fresh.text("t")).startswith("after the snapshot ")
+            assert fresh.error is None
+        finally:
+            await fresh.close()
+    finally:
+        for m in members:
+            await m.close()
