@@ -93,3 +93,41 @@ async def test_a_snapshot_holding_a_members_future_edits_as_deleted_is_disputed(
     finally:
         for m in members:
             await m.close()
+
+
+async def test_a_snapshot_claiming_the_logs_content_over_another_state_blames_its_author_alone(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A snapshot that claims the log's true content hash but carries another state: the honest
+    members dispute it (its state does not hash to its claim) and name its author, and none of
+    them blames the other for disputing it (the verdict is judged against the device's own
+    check of the snapshot, not against "its claim equals our content")."""
+    _, members = await make_members(relay.url, tmp_path, 3)
+    honest, other, liar = members
+    assert relay.server is not None
+    room = relay.server.rooms[honest.space_bytes]
+    try:
+        await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))
+        for i, m in enumerate(members):
+            m.map("m")[f"k{i}"] = i
+            await m.sync()
+        await settle(members)
+        base = honest.seq
+        forged: pycrdt.Doc[object] = pycrdt.Doc()
+        forged.apply_update(honest.doc.get_update())
+        forged.get("map:m", type=pycrdt.Map)["k0"] = 1_000_000
+        lie = SnapshotPayload(forged.get_update(), content_hash(honest.doc)).encode()  # the true content, claimed
+        async with RawMember(relay.url, await second_device(liar), liar.space_bytes) as raw:
+            snapshot_seq = await raw.commit(
+                raw.entry(Kind.SNAPSHOT, lie, parent_seq=base, parent_hash=honest.state.heads[base]))
+            liar_id = raw.identity.member_id
+        await wait_for(lambda: len(room.state.snapshots[snapshot_seq].attestations) == 2, what="two attestations")
+        assert not any(a.agrees for a in room.state.snapshots[snapshot_seq].attestations)
+        for m in (honest, other):
+            await m.wait_for_seq(room.state.seq)
+            assert [(b.seq, b.author, b.attester) for b in m.snapshots.bad] == [(snapshot_seq, liar_id, False)]
+            assert "does not hash to the content it claims" in str(m.snapshots.bad[0])
+            assert m.error is None
+    finally:
+        for m in members:
+            await m.close()
