@@ -1,4 +1,5 @@
-"""Dishonest members over the real relay: a writer's snapshot built to make others lose edits.
+"""Dishonest members over the real relay: a writer's snapshot built to make others lose edits,
+a value built to make others' reads raise.
 
 The liar is a member with a writing role, its own client (``RawMember``, a second device of
 its person) submitting exact bytes to the real relay over a real socket; the honest members
@@ -8,6 +9,7 @@ run the SDK. A member's lie is never the relay's fault: nothing here may fail a 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pycrdt
 import pytest
@@ -128,6 +130,58 @@ async def test_a_snapshot_claiming_the_logs_content_over_another_state_blames_it
             assert [(b.seq, b.author, b.attester) for b in m.snapshots.bad] == [(snapshot_seq, liar_id, False)]
             assert "does not hash to the content it claims" in str(m.snapshots.bad[0])
             assert m.error is None
+    finally:
+        for m in members:
+            await m.close()
+
+
+def nest(at: Any, depth: int) -> None:
+    """Put lists and maps ``depth`` deep under ``at`` (a map in a document; the API refuses past 64)."""
+    for i in range(depth):
+        inner: Any = pycrdt.Array() if i % 2 else pycrdt.Map()
+        if isinstance(at, pycrdt.Map):
+            at["a"] = inner
+        else:
+            at.append(inner)
+        at = inner
+
+
+async def test_a_table_row_nested_deeper_than_python_recurses_reads_and_queries(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A writer's own client puts a row whose cell is nested 5,000 deep into a table (valid Yjs,
+    deeper than the API writes): every member reads the table, queries it by that column
+    (equality and order) and keeps writing. Before: ``to_py()``, ``rows()``, ``get()`` and any
+    query raised RecursionError on every member, for good."""
+    _, members = await make_members(relay.url, tmp_path, 3)
+    alice, bob, carol = members
+    try:
+        table = alice.table("t")
+        honest_row = table.insert({"v": 1, "n": "honest"})
+        await settle(members)
+        crafted: pycrdt.Doc[Any] = pycrdt.Doc()
+        crafted.get("table:t", type=pycrdt.Map)["deep"] = row = pycrdt.Map({"n": "deep"})
+        row["v"] = top = pycrdt.Map()
+        nest(top, 5000)
+        async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:
+            await carol.wait_for_seq(await raw.commit(raw.entry(Kind.DATA, crafted.get_update())))
+        await settle(members)
+        for m in (alice, bob):
+            t = m.table("t")
+            rows = t.to_py()
+            assert sorted(rows) == sorted([honest_row, "deep"]) and rows[honest_row] == {"v": 1, "n": "honest"}
+            deep, levels = rows["deep"]["v"], 0
+            while deep:
+                deep, levels = (deep["a"] if isinstance(deep, dict) else deep[0]), levels + 1
+            assert levels == 5000
+            assert [r.id for r in t.query({"v": 1})] == [honest_row]
+            assert [r.id for r in t.query(order_by="v")] == [honest_row, "deep"]
+            assert [r.id for r in t.query(order_by="-v")] == ["deep", honest_row]
+            assert t.get("deep") is not None and len(t.rows()) == 2
+            assert m.rejected == [] and m.error is None
+        table.update(honest_row, {"v": 2})
+        await settle(members)
+        assert bob.table("t").get(honest_row) == {"v": 2, "n": "honest"}
     finally:
         for m in members:
             await m.close()
