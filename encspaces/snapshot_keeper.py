@@ -34,8 +34,8 @@ from .core.attestation import TRACKED_SNAPSHOTS, AttestBody, Status, attest_tag
 from .core.entry import Kind
 from .core.log_state import LogState
 from .core.verifier import VerifiedEntry
-from .errors import BadSnapshotError, MissingBodiesError, ProtocolError
 from .document import fully_applied, state_vector
+from .errors import BadSnapshotError, MissingBodiesError, ProtocolError
 from .snapshot import GRANULARITY, SnapshotPayload, content_hash, load_state, snapshot_due
 
 if TYPE_CHECKING:
