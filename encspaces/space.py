@@ -202,6 +202,10 @@ class _Host:
     def unsent(self) -> int:
         return self._space.unsent
 
+    @property
+    def awaiting_log(self) -> Entry | None:
+        return self._space._box.awaiting_log()
+
     def renumbered(self, renames: builtins.list[Rename]) -> None:
         self._space._renumbered(renames)
 
@@ -943,6 +947,7 @@ class Space:
             chunk.append(raw)
             size += len(raw)
         send(session.submit(chunk))
+        self._evidence.sent()  # our oldest entry in flight is held to the deadline from now
 
     # --- verified entries -> document ------------------------------------------------------
 
