@@ -67,7 +67,6 @@ class SnapshotKeeper:
         self.covered_through = 0  # the seq whose state the snapshot we merged holds
         self.used: tuple[int, bytes] | None = None  # (seq, author) of the snapshot we depend on
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._live = False  # caught up: from here on every body must be there
         # Attest only entries that arrive from the relay, not those replayed from our own store
         # at startup (the outbox, restored after them, may already hold our attestation).
         self.attesting = False
@@ -162,12 +161,7 @@ class SnapshotKeeper:
 
     def on_entry(self, result: VerifiedEntry) -> bool:
         """Handle stripped bodies, snapshots and attestations; False for anything the space applies itself."""
-        if result.stripped:
-            if self._live:
-                self._host.fail(MissingBodiesError(
-                    f"the relay sent the entry at seq {result.seq} without its body in the live stream: "
-                    "bodies may only be left out of a catch-up that an agreed snapshot covers"))
-                return True
+        if result.stripped:  # (only in a catch-up: the verifier refuses one in the live stream)
             self.stripped_through = max(self.stripped_through, result.seq)
             return True
         if result.kind is Kind.ATTEST:
@@ -344,12 +338,8 @@ class SnapshotKeeper:
         log.error("%s", error)
         self.bad.append(error)
 
-    def went_offline(self) -> None:
-        self._live = False  # the next catch-up may leave out bodies a snapshot covers
-
     def check_complete(self) -> None:
         """Once caught up: every stripped body must be covered by an agreed snapshot the relay sent."""
-        self._live = True
         if self.stripped_through > self.covered_through:
             self._host.fail(MissingBodiesError(
                 f"the relay sent entries up to seq {self.stripped_through} without their bodies, and no "

@@ -273,7 +273,6 @@ class _Host:
         space._evidence.disconnected()
         space.presence.went_offline()
         space.files.went_offline()
-        space.snapshots.went_offline()
 
     def on_device_in_use(self, refusal: RelayError) -> None:
         space = self._space

@@ -22,6 +22,7 @@ from ..errors import (
     KeyConfirmationError,
     MalformedEntryError,
     MalformedFrameError,
+    MissingBodiesError,
     ProtocolError,
     RelaySignatureError,
     ReorderError,
@@ -296,9 +297,14 @@ class LogVerifier:
 
     # --- frames -----------------------------------------------------------------------------
 
-    def verify_frame(self, frame: Entries) -> list[VerifiedEntry]:
-        """Verify a frame and advance; on any error nothing of the frame is applied."""
-        return self._verify(frame, relay_signed=True)
+    def verify_frame(self, frame: Entries, *, live: bool = False) -> list[VerifiedEntry]:
+        """Verify a frame and advance; on any error nothing of the frame is applied.
+
+        ``live``: the session caught up; bodies may be left out only of a catch-up (an agreed
+        snapshot covers them), so a stripped entry now is a ``MissingBodiesError``, raised
+        before anything of the frame is applied (its signature would not even be checked).
+        """
+        return self._verify(frame, relay_signed=True, live=live)
 
     def reverify_stored(self, seq: int, raw: bytes, head: bytes) -> list[VerifiedEntry]:
         """Verify one entry of this device's own store again, from genesis on, by every rule but one.
@@ -309,7 +315,7 @@ class LogVerifier:
         """
         return self._verify(Entries(seq, [raw], SignedHead(self.space, seq, head, 0, b"", b"")), relay_signed=False)
 
-    def _verify(self, frame: Entries, *, relay_signed: bool) -> list[VerifiedEntry]:
+    def _verify(self, frame: Entries, *, relay_signed: bool, live: bool = False) -> list[VerifiedEntry]:
         if not frame.entries:
             raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
         # Only this device's own store may hold redacted entries (sealed keys blanked).
@@ -321,6 +327,12 @@ class LogVerifier:
             self._check_signed(frame.head)
         self._check_span(frame)
         heads = self._check_chain(frame, entries)
+        if live:
+            for i, entry in enumerate(entries):
+                if entry.stripped:
+                    raise MissingBodiesError(
+                        f"the relay sent the entry at seq {frame.first_seq + i} without its body in the live "
+                        "stream: bodies may only be left out of a catch-up that an agreed snapshot covers")
         self.state.begin()
         new_keys: dict[int, bytes] = {}
         self._new_commits = {}
