@@ -223,3 +223,32 @@ async def test_submissions_neither_sequenced_nor_refused_are_not_left_silently_u
     finally:
         await alice.close()
         await handle.stop()
+
+
+async def test_an_ack_head_the_log_later_contradicts_is_a_fork(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The relay acks Alice's edit under a head it signs for the next seq, then serves a log whose
+    head there is another: it signed two histories for one seq. Before, reaching that seq only
+    cleared the held head (as progress) and the contradiction went unnoticed."""
+    handle, server = lying
+    alice = await encspaces.create_space(handle.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    try:
+        alice.text("doc").insert(0, "one. ")
+        await alice.sync()
+        server.ack_ahead = 1  # the ack of her next edit carries a head one seq past it, over a made-up hash
+        alice.text("doc").insert(5, "two. ")
+        await alice.sync()
+        seq = alice.seq
+        server.ack_ahead = 0
+        alice.text("doc").insert(10, "three.")  # sequenced at seq + 1, where the relay signed another hash
+        await wait_for(lambda: alice.error is not None, what="alice to see the two heads at one seq")
+        error = alice.error
+        assert isinstance(error, errors.ForkError)
+        assert f"at seq {seq + 1} (in its ack)" in str(error)
+        assert [SignedHead.decode(unpack(raw)).seq for raw in error.evidence] == [seq + 1, seq + 1]
+        assert alice.seq == seq and str(alice.text("doc")) == "one. two. three."  # (typed, never verified)
+    finally:
+        await alice.close()
+    data = await load_evidence(alice.id, data_dir=tmp_path / "a")
+    assert data is not None
+    finding = evidence.check(data)
+    assert finding.kind is evidence.EvidenceKind.FORK and finding.seq == seq + 1 and finding.bound
