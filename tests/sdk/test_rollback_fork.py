@@ -8,6 +8,8 @@ import pytest
 
 import encspaces
 from encspaces import errors
+from encspaces_relay.room import Submission
+from tests.support import InterceptingRelay, swallow
 
 from .conftest import RelayHandle, wait_for
 
@@ -64,3 +66,47 @@ async def test_forked_history_is_detected(relay: RelayHandle, tmp_path: Path) ->
             again.text("doc").insert(0, "x")
     finally:
         await again.close()
+
+
+class RestoredRelay(InterceptingRelay):
+    """The real relay; ``intercept`` is a class attribute so that it holds across a restart."""
+
+
+async def test_an_acked_edit_withheld_then_lost_to_a_restore_is_caught_as_a_fork(tmp_path: Path) -> None:
+    """Withholding plus rollback across a reconnect: the relay acks Alice's edit (its signed head
+    at seq s+1) but withholds the frame from her, is restored from a backup taken before it, and
+    Bob's edit takes seq s+1 there. Alice's reconnect shows nothing wrong (the welcome is at her
+    seq), but the log she then receives contradicts the head the relay signed in her ack."""
+    handle = RelayHandle(tmp_path / "relay", RestoredRelay)
+    server = await handle.start()
+    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
+    alice = await encspaces.create_space(handle.url, alice_id, data_dir=tmp_path / "a")
+    try:
+        await alice.add_member(bob_id.public)
+        alice.text("doc").insert(0, "common. ")
+        await alice.sync()
+        await handle.back_up(tmp_path / "backup")
+        await wait_for(lambda: alice.connected, what="alice to reconnect")
+        seq = alice.seq
+        server = handle.server
+        assert server is not None
+        room = server.rooms[alice.space_bytes]
+        (peer,) = [p for p in room.subscribers.values() if p.member == alice_id.public.sign_key]
+        room.unsubscribe(peer)  # her frames are withheld from here; her acks still reach her
+        alice.text("doc").insert(8, "acked, then lost. ")
+        await wait_for(lambda: room.state.seq == seq + 1, what="the relay to sequence (and ack) alice's edit")
+        swallowed: list[Submission] = []
+        RestoredRelay.intercept = staticmethod(swallow(alice_id.public.sign_key, swallowed))  # type: ignore[assignment]
+        await handle.restart_on(tmp_path / "backup")  # alice reconnects; what she sends again is dropped
+        async with encspaces.connect(handle.url, bob_id, alice.id, data_dir=tmp_path / "b") as bob:
+            bob.text("doc").insert(0, "bob. ")
+            await bob.sync()
+            assert bob.seq == seq + 1
+        await wait_for(lambda: alice.error is not None, what="alice to see the two histories")
+        assert isinstance(alice.error, errors.ForkError)
+        assert f"at seq {seq + 1} (in its ack)" in str(alice.error)
+        assert alice.seq == seq and "bob" not in str(alice.text("doc"))
+    finally:
+        RestoredRelay.intercept = None
+        await alice.close()
+        await handle.stop()
