@@ -254,7 +254,7 @@ class PresenceChannel:
         return True
 
     def _check(self, now: float) -> None:
-        for author in self._tracker.expire(now, self.peer_timeout):
+        for author in self._tracker.expire(now, self.peer_timeout, self._host.verifier.state):
             self._publish(PresenceChange(member_id(author), None, self._person(author)))
         if self._live:
             try:

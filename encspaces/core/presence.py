@@ -220,9 +220,13 @@ class PresenceTracker:
                                    note=f"shown in presence by {member_id(who)}; {timeout:g} s live without it"),
                 )
 
-    def expire(self, now: float, timeout: float = PEER_TIMEOUT) -> list[bytes]:
-        """Forget peers silent for ``timeout`` seconds; returns who was dropped."""
-        gone = [author for author, (_, seen) in self.peers.items() if now - seen > timeout]
+    def expire(self, now: float, timeout: float = PEER_TIMEOUT, state: LogState | None = None) -> list[bytes]:
+        """Forget peers silent for ``timeout`` seconds, and (given ``state``) peers that are no
+        longer a device of a member (removed since their last message: their messages are
+        dropped from then on, so they would otherwise show as present until the timeout);
+        returns who was dropped."""
+        gone = [author for author, (_, seen) in self.peers.items()
+                if now - seen > timeout or (state is not None and author not in state.device_owner)]
         for author in gone:
             del self.peers[author]
         return gone
