@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 import encspaces
 from encspaces import errors
+from encspaces.core import crypto
+from encspaces.core.entry import Entry
+from encspaces.core.head import SignedHead, next_head
+from encspaces.core.messages import Entries
 from encspaces_relay.room import Submission
+from encspaces_relay.server import RelayServer
 from tests.support import InterceptingRelay, swallow
 
 from .conftest import RelayHandle, wait_for
@@ -108,5 +114,64 @@ async def test_an_acked_edit_withheld_then_lost_to_a_restore_is_caught_as_a_fork
         assert alice.seq == seq and "bob" not in str(alice.text("doc"))
     finally:
         RestoredRelay.intercept = None
+        await alice.close()
+        await handle.stop()
+
+
+class LyingWelcomeRelay(RelayServer):
+    """Welcomes a returning device without the signed head at its seq (the anchor) when
+    ``drop_anchor``, and serves a new device a log whose seq 1 is not the genesis when
+    ``replace_genesis`` (both class attributes: they hold across a restart)."""
+
+    drop_anchor = False
+    replace_genesis = False
+
+    def encode_welcome(self, space: bytes, head: SignedHead, anchor: SignedHead | None) -> bytes:
+        return super().encode_welcome(space, head, None if self.drop_anchor else anchor)
+
+    def frames_for_entries(self, space: bytes, first_seq: int, entries: list[bytes], head: SignedHead
+                           ) -> Sequence[bytes]:
+        if not self.replace_genesis or first_seq != 1 or len(entries) < 2:
+            return super().frames_for_entries(space, first_seq, entries, head)
+        lie = entries[1:]  # the log from seq 2 on, moved to seq 1 and re-signed over the new chain
+        h = crypto.ZERO_HASH
+        for i, raw in enumerate(lie):
+            h = next_head(h, 1 + i, Entry.decode(raw).digest())
+        return [Entries(1, lie, SignedHead.create(self.signing_key, space, len(lie), h)).encode()]
+
+
+async def test_a_welcome_without_the_anchor_is_refused(tmp_path: Path) -> None:
+    handle = RelayHandle(tmp_path / "relay", LyingWelcomeRelay)
+    await handle.start()
+    alice = await encspaces.create_space(handle.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    try:
+        alice.text("doc").insert(0, "kept. ")
+        await alice.sync()
+        seq = alice.seq
+        LyingWelcomeRelay.drop_anchor = True
+        await handle.stop()
+        await handle.start()  # alice reconnects by herself
+        await wait_for(lambda: alice.error is not None, what="alice to refuse the welcome")
+        assert isinstance(alice.error, errors.MalformedFrameError)
+        assert f"sent no signed head for our seq {seq}" in str(alice.error)
+        assert alice.seq == seq and str(alice.text("doc")) == "kept. "
+    finally:
+        LyingWelcomeRelay.drop_anchor = False
+        await alice.close()
+        await handle.stop()
+
+
+async def test_a_new_device_refuses_a_log_whose_first_entry_is_not_the_genesis(tmp_path: Path) -> None:
+    handle = RelayHandle(tmp_path / "relay", LyingWelcomeRelay)
+    await handle.start()
+    alice = await encspaces.create_space(handle.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    bob_id = encspaces.Identity.generate()
+    try:
+        await alice.add_member(bob_id.public)
+        LyingWelcomeRelay.replace_genesis = True
+        with pytest.raises(errors.SpaceIdError, match="expected the genesis entry"):
+            await encspaces.connect(handle.url, bob_id, alice.id, data_dir=tmp_path / "b")
+    finally:
+        LyingWelcomeRelay.replace_genesis = False
         await alice.close()
         await handle.stop()
