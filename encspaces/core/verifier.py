@@ -328,8 +328,6 @@ class LogVerifier:
             self._check_signed(frame.head)
         self._check_span(frame)
         heads = self._check_chain(frame, entries)
-        if relay_signed:
-            self._check_heads_ahead(frame, entries, heads)
         if live:
             for i, entry in enumerate(entries):
                 if entry.stripped:
@@ -347,6 +345,8 @@ class LogVerifier:
                 self._verify_entry(entry, frame.first_seq + i, heads[i], entries, i, new_keys, deferred)
                 for i, entry in enumerate(entries)
             ]
+            if relay_signed and self._heads_ahead:
+                self._check_heads_ahead(frame, entries, heads)
         except BaseException:
             self.state.rollback()
             raise
@@ -527,8 +527,9 @@ class LogVerifier:
     def _check_heads_ahead(self, frame: Entries, entries: list[Entry], heads: list[bytes]) -> None:
         """A head the relay signed past our seq (in an ack or a welcome) that this frame reaches
         must be the frame's chain there: the relay signed both, so another hash is a fork, and
-        the two heads with the frame's digests between them are its proof (before anything of
-        the frame is applied: the frame is the other history)."""
+        the two heads with the frame's digests between them are its proof. Checked once every
+        entry passed (an entry's own error, e.g. a tampered signature, names the lie more
+        precisely), before anything of the frame is committed: the frame is the other history."""
         first = frame.first_seq
         for held, role in self._heads_ahead:
             if not first <= held.seq <= frame.head.seq or heads[held.seq - first] == held.head:
