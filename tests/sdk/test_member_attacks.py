@@ -22,6 +22,7 @@ from encspaces.snapshot import SnapshotPayload, content_hash
 from tests.support import RawMember
 
 from .conftest import RelayHandle, make_members, settle, wait_for
+from .test_snapshots import newcomer
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +39,27 @@ async def second_device(liar: encspaces.Space) -> encspaces.Identity:
     return device
 
 
+async def post_disputed(relay: RelayHandle, liar: encspaces.Space, honest: list[encspaces.Space], lie: bytes,
+                        words: str) -> None:
+    """The liar's second device posts ``lie`` as a snapshot of the log as ``honest[0]`` holds it
+    now; both honest members dispute it, and each names the liar alone (attesters not blamed)."""
+    assert relay.server is not None
+    room = relay.server.rooms[liar.space_bytes]
+    base = honest[0].seq
+    async with RawMember(relay.url, await second_device(liar), liar.space_bytes) as raw:
+        snapshot_seq = await raw.commit(
+            raw.entry(Kind.SNAPSHOT, lie, parent_seq=base, parent_hash=honest[0].state.heads[base]))
+        liar_id = raw.identity.member_id
+    await wait_for(lambda: len(room.state.snapshots[snapshot_seq].attestations) == 2, what="two attestations")
+    assert not any(a.agrees for a in room.state.snapshots[snapshot_seq].attestations)
+    assert room.state.agreed_snapshot() is None
+    for m in honest:
+        await m.wait_for_seq(room.state.seq)
+        assert [(b.seq, b.author, b.attester) for b in m.snapshots.bad] == [(snapshot_seq, liar_id, False)]
+        assert words in str(m.snapshots.bad[0])
+        assert m.error is None
+
+
 async def test_a_snapshot_holding_a_members_future_edits_as_deleted_is_disputed(
     relay: RelayHandle, tmp_path: Path,
 ) -> None:
@@ -49,15 +71,12 @@ async def test_a_snapshot_holding_a_members_future_edits_as_deleted_is_disputed(
     dispute it and name the liar; a new device then replays the full log and sees the edits."""
     _, members = await make_members(relay.url, tmp_path, 3)
     honest, victim, liar = members
-    assert relay.server is not None
-    room = relay.server.rooms[honest.space_bytes]
     try:
         await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))  # only the liar writes one
         for i, m in enumerate(members):
             m.text("t").insert(0, f"<{i}>")
             await m.sync()
         await settle(members)
-        base = honest.seq
         forged: pycrdt.Doc[object] = pycrdt.Doc(client_id=victim.doc.client_id)  # the victim's Yjs client
         forged.apply_update(honest.doc.get_update())
         text = forged.get("text:t", type=pycrdt.Text)
@@ -65,33 +84,15 @@ async def test_a_snapshot_holding_a_members_future_edits_as_deleted_is_disputed(
         del text[0:64]  # ...as deleted items: no content
         assert content_hash(forged) == content_hash(honest.doc), "the lie hashes to the log's content"
         lie = SnapshotPayload(forged.get_update(), content_hash(forged)).encode()
-        async with RawMember(relay.url, await second_device(liar), liar.space_bytes) as raw:
-            snapshot_seq = await raw.commit(
-                raw.entry(Kind.SNAPSHOT, lie, parent_seq=base, parent_hash=honest.state.heads[base]))
-            liar_id = raw.identity.member_id
-        await wait_for(lambda: len(room.state.snapshots[snapshot_seq].attestations) == 2, what="two attestations")
-        assert not any(a.agrees for a in room.state.snapshots[snapshot_seq].attestations)
-        assert room.state.agreed_snapshot() is None
-        for m in (honest, victim):
-            await m.wait_for_seq(room.state.seq)
-            assert [(b.seq, b.author, b.attester) for b in m.snapshots.bad] == [(snapshot_seq, liar_id, False)]
-            assert "Yjs clocks" in str(m.snapshots.bad[0])
-            assert m.error is None
-
+        await post_disputed(relay, liar, [honest, victim], lie, "Yjs clocks")
         victim.text("t").insert(0, "after the snapshot ")
         await victim.sync()
         await settle(members)
-        fresh_id = encspaces.Identity.generate()
-        await honest.add_member(fresh_id.public)
-        fresh = await encspaces.connect(relay.url, fresh_id, honest.id, data_dir=tmp_path / "fresh")
-        try:
+        async with await newcomer(relay, honest, tmp_path / "fresh") as fresh:
             await fresh.wait_for_seq(honest.seq)
             assert fresh.snapshots.used is None, "a disputed snapshot is never started from"
-            assert str(fresh.text("t")) == str(honest.text("t"))
+            assert str(fresh.text("t")) == str(honest.text("t")) and fresh.error is None
             assert str(fresh.text("t")).startswith("after the snapshot ")
-            assert fresh.error is None
-        finally:
-            await fresh.close()
     finally:
         for m in members:
             await m.close()
@@ -106,30 +107,17 @@ async def test_a_snapshot_claiming_the_logs_content_over_another_state_blames_it
     check of the snapshot, not against "its claim equals our content")."""
     _, members = await make_members(relay.url, tmp_path, 3)
     honest, other, liar = members
-    assert relay.server is not None
-    room = relay.server.rooms[honest.space_bytes]
     try:
         await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))
         for i, m in enumerate(members):
             m.map("m")[f"k{i}"] = i
             await m.sync()
         await settle(members)
-        base = honest.seq
         forged: pycrdt.Doc[object] = pycrdt.Doc()
         forged.apply_update(honest.doc.get_update())
         forged.get("map:m", type=pycrdt.Map)["k0"] = 1_000_000
         lie = SnapshotPayload(forged.get_update(), content_hash(honest.doc)).encode()  # the true content, claimed
-        async with RawMember(relay.url, await second_device(liar), liar.space_bytes) as raw:
-            snapshot_seq = await raw.commit(
-                raw.entry(Kind.SNAPSHOT, lie, parent_seq=base, parent_hash=honest.state.heads[base]))
-            liar_id = raw.identity.member_id
-        await wait_for(lambda: len(room.state.snapshots[snapshot_seq].attestations) == 2, what="two attestations")
-        assert not any(a.agrees for a in room.state.snapshots[snapshot_seq].attestations)
-        for m in (honest, other):
-            await m.wait_for_seq(room.state.seq)
-            assert [(b.seq, b.author, b.attester) for b in m.snapshots.bad] == [(snapshot_seq, liar_id, False)]
-            assert "does not hash to the content it claims" in str(m.snapshots.bad[0])
-            assert m.error is None
+        await post_disputed(relay, liar, [honest, other], lie, "does not hash to the content it claims")
     finally:
         for m in members:
             await m.close()
