@@ -45,12 +45,16 @@ def copy_plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         if depth >= MAX_DEPTH:
             return to_plain(value)
-        return {key: copy_plain(item, depth + 1) for key, item in value.items()}
+        # (scalars, most cells, are taken as they are: no call per cell)
+        return {key: copy_plain(item, depth + 1) if type(item) in _NESTED else item for key, item in value.items()}
     if isinstance(value, list):
         if depth >= MAX_DEPTH:
             return to_plain(value)
-        return [copy_plain(item, depth + 1) for item in value]
+        return [copy_plain(item, depth + 1) if type(item) in _NESTED else item for item in value]
     return value
+
+
+_NESTED = (dict, list)  # what copy_plain walks into (plain values hold no subclasses of either)
 
 
 def equality_key(value: Any, depth: int = 0) -> Any:
