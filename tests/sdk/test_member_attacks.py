@@ -8,6 +8,7 @@ run the SDK. A member's lie is never the relay's fault: nothing here may fail a 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,11 @@ import pytest
 
 import encspaces
 from encspaces import snapshot_keeper
+from encspaces.core import crypto
+from encspaces.core.encoding import pack
 from encspaces.core.entry import Kind
 from encspaces.core.membership import Policy
+from encspaces.core.presence import CTX_PRESENCE_SIG, PRESENCE_VERSION
 from encspaces.snapshot import SnapshotPayload, content_hash
 from tests.support import RawMember
 
@@ -173,3 +177,50 @@ async def test_a_table_row_nested_deeper_than_python_recurses_reads_and_queries(
     finally:
         for m in members:
             await m.close()
+
+
+def sealed_presence(raw: RawMember, state: bytes, counter: int) -> bytes:
+    """A presence message with ``state`` as its packed state, exactly (msgpack's own packer
+    refuses to nest past 511: another client's need not), sealed and signed as the SDK's are."""
+    verifier = raw.verifier
+    epoch = verifier.state.epoch
+    head = None if verifier.latest_head is None else verifier.latest_head.encode()
+    nonce = crypto.random_nonce()
+    header = pack([PRESENCE_VERSION, verifier.space, raw.identity.public.sign_key, epoch, nonce])
+    body = crypto.aead_seal(verifier.epoch_keys[epoch], nonce,
+                            pack([counter, epoch, head, int(time.time() * 1000), [], state]), header)
+    return pack([header, body, raw.identity.sign(CTX_PRESENCE_SIG, header + body)])
+
+
+async def test_a_presence_state_nested_deeper_than_python_compares_is_dropped(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A member's own client sends a presence state nested 1,000 lists deep (1 KB, under the
+    2 KB limit), twice. Before: the second one made every peer compare it with the first
+    (RecursionError) and fail its space with InternalError. Now it is dropped like any
+    malformed presence, and the sender's next sane state is shown."""
+    _, members = await make_members(relay.url, tmp_path, 2)
+    alice, bob = members
+    try:
+        deep = b"\x81" + pack("cursor") + b"\x91" * 1000 + b"\x90"  # {"cursor": [[[...[]...]]]}
+        async with RawMember(relay.url, bob.identity, bob.space_bytes) as raw:
+            above = int(time.time() * 1_000_000) + 10**9  # past the counters bob's own device sends
+            for counter, state in enumerate([deep, deep, pack({"name": "Bob"})], start=above):
+                await raw.presence(sealed_presence(raw, state, counter))
+            await wait_for(lambda: alice.presence.peers.get(bob.identity.member_id) == {"name": "Bob"}
+                           or alice.error is not None, what="alice to take bob's sane state")
+        assert alice.error is None
+        with pytest.raises(encspaces.InvalidArgumentError, match="nested more than 64 deep"):
+            bob.presence.set({"cursor": nested_lists(64)})  # the SDK sends none a peer would drop
+        bob.presence.set({"cursor": nested_lists(63)})  # with the state's own dict: 64 levels
+    finally:
+        for m in members:
+            await m.close()
+
+
+def nested_lists(depth: int) -> Any:
+    """Lists nested ``depth`` deep."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
