@@ -227,7 +227,10 @@ class TableIndex:
         old = self._rows.get(row_id)
         if old is None and new is None:
             return
-        if old is not None and new is not None and old == new and _same_types(old, new):
+        # (_same_types before ``==``: it is False for any list or dict cell, so ``==`` never walks
+        # a value another member's client nested thousands deep, which would raise RecursionError)
+        if old is not None and new is not None and old.keys() == new.keys() and _same_types(old, new) \
+                and old == new:
             return
         if old is None:
             bisect.insort(self._order, row_id)

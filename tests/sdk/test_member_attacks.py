@@ -152,16 +152,23 @@ async def test_a_table_row_nested_deeper_than_python_recurses_reads_and_queries(
         honest_row = table.insert({"v": 1, "n": "honest"})
         await settle(members)
         crafted: pycrdt.Doc[Any] = pycrdt.Doc()
-        crafted.get("table:t", type=pycrdt.Map)["deep"] = row = pycrdt.Map({"n": "deep"})
+        crafted.get("table:t", type=pycrdt.Map)["deep"] = row = pycrdt.Map({"n": "deep", "w": "first"})
         row["v"] = top = pycrdt.Map()
         nest(top, 5000)
         async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:
             await carol.wait_for_seq(await raw.commit(raw.entry(Kind.DATA, crafted.get_update())))
+            for m in (alice, bob):
+                await m.wait_for_seq(carol.seq)
+                assert len(m.table("t").rows()) == 2  # the index holds the deep row...
+            before = crafted.get_state()
+            row["w"] = "later"  # ...and compares it with the row re-read after a change to a column after it
+            await carol.wait_for_seq(await raw.commit(raw.entry(Kind.DATA, crafted.get_update(before))))
         await settle(members)
         for m in (alice, bob):
             t = m.table("t")
             rows = t.to_py()
             assert sorted(rows) == sorted([honest_row, "deep"]) and rows[honest_row] == {"v": 1, "n": "honest"}
+            assert rows["deep"]["w"] == "later"
             deep, levels = rows["deep"]["v"], 0
             while deep:
                 deep, levels = (deep["a"] if isinstance(deep, dict) else deep[0]), levels + 1
@@ -172,8 +179,10 @@ async def test_a_table_row_nested_deeper_than_python_recurses_reads_and_queries(
             assert t.get("deep") is not None and len(t.rows()) == 2
             assert m.rejected == [] and m.error is None
         table.update(honest_row, {"v": 2})
+        table.update("deep", {"w": "alice's"})  # her own edit of the deep row: re-read and compared
         await settle(members)
         assert bob.table("t").get(honest_row) == {"v": 2, "n": "honest"}
+        assert table.get("deep")["w"] == bob.table("t").get("deep")["w"] == "alice's"  # type: ignore[index]
     finally:
         for m in members:
             await m.close()
