@@ -103,11 +103,25 @@ def _varuint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def state_vector(state: bytes) -> dict[int, int]:
+    """An encoded Yjs state vector (``Doc.get_state()``) as {client id: clocks integrated}.
+
+    Compared as a map: yrs writes the clients in no fixed order, so two documents holding the
+    same items may encode their vectors differently.
+    """
+    have: dict[int, int] = {}
+    count, at = _varuint(state, 0)
+    for _ in range(count):
+        client, at = _varuint(state, at)
+        have[client], at = _varuint(state, at)
+    return have
+
+
 # An update holding no struct and an empty delete set.
 _NOTHING_LEFT = b"\x00\x00"
 
 
-def _fully_applied(update: bytes, state: bytes) -> bool:
+def fully_applied(update: bytes, state: bytes) -> bool:
     """Whether a document whose state vector is ``state`` holds all of ``update``.
 
     Yrs keeps the parts of an update it cannot integrate yet (structs whose dependencies it lacks,
@@ -125,11 +139,7 @@ def _fully_applied(update: bytes, state: bytes) -> bool:
         clients, pos = _varuint(diff, 0)
         if clients:
             return False
-        have: dict[int, int] = {}
-        count, at = _varuint(state, 0)
-        for _ in range(count):
-            client, at = _varuint(state, at)
-            have[client], at = _varuint(state, at)
+        have = state_vector(state)
         clients, pos = _varuint(diff, pos)
         for _ in range(clients):
             client, pos = _varuint(diff, pos)
@@ -327,7 +337,7 @@ class Document:
                     # Read in the update's own transaction (Yrs integrated what it could, held
                     # the rest aside, during apply_update): a transaction of its own, opened
                     # and committed just to read the state vector, cost as much as the check.
-                    fully = not self._relayout_allowed or _fully_applied(update, self.doc.get_state())
+                    fully = not self._relayout_allowed or fully_applied(update, self.doc.get_state())
             self._forget_table_indexes()
             if not fully:
                 self._relayout_allowed = False  # Yrs holds part of it aside: a rebuild would drop it

@@ -268,6 +268,23 @@ class WithholdingError(WithheldEntriesError):
         self.proof = proof
 
 
+class SubmissionWithheldError(WithheldEntriesError):
+    """The relay neither sequenced nor refused our entries: the oldest one this device handed to
+    its live connection was still not in the verified log after ``SpaceOptions.withholding_deadline``
+    seconds live, and again after the device reconnected and sent it anew. The relay swallows
+    our edits (or acknowledges them under a head that is not past our log).
+
+    Not provable to a third party (the relay signed nothing about the entries), so no
+    ``evidence``. ``author_seq`` names our oldest entry it holds back, ``verified`` our verified
+    seq. The entries stay in the stored outbox and are sent again when the space is next opened.
+    """
+
+    def __init__(self, message: str, *, author_seq: int, verified: int) -> None:
+        super().__init__(message)
+        self.author_seq = author_seq
+        self.verified = verified
+
+
 class EvidenceError(EncspacesError):
     """An evidence file (``encspaces.core.evidence``) that does not prove what it claims: malformed,
     of an unknown version or kind, a signature that does not verify, or statements that do not

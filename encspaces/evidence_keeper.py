@@ -8,7 +8,9 @@ protocol (encspaces/host.py), with the local store and the space's ``Persistence
   the log (``store.relay_heads``, thinned as ``store.HEAD_WINDOW`` says), so ``encspaces
   verify`` re-checks the relay's signatures and a fork at an old seq can still be proven;
 - heads the relay signed past what it delivered (acks, the welcome) are held to
-  ``SpaceOptions.withholding_deadline`` (``WithholdingError``);
+  ``SpaceOptions.withholding_deadline`` (``WithholdingError``); so are our own entries handed
+  to the relay and neither sequenced nor refused (the connection is renewed once, then
+  ``SubmissionWithheldError``);
 - when the space fails with an error of the fork, rollback or withholding family, its
   ``proof`` is completed from the store (the genesis, the chain link between the two heads)
   (or, for a checkpoint against our log, the leaves from the genesis to a signed head past
@@ -25,8 +27,8 @@ from .core.entry import Entry
 from .core.evidence import MAX_LEAVES, Evidence, HeadStatement, LeavesStatement, LinkStatement, Role, check
 from .core.head import SignedHead
 from .core.log_state import space_id_of
-from .core.withholding import WithholdingWatch
-from .errors import EncspacesError, ForkError, RollbackError, WithholdingError
+from .core.withholding import SubmissionWatch, WithholdingWatch
+from .errors import EncspacesError, ForkError, RollbackError, SubmissionWithheldError, WithholdingError
 from .store import EVIDENCE_META, LocalStore
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ class EvidenceKeeper:
         self._persistence = persistence
         self._clock = host.options.clock
         self.watch = WithholdingWatch()
+        self.submissions = SubmissionWatch()
         self._stored_seq = 0  # the newest seq whose signed head is stored (or queued to be)
         self._welcome: SignedHead | None = None  # the last welcome's head, once held to the deadline
         self.recorded: Evidence | None = None  # the evidence written for the space's failure
@@ -93,10 +96,35 @@ class EvidenceKeeper:
         self._note_welcome()
         if self._host.error is not None or self._host.closed:
             return
-        error = self.watch.overdue(verifier.seq, verifier.verified_head, self._clock.monotonic(),
-                                   self._host.options.withholding_deadline)
+        now, deadline = self._clock.monotonic(), self._host.options.withholding_deadline
+        error = self.watch.overdue(verifier.seq, verifier.verified_head, now, deadline)
         if error is not None:
             self._host.fail(error)
+            return
+        self._check_submissions(now, deadline)
+
+    def sent(self) -> None:
+        """Entries of ours were handed to the live connection: the oldest one's deadline counts from now."""
+        self._check_submissions(self._clock.monotonic(), self._host.options.withholding_deadline)
+
+    def _check_submissions(self, now: float, deadline: float) -> None:
+        """Our oldest entry handed to the relay must reach the verified log (core.withholding.SubmissionWatch)."""
+        oldest = self._host.awaiting_log
+        watch = self.submissions
+        watch.observe(None if oldest is None else oldest.raw, self._host.live_session() is not None, now)
+        if oldest is None or not watch.overdue(deadline):
+            return
+        author_seq, seq = oldest.header.author_seq, self._host.verifier.seq
+        if not watch.renewed:
+            log.warning("our entry author_seq %d is not in the log after %.0f s live: reconnecting to send it again",
+                        author_seq, watch.waited())
+            watch.renew()
+            self._host.send(b"")  # the send loop reconnects; the new connection sends the outbox again
+            return
+        self._host.fail(SubmissionWithheldError(
+            f"the relay neither sequenced nor refused our entry author_seq {author_seq}: after {deadline:g} s live, "
+            f"and again after reconnecting and sending it anew, our verified log (seq {seq}) does not hold it",
+            author_seq=author_seq, verified=seq))
 
     def _note_welcome(self) -> None:
         welcome = self._host.verifier.welcome_head

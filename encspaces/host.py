@@ -123,6 +123,12 @@ class SpaceHost(Protocol):
         """Submit what the outbox holds that is stored and due, if the session is live."""
         ...
 
+    @property
+    def awaiting_log(self) -> Entry | None:
+        """Our oldest entry handed to the relay and not yet in the verified log (None: none, or a
+        resend after a refusal is scheduled); the evidence keeper holds it to the deadline."""
+        ...
+
     # --- what the admin actions need (encspaces/admin.py) -------------------------------------
 
     @property

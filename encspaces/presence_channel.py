@@ -14,10 +14,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .core.encoding import pack
+from .core.encoding import deeper_than, pack, unpack
 from .core.head import SignedHead
 from .core.identity import member_id
 from .core.presence import (
+    MAX_PRESENCE_DEPTH,
     MAX_PRESENCE_STATE,
     PEER_TIMEOUT,
     WITHHOLD_TIMEOUT,
@@ -84,18 +85,22 @@ class PresenceChannel:
     def set(self, state: dict[str, Any]) -> None:
         """Replace our presence state (display name, colour, cursor, selection: a small dict).
 
-        It must pack to at most ``MAX_PRESENCE_STATE`` bytes of msgpack; a state that is not
-        a dict, cannot be packed or is too large raises ``InvalidArgumentError`` (a ValueError;
+        It must pack to at most ``MAX_PRESENCE_STATE`` bytes of msgpack, with lists and dicts
+        nested at most ``MAX_PRESENCE_DEPTH`` deep (peers drop deeper ones); a state that is not
+        a dict, cannot be packed, is too large or too deep raises ``InvalidArgumentError`` (a ValueError;
         ``ArgumentTypeError``, also a TypeError, for a wrong type) and the previous state stays.
         """
         if not isinstance(state, dict):
             raise ArgumentTypeError(f"presence state must be a dict, not {type(state).__name__}")
         try:
-            size = len(pack(state))
+            packed = pack(state)
         except (TypeError, ValueError, OverflowError) as exc:
             raise ArgumentTypeError(f"presence state cannot be packed: {exc}") from None
-        if size > MAX_PRESENCE_STATE:
-            raise InvalidArgumentError(f"presence state of {size} bytes is over the limit of {MAX_PRESENCE_STATE}")
+        if len(packed) > MAX_PRESENCE_STATE:
+            raise InvalidArgumentError(
+                f"presence state of {len(packed)} bytes is over the limit of {MAX_PRESENCE_STATE}")
+        if deeper_than(unpack(packed), MAX_PRESENCE_DEPTH):
+            raise InvalidArgumentError(f"presence state nested more than {MAX_PRESENCE_DEPTH} deep")
         if state == LEFT_STATE:
             raise InvalidArgumentError("that presence state is reserved: it tells peers this member left")
         self._state = dict(state)
@@ -254,7 +259,7 @@ class PresenceChannel:
         return True
 
     def _check(self, now: float) -> None:
-        for author in self._tracker.expire(now, self.peer_timeout):
+        for author in self._tracker.expire(now, self.peer_timeout, self._host.verifier.state):
             self._publish(PresenceChange(member_id(author), None, self._person(author)))
         if self._live:
             try:

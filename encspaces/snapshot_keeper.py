@@ -34,6 +34,7 @@ from .core.attestation import TRACKED_SNAPSHOTS, AttestBody, Status, attest_tag
 from .core.entry import Kind
 from .core.log_state import LogState
 from .core.verifier import VerifiedEntry
+from .document import fully_applied, state_vector
 from .errors import BadSnapshotError, MissingBodiesError, ProtocolError
 from .snapshot import GRANULARITY, SnapshotPayload, content_hash, load_state, snapshot_due
 
@@ -56,12 +57,16 @@ class SnapshotKeeper:
         # content when one author's updates are applied out of order, and these depend on it.
         self._held: list[VerifiedEntry] = []
         self.content_at: dict[int, bytes] = {}
+        # Beside each content hash, the Yjs clocks the document held there ({client: clocks}):
+        # a snapshot's state must hold exactly those. Content alone does not show deleted items,
+        # and a state holding a member's *future* clocks as deleted items hashes like the log's
+        # but makes every device that loads it drop that member's next edits as already seen.
+        self.clocks_at: dict[int, dict[int, int]] = {}
         self.bad: list[BadSnapshotError] = []
         self.stripped_through = 0  # newest seq whose body the relay did not send
         self.covered_through = 0  # the seq whose state the snapshot we merged holds
         self.used: tuple[int, bytes] | None = None  # (seq, author) of the snapshot we depend on
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._live = False  # caught up: from here on every body must be there
         # Attest only entries that arrive from the relay, not those replayed from our own store
         # at startup (the outbox, restored after them, may already hold our attestation).
         self.attesting = False
@@ -77,7 +82,7 @@ class SnapshotKeeper:
         self._own_through = 0  # our newest data author_seq the document holds but the log did not yet
         self._left = 0  # entries of this batch not yet applied
         self._batch_last = 0
-        self._mine: dict[int, bytes] = {}  # snapshot seq -> our content hash at its base
+        self._mine: dict[int, tuple[bytes, bool]] = {}  # snapshot seq -> (our content at its base, our verdict)
         self._claims: dict[int, tuple[bytes, bytes]] = {}  # snapshot seq -> (claimed content, entry bytes)
         # May cover the stripped stretch: the entry, its payload, and its state as the check loaded it.
         self._candidates: dict[int, tuple[VerifiedEntry, SnapshotPayload, pycrdt.Doc[Any]]] = {}
@@ -142,23 +147,21 @@ class SnapshotKeeper:
         if not due:
             return
         content = self._merged_content or content_hash(self._document.doc)
+        clocks = state_vector(self._document.doc.get_state())
         for base in due:
             self._wanted.discard(base)
             self.content_at[base] = content
+            self.clocks_at[base] = clocks
         for old in sorted(self.content_at)[:-KEEP_CONTENT]:
             del self.content_at[old]
+            self.clocks_at.pop(old, None)
         grid = [b for b in due if b % GRANULARITY == 0]
         if grid:
             self._maybe_write(grid[-1], content, self._host.verifier.state)
 
     def on_entry(self, result: VerifiedEntry) -> bool:
         """Handle stripped bodies, snapshots and attestations; False for anything the space applies itself."""
-        if result.stripped:
-            if self._live:
-                self._host.fail(MissingBodiesError(
-                    f"the relay sent the entry at seq {result.seq} without its body in the live stream: "
-                    "bodies may only be left out of a catch-up that an agreed snapshot covers"))
-                return True
+        if result.stripped:  # (only in a catch-up: the verifier refuses one in the live stream)
             self.stripped_through = max(self.stripped_through, result.seq)
             return True
         if result.kind is Kind.ATTEST:
@@ -201,6 +204,8 @@ class SnapshotKeeper:
             loaded = load_state(payload.state)
             if content_hash(loaded) != payload.content:
                 problem = f"its state does not hash to the content it claims for seq {base}"
+            elif not fully_applied(payload.state, loaded.get_state()):
+                problem = "its state holds edits that do not apply (their dependencies are missing)"
         except (ProtocolError, ValueError, BaseException) as exc:  # pycrdt panics are BaseExceptions
             if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
                 raise
@@ -211,9 +216,12 @@ class SnapshotKeeper:
         if payload is not None:
             self._claims[seq] = (payload.content, result.entry.raw)
         if own is not None:
-            self._mine[seq] = own
             if not problem and payload is not None and payload.content != own:
                 problem = f"its content differs from the document this device held at seq {base}"
+            clocks = self.clocks_at.get(base)
+            if not problem and loaded is not None and clocks is not None and state_vector(loaded.get_state()) != clocks:
+                problem = f"its state holds other edits (Yjs clocks) than the document this device held at seq {base}"
+            self._mine[seq] = (own, not problem)
             self._attest(seq, header.epoch, header.author, own, agrees=not problem)
         for table in (self._mine, self._claims):
             for old in sorted(table)[:-TRACKED_SNAPSHOTS]:
@@ -249,19 +257,20 @@ class SnapshotKeeper:
         if record is None or key is None:
             return
         claim = self._claims.get(body.snapshot)
-        own = self._mine.get(body.snapshot)
+        mine = self._mine.get(body.snapshot)
 
         def tag(content: bytes) -> bytes:
             return attest_tag(key, verifier.state.space, body.snapshot, record.base, content)
 
         evidence = (claim[1], result.entry.raw) if claim is not None else (result.entry.raw,)
         problem = ""
-        if own is not None:
+        if mine is not None:
+            own, verdict = mine
             if body.tag != tag(own):
                 problem = f"it states a content at seq {record.base} other than the log's, which this device replayed"
-            elif body.agrees != (claim is not None and claim[0] == own):
-                problem = f"its verdict ({'agrees' if body.agrees else 'disagrees'}) is wrong: the snapshot's " \
-                          f"content {'differs from' if body.agrees else 'is'} the log's at seq {record.base}"
+            elif body.agrees != verdict:
+                problem = f"its verdict ({'agrees' if body.agrees else 'disagrees'}) is wrong: checked against " \
+                          f"the log at seq {record.base}, the snapshot is {'bad' if body.agrees else 'good'}"
         elif claim is not None and body.agrees and body.tag != tag(claim[0]):
             problem = "it agrees with the snapshot but states another content than the snapshot claims"
         if problem:
@@ -329,12 +338,8 @@ class SnapshotKeeper:
         log.error("%s", error)
         self.bad.append(error)
 
-    def went_offline(self) -> None:
-        self._live = False  # the next catch-up may leave out bodies a snapshot covers
-
     def check_complete(self) -> None:
         """Once caught up: every stripped body must be covered by an agreed snapshot the relay sent."""
-        self._live = True
         if self.stripped_through > self.covered_through:
             self._host.fail(MissingBodiesError(
                 f"the relay sent entries up to seq {self.stripped_through} without their bodies, and no "

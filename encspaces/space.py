@@ -202,6 +202,10 @@ class _Host:
     def unsent(self) -> int:
         return self._space.unsent
 
+    @property
+    def awaiting_log(self) -> Entry | None:
+        return self._space._box.awaiting_log()
+
     def renumbered(self, renames: builtins.list[Rename]) -> None:
         self._space._renumbered(renames)
 
@@ -269,7 +273,6 @@ class _Host:
         space._evidence.disconnected()
         space.presence.went_offline()
         space.files.went_offline()
-        space.snapshots.went_offline()
 
     def on_device_in_use(self, refusal: RelayError) -> None:
         space = self._space
@@ -943,6 +946,7 @@ class Space:
             chunk.append(raw)
             size += len(raw)
         send(session.submit(chunk))
+        self._evidence.sent()  # our oldest entry in flight is held to the deadline from now
 
     # --- verified entries -> document ------------------------------------------------------
 

@@ -56,6 +56,20 @@ def unpack_array_start(data: bytes, count: int, *, what: str = "message") -> lis
         raise ProtocolError(f"{what}: not the start of a msgpack array of {count} items ({exc})") from exc
 
 
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and maps nest more than ``limit`` deep in a decoded value (walked without
+    recursion: msgpack decodes ~1,000 levels from 1 KB, and Python's own comparison or repr of
+    such a value raises RecursionError)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            if depth >= limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not part of the protocol")
 

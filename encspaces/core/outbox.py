@@ -172,6 +172,14 @@ class Outbox:
         self.submitted_through = max(self.submitted_through, self.sent_through)
         return Submission(ready)
 
+    def awaiting_log(self) -> Entry | None:
+        """Our oldest entry handed to a connection (this one or one before) and not yet in the
+        verified log; None when there is none, or while a resend after a refusal is scheduled
+        (the relay answered)."""
+        if self.backoff_pending or not self.entries or self.entries[0].header.author_seq > self.submitted_through:
+            return None
+        return self.entries[0]
+
     # --- the verified log ---------------------------------------------------------------------
 
     def verified(self, verified_mine: int) -> int | None:

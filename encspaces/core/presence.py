@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import ForkError, InvalidArgumentError, ProtocolError, RelaySignatureError, WithholdingError
 from . import crypto
-from .encoding import as_bytes, as_int, as_list, as_map, pack, unpack
+from .encoding import as_bytes, as_int, as_list, as_map, deeper_than, pack, unpack
 from .evidence import Evidence, EvidenceKind, HeadStatement, Role, fork_proof, head_wire
 from .head import SignedHead
 from .identity import Identity, member_id
@@ -34,6 +34,7 @@ from .log_state import LogState
 
 PRESENCE_VERSION = 2  # 2: the head claim sealed, with a per-sender counter (1: the claim in clear)
 MAX_PRESENCE_STATE = 2048  # bytes of application state, packed
+MAX_PRESENCE_DEPTH = 64  # lists and maps nested in it (as shared values: encspaces.shared.values.MAX_DEPTH)
 PEER_TIMEOUT = 30.0  # seconds after a member's last presence message that we forget them
 WITHHOLD_TIMEOUT = 10.0  # seconds a claimed entry may take to reach us while we are live
 CTX_PRESENCE_SIG = b"encspaces/v1/presence-signature"
@@ -134,8 +135,11 @@ def open_presence(data: bytes, space: bytes, state: LogState, keys: dict[int, by
         bad_snapshots=tuple(as_int(s, "presence bad snapshot") for s in as_list(sealed[4], "bad snapshots")[:32]),
     )
     state_bytes = as_bytes(sealed[5], "presence state", max_size=MAX_PRESENCE_STATE)
-    return PresenceMessage(author, as_map(unpack(state_bytes, what="presence state"), "presence state"), claim,
-                           as_int(sealed[3], "presence time"), counter)
+    app_state = as_map(unpack(state_bytes, what="presence state"), "presence state")
+    if deeper_than(app_state, MAX_PRESENCE_DEPTH):
+        # Another client's, ~1,000 levels in 1 KB: comparing it with the last one would raise.
+        raise ProtocolError(f"presence from {member_id(author)}: state nested more than {MAX_PRESENCE_DEPTH} deep")
+    return PresenceMessage(author, app_state, claim, as_int(sealed[3], "presence time"), counter)
 
 
 @dataclass
@@ -220,9 +224,13 @@ class PresenceTracker:
                                    note=f"shown in presence by {member_id(who)}; {timeout:g} s live without it"),
                 )
 
-    def expire(self, now: float, timeout: float = PEER_TIMEOUT) -> list[bytes]:
-        """Forget peers silent for ``timeout`` seconds; returns who was dropped."""
-        gone = [author for author, (_, seen) in self.peers.items() if now - seen > timeout]
+    def expire(self, now: float, timeout: float = PEER_TIMEOUT, state: LogState | None = None) -> list[bytes]:
+        """Forget peers silent for ``timeout`` seconds, and (given ``state``) peers that are no
+        longer a device of a member (removed since their last message: their messages are
+        dropped from then on, so they would otherwise show as present until the timeout);
+        returns who was dropped."""
+        gone = [author for author, (_, seen) in self.peers.items()
+                if now - seen > timeout or (state is not None and author not in state.device_owner)]
         for author in gone:
             del self.peers[author]
         return gone

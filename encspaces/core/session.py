@@ -191,7 +191,8 @@ class ClientSession:
             return self._maybe_live([] if message.checkpoint is None else [CheckpointReceived(message.checkpoint)])
         if self.state in (SessionState.CATCHING_UP, SessionState.LIVE):
             if isinstance(message, Entries):
-                return self._maybe_live([Verified(self.verifier.verify_frame(message))])
+                live = self.state is SessionState.LIVE
+                return self._maybe_live([Verified(self.verifier.verify_frame(message, live=live))])
             if isinstance(message, Ack):
                 if message.head is not None:
                     self.verifier.note_signed_head(message.head)

@@ -22,6 +22,7 @@ from ..errors import (
     KeyConfirmationError,
     MalformedEntryError,
     MalformedFrameError,
+    MissingBodiesError,
     ProtocolError,
     RelaySignatureError,
     ReorderError,
@@ -91,9 +92,10 @@ class LogVerifier:
         self.key_failure: KeyConfirmationError | None = None
         # Freshness (the removal window): the relay time of the newest relay-signed head at or
         # below our verified seq, i.e. "as of then, nothing existed that we have not verified".
-        # Heads past our seq (an ack, a welcome) count once the log we verified reaches them.
+        # Heads past our seq (an ack, a welcome) count once the log we verified reaches them, and
+        # must then carry the hash our chain has there (else the relay signed two histories).
         self.fresh_ms = 0
-        self._heads_ahead: list[SignedHead] = []
+        self._heads_ahead: list[tuple[SignedHead, Role]] = []
         # The newest relay-signed head at or below our seq that matched our chain: our side of the
         # evidence when the relay is caught contradicting itself (encspaces.core.evidence).
         self.verified_head: SignedHead | None = None
@@ -140,7 +142,7 @@ class LogVerifier:
                 f"welcome: the relay's head is at seq {welcome.head.seq}, but a space's log always holds its "
                 f"genesis at seq {GENESIS_SEQ}"
             )
-        self._note_fresh(welcome.head)
+        self._note_fresh(welcome.head, Role.WELCOME)
         self._note_verified(welcome.head)
         self.welcome_head = welcome.head
         self.witness.observe_head(welcome.head.seq, pack(welcome.head.encode()), Role.WELCOME)
@@ -191,7 +193,7 @@ class LogVerifier:
         self._check_signed(signed)
         self._compare_with_chain(signed, Role.ACK)
         self.check_not_rolled_back(signed, Role.ACK)
-        self._note_fresh(signed)
+        self._note_fresh(signed, Role.ACK)
         self._note_verified(signed)
         self.witness.observe_head(signed.seq, pack(signed.encode()), Role.ACK)
 
@@ -200,16 +202,16 @@ class LogVerifier:
         if signed.seq <= self.seq and (self.verified_head is None or signed.seq >= self.verified_head.seq):
             self.verified_head = signed
 
-    def _note_fresh(self, signed: SignedHead) -> None:
+    def _note_fresh(self, signed: SignedHead, role: Role = Role.FRAME) -> None:
         """Count a checked relay-signed head towards freshness, now or once we verified through it."""
         if signed.seq > self.seq:
-            self._heads_ahead = [*self._heads_ahead[-63:], signed]
+            self._heads_ahead = [*self._heads_ahead[-63:], (signed, role)]
             return
         self.fresh_ms = max(self.fresh_ms, signed.time_ms)
         if self._heads_ahead:
             ahead = self._heads_ahead
-            self._heads_ahead = [h for h in ahead if h.seq > self.seq]
-            for h in ahead:
+            self._heads_ahead = [(h, role) for h, role in ahead if h.seq > self.seq]
+            for h, _ in ahead:
                 if h.seq <= self.seq:
                     self.fresh_ms = max(self.fresh_ms, h.time_ms)
 
@@ -296,9 +298,14 @@ class LogVerifier:
 
     # --- frames -----------------------------------------------------------------------------
 
-    def verify_frame(self, frame: Entries) -> list[VerifiedEntry]:
-        """Verify a frame and advance; on any error nothing of the frame is applied."""
-        return self._verify(frame, relay_signed=True)
+    def verify_frame(self, frame: Entries, *, live: bool = False) -> list[VerifiedEntry]:
+        """Verify a frame and advance; on any error nothing of the frame is applied.
+
+        ``live``: the session caught up; bodies may be left out only of a catch-up (an agreed
+        snapshot covers them), so a stripped entry now is a ``MissingBodiesError``, raised
+        before anything of the frame is applied (its signature would not even be checked).
+        """
+        return self._verify(frame, relay_signed=True, live=live)
 
     def reverify_stored(self, seq: int, raw: bytes, head: bytes) -> list[VerifiedEntry]:
         """Verify one entry of this device's own store again, from genesis on, by every rule but one.
@@ -309,7 +316,7 @@ class LogVerifier:
         """
         return self._verify(Entries(seq, [raw], SignedHead(self.space, seq, head, 0, b"", b"")), relay_signed=False)
 
-    def _verify(self, frame: Entries, *, relay_signed: bool) -> list[VerifiedEntry]:
+    def _verify(self, frame: Entries, *, relay_signed: bool, live: bool = False) -> list[VerifiedEntry]:
         if not frame.entries:
             raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
         # Only this device's own store may hold redacted entries (sealed keys blanked).
@@ -321,6 +328,12 @@ class LogVerifier:
             self._check_signed(frame.head)
         self._check_span(frame)
         heads = self._check_chain(frame, entries)
+        if live:
+            for i, entry in enumerate(entries):
+                if entry.stripped:
+                    raise MissingBodiesError(
+                        f"the relay sent the entry at seq {frame.first_seq + i} without its body in the live "
+                        "stream: bodies may only be left out of a catch-up that an agreed snapshot covers")
         self.state.begin()
         new_keys: dict[int, bytes] = {}
         self._new_commits = {}
@@ -332,6 +345,8 @@ class LogVerifier:
                 self._verify_entry(entry, frame.first_seq + i, heads[i], entries, i, new_keys, deferred)
                 for i, entry in enumerate(entries)
             ]
+            if relay_signed and self._heads_ahead:
+                self._check_heads_ahead(frame, entries, heads)
         except BaseException:
             self.state.rollback()
             raise
@@ -508,6 +523,29 @@ class LogVerifier:
                 f"to the signed head: computed {h.hex()[:16]}…, signed {frame.head.head.hex()[:16]}…"
             )
         return heads
+
+    def _check_heads_ahead(self, frame: Entries, entries: list[Entry], heads: list[bytes]) -> None:
+        """A head the relay signed past our seq (in an ack or a welcome) that this frame reaches
+        must be the frame's chain there: the relay signed both, so another hash is a fork, and
+        the two heads with the frame's digests between them are its proof. Checked once every
+        entry passed (an entry's own error, e.g. a tampered signature, names the lie more
+        precisely), before anything of the frame is committed: the frame is the other history."""
+        first = frame.first_seq
+        for held, role in self._heads_ahead:
+            if not first <= held.seq <= frame.head.seq or heads[held.seq - first] == held.head:
+                continue
+            at = held.seq - first
+            statements: list[HeadStatement | LinkStatement] = [HeadStatement(role, held),
+                                                               HeadStatement(Role.FRAME, frame.head)]
+            if held.seq < frame.head.seq:
+                statements.append(LinkStatement(Role.FRAME, held.seq, heads[at],
+                                                tuple(e.digest() for e in entries[at + 1:])))
+            raise ForkError(
+                f"the relay signed head {held.head.hex()[:16]}… at seq {held.seq} (in its {role.value}), and now "
+                f"sends a log whose head there is {heads[at].hex()[:16]}…: it signed two histories",
+                evidence=(head_wire(held), head_wire(frame.head)),
+                proof=self.evidence(EvidenceKind.FORK, statements),
+            )
 
     def _verify_entry(
         self, entry: Entry, seq: int, head: bytes, entries: list[Entry], index: int, new_keys: dict[int, bytes],

@@ -102,4 +102,45 @@ class WithholdingWatch:
         )
 
 
-__all__ = ["HeadAhead", "WithholdingWatch"]
+class SubmissionWatch:
+    """Our oldest entry handed to the live connection, held to the deadline of time live until the
+    verified log holds it.
+
+    An honest relay answers every submission: it sequences it (the frame follows) or refuses it
+    (a notice: the outbox backs off and sends again, and gives up after ``resubmit_limit``). A
+    relay that does neither, or acks under a head not past our log, has signed nothing past
+    what it delivered, so ``WithholdingWatch`` holds nothing; the device would wait for ever,
+    its edits never sent to anyone and no error (a space silently stuck). Overdue once, the
+    caller renews the connection (the entry is sent again: a relay that lost it honestly gets
+    it anew); overdue again for the same entry, the caller fails the space.
+
+    Pure: the caller reports, on each tick, the entry (its bytes, None when nothing of ours
+    awaits the log or a resend is already scheduled), whether the session is live, and the time.
+    """
+
+    def __init__(self) -> None:
+        self.entry: bytes | None = None
+        self.renewed = False  # the connection was renewed once for this entry
+        self._waited = 0.0  # seconds live with this entry awaiting the log
+        self._last: float | None = None  # the previous tick's time, if the session was live then
+
+    def observe(self, entry: bytes | None, live: bool, now: float) -> None:
+        if entry != self.entry:
+            self.entry, self._waited, self.renewed = entry, 0.0, False
+        elif entry is not None and self._last is not None:
+            self._waited += now - self._last  # live at the previous observation: the relay's time since
+        self._last = now if live else None
+
+    def overdue(self, deadline: float) -> bool:
+        return self.entry is not None and self._waited > deadline
+
+    def renew(self) -> None:
+        """The caller renewed the connection: the entry gets a fresh deadline, once."""
+        self._waited = 0.0
+        self.renewed = True
+
+    def waited(self) -> float:
+        return self._waited
+
+
+__all__ = ["HeadAhead", "SubmissionWatch", "WithholdingWatch"]

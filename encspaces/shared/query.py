@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..errors import QueryError
-from .values import check_plain, same
+from .values import canonical, check_plain, same
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 Where = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool] | None
@@ -191,10 +191,15 @@ def _rank(value: Any) -> tuple[int, Any]:
         return (2, value)
     if isinstance(value, str):
         return (3, value)
-    if isinstance(value, list):
-        return (4, json.dumps(value, sort_keys=True, default=repr))
-    if isinstance(value, dict):
-        return (5, json.dumps(value, sort_keys=True, default=repr))
+    try:
+        if isinstance(value, list):
+            return (4, json.dumps(value, sort_keys=True, default=repr))
+        if isinstance(value, dict):
+            return (5, json.dumps(value, sort_keys=True, default=repr))
+    except RecursionError:
+        # Nested deeper than json walks: only another member's client writes that. Ordered
+        # after every other value, among themselves by their flat (non-recursive) description.
+        return (7, json.dumps(canonical(value), default=repr))
     return (6, repr(value))
 
 

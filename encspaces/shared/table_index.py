@@ -31,27 +31,42 @@ from typing import Any
 import pycrdt
 
 from .query import OrderBy, Row, Where, _rank, check_limit, compile_where, parse_order_by, sort_rows
-from .values import to_plain
+from .values import MAX_DEPTH, to_plain
 
 _MISSING_KEY: tuple[int] = (1,)
 
 
-def copy_plain(value: Any) -> Any:
-    """A copy of a plain value that shares no list or dict with it (callers may mutate results)."""
+def copy_plain(value: Any, depth: int = 0) -> Any:
+    """A copy of a plain value that shares no list or dict with it (callers may mutate results).
+
+    Past ``MAX_DEPTH`` (deeper than this API writes: only another member's client can) the rest
+    is copied by ``to_plain``, which does not recurse: a row nested 100,000 deep must read.
+    """
     if isinstance(value, dict):
-        return {key: copy_plain(item) for key, item in value.items()}
+        if depth >= MAX_DEPTH:
+            return to_plain(value)
+        # (scalars, most cells, are taken as they are: no call per cell)
+        return {key: copy_plain(item, depth + 1) if type(item) in _NESTED else item for key, item in value.items()}
     if isinstance(value, list):
-        return [copy_plain(item) for item in value]
+        if depth >= MAX_DEPTH:
+            return to_plain(value)
+        return [copy_plain(item, depth + 1) if type(item) in _NESTED else item for item in value]
     return value
 
 
-def equality_key(value: Any) -> Any:
+_NESTED = (dict, list)  # what copy_plain walks into (plain values hold no subclasses of either)
+
+
+def equality_key(value: Any, depth: int = 0) -> Any:
     """A hashable key equal for two values exactly when ``values.same`` calls them equal.
 
     Numbers share a tag, so ``1`` and ``1.0`` meet; booleans have their own, so ``True``
-    never meets ``1``. Values no filter operand can be (bytes, odd objects) get a key no
+    never meets ``1``. Values no filter operand can be (bytes, odd objects, lists and dicts
+    nested deeper than ``MAX_DEPTH``, which only another member's client writes) get a key no
     operand's key equals.
     """
+    if depth > MAX_DEPTH and isinstance(value, list | tuple | dict):
+        return ("deep",)
     if value is None:
         return ("n",)
     if isinstance(value, bool):
@@ -61,9 +76,9 @@ def equality_key(value: Any) -> Any:
     if isinstance(value, str):
         return ("s", value)
     if isinstance(value, list | tuple):  # a filter's operand may still be a tuple; stored values never are
-        return ("l", tuple(equality_key(item) for item in value))
+        return ("l", tuple(equality_key(item, depth + 1) for item in value))
     if isinstance(value, dict):
-        return ("d", tuple(sorted((key, equality_key(item)) for key, item in value.items())))
+        return ("d", tuple(sorted((key, equality_key(item, depth + 1)) for key, item in value.items())))
     return ("?", id(value))
 
 
@@ -212,7 +227,10 @@ class TableIndex:
         old = self._rows.get(row_id)
         if old is None and new is None:
             return
-        if old is not None and new is not None and old == new and _same_types(old, new):
+        # (_same_types before ``==``: it is False for any list or dict cell, so ``==`` never walks
+        # a value another member's client nested thousands deep, which would raise RecursionError)
+        if old is not None and new is not None and old.keys() == new.keys() and _same_types(old, new) \
+                and old == new:
             return
         if old is None:
             bisect.insort(self._order, row_id)

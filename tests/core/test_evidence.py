@@ -141,3 +141,26 @@ def test_a_file_that_does_not_prove_its_claim_is_refused() -> None:
         evidence.check(pack([pack(fields), None]))
     with pytest.raises(EvidenceError, match="not an evidence file"):
         evidence.check(b"\x93not evidence")
+
+
+def test_an_ack_head_ahead_that_a_later_frame_contradicts_is_a_fork_with_its_link() -> None:
+    """An ack's head past our seq, then a frame through a later seq whose chain passes another
+    hash there: the two heads and the frame's digests after that seq prove the fork, before
+    anything of the frame is applied."""
+    fs = FakeSpace()
+    fs.write(fs.alice)
+    v = fs.verifier(through=fs.seq)
+    seq = v.seq
+    v.note_signed_head(fs.signed(seq + 1, crypto.hash_parts(b"never served")))
+    for _ in range(3):
+        fs.write(fs.alice)
+    with pytest.raises(ForkError) as caught:
+        v.verify_frame(fs.frame(seq + 1))
+    assert v.seq == seq
+    finding = evidence.check(complete(fs, caught.value.proof).encode(fs.bob))
+    assert finding.kind is EvidenceKind.FORK and finding.seq == seq + 1 and finding.bound
+    assert "2 entries by digest" in finding.proves
+    honest = fs.verifier(through=seq)
+    honest.note_signed_head(fs.signed(seq + 1))
+    honest.verify_frame(fs.frame(seq + 1))  # the same frame under an ack head that matches: fine
+    assert honest.seq == fs.seq

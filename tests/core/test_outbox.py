@@ -24,6 +24,7 @@ from encspaces.core.outbox import (
     backoff_delay,
 )
 from encspaces.core.rekey import invite_body, rekey_body
+from encspaces.core.withholding import SubmissionWatch
 from encspaces.errors import EntryTooLargeError
 
 from .fakes import FIXED_TIME_MS, FakeSpace
@@ -281,3 +282,35 @@ def test_upkeep_revokes_an_expired_invite_once_while_connected() -> None:
     assert upkeep.plan(fs.state, {1}, me, False, NOW + 1001).revoke == ()  # offline: later
     assert upkeep.plan(fs.state, {1}, me, True, NOW + 1001).revoke == (secret.invite_key,)
     assert upkeep.plan(fs.state, {1}, me, True, NOW + 1002).revoke == ()
+
+
+def test_the_oldest_entry_handed_to_the_relay_is_held_to_the_deadline_until_the_log_holds_it() -> None:
+    """``awaiting_log`` names our oldest submitted entry not in the verified log (not one never
+    sent, nor while a resend after a refusal is scheduled); ``SubmissionWatch`` counts time live
+    with that same entry waiting, lets the caller renew the connection once, and starts again
+    for another entry."""
+    fs, box = setup()
+    first, _ = data(fs, box), data(fs, box)
+    assert box.awaiting_log() is None  # not sent yet
+    box.stored(2, box.generation)
+    box.to_send(NOW, NOW, LIMIT)
+    assert box.awaiting_log() == first
+    box.connection_started(verified_mine=0)
+    assert box.awaiting_log() == first  # handed to a connection before: still awaited
+    watch = SubmissionWatch()
+    watch.observe(first.raw, True, 0.0)
+    watch.observe(first.raw, False, 20.0)  # offline from here: not the relay's time
+    watch.observe(first.raw, True, 500.0)
+    watch.observe(first.raw, True, 510.0)
+    assert watch.waited() == 30.0 and watch.overdue(29.0) and not watch.overdue(30.0)
+    watch.renew()
+    assert watch.renewed and not watch.overdue(29.0)
+    watch.observe(first.raw, True, 540.0)
+    assert watch.overdue(29.0) and watch.renewed
+    box.verified(verified_mine=1)
+    second = box.awaiting_log()
+    assert second is not None and second.header.author_seq == 2
+    watch.observe(second.raw, True, 541.0)
+    assert not watch.overdue(0.0) and not watch.renewed  # another entry: a fresh deadline
+    box.backoff_pending = True  # refused: the relay answered, a resend is scheduled
+    assert box.awaiting_log() is None

@@ -24,8 +24,9 @@ from encspaces import errors, snapshot_keeper
 from encspaces.core import crypto
 from encspaces.core.encoding import pack
 from encspaces.core.entry import Entry, Kind
-from encspaces.core.head import SignedHead
+from encspaces.core.head import SignedHead, next_head
 from encspaces.core.membership import Policy
+from encspaces.core.messages import Welcome
 from tests.support import RawMember
 
 from .conftest import RelayHandle, make_members, settle
@@ -181,7 +182,10 @@ async def test_a_forged_stripped_entry_is_caught_by_the_parents_signed_after_it(
 
 
 async def test_a_stripped_entry_no_snapshot_covers_has_its_signature_checked(tmp_path: Path) -> None:
-    """The relay strips (and forges) the last entry, past every snapshot: checked when catch-up ends."""
+    """The relay strips (and forges) the last entry, past every snapshot: checked when catch-up ends.
+
+    A consistent liar: it also signs its welcome over the forged chain (a welcome head over the
+    real one would contradict the forged frame at that seq: a ForkError before catch-up ends)."""
     handle, server, members, newcomer = await lying_space(tmp_path)
     try:
         admin = members[0]
@@ -189,7 +193,24 @@ async def test_a_stripped_entry_no_snapshot_covers_has_its_signature_checked(tmp
             await m.close()  # nothing else is written after the entry below (no snapshot or attestation)
         async with RawMember(handle.url, admin.identity, admin.space_bytes) as raw:
             last = await raw.commit(raw.entry(Kind.DATA, b"the log's last entry"))
-        server.attack = forge_in_fast_catch_up(at_seq(last), last, strip=True)
+        space = admin.space_bytes
+        (real,) = [e for seq, e in handle.entries() if seq == last]
+        stranger = encspaces.Identity.generate().sign(crypto.CTX_ENTRY_SIG, real.header_bytes + real.body_hash)
+        forged = pack([real.header_bytes, real.body_hash, stranger, None])
+        chained = next_head(server.rooms[space].state.heads[last - 1], last, Entry.decode(forged).digest())
+        lie = SignedHead.create(server.signing_key, space, last, chained)
+
+        def welcome(space: bytes, head: SignedHead, anchor: SignedHead | None) -> bytes:
+            return Welcome(lie if head.seq == last else head, anchor).encode()
+
+        def swap(r: LyingRelay, space: bytes, first: int, raws: list[bytes], head: SignedHead) -> list[bytes] | None:
+            if not first <= last < first + len(raws):
+                return None
+            r.attack, r.forged_seq = None, last  # type: ignore[attr-defined]
+            return [r.signed_frame(space, first, [*raws[: last - first], forged, *raws[last - first + 1 :]])]
+
+        server.encode_welcome = welcome  # type: ignore[method-assign]
+        server.attack = swap
         with pytest.raises(errors.AuthorSignatureError) as caught:
             await encspaces.connect(handle.url, newcomer, members[0].id, data_dir=tmp_path / "new")
         assert server.forged_seq == last  # type: ignore[attr-defined]

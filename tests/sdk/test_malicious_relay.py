@@ -20,7 +20,7 @@ from encspaces.core.encoding import pack, unpack
 from encspaces.core.entry import Entry, Kind, build_entry
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.membership import Role, SetRoleBody
-from encspaces.core.messages import Entries
+from encspaces.core.messages import Entries, decode_message
 from encspaces.core.verifier import LogVerifier, VerifiedEntry
 from encspaces_relay.server import RelayServer
 
@@ -157,6 +157,29 @@ def inject(make: Callable[[LyingRelay], bytes]) -> Attack:
     return attack
 
 
+# --- more attacks, for claims of docs/PROTOCOL.md section 2 that had no attack test ------------
+
+
+def head_for_another_space(r: LyingRelay, space: bytes, first: int, entries: list[bytes],
+                           head: SignedHead) -> list[bytes]:
+    other = crypto.hash_parts(b"another space", space)
+    return [Entries(first, entries, SignedHead.create(r.signing_key, other, head.seq, head.head)).encode()]
+
+
+def duplicate_inside(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    return [r.signed_frame(space, first, [*entries, entries[-1]])]
+
+
+def strip_live(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    return [r.signed_frame(space, first, [*entries[:-1], Entry.decode(entries[-1]).strip()])]
+
+
+def fork_at_verified(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    """The frame under a head re-signed at the seq the device verified last, over another hash."""
+    lie = SignedHead.create(r.signing_key, space, first - 1, crypto.hash_parts(b"another history"))
+    return [Entries(first, entries, lie).encode()]
+
+
 # --- the harness ------------------------------------------------------------------------------
 
 
@@ -216,6 +239,10 @@ async def assert_stays_failed(bob: encspaces.Space, cls: type[errors.Verificatio
         (bad_relay_signature, errors.RelaySignatureError, "relay's signature"),
         (broken_chain, errors.ChainError, "do not chain"),
         (skip_a_seq, errors.ChainError, "missing"),
+        (head_for_another_space, errors.RelaySignatureError, "is for space"),
+        (duplicate_inside, errors.ReplayError, "replayed"),
+        (strip_live, errors.MissingBodiesError, "without its body in the live stream"),
+        (fork_at_verified, errors.ForkError, "we verified"),
     ],
 )
 async def test_rewritten_frame_is_caught(lying, attack: Attack, error: type[errors.VerificationError],  # type: ignore[no-untyped-def]
@@ -356,11 +383,11 @@ async def test_a_device_does_not_verify_its_own_signature_on_what_it_sent(  # ty
                 checked.append((public_key, context))
             return real_verify(public_key, context, message, signature)
 
-        def verify_frame(self: LogVerifier, frame: Entries) -> list[VerifiedEntry]:
+        def verify_frame(self: LogVerifier, frame: Entries, *, live: bool = False) -> list[VerifiedEntry]:
             frames[0] += 1
             verifying[0] = True
             try:
-                return real_frame(self, frame)
+                return real_frame(self, frame, live=live)
             finally:
                 verifying[0] = False
 
@@ -374,3 +401,131 @@ async def test_a_device_does_not_verify_its_own_signature_on_what_it_sent(  # ty
         assert not [key for key, context in checked if context == crypto.CTX_ENTRY_SIG]
     finally:
         await alice.close()
+
+
+def append_garbage(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    """An entry that does not decode after the real one (no digest to chain it: the head stays)."""
+    return [Entries(first, [*entries, pack([b"\x00" * 8, b"\x01" * 32, b"\x02" * 64, b"\x03"])], head).encode()]
+
+
+async def test_an_entry_that_does_not_decode(lying) -> None:  # type: ignore[no-untyped-def]
+    _, _, bob, _ = lying
+    seq = bob.seq
+    bob, _ = await run_attack(lying, append_garbage)
+    await assert_stays_failed(bob, errors.MalformedEntryError)
+    assert f"seq {seq + 2}:" in str(bob.error)  # the frame is alice's edit at seq + 1, then this
+
+
+async def test_an_entry_naming_another_space(lying) -> None:  # type: ignore[no-untyped-def]
+    _, _, bob, carol_id = lying
+    bob_space = bob
+
+    def elsewhere(r: LyingRelay) -> bytes:
+        return build_entry(carol_id, space=crypto.hash_parts(b"another space"), author_seq=1, epoch=1, kind=Kind.DATA,
+                           parent_seq=bob_space.seq, parent_hash=bob_space.head, payload=b"\x00",
+                           epoch_key=crypto.random_key()).raw
+
+    bob, _ = await run_attack(lying, inject(elsewhere))
+    await assert_stays_failed(bob, errors.SpaceMismatchError)
+
+
+async def test_a_second_genesis(lying) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, _ = lying
+    bob_space = bob
+    bob, _ = await run_attack(lying, inject(lambda r: crafted_entry(alice.identity, bob_space, kind=Kind.GENESIS)))
+    await assert_stays_failed(bob, errors.MembershipChangeError)
+    assert "genesis" in str(bob.error)
+
+
+async def test_an_encrypted_entry_by_a_reader(lying) -> None:  # type: ignore[no-untyped-def]
+    _, alice, bob, _ = lying
+    reader = encspaces.Identity.generate()
+    await alice.add_member(reader.public, "reader")
+    await bob.wait_for_seq(alice.seq)
+    bob_space = bob
+    bob, _ = await run_attack(lying, inject(lambda r: crafted_entry(reader, bob_space)))
+    await assert_stays_failed(bob, errors.PermissionDeniedError)
+    assert reader.member_id[:12] in str(bob.error) and "reader may not write" in str(bob.error)
+
+
+def recorder(into: list[bytes]) -> Attack:
+    """Honest, keeping every frame it sends."""
+
+    def attack(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+        frames = list(RelayServer.frames_for_entries(r, space, first, entries, head))
+        into.extend(frames)
+        return frames
+
+    return attack
+
+
+def replaying(frame: bytes) -> Attack:
+    def attack(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+        return [frame]
+
+    return attack
+
+
+async def frames_of_an_edit(lying, text: str) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """The frames the relay sends (honestly) for one edit of Alice's, once Bob verified it."""
+    server, alice, bob, _ = lying
+    sent: list[bytes] = []
+    server.attack = recorder(sent)
+    alice.text("doc").insert(0, text)
+    await alice.sync()
+    await bob.wait_for_seq(alice.seq)
+    return sent
+
+
+async def test_an_old_frame_replayed_after_a_key_rotation(lying) -> None:  # type: ignore[no-untyped-def]
+    """A frame the relay really signed, from before a rotation, sent again in place of a new
+    one: its head is below what Bob verified, a rollback, with the replayed head as evidence."""
+    _, alice, bob, _ = lying
+    old = (await frames_of_an_edit(lying, "before the rotation. "))[0]
+    await alice.rotate_key()
+    await bob.wait_for_seq(alice.seq)
+    assert bob.state.epoch == 2
+    bob, _ = await run_attack(lying, replaying(old))
+    await assert_stays_failed(bob, errors.RollbackError)
+    message = decode_message(old)
+    assert isinstance(message, Entries)
+    replayed = message.head
+    assert replayed.encode() in [unpack(e) for e in bob.error.evidence]  # type: ignore[union-attr]
+    assert f"ends at seq {replayed.seq}" in str(bob.error)
+
+
+async def test_the_last_frame_sent_again(lying) -> None:  # type: ignore[no-untyped-def]
+    """Bob's last frame, sent again exactly (its head is the one he verified): entries repeated."""
+    last = (await frames_of_an_edit(lying, "last. "))[-1]
+    bob, _ = await run_attack(lying, replaying(last))
+    await assert_stays_failed(bob, errors.ChainError)
+    assert "entries repeated" in str(bob.error)
+
+
+async def test_bodies_stripped_from_a_catch_up_no_snapshot_covers(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A new device's catch-up from seq 1 with a data entry's body left out, and no snapshot to
+    cover it: its signature checks (the body is not in the digest), but once caught up the
+    device has a hole it cannot fill: MissingBodiesError. The members are not affected."""
+    server, alice, bob, carol_id = lying
+
+    def strip_in_catch_up(r: LyingRelay, space: bytes, first: int, entries: list[bytes],
+                          head: SignedHead) -> list[bytes] | None:
+        data = [i for i, raw in enumerate(entries) if Entry.decode(raw).header.kind is Kind.DATA]
+        if first != 1 or not data:
+            return None  # the live frames of alice and bob: left alone
+        r.attack = None
+        i = data[0]
+        return [Entries(first, [*entries[:i], Entry.decode(entries[i]).strip(), *entries[i + 1:]], head).encode()]
+
+    server.attack = strip_in_catch_up
+    try:
+        carol = await encspaces.connect(alice.url, carol_id, alice.id, data_dir=tmp_path / "c")
+    except errors.MissingBodiesError as exc:
+        error: BaseException = exc
+    else:
+        await wait_for(lambda: carol.error is not None, what="carol to see the hole")
+        error = carol.error
+        await carol.close()
+    assert isinstance(error, errors.MissingBodiesError)
+    assert "without their bodies" in str(error)
+    assert alice.error is None and bob.error is None

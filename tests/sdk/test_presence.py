@@ -169,3 +169,26 @@ async def test_withheld_entries_are_reported(tmp_path: Path) -> None:
         await bob.close()
     finally:
         await handle.stop()
+
+
+async def test_a_removed_member_is_no_longer_shown_present(relay: RelayHandle, tmp_path: Path) -> None:
+    """Carol is removed while present: from then on her presence is dropped (she is no member),
+    and the peers she was in forget her at their next tick, not at the peer timeout."""
+    _, (alice, bob, carol) = await make_members(relay.url, tmp_path, 3)
+    try:
+        for space in (alice, bob, carol):
+            quick(space)
+            space.presence.peer_timeout = 3600.0  # expiry cannot be what removes carol here
+        changes = bob.presence.changes()
+        carol.presence.set({"name": "Carol"})
+        await wait_for(lambda: carol.identity.member_id in bob.presence.peers, what="bob to see carol")
+        await alice.remove_member(carol.identity.member_id)
+        await bob.wait_for_seq(alice.seq)
+        await wait_for(lambda: carol.identity.member_id not in bob.presence.peers, what="bob to forget carol")
+        async for change in changes:  # the change was published (a stream that never ends fails the test: hang guard)
+            if change.member == carol.identity.member_id and change.state is None:
+                break
+        assert bob.error is None and isinstance(carol.error, errors.MembershipRevokedError)
+    finally:
+        for space in (alice, bob, carol):
+            await space.close()

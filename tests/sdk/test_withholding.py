@@ -18,7 +18,9 @@ from encspaces.core.encoding import unpack
 from encspaces.core.head import SignedHead
 from encspaces.core.messages import Presence
 from encspaces.local import load_evidence
+from encspaces_relay.room import Room, Submission
 from encspaces_relay.server import RelayServer
+from tests.support import Intercept, InterceptingRelay, swallow
 
 from .conftest import RelayHandle, wait_for
 
@@ -159,3 +161,94 @@ async def test_tail_withheld_from_its_author_with_presence_filtered(lying, tmp_p
         await bob.close()
     await check_recorded(alice, tmp_path / "a", seq + 1, seq)
 
+
+
+def ack_under_current_head(into: list[Submission]) -> Intercept:
+    """Answer every submission with an ack naming seqs past the log, under the room's current
+    head (validly signed, not past the submitter's log), and sequence nothing."""
+
+    def intercept(room: Room, submission: Submission) -> bool:
+        into.append(submission)
+        room._answer(submission, [(e.header.author_seq, room.state.seq + 1 + i)
+                                  for i, e in enumerate(submission.entries)])
+        return True
+
+    return intercept
+
+
+@pytest.mark.parametrize("answer", ["none", "stale ack"])
+async def test_submissions_neither_sequenced_nor_refused_are_not_left_silently_unsent(
+        tmp_path: Path, answer: str) -> None:
+    """The relay takes Alice's edit and never sequences it: it does not answer at all, or it acks
+    under a head that is not past her log, so no signed head is held to the deadline. After the
+    deadline live, her space reconnects and sends the entry again; after it again, the space
+    fails with SubmissionWithheldError naming the entry. Nothing she wrote is lost: reopened on
+    an honest relay, her stored outbox delivers it."""
+    handle = RelayHandle(tmp_path / "relay", InterceptingRelay)
+    server = await handle.start()
+    assert isinstance(server, InterceptingRelay)
+    clock = ManualClock()
+    ident = encspaces.Identity.generate()
+    # (The manual clock runs ahead of the relay's: the view's freshness is not what is tested.)
+    opts = SpaceOptions(clock=clock, maintenance_interval=0.02, freshness_limit=3600)
+    alice = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a", options=opts)
+    try:
+        alice.text("doc").insert(0, "kept. ")
+        await alice.sync()
+        seq, author_seq = alice.seq, alice.state.author_seqs[ident.public.sign_key]
+        taken: list[Submission] = []
+        server.intercept = (swallow(ident.public.sign_key, taken) if answer == "none"
+                            else ack_under_current_head(taken))
+        alice.text("doc").insert(6, "swallowed.")
+        await wait_for(lambda: len(taken) == 1, what="the relay to take the edit")
+        clock.advance(31)
+        await wait_for(lambda: len(taken) == 2, what="alice to reconnect and send it again")
+        assert alice.error is None
+        assert [e.raw for e in taken[1].entries] == [e.raw for e in taken[0].entries]
+        clock.advance(31)
+        await wait_for(lambda: alice.error is not None, what="the deadline after the resend")
+        error = alice.error
+        assert isinstance(error, errors.SubmissionWithheldError) and isinstance(error, errors.WithheldEntriesError)
+        assert (error.author_seq, error.verified) == (author_seq + 1, seq)
+        assert f"author_seq {author_seq + 1}" in str(error)
+        assert alice.seq == seq and server.rooms[alice.space_bytes].state.seq == seq
+    finally:
+        await alice.close()
+    server.intercept = None
+    alice = await encspaces.connect(handle.url, ident, alice.id, data_dir=tmp_path / "a")
+    try:
+        await alice.sync()
+        assert str(alice.text("doc")) == "kept. swallowed."
+        assert server.rooms[alice.space_bytes].state.seq == seq + 1
+    finally:
+        await alice.close()
+        await handle.stop()
+
+
+async def test_an_ack_head_the_log_later_contradicts_is_a_fork(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The relay acks Alice's edit under a head it signs for the next seq, then serves a log whose
+    head there is another: it signed two histories for one seq. Before, reaching that seq only
+    cleared the held head (as progress) and the contradiction went unnoticed."""
+    handle, server = lying
+    alice = await encspaces.create_space(handle.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
+    try:
+        alice.text("doc").insert(0, "one. ")
+        await alice.sync()
+        server.ack_ahead = 1  # the ack of her next edit carries a head one seq past it, over a made-up hash
+        alice.text("doc").insert(5, "two. ")
+        await alice.sync()
+        seq = alice.seq
+        server.ack_ahead = 0
+        alice.text("doc").insert(10, "three.")  # sequenced at seq + 1, where the relay signed another hash
+        await wait_for(lambda: alice.error is not None, what="alice to see the two heads at one seq")
+        error = alice.error
+        assert isinstance(error, errors.ForkError)
+        assert f"at seq {seq + 1} (in its ack)" in str(error)
+        assert [SignedHead.decode(unpack(raw)).seq for raw in error.evidence] == [seq + 1, seq + 1]
+        assert alice.seq == seq and str(alice.text("doc")) == "one. two. three."  # (typed, never verified)
+    finally:
+        await alice.close()
+    data = await load_evidence(alice.id, data_dir=tmp_path / "a")
+    assert data is not None
+    finding = evidence.check(data)
+    assert finding.kind is evidence.EvidenceKind.FORK and finding.seq == seq + 1 and finding.bound

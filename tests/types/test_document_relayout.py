@@ -17,7 +17,7 @@ import pytest
 from shared_net import Net, Peer
 
 import encspaces.document as document_module
-from encspaces.document import Change, Document, TextChange, _fully_applied
+from encspaces.document import Change, Document, TextChange, fully_applied
 
 
 @pytest.fixture(autouse=True)
@@ -134,7 +134,7 @@ async def test_no_rebuild_while_yrs_holds_an_update_aside() -> None:
     assert str(reader.doc.get("text:t", type=pycrdt.Text)) == "llo world"
 
 
-def test_fully_applied() -> None:
+def testfully_applied() -> None:
     doc: pycrdt.Doc[object] = pycrdt.Doc()
     text = doc.get("t", type=pycrdt.Text)
     updates: list[bytes] = []
@@ -145,16 +145,16 @@ def test_fully_applied() -> None:
     whole: pycrdt.Doc[object] = pycrdt.Doc()
     for update in updates:
         whole.apply_update(update)
-        assert _fully_applied(update, whole.get_state())
+        assert fully_applied(update, whole.get_state())
     merged = pycrdt.merge_updates(*updates)
-    assert _fully_applied(merged, whole.get_state())
+    assert fully_applied(merged, whole.get_state())
     missing_parent: pycrdt.Doc[object] = pycrdt.Doc()
     missing_parent.apply_update(updates[1])
-    assert not _fully_applied(updates[1], missing_parent.get_state())
+    assert not fully_applied(updates[1], missing_parent.get_state())
     missing_target: pycrdt.Doc[object] = pycrdt.Doc()
     missing_target.apply_update(updates[2])  # deletes characters this document does not have
-    assert not _fully_applied(updates[2], missing_target.get_state())
-    assert not _fully_applied(b"\xff\xff", whole.get_state())
+    assert not fully_applied(updates[2], missing_target.get_state())
+    assert not fully_applied(b"\xff\xff", whole.get_state())
 
 
 def test_without_an_event_loop_a_grown_document_asks_for_one_once_per_threshold(

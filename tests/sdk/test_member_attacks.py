@@ -1,0 +1,235 @@
+"""Dishonest members over the real relay: a writer's snapshot built to make others lose edits,
+a value built to make others' reads raise.
+
+The liar is a member with a writing role, its own client (``RawMember``, a second device of
+its person) submitting exact bytes to the real relay over a real socket; the honest members
+run the SDK. A member's lie is never the relay's fault: nothing here may fail a space.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pycrdt
+import pytest
+
+import encspaces
+from encspaces import snapshot_keeper
+from encspaces.core import crypto
+from encspaces.core.encoding import pack
+from encspaces.core.entry import Kind
+from encspaces.core.membership import Policy
+from encspaces.core.presence import CTX_PRESENCE_SIG, PRESENCE_VERSION
+from encspaces.snapshot import SnapshotPayload, content_hash
+from tests.support import RawMember
+
+from .conftest import RelayHandle, make_members, settle, wait_for
+from .test_snapshots import newcomer
+
+
+@pytest.fixture(autouse=True)
+def small_granularity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snapshot_keeper, "GRANULARITY", 10)
+
+
+async def second_device(liar: encspaces.Space) -> encspaces.Identity:
+    """A device of the liar's person, with a connection of its own (the SDK holds the first)."""
+    assert liar.identity.person is not None
+    device = encspaces.Identity.generate()
+    device = device.with_certificate(liar.identity.person.certify(device.public))
+    await liar.add_device(device.certificate)  # type: ignore[arg-type]
+    return device
+
+
+async def post_disputed(relay: RelayHandle, liar: encspaces.Space, honest: list[encspaces.Space], lie: bytes,
+                        words: str) -> None:
+    """The liar's second device posts ``lie`` as a snapshot of the log as ``honest[0]`` holds it
+    now; both honest members dispute it, and each names the liar alone (attesters not blamed)."""
+    assert relay.server is not None
+    room = relay.server.rooms[liar.space_bytes]
+    base = honest[0].seq
+    async with RawMember(relay.url, await second_device(liar), liar.space_bytes) as raw:
+        snapshot_seq = await raw.commit(
+            raw.entry(Kind.SNAPSHOT, lie, parent_seq=base, parent_hash=honest[0].state.heads[base]))
+        liar_id = raw.identity.member_id
+    await wait_for(lambda: len(room.state.snapshots[snapshot_seq].attestations) == 2, what="two attestations")
+    assert not any(a.agrees for a in room.state.snapshots[snapshot_seq].attestations)
+    assert room.state.agreed_snapshot() is None
+    for m in honest:
+        await m.wait_for_seq(room.state.seq)
+        assert [(b.seq, b.author, b.attester) for b in m.snapshots.bad] == [(snapshot_seq, liar_id, False)]
+        assert words in str(m.snapshots.bad[0])
+        assert m.error is None
+
+
+async def test_a_snapshot_holding_a_members_future_edits_as_deleted_is_disputed(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A writer's snapshot whose content is the log's, but whose state also holds the victim's
+    next Yjs clocks as deleted items: it hashes to the right content (deleted items show no
+    content), so a check of content alone agrees with it, and every device that started from
+    it would drop the victim's next edits as already seen (silent divergence). The members
+    who replayed the log compare the state's clocks with their document's at the base,
+    dispute it and name the liar; a new device then replays the full log and sees the edits."""
+    _, members = await make_members(relay.url, tmp_path, 3)
+    honest, victim, liar = members
+    try:
+        await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))  # only the liar writes one
+        for i, m in enumerate(members):
+            m.text("t").insert(0, f"<{i}>")
+            await m.sync()
+        await settle(members)
+        forged: pycrdt.Doc[object] = pycrdt.Doc(client_id=victim.doc.client_id)  # the victim's Yjs client
+        forged.apply_update(honest.doc.get_update())
+        text = forged.get("text:t", type=pycrdt.Text)
+        text.insert(0, "x" * 64)  # the victim's next 64 clocks...
+        del text[0:64]  # ...as deleted items: no content
+        assert content_hash(forged) == content_hash(honest.doc), "the lie hashes to the log's content"
+        lie = SnapshotPayload(forged.get_update(), content_hash(forged)).encode()
+        await post_disputed(relay, liar, [honest, victim], lie, "Yjs clocks")
+        victim.text("t").insert(0, "after the snapshot ")
+        await victim.sync()
+        await settle(members)
+        async with await newcomer(relay, honest, tmp_path / "fresh") as fresh:
+            await fresh.wait_for_seq(honest.seq)
+            assert fresh.snapshots.used is None, "a disputed snapshot is never started from"
+            assert str(fresh.text("t")) == str(honest.text("t")) and fresh.error is None
+            assert str(fresh.text("t")).startswith("after the snapshot ")
+    finally:
+        for m in members:
+            await m.close()
+
+
+async def test_a_snapshot_claiming_the_logs_content_over_another_state_blames_its_author_alone(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A snapshot that claims the log's true content hash but carries another state: the honest
+    members dispute it (its state does not hash to its claim) and name its author, and none of
+    them blames the other for disputing it (the verdict is judged against the device's own
+    check of the snapshot, not against "its claim equals our content")."""
+    _, members = await make_members(relay.url, tmp_path, 3)
+    honest, other, liar = members
+    try:
+        await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))
+        for i, m in enumerate(members):
+            m.map("m")[f"k{i}"] = i
+            await m.sync()
+        await settle(members)
+        forged: pycrdt.Doc[object] = pycrdt.Doc()
+        forged.apply_update(honest.doc.get_update())
+        forged.get("map:m", type=pycrdt.Map)["k0"] = 1_000_000
+        lie = SnapshotPayload(forged.get_update(), content_hash(honest.doc)).encode()  # the true content, claimed
+        await post_disputed(relay, liar, [honest, other], lie, "does not hash to the content it claims")
+    finally:
+        for m in members:
+            await m.close()
+
+
+def nest(at: Any, depth: int) -> None:
+    """Put lists and maps ``depth`` deep under ``at`` (a map in a document; the API refuses past 64)."""
+    for i in range(depth):
+        inner: Any = pycrdt.Array() if i % 2 else pycrdt.Map()
+        if isinstance(at, pycrdt.Map):
+            at["a"] = inner
+        else:
+            at.append(inner)
+        at = inner
+
+
+async def test_a_table_row_nested_deeper_than_python_recurses_reads_and_queries(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A writer's own client puts a row whose cell is nested 5,000 deep into a table (valid Yjs,
+    deeper than the API writes): every member reads the table, queries it by that column
+    (equality and order) and keeps writing. Before: ``to_py()``, ``rows()``, ``get()`` and any
+    query raised RecursionError on every member, for good."""
+    _, members = await make_members(relay.url, tmp_path, 3)
+    alice, bob, carol = members
+    try:
+        table = alice.table("t")
+        honest_row = table.insert({"v": 1, "n": "honest"})
+        await settle(members)
+        crafted: pycrdt.Doc[Any] = pycrdt.Doc()
+        crafted.get("table:t", type=pycrdt.Map)["deep"] = row = pycrdt.Map({"n": "deep", "w": "first"})
+        row["v"] = top = pycrdt.Map()
+        nest(top, 5000)
+        async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:
+            await carol.wait_for_seq(await raw.commit(raw.entry(Kind.DATA, crafted.get_update())))
+            for m in (alice, bob):
+                await m.wait_for_seq(carol.seq)
+                assert len(m.table("t").rows()) == 2  # the index holds the deep row...
+            before = crafted.get_state()
+            row["w"] = "later"  # ...and compares it with the row re-read after a change to a column after it
+            await carol.wait_for_seq(await raw.commit(raw.entry(Kind.DATA, crafted.get_update(before))))
+        await settle(members)
+        for m in (alice, bob):
+            t = m.table("t")
+            rows = t.to_py()
+            assert sorted(rows) == sorted([honest_row, "deep"]) and rows[honest_row] == {"v": 1, "n": "honest"}
+            assert rows["deep"]["w"] == "later"
+            deep, levels = rows["deep"]["v"], 0
+            while deep:
+                deep, levels = (deep["a"] if isinstance(deep, dict) else deep[0]), levels + 1
+            assert levels == 5000
+            assert [r.id for r in t.query({"v": 1})] == [honest_row]
+            assert [r.id for r in t.query(order_by="v")] == [honest_row, "deep"]
+            assert [r.id for r in t.query(order_by="-v")] == ["deep", honest_row]
+            assert t.get("deep") is not None and len(t.rows()) == 2
+            assert m.rejected == [] and m.error is None
+        table.update(honest_row, {"v": 2})
+        table.update("deep", {"w": "alice's"})  # her own edit of the deep row: re-read and compared
+        await settle(members)
+        assert bob.table("t").get(honest_row) == {"v": 2, "n": "honest"}
+        assert table.get("deep")["w"] == bob.table("t").get("deep")["w"] == "alice's"  # type: ignore[index]
+    finally:
+        for m in members:
+            await m.close()
+
+
+def sealed_presence(raw: RawMember, state: bytes, counter: int) -> bytes:
+    """A presence message with ``state`` as its packed state, exactly (msgpack's own packer
+    refuses to nest past 511: another client's need not), sealed and signed as the SDK's are."""
+    verifier = raw.verifier
+    epoch = verifier.state.epoch
+    head = None if verifier.latest_head is None else verifier.latest_head.encode()
+    nonce = crypto.random_nonce()
+    header = pack([PRESENCE_VERSION, verifier.space, raw.identity.public.sign_key, epoch, nonce])
+    body = crypto.aead_seal(verifier.epoch_keys[epoch], nonce,
+                            pack([counter, epoch, head, int(time.time() * 1000), [], state]), header)
+    return pack([header, body, raw.identity.sign(CTX_PRESENCE_SIG, header + body)])
+
+
+async def test_a_presence_state_nested_deeper_than_python_compares_is_dropped(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A member's own client sends a presence state nested 1,000 lists deep (1 KB, under the
+    2 KB limit), twice. Before: the second one made every peer compare it with the first
+    (RecursionError) and fail its space with InternalError. Now it is dropped like any
+    malformed presence, and the sender's next sane state is shown."""
+    _, members = await make_members(relay.url, tmp_path, 2)
+    alice, bob = members
+    try:
+        deep = b"\x81" + pack("cursor") + b"\x91" * 1000 + b"\x90"  # {"cursor": [[[...[]...]]]}
+        async with RawMember(relay.url, bob.identity, bob.space_bytes) as raw:
+            above = int(time.time() * 1_000_000) + 10**9  # past the counters bob's own device sends
+            for counter, state in enumerate([deep, deep, pack({"name": "Bob"})], start=above):
+                await raw.presence(sealed_presence(raw, state, counter))
+            await wait_for(lambda: alice.presence.peers.get(bob.identity.member_id) == {"name": "Bob"}
+                           or alice.error is not None, what="alice to take bob's sane state")
+        assert alice.error is None
+        with pytest.raises(encspaces.InvalidArgumentError, match="nested more than 64 deep"):
+            bob.presence.set({"cursor": nested_lists(64)})  # the SDK sends none a peer would drop
+        bob.presence.set({"cursor": nested_lists(63)})  # with the state's own dict: 64 levels
+    finally:
+        for m in members:
+            await m.close()
+
+
+def nested_lists(depth: int) -> Any:
+    """Lists nested ``depth`` deep."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
