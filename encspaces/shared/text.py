@@ -351,7 +351,7 @@ class SharedText:
         With ``attrs`` None the new characters take the formatting of the text they are typed
         into (as in an editor); pass a dict to set marks explicitly (``{}`` for none).
         """
-        self._guard()
+        self._guard.allow()
         if not isinstance(s, str):
             raise ArgumentTypeError(f"can only insert str into a text, not {type(s).__name__}")
         ascii_only = s.isascii()
@@ -363,7 +363,7 @@ class SharedText:
         txn, began = self._begin()
         try:
             ytext, handle = self._yrs_text, txn._txn
-            positions = self._positions(handle)
+            positions = None if self._ascii else self._positions(handle)  # (ASCII: no index, one call less)
             size = ytext.len(handle) if positions is None else positions.chars
             if type(index) is not int or not 0 <= index <= size:  # (the usual case checked inline)
                 self._check_index(index, size)
@@ -386,11 +386,11 @@ class SharedText:
 
     def delete(self, index: int, length: int) -> None:
         """Remove ``length`` positions (characters, an embed as one) starting at ``index``."""
-        self._guard()
+        self._guard.allow()
         txn, began = self._begin()
         try:
             ytext, handle = self._yrs_text, txn._txn
-            positions = self._positions(handle)
+            positions = None if self._ascii else self._positions(handle)  # (ASCII: no index, one call less)
             size = ytext.len(handle) if positions is None else positions.chars
             if type(index) is not int or type(length) is not int or not 0 <= index <= index + length <= size:
                 self._check_range(index, length, size)
