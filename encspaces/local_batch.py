@@ -70,10 +70,13 @@ class LocalBatch:
     def __len__(self) -> int:
         return len(self.updates)
 
-    def add(self, update: bytes) -> None:
-        self.updates.append(update)
+    def add(self, update: bytes) -> int:
+        """Take one local transaction's update; returns how many the batch holds now."""
+        updates = self.updates
+        updates.append(update)
         if update[-1]:
             self._deleting.append(update)
+        return len(updates)
 
     def begin_at(self, doc: pycrdt.Doc[Any]) -> None:
         """Note where the next batch begins: the document's own clock now. Only with no

@@ -874,11 +874,10 @@ class Space:
         does: outside the transaction this update comes from, where its update can be read
         from the document instead of merged (``local_batch.py``).
         """
-        batch = self._updates
-        batch.add(update)
+        held = self._updates.add(update)
         if faults.ARMED:
             faults.reached("edit")
-        if len(batch) == self.options.max_batch_count:
+        if held == self.options.max_batch_count:
             if self._batch_timer is not None:
                 self._tasks.cancel(self._batch_timer)
             self._batch_timer = self._tasks.later(0.0, self._flush_batch, "the edit batcher")
