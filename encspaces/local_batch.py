@@ -2,7 +2,7 @@
 
 Yrs hands over one update per local transaction; an entry carries one update for the whole
 batch. Merging the batch's updates (``pycrdt.merge_updates``, 16 at a time) cost ~0.8 µs an
-update alone and ~1.4 with what it does to the caches of the typing around it: in a short
+update alone and ~1.5 with what it does to the caches of the typing around it: in a short
 replay more than the SDK's whole keystroke path (bench/README.md, "Replay of every
 josephg/editing-traces trace").
 
