@@ -40,6 +40,7 @@ from .shared.kinds import KINDS, ObjectKind, ObjectKindError, check_name, parse_
 from .shared.mapping import SharedMap
 from .shared.table import SharedTable
 from .shared.text import SharedText, change_shape
+from .state_vector import read_deletions, read_state, read_varuint
 
 log = logging.getLogger(__name__)
 
@@ -91,32 +92,6 @@ def _release(obj: SharedObject) -> None:
         obj.release()
 
 
-def _varuint(data: bytes, pos: int) -> tuple[int, int]:
-    """A lib0 variable-length unsigned integer at ``pos``, and the position after it."""
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def state_vector(state: bytes) -> dict[int, int]:
-    """An encoded Yjs state vector (``Doc.get_state()``) as {client id: clocks integrated}.
-
-    Compared as a map: yrs writes the clients in no fixed order, so two documents holding the
-    same items may encode their vectors differently.
-    """
-    have: dict[int, int] = {}
-    count, at = _varuint(state, 0)
-    for _ in range(count):
-        client, at = _varuint(state, at)
-        have[client], at = _varuint(state, at)
-    return have
-
-
 # An update holding no struct and an empty delete set.
 _NOTHING_LEFT = b"\x00\x00"
 
@@ -136,20 +111,12 @@ def fully_applied(update: bytes, state: bytes) -> bool:
             # The usual answer (no struct left, no delete set: a typed-in insert), decided
             # without reading the state vector, whose parsing cost most of this check.
             return True
-        clients, pos = _varuint(diff, 0)
+        clients, pos = read_varuint(diff, 0)
         if clients:
             return False
-        have = state_vector(state)
-        clients, pos = _varuint(diff, pos)
-        for _ in range(clients):
-            client, pos = _varuint(diff, pos)
-            ranges, pos = _varuint(diff, pos)
-            for _ in range(ranges):
-                clock, pos = _varuint(diff, pos)
-                length, pos = _varuint(diff, pos)
-                if clock + length > have.get(client, 0):
-                    return False
-        return pos == len(diff)
+        have = read_state(state)
+        ranges, pos = read_deletions(diff, pos)
+        return pos == len(diff) and all(clock + length <= have.get(client, 0) for client, clock, length in ranges)
     except Exception:
         return False
 

@@ -63,8 +63,9 @@ class SpaceOptions:
     # Batching: the first edit after a pause leaves at once; a burst shares one entry per
     # window, ``batch_delay`` at first and doubling while the burst goes on, up to
     # ``max_batch_delay`` (encspaces/core/batch_window.py; a value below ``batch_delay`` keeps
-    # the window fixed); an entry is cut at ``max_batch_count`` transactions and at
-    # ``max_batch_update`` bytes of updates.
+    # the window fixed); a batch that reached ``max_batch_count`` transactions leaves on the
+    # next turn of the event loop (with what was typed until then: encspaces/local_batch.py),
+    # and an entry holds at most ``max_batch_update`` bytes of updates.
     batch_delay: float = 0.005
     max_batch_delay: float = 0.04
     max_batch_count: int = 2048

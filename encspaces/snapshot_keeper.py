@@ -34,9 +34,10 @@ from .core.attestation import TRACKED_SNAPSHOTS, AttestBody, Status, attest_tag
 from .core.entry import Kind
 from .core.log_state import LogState
 from .core.verifier import VerifiedEntry
-from .document import fully_applied, state_vector
+from .document import fully_applied
 from .errors import BadSnapshotError, MissingBodiesError, ProtocolError
 from .snapshot import GRANULARITY, SnapshotPayload, content_hash, load_state, snapshot_due
+from .state_vector import read_state
 
 if TYPE_CHECKING:
     from .host import SpaceHost
@@ -147,7 +148,7 @@ class SnapshotKeeper:
         if not due:
             return
         content = self._merged_content or content_hash(self._document.doc)
-        clocks = state_vector(self._document.doc.get_state())
+        clocks = read_state(self._document.doc.get_state())
         for base in due:
             self._wanted.discard(base)
             self.content_at[base] = content
@@ -219,7 +220,7 @@ class SnapshotKeeper:
             if not problem and payload is not None and payload.content != own:
                 problem = f"its content differs from the document this device held at seq {base}"
             clocks = self.clocks_at.get(base)
-            if not problem and loaded is not None and clocks is not None and state_vector(loaded.get_state()) != clocks:
+            if not problem and loaded is not None and clocks is not None and read_state(loaded.get_state()) != clocks:
                 problem = f"its state holds other edits (Yjs clocks) than the document this device held at seq {base}"
             self._mine[seq] = (own, not problem)
             self._attest(seq, header.epoch, header.author, own, agrees=not problem)

@@ -41,16 +41,22 @@ class Gate:
     """Called before every edit of one object: the space's permission check; ``charge`` the size."""
 
     def __init__(self, allow: Callable[[], None], budget: EditBudget, root: str) -> None:
-        self._allow = allow
+        self.allow = allow  # (what calling the gate does: a keystroke's path calls it directly)
         self.budget = budget
         self._root_bytes = utf8_len(root)  # items with no neighbour name their root
 
     def __call__(self) -> None:
-        self._allow()
+        self.allow()
 
     def charge(self, size: int, items: int = 1) -> None:
-        """Refuse with EntryTooLargeError, before anything changes, an edit that cannot fit an entry."""
-        self.budget.charge(size + items * self._root_bytes + CALL_BYTES)
+        """Refuse with EntryTooLargeError, before anything changes, an edit that cannot fit an entry.
+
+        Outside a transaction an edit that fits leaves the budget as it is: the budget is only
+        asked when it has something to do (a keystroke's path, one call less)."""
+        total = size + items * self._root_bytes + CALL_BYTES
+        budget = self.budget
+        if budget.depth or total > budget.limit:
+            budget.charge(total)
 
 
 class EditBudget:

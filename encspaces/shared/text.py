@@ -17,7 +17,8 @@ from ..errors import ArgumentTypeError, IndexOutOfRangeError
 from .changes import Change, TextChange
 from .feed import ChangeFeed, ChangeStream
 from .gate import DELETE_BYTES, ITEM_BYTES, Gate, value_size
-from .text_index import TextIndex, positions_text
+from .sparse_index import sparse
+from .text_index import Positions, TextIndex, positions_text
 from .values import check_plain, check_str, to_plain, utf8_len
 
 
@@ -110,12 +111,14 @@ class SharedText:
         # Yrs (pycrdt 0.14) counts UTF-8 bytes (insert offsets, len, event deltas) and an embed
         # as one; the API counts characters and an embed as one. While the text is known to be
         # ASCII (embeds aside) the two agree and edits skip any conversion (_ascii True). Once
-        # it is not, a TextIndex (a chunked copy with Fenwick trees, an embed in it as one
-        # text_index.EMBED) converts in O(log n), kept up to date by every local edit and, for
-        # remote updates, from the Yrs delta (see remote_changes). _ascii None: not known yet
-        # (checked once, when first needed).
+        # it is not, an index converts (see _positions): a SparseIndex (the positions of the few
+        # non-ASCII characters, O(1) for typing in one place) or, past SPARSE_MAX of them, a
+        # TextIndex (a chunked copy with Fenwick trees, an embed in it as one text_index.EMBED,
+        # O(log n)); either is kept up to date by every local edit and, for remote updates, from
+        # the Yrs delta (see remote_changes). _ascii None: not known yet (checked once, when
+        # first needed).
         self._ascii: bool | None = None
-        self._index: TextIndex | None = None
+        self._index: Positions | None = None
         # Local edits made beside this wrapper, through the pycrdt document (see watch_local):
         # the Yrs subscription following them, True while this wrapper commits its own edit
         # (its change is already counted), and the edits it made inside a transaction it
@@ -208,7 +211,7 @@ class SharedText:
         Yrs value, a non-string insert: one position and one Yrs unit, which the index follows
         as one ``EMBED`` and which leaves an ASCII text's positions equal to Yrs offsets.
         A string embed arrives as a string, like text. An empty one is followed as the embed
-        it is (``TextIndex.apply_delta``), one of one UTF-8 byte converts as text would, and
+        it is (``Positions.apply_delta``), one of one UTF-8 byte converts as text would, and
         any other leaves the index longer in bytes than Yrs' text (later deltas move both by
         the same counts), so the next ``_positions`` finds them apart and rebuilds the index,
         which reads each embed as one position (``read_positions``).
@@ -264,21 +267,26 @@ class SharedText:
         except Exception:  # never break applying an update: work the positions out again instead
             self.forget_ascii()
 
-    def _positions(self, handle: Any = None) -> TextIndex | None:
+    def _positions(self, handle: Any = None) -> Positions | None:
         """The index converting characters to Yrs offsets; None while the text is ASCII.
-        ``handle``: the Yrs transaction of an edit in progress, to read the length under it."""
+        ``handle``: the Yrs transaction of an edit in progress, to read the length under it.
+
+        A text with at most ``SPARSE_MAX`` non-ASCII characters gets a ``SparseIndex`` (those
+        characters alone; typing costs it one addition), any other a ``TextIndex``, which one
+        that grew crowded is replaced by, once (O(document), as any build)."""
         index = self._index
         if index is not None:
-            if index.utf8 == (len(self._ytext) if handle is None else self._yrs_text.len(handle)):
+            if index.utf8 == (len(self._ytext) if handle is None else self._yrs_text.len(handle)) \
+                    and not index.crowded:
                 return index
-            self._index = None  # out of step (a change this wrapper missed): rebuild it
+            self._index = None  # out of step (a change this wrapper missed), or crowded: rebuild it
         elif self._ascii:
             return None
         current = read_positions(self._ytext, None if handle is None else self._yrs_text.len(handle))
         self._ascii = current.isascii()
         if self._ascii:
             return None
-        self._index = TextIndex(current)
+        self._index = sparse(current) or TextIndex(current)
         return self._index
 
     def _begin(self) -> tuple[pycrdt.Transaction, bool]:
@@ -351,7 +359,7 @@ class SharedText:
         With ``attrs`` None the new characters take the formatting of the text they are typed
         into (as in an editor); pass a dict to set marks explicitly (``{}`` for none).
         """
-        self._guard()
+        self._guard.allow()
         if not isinstance(s, str):
             raise ArgumentTypeError(f"can only insert str into a text, not {type(s).__name__}")
         ascii_only = s.isascii()
@@ -363,7 +371,7 @@ class SharedText:
         txn, began = self._begin()
         try:
             ytext, handle = self._yrs_text, txn._txn
-            positions = self._positions(handle)
+            positions = None if self._ascii else self._positions(handle)  # (ASCII: no index, one call less)
             size = ytext.len(handle) if positions is None else positions.chars
             if type(index) is not int or not 0 <= index <= size:  # (the usual case checked inline)
                 self._check_index(index, size)
@@ -386,11 +394,11 @@ class SharedText:
 
     def delete(self, index: int, length: int) -> None:
         """Remove ``length`` positions (characters, an embed as one) starting at ``index``."""
-        self._guard()
+        self._guard.allow()
         txn, began = self._begin()
         try:
             ytext, handle = self._yrs_text, txn._txn
-            positions = self._positions(handle)
+            positions = None if self._ascii else self._positions(handle)  # (ASCII: no index, one call less)
             size = ytext.len(handle) if positions is None else positions.chars
             if type(index) is not int or type(length) is not int or not 0 <= index <= index + length <= size:
                 self._check_range(index, length, size)

@@ -16,7 +16,9 @@ conversion stays exact; ``str()`` of the Yrs text leaves embeds out and cannot b
 (``positions_text`` builds it from the text's runs instead).
 
 Pure: strings in, offsets out; it knows nothing of pycrdt. ``SharedText`` updates it on every
-local edit and, for remote updates, from the Yrs delta (``apply_delta``).
+local edit and, for remote updates, from the Yrs delta (``apply_delta``). A text with few
+non-ASCII characters gets the lighter ``sparse_index.SparseIndex`` instead; both are
+``Positions``, which follow a delta the same way.
 """
 
 from __future__ import annotations
@@ -142,10 +144,68 @@ class _Fenwick:
         return self.prefix(i + 1) - self.prefix(i)
 
 
-class TextIndex:
+class Positions:
+    """What converts a text's character positions to UTF-8 offsets and back, kept up to date by
+    its edits: ``TextIndex`` (any text) or ``sparse_index.SparseIndex`` (few non-ASCII
+    characters). Following a Yrs delta (``apply_delta``) is the same for both."""
+
+    __slots__ = ("chars", "crowded", "utf8")
+
+    chars: int  # the text's length in characters
+    utf8: int  # and in UTF-8 bytes
+    crowded: bool  # True once another kind of index would serve the text better (SharedText builds it)
+
+    def offset(self, index: int) -> int:
+        """The UTF-8 offset of character ``index`` (0 <= index <= chars)."""
+        raise NotImplementedError
+
+    def index(self, offset: int) -> int:
+        """The character index at UTF-8 ``offset`` (0 <= offset <= utf8, on a character boundary)."""
+        raise NotImplementedError
+
+    def insert(self, index: int, s: str) -> int:
+        """Insert ``s`` at character ``index``; returns the UTF-8 offset it went to."""
+        raise NotImplementedError
+
+    def delete(self, index: int, length: int) -> tuple[int, int]:
+        """Remove ``length`` characters at ``index``; returns their UTF-8 (offset, size)."""
+        raise NotImplementedError
+
+    # --- remote changes -----------------------------------------------------------------------
+
+    def apply_delta(self, delta: Iterable[Mapping[str, Any]]) -> None:
+        """Apply a Yrs text delta (retain / delete counted in UTF-8 bytes; an inserted
+        non-string is an embed, one ``EMBED``). Raises ValueError on anything it cannot follow
+        (an offset inside a character, past the end): the caller then rebuilds the index from
+        the text.
+
+        A string embed reads here like text. An empty one (Yrs never reports empty text) is
+        taken as the embed it is; one of a single UTF-8 byte counts as text does; any other
+        leaves ``utf8`` above Yrs' length for good (later deltas change both alike), which the
+        caller checks before using the index."""
+        offset = 0  # UTF-8 offset in the text as changed so far
+        for op in delta:
+            if "insert" in op:
+                s = op["insert"]
+                if not isinstance(s, str) or not s:
+                    s = EMBED
+                self.insert(self.index(offset), s)
+                offset += _utf8(s)
+            elif "delete" in op:
+                n = int(op["delete"])
+                start = self.index(offset)
+                end = self.index(offset + n)
+                self.delete(start, end - start)
+            elif "retain" in op:
+                offset += int(op["retain"])
+            if offset > self.utf8:
+                raise ValueError(f"a text delta went past the end ({offset} > {self.utf8} bytes)")
+
+
+class TextIndex(Positions):
     """A chunked copy of a text that converts character positions to UTF-8 offsets and back."""
 
-    __slots__ = ("_bytes", "_chars", "_chunk_bytes", "_chunk_chars", "_chunks", "_max", "chars", "utf8")
+    __slots__ = ("_bytes", "_chars", "_chunk_bytes", "_chunk_chars", "_chunks", "_max")
 
     def __init__(self, text: str = "", max_chunk: int | None = None) -> None:
         self._max = max(2, max_chunk or MAX_CHUNK)
@@ -153,8 +213,9 @@ class TextIndex:
         self._chunks = [text[i : i + half] for i in range(0, len(text), half)] or [""]
         self._chunk_chars = [len(c) for c in self._chunks]
         self._chunk_bytes = [_utf8(c) for c in self._chunks]
-        self.chars = len(text)  # the text's length in characters
-        self.utf8 = sum(self._chunk_bytes)  # and in UTF-8 bytes
+        self.chars = len(text)
+        self.utf8 = sum(self._chunk_bytes)
+        self.crowded = False
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -302,35 +363,6 @@ class TextIndex:
             k = 0
         return offset, removed
 
-    # --- remote changes -----------------------------------------------------------------------
-
-    def apply_delta(self, delta: Iterable[Mapping[str, Any]]) -> None:
-        """Apply a Yrs text delta (retain / delete counted in UTF-8 bytes; an inserted
-        non-string is an embed, one ``EMBED``). Raises ValueError on anything it cannot follow
-        (an offset inside a character, past the end): the caller then rebuilds the index from
-        the text.
-
-        A string embed reads here like text. An empty one (Yrs never reports empty text) is
-        taken as the embed it is; one of a single UTF-8 byte counts as text does; any other
-        leaves ``utf8`` above Yrs' length for good (later deltas change both alike), which the
-        caller checks before using the index."""
-        offset = 0  # UTF-8 offset in the text as changed so far
-        for op in delta:
-            if "insert" in op:
-                s = op["insert"]
-                if not isinstance(s, str) or not s:
-                    s = EMBED
-                self.insert(self.index(offset), s)
-                offset += _utf8(s)
-            elif "delete" in op:
-                n = int(op["delete"])
-                start = self.index(offset)
-                end = self.index(offset + n)
-                self.delete(start, end - start)
-            elif "retain" in op:
-                offset += int(op["retain"])
-            if offset > self.utf8:
-                raise ValueError(f"a text delta went past the end ({offset} > {self.utf8} bytes)")
 
 
-__all__ = ["EMBED", "MAX_CHUNK", "TextIndex", "positions_text"]
+__all__ = ["EMBED", "MAX_CHUNK", "Positions", "TextIndex", "positions_text"]

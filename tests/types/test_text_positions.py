@@ -1,8 +1,9 @@
 """Text positions stay exact Python characters whatever Yrs counts (UTF-8 bytes in pycrdt 0.14).
 
-The index that converts them (``TextIndex``) is checked against a plain Python string, alone
-and inside ``SharedText`` with two peers exchanging updates: after every step the text equals
-the model and every character index maps to the right Yrs offset.
+The indexes that convert them (``TextIndex``, ``SparseIndex`` for a text with few non-ASCII
+characters) are checked against a plain Python string, alone and inside ``SharedText`` with two
+peers exchanging updates: after every step the text equals the model and every character index
+maps to the right Yrs offset.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared_net import Net, Peer
 
-from encspaces.shared import text_index
+from encspaces.shared import sparse_index, text_index
 from encspaces.shared.changes import TextChange
+from encspaces.shared.sparse_index import SparseIndex
 from encspaces.shared.text import SharedText, read_positions
-from encspaces.shared.text_index import EMBED, TextIndex, positions_text
+from encspaces.shared.text_index import EMBED, Positions, TextIndex, positions_text
 
 PIECES = ["a", "xyz", "é", "ñö", "中", "文字", "😀", "👩‍💻", "a😀é中", "\n"]
 
@@ -45,15 +47,24 @@ class WholeTextReads:
         return self
 
 
-def check_index(index: TextIndex, model: str) -> None:
-    assert str(index) == model
+def check_index(index: Positions, model: str, shuffle: int | None = None) -> None:
+    """Every position of ``model`` converts both ways, in order or (``shuffle``: a seed) in a
+    random order; an offset inside a character is refused."""
+    if isinstance(index, TextIndex):
+        assert str(index) == model  # (a SparseIndex holds no text)
     assert index.chars == len(model) and index.utf8 == len(model.encode())
-    offset = 0
-    for i, ch in enumerate(model):
-        assert index.offset(i) == offset
-        assert index.index(offset) == i
-        offset += len(ch.encode())
-    assert index.offset(len(model)) == offset and index.index(offset) == len(model)
+    offsets = [0]
+    for ch in model:
+        offsets.append(offsets[-1] + len(ch.encode()))
+    order = list(range(len(model) + 1))
+    if shuffle is not None:
+        random.Random(shuffle).shuffle(order)
+    for i in order:
+        assert index.offset(i) == offsets[i]
+        assert index.index(offsets[i]) == i
+        if i < len(model) and offsets[i + 1] - offsets[i] > 1:
+            with pytest.raises(ValueError, match="inside a character"):
+                index.index(offsets[i] + 1)
 
 
 def test_pycrdt_counts_utf8_bytes() -> None:
@@ -75,12 +86,24 @@ def test_pycrdt_counts_utf8_bytes() -> None:
     assert seen[-1] == [{"retain": 1}, {"delete": 2}]
 
 
+def new_index(kind: str, text: str = "") -> Positions:
+    """An index of ``text``: a TextIndex (with tiny chunks, so splits happen all the time) or a SparseIndex."""
+    return TextIndex(text, max_chunk=4) if kind == "chunked" else SparseIndex(text)
+
+
+KINDS = ["chunked", "sparse"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=150, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(st.sampled_from(["ins", "del", "remote", "embed"]), st.integers(0, 10**6),
                           st.integers(1, 12), st.lists(st.sampled_from(PIECES), min_size=1, max_size=4)),
                 max_size=40))
-def test_index_alone_matches_a_plain_string(steps: list[tuple[str, int, int, list[str]]]) -> None:
-    index = TextIndex("", max_chunk=4)  # tiny chunks: splits and merges happen all the time
+def test_index_alone_matches_a_plain_string(kind: str, steps: list[tuple[str, int, int, list[str]]]) -> None:
+    """Edits at random places (a SparseIndex moves its gap back and forth), Yrs deltas, embeds;
+    every position is checked after every step, in a random order (each conversion moves a
+    SparseIndex's gap, so the order must not matter)."""
+    index = new_index(kind)
     model = ""
     for op, where, size, pieces in steps:
         s = "".join(pieces)
@@ -103,7 +126,7 @@ def test_index_alone_matches_a_plain_string(steps: list[tuple[str, int, int, lis
             i = where % (len(model) + 1)
             index.apply_delta([{"retain": len(model[:i].encode())}, {"insert": EMBEDS[where % 3]}])
             model = model[:i] + EMBED + model[i:]
-        check_index(index, model)
+        check_index(index, model, shuffle=where)
 
 
 @settings(max_examples=80, deadline=None, derandomize=True)
@@ -130,18 +153,22 @@ def test_one_descent_finds_what_the_two_trees_say(steps: list[tuple[bool, int, s
     check_index(index, model)
 
 
-def test_index_refuses_what_it_cannot_follow() -> None:
-    index = TextIndex("é中")
+@pytest.mark.parametrize("kind", KINDS)
+def test_index_refuses_what_it_cannot_follow(kind: str) -> None:
+    index = new_index(kind, "é中")
     with pytest.raises(ValueError, match="inside a character"):
         index.index(1)
     with pytest.raises(ValueError, match="outside"):
         index.index(6)
     with pytest.raises(ValueError, match="past the end"):
         index.apply_delta([{"retain": 6}, {"retain": 1}])
+    with pytest.raises(IndexError, match="past the end"):
+        index.delete(1, 2)
 
 
-def test_index_follows_an_embed_as_one_character_of_one_byte() -> None:
-    index = TextIndex("é中")
+@pytest.mark.parametrize("kind", KINDS)
+def test_index_follows_an_embed_as_one_character_of_one_byte(kind: str) -> None:
+    index = new_index(kind, "é中")
     index.apply_delta([{"retain": 2}, {"insert": {"image": "x"}}])
     check_index(index, "é" + EMBED + "中")
     assert index.offset(2) == 3 and index.index(3) == 2
@@ -243,14 +270,17 @@ def local_edit(text: SharedText, model: str, op: str, where: int, size: int, s: 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(EDIT, max_size=40), st.booleans())
 def test_shared_text_matches_a_plain_string_under_remote_updates(
-    steps: list[tuple[str, int, int, list[str]]], small_chunks: bool
+    steps: list[tuple[str, int, int, list[str]]], small: bool
 ) -> None:
     """Both peers edit, embed (an embed arrives at the other as a remote change), edit beside
     SharedText through the pycrdt document (local transactions, some also editing another text
     and a map), and exchange updates; after every step each text's positions agree with a
-    model built from its runs."""
-    old = text_index.MAX_CHUNK
-    text_index.MAX_CHUNK = 4 if small_chunks else old
+    model built from its runs. The texts hold few non-ASCII characters, so SparseIndex follows
+    them as set; ``small``: with a sparse limit of 2 a TextIndex (of tiny chunks) does, and it
+    replaces a SparseIndex grown crowded mid-way."""
+    old, old_sparse = text_index.MAX_CHUNK, sparse_index.SPARSE_MAX
+    text_index.MAX_CHUNK = 4 if small else old
+    sparse_index.SPARSE_MAX = 2 if small else old_sparse
     try:
         a, b = Peer("a"), Peer("b")
         ta, tb = a.text(), b.text()
@@ -306,7 +336,7 @@ def test_shared_text_matches_a_plain_string_under_remote_updates(
         tracked(ta, model_of(ta))
         tracked(tb, model_of(tb))
     finally:
-        text_index.MAX_CHUNK = old
+        text_index.MAX_CHUNK, sparse_index.SPARSE_MAX = old, old_sparse
 
 
 def test_a_remote_non_ascii_edit_ends_the_ascii_shortcut() -> None:
@@ -348,6 +378,40 @@ def test_typing_does_not_read_the_whole_text(monkeypatch: pytest.MonkeyPatch) ->
     text.insert(len(text), "z")
     assert reads.count == 0
     monkeypatch.undo()
+    tracked(text)
+
+
+def test_a_text_with_few_non_ascii_characters_keeps_only_those(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code or prose with a few non-ASCII characters gets a SparseIndex, kept through typing
+    anywhere in the text (never rebuilt, the text never read again); once it holds more than
+    ``SPARSE_MAX`` of them a TextIndex replaces it, and stays."""
+    peer = Peer("a")
+    text = peer.text()
+    text.insert(0, 'print("héllo → wörld")\n' * 3)
+    text.insert(0, "#")
+    index = text._index
+    assert isinstance(index, SparseIndex) and len(index) == 9
+    reads = WholeTextReads(monkeypatch).install()
+    rng = random.Random(5)
+    for step in range(300):
+        n = len(text)
+        if rng.random() < 0.3:
+            text.delete(rng.randrange(n), 1)
+        else:
+            text.insert(rng.randrange(n + 1), "ü" if step % 20 == 0 else "ab")
+    assert reads.count == 0 and text._index is index
+    monkeypatch.undo()
+    tracked(text)
+    monkeypatch.setattr(sparse_index, "SPARSE_MAX", len(index) + 2)
+    text.insert(len(text) // 2, "中文字")
+    assert index.crowded
+    text.insert(0, ">")
+    assert isinstance(text._index, TextIndex)
+    tracked(text)
+    chunked = text._index
+    text.delete(0, len(text))  # (fewer again: the TextIndex stays)
+    text.insert(0, "é")
+    assert text._index is chunked
     tracked(text)
 
 
