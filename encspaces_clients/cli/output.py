@@ -10,13 +10,16 @@ from typing import TextIO
 
 from encspaces.core.identity import member_id
 
+from ..terminal import printable
+
 PROGRESS_THRESHOLD = 1 << 20  # bytes: smaller transfers are quick enough to need no bar
 
 ProgressCallback = Callable[[int, int | None], None]
 
 
 def warn(message: str) -> None:
-    print(message, file=sys.stderr)
+    """A note on stderr; it may quote what members wrote (names), so no control character goes out."""
+    print(printable(message, lines=True), file=sys.stderr)
 
 
 def short(key: bytes | str) -> str:

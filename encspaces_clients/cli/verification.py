@@ -20,6 +20,7 @@ from encspaces.core.witness_policy import WitnessPolicy
 from encspaces.errors import EncspacesError, EvidenceError
 from encspaces.local import load_evidence, load_stored_log, reverify_local
 
+from ..terminal import printable
 from .connecting import opened, run
 from .errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION, CliError
 from .home import Context, SpaceRef
@@ -97,7 +98,7 @@ def cmd_log(ctx: Context, args: argparse.Namespace) -> int:
             header = result.entry.header
             who = short(header.author) + ("*" if header.author == me else " ")
             print(f"{result.seq:>6}  {time_text(header.time_ms)}  {who:<11}  {header.kind.value:<13}  "
-                  f"{describe(result)}")
+                  f"{printable(describe(result))}")  # device names and witness URLs are members' text
         if report.error is not None:
             raise report.error
         warn(f"{len(report.entries)} entries, verified from genesis; * marks yours; times are the authors' "

@@ -1,0 +1,61 @@
+"""What another member wrote, shown by our ``encspaces`` commands: a writer's terminal escape
+sequences (in a text, a text's name, a file's name, a device's name) must never reach the
+reader's terminal raw; each shows as a visible stand-in, and the honest text around it stays.
+
+Bob, a writer, posts the values through his own client over the real relay; Alice reads them
+with the real commands, in subprocesses, as a user would.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from encspaces_relay.process import RelayProcess
+
+from .conftest import User, member_pair
+
+# Retitle the window, clear the screen, colour, set the clipboard (OSC 52), a lone carriage
+# return that would overwrite the line, BEL, and an 8-bit CSI (U+009B).
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b[31m\x1b]52;c;ZXZpbA==\x07\rover\x9b6n\x08"
+# Any control character but the line breaks and tabs a text's layout needs.
+RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+
+
+def assert_inert(*outputs: str) -> None:
+    for output in outputs:
+        assert not RAW_CONTROL.search(output), f"a control character reached the terminal: {output!r}"
+
+
+async def test_a_writers_escape_sequences_never_reach_the_terminal(relay: RelayProcess, alice: User, bob: User,
+                                                                  tmp_path: Path) -> None:
+    await member_pair(relay, alice, bob)
+    await bob.ok("edit", "notes", "--append", f"honest line\r\nbefore {HOSTILE} after\n\tindented\n")
+    await bob.ok("edit", "notes", f"evil{HOSTILE}", "--append", "x")  # a text whose name is the attack
+    upload = tmp_path / "report.txt"
+    upload.write_text("contents")
+    await bob.ok("files", "notes", "put", str(upload), "--name", f"report{HOSTILE}.txt")
+    phone = User(tmp_path / "bob-phone")  # a device of bob's, named by him
+    pairing = (await phone.ok("device", "pair", "--device-name", f"ph{HOSTILE}"[:64])).strip()
+    await bob.ok("device", "add", pairing)
+
+    shown = await alice.run("cat", "notes")
+    assert shown.code == 0, shown
+    assert_inert(shown.out, shown.err)
+    assert shown.out.startswith("honest line\r\nbefore \u241b]0;pwned\u2407\u241b[2J") and "\tindented\n" in shown.out
+    assert " after\n" in shown.out and "\u240dover\ufffd6n\u2408" in shown.out
+    raw = await alice.run("cat", "notes", "--raw")  # for files and scripts: the text exactly
+    assert raw.code == 0 and raw.out == f"honest line\r\nbefore {HOSTILE} after\n\tindented\n", raw
+
+    missing = await alice.run("cat", "notes", "no-such-text")  # lists the texts, by name
+    assert missing.code == 0 and "no text named 'no-such-text'" in missing.err, missing
+    assert_inert(missing.out, missing.err)
+    assert "evil" in missing.err and "'notes'" in missing.err
+
+    for args in (("log", "notes"), ("members", "notes"), ("files", "notes", "ls")):
+        result = await alice.run(*args)
+        assert result.code == 0, result
+        assert_inert(result.out, result.err)
+    assert "report\u241b]0;pwned" in (await alice.ok("files", "notes", "ls"))
+    assert "ph\u241b]0;pwned" in (await alice.ok("members", "notes"))
+    assert "ph\u241b]0;pwned" in (await alice.ok("log", "notes"))
