@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
+import math
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -116,6 +118,39 @@ def _task(row_id: str, values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "id": row_id}
 
 
+MAX_JSON_DEPTH = 64  # lists and objects in one served value: the SDK writes none deeper
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def plain_json(value: Any, depth: int = 0) -> Any:
+    """``value`` as data every JSON reader takes, whatever another member's own client stored.
+
+    The SDK writes finite numbers, str-keyed maps and lists at most 64 deep, but a member's
+    client may store any Yjs value: lists nested thousands deep (``json.dumps`` recursed past
+    Python's limit, and the whole list of tasks failed with a 500), NaN and infinities (written as
+    bare ``NaN``, which no browser parses) or bytes (a TypeError). Each such part becomes a string
+    saying what it was; the rest of the row, and every other row, is served as it is.
+    """
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE.get(value, "NaN")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict | list | tuple):
+        if depth >= MAX_JSON_DEPTH:
+            return f"<nested deeper than {MAX_JSON_DEPTH}>"
+        if isinstance(value, dict):
+            return {str(key): plain_json(item, depth + 1) for key, item in value.items()}
+        return [plain_json(item, depth + 1) for item in value]
+    return f"<{type(value).__name__}>"
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    """A JSON response of members' values (``plain_json``): always valid JSON, never a 500."""
+    return web.json_response(plain_json(data), status=status, dumps=functools.partial(json.dumps, allow_nan=False))
+
+
 # --- tasks --------------------------------------------------------------------------------------
 
 
@@ -130,14 +165,14 @@ async def list_tasks(request: web.Request) -> web.Response:
         rows = _table(request).query(where=where, order_by=order, limit=limit)
     except QueryError as exc:
         return _error(400, str(exc))
-    return web.json_response([_task(row.id, row.values) for row in rows])
+    return _json([_task(row.id, row.values) for row in rows])
 
 
 async def get_task(request: web.Request) -> web.Response:
     values = _table(request).get(request.match_info["id"])
     if values is None:
         return _error(404, "no such task")
-    return web.json_response(_task(request.match_info["id"], values))
+    return _json(_task(request.match_info["id"], values))
 
 
 async def add_task(request: web.Request) -> web.Response:
@@ -256,9 +291,9 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def presence(request: web.Request) -> web.Response:
     space = request.app[SPACE_KEY]
-    return web.json_response({"me": {"member": space.identity.member_id, **space.presence.state},
-                              "online": [{"member": member, **state}
-                                         for member, state in sorted(space.presence.peers.items())]})
+    # "member" last: a peer's own state may hold a "member" key, naming someone else
+    return _json({"me": {**space.presence.state, "member": space.identity.member_id},
+                  "online": [{**state, "member": member} for member, state in sorted(space.presence.peers.items())]})
 
 
 async def create_invite(request: web.Request) -> web.Response:
