@@ -265,3 +265,28 @@ async def test_rows_and_presence_a_writers_own_client_crafted_are_served_as_json
 async def _holds(client: Client, task_id: str, values: dict[str, Any]) -> bool:
     response = await client.get(f"/tasks/{task_id}")
     return response.status == 200 and values.items() <= (await response.json()).items()
+
+
+async def test_a_file_another_member_attached_is_served_as_a_download_never_as_a_page(
+    board: tuple[Client, Client],
+) -> None:
+    """Bob's client attaches an HTML page (its script would run in the board's origin and could
+    ask Alice's board for an admin's invite link) and a file whose content type carries a header
+    of its own. Alice's board serves both as downloads (``attachment``, ``nosniff``, a sandbox),
+    the broken type as octet-stream; before, the page was served as text/html, inline, and the
+    type with a line break in it made the board drop the connection."""
+    alice, bob = board
+    bob_space = bob.server.app[SPACE_KEY]
+    task_id = (await (await bob.post("/tasks", json={"title": "files"})).json())["id"]
+    page = b"<script>fetch('/invites', {method: 'POST'})</script>"
+    await bob_space.files.put(f"tasks/{task_id}/page.html", page, content_type="text/html")
+    await bob_space.files.put(f"tasks/{task_id}/odd.txt", b"odd", content_type="text/plain\r\nX-Evil: 1")
+    await bob_space.sync()
+    await alice.server.app[SPACE_KEY].wait_for_seq(bob_space.seq)
+    for name, body, content_type in (("page.html", page, "text/html"), ("odd.txt", b"odd", "application/octet-stream")):
+        got = await alice.get(f"/tasks/{task_id}/files/{name}")
+        assert got.status == 200 and await got.read() == body, await got.text()
+        assert got.headers["Content-Type"] == content_type and "X-Evil" not in got.headers
+        assert got.headers["Content-Disposition"].startswith("attachment")
+        assert got.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in got.headers["Content-Security-Policy"]
