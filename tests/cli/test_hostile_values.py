@@ -11,7 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from encspaces.core import crypto
+from encspaces.core.evidence import Role
+from encspaces.core.withholding import WithholdingWatch
 from encspaces_relay.process import RelayProcess
+from tests.core.fakes import FakeSpace
 
 from .conftest import User, member_pair
 
@@ -59,3 +63,21 @@ async def test_a_writers_escape_sequences_never_reach_the_terminal(relay: RelayP
     assert "report\u241b]0;pwned" in (await alice.ok("files", "notes", "ls"))
     assert "ph\u241b]0;pwned" in (await alice.ok("members", "notes"))
     assert "ph\u241b]0;pwned" in (await alice.ok("log", "notes"))
+
+
+async def test_an_evidence_files_note_is_shown_inert(alice: User, tmp_path: Path) -> None:
+    """``evidence --check`` reads a file anyone may send: its reporter's note is their text."""
+    fs = FakeSpace()
+    fs.write(fs.alice)
+    v = fs.verifier(through=fs.seq)
+    watch = WithholdingWatch()
+    watch.connected(0.0)
+    ahead = fs.signed(fs.seq, crypto.hash_parts(b"never served"))
+    watch.saw(ahead.create(fs.relay_key, fs.space, fs.seq + 2, ahead.head), Role.ACK, fs.seq, 5.0)
+    error = watch.overdue(fs.seq, v.verified_head, 36.0, 30.0)
+    assert error is not None and error.proof is not None
+    proof = error.proof.replace(relay_key=fs.relay_pk, genesis=fs.genesis.raw, note=f"see {HOSTILE} here")
+    (tmp_path / "evidence.bin").write_bytes(proof.encode(fs.bob))
+    checked = await alice.run("evidence", "--check", str(tmp_path / "evidence.bin"))
+    assert checked.code == 0 and "(see \u241b]0;pwned" in checked.out, checked
+    assert_inert(checked.out, checked.err)
