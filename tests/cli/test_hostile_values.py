@@ -8,14 +8,21 @@ with the real commands, in subprocesses, as a user would.
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
+from typing import Any
 
+import pycrdt
+
+from encspaces import Identity
 from encspaces.core import crypto
+from encspaces.core.entry import Kind
 from encspaces.core.evidence import Role
 from encspaces.core.withholding import WithholdingWatch
 from encspaces_relay.process import RelayProcess
 from tests.core.fakes import FakeSpace
+from tests.support import RawMember
 
 from .conftest import User, member_pair
 
@@ -81,3 +88,25 @@ async def test_an_evidence_files_note_is_shown_inert(alice: User, tmp_path: Path
     checked = await alice.run("evidence", "--check", str(tmp_path / "evidence.bin"))
     assert checked.code == 0 and "(see \u241b]0;pwned" in checked.out, checked
     assert_inert(checked.out, checked.err)
+
+
+async def test_an_entry_dated_past_any_calendar_is_listed(relay: RelayProcess, alice: User, bob: User) -> None:
+    """An entry's time is its author's clock, and a writer's own client may put any time in it:
+    ``log`` lists it, its time shown as out of range. Before: datetime raised, and ``log`` failed
+    on "unexpected ValueError" for every member, for good."""
+    space_id = await member_pair(relay, alice, bob)
+    await bob.ok("edit", "notes", "--append", "honest\n")
+    crafted: pycrdt.Doc[Any] = pycrdt.Doc()
+    crafted.get("text:crafted", type=pycrdt.Text).insert(0, "from the far future")
+    identity = Identity.load(bob.home / "identity.key")
+    space = base64.urlsafe_b64decode(space_id + "=" * (-len(space_id) % 4))
+    async with RawMember(relay.url, identity, space) as raw:
+        for time_ms in (253_402_300_800_000, 2**62):  # the year 10000; past datetime's range
+            await raw.commit(raw.entry(Kind.DATA, crafted.get_update(), time_ms=time_ms))
+    log = await alice.run("log", "notes")
+    assert log.code == 0, log
+    lines = log.out.splitlines()
+    assert [line.split()[2:5] for line in lines[-2:]] == [["out", "of", "range)"]] * 2
+    column = re.compile(r" *\d+  (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|\(time out of range\))  \S{10}[* ]  \S")
+    assert all(column.match(line) for line in lines), lines  # the columns stay
+    assert (await alice.ok("cat", "notes", "crafted")) == "from the far future\n"
