@@ -24,16 +24,19 @@ from pathlib import Path
 from typing import Any
 
 import nacl.signing
+import pycrdt
 import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 import encspaces
+from encspaces.core import crypto
 from encspaces.core.encoding import DEFAULT_MAX_MESSAGE, pack
 from encspaces.core.entry import Entry, Kind, build_entry
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.identity import Identity
 from encspaces.core.messages import Entries, Welcome
+from encspaces.core.presence import CTX_PRESENCE_SIG, PRESENCE_VERSION
 from encspaces.core.session import Acked, ClientSession, Event, Notice, Send, SessionState
 from encspaces.core.verifier import LogVerifier
 from encspaces_relay.config import RelayConfig
@@ -387,3 +390,27 @@ class RawMember:
         """Send a (sealed) presence message to the other members."""
         assert self._ws is not None
         await self._ws.send(self.session.presence(data))
+
+
+def sealed_presence(raw: RawMember, state: bytes, counter: int) -> bytes:
+    """A presence message with ``state`` as its packed state, exactly (msgpack's own packer
+    refuses to nest past 511: another client's need not), sealed and signed as the SDK's are."""
+    verifier = raw.verifier
+    epoch = verifier.state.epoch
+    head = None if verifier.latest_head is None else verifier.latest_head.encode()
+    nonce = crypto.random_nonce()
+    header = pack([PRESENCE_VERSION, verifier.space, raw.identity.public.sign_key, epoch, nonce])
+    body = crypto.aead_seal(verifier.epoch_keys[epoch], nonce,
+                            pack([counter, epoch, head, int(time.time() * 1000), [], state]), header)
+    return pack([header, body, raw.identity.sign(CTX_PRESENCE_SIG, header + body)])
+
+
+def nest(at: Any, depth: int) -> None:
+    """Put lists and maps ``depth`` deep under ``at`` (a map in a document; the API refuses past 64)."""
+    for i in range(depth):
+        inner: Any = pycrdt.Array() if i % 2 else pycrdt.Map()
+        if isinstance(at, pycrdt.Map):
+            at["a"] = inner
+        else:
+            at.append(inner)
+        at = inner

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from encspaces.space import Space, open_local
 
+from ..terminal import printable
 from .connecting import RelayRefusedError, catch_up, connect_space, opened, run
 from .errors import EXIT_OK, EXIT_UNAVAILABLE, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 from .home import ENV_NAME, Context, SpaceRef
@@ -40,9 +41,11 @@ def cmd_cat(ctx: Context, args: argparse.Namespace) -> int:
                 texts = [name for name, kind in space.objects() if kind == "text"]
                 content = str(space.text(args.doc)) if args.doc in texts else None
         if content is None:
-            others = ", ".join(texts) or "none"
+            others = ", ".join(repr(name) for name in texts) or "none"  # quoted: members chose them
             warn(f"no text named {args.doc!r} in {ref.name!r} yet (texts: {others})")
             return EXIT_OK
+        if not args.raw:  # another member's escape sequences never reach the terminal
+            content = printable(content, lines=True)
         sys.stdout.write(content)
         if content and not content.endswith("\n"):
             sys.stdout.write("\n")

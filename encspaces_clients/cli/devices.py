@@ -21,6 +21,7 @@ from encspaces.core.private_file import replace_private
 from encspaces.errors import EncspacesError, ProtocolError
 from encspaces.space import Space
 
+from ..terminal import printable
 from .connecting import catch_up, connect_space, run
 from .errors import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 from .home import Context, SpaceRef
@@ -178,7 +179,7 @@ def cmd_device_list(ctx: Context, args: argparse.Namespace) -> int:
             print(f"  device {identity.member_id}  (this device; in no space yet)")
         for device_id, (name, where) in seen.items():
             this = "  (this device)" if device_id == identity.member_id else ""
-            print(f"  device {device_id}  {name or '-':<12}  in {len(where)} space(s){this}")
+            print(f"  device {device_id}  {printable(name) or '-':<12}  in {len(where)} space(s){this}")
         return EXIT_OK
 
     return run(listing())

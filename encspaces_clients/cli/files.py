@@ -8,6 +8,7 @@ from pathlib import Path
 
 from encspaces.files import SpaceFiles
 
+from ..terminal import printable
 from .connecting import opened, run
 from .errors import EXIT_OK, CliError
 from .home import Context
@@ -28,7 +29,7 @@ def cmd_files(ctx: Context, args: argparse.Namespace) -> int:
                 return await _files_get(space.files, args)
             if action == "list":
                 for item in space.files.list():
-                    print(f"{item.size:>12}  {item.name}  {item.content_type}")
+                    print(printable(f"{item.size:>12}  {item.name}  {item.content_type}"))  # names are members' text
                 return EXIT_OK
             await space.files.delete(args.name)
             print(f"removed {args.name}")

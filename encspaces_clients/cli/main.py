@@ -12,6 +12,7 @@ from typing import Any
 
 import encspaces
 
+from ..terminal import printable
 from . import content, devices, files, identity, membership, spaces, verification
 from .errors import EXIT_CODES_HELP, EXIT_INTERRUPTED, explain
 from .home import (
@@ -199,10 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--append", metavar="TEXT", help="append TEXT ('-' reads stdin) and exit, no editor")
     group.add_argument("--replace", metavar="TEXT", help="replace the whole text with TEXT ('-': stdin) and exit")
 
-    p = command("cat", content.cmd_cat, "print a shared text")
+    p = command("cat", content.cmd_cat, "print a shared text",
+                "Print the text DOC of SPACE. Control characters in it (terminal escape sequences a member may "
+                "have put in) are shown as visible stand-ins such as \u241b; --raw prints the text exactly.")
     space_arg(p)
     p.add_argument("doc", metavar="DOC", nargs="?", default=DEFAULT_DOC, help=f"the text (default {DEFAULT_DOC})")
     offline_arg(p)
+    p.add_argument("--raw", action="store_true", help="print the text exactly, control characters included "
+                   "(for files and scripts; never to a terminal)")
 
     p = command("log", verification.cmd_log, "show the verified history of a space",
                 "Catch up with the relay, re-verify this device's log from genesis and print it: seq, time "
@@ -314,7 +319,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         if ctx.debug:
             raise
         message, code = explain(exc)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {printable(message, lines=True)}", file=sys.stderr)  # errors may quote members' values
         return code
     return code
 

@@ -12,6 +12,7 @@ from encspaces.core.membership import Role
 from encspaces.errors import DeviceCertificateError, IdentityError
 from encspaces.space import Space
 
+from ..terminal import printable
 from .connecting import opened, run
 from .errors import EXIT_OK, EXIT_USAGE, CliError
 from .home import Context
@@ -71,7 +72,7 @@ def device_rows(space: Space, mid: str) -> list[str]:
     member = space.members[mid]
     if len(member.devices) == 1 and member.devices[0].id == mid:
         return []
-    return [f"    device {d.id}  {d.name or '-'}  since seq {d.added_seq}"
+    return [f"    device {d.id}  {printable(d.name) or '-'}  since seq {d.added_seq}"
             f"{'  (this device)' if d.id == space.device_id else ''}" for d in member.devices]
 
 

@@ -10,13 +10,16 @@ from typing import TextIO
 
 from encspaces.core.identity import member_id
 
+from ..terminal import printable
+
 PROGRESS_THRESHOLD = 1 << 20  # bytes: smaller transfers are quick enough to need no bar
 
 ProgressCallback = Callable[[int, int | None], None]
 
 
 def warn(message: str) -> None:
-    print(message, file=sys.stderr)
+    """A note on stderr; it may quote what members wrote (names), so no control character goes out."""
+    print(printable(message, lines=True), file=sys.stderr)
 
 
 def short(key: bytes | str) -> str:
@@ -24,8 +27,16 @@ def short(key: bytes | str) -> str:
     return text[:10]
 
 
+OUT_OF_RANGE = "(time out of range)"  # as wide as a time: the columns of `log` stay
+
+
 def time_text(ms: int) -> str:
-    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    """A time in UTC. An entry's time is its author's clock: a member's own client may put any
+    int64 there, past the year 9999 datetime can show, and one such entry must not stop ``log``."""
+    try:
+        moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    except (OverflowError, ValueError, OSError):
+        return OUT_OF_RANGE
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -20,6 +20,7 @@ from encspaces.core.witness_policy import WitnessPolicy
 from encspaces.errors import EncspacesError, EvidenceError
 from encspaces.local import load_evidence, load_stored_log, reverify_local
 
+from ..terminal import printable
 from .connecting import opened, run
 from .errors import EXIT_OK, EXIT_USAGE, EXIT_VERIFICATION, CliError
 from .home import Context, SpaceRef
@@ -97,7 +98,7 @@ def cmd_log(ctx: Context, args: argparse.Namespace) -> int:
             header = result.entry.header
             who = short(header.author) + ("*" if header.author == me else " ")
             print(f"{result.seq:>6}  {time_text(header.time_ms)}  {who:<11}  {header.kind.value:<13}  "
-                  f"{describe(result)}")
+                  f"{printable(describe(result))}")  # device names and witness URLs are members' text
         if report.error is not None:
             raise report.error
         warn(f"{len(report.entries)} entries, verified from genesis; * marks yours; times are the authors' "
@@ -121,7 +122,7 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
             late.seq == r.seq and late.plaintext is not None for late in report.results if late.late)]
         print(f"space {ref.name} ({ref.id})")
         if report.error is not None:
-            print(f"FAILED at seq {report.seq + 1}: {type(report.error).__name__}: {report.error}")
+            print(printable(f"FAILED at seq {report.seq + 1}: {type(report.error).__name__}: {report.error}"))
             print(f"  seqs 1..{report.seq} verified before the failure")
             raise CliError(f"verification of the local log failed: {type(report.error).__name__}: {report.error}",
                            EXIT_VERIFICATION)
@@ -206,26 +207,32 @@ def cmd_evidence(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _check_file(path: Path) -> int:
+    """Check an evidence file anyone may have sent: its reporter's note and names are its author's
+    text, so every line is printed with control characters shown as stand-ins."""
     try:
         finding = evidence.check(path.read_bytes())
     except EvidenceError as exc:
-        print(f"{path}: REFUSED: {exc}")
+        _say(f"{path}: REFUSED: {exc}")
         raise CliError(f"the evidence in {path} does not check: {exc}", EXIT_VERIFICATION) from exc
-    print(f"{path}: {finding.kind.value} by the relay of space {member_id(finding.space)}")
-    print(f"  relay key {member_id(finding.relay_key)}"
-          + (" (bound to the space: the genesis pins it)" if finding.bound
-             else " (NOT bound to the space: no genesis in the file; check the key another way)"))
-    print(f"  proves: {finding.proves}")
+    _say(f"{path}: {finding.kind.value} by the relay of space {member_id(finding.space)}")
+    _say(f"  relay key {member_id(finding.relay_key)}"
+         + (" (bound to the space: the genesis pins it)" if finding.bound
+            else " (NOT bound to the space: no genesis in the file; check the key another way)"))
+    _say(f"  proves: {finding.proves}")
     if finding.reported:
         who = member_id(finding.reporter) if finding.reporter is not None else "an unnamed reporter"
-        print(f"  reported by {who}" + (" (signed)" if finding.reporter is not None else "")
-              + f": {finding.reported}")
+        _say(f"  reported by {who}" + (" (signed)" if finding.reporter is not None else "")
+             + f": {finding.reported}")
     if finding.cosigners:
-        print(f"  cosigned by: {', '.join(finding.cosigners)} (witnesses of the genesis policy)")
+        _say(f"  cosigned by: {', '.join(finding.cosigners)} (witnesses of the genesis policy)")
     if finding.ignored:
-        print(f"  not interpreted by this version: {', '.join(finding.ignored)} statements")
-    print("OK")
+        _say(f"  not interpreted by this version: {', '.join(finding.ignored)} statements")
+    _say("OK")
     return EXIT_OK
+
+
+def _say(line: str) -> None:
+    print(printable(line))
 
 
 WITNESS_WAIT = 5.0  # seconds ``status`` gives the witnesses to vouch for the newest verified seq

@@ -24,6 +24,7 @@ from encspaces import Space
 from encspaces.core.safety import safety_code
 from encspaces.errors import EncspacesError, VerificationError
 
+from ..terminal import printable
 from .cursors import clean_name, colour_for
 from .textarea import SharedTextArea
 
@@ -202,7 +203,7 @@ class EditorApp(App[int]):
         text.append(f"{unsent} unsent" if unsent else "all sent", style="bold yellow" if unsent else "")
         witnessed = space.witness_status
         text.append(" │ ")
-        text.append(witnessed.describe(), style="bold green" if witnessed.seq == space.seq and witnessed.seq
+        text.append(printable(witnessed.describe()), style="bold green" if witnessed.seq == space.seq and witnessed.seq
                     else "dim" if witnessed.seq is None else "yellow")
         text.append(f" │ epoch {space.epoch} │ safety ")
         text.append(self.safety_code(), style="bold cyan")
@@ -262,7 +263,7 @@ class EditorApp(App[int]):
         self.failure = exc
         what = "verification failed" if isinstance(exc, VerificationError) else "the space stopped"
         banner = self.query_one("#banner", Static)
-        banner.update(Text(f"⚠ {what}: {type(exc).__name__}: {exc}\n"
+        banner.update(Text(f"⚠ {what}: {type(exc).__name__}: {printable(str(exc))}\n"
                            "Remote changes are no longer applied and this copy is read-only. Compare the "
                            "safety code with another member; quit with Ctrl+Q."))
         banner.add_class("failed")
@@ -283,7 +284,7 @@ class EditorApp(App[int]):
         try:
             await self.space.flush()
         except EncspacesError as exc:
-            self.notify(f"not saved: {exc}", severity="error")
+            self.notify(f"not saved: {printable(str(exc))}", severity="error")
             return
         unsent = self.space.unsent
         self.notify("saved on this device" + (f"; {unsent} edits still to send" if unsent else "; all sent"))

@@ -23,6 +23,7 @@ from textual.widgets.text_area import Edit, EditResult, Location, Selection
 from encspaces import Space, TextChange
 from encspaces.errors import EncspacesError
 
+from ..terminal import printable
 from .cursors import Delta, Peer, diff, plain_text_delta, replace_delta, transform_range
 
 
@@ -267,10 +268,19 @@ class SharedTextArea(TextArea):
         peer = self.peers.get(member)
         return None if peer is None else self.location_of(peer.cursor)
 
+    def _shown_line(self, line_index: int) -> Text:
+        """The line's text, each control character in it shown as a stand-in of one character.
+
+        TextArea draws the document as it is: an ESC another member put in went to the terminal
+        raw (their sequences retitled the window, cleared the screen, set the clipboard), and
+        rich silently dropped BEL, BS and CR, which shifted every later column. One stand-in per
+        character keeps every offset the same, and the stand-in can be seen and deleted."""
+        return Text(printable(self.document.get_line(line_index), lines=True), end="", no_wrap=True)
+
     def get_line(self, line_index: int) -> Text:
         """The line as drawn: peers' selections and carets in their colours, and after the text, the
         name of each peer whose caret is on it (past the end, so no column of the text moves)."""
-        line = super().get_line(line_index)
+        line = self._shown_line(line_index)
         marks, labels = self._marks.get(line_index, ()), self._labels.get(line_index, ())
         if not marks and not labels:
             return line

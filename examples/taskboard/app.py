@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
+import math
+import re
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -116,6 +119,39 @@ def _task(row_id: str, values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "id": row_id}
 
 
+MAX_JSON_DEPTH = 64  # lists and objects in one served value: the SDK writes none deeper
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def plain_json(value: Any, depth: int = 0) -> Any:
+    """``value`` as data every JSON reader takes, whatever another member's own client stored.
+
+    The SDK writes finite numbers, str-keyed maps and lists at most 64 deep, but a member's
+    client may store any Yjs value: lists nested thousands deep (``json.dumps`` recursed past
+    Python's limit, and the whole list of tasks failed with a 500), NaN and infinities (written as
+    bare ``NaN``, which no browser parses) or bytes (a TypeError). Each such part becomes a string
+    saying what it was; the rest of the row, and every other row, is served as it is.
+    """
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _NON_FINITE.get(value, "NaN")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict | list | tuple):
+        if depth >= MAX_JSON_DEPTH:
+            return f"<nested deeper than {MAX_JSON_DEPTH}>"
+        if isinstance(value, dict):
+            return {str(key): plain_json(item, depth + 1) for key, item in value.items()}
+        return [plain_json(item, depth + 1) for item in value]
+    return f"<{type(value).__name__}>"
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    """A JSON response of members' values (``plain_json``): always valid JSON, never a 500."""
+    return web.json_response(plain_json(data), status=status, dumps=functools.partial(json.dumps, allow_nan=False))
+
+
 # --- tasks --------------------------------------------------------------------------------------
 
 
@@ -130,14 +166,14 @@ async def list_tasks(request: web.Request) -> web.Response:
         rows = _table(request).query(where=where, order_by=order, limit=limit)
     except QueryError as exc:
         return _error(400, str(exc))
-    return web.json_response([_task(row.id, row.values) for row in rows])
+    return _json([_task(row.id, row.values) for row in rows])
 
 
 async def get_task(request: web.Request) -> web.Response:
     values = _table(request).get(request.match_info["id"])
     if values is None:
         return _error(404, "no such task")
-    return web.json_response(_task(request.match_info["id"], values))
+    return _json(_task(request.match_info["id"], values))
 
 
 async def add_task(request: web.Request) -> web.Response:
@@ -203,6 +239,15 @@ async def attach_file(request: web.Request) -> web.Response:
     return web.json_response({"name": ref.name, "size": ref.size, "file_id": ref.id}, status=201)
 
 
+# The member who attached a file chose its content type: served inline, a text/html one would run
+# its script in this board's origin (with the viewer's board behind it: tasks, invites). Every
+# file is a download, never sniffed, sandboxed; a type that is not one plain "type/subtype" (a
+# line break in it made aiohttp drop the connection) is served as octet-stream.
+DOWNLOAD_HEADERS = {"Content-Disposition": "attachment", "X-Content-Type-Options": "nosniff",
+                    "Content-Security-Policy": "sandbox; default-src 'none'"}
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
+
+
 async def get_file(request: web.Request) -> web.Response:
     space = request.app[SPACE_KEY]
     try:
@@ -210,7 +255,8 @@ async def get_file(request: web.Request) -> web.Response:
     except UnknownFileError:
         return _error(404, "no such file")
     data = await space.files.get(ref)
-    return web.Response(body=data, content_type=ref.content_type)
+    content_type = ref.content_type if _CONTENT_TYPE.fullmatch(ref.content_type) else "application/octet-stream"
+    return web.Response(body=data, content_type=content_type, headers=DOWNLOAD_HEADERS)
 
 
 # --- events, presence, invites ------------------------------------------------------------------
@@ -256,9 +302,9 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def presence(request: web.Request) -> web.Response:
     space = request.app[SPACE_KEY]
-    return web.json_response({"me": {"member": space.identity.member_id, **space.presence.state},
-                              "online": [{"member": member, **state}
-                                         for member, state in sorted(space.presence.peers.items())]})
+    # "member" last: a peer's own state may hold a "member" key, naming someone else
+    return _json({"me": {**space.presence.state, "member": space.identity.member_id},
+                  "online": [{**state, "member": member} for member, state in sorted(space.presence.peers.items())]})
 
 
 async def create_invite(request: web.Request) -> web.Response:

@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeAlias
 
+import pycrdt
 import pytest
 
 pytest.importorskip("aiohttp", reason="the examples extra is not installed (pip install -e '.[dev,examples]')")
@@ -18,10 +20,12 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 import encspaces
+from encspaces.core.encoding import pack
+from encspaces.core.entry import Kind
 from encspaces.errors import SpaceClosedError
 from examples.taskboard import create_app, serve
 from examples.taskboard.app import SPACE_KEY, STREAMS_KEY
-from tests.support import RelayHandle, wait_for
+from tests.support import RawMember, RelayHandle, nest, sealed_presence, wait_for
 
 Client: TypeAlias = "TestClient[Any, Any]"
 
@@ -201,3 +205,88 @@ async def test_sigterm_shuts_the_service_down_and_closes_the_space(relay: RelayH
     await asyncio.wait_for(service, 15)
     with pytest.raises(SpaceClosedError):
         space.table("tasks").insert({"title": "after"})
+
+def strict_json(text: str) -> Any:
+    """JSON as a browser parses it: NaN and Infinity are not JSON."""
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+async def test_rows_and_presence_a_writers_own_client_crafted_are_served_as_json(
+    board: tuple[Client, Client], relay: RelayHandle,
+) -> None:
+    """Bob's own client puts rows no API writes (a cell nested 5,000 deep, NaN and infinities,
+    bytes, an integer past 2**53) and a presence with bytes, NaN and a "member" key claiming to
+    be Alice. Alice's board still lists, gets and streams every row as valid JSON (placeholders
+    where JSON has no form), and names Bob as Bob. Before: json.dumps raised RecursionError
+    (500 on every list), wrote NaN (invalid JSON), or raised TypeError on bytes."""
+    alice, bob = board
+    bob_space = bob.server.app[SPACE_KEY]
+    alice_space = alice.server.app[SPACE_KEY]
+    honest = (await (await alice.post("/tasks", json={"title": "honest", "n": 1})).json())["id"]
+    events = await alice.get("/events")
+    crafted: pycrdt.Doc[Any] = pycrdt.Doc()
+    table = crafted.get("table:tasks", type=pycrdt.Map)
+    table["deep"] = deep = pycrdt.Map({"title": "deep"})
+    deep["v"] = top = pycrdt.Map()
+    nest(top, 5000)
+    table["odd"] = pycrdt.Map({"title": "odd", "nan": float("nan"), "inf": float("inf"),
+                               "ninf": float("-inf"), "bytes": b"\x00\xff", "big": 2**62})
+    async with RawMember(relay.url, bob_space.identity, bob_space.space_bytes) as raw:
+        seq = await raw.commit(raw.entry(Kind.DATA, crafted.get_update()))
+        state = pack({"name": "Bob", "member": alice_space.identity.member_id, "key": b"\x01", "x": float("nan")})
+        await raw.presence(sealed_presence(raw, state, int(time.time() * 1_000_000) + 10**9))
+        await alice_space.wait_for_seq(seq)
+        await wait_for(lambda: bob_space.identity.member_id in alice_space.presence.peers, "bob's crafted presence")
+    change = await next_event(events)
+    assert sorted(change["inserted"]) == ["deep", "odd"]
+    events.close()
+
+    for path in ("/tasks", "/tasks?order=title", "/tasks/deep", "/tasks/odd", f"/tasks/{honest}", "/presence"):
+        response = await alice.get(path)
+        assert response.status == 200, (path, await response.text())
+        strict_json(await response.text())
+    listed = {t["id"]: t for t in strict_json(await (await alice.get("/tasks")).text())}
+    assert listed[honest] == {"id": honest, "title": "honest", "n": 1}
+    level, depth = listed["deep"]["v"], 0
+    while isinstance(level, dict | list) and level:
+        level, depth = (level["a"] if isinstance(level, dict) else level[0]), depth + 1
+    assert depth < 64 and "nested deeper" in level  # a placeholder where JSON readers would give up
+    odd = listed["odd"]
+    assert (odd["nan"], odd["inf"], odd["ninf"], odd["big"]) == ("NaN", "Infinity", "-Infinity", 2**62)
+    assert "2 bytes" in odd["bytes"]
+    online = strict_json(await (await alice.get("/presence")).text())["online"]
+    assert [peer["member"] for peer in online] == [bob_space.identity.member_id]  # not Alice, as it claimed
+    assert (await alice.patch(f"/tasks/{honest}", json={"n": 2})).status == 200  # honest rows still work
+    await until(lambda: _holds(bob, honest, {"n": 2}), "bob to see alice's honest edit")
+
+
+async def _holds(client: Client, task_id: str, values: dict[str, Any]) -> bool:
+    response = await client.get(f"/tasks/{task_id}")
+    return response.status == 200 and values.items() <= (await response.json()).items()
+
+
+async def test_a_file_another_member_attached_is_served_as_a_download_never_as_a_page(
+    board: tuple[Client, Client],
+) -> None:
+    """Bob's client attaches an HTML page (its script would run in the board's origin and could
+    ask Alice's board for an admin's invite link) and a file whose content type carries a header
+    of its own. Alice's board serves both as downloads (``attachment``, ``nosniff``, a sandbox),
+    the broken type as octet-stream; before, the page was served as text/html, inline, and the
+    type with a line break in it made the board drop the connection."""
+    alice, bob = board
+    bob_space = bob.server.app[SPACE_KEY]
+    task_id = (await (await bob.post("/tasks", json={"title": "files"})).json())["id"]
+    page = b"<script>fetch('/invites', {method: 'POST'})</script>"
+    await bob_space.files.put(f"tasks/{task_id}/page.html", page, content_type="text/html")
+    await bob_space.files.put(f"tasks/{task_id}/odd.txt", b"odd", content_type="text/plain\r\nX-Evil: 1")
+    await bob_space.sync()
+    await alice.server.app[SPACE_KEY].wait_for_seq(bob_space.seq)
+    for name, body, content_type in (("page.html", page, "text/html"), ("odd.txt", b"odd", "application/octet-stream")):
+        got = await alice.get(f"/tasks/{task_id}/files/{name}")
+        assert got.status == 200 and await got.read() == body, await got.text()
+        assert got.headers["Content-Type"] == content_type and "X-Evil" not in got.headers
+        assert got.headers["Content-Disposition"].startswith("attachment")
+        assert got.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in got.headers["Content-Security-Policy"]

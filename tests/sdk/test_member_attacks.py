@@ -17,13 +17,11 @@ import pytest
 
 import encspaces
 from encspaces import snapshot_keeper
-from encspaces.core import crypto
 from encspaces.core.encoding import pack
 from encspaces.core.entry import Kind
 from encspaces.core.membership import Policy
-from encspaces.core.presence import CTX_PRESENCE_SIG, PRESENCE_VERSION
 from encspaces.snapshot import SnapshotPayload, content_hash
-from tests.support import RawMember
+from tests.support import RawMember, nest, sealed_presence
 
 from .conftest import RelayHandle, make_members, settle, wait_for
 from .test_snapshots import newcomer
@@ -127,17 +125,6 @@ async def test_a_snapshot_claiming_the_logs_content_over_another_state_blames_it
             await m.close()
 
 
-def nest(at: Any, depth: int) -> None:
-    """Put lists and maps ``depth`` deep under ``at`` (a map in a document; the API refuses past 64)."""
-    for i in range(depth):
-        inner: Any = pycrdt.Array() if i % 2 else pycrdt.Map()
-        if isinstance(at, pycrdt.Map):
-            at["a"] = inner
-        else:
-            at.append(inner)
-        at = inner
-
-
 async def test_a_table_row_nested_deeper_than_python_recurses_reads_and_queries(
     relay: RelayHandle, tmp_path: Path,
 ) -> None:
@@ -186,19 +173,6 @@ async def test_a_table_row_nested_deeper_than_python_recurses_reads_and_queries(
     finally:
         for m in members:
             await m.close()
-
-
-def sealed_presence(raw: RawMember, state: bytes, counter: int) -> bytes:
-    """A presence message with ``state`` as its packed state, exactly (msgpack's own packer
-    refuses to nest past 511: another client's need not), sealed and signed as the SDK's are."""
-    verifier = raw.verifier
-    epoch = verifier.state.epoch
-    head = None if verifier.latest_head is None else verifier.latest_head.encode()
-    nonce = crypto.random_nonce()
-    header = pack([PRESENCE_VERSION, verifier.space, raw.identity.public.sign_key, epoch, nonce])
-    body = crypto.aead_seal(verifier.epoch_keys[epoch], nonce,
-                            pack([counter, epoch, head, int(time.time() * 1000), [], state]), header)
-    return pack([header, body, raw.identity.sign(CTX_PRESENCE_SIG, header + body)])
 
 
 async def test_a_presence_state_nested_deeper_than_python_compares_is_dropped(

@@ -1,0 +1,70 @@
+"""The editor showing what a hostile writer put in: terminal escape sequences inside the text, a
+huge single line, and a presence built by the writer's own client (a name of control
+characters far past any length, a colour that is an escape sequence, cursors past the text,
+negative, or not numbers). Nothing of it may reach the terminal raw, crash the editor or stop
+the honest member from editing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from encspaces.core.encoding import pack
+from encspaces_clients.editor import EditorApp
+from tests.support import RawMember, sealed_presence
+
+from .conftest import SIZE, RelayHandle, pair, type_text, wait_for
+
+# Retitle the window, clear the screen, set the clipboard (OSC 52, ended by ST, which rich keeps),
+# an 8-bit CSI (U+009B), BEL and backspace.
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x1b\\\x9b6n\x07\x08"
+SEQUENCES = ("\x1b]0;", "\x1b[2J", "\x1b]52", "\x9b", "\x07", "\x08")
+
+
+def terminal_output(app: EditorApp) -> str:
+    """What the app writes to the terminal for a full redraw of its screen now (the string its
+    driver is given outside tests)."""
+    return app.screen._compositor.render_update(full=True).render_segments(app.console)
+
+
+async def test_escape_sequences_in_a_text_and_a_crafted_presence_are_shown_inert(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    text = f"honest line\nbefore {HOSTILE} after\n" + "y" * 50_000 + "\nlast"
+    alice, bob = await pair(relay.url, tmp_path)
+    bob.text("notes").insert(0, text)
+    await bob.sync()
+    app = EditorApp(alice, name="alice")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            editor = app.editor
+            await wait_for(lambda: editor.text == text, "alice's editor to show bob's text")
+            async with RawMember(relay.url, bob.identity, bob.space_bytes) as raw:
+                state = {"name": HOSTILE * 40, "colour": "\x1b[31m", "doc": "notes", "cursor": 2**63,
+                         "selection": [-5, True]}
+                await raw.presence(sealed_presence(raw, pack(state), int(time.time() * 1_000_000) + 10**9))
+                bob_id = bob.identity.member_id
+                await wait_for(lambda: bob_id in editor.peers, "alice to see bob's crafted presence")
+                await pilot.pause()
+                app.refresh_status()
+                await pilot.pause()
+                shown = terminal_output(app)
+                for sequence in SEQUENCES:
+                    assert sequence not in shown, f"{sequence!r} reached the terminal"
+                shown_line = ("before \u241b]0;pwned\u2407\u241b[2J\u241b]52;c;ZXZpbA==\u241b\\"
+                              "\ufffd6n\u2407\u2408 after")
+                assert editor.get_line(1).plain == shown_line  # one stand-in per character: every column stays
+                peer = editor.peers[bob_id]
+                assert peer.cursor == 2**63 and len(peer.name) <= 32 and "\x1b" not in peer.name
+                assert editor.peer_location(bob_id) == (3, 4)  # past the text: drawn at its end
+            # The honest member keeps editing, next to the stand-ins, at the right offsets.
+            editor.move_cursor((1, len("before ") + len(HOSTILE)))
+            await type_text(pilot, "!")
+            assert not editor.read_only and app.failure is None
+            await alice.sync()
+            await wait_for(lambda: str(bob.text("notes")) == text.replace(" after", "! after"),
+                           "bob to see alice's edit, after the sequences")
+    finally:
+        await alice.close()
+        await bob.close()
