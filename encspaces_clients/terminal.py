@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 
 # C0 controls, DEL and C1 controls (U+0080..U+009F: 8-bit CSI/OSC to some terminals), and lone
-# surrogates (which no terminal encoding can write). Tab and newline are kept where asked.
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|\r(?!\n)")
+# surrogates (which no terminal encoding can write), and the line and paragraph separators
+# U+2028 and U+2029 (zero cells wide: the editor keeps them inside a line, where nothing would
+# show they are there). Tab and newline are kept where asked.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]|\r(?!\n)")
 
 REPLACEMENT = "\ufffd"
 

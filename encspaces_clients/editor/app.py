@@ -158,15 +158,18 @@ class EditorApp(App[int]):
         if state is not None and "name" in state:
             self.names[member] = clean_name(state.get("name"), member[:8])
 
-    def _publish_presence(self) -> None:
+    def _publish_presence(self, editor: SharedTextArea | None = None) -> None:
         if self.failure is not None:
             return
-        anchor, cursor = self.editor.selection_offsets
+        anchor, cursor = (editor or self.editor).selection_offsets
         self.space.presence.set({"name": self.display_name, "colour": self.colour, "doc": self.doc,
                                  "cursor": cursor, "selection": [anchor, cursor]})
 
     def on_text_area_selection_changed(self, event: SharedTextArea.SelectionChanged) -> None:
-        self._publish_presence()
+        # The event's own editor: one that arrives as the app quits (a remote change just moved
+        # the caret) comes after the editor left the screen, where a query finds nothing.
+        if isinstance(event.text_area, SharedTextArea):
+            self._publish_presence(event.text_area)
 
     # --- status ------------------------------------------------------------------------------
 

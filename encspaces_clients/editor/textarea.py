@@ -18,13 +18,14 @@ from rich.style import Style
 from rich.text import Text
 from textual.color import Color
 from textual.widgets import TextArea
-from textual.widgets.text_area import Edit, EditResult, Location, Selection
+from textual.widgets.text_area import DocumentNavigator, Edit, EditResult, Location, Selection, WrappedDocument
 
 from encspaces import Space, TextChange
 from encspaces.errors import EncspacesError
 
 from ..terminal import printable
 from .cursors import Delta, Peer, diff, plain_text_delta, replace_delta, transform_range
+from .document import SharedDocument
 
 
 class _MarkedLine(Text):
@@ -57,6 +58,16 @@ class SharedTextArea(TextArea):
         super().__init__(str(self.shared), soft_wrap=True, tab_behavior="indent", id=id)
         if not self._shows_all():
             self._out_of_step()
+
+    def _set_document(self, text: str, language: str | None) -> None:
+        """Hold the text in a ``SharedDocument``: Textual's own ``Document`` also breaks lines at
+        a form feed, U+2028 and the like, and the widget's offsets would no longer be the text's.
+        TextArea takes no document class, so the one it built is replaced as it is built."""
+        super()._set_document(text, language)
+        self.document = SharedDocument(text)
+        self.wrapped_document = WrappedDocument(self.document, tab_width=self.indent_width)
+        self.navigator = DocumentNavigator(self.wrapped_document)
+        self._rewrap_and_refresh_virtual_size()
 
     # --- positions ---------------------------------------------------------------------------
 
