@@ -231,3 +231,16 @@ async def test_manifest_whose_last_chunk_is_longer_than_its_size_says(members: M
     assert lying.size == SIZE - 1  # it parses (the chunk count fits): only the download can tell
     message = await _fails_cleanly(reader, lying, tmp_path, FileIntegrityError)
     assert "chunk 3" in message and "99 bytes, the manifest says 98" in message
+
+
+async def test_relay_answers_with_an_oversized_blob(relay: RelayHandle, members: Members, tmp_path: Path) -> None:
+    """An answer past the message limit: the client stops reading it and fails, it does not buffer it."""
+    space = await members.create()
+    await space.files.put("victim.bin", DATA)
+
+    async def script(store: BlobStore, state: LogState, member: bytes, request: BlobPut | BlobGet) -> BlobReply:
+        return BlobData(request.id, request.hash, b"\x00" * (3 << 20))
+
+    _lie(relay, script)
+    with pytest.raises(ConnectionFailedError, match="dropped 11 times"):
+        await space.files.get("victim.bin")  # each answer closes the connection at its header (1009)
