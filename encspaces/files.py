@@ -277,6 +277,7 @@ class SpaceFiles:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[BlobReply]] = {}
         self._changed = asyncio.Event()  # the connection went live or was lost
+        _remove_leftover_spools(host.spool_dir)
 
     # --- public API ------------------------------------------------------------------------
 
@@ -319,7 +320,8 @@ class SpaceFiles:
         beside the local store that holds the space's keys), written a piece at a time, so
         memory stays bounded, and removed on every way out: success, an error of the stream or
         of the upload, a stream longer than a file may be (FileTooLargeError, as soon as it
-        is), and cancellation. Nothing is listed unless the whole upload succeeded. ``progress``
+        is), and cancellation; a spool a crash left is removed when the space is opened again.
+        Nothing is listed unless the whole upload succeeded. ``progress``
         reports the upload of the encrypted chunks, after the stream ended (when the total is
         known).
         """
@@ -631,6 +633,22 @@ def _check_size(name: str, size: int, chunk_size: int) -> int:
     if count > MAX_CHUNKS:
         raise FileTooLargeError(f"{name!r} is {size} bytes; a file is at most {MAX_CHUNKS * chunk_size} bytes")
     return count
+
+
+def _remove_leftover_spools(folder: Path) -> None:
+    """Delete the spool files a crash left in a space's folder (see ``put``).
+
+    ``put`` removes its spool on every way out but a crash (a killed process, a power loss),
+    and each holds the plaintext of an upload, up to the largest file: without this, every
+    crash during an upload from a stream left one more for ever. The space is open (its
+    store's lock is held), so no other process is spooling into this folder.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(SPOOL_PREFIX) and entry.name.endswith(".spool"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                log.info("removed %s, left by an upload that did not finish", entry.name)
 
 
 def _destination(dest: Path, name: str) -> Path:

@@ -33,6 +33,17 @@ log = logging.getLogger(__name__)
 
 BLOBS_DIR = "blobs"
 _TMP_PREFIX = ".tmp-"
+# What the smallest blob costs the relay: a file of one byte still takes a block (and an inode).
+# Counting blobs by their bytes alone let a member store quota / 41 blobs of 41 bytes (the
+# smallest a client makes: nonce, tag and one byte), some 26 million files and 100 GiB of
+# blocks under the default 1 GiB quota.
+BLOB_MIN_CHARGE = 4096
+
+
+def charge(size: int) -> int:
+    """The bytes a blob of ``size`` counts against the quotas: at least ``BLOB_MIN_CHARGE``."""
+    return max(size, BLOB_MIN_CHARGE)
+
 
 class BlobStore:
     """Every space's blobs under ``root``, with the limits of the relay's config."""
@@ -90,7 +101,7 @@ class BlobStore:
         refused = self.refuse_malformed(request)
         if refused is not None:
             return refused
-        size = len(request.data)
+        size = charge(len(request.data))
         await self.total_usage()  # scanned before any write: see _total
         lock = self._locks.setdefault(space, asyncio.Lock())
         async with lock:  # one writer per space: the quota is exact and one hash is written once
@@ -157,7 +168,7 @@ def _scan(folder: Path) -> int:
         if entry.name.startswith(_TMP_PREFIX):
             Path(entry.path).unlink(missing_ok=True)
         elif entry.is_file(follow_symlinks=False):
-            total += entry.stat(follow_symlinks=False).st_size
+            total += charge(entry.stat(follow_symlinks=False).st_size)
     return total
 
 
@@ -171,7 +182,7 @@ def _scan_all(root: Path) -> int:
     for folder in folders:
         for entry in os.scandir(folder):
             if not entry.name.startswith(_TMP_PREFIX) and entry.is_file(follow_symlinks=False):
-                total += entry.stat(follow_symlinks=False).st_size
+                total += charge(entry.stat(follow_symlinks=False).st_size)
     return total
 
 

@@ -30,7 +30,7 @@ from encspaces.core.head import next_head
 from encspaces.core.identity import member_id
 from encspaces.errors import EncspacesError
 
-from .blobs import BLOBS_DIR
+from .blobs import BLOBS_DIR, charge
 from .keys import load_or_create_signing_key
 from .store import DB_FILE, decode_stored_head
 
@@ -114,12 +114,12 @@ async def migrate(data_dir: Path, dsn: str) -> Report:
                                                "to its name: not copied")
                         continue
                     await conn.execute("INSERT INTO blobs VALUES ($1, $2, $3, $4)", space, digest, len(data), data)
-                    used += len(data)
+                    used += charge(len(data))  # what it counts against the quotas
                     report.blobs += 1
+                    report.blob_bytes += len(data)
                 if used:
                     await conn.execute("INSERT INTO blob_usage VALUES ($1, $2)", space, used)
                     await conn.execute("UPDATE blob_total SET bytes = bytes + $1 WHERE id = 1", used)
-                report.blob_bytes += used
             report.spaces += 1
         for space, _, _ in spaces:
             await _check_space(store, db, space, relay_key, report)

@@ -23,7 +23,7 @@ from encspaces.core.identity import member_id
 from encspaces.core.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused
 from encspaces.errors import StoreUnavailableError
 
-from .blobs import BlobStore, _refused
+from .blobs import BlobStore, _refused, charge
 
 if TYPE_CHECKING:
     from .pg_store import PgStore
@@ -54,7 +54,7 @@ class PgBlobStore(BlobStore):
         refused = self.refuse_malformed(request)
         if refused is not None:
             return refused
-        size = len(request.data)
+        size = charge(len(request.data))  # what it counts against the quotas (blobs.py)
         try:
             async with self._store.connection() as conn, conn.transaction():
                 await conn.execute("INSERT INTO blob_usage VALUES ($1, 0) ON CONFLICT DO NOTHING", space)
@@ -74,7 +74,8 @@ class PgBlobStore(BlobStore):
                                     f"storing {size} more bytes would pass the relay's quota of "
                                     f"{self.total_quota} bytes for all spaces: ask its operator")
                 self._total = int(total)  # for metrics: the cluster's count as this commit left it
-                await conn.execute("INSERT INTO blobs VALUES ($1, $2, $3, $4)", space, request.hash, size, request.data)
+                await conn.execute("INSERT INTO blobs VALUES ($1, $2, $3, $4)", space, request.hash,
+                                   len(request.data), request.data)
                 await conn.execute("UPDATE blob_usage SET bytes = bytes + $2 WHERE space_id = $1", space, size)
         except StoreUnavailableError as exc:
             log.error("cannot write blob %s of space %s: %s", request.hash.hex()[:16], member_id(space)[:12], exc)

@@ -12,6 +12,7 @@ from encspaces.core import crypto
 from encspaces.core.messages import BlobGet, BlobPut, BlobRefused, Challenge, Error, decode_message
 from encspaces.errors import BlobMissingError, BlobRefusedError, EncspacesError
 from encspaces.files import CHUNK_SIZE, seal_chunk
+from encspaces_relay.blobs import BLOB_MIN_CHARGE, charge
 
 from .conftest import Members, RelayFactory
 
@@ -126,7 +127,7 @@ async def test_relay_wide_quota_across_spaces(make_relay: RelayFactory, tmp_path
         await second.files.put("small.bin", b"s" * 1000)  # what fits is stored
         assert await second.files.get("small.bin") == b"s" * 1000
         assert await relay.server.blobs.total_usage() == sum(
-            p.stat().st_size for space in (first, second) for p in relay.blob_files(space))
+            charge(p.stat().st_size) for space in (first, second) for p in relay.blob_files(space))
     finally:
         await group.close()
 
@@ -159,3 +160,28 @@ async def test_key_rotation_and_removal(members: Members) -> None:
     with pytest.raises(EncspacesError) as caught:
         await bob.files.get(after)  # even with the manifest, a removed member gets no blob
     assert "removed" in str(caught.value)
+
+
+async def test_many_tiny_blobs_count_what_they_cost(make_relay: RelayFactory, tmp_path: Path) -> None:
+    """A writer uploading tiny distinct blobs cannot make the relay hold quota / size files.
+
+    Each blob takes a block and an inode however small it is, so it counts BLOB_MIN_CHARGE
+    against the quota: under a quota of 3 blocks, the fourth tiny blob is refused.
+    """
+    relay = await make_relay(blob_quota=3 * BLOB_MIN_CHARGE)
+    group = Members(relay, tmp_path)
+    try:
+        space = await group.create()
+        codes = []
+        for i in range(16):
+            blob = i.to_bytes(8, "big")
+            request = await space.files._send(i, 8, BlobPut(0, crypto.blob_hash(blob), blob))
+            reply = await space.files._answer(request)
+            codes.append("ack" if not isinstance(reply, BlobRefused) else reply.code)
+        assert codes == ["ack"] * 3 + ["quota"] * 13
+        assert len(relay.blob_files(space)) == 3
+        # The space is not stuck: edits still go through.
+        space.text("t").insert(0, "still writing")
+        await space.sync()
+    finally:
+        await group.close()

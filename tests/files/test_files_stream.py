@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import stat
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -168,3 +169,21 @@ async def test_a_cancel_that_comes_as_the_connection_changes_is_not_lost(relay: 
     with pytest.raises(asyncio.CancelledError):
         await upload
     assert spools(members, space) == []
+
+
+async def test_a_spool_left_by_a_crash_is_removed_when_the_space_opens_again(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A process killed while spooling an upload leaves its spool (plaintext, up to 2 GiB): reopening removes it."""
+    identity = encspaces.Identity.generate()
+    space = await encspaces.create_space(relay.url, identity, data_dir=tmp_path / "a")
+    folder = tmp_path / "a" / space.space_bytes.hex()
+    space_id = space.id
+    await space.close()
+    fd, left = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=".spool", dir=folder)  # as put makes it
+    with open(fd, "wb") as handle:
+        handle.write(b"plaintext of an upload the crash interrupted")
+    async with encspaces.connect(relay.url, identity, space_id, data_dir=tmp_path / "a") as again:
+        assert not Path(left).exists()
+        assert [p.name for p in folder.iterdir() if p.name.startswith(SPOOL_PREFIX)] == []
+        assert (await again.files.put("after.bin", b"works")).size == 5

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from encspaces.core import crypto
+from encspaces.core.codes import BlobCode
 from encspaces.core.encoding import pack
 from encspaces.core.log_state import LogState
 from encspaces.core.messages import (
@@ -109,44 +110,49 @@ async def test_blob_store_limits_dedup_and_leftovers(tmp_path: Path) -> None:
     folder = tmp_path / space.hex()
     folder.mkdir()
     (folder / ".tmp-leftover-1234").write_bytes(b"x" * 50)  # a crash mid-write
-    store = BlobStore(tmp_path, max_blob_size=100, quota=150)
-    blob = b"b" * 80
+    store = BlobStore(tmp_path, max_blob_size=10_000, quota=15_000)
+    blob = b"b" * 8000
     digest = crypto.blob_hash(blob)
     assert await store.put(space, BlobPut(1, digest, blob)) == BlobAck(1, digest)
     assert not (folder / ".tmp-leftover-1234").exists()
     assert await store.put(space, BlobPut(2, digest, blob)) == BlobAck(2, digest)  # stored once
-    assert await store.usage(space) == 80
-    refused = await store.put(space, BlobPut(3, crypto.blob_hash(b"c" * 80), b"c" * 80))
+    assert await store.usage(space) == 8000
+    refused = await store.put(space, BlobPut(3, crypto.blob_hash(b"c" * 8000), b"c" * 8000))
     assert isinstance(refused, BlobRefused) and refused.code == "quota"
-    refused = await store.put(space, BlobPut(4, crypto.blob_hash(b"c" * 101), b"c" * 101))
+    refused = await store.put(space, BlobPut(4, crypto.blob_hash(b"c" * 10_001), b"c" * 10_001))
     assert isinstance(refused, BlobRefused) and refused.code == "too_large"
-    refused = await store.put(space, BlobPut(5, digest, b"c" * 80))
+    refused = await store.put(space, BlobPut(5, digest, b"c" * 8000))
     assert isinstance(refused, BlobRefused) and refused.code == "bad_hash"
     assert await store.get(space, BlobGet(6, digest)) == BlobData(6, digest, blob)
     assert await store.get(bytes([1]) * 32, BlobGet(7, digest)) == BlobMissing(7, digest)
     # Concurrent uploads of one blob are written once and counted once.
-    other = b"o" * 60
+    other = b"o" * 6000
     answers = await asyncio.gather(*(store.put(space, BlobPut(i, crypto.blob_hash(other), other)) for i in range(5)))
     assert all(isinstance(a, BlobAck) for a in answers)
-    assert await store.usage(space) == 140
+    assert await store.usage(space) == 14_000
     assert sorted(p.name for p in folder.iterdir()) == sorted([digest.hex(), crypto.blob_hash(other).hex()])
+    # A blob smaller than a block counts as one (what it costs the disk).
+    tiny = b"t" * 10
+    assert await store.put(space, BlobPut(8, crypto.blob_hash(tiny), tiny)) == BlobRefused(
+        8, crypto.blob_hash(tiny), BlobCode.QUOTA, "storing 4096 more bytes would pass this space's quota of "
+        "15000 bytes (14000 used)")
     # A restarted relay counts what is on disk.
-    assert await BlobStore(tmp_path, max_blob_size=100, quota=150).usage(space) == 140
+    assert await BlobStore(tmp_path, max_blob_size=10_000, quota=15_000).usage(space) == 14_000
 
 
 async def test_blob_store_total_quota(tmp_path: Path) -> None:
     one, two = bytes(32), bytes([2]) * 32
     (tmp_path / one.hex()).mkdir()
-    (tmp_path / one.hex() / "aa").write_bytes(b"a" * 70)  # stored by an earlier run
-    store = BlobStore(tmp_path, max_blob_size=100, quota=100, total_quota=200)
-    assert await store.total_usage() == 70
-    blobs = [bytes([i]) * 50 for i in range(3)]
+    (tmp_path / one.hex() / "aa").write_bytes(b"a" * 7000)  # stored by an earlier run
+    store = BlobStore(tmp_path, max_blob_size=10_000, quota=10_000, total_quota=20_000)
+    assert await store.total_usage() == 7000
+    blobs = [bytes([i]) * 5000 for i in range(3)]
     answers = await asyncio.gather(*(store.put(space, BlobPut(i, crypto.blob_hash(b), b))
                                      for i, (space, b) in enumerate(zip((one, two, two), blobs, strict=True))))
-    # 70 + 3 x 50 = 220 > 200: exactly one of the three concurrent uploads is refused.
+    # 7000 + 3 x 5000 = 22000 > 20000: exactly one of the three concurrent uploads is refused.
     assert sorted(type(a).__name__ for a in answers) == ["BlobAck", "BlobAck", "BlobRefused"]
-    assert await store.total_usage() == 170
-    assert await BlobStore(tmp_path, max_blob_size=100, quota=100, total_quota=200).total_usage() == 170
+    assert await store.total_usage() == 17_000
+    assert await BlobStore(tmp_path, max_blob_size=10_000, quota=10_000, total_quota=20_000).total_usage() == 17_000
 
 
 def test_cli_flags(tmp_path: Path) -> None:
