@@ -96,8 +96,8 @@ def _release(obj: SharedObject) -> None:
 _NOTHING_LEFT = b"\x00\x00"
 
 
-def fully_applied(update: bytes, state: bytes) -> bool:
-    """Whether a document whose state vector is ``state`` holds all of ``update``.
+def fully_applied(update: bytes, state: bytes, doc: pycrdt.Doc[Any] | None = None) -> bool:
+    """Whether a document whose state vector is ``state`` (``doc``, when given) holds all of ``update``.
 
     Yrs keeps the parts of an update it cannot integrate yet (structs whose dependencies it lacks,
     deletions of items it does not have) aside, and ``get_update`` leaves them out: a document
@@ -114,6 +114,12 @@ def fully_applied(update: bytes, state: bytes) -> bool:
         clients, pos = read_varuint(diff, 0)
         if clients:
             return False
+        if doc is not None and diff == doc.get_update(state):
+            # The update's deletions are exactly the document's own (its delete set, which Yrs
+            # writes whole): all applied. Decided without parsing them in Python, ~18 ms for a
+            # snapshot of B4 on every cold open (bench/README.md, "Cold open after the snapshot
+            # checks"); other encodings of the same set fall through to the exact check below.
+            return True
         have = read_state(state)
         ranges, pos = read_deletions(diff, pos)
         return pos == len(diff) and all(clock + length <= have.get(client, 0) for client, clock, length in ranges)

@@ -155,6 +155,20 @@ def testfully_applied() -> None:
     missing_target.apply_update(updates[2])  # deletes characters this document does not have
     assert not fully_applied(updates[2], missing_target.get_state())
     assert not fully_applied(b"\xff\xff", whole.get_state())
+    # Given the document, its own delete set decides at once; the same answers.
+    assert fully_applied(merged, whole.get_state(), whole)
+    assert not fully_applied(updates[1], missing_parent.get_state(), missing_parent)
+    assert not fully_applied(updates[2], missing_target.get_state(), missing_target)
+    # A state that also deletes clocks nobody has written yet (a snapshot's lie): held aside by
+    # Yrs, so the document's delete set is not the update's.
+    future: pycrdt.Doc[object] = pycrdt.Doc()
+    future.get("t", type=pycrdt.Text).insert(0, "x" * 8)
+    del future.get("t", type=pycrdt.Text)[0:8]
+    lie = pycrdt.merge_updates(doc.get_update(), future.get_update(future.get_state()))  # + its deletions alone
+    loaded: pycrdt.Doc[object] = pycrdt.Doc()
+    loaded.apply_update(lie)
+    assert not fully_applied(lie, loaded.get_state(), loaded)
+    assert not fully_applied(lie, loaded.get_state())
 
 
 def test_without_an_event_loop_a_grown_document_asks_for_one_once_per_threshold(
