@@ -65,7 +65,9 @@ class LocalBatch:
         # a zero byte exactly when it is, lib0 writing no leading zero in a varuint).
         self._deleting: list[bytes] = []
         # This document's client and every client's clock where the batch began; None: not known.
-        self._start: tuple[int, dict[int, int]] | None = None
+        # (The state vector is kept encoded and read only for a batch read from the document:
+        # noted after every verified frame, it is parsed for a burst's batch alone.)
+        self._start: tuple[int, bytes] | None = None
 
     def __len__(self) -> int:
         return len(self.updates)
@@ -84,7 +86,7 @@ class LocalBatch:
         if doc._txn is not None or self.updates:
             self._start = None
             return
-        self._start = (doc.client_id, read_state(doc.get_state()))
+        self._start = (doc.client_id, doc.get_state())
 
     def take(self, doc: pycrdt.Doc[Any], limit: int) -> list[bytes]:
         """The batch as updates of at most ``limit`` bytes each where it can be (one, usually);
@@ -100,13 +102,13 @@ class LocalBatch:
         return out
 
     @staticmethod
-    def _read(doc: pycrdt.Doc[Any], deleting: list[bytes], start: tuple[int, dict[int, int]] | None,
+    def _read(doc: pycrdt.Doc[Any], deleting: list[bytes], start: tuple[int, bytes] | None,
               limit: int) -> list[bytes] | None:
         """The batch read from the document (see the module's docstring), or None where a
         check does not hold."""
         if start is None or doc._txn is not None or doc.client_id != start[0]:
             return None
-        client, before = start
+        client, before = start[0], read_state(start[1])
         now = doc.get_state()
         clocks = read_state(now)
         clock = before.get(client, 0)
