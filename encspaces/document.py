@@ -130,8 +130,11 @@ def fully_applied(update: bytes, state: bytes, doc: pycrdt.Doc[Any] | None = Non
 class Document:
     """Wraps a pycrdt Doc; reports local updates to ``on_local_update``."""
 
-    def __init__(self, on_local_update: Callable[[bytes], None]) -> None:
-        self.doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    def __init__(self, on_local_update: Callable[[bytes], None], client_id: int | None = None) -> None:
+        # The Yjs client id local edits are written under (a space's: derived from its key,
+        # encspaces.core.client_ids); kept when the pycrdt document is replaced.
+        self.doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=client_id)
+        self.client_id: int = self.doc.client_id
         self._on_local_update = on_local_update
         self._remote_author: str | None = None
         self._applying_remote = False
@@ -291,7 +294,7 @@ class Document:
         otherwise False, and the caller applies the state as an update.
         """
         if self._objects or self._known or self._watched or self._depth or self._deferred \
-                or self.doc.get_state() != _EMPTY_STATE:
+                or doc.client_id != self.client_id or self.doc.get_state() != _EMPTY_STATE:
             return False
         self._replace_doc(doc)
         self._discover(author)

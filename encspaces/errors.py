@@ -405,6 +405,12 @@ class EntryTooLargeError(EncspacesError, ValueError):
     """An entry over the size a relay accepts: one edit, snapshot or membership change too big."""
 
 
+class ForeignClientIdError(EncspacesError):
+    """A local transaction added items under a Yjs client id other than this session's (an
+    integration imported another document's update through ``Space.doc``). Every member would
+    reject an entry holding them, so nothing of the batch is sent and the space stops."""
+
+
 class NotPermittedError(EncspacesError):
     """Refused before anything was sent: the role does not allow it, or it would break a rule
     (removing the last admin, adding a member twice)."""

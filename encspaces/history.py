@@ -12,8 +12,10 @@ import builtins
 from dataclasses import dataclass
 from typing import Any
 
+from .core.client_ids import ClientOwners
 from .core.entry import Entry, Kind, open_body
 from .core.identity import member_id
+from .data_payload import Unusable, read_data
 from .document import Document, SharedList, SharedMap, SharedTable, SharedText
 from .errors import HistoryError, ProtocolError, ReadOnlyError
 from .shared.kinds import ObjectKind
@@ -73,7 +75,7 @@ class SpaceView:
 
 def rebuild(
     rows: list[tuple[int, bytes, bytes]], seq: int, keys: dict[int, bytes], forgotten: set[int],
-    bad_snapshots: tuple[int, ...] = (),
+    bad_snapshots: tuple[int, ...] = (), client_ids_bound: bool = False,
 ) -> SpaceView:
     """The document at ``seq``: the nearest good snapshot at or before it, then the data entries after.
 
@@ -81,6 +83,7 @@ def rebuild(
     ``seq``: what counts is the seq whose state it holds, its parent).
     """
     document = Document(lambda update: None)
+    owners = ClientOwners()
     start = _start_from_snapshot(rows, seq, keys, bad_snapshots, document)
     for entry_seq, raw, _ in rows:
         if entry_seq > seq:
@@ -102,8 +105,11 @@ def rebuild(
         plaintext = open_body(entry, key)
         if plaintext is None:
             continue  # skipped the same way when it was verified: the author's fault
+        update = read_data(plaintext, client_ids_bound, owners, h.author)
+        if isinstance(update, Unusable):
+            continue  # rejected the same way when it was verified
         try:
-            document.apply_remote(plaintext, member_id(h.author))
+            document.apply_remote(update, member_id(h.author))
         except ValueError:
             continue
     document.close()  # a fixed point in history: nothing to follow, and it could never be freed otherwise

@@ -69,9 +69,10 @@ def content_hash(doc: pycrdt.Doc[Any]) -> bytes:
     return crypto.hash_parts(crypto.CTX_SNAPSHOT_CONTENT, pack(content))
 
 
-def load_state(state: bytes) -> pycrdt.Doc[Any]:
-    """A snapshot's state loaded into a document of its own (raises on a state that does not load)."""
-    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+def load_state(state: bytes, client_id: int | None = None) -> pycrdt.Doc[Any]:
+    """A snapshot's state loaded into a document of its own (raises on a state that does not load);
+    with ``client_id``, one a device may adopt as its own (``Document.adopt``)."""
+    doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=client_id)
     doc.apply_update(state)
     return doc
 

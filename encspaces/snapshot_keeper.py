@@ -202,7 +202,7 @@ class SnapshotKeeper:
         problem = ""
         try:
             payload = SnapshotPayload.decode(plaintext)
-            loaded = load_state(payload.state)
+            loaded = load_state(payload.state, self._document.client_id)
             if content_hash(loaded) != payload.content:
                 problem = f"its state does not hash to the content it claims for seq {base}"
             elif not fully_applied(payload.state, loaded.get_state(), loaded):

@@ -31,6 +31,7 @@ from .connection import Connection
 from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
 from .core.batch_window import BatchWindow
+from .core.client_ids import NONCE_SIZE, ClientOwners, derive_client_id
 from .core.devices import CERT_PREFIX, DeviceCertificate, PairingRequest, device_in_use_message
 from .core.encoding import DEFAULT_MAX_MESSAGE, pack
 from .core.entry import Entry, Kind, build_entry, open_body
@@ -52,6 +53,7 @@ from .core.session import (
 from .core.verifier import LogVerifier, VerifiedEntry
 from .core.witness_policy import Witness, WitnessPolicy
 from .core.witnessing import WitnessStatus
+from .data_payload import Unusable, foreign_items, read_data, write_data
 from .deadline import check_timeout, deadline
 from .document import (
     Change,
@@ -68,6 +70,7 @@ from .errors import (
     EncspacesError,
     EntryTooLargeError,
     EpochKeyMissingError,
+    ForeignClientIdError,
     HandshakeError,
     HistoryError,
     InvalidArgumentError,
@@ -320,8 +323,12 @@ class Space:
         self._verifier = LogVerifier(space, identity)
         self._verifier.own_entry = self._held_entry
         self._writable = False  # _check_writable passed, and the verified log has not moved since
-        self._document = Document(self._on_local_update)
         self._me = identity.public.sign_key
+        # This session's Yjs client id, derived from our key and a fresh nonce (core/client_ids.py),
+        # and who first wrote under each client id the entries we applied use.
+        self._client_nonce = crypto.random_bytes(NONCE_SIZE)
+        self._document = Document(self._on_local_update, derive_client_id(self._me, self._client_nonce))
+        self._client_owners = ClientOwners({self._document.client_id: self._me})
         self._device_in_use: DeviceKeyInUseError | None = None
         self._foreign: set[bytes] = set()  # entries by our key that we did not write, until applied
         self._genesis: bytes | None = None
@@ -732,7 +739,8 @@ class Space:
             raise HistoryError(f"seq {seq} is outside the verified log (1..{self.seq})")
         await self._persistence.persist()
         rows = await self._store.load_log()
-        return rebuild(rows, seq, self._verifier.epoch_keys, self._verifier.forgotten, self.snapshots.bad_seqs)
+        return rebuild(rows, seq, self._verifier.epoch_keys, self._verifier.forgotten, self.snapshots.bad_seqs,
+                       self._verifier.state.client_ids_bound)
 
     async def write_snapshot(self, *, timeout: float | None = None) -> None:
         """Post a snapshot of the document now (members who may write); the policy also does it by itself.
@@ -900,13 +908,29 @@ class Space:
         if not self._updates or self.error is not None:
             return
         self._batch_window.flushed(asyncio.get_running_loop().time())
+        bound = self._verifier.state.client_ids_bound
         try:
-            for payload in self._updates.take(self._document.doc, self.options.max_batch_update):
-                self._queue_entry(Kind.DATA, payload)
+            for update in self._updates.take(self._document.doc, self.options.max_batch_update):
+                if bound:
+                    self._check_own_clients(update)
+                self._queue_entry(Kind.DATA, write_data(update, bound, self._client_nonce))
+        except ForeignClientIdError as exc:
+            self._fail(exc)
         except EntryTooLargeError as exc:
             # One edit too large for any entry (a huge paste): it cannot reach anyone. Say so, and
             # stop: carrying on would let this document drift from everyone else's.
             self._fail(EntryTooLargeError(f"{exc}: split very large edits into smaller ones"))
+
+    def _check_own_clients(self, update: bytes) -> None:
+        """Raise ForeignClientIdError if ``update`` holds items under a client id not this session's."""
+        mine = self._document.client_id
+        foreign = foreign_items(update, mine)
+        if foreign is not None:
+            raise ForeignClientIdError(
+                f"local edits hold items under Yjs client id {foreign[1]}"
+                f"{f' and {foreign[0] - 1} more' if foreign[0] > 1 else ''}, not this session's {mine}: "
+                "an update from another document was applied through Space.doc; every member would reject "
+                "the entry, so nothing of the batch was sent (copy content through the space's objects instead)")
 
     def _queue_entry(self, kind: Kind, payload: bytes, parent: tuple[int, bytes] | None = None) -> Entry:
         """Sign and queue an entry; its parent is our verified head unless given (snapshots)."""
@@ -1034,8 +1058,12 @@ class Space:
             if not self._foreign or result.entry.raw not in self._foreign:
                 return  # our own edit, already in the document
             self._foreign.discard(result.entry.raw)  # another machine's, with our key: not in our document
+        update = read_data(result.plaintext, self._verifier.state.client_ids_bound, self._client_owners, header.author)
+        if isinstance(update, Unusable):
+            self._reject(result, update.kind, update.reason)
+            return
         try:
-            self._document.apply_remote(result.plaintext, result.entry.author_id)
+            self._document.apply_remote(update, result.entry.author_id)
         except ValueError as exc:
             self._reject(result, "invalid_update", str(exc))
 
@@ -1107,7 +1135,9 @@ class Space:
             if entry.header.kind is Kind.DATA and key is not None:
                 plaintext = open_body(entry, key)
                 if plaintext is not None:
-                    self._document.apply_remote(plaintext, None)
+                    bound = self._verifier.state.client_ids_bound
+                    update = plaintext[NONCE_SIZE:] if bound else plaintext  # (our own: written by write_data)
+                    self._document.apply_remote(update, None)
             restored.append(entry)
         self._box.restored(restored, mine)  # all of it came from the store: durable
         await self._evidence.restore()

@@ -31,6 +31,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 import encspaces
 from encspaces.core import crypto
+from encspaces.core.client_ids import NONCE_SIZE, data_plaintext, derive_client_id
 from encspaces.core.encoding import DEFAULT_MAX_MESSAGE, pack
 from encspaces.core.entry import Entry, Kind, build_entry
 from encspaces.core.head import SignedHead, next_head
@@ -313,6 +314,19 @@ async def wait_for(condition: Callable[[], bool], what: str = "condition", timeo
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+class AuthoredDoc:
+    """A document in which a test crafts updates that ``identity`` may send: its client id is
+    derived from that key and a nonce of its own, as a session's is (encspaces.core.client_ids).
+    ``payload`` is the data entry's plaintext for one of its updates."""
+
+    def __init__(self, identity: Identity, nonce: bytes | None = None) -> None:
+        self.nonce = crypto.random_bytes(NONCE_SIZE) if nonce is None else nonce
+        self.doc: pycrdt.Doc[Any] = pycrdt.Doc(client_id=derive_client_id(identity.public.sign_key, self.nonce))
+
+    def payload(self, update: bytes) -> bytes:
+        return data_plaintext(self.nonce, update)
 
 
 class RawMember:

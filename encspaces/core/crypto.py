@@ -58,6 +58,7 @@ CTX_FILE_ID = b"encspaces/v1/file-id"
 CTX_FILE_NONCE = b"encspaces/v1/file-chunk-nonce"
 CTX_FILE_CHUNK = b"encspaces/v1/file-chunk"
 CTX_BLOB = b"encspaces/v1/blob"
+CTX_YJS_CLIENT = b"encspaces/v1/yjs-client-id"
 
 ZERO_HASH = bytes(HASH_SIZE)
 
@@ -140,6 +141,10 @@ def random_key() -> bytes:
 
 def random_nonce() -> bytes:
     return os.urandom(NONCE_SIZE)
+
+
+def random_bytes(size: int) -> bytes:
+    return os.urandom(size)
 
 
 def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, associated: bytes) -> bytes:

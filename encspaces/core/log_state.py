@@ -126,6 +126,9 @@ class LogState:
         # genesis first. Few entries (admins change witnesses rarely), kept whole for clients
         # that check old checkpoints against the policy of their time.
         self.witness_policies: list[tuple[int, WitnessPolicy]] = []
+        # Whether data entries carry their session nonce and bind Yjs client ids to their
+        # authors (the genesis says; encspaces.core.client_ids). Checked by members, not the relay.
+        self.client_ids_bound = False
         self._journal: _Journal | None = None
 
     @property
@@ -168,6 +171,7 @@ class LogState:
             "snapshots": [r.encode() for r in self.snapshots.values()],
             "policy": self.policy.encode(),
             "witness_policies": [[seq, p.encode()] for seq, p in self.witness_policies],
+            "client_ids": self.client_ids_bound,
             "invites": [[i.key, i.box_key, i.role.value, i.uses, i.used, i.expires_ms, i.history, i.created_by,
                          i.created_seq, i.revoked] for i in self.invites.values()],
         })
@@ -233,6 +237,7 @@ class LogState:
             set_at, encoded = as_list(item, "checkpoint witness policy", 2)
             state.witness_policies.append(
                 (as_int(set_at, "witness policy seq", minimum=1), WitnessPolicy.decode(as_map(encoded, "policy"))))
+        state.client_ids_bound = m.get("client_ids", False) is True  # absent: a checkpoint from before
         for item in as_list(field(m, "invites", "checkpoint"), "checkpoint invites"):
             key, box, role, uses, used, expires, history, by, created, revoked = as_list(item, "invite", 10)
             invite = Invite(
@@ -588,6 +593,7 @@ class LogState:
             body = GenesisBody.decode(entry.body)
             self.relay_key = body.relay_key
             self.witness_policies = [(seq, body.witnesses)]
+            self.client_ids_bound = body.client_ids
             self.epoch_started[FIRST_EPOCH] = h.time_ms
             person = h.author if body.cert is None else body.cert.person
             self._admit(Member(person, body.creator_box, Role.ADMIN, None, seq,

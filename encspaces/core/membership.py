@@ -95,6 +95,9 @@ class GenesisBody:
     # The space's first witness policy; NONE is encoded as the absence of both keys, so a
     # genesis without witnesses has the same bytes (and the same space id) as before them.
     witnesses: WitnessPolicy = WitnessPolicy.NONE
+    # Yjs client ids are bound to their writers' keys (encspaces.core.client_ids): every data
+    # entry's plaintext starts with its session nonce. Absent (False) in spaces created before.
+    client_ids: bool = False
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {"v": BODY_VERSION, "creator_box": self.creator_box, "relay": self.relay_key,
@@ -103,6 +106,8 @@ class GenesisBody:
             body["cert"] = self.cert.encode()
         if self.witnesses.enabled:
             body.update(self.witnesses.encode())
+        if self.client_ids:
+            body["client_ids"] = 1
         return pack(body)
 
     @classmethod
@@ -117,9 +122,19 @@ class GenesisBody:
                 commit=as_bytes(field(m, "commit", "genesis"), "genesis key commitment", crypto.HASH_SIZE),
                 cert=optional_cert(m, "genesis"),
                 witnesses=_genesis_witnesses(m),
+                client_ids=_genesis_client_ids(m),
             )
         except ProtocolError as exc:
             raise MalformedEntryError(f"malformed genesis entry: {exc}") from exc
+
+
+def _genesis_client_ids(m: dict[str, Any]) -> bool:
+    if "client_ids" not in m:
+        return False
+    version = as_int(m["client_ids"], "genesis client_ids")
+    if version != 1:
+        raise ProtocolError(f"genesis client_ids: version {version}, expected 1")
+    return True
 
 
 def _genesis_witnesses(m: dict[str, Any]) -> WitnessPolicy:
@@ -232,10 +247,11 @@ def _check_version(m: dict[str, object], what: str) -> None:
 
 def genesis_body(
     creator: PublicIdentity, relay_key: bytes, epoch_key: bytes, witnesses: WitnessPolicy = WitnessPolicy.NONE,
-    cert: DeviceCertificate | None = None,
+    cert: DeviceCertificate | None = None, client_ids: bool = True,
 ) -> bytes:
+    """A new space's genesis body; ``client_ids=False`` only to make a space as older versions did (tests)."""
     return GenesisBody(creator.box_key, relay_key, crypto.seal_to(creator.box_key, epoch_key),
-                       crypto.key_commitment(b"", 1, epoch_key), cert, witnesses).encode()
+                       crypto.key_commitment(b"", 1, epoch_key), cert, witnesses, client_ids).encode()
 
 
 def add_member_body(new: PublicIdentity, role: Role, epoch_keys: dict[int, bytes], history: bool = True,

@@ -5,7 +5,9 @@ they carry is the author's fault (or a key the author did not give everyone). Ev
 decides from the entry's bytes alone, so every member rejects the same entries:
 
 - ``undecryptable``: the ciphertext does not open under the epoch key this member holds;
-- ``invalid_update``: the plaintext is not a Yjs update the document can decode.
+- ``invalid_update``: the plaintext is not a Yjs update the document can decode;
+- ``foreign_client``: the update holds items under a Yjs client id that is not its author's
+  (encspaces.core.client_ids).
 
 Each is reported once per device and session as a ``RejectedEntry`` (``Space.rejected`` and
 ``Space.rejected_entries()``), naming its seq and author; nothing of it is applied.
@@ -16,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-RejectionKind = Literal["undecryptable", "invalid_update"]
+RejectionKind = Literal["undecryptable", "invalid_update", "foreign_client"]
 
 
 @dataclass(frozen=True)

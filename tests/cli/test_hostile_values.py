@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
-from typing import Any
 
 import pycrdt
 
@@ -22,7 +21,7 @@ from encspaces.core.evidence import Role
 from encspaces.core.withholding import WithholdingWatch
 from encspaces_relay.process import RelayProcess
 from tests.core.fakes import FakeSpace
-from tests.support import RawMember
+from tests.support import AuthoredDoc, RawMember
 
 from .conftest import User, member_pair
 
@@ -96,13 +95,14 @@ async def test_an_entry_dated_past_any_calendar_is_listed(relay: RelayProcess, a
     on "unexpected ValueError" for every member, for good."""
     space_id = await member_pair(relay, alice, bob)
     await bob.ok("edit", "notes", "--append", "honest\n")
-    crafted: pycrdt.Doc[Any] = pycrdt.Doc()
-    crafted.get("text:crafted", type=pycrdt.Text).insert(0, "from the far future")
     identity = Identity.load(bob.home / "identity.key")
+    authored = AuthoredDoc(identity)
+    crafted = authored.doc
+    crafted.get("text:crafted", type=pycrdt.Text).insert(0, "from the far future")
     space = base64.urlsafe_b64decode(space_id + "=" * (-len(space_id) % 4))
     async with RawMember(relay.url, identity, space) as raw:
         for time_ms in (253_402_300_800_000, 2**62):  # the year 10000; past datetime's range
-            await raw.commit(raw.entry(Kind.DATA, crafted.get_update(), time_ms=time_ms))
+            await raw.commit(raw.entry(Kind.DATA, authored.payload(crafted.get_update()), time_ms=time_ms))
     log = await alice.run("log", "notes")
     assert log.code == 0, log
     lines = log.out.splitlines()

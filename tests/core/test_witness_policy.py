@@ -99,7 +99,7 @@ def test_encoding_round_trips_and_refuses_bad_forms() -> None:
 def test_a_genesis_without_witnesses_has_the_bytes_of_before() -> None:
     fs = FakeSpace(with_members=False)
     body = unpack(fs.genesis.body)
-    assert set(body) == {"v", "creator_box", "relay", "key", "commit"}
+    assert set(body) == {"v", "creator_box", "relay", "key", "commit", "client_ids"}  # (client ids: core/client_ids.py)
     assert GenesisBody.decode(fs.genesis.body).witnesses is WitnessPolicy.NONE
     state = _replay(fs)
     assert state.witness_policy is WitnessPolicy.NONE

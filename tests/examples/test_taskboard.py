@@ -25,7 +25,7 @@ from encspaces.core.entry import Kind
 from encspaces.errors import SpaceClosedError
 from examples.taskboard import create_app, serve
 from examples.taskboard.app import SPACE_KEY, STREAMS_KEY
-from tests.support import RawMember, RelayHandle, nest, sealed_presence, wait_for
+from tests.support import AuthoredDoc, RawMember, RelayHandle, nest, sealed_presence, wait_for
 
 Client: TypeAlias = "TestClient[Any, Any]"
 
@@ -226,7 +226,8 @@ async def test_rows_and_presence_a_writers_own_client_crafted_are_served_as_json
     alice_space = alice.server.app[SPACE_KEY]
     honest = (await (await alice.post("/tasks", json={"title": "honest", "n": 1})).json())["id"]
     events = await alice.get("/events")
-    crafted: pycrdt.Doc[Any] = pycrdt.Doc()
+    authored = AuthoredDoc(bob_space.identity)
+    crafted = authored.doc
     table = crafted.get("table:tasks", type=pycrdt.Map)
     table["deep"] = deep = pycrdt.Map({"title": "deep"})
     deep["v"] = top = pycrdt.Map()
@@ -234,7 +235,7 @@ async def test_rows_and_presence_a_writers_own_client_crafted_are_served_as_json
     table["odd"] = pycrdt.Map({"title": "odd", "nan": float("nan"), "inf": float("inf"),
                                "ninf": float("-inf"), "bytes": b"\x00\xff", "big": 2**62})
     async with RawMember(relay.url, bob_space.identity, bob_space.space_bytes) as raw:
-        seq = await raw.commit(raw.entry(Kind.DATA, crafted.get_update()))
+        seq = await raw.commit(raw.entry(Kind.DATA, authored.payload(crafted.get_update())))
         state = pack({"name": "Bob", "member": alice_space.identity.member_id, "key": b"\x01", "x": float("nan")})
         await raw.presence(sealed_presence(raw, state, int(time.time() * 1_000_000) + 10**9))
         await alice_space.wait_for_seq(seq)

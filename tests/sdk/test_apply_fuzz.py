@@ -26,7 +26,7 @@ import encspaces
 from encspaces.core.entry import Kind
 from encspaces.errors import EntryTooLargeError, UnsupportedValueError
 from encspaces.snapshot import content_hash, state_content_hash
-from tests.support import RawMember, RelayHandle
+from tests.support import AuthoredDoc, RawMember, RelayHandle
 
 from .conftest import make_members, settle
 
@@ -35,9 +35,15 @@ FUZZ = settings(max_examples=50, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+# Carol's raw client: a second device of hers, made here so that the updates below stand under a
+# client id it may write under (encspaces.core.client_ids), and the nonce its entries carry.
+CAROL_DEVICE = encspaces.Identity.generate()
+AUTHORED = AuthoredDoc(CAROL_DEVICE)
+
+
 def valid_updates() -> list[bytes]:
     """Updates a Yjs client could send: ordinary edits and content this API never writes."""
-    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    doc = AUTHORED.doc
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
     text = doc.get("text:doc", type=pycrdt.Text)
@@ -64,9 +70,15 @@ VALID = valid_updates()
 
 @st.composite
 def hostile_update(draw: st.DrawFn) -> bytes:
+    """A data entry's plaintext: mostly the nonce and a hostile update, or any bytes at all."""
     kind = draw(st.sampled_from(["random", "valid", "truncated", "mutated"]))
     if kind == "random":
         return draw(st.binary(max_size=80))
+    return AUTHORED.payload(draw(hostile_yjs(kind)))
+
+
+@st.composite
+def hostile_yjs(draw: st.DrawFn, kind: str) -> bytes:
     data = bytearray(draw(st.sampled_from(VALID)))
     if kind == "truncated":
         return bytes(data[: draw(st.integers(0, max(0, len(data) - 1)))])
@@ -90,8 +102,7 @@ class Members:
         # Carol's own raw client is a second device of hers: one device key has one writing connection.
         person = self.carol.identity.person
         assert person is not None
-        device = encspaces.Identity.generate()
-        self.carol_device = device.with_certificate(person.certify(device.public))
+        self.carol_device = CAROL_DEVICE.with_certificate(person.certify(CAROL_DEVICE.public))
         self.run(self.carol.add_device(self.carol_device.certificate))  # type: ignore[arg-type]
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:

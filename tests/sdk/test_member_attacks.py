@@ -21,7 +21,7 @@ from encspaces.core.encoding import pack
 from encspaces.core.entry import Kind
 from encspaces.core.membership import Policy
 from encspaces.snapshot import SnapshotPayload, content_hash
-from tests.support import RawMember, nest, sealed_presence
+from tests.support import AuthoredDoc, RawMember, nest, sealed_presence
 
 from .conftest import RelayHandle, make_members, settle, wait_for
 from .test_snapshots import newcomer
@@ -138,18 +138,20 @@ async def test_a_table_row_nested_deeper_than_python_recurses_reads_and_queries(
         table = alice.table("t")
         honest_row = table.insert({"v": 1, "n": "honest"})
         await settle(members)
-        crafted: pycrdt.Doc[Any] = pycrdt.Doc()
+        authored = AuthoredDoc(carol.identity)
+        crafted = authored.doc
         crafted.get("table:t", type=pycrdt.Map)["deep"] = row = pycrdt.Map({"n": "deep", "w": "first"})
         row["v"] = top = pycrdt.Map()
         nest(top, 5000)
         async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:
-            await carol.wait_for_seq(await raw.commit(raw.entry(Kind.DATA, crafted.get_update())))
+            await carol.wait_for_seq(await raw.commit(raw.entry(Kind.DATA, authored.payload(crafted.get_update()))))
             for m in (alice, bob):
                 await m.wait_for_seq(carol.seq)
                 assert len(m.table("t").rows()) == 2  # the index holds the deep row...
             before = crafted.get_state()
             row["w"] = "later"  # ...and compares it with the row re-read after a change to a column after it
-            await carol.wait_for_seq(await raw.commit(raw.entry(Kind.DATA, crafted.get_update(before))))
+            later = authored.payload(crafted.get_update(before))
+            await carol.wait_for_seq(await raw.commit(raw.entry(Kind.DATA, later)))
         await settle(members)
         for m in (alice, bob):
             t = m.table("t")

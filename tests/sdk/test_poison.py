@@ -19,15 +19,16 @@ from encspaces.core.entry import Kind
 from encspaces.errors import EntryTooLargeError
 from encspaces.shared.gate import CALL_BYTES, ITEM_BYTES, MAX_EDIT_BYTES
 from encspaces.snapshot import GRANULARITY, content_hash, state_content_hash
-from tests.support import RawMember
+from tests.support import AuthoredDoc, RawMember
 
 from .conftest import RelayHandle, make_members, settle
 
 
-def update_of(make: Any) -> bytes:
-    doc: pycrdt.Doc[Any] = pycrdt.Doc()
-    make(doc)
-    return doc.get_update()
+def update_of(make: Any, author: encspaces.Identity) -> bytes:
+    """A data entry's plaintext: the update ``make`` writes, in a document ``author`` may write in."""
+    authored = AuthoredDoc(author)
+    make(authored.doc)
+    return authored.payload(authored.doc.get_update())
 
 
 async def test_a_big_integral_float_survives_the_snapshot_point(relay: RelayHandle, tmp_path: Path) -> None:
@@ -59,7 +60,8 @@ async def test_a_members_unusable_entries_are_rejected_the_same_everywhere(relay
     async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:  # a dishonest member's own client
         await carol.wait_for_seq(await raw.commit(
             raw.entry(Kind.DATA, b"\xff\xfenot a yjs update"),
-            raw.entry(Kind.DATA, update_of(lambda d: d.get("map:m", type=pycrdt.Map).__setitem__("k", 1)),
+            raw.entry(Kind.DATA, update_of(lambda d: d.get("map:m", type=pycrdt.Map).__setitem__("k", 1),
+                                           carol.identity),
                       epoch_key=crypto.random_key()),  # sealed under a key nobody holds
         ))
     carol.text("doc").insert(0, "honest after")
@@ -89,7 +91,7 @@ async def test_content_only_other_clients_write_does_not_break_hashing(relay: Re
         lambda d: d.get("map:m", type=pycrdt.Map).__setitem__("doc", pycrdt.Doc()),
         lambda d: d.get("text:t", type=pycrdt.Text).insert(0, "x", {"size": 1e300}),
     ):
-        crafted.append(update_of(make))
+        crafted.append(update_of(make, carol.identity))
     async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:  # carol's own client, not her Space
         await carol.wait_for_seq(await raw.commit(*(raw.entry(Kind.DATA, update) for update in crafted)))
     carol.text("doc").insert(0, "after")

@@ -197,10 +197,13 @@ def test_out_of_order_updates_of_one_author_can_lose_content() -> None:
 def test_an_untouched_document_adopts_a_loaded_state_and_goes_on_reporting_local_edits() -> None:
     source = Peer("a")
     source.text("t").insert(0, "snapshot text")
-    loaded: pycrdt.Doc[Any] = pycrdt.Doc()
-    loaded.apply_update(source.document.state())
     updates: list[bytes] = []
     fresh = Document(updates.append)
+    stranger: pycrdt.Doc[Any] = pycrdt.Doc(client_id=fresh.client_id + 1)
+    stranger.apply_update(source.document.state())
+    assert not fresh.adopt(stranger, "author")  # local edits would stand under another client id
+    loaded: pycrdt.Doc[Any] = pycrdt.Doc(client_id=fresh.client_id)
+    loaded.apply_update(source.document.state())
     assert fresh.adopt(loaded, "author")
     assert fresh.doc is loaded and fresh.objects() == [("t", "text")]
     fresh.text("t", lambda: None).insert(0, ">")
