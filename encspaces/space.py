@@ -31,7 +31,7 @@ from .connection import Connection
 from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
 from .core.batch_window import BatchWindow
-from .core.client_ids import NONCE_SIZE, ClientOwners, derive_client_id
+from .core.client_ids import NONCE_SIZE, derive_client_id
 from .core.devices import CERT_PREFIX, DeviceCertificate, PairingRequest, device_in_use_message
 from .core.encoding import DEFAULT_MAX_MESSAGE, pack
 from .core.entry import Entry, Kind, build_entry, open_body
@@ -324,11 +324,9 @@ class Space:
         self._verifier.own_entry = self._held_entry
         self._writable = False  # _check_writable passed, and the verified log has not moved since
         self._me = identity.public.sign_key
-        # This session's Yjs client id, derived from our key and a fresh nonce (core/client_ids.py),
-        # and who first wrote under each client id the entries we applied use.
+        # This session's Yjs client id, derived from our key and a fresh nonce (core/client_ids.py).
         self._client_nonce = crypto.random_bytes(NONCE_SIZE)
         self._document = Document(self._on_local_update, derive_client_id(self._me, self._client_nonce))
-        self._client_owners = ClientOwners({self._document.client_id: self._me})
         self._device_in_use: DeviceKeyInUseError | None = None
         self._foreign: set[bytes] = set()  # entries by our key that we did not write, until applied
         self._genesis: bytes | None = None
@@ -1054,14 +1052,17 @@ class Space:
         if result.plaintext is None:
             return  # (an undecryptable one was reported by _apply_verified)
         header = result.entry.header
+        # Read (and so its client id claimed, client_ids.py) also when it is our own edit: our
+        # device must know it wrote first under its client id, as every other device does.
+        update = read_data(result.plaintext, self._verifier.state.client_ids_bound, self._verifier.client_owners,
+                           header.author)
+        if isinstance(update, Unusable):
+            self._reject(result, update.kind, update.reason)
+            return
         if header.author == self._me and header.author_seq <= self._box.last_author_seq:
             if not self._foreign or result.entry.raw not in self._foreign:
                 return  # our own edit, already in the document
             self._foreign.discard(result.entry.raw)  # another machine's, with our key: not in our document
-        update = read_data(result.plaintext, self._verifier.state.client_ids_bound, self._client_owners, header.author)
-        if isinstance(update, Unusable):
-            self._reject(result, update.kind, update.reason)
-            return
         try:
             self._document.apply_remote(update, result.entry.author_id)
         except ValueError as exc:

@@ -32,6 +32,7 @@ from ..errors import (
 )
 from . import crypto
 from .attestation import Status
+from .client_ids import ClientOwners
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .entry import Entry, Kind, frozen_instance, open_body
 from .evidence import Evidence, EvidenceKind, HeadStatement, LeavesStatement, LinkStatement, Role, fork_proof, head_wire
@@ -78,6 +79,9 @@ class LogVerifier:
         self.epoch_keys: dict[int, bytes] = {}
         self.skipped: list[VerifiedEntry] = []  # signed by a member but would not open
         self.awaiting_key: list[VerifiedEntry] = []  # no key for the epoch yet (joined later)
+        # Who first wrote under each Yjs client id in the data entries this device applied (the
+        # space fills it, client_ids.py); kept in checkpoints, so a reopened device still knows.
+        self.client_owners = ClientOwners()
         self.relay_key_hint = relay_key_hint
         self.latest_head: SignedHead | None = None
         self.invite_secrets: dict[bytes, InviteSecret] = {}  # invite key -> secret, while joining
@@ -257,6 +261,7 @@ class LogVerifier:
             "awaiting": [r.seq for r in self.awaiting_key],
             "forgotten": sorted(self.forgotten),
             "commits": [[epoch, commit] for epoch, commit in sorted(self.key_commits.items())],
+            "client_owners": [[client, author] for client, author in self.client_owners.first.items()],
             **({} if self.tree_missing else {"witness": self.witness.export()}),
         })
 
@@ -278,6 +283,9 @@ class LogVerifier:
                 epoch, commit = as_list(item, "checkpoint key commitment", 2)
                 verifier.key_commits[as_int(epoch, "commitment epoch", minimum=1)] = as_bytes(
                     commit, "key commitment", crypto.HASH_SIZE)
+            for item in as_list(m.get("client_owners", []), "checkpoint client owners"):
+                client, author = as_list(item, "checkpoint client owner", 2)
+                verifier.client_owners.first[as_int(client, "client id")] = as_bytes(author, "client owner", 32)
             witness = m.get("witness")
             if witness is None:
                 verifier.tree_missing = verifier.seq > 0

@@ -19,6 +19,7 @@ import pytest
 
 import encspaces
 from encspaces import space as space_module
+from encspaces.core import client_ids
 from encspaces.core.client_ids import NONCE_SIZE, data_plaintext
 from encspaces.core.entry import Kind
 from encspaces.core.membership import genesis_body
@@ -159,7 +160,7 @@ async def test_a_space_made_before_client_ids_were_bound_keeps_bare_updates(
         await settle(members)
         assert str(bob.text("doc")) == "old format" and bob.rejected == []
         await bob.close()
-        bob = members[1] = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "bob")
+        bob = members[1] = await encspaces.connect(relay.url, bob_id, alice.id, data_dir=tmp_path / "m1")
         bob.text("doc").insert(0, "still ")
         await settle(members)
         assert str(alice.text("doc")) == "still old format" and alice.rejected == []
@@ -170,6 +171,36 @@ async def test_a_space_made_before_client_ids_were_bound_keeps_bare_updates(
             seq = await raw.commit(raw.entry(Kind.DATA, bare.get_update()))
         await bob.wait_for_seq(seq)
         assert str(bob.text("other")) == "bare" and bob.rejected == []
+    finally:
+        for m in members:
+            await m.close()
+
+
+async def test_a_found_derivation_of_a_victims_client_id_is_rejected_also_after_a_reopen(
+    relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A writer who found a nonce deriving the victim's client id from the writer's own key (a
+    search of ~2^53 hashes, stood in for here): the first-writer rule rejects it, on a device
+    that followed the log and on one that reopened since (its checkpoint keeps the first writers)."""
+    (alice_id, _, _), members = await make_members(relay.url, tmp_path, 3)
+    alice, bob, carol = members
+    try:
+        bob.text("doc").insert(0, "hello")
+        await settle(members)
+        victim, found = bob.doc.client_id, b"\xfe" * NONCE_SIZE
+        derive = client_ids.derive_client_id
+        monkeypatch.setattr(client_ids, "derive_client_id",
+                            lambda key, nonce: victim if nonce == found else derive(key, nonce))
+        await alice.close()
+        alice = members[0] = await encspaces.connect(relay.url, alice_id, bob.id, data_dir=tmp_path / "m0")
+        async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:
+            seq = await raw.commit(raw.entry(Kind.DATA, data_plaintext(found, forged_after(bob, " FORGED", 5))))
+        bob.text("doc").insert(5, " world")
+        await settle(members)
+        for m in (alice, bob):
+            assert str(m.text("doc")) == "hello world"
+            assert [(r.seq, r.kind) for r in m.rejected] == [(seq, "foreign_client")]
+            assert "first written under by another device" in m.rejected[0].reason
     finally:
         for m in members:
             await m.close()
