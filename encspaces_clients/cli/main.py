@@ -202,11 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("cat", content.cmd_cat, "print a shared text",
                 "Print the text DOC of SPACE. Control characters in it (terminal escape sequences a member may "
-                "have put in) are shown as visible stand-ins such as \u241b; --raw prints the text exactly.")
+                "have put in) and format characters (bidi overrides and isolates that reorder what a terminal "
+                "shows, zero-width characters that hide text; not the joiners U+200C and U+200D) are shown as "
+                "visible stand-ins such as \u241b and \ufffd; --raw prints the text exactly.")
     space_arg(p)
     p.add_argument("doc", metavar="DOC", nargs="?", default=DEFAULT_DOC, help=f"the text (default {DEFAULT_DOC})")
     offline_arg(p)
-    p.add_argument("--raw", action="store_true", help="print the text exactly, control characters included "
+    p.add_argument("--raw", action="store_true", help="print the text exactly, control and format characters included "
                    "(for files and scripts; never to a terminal)")
 
     p = command("log", verification.cmd_log, "show the verified history of a space",
