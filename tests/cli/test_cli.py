@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from encspaces import faults
-from encspaces.space import decode_space_id
+from encspaces.core.identity import decode_space_id
 from encspaces.store import LocalStore
 from encspaces_clients.cli.errors import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_VERIFICATION
 from encspaces_relay.process import RelayProcess
