@@ -674,27 +674,40 @@ def _open_part(target: Path) -> tuple[IO[bytes], Path]:
     lock when a process ends, however it ends: the next download to ``target`` takes that file
     over and empties it, so a crash leaves at most one ``.part`` per destination, and only until
     the next download of it (before, each download had a random name, and a crashed one's file
-    stayed for good). While another download to ``target`` runs (its lock is held), or the file
-    is not ours to open, this download writes to a name of its own.
+    stayed for good). While another download to ``target`` runs (its lock is held), when the
+    file is not ours to open, or on a file system that takes no locks, this download writes to
+    a name of its own, as every download did before.
     """
     part = target.parent / f".{target.name}.part"
     while True:
         try:
-            fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o666)
+            fd, created = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), True
+        except FileExistsError:
+            try:
+                fd, created = os.open(part, os.O_RDWR), False
+            except FileNotFoundError:
+                continue  # gone meanwhile (its download finished or failed): create it
+            except PermissionError:
+                break
         except PermissionError:
             break
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            try:
-                named = os.path.samestat(os.fstat(fd), os.stat(part))
-            except FileNotFoundError:
-                named = False
-        except BlockingIOError:
+        except BlockingIOError:  # another download to ``target`` is running: its file stays its own
+            os.close(fd)
+            break
+        except OSError:  # a file system without locks: nothing can tell a crashed download's file
+            if created:
+                part.unlink(missing_ok=True)
             os.close(fd)
             break
         except BaseException:
             os.close(fd)
             raise
+        try:
+            named = os.path.samestat(os.fstat(fd), os.stat(part))
+        except FileNotFoundError:
+            named = False
         if named:
             os.ftruncate(fd, 0)
             return os.fdopen(fd, "wb"), part

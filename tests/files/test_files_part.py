@@ -10,6 +10,7 @@ while another download to the same path runs beside it. The relay holds a chunk'
 from __future__ import annotations
 
 import asyncio
+import errno
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,26 @@ async def test_a_download_cancelled_midway_removes_its_part_file(
         release.set()
     assert await space.files.get("victim.bin", folder) == folder / "victim.bin"  # and the next one works
     assert [p.name for p in folder.iterdir()] == ["victim.bin"]
+
+
+async def test_on_a_file_system_without_locks_a_download_uses_a_name_of_its_own(
+    members: Members, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where ``flock`` fails (some network and FUSE mounts), nothing tells a crashed download's
+    file from a running one's: the download writes to a name of its own, as before, leaves the
+    file it found, and none of its own (it first removes the ``.part`` it created)."""
+    space = await members.create()
+    await space.files.put("victim.bin", DATA)
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "no locks available")
+
+    monkeypatch.setattr("encspaces.files.fcntl.flock", no_locks)
+    folder = tmp_path / "dl"
+    assert await space.files.get("victim.bin", folder / "victim.bin") == folder / "victim.bin"
+    assert [p.name for p in folder.iterdir()] == ["victim.bin"]
+    (folder / ".victim.bin.part").write_bytes(b"someone's")
+    assert await space.files.get("victim.bin", folder) == folder / "victim.bin"
+    assert (folder / "victim.bin").read_bytes() == DATA
+    assert sorted(p.name for p in folder.iterdir()) == [".victim.bin.part", "victim.bin"]
+    assert (folder / ".victim.bin.part").read_bytes() == b"someone's"
