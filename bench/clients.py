@@ -37,10 +37,10 @@ from websockets.exceptions import ConnectionClosed
 
 import encspaces
 from encspaces.core.encoding import DEFAULT_MAX_MESSAGE
+from encspaces.core.identity import decode_space_id
 from encspaces.core.session import BecameLive, ClientSession, Send
 from encspaces.core.verifier import LogVerifier
 from encspaces.shared.kinds import root_name
-from encspaces.space import decode_space_id
 
 YIELD_EVERY = 32  # messages a Yjs client handles between two yields to the event loop
 

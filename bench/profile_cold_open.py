@@ -34,11 +34,12 @@ from bench.receive_cost import timed_stages
 from bench.replay import COLD_OPEN_LOG_OPTIONS, full_stack
 from bench.traces import load_trace
 from encspaces import snapshot_keeper
+from encspaces.core.identity import decode_space_id
 from encspaces.core.session import ClientSession, Event
 from encspaces.core.verifier import LogVerifier
 from encspaces.persistence import Persistence
 from encspaces.snapshot_keeper import SnapshotKeeper
-from encspaces.space import Space, decode_space_id
+from encspaces.space import Space
 from encspaces.store import LocalStore
 from encspaces_relay.process import RelayProcess
 

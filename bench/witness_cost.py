@@ -28,7 +28,7 @@ from pathlib import Path
 
 import encspaces
 from encspaces.core import note
-from encspaces.space import decode_space_id
+from encspaces.core.identity import decode_space_id
 from encspaces_relay.process import RelayProcess
 from encspaces_witness.process import WitnessProcess
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import logging
 import mimetypes
@@ -38,6 +39,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeAlias, overload
 
 import pycrdt
 
+from . import faults
 from .core import crypto
 from .core.encoding import as_bytes, as_int, as_map, as_str, pack, unpack
 from .core.encoding import field as msg_field
@@ -392,9 +394,11 @@ class SpaceFiles:
 
         ``dest`` is a file path, or a folder to save it in under its name's last component;
         missing parent folders are created.
-        The file is written beside ``dest`` under a temporary name, fsynced and renamed only
-        once every chunk checked out; on any error the temporary file is removed and ``dest``
-        is untouched. Without ``dest`` the whole file is returned in memory.
+        The file is written beside ``dest`` under a temporary name (``.NAME.part``), fsynced and
+        renamed only once every chunk checked out; on any error or cancellation the temporary
+        file is removed and ``dest`` is untouched, and one that a crashed download left behind
+        is taken over by the next download to ``dest`` (``_open_part``). Without ``dest`` the
+        whole file is returned in memory.
         """
         self._host.raise_if_failed()
         ref = file if isinstance(file, FileRef) else self.ref(file)
@@ -408,20 +412,21 @@ class SpaceFiles:
             return bytes(out)
         target = _destination(Path(dest), ref.name)
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)  # "downloads/x.pdf" works
-        tmp = target.parent / f".{target.name}.{os.urandom(4).hex()}.part"
-        handle = await asyncio.to_thread(open, tmp, "xb")
+        handle, tmp = await asyncio.to_thread(_open_part, target)
         try:
             async def write(request: _Request, reply: BlobReply) -> None:
                 def check_and_write() -> None:
                     handle.write(self._check_reply(ref, request, reply))
 
                 await asyncio.to_thread(check_and_write)
+                if faults.ARMED:
+                    faults.reached("downloaded")
 
             await self._transfer(len(ref.chunks), self._getter(ref), write, ref.size, progress)
             await asyncio.to_thread(_finish, handle, tmp, target)
         except BaseException:
+            tmp.unlink(missing_ok=True)  # before its lock goes: no download can have taken it over yet
             handle.close()
-            tmp.unlink(missing_ok=True)
             raise
         return target
 
@@ -660,12 +665,64 @@ def _destination(dest: Path, name: str) -> Path:
     return dest
 
 
+def _open_part(target: Path) -> tuple[IO[bytes], Path]:
+    """The temporary file a download to ``target`` is written to, and its path.
+
+    It is ``.NAME.part`` beside ``target``, under an exclusive ``flock`` for as long as the
+    download runs: renamed to ``target`` or removed before the lock goes. A download that
+    crashed (SIGKILL, power cut) left its file with no lock on it, as the kernel releases the
+    lock when a process ends, however it ends: the next download to ``target`` takes that file
+    over and empties it, so a crash leaves at most one ``.part`` per destination, and only until
+    the next download of it (before, each download had a random name, and a crashed one's file
+    stayed for good). While another download to ``target`` runs (its lock is held), when the
+    file is not ours to open, or on a file system that takes no locks, this download writes to
+    a name of its own, as every download did before.
+    """
+    part = target.parent / f".{target.name}.part"
+    while True:
+        try:
+            fd, created = os.open(part, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), True
+        except FileExistsError:
+            try:
+                fd, created = os.open(part, os.O_RDWR), False
+            except FileNotFoundError:
+                continue  # gone meanwhile (its download finished or failed): create it
+            except PermissionError:
+                break
+        except PermissionError:
+            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another download to ``target`` is running: its file stays its own
+            os.close(fd)
+            break
+        except OSError:  # a file system without locks: nothing can tell a crashed download's file
+            if created:
+                part.unlink(missing_ok=True)
+            os.close(fd)
+            break
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            named = os.path.samestat(os.fstat(fd), os.stat(part))
+        except FileNotFoundError:
+            named = False
+        if named:
+            os.ftruncate(fd, 0)
+            return os.fdopen(fd, "wb"), part
+        os.close(fd)  # the download that held it finished (renamed it) or failed (removed it) meanwhile
+    own = target.parent / f".{target.name}.{os.urandom(4).hex()}.part"
+    return open(own, "xb"), own
+
+
 def _finish(handle: IO[bytes], tmp: Path, target: Path) -> None:
-    """Make the complete file durable, then give it its name (atomically)."""
+    """Make the complete file durable, then give it its name (atomically), while its lock is
+    held: a download starting now cannot take it over (``_open_part``) once it is complete."""
     handle.flush()
     os.fsync(handle.fileno())
-    handle.close()
     os.replace(tmp, target)
+    handle.close()
     with contextlib.suppress(OSError):
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:

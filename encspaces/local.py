@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import crypto
-from .core.identity import Identity
+from .core.identity import Identity, decode_space_id
 from .core.reverify import Reverification, reverify_log
 from .core.verifier import LogVerifier
 from .errors import EncspacesError, StoreError
-from .space import decode_space_id
 from .store import EVIDENCE_META, STORE_FILE, LocalStore
 
 

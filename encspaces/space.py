@@ -36,7 +36,7 @@ from .core.devices import CERT_PREFIX, DeviceCertificate, PairingRequest, device
 from .core.encoding import DEFAULT_MAX_MESSAGE, pack
 from .core.entry import Entry, Kind, build_entry, open_body
 from .core.head import SignedHead
-from .core.identity import Identity, PublicIdentity, member_id, parse_member_id
+from .core.identity import Identity, PublicIdentity, decode_space_id, member_id
 from .core.invites import InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
 from .core.log_state import LogState, space_id_of
 from .core.membership import Member, Policy, Role, genesis_body
@@ -74,7 +74,6 @@ from .errors import (
     HandshakeError,
     HistoryError,
     InvalidArgumentError,
-    MalformedIdError,
     MembershipRevokedError,
     NotPermittedError,
     RelayError,
@@ -106,13 +105,6 @@ INVITE_META = "invite"  # the store's meta key for the secret of the invite this
 
 def encode_space_id(space: bytes) -> str:
     return member_id(space)
-
-
-def decode_space_id(text: str) -> bytes:
-    try:
-        return parse_member_id(text)
-    except EncspacesError as exc:
-        raise MalformedIdError(f"not a space id: {text!r}") from exc
 
 
 def _mark_retrieved(future: asyncio.Future[None]) -> None:

@@ -23,8 +23,7 @@ from pathlib import Path
 import encspaces
 from encspaces.core import merkle, note
 from encspaces.core.entry import Entry
-from encspaces.core.identity import parse_member_id
-from encspaces.space import decode_space_id
+from encspaces.core.identity import decode_space_id, parse_member_id
 from encspaces_relay.process import RelayProcess
 from encspaces_relay.store import DB_FILE
 from encspaces_witness.process import WitnessProcess

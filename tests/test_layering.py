@@ -5,6 +5,7 @@ And the editor's toolkit (textual) is an extra: ``pip install encspaces`` does n
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tomllib
@@ -43,9 +44,28 @@ def test_the_editor_does_not_import_the_cli() -> None:
 
 
 def test_the_cli_loads_the_editor_only_to_edit() -> None:
-    loaded = _loaded_after("import encspaces_clients.cli.main")
-    assert "encspaces_clients.cli.content" in loaded
+    loaded = _loaded_after("import encspaces_clients.cli.main, encspaces_clients.cli.content")  # as `cat` does
+    assert "encspaces_clients.cli.content" in loaded and "encspaces.space" in loaded
     assert {m for m in loaded if m.startswith("encspaces_clients.editor") or m.partition(".")[0] == "textual"} == set()
+
+
+def test_the_cli_loads_a_commands_module_only_to_run_it() -> None:
+    """``--help``, ``--version``, ``init`` and ``whoami`` load no network code: each command's
+    module, and the SDK it needs, is imported when that command runs (``main.handler_of``)."""
+    loaded = _loaded_after("import encspaces_clients.cli.main, encspaces_clients.cli.identity")
+    assert "encspaces_clients.cli.main" in loaded and "encspaces.core.identity" in loaded
+    heavy = {"encspaces.space", "encspaces.files", "encspaces_clients.cli.connecting", "websockets", "pycrdt"}
+    assert heavy & loaded == set()
+
+
+def test_every_commands_handler_names_a_function() -> None:
+    from encspaces_clients.cli.main import build_parser, handler_of
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert len(commands) > 20
+    for name, command in commands.items():
+        assert callable(handler_of(command.get_default("handler"))), name
 
 
 def test_textual_is_an_extra_not_a_dependency() -> None:

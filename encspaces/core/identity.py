@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 import nacl.public
 import nacl.signing
 
-from ..errors import ArgumentTypeError, DeviceCertificateError, IdentityError, MalformedIdError, ProtocolError
+from ..errors import (
+    ArgumentTypeError,
+    DeviceCertificateError,
+    EncspacesError,
+    IdentityError,
+    MalformedIdError,
+    ProtocolError,
+)
 from . import crypto
 from .encoding import as_bytes, as_int, as_map, field, pack, unpack
 from .private_file import fsync_dir, replace_private, write_private_temp
@@ -55,6 +62,16 @@ def parse_member_id(text: str) -> bytes:
     if len(raw) != crypto.PUBLIC_KEY_SIZE:
         raise MalformedIdError(f"not a member id: {text!r} (expected 32 bytes, found {len(raw)})")
     return raw
+
+
+def decode_space_id(text: str) -> bytes:
+    """The 32 bytes a space id names (written as a member id is: the genesis key, base64url);
+    ``MalformedIdError`` if it is not one. Here, not in ``space``, so that what only reads a
+    space id (the CLI's list of spaces) loads no network code."""
+    try:
+        return parse_member_id(text)
+    except EncspacesError as exc:
+        raise MalformedIdError(f"not a space id: {text!r}") from exc
 
 
 @dataclass(frozen=True)

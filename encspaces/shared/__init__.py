@@ -14,8 +14,10 @@ from .mapping import SharedMap
 from .query import Row
 from .table import SharedTable
 from .text import SharedText
+from .values import MAX_DEPTH
 
 __all__ = [
+    "MAX_DEPTH",
     "Change",
     "ChangeStream",
     "KeyChange",

@@ -8,9 +8,8 @@ import json
 import os
 from pathlib import Path
 
-from encspaces.core.identity import Identity
+from encspaces.core.identity import Identity, decode_space_id
 from encspaces.core.private_file import replace_private
-from encspaces.space import decode_space_id
 
 from .errors import CliError
 

@@ -8,10 +8,11 @@ import re
 import shutil
 import sys
 
+from encspaces.core.identity import decode_space_id
 from encspaces.core.membership import Role
 from encspaces.core.witness_policy import Witness, WitnessPolicy
 from encspaces.errors import InvalidArgumentError, MembershipRevokedError
-from encspaces.space import Space, connect, create_space, decode_space_id, join
+from encspaces.space import Space, connect, create_space, join
 
 from .connecting import opened, run
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CliError

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..terminal import JOINERS
+
 Delta = Sequence[dict[str, Any]]
 
 PALETTE = ("#e06c75", "#61afef", "#98c379", "#e5c07b", "#c678dd", "#56b6c2", "#d19a66", "#ff79c6")
@@ -99,11 +101,20 @@ def colour_for(member: str) -> str:
     return PALETTE[hashlib.blake2b(member.encode(), digest_size=2).digest()[0] % len(PALETTE)]
 
 
+# Dropped from names: controls, format characters (bidi overrides and isolates reorder what is
+# shown after them, others take no cell), surrogates, private-use and unassigned code points,
+# and the line and paragraph separators; but the joiners (``terminal.JOINERS``) that emoji
+# sequences and Persian or Indic names need.
+_DROPPED = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
+
+
 def clean_name(value: Any, fallback: str) -> str:
-    """A display name from another member's presence: printable, one line, short."""
+    """A display name from another member's presence: one line, short, and nothing in it that
+    drives the terminal or hides or reorders what is shown (a name is a label: such characters
+    are left out, where a text shows stand-ins for them)."""
     if not isinstance(value, str):
         return fallback
-    text = "".join(ch for ch in value if unicodedata.category(ch)[0] != "C").strip()
+    text = "".join(ch for ch in value if ch in JOINERS or unicodedata.category(ch) not in _DROPPED).strip()
     return text[:MAX_NAME] or fallback
 
 

@@ -14,16 +14,18 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
+from textual._cells import cell_width_to_column_index
 from textual.color import Color
+from textual.expand_tabs import expand_tabs_inline
 from textual.widgets import TextArea
 from textual.widgets.text_area import DocumentNavigator, Edit, EditResult, Location, Selection, WrappedDocument
 
 from encspaces import Space, TextChange
 from encspaces.errors import EncspacesError
 
-from ..terminal import printable
 from .cursors import Delta, Peer, diff, plain_text_delta, replace_delta, transform_range
 from .document import SharedDocument
 
@@ -64,8 +66,9 @@ class SharedTextArea(TextArea):
         a form feed, U+2028 and the like, and the widget's offsets would no longer be the text's.
         TextArea takes no document class, so the one it built is replaced as it is built."""
         super()._set_document(text, language)
-        self.document = SharedDocument(text)
-        self.wrapped_document = WrappedDocument(self.document, tab_width=self.indent_width)
+        self.document = self.shared_document = SharedDocument(text)
+        # Wrapping, up and down, the caret's cell: measured on the lines as drawn (document.py).
+        self.wrapped_document = WrappedDocument(self.shared_document.shown, tab_width=self.indent_width)
         self.navigator = DocumentNavigator(self.wrapped_document)
         self._rewrap_and_refresh_virtual_size()
 
@@ -280,13 +283,24 @@ class SharedTextArea(TextArea):
         return None if peer is None else self.location_of(peer.cursor)
 
     def _shown_line(self, line_index: int) -> Text:
-        """The line's text, each control character in it shown as a stand-in of one character.
+        """The line's text, each control or format character in it (but the joiners) shown as a
+        stand-in of one character (``terminal.printable``, kept by the document line by line).
 
         TextArea draws the document as it is: an ESC another member put in went to the terminal
-        raw (their sequences retitled the window, cleared the screen, set the clipboard), and
-        rich silently dropped BEL, BS and CR, which shifted every later column. One stand-in per
+        raw (their sequences retitled the window, cleared the screen, set the clipboard), rich
+        silently dropped BEL, BS and CR, which shifted every later column, and a bidi override
+        made the terminal show the rest of the line in another order than it is. One stand-in per
         character keeps every offset the same, and the stand-in can be seen and deleted."""
-        return Text(printable(self.document.get_line(line_index), lines=True), end="", no_wrap=True)
+        return Text(self.shared_document.shown_lines[line_index], end="", no_wrap=True)
+
+    def get_column_width(self, row: int, column: int) -> int:
+        """The cells before ``column`` as the line is drawn (Textual measures the line as it is,
+        where a control character takes no cell but its stand-in takes one)."""
+        return cell_len(expand_tabs_inline(self.shared_document.shown_lines[row][:column], self.indent_width))
+
+    def cell_width_to_column_index(self, cell_width: int, row_index: int) -> int:
+        """The column drawn at ``cell_width`` cells into the line (as ``get_column_width``)."""
+        return cell_width_to_column_index(self.shared_document.shown_lines[row_index], cell_width, self.indent_width)
 
     def get_line(self, line_index: int) -> Text:
         """The line as drawn: peers' selections and carets in their colours, and after the text, the

@@ -45,7 +45,7 @@ from aiohttp import web
 
 import encspaces
 from encspaces.errors import NotPermittedError, QueryError, RowNotFoundError, UnknownFileError
-from encspaces.shared import ChangeStream, TableChange
+from encspaces.shared import MAX_DEPTH, ChangeStream, TableChange
 
 log = logging.getLogger("examples.taskboard")
 
@@ -116,21 +116,24 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _task(row_id: str, values: dict[str, Any]) -> dict[str, Any]:
-    return {**values, "id": row_id}
+    """A row as served: its cells through ``plain_json``, each counted from depth 0 as the SDK
+    counts a row's cells (``SharedTable``), so a cell as deep as it may be is served whole."""
+    return {**plain_json(values, depth=-1), "id": row_id}
 
 
-MAX_JSON_DEPTH = 64  # lists and objects in one served value: the SDK writes none deeper
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
 def plain_json(value: Any, depth: int = 0) -> Any:
-    """``value`` as data every JSON reader takes, whatever another member's own client stored.
+    """``value`` (a member's: a cell, a presence state) as data every JSON reader takes,
+    whatever another member's own client stored.
 
-    The SDK writes finite numbers, str-keyed maps and lists at most 64 deep, but a member's
-    client may store any Yjs value: lists nested thousands deep (``json.dumps`` recursed past
-    Python's limit, and the whole list of tasks failed with a 500), NaN and infinities (written as
-    bare ``NaN``, which no browser parses) or bytes (a TypeError). Each such part becomes a string
-    saying what it was; the rest of the row, and every other row, is served as it is.
+    The SDK writes finite numbers, str-keyed maps and lists at most ``MAX_DEPTH`` deep (counted
+    from ``depth``, as the SDK counts: the value is at 0), but a member's client may store any
+    Yjs value: lists nested thousands deep (``json.dumps`` recursed past Python's limit, and the
+    whole list of tasks failed with a 500), NaN and infinities (written as bare ``NaN``, which no
+    browser parses) or bytes (a TypeError). Each such part becomes a string saying what it was;
+    the rest of the row, and every other row, is served as it is.
     """
     if value is None or isinstance(value, bool | str | int):
         return value
@@ -139,8 +142,8 @@ def plain_json(value: Any, depth: int = 0) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     if isinstance(value, dict | list | tuple):
-        if depth >= MAX_JSON_DEPTH:
-            return f"<nested deeper than {MAX_JSON_DEPTH}>"
+        if depth >= MAX_DEPTH:
+            return f"<nested deeper than {MAX_DEPTH}>"
         if isinstance(value, dict):
             return {str(key): plain_json(item, depth + 1) for key, item in value.items()}
         return [plain_json(item, depth + 1) for item in value]
@@ -148,8 +151,9 @@ def plain_json(value: Any, depth: int = 0) -> Any:
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    """A JSON response of members' values (``plain_json``): always valid JSON, never a 500."""
-    return web.json_response(plain_json(data), status=status, dumps=functools.partial(json.dumps, allow_nan=False))
+    """A JSON response: every member's value in ``data`` went through ``plain_json`` (``_task``,
+    ``presence``), each counted from its own top, so it is valid JSON, never a 500."""
+    return web.json_response(data, status=status, dumps=functools.partial(json.dumps, allow_nan=False))
 
 
 # --- tasks --------------------------------------------------------------------------------------
@@ -303,8 +307,10 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def presence(request: web.Request) -> web.Response:
     space = request.app[SPACE_KEY]
     # "member" last: a peer's own state may hold a "member" key, naming someone else
-    return _json({"me": {**space.presence.state, "member": space.identity.member_id},
-                  "online": [{**state, "member": member} for member, state in sorted(space.presence.peers.items())]})
+    # A state is a dict nested at most as deep as a shared value (the SDK checks it from depth 0).
+    return _json({"me": {**plain_json(space.presence.state), "member": space.identity.member_id},
+                  "online": [{**plain_json(state), "member": member}
+                             for member, state in sorted(space.presence.peers.items())]})
 
 
 async def create_invite(request: web.Request) -> web.Response:

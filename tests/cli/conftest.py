@@ -33,8 +33,9 @@ class User:
     def __init__(self, home: Path) -> None:
         self.home = home
 
-    async def run(self, *args: str, stdin: str | None = None, timeout: float = 20.0) -> Result:
-        env = {**os.environ, "ENCSPACES_HOME": str(self.home), "ENCSPACES_NAME": self.home.name}
+    async def run(self, *args: str, stdin: str | None = None, timeout: float = 20.0,
+                  env: dict[str, str] | None = None) -> Result:
+        env = {**os.environ, **(env or {}), "ENCSPACES_HOME": str(self.home), "ENCSPACES_NAME": self.home.name}
         for key in ("ENCSPACES_IDENTITY", "ENCSPACES_DATA", "ENCSPACES_RELAY"):
             env.pop(key, None)
         proc = await asyncio.create_subprocess_exec(

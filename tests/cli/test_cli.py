@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import signal
 import sqlite3
 from pathlib import Path
 
-from encspaces.space import decode_space_id
+from encspaces import faults
+from encspaces.core.identity import decode_space_id
 from encspaces.store import LocalStore
 from encspaces_clients.cli.errors import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, EXIT_VERIFICATION
 from encspaces_relay.process import RelayProcess
@@ -170,3 +172,25 @@ async def test_files_put_ls_get_rm(relay: RelayProcess, alice: User, bob: User, 
     assert "report.bin" not in await bob.ok("files", "notes", "ls")
     missing = await bob.run("files", "notes", "get", "report.bin")
     assert missing.code == EXIT_ERROR and "no file" in missing.err
+
+
+async def test_a_download_killed_midway_leaves_one_part_file_which_the_next_download_replaces(
+    relay: RelayProcess, alice: User, bob: User, tmp_path: Path,
+) -> None:
+    """``files get`` killed (SIGKILL: no cleanup runs) after its first chunk was written leaves
+    its ``.part`` in the user's folder. Before, it had a random name and stayed there for good,
+    one more per crash; now the next download of the same file takes it over."""
+    await member_pair(relay, alice, bob)
+    source = tmp_path / "report.bin"
+    source.write_bytes(bytes(range(256)) * 4096)  # 1 MiB: four chunks
+    await alice.ok("files", "notes", "put", str(source))
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    for _ in range(2):
+        killed = await bob.run("files", "notes", "get", "report.bin", "-o", str(folder),
+                               env={faults.ENV: "downloaded:1"})
+        assert killed.code == -signal.SIGKILL, killed
+        assert sorted(p.name for p in folder.iterdir()) == [".report.bin.part"]  # the crash's, and only one
+    await bob.ok("files", "notes", "get", "report.bin", "-o", str(folder))
+    assert sorted(p.name for p in folder.iterdir()) == ["report.bin"]
+    assert (folder / "report.bin").read_bytes() == source.read_bytes()

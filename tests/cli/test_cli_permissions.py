@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import encspaces
-from encspaces.space import decode_space_id
+from encspaces.core.identity import decode_space_id
 from encspaces_relay.process import RelayProcess
 
 from .conftest import User

@@ -103,7 +103,7 @@ async def test_leave_and_forget(relay: RelayProcess, alice: User, bob: User, tmp
 
 
 def _hex(space_id: str) -> str:
-    from encspaces.space import decode_space_id
+    from encspaces.core.identity import decode_space_id
 
     return decode_space_id(space_id).hex()
 

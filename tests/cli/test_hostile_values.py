@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 from pathlib import Path
 
 import pycrdt
@@ -35,6 +36,45 @@ RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
 def assert_inert(*outputs: str) -> None:
     for output in outputs:
         assert not RAW_CONTROL.search(output), f"a control character reached the terminal: {output!r}"
+        hidden = [char for char in output if unicodedata.category(char) == "Cf" and char not in "\u200c\u200d"]
+        assert not hidden, f"a format character reached the terminal: {hidden!r} in {output!r}"
+
+
+# Trojan Source: a right-to-left override and isolates make a terminal show the line in another
+# order than it is ("admin only" looks commented out); a zero-width space and a BOM hide in it.
+TROJAN = "access = \"user\u202e \u2066// admin only\u2069 \u2066\" \u200b\ufeff"
+TROJAN_SHOWN = "access = \"user\ufffd \ufffd// admin only\ufffd \ufffd\" \ufffd\ufffd"
+JOINED = "\U0001f469\u200d\U0001f4bb \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # ZWJ emoji, ZWNJ Persian
+
+
+async def test_a_writers_bidi_and_invisible_characters_are_shown_as_stand_ins(
+    relay: RelayProcess, alice: User, bob: User, tmp_path: Path,
+) -> None:
+    await member_pair(relay, alice, bob)
+    await bob.ok("edit", "notes", "--append", f"{TROJAN}\n{JOINED}\n")
+    await bob.ok("edit", "notes", "ad\u202emin", "--append", "x")  # a text whose name is reordered
+    upload = tmp_path / "report.txt"
+    upload.write_text("contents")
+    await bob.ok("files", "notes", "put", str(upload), "--name", "report\u202etxt.exe")
+    phone = User(tmp_path / "bob-phone")
+    pairing = (await phone.ok("device", "pair", "--device-name", "ph\u202eone\u2066")).strip()
+    await bob.ok("device", "add", pairing)
+
+    shown = await alice.run("cat", "notes")
+    assert shown.code == 0 and shown.out == f"{TROJAN_SHOWN}\n{JOINED}\n", shown  # joiners stay
+    assert_inert(shown.out, shown.err)
+    raw = await alice.run("cat", "notes", "--raw")
+    assert raw.code == 0 and raw.out == f"{TROJAN}\n{JOINED}\n", raw
+    missing = await alice.run("cat", "notes", "no-such-text")
+    assert missing.code == 0 and "no text named 'no-such-text'" in missing.err, missing
+    assert_inert(missing.out, missing.err)
+    for args in (("log", "notes"), ("members", "notes"), ("files", "notes", "ls")):
+        result = await alice.run(*args)
+        assert result.code == 0, result
+        assert_inert(result.out, result.err)
+    assert "report\ufffdtxt.exe" in (await alice.ok("files", "notes", "ls"))
+    assert "ph\ufffdone\ufffd" in (await alice.ok("members", "notes"))
+    assert "ph\ufffdone\ufffd" in (await alice.ok("log", "notes"))
 
 
 async def test_a_writers_escape_sequences_never_reach_the_terminal(relay: RelayProcess, alice: User, bob: User,

@@ -8,6 +8,7 @@ the honest member from editing.
 from __future__ import annotations
 
 import time
+import unicodedata
 from pathlib import Path
 
 from encspaces.core.encoding import pack
@@ -65,6 +66,44 @@ async def test_escape_sequences_in_a_text_and_a_crafted_presence_are_shown_inert
             await alice.sync()
             await wait_for(lambda: str(bob.text("notes")) == text.replace(" after", "! after"),
                            "bob to see alice's edit, after the sequences")
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_bidi_controls_in_a_text_and_a_name_are_shown_inert_and_the_joiners_stay(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """A right-to-left override or an isolate reaching the terminal makes it show the rest of the
+    line in another order than it is (Trojan Source); in the text, each is drawn as a one-cell
+    stand-in; in a peer's name, left out. The joiners of emoji and Persian words stay."""
+    trojan = "access = \"user\u202e \u2066// admin only\u2069 \u2066\" \u200b\ufeff"
+    joined = "\U0001f469\u200d\U0001f4bb \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+    text = f"{trojan}\n{joined}"
+    alice, bob = await pair(relay.url, tmp_path)
+    bob.text("notes").insert(0, text)
+    await bob.sync()
+    app = EditorApp(alice, name="alice")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            editor = app.editor
+            await wait_for(lambda: editor.text == text, "alice's editor to show bob's text")
+            bob.presence.set({"name": "Bob\u202e\u2066 \U0001f469\u200d\U0001f4bb\u2028x", "doc": "notes", "cursor": 0})
+            bob_id = bob.identity.member_id
+            await wait_for(lambda: bob_id in editor.peers, "alice to see bob's presence")
+            await pilot.pause()
+            shown = terminal_output(app)
+            hidden = {char for char in shown if unicodedata.category(char) == "Cf"} - {"\u200c", "\u200d"}
+            assert not hidden, f"{hidden!r} reached the terminal"
+            trojan_shown = "access = \"user\ufffd \ufffd// admin only\ufffd \ufffd\" \ufffd\ufffd "
+            assert editor.get_line(0).plain.startswith(trojan_shown)
+            assert editor.get_line(1).plain.startswith(joined)
+            assert editor.peers[bob_id].name == app.names[bob_id] == "Bob \U0001f469\u200d\U0001f4bbx"
+            editor.move_cursor((0, len("access = \"user\u202e")))
+            await type_text(pilot, "!")
+            await alice.sync()
+            await wait_for(lambda: str(bob.text("notes")) == text.replace("\u202e ", "\u202e! ", 1),
+                           "bob to see alice's edit just after the override")
     finally:
         await alice.close()
         await bob.close()

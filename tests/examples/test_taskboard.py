@@ -23,6 +23,7 @@ import encspaces
 from encspaces.core.encoding import pack
 from encspaces.core.entry import Kind
 from encspaces.errors import SpaceClosedError
+from encspaces.shared import MAX_DEPTH
 from examples.taskboard import create_app, serve
 from examples.taskboard.app import SPACE_KEY, STREAMS_KEY
 from tests.support import AuthoredDoc, RawMember, RelayHandle, nest, sealed_presence, wait_for
@@ -253,7 +254,7 @@ async def test_rows_and_presence_a_writers_own_client_crafted_are_served_as_json
     level, depth = listed["deep"]["v"], 0
     while isinstance(level, dict | list) and level:
         level, depth = (level["a"] if isinstance(level, dict) else level[0]), depth + 1
-    assert depth < 64 and "nested deeper" in level  # a placeholder where JSON readers would give up
+    assert depth <= MAX_DEPTH and "nested deeper" in level  # a placeholder where JSON readers would give up
     odd = listed["odd"]
     assert (odd["nan"], odd["inf"], odd["ninf"], odd["big"]) == ("NaN", "Infinity", "-Infinity", 2**62)
     assert "2 bytes" in odd["bytes"]
@@ -266,6 +267,29 @@ async def test_rows_and_presence_a_writers_own_client_crafted_are_served_as_json
 async def _holds(client: Client, task_id: str, values: dict[str, Any]) -> bool:
     response = await client.get(f"/tasks/{task_id}")
     return response.status == 200 and values.items() <= (await response.json()).items()
+
+
+async def test_values_as_deep_as_the_sdk_writes_are_served_whole(board: tuple[Client, Client]) -> None:
+    """A cell nested ``MAX_DEPTH`` deep, and a presence state nested as deep as presence takes, are
+    what the SDK writes: the board serves them whole. Before, its own limit of 64 counted from the
+    top of the response, so the tasks list and the task around a cell took two levels of it, and
+    the deepest lists of an honest value came back as a placeholder."""
+    alice, bob = board
+    deepest: Any = "bottom"
+    for _ in range(MAX_DEPTH):
+        deepest = [deepest]
+    created = await alice.post("/tasks", json={"title": "deep", "v": deepest})
+    assert created.status == 201, await created.text()
+    task_id = (await created.json())["id"]
+    assert (await (await alice.get(f"/tasks/{task_id}")).json())["v"] == deepest
+    assert [t["v"] for t in await tasks(alice)] == [deepest]
+    bob_space = bob.server.app[SPACE_KEY]
+    state: Any = {"name": "Bob", "deep": deepest[0]}  # the state is a level: MAX_DEPTH in all
+    bob_space.presence.set(state)
+    alice_space = alice.server.app[SPACE_KEY]
+    await wait_for(lambda: alice_space.presence.peers.get(bob_space.identity.member_id) == state, "bob's presence")
+    online = (await (await alice.get("/presence")).json())["online"]
+    assert online == [{**state, "member": bob_space.identity.member_id}]
 
 
 async def test_a_file_another_member_attached_is_served_as_a_download_never_as_a_page(

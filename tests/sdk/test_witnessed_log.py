@@ -19,10 +19,9 @@ from encspaces import Witness, errors
 from encspaces.core import evidence, note
 from encspaces.core.entry import Kind
 from encspaces.core.head import SignedHead
-from encspaces.core.identity import member_id
+from encspaces.core.identity import decode_space_id, member_id
 from encspaces.core.messages import Presence
 from encspaces.local import load_evidence
-from encspaces.space import decode_space_id
 from encspaces_relay.server import RelayServer
 from encspaces_witness.process import WitnessProcess
 from tests.support import RawMember
