@@ -30,7 +30,7 @@ from .deadline import check_timeout
 from .errors import ArgumentTypeError, InvalidArgumentError, NotPermittedError, OperationTimeoutError
 from .host import SpaceHost
 from .persistence import Persistence
-from .snapshot import SnapshotPayload, content_hash
+from .snapshot import content_hash, snapshot_payload
 
 _T = TypeVar("_T")
 
@@ -228,7 +228,9 @@ class AdminActions:
         await host.sync()  # our own edits in the log: the document is then exactly the verified state
         if host.unsent or host.verifier.awaiting_key or host.snapshot_gap:
             raise NotPermittedError("the document is not settled (edits in flight or entries not yet readable)")
-        payload = SnapshotPayload(host.document.state(), content_hash(host.document.doc)).encode()
+        verifier = host.verifier
+        payload = snapshot_payload(host.document.state(), content_hash(host.document.doc),
+                                   verifier.state.client_ids_bound, verifier.client_owners.first)
         await self.control(Kind.SNAPSHOT, payload, action)
 
     # --- checks before anything is queued ----------------------------------------------------

@@ -84,7 +84,7 @@ def rebuild(
     """
     document = Document(lambda update: None)
     owners = ClientOwners()
-    start = _start_from_snapshot(rows, seq, keys, bad_snapshots, document)
+    start = _start_from_snapshot(rows, seq, keys, bad_snapshots, document, owners)
     for entry_seq, raw, _ in rows:
         if entry_seq > seq:
             break
@@ -118,9 +118,10 @@ def rebuild(
 
 def _start_from_snapshot(
     rows: list[tuple[int, bytes, bytes]], seq: int, keys: dict[int, bytes], bad: tuple[int, ...],
-    document: Document,
+    document: Document, owners: ClientOwners,
 ) -> int:
-    """Load the best snapshot for ``seq`` into ``document``; the seq whose state it holds (0: none)."""
+    """Load the best snapshot for ``seq`` into ``document`` (its first writers of client ids into
+    ``owners``); the seq whose state it holds (0: none)."""
     candidates = []
     for entry_seq, raw, _ in rows:
         entry = Entry.decode(raw, local=True)
@@ -139,5 +140,6 @@ def _start_from_snapshot(
             document.apply_remote(payload.state, member_id(entry.header.author))
         except (ProtocolError, ValueError):
             continue
+        owners.first.update(payload.owners or {})
         return base
     return 0

@@ -17,31 +17,57 @@ from typing import Any
 import pycrdt
 
 from .core import crypto
-from .core.encoding import as_bytes, as_int, as_map, field, pack, unpack
+from .core.encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .core.log_state import LogState
 from .errors import ProtocolError
 from .shared.kinds import parse_root_name
 from .shared.values import canonical
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2  # 2: with the first writers of client ids (spaces that bind them); 1: without
 GRANULARITY = 100  # members note the content at the end of each frame crossing a multiple of this
+
+Owners = dict[int, bytes]  # Yjs client id -> the device key that first wrote under it (core/client_ids.py)
 
 
 @dataclass(frozen=True)
 class SnapshotPayload:
     state: bytes  # the document's full state (a Yjs update)
     content: bytes  # content_hash of that state
+    # In a space that binds client ids, who first wrote under each client id in the log up to the
+    # snapshot's base: a device that starts from the snapshot applies the first-writer rule as
+    # the devices that replayed the log do. None: a version 1 payload (spaces that do not).
+    owners: Owners | None = None
 
     def encode(self) -> bytes:
-        return pack({"v": PAYLOAD_VERSION, "state": self.state, "content": self.content})
+        if self.owners is None:
+            return pack({"v": 1, "state": self.state, "content": self.content})
+        return pack({"v": PAYLOAD_VERSION, "state": self.state, "content": self.content,
+                     "owners": [[client, author] for client, author in sorted(self.owners.items())]})
 
     @classmethod
     def decode(cls, data: bytes) -> SnapshotPayload:
         m = as_map(unpack(data, max_size=1 << 30, what="snapshot"), "snapshot")
-        if as_int(field(m, "v", "snapshot"), "snapshot version") != PAYLOAD_VERSION:
-            raise ProtocolError("snapshot: unknown version")
+        version = as_int(field(m, "v", "snapshot"), "snapshot version")
+        if version not in (1, PAYLOAD_VERSION):
+            raise ProtocolError(f"snapshot: unknown version {version}")
+        owners: Owners | None = None
+        if version == PAYLOAD_VERSION:
+            owners = {}
+            for item in as_list(field(m, "owners", "snapshot"), "snapshot owners"):
+                client, author = as_list(item, "snapshot owner", 2)
+                owners[as_int(client, "snapshot owner client id")] = as_bytes(author, "snapshot owner key", 32)
         return cls(as_bytes(field(m, "state", "snapshot"), "snapshot state"),
-                   as_bytes(field(m, "content", "snapshot"), "snapshot content hash", crypto.HASH_SIZE))
+                   as_bytes(field(m, "content", "snapshot"), "snapshot content hash", crypto.HASH_SIZE), owners)
+
+
+def owners_digest(owners: Owners) -> bytes:
+    """A hash of a first-writer map, to compare one noted at a seq with a snapshot's."""
+    return crypto.hash_parts(crypto.CTX_SNAPSHOT_OWNERS, pack(sorted(owners.items())))
+
+
+def snapshot_payload(doc_state: bytes, content: bytes, bound: bool, owners: Owners) -> bytes:
+    """A snapshot of a document whose first writers are ``owners`` (carried where ``bound``)."""
+    return SnapshotPayload(doc_state, content, dict(owners) if bound else None).encode()
 
 
 def content_hash(doc: pycrdt.Doc[Any]) -> bytes:

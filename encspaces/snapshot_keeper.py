@@ -36,7 +36,15 @@ from .core.log_state import LogState
 from .core.verifier import VerifiedEntry
 from .document import fully_applied
 from .errors import BadSnapshotError, MissingBodiesError, ProtocolError
-from .snapshot import GRANULARITY, SnapshotPayload, content_hash, load_state, snapshot_due
+from .snapshot import (
+    GRANULARITY,
+    SnapshotPayload,
+    content_hash,
+    load_state,
+    owners_digest,
+    snapshot_due,
+    snapshot_payload,
+)
 from .state_vector import read_state
 
 if TYPE_CHECKING:
@@ -63,6 +71,9 @@ class SnapshotKeeper:
         # and a state holding a member's *future* clocks as deleted items hashes like the log's
         # but makes every device that loads it drop that member's next edits as already seen.
         self.clocks_at: dict[int, dict[int, int]] = {}
+        # And, in a space that binds client ids, the digest of who first wrote under each one
+        # (core/client_ids.py): a snapshot carries them for the devices that start from it.
+        self.owners_at: dict[int, bytes] = {}
         self.bad: list[BadSnapshotError] = []
         self.stripped_through = 0  # newest seq whose body the relay did not send
         self.covered_through = 0  # the seq whose state the snapshot we merged holds
@@ -149,13 +160,18 @@ class SnapshotKeeper:
             return
         content = self._merged_content or content_hash(self._document.doc)
         clocks = read_state(self._document.doc.get_state())
+        verifier = self._host.verifier
+        owners = owners_digest(verifier.client_owners.first) if verifier.state.client_ids_bound else None
         for base in due:
             self._wanted.discard(base)
             self.content_at[base] = content
             self.clocks_at[base] = clocks
+            if owners is not None:
+                self.owners_at[base] = owners
         for old in sorted(self.content_at)[:-KEEP_CONTENT]:
             del self.content_at[old]
             self.clocks_at.pop(old, None)
+            self.owners_at.pop(old, None)
         grid = [b for b in due if b % GRANULARITY == 0]
         if grid:
             self._maybe_write(grid[-1], content, self._host.verifier.state)
@@ -207,11 +223,16 @@ class SnapshotKeeper:
                 problem = f"its state does not hash to the content it claims for seq {base}"
             elif not fully_applied(payload.state, loaded.get_state(), loaded):
                 problem = "its state holds edits that do not apply (their dependencies are missing)"
+
         except (ProtocolError, ValueError, BaseException) as exc:  # pycrdt panics are BaseExceptions
             if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
                 raise
             problem = f"its state does not load ({exc})"
         self._note_upto(seq)
+        if payload is not None and payload.owners is None and self._host.verifier.state.client_ids_bound:
+            unbound = "it names no first writers of Yjs client ids, which this space binds to their authors"
+        else:
+            unbound = ""
         own = self.content_at.get(base)
         evidence = (result.entry.raw,)
         if payload is not None:
@@ -222,11 +243,17 @@ class SnapshotKeeper:
             clocks = self.clocks_at.get(base)
             if not problem and loaded is not None and clocks is not None and read_state(loaded.get_state()) != clocks:
                 problem = f"its state holds other edits (Yjs clocks) than the document this device held at seq {base}"
+            owners = self.owners_at.get(base)
+            if not problem and payload is not None and payload.owners is not None and owners is not None \
+                    and owners_digest(payload.owners) != owners:
+                problem = f"its first writers of Yjs client ids differ from the log's at seq {base}"
+            problem = problem or unbound
             self._mine[seq] = (own, not problem)
             self._attest(seq, header.epoch, header.author, own, agrees=not problem)
         for table in (self._mine, self._claims):
             for old in sorted(table)[:-TRACKED_SNAPSHOTS]:
                 del table[old]
+        problem = problem or unbound
         if problem:
             self._record_bad(BadSnapshotError(seq, header.author, problem, evidence=evidence))
             return
@@ -304,6 +331,10 @@ class SnapshotKeeper:
                 adopted = self._document.adopt(loaded, result.entry.author_id)
                 if not adopted:
                     self._document.apply_remote(payload.state, result.entry.author_id)
+                if payload.owners is not None:  # before the entries after it claim any (client_ids.py)
+                    first = verifier.client_owners.first
+                    for client, author in payload.owners.items():
+                        first.setdefault(client, author)
             except ValueError as exc:
                 self._record_bad(BadSnapshotError(seq, result.entry.header.author, str(exc),
                                                   evidence=(result.entry.raw,)))
@@ -353,7 +384,9 @@ class SnapshotKeeper:
         role = state.role_of(self._me)
         if role is None or not role.can_write or not snapshot_due(state, base):
             return
-        payload = SnapshotPayload(self._document.state(), content).encode()
+        verifier = self._host.verifier
+        payload = snapshot_payload(self._document.state(), content, state.client_ids_bound,
+                                   verifier.client_owners.first)
         if len(payload) > MAX_SNAPSHOT:
             log.warning("the document (%d bytes) is too large for a snapshot entry; no snapshot", len(payload))
             return

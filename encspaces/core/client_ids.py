@@ -17,7 +17,9 @@ by design and are not restricted.
 Yrs caps client ids at 53 bits, so a derivation can be matched by brute force: about 2^53
 hashes to land on one given client id. ``ClientOwners`` makes that useless where it matters:
 a client id belongs to the first author whose entry this device applied under it, and a later
-entry by another author under it is rejected too. The residual risk is stated in
+entry by another author under it is rejected too. Devices keep that map in their checkpoints,
+and snapshots carry it (agreed like their content), so a reopened device and one that joined
+from a snapshot apply the rule as the others do. The residual risk is stated in
 docs/PROTOCOL.md §2.
 """
 

@@ -59,6 +59,7 @@ CTX_FILE_NONCE = b"encspaces/v1/file-chunk-nonce"
 CTX_FILE_CHUNK = b"encspaces/v1/file-chunk"
 CTX_BLOB = b"encspaces/v1/blob"
 CTX_YJS_CLIENT = b"encspaces/v1/yjs-client-id"
+CTX_SNAPSHOT_OWNERS = b"encspaces/v1/snapshot-client-owners"
 
 ZERO_HASH = bytes(HASH_SIZE)
 

@@ -18,16 +18,18 @@ import pycrdt
 import pytest
 
 import encspaces
+from encspaces import snapshot_keeper
 from encspaces import space as space_module
 from encspaces.core import client_ids
 from encspaces.core.client_ids import NONCE_SIZE, data_plaintext
 from encspaces.core.entry import Kind
-from encspaces.core.membership import genesis_body
+from encspaces.core.membership import Policy, genesis_body
 from encspaces.errors import ForeignClientIdError
 from encspaces.snapshot import content_hash
 from tests.support import AuthoredDoc, RawMember, wait_for
 
 from .conftest import RelayHandle, make_members, settle
+from .test_snapshots import newcomer, snapshot_written
 
 
 def forged_after(victim: encspaces.Space, text: str, at: int) -> bytes:
@@ -201,6 +203,40 @@ async def test_a_found_derivation_of_a_victims_client_id_is_rejected_also_after_
             assert str(m.text("doc")) == "hello world"
             assert [(r.seq, r.kind) for r in m.rejected] == [(seq, "foreign_client")]
             assert "first written under by another device" in m.rejected[0].reason
+    finally:
+        for m in members:
+            await m.close()
+
+
+async def test_a_device_that_joined_from_a_snapshot_knows_the_first_writers_before_it(
+    relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The snapshot carries who first wrote under each client id up to its base: a new device that
+    starts from it rejects a found derivation of a victim's client id as the others do."""
+    monkeypatch.setattr(snapshot_keeper, "GRANULARITY", 10)
+    _, members = await make_members(relay.url, tmp_path, 3)
+    alice, bob, carol = members
+    try:
+        await alice.set_policy(Policy(snapshot_entries=15))
+        bob.text("doc").insert(0, "hello")
+        for i in range(20):
+            alice.map("m")["n"] = i
+            await alice.sync()
+        await snapshot_written(relay, alice)
+        async with await newcomer(relay, alice, tmp_path / "fresh") as fresh:
+            await fresh.wait_for_seq(alice.seq)
+            assert fresh.snapshots.used is not None and fresh.snapshots.stripped_through > 0
+            victim, found = bob.doc.client_id, b"\xfe" * NONCE_SIZE
+            derive = client_ids.derive_client_id
+            monkeypatch.setattr(client_ids, "derive_client_id",
+                                lambda key, nonce: victim if nonce == found else derive(key, nonce))
+            await carol.close()  # (her device key has one connection: her raw client's now)
+            async with RawMember(relay.url, carol.identity, carol.space_bytes) as raw:
+                seq = await raw.commit(raw.entry(Kind.DATA, data_plaintext(found, forged_after(bob, "!", 5))))
+            await settle([alice, bob, fresh])
+            for m in (alice, bob, fresh):
+                assert str(m.text("doc")) == "hello"
+                assert [(r.seq, r.kind) for r in m.rejected] == [(seq, "foreign_client")]
     finally:
         for m in members:
             await m.close()

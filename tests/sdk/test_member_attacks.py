@@ -100,6 +100,70 @@ async def test_a_snapshot_holding_a_members_future_edits_as_deleted_is_disputed(
             await m.close()
 
 
+def first_writers(members: list[encspaces.Space]) -> dict[int, bytes]:
+    """Who first wrote under each client id, for members that each wrote in this session only."""
+    return {m.doc.client_id: m.identity.public.sign_key for m in members}
+
+
+@pytest.mark.parametrize("lie", ["another first writer", "no first writers"])
+async def test_a_snapshot_whose_first_writers_of_client_ids_are_not_the_logs_is_disputed(
+    relay: RelayHandle, tmp_path: Path, lie: str,
+) -> None:
+    """A writer's snapshot with the log's state and content, but naming itself the first writer of
+    the victim's Yjs client id (a device starting from it would then take the liar's items under
+    that id and reject the victim's), or naming none: the members who replayed the log dispute it
+    and name the liar, and a new device replays the log instead."""
+    _, members = await make_members(relay.url, tmp_path, 3)
+    honest, victim, liar = members
+    try:
+        await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))  # only the liar writes one
+        for i, m in enumerate(members):
+            m.text("t").insert(0, f"<{i}>")
+            await m.sync()
+        await settle(members)
+        owners = first_writers(members)
+        if lie == "another first writer":
+            owners[victim.doc.client_id] = liar.identity.public.sign_key
+            payload = SnapshotPayload(honest.doc.get_update(), content_hash(honest.doc), owners)
+            words = "first writers of Yjs client ids differ from the log's"
+        else:
+            payload = SnapshotPayload(honest.doc.get_update(), content_hash(honest.doc))  # version 1
+            words = "names no first writers of Yjs client ids"
+        await post_disputed(relay, liar, [honest, victim], payload.encode(), words)
+        async with await newcomer(relay, honest, tmp_path / "fresh") as fresh:
+            await fresh.wait_for_seq(honest.seq)
+            assert fresh.snapshots.used is None and str(fresh.text("t")) == str(honest.text("t"))
+    finally:
+        for m in members:
+            await m.close()
+
+
+async def test_a_snapshot_naming_the_logs_first_writers_is_agreed(relay: RelayHandle, tmp_path: Path) -> None:
+    """The control for the test above: the same snapshot with the true first writers is agreed."""
+    _, members = await make_members(relay.url, tmp_path, 3)
+    honest, other, writer = members
+    try:
+        await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))
+        for i, m in enumerate(members):
+            m.text("t").insert(0, f"<{i}>")
+            await m.sync()
+        await settle(members)
+        payload = SnapshotPayload(honest.doc.get_update(), content_hash(honest.doc), first_writers(members))
+        assert relay.server is not None
+        room = relay.server.rooms[writer.space_bytes]
+        base = honest.seq
+        async with RawMember(relay.url, await second_device(writer), writer.space_bytes) as raw:
+            seq = await raw.commit(raw.entry(Kind.SNAPSHOT, payload.encode(), parent_seq=base,
+                                             parent_hash=honest.state.heads[base]))
+        await wait_for(lambda: len(room.state.snapshots[seq].attestations) == 2, what="two attestations")
+        assert all(a.agrees for a in room.state.snapshots[seq].attestations)
+        assert room.state.agreed_snapshot() == (seq, base)
+        assert honest.snapshots.bad == [] and other.snapshots.bad == []
+    finally:
+        for m in members:
+            await m.close()
+
+
 async def test_a_snapshot_claiming_the_logs_content_over_another_state_blames_its_author_alone(
     relay: RelayHandle, tmp_path: Path,
 ) -> None:

@@ -47,7 +47,8 @@ def test_the_content_at_a_base_never_holds_our_own_edit_sequenced_after_it() -> 
     document = Document(lambda update: None)
     own_edit = _update("mine")
     document.apply_remote(own_edit, None)  # made locally: in the document, in the outbox, not yet in the log
-    state = SimpleNamespace(author_seqs={me.public.sign_key: 1}, seq=GRID + 1, role_of=lambda key: None)
+    state = SimpleNamespace(author_seqs={me.public.sign_key: 1}, seq=GRID + 1, role_of=lambda key: None,
+                            client_ids_bound=False)
     host = SimpleNamespace(identity=me, document=document, verifier=SimpleNamespace(state=state, awaiting_key=[]))
     keeper = SnapshotKeeper(cast(Any, host))
     remote = _update("theirs")
@@ -76,7 +77,8 @@ def test_an_honest_snapshot_arriving_with_our_own_edit_is_not_judged_bad() -> No
     """
     me, other = Identity.generate(), Identity.generate()
     document = Document(lambda update: None)
-    state = SimpleNamespace(author_seqs={me.public.sign_key: 0}, seq=GRID, role_of=lambda key: None, snapshots={})
+    state = SimpleNamespace(author_seqs={me.public.sign_key: 0}, seq=GRID, role_of=lambda key: None, snapshots={},
+                            client_ids_bound=False)  # (bare updates, as a space from before client ids)
     verifier = SimpleNamespace(state=state, awaiting_key=[], epoch_keys={})
     keeper = SnapshotKeeper(cast(Any, SimpleNamespace(identity=me, document=document, verifier=verifier)))
 
