@@ -56,6 +56,11 @@ def unpack_array_start(data: bytes, count: int, *, what: str = "message") -> lis
         raise ProtocolError(f"{what}: not the start of a msgpack array of {count} items ({exc})") from exc
 
 
+# Lists and maps nested in one value a member writes (a shared value, a presence state): the API
+# refuses deeper ones and peers drop deeper presence; readers walk any depth.
+MAX_VALUE_DEPTH = 64
+
+
 def deeper_than(value: Any, limit: int) -> bool:
     """Whether lists and maps nest more than ``limit`` deep in a decoded value (walked without
     recursion: msgpack decodes ~1,000 levels from 1 KB, and Python's own comparison or repr of

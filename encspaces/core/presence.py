@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import ForkError, InvalidArgumentError, ProtocolError, RelaySignatureError, WithholdingError
 from . import crypto
-from .encoding import as_bytes, as_int, as_list, as_map, deeper_than, pack, unpack
+from .encoding import MAX_VALUE_DEPTH, as_bytes, as_int, as_list, as_map, deeper_than, pack, unpack
 from .evidence import Evidence, EvidenceKind, HeadStatement, Role, fork_proof, head_wire
 from .head import SignedHead
 from .identity import Identity, member_id
@@ -34,7 +34,7 @@ from .log_state import LogState
 
 PRESENCE_VERSION = 2  # 2: the head claim sealed, with a per-sender counter (1: the claim in clear)
 MAX_PRESENCE_STATE = 2048  # bytes of application state, packed
-MAX_PRESENCE_DEPTH = 64  # lists and maps nested in it (as shared values: encspaces.shared.values.MAX_DEPTH)
+MAX_PRESENCE_DEPTH = MAX_VALUE_DEPTH  # lists and maps nested in it, as in a shared value
 PEER_TIMEOUT = 30.0  # seconds after a member's last presence message that we forget them
 WITHHOLD_TIMEOUT = 10.0  # seconds a claimed entry may take to reach us while we are live
 CTX_PRESENCE_SIG = b"encspaces/v1/presence-signature"

@@ -26,10 +26,11 @@ from typing import Any
 
 import pycrdt
 
+from ..core.encoding import MAX_VALUE_DEPTH
 from ..errors import UnsupportedTypeError, UnsupportedValueError
 
 MAX_SAFE_INT = 2**53 - 1  # the largest integer a float64 (and so every Yjs peer) holds exactly
-MAX_DEPTH = 64  # nesting of lists and dicts in one value: deeper is refused (readers walk any depth)
+MAX_DEPTH = MAX_VALUE_DEPTH  # nesting of lists and dicts in one value: deeper is refused (readers walk any depth)
 
 
 def check_str(value: str, where: str = "value") -> str:
