@@ -46,7 +46,7 @@ async def _files_put(files: SpaceFiles, args: argparse.Namespace) -> int:
     size = path.stat().st_size
     with progress_bar(f"uploading {name}", size, sys.stderr) as progress:
         await files.put(name, path, progress=progress)
-    print(f"uploaded {name} ({size} bytes)")
+    print(f"uploaded {printable(name)} ({size} bytes)")
     return EXIT_OK
 
 
@@ -55,9 +55,9 @@ async def _files_get(files: SpaceFiles, args: argparse.Namespace) -> int:
     if target.is_dir():
         target = target / Path(args.name).name
     if target.exists() and not args.force:
-        raise CliError(f"{target} exists: use --force to overwrite it, or -o another path")
+        raise CliError(f"{printable(str(target))} exists: use --force to overwrite it, or -o another path")
     ref = files.ref(args.name)
     with progress_bar(f"downloading {args.name}", ref.size, sys.stderr) as progress:
         await files.get(ref, target, progress=progress)
-    print(f"saved {target} ({ref.size} bytes)")
+    print(f"saved {printable(str(target))} ({ref.size} bytes)")  # (a path need not be UTF-8)
     return EXIT_OK

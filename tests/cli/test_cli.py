@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
@@ -172,6 +173,21 @@ async def test_files_put_ls_get_rm(relay: RelayProcess, alice: User, bob: User, 
     assert "report.bin" not in await bob.ok("files", "notes", "ls")
     missing = await bob.run("files", "notes", "get", "report.bin")
     assert missing.code == EXIT_ERROR and "no file" in missing.err
+
+
+async def test_a_download_to_a_path_that_is_not_utf8_reports_success(
+    relay: RelayProcess, alice: User, bob: User, tmp_path: Path,
+) -> None:
+    """A file system path may hold any bytes (Python carries them as surrogates). Before: the file was
+    saved, then printing "saved <path>" raised UnicodeEncodeError and the command failed."""
+    await member_pair(relay, alice, bob)
+    source = tmp_path / "report.bin"
+    source.write_bytes(b"x" * 1000)
+    await alice.ok("files", "notes", "put", str(source))
+    target = tmp_path / os.fsdecode(b"caf\xe9.bin")  # Latin-1, not UTF-8
+    out = await bob.ok("files", "notes", "get", "report.bin", "-o", str(target))
+    assert out.startswith("saved ") and "\ufffd.bin (1000 bytes)" in out
+    assert target.read_bytes() == source.read_bytes()
 
 
 async def test_a_download_killed_midway_leaves_one_part_file_which_the_next_download_replaces(
