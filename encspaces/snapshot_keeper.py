@@ -223,7 +223,6 @@ class SnapshotKeeper:
                 problem = f"its state does not hash to the content it claims for seq {base}"
             elif not fully_applied(payload.state, loaded.get_state(), loaded):
                 problem = "its state holds edits that do not apply (their dependencies are missing)"
-
         except (ProtocolError, ValueError, BaseException) as exc:  # pycrdt panics are BaseExceptions
             if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
                 raise
