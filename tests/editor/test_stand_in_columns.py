@@ -12,9 +12,7 @@ from pathlib import Path
 from rich.cells import cell_len
 from rich.text import Text
 
-from encspaces_clients.editor import EditorApp
-
-from .conftest import SIZE, RelayHandle, pair, wait_for
+from .conftest import RelayHandle, showing
 
 # ESC and BEL (controls), a right-to-left override and a left-to-right isolate (format characters).
 HIDDEN = "\x1b\x07\u202e\u2066"
@@ -24,37 +22,28 @@ TEXT = f"{HIDDEN}abcdef\n0123456789\n" + HIDDEN * 20 + "x" * 60
 async def test_the_caret_wrapping_moves_and_clicks_follow_the_stand_ins_as_drawn(
     relay: RelayHandle, tmp_path: Path,
 ) -> None:
-    alice, bob = await pair(relay.url, tmp_path)
-    bob.text("notes").insert(0, TEXT)
-    await bob.sync()
-    app = EditorApp(alice, name="alice")
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            editor = app.editor
-            await wait_for(lambda: editor.text == TEXT, "alice's editor to show bob's text")
-            drawn = editor.get_line(0).plain
-            assert drawn == "\u241b\u2407\ufffd\ufffdabcdef"
-            # The caret Textual places is on the cell where the caret is drawn, at every column.
-            left = editor.content_region.x + editor.gutter_width
-            for column in range(len(drawn) + 1):
-                editor.move_cursor((0, column))
-                await pilot.pause()
-                assert editor.cursor_screen_offset.x == left + cell_len(drawn[:column]), column
-            # Up from column 6 of a plain line lands on column 6, drawn just above it.
-            editor.move_cursor((1, 6))
-            await pilot.press("up")
-            assert editor.cursor_location == (0, 6)
-            # A click on the cell where "c" is drawn puts the caret before "c".
-            x = editor.gutter.left + editor.gutter_width + cell_len(drawn[: drawn.index("c")])
-            await pilot.click(editor, offset=(x, 0))
-            assert editor.cursor_location == (0, drawn.index("c"))
-            # A line of 80 stand-ins and 60 letters is wider than the editor: it wraps, and every
-            # row of it fits (the letters past the edge were cut off).
-            width = editor.content_region.width - editor.gutter_width
-            offsets = editor.wrapped_document.get_offsets(2)
-            assert offsets
-            rows = Text(editor.get_line(2).plain).divide(offsets)
-            assert all(cell_len(row.plain) <= width for row in rows), [cell_len(row.plain) for row in rows]
-    finally:
-        await alice.close()
-        await bob.close()
+    async with showing(relay.url, tmp_path, TEXT) as (app, pilot, _, _):
+        editor = app.editor
+        drawn = editor.get_line(0).plain
+        assert drawn == "\u241b\u2407\ufffd\ufffdabcdef"
+        # The caret Textual places is on the cell where the caret is drawn, at every column.
+        left = editor.content_region.x + editor.gutter_width
+        for column in range(len(drawn) + 1):
+            editor.move_cursor((0, column))
+            await pilot.pause()
+            assert editor.cursor_screen_offset.x == left + cell_len(drawn[:column]), column
+        # Up from column 6 of a plain line lands on column 6, drawn just above it.
+        editor.move_cursor((1, 6))
+        await pilot.press("up")
+        assert editor.cursor_location == (0, 6)
+        # A click on the cell where "c" is drawn puts the caret before "c".
+        x = editor.gutter.left + editor.gutter_width + cell_len(drawn[: drawn.index("c")])
+        await pilot.click(editor, offset=(x, 0))
+        assert editor.cursor_location == (0, drawn.index("c"))
+        # A line of 80 stand-ins and 60 letters is wider than the editor: it wraps, and every
+        # row of it fits (the letters past the edge were cut off).
+        width = editor.content_region.width - editor.gutter_width
+        offsets = editor.wrapped_document.get_offsets(2)
+        assert offsets
+        rows = Text(editor.get_line(2).plain).divide(offsets)
+        assert all(cell_len(row.plain) <= width for row in rows), [cell_len(row.plain) for row in rows]

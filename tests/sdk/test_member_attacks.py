@@ -62,6 +62,17 @@ async def post_disputed(relay: RelayHandle, liar: encspaces.Space, honest: list[
         assert m.error is None
 
 
+async def three_who_wrote(relay: RelayHandle, tmp_path: Path) -> list[encspaces.Space]:
+    """Three members who each wrote once to the text "t", caught up; none writes snapshots by itself."""
+    _, members = await make_members(relay.url, tmp_path, 3)
+    await members[0].set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))
+    for i, m in enumerate(members):
+        m.text("t").insert(0, f"<{i}>")
+        await m.sync()
+    await settle(members)
+    return members
+
+
 async def test_a_snapshot_holding_a_members_future_edits_as_deleted_is_disputed(
     relay: RelayHandle, tmp_path: Path,
 ) -> None:
@@ -71,14 +82,9 @@ async def test_a_snapshot_holding_a_members_future_edits_as_deleted_is_disputed(
     it would drop the victim's next edits as already seen (silent divergence). The members
     who replayed the log compare the state's clocks with their document's at the base,
     dispute it and name the liar; a new device then replays the full log and sees the edits."""
-    _, members = await make_members(relay.url, tmp_path, 3)
+    members = await three_who_wrote(relay, tmp_path)
     honest, victim, liar = members
     try:
-        await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))  # only the liar writes one
-        for i, m in enumerate(members):
-            m.text("t").insert(0, f"<{i}>")
-            await m.sync()
-        await settle(members)
         forged: pycrdt.Doc[object] = pycrdt.Doc(client_id=victim.doc.client_id)  # the victim's Yjs client
         forged.apply_update(honest.doc.get_update())
         text = forged.get("text:t", type=pycrdt.Text)
@@ -113,14 +119,9 @@ async def test_a_snapshot_whose_first_writers_of_client_ids_are_not_the_logs_is_
     the victim's Yjs client id (a device starting from it would then take the liar's items under
     that id and reject the victim's), or naming none: the members who replayed the log dispute it
     and name the liar, and a new device replays the log instead."""
-    _, members = await make_members(relay.url, tmp_path, 3)
+    members = await three_who_wrote(relay, tmp_path)
     honest, victim, liar = members
     try:
-        await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))  # only the liar writes one
-        for i, m in enumerate(members):
-            m.text("t").insert(0, f"<{i}>")
-            await m.sync()
-        await settle(members)
         owners = first_writers(members)
         if lie == "another first writer":
             owners[victim.doc.client_id] = liar.identity.public.sign_key
@@ -140,14 +141,9 @@ async def test_a_snapshot_whose_first_writers_of_client_ids_are_not_the_logs_is_
 
 async def test_a_snapshot_naming_the_logs_first_writers_is_agreed(relay: RelayHandle, tmp_path: Path) -> None:
     """The control for the test above: the same snapshot with the true first writers is agreed."""
-    _, members = await make_members(relay.url, tmp_path, 3)
+    members = await three_who_wrote(relay, tmp_path)
     honest, other, writer = members
     try:
-        await honest.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))
-        for i, m in enumerate(members):
-            m.text("t").insert(0, f"<{i}>")
-            await m.sync()
-        await settle(members)
         payload = SnapshotPayload(honest.doc.get_update(), content_hash(honest.doc), first_writers(members))
         assert relay.server is not None
         room = relay.server.rooms[writer.space_bytes]
