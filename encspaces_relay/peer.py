@@ -4,7 +4,9 @@ Rooms write to subscribers synchronously (websockets' ``broadcast`` pushes bytes
 transport without waiting), so one slow reader never stalls the committer or the other
 subscribers. The price is that nothing pushes back on a subscriber that stops reading, so
 every synchronous write is followed by a look at its write buffer: past the bound it is
-closed (1013, "too slow") and will catch up from the store when it reconnects.
+closed (1013, "too slow") and will catch up from the store when it reconnects. Every close is
+bounded by ``close_timeout`` (``close_within``): websockets' close first waits for the peer to
+read what is queued, which a peer that stopped reading never does.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Peer:
         self._presence_tokens = float(config.presence_burst)
         self._presence_time = time.monotonic()
         self._max_buffered = config.max_buffered_bytes
+        self._close_timeout = config.close_timeout
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -130,14 +133,17 @@ class Peer:
         """From the peer's own session: send the Error frame, then close and wait for the close."""
         already = self.failed
         self.failed = True
-        if not already and self.is_open:
-            self.count_refusal(refusal.code)
-            try:
-                await self.ws.send(_error_frame(refusal))
-            except ConnectionClosed:
-                return
-        if self._closer is None:
-            await self.ws.close(refusal.close_code, refusal.code)
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                if not already and self.is_open:
+                    self.count_refusal(refusal.code)
+                    await self.ws.send(_error_frame(refusal))
+                if self._closer is None:
+                    await self.ws.close(refusal.close_code, refusal.code)
+        except ConnectionClosed:
+            return
+        except TimeoutError:
+            _drop(self.ws, f"{self.name} did not take its refusal within {self._close_timeout:g} s")
 
     def count_refusal(self, code: str) -> None:
         """An Error frame with ``code`` is being sent to this peer (the refusals metric)."""
@@ -146,12 +152,33 @@ class Peer:
 
     def close_later(self, code: int, reason: str) -> None:
         if self._closer is None:
-            self._closer = asyncio.create_task(self.ws.close(code, reason), name=f"close {self.name}")
+            self._closer = asyncio.create_task(close_within(self.ws, code, reason, self._close_timeout),
+                                               name=f"close {self.name}")
 
     async def finish(self) -> None:
         """Wait for a close started by ``close_later``, so no task outlives the connection."""
         if self._closer is not None:
             await self._closer
+
+
+async def close_within(ws: ServerConnection, code: int, reason: str, timeout: float) -> None:
+    """``ws.close(code, reason)``, dropping the TCP connection if it takes over ``timeout`` seconds.
+
+    websockets' own close_timeout starts only once the close frame is written out, after the
+    write buffer drained: a peer that stopped reading would keep the close (its session, its
+    unsent bytes, its place in the connection count) waiting forever. The close frame is
+    queued first, so a peer that reads again in time still sees the code and reason.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await ws.close(code, reason)
+    except TimeoutError:
+        _drop(ws, f"the close ({code} {reason}) was not taken within {timeout:g} s")
+
+
+def _drop(ws: ServerConnection, why: str) -> None:
+    log.info("%s: dropping the connection", why)
+    ws.transport.abort()
 
 
 def _error_frame(refusal: Refusal) -> bytes:

@@ -1,0 +1,256 @@
+"""Connection flooding against a real relay over real sockets: what one peer can make it hold.
+
+Each attack is a peer that opens sockets and never finishes the websocket upgrade, or a
+member that stops reading while the relay has bytes for it. The relay must bound what it
+holds for them by counts (sockets, queued bytes of whole frames), drop them with a clear
+code where the peer can still read one, and keep serving everyone else. Nothing here waits
+for a duration to pass: the timeouts are made short and the tests wait for the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+import pytest
+from relay_kit import WAIT, Member, RelayFactory, SpaceBuilder, join, make_hello, url_of, wait_until
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import InvalidStatus
+from websockets.protocol import State
+
+from encspaces.core.identity import Identity
+from encspaces.core.messages import Challenge, decode_message
+from encspaces_relay.peer import Peer
+from encspaces_relay.server import RelayServer
+
+NO_EXEMPT: frozenset[str] = frozenset()
+PARTIAL_REQUEST = b"GET / HTTP/1.1\r\nHost: relay\r\n"  # and never the blank line that ends it
+WRITE_LIMIT = 1 << 15  # websockets' write buffer high-water mark (the relay keeps the default)
+
+
+class SmallBufferRelay(RelayServer):
+    """The honest relay with a small kernel send buffer per connection, so that a peer that
+    stops reading fills the relay's own write buffer after a few frames instead of megabytes."""
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        sock = ws.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        await super()._handle(ws)
+
+
+async def _tcp(relay: RelayServer, source: str = "127.0.0.1") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", relay.port, local_addr=(source, 0))
+
+
+async def _read_to_end(reader: asyncio.StreamReader) -> bytes:
+    """Everything the relay sends until it closes the socket (a reset counts as closed)."""
+    try:
+        async with asyncio.timeout(WAIT):
+            return await reader.read()
+    except ConnectionResetError:
+        return b""
+
+
+async def _ws_from(relay: RelayServer, source: str) -> ClientConnection:
+    return await connect(url_of(relay), compression=None, proxy=None, local_addr=(source, 0))
+
+
+async def _stalled_member(relay: RelayServer, space: SpaceBuilder, who: Identity, since_seq: int) -> ClientConnection:
+    """``who`` sends its hello and then reads nothing at all (not even pings)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", relay.port))
+    sock.setblocking(False)
+    ws = await connect(url_of(relay), compression=None, proxy=None, sock=sock, max_size=None)
+    challenge = decode_message(await ws.recv())  # type: ignore[arg-type]
+    assert isinstance(challenge, Challenge)
+    ws.transport.pause_reading()
+    await ws.send(make_hello(challenge, who, space.space, since_seq=since_seq).encode())
+    return ws
+
+
+def _relay_side(relay: RelayServer, client: ClientConnection) -> ServerConnection:
+    """The relay's end of ``client``'s connection."""
+    port = client.local_address[1]
+    server = relay._server
+    assert server is not None
+    (ws,) = [ws for ws in server.all_connections if ws.remote_address[1] == port]
+    return ws
+
+
+async def _still_served(relay: RelayServer, space: SpaceBuilder, alice: Member, *readers: Member) -> None:
+    """Alice's writes are acked and reach every reader and a newcomer, verified."""
+    ack = await alice.submit([space.data(space.creator, b"still served")])
+    seq = ack.results[0][1]
+    for reader in (alice, *readers):
+        await reader.sync_to(seq)
+    fresh = await join(url_of(relay), space, space.creator)
+    assert fresh.seq == seq and fresh.verifier.head == alice.verifier.head
+    await fresh.close()
+
+
+# --- sockets that never finish the websocket upgrade (slowloris) --------------------------------
+
+
+async def test_sockets_that_never_finish_the_upgrade_are_capped_per_address(make_relay: RelayFactory) -> None:
+    """Before the fix they were not counted at all: each held a file descriptor until the
+    opening handshake timed out, however many one address opened."""
+    relay = await make_relay(max_opening_per_address=3, exempt_addresses=NO_EXEMPT)
+    slow = [await _tcp(relay, "127.0.0.2") for _ in range(3)]
+    for _, writer in slow:
+        writer.write(PARTIAL_REQUEST)
+    await wait_until(lambda: relay.opening.of("127.0.0.2") == 3, "three sockets opening")
+    for _ in range(10):  # the flood: each further socket is answered 503 and closed at once
+        reader, writer = await _tcp(relay, "127.0.0.2")
+        writer.write(PARTIAL_REQUEST)
+        answer = await _read_to_end(reader)
+        assert answer.startswith(b"HTTP/1.1 503 ") and b"too many connections opening" in answer
+        writer.close()
+    assert relay.opening.of("127.0.0.2") == 3  # a refused socket was never counted
+    with pytest.raises(InvalidStatus) as refused:  # what a websocket client sees meanwhile
+        await _ws_from(relay, "127.0.0.2")
+    assert refused.value.response.status_code == 503
+    # Another address is served as before.
+    space = SpaceBuilder(relay.public_key)
+    alice = await join(url_of(relay), space, space.creator, create=True)
+    await _still_served(relay, space, alice)
+    # Closing the slow sockets frees their places.
+    for _, writer in slow:
+        writer.close()
+    await wait_until(lambda: relay.opening.total == 0, "the slow sockets are uncounted")
+    again = await _ws_from(relay, "127.0.0.2")
+    assert isinstance(decode_message(await again.recv()), Challenge)  # type: ignore[arg-type]
+    await again.close()
+    await alice.close()
+
+
+async def test_opening_sockets_are_capped_in_all(make_relay: RelayFactory) -> None:
+    relay = await make_relay(max_opening_connections=2, exempt_addresses=NO_EXEMPT)
+    slow = [await _tcp(relay, source) for source in ("127.0.0.2", "127.0.0.3")]
+    await wait_until(lambda: relay.opening.total == 2, "two sockets opening")
+    reader, _ = await _tcp(relay, "127.0.0.4")
+    assert (await _read_to_end(reader)).startswith(b"HTTP/1.1 503 ")
+    for _, writer in slow:
+        writer.close()
+    await wait_until(lambda: relay.opening.total == 0, "the slow sockets are uncounted")
+
+
+async def test_a_socket_that_never_finishes_the_upgrade_is_dropped(make_relay: RelayFactory) -> None:
+    """open_timeout (configurable) ends it, and it is uncounted; so is a garbage request."""
+    relay = await make_relay(open_timeout=0.2)
+    reader, writer = await _tcp(relay)
+    writer.write(PARTIAL_REQUEST)
+    assert await _read_to_end(reader) == b""  # dropped without an answer: its request never ended
+    garbage_reader, garbage = await _tcp(relay)
+    garbage.write(b"\x16\x03\x01 not http at all\r\n\r\n")
+    answer = await _read_to_end(garbage_reader)  # closed, with a 400 or without a word
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400 ")
+    await wait_until(lambda: relay.opening.total == 0 and relay.connections.total == 0, "both uncounted")
+    for w in (writer, garbage):
+        w.close()
+
+
+# --- members that stop reading ------------------------------------------------------------------
+
+
+async def _space_with_backlog(relay: RelayServer, entries: int, size: int) -> tuple[SpaceBuilder, Member, Identity]:
+    """A space whose log holds ``entries`` entries of ``size`` bytes, its creator connected, and
+    a second member (returned, not connected)."""
+    space = SpaceBuilder(relay.public_key)
+    bob = Identity.generate()
+    alice = await join(url_of(relay), space, space.creator, create=True)
+    await alice.submit([space.add_member(bob)])
+    if entries:
+        await alice.submit([space.data(space.creator, bytes(size)) for _ in range(entries)])
+    return space, alice, bob
+
+
+async def test_a_member_that_reads_nothing_during_catch_up_is_dropped(make_relay: RelayFactory) -> None:
+    """Catch-up waits for the socket (bounded: websockets' write limit plus one frame), and the
+    keepalive drops the peer. Before the fix the keepalive's ping waited for the write buffer to
+    drain before its timeout started: the connection was never dropped, its catch-up held for
+    ever, and every keepalive round added one more waiting ping."""
+    # The keepalive loop never fires by itself: the test runs its rounds (ping_all) once bob's
+    # socket is full, so the ping meets the full buffer however fast the machine is.
+    relay = await make_relay(cls=SmallBufferRelay, ping_interval=600)
+    space, alice, bob = await _space_with_backlog(relay, entries=20, size=20_000)
+    stalled = await _stalled_member(relay, space, bob, since_seq=0)
+    relay_ws = _relay_side(relay, stalled)
+    await wait_until(lambda: relay_ws.paused, "bob's socket is full")
+    # While it waits, what the relay holds for bob is bounded by a count of frames, not by time:
+    # catch-up sends one frame (20 KB entries, batched into frames of at most max_frame) at a time.
+    assert relay_ws.transport.get_write_buffer_size() <= WRITE_LIMIT + relay.config.max_frame
+    relay.ping_all(0.05)
+    relay.ping_all(0.05)  # a second round while the first waits: no second ping per connection
+    assert relay.pings_in_flight() == 2
+    await wait_until(lambda: relay_ws.protocol.state is State.CLOSED, "the stalled member is dropped")
+    await wait_until(lambda: relay.connections.total == 1, "its session ended")
+    assert relay.users_of(space.space) == 1
+    await wait_until(lambda: relay.pings_in_flight() == 0, "alice answered, bob is gone")
+    await _still_served(relay, space, alice)
+    await alice.close()
+
+
+async def test_a_subscriber_that_stops_reading_is_closed_too_slow_and_released(
+    make_relay: RelayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live frames are written without waiting; past max_buffered_bytes the subscriber is closed
+    with 1013 "too slow". Before the fix that close waited for the peer to read its buffer first
+    (websockets drains before its close timeout starts), so a peer that never read again kept
+    its session, its connection slot and every unsent byte for ever."""
+    bound = 64 << 10
+    # ping_interval is long: the drop must come from the buffer bound, not from the keepalive.
+    relay = await make_relay(cls=SmallBufferRelay, max_buffered_bytes=bound, close_timeout=0.2, ping_interval=600)
+    space, alice, bob = await _space_with_backlog(relay, entries=0, size=0)
+    carol = Identity.generate()
+    await alice.submit([space.add_member(carol)])
+    reader = await join(url_of(relay), space, carol)
+    stalled = await _stalled_member(relay, space, bob, since_seq=0)
+    room = relay.rooms[space.space]
+    await wait_until(lambda: len(room.subscribers) == 3, "bob subscribed")
+    relay_ws = _relay_side(relay, stalled)
+    seen: list[int] = []  # bob's unsent bytes after each write the relay made to him
+    within_bound: Callable[[Peer], bool] = Peer.within_bound
+
+    def recording(peer: Peer) -> bool:
+        if peer.ws is relay_ws:
+            seen.append(peer.buffered_bytes())
+        return within_bound(peer)
+
+    monkeypatch.setattr(Peer, "within_bound", recording)
+    entry_size = 10_000
+    rounds = 0
+    while len(room.subscribers) == 3:
+        rounds += 1
+        assert rounds < 500, "the stalled subscriber was never dropped"
+        ack = await alice.submit([space.data(space.creator, bytes(entry_size))])
+        await reader.sync_to(ack.results[0][1])  # carol keeps reading
+    # Bounded by a count: at most the bound plus the one frame whose write crossed it.
+    assert max(seen) <= bound + entry_size + 1024
+    assert sum(1 for unsent in seen if unsent > bound) == 1  # nothing written to bob after that
+    await wait_until(lambda: relay_ws.protocol.state is State.CLOSED, "bob's connection is gone")
+    await wait_until(lambda: relay.connections.total == 2, "bob's session ended")
+    close = relay_ws.protocol.close_sent
+    assert close is not None and (close.code, close.reason) == (1013, "too slow")
+    assert relay.users_of(space.space) == 2
+    await _still_served(relay, space, alice, reader)
+    member = await join(url_of(relay), space, bob)  # bob reconnects and catches up from the store
+    assert member.verifier.head == alice.verifier.head
+    for m in (alice, reader, member):
+        await m.close()
+
+
+async def test_stop_is_not_held_by_a_peer_that_stopped_reading(make_relay: RelayFactory) -> None:
+    """Shutdown closes every connection; websockets' close waits for the peer to read first."""
+    relay = await make_relay(cls=SmallBufferRelay, close_timeout=0.2, ping_interval=600)
+    space, alice, bob = await _space_with_backlog(relay, entries=20, size=20_000)
+    stalled = await _stalled_member(relay, space, bob, since_seq=0)
+    relay_ws = _relay_side(relay, stalled)
+    await wait_until(lambda: relay_ws.paused, "bob's socket is full")
+    async with asyncio.timeout(WAIT):
+        await relay.stop()
+    assert relay_ws.protocol.state is State.CLOSED
+    await alice.client.expect_closed()
+    assert alice.client.ws.close_code == 1001  # the reading member got the going-away close
