@@ -152,6 +152,13 @@ class EvidenceKeeper:
             f"and again after reconnecting and sending it anew, our verified log (seq {seq}) does not hold it",
             author_seq=author_seq, verified=seq))
 
+    def closing(self) -> None:
+        """The space closes: a welcome head still past our log is stored with the last write (it is
+        otherwise noted at the next tick or verified frame, which may not come)."""
+        welcome = self._host.verifier.welcome_head
+        if welcome is not None:
+            self._keep_ahead(welcome, Role.WELCOME)
+
     def _note_welcome(self) -> None:
         welcome = self._host.verifier.welcome_head
         if welcome is not None and welcome is not self._welcome:

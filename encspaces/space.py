@@ -810,6 +810,7 @@ class Space:
         await self._tasks.close()  # whatever else is still running (timers, a flush's write) ends here
         self._document.close()  # else pycrdt's observers keep this whole Space alive (Document.close)
         if self._restored:
+            self._evidence.closing()
             await self._persistence.write_last()
         await self._store.close()
 

@@ -317,3 +317,35 @@ async def test_held_heads_are_dropped_once_the_log_passes_them(lying, tmp_path: 
         assert alice.error is None
     finally:
         await alice.close()
+
+
+async def test_a_welcome_head_held_across_a_restart_still_proves_the_fork(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The welcome announces a head one seq past Alice's over a made-up hash and the device closes
+    before the deadline; reopened, the relay's log there has another hash: a fork, in its welcome."""
+    handle, server = lying
+    clock = ManualClock()
+    ident = encspaces.Identity.generate()
+    alice = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a", options=options(clock))
+    alice.text("doc").insert(0, "one. ")
+    await alice.sync()
+    seq = alice.seq
+    await alice.close()
+    server.welcome_ahead = 1
+    again = await encspaces.connect(handle.url, ident, alice.id, data_dir=tmp_path / "a", options=options(clock))
+    try:
+        await wait_for(lambda: again.relay_seq == seq + 1, what="the welcome announcing a head past ours")
+    finally:
+        await again.close()  # within the deadline: no error yet
+    assert again.error is None
+    server.welcome_ahead = 0
+    again = await encspaces.connect(handle.url, ident, alice.id, data_dir=tmp_path / "a", options=options(clock))
+    try:
+        again.text("doc").insert(5, "two.")  # sequenced at seq + 1, where the welcome's head had another hash
+        await wait_for(lambda: again.error is not None, what="the two heads at one seq")
+        assert isinstance(again.error, errors.ForkError)
+        assert f"at seq {seq + 1} (in its welcome)" in str(again.error)
+        assert again.seq == seq
+    finally:
+        await again.close()
+    data = await load_evidence(again.id, data_dir=tmp_path / "a")
+    assert data is not None and evidence.check(data).kind is evidence.EvidenceKind.FORK
