@@ -143,7 +143,7 @@ class Peer:
         except ConnectionClosed:
             return
         except TimeoutError:
-            _drop(self.ws, f"{self.name} did not take its refusal within {self._close_timeout:g} s")
+            _drop(self.ws, f"{self.name} did not take its refusal within {self._close_timeout:g} s", self._metrics)
 
     def count_refusal(self, code: str) -> None:
         """An Error frame with ``code`` is being sent to this peer (the refusals metric)."""
@@ -152,8 +152,8 @@ class Peer:
 
     def close_later(self, code: int, reason: str) -> None:
         if self._closer is None:
-            self._closer = asyncio.create_task(close_within(self.ws, code, reason, self._close_timeout),
-                                               name=f"close {self.name}")
+            self._closer = asyncio.create_task(
+                close_within(self.ws, code, reason, self._close_timeout, self._metrics), name=f"close {self.name}")
 
     async def finish(self) -> None:
         """Wait for a close started by ``close_later``, so no task outlives the connection."""
@@ -161,7 +161,8 @@ class Peer:
             await self._closer
 
 
-async def close_within(ws: ServerConnection, code: int, reason: str, timeout: float) -> None:
+async def close_within(ws: ServerConnection, code: int, reason: str, timeout: float,
+                       metrics: RelayMetrics | None = None) -> None:
     """``ws.close(code, reason)``, dropping the TCP connection if it takes over ``timeout`` seconds.
 
     websockets' own close_timeout starts only once the close frame is written out, after the
@@ -173,11 +174,13 @@ async def close_within(ws: ServerConnection, code: int, reason: str, timeout: fl
         async with asyncio.timeout(timeout):
             await ws.close(code, reason)
     except TimeoutError:
-        _drop(ws, f"the close ({code} {reason}) was not taken within {timeout:g} s")
+        _drop(ws, f"the close ({code} {reason}) was not taken within {timeout:g} s", metrics)
 
 
-def _drop(ws: ServerConnection, why: str) -> None:
+def _drop(ws: ServerConnection, why: str, metrics: RelayMetrics | None) -> None:
     log.info("%s: dropping the connection", why)
+    if metrics is not None:
+        metrics.dropped.labels("close_timeout").inc()
     ws.transport.abort()
 
 

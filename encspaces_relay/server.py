@@ -190,7 +190,7 @@ class RelayServer:
                 open_timeout=config.open_timeout,
                 close_timeout=config.close_timeout,
                 # Counts each socket from its accept (max_opening_connections, _per_address).
-                create_connection=_opening_connection_class(self.opening),
+                create_connection=_opening_connection_class(self.opening, self.metrics),
             )
             if config.metrics_port is not None:
                 self._metrics_server = MetricsServer(self, config.metrics_host, config.metrics_port)
@@ -241,6 +241,7 @@ class RelayServer:
                 if ws.protocol.state is not State.CLOSED:
                     log.info("a connection from %s did not close within %g s: dropping it",
                              remote_host(ws), self._config.close_timeout)
+                    self.metrics.dropped.labels("close_timeout").inc()
                     ws.transport.abort()
             await server.wait_closed()
         await self._close_rooms()  # rooms a handshake in progress opened meanwhile
@@ -275,7 +276,7 @@ class RelayServer:
             if ws.protocol.state is not State.CLOSED:
                 # websockets closes it after this returns, waiting for the peer to read first:
                 # bound that, so a peer that stopped reading cannot hold the connection.
-                await close_within(ws, CloseCode.NORMAL_CLOSURE, "", self._config.close_timeout)
+                await close_within(ws, CloseCode.NORMAL_CLOSURE, "", self._config.close_timeout, self.metrics)
 
     # --- spaces -------------------------------------------------------------------------------
 
@@ -379,6 +380,7 @@ class RelayServer:
                     await asyncio.wait({ping}, timeout=timeout)
                     unsent = ws.transport.get_write_buffer_size()
                     if not ping.done() and unsent >= buffered:
+                        self.metrics.dropped.labels("not_reading").inc()
                         _drop(ws, f"{unsent} bytes unsent and none taken in {timeout:g} s")
                         return
                     buffered = unsent
@@ -393,6 +395,7 @@ class RelayServer:
                 # Its session waited for the backlog and did not read meanwhile: the pong may be
                 # behind its unread submissions. Not a sign of a dead peer; the next round pings again.
                 return
+            self.metrics.dropped.labels("no_pong").inc()
             _drop(ws, f"no pong within {timeout:g} s")
         except ConnectionClosed:
             pass
@@ -531,6 +534,7 @@ class _OpeningConnection(ServerConnection):
     """
 
     opening: OpeningCounter
+    metrics: RelayMetrics
     _opening_address: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -542,6 +546,7 @@ class _OpeningConnection(ServerConnection):
             return
         log.info("a connection from %s refused at accept: too many opening (%d from it, %d in all)",
                  address, self.opening.of(address), self.opening.total)
+        self.metrics.dropped.labels("opening_limit").inc()
         assert isinstance(transport, asyncio.Transport)
         transport.write(OPENING_REFUSAL)
         transport.close()
@@ -557,9 +562,9 @@ class _OpeningConnection(ServerConnection):
         super().connection_lost(exc)
 
 
-def _opening_connection_class(opening: OpeningCounter) -> type[ServerConnection]:
+def _opening_connection_class(opening: OpeningCounter, metrics: RelayMetrics) -> type[ServerConnection]:
     """The connection class websockets creates for each socket this relay accepts."""
-    return type("RelayConnection", (_OpeningConnection,), {"opening": opening})
+    return type("RelayConnection", (_OpeningConnection,), {"opening": opening, "metrics": metrics})
 
 
 def _tls_context(config: RelayConfig) -> ssl.SSLContext | None:

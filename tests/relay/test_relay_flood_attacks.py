@@ -71,6 +71,12 @@ async def _stalled_member(relay: RelayServer, space: SpaceBuilder, who: Identity
     return ws
 
 
+def _dropped(relay: RelayServer, reason: str) -> float:
+    """The relay's count of sockets dropped for ``reason`` (encspaces_relay_dropped_connections_total)."""
+    value = relay.metrics.registry.get_sample_value("encspaces_relay_dropped_connections_total", {"reason": reason})
+    return value or 0.0
+
+
 def _relay_side(relay: RelayServer, client: ClientConnection) -> ServerConnection:
     """The relay's end of ``client``'s connection."""
     port = client.local_address[1]
@@ -109,6 +115,7 @@ async def test_sockets_that_never_finish_the_upgrade_are_capped_per_address(make
         assert answer.startswith(b"HTTP/1.1 503 ") and b"too many connections opening" in answer
         writer.close()
     assert relay.opening.of("127.0.0.2") == 3  # a refused socket was never counted
+    assert _dropped(relay, "opening_limit") == 10
     with pytest.raises(InvalidStatus) as refused:  # what a websocket client sees meanwhile
         await _ws_from(relay, "127.0.0.2")
     assert refused.value.response.status_code == 503
@@ -189,6 +196,7 @@ async def test_a_member_that_reads_nothing_during_catch_up_is_dropped(make_relay
     await wait_until(lambda: relay.connections.total == 1, "its session ended")
     assert relay.users_of(space.space) == 1
     await wait_until(lambda: relay.pings_in_flight() == 0, "alice answered, bob is gone")
+    assert _dropped(relay, "not_reading") == 1 and _dropped(relay, "no_pong") == 0
     await _still_served(relay, space, alice)
     await alice.close()
 
@@ -234,6 +242,7 @@ async def test_a_subscriber_that_stops_reading_is_closed_too_slow_and_released(
     await wait_until(lambda: relay.connections.total == 2, "bob's session ended")
     close = relay_ws.protocol.close_sent
     assert close is not None and (close.code, close.reason) == (1013, "too slow")
+    assert _dropped(relay, "close_timeout") == 1  # it never read its close frame
     assert relay.users_of(space.space) == 2
     await _still_served(relay, space, alice, reader)
     member = await join(url_of(relay), space, bob)  # bob reconnects and catches up from the store
@@ -252,5 +261,6 @@ async def test_stop_is_not_held_by_a_peer_that_stopped_reading(make_relay: Relay
     async with asyncio.timeout(WAIT):
         await relay.stop()
     assert relay_ws.protocol.state is State.CLOSED
+    assert _dropped(relay, "close_timeout") == 1  # bob; alice closed normally
     await alice.client.expect_closed()
     assert alice.client.ws.close_code == 1001  # the reading member got the going-away close
