@@ -544,8 +544,9 @@ class _OpeningConnection(ServerConnection):
         if self.opening.admit(address):
             self._opening_address = address
             return
-        log.info("a connection from %s refused at accept: too many opening (%d from it, %d in all)",
-                 address, self.opening.of(address), self.opening.total)
+        # Debug, not info: a flood would write a line per socket (the dropped metric counts them).
+        log.debug("a connection from %s refused at accept: too many opening (%d from it, %d in all)",
+                  address, self.opening.of(address), self.opening.total)
         self.metrics.dropped.labels("opening_limit").inc()
         assert isinstance(transport, asyncio.Transport)
         transport.write(OPENING_REFUSAL)
