@@ -486,6 +486,12 @@ class RelayTLSError(ConnectionFailedError):
     """TLS with the relay failed: its certificate is not trusted, or it does not speak TLS at all."""
 
 
+class RelayBusyError(ConnectionFailedError):
+    """The relay answered HTTP 503 before the websocket opened: too many connections opening from
+    this address or in all (its ``max_opening_*`` limits), or it is shutting down. It is running;
+    try again later (a space's background reconnects do, with backoff)."""
+
+
 # --- the witnessed log: Merkle proofs, signed notes, witnesses (encspaces/core/merkle.py, note.py; witness) ---
 
 

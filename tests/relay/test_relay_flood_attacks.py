@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from relay_kit import WAIT, Member, RelayFactory, SpaceBuilder, join, make_hello, url_of, wait_until
@@ -20,8 +21,11 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import InvalidStatus
 from websockets.protocol import State
 
+from encspaces import create_space
 from encspaces.core.identity import Identity
 from encspaces.core.messages import Challenge, Error, decode_message
+from encspaces.errors import ConnectionFailedError, RelayBusyError
+from encspaces_clients.cli.errors import explain
 from encspaces_relay.peer import Peer
 from encspaces_relay.server import RelayServer
 
@@ -143,6 +147,21 @@ async def test_opening_sockets_are_capped_in_all(make_relay: RelayFactory) -> No
     for _, writer in slow:
         writer.close()
     await wait_until(lambda: relay.opening.total == 0, "the slow sockets are uncounted")
+
+
+async def test_an_sdk_client_refused_at_accept_gets_relay_busy(make_relay: RelayFactory, tmp_path: Path) -> None:
+    """What the SDK (and the CLI) make of the 503: the relay is busy, not unreachable."""
+    relay = await make_relay(max_opening_connections=1, open_timeout=600)
+    _, slow = await _tcp(relay)  # holds the one place for a socket opening
+    await wait_until(lambda: relay.opening.total == 1, "the slow socket is opening")
+    with pytest.raises(RelayBusyError, match="HTTP 503: too many connections opening") as busy:
+        await create_space(url_of(relay), Identity.generate(), data_dir=tmp_path / "refused")
+    assert isinstance(busy.value, ConnectionFailedError)
+    assert "is the relay running" not in explain(busy.value)[0]
+    slow.close()
+    await wait_until(lambda: relay.opening.total == 0, "the slow socket is uncounted")
+    space = await create_space(url_of(relay), Identity.generate(), data_dir=tmp_path / "served")
+    await space.close()
 
 
 async def test_a_socket_that_never_finishes_the_upgrade_is_dropped(make_relay: RelayFactory) -> None:
