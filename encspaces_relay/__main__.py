@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-buffered-bytes", type=int, default=RelayConfig.max_buffered_bytes,
                         help="unsent bytes a connection may have queued before it is closed with 1013 'too slow' "
                              f"(default {RelayConfig.max_buffered_bytes})")
+    limits.add_argument("--max-buffered-total", type=int, default=RelayConfig.max_buffered_total,
+                        help="unsent bytes of all connections together (0: no limit); past it the connections "
+                             f"holding the most are closed 'too slow' (default {RelayConfig.max_buffered_total})")
     limits.add_argument("--ping-interval", type=float, default=RelayConfig.ping_interval,
                         help="seconds between keepalive pings; a connection that takes no bytes or sends no pong "
                              f"for as long again is dropped (default {RelayConfig.ping_interval:g})")
@@ -166,7 +169,8 @@ def config_of(args: argparse.Namespace) -> RelayConfig:
         max_connections_per_address=args.max_connections_per_address,
         max_opening_connections=args.max_opening_connections, max_opening_per_address=args.max_opening_per_address,
         open_timeout=args.open_timeout, handshake_timeout=args.handshake_timeout,
-        max_buffered_bytes=args.max_buffered_bytes, ping_interval=args.ping_interval, close_timeout=args.close_timeout,
+        max_buffered_bytes=args.max_buffered_bytes, max_buffered_total=args.max_buffered_total,
+        ping_interval=args.ping_interval, close_timeout=args.close_timeout,
         max_creates_per_address=args.max_creates_per_address, create_window=args.create_window,
         exempt_addresses=frozenset(a.strip() for a in args.exempt_addresses.split(",") if a.strip()),
         create_policy=CreatePolicy(args.create_policy), create_allowlist=args.create_allowlist,

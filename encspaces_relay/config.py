@@ -45,6 +45,10 @@ class RelayConfig:
     # A subscriber whose unsent bytes exceed this is too slow for the live stream: it is
     # closed and will catch up from the store when it reconnects.
     max_buffered_bytes: int = 8 << 20
+    # ... and the unsent bytes of all connections together (0: no limit). max_buffered_bytes
+    # alone let max_connections slow readers hold ~35 GiB; past this the connections with the
+    # most unsent bytes are closed "too slow" until the total is back under three quarters of it.
+    max_buffered_total: int = 1 << 30
     # Submissions a connection may have queued before the relay stops reading from it.
     max_inflight_submits: int = 64
     # Entries verified and queued for commit but not yet answered, in all spaces together: past
@@ -154,8 +158,8 @@ class RelayConfig:
             raise ValueError("connection and creation limits must be at least 0 (0: no limit)")
         if min(self.open_timeout, self.close_timeout, self.handshake_timeout) <= 0:
             raise ValueError("open_timeout, close_timeout and handshake_timeout must be positive")
-        if self.max_buffered_bytes < 1:
-            raise ValueError("max_buffered_bytes must be at least 1")
+        if self.max_buffered_bytes < 1 or self.max_buffered_total < 0:
+            raise ValueError("max_buffered_bytes must be at least 1, max_buffered_total at least 0")
         if self.ping_interval <= 0:
             raise ValueError("ping_interval must be positive")
         if self.checkpoint_interval <= 0 or self.witness_timeout <= 0:

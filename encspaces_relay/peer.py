@@ -33,6 +33,65 @@ TOO_SLOW_REASON = "too slow"
 _MAX_ERROR_MESSAGE = 2000  # clients accept error messages up to 2048 characters
 
 
+class UnsentLedger:
+    """The unsent bytes of all connections together, against ``max_buffered_total``.
+
+    Each peer's count is the size of its write buffer after the relay's last write to it, noted
+    by ``Peer.within_bound`` (one dict update per write). Since then the kernel may have taken
+    some, so the total is an upper bound; only when it passes the cap are all counts read again
+    from their sockets (O(connections), rare), and if the true total is still over, the peers
+    holding the most are closed "too slow" until it is under three quarters of the cap (so the
+    next writes do not land on the cap again at once).
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.total = 0
+        self._unsent: dict[Peer, int] = {}
+
+    def note(self, peer: Peer, unsent: int) -> None:
+        counted = self._unsent.get(peer, 0)
+        if unsent == counted or not self.cap:
+            return  # the usual case: nothing waiting before or after the write (the kernel took it)
+        self.total += unsent - counted
+        if unsent:
+            self._unsent[peer] = unsent
+        else:
+            del self._unsent[peer]
+        if self.total > self.cap:
+            self._shed()
+
+    def forget(self, peer: Peer) -> None:
+        """``peer`` is closing or gone: its bytes are freed within close_timeout."""
+        self.total -= self._unsent.pop(peer, 0)
+
+    def _shed(self) -> None:
+        for peer in list(self._unsent):
+            self.note_now(peer)
+        if self.total <= self.cap:
+            return
+        target = self.cap * 3 // 4
+        for peer in sorted(self._unsent, key=self._unsent.__getitem__, reverse=True):
+            if self.total <= target:
+                break
+            log.warning("%s: %d bytes unsent while all connections have %d, over the relay's bound of %d: "
+                        "closing it (too slow)", peer.name, self._unsent[peer], self.total, self.cap)
+            self.forget(peer)
+            peer.close_later(CloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
+
+    def note_now(self, peer: Peer) -> None:
+        """Read ``peer``'s count from its socket again (the kernel may have taken bytes since)."""
+        unsent = peer.buffered_bytes() if peer.is_open else 0
+        self.total += unsent - self._unsent.get(peer, 0)
+        if unsent:
+            self._unsent[peer] = unsent
+        else:
+            self._unsent.pop(peer, None)
+
+    def of(self, peer: Peer) -> int:
+        return self._unsent.get(peer, 0)
+
+
 class PeerGoneError(Exception):
     """The peer is closing (too slow, refused, or gone): stop writing to it; its session just ends."""
 
@@ -41,7 +100,8 @@ class Peer:
     """A websocket, its admitted member (once admitted) and its in-flight submissions."""
 
     def __init__(self, ws: ServerConnection, number: int, config: RelayConfig,
-                 metrics: RelayMetrics | None = None, backlog: Backlog | None = None) -> None:
+                 metrics: RelayMetrics | None = None, backlog: Backlog | None = None,
+                 unsent: UnsentLedger | None = None) -> None:
         self.ws = ws
         self._metrics = metrics
         self.name = f"conn#{number}"
@@ -58,6 +118,7 @@ class Peer:
         self._presence_tokens = float(config.presence_burst)
         self._presence_time = time.monotonic()
         self._max_buffered = config.max_buffered_bytes
+        self.unsent = unsent  # the relay's count of all connections' unsent bytes
         self._close_timeout = config.close_timeout
         self._closer: asyncio.Task[None] | None = None
 
@@ -72,10 +133,13 @@ class Peer:
         """False (and the peer is being closed) when its unsent bytes passed the bound."""
         if self._closer is not None:
             return False
-        if self.buffered_bytes() <= self._max_buffered:
-            return True
+        unsent = self.buffered_bytes()
+        if unsent <= self._max_buffered:
+            if self.unsent is not None:
+                self.unsent.note(self, unsent)  # may close this peer, or others, if all hold too much
+            return self._closer is None
         log.warning("%s: %d bytes unsent, over the bound of %d: closing it (too slow)",
-                    self.name, self.buffered_bytes(), self._max_buffered)
+                    self.name, unsent, self._max_buffered)
         self.close_later(CloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
         return False
 
@@ -151,6 +215,8 @@ class Peer:
             self._metrics.refused(code)
 
     def close_later(self, code: int, reason: str) -> None:
+        if self.unsent is not None:
+            self.unsent.forget(self)
         if self._closer is None:
             self._closer = asyncio.create_task(
                 close_within(self.ws, code, reason, self._close_timeout, self._metrics), name=f"close {self.name}")

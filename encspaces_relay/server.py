@@ -43,7 +43,7 @@ from .handshake import Admission
 from .keys import load_or_create_signing_key
 from .limits import ConnectionCounter, CreateGate, OpeningCounter
 from .metrics import MetricsServer, RelayMetrics, check_health, server_levels
-from .peer import Peer, close_within
+from .peer import Peer, UnsentLedger, close_within
 from .refusals import Refusal, internal, unavailable
 from .room import Room
 from .session import Session, remote_host
@@ -118,6 +118,8 @@ class RelayServer:
         self.metrics = RelayMetrics()
         # Entries verified and not yet committed, all spaces (encspaces_relay/backlog.py).
         self.backlog = Backlog(config.max_pending_entries, self.metrics)
+        # Unsent bytes of all connections together, against max_buffered_total (peer.py).
+        self.unsent = UnsentLedger(config.max_buffered_total)
         self.metrics.watch(lambda: server_levels(self))
         self._metrics_server: MetricsServer | None = None
         self._lock: FileLock | None = None

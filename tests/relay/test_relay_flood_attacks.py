@@ -26,7 +26,7 @@ from encspaces.core.identity import Identity
 from encspaces.core.messages import Challenge, Error, decode_message
 from encspaces.errors import ConnectionFailedError, RelayBusyError
 from encspaces_clients.cli.errors import explain
-from encspaces_relay.peer import Peer
+from encspaces_relay.peer import Peer, UnsentLedger
 from encspaces_relay.server import RelayServer
 
 NO_EXEMPT: frozenset[str] = frozenset()
@@ -297,6 +297,51 @@ async def test_a_subscriber_that_stops_reading_is_closed_too_slow_and_released(
     assert member.verifier.head == alice.verifier.head
     for m in (alice, reader, member):
         await m.close()
+
+
+async def test_slow_readers_together_are_bounded_by_max_buffered_total(
+    make_relay: RelayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three members that stopped reading, each far under max_buffered_bytes: together they pass
+    max_buffered_total, and the ones holding the most are closed "too slow" until the total is
+    under three quarters of it. Before, each was bounded alone (max_connections of them could
+    hold ~35 GiB); the reading member and the writer are unaffected."""
+    cap = 256 << 10
+    relay = await make_relay(cls=SmallBufferRelay, max_buffered_total=cap, close_timeout=0.2, ping_interval=600)
+    space, alice, bob = await _space_with_backlog(relay, entries=0, size=0)
+    others = [Identity.generate() for _ in range(3)]
+    for who in others:
+        await alice.submit([space.add_member(who)])
+    carol = await join(url_of(relay), space, others[0])
+    stalled = [await _stalled_member(relay, space, who, since_seq=0) for who in (bob, *others[1:])]
+    room = relay.rooms[space.space]
+    await wait_until(lambda: len(room.subscribers) == 5, "everyone subscribed")
+    relay_ends = [_relay_side(relay, ws) for ws in stalled]
+    totals: list[int] = []  # the relay's count of all unsent bytes after each write it noted
+    note = UnsentLedger.note
+
+    def recording(ledger: UnsentLedger, peer: Peer, unsent: int) -> None:
+        note(ledger, peer, unsent)
+        totals.append(ledger.total)
+
+    monkeypatch.setattr(UnsentLedger, "note", recording)
+    rounds = 0
+    while len(room.subscribers) > 2:
+        rounds += 1
+        assert rounds < 500, "the stalled subscribers were never dropped"
+        ack = await alice.submit([space.data(space.creator, bytes(10_000))])
+        await carol.sync_to(ack.results[0][1])  # carol keeps reading
+    assert max(totals) <= cap  # after each write: over the cap, the heaviest were closed at once
+    for ws in relay_ends:
+        await wait_until(lambda ws=ws: ws.protocol.state is State.CLOSED, "a stalled member's connection is gone")  # type: ignore[misc]
+        close = ws.protocol.close_sent
+        assert close is not None and (close.code, close.reason) == (1013, "too slow")
+    await wait_until(lambda: relay.connections.total == 2, "their sessions ended")
+    # Nothing of the closed connections is still counted: the total is the readers' alone.
+    assert relay.unsent.total == sum(relay.unsent.of(peer) for peer in room.subscribers.values())
+    await _still_served(relay, space, alice, carol)
+    await carol.close()
+    await alice.close()
 
 
 async def test_stop_is_not_held_by_a_peer_that_stopped_reading(make_relay: RelayFactory) -> None:
