@@ -36,60 +36,56 @@ _MAX_ERROR_MESSAGE = 2000  # clients accept error messages up to 2048 characters
 class UnsentLedger:
     """The unsent bytes of all connections together, against ``max_buffered_total``.
 
-    Each peer's count is the size of its write buffer after the relay's last write to it, noted
-    by ``Peer.within_bound`` (one dict update per write). Since then the kernel may have taken
-    some, so the total is an upper bound; only when it passes the cap are all counts read again
-    from their sockets (O(connections), rare), and if the true total is still over, the peers
-    holding the most are closed "too slow" until it is under three quarters of the cap (so the
-    next writes do not land on the cap again at once).
+    Each peer's count (``Peer.counted``) is the size of its write buffer after the relay's last
+    write to it, noted by ``Peer.within_bound`` when it changed (usually it stays 0: the kernel
+    took the frame at once, and the check is one comparison). Since then the kernel may have
+    taken more, so the total is an upper bound; only when it passes the cap are all counts read
+    again from their sockets (O(connections), rare), and if the true total is still over, the
+    peers holding the most are closed "too slow" until it is under three quarters of the cap
+    (so the next writes do not land on the cap again at once).
     """
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.total = 0
-        self._unsent: dict[Peer, int] = {}
+        self._counted: set[Peer] = set()  # the peers with a count above 0
 
     def note(self, peer: Peer, unsent: int) -> None:
-        counted = self._unsent.get(peer, 0)
-        if unsent == counted or not self.cap:
-            return  # the usual case: nothing waiting before or after the write (the kernel took it)
-        self.total += unsent - counted
-        if unsent:
-            self._unsent[peer] = unsent
-        else:
-            del self._unsent[peer]
+        """``peer`` has ``unsent`` bytes waiting after a write (called only when its count changed)."""
+        if not self.cap:
+            return
+        self._set(peer, unsent)
         if self.total > self.cap:
             self._shed()
 
     def forget(self, peer: Peer) -> None:
         """``peer`` is closing or gone: its bytes are freed within close_timeout."""
-        self.total -= self._unsent.pop(peer, 0)
+        self._set(peer, 0)
+
+    def of(self, peer: Peer) -> int:
+        return peer.counted if peer in self._counted else 0
+
+    def _set(self, peer: Peer, unsent: int) -> None:
+        self.total += unsent - peer.counted
+        peer.counted = unsent
+        if unsent:
+            self._counted.add(peer)
+        else:
+            self._counted.discard(peer)
 
     def _shed(self) -> None:
-        for peer in list(self._unsent):
-            self.note_now(peer)
+        for peer in list(self._counted):  # the kernel may have taken bytes since each was noted
+            self._set(peer, peer.buffered_bytes() if peer.is_open else 0)
         if self.total <= self.cap:
             return
         target = self.cap * 3 // 4
-        for peer in sorted(self._unsent, key=self._unsent.__getitem__, reverse=True):
+        for peer in sorted(self._counted, key=lambda p: p.counted, reverse=True):
             if self.total <= target:
                 break
             log.warning("%s: %d bytes unsent while all connections have %d, over the relay's bound of %d: "
-                        "closing it (too slow)", peer.name, self._unsent[peer], self.total, self.cap)
+                        "closing it (too slow)", peer.name, peer.counted, self.total, self.cap)
             self.forget(peer)
             peer.close_later(CloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
-
-    def note_now(self, peer: Peer) -> None:
-        """Read ``peer``'s count from its socket again (the kernel may have taken bytes since)."""
-        unsent = peer.buffered_bytes() if peer.is_open else 0
-        self.total += unsent - self._unsent.get(peer, 0)
-        if unsent:
-            self._unsent[peer] = unsent
-        else:
-            self._unsent.pop(peer, None)
-
-    def of(self, peer: Peer) -> int:
-        return self._unsent.get(peer, 0)
 
 
 class PeerGoneError(Exception):
@@ -119,6 +115,7 @@ class Peer:
         self._presence_time = time.monotonic()
         self._max_buffered = config.max_buffered_bytes
         self.unsent = unsent  # the relay's count of all connections' unsent bytes
+        self.counted = 0  # this peer's unsent bytes as that count holds them (UnsentLedger)
         self._close_timeout = config.close_timeout
         self._closer: asyncio.Task[None] | None = None
 
@@ -135,7 +132,7 @@ class Peer:
             return False
         unsent = self.buffered_bytes()
         if unsent <= self._max_buffered:
-            if self.unsent is not None:
+            if unsent != self.counted and self.unsent is not None:
                 self.unsent.note(self, unsent)  # may close this peer, or others, if all hold too much
             return self._closer is None
         log.warning("%s: %d bytes unsent, over the bound of %d: closing it (too slow)",
