@@ -417,7 +417,20 @@ class NotPermittedError(EncspacesError):
 
 
 class MembershipRevokedError(EncspacesError):
-    """This device's member was removed from the space: nothing new can be read or written."""
+    """This device's member, or this device, was removed from the space: nothing new can be read or written.
+
+    ``space`` is the space's id, ``device`` this device's member id and ``seq`` the seq of the
+    entry that removed it. A space fails with it as soon as it verifies that entry; ``connect``
+    raises it (and opens nothing) when the device's own copy already holds the removal, and
+    ``encspaces.open_local`` still reads what the device had.
+    """
+
+    def __init__(self, message: str, *, space: str | None = None, device: str | None = None,
+                 seq: int | None = None) -> None:
+        super().__init__(message)
+        self.space = space
+        self.device = device
+        self.seq = seq
 
 
 # --- a space's lifecycle: background work and keys (encspaces/space.py, encspaces/supervision.py) ---
@@ -477,6 +490,12 @@ class DataDirLockedError(EncspacesError):
 
 class RelayTLSError(ConnectionFailedError):
     """TLS with the relay failed: its certificate is not trusted, or it does not speak TLS at all."""
+
+
+class RelayBusyError(ConnectionFailedError):
+    """The relay answered HTTP 503 before the websocket opened: too many connections opening from
+    this address or in all (its ``max_opening_*`` limits), or it is shutting down. It is running;
+    try again later (a space's background reconnects do, with backoff)."""
 
 
 # --- the witnessed log: Merkle proofs, signed notes, witnesses (encspaces/core/merkle.py, note.py; witness) ---

@@ -8,7 +8,9 @@ protocol (encspaces/host.py), with the local store and the space's ``Persistence
   the log (``store.relay_heads``, thinned as ``store.HEAD_WINDOW`` says), so ``encspaces
   verify`` re-checks the relay's signatures and a fork at an old seq can still be proven;
 - heads the relay signed past what it delivered (acks, the welcome) are held to
-  ``SpaceOptions.withholding_deadline`` (``WithholdingError``); so are our own entries handed
+  ``SpaceOptions.withholding_deadline`` (``WithholdingError``), and kept in the store
+  (``store.heads_ahead``) until the verified log passes them, so that a log contradicting one
+  is a ``ForkError`` with both heads as evidence even after a restart; so are our own entries handed
   to the relay and neither sequenced nor refused (the connection is renewed once, then
   ``SubmissionWithheldError``);
 - when the space fails with an error of the fork, rollback or withholding family, its
@@ -52,6 +54,7 @@ class EvidenceKeeper:
         self.submissions = SubmissionWatch()
         self._stored_seq = 0  # the newest seq whose signed head is stored (or queued to be)
         self._welcome: SignedHead | None = None  # the last welcome's head, once held to the deadline
+        self._ahead_stored: set[int] = set()  # seqs of the heads past our log stored (or queued to be)
         self.recorded: Evidence | None = None  # the evidence written for the space's failure
 
     # --- restoring ----------------------------------------------------------------------------
@@ -67,6 +70,15 @@ class EvidenceKeeper:
             if head.head == verifier.state.heads[seq]:
                 verifier.verified_head = head
             self._stored_seq = seq
+        for seq, signed, signature, role in await self._store.load_heads_ahead():
+            if seq <= verifier.seq:
+                continue  # the log reached it (and was checked against it) before the restart
+            try:
+                verifier.hold_ahead(SignedHead.decode([signed, signature]), Role(role))
+            except (EncspacesError, ValueError) as exc:  # this device's own store: only evidence is lost
+                log.warning("a stored relay head at seq %d past our log (seq %d) is unusable: %s",
+                            seq, verifier.seq, exc)
+            self._ahead_stored.add(seq)
 
     # --- the connection's events ----------------------------------------------------------------
 
@@ -89,6 +101,20 @@ class EvidenceKeeper:
     def acked(self, head: SignedHead | None) -> None:
         if head is not None:
             self.watch.saw(head, Role.ACK, self._host.verifier.seq, self._clock.monotonic())
+            self._keep_ahead(head, Role.ACK)
+
+    def _keep_ahead(self, head: SignedHead, role: Role) -> None:
+        """Store a head the verifier holds past our seq (``LogVerifier.hold_ahead`` after a restart).
+
+        With the received entries' write (not fsynced, ``persistence.Pending.urgent``): a crash
+        within that delay loses the held head, as it loses the entries the relay holds anyway.
+        """
+        verifier = self._host.verifier
+        if head.seq <= verifier.seq or head.seq in self._ahead_stored:
+            return
+        self._ahead_stored = {seq for seq in self._ahead_stored if seq > verifier.seq} | {head.seq}
+        self._persistence.pending.heads_ahead.append((head.seq, head.signed_bytes, head.signature, role.value))
+        self._persistence.wake()
 
     def tick(self) -> None:
         """Periodically (the space's maintenance ticker): fail the space if the relay let the deadline pass."""
@@ -126,11 +152,19 @@ class EvidenceKeeper:
             f"and again after reconnecting and sending it anew, our verified log (seq {seq}) does not hold it",
             author_seq=author_seq, verified=seq))
 
+    def closing(self) -> None:
+        """The space closes: a welcome head still past our log is stored with the last write (it is
+        otherwise noted at the next tick or verified frame, which may not come)."""
+        welcome = self._host.verifier.welcome_head
+        if welcome is not None:
+            self._keep_ahead(welcome, Role.WELCOME)
+
     def _note_welcome(self) -> None:
         welcome = self._host.verifier.welcome_head
         if welcome is not None and welcome is not self._welcome:
             self._welcome = welcome
             self.watch.saw(welcome, Role.WELCOME, self._host.verifier.seq, self._clock.monotonic())
+            self._keep_ahead(welcome, Role.WELCOME)
 
     # --- failing with evidence ------------------------------------------------------------------
 

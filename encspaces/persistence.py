@@ -50,11 +50,16 @@ class Pending:
     redactions: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, local form) to store
     heads: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # relay-signed heads verified
     prune_heads_below: int | None = None  # thin out stored heads below this seq (store.HEAD_WINDOW)
+    # Relay-signed heads past the verified log (seq, signed, signature, role), and the seq the
+    # verified log reached (those at or below it are dropped): evidence_keeper.py.
+    heads_ahead: list[tuple[int, bytes, bytes, str]] = field(default_factory=list)
+    heads_ahead_through: int | None = None
 
     def __bool__(self) -> bool:
         return bool(self.log or self.outbox or self.meta or self.outbox_done_through is not None
                     or self.checkpoint is not None or self.outbox_reset or self.purge or self.redactions
-                    or self.heads or self.prune_heads_below is not None)
+                    or self.heads or self.prune_heads_below is not None or self.heads_ahead
+                    or self.heads_ahead_through is not None)
 
     def urgent(self) -> bool:
         """Holds something written at once: our own entries (write before send), meta (the invite
@@ -146,6 +151,7 @@ class Persistence:
         seq = host.verifier.seq
         self.pending.checkpoint = (seq, host.verifier.export_checkpoint(), host.document.state())
         self.pending.prune_heads_below = seq - HEAD_WINDOW if seq > HEAD_WINDOW else None
+        self.pending.heads_ahead_through = seq
         self.checkpoint_seq = seq
         self._write_wanted.set()
 
@@ -187,6 +193,8 @@ class Persistence:
             redactions=pending.redactions,
             heads=pending.heads,
             prune_heads_below=pending.prune_heads_below,
+            heads_ahead=pending.heads_ahead,
+            heads_ahead_through=pending.heads_ahead_through,
             then=committed,
         )
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
 import websockets.exceptions
 
-from .errors import ArgumentTypeError, ConnectionFailedError, InvalidArgumentError, RelayTLSError
+from .errors import ArgumentTypeError, ConnectionFailedError, InvalidArgumentError, RelayBusyError, RelayTLSError
 
 SCHEMES = ("ws", "wss")
 MAX_RELAYS = 16  # the most URLs one space fails over between (as an invite link carries at most)
@@ -87,6 +88,13 @@ def connect_failure(url: str, exc: BaseException) -> ConnectionFailedError:
         return RelayTLSError(
             f"the TLS handshake with the relay at {url} failed ({_reason(exc)}): the relay probably serves plain "
             "websockets; use a ws:// URL, or ask its operator for the wss:// address"
+        )
+    busy = HTTPStatus.SERVICE_UNAVAILABLE
+    if isinstance(exc, websockets.exceptions.InvalidStatus) and exc.response.status_code == busy:
+        answer = exc.response.body.decode("utf-8", "replace").strip()[:200] if exc.response.body else ""
+        return RelayBusyError(
+            f"the relay at {url} is busy (HTTP 503{': ' + answer if answer else ''}): it is at its limit of "
+            "connections opening, or shutting down; try again later"
         )
     if not secure and isinstance(exc, websockets.exceptions.InvalidMessage):
         return ConnectionFailedError(

@@ -808,6 +808,7 @@ class Space:
         await self._tasks.close()  # whatever else is still running (timers, a flush's write) ends here
         self._document.close()  # else pycrdt's observers keep this whole Space alive (Document.close)
         if self._restored:
+            self._evidence.closing()
             await self._persistence.write_last()
         await self._store.close()
 
@@ -992,12 +993,11 @@ class Space:
         done = self._box.verified(self._verifier.state.author_seqs.get(self._me, 0))
         if done is not None:
             self._persistence.pending.outbox_done_through = done
-        removed_at = self._verifier.removed_at
+        removal = self._removal()
         if self._verifier.key_failure is not None:
             self._fail(self._verifier.key_failure)  # an admin handed us a key the log did not commit to
-        elif removed_at is not None and self._invite is None:  # (with an invite we are coming back)
-            who = "this device was" if self._me in self._verifier.state.removed_devices else "this device's member was"
-            self._fail(MembershipRevokedError(f"{who} removed from the space at seq {removed_at}"))
+        elif removal is not None:
+            self._fail(removal)
         elif self._box.needs_reissue(self.epoch):
             self._reissue_outbox()
         self._check_keys()
@@ -1006,6 +1006,18 @@ class Space:
             self._persistence.take_checkpoint()
         self._persistence.wake()
         self._progress.set()
+
+    def _removal(self) -> MembershipRevokedError | None:
+        """The error of this device's removal, if the verified log holds it (and no invite brings it back)."""
+        removed_at = self._verifier.removed_at
+        if removed_at is None or self._invite is not None:  # (with an invite we are coming back)
+            return None
+        device = member_id(self._me)
+        who = "this device was" if self._me in self._verifier.state.removed_devices else "this device's member was"
+        return MembershipRevokedError(
+            f"{who} removed from space {self.id} at seq {removed_at} (device {device}): it reads and writes "
+            "nothing new there; encspaces.open_local still reads what it had",
+            space=self.id, device=device, seq=removed_at)
 
     def _held_entry(self, author_seq: int) -> bytes | None:
         """The bytes of our entry ``author_seq`` as this device signed them, while the outbox holds it:
@@ -1301,6 +1313,12 @@ async def _first_challenge(urls: tuple[str, ...], tls: SSLContext | None, open_t
 async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | None, call: str) -> Space:
     try:
         await space._restore()
+        removal = space._removal()
+        if removal is not None:
+            # The device's own copy holds its removal: a space that could only ever be failed is
+            # not opened (nothing connects); the caller gets the reason, naming space and device.
+            space._fail(removal)
+            raise removal
         space._start(genesis)
         if space.seq > 0:
             return space  # usable from the local store; sync continues in the background
@@ -1389,6 +1407,13 @@ class connect:
     ``url``: one relay's URL or a list of a cluster's relays, tried in turn (see ``create_space``).
     ``timeout`` in seconds (None: no limit) bounds the wait for the first sync of a new data dir.
     ``ssl`` and ``options``: as for ``create_space``.
+
+    A device whose copy in ``data_dir`` already holds its own removal (``remove_member`` of its
+    member, or ``remove_device`` of it) gets ``MembershipRevokedError`` naming the space, the
+    device and the seq of the removal, and nothing stays open (``encspaces.open_local`` still
+    reads what it had). A removal this device has not verified yet fails the opened space as
+    soon as it catches up to it; a new data dir of a removed device is refused by the relay
+    (``RelayError`` ``not_a_member``).
     """
 
     def __init__(

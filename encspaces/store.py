@@ -37,10 +37,17 @@ CREATE TABLE IF NOT EXISTS checkpoint (
 -- ``encspaces verify``. Bounded: every frame's head in the newest HEAD_WINDOW seqs, and
 -- further back the first head of each HEAD_BUCKET seqs (see ``prune_heads_below``).
 CREATE TABLE IF NOT EXISTS relay_heads (seq INTEGER PRIMARY KEY, signed BLOB NOT NULL, signature BLOB NOT NULL);
+-- Heads the relay signed past the log this device verified (in an ack or a welcome), with where
+-- they came from (``core.evidence.Role``): the log must reach each with the same hash, or the
+-- relay signed two histories (ForkError). Kept across restarts so the proof survives one;
+-- dropped once the verified log passed them (the newest HEADS_AHEAD_KEPT by seq are kept).
+CREATE TABLE IF NOT EXISTS heads_ahead (seq INTEGER PRIMARY KEY, signed BLOB NOT NULL, signature BLOB NOT NULL,
+                                        role TEXT NOT NULL);
 """
 
 HEAD_WINDOW = 4096  # seqs behind the verified head in which every frame's signed head is kept
 HEAD_BUCKET = 1024  # further back, one signed head (the first) per this many seqs
+HEADS_AHEAD_KEPT = 64  # heads past the verified log kept (as many as the verifier holds)
 EVIDENCE_META = "evidence"  # meta key: the evidence file of the space's failure (encspaces.core.evidence)
 # secure_delete: deleted keys are overwritten, not just unlinked.
 _PREPARE = f"""
@@ -292,6 +299,13 @@ class LocalStore:
         rows = await self._rows("SELECT seq, signed, signature FROM relay_heads WHERE seq >= ? ORDER BY seq", (first,))
         return [(int(r[0]), bytes(r[1]), bytes(r[2])) for r in rows]
 
+    async def load_heads_ahead(self) -> list[tuple[int, bytes, bytes, str]]:
+        """The stored heads past the verified log (seq, signed_bytes, signature, role), in seq order."""
+        if self._empty:
+            return []
+        rows = await self._rows("SELECT seq, signed, signature, role FROM heads_ahead ORDER BY seq", ())
+        return [(int(r[0]), bytes(r[1]), bytes(r[2]), str(r[3])) for r in rows]
+
     async def load_outbox(self) -> list[tuple[int, bytes]]:
         if self._empty:
             return []
@@ -311,6 +325,8 @@ class LocalStore:
         redactions: Iterable[tuple[int, bytes]] = (),
         heads: Iterable[tuple[int, bytes, bytes]] = (),
         prune_heads_below: int | None = None,
+        heads_ahead: Iterable[tuple[int, bytes, bytes, str]] = (),
+        heads_ahead_through: int | None = None,
         then: Callable[[], None] | None = None,
     ) -> None:
         """One transaction for everything that accumulated since the last write, run whole on
@@ -329,6 +345,9 @@ class LocalStore:
         the fixed part of a write (the thread hop, the commit, the WAL pages of the tables'
         last leaves) was most of its cost at one frame each.
 
+        ``heads_ahead``: relay-signed heads past the verified log to keep (the first one per seq
+        stays); ``heads_ahead_through``: the verified log reached this seq, drop those at or below.
+
         ``then`` runs on the event loop as soon as the transaction committed, in the callback
         that answers this call, one pass of the loop before the caller resumes (a task resumes
         in the pass after its future is answered): a writer sends its entry from there
@@ -338,6 +357,7 @@ class LocalStore:
         self._empty = False
         await self._ready()
         log, heads, redactions, outbox_add = list(log), list(heads), list(redactions), list(outbox_add)
+        heads_ahead = list(heads_ahead)
         fsync = bool(meta or redactions or outbox_reset or outbox_add or purge)
         statements: list[tuple[str, Sequence[Sequence[object]]]] = []
         if meta:
@@ -355,6 +375,13 @@ class LocalStore:
                 "DELETE FROM relay_heads WHERE seq < ? AND seq NOT IN "
                 "(SELECT MIN(seq) FROM relay_heads WHERE seq < ? GROUP BY (seq - 1) / ?)",
                 [(prune_heads_below, prune_heads_below, HEAD_BUCKET)]))
+        if heads_ahead:
+            statements.append(("INSERT OR IGNORE INTO heads_ahead (seq, signed, signature, role) VALUES (?, ?, ?, ?)",
+                               heads_ahead))
+            statements.append(("DELETE FROM heads_ahead WHERE seq NOT IN "
+                               "(SELECT seq FROM heads_ahead ORDER BY seq DESC LIMIT ?)", [(HEADS_AHEAD_KEPT,)]))
+        if heads_ahead_through is not None:
+            statements.append(("DELETE FROM heads_ahead WHERE seq <= ?", [(heads_ahead_through,)]))
         if outbox_reset:
             statements.append(("DELETE FROM outbox", [()]))
         if outbox_add:

@@ -85,6 +85,30 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-connections-per-address", type=int, default=RelayConfig.max_connections_per_address,
                         help="open connections from one remote address "
                              f"(default {RelayConfig.max_connections_per_address})")
+    limits.add_argument("--max-opening-connections", type=int, default=RelayConfig.max_opening_connections,
+                        help="sockets not yet through the websocket upgrade, in all "
+                             f"(default {RelayConfig.max_opening_connections}); more get HTTP 503 and are closed")
+    limits.add_argument("--max-opening-per-address", type=int, default=RelayConfig.max_opening_per_address,
+                        help="sockets not yet through the websocket upgrade from one remote address "
+                             f"(default {RelayConfig.max_opening_per_address})")
+    limits.add_argument("--open-timeout", type=float, default=RelayConfig.open_timeout,
+                        help="seconds a socket may take to finish the websocket upgrade (and TLS) "
+                             f"(default {RelayConfig.open_timeout:g})")
+    limits.add_argument("--handshake-timeout", type=float, default=RelayConfig.handshake_timeout,
+                        help="seconds a connection may take to send its hello after the challenge: 'timeout' "
+                             f"(default {RelayConfig.handshake_timeout:g})")
+    limits.add_argument("--max-buffered-bytes", type=int, default=RelayConfig.max_buffered_bytes,
+                        help="unsent bytes a connection may have queued before it is closed with 1013 'too slow' "
+                             f"(default {RelayConfig.max_buffered_bytes})")
+    limits.add_argument("--max-buffered-total", type=int, default=RelayConfig.max_buffered_total,
+                        help="unsent bytes of all connections together (0: no limit); past it the connections "
+                             f"holding the most are closed 'too slow' (default {RelayConfig.max_buffered_total})")
+    limits.add_argument("--ping-interval", type=float, default=RelayConfig.ping_interval,
+                        help="seconds between keepalive pings; a connection that takes no bytes or sends no pong "
+                             f"for as long again is dropped (default {RelayConfig.ping_interval:g})")
+    limits.add_argument("--close-timeout", type=float, default=RelayConfig.close_timeout,
+                        help="seconds a closing connection may take to read its close frame before it is dropped "
+                             f"(default {RelayConfig.close_timeout:g})")
     limits.add_argument("--max-creates-per-address", type=int, default=RelayConfig.max_creates_per_address,
                         help="spaces one remote address may create per --create-window "
                              f"(default {RelayConfig.max_creates_per_address}); more are refused 'rate_limited'")
@@ -143,6 +167,10 @@ def config_of(args: argparse.Namespace) -> RelayConfig:
         max_pending_entries=args.max_pending_entries,
         max_hello_frame=args.max_hello_frame, max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
+        max_opening_connections=args.max_opening_connections, max_opening_per_address=args.max_opening_per_address,
+        open_timeout=args.open_timeout, handshake_timeout=args.handshake_timeout,
+        max_buffered_bytes=args.max_buffered_bytes, max_buffered_total=args.max_buffered_total,
+        ping_interval=args.ping_interval, close_timeout=args.close_timeout,
         max_creates_per_address=args.max_creates_per_address, create_window=args.create_window,
         exempt_addresses=frozenset(a.strip() for a in args.exempt_addresses.split(",") if a.strip()),
         create_policy=CreatePolicy(args.create_policy), create_allowlist=args.create_allowlist,

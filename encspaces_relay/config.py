@@ -45,6 +45,10 @@ class RelayConfig:
     # A subscriber whose unsent bytes exceed this is too slow for the live stream: it is
     # closed and will catch up from the store when it reconnects.
     max_buffered_bytes: int = 8 << 20
+    # ... and the unsent bytes of all connections together (0: no limit). max_buffered_bytes
+    # alone let max_connections slow readers hold ~35 GiB; past this the connections with the
+    # most unsent bytes are closed "too slow" until the total is back under three quarters of it.
+    max_buffered_total: int = 1 << 30
     # Submissions a connection may have queued before the relay stops reading from it.
     max_inflight_submits: int = 64
     # Entries verified and queued for commit but not yet answered, in all spaces together: past
@@ -77,6 +81,21 @@ class RelayConfig:
     # (ulimit -n) above max_connections.
     max_connections: int = 4000
     max_connections_per_address: int = 100
+    # TCP connections that have not finished the websocket opening handshake (the HTTP upgrade;
+    # with wss, counted once TLS is done: the TLS handshake is bounded by open_timeout only), in
+    # all and per remote address (0: no limit). They are not yet among the connections above,
+    # so without their own cap a peer opening sockets and sending nothing held a file descriptor
+    # each for open_timeout. Past either, the socket gets a bare HTTP 503 and is closed at once.
+    # Keep ulimit -n above max_connections + max_opening_connections.
+    max_opening_connections: int = 1000
+    max_opening_per_address: int = 20
+    # Seconds a TCP connection may take to finish the opening handshake (TLS and the HTTP
+    # upgrade); then it is dropped. The hello that follows has handshake_timeout of its own.
+    open_timeout: float = 10.0
+    # Seconds the closing handshake may take (a close frame and the peer's answer) before the
+    # TCP connection is dropped: a peer that stops reading never answers, and must not keep its
+    # unsent bytes, its connection slot or the relay's shutdown waiting.
+    close_timeout: float = 10.0
     # Spaces created per remote address in any window of create_window seconds (0: no limit).
     max_creates_per_address: int = 20
     create_window: float = 3600.0
@@ -135,8 +154,13 @@ class RelayConfig:
             raise ValueError("max_blob_size must be at least 1, blob_quota and total_blob_quota at least 0")
         if self.max_hello_frame < 1024:
             raise ValueError(f"max_hello_frame of {self.max_hello_frame} bytes is too small to carry a hello")
-        if min(self.max_connections, self.max_connections_per_address, self.max_creates_per_address) < 0:
+        if min(self.max_connections, self.max_connections_per_address, self.max_creates_per_address,
+               self.max_opening_connections, self.max_opening_per_address) < 0:
             raise ValueError("connection and creation limits must be at least 0 (0: no limit)")
+        if min(self.open_timeout, self.close_timeout, self.handshake_timeout) <= 0:
+            raise ValueError("open_timeout, close_timeout and handshake_timeout must be positive")
+        if self.max_buffered_bytes < 1 or self.max_buffered_total < 0:
+            raise ValueError("max_buffered_bytes must be at least 1, max_buffered_total at least 0")
         if self.ping_interval <= 0:
             raise ValueError("ping_interval must be positive")
         if self.checkpoint_interval <= 0 or self.witness_timeout <= 0:

@@ -52,6 +52,28 @@ class ConnectionCounter:
         return self._per_address.get(address, 0)
 
 
+class OpeningCounter(ConnectionCounter):
+    """TCP connections between accept and the end of the websocket opening handshake.
+
+    The same bookkeeping as ConnectionCounter with the caps ``max_opening_connections`` and
+    ``max_opening_per_address``: a socket that never finishes its HTTP upgrade (slowloris) is
+    not yet a connection of the relay, yet it holds a file descriptor until ``open_timeout``.
+    """
+
+    def __init__(self, config: RelayConfig) -> None:
+        super().__init__(config)
+        self._total_cap = config.max_opening_connections
+        self._address_cap = config.max_opening_per_address
+
+    def admit(self, address: str) -> bool:
+        """Count a socket just accepted from ``address``; False (not counted) if over a cap."""
+        try:
+            self.open(address)
+        except Refusal:
+            return False
+        return True
+
+
 class CreateGate:
     """Who may create a space (the operator's policy) and how many per address in a time window."""
 

@@ -64,6 +64,11 @@ class RelayMetrics:
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10), registry=self.registry)
         self.proofs = Counter("encspaces_relay_proofs_served", "Proofs and checkpoints sent to clients, by kind",
                               ["kind"], registry=self.registry)
+        self.dropped = Counter(
+            "encspaces_relay_dropped_connections",
+            "Sockets closed without a completed close, by reason: opening_limit (503 at accept), not_reading "
+            "(took none of its queued bytes), no_pong, close_timeout (did not take its close frame)", ["reason"],
+            registry=self.registry)
 
     def refused(self, code: str) -> None:
         self.refusals.labels(code).inc()
@@ -90,6 +95,8 @@ def server_levels(server: RelayServer) -> Iterable[tuple[str, str, float]]:
     subscribers = [peer for room in rooms for peer in room.subscribers.values()]
     return [
         ("encspaces_relay_connections", "Open websocket connections", server.connections.total),
+        ("encspaces_relay_opening_connections", "Sockets accepted and not yet through the websocket upgrade",
+         server.opening.total),
         ("encspaces_relay_spaces_loaded", "Spaces loaded in memory", len(rooms)),
         ("encspaces_relay_subscribers", "Connections receiving a space's live stream", len(subscribers)),
         ("encspaces_relay_commit_queue_depth", "Submissions waiting for their space's committer",

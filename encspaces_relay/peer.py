@@ -4,7 +4,9 @@ Rooms write to subscribers synchronously (websockets' ``broadcast`` pushes bytes
 transport without waiting), so one slow reader never stalls the committer or the other
 subscribers. The price is that nothing pushes back on a subscriber that stops reading, so
 every synchronous write is followed by a look at its write buffer: past the bound it is
-closed (1013, "too slow") and will catch up from the store when it reconnects.
+closed (1013, "too slow") and will catch up from the store when it reconnects. Every close is
+bounded by ``close_timeout`` (``close_within``): websockets' close first waits for the peer to
+read what is queued, which a peer that stopped reading never does.
 """
 
 from __future__ import annotations
@@ -31,6 +33,61 @@ TOO_SLOW_REASON = "too slow"
 _MAX_ERROR_MESSAGE = 2000  # clients accept error messages up to 2048 characters
 
 
+class UnsentLedger:
+    """The unsent bytes of all connections together, against ``max_buffered_total``.
+
+    Each peer's count (``Peer.counted``) is the size of its write buffer after the relay's last
+    write to it, noted by ``Peer.within_bound`` when it changed (usually it stays 0: the kernel
+    took the frame at once, and the check is one comparison). Since then the kernel may have
+    taken more, so the total is an upper bound; only when it passes the cap are all counts read
+    again from their sockets (O(connections), rare), and if the true total is still over, the
+    peers holding the most are closed "too slow" until it is under three quarters of the cap
+    (so the next writes do not land on the cap again at once).
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.total = 0
+        self._counted: set[Peer] = set()  # the peers with a count above 0
+
+    def note(self, peer: Peer, unsent: int) -> None:
+        """``peer`` has ``unsent`` bytes waiting after a write (called only when its count changed)."""
+        if not self.cap:
+            return
+        self._set(peer, unsent)
+        if self.total > self.cap:
+            self._shed()
+
+    def forget(self, peer: Peer) -> None:
+        """``peer`` is closing or gone: its bytes are freed within close_timeout."""
+        self._set(peer, 0)
+
+    def of(self, peer: Peer) -> int:
+        return peer.counted if peer in self._counted else 0
+
+    def _set(self, peer: Peer, unsent: int) -> None:
+        self.total += unsent - peer.counted
+        peer.counted = unsent
+        if unsent:
+            self._counted.add(peer)
+        else:
+            self._counted.discard(peer)
+
+    def _shed(self) -> None:
+        for peer in list(self._counted):  # the kernel may have taken bytes since each was noted
+            self._set(peer, peer.buffered_bytes() if peer.is_open else 0)
+        if self.total <= self.cap:
+            return
+        target = self.cap * 3 // 4
+        for peer in sorted(self._counted, key=lambda p: p.counted, reverse=True):
+            if self.total <= target:
+                break
+            log.warning("%s: %d bytes unsent while all connections have %d, over the relay's bound of %d: "
+                        "closing it (too slow)", peer.name, peer.counted, self.total, self.cap)
+            self.forget(peer)
+            peer.close_later(CloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
+
+
 class PeerGoneError(Exception):
     """The peer is closing (too slow, refused, or gone): stop writing to it; its session just ends."""
 
@@ -39,7 +96,8 @@ class Peer:
     """A websocket, its admitted member (once admitted) and its in-flight submissions."""
 
     def __init__(self, ws: ServerConnection, number: int, config: RelayConfig,
-                 metrics: RelayMetrics | None = None, backlog: Backlog | None = None) -> None:
+                 metrics: RelayMetrics | None = None, backlog: Backlog | None = None,
+                 unsent: UnsentLedger | None = None) -> None:
         self.ws = ws
         self._metrics = metrics
         self.name = f"conn#{number}"
@@ -56,6 +114,9 @@ class Peer:
         self._presence_tokens = float(config.presence_burst)
         self._presence_time = time.monotonic()
         self._max_buffered = config.max_buffered_bytes
+        self.unsent = unsent  # the relay's count of all connections' unsent bytes
+        self.counted = 0  # this peer's unsent bytes as that count holds them (UnsentLedger)
+        self._close_timeout = config.close_timeout
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -69,10 +130,13 @@ class Peer:
         """False (and the peer is being closed) when its unsent bytes passed the bound."""
         if self._closer is not None:
             return False
-        if self.buffered_bytes() <= self._max_buffered:
-            return True
+        unsent = self.buffered_bytes()
+        if unsent <= self._max_buffered:
+            if unsent != self.counted and self.unsent is not None:
+                self.unsent.note(self, unsent)  # may close this peer, or others, if all hold too much
+            return self._closer is None
         log.warning("%s: %d bytes unsent, over the bound of %d: closing it (too slow)",
-                    self.name, self.buffered_bytes(), self._max_buffered)
+                    self.name, unsent, self._max_buffered)
         self.close_later(CloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
         return False
 
@@ -130,14 +194,17 @@ class Peer:
         """From the peer's own session: send the Error frame, then close and wait for the close."""
         already = self.failed
         self.failed = True
-        if not already and self.is_open:
-            self.count_refusal(refusal.code)
-            try:
-                await self.ws.send(_error_frame(refusal))
-            except ConnectionClosed:
-                return
-        if self._closer is None:
-            await self.ws.close(refusal.close_code, refusal.code)
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                if not already and self.is_open:
+                    self.count_refusal(refusal.code)
+                    await self.ws.send(_error_frame(refusal))
+                if self._closer is None:
+                    await self.ws.close(refusal.close_code, refusal.code)
+        except ConnectionClosed:
+            return
+        except TimeoutError:
+            _drop(self.ws, f"{self.name} did not take its refusal within {self._close_timeout:g} s", self._metrics)
 
     def count_refusal(self, code: str) -> None:
         """An Error frame with ``code`` is being sent to this peer (the refusals metric)."""
@@ -145,13 +212,39 @@ class Peer:
             self._metrics.refused(code)
 
     def close_later(self, code: int, reason: str) -> None:
+        if self.unsent is not None:
+            self.unsent.forget(self)
         if self._closer is None:
-            self._closer = asyncio.create_task(self.ws.close(code, reason), name=f"close {self.name}")
+            self._closer = asyncio.create_task(
+                close_within(self.ws, code, reason, self._close_timeout, self._metrics), name=f"close {self.name}")
 
     async def finish(self) -> None:
         """Wait for a close started by ``close_later``, so no task outlives the connection."""
         if self._closer is not None:
             await self._closer
+
+
+async def close_within(ws: ServerConnection, code: int, reason: str, timeout: float,
+                       metrics: RelayMetrics | None = None) -> None:
+    """``ws.close(code, reason)``, dropping the TCP connection if it takes over ``timeout`` seconds.
+
+    websockets' own close_timeout starts only once the close frame is written out, after the
+    write buffer drained: a peer that stopped reading would keep the close (its session, its
+    unsent bytes, its place in the connection count) waiting forever. The close frame is
+    queued first, so a peer that reads again in time still sees the code and reason.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await ws.close(code, reason)
+    except TimeoutError:
+        _drop(ws, f"the close ({code} {reason}) was not taken within {timeout:g} s", metrics)
+
+
+def _drop(ws: ServerConnection, why: str, metrics: RelayMetrics | None) -> None:
+    log.info("%s: dropping the connection", why)
+    if metrics is not None:
+        metrics.dropped.labels("close_timeout").inc()
+    ws.transport.abort()
 
 
 def _error_frame(refusal: Refusal) -> bytes:

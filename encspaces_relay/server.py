@@ -41,9 +41,9 @@ from .config import RelayConfig
 from .datadir_lock import lock_data_dir
 from .handshake import Admission
 from .keys import load_or_create_signing_key
-from .limits import ConnectionCounter, CreateGate
+from .limits import ConnectionCounter, CreateGate, OpeningCounter
 from .metrics import MetricsServer, RelayMetrics, check_health, server_levels
-from .peer import Peer
+from .peer import Peer, UnsentLedger, close_within
 from .refusals import Refusal, internal, unavailable
 from .room import Room
 from .session import Session, remote_host
@@ -103,6 +103,8 @@ class RelayServer:
         self.blobs: BlobBackend = BlobStore(config.data_dir / BLOBS_DIR, max_blob_size=config.max_blob_size,
                                quota=config.blob_quota, total_quota=config.total_blob_quota)
         self.connections = ConnectionCounter(config)
+        # Sockets accepted and not yet through the websocket opening handshake (_OpeningConnection).
+        self.opening = OpeningCounter(config)
         self.create_gate = CreateGate(config)  # reads the allowlist now: a bad file stops the start
         # Connections using each loaded space (from open_room to the session's end), and since
         # when a loaded space has had none: the sweeper unloads it after idle_room_seconds.
@@ -110,10 +112,14 @@ class RelayServer:
         self._idle_since: dict[bytes, float] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
-        self._pings: set[asyncio.Task[None]] = set()  # pings waiting for their pong
+        # The keepalive's ping of each connection until its pong (or the connection's drop): at
+        # most one per connection, however long a peer that stopped reading keeps it waiting.
+        self._pings: dict[ServerConnection, asyncio.Task[None]] = {}
         self.metrics = RelayMetrics()
         # Entries verified and not yet committed, all spaces (encspaces_relay/backlog.py).
         self.backlog = Backlog(config.max_pending_entries, self.metrics)
+        # Unsent bytes of all connections together, against max_buffered_total (peer.py).
+        self.unsent = UnsentLedger(config.max_buffered_total)
         self.metrics.watch(lambda: server_levels(self))
         self._metrics_server: MetricsServer | None = None
         self._lock: FileLock | None = None
@@ -183,6 +189,10 @@ class RelayServer:
                 # waits, e.g. for its in-flight submissions to be committed.
                 max_queue=4,
                 ping_interval=None,  # one keepalive loop for all connections (_keepalive), not a task each
+                open_timeout=config.open_timeout,
+                close_timeout=config.close_timeout,
+                # Counts each socket from its accept (max_opening_connections, _per_address).
+                create_connection=_opening_connection_class(self.opening, self.metrics),
             )
             if config.metrics_port is not None:
                 self._metrics_server = MetricsServer(self, config.metrics_host, config.metrics_port)
@@ -215,15 +225,27 @@ class RelayServer:
             return
         self._stopping = True
         log.info("relay stopping")
-        for task in (self._sweeper, self._pinger, *self._pings):
+        tasks = [self._sweeper, self._pinger, *self._pings.values()]
+        for task in tasks:
             if task is not None:
                 task.cancel()
-        await asyncio.gather(*(t for t in (self._sweeper, self._pinger, *self._pings) if t is not None),
-                             return_exceptions=True)
+        await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
         server.server.close()  # no new connections
         await self._close_rooms()  # finish commits in flight
         server.close(code=CloseCode.GOING_AWAY, reason=UNAVAILABLE_REASON)
-        await server.wait_closed()  # every connection closed, every handler returned
+        try:
+            async with asyncio.timeout(self._config.close_timeout):
+                await server.wait_closed()  # every connection closed, every handler returned
+        except TimeoutError:
+            # websockets' close waits for the write buffer to drain before its own timeout
+            # applies, so a peer that stopped reading would hold the shutdown forever: drop them.
+            for ws in list(server.all_connections):
+                if ws.protocol.state is not State.CLOSED:
+                    log.info("a connection from %s did not close within %g s: dropping it",
+                             remote_host(ws), self._config.close_timeout)
+                    self.metrics.dropped.labels("close_timeout").inc()
+                    ws.transport.abort()
+            await server.wait_closed()
         await self._close_rooms()  # rooms a handshake in progress opened meanwhile
         if self._metrics_server is not None:
             await self._metrics_server.stop()
@@ -239,6 +261,8 @@ class RelayServer:
             await room.close()
 
     async def _handle(self, ws: ServerConnection) -> None:
+        if isinstance(ws, _OpeningConnection):
+            ws.opened()  # through the opening handshake: a connection now, counted below
         number = next(self._numbers)
         address = remote_host(ws)
         try:
@@ -251,6 +275,10 @@ class RelayServer:
             await Session(self, ws, number, address).run()
         finally:
             self.connections.close(address)
+            if ws.protocol.state is not State.CLOSED:
+                # websockets closes it after this returns, waiting for the peer to read first:
+                # bound that, so a peer that stopped reading cannot hold the connection.
+                await close_within(ws, CloseCode.NORMAL_CLOSURE, "", self._config.close_timeout, self.metrics)
 
     # --- spaces -------------------------------------------------------------------------------
 
@@ -318,21 +346,50 @@ class RelayServer:
         Here one loop sweeps them all, and a ping's task lives only until its pong arrives.
         """
         interval = self._config.ping_interval
-        while True:
+        while self._server is not None:
             await asyncio.sleep(interval)
-            server = self._server
-            if server is None:
-                return
-            for ws in list(server.connections):
-                if ws.protocol.state is State.OPEN:
-                    task = asyncio.create_task(self._ping(ws, interval))
-                    self._pings.add(task)
-                    task.add_done_callback(self._pings.discard)
+            self.ping_all(interval)
+
+    def ping_all(self, timeout: float) -> None:
+        """One keepalive round: ping every open connection that has no ping in flight."""
+        server = self._server
+        if server is None:
+            return
+        for ws in list(server.connections):
+            if ws.protocol.state is State.OPEN and ws not in self._pings:
+                task = asyncio.create_task(self._ping(ws, timeout))
+                self._pings[ws] = task
+                task.add_done_callback(lambda _, ws=ws: self._pings.pop(ws, None))  # type: ignore[misc]
+
+    def pings_in_flight(self) -> int:
+        """Keepalive pings waiting (tests check that a stalled peer never has more than one)."""
+        return len(self._pings)
 
     async def _ping(self, ws: ServerConnection, timeout: float) -> None:
+        """Ping ``ws``; drop it if it stops taking bytes, or if its pong does not come in time.
+
+        ``ws.ping()`` returns only once the write buffer has drained below websockets' low-water
+        mark, so a peer that stopped reading would keep it (and the connection, and its unsent
+        bytes) waiting forever. The wait for the drain gets ``timeout`` again as long as the
+        buffer shrank meanwhile (a slow reader is still reading); the pong then gets ``timeout``.
+        """
         sent = time.monotonic()
         try:
-            pong = await ws.ping()
+            ping = asyncio.ensure_future(ws.ping())
+            try:
+                buffered = ws.transport.get_write_buffer_size()
+                while not ping.done():
+                    await asyncio.wait({ping}, timeout=timeout)
+                    unsent = ws.transport.get_write_buffer_size()
+                    if not ping.done() and unsent >= buffered:
+                        self.metrics.dropped.labels("not_reading").inc()
+                        _drop(ws, f"{unsent} bytes unsent and none taken in {timeout:g} s")
+                        return
+                    buffered = unsent
+                pong = ping.result()
+            finally:
+                ping.cancel()  # only if this task was cancelled or dropped the peer
+            sent = time.monotonic()
             async with asyncio.timeout(timeout):
                 await pong
         except TimeoutError:
@@ -340,10 +397,8 @@ class RelayServer:
                 # Its session waited for the backlog and did not read meanwhile: the pong may be
                 # behind its unread submissions. Not a sign of a dead peer; the next round pings again.
                 return
-            # A peer that does not answer would not read a close frame either: drop the TCP
-            # connection now (its session ends as on a lost connection).
-            log.info("a connection from %s: no pong within %g s: dropping it", remote_host(ws), timeout)
-            ws.transport.abort()
+            self.metrics.dropped.labels("no_pong").inc()
+            _drop(ws, f"no pong within {timeout:g} s")
         except ConnectionClosed:
             pass
 
@@ -455,6 +510,64 @@ class RelayServer:
     def encode_presence(self, space: bytes, presence: Presence) -> bytes:
         """The presence frame forwarded to the other subscribers (encoded once for all)."""
         return presence.encode()
+
+
+def _drop(ws: ServerConnection, why: str) -> None:
+    """A peer that does not read or answer would not read a close frame either: drop the TCP
+    connection now (its session ends as on a lost connection, its unsent bytes are freed)."""
+    log.info("a connection from %s: %s: dropping it", remote_host(ws), why)
+    ws.transport.abort()
+
+
+# What a socket over max_opening_connections or max_opening_per_address gets: there is no
+# websocket yet to send an Error frame on, and the HTTP request need not be read to refuse it.
+_OPENING_REFUSAL_TEXT = b"too many connections opening from this address or in all: try again later\n"
+OPENING_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(_OPENING_REFUSAL_TEXT), _OPENING_REFUSAL_TEXT))
+
+
+class _OpeningConnection(ServerConnection):
+    """A ServerConnection counted against the opening caps from the moment its socket is accepted.
+
+    Until the websocket opening handshake is done it is not one of the relay's connections
+    (ConnectionCounter), yet it holds a file descriptor until open_timeout; over a cap it is
+    answered 503 and closed before its request is read. ``opening`` is set per relay by
+    ``_opening_connection_class``.
+    """
+
+    opening: OpeningCounter
+    metrics: RelayMetrics
+    _opening_address: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if self.opening.admit(address):
+            self._opening_address = address
+            return
+        # Debug, not info: a flood would write a line per socket (the dropped metric counts them).
+        log.debug("a connection from %s refused at accept: too many opening (%d from it, %d in all)",
+                  address, self.opening.of(address), self.opening.total)
+        self.metrics.dropped.labels("opening_limit").inc()
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(OPENING_REFUSAL)
+        transport.close()
+
+    def opened(self) -> None:
+        """No longer opening (the handshake is done, or the socket is gone): uncount it, once."""
+        address, self._opening_address = self._opening_address, None
+        if address is not None:
+            self.opening.close(address)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.opened()
+        super().connection_lost(exc)
+
+
+def _opening_connection_class(opening: OpeningCounter, metrics: RelayMetrics) -> type[ServerConnection]:
+    """The connection class websockets creates for each socket this relay accepts."""
+    return type("RelayConnection", (_OpeningConnection,), {"opening": opening, "metrics": metrics})
 
 
 def _tls_context(config: RelayConfig) -> ssl.SSLContext | None:

@@ -66,7 +66,7 @@ class Session:
     def __init__(self, server: RelayServer, ws: ServerConnection, number: int, address: str = "") -> None:
         self.server = server
         self.config = server.config
-        self.peer = Peer(ws, number, server.config, server.metrics, server.backlog)
+        self.peer = Peer(ws, number, server.config, server.metrics, server.backlog, server.unsent)
         self.address = address
         self.room: Room | None = None
         self.proof_pacer = Pacer()
@@ -97,6 +97,7 @@ class Session:
                 self.room.unsubscribe(peer)
                 self.server.release_room(self.room)
             self.server.backlog.forget(peer.ws)
+            self.server.unsent.forget(peer)
             await peer.finish()
             self._log_close()
 

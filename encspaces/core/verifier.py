@@ -201,6 +201,15 @@ class LogVerifier:
         self._note_verified(signed)
         self.witness.observe_head(signed.seq, pack(signed.encode()), Role.ACK)
 
+    def hold_ahead(self, signed: SignedHead, role: Role) -> None:
+        """A head the relay signed past our seq in an earlier run (in an ``role`` message), that
+        the device's store kept: check its signature and hold it again, as when it arrived, so
+        a log that contradicts it is still a ForkError with both heads as evidence. One at or
+        below our seq is ignored: the frame that reached it was checked against it."""
+        self._check_signed(signed)
+        if signed.seq > self.seq and all(h.seq != signed.seq for h, _ in self._heads_ahead):
+            self._heads_ahead = [*self._heads_ahead[-63:], (signed, role)]
+
     def _note_verified(self, signed: SignedHead) -> None:
         """Keep the newest checked head at or below our seq (it matched our chain: checked before)."""
         if signed.seq <= self.seq and (self.verified_head is None or signed.seq >= self.verified_head.seq):

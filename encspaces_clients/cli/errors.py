@@ -8,6 +8,7 @@ from encspaces.errors import (
     EncspacesError,
     ForkError,
     HandshakeError,
+    RelayBusyError,
     RelayError,
     RelayTLSError,
     RollbackError,
@@ -58,7 +59,7 @@ def explain(exc: BaseException) -> tuple[str, int]:
         return (f"verification failed: {type(exc).__name__}: {exc}. The relay served something this device "
                 "refuses to trust; nothing of it was applied. Compare `encspaces safety-code` with another "
                 "member and tell the relay's operator", EXIT_VERIFICATION)
-    if isinstance(exc, RelayTLSError):
+    if isinstance(exc, RelayTLSError | RelayBusyError):
         return str(exc), EXIT_UNREACHABLE  # it answered: "is it running?" would mislead
     if isinstance(exc, ConnectionFailedError):
         return f"{exc}: is the relay running? (`make run` or `encspaces-relay`)", EXIT_UNREACHABLE

@@ -307,8 +307,13 @@ def test_flags_build_the_config(tmp_path: Path) -> None:
         "--data-dir", str(tmp_path), "--max-hello-frame", "8192", "--max-connections", "10",
         "--max-connections-per-address", "0", "--max-creates-per-address", "3", "--create-window", "60",
         "--exempt-addresses", "", "--create-policy", "closed", "--idle-room-seconds", "30",
-        "--total-blob-quota", "1000",
+        "--total-blob-quota", "1000", "--max-opening-connections", "50", "--max-opening-per-address", "5",
+        "--open-timeout", "3", "--handshake-timeout", "4", "--max-buffered-bytes", "65536",
+        "--ping-interval", "7", "--close-timeout", "2", "--max-buffered-total", "0",
     ]))
+    assert (config.max_opening_connections, config.max_opening_per_address, config.open_timeout) == (50, 5, 3.0)
+    assert (config.handshake_timeout, config.max_buffered_bytes, config.ping_interval) == (4.0, 65536, 7.0)
+    assert (config.close_timeout, config.max_buffered_total) == (2.0, 0)
     assert (config.max_hello_frame, config.max_connections, config.max_connections_per_address) == (8192, 10, 0)
     assert (config.max_creates_per_address, config.create_window, config.exempt_addresses) == (3, 60.0, frozenset())
     assert config.create_policy is CreatePolicy.CLOSED

@@ -108,6 +108,7 @@ async def test_health_and_metrics_of_a_working_relay(make_relay: RelayFactory) -
     assert _metric(text, "encspaces_relay_entries_sequenced_total") == 15  # the genesis is created, not sequenced
     assert _metric(text, "encspaces_relay_commit_seconds_count") == 3
     assert _metric(text, "encspaces_relay_connections") == 1  # alice; the stranger is gone
+    assert _metric(text, "encspaces_relay_opening_connections") == 0
     assert _metric(text, "encspaces_relay_spaces_loaded") == 1
     assert _metric(text, "encspaces_relay_subscribers") == 1
     assert _metric(text, "encspaces_relay_commit_queue_depth") == 0

@@ -1,7 +1,8 @@
 """TLS behind a reverse proxy: the nginx and Caddy configurations of deploy/, run for real.
 
 Each test fills in the template that docs/operations.md quotes (deploy/nginx.conf,
-deploy/Caddyfile) with a free port, a self-signed certificate and the relay's port, starts the
+deploy/Caddyfile) with a reserved port (``reserve_port``: no other process can take it between
+its choice and the proxy's bind), a self-signed certificate and the relay's port, starts the
 proxy as a foreground child process in its own process group, and runs SDK members through
 ``wss://127.0.0.1:<port>``. The proxy is stopped at the end however the test ends, and its port
 is checked to be closed. Without the proxy's binary a test skips with one line naming it; under
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -61,11 +63,37 @@ def fill(template: str, replacements: dict[str, str]) -> str:
     return template
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def reserve_port() -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1 and not listening: hold it while a proxy uses the port.
+
+    A port picked by binding port 0 and closing the probe could be taken by anyone (another
+    test's relay, an outgoing connection's ephemeral port) before the proxy bound it. Held
+    like this, with SO_REUSEADDR, the port is in use to everyone else (a bind without
+    SO_REUSEADDR fails, port 0 and ephemeral ports skip it), while nginx and Caddy, which set
+    SO_REUSEADDR on their listeners (as Linux requires of both sockets), can still listen on it.
+    """
+    holder = socket.socket()
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+    except BaseException:
+        holder.close()
+        raise
+    return holder
+
+
+def test_a_reserved_port_is_kept_from_others_and_open_to_a_proxy() -> None:
+    """What makes the proxies' ports race-free (with the old pick-and-release helper, the first
+    bind below succeeded: the port was anyone's until the proxy bound it)."""
+    with reserve_port() as holder:
+        port = holder.getsockname()[1]
+        with socket.socket() as other, pytest.raises(OSError) as taken:
+            other.bind(("127.0.0.1", port))
+        assert taken.value.errno == errno.EADDRINUSE
+        with socket.socket() as proxy:  # as nginx and Caddy (Go) open their listeners
+            proxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            proxy.bind(("127.0.0.1", port))
+            proxy.listen()
 
 
 async def _accepts(port: int) -> bool:
@@ -82,9 +110,10 @@ async def _accepts(port: int) -> bool:
 class Proxy:
     """A reverse proxy as a foreground child process, in a process group of its own."""
 
-    def __init__(self, argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: list[str], holder: socket.socket, log: Path, env: dict[str, str] | None = None) -> None:
         self.argv = argv
-        self.port = port
+        self.holder = holder  # reserve_port's socket: the port stays ours until the proxy stopped
+        self.port: int = holder.getsockname()[1]
         self.log = log
         self.env = env
         self.proc: asyncio.subprocess.Process | None = None
@@ -109,6 +138,7 @@ class Proxy:
         """SIGTERM (both proxies' fast shutdown); SIGKILL to the whole group if it does not end."""
         proc = self.proc
         if proc is None:
+            self.holder.close()
             return
         if proc.returncode is None:
             proc.terminate()
@@ -119,26 +149,52 @@ class Proxy:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)  # the leader is not reaped yet: the group is ours
                 await proc.wait()
-        assert not await _accepts(self.port), f"127.0.0.1:{self.port} still accepts after the proxy stopped"
+        try:
+            assert not await _accepts(self.port), f"127.0.0.1:{self.port} still accepts after the proxy stopped"
+        finally:
+            self.holder.close()
 
 
-ProxyStarter = Callable[..., Awaitable[Proxy]]
+class Proxies:
+    """The test's proxies and their reserved ports: every proxy is stopped and every port released
+    at the end of the test, passed or failed (a port reserved for a proxy that never started too)."""
 
+    def __init__(self) -> None:
+        self.started: list[Proxy] = []
+        self.holders: list[socket.socket] = []
 
-@pytest.fixture
-async def proxies() -> AsyncIterator[ProxyStarter]:
-    """Start proxies; every one is stopped at the end of the test, passed or failed."""
-    started: list[Proxy] = []
+    def reserve(self) -> socket.socket:
+        holder = reserve_port()
+        self.holders.append(holder)
+        return holder
 
-    async def start(argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Proxy:
-        proxy = Proxy(argv, port, log, env)
-        started.append(proxy)
+    async def __call__(self, argv: list[str], holder: socket.socket, log: Path,
+                       env: dict[str, str] | None = None) -> Proxy:
+        proxy = Proxy(argv, holder, log, env)
+        self.started.append(proxy)
         await proxy.start()
         return proxy
 
-    yield start
-    for proxy in started:
-        await proxy.stop()
+    async def stop(self) -> None:
+        try:
+            for proxy in self.started:
+                await proxy.stop()
+        finally:
+            for holder in self.holders:
+                holder.close()
+
+
+ProxyStarter = Proxies
+
+
+@pytest.fixture
+async def proxies() -> AsyncIterator[Proxies]:
+    """Start proxies; every one is stopped at the end of the test, passed or failed."""
+    started = Proxies()
+    try:
+        yield started
+    finally:
+        await started.stop()
 
 
 async def start_nginx(proxies: ProxyStarter, tmp_path: Path, cert: Path, key: Path, relay: RelayServer) -> Proxy:
@@ -146,7 +202,8 @@ async def start_nginx(proxies: ProxyStarter, tmp_path: Path, cert: Path, key: Pa
     nginx = _binary("nginx", "nginx")
     prefix = tmp_path / "nginx"
     prefix.mkdir()
-    port = free_port()
+    holder = proxies.reserve()
+    port = holder.getsockname()[1]
     site = fill(NGINX_TEMPLATE.read_text(), {
         "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
         "/etc/letsencrypt/live/relay.example.org/fullchain.pem": str(cert),
@@ -170,7 +227,7 @@ async def start_nginx(proxies: ProxyStarter, tmp_path: Path, cert: Path, key: Pa
     )
     argv = [nginx, "-e", "stderr", "-c", str(prefix / "nginx.conf"), "-p", str(prefix),
             "-g", f"daemon off; pid {prefix}/nginx.pid; error_log stderr;"]
-    return await proxies(argv, port, tmp_path / "nginx.log")
+    return await proxies(argv, holder, tmp_path / "nginx.log")
 
 
 async def start_caddy(proxies: ProxyStarter, tmp_path: Path, cert: Path, key: Path, relay: RelayServer) -> Proxy:
@@ -178,7 +235,8 @@ async def start_caddy(proxies: ProxyStarter, tmp_path: Path, cert: Path, key: Pa
     caddy = _binary("caddy", "caddy")
     home = tmp_path / "caddy"
     home.mkdir()
-    port = free_port()
+    holder = proxies.reserve()
+    port = holder.getsockname()[1]
     site = fill(CADDY_TEMPLATE.read_text(), {
         "relay.example.org {": f"https://127.0.0.1:{port} {{\n    tls {cert} {key}",
         "reverse_proxy 127.0.0.1:8765": f"reverse_proxy 127.0.0.1:{relay.port}",
@@ -188,7 +246,7 @@ async def start_caddy(proxies: ProxyStarter, tmp_path: Path, cert: Path, key: Pa
     env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "data"),
            "XDG_CONFIG_HOME": str(home / "config")}
     argv = [caddy, "run", "--config", str(home / "Caddyfile"), "--adapter", "caddyfile"]
-    return await proxies(argv, port, tmp_path / "caddy.log", env)
+    return await proxies(argv, holder, tmp_path / "caddy.log", env)
 
 
 async def collaborate(

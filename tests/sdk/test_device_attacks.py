@@ -28,18 +28,20 @@ async def test_a_removed_device_coming_back_is_refused(relay: RelayHandle, tmp_p
         await phone.close()
         laptop.text("doc").insert(0, "after the removal")
         await settle([alice, laptop])
-        # Reopening its own data dir opens what it had (section 12), failed with the reason, and
-        # reads nothing new; a fresh data dir is not even admitted.
+        # Reopening its own data dir raises the reason, naming the space, the device and the
+        # removal's seq, and leaves nothing open (the data dir opens again at once); open_local
+        # still reads what it had (section 12), and nothing new. A fresh data dir is not even admitted.
         seq = alice.seq
-        again = await encspaces.connect(relay.url, erin.phone_id, alice.id, data_dir=tmp_path / "phone")
-        try:
-            assert isinstance(again.error, errors.MembershipRevokedError), repr(again.error)
-            assert "this device was removed" in str(again.error)
-            assert again.seq < seq and "after the removal" not in str(again.text("doc"))
-            with pytest.raises(errors.MembershipRevokedError):
-                again.text("doc").insert(0, "sneaky")
-        finally:
-            await again.close()
+        removed_at = phone.error.seq if isinstance(phone.error, errors.MembershipRevokedError) else None
+        for _ in range(2):
+            with pytest.raises(errors.MembershipRevokedError) as revoked:
+                await encspaces.connect(relay.url, erin.phone_id, alice.id, data_dir=tmp_path / "phone")
+            error = revoked.value
+            assert "this device was removed" in str(error) and alice.id in str(error)
+            assert (error.space, error.device) == (alice.id, erin.phone_id.member_id)
+            assert error.seq is not None and error.seq == removed_at and error.seq <= seq
+        view = await encspaces.open_local(erin.phone_id, alice.id, data_dir=tmp_path / "phone")
+        assert view.seq < seq and "after the removal" not in str(view.text("doc"))
         with pytest.raises(errors.RelayError, match="not_a_member"):
             await encspaces.connect(relay.url, erin.phone_id, alice.id, data_dir=tmp_path / "phone-again")
         # Nor can a raw client with the device's key write (its connection is not even admitted).

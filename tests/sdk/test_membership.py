@@ -68,6 +68,31 @@ async def test_a_reader_cannot_write(relay: RelayHandle, tmp_path: Path) -> None
         await close_all(spaces)
 
 
+async def test_a_removed_member_reopening_its_copy_gets_the_typed_error(relay: RelayHandle, tmp_path: Path) -> None:
+    """Bob's own copy holds his removal: reopening it raises MembershipRevokedError naming the space,
+    his device and the removal's seq, and leaves nothing open. Before, connect returned a space
+    that had already failed with it."""
+    spaces = await space_with(relay, tmp_path, ["writer"])
+    admin, bob = spaces
+    try:
+        admin.text("doc").insert(0, "before. ")
+        await settle(spaces)
+        await admin.remove_member(bob.identity.member_id)
+        removal_seq = admin.seq
+        await wait_for(lambda: bob.error is not None, what="bob to verify his removal")
+        assert isinstance(bob.error, errors.MembershipRevokedError), repr(bob.error)
+    finally:
+        await close_all(spaces)
+    with pytest.raises(errors.MembershipRevokedError) as revoked:
+        await encspaces.connect(relay.url, bob.identity, admin.id, data_dir=tmp_path / "m1")
+    error = revoked.value
+    assert (error.space, error.device, error.seq) == (admin.id, bob.identity.member_id, removal_seq)
+    assert f"this device's member was removed from space {admin.id} at seq {removal_seq}" in str(error)
+    assert bob.identity.member_id in str(error)
+    view = await encspaces.open_local(bob.identity, admin.id, data_dir=tmp_path / "m1")  # not left locked
+    assert str(view.text("doc")) == "before. "
+
+
 async def test_removal_rotates_the_key_and_locks_the_member_out(relay: RelayHandle, tmp_path: Path) -> None:
     spaces = await space_with(relay, tmp_path, ["writer", "writer"])
     admin, bob, carol = spaces

@@ -25,3 +25,19 @@ async def test_old_heads_are_thinned_to_one_per_bucket(tmp_path: Path) -> None:
     for seq in range(1, newest - HEAD_WINDOW):
         above = next(s for s in seqs if s >= seq)
         assert above - seq < 2 * HEAD_BUCKET
+
+
+async def test_heads_past_the_log_are_bounded_and_dropped_once_reached(tmp_path: Path) -> None:
+    from encspaces.store import HEADS_AHEAD_KEPT
+
+    store = await LocalStore.open(tmp_path, "cd" * 32)
+    try:
+        await store.write(heads_ahead=[(seq, b"signed %d" % seq, b"s", "ack") for seq in range(10, 110)])
+        await store.write(heads_ahead=[(109, b"other", b"s", "welcome")])  # the first one per seq stays
+        rows = await store.load_heads_ahead()
+        assert [seq for seq, _, _, _ in rows] == list(range(110 - HEADS_AHEAD_KEPT, 110))
+        assert rows[-1] == (109, b"signed 109", b"s", "ack")
+        await store.write(heads_ahead_through=100)
+        assert [seq for seq, _, _, _ in await store.load_heads_ahead()] == list(range(101, 110))
+    finally:
+        await store.close()

@@ -18,6 +18,7 @@ from encspaces.core.encoding import unpack
 from encspaces.core.head import SignedHead
 from encspaces.core.messages import Presence
 from encspaces.local import load_evidence
+from encspaces.store import LocalStore
 from encspaces_relay.room import Room, Submission
 from encspaces_relay.server import RelayServer
 from tests.support import Intercept, InterceptingRelay, swallow
@@ -252,3 +253,99 @@ async def test_an_ack_head_the_log_later_contradicts_is_a_fork(lying, tmp_path: 
     assert data is not None
     finding = evidence.check(data)
     assert finding.kind is evidence.EvidenceKind.FORK and finding.seq == seq + 1 and finding.bound
+
+
+async def test_an_ack_head_held_across_a_restart_still_proves_the_fork(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """As above, with Alice's device closed and reopened between the ack and the contradicting
+    log. Before, the head past her log was held in memory only: after the restart the relay's
+    other history at that seq was accepted without a word."""
+    handle, server = lying
+    ident = encspaces.Identity.generate()
+    alice = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a")
+    try:
+        alice.text("doc").insert(0, "one. ")
+        await alice.sync()
+        server.ack_ahead = 1  # the ack of her next edit carries a head one seq past it, over a made-up hash
+        alice.text("doc").insert(5, "two. ")
+        await alice.sync()
+        seq = alice.seq
+        server.ack_ahead = 0
+    finally:
+        await alice.close()
+    assert alice.error is None
+    alice = await encspaces.connect(handle.url, ident, alice.id, data_dir=tmp_path / "a")
+    try:
+        await alice.sync()
+        assert alice.seq == seq and alice.error is None
+        alice.text("doc").insert(10, "three.")  # sequenced at seq + 1, where the relay signed another hash
+        await wait_for(lambda: alice.error is not None, what="alice to see the two heads at one seq")
+        error = alice.error
+        assert isinstance(error, errors.ForkError)
+        assert f"at seq {seq + 1} (in its ack)" in str(error)
+        assert [SignedHead.decode(unpack(raw)).seq for raw in error.evidence] == [seq + 1, seq + 1]
+        assert SignedHead.decode(unpack(error.evidence[0])).head == server.fabricated(alice.space_bytes, seq + 1).head
+        assert alice.seq == seq  # the other history was not applied
+    finally:
+        await alice.close()
+    data = await load_evidence(alice.id, data_dir=tmp_path / "a")
+    assert data is not None
+    finding = evidence.check(data)
+    assert finding.kind is evidence.EvidenceKind.FORK and finding.seq == seq + 1 and finding.bound
+
+
+async def test_held_heads_are_dropped_once_the_log_passes_them(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An honest ack past the log is kept only until the log reaches it (checkpoint), and a kept
+    one that the log then matches raises nothing after a restart."""
+    handle, _ = lying
+    ident = encspaces.Identity.generate()
+    alice = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a")
+    try:
+        for i in range(3):
+            alice.text("doc").insert(0, f"{i}. ")
+            await alice.sync()
+    finally:
+        await alice.close()
+    store = await LocalStore.open(tmp_path / "a", alice.space_bytes.hex())
+    try:
+        assert await store.load_heads_ahead() == []  # every ack's head was reached and checkpointed
+    finally:
+        await store.close()
+    alice = await encspaces.connect(handle.url, ident, alice.id, data_dir=tmp_path / "a")
+    try:
+        alice.text("doc").insert(0, "after. ")
+        await alice.sync()
+        assert alice.error is None
+    finally:
+        await alice.close()
+
+
+async def test_a_welcome_head_held_across_a_restart_still_proves_the_fork(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The welcome announces a head one seq past Alice's over a made-up hash and the device closes
+    before the deadline; reopened, the relay's log there has another hash: a fork, in its welcome."""
+    handle, server = lying
+    clock = ManualClock()
+    ident = encspaces.Identity.generate()
+    alice = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a", options=options(clock))
+    alice.text("doc").insert(0, "one. ")
+    await alice.sync()
+    seq = alice.seq
+    await alice.close()
+    server.welcome_ahead = 1
+    again = await encspaces.connect(handle.url, ident, alice.id, data_dir=tmp_path / "a", options=options(clock))
+    try:
+        await wait_for(lambda: again.relay_seq == seq + 1, what="the welcome announcing a head past ours")
+    finally:
+        await again.close()  # within the deadline: no error yet
+    assert again.error is None
+    server.welcome_ahead = 0
+    again = await encspaces.connect(handle.url, ident, alice.id, data_dir=tmp_path / "a", options=options(clock))
+    try:
+        again.text("doc").insert(5, "two.")  # sequenced at seq + 1, where the welcome's head had another hash
+        await wait_for(lambda: again.error is not None, what="the two heads at one seq")
+        assert isinstance(again.error, errors.ForkError)
+        assert f"at seq {seq + 1} (in its welcome)" in str(again.error)
+        assert again.seq == seq
+    finally:
+        await again.close()
+    data = await load_evidence(again.id, data_dir=tmp_path / "a")
+    assert data is not None and evidence.check(data).kind is evidence.EvidenceKind.FORK
