@@ -30,6 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 import encspaces
+from encspaces import errors
 from encspaces.core import crypto
 from encspaces.core.client_ids import NONCE_SIZE, data_plaintext, derive_client_id
 from encspaces.core.encoding import DEFAULT_MAX_MESSAGE, pack
@@ -314,6 +315,16 @@ async def wait_for(condition: Callable[[], bool], what: str = "condition", timeo
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def assert_fork_at(error: BaseException | None, seq: int, role: str) -> None:
+    """A ForkError naming the held head at ``seq`` (from the relay's ``role`` message), caught by
+    whichever came first: a log through ``seq`` with another head there, or another head the
+    relay signed for ``seq`` (the next ack's or welcome's, which may arrive before the frame)."""
+    assert isinstance(error, errors.ForkError), error
+    message = str(error)
+    assert f"at seq {seq} (in its {role})" in message or (
+        f"two heads at seq {seq}," in message and f"(in its {role})" in message), message
 
 
 class AuthoredDoc:

@@ -207,8 +207,8 @@ class LogVerifier:
         a log that contradicts it is still a ForkError with both heads as evidence. One at or
         below our seq is ignored: the frame that reached it was checked against it."""
         self._check_signed(signed)
-        if signed.seq > self.seq and all(h.seq != signed.seq for h, _ in self._heads_ahead):
-            self._heads_ahead = [*self._heads_ahead[-63:], (signed, role)]
+        if signed.seq > self.seq:
+            self._hold(signed, role)
 
     def _note_verified(self, signed: SignedHead) -> None:
         """Keep the newest checked head at or below our seq (it matched our chain: checked before)."""
@@ -218,7 +218,7 @@ class LogVerifier:
     def _note_fresh(self, signed: SignedHead, role: Role = Role.FRAME) -> None:
         """Count a checked relay-signed head towards freshness, now or once we verified through it."""
         if signed.seq > self.seq:
-            self._heads_ahead = [*self._heads_ahead[-63:], (signed, role)]
+            self._hold(signed, role)
             return
         self.fresh_ms = max(self.fresh_ms, signed.time_ms)
         if self._heads_ahead:
@@ -227,6 +227,24 @@ class LogVerifier:
             for h, _ in ahead:
                 if h.seq <= self.seq:
                     self.fresh_ms = max(self.fresh_ms, h.time_ms)
+
+    def _hold(self, signed: SignedHead, role: Role) -> None:
+        """Hold a checked head past our seq until the log reaches it. Another head the relay
+        signed at the same seq with another hash is a fork already, and the two are its proof."""
+        for held, held_role in self._heads_ahead:
+            if held.seq != signed.seq:
+                continue
+            if held.head != signed.head:
+                raise ForkError(
+                    f"the relay signed two heads at seq {signed.seq}, past our log: {held.head.hex()[:16]}… "
+                    f"(in its {held_role.value}) and {signed.head.hex()[:16]}… (in its {role.value}): "
+                    "it signed two histories",
+                    evidence=(head_wire(held), head_wire(signed)),
+                    proof=self.evidence(EvidenceKind.FORK,
+                                        [HeadStatement(held_role, held), HeadStatement(role, signed)]),
+                )
+            return  # (the same head again)
+        self._heads_ahead = [*self._heads_ahead[-63:], (signed, role)]
 
     def check_not_rolled_back(self, current: SignedHead, role: Role = Role.FRAME) -> None:
         if current.seq < self.seq:

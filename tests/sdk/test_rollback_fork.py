@@ -15,7 +15,7 @@ from encspaces.core.head import SignedHead, next_head
 from encspaces.core.messages import Entries
 from encspaces_relay.room import Submission
 from encspaces_relay.server import RelayServer
-from tests.support import InterceptingRelay, swallow
+from tests.support import InterceptingRelay, assert_fork_at, swallow
 
 from .conftest import RelayHandle, wait_for
 
@@ -109,8 +109,7 @@ async def test_an_acked_edit_withheld_then_lost_to_a_restore_is_caught_as_a_fork
             await bob.sync()
             assert bob.seq == seq + 1
         await wait_for(lambda: alice.error is not None, what="alice to see the two histories")
-        assert isinstance(alice.error, errors.ForkError)
-        assert f"at seq {seq + 1} (in its ack)" in str(alice.error)
+        assert_fork_at(alice.error, seq + 1, "ack")
         assert alice.seq == seq and "bob" not in str(alice.text("doc"))
     finally:
         RestoredRelay.intercept = None

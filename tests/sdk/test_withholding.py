@@ -21,7 +21,7 @@ from encspaces.local import load_evidence
 from encspaces.store import LocalStore
 from encspaces_relay.room import Room, Submission
 from encspaces_relay.server import RelayServer
-from tests.support import Intercept, InterceptingRelay, swallow
+from tests.support import Intercept, InterceptingRelay, assert_fork_at, swallow
 
 from .conftest import RelayHandle, wait_for
 
@@ -33,9 +33,11 @@ class WithholdingRelay(RelayServer):
     ack_ahead = 0  # acks carry a head this many seqs past the real one (never served)
     drop_presence = False
 
+    variant = 0  # made-up heads at one seq differ when this does
+
     def fabricated(self, space: bytes, seq: int) -> SignedHead:
         """A head the relay signs (validly) for a seq it has no entry for."""
-        return SignedHead.create(self.signing_key, space, seq, crypto.hash_parts(b"never served", seq))
+        return SignedHead.create(self.signing_key, space, seq, crypto.hash_parts(b"never served", seq, self.variant))
 
     def encode_welcome(self, space: bytes, head: SignedHead, anchor: SignedHead | None) -> bytes:
         if self.welcome_ahead:
@@ -244,7 +246,7 @@ async def test_an_ack_head_the_log_later_contradicts_is_a_fork(lying, tmp_path: 
         await wait_for(lambda: alice.error is not None, what="alice to see the two heads at one seq")
         error = alice.error
         assert isinstance(error, errors.ForkError)
-        assert f"at seq {seq + 1} (in its ack)" in str(error)
+        assert_fork_at(error, seq + 1, "ack")
         assert [SignedHead.decode(unpack(raw)).seq for raw in error.evidence] == [seq + 1, seq + 1]
         assert alice.seq == seq and str(alice.text("doc")) == "one. two. three."  # (typed, never verified)
     finally:
@@ -281,7 +283,7 @@ async def test_an_ack_head_held_across_a_restart_still_proves_the_fork(lying, tm
         await wait_for(lambda: alice.error is not None, what="alice to see the two heads at one seq")
         error = alice.error
         assert isinstance(error, errors.ForkError)
-        assert f"at seq {seq + 1} (in its ack)" in str(error)
+        assert_fork_at(error, seq + 1, "ack")
         assert [SignedHead.decode(unpack(raw)).seq for raw in error.evidence] == [seq + 1, seq + 1]
         assert SignedHead.decode(unpack(error.evidence[0])).head == server.fabricated(alice.space_bytes, seq + 1).head
         assert alice.seq == seq  # the other history was not applied
@@ -291,6 +293,46 @@ async def test_an_ack_head_held_across_a_restart_still_proves_the_fork(lying, tm
     assert data is not None
     finding = evidence.check(data)
     assert finding.kind is evidence.EvidenceKind.FORK and finding.seq == seq + 1 and finding.bound
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["in one run", "across a restart"])
+async def test_two_heads_signed_at_one_seq_past_the_log_are_a_fork_at_once(  # type: ignore[no-untyped-def]
+    lying, tmp_path: Path, restart: bool,
+) -> None:
+    """The relay signs, in an ack, a head two seqs past Alice's log; then, in the next ack (or, after
+    a restart, in its welcome), another head at that seq. Two signed heads for one seq prove a fork
+    whatever the log is: Alice says so at once, with both heads, before the log gets there.
+    Before, the second was held beside the first and nothing was said until a frame reached it."""
+    handle, server = lying
+    ident = encspaces.Identity.generate()
+    alice = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a")
+    try:
+        alice.text("doc").insert(0, "one. ")
+        await alice.sync()
+        seq = alice.seq
+        server.ack_ahead = 2  # the ack of her next edit (seq + 1) carries a made-up head at seq + 3
+        alice.text("doc").insert(5, "two. ")
+        await alice.sync()
+        server.ack_ahead, server.variant = 1, 1  # another made-up head at seq + 3
+        if restart:
+            server.ack_ahead, server.welcome_ahead = 0, 2  # her welcome after the restart (log at seq + 1)
+            await alice.close()
+            assert alice.error is None
+            alice = await encspaces.connect(handle.url, ident, alice.id, data_dir=tmp_path / "a")
+        else:
+            alice.text("doc").insert(10, "three. ")  # sequenced at seq + 2: its ack's head is at seq + 3
+        await wait_for(lambda: alice.error is not None, what="alice to see two heads at one seq")
+        error = alice.error
+        assert isinstance(error, errors.ForkError), error
+        assert f"two heads at seq {seq + 3}" in str(error)
+        assert [SignedHead.decode(unpack(raw)).seq for raw in error.evidence] == [seq + 3, seq + 3]
+    finally:
+        await alice.close()
+        server.ack_ahead = server.welcome_ahead = server.variant = 0
+    data = await load_evidence(alice.id, data_dir=tmp_path / "a")
+    assert data is not None
+    finding = evidence.check(data)
+    assert finding.kind is evidence.EvidenceKind.FORK and finding.seq == seq + 3
 
 
 async def test_held_heads_are_dropped_once_the_log_passes_them(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -343,7 +385,7 @@ async def test_a_welcome_head_held_across_a_restart_still_proves_the_fork(lying,
         again.text("doc").insert(5, "two.")  # sequenced at seq + 1, where the welcome's head had another hash
         await wait_for(lambda: again.error is not None, what="the two heads at one seq")
         assert isinstance(again.error, errors.ForkError)
-        assert f"at seq {seq + 1} (in its welcome)" in str(again.error)
+        assert_fork_at(again.error, seq + 1, "welcome")
         assert again.seq == seq
     finally:
         await again.close()
