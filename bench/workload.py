@@ -68,6 +68,7 @@ class Settings:
     drain: float
     reader_procs: int
     setup_timeout: float = 120.0
+    layout: str = "balanced"  # latency mode: "balanced" or "split" (client_groups)
 
 
 class Worker:
@@ -163,6 +164,39 @@ async def run_once(contender: str, shape: Shape, settings: Settings, workdir: Pa
 PairGroup = Callable[[str, str], str]
 
 
+def client_groups(shape: Shape, settings: Settings) -> list[tuple[list[int], list[int]]]:
+    """(writers, readers) of each load-generator process.
+
+    Fan-out (and ``layout="split"``): every writer and the probe reader in the first process
+    (the writers pace themselves on the probe), the other readers spread over ``reader_procs``
+    more. Latency (``layout="balanced"``): writers and readers dealt round-robin over
+    ``1 + reader_procs`` processes (writers first, then readers, each to the next process).
+    With the split layout at 10x10 the first process holds 11 of the 20 Spaces, each verifying
+    every entry, plus all ten writers' entry building and outbox writes: it is the busiest
+    event loop of the run (bench/README.md, "Latency at 10x10 under load"), and an edit waits
+    in it twice (its writer's outbox write and send, and the probe reader's verification).
+    Balanced, every process carries the same share.
+    """
+    if settings.mode == "latency" and settings.layout == "balanced":
+        procs = max(1, 1 + settings.reader_procs)
+        balanced: list[tuple[list[int], list[int]]] = [([], []) for _ in range(procs)]
+        for k in range(shape.writers + shape.readers):  # writers, then readers, dealt in turn
+            ws, rs = balanced[k % procs]
+            if k < shape.writers:
+                ws.append(k)
+            else:
+                rs.append(k - shape.writers)
+        return [(ws, rs) for ws, rs in balanced if ws or rs]
+    groups: list[tuple[list[int], list[int]]] = [(list(range(shape.writers)), [0])]
+    others = list(range(1, shape.readers))
+    procs = max(1, min(settings.reader_procs, len(others)))
+    for p in range(procs):
+        part = others[p::procs]
+        if part:
+            groups.append(([], part))
+    return groups
+
+
 async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_pids: Sequence[int],
                 pair_group: PairGroup | None = None, idle_window: float = 0.0) -> dict[str, Any]:
     """Start the load generators on a running server (or several relay processes), measure one window.
@@ -173,13 +207,7 @@ async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_p
     ``idle_window``: seconds to sample the server's CPU with every client connected and idle
     before the start (``server_idle_cores``): what it costs with nothing to do.
     """
-    groups: list[tuple[list[int], list[int]]] = [(list(range(shape.writers)), [0])]
-    others = list(range(1, shape.readers))
-    procs = max(1, min(settings.reader_procs, len(others)))
-    for p in range(procs):
-        part = others[p::procs]
-        if part:
-            groups.append(([], part))
+    groups = client_groups(shape, settings)
     workers: list[Worker] = []
     try:
         for n, (ws, rs) in enumerate(groups):
@@ -206,7 +234,10 @@ async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_p
         await asyncio.sleep(max(0.0, t_go + settings.duration - time.monotonic()))
         mark_b = cpu_mark(pids)
         server_rss = sum(rss_bytes(pid) for pid in server_pids)
-        sent = json.loads(await workers[0].expect("SENT", settings.duration + 60))
+        sent: dict[str, int] = {}
+        for n, (ws, _) in enumerate(groups):
+            if ws:
+                sent.update(json.loads(await workers[n].expect("SENT", settings.duration + 60)))
         if settings.mode == "latency":
             for w in workers:
                 await w.send(f"@@TOTALS {json.dumps(sent)}")
@@ -221,10 +252,16 @@ async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_p
         "edits_sent": sum(sent.values()),
         "server_cpu_cores": cpu_used(mark_a, mark_b, server_pids) / window,
         "clients_cpu_cores": cpu_used(mark_a, mark_b, [w.proc.pid for w in workers]) / window,
+        # Each load generator's own share (a process near 1.0 is a saturated event loop: its
+        # clients then queue behind each other, and the latency measured is that queue).
+        "clients_cpu_cores_each": [cpu_used(mark_a, mark_b, [w.proc.pid]) / window for w in workers],
         "server_rss_mib": server_rss / 2**20,
     }
     if idle_cores is not None:
         measured["server_idle_cores"] = idle_cores
+    probes = [result["probe"] for result in results if "probe" in result]
+    if probes:  # BENCH_LOADGEN_PROBE: each load generator's own saturation (bench.loadgen.SelfProbe)
+        measured["loadgen_probe"] = probes
     if len(server_pids) > 1:
         measured["server_cpu_cores_each"] = [cpu_used(mark_a, mark_b, [pid]) / window for pid in server_pids]
     if settings.mode == "fanout":
