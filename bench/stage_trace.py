@@ -299,6 +299,7 @@ def analyse(directory: Path, with_writers: bool = False) -> dict[str, Any]:
                 used[author] += 1
     steps: dict[str, list[float]] = defaultdict(list)
     totals: list[float] = []
+    timed: list[tuple[float, float]] = []  # (edit time, edit -> applied in ms)
     chain = WRITER + RELAY + READER
     writers = {author[:8] for author in edits}  # a device key's first 4 bytes, as ``device`` holds them
     for tag, device, author, seq in reader:
@@ -316,7 +317,15 @@ def analyse(directory: Path, with_writers: bool = False) -> dict[str, Any]:
         for a, b in itertools.pairwise(chain):
             steps[f"{a} -> {b}"].append(1000 * (stamps[b] - stamps[a]))
         totals.append(1000 * (stamps["r_applied"] - stamps["w_edit"]))
+        timed.append((stamps["w_edit"], totals[-1]))
     out: dict[str, Any] = {"pairs": len(totals)}
+    if timed:  # the total's p50 per half second of the run, by when the edit was made: a queue
+        # that builds (the load generators fall behind) shows as a p50 that climbs
+        start = min(t for t, _ in timed)
+        buckets: dict[int, list[float]] = defaultdict(list)
+        for t, ms in timed:
+            buckets[int((t - start) / 0.5)].append(ms)
+        out["over_time"] = [statistics.median(buckets[k]) for k in sorted(buckets)]
     for tag, label in (("x_txn", "device store: transaction"), ("x_hop", "device store: answer waits for loop")):
         values = sorted(seq / 1000 for t, _, _, seq, _ in rows if t == tag)
         if values:
@@ -336,8 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     result = analyse(Path(next(a for a in args if not a.startswith("--"))), with_writers)
     print(f"(entry, {'writer' if with_writers else 'reader'}) pairs chained: {result.pop('pairs')}")
     print(f"{'step':36} {'p50':>8} {'mean':>8} {'p90':>8} {'p99':>8}  ms")
+    over_time = result.pop("over_time", [])
     for name, v in result.items():
         print(f"{name:36} {v['p50']:8.2f} {v['mean']:8.2f} {v['p90']:8.2f} {v['p99']:8.2f}")
+    if over_time:
+        print("total p50 per 0.5 s of the run (ms):", " ".join(f"{v:.1f}" for v in over_time))
     return 0
 
 

@@ -36,6 +36,8 @@ def test_latency_deals_writers_and_readers_evenly_over_the_processes() -> None:
 def test_the_split_layout_and_fanout_keep_every_writer_with_the_probe() -> None:
     split = [(list(range(10)), [0]), ([], [1, 2, 3, 4, 5, 6, 7, 8, 9])]
     assert client_groups(Shape(10, 10), settings("latency", layout="split")) == split
+    assert Settings(mode="latency", duration=1.0, warmup=0.0, rate=20.0, window=0, drain=1.0,
+                    reader_procs=1).layout == "split"  # the default: comparable with earlier figures
     assert client_groups(Shape(10, 10), settings("fanout")) == split  # the writers pace on the probe
 
 
@@ -48,7 +50,7 @@ def test_writers_in_several_processes_all_count_and_each_process_reports_its_loa
     env = {**os.environ, "BENCH_LOADGEN_PROBE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "bench.latency", "--shapes", "2x2", "--contenders", "null", "--rounds", "1",
-         "--duration", "1", "--drain", "5", "--out", str(out)],
+         "--duration", "1", "--drain", "5", "--layout", "balanced", "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=110, check=False)
     assert done.returncode == 0, done.stderr
     measured = json.loads(out.read_text())["results"][0]["rounds"][0]
