@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -258,6 +259,10 @@ async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_p
         "clients_cpu_cores_each": [cpu_used(mark_a, mark_b, [w.proc.pid]) / window for w in workers],
         "server_rss_mib": server_rss / 2**20,
     }
+    # The share of the machine the run itself used (server and load generators). Near 1, or with
+    # one load generator near a whole core, every client queues behind the others and a latency
+    # is mostly that queue, not the server's (bench/README.md, "Latency at 10x10 under load").
+    measured["machine_busy"] = (measured["server_cpu_cores"] + measured["clients_cpu_cores"]) / (os.cpu_count() or 1)
     if idle_cores is not None:
         measured["server_idle_cores"] = idle_cores
     probes = [result["probe"] for result in results if "probe" in result]
@@ -347,8 +352,12 @@ async def run_benchmark(settings: Settings, shapes: list[Shape], contenders: lis
                 per[contender].append(measured)
                 shown = {k: round(v, 3) for k, v in measured.items() if k in MAIN_METRICS[settings.mode]
                          and isinstance(v, float)}
+                busy = measured.get("machine_busy")
+                each = measured.get("clients_cpu_cores_each") or []
+                load = (f", the run used {busy:.0%} of the machine, load generators "
+                        f"{'/'.join(f'{c:.2f}' for c in each)} cores" if busy is not None else "")
                 print(f"  {settings.mode} {shape} {contender} round {r + 1}: {shown} "
-                      f"({time.monotonic() - started:.1f} s)", file=sys.stderr)
+                      f"({time.monotonic() - started:.1f} s{load})", file=sys.stderr)
         for contender in usable:
             ok = [m for m in per[contender] if "error" not in m]
             table.append({"shape": str(shape), "contender": contender, "rounds": per[contender],

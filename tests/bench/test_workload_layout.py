@@ -60,6 +60,7 @@ def test_writers_in_several_processes_all_count_and_each_process_reports_its_loa
     assert measured["missing"] == 0
     assert measured["samples"] == 2 * measured["edits_sent"]
     assert len(measured["clients_cpu_cores_each"]) == 2
+    assert measured["machine_busy"] > 0
     probes = measured["loadgen_probe"]
     assert len(probes) == 2
     for probe in probes:
