@@ -17,8 +17,9 @@ Stages (each starts where the one above ended):
 
 - writer ``edit`` (the load generator's ``append``) → ``built`` (the batch cut, the entry
   signed and encrypted: ``Space._queue_entry`` returned) → ``write`` (the store writer task
-  hands the outbox row to the store: ``LocalStore.write`` called) → ``committed`` (committed
-  with fsync on the store's thread and answered on the loop: its ``then`` runs) → ``submit``
+  hands the outbox row to the store: ``LocalStore.write`` called) → ``txn_start`` / ``txn_end``
+  (the transaction on the store's thread, committed with fsync) → ``committed`` (its answer
+  ran on the loop: ``then``) → ``submit``
   (the Submit made: ``ClientSession.submit``);
 - relay ``recv`` (the Submit decoded, its signatures about to be checked: ``_check_entries``)
   → ``queued`` (checked, handed to the room) → ``commit`` (the group commit took it:
@@ -96,6 +97,7 @@ def install() -> None:
     from encspaces.space import Space, _Host
 
     raw_keys: dict[bytes, tuple[bytes, int]] = {}
+    writing: list[tuple[bytes, int]] = []
 
     def dev_of_space(space: Any) -> str:
         return bytes(space.identity.public.sign_key[:4]).hex() if hasattr(space, "identity") else "?"
@@ -139,13 +141,18 @@ def install() -> None:
             sink.add("r_applied", device, keys, now())
         return wrapper
 
-    # The device store's thread hop: how long a transaction ran on the store's thread (``x_txn``)
-    # and how long its answer then waited for the event loop (``x_hop``), in µs, per call.
+    # The device store's thread hop: how long a transaction ran on the store's thread (``x_txn``,
+    # ``x_txn_full`` when fsynced: the outbox) and how long its answer then waited for the event
+    # loop (``x_hop``), in µs, per call.
     from encspaces.store import _Worker
 
     def worker_run(orig: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(self: Any, function: Callable[[], Any], then: Callable[[], None] | None = None) -> Any:
             done: list[float] = []
+
+            args = getattr(function, "args", ())
+            tag = "x_txn_full" if args[:1] == ("FULL",) else "x_txn"  # LocalStore._transaction's mode
+            keys = list(writing)  # the outbox entries of the LocalStore.write calling this, if any
 
             def timed() -> Any:
                 t0 = now()
@@ -153,7 +160,10 @@ def install() -> None:
                     return function()
                 finally:
                     done.append(now())
-                    sink.add("x_txn", "-", [(b"", int(1e6 * (done[0] - t0)))], t0)
+                    sink.add(tag, "-", [(b"", int(1e6 * (done[0] - t0)))], t0)
+                    if keys:
+                        sink.add("w_txn_start", "-", keys, t0)
+                        sink.add("w_txn_end", "-", keys, done[0])
 
             def timed_then() -> None:
                 t = now()
@@ -185,7 +195,11 @@ def install() -> None:
                         then()
 
                 kwargs["then"] = timed_then
-                await orig(self, **kwargs)
+                writing[:] = keys  # read by the worker's run, called before the first await that waits
+                try:
+                    await orig(self, **kwargs)
+                finally:
+                    writing.clear()
                 sink.add("w_committed", "-", keys, t_then[0] if t_then else now())
                 return None
             return await orig(self, **kwargs)
@@ -254,7 +268,7 @@ def install() -> None:
 
 # --- analysis ------------------------------------------------------------------------------
 
-WRITER = ["w_edit", "w_built", "w_write", "w_committed", "w_submit"]
+WRITER = ["w_edit", "w_built", "w_write", "w_txn_start", "w_txn_end", "w_committed", "w_submit"]
 RELAY = ["s_recv", "s_queued", "s_commit", "s_durable", "s_sent"]
 READER = ["r_recv", "r_verified", "r_applied"]
 
@@ -326,7 +340,9 @@ def analyse(directory: Path, with_writers: bool = False) -> dict[str, Any]:
         for t, ms in timed:
             buckets[int((t - start) / 0.5)].append(ms)
         out["over_time"] = [statistics.median(buckets[k]) for k in sorted(buckets)]
-    for tag, label in (("x_txn", "device store: transaction"), ("x_hop", "device store: answer waits for loop")):
+    for tag, label in (("x_txn", "device store: other transaction"),
+                       ("x_txn_full", "device store: fsynced transaction"),
+                       ("x_hop", "device store: answer waits for loop")):
         values = sorted(seq / 1000 for t, _, _, seq, _ in rows if t == tag)
         if values:
             out[label] = {"p50": statistics.median(values), "mean": statistics.fmean(values),
