@@ -4,6 +4,7 @@ process reports about its own saturation (bench/workload.py ``client_groups``, b
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -66,3 +67,25 @@ def test_writers_in_several_processes_all_count_and_each_process_reports_its_loa
     for probe in probes:
         assert set(probe) == {"window_s", "main_thread_cpu_s", "main_thread_busy", "lag_ms", "gc_ms"}
         assert len(probe["lag_ms"]) == 3 and len(probe["gc_ms"]) == 3
+
+
+def test_the_stage_trace_chains_every_stage_of_an_edit(tmp_path: Path) -> None:
+    """bench.stage_trace, end to end: a traced encspaces run, every stage of the chain found for
+    (edit, reader) pairs across the three processes (a stamp missing anywhere leaves no pair)."""
+    pytest.importorskip("pycrdt.websocket", reason="the bench extras are not installed")
+    from bench.stage_trace import READER, RELAY, WRITER, analyse
+
+    trace = tmp_path / "trace"
+    env = {**os.environ, "BENCH_STAGE_TRACE": str(trace),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "stage_trace_site"), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.latency", "--shapes", "2x2", "--contenders", "encspaces", "--rounds", "1",
+         "--duration", "1", "--drain", "5", "--out", str(tmp_path / "latency.json")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, done.stderr
+    result = analyse(trace)
+    assert result["pairs"] > 0
+    chain = WRITER + RELAY + READER
+    assert all(f"{a} -> {b}" in result for a, b in itertools.pairwise(chain))
+    assert result["total"]["p50"] > 0
+    assert result["device store: fsynced transaction"]["p50"] > 0
