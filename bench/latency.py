@@ -22,11 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="edits per second per writer (default 20)")
     parser.add_argument("--drain", type=float, default=10.0,
                         help="seconds readers wait for the last edits after the writers stop (default 10)")
+    parser.add_argument("--layout", choices=("split", "balanced"), default="split",
+                        help="load generators: every writer and one reader in the first process, the other "
+                             "readers in the rest (split, default), or writers and readers dealt evenly over "
+                             "the processes (balanced)")
     args = parser.parse_args(argv)
     if args.quick:
         args.shapes, args.rounds, args.duration = "1x2", 1, 1.0
     settings = Settings(mode="latency", duration=args.duration, warmup=0.0, rate=args.rate, window=0,
-                        drain=args.drain, reader_procs=args.reader_procs)
+                        drain=args.drain, reader_procs=args.reader_procs, layout=args.layout)
     return run_cli("latency", settings, args)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,60 @@ import encspaces
 from bench.clients import Arrivals, Client, SpaceClient, YjsClient
 
 BURST = 64  # edits typed between two yields to the event loop in fanout mode
+PROBE_ENV = "BENCH_LOADGEN_PROBE"  # set (to anything) to measure this process's own saturation
+PROBE_TICK = 0.002  # seconds between two loop-lag samples
+
+
+class SelfProbe:
+    """How busy this load generator was over the measured window, to tell a figure that is the
+    server's from one that is this process's own queue.
+
+    - ``main_thread_cpu_s``: CPU of the event loop's thread (``time.thread_time``) over the window;
+      near the window's length, the loop never waited, and every client in it queued behind the others.
+    - ``lag_ms``: how late a timer of ``PROBE_TICK`` fires (p50 / p99 / max): the wait any
+      callback, a websocket frame included, had before the loop got to it.
+    - ``gc_ms``: the collector's pauses (count, sum, max) in the window.
+    """
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self.gc_pauses: list[float] = []
+        self._gc_start = 0.0
+        self._running = False
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if not self._running:
+            return
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        elif self._gc_start:
+            self.gc_pauses.append(time.perf_counter() - self._gc_start)
+
+    async def run(self, t_a: float, t_end: float) -> dict[str, Any]:
+        import gc
+
+        await sleep_until(t_a)
+        gc.callbacks.append(self._on_gc)
+        self._running = True
+        cpu_a, wall_a = time.thread_time(), time.monotonic()
+        try:
+            while time.monotonic() < t_end:
+                due = time.monotonic() + PROBE_TICK
+                await asyncio.sleep(PROBE_TICK)
+                self.lags.append(time.monotonic() - due)
+        finally:
+            self._running = False
+            gc.callbacks.remove(self._on_gc)
+        cpu_b, wall_b = time.thread_time(), time.monotonic()
+        lags = sorted(self.lags) or [0.0]
+        return {
+            "window_s": wall_b - wall_a,
+            "main_thread_cpu_s": cpu_b - cpu_a,
+            "main_thread_busy": (cpu_b - cpu_a) / (wall_b - wall_a),
+            "lag_ms": [1000 * lags[len(lags) // 2], 1000 * lags[min(len(lags) - 1, int(len(lags) * 0.99))],
+                       1000 * lags[-1]],
+            "gc_ms": [len(self.gc_pauses), 1000 * sum(self.gc_pauses), 1000 * max(self.gc_pauses, default=0.0)],
+        }
 
 
 def emit(kind: str, payload: Any = None) -> None:
@@ -132,6 +187,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     snap_tasks = [asyncio.create_task(snapshot_at(t, arrivals[j], c, snaps[j])) for j, c in readers
                   for t in (t_a, t_end)] if mode == "fanout" else []
     sends: dict[int, list[float]] = {i: [] for i, _ in writers}
+    probe_task = asyncio.create_task(SelfProbe().run(t_a, t_end)) if os.environ.get(PROBE_ENV) else None
     await sleep_until(t_go)
     if mode == "fanout":
         jobs = [write_fast(c, f"w{i}", i, t_end, spec["window"], probe) for i, c in writers]
@@ -142,6 +198,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     if writers:
         emit("SENT", {f"w{i}": n for (i, _), n in zip(writers, sent, strict=True)})
     await asyncio.gather(*snap_tasks)
+    probed = await probe_task if probe_task is not None else None
 
     missing = 0
     if mode == "latency" and readers:
@@ -159,6 +216,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             missing += sum(max(0, need - have) for have, need in zip(a.counts, want, strict=True))
 
     result: dict[str, Any] = {"writers": {f"w{i}": n for (i, _), n in zip(writers, sent, strict=True)}}
+    if probed is not None:
+        result["probe"] = probed
     if mode == "latency":
         result["sends"] = {f"w{i}": sends[i] for i, _ in writers}
         result["arrivals"] = {f"r{j}": arrivals[j].times for j, _ in readers}

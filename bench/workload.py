@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -68,6 +69,7 @@ class Settings:
     drain: float
     reader_procs: int
     setup_timeout: float = 120.0
+    layout: str = "split"  # latency mode: "split" or "balanced" (client_groups)
 
 
 class Worker:
@@ -163,6 +165,40 @@ async def run_once(contender: str, shape: Shape, settings: Settings, workdir: Pa
 PairGroup = Callable[[str, str], str]
 
 
+def client_groups(shape: Shape, settings: Settings) -> list[tuple[list[int], list[int]]]:
+    """(writers, readers) of each load-generator process.
+
+    ``layout="split"`` (the default, and always in fan-out): every writer and the probe reader in
+    the first process (fan-out's writers pace themselves on the probe), the other readers spread
+    over ``reader_procs`` more. ``layout="balanced"`` (latency only): writers and readers dealt
+    in turn over ``1 + reader_procs`` processes (writers first, then readers, each to the next
+    process), so every process carries the same share. At 10x10 the split layout's first process
+    holds 11 of the 20 Spaces, each verifying every entry, plus all ten writers' entry building
+    and outbox writes: it is the busiest event loop of the run, and every edit's outbox write
+    and Submit wait in it; but 9 of the 10 readers sit in the lighter process. Which layout
+    reads lower was not resolved on the shared 2-core machine (bench/README.md, "Latency at
+    10x10 under load"): split stays the default, comparable with every earlier figure.
+    """
+    if settings.mode == "latency" and settings.layout == "balanced":
+        procs = max(1, 1 + settings.reader_procs)
+        balanced: list[tuple[list[int], list[int]]] = [([], []) for _ in range(procs)]
+        for k in range(shape.writers + shape.readers):  # writers, then readers, dealt in turn
+            ws, rs = balanced[k % procs]
+            if k < shape.writers:
+                ws.append(k)
+            else:
+                rs.append(k - shape.writers)
+        return [(ws, rs) for ws, rs in balanced if ws or rs]
+    groups: list[tuple[list[int], list[int]]] = [(list(range(shape.writers)), [0])]
+    others = list(range(1, shape.readers))
+    procs = max(1, min(settings.reader_procs, len(others)))
+    for p in range(procs):
+        part = others[p::procs]
+        if part:
+            groups.append(([], part))
+    return groups
+
+
 async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_pids: Sequence[int],
                 pair_group: PairGroup | None = None, idle_window: float = 0.0) -> dict[str, Any]:
     """Start the load generators on a running server (or several relay processes), measure one window.
@@ -173,13 +209,7 @@ async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_p
     ``idle_window``: seconds to sample the server's CPU with every client connected and idle
     before the start (``server_idle_cores``): what it costs with nothing to do.
     """
-    groups: list[tuple[list[int], list[int]]] = [(list(range(shape.writers)), [0])]
-    others = list(range(1, shape.readers))
-    procs = max(1, min(settings.reader_procs, len(others)))
-    for p in range(procs):
-        part = others[p::procs]
-        if part:
-            groups.append(([], part))
+    groups = client_groups(shape, settings)
     workers: list[Worker] = []
     try:
         for n, (ws, rs) in enumerate(groups):
@@ -206,7 +236,10 @@ async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_p
         await asyncio.sleep(max(0.0, t_go + settings.duration - time.monotonic()))
         mark_b = cpu_mark(pids)
         server_rss = sum(rss_bytes(pid) for pid in server_pids)
-        sent = json.loads(await workers[0].expect("SENT", settings.duration + 60))
+        sent: dict[str, int] = {}
+        for n, (ws, _) in enumerate(groups):
+            if ws:
+                sent.update(json.loads(await workers[n].expect("SENT", settings.duration + 60)))
         if settings.mode == "latency":
             for w in workers:
                 await w.send(f"@@TOTALS {json.dumps(sent)}")
@@ -221,10 +254,20 @@ async def drive(spec: dict[str, Any], shape: Shape, settings: Settings, server_p
         "edits_sent": sum(sent.values()),
         "server_cpu_cores": cpu_used(mark_a, mark_b, server_pids) / window,
         "clients_cpu_cores": cpu_used(mark_a, mark_b, [w.proc.pid for w in workers]) / window,
+        # Each load generator's own share (a process near 1.0 is a saturated event loop: its
+        # clients then queue behind each other, and the latency measured is that queue).
+        "clients_cpu_cores_each": [cpu_used(mark_a, mark_b, [w.proc.pid]) / window for w in workers],
         "server_rss_mib": server_rss / 2**20,
     }
+    # The share of the machine the run itself used (server and load generators). Near 1, or with
+    # one load generator near a whole core, every client queues behind the others and a latency
+    # is mostly that queue, not the server's (bench/README.md, "Latency at 10x10 under load").
+    measured["machine_busy"] = (measured["server_cpu_cores"] + measured["clients_cpu_cores"]) / (os.cpu_count() or 1)
     if idle_cores is not None:
         measured["server_idle_cores"] = idle_cores
+    probes = [result["probe"] for result in results if "probe" in result]
+    if probes:  # BENCH_LOADGEN_PROBE: each load generator's own saturation (bench.loadgen.SelfProbe)
+        measured["loadgen_probe"] = probes
     if len(server_pids) > 1:
         measured["server_cpu_cores_each"] = [cpu_used(mark_a, mark_b, [pid]) / window for pid in server_pids]
     if settings.mode == "fanout":
@@ -309,8 +352,12 @@ async def run_benchmark(settings: Settings, shapes: list[Shape], contenders: lis
                 per[contender].append(measured)
                 shown = {k: round(v, 3) for k, v in measured.items() if k in MAIN_METRICS[settings.mode]
                          and isinstance(v, float)}
+                busy = measured.get("machine_busy")
+                each = measured.get("clients_cpu_cores_each") or []
+                load = (f", the run used {busy:.0%} of the machine, load generators "
+                        f"{'/'.join(f'{c:.2f}' for c in each)} cores" if busy is not None else "")
                 print(f"  {settings.mode} {shape} {contender} round {r + 1}: {shown} "
-                      f"({time.monotonic() - started:.1f} s)", file=sys.stderr)
+                      f"({time.monotonic() - started:.1f} s{load})", file=sys.stderr)
         for contender in usable:
             ok = [m for m in per[contender] if "error" not in m]
             table.append({"shape": str(shape), "contender": contender, "rounds": per[contender],
