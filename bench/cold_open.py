@@ -16,6 +16,11 @@ The document is built once per contender, then every round opens it on a brand-n
   the whole document as one update out).
 - The null relay holds no document, so it has nothing to open: it is not part of this one.
 
+Before every open the harness collects its own garbage (``gc.collect``): the typed trace and the
+builds leave a large heap in this process, and a full collection of it (60–90 ms here) fell
+into whichever open came first, of either contender (bench/README.md, h15-v4-cost). A new
+device's process has no such heap; what an open allocates itself is still collected during it.
+
 Besides the wall time, ``device_cpu_s`` is the CPU the opening process used meanwhile (all its
 threads: for encspaces also the store writes running in the background), a figure that moves
 less than wall time when other jobs load the machine.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import time
 import uuid
@@ -151,6 +157,7 @@ async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, work
         for r in range(rounds):
             for name in rotated(usable, r):
                 server = servers[name]
+                gc.collect()  # the harness's garbage, not the open's (module docstring)
                 try:
                     if name.startswith("encspaces"):
                         opening = open_encspaces(server, targets[name], workdir / f"device-{r}")

@@ -104,8 +104,15 @@ def fully_applied(update: bytes, state: bytes, doc: pycrdt.Doc[Any] | None = Non
     rebuilt from its state would lose them. The diff of the update against the state holds
     no struct when every struct was integrated, and its delete set (always whole) must only
     name clocks the document has. Anything unexpected counts as not applied.
+
+    Given ``doc``, one whose own encoding is ``update`` byte for byte holds all of it: the same
+    bytes decode to the same structs and delete set, and Yrs encodes only what it integrated
+    (a snapshot's state loaded into a document of its own re-encodes so, ~1.3 ms for B4's
+    377 KB, where Yrs decoding the state again below costs ~3.5 ms on every cold open).
     """
     try:
+        if doc is not None and doc.get_update() == update:
+            return True
         diff = pycrdt.get_update(update, state)
         if diff == _NOTHING_LEFT:
             # The usual answer (no struct left, no delete set: a typed-in insert), decided

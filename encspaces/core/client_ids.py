@@ -65,6 +65,9 @@ class ClientOwners:
     first: dict[int, bytes] = field(default_factory=dict)  # client id -> the author's signing key
     # (author, nonce) -> client id: an author keeps one nonce a session, a hash per entry is waste.
     _derived: dict[tuple[bytes, bytes], int] = field(default_factory=dict)
+    # (author, nonce) -> (client id, the bytes an applied update of that session wrote it in):
+    # the same bytes in the next update are the same client id, unread (encspaces.data_payload).
+    written: dict[tuple[bytes, bytes], tuple[int, bytes]] = field(default_factory=dict)
 
     def expected(self, author: bytes, nonce: bytes) -> int:
         """``derive_client_id(author, nonce)``, remembered."""
@@ -72,6 +75,7 @@ class ClientOwners:
         if found is None:
             if len(self._derived) >= _DERIVED_KEPT:
                 self._derived.clear()
+                self.written.clear()
             found = self._derived[author, nonce] = derive_client_id(author, nonce)
         return found
 

@@ -60,3 +60,43 @@ def test_read_data_checks_the_derived_client_id() -> None:
     garbage = read_data(nonce + b"\xff\xfe", True, owners, author)
     assert isinstance(garbage, Unusable) and garbage.kind == "invalid_update"
     assert read_data(first, False, owners, b"\x01" * 32) == first  # a space from before: bare updates
+
+
+def test_a_sessions_next_entries_are_read_from_the_bytes_of_its_client_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once an entry of a session was read, the next ones whose update writes the same client id
+    in the same bytes are its own without decoding the header again (a received entry's cost)."""
+    author, nonce = b"\x09" * 32, b"\x03" * NONCE_SIZE
+    _, first, later = _edits(derive_client_id(author, nonce))
+    owners = ClientOwners()
+    assert read_data(data_plaintext(nonce, first), True, owners, author) == first
+
+    def unread(data: bytes, pos: int) -> tuple[int, int]:
+        raise AssertionError("the header was decoded again")
+
+    monkeypatch.setattr("encspaces.data_payload.read_varuint", unread)
+    assert read_data(data_plaintext(nonce, later), True, owners, author) == later
+
+
+def test_a_known_session_gives_the_same_verdicts_as_a_fresh_reader() -> None:
+    """Whatever follows a session's first entry (its own edits, another writer's items under it,
+    another author under its client id, cut or garbled updates), a device that read the session
+    before and one that did not answer alike."""
+    author, nonce = b"\x09" * 32, b"\x03" * NONCE_SIZE
+    client = derive_client_id(author, nonce)
+    doc, first, later = _edits(client)
+    other: pycrdt.Doc[Any] = pycrdt.Doc(client_id=77)
+    other.apply_update(doc.get_update())
+    before = other.get_state()
+    other.get("text:doc", type=pycrdt.Text).insert(0, "x")
+    foreign = other.get_update(before)
+    mixed = pycrdt.merge_updates(later, foreign)
+    cases = [(author, later), (author, foreign), (author, mixed), (b"\x0a" * 32, later), (author, b"\x00\x00")]
+    cases += [(author, later[:cut]) for cut in range(1, len(later))]
+    cases += [(author, later[:i] + bytes([later[i] ^ 0x80]) + later[i + 1 :]) for i in range(len(later))]
+    for who, update in cases:
+        known = ClientOwners()
+        assert read_data(data_plaintext(nonce, first), True, known, author) == first
+        fresh = ClientOwners()
+        fresh.first[client] = author  # (what the known reader's first entry claimed)
+        assert read_data(data_plaintext(nonce, update), True, known, who) \
+            == read_data(data_plaintext(nonce, update), True, fresh, who), (who, update)

@@ -171,6 +171,25 @@ def testfully_applied() -> None:
     assert not fully_applied(lie, loaded.get_state())
 
 
+def test_fully_applied_takes_a_document_that_re_encodes_to_the_update_without_decoding_it_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot's state loaded into a document of its own (every cold open): the document's
+    own encoding is the state, so Yrs need not decode the state a second time (~3.5 ms for B4)."""
+    doc: pycrdt.Doc[object] = pycrdt.Doc()
+    text = doc.get("t", type=pycrdt.Text)
+    text.insert(0, "hello world")
+    del text[0:2]
+    state = doc.get_update()
+    loaded: pycrdt.Doc[object] = pycrdt.Doc()
+    loaded.apply_update(state)
+
+    def no_second_decode(*args: object) -> bytes:
+        raise AssertionError("the update was decoded again")
+
+    monkeypatch.setattr(pycrdt, "get_update", no_second_decode)
+    assert fully_applied(state, loaded.get_state(), loaded)
+
+
 def test_without_an_event_loop_a_grown_document_asks_for_one_once_per_threshold(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """No loop, nowhere to rebuild: asking (and catching RuntimeError) at every edit once the
