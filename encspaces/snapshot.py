@@ -17,7 +17,8 @@ from typing import Any
 import pycrdt
 
 from .core import crypto
-from .core.encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
+from .core.client_ids import decode_owners, encode_owners
+from .core.encoding import as_bytes, as_int, as_map, field, pack, unpack
 from .core.log_state import LogState
 from .errors import ProtocolError
 from .shared.kinds import parse_root_name
@@ -42,7 +43,7 @@ class SnapshotPayload:
         if self.owners is None:
             return pack({"v": 1, "state": self.state, "content": self.content})
         return pack({"v": PAYLOAD_VERSION, "state": self.state, "content": self.content,
-                     "owners": [[client, author] for client, author in sorted(self.owners.items())]})
+                     "owners": encode_owners(self.owners)})
 
     @classmethod
     def decode(cls, data: bytes) -> SnapshotPayload:
@@ -52,10 +53,7 @@ class SnapshotPayload:
             raise ProtocolError(f"snapshot: unknown version {version}")
         owners: Owners | None = None
         if version == PAYLOAD_VERSION:
-            owners = {}
-            for item in as_list(field(m, "owners", "snapshot"), "snapshot owners"):
-                client, author = as_list(item, "snapshot owner", 2)
-                owners[as_int(client, "snapshot owner client id")] = as_bytes(author, "snapshot owner key", 32)
+            owners = decode_owners(field(m, "owners", "snapshot"), "snapshot owners")
         return cls(as_bytes(field(m, "state", "snapshot"), "snapshot state"),
                    as_bytes(field(m, "content", "snapshot"), "snapshot content hash", crypto.HASH_SIZE), owners)
 

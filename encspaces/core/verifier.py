@@ -32,7 +32,7 @@ from ..errors import (
 )
 from . import crypto
 from .attestation import Status
-from .client_ids import ClientOwners
+from .client_ids import ClientOwners, decode_owners, encode_owners
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .entry import Entry, Kind, frozen_instance, open_body
 from .evidence import Evidence, EvidenceKind, HeadStatement, LeavesStatement, LinkStatement, Role, fork_proof, head_wire
@@ -288,7 +288,7 @@ class LogVerifier:
             "awaiting": [r.seq for r in self.awaiting_key],
             "forgotten": sorted(self.forgotten),
             "commits": [[epoch, commit] for epoch, commit in sorted(self.key_commits.items())],
-            "client_owners": [[client, author] for client, author in self.client_owners.first.items()],
+            "client_owners": encode_owners(self.client_owners.first),
             **({} if self.tree_missing else {"witness": self.witness.export()}),
         })
 
@@ -310,9 +310,7 @@ class LogVerifier:
                 epoch, commit = as_list(item, "checkpoint key commitment", 2)
                 verifier.key_commits[as_int(epoch, "commitment epoch", minimum=1)] = as_bytes(
                     commit, "key commitment", crypto.HASH_SIZE)
-            for item in as_list(m.get("client_owners", []), "checkpoint client owners"):
-                client, author = as_list(item, "checkpoint client owner", 2)
-                verifier.client_owners.first[as_int(client, "client id")] = as_bytes(author, "client owner", 32)
+            verifier.client_owners.first.update(decode_owners(m.get("client_owners", []), "checkpoint client owners"))
             witness = m.get("witness")
             if witness is None:
                 verifier.tree_missing = verifier.seq > 0
