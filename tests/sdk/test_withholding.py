@@ -228,6 +228,34 @@ async def test_submissions_neither_sequenced_nor_refused_are_not_left_silently_u
         await handle.stop()
 
 
+async def acked_one_past(server: WithholdingRelay, alice: encspaces.Space) -> int:
+    """Alice's edit acked under a head the relay signs one seq past it, over a made-up hash; her seq."""
+    alice.text("doc").insert(0, "one. ")
+    await alice.sync()
+    server.ack_ahead = 1
+    alice.text("doc").insert(5, "two. ")
+    await alice.sync()
+    server.ack_ahead = 0
+    return alice.seq
+
+
+async def two_heads_at(alice: encspaces.Space, seq: int) -> errors.ForkError:
+    """Alice's space failed with the fork at ``seq``, the held ack head and the other as evidence."""
+    await wait_for(lambda: alice.error is not None, what="alice to see the two heads at one seq")
+    error = alice.error
+    assert isinstance(error, errors.ForkError)
+    assert_fork_at(error, seq, "ack")
+    assert [SignedHead.decode(unpack(raw)).seq for raw in error.evidence] == [seq, seq]
+    return error
+
+
+async def fork_evidence_stored(alice: encspaces.Space, data_dir: Path, seq: int) -> None:
+    data = await load_evidence(alice.id, data_dir=data_dir)
+    assert data is not None
+    finding = evidence.check(data)
+    assert finding.kind is evidence.EvidenceKind.FORK and finding.seq == seq and finding.bound
+
+
 async def test_an_ack_head_the_log_later_contradicts_is_a_fork(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The relay acks Alice's edit under a head it signs for the next seq, then serves a log whose
     head there is another: it signed two histories for one seq. Before, reaching that seq only
@@ -235,26 +263,13 @@ async def test_an_ack_head_the_log_later_contradicts_is_a_fork(lying, tmp_path: 
     handle, server = lying
     alice = await encspaces.create_space(handle.url, encspaces.Identity.generate(), data_dir=tmp_path / "a")
     try:
-        alice.text("doc").insert(0, "one. ")
-        await alice.sync()
-        server.ack_ahead = 1  # the ack of her next edit carries a head one seq past it, over a made-up hash
-        alice.text("doc").insert(5, "two. ")
-        await alice.sync()
-        seq = alice.seq
-        server.ack_ahead = 0
+        seq = await acked_one_past(server, alice)
         alice.text("doc").insert(10, "three.")  # sequenced at seq + 1, where the relay signed another hash
-        await wait_for(lambda: alice.error is not None, what="alice to see the two heads at one seq")
-        error = alice.error
-        assert isinstance(error, errors.ForkError)
-        assert_fork_at(error, seq + 1, "ack")
-        assert [SignedHead.decode(unpack(raw)).seq for raw in error.evidence] == [seq + 1, seq + 1]
+        await two_heads_at(alice, seq + 1)
         assert alice.seq == seq and str(alice.text("doc")) == "one. two. three."  # (typed, never verified)
     finally:
         await alice.close()
-    data = await load_evidence(alice.id, data_dir=tmp_path / "a")
-    assert data is not None
-    finding = evidence.check(data)
-    assert finding.kind is evidence.EvidenceKind.FORK and finding.seq == seq + 1 and finding.bound
+    await fork_evidence_stored(alice, tmp_path / "a", seq + 1)
 
 
 async def test_an_ack_head_held_across_a_restart_still_proves_the_fork(lying, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -265,13 +280,7 @@ async def test_an_ack_head_held_across_a_restart_still_proves_the_fork(lying, tm
     ident = encspaces.Identity.generate()
     alice = await encspaces.create_space(handle.url, ident, data_dir=tmp_path / "a")
     try:
-        alice.text("doc").insert(0, "one. ")
-        await alice.sync()
-        server.ack_ahead = 1  # the ack of her next edit carries a head one seq past it, over a made-up hash
-        alice.text("doc").insert(5, "two. ")
-        await alice.sync()
-        seq = alice.seq
-        server.ack_ahead = 0
+        seq = await acked_one_past(server, alice)
     finally:
         await alice.close()
     assert alice.error is None
@@ -280,19 +289,12 @@ async def test_an_ack_head_held_across_a_restart_still_proves_the_fork(lying, tm
         await alice.sync()
         assert alice.seq == seq and alice.error is None
         alice.text("doc").insert(10, "three.")  # sequenced at seq + 1, where the relay signed another hash
-        await wait_for(lambda: alice.error is not None, what="alice to see the two heads at one seq")
-        error = alice.error
-        assert isinstance(error, errors.ForkError)
-        assert_fork_at(error, seq + 1, "ack")
-        assert [SignedHead.decode(unpack(raw)).seq for raw in error.evidence] == [seq + 1, seq + 1]
+        error = await two_heads_at(alice, seq + 1)
         assert SignedHead.decode(unpack(error.evidence[0])).head == server.fabricated(alice.space_bytes, seq + 1).head
         assert alice.seq == seq  # the other history was not applied
     finally:
         await alice.close()
-    data = await load_evidence(alice.id, data_dir=tmp_path / "a")
-    assert data is not None
-    finding = evidence.check(data)
-    assert finding.kind is evidence.EvidenceKind.FORK and finding.seq == seq + 1 and finding.bound
+    await fork_evidence_stored(alice, tmp_path / "a", seq + 1)
 
 
 @pytest.mark.parametrize("restart", [False, True], ids=["in one run", "across a restart"])
