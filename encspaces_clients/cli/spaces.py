@@ -7,17 +7,23 @@ import contextlib
 import re
 import shutil
 import sys
+from typing import TYPE_CHECKING
 
 from encspaces.core.identity import decode_space_id
 from encspaces.core.membership import Role
 from encspaces.core.witness_policy import Witness, WitnessPolicy
 from encspaces.errors import InvalidArgumentError, MembershipRevokedError
-from encspaces.space import Space, connect, create_space, join
 
-from .connecting import opened, run
 from .errors import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 from .home import Context, SpaceRef, relay_list
 from .output import short, warn
+
+if TYPE_CHECKING:
+    from encspaces.space import Space
+
+# The SDK's network side (encspaces.space, .connecting) is imported by the commands that open a
+# space, not at import: `spaces` and `forget` only read this device's files, and start in a third
+# of the CPU time (bench/README.md, "CLI start-up").
 
 
 def check_name(name: str) -> str:
@@ -28,6 +34,10 @@ def check_name(name: str) -> str:
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    from encspaces.space import create_space
+
+    from .connecting import run
+
     name = check_name(args.name)
     registry = ctx.registry()
     if name in registry.spaces:
@@ -76,6 +86,10 @@ def cmd_spaces(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
+    from encspaces.space import connect, join
+
+    from .connecting import run
+
     identity = ctx.identity()
     registry = ctx.registry()
     if args.name is not None:
@@ -115,6 +129,8 @@ def cmd_join(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_leave(ctx: Context, args: argparse.Namespace) -> int:
+    from .connecting import opened, run
+
     ref = ctx.registry().resolve(args.space)
 
     async def leave() -> int:
