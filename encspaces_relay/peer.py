@@ -204,7 +204,8 @@ class Peer:
         except ConnectionClosed:
             return
         except TimeoutError:
-            _drop(self.ws, f"{self.name} did not take its refusal within {self._close_timeout:g} s", self._metrics)
+            drop(self.ws, f"{self.name} did not take its refusal within {self._close_timeout:g} s", self._metrics,
+                 "close_timeout")
 
     def count_refusal(self, code: str) -> None:
         """An Error frame with ``code`` is being sent to this peer (the refusals metric)."""
@@ -237,13 +238,24 @@ async def close_within(ws: ServerConnection, code: int, reason: str, timeout: fl
         async with asyncio.timeout(timeout):
             await ws.close(code, reason)
     except TimeoutError:
-        _drop(ws, f"the close ({code} {reason}) was not taken within {timeout:g} s", metrics)
+        drop(ws, f"the close ({code} {reason}) was not taken within {timeout:g} s", metrics, "close_timeout")
 
 
-def _drop(ws: ServerConnection, why: str, metrics: RelayMetrics | None) -> None:
-    log.info("%s: dropping the connection", why)
+def remote_host(ws: ServerConnection) -> str:
+    """The remote address the per-address limits count (host only; "" if the socket has none)."""
+    try:
+        return str(ws.remote_address[0])
+    except (TypeError, IndexError):
+        return ""
+
+
+def drop(ws: ServerConnection, why: str, metrics: RelayMetrics | None, reason: str) -> None:
+    """A peer that does not read or answer would not read a close frame either: drop the TCP
+    connection now (its session ends as on a lost connection, its unsent bytes are freed), and
+    count it under ``reason`` in the dropped-connections metric."""
+    log.info("a connection from %s: %s: dropping it", remote_host(ws), why)
     if metrics is not None:
-        metrics.dropped.labels("close_timeout").inc()
+        metrics.dropped.labels(reason).inc()
     ws.transport.abort()
 
 

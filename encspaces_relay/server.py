@@ -43,10 +43,10 @@ from .handshake import Admission
 from .keys import load_or_create_signing_key
 from .limits import ConnectionCounter, CreateGate, OpeningCounter
 from .metrics import MetricsServer, RelayMetrics, check_health, server_levels
-from .peer import Peer, UnsentLedger, close_within
+from .peer import Peer, UnsentLedger, close_within, drop, remote_host
 from .refusals import Refusal, internal, unavailable
 from .room import Room
-from .session import Session, remote_host
+from .session import Session
 from .shared_log import refresh
 from .storage import BlobBackend, RelayStore, open_store
 from .store import EntryRow
@@ -241,10 +241,8 @@ class RelayServer:
             # applies, so a peer that stopped reading would hold the shutdown forever: drop them.
             for ws in list(server.all_connections):
                 if ws.protocol.state is not State.CLOSED:
-                    log.info("a connection from %s did not close within %g s: dropping it",
-                             remote_host(ws), self._config.close_timeout)
-                    self.metrics.dropped.labels("close_timeout").inc()
-                    ws.transport.abort()
+                    drop(ws, f"it did not close within {self._config.close_timeout:g} s", self.metrics,
+                         "close_timeout")
             await server.wait_closed()
         await self._close_rooms()  # rooms a handshake in progress opened meanwhile
         if self._metrics_server is not None:
@@ -382,8 +380,7 @@ class RelayServer:
                     await asyncio.wait({ping}, timeout=timeout)
                     unsent = ws.transport.get_write_buffer_size()
                     if not ping.done() and unsent >= buffered:
-                        self.metrics.dropped.labels("not_reading").inc()
-                        _drop(ws, f"{unsent} bytes unsent and none taken in {timeout:g} s")
+                        drop(ws, f"{unsent} bytes unsent and none taken in {timeout:g} s", self.metrics, "not_reading")
                         return
                     buffered = unsent
                 pong = ping.result()
@@ -397,8 +394,7 @@ class RelayServer:
                 # Its session waited for the backlog and did not read meanwhile: the pong may be
                 # behind its unread submissions. Not a sign of a dead peer; the next round pings again.
                 return
-            self.metrics.dropped.labels("no_pong").inc()
-            _drop(ws, f"no pong within {timeout:g} s")
+            drop(ws, f"no pong within {timeout:g} s", self.metrics, "no_pong")
         except ConnectionClosed:
             pass
 
@@ -510,13 +506,6 @@ class RelayServer:
     def encode_presence(self, space: bytes, presence: Presence) -> bytes:
         """The presence frame forwarded to the other subscribers (encoded once for all)."""
         return presence.encode()
-
-
-def _drop(ws: ServerConnection, why: str) -> None:
-    """A peer that does not read or answer would not read a close frame either: drop the TCP
-    connection now (its session ends as on a lost connection, its unsent bytes are freed)."""
-    log.info("a connection from %s: %s: dropping it", remote_host(ws), why)
-    ws.transport.abort()
 
 
 # What a socket over max_opening_connections or max_opening_per_address gets: there is no

@@ -247,14 +247,6 @@ def _set_read_limit(ws: ServerConnection, limit: int) -> None:
     setattr(protocol, name, limit)
 
 
-def remote_host(ws: ServerConnection) -> str:
-    """The remote address the per-address limits count (host only; "" if the socket has none)."""
-    try:
-        return str(ws.remote_address[0])
-    except (TypeError, IndexError):
-        return ""
-
-
 def _address(ws: ServerConnection) -> str:
     try:
         host, port = ws.remote_address[:2]
