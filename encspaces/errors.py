@@ -246,6 +246,14 @@ class MissingBodiesError(VerificationError):
     """The relay sent entries without their bodies that no snapshot it sent covers."""
 
 
+class AnchorStateError(VerificationError):
+    """The log state the relay sent a new device for an anchor is not the log's.
+
+    Either it differs from what the control entries (each checked from genesis) decide, or its
+    digest is not the one its own anchors or the members who attested the snapshot state.
+    """
+
+
 class WithheldEntriesError(VerificationError):
     """Entries we know exist (from a peer) that the relay does not deliver."""
 

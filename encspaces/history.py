@@ -34,6 +34,8 @@ class HistoryEntry:
 
 
 def history_entry(seq: int, raw: bytes) -> HistoryEntry:
+    if is_pruned(raw):  # this device started at a later anchor: it holds the entry's digest alone
+        return HistoryEntry(seq, "", 0, PRUNED, 0)
     h = Entry.decode(raw, local=True).header
     return HistoryEntry(seq, member_id(h.author), h.time_ms, h.kind.value, len(raw))
 
@@ -90,6 +92,9 @@ def rebuild(
             break
         if entry_seq <= start:
             continue
+        if is_pruned(raw):
+            raise HistoryError(f"seq {seq} needs the entry at seq {entry_seq}, which is not on this device "
+                               "(it started at a later anchor: docs/PROTOCOL.md section 14)")
         entry = Entry.decode(raw, local=True)
         h = entry.header
         if h.kind is not Kind.DATA:
@@ -124,6 +129,8 @@ def _start_from_snapshot(
     ``owners``); the seq whose state it holds (0: none)."""
     candidates = []
     for entry_seq, raw, _ in rows:
+        if is_pruned(raw):
+            continue
         entry = Entry.decode(raw, local=True)
         h = entry.header
         if h.kind is Kind.SNAPSHOT and not entry.stripped and h.parent_seq <= seq and entry_seq not in bad:

@@ -130,6 +130,8 @@ class Persistence:
             await self._write_pending()
             forgotten = set(self._host.verifier.forgotten)
             for seq, raw, _ in await self._store.load_log():
+                if is_pruned(raw):
+                    continue  # a digest: no sealed key in it
                 entry = Entry.decode(raw, local=True)
                 local = redact(entry, forgotten)
                 if local is not None:

@@ -92,7 +92,7 @@ from .relay_url import RelayUrls, connect_failure, connect_options, none_reachab
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
 from .snapshot_keeper import SnapshotKeeper
-from .store import STORE_FILE, LocalStore
+from .store import ANCHOR_META, STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
 from .supervision import TaskOwner
 from .witness_watch import WitnessWatch
@@ -229,6 +229,9 @@ class _Host:
 
     def on_verified(self, entries: builtins.list[VerifiedEntry]) -> None:
         self._space._apply_verified(entries)
+
+    def on_anchored(self, seq: int) -> None:
+        self._space.snapshots.anchored(seq)
         self._space.presence.verified()
         self._space._evidence.verified()
         self._space._witnesses.verified()
@@ -966,6 +969,9 @@ class Space:
             (e.header.author_seq for e in self._box.entries if e.header.kind is Kind.DATA), default=0))
         rows, forgotten, keeper, state = self._persistence.pending.log, self._verifier.forgotten, self.snapshots, \
             self._verifier.state
+        if self._verifier.pruned:  # a new device's entries up to its anchor, known by digest alone
+            rows.extend(self._verifier.pruned)
+            self._verifier.pruned = []
         for result in results:
             if result.stripped:
                 # An encrypted entry without its body (thousands in a catch-up a snapshot covers):
@@ -1002,7 +1008,13 @@ class Space:
             self._reissue_outbox()
         self._check_keys()
         self._maintain()
-        if self.seq - self._persistence.checkpoint_seq >= self.options.checkpoint_every:
+        settled, keeper.settled = keeper.settled, None
+        if settled is not None:
+            # Stored with the rows it lets through and a checkpoint past it, in one write: the
+            # store never holds digest-only rows that a restart would have to replay.
+            self._persistence.pending.meta[ANCHOR_META] = pack([settled.seq, settled.state])
+            self._persistence.take_checkpoint()
+        elif self.seq - self._persistence.checkpoint_seq >= self.options.checkpoint_every:
             self._persistence.take_checkpoint()
         self._persistence.wake()
         self._progress.set()
@@ -1113,8 +1125,7 @@ class Space:
             self._verifier, awaiting = LogVerifier.from_checkpoint(self.space_bytes, self.identity, blob, heads)
             self._verifier.own_entry = self._held_entry
             if self._verifier.tree_missing:  # a checkpoint from before the Merkle tree: rebuilt once
-                self._verifier.rebuild_tree([Entry.decode(raw, local=True).digest()
-                                             for _, raw, _ in await self._store.load_log(0, after)])
+                self._verifier.rebuild_tree([stored_digest(raw) for _, raw, _ in await self._store.load_log(0, after)])
             self.skipped = self._verifier.skipped
             self._verifier.resume_awaiting(await self._store.load_entries(awaiting))
             self._document.apply_remote(document, None)

@@ -123,7 +123,7 @@ def _check_checkpoints(verifier: LogVerifier, rows: Sequence[tuple[int, bytes, b
     for seq, raw, _ in rows:
         if seq > verifier.seq or seq > max(sizes):
             break
-        frontier.append(merkle.leaf_hash(merkle.entry_leaf(Entry.decode(raw, local=True).digest())))
+        frontier.append(merkle.leaf_hash(merkle.entry_leaf(stored_digest(raw))))
         if seq in sizes:
             roots[seq] = frontier.root()
     checked: list[tuple[int, tuple[str, ...]]] = []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeAlias
 
-from ..errors import HandshakeError, MalformedFrameError, ProtocolError, RelayError
+from ..errors import HandshakeError, MalformedFrameError, MissingBodiesError, ProtocolError, RelayError
 from . import crypto
 from .head import SignedHead
 from .identity import Identity, member_id
@@ -21,6 +21,7 @@ from .invites import InviteSecret
 from .messages import (
     PROTOCOL_VERSION,
     Ack,
+    AnchorState,
     AuthStatement,
     BlobAck,
     BlobData,
@@ -70,6 +71,14 @@ class Send:
 @dataclass(frozen=True)
 class Verified:
     entries: list[VerifiedEntry]
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """A new device installed the relay's log state at the anchor ``seq``: everything after it is held
+    until an agreed snapshot covers it (the device's state there is the relay's word until then)."""
+
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ class Notice:
 
 
 Event: TypeAlias = (
-    Send | Verified | BecameLive | Acked | PresenceReceived | Notice | BlobReplyReceived | CheckpointReceived
+    Send | Verified | Anchored | BecameLive | Acked | PresenceReceived | Notice | BlobReplyReceived | CheckpointReceived
     | ProofReplyReceived
 )
 
@@ -193,6 +202,9 @@ class ClientSession:
             if isinstance(message, Entries):
                 live = self.state is SessionState.LIVE
                 return self._maybe_live([Verified(self.verifier.verify_frame(message, live=live))])
+            if isinstance(message, AnchorState) and self.state is SessionState.CATCHING_UP and self.verifier.sparse:
+                self.verifier.install_anchor(message.seq, message.state)
+                return self._maybe_live([Anchored(message.seq)])
             if isinstance(message, Ack):
                 if message.head is not None:
                     self.verifier.note_signed_head(message.head)
@@ -234,10 +246,15 @@ class ClientSession:
             genesis=self.genesis if self.verifier.seq == 0 else None,
             invite=(self.invite.invite_key, self.invite.auth_proof(auth)) if newcomer and self.invite else None,
             fast=self.verifier.seq == 0,  # a new device starts from the newest snapshot
+            anchored=self.verifier.seq == 0,  # and at its anchor
         ).encode()
 
     def _maybe_live(self, events: list[Event]) -> list[Event]:
         if self.state is not SessionState.LIVE and self.verifier.seq >= self.target_seq:
+            if self.verifier.sparse:
+                raise MissingBodiesError(
+                    f"the relay sent entries up to seq {self.verifier.seq} as digests, and no log state for the "
+                    "anchor they lead to")
             self.verifier.settle_unpinned()  # stripped entries no agreed snapshot vouched for
             self.state = SessionState.LIVE
             events.append(BecameLive())

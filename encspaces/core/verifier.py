@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import nacl.public
 
 from ..errors import (
+    AnchorStateError,
     AuthorSeqGapError,
     ChainError,
     CheckpointForkError,
@@ -31,7 +32,7 @@ from ..errors import (
     StoreError,
 )
 from . import crypto
-from .attestation import Status
+from .attestation import AttestBody, Status
 from .client_ids import ClientOwners, decode_owners, encode_owners
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
 from .entry import Entry, Kind, frozen_instance, open_body
@@ -39,7 +40,7 @@ from .evidence import Evidence, EvidenceKind, HeadStatement, LeavesStatement, Li
 from .head import SignedHead, next_head
 from .identity import Identity, member_id
 from .invites import InviteBody, InviteSecret
-from .log_state import GENESIS_SEQ, LogState
+from .log_state import ANCHOR_GRID, GENESIS_SEQ, LogState, anchor_of
 from .membership import AddDeviceBody, AddMemberBody, GenesisBody, RekeyBody
 from .messages import Entries, Welcome
 from .witnessing import WitnessTracker, rules_of
@@ -67,6 +68,24 @@ class VerifiedEntry:
     @property
     def kind(self) -> Kind:
         return self.entry.header.kind
+
+
+@dataclass
+class Anchor:
+    """A new device's start at an anchor (docs/PROTOCOL.md section 14, "Anchors").
+
+    ``SPARSE`` while the relay sends control entries whole and every other entry as its
+    digest up to the anchor; then ``PENDING`` with the log state the relay sent installed, until
+    an agreed snapshot whose attestations state ``digest`` (its payload too) covers it.
+    """
+
+    SPARSE = "sparse"
+    PENDING = "pending"
+
+    stage: str
+    seq: int = 0
+    digest: bytes = b""
+    state: bytes = b""  # the installed state as the relay sent it (kept by the store once covered)
 
 
 class LogVerifier:
@@ -115,6 +134,10 @@ class LogVerifier:
         # signed parent hash, and its attesters', commit to their exact bytes), else checked one by
         # one when catch-up ends (``settle_unpinned``): PROTOCOL.md section 14, "Signatures of stripped entries".
         self.unpinned: dict[int, Entry] = {}
+        # A new device that starts at an anchor (``Anchor``), until an agreed snapshot covers it;
+        # and the (seq, digest, head) of the entries the relay sent as digests, for the store.
+        self.anchor: Anchor | None = None
+        self.pruned: list[tuple[int, bytes, bytes]] = []
         # This device's own entry with an author_seq, exactly as it signed it, while it still holds
         # it (the SDK's outbox); None otherwise. A relay-sent entry with these very bytes is ours:
         # its author signature is not verified again (see ``_verify_entry``).
@@ -275,7 +298,7 @@ class LogVerifier:
             self.state.apply(entry, seq, head)
             results.append(self._open(entry, seq, head, new_keys))
         if results:
-            self._grow_tree(results[0].seq, [r.entry for r in results])
+            self._grow_tree(results[0].seq, [r.entry.digest() for r in results])
         return self._finish(results, new_keys)
 
     # --- local checkpoints ------------------------------------------------------------------
@@ -352,6 +375,8 @@ class LogVerifier:
     def _verify(self, frame: Entries, *, relay_signed: bool, live: bool = False) -> list[VerifiedEntry]:
         if not frame.entries:
             raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
+        if (self.seq == 0 or self.sparse) and any(len(raw) == crypto.HASH_SIZE for raw in frame.entries):
+            return self._verify_sparse(frame, relay_signed=relay_signed, live=live)
         # Only this device's own store may hold redacted entries (sealed keys blanked).
         local = not relay_signed
         entries = self._decode_all(frame, local)
@@ -360,7 +385,8 @@ class LogVerifier:
         if relay_signed:
             self._check_signed(frame.head)
         self._check_span(frame)
-        heads = self._check_chain(frame, entries)
+        digests = [entry.digest() for entry in entries]
+        heads = self._check_chain(frame, digests)
         if live:
             for i, entry in enumerate(entries):
                 if entry.stripped:
@@ -379,7 +405,7 @@ class LogVerifier:
                 for i, entry in enumerate(entries)
             ]
             if relay_signed and self._heads_ahead:
-                self._check_heads_ahead(frame, entries, heads)
+                self._check_heads_ahead(frame, digests, heads)
         except BaseException:
             self.state.rollback()
             raise
@@ -393,12 +419,156 @@ class LogVerifier:
         if self.unpinned:
             self._pin()
         finished = self._finish(results, new_keys)
-        self._grow_tree(frame.first_seq, entries, frame.head if relay_signed else None)
+        self._grow_tree(frame.first_seq, digests, frame.head if relay_signed else None)
         if relay_signed:
             self.witness.observe_head(frame.head.seq, pack(frame.head.encode()), Role.FRAME)
         return finished
 
-    def _grow_tree(self, first: int, entries: list[Entry], head: SignedHead | None = None) -> None:
+    # --- a new device's start at an anchor -----------------------------------------------------
+
+    def _verify_sparse(self, frame: Entries, *, relay_signed: bool, live: bool) -> list[VerifiedEntry]:
+        """A frame of the stretch up to an anchor: control entries whole, every other entry as its digest.
+
+        Control entries are checked as always (signature, every rule but the author_seq one,
+        which the data entries between them move), from the genesis on, so membership, roles,
+        devices and keys are the log's, not the relay's word. The digests only chain: what the
+        entries they stand for did to the counters comes with the state the relay sends for the
+        anchor (``install_anchor``), which nothing is built on until the snapshot covers it.
+        """
+        first = frame.first_seq
+        if live:
+            raise MissingBodiesError(f"the relay sent entries from seq {first} as digests in the live stream: "
+                                     "only a new device's catch-up to an anchor may leave entries out")
+        items: list[Entry | bytes] = []
+        for i, raw in enumerate(frame.entries):
+            if len(raw) == crypto.HASH_SIZE:
+                items.append(raw)
+                continue
+            try:
+                entry = Entry.decode(raw, local=not relay_signed)
+            except MalformedEntryError as exc:
+                raise MalformedEntryError(f"seq {first + i}: {exc}") from exc
+            if entry.stripped or entry.header.kind.is_encrypted or entry.header.kind is Kind.ATTEST:
+                raise MalformedFrameError(
+                    f"seq {first + i}: a {entry.header.kind.value} entry in the stretch before an anchor, where the "
+                    "relay sends control entries whole and every other entry as its digest")
+            items.append(entry)
+        if self.seq == 0:
+            genesis = items[0]
+            if not isinstance(genesis, Entry):
+                raise ChainError(f"the relay sent seq {first} as a digest: a new device needs the genesis entry whole")
+            self._bootstrap(frame, [genesis])
+            self.anchor = Anchor(Anchor.SPARSE)
+            self.state.sparse = True
+        if relay_signed:
+            self._check_signed(frame.head)
+        self._check_span(frame)
+        digests = [item if isinstance(item, bytes) else item.digest() for item in items]
+        heads = self._check_chain(frame, digests)
+        self.state.begin()
+        new_keys: dict[int, bytes] = {}
+        self._new_commits = {}
+        results: list[VerifiedEntry] = []
+        try:
+            for i, item in enumerate(items):
+                seq = first + i
+                if isinstance(item, bytes):
+                    self.state.apply_pruned(seq, heads[i])
+                    continue
+                item.check_signature(seq)
+                self.state.check(item, seq)
+                self.state.apply(item, seq, heads[i])
+                results.append(self._open(item, seq, heads[i], new_keys))
+            if relay_signed and self._heads_ahead:
+                self._check_heads_ahead(frame, digests, heads)
+        except BaseException:
+            self.state.rollback()
+            raise
+        self.state.commit()
+        self.pruned.extend((first + i, item, heads[i]) for i, item in enumerate(items) if isinstance(item, bytes))
+        self.latest_head = frame.head
+        if relay_signed:
+            self._note_fresh(frame.head)
+            self.verified_head = frame.head
+        finished = self._finish(results, new_keys)
+        self._grow_tree(first, digests, frame.head if relay_signed else None)
+        if relay_signed:
+            self.witness.observe_head(frame.head.seq, pack(frame.head.encode()), Role.FRAME)
+        return finished
+
+    @property
+    def sparse(self) -> bool:
+        """Catching up to an anchor: entries before it come as digests, then the log state there."""
+        return self.anchor is not None and self.anchor.stage == Anchor.SPARSE
+
+    def install_anchor(self, seq: int, exported: bytes) -> None:
+        """The relay's log state at the anchor ``seq``, which the sparse stretch just reached.
+
+        Checked at once against what this device can check: the control entries it verified
+        (every membership field must be theirs), its own author_seqs (never ahead of the
+        state's), and the state's own digest at ``seq``. The rest (the counters data entries
+        move) is the relay's word until an agreed snapshot's attestations state the same digest
+        (``settle_anchor``); until then nothing after the anchor is stored or applied.
+        """
+        if not self.sparse:
+            raise MalformedFrameError(f"the relay sent a log state for seq {seq} to a device that is not "
+                                      "catching up to an anchor")
+        if seq != self.seq or seq % ANCHOR_GRID:
+            raise AnchorStateError(f"the relay sent the log state at seq {seq}, but its entries as digests reach "
+                                   f"seq {self.seq} (an anchor is a multiple of {ANCHOR_GRID})")
+        try:
+            restored = LogState.restore(self.space, exported, list(self.state.heads))
+        except (ProtocolError, ValueError) as exc:
+            raise AnchorStateError(f"the log state the relay sent for seq {seq} does not decode: {exc}") from exc
+        if restored.seq != seq:
+            raise AnchorStateError(f"the log state the relay sent for seq {seq} is at seq {restored.seq}")
+        mine, theirs = self.state.membership_digest(), restored.membership_digest()
+        if mine != theirs:
+            raise AnchorStateError(
+                f"the log state the relay sent for seq {seq} names other members, devices, roles, epochs, "
+                f"invites or policies than the control entries from genesis decide: its digest "
+                f"{theirs.hex()[:16]}…, the log's {mine.hex()[:16]}…")
+        for author, author_seq in self.state.author_seqs.items():
+            if restored.author_seqs.get(author, 0) < author_seq:
+                raise AnchorStateError(
+                    f"the log state the relay sent for seq {seq} has author {member_id(author)} at author_seq "
+                    f"{restored.author_seqs.get(author, 0)}, but its control entries reach author_seq {author_seq}")
+        digest = restored.state_digest()
+        stated = restored.anchors.get(seq)
+        if stated != digest:
+            raise AnchorStateError(
+                f"the log state the relay sent for seq {seq} hashes to {digest.hex()[:16]}…, but it states "
+                f"{'no digest' if stated is None else stated.hex()[:16] + '…'} for that seq")
+        self.state = restored
+        self.anchor = Anchor(Anchor.PENDING, seq, digest, exported)
+
+    def _check_attested_anchor(self, entry: Entry, seq: int) -> None:
+        """An attestation that states another log state at our anchor than the one the relay sent us:
+        the relay's state is not the log's (the rules would only say the attestation is wrong)."""
+        anchor = self.anchor
+        try:
+            body = AttestBody.decode(entry.body)
+        except ProtocolError:
+            return  # malformed: the rules say so
+        record = self.state.snapshots.get(body.snapshot)
+        if anchor is None or record is None or body.anchor is None or anchor_of(record.base) != anchor.seq \
+                or body.anchor == anchor.digest:
+            return
+        raise AnchorStateError(
+            f"{entry.describe()} at seq {seq} states the log state at seq {anchor.seq} as {body.anchor.hex()[:16]}…, "
+            f"but the state the relay sent this device for that seq hashes to {anchor.digest.hex()[:16]}…: "
+            "the relay's state is not the log's")
+
+    def settle_anchor(self) -> Anchor | None:
+        """An agreed snapshot covered the anchor (its attestations state its digest): no longer pending.
+        Returns the anchor, which the store keeps (its state is what re-verifying the store starts from)."""
+        anchor = self.anchor
+        if anchor is None or anchor.stage != Anchor.PENDING:
+            return None
+        self.anchor = None
+        return anchor
+
+    def _grow_tree(self, first: int, digests: list[bytes], head: SignedHead | None = None) -> None:
         """Extend the Merkle tree by entries just verified (a checkpoint at their size is compared
         there and may raise CheckpointForkError: the relay showed someone another log). The
         frame's entries are not stored when that fails the space: their digests and the frame's
@@ -410,15 +580,15 @@ class LogVerifier:
             self.witness.set_relay_key(self.state.relay_key)
             self.witness.set_rules(rules_of(self.state.witness_policies))
         try:
-            self.witness.extend(first, [entry.digest() for entry in entries])
+            self.witness.extend(first, digests)
         except CheckpointForkError as exc:
             leaves = exc.proof.leaves if exc.proof is not None else None
-            if exc.proof is not None and leaves is not None and head is not None and entries:
+            if exc.proof is not None and leaves is not None and head is not None and digests:
                 # the whole frame (from ``first``), up to its signed head
                 kept = leaves.tail[: max(0, first - leaves.tail_from)] if leaves.tail_from <= first else ()
                 tail = LeavesStatement(leaves.role, None, through=leaves.through,
                                        tail_from=first - len(kept),
-                                       tail=(*kept, *(entry.digest() for entry in entries)))
+                                       tail=(*kept, *digests))
                 exc.proof = exc.proof.replace(statements=(
                     *(s for s in exc.proof.statements if s is not leaves), HeadStatement(Role.FRAME, head), tail))
             raise
@@ -436,7 +606,10 @@ class LogVerifier:
 
     @property
     def unpinned_from(self) -> int | None:
-        """The first seq whose signature is neither checked nor vouched for; None when there is none."""
+        """The first seq whose signature is neither checked nor vouched for (the whole log while a
+        start at an anchor is not covered); None when there is none."""
+        if self.anchor is not None:
+            return 1
         return next(iter(self.unpinned), None)
 
     def _pin(self) -> None:
@@ -505,7 +678,11 @@ class LogVerifier:
             for raw in frame.entries:
                 append(decode(raw, local=local))
         except MalformedEntryError as exc:
-            raise MalformedEntryError(f"seq {frame.first_seq + len(entries)}: {exc}") from exc
+            seq = frame.first_seq + len(entries)
+            if len(frame.entries[len(entries)]) == crypto.HASH_SIZE:
+                raise MissingBodiesError(f"the relay sent the entry at seq {seq} as its digest alone, outside a new "
+                                         "device's catch-up to an anchor") from exc
+            raise MalformedEntryError(f"seq {seq}: {exc}") from exc
         return entries
 
     def _bootstrap(self, frame: Entries, entries: list[Entry]) -> None:
@@ -544,11 +721,11 @@ class LogVerifier:
                 f"frame carries seqs {frame.first_seq}..{last} but its signed head is at seq {frame.head.seq}"
             )
 
-    def _check_chain(self, frame: Entries, entries: list[Entry]) -> list[bytes]:
+    def _check_chain(self, frame: Entries, digests: list[bytes]) -> list[bytes]:
         heads = []
         h = self.head
-        for i, entry in enumerate(entries):
-            h = next_head(h, frame.first_seq + i, entry.digest())
+        for i, digest in enumerate(digests):
+            h = next_head(h, frame.first_seq + i, digest)
             heads.append(h)
         if h != frame.head.head:
             raise ChainError(
@@ -557,7 +734,7 @@ class LogVerifier:
             )
         return heads
 
-    def _check_heads_ahead(self, frame: Entries, entries: list[Entry], heads: list[bytes]) -> None:
+    def _check_heads_ahead(self, frame: Entries, digests: list[bytes], heads: list[bytes]) -> None:
         """A head the relay signed past our seq (in an ack or a welcome) that this frame reaches
         must be the frame's chain there: the relay signed both, so another hash is a fork, and
         the two heads with the frame's digests between them are its proof. Checked once every
@@ -572,7 +749,7 @@ class LogVerifier:
                                                                HeadStatement(Role.FRAME, frame.head)]
             if held.seq < frame.head.seq:
                 statements.append(LinkStatement(Role.FRAME, held.seq, heads[at],
-                                                tuple(e.digest() for e in entries[at + 1:])))
+                                                tuple(digests[at + 1:])))
             raise ForkError(
                 f"the relay signed head {held.head.hex()[:16]}… at seq {held.seq} (in its {role.value}), and now "
                 f"sends a log whose head there is {heads[at].hex()[:16]}…: it signed two histories",
@@ -603,6 +780,8 @@ class LogVerifier:
         elif not (deferred is not None and entry.header.author == self._me
                   and self.own_entry(entry.header.author_seq) == entry.raw):
             entry.check_signature(seq)  # (unless the relay sent back our own entry, byte for byte)
+        if self.anchor is not None and entry.header.kind is Kind.ATTEST:
+            self._check_attested_anchor(entry, seq)
         try:
             self.state.check(entry, seq)
         except AuthorSeqGapError as exc:
