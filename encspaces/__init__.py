@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from .errors import (
     ArgumentTypeError,
+    AnchorStateError,
     AttestationError,
     AuthorSeqError,
     AuthorSeqGapError,
@@ -233,6 +234,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ArgumentTypeError",
+    "AnchorStateError",
     "AttestationError",
     "AuthorSeqError",
     "AuthorSeqGapError",

@@ -229,8 +229,8 @@ class AdminActions:
         if host.unsent or host.verifier.awaiting_key or host.snapshot_gap:
             raise NotPermittedError("the document is not settled (edits in flight or entries not yet readable)")
         verifier = host.verifier
-        payload = snapshot_payload(host.document.state(), content_hash(host.document.doc), verifier.state,
-                                   verifier.state.seq, verifier.client_owners.first)
+        payload = snapshot_payload(host.document.state(), content_hash(host.document.doc),
+                                   verifier.state.client_ids_bound, verifier.client_owners.first)
         await self.control(Kind.SNAPSHOT, payload, action)
 
     # --- checks before anything is queued ----------------------------------------------------

@@ -243,7 +243,7 @@ class SpaceMismatchError(VerificationError, RuleError):
 
 
 class MissingBodiesError(VerificationError):
-    """The relay sent entries without their bodies that no snapshot it sent covers."""
+    """The relay sent entries without their bodies (or as digests alone) where nothing it sent covers them."""
 
 
 class AnchorStateError(VerificationError):

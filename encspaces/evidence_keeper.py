@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .core.entry import Entry
+from .core.entry import stored_digest
 from .core.evidence import MAX_LEAVES, Evidence, HeadStatement, LeavesStatement, LinkStatement, Role, check
 from .core.head import SignedHead
 from .core.log_state import space_id_of

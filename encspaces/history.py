@@ -13,13 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .core.client_ids import ClientOwners
-from .core.entry import Entry, Kind, open_body
+from .core.entry import Entry, Kind, is_pruned, open_body
 from .core.identity import member_id
 from .data_payload import Unusable, read_data
 from .document import Document, SharedList, SharedMap, SharedTable, SharedText
 from .errors import HistoryError, ProtocolError, ReadOnlyError
 from .shared.kinds import ObjectKind
 from .snapshot import SnapshotPayload, state_content_hash
+
+# The kind ``history()`` lists for an entry this device holds as its digest alone: it started at a
+# later anchor (docs/PROTOCOL.md section 14, "Anchors"), so its author, time and kind are unknown.
+PRUNED = "pruned"
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class HistoryEntry:
     seq: int
     author: str
     time_ms: int  # the author's clock when writing
-    kind: str
+    kind: str  # or PRUNED (author "", time and size 0)
     size: int  # bytes of the entry as stored
 
 

@@ -18,15 +18,13 @@ import pycrdt
 
 from .core import crypto
 from .core.client_ids import decode_owners, encode_owners
-from .core.encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
-from .core.log_state import LogState, anchor_of
+from .core.encoding import as_bytes, as_int, as_map, field, pack, unpack
+from .core.log_state import LogState
 from .errors import ProtocolError
 from .shared.kinds import parse_root_name
 from .shared.values import canonical
 
-# 3: may name the log state at the anchor; 2: with the first writers of client ids (spaces that
-# bind them); 1: without either
-PAYLOAD_VERSION = 3
+PAYLOAD_VERSION = 2  # 2: with the first writers of client ids (spaces that bind them); 1: without
 GRANULARITY = 100  # members note the content at the end of each frame crossing a multiple of this
 
 Owners = dict[int, bytes]  # Yjs client id -> the device key that first wrote under it (core/client_ids.py)
@@ -40,38 +38,24 @@ class SnapshotPayload:
     # snapshot's base: a device that starts from the snapshot applies the first-writer rule as
     # the devices that replayed the log do. None: a version 1 payload (spaces that do not).
     owners: Owners | None = None
-    # (the anchor's seq, the log state digest there, LogState.anchors) as the author's log has it:
-    # a new device that starts at the anchor needs the author to vouch for it too (version 3).
-    anchor: tuple[int, bytes] | None = None
 
     def encode(self) -> bytes:
-        if self.anchor is not None:
-            fields: dict[str, object] = {"v": PAYLOAD_VERSION, "state": self.state, "content": self.content,
-                                         "anchor": list(self.anchor)}
-            if self.owners is not None:
-                fields["owners"] = encode_owners(self.owners)
-            return pack(fields)
         if self.owners is None:
             return pack({"v": 1, "state": self.state, "content": self.content})
-        return pack({"v": 2, "state": self.state, "content": self.content, "owners": encode_owners(self.owners)})
+        return pack({"v": PAYLOAD_VERSION, "state": self.state, "content": self.content,
+                     "owners": encode_owners(self.owners)})
 
     @classmethod
     def decode(cls, data: bytes) -> SnapshotPayload:
         m = as_map(unpack(data, max_size=1 << 30, what="snapshot"), "snapshot")
         version = as_int(field(m, "v", "snapshot"), "snapshot version")
-        if version not in (1, 2, PAYLOAD_VERSION):
+        if version not in (1, PAYLOAD_VERSION):
             raise ProtocolError(f"snapshot: unknown version {version}")
         owners: Owners | None = None
-        if version == 2 or (version == PAYLOAD_VERSION and "owners" in m):
-            owners = decode_owners(field(m, "owners", "snapshot"), "snapshot owners")
-        anchor: tuple[int, bytes] | None = None
         if version == PAYLOAD_VERSION:
-            at, digest = as_list(field(m, "anchor", "snapshot"), "snapshot anchor", 2)
-            anchor = (as_int(at, "snapshot anchor seq", minimum=1), as_bytes(digest, "snapshot anchor digest",
-                                                                             crypto.HASH_SIZE))
+            owners = decode_owners(field(m, "owners", "snapshot"), "snapshot owners")
         return cls(as_bytes(field(m, "state", "snapshot"), "snapshot state"),
-                   as_bytes(field(m, "content", "snapshot"), "snapshot content hash", crypto.HASH_SIZE), owners,
-                   anchor)
+                   as_bytes(field(m, "content", "snapshot"), "snapshot content hash", crypto.HASH_SIZE), owners)
 
 
 def owners_digest(owners: Owners) -> bytes:
@@ -79,13 +63,9 @@ def owners_digest(owners: Owners) -> bytes:
     return crypto.hash_parts(crypto.CTX_SNAPSHOT_OWNERS, pack(sorted(owners.items())))
 
 
-def snapshot_payload(doc_state: bytes, content: bytes, state: LogState, base: int, owners: Owners) -> bytes:
-    """A snapshot of a document at ``base`` whose first writers are ``owners`` (carried where the space
-    binds client ids), naming the log state at its anchor where ``state`` kept it."""
-    anchor = anchor_of(base)
-    digest = state.anchors.get(anchor) if anchor else None
-    return SnapshotPayload(doc_state, content, dict(owners) if state.client_ids_bound else None,
-                           None if digest is None else (anchor, digest)).encode()
+def snapshot_payload(doc_state: bytes, content: bytes, bound: bool, owners: Owners) -> bytes:
+    """A snapshot of a document whose first writers are ``owners`` (carried where ``bound``)."""
+    return SnapshotPayload(doc_state, content, dict(owners) if bound else None).encode()
 
 
 def content_hash(doc: pycrdt.Doc[Any]) -> bytes:

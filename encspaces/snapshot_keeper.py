@@ -32,8 +32,8 @@ import pycrdt
 
 from .core.attestation import TRACKED_SNAPSHOTS, AttestBody, Status, attest_tag
 from .core.entry import Kind
-from .core.log_state import LogState, anchor_of
-from .core.verifier import Anchor, VerifiedEntry
+from .core.log_state import LogState
+from .core.verifier import VerifiedEntry
 from .document import fully_applied
 from .errors import BadSnapshotError, MissingBodiesError, ProtocolError
 from .snapshot import (
@@ -78,9 +78,6 @@ class SnapshotKeeper:
         self.stripped_through = 0  # newest seq whose body the relay did not send
         self.covered_through = 0  # the seq whose state the snapshot we merged holds
         self.used: tuple[int, bytes] | None = None  # (seq, author) of the snapshot we depend on
-        # A start at an anchor that the snapshot just merged covered: the space stores it (and takes
-        # a checkpoint) once the batch is applied.
-        self.settled: Anchor | None = None
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         # Attest only entries that arrive from the relay, not those replayed from our own store
         # at startup (the outbox, restored after them, may already hold our attestation).
@@ -254,8 +251,6 @@ class SnapshotKeeper:
             if not problem and payload is not None and payload.owners is not None and owners is not None \
                     and owners_digest(payload.owners) != owners:
                 problem = f"its first writers of Yjs client ids differ from the log's at seq {base}"
-            if not problem and payload is not None:
-                problem = self._anchor_problem(seq, base, payload)
             problem = problem or unbound
             self._mine[seq] = (own, not problem)
             self._attest(seq, header.epoch, header.author, own, agrees=not problem)
@@ -287,19 +282,6 @@ class SnapshotKeeper:
         # device may then start there.
         body = AttestBody(seq, tag, agrees, record.anchor)
         self._host.queue_entry(Kind.ATTEST, body.encode(), (state.seq, state.head))
-
-    def _anchor_problem(self, seq: int, base: int, payload: SnapshotPayload) -> str:
-        """What is wrong with the log state a snapshot names at its anchor, judged by our own log."""
-        if payload.anchor is None:
-            return ""
-        at, digest = payload.anchor
-        if at != anchor_of(base):
-            return f"it names the log state at seq {at}, but its anchor is seq {anchor_of(base)}"
-        record = self._host.verifier.state.snapshots.get(seq)
-        ours = None if record is None else record.anchor
-        if ours is not None and ours != digest:
-            return f"its log state at seq {at} differs from the log's"
-        return ""
 
     def _on_attestation(self, result: VerifiedEntry) -> None:
         """Judge an attestation against what we know of the content at the snapshot's base."""
@@ -351,12 +333,6 @@ class SnapshotKeeper:
             expected = attest_tag(key, state.space, seq, base, payload.content)
             if any(a.tag != expected for a in record.attestations):
                 continue  # they agree on another content than it claims: not started from
-            anchor = verifier.anchor
-            if anchor is not None and not (
-                    anchor_of(base) == anchor.seq and record.anchor == anchor.digest
-                    and record.anchored(state.policy.snapshot_attesters)
-                    and payload.anchor == (anchor.seq, anchor.digest)):
-                continue  # it does not vouch for the log state this device started at
             try:
                 # A new device's empty document becomes the one the check loaded (no second load).
                 adopted = self._document.adopt(loaded, result.entry.author_id)
@@ -371,7 +347,6 @@ class SnapshotKeeper:
                                                   evidence=(result.entry.raw,)))
                 continue
             self._candidates.clear()
-            self.settled = verifier.settle_anchor()
             self._covered(base, payload.content if adopted else None)
             self.used = (seq, result.entry.header.author)
             log.info("started from the snapshot at seq %d (state at seq %d), attested by %d members",
@@ -417,7 +392,8 @@ class SnapshotKeeper:
         if role is None or not role.can_write or not snapshot_due(state, base):
             return
         verifier = self._host.verifier
-        payload = snapshot_payload(self._document.state(), content, state, base, verifier.client_owners.first)
+        payload = snapshot_payload(self._document.state(), content, state.client_ids_bound,
+                                   verifier.client_owners.first)
         if len(payload) > MAX_SNAPSHOT:
             log.warning("the document (%d bytes) is too large for a snapshot entry; no snapshot", len(payload))
             return

@@ -34,7 +34,7 @@ from .core.batch_window import BatchWindow
 from .core.client_ids import NONCE_SIZE, derive_client_id
 from .core.devices import CERT_PREFIX, DeviceCertificate, PairingRequest, device_in_use_message
 from .core.encoding import DEFAULT_MAX_MESSAGE, pack
-from .core.entry import Entry, Kind, build_entry, open_body
+from .core.entry import Entry, Kind, build_entry, open_body, stored_digest
 from .core.head import SignedHead
 from .core.identity import Identity, PublicIdentity, decode_space_id, member_id
 from .core.invites import InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
@@ -92,7 +92,7 @@ from .relay_url import RelayUrls, connect_failure, connect_options, none_reachab
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
 from .snapshot_keeper import SnapshotKeeper
-from .store import ANCHOR_META, STORE_FILE, LocalStore
+from .store import STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
 from .supervision import TaskOwner
 from .witness_watch import WitnessWatch
@@ -229,12 +229,12 @@ class _Host:
 
     def on_verified(self, entries: builtins.list[VerifiedEntry]) -> None:
         self._space._apply_verified(entries)
-
-    def on_anchored(self, seq: int) -> None:
-        self._space.snapshots.anchored(seq)
         self._space.presence.verified()
         self._space._evidence.verified()
         self._space._witnesses.verified()
+
+    def on_anchored(self, seq: int) -> None:
+        self._space.snapshots.anchored(seq)
 
     def on_live(self) -> None:
         space = self._space
@@ -969,9 +969,6 @@ class Space:
             (e.header.author_seq for e in self._box.entries if e.header.kind is Kind.DATA), default=0))
         rows, forgotten, keeper, state = self._persistence.pending.log, self._verifier.forgotten, self.snapshots, \
             self._verifier.state
-        if self._verifier.pruned:  # a new device's entries up to its anchor, known by digest alone
-            rows.extend(self._verifier.pruned)
-            self._verifier.pruned = []
         for result in results:
             if result.stripped:
                 # An encrypted entry without its body (thousands in a catch-up a snapshot covers):
@@ -993,6 +990,10 @@ class Space:
             keeper.after_entry(result, state)
             if not result.late and result.kind in MEMBERSHIP_KINDS:
                 self._member_changes.publish(member_change(result, state))
+        if self._verifier.pruned:  # a new device's entries up to its anchor, known by digest alone
+            rows.extend(self._verifier.pruned)
+            rows.sort(key=lambda row: row[0])
+            self._verifier.pruned = []
         if not self._updates:
             # Others' clocks moved: the next batch begins here (else it is merged: local_batch.py).
             self._updates.begin_at(self._document.doc)
@@ -1008,13 +1009,9 @@ class Space:
             self._reissue_outbox()
         self._check_keys()
         self._maintain()
-        settled, keeper.settled = keeper.settled, None
-        if settled is not None:
-            # Stored with the rows it lets through and a checkpoint past it, in one write: the
-            # store never holds digest-only rows that a restart would have to replay.
-            self._persistence.pending.meta[ANCHOR_META] = pack([settled.seq, settled.state])
-            self._persistence.take_checkpoint()
-        elif self.seq - self._persistence.checkpoint_seq >= self.options.checkpoint_every:
+        if self._verifier.settled_anchor is not None \
+                or self.seq - self._persistence.checkpoint_seq >= self.options.checkpoint_every:
+            # (a start at an anchor that a snapshot just covered is stored with a checkpoint past it)
             self._persistence.take_checkpoint()
         self._persistence.wake()
         self._progress.set()

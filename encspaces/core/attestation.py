@@ -25,7 +25,7 @@ from ..errors import ProtocolError
 from . import crypto
 from .encoding import as_bytes, as_int, field, pack
 
-BODY_VERSION = 2  # 2: may state the log state at the snapshot's anchor; 1: without it
+BODY_VERSION = 1
 TRACKED_SNAPSHOTS = 16  # the newest snapshots whose attestations the log state keeps
 
 
@@ -46,10 +46,11 @@ class AttestBody:
     anchor: bytes | None = None
 
     def encode(self) -> bytes:
-        if self.anchor is None:
-            return pack({"v": 1, "snapshot": self.snapshot, "tag": self.tag, "agrees": self.agrees})
-        return pack({"v": BODY_VERSION, "snapshot": self.snapshot, "tag": self.tag, "agrees": self.agrees,
-                     "anchor": self.anchor})
+        fields: dict[str, object] = {"v": BODY_VERSION, "snapshot": self.snapshot, "tag": self.tag,
+                                     "agrees": self.agrees}
+        if self.anchor is not None:  # (absent rather than nil: the body of an attestation before anchors)
+            fields["anchor"] = self.anchor
+        return pack(fields)
 
     @classmethod
     def decode(cls, data: bytes) -> AttestBody:

@@ -17,6 +17,8 @@ import nacl.public
 from ..errors import (
     AnchorStateError,
     AuthorSeqGapError,
+    AuthorSignatureError,
+    BodyDigestError,
     ChainError,
     CheckpointForkError,
     ForkError,
@@ -28,6 +30,7 @@ from ..errors import (
     RelaySignatureError,
     ReorderError,
     RollbackError,
+    RuleError,
     SpaceIdError,
     StoreError,
 )
@@ -35,7 +38,7 @@ from . import crypto
 from .attestation import AttestBody, Status
 from .client_ids import ClientOwners, decode_owners, encode_owners
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
-from .entry import Entry, Kind, frozen_instance, open_body
+from .entry import Entry, Kind, frozen_instance, is_pruned, open_body
 from .evidence import Evidence, EvidenceKind, HeadStatement, LeavesStatement, LinkStatement, Role, fork_proof, head_wire
 from .head import SignedHead, next_head
 from .identity import Identity, member_id
@@ -86,6 +89,13 @@ class Anchor:
     seq: int = 0
     digest: bytes = b""
     state: bytes = b""  # the installed state as the relay sent it (kept by the store once covered)
+
+    def covered_by(self, state: LogState) -> bool:
+        """An agreed snapshot of ``state`` whose anchor is ours and whose every attester stated
+        (and the rules checked) the digest of the state this device installed there."""
+        threshold = state.policy.snapshot_attesters
+        return any(anchor_of(record.base) == self.seq and record.anchor == self.digest
+                   and record.anchored(threshold) for record in state.snapshots.values())
 
 
 class LogVerifier:
@@ -138,6 +148,9 @@ class LogVerifier:
         # and the (seq, digest, head) of the entries the relay sent as digests, for the store.
         self.anchor: Anchor | None = None
         self.pruned: list[tuple[int, bytes, bytes]] = []
+        # The anchor once covered, until the store keeps it with the rows it lets through
+        # (``take_settled_anchor``); the store holds them back until then.
+        self.settled_anchor: Anchor | None = None
         # This device's own entry with an author_seq, exactly as it signed it, while it still holds
         # it (the SDK's outbox); None otherwise. A relay-sent entry with these very bytes is ours:
         # its author signature is not verified again (see ``_verify_entry``).
@@ -292,6 +305,9 @@ class LogVerifier:
         new_keys: dict[int, bytes] = {}
         self._new_commits = {}
         for seq, raw, head in rows:
+            if is_pruned(raw):
+                raise StoreError(f"the local store holds seq {seq} as a digest alone (this device started at an "
+                                 "anchor) and no checkpoint past it to resume from")
             entry = Entry.decode(raw, local=True)
             if seq != self.seq + 1 or next_head(self.head, seq, entry.digest()) != head:
                 raise StoreError(f"the local store does not chain at seq {seq}: it is corrupt")
@@ -406,6 +422,15 @@ class LogVerifier:
             ]
             if relay_signed and self._heads_ahead:
                 self._check_heads_ahead(frame, digests, heads)
+        except RuleError as exc:
+            self.state.rollback()
+            anchor = self.anchor
+            if anchor is None or isinstance(exc, (AuthorSignatureError, BodyDigestError, MalformedEntryError)):
+                raise
+            # The log's members checked every entry against the log's own state: one that breaks a
+            # rule of the state the relay sent for the anchor shows that state is not the log's.
+            raise AnchorStateError(f"the log state the relay sent for seq {anchor.seq} is not the log's: an "
+                                   f"entry after it breaks a rule there ({exc})") from exc
         except BaseException:
             self.state.rollback()
             raise
@@ -418,6 +443,8 @@ class LogVerifier:
             self.unpinned.update(deferred)
         if self.unpinned:
             self._pin()
+        if self.anchor is not None and self.anchor.stage == Anchor.PENDING and self.anchor.covered_by(self.state):
+            self.settled_anchor, self.anchor = self.anchor, None
         finished = self._finish(results, new_keys)
         self._grow_tree(frame.first_seq, digests, frame.head if relay_signed else None)
         if relay_signed:
@@ -458,8 +485,7 @@ class LogVerifier:
             if not isinstance(genesis, Entry):
                 raise ChainError(f"the relay sent seq {first} as a digest: a new device needs the genesis entry whole")
             self._bootstrap(frame, [genesis])
-            self.anchor = Anchor(Anchor.SPARSE)
-            self.state.sparse = True
+            self.expect_anchor()
         if relay_signed:
             self._check_signed(frame.head)
         self._check_span(frame)
@@ -495,6 +521,11 @@ class LogVerifier:
         if relay_signed:
             self.witness.observe_head(frame.head.seq, pack(frame.head.encode()), Role.FRAME)
         return finished
+
+    def expect_anchor(self) -> None:
+        """Start a catch-up to an anchor (before the genesis too: a store whose log starts with one)."""
+        self.anchor = Anchor(Anchor.SPARSE)
+        self.state.sparse = True
 
     @property
     def sparse(self) -> bool:
@@ -559,14 +590,11 @@ class LogVerifier:
             f"but the state the relay sent this device for that seq hashes to {anchor.digest.hex()[:16]}…: "
             "the relay's state is not the log's")
 
-    def settle_anchor(self) -> Anchor | None:
-        """An agreed snapshot covered the anchor (its attestations state its digest): no longer pending.
-        Returns the anchor, which the store keeps (its state is what re-verifying the store starts from)."""
-        anchor = self.anchor
-        if anchor is None or anchor.stage != Anchor.PENDING:
-            return None
-        self.anchor = None
-        return anchor
+    def take_settled_anchor(self) -> Anchor | None:
+        """The anchor an agreed snapshot just covered (once): the store keeps it beside the rows it lets
+        through, as what re-verifying the store starts from."""
+        settled, self.settled_anchor = self.settled_anchor, None
+        return settled
 
     def _grow_tree(self, first: int, digests: list[bytes], head: SignedHead | None = None) -> None:
         """Extend the Merkle tree by entries just verified (a checkpoint at their size is compared
@@ -608,7 +636,7 @@ class LogVerifier:
     def unpinned_from(self) -> int | None:
         """The first seq whose signature is neither checked nor vouched for (the whole log while a
         start at an anchor is not covered); None when there is none."""
-        if self.anchor is not None:
+        if self.anchor is not None or self.settled_anchor is not None:
             return 1
         return next(iter(self.unpinned), None)
 
