@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .errors import (
-    ArgumentTypeError,
     AnchorStateError,
+    ArgumentTypeError,
     AttestationError,
     AuthorSeqError,
     AuthorSeqGapError,
@@ -233,8 +233,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "ArgumentTypeError",
     "AnchorStateError",
+    "ArgumentTypeError",
     "AttestationError",
     "AuthorSeqError",
     "AuthorSeqGapError",
