@@ -9,9 +9,10 @@ the anchor, whose digest the snapshot's attesters stated and the rules checked
 (docs/PROTOCOL.md section 14, "Anchors"). The stretch from the anchor to the base follows as
 stripped entries, as in any fast catch-up.
 
-The relay rebuilds that state from its store, once per anchor (the room keeps the newest), from
+The relay rebuilds that state from its store once per anchor (the room keeps the newest), from
 each entry's first bytes (bodies of control entries whole) with the rules' ``apply`` (every
-entry was checked when it was sequenced).
+entry was checked when it was sequenced), and keeps the catch-up's items beside it: every new
+device that starts there is then sent them without a read or a decode.
 """
 
 from __future__ import annotations
@@ -31,45 +32,45 @@ _CHUNK = 1024  # entries read from the store at a time
 FIRST_FRAME = 128  # entries in the first frame: the device checks one while the next is read (then doubling)
 
 
-async def state_at(room: Room, anchor: int, digest: bytes) -> bytes | None:
-    """``LogState.export`` at ``anchor``, if the log's state there hashes to ``digest`` (else None, logged)."""
-    cached = room.anchor_state
+async def catch_up_to(room: Room, anchor: int, digest: bytes) -> tuple[list[bytes], bytes] | None:
+    """The items of seqs 1..``anchor`` (control entries but attestations whole, every other entry as
+    its digest) and ``LogState.export`` there, if the log's state there hashes to ``digest`` (else
+    None, logged: the caller sends a plain fast catch-up)."""
+    cached = room.anchor_catch_up
     if cached is not None and cached[0] == anchor:
-        return cached[1]
+        return cached[1], cached[2]
     state = LogState(room.space)
+    items: list[bytes] = []
     seq = 1
     while seq <= anchor:
         last = min(anchor, seq + _CHUNK - 1)
         for entry in await _read_headers(room, seq, last):
             state.apply(entry, seq, room.state.heads[seq])
+            kind = entry.header.kind
+            items.append(entry.digest() if kind.is_encrypted or kind is Kind.ATTEST else entry.raw)
             seq += 1
     if state.anchors.get(anchor) != digest:
         log.error("%s: the log state rebuilt at seq %d does not hash to the digest the log keeps there; "
                   "no new device starts at that anchor", room.label, anchor)
         return None
     exported = state.export()
-    room.anchor_state = (anchor, exported)
-    return exported
+    room.anchor_catch_up = (anchor, items, exported)
+    return items, exported
 
 
-async def send_to_anchor(room: Room, peer: Peer, anchor: int) -> None:
-    """Send seqs 1..``anchor`` as the device's catch-up to it: control entries (but attestations)
-    whole, every other entry as its digest, in frames each under a head signed at its last seq."""
+async def send_to_anchor(room: Room, peer: Peer, items: list[bytes]) -> None:
+    """Send ``items`` (seqs 1.., from ``catch_up_to``) in frames each under a head signed at its last
+    seq, the first small so the device checks one while the next is on its way."""
     config = room.host.config
     seq, frames = 1, 0
-    while seq <= anchor:
-        last = min(anchor, seq + min(config.max_entries_per_frame, FIRST_FRAME << frames) - 1)
-        entries = await _read_headers(room, seq, last)
-        items: list[bytes] = []
-        for entry in entries:
-            kind = entry.header.kind
-            items.append(entry.digest() if kind.is_encrypted or kind is Kind.ATTEST else entry.raw)
-        for start, end in split_frames(items, config.max_frame, config.max_entries_per_frame):
+    while seq <= len(items):
+        chunk = items[seq - 1 : seq - 1 + min(config.max_entries_per_frame, FIRST_FRAME << frames)]
+        for start, end in split_frames(chunk, config.max_frame, config.max_entries_per_frame):
             head = room.signed_head(seq + end - 1)
-            for frame in room.host.frames_for_entries(room.space, seq + start, items[start:end], head):
+            for frame in room.host.frames_for_entries(room.space, seq + start, chunk[start:end], head):
                 await peer.ws.send(frame)
-                frames += 1
-        seq += len(entries)
+            frames += 1
+        seq += len(chunk)
 
 
 async def _read_headers(room: Room, first: int, last: int) -> list[Entry]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from encspaces.core.entry import STRIP_PREFIX, strip_prefix
 from encspaces.core.log_state import anchor_of
 
-from .anchors import send_to_anchor, state_at
+from .anchors import catch_up_to, send_to_anchor
 from .frames import split_frames
 from .peer import Peer
 from .refusals import internal
@@ -44,10 +44,10 @@ async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int, *, fast
         anchor = anchor_of(record.base)
         if anchored and since_seq == 0 and anchor and record.anchor is not None \
                 and record.anchored(room.state.policy.snapshot_attesters):
-            state = await state_at(room, anchor, record.anchor)
-            if state is not None:
-                await send_to_anchor(room, peer, anchor)
-                await peer.ws.send(room.host.encode_anchor_state(room.space, anchor, state))
+            prepared = await catch_up_to(room, anchor, record.anchor)
+            if prepared is not None:
+                await send_to_anchor(room, peer, prepared[0])
+                await peer.ws.send(room.host.encode_anchor_state(room.space, anchor, prepared[1]))
                 sent = anchor
     # With backpressure until caught up; if commits outpace the client this goes on while it
     # keeps reading, which costs the relay nothing but reads.

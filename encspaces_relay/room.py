@@ -126,9 +126,9 @@ class Room:
         self.invitees: dict[ServerConnection, Peer] = {}
         self.writers: dict[bytes, Peer] = {}  # device key -> its writing connection (claim_writer)
         self.durable_seq = state.seq
-        # The log state at the newest anchor a new device was sent to (seq, LogState.export): rebuilt
-        # from the store once per anchor (encspaces_relay/anchors.py).
-        self.anchor_state: tuple[int, bytes] | None = None
+        # The newest anchor a new device was sent to: (seq, the catch-up's items up to it, the log
+        # state there), rebuilt from the store once per anchor (encspaces_relay/anchors.py).
+        self.anchor_catch_up: tuple[int, list[bytes], bytes] | None = None
         if latest.seq != state.seq or latest.head != state.head:
             latest = self._sign(state.seq)  # a head that does not match the log is never served
         self.latest_head = latest
