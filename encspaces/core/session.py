@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeAlias
 
-from ..errors import HandshakeError, MalformedFrameError, MissingBodiesError, ProtocolError, RelayError
+from ..errors import (
+    AnchorStateError,
+    HandshakeError,
+    MalformedFrameError,
+    MissingBodiesError,
+    ProtocolError,
+    RelayError,
+)
 from . import crypto
 from .head import SignedHead
 from .identity import Identity, member_id
@@ -251,10 +258,15 @@ class ClientSession:
 
     def _maybe_live(self, events: list[Event]) -> list[Event]:
         if self.state is not SessionState.LIVE and self.verifier.seq >= self.target_seq:
-            if self.verifier.sparse:
+            anchor = self.verifier.anchor
+            if anchor is not None and self.verifier.sparse:
                 raise MissingBodiesError(
                     f"the relay sent entries up to seq {self.verifier.seq} as digests, and no log state for the "
                     "anchor they lead to")
+            if anchor is not None:  # (the relay starts a device at an anchor only for a snapshot that covers it)
+                raise AnchorStateError(
+                    f"the relay started this device at the anchor at seq {anchor.seq}, but its catch-up ended at "
+                    f"seq {self.verifier.seq} without an agreed snapshot whose attesters state that log state")
             self.verifier.settle_unpinned()  # stripped entries no agreed snapshot vouched for
             self.state = SessionState.LIVE
             events.append(BecameLive())

@@ -13,12 +13,13 @@ from encspaces.core.attestation import AttestBody
 from encspaces.core.entry import Entry, Kind, build_entry
 from encspaces.core.log_state import ANCHOR_GRID, LogState
 from encspaces.core.membership import Role
-from encspaces.core.messages import Entries
+from encspaces.core.messages import PROTOCOL_VERSION, AnchorState, Challenge, Entries, Welcome
 from encspaces.core.reverify import reverify_log
+from encspaces.core.session import Anchored, BecameLive, ClientSession, SessionState
 from encspaces.core.verifier import LogVerifier
 from encspaces.errors import AnchorStateError, AttestationError, MalformedFrameError, MissingBodiesError
 
-from .fakes import FakeSpace
+from .fakes import FIXED_TIME_MS, FakeSpace
 
 
 def snapshot_at(fake: FakeSpace, writes: int) -> tuple[int, int]:
@@ -184,3 +185,56 @@ def test_a_store_that_starts_at_an_anchor_reverifies_from_it() -> None:
     forged.anchors[anchor] = forged.state_digest()
     report = reverify_log(fake.space, fake.carol, rows, anchor=(anchor, forged.export()))
     assert isinstance(report.error, AnchorStateError) and report.seq == anchor
+
+
+# --- the session: a catch-up to an anchor ends covered, or fails --------------------------------
+
+
+def catching_up(fake: FakeSpace) -> ClientSession:
+    session = ClientSession(fake.carol, LogVerifier(fake.space, fake.carol))
+    now = FIXED_TIME_MS + 5_000
+    session.receive(Challenge(fake.relay_pk, bytes(32), PROTOCOL_VERSION).encode(), now)
+    session.receive(Welcome(fake.signed(fake.seq), None).encode(), now)
+    assert session.state is SessionState.CATCHING_UP
+    return session
+
+
+def receive(session: ClientSession, message: bytes) -> list[object]:
+    return list(session.receive(message, FIXED_TIME_MS + 5_000))
+
+
+@pytest.mark.parametrize("stated", [True, False])
+def test_a_catch_up_to_an_anchor_ends_live_only_when_a_snapshot_covers_it(stated: bool) -> None:
+    fake = FakeSpace()
+    seq, base = snapshot_at(fake, ANCHOR_GRID + 20)
+    attest(fake, seq, fake.state.snapshots[seq].anchor if stated else None)
+    items = to_anchor(fake, ANCHOR_GRID, base)
+    session = catching_up(fake)
+    receive(session, Entries(1, items[:ANCHOR_GRID], fake.signed(ANCHOR_GRID)).encode())
+    events = receive(session, AnchorState(ANCHOR_GRID, state_at(fake, ANCHOR_GRID).export()).encode())
+    assert any(isinstance(e, Anchored) and e.seq == ANCHOR_GRID for e in events)
+    rest = Entries(ANCHOR_GRID + 1, items[ANCHOR_GRID:], fake.signed(fake.seq)).encode()
+    if stated:
+        assert any(isinstance(e, BecameLive) for e in receive(session, rest))
+        assert session.verifier.take_settled_anchor() is not None
+    else:
+        with pytest.raises(AnchorStateError, match="without an agreed snapshot whose attesters state"):
+            receive(session, rest)
+
+
+def test_a_catch_up_that_ends_at_the_anchor_without_its_state_fails() -> None:
+    fake = FakeSpace()
+    snapshot_at(fake, ANCHOR_GRID - fake.seq - 1)
+    assert fake.seq == ANCHOR_GRID
+    items = to_anchor(fake, ANCHOR_GRID, ANCHOR_GRID)
+    session = catching_up(fake)
+    with pytest.raises(MissingBodiesError, match="and no log state for the anchor"):
+        receive(session, Entries(1, items, fake.signed(ANCHOR_GRID)).encode())
+
+
+def test_a_log_state_to_a_device_not_catching_up_to_an_anchor_is_refused() -> None:
+    fake, _, _ = anchored_fake()
+    session = catching_up(fake)
+    receive(session, fake.frame(1, 10).encode())
+    with pytest.raises(MalformedFrameError, match="unexpected anchorstate message"):
+        receive(session, AnchorState(ANCHOR_GRID, state_at(fake, ANCHOR_GRID).export()).encode())
