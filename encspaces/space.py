@@ -1123,6 +1123,8 @@ class Space:
             self._verifier.own_entry = self._held_entry
             if self._verifier.tree_missing:  # a checkpoint from before the Merkle tree: rebuilt once
                 self._verifier.rebuild_tree([stored_digest(raw) for _, raw, _ in await self._store.load_log(0, after)])
+            if self._verifier.state.anchors_missing:  # a checkpoint from before anchors: rebuilt once
+                self._verifier.rebuild_anchors(await self._store.load_log(0, after))
             self.skipped = self._verifier.skipped
             self._verifier.resume_awaiting(await self._store.load_entries(awaiting))
             self._document.apply_remote(document, None)

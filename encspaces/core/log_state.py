@@ -147,6 +147,9 @@ class LogState:
         # A new device's catch-up up to an anchor: control entries only, without the author_seq
         # rule (data entries, which move the counters, came as digests); no anchor is hashed.
         self.sparse = False
+        # Restored from a checkpoint written before anchors: its ring must be rebuilt from the
+        # stored log (``LogVerifier.rebuild_anchors``) before a new grid seq is hashed.
+        self.anchors_missing = False
         self._journal: _Journal | None = None
 
     @property
@@ -280,6 +283,7 @@ class LogState:
                 raise ProtocolError(f"checkpoint snapshot record: expected 5 or 6 items, found {len(record_items)}")
             record = SnapshotRecord.decode(record_items)
             state.snapshots[record.seq] = record
+        state.anchors_missing = "anchors" not in m and state.seq >= ANCHOR_GRID
         for item in as_list(m.get("anchors", []), "checkpoint anchors"):
             at, digest = as_list(item, "checkpoint anchor", 2)
             state.anchors[as_int(at, "anchor seq", minimum=ANCHOR_GRID)] = as_bytes(digest, "anchor digest",

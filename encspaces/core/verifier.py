@@ -9,6 +9,7 @@ way (the space as a ``RejectedEntry`` naming its seq and author, see encspaces/c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -629,6 +630,24 @@ class LogVerifier:
         self.witness = tracker
         self._witness_policies = self.state.witness_policies
         self.tree_missing = False
+
+    def rebuild_anchors(self, rows: list[tuple[int, bytes, bytes]]) -> None:
+        """The anchors of a checkpoint that predates them, from this device's stored entries
+        1..checkpoint seq replayed with the rules' ``apply`` (each was verified when stored): the
+        ring is part of every later state digest, so it must be the one every member holds."""
+        replay = LogState(self.space)
+        for seq, raw, head in rows:
+            if seq != replay.seq + 1 or is_pruned(raw):
+                raise StoreError(f"the local store cannot rebuild the anchors of its checkpoint: no entry at seq "
+                                 f"{replay.seq + 1}")
+            replay.apply(Entry.decode(raw, local=True), seq, head)
+        if replay.seq != self.state.seq or replay.head != self.state.head:
+            raise StoreError(f"the local store's log ends at seq {replay.seq}, its checkpoint at seq {self.state.seq}")
+        self.state.anchors = dict(replay.anchors)
+        self.state.snapshots = {
+            seq: dataclasses.replace(record, anchor=replay.snapshots[seq].anchor if seq in replay.snapshots else None)
+            for seq, record in self.state.snapshots.items()}
+        self.state.anchors_missing = False
 
     # --- stripped entries: vouched for by an agreed snapshot --------------------------------
 

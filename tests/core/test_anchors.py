@@ -10,6 +10,7 @@ import pytest
 
 from encspaces.core import crypto
 from encspaces.core.attestation import AttestBody
+from encspaces.core.encoding import pack, unpack
 from encspaces.core.entry import Entry, Kind, build_entry
 from encspaces.core.log_state import ANCHOR_GRID, LogState
 from encspaces.core.membership import Role
@@ -17,7 +18,7 @@ from encspaces.core.messages import PROTOCOL_VERSION, AnchorState, Challenge, En
 from encspaces.core.reverify import reverify_log
 from encspaces.core.session import Anchored, BecameLive, ClientSession, SessionState
 from encspaces.core.verifier import LogVerifier
-from encspaces.errors import AnchorStateError, AttestationError, MalformedFrameError, MissingBodiesError
+from encspaces.errors import AnchorStateError, AttestationError, MalformedFrameError, MissingBodiesError, StoreError
 
 from .fakes import FIXED_TIME_MS, FakeSpace
 
@@ -238,3 +239,23 @@ def test_a_log_state_to_a_device_not_catching_up_to_an_anchor_is_refused() -> No
     receive(session, fake.frame(1, 10).encode())
     with pytest.raises(MalformedFrameError, match="unexpected anchorstate message"):
         receive(session, AnchorState(ANCHOR_GRID, state_at(fake, ANCHOR_GRID).export()).encode())
+
+
+def test_a_checkpoint_from_before_anchors_has_its_ring_rebuilt_from_the_store() -> None:
+    """A device resuming from a checkpoint without the ring would hash other states than every
+    other member from the next grid seq on (and the relay would refuse its attestations)."""
+    fake, seq, _ = anchored_fake()
+    exported = unpack(fake.state.export())
+    del exported["anchors"]
+    old = unpack(fake.verifier(fake.carol, through=fake.seq).export_checkpoint())
+    old["state"] = pack(exported)
+    v, _ = LogVerifier.from_checkpoint(fake.space, fake.carol, pack(old), fake.heads)
+    assert v.state.anchors_missing and v.state.anchors == {}
+    rows = [(s, raw, fake.heads[s]) for s, raw in enumerate(fake.raws, 1)]
+    v.rebuild_anchors(rows)
+    assert not v.state.anchors_missing
+    assert v.state.anchors == fake.state.anchors
+    assert v.state.snapshots[seq].anchor == fake.state.snapshots[seq].anchor
+    assert v.state.state_digest() == fake.state.state_digest()
+    with pytest.raises(StoreError, match="its checkpoint at seq"):
+        LogVerifier.from_checkpoint(fake.space, fake.carol, pack(old), fake.heads)[0].rebuild_anchors(rows[:-1])

@@ -22,6 +22,7 @@ import encspaces
 from encspaces import errors, snapshot_keeper
 from encspaces.core import crypto
 from encspaces.core.attestation import SnapshotRecord
+from encspaces.core.encoding import pack, unpack
 from encspaces.core.entry import Entry, Kind
 from encspaces.core.head import SignedHead
 from encspaces.core.log_state import ANCHOR_GRID, LogState, anchor_of
@@ -29,6 +30,7 @@ from encspaces.core.membership import Policy, Role
 from encspaces.core.messages import AnchorState, Entries
 from encspaces.history import PRUNED
 from encspaces.local import load_stored_log, reverify_local
+from encspaces.store import LocalStore
 from encspaces_relay.room import Room
 from tests.support import wait_for
 
@@ -329,3 +331,42 @@ async def test_digests_and_anchor_states_outside_a_new_devices_catch_up_are_refu
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_device_resuming_from_a_checkpoint_from_before_anchors_agrees_with_the_others(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """Its ring of anchors is rebuilt from its store: without it, its digest at the next grid seq
+    would differ from every other member's, and the first attestation would fail one side."""
+    assert relay.server is not None
+    ids, members = await make_members(relay.url, tmp_path, 2, encspaces.SpaceOptions(checkpoint_every=20))
+    admin, bob = members
+    await admin.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))
+    await write_log(random.Random(11), members, ANCHOR_GRID + 30)
+    space_id, space_bytes = bob.id, bob.space_bytes
+    await bob.close()
+    store = await LocalStore.open(tmp_path / "m1", space_bytes.hex())
+    try:
+        checkpoint = await store.load_checkpoint()
+        assert checkpoint is not None and checkpoint[0] >= ANCHOR_GRID
+        seq, blob, document = checkpoint
+        old = unpack(blob)
+        state = unpack(old["state"])
+        del state["anchors"]  # as written before anchors existed
+        old["state"] = pack(state)
+        await store.write(checkpoint=(seq, pack(old), document))
+    finally:
+        await store.close()
+    bob = await encspaces.connect(relay.url, ids[1], space_id, data_dir=tmp_path / "m1")
+    members = [admin, bob]
+    try:
+        await admin.set_policy(Policy(snapshot_entries=40))
+        await write_log(random.Random(12), members, ANCHOR_GRID + 10)
+        room = relay.server.rooms[space_bytes]
+        await wait_for(lambda: (r := anchored_record(room)) is not None and anchor_of(r.base) > ANCHOR_GRID,
+                       what="an anchored snapshot past the second grid seq")
+        await settle(members)
+        assert admin.error is None and bob.error is None
+    finally:
+        for m in members:
+            await m.close()
