@@ -100,6 +100,10 @@ async def test_a_new_device_starts_at_the_anchor_and_ends_with_the_same_space(
         admin_kinds = {h.seq: h.kind for h in await admin.history(limit=admin.seq)}
         assert {seq for seq in range(1, anchor + 1) if admin_kinds[seq] in ("data", "attest", "snapshot")} \
             == set(pruned)
+        # time travel: back to the snapshot's base and after it, not before the anchor
+        assert str((await fresh.at(fresh.seq)).text("t")) == str(fresh.text("t"))
+        with pytest.raises(errors.HistoryError, match="started at a later anchor"):
+            await fresh.at(anchor - 1)
         # both ways, live
         fresh.text("t").insert(0, "from the anchored device ")
         await fresh.sync()
