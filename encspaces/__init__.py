@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .errors import (
+    AnchorStateError,
     ArgumentTypeError,
     AttestationError,
     AuthorSeqError,
@@ -232,6 +233,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AnchorStateError",
     "ArgumentTypeError",
     "AttestationError",
     "AuthorSeqError",

@@ -31,6 +31,7 @@ from .core.encoding import DEFAULT_MAX_MESSAGE
 from .core.messages import Submit, decode_message
 from .core.session import (
     Acked,
+    Anchored,
     BecameLive,
     BlobReplyReceived,
     CheckpointReceived,
@@ -219,6 +220,8 @@ class Connection:
                 queue.put_nowait(event.data)  # the handshake's reply: one writer, the send loop
             elif isinstance(event, Verified):
                 host.on_verified(event.entries)
+            elif isinstance(event, Anchored):
+                host.on_anchored(event.seq)
             elif isinstance(event, BecameLive):
                 host.on_live()
             elif isinstance(event, Acked):

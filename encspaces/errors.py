@@ -243,7 +243,15 @@ class SpaceMismatchError(VerificationError, RuleError):
 
 
 class MissingBodiesError(VerificationError):
-    """The relay sent entries without their bodies that no snapshot it sent covers."""
+    """The relay sent entries without their bodies (or as digests alone) where nothing it sent covers them."""
+
+
+class AnchorStateError(VerificationError):
+    """The log state the relay sent a new device for an anchor is not the log's.
+
+    Either it differs from what the control entries (each checked from genesis) decide, or its
+    digest is not the one its own anchors or the members who attested the snapshot state.
+    """
 
 
 class WithheldEntriesError(VerificationError):

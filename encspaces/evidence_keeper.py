@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .core.entry import Entry
+from .core.entry import stored_digest
 from .core.evidence import MAX_LEAVES, Evidence, HeadStatement, LeavesStatement, LinkStatement, Role, check
 from .core.head import SignedHead
 from .core.log_state import space_id_of
@@ -222,7 +222,7 @@ class EvidenceKeeper:
                           and not (isinstance(s, HeadStatement) and s.role is Role.VERIFIED)]
             return proof.replace(statements=(*statements, HeadStatement(Role.VERIFIED, ours)))
         rows = await self._store.load_log(link.seq, seq)
-        digests = tuple(Entry.decode(raw, local=True).digest() for _, raw, _ in rows)
+        digests = tuple(stored_digest(raw) for _, raw, _ in rows)
         if len(digests) != seq - link.seq:
             return proof
         statements = [s for s in proof.statements if not isinstance(s, LinkStatement)
@@ -255,7 +255,7 @@ class EvidenceKeeper:
         rows = await self._store.load_log(0, anchor.seq)
         if [seq for seq, _, _ in rows] != list(range(1, len(rows) + 1)):
             return proof
-        digests = [Entry.decode(raw, local=True).digest() for _, raw, _ in rows]
+        digests = [stored_digest(raw) for _, raw, _ in rows]
         if len(digests) < anchor.seq and leaves.tail_from <= len(digests) + 1 and tail_end >= anchor.seq:
             digests += leaves.tail[len(digests) + 1 - leaves.tail_from : anchor.seq + 1 - leaves.tail_from]
         if len(digests) != anchor.seq:

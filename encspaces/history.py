@@ -13,13 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .core.client_ids import ClientOwners
-from .core.entry import Entry, Kind, open_body
+from .core.entry import Entry, Kind, is_pruned, open_body
 from .core.identity import member_id
 from .data_payload import Unusable, read_data
 from .document import Document, SharedList, SharedMap, SharedTable, SharedText
 from .errors import HistoryError, ProtocolError, ReadOnlyError
 from .shared.kinds import ObjectKind
 from .snapshot import SnapshotPayload, state_content_hash
+
+# The kind ``history()`` lists for an entry this device holds as its digest alone: it started at a
+# later anchor (docs/PROTOCOL.md section 14, "Anchors"), so its author, time and kind are unknown.
+PRUNED = "pruned"
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,13 @@ class HistoryEntry:
     seq: int
     author: str
     time_ms: int  # the author's clock when writing
-    kind: str
+    kind: str  # or PRUNED (author "", time and size 0)
     size: int  # bytes of the entry as stored
 
 
 def history_entry(seq: int, raw: bytes) -> HistoryEntry:
+    if is_pruned(raw):  # this device started at a later anchor: it holds the entry's digest alone
+        return HistoryEntry(seq, "", 0, PRUNED, 0)
     h = Entry.decode(raw, local=True).header
     return HistoryEntry(seq, member_id(h.author), h.time_ms, h.kind.value, len(raw))
 
@@ -90,6 +96,9 @@ def rebuild(
             break
         if entry_seq <= start:
             continue
+        if is_pruned(raw):
+            raise HistoryError(f"seq {seq} needs the entry at seq {entry_seq}, which is not on this device "
+                               "(it started at a later anchor: docs/PROTOCOL.md section 14)")
         entry = Entry.decode(raw, local=True)
         h = entry.header
         if h.kind is not Kind.DATA:
@@ -124,6 +133,8 @@ def _start_from_snapshot(
     ``owners``); the seq whose state it holds (0: none)."""
     candidates = []
     for entry_seq, raw, _ in rows:
+        if is_pruned(raw):
+            continue
         entry = Entry.decode(raw, local=True)
         h = entry.header
         if h.kind is Kind.SNAPSHOT and not entry.stripped and h.parent_seq <= seq and entry_seq not in bad:

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import crypto
+from .core.encoding import as_bytes, as_int, as_list, unpack
 from .core.identity import Identity, decode_space_id
 from .core.reverify import Reverification, reverify_log
 from .core.verifier import LogVerifier
-from .errors import EncspacesError, StoreError
-from .store import EVIDENCE_META, STORE_FILE, LocalStore
+from .errors import EncspacesError, ProtocolError, StoreError
+from .store import ANCHOR_META, EVIDENCE_META, STORE_FILE, LocalStore
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class StoredLog:
     # The newest cosigned checkpoint notes the device verified (one per witness, from its
     # checkpoint's witness state), re-checked by ``reverify_local``.
     checkpoints: list[bytes] = field(default_factory=list)
+    # (seq, log state) of the anchor this device started at, whose earlier rows are digests alone
+    # (docs/PROTOCOL.md section 14, "Anchors"); None: the rows start at the genesis.
+    anchor: tuple[int, bytes] | None = None
 
     def head_at(self, seq: int) -> bytes | None:
         """The stored head at ``seq`` (None when this device stored no entry there)."""
@@ -61,6 +65,7 @@ async def load_stored_log(identity: Identity, space_id: str, *, data_dir: str | 
         rows = await store.load_log()
         checkpoint = await store.load_checkpoint()
         relay_heads = await store.load_relay_heads()
+        anchor = _decode_anchor(await store.get_meta(ANCHOR_META))
     finally:
         await store.close()
     keys: dict[int, bytes] = {}
@@ -71,7 +76,17 @@ async def load_stored_log(identity: Identity, space_id: str, *, data_dir: str | 
             resumed = LogVerifier.from_checkpoint(space, identity, checkpoint[1], heads)[0]
             keys = dict(resumed.epoch_keys)
             notes = [] if resumed.tree_missing else resumed.witness.witnessed_checkpoints()
-    return StoredLog(space, rows, keys, relay_heads, notes)
+    return StoredLog(space, rows, keys, relay_heads, notes, anchor)
+
+
+def _decode_anchor(stored: bytes | None) -> tuple[int, bytes] | None:
+    if stored is None:
+        return None
+    try:
+        seq, state = as_list(unpack(stored, what="stored anchor"), "stored anchor", 2)
+        return as_int(seq, "stored anchor seq", minimum=1), as_bytes(state, "stored anchor state")
+    except ProtocolError as exc:
+        raise StoreError(f"the anchor this device started at does not decode: {exc}") from exc
 
 
 async def reverify_local(identity: Identity, space_id: str, *, data_dir: str | Path) -> Reverification:
@@ -81,7 +96,7 @@ async def reverify_local(identity: Identity, space_id: str, *, data_dir: str | P
     unreadable or missing store raises ``StoreError``.
     """
     log = await load_stored_log(identity, space_id, data_dir=data_dir)
-    return reverify_log(log.space, identity, log.rows, log.keys, log.relay_heads, log.checkpoints)
+    return reverify_log(log.space, identity, log.rows, log.keys, log.relay_heads, log.checkpoints, log.anchor)
 
 
 async def load_evidence(space_id: str, *, data_dir: str | Path) -> bytes | None:

@@ -17,12 +17,13 @@ import asyncio
 from dataclasses import dataclass, field
 
 from . import faults
-from .core.entry import Entry
+from .core.encoding import pack
+from .core.entry import Entry, is_pruned
 from .core.outbox import Outbox
 from .core.redaction import redact
 from .errors import EncspacesError
 from .host import SpaceHost
-from .store import HEAD_WINDOW, LocalStore
+from .store import ANCHOR_META, HEAD_WINDOW, LocalStore
 
 # How long received entries (their log rows, relay heads and the outbox clean-up they allow)
 # may wait in memory for more to share their transaction. One transaction per frame (a thread
@@ -130,6 +131,8 @@ class Persistence:
             await self._write_pending()
             forgotten = set(self._host.verifier.forgotten)
             for seq, raw, _ in await self._store.load_log():
+                if is_pruned(raw):
+                    continue  # a digest: no sealed key in it
                 entry = Entry.decode(raw, local=True)
                 local = redact(entry, forgotten)
                 if local is not None:
@@ -145,10 +148,16 @@ class Persistence:
         holds an edit that the outbox would not send.
         """
         host = self._host
-        if host.snapshot_gap or host.verifier.unpinned:
+        if host.snapshot_gap or host.verifier.unpinned or host.verifier.anchor is not None:
             return  # the document lacks what a coming snapshot covers: resume from the stored log instead
         host.flush_batch()
         seq = host.verifier.seq
+        settled = host.verifier.take_settled_anchor()
+        if settled is not None:
+            # A new device's start at an anchor, now covered: kept in the same transaction as the
+            # rows it let through (digests alone up to it) and this checkpoint past it, so a restart
+            # never replays those rows; re-verifying the store starts from it (encspaces.local).
+            self.pending.meta[ANCHOR_META] = pack([settled.seq, settled.state])
         self.pending.checkpoint = (seq, host.verifier.export_checkpoint(), host.document.state())
         self.pending.prune_heads_below = seq - HEAD_WINDOW if seq > HEAD_WINDOW else None
         self.pending.heads_ahead_through = seq

@@ -176,6 +176,11 @@ class SnapshotKeeper:
         if grid:
             self._maybe_write(grid[-1], content, self._host.verifier.state)
 
+    def anchored(self, seq: int) -> None:
+        """The verifier installed the relay's log state at the anchor ``seq`` (a new device): the
+        document holds nothing of the log up to there until a snapshot covers it."""
+        self.stripped_through = max(self.stripped_through, seq)
+
     def on_entry(self, result: VerifiedEntry) -> bool:
         """Handle stripped bodies, snapshots and attestations; False for anything the space applies itself."""
         if result.stripped:  # (only in a catch-up: the verifier refuses one in the live stream)
@@ -273,7 +278,10 @@ class SnapshotKeeper:
             return
         self._attested.add(seq)
         tag = attest_tag(key, state.space, seq, record.base, own)
-        self._host.queue_entry(Kind.ATTEST, AttestBody(seq, tag, agrees).encode(), (state.seq, state.head))
+        # With the log state at the snapshot's anchor as our log has it (the rules check it): a new
+        # device may then start there.
+        body = AttestBody(seq, tag, agrees, record.anchor)
+        self._host.queue_entry(Kind.ATTEST, body.encode(), (state.seq, state.head))
 
     def _on_attestation(self, result: VerifiedEntry) -> None:
         """Judge an attestation against what we know of the content at the snapshot's base."""

@@ -34,7 +34,7 @@ from .core.batch_window import BatchWindow
 from .core.client_ids import NONCE_SIZE, derive_client_id
 from .core.devices import CERT_PREFIX, DeviceCertificate, PairingRequest, device_in_use_message
 from .core.encoding import DEFAULT_MAX_MESSAGE, pack
-from .core.entry import Entry, Kind, build_entry, open_body
+from .core.entry import Entry, Kind, build_entry, open_body, stored_digest
 from .core.head import SignedHead
 from .core.identity import Identity, PublicIdentity, decode_space_id, member_id
 from .core.invites import InviteInfo, InviteLink, InviteSecret, JoinBody, RevokeInviteBody
@@ -232,6 +232,9 @@ class _Host:
         self._space.presence.verified()
         self._space._evidence.verified()
         self._space._witnesses.verified()
+
+    def on_anchored(self, seq: int) -> None:
+        self._space.snapshots.anchored(seq)
 
     def on_live(self) -> None:
         space = self._space
@@ -987,6 +990,10 @@ class Space:
             keeper.after_entry(result, state)
             if not result.late and result.kind in MEMBERSHIP_KINDS:
                 self._member_changes.publish(member_change(result, state))
+        if self._verifier.pruned:  # a new device's entries up to its anchor, known by digest alone
+            rows.extend(self._verifier.pruned)
+            rows.sort(key=lambda row: row[0])
+            self._verifier.pruned = []
         if not self._updates:
             # Others' clocks moved: the next batch begins here (else it is merged: local_batch.py).
             self._updates.begin_at(self._document.doc)
@@ -1002,7 +1009,9 @@ class Space:
             self._reissue_outbox()
         self._check_keys()
         self._maintain()
-        if self.seq - self._persistence.checkpoint_seq >= self.options.checkpoint_every:
+        if self._verifier.settled_anchor is not None \
+                or self.seq - self._persistence.checkpoint_seq >= self.options.checkpoint_every:
+            # (a start at an anchor that a snapshot just covered is stored with a checkpoint past it)
             self._persistence.take_checkpoint()
         self._persistence.wake()
         self._progress.set()
@@ -1113,8 +1122,9 @@ class Space:
             self._verifier, awaiting = LogVerifier.from_checkpoint(self.space_bytes, self.identity, blob, heads)
             self._verifier.own_entry = self._held_entry
             if self._verifier.tree_missing:  # a checkpoint from before the Merkle tree: rebuilt once
-                self._verifier.rebuild_tree([Entry.decode(raw, local=True).digest()
-                                             for _, raw, _ in await self._store.load_log(0, after)])
+                self._verifier.rebuild_tree([stored_digest(raw) for _, raw, _ in await self._store.load_log(0, after)])
+            if self._verifier.state.anchors_missing:  # a checkpoint from before anchors: rebuilt once
+                self._verifier.rebuild_anchors(await self._store.load_log(0, after))
             self.skipped = self._verifier.skipped
             self._verifier.resume_awaiting(await self._store.load_entries(awaiting))
             self._document.apply_remote(document, None)

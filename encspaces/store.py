@@ -49,6 +49,9 @@ HEAD_WINDOW = 4096  # seqs behind the verified head in which every frame's signe
 HEAD_BUCKET = 1024  # further back, one signed head (the first) per this many seqs
 HEADS_AHEAD_KEPT = 64  # heads past the verified log kept (as many as the verifier holds)
 EVIDENCE_META = "evidence"  # meta key: the evidence file of the space's failure (encspaces.core.evidence)
+# meta key: pack([seq, log state]) of the anchor this device started at (its log rows before it are
+# digests alone); re-verifying the store starts from it (encspaces.core.reverify)
+ANCHOR_META = "anchor"
 # secure_delete: deleted keys are overwritten, not just unlinked.
 _PREPARE = f"""
 PRAGMA journal_mode=WAL;

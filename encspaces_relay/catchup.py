@@ -11,7 +11,9 @@ commits and fans out, so every entry reaches the connection exactly once, in ord
 from __future__ import annotations
 
 from encspaces.core.entry import STRIP_PREFIX, strip_prefix
+from encspaces.core.log_state import anchor_of
 
+from .anchors import catch_up_to, send_to_anchor
 from .frames import split_frames
 from .peer import Peer
 from .refusals import internal
@@ -20,7 +22,8 @@ from .room import Room
 FIRST_STRIPPED_FRAME = 128  # entries in the first frame of a catch-up that strips bodies
 
 
-async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int, *, fast: bool = False) -> None:
+async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int, *, fast: bool = False,
+                                 anchored: bool = False) -> None:
     """Send entries ``since_seq + 1 ..`` in bounded frames, then subscribe ``peer`` to the room.
 
     A client ahead of the relay (``since_seq`` past its log: a rollback the client detects
@@ -28,13 +31,24 @@ async def catch_up_and_subscribe(room: Room, peer: Peer, since_seq: int, *, fast
     encrypted bodies up to the newest snapshot's seq stripped: the snapshot, sent later in the
     same catch-up, holds what they would have built. Only a snapshot that members other than
     its author attested (and nobody disputed, ``LogState.agreed_snapshot``) is started from:
-    the client checks that, and anything else would leave it without the bodies it needs.
+    the client checks that, and anything else would leave it without the bodies it needs. A new
+    device that says it can (``anchored``) starts at the snapshot's anchor when every attestation
+    stated the log state there (encspaces_relay/anchors.py).
     """
     snapshot = room.state.agreed_snapshot()
     strip_through = 0
+    sent = since_seq
     if fast and snapshot is not None and snapshot[0] <= room.durable_seq and since_seq < snapshot[1]:
         strip_through = snapshot[1]
-    sent = since_seq
+        record = room.state.snapshots[snapshot[0]]
+        anchor = anchor_of(record.base)
+        if anchored and since_seq == 0 and anchor and record.anchor is not None \
+                and record.anchored(room.state.policy.snapshot_attesters):
+            prepared = await catch_up_to(room, anchor, record.anchor)
+            if prepared is not None:
+                await send_to_anchor(room, peer, prepared[0])
+                await peer.ws.send(room.host.encode_anchor_state(room.space, anchor, prepared[1]))
+                sent = anchor
     # With backpressure until caught up; if commits outpace the client this goes on while it
     # keeps reading, which costs the relay nothing but reads.
     while room.durable_seq > sent:

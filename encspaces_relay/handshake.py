@@ -35,6 +35,7 @@ class Admission:
     invite: tuple[bytes, bytes] | None = None
     auth: bytes = b""
     fast: bool = False  # the client starts from the newest snapshot
+    anchored: bool = False  # and may start at its anchor (entries before it as digests)
 
 
 def check_hello(
@@ -62,7 +63,8 @@ def check_hello(
     if hello.genesis is not None:
         genesis = check_genesis(hello.genesis, space=auth.space, member=auth.member, relay_key=relay_key,
                                 max_entry_size=max_entry_size)
-    return Admission(auth.space, auth.member, hello.since_seq, genesis, hello.invite, hello.auth, hello.fast)
+    return Admission(auth.space, auth.member, hello.since_seq, genesis, hello.invite, hello.auth, hello.fast,
+                     hello.anchored)
 
 
 def check_genesis(raw: bytes, *, space: bytes, member: bytes, relay_key: bytes, max_entry_size: int) -> Entry:

@@ -85,6 +85,8 @@ class RoomHost(Protocol):
 
     def encode_checkpoint(self, space: bytes, note: bytes, id: int | None = None) -> bytes: ...
 
+    def encode_anchor_state(self, space: bytes, seq: int, state: bytes) -> bytes: ...
+
     def room_failed(self, room: Room) -> None: ...
 
     @property
@@ -124,6 +126,9 @@ class Room:
         self.invitees: dict[ServerConnection, Peer] = {}
         self.writers: dict[bytes, Peer] = {}  # device key -> its writing connection (claim_writer)
         self.durable_seq = state.seq
+        # The newest anchor a new device was sent to: (seq, the catch-up's items up to it, the log
+        # state there), rebuilt from the store once per anchor (encspaces_relay/anchors.py).
+        self.anchor_catch_up: tuple[int, list[bytes], bytes] | None = None
         if latest.seq != state.seq or latest.head != state.head:
             latest = self._sign(state.seq)  # a head that does not match the log is never served
         self.latest_head = latest

@@ -30,7 +30,7 @@ from encspaces.core.file_lock import FileLock
 from encspaces.core.head import SignedHead, next_head
 from encspaces.core.identity import member_id
 from encspaces.core.log_state import GENESIS_SEQ, LogState
-from encspaces.core.messages import Ack, CheckpointNote, Entries, Presence, ProofReply, Welcome
+from encspaces.core.messages import Ack, AnchorState, CheckpointNote, Entries, Presence, ProofReply, Welcome
 from encspaces.core.private_file import make_private_dir
 from encspaces.errors import EncspacesError, SpaceExistsError, StoreUnavailableError
 
@@ -502,6 +502,10 @@ class RelayServer:
 
     def encode_ack(self, space: bytes, results: list[tuple[int, int]], head: SignedHead | None = None) -> bytes:
         return Ack(results, head).encode()
+
+    def encode_anchor_state(self, space: bytes, seq: int, state: bytes) -> bytes:
+        """The log state at an anchor, for a new device that starts there (encspaces_relay/anchors.py)."""
+        return AnchorState(seq, state).encode()
 
     def encode_presence(self, space: bytes, presence: Presence) -> bytes:
         """The presence frame forwarded to the other subscribers (encoded once for all)."""

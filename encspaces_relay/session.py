@@ -144,7 +144,8 @@ class Session:
                  member_id(admission.member)[:12], room.label, admission.since_seq, head.seq,
                  extra=self._fields(member=member_id(admission.member), seq=head.seq))
         await ws.send(server.encode_welcome(room.space, head, anchor))
-        await catch_up_and_subscribe(room, self.peer, admission.since_seq, fast=admission.fast)
+        await catch_up_and_subscribe(room, self.peer, admission.since_seq, fast=admission.fast,
+                                     anchored=admission.anchored)
         async for data in ws:
             submit = self._decode(data)
             if isinstance(submit, Presence):

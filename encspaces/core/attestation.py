@@ -40,9 +40,17 @@ class AttestBody:
     snapshot: int  # the seq of the snapshot entry
     tag: bytes  # attest_tag(...) of the attester's own content hash at the snapshot's base
     agrees: bool  # the snapshot's state hashes to its claimed content, and that content is the attester's
+    # The digest of the log state at the snapshot's anchor (LogState.anchors), as the attester's own
+    # log has it: public (the relay computes the same state), checked by the log rules, and what
+    # lets a new device start at the anchor (docs/PROTOCOL.md section 14, "Anchors").
+    anchor: bytes | None = None
 
     def encode(self) -> bytes:
-        return pack({"v": BODY_VERSION, "snapshot": self.snapshot, "tag": self.tag, "agrees": self.agrees})
+        fields: dict[str, object] = {"v": BODY_VERSION, "snapshot": self.snapshot, "tag": self.tag,
+                                     "agrees": self.agrees}
+        if self.anchor is not None:  # (absent rather than nil: the body of an attestation before anchors)
+            fields["anchor"] = self.anchor
+        return pack(fields)
 
     @classmethod
     def decode(cls, data: bytes) -> AttestBody:
@@ -52,8 +60,10 @@ class AttestBody:
             agrees = field(m, "agrees", "attest")
             if not isinstance(agrees, bool):
                 raise ProtocolError("attest agrees: expected a boolean")
+            anchor = m.get("anchor")
             return cls(as_int(field(m, "snapshot", "attest"), "attest snapshot seq", minimum=2),
-                       as_bytes(field(m, "tag", "attest"), "attest tag", crypto.HASH_SIZE), agrees)
+                       as_bytes(field(m, "tag", "attest"), "attest tag", crypto.HASH_SIZE), agrees,
+                       None if anchor is None else as_bytes(anchor, "attest anchor", crypto.HASH_SIZE))
 
         return decode_body(data, "attest", parse)
 
@@ -70,6 +80,7 @@ class Attestation:
     seq: int  # where the attest entry stands
     tag: bytes
     agrees: bool
+    anchored: bool = False  # it stated the log state at the snapshot's anchor (which the rules checked)
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,9 @@ class SnapshotRecord:
     epoch: int
     author: bytes
     attestations: tuple[Attestation, ...] = ()
+    # The log state digest at the snapshot's anchor (the last multiple of ANCHOR_GRID at or before
+    # its base) when the snapshot entry was applied; None when the log kept none for that seq.
+    anchor: bytes | None = None
 
     def by(self, member: bytes) -> Attestation | None:
         return next((a for a in self.attestations if a.member == member), None)
@@ -91,15 +105,24 @@ class SnapshotRecord:
             return Status.DISPUTED
         return Status.AGREED if len(self.attestations) >= threshold else Status.PENDING
 
+    def anchored(self, threshold: int) -> bool:
+        """Agreed, and every attestation stated the log state at its anchor: a new device may start there."""
+        return (self.anchor is not None and self.status(threshold) is Status.AGREED
+                and all(a.anchored for a in self.attestations))
+
     def encode(self) -> list[Any]:
         return [self.seq, self.base, self.epoch, self.author,
-                [[a.member, a.seq, a.tag, a.agrees] for a in self.attestations]]
+                [[a.member, a.seq, a.tag, a.agrees, a.anchored] for a in self.attestations], self.anchor]
 
     @classmethod
     def decode(cls, item: list[Any]) -> SnapshotRecord:
-        seq, base, epoch, author, attestations = item
+        """The inverse of ``encode``; also a record from before anchors (5 items, attestations of 4)."""
+        seq, base, epoch, author, attestations = item[:5]
+        anchor = item[5] if len(item) > 5 else None
         return cls(as_int(seq, "record seq"), as_int(base, "record base"), as_int(epoch, "record epoch"),
                    as_bytes(author, "record author", 32),
-                   tuple(Attestation(as_bytes(m, "attester", 32), as_int(s, "attest seq"),
-                                     as_bytes(t, "attest tag", crypto.HASH_SIZE), bool(a))
-                         for m, s, t, a in attestations))
+                   tuple(Attestation(as_bytes(a[0], "attester", 32), as_int(a[1], "attest seq"),
+                                     as_bytes(a[2], "attest tag", crypto.HASH_SIZE), bool(a[3]),
+                                     len(a) > 4 and a[4] is True)
+                         for a in attestations),
+                   None if anchor is None else as_bytes(anchor, "record anchor", crypto.HASH_SIZE))

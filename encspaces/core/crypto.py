@@ -60,6 +60,8 @@ CTX_FILE_CHUNK = b"encspaces/v1/file-chunk"
 CTX_BLOB = b"encspaces/v1/blob"
 CTX_YJS_CLIENT = b"encspaces/v1/yjs-client-id"
 CTX_SNAPSHOT_OWNERS = b"encspaces/v1/snapshot-client-owners"
+# The log state at an anchor (a multiple of ANCHOR_GRID seqs): what a new device may start from.
+CTX_LOG_STATE = b"encspaces/v1/log-state-anchor"
 
 ZERO_HASH = bytes(HASH_SIZE)
 

@@ -338,6 +338,17 @@ def strip_prefix(prefix: bytes, size: int) -> bytes | None:
     return pack([header_bytes, body_hash, signature, None])
 
 
+def is_pruned(raw: bytes) -> bool:
+    """A row of a device's store that holds an entry's digest alone: the device started at an
+    anchor after it (docs/PROTOCOL.md section 14, "Anchors"); no entry encodes to 32 bytes."""
+    return len(raw) == _HASH_SIZE
+
+
+def stored_digest(raw: bytes) -> bytes:
+    """The digest of a row of a device's store: its entry's, or the row itself when it is pruned."""
+    return raw if len(raw) == _HASH_SIZE else Entry.decode(raw, local=True).digest()
+
+
 def open_body(entry: Entry, epoch_key: bytes) -> bytes | None:
     """The plaintext of a data entry, or None when it does not open (the author's fault)."""
     return crypto.aead_open(epoch_key, entry.header.nonce, entry.body, entry.header_bytes)

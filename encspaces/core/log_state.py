@@ -45,6 +45,15 @@ from .witness_policy import WitnessPolicy, policy_at
 GENESIS_SEQ = 1
 FIRST_EPOCH = 1
 MAX_DEVICES = 32  # per person and space: every rekey seals one key per device
+# Every ANCHOR_GRID seqs the state is hashed (``anchors``): the seqs a new device may start at.
+ANCHOR_GRID = 100
+ANCHORS_KEPT = 64  # digests kept (by seq): 6,400 seqs back, far more than a snapshot's write takes
+
+
+def anchor_of(base: int) -> int:
+    """The anchor of a snapshot whose state is the log at ``base``: the last grid seq at or before it
+    (0: none, the log is too short)."""
+    return base - base % ANCHOR_GRID
 
 
 def space_id_of(genesis_raw: bytes) -> bytes:
@@ -91,6 +100,7 @@ class _Journal:
     snapshot: tuple[tuple[int, int] | None, int, int]
     snapshots: dict[int, SnapshotRecord]
     witness_policies: list[tuple[int, WitnessPolicy]]
+    anchors: dict[int, bytes]
     author_seqs: dict[bytes, int | None] = dataclasses.field(default_factory=dict)
     devices: tuple[dict[bytes, bytes], dict[bytes, int], dict[bytes, int], dict[bytes, bytes]] = ({}, {}, {}, {})
 
@@ -129,6 +139,17 @@ class LogState:
         # Whether data entries carry their session nonce and bind Yjs client ids to their
         # authors (the genesis says; encspaces.core.client_ids). Checked by members, not the relay.
         self.client_ids_bound = False
+        # The digest of this state at each of the last ANCHORS_KEPT multiples of ANCHOR_GRID
+        # (``state_digest``), in seq order. Part of the state (so of every later digest), so a
+        # device that starts at an anchor holds the same ones as every member and the attestation
+        # rule gives the same answer everywhere. docs/PROTOCOL.md section 14, "Anchors".
+        self.anchors: dict[int, bytes] = {}
+        # A new device's catch-up up to an anchor: control entries only, without the author_seq
+        # rule (data entries, which move the counters, came as digests); no anchor is hashed.
+        self.sparse = False
+        # Restored from a checkpoint written before anchors: its ring must be rebuilt from the
+        # stored log (``LogVerifier.rebuild_anchors``) before a new grid seq is hashed.
+        self.anchors_missing = False
         self._journal: _Journal | None = None
 
     @property
@@ -153,28 +174,57 @@ class LogState:
     # --- checkpoints: resume without replaying the whole log ------------------------------
 
     def export(self) -> bytes:
-        """Everything but the heads (kept beside each stored entry), for a local checkpoint."""
-        return pack({
+        """Everything but the heads (kept beside each stored entry), for a local checkpoint, and what
+        the relay sends a new device that starts at an anchor. Canonical: every collection sorted."""
+        return pack(self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        return {
             "seq": self.seq,
             "relay": self.relay_key,
             "epoch": self.epoch,
-            "authors": [[author, n] for author, n in self.author_seqs.items()],
-            "members": [[m.sign_key, m.box_key, m.role.value, m.added_by, m.added_seq,
-                         [d.encode() for d in m.devices]] for m in self.members.values()],
-            "removed_devices": [[d, s] for d, s in self.removed_devices.items()],
-            "removed_people": [[p, s] for p, s in self.removed_people.items()],
-            "removed_owners": [[d, p] for d, p in self.removed_device_owner.items()],
-            "started": [[epoch, t] for epoch, t in self.epoch_started.items()],
+            "authors": sorted([author, n] for author, n in self.author_seqs.items()),
+            **self._membership(),
             "in_epoch": self.entries_in_epoch,
             "snapshot": None if self.snapshot is None else list(self.snapshot),
             "since_snapshot": [self.data_since_snapshot, self.bytes_since_snapshot],
-            "snapshots": [r.encode() for r in self.snapshots.values()],
+            "snapshots": [self.snapshots[seq].encode() for seq in sorted(self.snapshots)],
+            "anchors": [[seq, self.anchors[seq]] for seq in sorted(self.anchors)],
+        }
+
+    def _membership(self) -> dict[str, Any]:
+        """What control entries alone decide (members, devices, keys' epochs, invites, policies)."""
+        return {
+            "members": [[m.sign_key, m.box_key, m.role.value, m.added_by, m.added_seq,
+                         [d.encode() for d in m.devices]] for _, m in sorted(self.members.items())],
+            "removed_devices": sorted([d, s] for d, s in self.removed_devices.items()),
+            "removed_people": sorted([p, s] for p, s in self.removed_people.items()),
+            "removed_owners": sorted([d, p] for d, p in self.removed_device_owner.items()),
+            "started": sorted([epoch, t] for epoch, t in self.epoch_started.items()),
             "policy": self.policy.encode(),
             "witness_policies": [[seq, p.encode()] for seq, p in self.witness_policies],
             "client_ids": self.client_ids_bound,
             "invites": [[i.key, i.box_key, i.role.value, i.uses, i.used, i.expires_ms, i.history, i.created_by,
-                         i.created_seq, i.revoked] for i in self.invites.values()],
-        })
+                         i.created_seq, i.revoked] for _, i in sorted(self.invites.items())],
+        }
+
+    def membership_digest(self) -> bytes:
+        """A hash of what control entries alone decide: a device that checked every control entry
+        from genesis compares it with the state a relay sent for an anchor."""
+        return crypto.hash_parts(crypto.CTX_LOG_STATE, b"membership", pack(self._membership()))
+
+    def state_digest(self) -> bytes:
+        """The hash of this state that ``anchors`` keep and attestations state.
+
+        Leaves out the heads (the chain commits to them), the digest at this very seq (it is
+        this hash), and the bytes counted since the last snapshot: an entry whose body a relay
+        stripped counts no bytes, so that counter may differ between honest devices (it only
+        times this device's own snapshots).
+        """
+        fields = self._fields()
+        fields["since_snapshot"] = [self.data_since_snapshot]
+        fields["anchors"] = [[seq, digest] for seq, digest in fields["anchors"] if seq != self.seq]
+        return crypto.hash_parts(crypto.CTX_LOG_STATE, pack(fields))
 
     @classmethod
     def restore(cls, space: bytes, exported: bytes, heads: list[bytes]) -> LogState:
@@ -228,8 +278,16 @@ class LogState:
         state.data_since_snapshot = as_int(since[0], "data since snapshot")
         state.bytes_since_snapshot = as_int(since[1], "bytes since snapshot")
         for item in as_list(m.get("snapshots", []), "checkpoint snapshots"):
-            record = SnapshotRecord.decode(as_list(item, "checkpoint snapshot record", 5))
+            record_items = as_list(item, "checkpoint snapshot record")
+            if len(record_items) not in (5, 6):  # 5: a checkpoint from before anchors
+                raise ProtocolError(f"checkpoint snapshot record: expected 5 or 6 items, found {len(record_items)}")
+            record = SnapshotRecord.decode(record_items)
             state.snapshots[record.seq] = record
+        state.anchors_missing = "anchors" not in m and state.seq >= ANCHOR_GRID
+        for item in as_list(m.get("anchors", []), "checkpoint anchors"):
+            at, digest = as_list(item, "checkpoint anchor", 2)
+            state.anchors[as_int(at, "anchor seq", minimum=ANCHOR_GRID)] = as_bytes(digest, "anchor digest",
+                                                                                   crypto.HASH_SIZE)
         state.policy = Policy.decode(as_bytes(field(m, "policy", "checkpoint"), "checkpoint policy"))
         # Absent from checkpoints written before witnesses existed: those spaces had none.
         for item in as_list(m.get("witness_policies", [[GENESIS_SEQ, WitnessPolicy.NONE.encode()]]),
@@ -296,7 +354,9 @@ class LogState:
     def check(self, entry: Entry, seq: int) -> None:
         """Raise the specific RuleError if ``entry`` may not stand at ``seq``; never mutates.
 
-        Assumes the author's signature was already checked (``Entry.check_signature``).
+        Assumes the author's signature was already checked (``Entry.check_signature``). In a
+        ``sparse`` state only control entries other than attestations stand here, and the
+        author_seq rule is not applied: the data entries between them came as digests.
         """
         h = entry.header
         kind = h.kind
@@ -326,7 +386,11 @@ class LogState:
             if not encrypted and kind not in _ANY_ROLE and not role.can_manage:
                 raise PermissionDeniedError(
                     f"{_who(entry, seq)}: author's role {role.value} may not {_MANAGING[kind]}")
-        self._check_author_seq(entry, seq)
+        if self.sparse:
+            if encrypted or kind is Kind.ATTEST:
+                raise ValueError(f"a {kind.value} entry is never checked in a sparse state")
+        else:
+            self._check_author_seq(entry, seq)
         self._check_parent(entry, seq)
         if h.epoch != self.epoch:
             raise EpochError(f"{_who(entry, seq)}: under epoch {h.epoch}, expected the current epoch {self.epoch}")
@@ -480,6 +544,11 @@ class LogState:
             raise AttestationError(f"{who}: attests its author's own snapshot at seq {body.snapshot}")
         if any(self.same_person(a.member, entry.header.author) for a in record.attestations):
             raise AttestationError(f"{who}: {entry.author_id} already attested the snapshot at seq {body.snapshot}")
+        if body.anchor is not None and body.anchor != record.anchor:
+            anchor = anchor_of(record.base)
+            found = "keeps none there" if record.anchor is None else f"has {record.anchor.hex()[:16]}…"
+            raise AttestationError(f"{who}: states the log state at seq {anchor} (the snapshot's anchor) as "
+                                   f"{body.anchor.hex()[:16]}…; the log {found}")
 
     def _check_invite(self, entry: Entry, who: str) -> None:
         body = InviteBody.decode(entry.body)
@@ -581,14 +650,17 @@ class LogState:
             self.snapshot = (seq, h.parent_seq)
             self.data_since_snapshot = 0
             self.bytes_since_snapshot = 0
-            self.snapshots[seq] = SnapshotRecord(seq, h.parent_seq, h.epoch, h.author)
+            anchor = anchor_of(h.parent_seq)
+            self.snapshots[seq] = SnapshotRecord(seq, h.parent_seq, h.epoch, h.author,
+                                                 anchor=self.anchors.get(anchor) if anchor else None)
             for old in sorted(self.snapshots)[:-TRACKED_SNAPSHOTS]:
                 del self.snapshots[old]
         elif kind is Kind.ATTEST:
             attest = AttestBody.decode(entry.body)
             record = self.snapshots[attest.snapshot]
             self.snapshots[attest.snapshot] = dataclasses.replace(
-                record, attestations=(*record.attestations, Attestation(h.author, seq, attest.tag, attest.agrees)))
+                record, attestations=(*record.attestations,
+                                      Attestation(h.author, seq, attest.tag, attest.agrees, attest.anchor is not None)))
         elif kind is Kind.GENESIS:
             body = GenesisBody.decode(entry.body)
             self.relay_key = body.relay_key
@@ -646,6 +718,20 @@ class LogState:
             self._admit(Member(person, join.box_key, invite.role, invite.created_by, seq,
                                (Device(h.author, join.box_key, join.cert, seq),)))
         self.heads.append(head)
+        if seq % ANCHOR_GRID == 0 and not self.sparse:
+            self._note_anchor(seq)
+
+    def apply_pruned(self, seq: int, head: bytes) -> None:
+        """In a sparse state: an entry the relay sent as its digest alone stands at ``seq``."""
+        if not self.sparse or seq != len(self.heads):
+            raise ValueError(f"a pruned entry at seq {seq} in a {'sparse' if self.sparse else 'full'} state "
+                             f"at seq {self.seq}")
+        self.heads.append(head)
+
+    def _note_anchor(self, seq: int) -> None:
+        self.anchors[seq] = self.state_digest()
+        if len(self.anchors) > ANCHORS_KEPT:
+            del self.anchors[next(iter(self.anchors))]
 
     def _admit(self, member: Member) -> None:
         self.members[member.sign_key] = member
@@ -659,7 +745,7 @@ class LogState:
         self._journal = _Journal(self.seq, self.epoch, self.relay_key, dict(self.members), dict(self.invites),
                                  dict(self.epoch_started), self.policy, self.entries_in_epoch,
                                  (self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot),
-                                 dict(self.snapshots), list(self.witness_policies),
+                                 dict(self.snapshots), list(self.witness_policies), dict(self.anchors),
                                  devices=(dict(self.device_owner), dict(self.removed_devices),
                                           dict(self.removed_people), dict(self.removed_device_owner)))
 
@@ -681,6 +767,7 @@ class LogState:
         self.snapshot, self.data_since_snapshot, self.bytes_since_snapshot = journal.snapshot
         self.snapshots = journal.snapshots
         self.witness_policies = journal.witness_policies
+        self.anchors = journal.anchors
         _restore(self.author_seqs, journal.author_seqs)
         self.device_owner, self.removed_devices, self.removed_people, self.removed_device_owner = journal.devices
         self._journal = None

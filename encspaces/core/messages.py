@@ -84,11 +84,15 @@ class Hello:
     invite: tuple[bytes, bytes] | None = None
     # Start from the newest snapshot: the relay may send older encrypted bodies stripped.
     fast: bool = False
+    # And the device can start at the snapshot's anchor: the relay may send entries before it as
+    # digests, with the log state there (``AnchorState``). docs/PROTOCOL.md section 14, "Anchors".
+    anchored: bool = False
 
     def encode(self) -> bytes:
         return pack({"t": "hello", "auth": self.auth, "sig": self.signature, "since": self.since_seq,
                      "since_head": self.since_head, "genesis": self.genesis,
-                     "invite": None if self.invite is None else list(self.invite), "fast": self.fast})
+                     "invite": None if self.invite is None else list(self.invite), "fast": self.fast,
+                     "anchored": self.anchored})
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,18 @@ class Entries:
     def encode(self) -> bytes:
         return pack({"t": "entries", "first": self.first_seq, "entries": self.entries,
                      "head": self.head.encode()})
+
+
+@dataclass(frozen=True)
+class AnchorState:
+    """Relay to a new device, in a catch-up to an anchor: the log state (``LogState.export``) at ``seq``,
+    sent right after the entries up to it; the device checks it (``LogVerifier.install_anchor``)."""
+
+    seq: int
+    state: bytes
+
+    def encode(self) -> bytes:
+        return pack({"t": "anchor_state", "seq": self.seq, "state": self.state})
 
 
 @dataclass(frozen=True)
@@ -366,8 +382,8 @@ ProofReply: TypeAlias = Consistency | Inclusion | ProofRefused
 
 
 Message: TypeAlias = (
-    Challenge | Hello | Welcome | Entries | Submit | Ack | Error | Presence | BlobPut | BlobGet | BlobReply
-    | CheckpointNote | ProofRequest | ProofReply
+    Challenge | Hello | Welcome | Entries | AnchorState | Submit | Ack | Error | Presence | BlobPut | BlobGet
+    | BlobReply | CheckpointNote | ProofRequest | ProofReply
 )
 
 
@@ -394,11 +410,12 @@ def _decode_hello(m: dict[str, Any]) -> Hello:
         key, proof = as_list(invite_field, "hello invite", 2)
         invite = (as_bytes(key, "hello invite key", crypto.PUBLIC_KEY_SIZE),
                   as_bytes(proof, "hello invite proof", crypto.SIGNATURE_SIZE))
-    fast = m.get("fast", False)
-    if not isinstance(fast, bool):
-        raise ProtocolError("hello fast: expected a boolean")
+    fast, anchored = m.get("fast", False), m.get("anchored", False)
+    if not isinstance(fast, bool) or not isinstance(anchored, bool):
+        raise ProtocolError("hello fast, anchored: expected booleans")
     return Hello(
         fast=fast,
+        anchored=anchored,
         invite=invite,
         auth=as_bytes(field(m, "auth", "hello"), "hello auth", max_size=512),
         signature=as_bytes(field(m, "sig", "hello"), "hello signature", crypto.SIGNATURE_SIZE),
@@ -417,6 +434,11 @@ def _decode_welcome(m: dict[str, Any]) -> Welcome:
         checkpoint=None if checkpoint is None else as_bytes(checkpoint, "welcome checkpoint",
                                                              max_size=MAX_CHECKPOINT_NOTE),
     )
+
+
+def _decode_anchor_state(m: dict[str, Any]) -> AnchorState:
+    return AnchorState(as_int(field(m, "seq", "anchor_state"), "anchor_state seq", minimum=1),
+                       as_bytes(field(m, "state", "anchor_state"), "anchor_state state"))
 
 
 def _entry_list(m: dict[str, Any], what: str) -> list[bytes]:
@@ -574,6 +596,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "hello": _decode_hello,
     "welcome": _decode_welcome,
     "entries": _decode_entries,
+    "anchor_state": _decode_anchor_state,
     "submit": _decode_submit,
     "ack": _decode_ack,
     "error": _decode_error,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..errors import EncspacesError, ProtocolError, StoreError
 from . import crypto, merkle
-from .entry import Entry
+from .entry import stored_digest
 from .head import SignedHead
 from .identity import Identity
 from .membership import Member
@@ -47,23 +47,33 @@ class Reverification:
 def reverify_log(space: bytes, identity: Identity, rows: list[tuple[int, bytes, bytes]],
                  keys: dict[int, bytes] | None = None,
                  relay_heads: Sequence[tuple[int, bytes, bytes]] = (),
-                 checkpoints: Sequence[bytes] = ()) -> Reverification:
+                 checkpoints: Sequence[bytes] = (), anchor: tuple[int, bytes] | None = None) -> Reverification:
     """Verify stored rows (seq, raw entry, head) from genesis, one entry at a time (so a failure
     names its seq, and every stored head is checked against the chain); stops at the first failure,
     which the report holds as ``error`` (nothing is raised for a failure of the log itself).
 
     ``keys`` are epoch keys this device already holds (from its checkpoint): a member who joined
     with an invite got them through the invite's secret, which is not kept, and needs them to
-    open what was written before.
+    open what was written before. ``anchor`` is the (seq, log state) a device that started at an
+    anchor kept: its rows up to there are control entries and digests, checked as in that
+    catch-up, and the state must be the one an agreed snapshot in the log covers.
     """
     verifier = LogVerifier(space, identity)
     verifier.epoch_keys.update(keys or {})
     report = Reverification(0, crypto.ZERO_HASH)
     try:
+        if anchor is not None:
+            verifier.expect_anchor()
         for seq, raw, head in rows:
             if seq != verifier.seq + 1:
                 raise StoreError(f"the local log has no entry at seq {verifier.seq + 1} (the next is at seq {seq})")
             report.results.extend(verifier.reverify_stored(seq, raw, head))
+            if anchor is not None and seq == anchor[0]:
+                verifier.install_anchor(*anchor)
+        if verifier.anchor is not None:
+            at = "" if anchor is None else f" at seq {anchor[0]}"
+            raise StoreError(f"this device started at the anchor{at}, but no agreed snapshot in its stored log "
+                             "covers the log state it kept there")
         report.heads_checked = _check_heads(verifier, relay_heads)
         report.checkpoints_checked = _check_checkpoints(verifier, rows, checkpoints)
     except EncspacesError as exc:
@@ -123,7 +133,7 @@ def _check_checkpoints(verifier: LogVerifier, rows: Sequence[tuple[int, bytes, b
     for seq, raw, _ in rows:
         if seq > verifier.seq or seq > max(sizes):
             break
-        frontier.append(merkle.leaf_hash(merkle.entry_leaf(Entry.decode(raw, local=True).digest())))
+        frontier.append(merkle.leaf_hash(merkle.entry_leaf(stored_digest(raw))))
         if seq in sizes:
             roots[seq] = frontier.root()
     checked: list[tuple[int, tuple[str, ...]]] = []

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeAlias
 
-from ..errors import HandshakeError, MalformedFrameError, ProtocolError, RelayError
+from ..errors import (
+    AnchorStateError,
+    HandshakeError,
+    MalformedFrameError,
+    MissingBodiesError,
+    ProtocolError,
+    RelayError,
+)
 from . import crypto
 from .head import SignedHead
 from .identity import Identity, member_id
@@ -21,6 +28,7 @@ from .invites import InviteSecret
 from .messages import (
     PROTOCOL_VERSION,
     Ack,
+    AnchorState,
     AuthStatement,
     BlobAck,
     BlobData,
@@ -70,6 +78,14 @@ class Send:
 @dataclass(frozen=True)
 class Verified:
     entries: list[VerifiedEntry]
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """A new device installed the relay's log state at the anchor ``seq``: everything after it is held
+    until an agreed snapshot covers it (the device's state there is the relay's word until then)."""
+
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,7 @@ class Notice:
 
 
 Event: TypeAlias = (
-    Send | Verified | BecameLive | Acked | PresenceReceived | Notice | BlobReplyReceived | CheckpointReceived
+    Send | Verified | Anchored | BecameLive | Acked | PresenceReceived | Notice | BlobReplyReceived | CheckpointReceived
     | ProofReplyReceived
 )
 
@@ -193,6 +209,9 @@ class ClientSession:
             if isinstance(message, Entries):
                 live = self.state is SessionState.LIVE
                 return self._maybe_live([Verified(self.verifier.verify_frame(message, live=live))])
+            if isinstance(message, AnchorState) and self.state is SessionState.CATCHING_UP and self.verifier.sparse:
+                self.verifier.install_anchor(message.seq, message.state)
+                return self._maybe_live([Anchored(message.seq)])
             if isinstance(message, Ack):
                 if message.head is not None:
                     self.verifier.note_signed_head(message.head)
@@ -234,10 +253,20 @@ class ClientSession:
             genesis=self.genesis if self.verifier.seq == 0 else None,
             invite=(self.invite.invite_key, self.invite.auth_proof(auth)) if newcomer and self.invite else None,
             fast=self.verifier.seq == 0,  # a new device starts from the newest snapshot
+            anchored=self.verifier.seq == 0,  # and at its anchor
         ).encode()
 
     def _maybe_live(self, events: list[Event]) -> list[Event]:
         if self.state is not SessionState.LIVE and self.verifier.seq >= self.target_seq:
+            anchor = self.verifier.anchor
+            if anchor is not None and self.verifier.sparse:
+                raise MissingBodiesError(
+                    f"the relay sent entries up to seq {self.verifier.seq} as digests, and no log state for the "
+                    "anchor they lead to")
+            if anchor is not None:  # (the relay starts a device at an anchor only for a snapshot that covers it)
+                raise AnchorStateError(
+                    f"the relay started this device at the anchor at seq {anchor.seq}, but its catch-up ended at "
+                    f"seq {self.verifier.seq} without an agreed snapshot whose attesters state that log state")
             self.verifier.settle_unpinned()  # stripped entries no agreed snapshot vouched for
             self.state = SessionState.LIVE
             events.append(BecameLive())

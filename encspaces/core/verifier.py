@@ -9,13 +9,17 @@ way (the space as a ``RejectedEntry`` naming its seq and author, see encspaces/c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import nacl.public
 
 from ..errors import (
+    AnchorStateError,
     AuthorSeqGapError,
+    AuthorSignatureError,
+    BodyDigestError,
     ChainError,
     CheckpointForkError,
     ForkError,
@@ -27,19 +31,20 @@ from ..errors import (
     RelaySignatureError,
     ReorderError,
     RollbackError,
+    RuleError,
     SpaceIdError,
     StoreError,
 )
 from . import crypto
-from .attestation import Status
+from .attestation import AttestBody, Status
 from .client_ids import ClientOwners, decode_owners, encode_owners
 from .encoding import as_bytes, as_int, as_list, as_map, field, pack, unpack
-from .entry import Entry, Kind, frozen_instance, open_body
+from .entry import Entry, Kind, frozen_instance, is_pruned, open_body
 from .evidence import Evidence, EvidenceKind, HeadStatement, LeavesStatement, LinkStatement, Role, fork_proof, head_wire
 from .head import SignedHead, next_head
 from .identity import Identity, member_id
 from .invites import InviteBody, InviteSecret
-from .log_state import GENESIS_SEQ, LogState
+from .log_state import ANCHOR_GRID, GENESIS_SEQ, LogState, anchor_of
 from .membership import AddDeviceBody, AddMemberBody, GenesisBody, RekeyBody
 from .messages import Entries, Welcome
 from .witnessing import WitnessTracker, rules_of
@@ -67,6 +72,31 @@ class VerifiedEntry:
     @property
     def kind(self) -> Kind:
         return self.entry.header.kind
+
+
+@dataclass
+class Anchor:
+    """A new device's start at an anchor (docs/PROTOCOL.md section 14, "Anchors").
+
+    ``SPARSE`` while the relay sends control entries whole and every other entry as its
+    digest up to the anchor; then ``PENDING`` with the log state the relay sent installed, until
+    an agreed snapshot whose attestations state ``digest`` (its payload too) covers it.
+    """
+
+    SPARSE = "sparse"
+    PENDING = "pending"
+
+    stage: str
+    seq: int = 0
+    digest: bytes = b""
+    state: bytes = b""  # the installed state as the relay sent it (kept by the store once covered)
+
+    def covered_by(self, state: LogState) -> bool:
+        """An agreed snapshot of ``state`` whose anchor is ours and whose every attester stated
+        (and the rules checked) the digest of the state this device installed there."""
+        threshold = state.policy.snapshot_attesters
+        return any(anchor_of(record.base) == self.seq and record.anchor == self.digest
+                   and record.anchored(threshold) for record in state.snapshots.values())
 
 
 class LogVerifier:
@@ -115,6 +145,13 @@ class LogVerifier:
         # signed parent hash, and its attesters', commit to their exact bytes), else checked one by
         # one when catch-up ends (``settle_unpinned``): PROTOCOL.md section 14, "Signatures of stripped entries".
         self.unpinned: dict[int, Entry] = {}
+        # A new device that starts at an anchor (``Anchor``), until an agreed snapshot covers it;
+        # and the (seq, digest, head) of the entries the relay sent as digests, for the store.
+        self.anchor: Anchor | None = None
+        self.pruned: list[tuple[int, bytes, bytes]] = []
+        # The anchor once covered, until the store keeps it with the rows it lets through
+        # (``take_settled_anchor``); the store holds them back until then.
+        self.settled_anchor: Anchor | None = None
         # This device's own entry with an author_seq, exactly as it signed it, while it still holds
         # it (the SDK's outbox); None otherwise. A relay-sent entry with these very bytes is ours:
         # its author signature is not verified again (see ``_verify_entry``).
@@ -269,13 +306,16 @@ class LogVerifier:
         new_keys: dict[int, bytes] = {}
         self._new_commits = {}
         for seq, raw, head in rows:
+            if is_pruned(raw):
+                raise StoreError(f"the local store holds seq {seq} as a digest alone (this device started at an "
+                                 "anchor) and no checkpoint past it to resume from")
             entry = Entry.decode(raw, local=True)
             if seq != self.seq + 1 or next_head(self.head, seq, entry.digest()) != head:
                 raise StoreError(f"the local store does not chain at seq {seq}: it is corrupt")
             self.state.apply(entry, seq, head)
             results.append(self._open(entry, seq, head, new_keys))
         if results:
-            self._grow_tree(results[0].seq, [r.entry for r in results])
+            self._grow_tree(results[0].seq, [r.entry.digest() for r in results])
         return self._finish(results, new_keys)
 
     # --- local checkpoints ------------------------------------------------------------------
@@ -352,6 +392,8 @@ class LogVerifier:
     def _verify(self, frame: Entries, *, relay_signed: bool, live: bool = False) -> list[VerifiedEntry]:
         if not frame.entries:
             raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
+        if (self.seq == 0 or self.sparse) and any(len(raw) == crypto.HASH_SIZE for raw in frame.entries):
+            return self._verify_sparse(frame, relay_signed=relay_signed, live=live)
         # Only this device's own store may hold redacted entries (sealed keys blanked).
         local = not relay_signed
         entries = self._decode_all(frame, local)
@@ -360,7 +402,8 @@ class LogVerifier:
         if relay_signed:
             self._check_signed(frame.head)
         self._check_span(frame)
-        heads = self._check_chain(frame, entries)
+        digests = [entry.digest() for entry in entries]
+        heads = self._check_chain(frame, digests)
         if live:
             for i, entry in enumerate(entries):
                 if entry.stripped:
@@ -379,7 +422,16 @@ class LogVerifier:
                 for i, entry in enumerate(entries)
             ]
             if relay_signed and self._heads_ahead:
-                self._check_heads_ahead(frame, entries, heads)
+                self._check_heads_ahead(frame, digests, heads)
+        except RuleError as exc:
+            self.state.rollback()
+            anchor = self.anchor
+            if anchor is None or isinstance(exc, (AuthorSignatureError, BodyDigestError, MalformedEntryError)):
+                raise
+            # The log's members checked every entry against the log's own state: one that breaks a
+            # rule of the state the relay sent for the anchor shows that state is not the log's.
+            raise AnchorStateError(f"the log state the relay sent for seq {anchor.seq} is not the log's: an "
+                                   f"entry after it breaks a rule there ({exc})") from exc
         except BaseException:
             self.state.rollback()
             raise
@@ -392,13 +444,160 @@ class LogVerifier:
             self.unpinned.update(deferred)
         if self.unpinned:
             self._pin()
+        if self.anchor is not None and self.anchor.stage == Anchor.PENDING and self.anchor.covered_by(self.state):
+            self.settled_anchor, self.anchor = self.anchor, None
         finished = self._finish(results, new_keys)
-        self._grow_tree(frame.first_seq, entries, frame.head if relay_signed else None)
+        self._grow_tree(frame.first_seq, digests, frame.head if relay_signed else None)
         if relay_signed:
             self.witness.observe_head(frame.head.seq, pack(frame.head.encode()), Role.FRAME)
         return finished
 
-    def _grow_tree(self, first: int, entries: list[Entry], head: SignedHead | None = None) -> None:
+    # --- a new device's start at an anchor -----------------------------------------------------
+
+    def _verify_sparse(self, frame: Entries, *, relay_signed: bool, live: bool) -> list[VerifiedEntry]:
+        """A frame of the stretch up to an anchor: control entries whole, every other entry as its digest.
+
+        Control entries are checked as always (signature, every rule but the author_seq one,
+        which the data entries between them move), from the genesis on, so membership, roles,
+        devices and keys are the log's, not the relay's word. The digests only chain: what the
+        entries they stand for did to the counters comes with the state the relay sends for the
+        anchor (``install_anchor``), which nothing is built on until the snapshot covers it.
+        """
+        first = frame.first_seq
+        if live:
+            raise MissingBodiesError(f"the relay sent entries from seq {first} as digests in the live stream: "
+                                     "only a new device's catch-up to an anchor may leave entries out")
+        items: list[Entry | bytes] = []
+        for i, raw in enumerate(frame.entries):
+            if len(raw) == crypto.HASH_SIZE:
+                items.append(raw)
+                continue
+            try:
+                entry = Entry.decode(raw, local=not relay_signed)
+            except MalformedEntryError as exc:
+                raise MalformedEntryError(f"seq {first + i}: {exc}") from exc
+            if entry.stripped or entry.header.kind.is_encrypted or entry.header.kind is Kind.ATTEST:
+                raise MalformedFrameError(
+                    f"seq {first + i}: a {entry.header.kind.value} entry in the stretch before an anchor, where the "
+                    "relay sends control entries whole and every other entry as its digest")
+            items.append(entry)
+        if self.seq == 0:
+            genesis = items[0]
+            if not isinstance(genesis, Entry):
+                raise ChainError(f"the relay sent seq {first} as a digest: a new device needs the genesis entry whole")
+            self._bootstrap(frame, [genesis])
+            self.expect_anchor()
+        if relay_signed:
+            self._check_signed(frame.head)
+        self._check_span(frame)
+        digests = [item if isinstance(item, bytes) else item.digest() for item in items]
+        heads = self._check_chain(frame, digests)
+        self.state.begin()
+        new_keys: dict[int, bytes] = {}
+        self._new_commits = {}
+        results: list[VerifiedEntry] = []
+        try:
+            for i, item in enumerate(items):
+                seq = first + i
+                if isinstance(item, bytes):
+                    self.state.apply_pruned(seq, heads[i])
+                    continue
+                item.check_signature(seq)
+                self.state.check(item, seq)
+                self.state.apply(item, seq, heads[i])
+                results.append(self._open(item, seq, heads[i], new_keys))
+            if relay_signed and self._heads_ahead:
+                self._check_heads_ahead(frame, digests, heads)
+        except BaseException:
+            self.state.rollback()
+            raise
+        self.state.commit()
+        self.pruned.extend((first + i, item, heads[i]) for i, item in enumerate(items) if isinstance(item, bytes))
+        self.latest_head = frame.head
+        if relay_signed:
+            self._note_fresh(frame.head)
+            self.verified_head = frame.head
+        finished = self._finish(results, new_keys)
+        self._grow_tree(first, digests, frame.head if relay_signed else None)
+        if relay_signed:
+            self.witness.observe_head(frame.head.seq, pack(frame.head.encode()), Role.FRAME)
+        return finished
+
+    def expect_anchor(self) -> None:
+        """Start a catch-up to an anchor (before the genesis too: a store whose log starts with one)."""
+        self.anchor = Anchor(Anchor.SPARSE)
+        self.state.sparse = True
+
+    @property
+    def sparse(self) -> bool:
+        """Catching up to an anchor: entries before it come as digests, then the log state there."""
+        return self.anchor is not None and self.anchor.stage == Anchor.SPARSE
+
+    def install_anchor(self, seq: int, exported: bytes) -> None:
+        """The relay's log state at the anchor ``seq``, which the sparse stretch just reached.
+
+        Checked at once against what this device can check: the control entries it verified
+        (every membership field must be theirs), its own author_seqs (never ahead of the
+        state's), and the state's own digest at ``seq``. The rest (the counters data entries
+        move) is the relay's word until an agreed snapshot's attestations state the same digest
+        (``settle_anchor``); until then nothing after the anchor is stored or applied.
+        """
+        if not self.sparse:
+            raise MalformedFrameError(f"the relay sent a log state for seq {seq} to a device that is not "
+                                      "catching up to an anchor")
+        if seq != self.seq or seq % ANCHOR_GRID:
+            raise AnchorStateError(f"the relay sent the log state at seq {seq}, but its entries as digests reach "
+                                   f"seq {self.seq} (an anchor is a multiple of {ANCHOR_GRID})")
+        try:
+            restored = LogState.restore(self.space, exported, list(self.state.heads))
+        except (ProtocolError, ValueError) as exc:
+            raise AnchorStateError(f"the log state the relay sent for seq {seq} does not decode: {exc}") from exc
+        if restored.seq != seq:
+            raise AnchorStateError(f"the log state the relay sent for seq {seq} is at seq {restored.seq}")
+        mine, theirs = self.state.membership_digest(), restored.membership_digest()
+        if mine != theirs:
+            raise AnchorStateError(
+                f"the log state the relay sent for seq {seq} names other members, devices, roles, epochs, "
+                f"invites or policies than the control entries from genesis decide: its digest "
+                f"{theirs.hex()[:16]}…, the log's {mine.hex()[:16]}…")
+        for author, author_seq in self.state.author_seqs.items():
+            if restored.author_seqs.get(author, 0) < author_seq:
+                raise AnchorStateError(
+                    f"the log state the relay sent for seq {seq} has author {member_id(author)} at author_seq "
+                    f"{restored.author_seqs.get(author, 0)}, but its control entries reach author_seq {author_seq}")
+        digest = restored.state_digest()
+        stated = restored.anchors.get(seq)
+        if stated != digest:
+            raise AnchorStateError(
+                f"the log state the relay sent for seq {seq} hashes to {digest.hex()[:16]}…, but it states "
+                f"{'no digest' if stated is None else stated.hex()[:16] + '…'} for that seq")
+        self.state = restored
+        self.anchor = Anchor(Anchor.PENDING, seq, digest, exported)
+
+    def _check_attested_anchor(self, entry: Entry, seq: int) -> None:
+        """An attestation that states another log state at our anchor than the one the relay sent us:
+        the relay's state is not the log's (the rules would only say the attestation is wrong)."""
+        anchor = self.anchor
+        try:
+            body = AttestBody.decode(entry.body)
+        except ProtocolError:
+            return  # malformed: the rules say so
+        record = self.state.snapshots.get(body.snapshot)
+        if anchor is None or record is None or body.anchor is None or anchor_of(record.base) != anchor.seq \
+                or body.anchor == anchor.digest:
+            return
+        raise AnchorStateError(
+            f"{entry.describe()} at seq {seq} states the log state at seq {anchor.seq} as {body.anchor.hex()[:16]}…, "
+            f"but the state the relay sent this device for that seq hashes to {anchor.digest.hex()[:16]}…: "
+            "the relay's state is not the log's")
+
+    def take_settled_anchor(self) -> Anchor | None:
+        """The anchor an agreed snapshot just covered (once): the store keeps it beside the rows it lets
+        through, as what re-verifying the store starts from."""
+        settled, self.settled_anchor = self.settled_anchor, None
+        return settled
+
+    def _grow_tree(self, first: int, digests: list[bytes], head: SignedHead | None = None) -> None:
         """Extend the Merkle tree by entries just verified (a checkpoint at their size is compared
         there and may raise CheckpointForkError: the relay showed someone another log). The
         frame's entries are not stored when that fails the space: their digests and the frame's
@@ -410,15 +609,15 @@ class LogVerifier:
             self.witness.set_relay_key(self.state.relay_key)
             self.witness.set_rules(rules_of(self.state.witness_policies))
         try:
-            self.witness.extend(first, [entry.digest() for entry in entries])
+            self.witness.extend(first, digests)
         except CheckpointForkError as exc:
             leaves = exc.proof.leaves if exc.proof is not None else None
-            if exc.proof is not None and leaves is not None and head is not None and entries:
+            if exc.proof is not None and leaves is not None and head is not None and digests:
                 # the whole frame (from ``first``), up to its signed head
                 kept = leaves.tail[: max(0, first - leaves.tail_from)] if leaves.tail_from <= first else ()
                 tail = LeavesStatement(leaves.role, None, through=leaves.through,
                                        tail_from=first - len(kept),
-                                       tail=(*kept, *(entry.digest() for entry in entries)))
+                                       tail=(*kept, *digests))
                 exc.proof = exc.proof.replace(statements=(
                     *(s for s in exc.proof.statements if s is not leaves), HeadStatement(Role.FRAME, head), tail))
             raise
@@ -432,11 +631,32 @@ class LogVerifier:
         self._witness_policies = self.state.witness_policies
         self.tree_missing = False
 
+    def rebuild_anchors(self, rows: list[tuple[int, bytes, bytes]]) -> None:
+        """The anchors of a checkpoint that predates them, from this device's stored entries
+        1..checkpoint seq replayed with the rules' ``apply`` (each was verified when stored): the
+        ring is part of every later state digest, so it must be the one every member holds."""
+        replay = LogState(self.space)
+        for seq, raw, head in rows:
+            if seq != replay.seq + 1 or is_pruned(raw):
+                raise StoreError(f"the local store cannot rebuild the anchors of its checkpoint: no entry at seq "
+                                 f"{replay.seq + 1}")
+            replay.apply(Entry.decode(raw, local=True), seq, head)
+        if replay.seq != self.state.seq or replay.head != self.state.head:
+            raise StoreError(f"the local store's log ends at seq {replay.seq}, its checkpoint at seq {self.state.seq}")
+        self.state.anchors = dict(replay.anchors)
+        self.state.snapshots = {
+            seq: dataclasses.replace(record, anchor=replay.snapshots[seq].anchor if seq in replay.snapshots else None)
+            for seq, record in self.state.snapshots.items()}
+        self.state.anchors_missing = False
+
     # --- stripped entries: vouched for by an agreed snapshot --------------------------------
 
     @property
     def unpinned_from(self) -> int | None:
-        """The first seq whose signature is neither checked nor vouched for; None when there is none."""
+        """The first seq whose signature is neither checked nor vouched for (the whole log while a
+        start at an anchor is not covered); None when there is none."""
+        if self.anchor is not None or self.settled_anchor is not None:
+            return 1
         return next(iter(self.unpinned), None)
 
     def _pin(self) -> None:
@@ -505,7 +725,11 @@ class LogVerifier:
             for raw in frame.entries:
                 append(decode(raw, local=local))
         except MalformedEntryError as exc:
-            raise MalformedEntryError(f"seq {frame.first_seq + len(entries)}: {exc}") from exc
+            seq = frame.first_seq + len(entries)
+            if len(frame.entries[len(entries)]) == crypto.HASH_SIZE:
+                raise MissingBodiesError(f"the relay sent the entry at seq {seq} as its digest alone, outside a new "
+                                         "device's catch-up to an anchor") from exc
+            raise MalformedEntryError(f"seq {seq}: {exc}") from exc
         return entries
 
     def _bootstrap(self, frame: Entries, entries: list[Entry]) -> None:
@@ -544,11 +768,11 @@ class LogVerifier:
                 f"frame carries seqs {frame.first_seq}..{last} but its signed head is at seq {frame.head.seq}"
             )
 
-    def _check_chain(self, frame: Entries, entries: list[Entry]) -> list[bytes]:
+    def _check_chain(self, frame: Entries, digests: list[bytes]) -> list[bytes]:
         heads = []
         h = self.head
-        for i, entry in enumerate(entries):
-            h = next_head(h, frame.first_seq + i, entry.digest())
+        for i, digest in enumerate(digests):
+            h = next_head(h, frame.first_seq + i, digest)
             heads.append(h)
         if h != frame.head.head:
             raise ChainError(
@@ -557,7 +781,7 @@ class LogVerifier:
             )
         return heads
 
-    def _check_heads_ahead(self, frame: Entries, entries: list[Entry], heads: list[bytes]) -> None:
+    def _check_heads_ahead(self, frame: Entries, digests: list[bytes], heads: list[bytes]) -> None:
         """A head the relay signed past our seq (in an ack or a welcome) that this frame reaches
         must be the frame's chain there: the relay signed both, so another hash is a fork, and
         the two heads with the frame's digests between them are its proof. Checked once every
@@ -572,7 +796,7 @@ class LogVerifier:
                                                                HeadStatement(Role.FRAME, frame.head)]
             if held.seq < frame.head.seq:
                 statements.append(LinkStatement(Role.FRAME, held.seq, heads[at],
-                                                tuple(e.digest() for e in entries[at + 1:])))
+                                                tuple(digests[at + 1:])))
             raise ForkError(
                 f"the relay signed head {held.head.hex()[:16]}… at seq {held.seq} (in its {role.value}), and now "
                 f"sends a log whose head there is {heads[at].hex()[:16]}…: it signed two histories",
@@ -603,6 +827,8 @@ class LogVerifier:
         elif not (deferred is not None and entry.header.author == self._me
                   and self.own_entry(entry.header.author_seq) == entry.raw):
             entry.check_signature(seq)  # (unless the relay sent back our own entry, byte for byte)
+        if self.anchor is not None and entry.header.kind is Kind.ATTEST:
+            self._check_attested_anchor(entry, seq)
         try:
             self.state.check(entry, seq)
         except AuthorSeqGapError as exc:

@@ -23,6 +23,7 @@ from encspaces.core.membership import Role
 from encspaces.core.messages import (
     PROTOCOL_VERSION,
     Ack,
+    AnchorState,
     BlobAck,
     BlobData,
     BlobGet,
@@ -129,6 +130,7 @@ def expected_hello(
         "genesis": genesis,
         "invite": None if invite is None else [invite.invite_key, invite.auth_proof(auth)],
         "fast": since == 0,
+        "anchored": since == 0,
     })
 
 
@@ -180,7 +182,7 @@ def test_a_new_device_answers_the_challenge_with_a_signed_hello() -> None:
     assert session.state is S.AWAITING_WELCOME
     message = admitted(fs, hello)
     assert crypto.verify(fs.bob.public.sign_key, crypto.CTX_AUTH, message.auth, message.signature)
-    assert message.fast and message.genesis is None and message.invite is None
+    assert message.fast and message.anchored and message.genesis is None and message.invite is None
     # No key was pinned yet: the device takes the challenge's until the genesis pins one.
     assert session.verifier.relay_key == fs.relay_pk
 
@@ -543,6 +545,8 @@ def _messages(fs: FakeSpace) -> dict[str, bytes]:
         "consistency": Consistency(1, 1, 3, [bytes(32)]).encode(),
         "inclusion": Inclusion(1, 1, 3, [bytes(32), bytes(32)]).encode(),
         "proofrefused": ProofRefused(1, "beyond_head", "past 3").encode(),
+        # Only to a device catching up to an anchor (none here).
+        "anchorstate": AnchorState(100, b"state").encode(),
         # What only a client sends: never valid from the relay.
         "hello": Hello(b"auth", bytes(64), 0, bytes(32)).encode(),
         "submit": Submit([fs.raws[0]]).encode(),
@@ -563,7 +567,7 @@ ACCEPTED = {
     S.LIVE: _AFTER_WELCOME,
 }
 KINDS = ["challenge", "welcome", "entries", "ack", "presence", "bloback", "blobdata", "blobmissing", "blobrefused",
-         "checkpointnote", "consistency", "inclusion", "proofrefused",
+         "checkpointnote", "consistency", "inclusion", "proofrefused", "anchorstate",
          "hello", "submit", "blobput", "blobget", "checkpointreq", "consistencyreq", "inclusionreq"]
 
 

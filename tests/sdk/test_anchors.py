@@ -1,0 +1,376 @@
+"""A new device that starts at a snapshot's anchor (docs/PROTOCOL.md section 14, "Anchors").
+
+The relay sends control entries whole and every other entry up to the anchor as its digest,
+then the log state there; the device checks the control entries from the genesis, the chain of
+digests to signed heads, the state against both, and holds everything until an agreed
+snapshot whose attesters stated the same state digest covers it. These tests run the real relay
+and check what the device ends up with: the same document, a store that reopens and re-verifies,
+digests alone where it skipped entries; and that the relay falls back to a plain fast join where
+no anchor is vouched for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+import encspaces
+from encspaces import errors, snapshot_keeper
+from encspaces.core import crypto
+from encspaces.core.attestation import SnapshotRecord
+from encspaces.core.encoding import pack, unpack
+from encspaces.core.entry import Entry, Kind
+from encspaces.core.head import SignedHead
+from encspaces.core.log_state import ANCHOR_GRID, LogState, anchor_of
+from encspaces.core.membership import Policy, Role
+from encspaces.core.messages import AnchorState, Entries
+from encspaces.history import PRUNED
+from encspaces.local import load_stored_log, reverify_local
+from encspaces.store import LocalStore
+from encspaces_relay.room import Room
+from tests.support import wait_for
+
+from .conftest import RelayHandle, make_members, settle
+from .test_malicious_relay import Attack, LyingRelay
+from .test_random_convergence import random_edit, state
+from .test_snapshots import newcomer
+
+
+@pytest.fixture(autouse=True)
+def small_granularity(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bases at multiples of 10: the stretch between the anchor and the base is then sent stripped
+    monkeypatch.setattr(snapshot_keeper, "GRANULARITY", 10)
+
+
+def anchored_record(room: Room) -> SnapshotRecord | None:
+    """The agreed snapshot the relay starts new devices from, if every attester stated its anchor."""
+    agreed = room.state.agreed_snapshot()
+    if agreed is None:
+        return None
+    record = room.state.snapshots[agreed[0]]
+    if anchor_of(record.base) and record.anchored(room.state.policy.snapshot_attesters):
+        return record
+    return None
+
+
+async def write_log(rng: random.Random, members: list[encspaces.Space], edits: int) -> None:
+    for step in range(edits):
+        who = step % len(members)
+        random_edit(rng, members[who], who, step)
+        await members[who].sync()
+    await settle(members)
+
+
+async def anchored_space(relay: RelayHandle, tmp_path: Path, edits: int = 2 * ANCHOR_GRID + 30
+                         ) -> tuple[list[encspaces.Space], SnapshotRecord]:
+    """Two writers, a log past two anchors, and an agreed snapshot whose attestations state its anchor."""
+    assert relay.server is not None
+    _, members = await make_members(relay.url, tmp_path, 2)
+    await members[0].set_policy(Policy(snapshot_entries=40))
+    await write_log(random.Random(7), members, edits)
+    room = relay.server.rooms[members[0].space_bytes]
+    await wait_for(lambda: anchored_record(room) is not None, what="an agreed snapshot that states its anchor")
+    await settle(members)
+    record = anchored_record(room)
+    assert record is not None
+    return members, record
+
+
+async def test_a_new_device_starts_at_the_anchor_and_ends_with_the_same_space(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    members, record = await anchored_space(relay, tmp_path)
+    admin = members[0]
+    anchor = anchor_of(record.base)
+    fresh = await newcomer(relay, admin, tmp_path / "fresh")
+    try:
+        await fresh.wait_for_seq(admin.seq)
+        assert fresh.error is None
+        assert state(fresh) == state(admin)
+        listed = {h.seq: h for h in await fresh.history(limit=admin.seq)}
+        pruned = sorted(seq for seq, h in listed.items() if h.kind == PRUNED)
+        assert pruned and pruned[-1] <= anchor, "entries up to the anchor came as digests"
+        assert listed[1].kind == "genesis" and listed[1].author == admin.identity.member_id
+        assert all(h.kind != PRUNED for seq, h in listed.items() if seq > anchor)
+        # every data entry up to the anchor is a digest; control entries came whole
+        admin_kinds = {h.seq: h.kind for h in await admin.history(limit=admin.seq)}
+        assert {seq for seq in range(1, anchor + 1) if admin_kinds[seq] in ("data", "attest", "snapshot")} \
+            == set(pruned)
+        # time travel: back to the snapshot's base and after it, not before the anchor
+        assert str((await fresh.at(fresh.seq)).text("t")) == str(fresh.text("t"))
+        with pytest.raises(errors.HistoryError, match="started at a later anchor"):
+            await fresh.at(anchor - 1)
+        # both ways, live
+        fresh.text("t").insert(0, "from the anchored device ")
+        await fresh.sync()
+        admin.text("t").insert(0, "and back ")
+        await admin.sync()
+        await fresh.wait_for_seq(admin.seq)
+        await settle([*members, fresh])
+        assert state(fresh) == state(admin)
+    finally:
+        await fresh.close()
+    # the store it kept reopens without the relay's help and re-verifies from the genesis
+    report = await reverify_local(fresh.identity, fresh.id, data_dir=tmp_path / "fresh")
+    assert report.error is None
+    assert report.seq == fresh.seq
+    again = await encspaces.connect(relay.url, fresh.identity, fresh.id, data_dir=tmp_path / "fresh")
+    try:
+        await again.wait_for_seq(admin.seq)
+        assert again.error is None
+        assert state(again) == state(admin)
+    finally:
+        await again.close()
+        for m in members:
+            await m.close()
+
+
+async def test_a_short_log_has_no_anchor_and_joins_as_before(relay: RelayHandle, tmp_path: Path) -> None:
+    """Below the first grid seq no snapshot names an anchor: the relay sends a plain fast catch-up."""
+    assert relay.server is not None
+    _, members = await make_members(relay.url, tmp_path, 2)
+    admin = members[0]
+    await admin.set_policy(Policy(snapshot_entries=15))
+    await write_log(random.Random(3), members, 60)
+    room = relay.server.rooms[admin.space_bytes]
+    await wait_for(lambda: room.state.agreed_snapshot() is not None, what="an agreed snapshot")
+    agreed = room.state.agreed_snapshot()
+    assert agreed is not None and agreed[1] < ANCHOR_GRID
+    fresh = await newcomer(relay, admin, tmp_path / "fresh")
+    try:
+        await fresh.wait_for_seq(admin.seq)
+        assert fresh.error is None and state(fresh) == state(admin)
+        assert all(h.kind != PRUNED for h in await fresh.history(limit=admin.seq))
+    finally:
+        await fresh.close()
+        for m in members:
+            await m.close()
+
+
+# --- a lying relay: every part of an anchored catch-up is checked --------------------------
+
+
+class AnchorLiar(LyingRelay):
+    """Rewrites the log state it sends for an anchor (``rewrite``), or what it sends before it (``attack``)."""
+
+    rewrite: Callable[[LogState], None] | None = None
+    restate = True  # the state's own digest at the anchor recomputed after the rewrite
+
+    def encode_anchor_state(self, space: bytes, seq: int, state: bytes) -> bytes:
+        if self.rewrite is not None:
+            forged = LogState.restore(space, state, self.rooms[space].state.heads[: seq + 1])
+            self.rewrite(forged)
+            if self.restate:
+                forged.anchors[seq] = forged.state_digest()
+            state = forged.export()
+        return super().encode_anchor_state(space, seq, state)
+
+
+def sparse(entries: Sequence[bytes]) -> bool:
+    return any(len(raw) == crypto.HASH_SIZE for raw in entries)
+
+
+async def lied_to(tmp_path: Path, arm: Callable[[AnchorLiar], None]) -> tuple[Exception, list[encspaces.Space]]:
+    """A newcomer's anchored catch-up from a relay armed by ``arm``: why it failed. Nothing of it
+    reached the newcomer's store (whatever the relay's state lets through is held until covered)."""
+    handle = RelayHandle(tmp_path / "relay", AnchorLiar)
+    server = await handle.start()
+    assert isinstance(server, AnchorLiar)
+    server.shows_checkpoints = False
+    members, _ = await anchored_space(handle, tmp_path)
+    arm(server)
+    ident = encspaces.Identity.generate()
+    await members[0].add_member(ident.public)
+    data_dir = tmp_path / "fresh"
+    try:
+        fresh = await encspaces.connect(handle.url, ident, members[0].id, data_dir=data_dir)
+    except errors.EncspacesError as exc:
+        error: Exception = exc
+    else:
+        await wait_for(lambda: fresh.error is not None, what="the new device to fail")
+        assert fresh.error is not None
+        error = fresh.error
+        await fresh.close()
+    stored = await load_stored_log(ident, members[0].id, data_dir=data_dir)
+    assert stored.rows == [] and stored.anchor is None
+    return error, members
+
+
+def raise_author_seq(state: LogState) -> None:
+    author = next(iter(state.author_seqs))
+    state.author_seqs[author] = (state.author_seqs[author] or 0) + 5
+
+
+def promote_everyone(state: LogState) -> None:
+    state.members = {key: dataclasses.replace(m, role=Role.ADMIN) for key, m in state.members.items()}
+
+
+async def test_a_forged_counter_in_the_anchor_state_is_caught_by_the_attestations(tmp_path: Path) -> None:
+    """The counters data entries move are the relay's word until attesters state the same digest:
+    a state consistent with itself but not the log's is caught at the first attestation."""
+    def arm(r: AnchorLiar) -> None:
+        r.rewrite = raise_author_seq
+
+    error, members = await lied_to(tmp_path, arm)
+    try:
+        assert isinstance(error, errors.AnchorStateError)
+        assert "the log state the relay sent for seq" in str(error) and "is not the log's" in str(error)
+    finally:
+        for m in members:
+            await m.close()
+
+
+async def test_members_the_control_entries_did_not_make_are_refused_at_once(tmp_path: Path) -> None:
+    def arm(r: AnchorLiar) -> None:
+        r.rewrite = promote_everyone
+
+    error, members = await lied_to(tmp_path, arm)
+    try:
+        assert isinstance(error, errors.AnchorStateError)
+        assert "than the control entries from genesis decide" in str(error)
+    finally:
+        for m in members:
+            await m.close()
+
+
+async def test_a_state_that_does_not_hash_to_its_own_digest_is_refused(tmp_path: Path) -> None:
+    def arm(r: AnchorLiar) -> None:
+        r.rewrite, r.restate = raise_author_seq, False
+
+    error, members = await lied_to(tmp_path, arm)
+    try:
+        assert isinstance(error, errors.AnchorStateError)
+        assert "but it states" in str(error)
+    finally:
+        for m in members:
+            await m.close()
+
+
+def hide_a_control_entry(r: LyingRelay, space: bytes, first: int, entries: list[bytes],
+                         head: SignedHead) -> list[bytes] | None:
+    """The policy entry sent as its digest, as if it were data (the chain is the same)."""
+    if not sparse(entries):
+        return None
+    for i, raw in enumerate(entries):
+        if len(raw) != crypto.HASH_SIZE and Entry.decode(raw).header.kind is Kind.POLICY:
+            r.attack = None
+            hidden = [*entries[:i], Entry.decode(raw).digest(), *entries[i + 1:]]
+            return [Entries(first, hidden, head).encode()]
+    return None
+
+
+async def test_a_control_entry_sent_as_a_digest_is_caught_by_the_membership(tmp_path: Path) -> None:
+    def arm(r: AnchorLiar) -> None:
+        r.attack = hide_a_control_entry
+
+    error, members = await lied_to(tmp_path, arm)
+    try:
+        assert isinstance(error, errors.AnchorStateError)
+        assert "than the control entries from genesis decide" in str(error)
+    finally:
+        for m in members:
+            await m.close()
+
+
+def swap_a_digest(r: LyingRelay, space: bytes, first: int, entries: list[bytes],
+                  head: SignedHead) -> list[bytes] | None:
+    if not sparse(entries):
+        return None
+    r.attack = None
+    i = next(i for i, raw in enumerate(entries) if len(raw) == crypto.HASH_SIZE)
+    return [Entries(first, [*entries[:i], crypto.random_key(), *entries[i + 1:]], head).encode()]
+
+
+async def test_digests_that_do_not_chain_to_the_signed_head_are_refused(tmp_path: Path) -> None:
+    def arm(r: AnchorLiar) -> None:
+        r.attack = swap_a_digest
+
+    error, members = await lied_to(tmp_path, arm)
+    try:
+        assert isinstance(error, errors.ChainError)
+    finally:
+        for m in members:
+            await m.close()
+
+
+async def two_members(tmp_path: Path) -> tuple[LyingRelay, list[encspaces.Space]]:
+    handle = RelayHandle(tmp_path / "relay", LyingRelay)
+    server = await handle.start()
+    assert isinstance(server, LyingRelay)
+    _, members = await make_members(handle.url, tmp_path, 2)
+    return server, members
+
+
+def digest_in_live(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    r.attack = None
+    return [Entries(first, [Entry.decode(raw).digest() for raw in entries], head).encode()]
+
+
+def state_in_live(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    r.attack = None
+    return [AnchorState(first - 1, r.rooms[space].state.export()).encode(), Entries(first, entries, head).encode()]
+
+
+@pytest.mark.parametrize(("attack", "error", "says"), [
+    (digest_in_live, errors.MissingBodiesError, "as its digest alone, outside a new device's catch-up"),
+    (state_in_live, errors.MalformedFrameError, "unexpected anchorstate message in state live"),
+])
+async def test_digests_and_anchor_states_outside_a_new_devices_catch_up_are_refused(
+    tmp_path: Path, attack: Attack, error: type[Exception], says: str,
+) -> None:
+    """To a device that holds the log, a digest in place of an entry, or a log state, is an attack."""
+    server, (alice, bob) = await two_members(tmp_path)
+    try:
+        seq = bob.seq
+        server.attack = attack
+        alice.text("t").insert(0, "x")
+        await wait_for(lambda: bob.error is not None, what="bob to refuse the frame")
+        assert isinstance(bob.error, error)
+        assert says in str(bob.error)
+        assert bob.seq == seq
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_device_resuming_from_a_checkpoint_from_before_anchors_agrees_with_the_others(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    """Its ring of anchors is rebuilt from its store: without it, its digest at the next grid seq
+    would differ from every other member's, and the first attestation would fail one side."""
+    assert relay.server is not None
+    ids, members = await make_members(relay.url, tmp_path, 2, encspaces.SpaceOptions(checkpoint_every=20))
+    admin, bob = members
+    await admin.set_policy(Policy(snapshot_entries=None, snapshot_bytes=None))
+    await write_log(random.Random(11), members, ANCHOR_GRID + 30)
+    space_id, space_bytes = bob.id, bob.space_bytes
+    await bob.close()
+    store = await LocalStore.open(tmp_path / "m1", space_bytes.hex())
+    try:
+        checkpoint = await store.load_checkpoint()
+        assert checkpoint is not None and checkpoint[0] >= ANCHOR_GRID
+        seq, blob, document = checkpoint
+        old = unpack(blob)
+        state = unpack(old["state"])
+        del state["anchors"]  # as written before anchors existed
+        old["state"] = pack(state)
+        await store.write(checkpoint=(seq, pack(old), document))
+    finally:
+        await store.close()
+    bob = await encspaces.connect(relay.url, ids[1], space_id, data_dir=tmp_path / "m1")
+    members = [admin, bob]
+    try:
+        await admin.set_policy(Policy(snapshot_entries=40))
+        await write_log(random.Random(12), members, ANCHOR_GRID + 10)
+        room = relay.server.rooms[space_bytes]
+        await wait_for(lambda: (r := anchored_record(room)) is not None and anchor_of(r.base) > ANCHOR_GRID,
+                       what="an anchored snapshot past the second grid seq")
+        await settle(members)
+        assert admin.error is None and bob.error is None
+    finally:
+        for m in members:
+            await m.close()
