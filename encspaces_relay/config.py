@@ -81,11 +81,12 @@ class RelayConfig:
     # (ulimit -n) above max_connections.
     max_connections: int = 4000
     max_connections_per_address: int = 100
-    # TCP connections that have not finished the websocket opening handshake (the HTTP upgrade;
-    # with wss, counted once TLS is done: the TLS handshake is bounded by open_timeout only), in
+    # TCP connections that have not finished the websocket opening handshake (with wss, the TLS
+    # handshake and the HTTP upgrade: counted from the accept, before TLS), in
     # all and per remote address (0: no limit). They are not yet among the connections above,
     # so without their own cap a peer opening sockets and sending nothing held a file descriptor
-    # each for open_timeout. Past either, the socket gets a bare HTTP 503 and is closed at once.
+    # each for open_timeout. Past either, the socket gets a bare HTTP 503 (with wss: nothing) and
+    # is closed at once.
     # Keep ulimit -n above max_connections + max_opening_connections.
     max_opening_connections: int = 1000
     max_opening_per_address: int = 20

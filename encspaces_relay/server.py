@@ -105,6 +105,8 @@ class RelayServer:
         self.connections = ConnectionCounter(config)
         # Sockets accepted and not yet through the websocket opening handshake (_OpeningConnection).
         self.opening = OpeningCounter(config)
+        # With wss: the TLS handshakes of sockets accepted and counted (cancelled at stop).
+        self._tls_handshakes: set[asyncio.Task[None]] = set()
         self.create_gate = CreateGate(config)  # reads the allowlist now: a bad file stops the start
         # Connections using each loaded space (from open_room to the session's end), and since
         # when a loaded space has had none: the sweeper unloads it after idle_room_seconds.
@@ -178,7 +180,7 @@ class RelayServer:
                 self._handle,
                 config.host,
                 config.port,
-                ssl=tls,
+                ssl=None,  # TLS is started by each connection once counted (_OpeningConnection)
                 process_request=_answer_plain_http,
                 compression=None,  # ciphertext does not compress
                 # Room above the limit so an oversized message is read and answered with an
@@ -192,7 +194,8 @@ class RelayServer:
                 open_timeout=config.open_timeout,
                 close_timeout=config.close_timeout,
                 # Counts each socket from its accept (max_opening_connections, _per_address).
-                create_connection=_opening_connection_class(self.opening, self.metrics),
+                create_connection=_opening_connection_class(self.opening, self.metrics, tls, config.open_timeout,
+                                                            self._tls_handshakes),
             )
             if config.metrics_port is not None:
                 self._metrics_server = MetricsServer(self, config.metrics_host, config.metrics_port)
@@ -231,6 +234,9 @@ class RelayServer:
                 task.cancel()
         await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
         server.server.close()  # no new connections
+        for handshake in list(self._tls_handshakes):
+            handshake.cancel()
+        await asyncio.gather(*self._tls_handshakes, return_exceptions=True)
         await self._close_rooms()  # finish commits in flight
         server.close(code=CloseCode.GOING_AWAY, reason=UNAVAILABLE_REASON)
         try:
@@ -524,28 +530,66 @@ class _OpeningConnection(ServerConnection):
 
     Until the websocket opening handshake is done it is not one of the relay's connections
     (ConnectionCounter), yet it holds a file descriptor until open_timeout; over a cap it is
-    answered 503 and closed before its request is read. ``opening`` is set per relay by
-    ``_opening_connection_class``.
+    closed before its request is read (a plain socket is answered 503 first). With wss the
+    count comes before the TLS handshake, which this class starts itself: asyncio calls a
+    protocol only once TLS is done, so sockets that never finish it (a TLS slowloris) would
+    hold a descriptor each, uncounted, for open_timeout. ``opening``, ``metrics``, ``tls`` and
+    ``handshakes`` are set per relay by ``_opening_connection_class``.
     """
 
     opening: OpeningCounter
     metrics: RelayMetrics
+    tls: ssl.SSLContext | None
+    tls_timeout: float
+    handshakes: set[asyncio.Task[None]]  # the relay's: cancelled when it stops
     _opening_address: str | None = None
+    _tls_pending = False  # the TLS handshake runs: websockets has not been given the connection yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        assert isinstance(transport, asyncio.Transport)
         if self.opening.admit(address):
             self._opening_address = address
+            if self.tls is None:
+                super().connection_made(transport)
+            else:
+                # Nothing reaches websockets before TLS: start_tls takes the socket over from here.
+                transport.pause_reading()
+                self._tls_pending = True
+                task = asyncio.get_running_loop().create_task(self._start_tls(transport), name="relay TLS handshake")
+                self.handshakes.add(task)
+                task.add_done_callback(self.handshakes.discard)
             return
+        super().connection_made(transport)  # (its handler sees the close at once and returns)
         # Debug, not info: a flood would write a line per socket (the dropped metric counts them).
         log.debug("a connection from %s refused at accept: too many opening (%d from it, %d in all)",
                   address, self.opening.of(address), self.opening.total)
         self.metrics.dropped.labels("opening_limit").inc()
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(OPENING_REFUSAL)
+        if self.tls is None:
+            transport.write(OPENING_REFUSAL)
         transport.close()
+
+    async def _start_tls(self, transport: asyncio.Transport) -> None:
+        """TLS over the counted socket, then the websocket connection over TLS; a handshake that
+        fails, times out (open_timeout) or is cancelled drops the socket and uncounts it."""
+        assert self.tls is not None
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                transport, self, self.tls, server_side=True, ssl_handshake_timeout=self.tls_timeout)
+        except BaseException as exc:
+            transport.abort()  # (its connection_lost, if it still reaches us, skips websockets)
+            self.opened()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.debug("a TLS handshake failed: %s", exc or type(exc).__name__)
+            return
+        self._tls_pending = False
+        if secure is None:  # (the socket closed as the handshake ended)
+            transport.abort()
+            self.opened()
+            return
+        super().connection_made(secure)
 
     def opened(self) -> None:
         """No longer opening (the handshake is done, or the socket is gone): uncount it, once."""
@@ -555,12 +599,15 @@ class _OpeningConnection(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.opened()
-        super().connection_lost(exc)
+        if not self._tls_pending:  # (else websockets never had the connection)
+            super().connection_lost(exc)
 
 
-def _opening_connection_class(opening: OpeningCounter, metrics: RelayMetrics) -> type[ServerConnection]:
+def _opening_connection_class(opening: OpeningCounter, metrics: RelayMetrics, tls: ssl.SSLContext | None,
+                              tls_timeout: float, handshakes: set[asyncio.Task[None]]) -> type[ServerConnection]:
     """The connection class websockets creates for each socket this relay accepts."""
-    return type("RelayConnection", (_OpeningConnection,), {"opening": opening, "metrics": metrics})
+    return type("RelayConnection", (_OpeningConnection,), {
+        "opening": opening, "metrics": metrics, "tls": tls, "tls_timeout": tls_timeout, "handshakes": handshakes})
 
 
 def _tls_context(config: RelayConfig) -> ssl.SSLContext | None:

@@ -729,9 +729,11 @@ class LogState:
         self.heads.append(head)
 
     def _note_anchor(self, seq: int) -> None:
-        self.anchors[seq] = self.state_digest()
-        if len(self.anchors) > ANCHORS_KEPT:
+        # The oldest dropped first: the digest at ``seq`` then covers exactly the ring the state
+        # holds at ``seq`` (less its own digest), which a device that installs it recomputes.
+        while len(self.anchors) >= ANCHORS_KEPT:
             del self.anchors[next(iter(self.anchors))]
+        self.anchors[seq] = self.state_digest()
 
     def _admit(self, member: Member) -> None:
         self.members[member.sign_key] = member

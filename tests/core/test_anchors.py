@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from encspaces.core import crypto
+from encspaces.core import crypto, log_state
 from encspaces.core.attestation import AttestBody
 from encspaces.core.encoding import pack, unpack
 from encspaces.core.entry import Entry, Kind, build_entry
@@ -93,7 +93,12 @@ def test_an_attestation_must_state_the_anchor_the_log_keeps() -> None:
     assert not record.anchored(fake.state.policy.snapshot_attesters)
 
 
-def test_a_new_device_starts_at_the_anchor_and_settles_when_the_attestation_covers_it() -> None:
+@pytest.mark.parametrize("kept", [log_state.ANCHORS_KEPT, 1])
+def test_a_new_device_starts_at_the_anchor_and_settles_when_the_attestation_covers_it(
+    kept: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # kept=1: the ring is full at the anchor, as in any log past ANCHORS_KEPT anchors
+    monkeypatch.setattr(log_state, "ANCHORS_KEPT", kept)
     fake, _, base = anchored_fake()
     anchor = 2 * ANCHOR_GRID
     items = to_anchor(fake, anchor, base)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -162,6 +163,53 @@ async def test_an_sdk_client_refused_at_accept_gets_relay_busy(make_relay: Relay
     await wait_until(lambda: relay.opening.total == 0, "the slow socket is uncounted")
     space = await create_space(url_of(relay), Identity.generate(), data_dir=tmp_path / "served")
     await space.close()
+
+
+async def test_sockets_that_never_finish_the_tls_handshake_are_capped(
+    make_relay: RelayFactory, certificate: tuple[Path, Path],
+) -> None:
+    """With wss served by the relay, asyncio calls the connection only once TLS is done: before the
+    fix, sockets that never sent a ClientHello were not counted, each holding a descriptor for
+    open_timeout however many one address opened."""
+    cert, key = certificate
+    relay = await make_relay(tls_cert=cert, tls_key=key, max_opening_per_address=3, open_timeout=600,
+                             exempt_addresses=NO_EXEMPT)
+    slow = [await _tcp(relay, "127.0.0.2") for _ in range(3)]  # TCP only: no TLS byte ever
+    await wait_until(lambda: relay.opening.of("127.0.0.2") == 3, "three sockets in the TLS handshake")
+    for _ in range(5):  # closed at once, without an answer (a TLS client cannot read a plain 503)
+        reader, writer = await _tcp(relay, "127.0.0.2")
+        assert await _read_to_end(reader) == b""
+        writer.close()
+    assert relay.opening.of("127.0.0.2") == 3 and _dropped(relay, "opening_limit") == 5
+    trusting = ssl.create_default_context(cafile=str(cert))
+    # Another address is served over TLS as before; the same address once the slow ones are gone.
+    other = await connect(f"wss://127.0.0.1:{relay.port}", ssl=trusting, compression=None, proxy=None,
+                          local_addr=("127.0.0.3", 0))
+    assert isinstance(decode_message(await other.recv()), Challenge)  # type: ignore[arg-type]
+    await other.close()
+    for _, writer in slow:
+        writer.close()
+    await wait_until(lambda: relay.opening.total == 0, "the slow sockets are uncounted")
+    again = await connect(f"wss://127.0.0.1:{relay.port}", ssl=trusting, compression=None, proxy=None,
+                          local_addr=("127.0.0.2", 0))
+    assert isinstance(decode_message(await again.recv()), Challenge)  # type: ignore[arg-type]
+    await again.close()
+
+
+async def test_a_tls_handshake_that_fails_or_stalls_is_dropped_and_uncounted(
+    make_relay: RelayFactory, certificate: tuple[Path, Path],
+) -> None:
+    cert, key = certificate
+    relay = await make_relay(tls_cert=cert, tls_key=key, open_timeout=0.3)
+    stalled_reader, stalled = await _tcp(relay)  # never sends a ClientHello: open_timeout ends it
+    garbage_reader, garbage = await _tcp(relay)
+    garbage.write(PARTIAL_REQUEST + b"\r\n")  # plain HTTP to a TLS port: the handshake fails
+    answer = await _read_to_end(garbage_reader)  # closed: after a TLS alert, or without a word
+    assert not answer.startswith(b"HTTP/")
+    assert await _read_to_end(stalled_reader) == b""
+    await wait_until(lambda: relay.opening.total == 0 and relay.connections.total == 0, "both uncounted")
+    for w in (stalled, garbage):
+        w.close()
 
 
 async def test_a_socket_that_never_finishes_the_upgrade_is_dropped(make_relay: RelayFactory) -> None:

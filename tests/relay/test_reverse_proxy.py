@@ -27,7 +27,6 @@ from typing import NoReturn
 
 import pytest
 from relay_kit import WAIT, RelayFactory
-from test_relay_ops import certificate  # noqa: F401  (the fixture: one way to make the test certificate)
 
 from encspaces import Space, connect, create_space
 from encspaces.core.identity import Identity
@@ -279,7 +278,7 @@ def opened_from(caplog: pytest.LogCaptureFixture) -> list[str]:
 @pytest.mark.parametrize("start_proxy", [start_nginx, start_caddy], ids=["nginx", "caddy"])
 async def test_members_collaborate_through_the_documented_proxy(
     start_proxy: Callable[..., Awaitable[Proxy]], proxies: ProxyStarter, make_relay: RelayFactory,
-    certificate: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture,  # noqa: F811
+    certificate: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="encspaces_relay.session")
     cert, key = certificate
@@ -298,7 +297,7 @@ async def test_members_collaborate_through_the_documented_proxy(
 
 
 async def test_nginx_logs_each_client_and_the_relay_counts_them_as_one_address(
-    proxies: ProxyStarter, make_relay: RelayFactory, certificate: tuple[Path, Path],  # noqa: F811
+    proxies: ProxyStarter, make_relay: RelayFactory, certificate: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
     cert, key = certificate

@@ -38,6 +38,8 @@ from .conftest import RelayHandle, make_members, settle
 from .test_malicious_relay import Attack, LyingRelay
 from .test_random_convergence import random_edit, state
 from .test_snapshots import newcomer
+from .test_witnessed_log import FAST, witnessed_relay
+from .test_witnessed_log import policy as witness_policy
 
 
 @pytest.fixture(autouse=True)
@@ -345,3 +347,35 @@ async def test_a_device_resuming_from_a_checkpoint_from_before_anchors_agrees_wi
     finally:
         for m in members:
             await m.close()
+
+
+async def test_a_device_that_starts_at_an_anchor_checks_the_witnessed_checkpoints(tmp_path: Path) -> None:
+    """The Merkle tree grows from the digests alone: the checkpoints the witnesses cosigned match
+    the tree the new device built, and it reports the log witnessed through its head."""
+    async with witnessed_relay(tmp_path, 1) as (relay, witnesses):
+        assert relay.server is not None
+        ids = [encspaces.Identity.generate() for _ in range(3)]
+        admin = await encspaces.create_space(relay.url, ids[0], data_dir=tmp_path / "m0",
+                                             witnesses=witness_policy(witnesses), options=FAST)
+        await admin.add_member(ids[1].public)
+        bob = await encspaces.connect(relay.url, ids[1], admin.id, data_dir=tmp_path / "m1", options=FAST)
+        members = [admin, bob]
+        try:
+            await admin.set_policy(Policy(snapshot_entries=40))
+            await write_log(random.Random(9), members, 2 * ANCHOR_GRID + 30)
+            room = relay.server.rooms[admin.space_bytes]
+            await wait_for(lambda: anchored_record(room) is not None, what="an anchored agreed snapshot")
+            await settle(members)
+            await admin.add_member(ids[2].public)
+            fresh = await encspaces.connect(relay.url, ids[2], admin.id, data_dir=tmp_path / "fresh", options=FAST)
+            try:
+                await fresh.wait_for_seq(admin.seq)
+                assert any(h.kind == PRUNED for h in await fresh.history(limit=admin.seq))
+                await wait_for(lambda: fresh.witnessed_seq is not None and fresh.witnessed_seq >= admin.seq - 1,
+                               what="the new device to see the log witnessed")
+                assert fresh.error is None and state(fresh) == state(admin)
+            finally:
+                await fresh.close()
+        finally:
+            for m in members:
+                await m.close()
