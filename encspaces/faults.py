@@ -6,8 +6,9 @@ single test of a constant (``if faults.ARMED: faults.reached(...)``), so product
 nothing. Steps (encspaces/space.py): ``edit`` (a local edit entered the batch), ``built``
 (an entry was signed), ``outbox`` (the outbox write committed), ``sent`` (a submission was
 handed to the socket), ``acked`` (the relay acknowledged it), ``logged`` (the verified log
-holding it committed). And ``downloaded`` (encspaces/files.py: a downloaded chunk was written
-to the ``.part`` file), outside the write pipeline (not in ``STEPS``).
+holding it committed). And, outside the write pipeline (not in ``STEPS``): ``downloaded``
+(encspaces/files.py: a downloaded chunk was written to the ``.part`` file) and ``anchored``
+(encspaces/space.py: a new device installed the log state at an anchor, nothing stored yet).
 """
 
 from __future__ import annotations

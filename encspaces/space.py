@@ -235,6 +235,8 @@ class _Host:
 
     def on_anchored(self, seq: int) -> None:
         self._space.snapshots.anchored(seq)
+        if faults.ARMED:
+            faults.reached("anchored")
 
     def on_live(self) -> None:
         space = self._space

@@ -11,15 +11,20 @@ no anchor is vouched for.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
 import random
+import signal
+import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 import encspaces
-from encspaces import errors, snapshot_keeper
+from encspaces import errors, faults, snapshot_keeper
 from encspaces.core import crypto
 from encspaces.core.attestation import SnapshotRecord
 from encspaces.core.encoding import pack, unpack
@@ -379,3 +384,58 @@ async def test_a_device_that_starts_at_an_anchor_checks_the_witnessed_checkpoint
         finally:
             for m in members:
                 await m.close()
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    import encspaces
+
+    async def main():
+        url, identity_file, space_id, data_dir = sys.argv[1:5]
+        identity = encspaces.Identity.load(identity_file)
+        await encspaces.connect(url, identity, space_id, data_dir=data_dir)
+        print("LIVE", flush=True)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("crash_at", ["anchored:1", "logged:1"])
+async def test_kill_9_during_a_start_at_an_anchor_reopens_to_the_same_space(
+    relay: RelayHandle, tmp_path: Path, crash_at: str,
+) -> None:
+    """Killed once the state is installed (nothing stored yet) or right after the one transaction
+    that stores the rows, the anchor and a checkpoint: the device reopens, converges and its
+    store re-verifies."""
+    members, _ = await anchored_space(relay, tmp_path)
+    admin = members[0]
+    ident = encspaces.Identity.generate()
+    ident.save(tmp_path / "fresh.key")
+    await admin.add_member(ident.public)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), relay.url, str(tmp_path / "fresh.key"), admin.id, str(tmp_path / "fresh"),
+        stdout=asyncio.subprocess.PIPE, env={**os.environ, faults.ENV: crash_at},
+    )
+    assert child.stdout is not None
+    said = await asyncio.wait_for(child.stdout.read(), 60)
+    assert await child.wait() == -signal.SIGKILL  # by itself, at the step (the test never kills it)
+    if crash_at.startswith("anchored"):
+        assert b"LIVE" not in said  # during the catch-up that connect waits for
+    try:
+        again = await encspaces.connect(relay.url, ident, admin.id, data_dir=tmp_path / "fresh")
+        try:
+            await again.wait_for_seq(admin.seq)
+            assert again.error is None and state(again) == state(admin)
+            assert any(h.kind == PRUNED for h in await again.history(limit=admin.seq))
+        finally:
+            await again.close()
+        report = await reverify_local(ident, admin.id, data_dir=tmp_path / "fresh")
+        assert report.error is None and report.seq >= admin.seq
+    finally:
+        for m in members:
+            await m.close()
