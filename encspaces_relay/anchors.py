@@ -11,8 +11,10 @@ stripped entries, as in any fast catch-up.
 
 The relay rebuilds that state from its store once per anchor (the room keeps the newest), from
 each entry's first bytes (bodies of control entries whole) with the rules' ``apply`` (every
-entry was checked when it was sequenced), and keeps the catch-up's items beside it: every new
-device that starts there is then sent them without a read or a decode.
+entry was checked when it was sequenced), going on from the anchor it kept before (so each new
+anchor costs the entries since the last; only the first after the room loads reads the whole
+log), and keeps the catch-up's items beside it: every new device that starts there is then sent
+them without a read or a decode.
 """
 
 from __future__ import annotations
@@ -39,9 +41,14 @@ async def catch_up_to(room: Room, anchor: int, digest: bytes) -> tuple[list[byte
     cached = room.anchor_catch_up
     if cached is not None and cached[0] == anchor:
         return cached[1], cached[2]
-    state = LogState(room.space)
-    items: list[bytes] = []
-    seq = 1
+    if cached is not None and cached[0] < anchor:
+        # From the last anchor on: each new anchor costs the entries since the one before it.
+        # (A copy: a device may still be sent the cached list.)
+        done, items = cached[0], list(cached[1])
+        state = LogState.restore(room.space, cached[2], room.state.heads[: done + 1])
+    else:
+        done, items, state = 0, [], LogState(room.space)
+    seq = done + 1
     while seq <= anchor:
         last = min(anchor, seq + _CHUNK - 1)
         for entry in await _read_headers(room, seq, last):

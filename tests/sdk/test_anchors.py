@@ -36,6 +36,8 @@ from encspaces.core.messages import AnchorState, Entries
 from encspaces.history import PRUNED
 from encspaces.local import load_stored_log, reverify_local
 from encspaces.store import LocalStore
+from encspaces_relay import anchors
+from encspaces_relay.anchors import catch_up_to
 from encspaces_relay.room import Room
 from tests.support import wait_for
 
@@ -436,6 +438,52 @@ async def test_kill_9_during_a_start_at_an_anchor_reopens_to_the_same_space(
             await again.close()
         report = await reverify_local(ident, admin.id, data_dir=tmp_path / "fresh")
         assert report.error is None and report.seq >= admin.seq
+    finally:
+        for m in members:
+            await m.close()
+
+
+async def test_the_relay_builds_a_later_anchor_on_from_the_one_before(
+    relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each new anchor costs the relay the entries since the last one, with the very result of a
+    rebuild from the genesis."""
+    assert relay.server is not None
+    members, record = await anchored_space(relay, tmp_path)
+    admin = members[0]
+    room = relay.server.rooms[admin.space_bytes]
+    first = anchor_of(record.base)
+    try:
+        fresh = await newcomer(relay, admin, tmp_path / "fresh")
+        await fresh.close()
+        assert room.anchor_catch_up is not None and room.anchor_catch_up[0] == first
+        await write_log(random.Random(8), members, ANCHOR_GRID + 30)
+        await wait_for(lambda: (r := anchored_record(room)) is not None and anchor_of(r.base) > first,
+                       what="an anchored snapshot past the next grid seq")
+        await settle(members)
+        later = anchored_record(room)
+        assert later is not None and later.anchor is not None
+        second = anchor_of(later.base)
+        read: list[int] = []
+        read_headers = anchors._read_headers
+
+        async def counted(room: Room, first: int, last: int) -> list[Entry]:
+            read.append(first)
+            return await read_headers(room, first, last)
+
+        monkeypatch.setattr(anchors, "_read_headers", counted)
+        other = await newcomer(relay, admin, tmp_path / "other")
+        try:
+            await other.wait_for_seq(admin.seq)
+            assert other.error is None and state(other) == state(admin)
+        finally:
+            await other.close()
+        built = room.anchor_catch_up
+        assert built is not None and built[0] == second
+        assert read and min(read) == first + 1  # only the entries since the first anchor were read
+        monkeypatch.setattr(anchors, "_read_headers", read_headers)
+        room.anchor_catch_up = None
+        assert await catch_up_to(room, second, later.anchor) == (built[1], built[2])
     finally:
         for m in members:
             await m.close()
