@@ -51,7 +51,11 @@ async def catch_up_to(room: Room, anchor: int, digest: bytes) -> tuple[list[byte
     seq = done + 1
     while seq <= anchor:
         last = min(anchor, seq + _CHUNK - 1)
-        for entry in await _read_headers(room, seq, last):
+        entries = await _read_headers(room, seq, last)
+        if not entries:  # (the store lost entries the log holds: never loop on it)
+            log.error("%s: the store holds no entry at seq %d, below the anchor at seq %d", room.label, seq, anchor)
+            return None
+        for entry in entries:
             state.apply(entry, seq, room.state.heads[seq])
             kind = entry.header.kind
             items.append(entry.digest() if kind.is_encrypted or kind is Kind.ATTEST else entry.raw)

@@ -540,7 +540,7 @@ class LogVerifier:
         (every membership field must be theirs), its own author_seqs (never ahead of the
         state's), and the state's own digest at ``seq``. The rest (the counters data entries
         move) is the relay's word until an agreed snapshot's attestations state the same digest
-        (``settle_anchor``); until then nothing after the anchor is stored or applied.
+        (checked after each frame, ``Anchor.covered_by``); until then nothing is stored.
         """
         if not self.sparse:
             raise MalformedFrameError(f"the relay sent a log state for seq {seq} to a device that is not "
