@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,16 +20,23 @@ import nacl.signing
 import pytest
 from relay_kit import Member, RawClient, SpaceBuilder, join, make_hello, url_of, wait_until
 
+import encspaces
 from bench.proxy import CuttableProxy
+from encspaces import snapshot_keeper
 from encspaces.core import crypto
 from encspaces.core.entry import Entry
 from encspaces.core.identity import Identity
+from encspaces.core.log_state import ANCHOR_GRID
 from encspaces.core.messages import Ack, BlobData, BlobGet, BlobPut, Entries, Error
 from encspaces.errors import HeadMovedError, StoreUnavailableError
+from encspaces.history import PRUNED
 from encspaces_relay import shared_log
 from encspaces_relay.config import RelayConfig
 from encspaces_relay.server import RelayServer
 from encspaces_relay.store import DB_FILE, EntryRow
+from tests.sdk.test_anchors import anchored_record, write_log
+from tests.sdk.test_random_convergence import state
+from tests.support import make_members, settle
 
 DSN = os.environ.get("ENCSPACES_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -411,3 +419,34 @@ async def test_prefix_reads_strip_like_whole_entries(pg_dsn: str) -> None:
         await check_prefix_reads(store)
     finally:
         await store.close()
+
+
+async def test_a_new_device_starts_at_an_anchor_through_another_relay(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Written through one relay, opened through another that loads the space from the database:
+    the anchored catch-up reads the log's first bytes from PostgreSQL (docs/PROTOCOL.md section 14)."""
+    monkeypatch.setattr(snapshot_keeper, "GRANULARITY", 10)
+    first = await cluster.start()
+    _, members = await make_members(url_of(first), tmp_path, 2)
+    admin = members[0]
+    try:
+        await admin.set_policy(encspaces.Policy(snapshot_entries=40))
+        await write_log(random.Random(4), members, 2 * ANCHOR_GRID + 30)
+        await wait_until(lambda: anchored_record(first.rooms[admin.space_bytes]) is not None,
+                         "an agreed snapshot that states its anchor")
+        await settle(members)
+        second = await cluster.start()
+        newcomer = Identity.generate()
+        await admin.add_member(newcomer.public)
+        fresh = await encspaces.connect(url_of(second), newcomer, admin.id, data_dir=tmp_path / "fresh")
+        try:
+            await fresh.wait_for_seq(admin.seq)
+            assert fresh.error is None and state(fresh) == state(admin)
+            assert any(h.kind == PRUNED for h in await fresh.history(limit=admin.seq))
+            assert second.rooms[admin.space_bytes].anchor_catch_up is not None
+        finally:
+            await fresh.close()
+    finally:
+        for m in members:
+            await m.close()
