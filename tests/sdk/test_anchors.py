@@ -487,3 +487,33 @@ async def test_the_relay_builds_a_later_anchor_on_from_the_one_before(
     finally:
         for m in members:
             await m.close()
+
+
+async def test_a_store_missing_entries_below_the_anchor_falls_back_to_a_plain_fast_join(
+    relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The relay never loops on it: it logs the gap and sends the fast catch-up of before."""
+    assert relay.server is not None
+    members, record = await anchored_space(relay, tmp_path)
+    admin = members[0]
+    room = relay.server.rooms[admin.space_bytes]
+    assert record.anchor is not None
+    try:
+        async def nothing(room: Room, first: int, last: int) -> list[Entry]:
+            return []
+
+        monkeypatch.setattr(anchors, "_read_headers", nothing)
+        room.anchor_catch_up = None
+        async with asyncio.timeout(10):
+            assert await catch_up_to(room, anchor_of(record.base), record.anchor) is None
+        assert "the store holds no entry at seq 1" in caplog.text
+        fresh = await newcomer(relay, admin, tmp_path / "fresh")
+        try:
+            await fresh.wait_for_seq(admin.seq)
+            assert fresh.error is None and state(fresh) == state(admin)
+            assert all(h.kind != PRUNED for h in await fresh.history(limit=admin.seq))
+        finally:
+            await fresh.close()
+    finally:
+        for m in members:
+            await m.close()
