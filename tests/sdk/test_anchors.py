@@ -517,3 +517,35 @@ async def test_a_store_missing_entries_below_the_anchor_falls_back_to_a_plain_fa
     finally:
         for m in members:
             await m.close()
+
+
+async def test_a_members_new_device_starts_at_the_anchor_and_writes(relay: RelayHandle, tmp_path: Path) -> None:
+    """A paired device (its certificate in an add_device control entry) and a reader: both start at
+    the anchor, with the devices and roles the control entries decide."""
+    members, _ = await anchored_space(relay, tmp_path)
+    admin, bob = members
+    tablet_id = encspaces.Identity.generate()
+    reader_id = encspaces.Identity.generate()
+    try:
+        cert = await encspaces.add_device([bob], tablet_id.pairing_request("tablet"))
+        tablet_id = tablet_id.with_certificate(cert)
+        await admin.add_member(reader_id.public, "reader")
+        tablet = await encspaces.connect(relay.url, tablet_id, admin.id, data_dir=tmp_path / "tablet")
+        reader = await encspaces.connect(relay.url, reader_id, admin.id, data_dir=tmp_path / "reader")
+        try:
+            for device in (tablet, reader):
+                await device.wait_for_seq(admin.seq)
+                assert any(h.kind == PRUNED for h in await device.history(limit=admin.seq))
+            assert tablet.device_certificate == cert
+            assert tablet.state.role_of(tablet_id.public.sign_key) is Role.WRITER
+            assert reader.state.role_of(reader_id.public.sign_key) is Role.READER
+            tablet.text("t").insert(0, "from bob's tablet ")
+            await settle([*members, tablet, reader])
+            assert state(tablet) == state(admin) == state(reader)
+            assert all(d.error is None for d in (*members, tablet, reader))
+        finally:
+            await tablet.close()
+            await reader.close()
+    finally:
+        for m in members:
+            await m.close()
