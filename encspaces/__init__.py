@@ -21,6 +21,7 @@ from . import errors
 from .errors import (
     AnchorStateError,
     ArgumentTypeError,
+    AttestationConflictError,
     AttestationError,
     AuthorSeqError,
     AuthorSeqGapError,
@@ -235,6 +236,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AnchorStateError",
     "ArgumentTypeError",
+    "AttestationConflictError",
     "AttestationError",
     "AuthorSeqError",
     "AuthorSeqGapError",

@@ -374,6 +374,12 @@ class AttestationError(VerificationError, RuleError):
     """An attestation entry that breaks a rule: no such snapshot, its own author, or a second one."""
 
 
+class AttestationConflictError(AttestationError):
+    """A second attestation of one snapshot by one person: two of its devices each queued one
+    before seeing the other's. An honest race: the relay answers it as a ``conflict`` and the
+    device drops its attestation (in a relay's frame it is still a verification failure)."""
+
+
 # --- several devices of one person (encspaces/core/devices.py) -------------------------------------
 
 

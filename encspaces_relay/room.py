@@ -41,6 +41,7 @@ from encspaces.core.invites import verify_auth_proof
 from encspaces.core.log_state import LogState
 from encspaces.core.messages import Error
 from encspaces.errors import (
+    AttestationConflictError,
     AuthorSeqGapError,
     EpochError,
     HeadMovedError,
@@ -355,8 +356,9 @@ class Room:
                 except Refusal as refusal:  # device_in_use: an equivocation (_resent_seq)
                     log.info("%s: %s: %s", self.label, submission.peer.name, refusal)
                     answers.append(refusal)
-                except MembershipChangeError as exc:
-                    # Another admin's change got there first: an honest race, not an attack.
+                except (MembershipChangeError, AttestationConflictError) as exc:
+                    # Another admin's change, or another device of the same person's attestation,
+                    # got there first: an honest race, not an attack.
                     log.info("%s: %s: conflict: %s", self.label, submission.peer.name, exc)
                     answers.append(Refusal(RefusalCode.CONFLICT, str(exc), ref=exc.author_seq))
                 except RuleError as exc:

@@ -44,7 +44,9 @@ class RefusalCode(enum.StrEnum):
     NOT_A_MEMBER = "not_a_member"
     REJECTED = "rejected"  # a submitted entry breaks a rule of the log
     STALE_EPOCH = "stale_epoch"  # entries under an epoch a rotation ended: re-encrypt and resend
-    CONFLICT = "conflict"  # a membership change another one made moot (a race between admins)
+    # A membership change another one made moot (a race between admins), or an attestation another
+    # device of the same person posted first: the client drops the entry and numbers the rest again.
+    CONFLICT = "conflict"
     GAP = "gap"  # author_seq skips: follows a submission refused without closing
     CONTENDED = "contended"  # other relays of the cluster kept committing to the space first (encspaces_relay/room.py)
     BAD_INVITE = "bad_invite"  # a newcomer's invite is unknown, revoked, used up, expired, or not proven

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ..errors import (
+    AttestationConflictError,
     AttestationError,
     AuthorSeqGapError,
     DeviceCertificateError,
@@ -543,7 +544,8 @@ class LogState:
         if self.same_person(record.author, entry.header.author):
             raise AttestationError(f"{who}: attests its author's own snapshot at seq {body.snapshot}")
         if any(self.same_person(a.member, entry.header.author) for a in record.attestations):
-            raise AttestationError(f"{who}: {entry.author_id} already attested the snapshot at seq {body.snapshot}")
+            raise AttestationConflictError(
+                f"{who}: {entry.author_id} already attested the snapshot at seq {body.snapshot}")
         if body.anchor is not None and body.anchor != record.anchor:
             anchor = anchor_of(record.base)
             found = "keeps none there" if record.anchor is None else f"has {record.anchor.hex()[:16]}…"

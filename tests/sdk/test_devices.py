@@ -10,10 +10,10 @@ import pytest
 
 import encspaces
 from encspaces import errors
-from encspaces.core.entry import Entry, open_body
+from encspaces.core.entry import Entry, Kind, open_body
 from encspaces.core.identity import member_id
 from encspaces.core.membership import Role
-from encspaces_relay.store import DB_FILE
+from encspaces_relay.store import DB_FILE, EntryRow
 
 from .conftest import RelayHandle, settle, wait_for
 
@@ -271,3 +271,39 @@ async def test_a_person_joins_with_an_invite_from_a_certified_device(relay: Rela
         await admin.close()
         if joiner is not None:
             await joiner.close()
+
+
+async def test_two_devices_of_one_person_attesting_one_snapshot_at_once_both_go_on(
+    relay: RelayHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both queue an attestation before either is in the log: the log takes one per person, and the
+    other is an honest race (the relay answers `conflict`, the device drops it), not a failure.
+    Before, the second was refused as `rejected` and its device's space failed."""
+    assert relay.server is not None
+    erin = Erin(relay, tmp_path)
+    try:
+        alice, laptop, phone = await erin.start()
+        alice.text("doc").insert(0, "to snapshot")
+        await settle([alice, laptop, phone])
+        store = relay.server.store
+        append = store.append
+        release = asyncio.Event()
+
+        async def held(space: bytes, rows: list[EntryRow], *args: object, **kwargs: object) -> object:
+            if any(Entry.decode(row.raw).header.kind is Kind.ATTEST for row in rows):
+                await release.wait()  # until both of erin's devices queued theirs
+            return await append(space, rows, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "append", held)
+        await alice.write_snapshot()
+        await wait_for(lambda: laptop.unsent >= 1 and phone.unsent >= 1, "both devices to queue an attestation")
+        release.set()
+        phone.text("doc").insert(0, "phone after ")
+        await settle([alice, laptop, phone])
+        assert all(s.error is None for s in (alice, laptop, phone))
+        room = relay.server.rooms[alice.space_bytes]
+        (record,) = room.state.snapshots.values()
+        assert len(record.attestations) == 1
+        assert str(phone.text("doc")) == str(alice.text("doc")) == "phone after to snapshot"
+    finally:
+        await erin.close()
