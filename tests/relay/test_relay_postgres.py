@@ -433,6 +433,7 @@ async def test_a_new_device_starts_at_an_anchor_through_another_relay(
     try:
         await admin.set_policy(encspaces.Policy(snapshot_entries=40))
         await write_log(random.Random(4), members, 2 * ANCHOR_GRID + 30)
+        await admin.write_snapshot()
         await wait_until(lambda: anchored_record(first.rooms[admin.space_bytes]) is not None,
                          "an agreed snapshot that states its anchor")
         await settle(members)

@@ -81,6 +81,7 @@ async def anchored_space(relay: RelayHandle, tmp_path: Path, edits: int = 2 * AN
     _, members = await make_members(relay.url, tmp_path, 2)
     await members[0].set_policy(Policy(snapshot_entries=40))
     await write_log(random.Random(7), members, edits)
+    await members[0].write_snapshot()  # (besides those the policy wrote: one at the log's end, whatever the timing)
     room = relay.server.rooms[members[0].space_bytes]
     await wait_for(lambda: anchored_record(room) is not None, what="an agreed snapshot that states its anchor")
     await settle(members)
@@ -149,6 +150,7 @@ async def test_a_short_log_has_no_anchor_and_joins_as_before(relay: RelayHandle,
     admin = members[0]
     await admin.set_policy(Policy(snapshot_entries=15))
     await write_log(random.Random(3), members, 60)
+    await admin.write_snapshot()
     room = relay.server.rooms[admin.space_bytes]
     await wait_for(lambda: room.state.agreed_snapshot() is not None, what="an agreed snapshot")
     agreed = room.state.agreed_snapshot()
@@ -350,6 +352,7 @@ async def test_a_device_resuming_from_a_checkpoint_from_before_anchors_agrees_wi
     try:
         await admin.set_policy(Policy(snapshot_entries=40))
         await write_log(random.Random(12), members, ANCHOR_GRID + 10)
+        await admin.write_snapshot()  # at the log's end: past the second grid seq, whatever the timing
         room = relay.server.rooms[space_bytes]
         await wait_for(lambda: (r := anchored_record(room)) is not None and anchor_of(r.base) > ANCHOR_GRID,
                        what="an anchored snapshot past the second grid seq")
@@ -374,6 +377,7 @@ async def test_a_device_that_starts_at_an_anchor_checks_the_witnessed_checkpoint
         try:
             await admin.set_policy(Policy(snapshot_entries=40))
             await write_log(random.Random(9), members, 2 * ANCHOR_GRID + 30)
+            await admin.write_snapshot()
             room = relay.server.rooms[admin.space_bytes]
             await wait_for(lambda: anchored_record(room) is not None, what="an anchored agreed snapshot")
             await settle(members)
@@ -462,6 +466,7 @@ async def test_the_relay_builds_a_later_anchor_on_from_the_one_before(
         assert room.anchor_catch_up is not None
         first = room.anchor_catch_up[0]  # (where the relay started it: a newer snapshot may have moved it on)
         await write_log(random.Random(8), members, ANCHOR_GRID + 30)
+        await admin.write_snapshot()
         await wait_for(lambda: (r := anchored_record(room)) is not None and anchor_of(r.base) > first,
                        what="an anchored snapshot past the next grid seq")
         await settle(members)
