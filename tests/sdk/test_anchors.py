@@ -90,6 +90,17 @@ async def anchored_space(relay: RelayHandle, tmp_path: Path, edits: int = 2 * AN
     return members, record
 
 
+async def joins(relay: RelayHandle, admin: encspaces.Space, path: Path, *, anchored: bool) -> None:
+    """A newcomer's new device ends with the same space, with digest-only rows or without."""
+    fresh = await newcomer(relay, admin, path)
+    try:
+        await fresh.wait_for_seq(admin.seq)
+        assert fresh.error is None and state(fresh) == state(admin)
+        assert any(h.kind == PRUNED for h in await fresh.history(limit=admin.seq)) is anchored
+    finally:
+        await fresh.close()
+
+
 async def test_a_new_device_starts_at_the_anchor_and_ends_with_the_same_space(
     relay: RelayHandle, tmp_path: Path,
 ) -> None:
@@ -155,13 +166,9 @@ async def test_a_short_log_has_no_anchor_and_joins_as_before(relay: RelayHandle,
     await wait_for(lambda: room.state.agreed_snapshot() is not None, what="an agreed snapshot")
     agreed = room.state.agreed_snapshot()
     assert agreed is not None and agreed[1] < ANCHOR_GRID
-    fresh = await newcomer(relay, admin, tmp_path / "fresh")
     try:
-        await fresh.wait_for_seq(admin.seq)
-        assert fresh.error is None and state(fresh) == state(admin)
-        assert all(h.kind != PRUNED for h in await fresh.history(limit=admin.seq))
+        await joins(relay, admin, tmp_path / "fresh", anchored=False)
     finally:
-        await fresh.close()
         for m in members:
             await m.close()
 
@@ -513,13 +520,7 @@ async def test_a_store_missing_entries_below_the_anchor_falls_back_to_a_plain_fa
         async with asyncio.timeout(10):
             assert await catch_up_to(room, anchor_of(record.base), record.anchor) is None
         assert "the store holds no entry at seq 1" in caplog.text
-        fresh = await newcomer(relay, admin, tmp_path / "fresh")
-        try:
-            await fresh.wait_for_seq(admin.seq)
-            assert fresh.error is None and state(fresh) == state(admin)
-            assert all(h.kind != PRUNED for h in await fresh.history(limit=admin.seq))
-        finally:
-            await fresh.close()
+        await joins(relay, admin, tmp_path / "fresh", anchored=False)
     finally:
         for m in members:
             await m.close()
