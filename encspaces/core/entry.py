@@ -339,14 +339,15 @@ def strip_prefix(prefix: bytes, size: int) -> bytes | None:
 
 
 def is_pruned(raw: bytes) -> bool:
-    """A row of a device's store that holds an entry's digest alone: the device started at an
-    anchor after it (docs/PROTOCOL.md section 14, "Anchors"); no entry encodes to 32 bytes."""
+    """An entry's digest alone in its place: in a new device's catch-up to an anchor, and in the
+    rows of a store that started at one (docs/PROTOCOL.md section 14, "Anchors"); no entry
+    encodes to 32 bytes."""
     return len(raw) == _HASH_SIZE
 
 
 def stored_digest(raw: bytes) -> bytes:
     """The digest of a row of a device's store: its entry's, or the row itself when it is pruned."""
-    return raw if len(raw) == _HASH_SIZE else Entry.decode(raw, local=True).digest()
+    return raw if is_pruned(raw) else Entry.decode(raw, local=True).digest()
 
 
 def open_body(entry: Entry, epoch_key: bytes) -> bytes | None:

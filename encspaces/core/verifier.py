@@ -392,7 +392,7 @@ class LogVerifier:
     def _verify(self, frame: Entries, *, relay_signed: bool, live: bool = False) -> list[VerifiedEntry]:
         if not frame.entries:
             raise MalformedFrameError(f"frame at seq {frame.first_seq} holds no entries")
-        if (self.seq == 0 or self.sparse) and any(len(raw) == crypto.HASH_SIZE for raw in frame.entries):
+        if self.sparse or (self.seq == 0 and any(is_pruned(raw) for raw in frame.entries)):
             return self._verify_sparse(frame, relay_signed=relay_signed, live=live)
         # Only this device's own store may hold redacted entries (sealed keys blanked).
         local = not relay_signed
@@ -469,7 +469,7 @@ class LogVerifier:
                                      "only a new device's catch-up to an anchor may leave entries out")
         items: list[Entry | bytes] = []
         for i, raw in enumerate(frame.entries):
-            if len(raw) == crypto.HASH_SIZE:
+            if is_pruned(raw):
                 items.append(raw)
                 continue
             try:
@@ -726,7 +726,7 @@ class LogVerifier:
                 append(decode(raw, local=local))
         except MalformedEntryError as exc:
             seq = frame.first_seq + len(entries)
-            if len(frame.entries[len(entries)]) == crypto.HASH_SIZE:
+            if is_pruned(frame.entries[len(entries)]):
                 raise MissingBodiesError(f"the relay sent the entry at seq {seq} as its digest alone, outside a new "
                                          "device's catch-up to an anchor") from exc
             raise MalformedEntryError(f"seq {seq}: {exc}") from exc

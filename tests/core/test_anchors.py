@@ -175,6 +175,13 @@ def test_a_whole_data_entry_before_the_anchor_is_refused() -> None:
     with pytest.raises(MalformedFrameError, match="in the stretch before an anchor"):
         v.verify_frame(Entries(1, items[:ANCHOR_GRID], fake.signed(ANCHOR_GRID)))
     assert v.seq == 0
+    # and in a frame of its own, once the stretch started
+    v = LogVerifier(fake.space, fake.carol, fake.relay_pk)
+    v.verify_frame(Entries(1, items[:at], fake.signed(at)))
+    assert v.sparse
+    with pytest.raises(MalformedFrameError, match="in the stretch before an anchor"):
+        v.verify_frame(Entries(at + 1, [items[at]], fake.signed(at + 1)))
+    assert v.seq == at
 
 
 def test_a_store_that_starts_at_an_anchor_reverifies_from_it() -> None:
