@@ -1123,10 +1123,12 @@ class Space:
             heads = [crypto.ZERO_HASH, *await self._store.load_heads(after)]
             self._verifier, awaiting = LogVerifier.from_checkpoint(self.space_bytes, self.identity, blob, heads)
             self._verifier.own_entry = self._held_entry
-            if self._verifier.tree_missing:  # a checkpoint from before the Merkle tree: rebuilt once
-                self._verifier.rebuild_tree([stored_digest(raw) for _, raw, _ in await self._store.load_log(0, after)])
-            if self._verifier.state.anchors_missing:  # a checkpoint from before anchors: rebuilt once
-                self._verifier.rebuild_anchors(await self._store.load_log(0, after))
+            if self._verifier.tree_missing or self._verifier.state.anchors_missing:
+                stored = await self._store.load_log(0, after)  # (read once for both)
+                if self._verifier.tree_missing:  # a checkpoint from before the Merkle tree: rebuilt once
+                    self._verifier.rebuild_tree([stored_digest(raw) for _, raw, _ in stored])
+                if self._verifier.state.anchors_missing:  # a checkpoint from before anchors: rebuilt once
+                    self._verifier.rebuild_anchors(stored)
             self.skipped = self._verifier.skipped
             self._verifier.resume_awaiting(await self._store.load_entries(awaiting))
             self._document.apply_remote(document, None)

@@ -436,16 +436,25 @@ class LogVerifier:
             self.state.rollback()
             raise
         self.state.commit()
-        self.latest_head = frame.head
-        if relay_signed:
-            self._note_fresh(frame.head)
-            self.verified_head = frame.head
+        self._note_head(frame, relay_signed)
         if deferred:
             self.unpinned.update(deferred)
         if self.unpinned:
             self._pin()
         if self.anchor is not None and self.anchor.stage == Anchor.PENDING and self.anchor.covered_by(self.state):
             self.settled_anchor, self.anchor = self.anchor, None
+        return self._conclude(frame, digests, results, new_keys, relay_signed)
+
+    def _note_head(self, frame: Entries, relay_signed: bool) -> None:
+        """A frame's entries are in the state: its signed head is the newest we verified."""
+        self.latest_head = frame.head
+        if relay_signed:
+            self._note_fresh(frame.head)
+            self.verified_head = frame.head
+
+    def _conclude(self, frame: Entries, digests: list[bytes], results: list[VerifiedEntry],
+                  new_keys: dict[int, bytes], relay_signed: bool) -> list[VerifiedEntry]:
+        """The keys a frame brought, its entries in the Merkle tree, its head shown to the witness watch."""
         finished = self._finish(results, new_keys)
         self._grow_tree(frame.first_seq, digests, frame.head if relay_signed else None)
         if relay_signed:
@@ -513,15 +522,8 @@ class LogVerifier:
             raise
         self.state.commit()
         self.pruned.extend((first + i, item, heads[i]) for i, item in enumerate(items) if isinstance(item, bytes))
-        self.latest_head = frame.head
-        if relay_signed:
-            self._note_fresh(frame.head)
-            self.verified_head = frame.head
-        finished = self._finish(results, new_keys)
-        self._grow_tree(first, digests, frame.head if relay_signed else None)
-        if relay_signed:
-            self.witness.observe_head(frame.head.seq, pack(frame.head.encode()), Role.FRAME)
-        return finished
+        self._note_head(frame, relay_signed)
+        return self._conclude(frame, digests, results, new_keys, relay_signed)
 
     def expect_anchor(self) -> None:
         """Start a catch-up to an anchor (before the genesis too: a store whose log starts with one)."""
