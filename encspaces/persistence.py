@@ -23,7 +23,7 @@ from .core.outbox import Outbox
 from .core.redaction import redact
 from .errors import EncspacesError
 from .host import SpaceHost
-from .store import ANCHOR_META, HEAD_WINDOW, LocalStore
+from .store import ANCHOR_META, HEAD_WINDOW, SESSIONS_META, LocalStore
 
 # How long received entries (their log rows, relay heads and the outbox clean-up they allow)
 # may wait in memory for more to share their transaction. One transaction per frame (a thread
@@ -63,8 +63,8 @@ class Pending:
                     or self.heads_ahead_through is not None)
 
     def urgent(self) -> bool:
-        """Holds something written at once: our own entries (write before send), meta (the invite
-        secret, evidence), a checkpoint, redactions or a purge (forgotten keys stay forgotten).
+        """Holds something written at once: our own entries, meta (the invite secret, the session's
+        nonce, evidence), a checkpoint, redactions or a purge (forgotten keys stay forgotten).
 
         The rest (received entries, their relay heads, the outbox clean-up they allow) is what the
         relay holds and serves again: it may wait ``RECEIVED_WRITE_DELAY``.
@@ -183,6 +183,8 @@ class Persistence:
             # Run by the callback that answers the write, not after the await: a task resumes a
             # pass of the event loop after its future is answered, and on a busy loop (a device
             # receiving 200 frames a second) a pass is milliseconds of the entry's latency.
+            if SESSIONS_META in pending.meta:
+                self._box.session_stored = True  # this session's edits may go ahead of their writes
             if pending.outbox and generation == self._box.generation:
                 self._box.stored(max(seq for seq, _ in pending.outbox), generation)
                 if faults.ARMED:
@@ -213,9 +215,10 @@ class Persistence:
 
         Why holding received entries weakens nothing. Every transaction still writes everything
         pending, in order, so the store always holds the state the space was in at one earlier
-        moment (never a later write without an earlier one), and what the device sent was stored
-        before it left: our entries are urgent (write before send), and their transaction takes
-        every held row along, so an entry is never stored without the log it was built on. A
+        moment (never a later write without an earlier one). Our entries are urgent, and their
+        transaction takes every held row along, so an entry is never stored without the log it
+        was built on (an edit may leave before its write commits: core/outbox.py says why a
+        crash between the two loses nothing the relay took). A
         kill of the process may now take back the last ``RECEIVED_WRITE_DELAY`` of received
         entries, their relay heads and the outbox clean-up (before, a power loss could, the
         NORMAL commits since the last fsync, and a kill only what was verified in the few ms

@@ -31,9 +31,9 @@ from .connection import Connection
 from .connection_state import ConnectionChange, ConnectionState
 from .core import crypto
 from .core.batch_window import BatchWindow
-from .core.client_ids import NONCE_SIZE, derive_client_id
+from .core.client_ids import NONCE_SIZE, derive_client_id, split_plaintext
 from .core.devices import CERT_PREFIX, DeviceCertificate, PairingRequest, device_in_use_message
-from .core.encoding import DEFAULT_MAX_MESSAGE, pack
+from .core.encoding import DEFAULT_MAX_MESSAGE, as_bytes, as_list, pack, unpack
 from .core.entry import Entry, Kind, build_entry, open_body, stored_digest
 from .core.head import SignedHead
 from .core.identity import Identity, PublicIdentity, decode_space_id, member_id
@@ -76,6 +76,7 @@ from .errors import (
     InvalidArgumentError,
     MembershipRevokedError,
     NotPermittedError,
+    ProtocolError,
     RelayError,
     ResubmitLimitError,
     SpaceClosedError,
@@ -92,7 +93,7 @@ from .relay_url import RelayUrls, connect_failure, connect_options, none_reachab
 from .shared.feed import ChangeStream
 from .shared.kinds import ObjectKind
 from .snapshot_keeper import SnapshotKeeper
-from .store import STORE_FILE, LocalStore
+from .store import SESSIONS_KEPT, SESSIONS_META, STORE_FILE, LocalStore
 from .streams import EventHub, EventStream
 from .supervision import TaskOwner
 from .witness_watch import WitnessWatch
@@ -324,6 +325,8 @@ class Space:
         # This session's Yjs client id, derived from our key and a fresh nonce (core/client_ids.py).
         self._client_nonce = crypto.random_bytes(NONCE_SIZE)
         self._document = Document(self._on_local_update, derive_client_id(self._me, self._client_nonce))
+        # The nonces of this device's earlier sessions (store.SESSIONS_META), this one's added at _start.
+        self._sessions: builtins.list[bytes] = []
         self._device_in_use: DeviceKeyInUseError | None = None
         self._foreign: set[bytes] = set()  # entries by our key that we did not write, until applied
         self._genesis: bytes | None = None
@@ -333,7 +336,7 @@ class Space:
         self._batch_timer: asyncio.TimerHandle | asyncio.Handle | None = None
         # When the open batch leaves (loop time): at once after a pause, a growing window in a burst.
         self._batch_window = BatchWindow(self.options.batch_delay, self.options.max_batch_delay)
-        # Signed entries not yet in the verified log: numbering, write-before-send, freshness,
+        # Signed entries not yet in the verified log: numbering, what waits for its write, freshness,
         # renumbering, re-issue and refusal backoff are kept by the pure core/outbox.py.
         self._box = Outbox(identity, space, self.options.max_entry)
         # Connection: the runner, its session and the one writer to the socket (encspaces/connection.py).
@@ -910,6 +913,7 @@ class Space:
                 if bound:
                     self._check_own_clients(update)
                 self._queue_entry(Kind.DATA, write_data(update, bound, self._client_nonce))
+            self._send_outbox()  # beside the write that stores them, once this session's nonce is (outbox.py)
         except ForeignClientIdError as exc:
             self._fail(exc)
         except EntryTooLargeError as exc:
@@ -934,7 +938,7 @@ class Space:
         if faults.ARMED:
             faults.reached("built")
         self._persistence.pending.outbox.append((entry.header.author_seq, entry.raw))
-        self._persistence.wake()  # sent once the write that stores it commits (persistence.py)
+        self._persistence.wake()  # stored at once; sent when stored, or before for an edit (core/outbox.py)
         return entry
 
     def _send_outbox(self) -> None:
@@ -942,7 +946,7 @@ class Space:
         if session is None:
             return
         decision = self._box.to_send(self._clock.now_ms(), self._verifier.fresh_ms,
-                                    int(self.options.freshness_limit * 1000))
+                                    int(self.options.freshness_limit * 1000), self._verifier.state.client_ids_bound)
         if isinstance(decision, Refresh):
             send(b"")  # the send loop reconnects: a fresh welcome, or a catch-up
             return
@@ -1042,9 +1046,11 @@ class Space:
         return next((e.raw for e in entries if e.header.author_seq == author_seq), None)
 
     def _check_own_entries(self, results: builtins.list[VerifiedEntry]) -> None:
-        """An entry by this device key that this device did not write: the key is used on another
-        machine too. Not a relay fault (the signature is ours) and not fatal: say so
-        (``device_in_use``), and number our unsent entries after the other machine's."""
+        """Entries by this device key that the outbox does not hold. An edit under the nonce of one
+        of our sessions left before a crash took its write (core/outbox.py): ours, said in the log.
+        Any other is another machine's: the key is used there too. Not a relay fault (the signature
+        is ours) and not fatal: say so (``device_in_use``). Either way our unsent entries are
+        numbered after them, and they are applied like anyone else's (``_apply_one``)."""
         mine = [r for r in results if not r.late and r.entry.header.author == self._me and r.kind is not Kind.GENESIS]
         if not mine:
             return
@@ -1052,16 +1058,29 @@ class Space:
         foreign = [r for r in mine if r.entry.raw not in ours]
         if not foreign:
             return
-        first = foreign[0]
-        self._foreign.update(r.entry.raw for r in foreign)  # applied like anyone else's (_apply_one)
-        self._device_in_use = DeviceKeyInUseError(
-            f"seq {first.seq}: the log holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} by this "
-            f"device (author_seq {first.entry.header.author_seq}) that this device did not write: "
-            + device_in_use_message(self._me, f"space {self.id[:12]}"))
-        log.warning("%s", self._device_in_use)
+        self._foreign.update(r.entry.raw for r in foreign)
+        elsewhere = [r for r in foreign if not self._of_our_sessions(r)]
+        if elsewhere:
+            first = elsewhere[0]
+            self._device_in_use = DeviceKeyInUseError(
+                f"seq {first.seq}: the log holds {len(elsewhere)} entr{'y' if len(elsewhere) == 1 else 'ies'} by "
+                f"this device (author_seq {first.entry.header.author_seq}) that this device did not write: "
+                + device_in_use_message(self._me, f"space {self.id[:12]}"))
+            log.warning("%s", self._device_in_use)
+        if len(elsewhere) < len(foreign):
+            log.info("space %s: %d edit(s) of this device from seq %d reached the relay but not the local store "
+                     "(the process ended beside their write): applied from the log", self.id[:12],
+                     len(foreign) - len(elsewhere), foreign[0].seq)
         if self._box.entries:
             in_log = {r.entry.raw for r in results}
             self._renumbered(self._box.displaced(in_log, self._verifier.state, self._verifier.epoch_keys))
+
+    def _of_our_sessions(self, result: VerifiedEntry) -> bool:
+        """A data entry written under the nonce of one of this device's sessions (store.SESSIONS_META)."""
+        if result.kind is not Kind.DATA or result.plaintext is None or not self._verifier.state.client_ids_bound:
+            return False
+        split = split_plaintext(result.plaintext)
+        return split is not None and split[0] in self._sessions
 
     def _apply_one(self, result: VerifiedEntry) -> None:
         if result.plaintext is None:
@@ -1159,6 +1178,7 @@ class Space:
                     self._document.apply_remote(update, None)
             restored.append(entry)
         self._box.restored(restored, mine)  # all of it came from the store: durable
+        self._sessions = _stored_sessions(await self._store.get_meta(SESSIONS_META))
         await self._evidence.restore()
         self._restored = True
 
@@ -1176,6 +1196,9 @@ class Space:
     def _start(self, genesis: bytes | None) -> None:
         self._genesis = self._genesis or genesis
         self.snapshots.attesting = True  # from here on entries come from the relay, not our own store
+        # This session's nonce with the earlier ones, durable before any of its edits leaves (outbox.py).
+        self._sessions = [*self._sessions[-(SESSIONS_KEPT - 1):], self._client_nonce]
+        self._persistence.pending.meta[SESSIONS_META] = pack(self._sessions)
         self._persistence.start()  # the store writer: never cancelled mid-write (close() waits for it)
         self._connection.start()
         self._ticker = self._tasks.spawn(self._tick(), "the maintenance ticker")
@@ -1322,6 +1345,16 @@ async def _first_challenge(urls: tuple[str, ...], tls: SSLContext | None, open_t
     if refusals:
         raise refusals[0]
     raise none_reachable(failures)
+
+
+def _stored_sessions(stored: bytes | None) -> builtins.list[bytes]:
+    if stored is None:
+        return []
+    try:
+        nonces = as_list(unpack(stored, what="stored sessions"), "stored sessions")
+        return [as_bytes(nonce, "stored session nonce", NONCE_SIZE) for nonce in nonces]
+    except ProtocolError as exc:
+        raise StoreError(f"the nonces of this device's sessions do not decode: {exc}") from exc
 
 
 async def _start_and_wait(space: Space, genesis: bytes | None, timeout: float | None, call: str) -> Space:

@@ -52,6 +52,11 @@ EVIDENCE_META = "evidence"  # meta key: the evidence file of the space's failure
 # meta key: pack([seq, log state]) of the anchor this device started at (its log rows before it are
 # digests alone); re-verifying the store starts from it (encspaces.core.reverify)
 ANCHOR_META = "anchor"
+# meta key: pack([nonce, ...]) of this device's newest sessions (core/client_ids.py), the current one
+# last, written before any of its edits is sent: a data entry of ours that reached the relay but not
+# this store (a crash beside its write) is known by its nonce as ours, not another machine's
+SESSIONS_META = "sessions"
+SESSIONS_KEPT = 256
 # secure_delete: deleted keys are overwritten, not just unlinked.
 _PREPARE = f"""
 PRAGMA journal_mode=WAL;
@@ -336,17 +341,16 @@ class LocalStore:
         the store's thread (one hop).
 
         Fsynced (``synchronous=FULL``) when it holds anything a power loss must not take back:
-        outbox entries (write before send: an entry the relay may hold is never numbered
-        again), an outbox reset, the invite secret or other meta, and redactions or a purge
-        (forgotten keys stay forgotten). A transaction of received entries, outbox clean-up and
-        checkpoints only is committed with ``synchronous=NORMAL``: durable against a crash or
-        kill of the process like any commit in WAL mode (the OS holds the written WAL), while
-        a power loss may take back the newest of them (a suffix: WAL never keeps a later
-        commit without the earlier ones), until the next fsynced transaction or WAL
-        checkpoint. docs/PROTOCOL.md section 15 says what that costs. Received entries reach
-        this call grouped, several frames to a transaction (``persistence.RECEIVED_WRITE_DELAY``):
-        the fixed part of a write (the thread hop, the commit, the WAL pages of the tables'
-        last leaves) was most of its cost at one frame each.
+        outbox entries (``flush`` promises them), an outbox reset, the invite secret or other meta,
+        and redactions or a purge (forgotten keys stay forgotten). A transaction of received
+        entries, outbox clean-up and checkpoints only is committed with ``synchronous=NORMAL``:
+        durable against a crash or kill of the process like any commit in WAL mode (the OS holds the
+        written WAL), while a power loss may take back the newest of them (a suffix: WAL never keeps
+        a later commit without the earlier ones), until the next fsynced transaction or WAL
+        checkpoint. docs/PROTOCOL.md section 15 says what that costs. Received entries reach this
+        call grouped, several frames to a transaction (``persistence.RECEIVED_WRITE_DELAY``): the
+        fixed part of a write (the thread hop, the commit, the WAL pages of the tables' last leaves)
+        was most of its cost at one frame each.
 
         ``heads_ahead``: relay-signed heads past the verified log to keep (the first one per seq
         stays); ``heads_ahead_through``: the verified log reached this seq, drop those at or below.

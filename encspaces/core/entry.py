@@ -51,9 +51,15 @@ class Kind(enum.StrEnum):
     def is_control(self) -> bool:
         return not self.is_encrypted
 
+    @property
+    def starts_epoch(self) -> bool:
+        """Carries a new epoch's key (``RekeyBody``): what follows it in the log is under that epoch."""
+        return self in _EPOCH_KINDS
+
 
 _KINDS = {kind.value: kind for kind in Kind}
 _ENCRYPTED_KINDS = frozenset({Kind.DATA, Kind.SNAPSHOT})
+_EPOCH_KINDS = frozenset({Kind.REMOVE_MEMBER, Kind.ROTATE, Kind.REMOVE_DEVICE})
 
 
 _T = TypeVar("_T")

@@ -682,7 +682,7 @@ class LogState:
             self.members[cert.person] = dataclasses.replace(
                 member, devices=(*member.devices, Device(cert.device, cert.device_box, cert, seq)))
             self.device_owner[cert.device] = cert.person
-        elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE, Kind.REMOVE_DEVICE):
+        elif kind.starts_epoch:
             rekey = RekeyBody.decode(entry.body, kind.value)
             if rekey.member is not None:
                 for device in self.members.pop(rekey.member).devices:

@@ -6,13 +6,21 @@ one, the epoch moved) and does what the returned decisions say. The rules it kee
 
 - Numbering: our entries carry author_seq 1, 2, 3... without a gap; an entry too large for the
   relay takes no number. Dropping entries (a conflict, a withdrawal) numbers the later ones again.
-- Write before send: only entries already in the stored outbox (``durable_through``) may be
-  submitted, so a crash can never leave the relay holding an author_seq this device would number
-  again. A store write that began before a renumbering (``generation``) proves nothing.
+- Write before send, except edits: an entry is submitted once the stored outbox holds it
+  (``durable_through``; a store write that began before a renumbering, ``generation``, proves
+  nothing). A data entry goes at once, beside the write that stores it, once this session's
+  Yjs nonce is durable (``session_stored``) in a space that binds client ids: a crash may then
+  leave the relay holding an author_seq this device numbers again, and the catch-up finds it,
+  signed by our key under a nonce of ours, so the device applies it as its own edit and numbers
+  its unsent entries after it (``displaced``), where another machine's entry says
+  ``DeviceKeyInUseError``. Admin entries keep waiting: they are few, and whoever waits on one
+  is told it was submitted.
 - Freshness (the removal window): nothing is sent while the view of the log is older than the
   limit; the connection is refreshed instead, once per connection.
 - Re-issue: when the epoch moves under our unsent entries they are issued again under the new
-  one (``rekey.reissue_all``); so are the entries after a dropped one.
+  one (``rekey.reissue_all``); so are the entries after a dropped one. Entries after our own
+  new epoch (a rotation, a removal) are not sent before the log holds it: written under the
+  epoch it ends, the relay would refuse them, and the change in the same submission with them.
 - Refusals that do not close the connection are retried after a doubling backoff; after
   ``resubmit_limit`` of them in a row with neither the epoch nor our verified entries moving,
   the caller fails the space.
@@ -104,6 +112,7 @@ class Outbox:
         self.sent_through = 0  # author_seq sent on the current connection
         self.submitted_through = 0  # newest author_seq ever handed to a connection (never lowered)
         self.durable_through = 0  # every entry up to this author_seq is in the stored outbox
+        self.session_stored = False  # this session's nonce is durable: data entries may go ahead of their write
         self.generation = 0  # bumped when entries are numbered again
         self.refusals = 0  # refusals in a row without progress
         self.refusal_mark: tuple[int, int] = (0, 0)  # (epoch, our verified author_seq) they were counted at
@@ -157,20 +166,36 @@ class Outbox:
         self.sent_through = verified_mine
         self.refresh_asked = False
 
-    def to_send(self, now_ms: int, fresh_ms: int, freshness_limit_ms: int) -> Submission | Refresh | None:
-        """What to hand a live connection now: durable entries not yet sent on it, if the view is fresh."""
+    def to_send(
+        self, now_ms: int, fresh_ms: int, freshness_limit_ms: int, bound: bool = False,
+    ) -> Submission | Refresh | None:
+        """What to hand a live connection now, if the view is fresh: in order, the entries not yet sent
+        on it that are durable, or are data entries that may go ahead of their write (``bound``: the
+        space binds client ids, so a data entry names the session that wrote it)."""
         if now_ms - fresh_ms > freshness_limit_ms:
             # Our view may miss a removal the relay is withholding: send nothing under it.
             if not self.refresh_asked and any(e.header.author_seq > self.sent_through for e in self.entries):
                 self.refresh_asked = True
                 return Refresh()
             return None
-        ready = tuple(e for e in self.entries if self.sent_through < e.header.author_seq <= self.durable_through)
+        ahead = bound and self.session_stored
+        ready: list[Entry] = []
+        for entry in self.entries:
+            author_seq = entry.header.author_seq
+            if author_seq > self.sent_through:
+                if author_seq > self.durable_through and not (ahead and entry.header.kind is Kind.DATA):
+                    break  # (in order: nothing after an entry that must wait)
+                ready.append(entry)
+            if entry.header.kind.starts_epoch:
+                # What follows our own new epoch was written under the one it ends: the relay would
+                # refuse it, and the submission with it (all or nothing). It is issued again once the
+                # log holds the change (needs_reissue), or numbered again if the change is refused.
+                break
         if not ready:
             return None
         self.sent_through = ready[-1].header.author_seq
         self.submitted_through = max(self.submitted_through, self.sent_through)
-        return Submission(ready)
+        return Submission(tuple(ready))
 
     def awaiting_log(self) -> Entry | None:
         """Our oldest entry handed to a connection (this one or one before) and not yet in the
@@ -204,7 +229,8 @@ class Outbox:
     def displaced(
         self, in_log: Collection[bytes], state: LogState, keys: dict[int, bytes], time_ms: int | None = None,
     ) -> list[Rename]:
-        """Another machine with our device key took author_seqs we had numbered (DeviceKeyInUseError):
+        """The log holds entries by our key that this outbox does not (another machine with our key,
+        or an edit of ours that left before a crash took its write) at author_seqs we had numbered:
         what of ours is in the log stays done, the rest is issued again numbered after the log."""
         old = [e for e in self.entries if e.raw not in in_log]
         self._renumber_from(state.author_seqs.get(self.me, 0), [])

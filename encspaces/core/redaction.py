@@ -38,7 +38,7 @@ def redact(entry: Entry, forgotten: set[int]) -> bytes | None:
         keys = tuple((e, b"" if e in forgotten else k) for e, k in device.sealed_keys)
         if keys != device.sealed_keys:
             body = dataclasses.replace(device, sealed_keys=keys).encode()
-    elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE, Kind.REMOVE_DEVICE):
+    elif kind.starts_epoch:
         rekey = RekeyBody.decode(entry.body, kind.value)
         if rekey.epoch in forgotten and any(sealed for _, sealed in rekey.grants):
             body = dataclasses.replace(rekey, grants=tuple((r, b"") for r, _ in rekey.grants)).encode()

@@ -870,7 +870,7 @@ class LogVerifier:
                 self.person = device.cert.person
                 for epoch, sealed in device.sealed_keys:
                     self._learn_key(self.identity.box_private, sealed, epoch, new_keys, entry, seq)
-        elif kind in (Kind.REMOVE_MEMBER, Kind.ROTATE, Kind.REMOVE_DEVICE):
+        elif kind.starts_epoch:
             rekey = RekeyBody.decode(entry.body, kind.value)
             self._new_commits[rekey.epoch] = rekey.commit
             if rekey.device == me or (rekey.member is not None and rekey.member == self.person):

@@ -79,6 +79,48 @@ def test_nothing_is_sent_before_it_is_stored() -> None:
     assert box.submitted_through == 2
 
 
+def test_edits_go_ahead_of_their_write_once_the_session_is_stored_in_a_space_that_binds_client_ids() -> None:
+    fs, box = setup()
+    data(fs, box)
+    assert box.to_send(NOW, NOW, LIMIT, bound=True) is None  # the session's nonce is not durable yet
+    box.session_stored = True
+    assert box.to_send(NOW, NOW, LIMIT) is None  # a space without bound client ids: write before send
+    assert sent(box.to_send(NOW, NOW, LIMIT, bound=True)) == [1]
+    data(fs, box)
+    assert sent(box.to_send(NOW, NOW, LIMIT, bound=True)) == [2]
+    assert box.submitted_through == 2 and box.durable_through == 0
+
+
+def test_an_admin_entry_waits_for_its_write_and_the_edits_after_it_wait_with_it() -> None:
+    fs, box = setup()
+    box.session_stored = True
+    data(fs, box)
+    secret = InviteSecret.generate()
+    offer = InviteBody(secret.invite_key, secret.box_key, Role.WRITER, 1, None, True, ())
+    box.build(Kind.INVITE, invite_body(offer, {1: fs.epoch_key}, 1), fs.state, {1: fs.epoch_key})
+    data(fs, box)
+    assert sent(box.to_send(NOW, NOW, LIMIT, bound=True)) == [1]  # the invite is not stored: in order, 3 waits
+    assert box.to_send(NOW, NOW, LIMIT, bound=True) is None
+    box.stored(2, box.generation)
+    assert sent(box.to_send(NOW, NOW, LIMIT, bound=True)) == [2, 3]
+
+
+def test_what_follows_our_own_new_epoch_waits_for_the_log_to_hold_it_then_is_issued_again() -> None:
+    fs, box = setup()
+    box.restored([], 3)
+    rotation = box.build(Kind.ROTATE, rekey_body(fs.state), fs.state, {1: fs.epoch_key})
+    data(fs, box, b"typed meanwhile")  # under epoch 1, which the rotation ends
+    box.stored(5, box.generation)
+    # Sent together the relay would refuse both (a submission is all or nothing), every time.
+    assert sent(box.to_send(NOW, NOW, LIMIT)) == [4]
+    assert box.to_send(NOW, NOW, LIMIT) is None
+    box.connection_started(verified_mine=3)
+    assert sent(box.to_send(NOW, NOW, LIMIT)) == [4]  # a new connection: the same
+    fs.sequence(rotation)
+    box.verified(4)
+    assert box.needs_reissue(fs.state.epoch)
+
+
 def test_a_write_that_began_before_a_renumbering_proves_nothing() -> None:
     fs, box = setup()
     first, second = data(fs, box), data(fs, box)

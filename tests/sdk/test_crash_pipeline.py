@@ -91,6 +91,7 @@ async def test_kill_9_at_every_step_converges(relay: RelayHandle, tmp_path: Path
             await bob.wait_for_seq(again.seq)
             await again.wait_for_seq(bob.seq)
             assert again.error is None and bob.error is None
+            assert again.device_in_use is None  # an edit of ours that left before its write is still ours
             mine, theirs = str(again.text("doc")), str(bob.text("doc"))
             assert mine == theirs, f"diverged after a crash at {crash_at}: {mine!r} vs {theirs!r}"
             for marker in confirmed:
@@ -98,4 +99,71 @@ async def test_kill_9_at_every_step_converges(relay: RelayHandle, tmp_path: Path
             for i in range(EDITS):
                 assert mine.count(f"<{i}>") <= 1
             assert mine.count("<after>") == 1
+            assert again.unsent == 0
+
+
+HELD_WRITE = textwrap.dedent(
+    """
+    import asyncio, sys
+    import encspaces
+    from encspaces.store import LocalStore
+
+    async def main():
+        url, identity_file, space_id, data_dir = sys.argv[1:5]
+        identity = encspaces.Identity.load(identity_file)
+        space = await encspaces.connect(url, identity, space_id, data_dir=data_dir)
+        await space.flush()  # this session's first write, with its nonce
+        write = LocalStore.write
+
+        async def held(self, **changes):
+            if changes.get("outbox_add"):
+                await asyncio.sleep(3600)  # the write that would store our edit never commits
+            return await write(self, **changes)
+
+        LocalStore.write = held
+        space.text("doc").insert(0, "<sent, never stored>")
+        await space.sync()  # the relay logged it all the same: an edit goes ahead of its write
+        print("SYNCED", flush=True)
+        await asyncio.sleep(3600)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_an_edit_the_relay_took_but_a_crash_kept_from_the_store_comes_back_as_our_own(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
+    alice_id.save(tmp_path / "alice.key")
+    alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a")
+    await alice.add_member(bob_id.public)
+    space_id = alice.id
+    await alice.close()
+    script = tmp_path / "child.py"
+    script.write_text(HELD_WRITE)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), relay.url, str(tmp_path / "alice.key"), space_id, str(tmp_path / "a"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    try:
+        line = await asyncio.wait_for(child.stdout.readline(), 15)
+    except TimeoutError:
+        line = b""
+    child.kill()
+    await child.wait()
+    assert line.strip() == b"SYNCED", (await child.stderr.read()).decode()[-3000:]
+
+    async with encspaces.connect(relay.url, alice_id, space_id, data_dir=tmp_path / "a") as again:
+        assert "<sent" not in str(again.text("doc"))  # the store never had it
+        again.text("doc").insert(0, "<after>")  # before any catch-up: numbered like the lost edit
+        await again.flush()
+        await again.sync()
+        async with encspaces.connect(relay.url, bob_id, space_id, data_dir=tmp_path / "b") as bob:
+            await bob.wait_for_seq(again.seq)
+            mine, theirs = str(again.text("doc")), str(bob.text("doc"))
+            assert mine == theirs and mine.count("<sent, never stored>") == 1 and mine.count("<after>") == 1
+            # Our own edit, known by its session's nonce: not taken for another machine with our key.
+            assert again.device_in_use is None and again.error is None and bob.error is None
             assert again.unsent == 0
