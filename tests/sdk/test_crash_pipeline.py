@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
 
+import msgpack
 import pytest
 
 import encspaces
 from encspaces import faults
+from encspaces.store import SESSIONS_META, STORE_FILE
 
 from .conftest import RelayHandle
 
@@ -167,3 +170,25 @@ async def test_an_edit_the_relay_took_but_a_crash_kept_from_the_store_comes_back
             # Our own edit, known by its session's nonce: not taken for another machine with our key.
             assert again.device_in_use is None and again.error is None and bob.error is None
             assert again.unsent == 0
+
+
+async def test_every_session_s_nonce_is_kept_and_a_damaged_list_is_a_store_error(
+    relay: RelayHandle, tmp_path: Path,
+) -> None:
+    identity = encspaces.Identity.generate()
+    space = await encspaces.create_space(relay.url, identity, data_dir=tmp_path / "a")
+    space_id, folder = space.id, space.space_bytes.hex()
+    await space.close()
+    for _ in range(2):
+        async with encspaces.connect(relay.url, identity, space_id, data_dir=tmp_path / "a"):
+            pass
+    store = tmp_path / "a" / folder / STORE_FILE
+    with sqlite3.connect(store) as db:
+        (stored,) = db.execute("SELECT value FROM meta WHERE key = ?", (SESSIONS_META,)).fetchone()
+    nonces = msgpack.unpackb(stored)
+    assert len(nonces) == 3 and len(set(nonces)) == 3 and all(len(n) == 8 for n in nonces)
+    with sqlite3.connect(store) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = ?", (b"\x91\xc4\x03abc", SESSIONS_META))
+    db.close()
+    with pytest.raises(encspaces.errors.StoreError, match="sessions do not decode"):
+        await encspaces.connect(relay.url, identity, space_id, data_dir=tmp_path / "a")

@@ -1,7 +1,8 @@
 """Which local-store transactions are fsynced: everything a power loss must not take back.
 
-Write before send rests on the outbox row being on disk before the entry leaves; forgotten
-keys rest on redactions and purges staying done; the invite secret on meta. Received entries,
+``flush()`` rests on the outbox row being on disk; an edit that leaves beside its write, on the
+session's nonce being on disk before (meta); forgotten keys rest on redactions and purges
+staying done; the invite secret on meta. Received entries,
 outbox clean-up and checkpoints can be fetched or rebuilt again, so they commit without an
 fsync (still durable against a kill of the process: WAL).
 """
@@ -31,6 +32,7 @@ async def synchronous_after(store: LocalStore, **write: Any) -> int:
     ({"outbox_add": [(2, b"entry")], "log": [(1, b"raw", b"h" * 32)]}, FULL),
     ({"outbox_reset": True}, FULL),
     ({"meta": {"invite": b"secret"}}, FULL),
+    ({"meta": {"sessions": b"\x91\xc4\x08nonce-08"}}, FULL),
     ({"redactions": [(1, b"blanked")]}, FULL),
     ({"purge": True}, FULL),
     ({"log": [(1, b"raw", b"h" * 32)]}, NORMAL),
