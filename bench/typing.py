@@ -108,13 +108,15 @@ def measure_encspaces(document_text: str, ops: list[Op]) -> float:
     return elapsed / len(ops)
 
 
-def measure_bare(document_text: str, ops: list[Op]) -> float:
-    import pycrdt
+ByteOp = tuple[bool, int, str, int]  # (insert?, UTF-8 offset, the character, bytes deleted)
 
+
+def in_utf8_offsets(document_text: str, ops: list[Op]) -> tuple[list[ByteOp], str]:
+    """``ops`` as Yrs takes them (pycrdt counts UTF-8 bytes), and the text they leave."""
     from encspaces.shared.text_index import TextIndex
 
-    index = TextIndex(document_text)  # works out the UTF-8 offsets, before timing
-    byte_ops: list[tuple[bool, int, str, int]] = []
+    index = TextIndex(document_text)
+    byte_ops: list[ByteOp] = []
     for insert, i, ch in ops:
         offset = index.offset(i)
         if insert:
@@ -123,6 +125,13 @@ def measure_bare(document_text: str, ops: list[Op]) -> float:
         else:
             byte_ops.append((False, offset, "", index.offset(i + 1) - offset))
             index.delete(i, 1)
+    return byte_ops, str(index)
+
+
+def measure_bare(document_text: str, ops: list[Op]) -> float:
+    import pycrdt
+
+    byte_ops, expected = in_utf8_offsets(document_text, ops)  # worked out before timing
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get("t", type=pycrdt.Text)
     text.insert(0, document_text)
@@ -135,7 +144,7 @@ def measure_bare(document_text: str, ops: list[Op]) -> float:
         else:
             del text[offset : offset + size]
     elapsed = time.perf_counter() - start
-    if str(text) != str(index):
+    if str(text) != expected:
         raise AssertionError("the bare replay differs from the model")
     return elapsed / len(ops)
 

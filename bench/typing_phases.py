@@ -22,25 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.typing import SIZES, generate, keystrokes
+from bench.typing import SIZES, generate, in_utf8_offsets, keystrokes
 
 PHASE = 500
-
-
-def byte_ops(document_text: str, ops: list[tuple[bool, int, str]]) -> list[tuple[bool, int, str, int]]:
-    from encspaces.shared.text_index import TextIndex
-
-    index = TextIndex(document_text)
-    out: list[tuple[bool, int, str, int]] = []
-    for insert, i, ch in ops:
-        offset = index.offset(i)
-        if insert:
-            out.append((True, offset, ch, 0))
-            index.insert(i, ch)
-        else:
-            out.append((False, offset, "", index.offset(i + 1) - offset))
-            index.delete(i, 1)
-    return out
 
 
 def phases(size: str, count: int, typed: int, seed: int) -> list[float]:
@@ -49,7 +33,7 @@ def phases(size: str, count: int, typed: int, seed: int) -> list[float]:
 
     document_text = generate(SIZES[size], random.Random(f"{seed}-{size}"))
     ops = keystrokes("random", len(document_text), typed + count, random.Random(f"{seed}-{size}-random"))
-    applied = byte_ops(document_text, ops)
+    applied, expected = in_utf8_offsets(document_text, ops)
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get("t", type=pycrdt.Text)
     text.insert(0, document_text)
@@ -63,6 +47,8 @@ def phases(size: str, count: int, typed: int, seed: int) -> list[float]:
         else:
             del text[offset: offset + length]
         times.append(time.perf_counter() - start)
+    if str(text) != expected:
+        raise AssertionError("the bare replay differs from the model")
     timed = times[typed:]
     return [sum(timed[k: k + PHASE]) / len(timed[k: k + PHASE]) * 1e6 for k in range(0, len(timed), PHASE)]
 

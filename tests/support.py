@@ -16,8 +16,10 @@ conftest.py re-exports the fixtures it uses.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -163,6 +165,34 @@ async def make_members(
     for i, other in enumerate(identities[1:], start=1):
         spaces.append(await encspaces.connect(url, other, creator.id, data_dir=tmp_path / f"m{i}", options=options))
     return identities, spaces
+
+
+async def space_for_a_child(
+    url: str, tmp_path: Path,
+) -> tuple[encspaces.Identity, encspaces.Identity, str]:
+    """(alice, bob, space id): alice creates a space in ``tmp_path / "a"`` with bob in it and closes
+    it, her identity saved to ``tmp_path / "alice.key"`` for a child process to open it with."""
+    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
+    alice_id.save(tmp_path / "alice.key")
+    alice = await encspaces.create_space(url, alice_id, data_dir=tmp_path / "a")
+    await alice.add_member(bob_id.public)
+    await alice.close()
+    return alice_id, bob_id, alice.id
+
+
+async def start_child(
+    source: str, url: str, tmp_path: Path, space_id: str, env: dict[str, str] | None = None,
+    stderr: bool = False,
+) -> asyncio.subprocess.Process:
+    """Run the script ``source`` as alice's device of ``space_for_a_child`` in a process of its own
+    (arguments: relay URL, her key file, the space id, her data dir); its stdout is piped."""
+    script = tmp_path / "child.py"
+    script.write_text(source)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, str(script), url, str(tmp_path / "alice.key"), space_id, str(tmp_path / "a"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE if stderr else None,
+        env={**os.environ, **(env or {})},
+    )
 
 
 async def settle(spaces: list[encspaces.Space]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support import RelayHandle, make_members, make_relay, relay, settle, wait_for
+from tests.support import RelayHandle, make_members, make_relay, relay, settle, space_for_a_child, start_child, wait_for
 
-__all__ = ["RelayHandle", "make_members", "make_relay", "relay", "settle", "wait_for"]
+__all__ = ["RelayHandle", "make_members", "make_relay", "relay", "settle", "space_for_a_child", "start_child",
+           "wait_for"]

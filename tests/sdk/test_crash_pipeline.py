@@ -13,7 +13,6 @@ import asyncio
 import os
 import signal
 import sqlite3
-import sys
 import textwrap
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import encspaces
 from encspaces import faults
 from encspaces.store import SESSIONS_META, STORE_FILE
 
-from .conftest import RelayHandle
+from .conftest import RelayHandle, space_for_a_child, start_child
 
 EDITS = 4
 
@@ -59,20 +58,8 @@ POINTS = [f"{step}:{n}" for step in faults.STEPS for n in (1, 2)]
 
 @pytest.mark.parametrize("crash_at", POINTS)
 async def test_kill_9_at_every_step_converges(relay: RelayHandle, tmp_path: Path, crash_at: str) -> None:
-    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
-    alice_id.save(tmp_path / "alice.key")
-    alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a")
-    await alice.add_member(bob_id.public)
-    space_id = alice.id
-    await alice.close()
-
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    env = {**os.environ, faults.ENV: crash_at}
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), relay.url, str(tmp_path / "alice.key"), space_id, str(tmp_path / "a"),
-        stdout=asyncio.subprocess.PIPE, env=env,
-    )
+    alice_id, bob_id, space_id = await space_for_a_child(relay.url, tmp_path)
+    child = await start_child(CHILD, relay.url, tmp_path, space_id, {faults.ENV: crash_at})
     assert child.stdout is not None
     lines = []
     while True:
@@ -137,18 +124,8 @@ HELD_WRITE = textwrap.dedent(
 async def test_an_edit_the_relay_took_but_a_crash_kept_from_the_store_comes_back_as_our_own(
     relay: RelayHandle, tmp_path: Path,
 ) -> None:
-    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
-    alice_id.save(tmp_path / "alice.key")
-    alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a")
-    await alice.add_member(bob_id.public)
-    space_id = alice.id
-    await alice.close()
-    script = tmp_path / "child.py"
-    script.write_text(HELD_WRITE)
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), relay.url, str(tmp_path / "alice.key"), space_id, str(tmp_path / "a"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
+    alice_id, bob_id, space_id = await space_for_a_child(relay.url, tmp_path)
+    child = await start_child(HELD_WRITE, relay.url, tmp_path, space_id, stderr=True)
     assert child.stdout is not None and child.stderr is not None
     try:
         line = await asyncio.wait_for(child.stdout.readline(), 15)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 import encspaces
 from encspaces.core.verifier import LogVerifier
 
-from .conftest import RelayHandle, settle
+from .conftest import RelayHandle, settle, space_for_a_child, start_child
 
 CHILD = textwrap.dedent(
     """
@@ -36,20 +35,9 @@ CHILD = textwrap.dedent(
 
 
 async def test_flushed_edit_survives_kill_9_and_reaches_the_relay(relay: RelayHandle, tmp_path: Path) -> None:
-    alice_id, bob_id = encspaces.Identity.generate(), encspaces.Identity.generate()
-    alice_id.save(tmp_path / "alice.key")
-    alice = await encspaces.create_space(relay.url, alice_id, data_dir=tmp_path / "a")
-    await alice.add_member(bob_id.public)
-    space_id = alice.id
-    await alice.close()
+    alice_id, bob_id, space_id = await space_for_a_child(relay.url, tmp_path)
     await relay.stop()  # the child can only keep its edit on disk
-
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), relay.url, str(tmp_path / "alice.key"), space_id, str(tmp_path / "a"),
-        stdout=asyncio.subprocess.PIPE,
-    )
+    child = await start_child(CHILD, relay.url, tmp_path, space_id)
     assert child.stdout is not None
     line = await asyncio.wait_for(child.stdout.readline(), 60)
     assert line.strip() == b"FLUSHED"
