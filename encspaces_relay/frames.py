@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # Everything in an Entries frame but the entries: the map keys, the first seq (at most a
-# uint64) and the signed head (~160 bytes). Measured at about 200 bytes; 512 leaves room.
+# uint64) and the signed head (~160 bytes; up to ~420 with the longest batch seal, 8 proof
+# hashes). Measured at about 200 bytes, 455 at most (tests/relay/test_relay_units.py).
 FRAME_OVERHEAD = 512
 # msgpack's largest bin header (bin32), paid by every entry in the array.
 ENTRY_OVERHEAD = 5

@@ -109,6 +109,10 @@ def server_levels(server: RelayServer) -> Iterable[tuple[str, str, float]]:
          sum(peer.buffered_bytes() for peer in subscribers if peer.is_open)),
         ("encspaces_relay_blob_bytes", "Bytes of encrypted file chunks stored (all spaces), once counted",
          server.blobs.known_total()),
+        ("encspaces_relay_heads_signed", "Heads signed for commits since the relay started (all spaces)",
+         server.head_signer.heads),
+        ("encspaces_relay_head_signatures", "Signatures made for those heads (one per batch of heads)",
+         server.head_signer.signatures),
     ]
 
 

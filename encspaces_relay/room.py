@@ -54,6 +54,7 @@ from .bus import Bus
 from .checkpoints import Checkpointer
 from .config import RelayConfig
 from .frames import split_frames
+from .head_signer import HeadSigner
 from .metrics import RelayMetrics
 from .peer import Peer, PeerGoneError
 from .refusals import Refusal, internal
@@ -71,6 +72,9 @@ class RoomHost(Protocol):
 
     @property
     def signing_key(self) -> nacl.signing.SigningKey: ...
+
+    @property
+    def head_signer(self) -> HeadSigner: ...
 
     @property
     def config(self) -> RelayConfig: ...
@@ -364,7 +368,7 @@ class Room:
                 except RuleError as exc:
                     log.info("%s: %s: entry rejected: %s", self.label, submission.peer.name, exc)
                     answers.append(Refusal(RefusalCode.REJECTED, str(exc)))
-            frames = self._frames(first_seq, rows)
+            frames = await self._frames(first_seq, rows)
             if rows:
                 started = time.perf_counter()
                 nodes = self.tree.extend(row.digest for row in rows)  # O(1) amortised per entry
@@ -463,14 +467,18 @@ class Room:
                           + device_in_use_message(h.author, self.label))
         return seq
 
-    def _frames(self, first_seq: int, rows: list[EntryRow]) -> list[tuple[int, list[bytes], SignedHead]]:
-        """The new entries cut into deliverable frames, each with a head signed at its last seq."""
+    async def _frames(self, first_seq: int, rows: list[EntryRow]) -> list[tuple[int, list[bytes], SignedHead]]:
+        """The new entries cut into deliverable frames, each with a head signed at its last seq
+        (with the heads other rooms commit meanwhile: ``HeadSigner``)."""
+        if not rows:
+            return []
         raws = [row.raw for row in rows]
         config = self.host.config
-        frames = []
-        for start, end in split_frames(raws, config.max_frame, config.max_entries_per_frame):
-            frames.append((first_seq + start, raws[start:end], self._sign(first_seq + end - 1)))
-        return frames
+        cuts = split_frames(raws, config.max_frame, config.max_entries_per_frame)
+        signer, heads = self.host.head_signer, self.state.heads
+        signing = [signer.sign(self.space, first_seq + end - 1, heads[first_seq + end - 1]) for _, end in cuts]
+        return [(first_seq + start, raws[start:end], await signed)
+                for (start, end), signed in zip(cuts, signing, strict=True)]
 
     def _answer(self, submission: Submission, answer: _Answer,
                 held: dict[ServerConnection, list[bytes]] | None = None) -> None:

@@ -40,6 +40,7 @@ from .bus import Bus, NatsBus, NullBus
 from .config import RelayConfig
 from .datadir_lock import lock_data_dir
 from .handshake import Admission
+from .head_signer import HeadSigner
 from .keys import load_or_create_signing_key
 from .limits import ConnectionCounter, CreateGate, OpeningCounter
 from .metrics import MetricsServer, RelayMetrics, check_health, server_levels
@@ -92,6 +93,7 @@ class RelayServer:
         self._config = config
         make_private_dir(config.data_dir)
         self._signing_key = signing_key or load_or_create_signing_key(config.data_dir)
+        self._head_signer = HeadSigner(self._signing_key)
         self.public_key = bytes(self._signing_key.verify_key)
         self.rooms: dict[bytes, Room] = {}
         self._space_locks = _KeyedLocks()
@@ -148,6 +150,10 @@ class RelayServer:
     @property
     def signing_key(self) -> nacl.signing.SigningKey:
         return self._signing_key
+
+    @property
+    def head_signer(self) -> HeadSigner:
+        return self._head_signer
 
     @property
     def store(self) -> RelayStore:

@@ -62,7 +62,7 @@ async def after_conflict(
             room._answer(submission, internal("the relay could not sequence this submission: resubmit"))
         return
     room.state = loaded.state
-    _deliver(room, rows, loaded.signed_head, members_before)
+    await _deliver(room, rows, loaded.signed_head, members_before)
     if attempt + 1 >= COMMIT_ATTEMPTS:
         for submission in batch:
             room._answer(submission, Refusal(RefusalCode.CONTENDED, f"other relays committed to {room.label} first "
@@ -122,7 +122,7 @@ async def take_announced(room: Room, first_seq: int, entries: list[bytes], head:
             state.rollback()
             raise
         state.commit()
-        _deliver(room, rows, head, members_before)
+        await _deliver(room, rows, head, members_before)
         return len(rows)
 
 
@@ -142,11 +142,11 @@ async def _take_stored(room: Room) -> int:
         room.state.rollback()
         raise
     room.state.commit()
-    _deliver(room, rows, latest, members_before)
+    await _deliver(room, rows, latest, members_before)
     return len(rows)
 
 
-def _deliver(room: Room, rows: list[EntryRow], latest: SignedHead, members_before: set[bytes]) -> None:
+async def _deliver(room: Room, rows: list[EntryRow], latest: SignedHead, members_before: set[bytes]) -> None:
     """Entries another relay committed are in ``room.state``: make them durable here and fan them out."""
     state = room.state
     room.durable_seq = state.seq
@@ -156,7 +156,7 @@ def _deliver(room: Room, rows: list[EntryRow], latest: SignedHead, members_befor
     room.durable_grew(rows)
     if room.invitees:
         room.close_invitees()  # before the fan-out: nothing after a revocation reaches them
-    for first, entries, head in room._frames(rows[0].seq, rows):
+    for first, entries, head in await room._frames(rows[0].seq, rows):
         for frame in room.host.frames_for_entries(room.space, first, entries, head):
             room._fan_out(frame)
     removed = members_before - state.device_owner.keys()

@@ -29,6 +29,7 @@ CTX_ENTRY_DIGEST = b"encspaces/v1/entry-digest"
 CTX_BODY = b"encspaces/v1/entry-body"
 CTX_HEAD = b"encspaces/v1/head-chain"
 CTX_HEAD_SIG = b"encspaces/v1/signed-head"
+CTX_HEAD_BATCH_SIG = b"encspaces/v1/signed-head-batch"  # size and RFC 6962 root of heads signed together
 CTX_SPACE_ID = b"encspaces/v1/space-id"
 CTX_AUTH = b"encspaces/v1/handshake-auth"
 CTX_IDENTITY_CHECK = b"encspaces/v1/identity-check"

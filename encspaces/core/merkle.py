@@ -74,6 +74,29 @@ def entry_leaf(entry_digest: bytes) -> bytes:
     return LEAF_CONTEXT + entry_digest
 
 
+def root_and_proofs(leaf_hashes: Sequence[bytes]) -> tuple[bytes, list[list[bytes]]]:
+    """The root of a small tree and every leaf's inclusion proof, each subtree hashed once.
+
+    O(n) hashes and O(n log n) list appends, against a proof per leaf from a node store:
+    what signing a batch of heads needs (``head.SignedHead.create_batch``)."""
+    if not leaf_hashes:
+        raise MerkleArgumentError("a tree to prove inclusion in needs at least one leaf")
+    proofs: list[list[bytes]] = [[] for _ in leaf_hashes]
+
+    def build(lo: int, hi: int) -> bytes:
+        if hi - lo == 1:
+            return leaf_hashes[lo]
+        mid = lo + _split(hi - lo)
+        left, right = build(lo, mid), build(mid, hi)
+        for i in range(lo, mid):
+            proofs[i].append(right)
+        for i in range(mid, hi):
+            proofs[i].append(left)
+        return node_hash(left, right)
+
+    return build(0, len(leaf_hashes)), proofs
+
+
 def _split(n: int) -> int:
     """The largest power of two strictly below n (n >= 2)."""
     return 1 << ((n - 1).bit_length() - 1)

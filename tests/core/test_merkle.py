@@ -119,6 +119,19 @@ def test_inclusion_proofs_match_rfc_and_verify_independently(n: int) -> None:
             InclusionProof(m, size, proof).check(merkle.leaf_hash(leaves[m]), root)
 
 
+@pytest.mark.parametrize("n", [n for n in SIZES if 0 < n <= 257])
+def test_root_and_every_proof_of_a_small_tree_match_the_rfc(n: int) -> None:
+    leaves = leaves_of(n)
+    root, proofs = merkle.root_and_proofs([merkle.leaf_hash(leaf) for leaf in leaves])
+    assert root == naive_mth(leaves)
+    assert proofs == [naive_path(m, leaves) for m in range(n)]
+
+
+def test_root_and_proofs_needs_a_leaf() -> None:
+    with pytest.raises(MerkleArgumentError):
+        merkle.root_and_proofs([])
+
+
 @pytest.mark.parametrize("n", [n for n in SIZES if n > 0])
 def test_consistency_proofs_match_rfc_and_verify_independently(n: int) -> None:
     leaves = leaves_of(n)

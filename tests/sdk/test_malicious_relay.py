@@ -9,6 +9,7 @@ further sync or write with the same error.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,29 @@ def falsely_signed(head: SignedHead) -> SignedHead:
 
 def bad_relay_signature(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
     return [Entries(first, entries, falsely_signed(head)).encode()]
+
+
+def batched(r: LyingRelay, head: SignedHead) -> list[SignedHead]:
+    """``head`` signed again in a batch of four, beside heads of other spaces (index 1)."""
+    decoys = [(crypto.hash_parts(b"decoy space", i), 7, crypto.hash_parts(b"decoy head", i)) for i in range(3)]
+    return SignedHead.create_batch(r.signing_key, [decoys[0], (head.space, head.seq, head.head), *decoys[1:]])
+
+
+def batch_proof_altered(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
+    mine = batched(r, head)[1]
+    seal = mine.signature[:-1] + bytes([mine.signature[-1] ^ 1])
+    return [Entries(first, entries, replace(mine, signature=seal)).encode()]
+
+
+def batch_seal_of_another_head(r: LyingRelay, space: bytes, first: int, entries: list[bytes],
+                               head: SignedHead) -> list[bytes]:
+    heads = batched(r, head)
+    return [Entries(first, entries, replace(heads[1], signature=heads[2].signature)).encode()]
+
+
+def batch_head_of_another_space(r: LyingRelay, space: bytes, first: int, entries: list[bytes],
+                                head: SignedHead) -> list[bytes]:
+    return [Entries(first, entries, batched(r, head)[0]).encode()]
 
 
 def broken_chain(r: LyingRelay, space: bytes, first: int, entries: list[bytes], head: SignedHead) -> list[bytes]:
@@ -240,6 +264,9 @@ async def assert_stays_failed(bob: encspaces.Space, cls: type[errors.Verificatio
         (broken_chain, errors.ChainError, "do not chain"),
         (skip_a_seq, errors.ChainError, "missing"),
         (head_for_another_space, errors.RelaySignatureError, "is for space"),
+        (batch_proof_altered, errors.RelaySignatureError, "signature of its batch (head 1 of 4)"),
+        (batch_seal_of_another_head, errors.RelaySignatureError, "signature of its batch (head 2 of 4)"),
+        (batch_head_of_another_space, errors.RelaySignatureError, "is for space"),
         (duplicate_inside, errors.ReplayError, "replayed"),
         (strip_live, errors.MissingBodiesError, "without its body in the live stream"),
         (fork_at_verified, errors.ForkError, "we verified"),
@@ -250,6 +277,17 @@ async def test_rewritten_frame_is_caught(lying, attack: Attack, error: type[erro
     bob, _ = await run_attack(lying, attack)
     await assert_stays_failed(bob, error)
     assert words in str(bob.error)
+
+
+async def test_a_head_signed_in_a_batch_with_other_spaces_is_verified_and_applied(  # type: ignore[no-untyped-def]
+        lying) -> None:
+    """What a relay committing several spaces at once sends (docs/PROTOCOL.md, "Signed heads in
+    batches"): the frame's head carries its inclusion proof under one signature of the batch."""
+    server, alice, bob, _ = lying
+    server.attack = lambda r, space, first, entries, head: [Entries(first, entries, batched(r, head)[1]).encode()]
+    alice.text("doc").insert(0, "batched ")
+    await wait_for(lambda: str(bob.text("doc")) == str(alice.text("doc")), what="bob to verify the batched head")
+    assert bob.error is None and alice.error is None and bob.seq == alice.seq
 
 
 @pytest.mark.parametrize(
