@@ -21,6 +21,15 @@ figure to compare.
 - Yjs servers (y-websocket, the null relay): the same rooms, 3 ``YjsClient``s each (sync
   handshake), one update message per edit; deliveries = messages received.
 
+**Whether the server kept up.** CPU per edit typed means something only when the server
+handled the edits of its window in that window: a server behind its load uses all the CPU it
+gets and leaves edits for later, so its CPU per edit typed reads low. Each run therefore
+reports ``delivered_share`` (deliveries counted ÷ the edits typed × the copies each should
+reach: 3, or 2 for the null relay, which sends no own copy) and ``server_us_per_delivered_edit``
+(server CPU ÷ the edits that reached every member). A share below ``KEPT_UP`` (0.95) marks the
+run ``kept_up: false``: compare ``server_us_per_delivered_edit`` then, and lower ``--rate``
+until every contender keeps up to read a CPU per edit.
+
 The relay runs with its default limits: loopback addresses are exempt from the per-address
 connection and create limits, and 3,000 connections stay under ``max_connections`` (4,000).
 The same file is the load generator: ``python -m bench.many_spaces --worker SPEC``.
@@ -74,6 +83,7 @@ from encspaces.core.session import BecameLive, ClientSession, Send, SessionState
 from encspaces.core.verifier import LogVerifier
 
 MEMBERS = 3
+KEPT_UP = 0.95  # the share of the expected deliveries a run must count to have kept up
 CONCURRENCY = 50  # connections opened at once by one load generator
 PAYLOAD = 24  # bytes of a one-keystroke Yjs update
 DEFAULT_CONTENDERS = "null,node,encspaces"
@@ -310,6 +320,8 @@ async def run_once(contender: str, args: argparse.Namespace, workdir: Path) -> d
     server_cpu = cpu_used(mark_a, mark_b, [server.pid])
     sent = sum(r["sent"] for r in results)
     delivered = sum(r["delivered"] for r in results)
+    copies = MEMBERS - 1 if contender == "null" else MEMBERS  # the null relay sends no own copy
+    share = delivered / (sent * copies) if sent else None
     return {
         "connections": sum(r["connections"] for r in ready),
         "open_seconds": max(r["seconds"] for r in ready),
@@ -319,6 +331,9 @@ async def run_once(contender: str, args: argparse.Namespace, workdir: Path) -> d
         "clients_cpu_cores": cpu_used(mark_a, mark_b, [w.proc.pid for w in workers]) / window,
         "server_us_per_edit": server_cpu / sent * 1e6 if sent else None,
         "server_us_per_delivery": server_cpu / delivered * 1e6 if delivered else None,
+        "delivered_share": share,
+        "kept_up": share is not None and share >= KEPT_UP,
+        "server_us_per_delivered_edit": server_cpu / (delivered / copies) * 1e6 if delivered else None,
         "server_rss_fresh_mib": fresh / 2**20,
         "server_rss_loaded_mib": loaded / 2**20,
         "server_rss_after_mib": after / 2**20,
@@ -329,8 +344,8 @@ async def run_once(contender: str, args: argparse.Namespace, workdir: Path) -> d
     }
 
 
-MAIN = ["server_us_per_edit", "server_us_per_delivery", "kib_per_space", "kib_per_space_after_typing",
-        "server_cpu_cores"]
+MAIN = ["server_us_per_edit", "server_us_per_delivered_edit", "delivered_share", "server_us_per_delivery",
+        "kib_per_space", "kib_per_space_after_typing", "server_cpu_cores"]
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:

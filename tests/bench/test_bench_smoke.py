@@ -99,6 +99,9 @@ def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> No
     assert any(row["contender"] == "encspaces" for row in rows)
     if name == "many_spaces":  # every edit was taken: the relay's limits did not refuse the load
         assert all(r["refusals"] == 0 and r["edits_per_s"] > 0 for row in rows for r in row["rounds"])
+        for r in (r for row in rows for r in row["rounds"]):  # the figures that say whether it kept up
+            assert 0 < r["delivered_share"] <= 1.05 and r["kept_up"] == (r["delivered_share"] >= 0.95)
+            assert r["server_us_per_delivered_edit"] * r["delivered_share"] == pytest.approx(r["server_us_per_edit"])
     if name in ("fanout", "latency"):
         assert all(row["shape"] for row in rows)
         assert data["ratios_encspaces_over"]
