@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from shared_net import Net, Peer
 
 from encspaces.shared import sparse_index, text_index
+from encspaces.shared import text as shared_text
 from encspaces.shared.changes import TextChange
 from encspaces.shared.sparse_index import SparseIndex
 from encspaces.shared.text import SharedText, read_positions
@@ -278,9 +279,10 @@ def test_shared_text_matches_a_plain_string_under_remote_updates(
     model built from its runs. The texts hold few non-ASCII characters, so SparseIndex follows
     them as set; ``small``: with a sparse limit of 2 a TextIndex (of tiny chunks) does, and it
     replaces a SparseIndex grown crowded mid-way."""
-    old, old_sparse = text_index.MAX_CHUNK, sparse_index.SPARSE_MAX
+    old, old_sparse, old_block = text_index.MAX_CHUNK, sparse_index.SPARSE_MAX, shared_text.PASTE_BLOCK
     text_index.MAX_CHUNK = 4 if small else old
     sparse_index.SPARSE_MAX = 2 if small else old_sparse
+    shared_text.PASTE_BLOCK = 3 if small else old_block  # (small: most inserts go in as several blocks)
     try:
         a, b = Peer("a"), Peer("b")
         ta, tb = a.text(), b.text()
@@ -336,7 +338,50 @@ def test_shared_text_matches_a_plain_string_under_remote_updates(
         tracked(ta, model_of(ta))
         tracked(tb, model_of(tb))
     finally:
-        text_index.MAX_CHUNK, sparse_index.SPARSE_MAX = old, old_sparse
+        text_index.MAX_CHUNK, sparse_index.SPARSE_MAX, shared_text.PASTE_BLOCK = old, old_sparse, old_block
+
+
+@pytest.mark.parametrize("pasted", ["plain ascii text that runs over several blocks",
+                                    "un café, 中文字 and 😀👩‍💻 over several blocks"])
+def test_a_long_insert_goes_in_as_blocks_and_reads_as_one(monkeypatch: pytest.MonkeyPatch, pasted: str) -> None:
+    """A paste longer than PASTE_BLOCK is one Yrs item per block (later edits inside it cut and
+    read a block, not the whole paste) and otherwise the insert it was: the same text, the
+    formatting of where it lands, one update, what a peer merges."""
+    monkeypatch.setattr(shared_text, "PASTE_BLOCK", 5)
+    a, b = Peer("a"), Peer("b")
+    ta = a.text()
+    ta.insert(0, "bold", {"bold": True})
+    ta.insert(4, " plain é")
+    for update in a.sent:
+        b.document.apply_remote(update, "a")
+    before = len(a.sent)
+    ta.insert(4, pasted)  # after the bold run: takes its formatting, as one insert would
+    ta.insert(2, pasted)  # inside it
+    assert len(a.sent) == before + 2
+    bare = pycrdt.Doc()
+    yt = bare.get("text:t", type=pycrdt.Text)
+    yt.insert(0, "bold", {"bold": True})
+    yt.insert(4, " plain é")
+    yt.insert(4, pasted)
+    yt.insert(2, pasted)
+    assert str(ta) == str(yt) == "bo" + pasted + "ld" + pasted + " plain é"
+    assert ta.to_delta() == [{"insert": run, **({"attributes": attrs} if attrs else {})} for run, attrs in yt.diff()]
+    tracked(ta, model_of(ta))
+    for update in a.sent[before:]:
+        b.document.apply_remote(update, "a")
+    tb = b.text()
+    assert str(tb) == str(ta) and tb.to_delta() == ta.to_delta()
+    tracked(tb, model_of(tb))
+    # One item per block: each adds its id and its neighbours' to the update.
+    one = pycrdt.Doc()
+    one_text = one.get("text:t", type=pycrdt.Text)
+    sizes: list[int] = []
+    one.observe(lambda event: sizes.append(len(event.update)))
+    one_text.insert(0, pasted)
+    c = Peer("c")
+    c.text().insert(0, pasted)
+    blocks = -(-len(pasted) // 5)
+    assert len(c.sent[-1]) >= sizes[-1] + 4 * (blocks - 1)
 
 
 def test_a_remote_non_ascii_edit_ends_the_ascii_shortcut() -> None:
