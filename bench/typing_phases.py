@@ -6,6 +6,8 @@ each size's document is generated and inserted whole (one Yrs block, as ``bench.
 then the same random keystrokes as ``bench.typing`` are applied in UTF-8 offsets, timed per
 phase. Also a second start: the same text after ``--typed`` random keystrokes were applied
 untimed first, so the document holds many blocks, as one that was typed rather than pasted does.
+And a third: the text pasted as ``SharedText`` inserts a long text, in blocks of
+``PASTE_BLOCK`` characters (bench/README.md, "Typing: a paste in blocks").
 
 What it shows (bench/README.md, "Typing: what grows in Yrs"): the first phase at 1 MB pays for
 splitting the pasted megabyte (a split costs in proportion to the block it cuts), and after it
@@ -27,16 +29,21 @@ from bench.typing import SIZES, generate, in_utf8_offsets, keystrokes
 PHASE = 500
 
 
-def phases(size: str, count: int, typed: int, seed: int) -> list[float]:
-    """µs per keystroke in each phase of ``PHASE`` keystrokes (after ``typed`` untimed ones)."""
+def phases(size: str, count: int, typed: int, seed: int, blocks: bool = False) -> list[float]:
+    """µs per keystroke in each phase of ``PHASE`` keystrokes (after ``typed`` untimed ones);
+    ``blocks``: the text pasted in blocks of ``PASTE_BLOCK`` characters, last first."""
     import pycrdt
+
+    from encspaces.shared.text import PASTE_BLOCK
 
     document_text = generate(SIZES[size], random.Random(f"{seed}-{size}"))
     ops = keystrokes("random", len(document_text), typed + count, random.Random(f"{seed}-{size}-random"))
     applied, expected = in_utf8_offsets(document_text, ops)
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get("t", type=pycrdt.Text)
-    text.insert(0, document_text)
+    with doc.transaction():
+        for first in reversed(range(0, len(document_text), PASTE_BLOCK if blocks else len(document_text))):
+            text.insert(0, document_text[first: first + (PASTE_BLOCK if blocks else len(document_text))])
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
     times: list[float] = []
@@ -66,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     from bench.common import write_result
 
     results = []
-    for start, typed in (("pasted", 0), ("typed", args.typed)):
+    for start, typed in (("pasted", 0), ("typed", args.typed), ("blocks", 0)):
         for size in args.sizes.split(","):
-            measured = phases(size, args.keystrokes, typed, args.seed)
+            measured = phases(size, args.keystrokes, typed, args.seed, blocks=start == "blocks")
             results.append({"start": start, "size": size, "untimed_keystrokes": typed, "us_per_phase": measured})
             print(f"  {start:6} {size:5} " + " ".join(f"{v:6.1f}" for v in measured), file=sys.stderr)
     payload = {"unit": f"µs per keystroke, mean of each phase of {PHASE} random keystrokes (bare pycrdt)",

@@ -1,8 +1,8 @@
 """One relay signature for the heads that rooms commit in the same pass of the event loop.
 
 Why: with many spaces each committing one entry at a time, signing every room's head was one of
-the relay's two Ed25519 operations per entry (bench/README.md, "Many spaces"). Rooms whose
-commits ask for a head in one pass of the loop share a batch signature
+the relay's two Ed25519 operations per entry (bench/README.md, "Heads of many spaces under one
+signature"). Rooms whose commits ask for a head in one pass of the loop share a batch signature
 (``SignedHead.create_batch``: each head carries its inclusion proof); a room alone is signed as
 before. Nothing waits for company: a batch is signed on the next pass of the loop, so a commit
 waits one pass at most, and under load, when more rooms commit in each pass, it signs less per

@@ -9,7 +9,7 @@ signature over the RFC 6962 root of the heads' signed bytes, and each head carri
 inclusion proof in its seal (``SignedHead.signature``). The per-head statement, the wire form
 and every place that stores or compares a head are the same for both; only the check differs.
 Why: the relay's signature is one of its two Ed25519 operations per entry when spaces commit
-one entry at a time (bench/README.md, "Many spaces").
+one entry at a time (bench/README.md, "Heads of many spaces under one signature").
 """
 
 from __future__ import annotations

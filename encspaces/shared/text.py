@@ -23,7 +23,7 @@ from .values import check_plain, check_str, to_plain, utf8_len
 
 # Characters per Yrs block of a long insert without attributes (a paste, a loaded file). Yrs keeps
 # one insert as one block, and every later edit inside a block cuts it and reads it up to the
-# offset: the first keystrokes into a pasted megabyte cost 100-160 µs each, against 8-12 in
+# offset: the first keystrokes into a pasted megabyte cost 116-162 µs each, against 8-12 in
 # 10 KB (bench/README.md, "Typing: a paste in blocks").
 PASTE_BLOCK = 4096
 

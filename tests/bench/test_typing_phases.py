@@ -19,5 +19,5 @@ def test_each_start_and_size_has_a_figure_per_phase(tmp_path: Path) -> None:
     assert data["benchmark"] == "typing_phases"
     rows = data["results"]
     assert [(row["start"], row["size"], row["untimed_keystrokes"]) for row in rows] == [
-        ("pasted", "10KB", 0), ("typed", "10KB", 300)]
+        ("pasted", "10KB", 0), ("typed", "10KB", 300), ("blocks", "10KB", 0)]
     assert all(len(row["us_per_phase"]) == 2 and min(row["us_per_phase"]) > 0 for row in rows)
