@@ -41,9 +41,10 @@ def phases(size: str, count: int, typed: int, seed: int, blocks: bool = False) -
     applied, expected = in_utf8_offsets(document_text, ops)
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get("t", type=pycrdt.Text)
+    step = PASTE_BLOCK if blocks else len(document_text)
     with doc.transaction():
-        for first in reversed(range(0, len(document_text), PASTE_BLOCK if blocks else len(document_text))):
-            text.insert(0, document_text[first: first + (PASTE_BLOCK if blocks else len(document_text))])
+        for first in reversed(range(0, len(document_text), step)):
+            text.insert(0, document_text[first: first + step])
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
     times: list[float] = []

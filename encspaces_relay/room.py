@@ -476,9 +476,9 @@ class Room:
         config = self.host.config
         cuts = split_frames(raws, config.max_frame, config.max_entries_per_frame)
         signer, heads = self.host.head_signer, self.state.heads
-        signing = [signer.sign(self.space, first_seq + end - 1, heads[first_seq + end - 1]) for _, end in cuts]
-        return [(first_seq + start, raws[start:end], await signed)
-                for (start, end), signed in zip(cuts, signing, strict=True)]
+        signed = await asyncio.gather(*(signer.sign(self.space, first_seq + end - 1, heads[first_seq + end - 1])
+                                        for _, end in cuts))
+        return [(first_seq + start, raws[start:end], head) for (start, end), head in zip(cuts, signed, strict=True)]
 
     def _answer(self, submission: Submission, answer: _Answer,
                 held: dict[ServerConnection, list[bytes]] | None = None) -> None:
