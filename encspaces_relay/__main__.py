@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="unsent bytes of all connections together (0: no limit); past it the connections "
                              f"holding the most are closed 'too slow' (default {RelayConfig.max_buffered_total})")
     limits.add_argument("--ping-interval", type=float, default=RelayConfig.ping_interval,
-                        help="seconds between keepalive pings; a connection that takes no bytes or sends no pong "
-                             f"for as long again is dropped (default {RelayConfig.ping_interval:g})")
+                        help="seconds between keepalive rounds; a connection not heard from since the last "
+                             "round (or with bytes unsent) is pinged, and dropped if it takes no bytes or sends "
+                             f"no pong for as long again (default {RelayConfig.ping_interval:g})")
     limits.add_argument("--close-timeout", type=float, default=RelayConfig.close_timeout,
                         help="seconds a closing connection may take to read its close frame before it is dropped "
                              f"(default {RelayConfig.close_timeout:g})")

@@ -117,7 +117,8 @@ class RelayConfig:
     bus: str | None = None
 
     # Every connection is pinged this often, and closed if its pong does not come within as long
-    # again (websockets' defaults; one loop for all connections: RelayServer._keepalive).
+    # again (websockets' defaults; one loop for all connections: RelayServer._keepalive). One that
+    # sent a message since the last round and has nothing unsent is alive: it skips that round.
     ping_interval: float = 20.0
 
     # --- the witnessed log (docs/PROTOCOL.md section 18) ---

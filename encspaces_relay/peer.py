@@ -118,6 +118,8 @@ class Peer:
         self.counted = 0  # this peer's unsent bytes as that count holds them (UnsentLedger)
         self._close_timeout = config.close_timeout
         self._closer: asyncio.Task[None] | None = None
+        # A message came from the peer since the keepalive's last round (RelayServer.ping_all).
+        self.heard = False
 
     @property
     def is_open(self) -> bool:

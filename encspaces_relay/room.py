@@ -476,8 +476,18 @@ class Room:
         config = self.host.config
         cuts = split_frames(raws, config.max_frame, config.max_entries_per_frame)
         signer, heads = self.host.head_signer, self.state.heads
-        signed = await asyncio.gather(*(signer.sign(self.space, first_seq + end - 1, heads[first_seq + end - 1])
-                                        for _, end in cuts))
+        waiting = [signer.sign(self.space, first_seq + end - 1, heads[first_seq + end - 1]) for _, end in cuts]
+        try:
+            # One batch signs them all, so only the first await waits; awaited in turn, not
+            # gathered: gather's callbacks cost each commit one more pass of a busy loop.
+            signed = [await future for future in waiting]
+        except BaseException:
+            for future in waiting:  # every outcome retrieved (a failed batch fails them all)
+                if future.done() and not future.cancelled():
+                    future.exception()
+                else:
+                    future.cancel()
+            raise
         return [(first_seq + start, raws[start:end], head) for (start, end), head in zip(cuts, signed, strict=True)]
 
     def _answer(self, submission: Submission, answer: _Answer,

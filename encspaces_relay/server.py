@@ -119,6 +119,8 @@ class RelayServer:
         # The keepalive's ping of each connection until its pong (or the connection's drop): at
         # most one per connection, however long a peer that stopped reading keeps it waiting.
         self._pings: dict[ServerConnection, asyncio.Task[None]] = {}
+        # Each connection's peer while its session runs: the keepalive skips one heard from.
+        self._peers: dict[ServerConnection, Peer] = {}
         self.metrics = RelayMetrics()
         # Entries verified and not yet committed, all spaces (encspaces_relay/backlog.py).
         self.backlog = Backlog(config.max_pending_entries, self.metrics)
@@ -281,9 +283,12 @@ class RelayServer:
             log.info("conn#%d from %s: refused: %s: %s", number, address, refusal.code, refusal.message)
             await Peer(ws, number, self._config, self.metrics).refuse(refusal)
             return
+        session = Session(self, ws, number, address)
+        self._peers[ws] = session.peer
         try:
-            await Session(self, ws, number, address).run()
+            await session.run()
         finally:
+            del self._peers[ws]
             self.connections.close(address)
             if ws.protocol.state is not State.CLOSED:
                 # websockets closes it after this returns, waiting for the peer to read first:
@@ -353,7 +358,10 @@ class RelayServer:
 
         websockets' keepalive is a task per connection for its whole life, about 5 KiB of relay
         memory per space of three connected members (bench/README.md, issue 12 relay section).
-        Here one loop sweeps them all, and a ping's task lives only until its pong arrives.
+        Here one loop sweeps them all, and a ping's task lives only until its pong arrives. A
+        connection that sent a message since the last round, and has nothing unsent, is alive
+        and reading: it is not pinged (a ping and its pong cost the relay about what a message
+        does; bench/README.md, "The keepalive skips connections heard from").
         """
         interval = self._config.ping_interval
         while self._server is not None:
@@ -361,12 +369,19 @@ class RelayServer:
             self.ping_all(interval)
 
     def ping_all(self, timeout: float) -> None:
-        """One keepalive round: ping every open connection that has no ping in flight."""
+        """One keepalive round: ping every open connection that has no ping in flight, except
+        one heard from since the last round whose queued bytes were all taken (it skips this
+        round, so a connection that falls silent is pinged within two rounds)."""
         server = self._server
         if server is None:
             return
         for ws in list(server.connections):
             if ws.protocol.state is State.OPEN and ws not in self._pings:
+                peer = self._peers.get(ws)
+                if peer is not None and peer.heard:
+                    peer.heard = False
+                    if not peer.buffered_bytes():
+                        continue
                 task = asyncio.create_task(self._ping(ws, timeout))
                 self._pings[ws] = task
                 task.add_done_callback(lambda _, ws=ws: self._pings.pop(ws, None))  # type: ignore[misc]

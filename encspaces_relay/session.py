@@ -147,6 +147,7 @@ class Session:
         await catch_up_and_subscribe(room, self.peer, admission.since_seq, fast=admission.fast,
                                      anchored=admission.anchored)
         async for data in ws:
+            self.peer.heard = True  # alive: the keepalive need not ping it this round
             submit = self._decode(data)
             if isinstance(submit, Presence):
                 if self.peer.presence_allowed():

@@ -267,6 +267,42 @@ async def _space_with_backlog(relay: RelayServer, entries: int, size: int) -> tu
     return space, alice, bob
 
 
+async def test_the_keepalive_pings_a_connection_only_when_it_was_not_heard_from(make_relay: RelayFactory) -> None:
+    """A connection that sent a message since the last round and took all it was sent is alive:
+    a ping would cost the relay about what a message does and tell it nothing. One that was
+    silent since the last round is pinged, and so is one heard from with bytes it has not
+    taken (a peer that writes but stopped reading is still found by the ping's drain check)."""
+    relay = await make_relay(cls=SmallBufferRelay, ping_interval=600)  # rounds run by the test
+    space, alice, bob_id = await _space_with_backlog(relay, entries=0, size=0)
+    bob = await join(url_of(relay), space, bob_id)
+    alice_ws, bob_ws = _relay_side(relay, alice.client.ws), _relay_side(relay, bob.client.ws)
+    ack = await alice.submit([space.data(space.creator, b"alice writes")])
+    await bob.sync_to(ack.results[0][1])
+
+    relay.ping_all(600)  # alice was heard from, bob was not
+    assert relay.pings_in_flight() == 1
+    await wait_until(lambda: relay.pings_in_flight() == 0, "bob's pong")
+    assert bob_ws.latency > 0 and alice_ws.latency == 0  # only bob was pinged
+
+    relay.ping_all(600)  # neither was heard from since the last round
+    assert relay.pings_in_flight() == 2
+    await wait_until(lambda: relay.pings_in_flight() == 0, "both pongs")
+    assert alice_ws.latency > 0
+
+    bob.client.ws.transport.pause_reading()  # bob stops reading, and still writes
+    for _ in range(4):
+        ack = await alice.submit([space.data(space.creator, bytes(20_000))])
+    await wait_until(lambda: bob_ws.transport.get_write_buffer_size() > 0, "bytes queued for bob")
+    await bob.send_submit([space.data(bob_id, b"bob writes")])
+    await alice.sync_to(ack.results[0][1] + 1)  # the relay has read bob's submission
+    relay.ping_all(600)  # both heard from: alice took everything, bob has bytes unsent
+    assert relay.pings_in_flight() == 1  # bob's: it waits for his socket, then for his pong
+    bob.client.ws.transport.resume_reading()
+    await wait_until(lambda: relay.pings_in_flight() == 0, "bob's pong, once he reads again")
+    await alice.close()
+    await bob.close()
+
+
 async def test_a_member_that_reads_nothing_during_catch_up_is_dropped(make_relay: RelayFactory) -> None:
     """Catch-up waits for the socket (bounded: websockets' write limit plus one frame), and the
     keepalive drops the peer. Before the fix the keepalive's ping waited for the write buffer to
