@@ -7,7 +7,8 @@ emoji; into each, two workloads of keystrokes drawn from the same mix:
 Measured: wall time per keystroke of ``SharedText.insert`` / ``delete`` in an encspaces
 ``Document`` (its local-update callback collects each update, as the SDK's does), beside the
 same keystrokes applied to a bare pycrdt text in UTF-8 offsets worked out beforehand (the
-floor: Yrs itself). ``--baseline PATH`` also measures another checkout's encspaces (e.g. main,
+floor: Yrs itself), pasted in the blocks SharedText pastes a long text in (``paste_blocks``), so
+both time Yrs on the same structure. ``--baseline PATH`` also measures another checkout's encspaces (e.g. main,
 ``git worktree add /tmp/base main``) in the same run, for a before/after.
 
 Each (implementation, round) runs in its own process, rounds alternate the order; medians.
@@ -131,10 +132,14 @@ def in_utf8_offsets(document_text: str, ops: list[Op]) -> tuple[list[ByteOp], st
 def measure_bare(document_text: str, ops: list[Op]) -> float:
     import pycrdt
 
+    from encspaces.shared.text import paste_blocks
+
     byte_ops, expected = in_utf8_offsets(document_text, ops)  # worked out before timing
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get("t", type=pycrdt.Text)
-    text.insert(0, document_text)
+    with doc.transaction():
+        for block in paste_blocks(document_text):  # the blocks SharedText pastes (bench/README.md)
+            text.insert(0, block)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
     start = time.perf_counter()

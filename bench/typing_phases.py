@@ -34,17 +34,16 @@ def phases(size: str, count: int, typed: int, seed: int, blocks: bool = False) -
     ``blocks``: the text pasted in blocks of ``PASTE_BLOCK`` characters, last first."""
     import pycrdt
 
-    from encspaces.shared.text import PASTE_BLOCK
+    from encspaces.shared.text import paste_blocks
 
     document_text = generate(SIZES[size], random.Random(f"{seed}-{size}"))
     ops = keystrokes("random", len(document_text), typed + count, random.Random(f"{seed}-{size}-random"))
     applied, expected = in_utf8_offsets(document_text, ops)
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     text = doc.get("t", type=pycrdt.Text)
-    step = PASTE_BLOCK if blocks else len(document_text)
     with doc.transaction():
-        for first in reversed(range(0, len(document_text), step)):
-            text.insert(0, document_text[first: first + step])
+        for block in paste_blocks(document_text) if blocks else [document_text]:
+            text.insert(0, block)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
     times: list[float] = []

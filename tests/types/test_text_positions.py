@@ -341,6 +341,20 @@ def test_shared_text_matches_a_plain_string_under_remote_updates(
         text_index.MAX_CHUNK, sparse_index.SPARSE_MAX, shared_text.PASTE_BLOCK = old, old_sparse, old_block
 
 
+def test_paste_blocks_cut_a_text_into_blocks_inserted_last_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each block inserted at one offset, in the order given, rebuilds the text (the benchmarks
+    paste bare pycrdt through it)."""
+    monkeypatch.setattr(shared_text, "PASTE_BLOCK", 4)
+    assert shared_text.paste_blocks("abcdefghij") == ["ij", "efgh", "abcd"]
+    assert shared_text.paste_blocks("abcd") == ["abcd"] and shared_text.paste_blocks("") == []
+    text = "un café, 中文字 and 😀 over several blocks"
+    rebuilt = ""
+    for block in shared_text.paste_blocks(text):
+        assert 0 < len(block) <= 4
+        rebuilt = block + rebuilt
+    assert rebuilt == text
+
+
 @pytest.mark.parametrize("pasted", ["plain ascii text that runs over several blocks",
                                     "un café, 中文字 and 😀👩‍💻 over several blocks"])
 def test_a_long_insert_goes_in_as_blocks_and_reads_as_one(monkeypatch: pytest.MonkeyPatch, pasted: str) -> None:
