@@ -7,6 +7,7 @@ so the relay is tested without the client SDK, and a test can send anything at a
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -122,8 +123,9 @@ class RawClient:
     inbox: list[Message] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, url: str, *, max_size: int | None = None) -> RawClient:
-        ws = await connect(url, compression=None, proxy=None, max_size=max_size)
+    async def open(cls, url: str, *, max_size: int | None = None, sock: socket.socket | None = None) -> RawClient:
+        extra: dict[str, Any] = {} if sock is None else {"sock": sock}
+        ws = await connect(url, compression=None, proxy=None, max_size=max_size, **extra)
         first = decode_message(await _recv(ws), max_size=1 << 30)
         assert isinstance(first, Challenge), first
         return cls(ws, first)
@@ -228,9 +230,11 @@ async def join(
     *,
     create: bool = False,
     verifier: LogVerifier | None = None,
+    sock: socket.socket | None = None,
 ) -> Member:
-    """Connect ``identity`` to the builder's space, check the Welcome and catch up to its head."""
-    client = await RawClient.open(url)
+    """Connect ``identity`` to the builder's space, check the Welcome and catch up to its head
+    (over ``sock`` when given: a socket already connected to the relay)."""
+    client = await RawClient.open(url, sock=sock)
     verifier = verifier or LogVerifier(builder.space, identity, builder.relay_key)
     hello = make_hello(client.challenge, identity, builder.space, since_seq=verifier.seq,
                        since_head=verifier.head, genesis=builder.genesis.raw if create else None)

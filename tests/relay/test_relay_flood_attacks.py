@@ -62,13 +62,18 @@ async def _ws_from(relay: RelayServer, source: str) -> ClientConnection:
     return await connect(url_of(relay), compression=None, proxy=None, local_addr=(source, 0))
 
 
-async def _stalled_member(relay: RelayServer, space: SpaceBuilder, who: Identity, since_seq: int) -> ClientConnection:
-    """``who`` sends its hello and then reads nothing at all (not even pings)."""
+def _small_receive_buffer(relay: RelayServer) -> socket.socket:
+    """A socket connected to the relay whose kernel takes at most a few KiB it was not asked to read."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", relay.port))
     sock.setblocking(False)
-    ws = await connect(url_of(relay), compression=None, proxy=None, sock=sock, max_size=None)
+    return sock
+
+
+async def _stalled_member(relay: RelayServer, space: SpaceBuilder, who: Identity, since_seq: int) -> ClientConnection:
+    """``who`` sends its hello and then reads nothing at all (not even pings)."""
+    ws = await connect(url_of(relay), compression=None, proxy=None, sock=_small_receive_buffer(relay), max_size=None)
     challenge = decode_message(await ws.recv())  # type: ignore[arg-type]
     assert isinstance(challenge, Challenge)
     ws.transport.pause_reading()
@@ -274,7 +279,7 @@ async def test_the_keepalive_pings_a_connection_only_when_it_was_not_heard_from(
     taken (a peer that writes but stopped reading is still found by the ping's drain check)."""
     relay = await make_relay(cls=SmallBufferRelay, ping_interval=600)  # rounds run by the test
     space, alice, bob_id = await _space_with_backlog(relay, entries=0, size=0)
-    bob = await join(url_of(relay), space, bob_id)
+    bob = await join(url_of(relay), space, bob_id, sock=_small_receive_buffer(relay))
     alice_ws, bob_ws = _relay_side(relay, alice.client.ws), _relay_side(relay, bob.client.ws)
     ack = await alice.submit([space.data(space.creator, b"alice writes")])
     await bob.sync_to(ack.results[0][1])
@@ -290,7 +295,7 @@ async def test_the_keepalive_pings_a_connection_only_when_it_was_not_heard_from(
     assert alice_ws.latency > 0
 
     bob.client.ws.transport.pause_reading()  # bob stops reading, and still writes
-    for _ in range(4):
+    for _ in range(4):  # more than the kernel buffers of both ends hold: the relay keeps the rest
         ack = await alice.submit([space.data(space.creator, bytes(20_000))])
     await wait_until(lambda: bob_ws.transport.get_write_buffer_size() > 0, "bytes queued for bob")
     await bob.send_submit([space.data(bob_id, b"bob writes")])
