@@ -8,8 +8,8 @@ Measured: wall time per keystroke of ``SharedText.insert`` / ``delete`` in an en
 ``Document`` (its local-update callback collects each update, as the SDK's does), beside the
 same keystrokes applied to a bare pycrdt text in UTF-8 offsets worked out beforehand (the
 floor: Yrs itself), pasted in the blocks SharedText pastes a long text in (``paste_blocks``), so
-both time Yrs on the same structure. ``--baseline PATH`` also measures another checkout's encspaces (e.g. main,
-``git worktree add /tmp/base main``) in the same run, for a before/after.
+both time Yrs on the same structure. ``--baseline PATH`` also measures another checkout's
+encspaces (e.g. main, ``git worktree add /tmp/base main``) in the same run, for a before/after.
 
 Each (implementation, round) runs in its own process, rounds alternate the order; medians.
 """

@@ -361,7 +361,7 @@ class RelayServer:
         Here one loop sweeps them all, and a ping's task lives only until its pong arrives. A
         connection that sent a message since the last round, and has nothing unsent, is alive
         and reading: it is not pinged (a ping and its pong cost the relay about what a message
-        does; bench/README.md, "The keepalive skips connections heard from").
+        does; bench/README.md, "Many spaces: the relay's CPU per edit is not the sum of its parts").
         """
         interval = self._config.ping_interval
         while self._server is not None:
