@@ -28,7 +28,8 @@ from encspaces.core.head import SignedHead
 from encspaces.core.log_state import LogState
 from encspaces.errors import HeadMovedError, SpaceExistsError, StoreError, StoreUnavailableError
 
-from .store import KEEP_CHECKPOINTS, EntryRow, LoadedSpace, decode_stored_head, encode_head, replay
+from .head_signer import HeadSigner
+from .store import KEEP_CHECKPOINTS, EntryRow, LoadedSpace, check_ends, decode_stored_head, encode_head, replay
 from .tree import StoredNode, TreeBuilder, expected_nodes
 
 if TYPE_CHECKING:
@@ -190,12 +191,17 @@ class PgStore:
             await conn.execute("INSERT INTO entries VALUES ($1, $2, $3, $4, $5, $6, $7)", *genesis.values(space))
 
     async def append(
-        self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead, nodes: Sequence[StoredNode] = ()
-    ) -> None:
+        self, space: bytes, rows: Sequence[EntryRow], ends: Sequence[int], signer: HeadSigner,
+        nodes: Sequence[StoredNode] = (),
+    ) -> list[SignedHead]:
         """The rows, the tree nodes they complete and their head in one transaction, if the
-        stored head is still the one they extend."""
-        if not rows:
-            return
+        stored head is still the one they extend; the heads signed after each of ``ends``.
+
+        One transaction per space: the heads are signed with those other rooms ask for in the
+        same pass of the loop (``HeadSigner.sign_soon``), before the transaction."""
+        check_ends(rows, ends)
+        signed = await signer.sign_soon([(space, rows[end - 1].seq, rows[end - 1].head) for end in ends])
+        signed_head = signed[-1]
         extends = rows[0].seq - 1
         async with self.connection() as conn, conn.transaction():
             found = await conn.fetchval("SELECT head_seq FROM spaces WHERE space_id = $1 FOR UPDATE", space)
@@ -209,6 +215,7 @@ class PgStore:
                 await conn.executemany(_INSERT_NODES, [(space, key, h) for key, h in nodes])
             await conn.execute("UPDATE spaces SET head_seq = $2, signed_head = $3 WHERE space_id = $1",
                                space, rows[-1].seq, encode_head(signed_head))
+        return signed
 
     async def save_checkpoint(self, space: bytes, size: int, note: bytes) -> None:
         """Keep a cosigned checkpoint (replacing one of the same size); the oldest beyond

@@ -368,12 +368,15 @@ class Room:
                 except RuleError as exc:
                     log.info("%s: %s: entry rejected: %s", self.label, submission.peer.name, exc)
                     answers.append(Refusal(RefusalCode.REJECTED, str(exc)))
-            frames = await self._frames(first_seq, rows)
+            frames: list[tuple[int, list[bytes], SignedHead]] = []
             if rows:
                 started = time.perf_counter()
                 nodes = self.tree.extend(row.digest for row in rows)  # O(1) amortised per entry
+                cuts = self._cuts(rows)
                 try:
-                    await self.store.append(self.space, rows, frames[-1][2], nodes)
+                    # Each frame's head is signed by the group commit that stores them.
+                    heads = await self.store.append(self.space, rows, [end for _, end in cuts],
+                                                    self.host.head_signer, nodes)
                 except HeadMovedError as exc:
                     self.tree.rollback()
                     answered = len(batch)  # after_conflict answers every submission
@@ -383,8 +386,9 @@ class Room:
                     log.exception("%s: storing %d entries failed", self.label, len(rows))
                     self._fail(f"the relay could not store entries ({type(exc).__name__}): reconnect and resubmit")
                     return
+                frames = self._framed(rows, cuts, heads)
                 self.durable_seq = self.state.seq
-                self.latest_head = frames[-1][2]
+                self.latest_head = heads[-1]
                 self.tree.mark_durable()
                 self.checkpointer.grown()  # never waits: the checkpointer signs and witnesses in its own task
                 metrics = self.host.metrics
@@ -467,28 +471,24 @@ class Room:
                           + device_in_use_message(h.author, self.label))
         return seq
 
-    async def _frames(self, first_seq: int, rows: list[EntryRow]) -> list[tuple[int, list[bytes], SignedHead]]:
-        """The new entries cut into deliverable frames, each with a head signed at its last seq
-        (with the heads other rooms commit meanwhile: ``HeadSigner``)."""
-        if not rows:
-            return []
-        raws = [row.raw for row in rows]
+    def _cuts(self, rows: list[EntryRow]) -> list[tuple[int, int]]:
+        """Where ``rows`` are cut into deliverable frames: (start, end) row indexes."""
         config = self.host.config
-        cuts = split_frames(raws, config.max_frame, config.max_entries_per_frame)
-        signer, heads = self.host.head_signer, self.state.heads
-        waiting = [signer.sign(self.space, first_seq + end - 1, heads[first_seq + end - 1]) for _, end in cuts]
-        try:
-            # One batch signs them all, so only the first await waits; awaited in turn, not
-            # gathered: gather's callbacks cost each commit one more pass of a busy loop.
-            signed = [await future for future in waiting]
-        except BaseException:
-            for future in waiting:  # every outcome retrieved (a failed batch fails them all)
-                if future.done() and not future.cancelled():
-                    future.exception()
-                else:
-                    future.cancel()
-            raise
-        return [(first_seq + start, raws[start:end], head) for (start, end), head in zip(cuts, signed, strict=True)]
+        return split_frames([row.raw for row in rows], config.max_frame, config.max_entries_per_frame)
+
+    @staticmethod
+    def _framed(rows: list[EntryRow], cuts: list[tuple[int, int]],
+                heads: list[SignedHead]) -> list[tuple[int, list[bytes], SignedHead]]:
+        return [(rows[start].seq, [row.raw for row in rows[start:end]], head)
+                for (start, end), head in zip(cuts, heads, strict=True)]
+
+    async def _frames(self, rows: list[EntryRow]) -> list[tuple[int, list[bytes], SignedHead]]:
+        """Entries another relay stored (encspaces_relay/shared_log.py) cut into frames, each
+        with a head signed at its last seq, with the heads other rooms ask for meanwhile."""
+        cuts = self._cuts(rows)
+        heads = await self.host.head_signer.sign_soon(
+            [(self.space, rows[end - 1].seq, rows[end - 1].head) for _, end in cuts])
+        return self._framed(rows, cuts, heads)
 
     def _answer(self, submission: Submission, answer: _Answer,
                 held: dict[ServerConnection, list[bytes]] | None = None) -> None:

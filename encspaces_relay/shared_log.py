@@ -156,7 +156,7 @@ async def _deliver(room: Room, rows: list[EntryRow], latest: SignedHead, members
     room.durable_grew(rows)
     if room.invitees:
         room.close_invitees()  # before the fan-out: nothing after a revocation reaches them
-    for first, entries, head in await room._frames(rows[0].seq, rows):
+    for first, entries, head in await room._frames(rows):
         for frame in room.host.frames_for_entries(room.space, first, entries, head):
             room._fan_out(frame)
     removed = members_before - state.device_owner.keys()

@@ -23,6 +23,7 @@ from encspaces.core.head import SignedHead
 from encspaces.core.log_state import LogState
 from encspaces.core.messages import BlobAck, BlobData, BlobGet, BlobMissing, BlobPut, BlobRefused, BlobReply
 
+from .head_signer import HeadSigner
 from .store import EntryRow, LoadedSpace
 from .tree import StoredNode
 
@@ -72,10 +73,16 @@ class RelayStore(Protocol):
         ...
 
     async def append(
-        self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead, nodes: Sequence[StoredNode] = ()
-    ) -> None:
+        self, space: bytes, rows: Sequence[EntryRow], ends: Sequence[int], signer: HeadSigner,
+        nodes: Sequence[StoredNode] = (),
+    ) -> list[SignedHead]:
         """Group commit: the rows (contiguous seqs), the Merkle tree nodes they complete
         (encspaces_relay/tree.py) and the head covering them, in one transaction.
+
+        Returns the heads ``signer`` signed for the commit's frames: one after each of
+        ``ends`` (row counts, ascending, the last ``len(rows)``); the last is the one stored.
+        They are signed before the transaction, with the other spaces' heads where the store
+        writes several spaces in one (one signature for them all).
 
         Succeeds only if the space's stored head is still at ``rows[0].seq - 1``; otherwise
         ``HeadMovedError`` and nothing is stored. Any other failure stores nothing either

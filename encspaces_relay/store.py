@@ -13,7 +13,8 @@ sqlite3 connection on a thread of its own, and a whole transaction (begin, inser
 commit) runs there in one call: one thread hop per group commit instead of one per statement
 (each hop costs the event loop a wake-up, and the commit path waits for every one). Appends are group-committed
 across spaces too: every room's batch that arrives while a transaction runs goes into the
-next one, so a thousand quiet spaces share fsyncs the way one busy space's writers do.
+next one, so a thousand quiet spaces share fsyncs the way one busy space's writers do, and one
+signature: the group commit signs all its heads together just before the transaction.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import aiosqlite
@@ -37,6 +39,7 @@ from encspaces.core.private_file import ensure_private_file
 from encspaces.errors import EncspacesError, SpaceExistsError, StoreError
 
 from .blobs import BlobStore
+from .head_signer import HeadRequest, HeadSigner
 from .tree import RelayTree, StoredNode, TreeBuilder, expected_nodes
 
 DB_FILE = "relay.sqlite3"
@@ -107,6 +110,35 @@ class LoadedSpace:
     checkpoint: bytes | None = None
 
 
+@dataclass(frozen=True)
+class _Append:
+    """One room's rows waiting for the next group commit."""
+
+    space: bytes
+    rows: Sequence[EntryRow]
+    ends: Sequence[int]  # a head is signed after each of these many rows
+    signer: HeadSigner
+    nodes: Sequence[StoredNode]
+    done: asyncio.Future[list[SignedHead]]
+
+
+def check_ends(rows: Sequence[EntryRow], ends: Sequence[int]) -> None:
+    """``ends`` must cut ``rows`` into frames: ascending row counts, the last ``len(rows)``."""
+    if not rows or not ends or ends[0] < 1 or ends[-1] != len(rows) or any(a >= b for a, b in pairwise(ends)):
+        raise ValueError(f"ends {list(ends)} do not cut {len(rows)} rows into frames")
+
+
+def _sign_heads(batch: Sequence[_Append]) -> list[list[SignedHead]]:
+    """Each append's heads, signed together: one signature for the whole group commit (per
+    signer: a relay has one)."""
+    requests: dict[HeadSigner, list[HeadRequest]] = {}
+    for a in batch:
+        requests.setdefault(a.signer, []).extend((a.space, a.rows[end - 1].seq, a.rows[end - 1].head)
+                                                 for end in a.ends)
+    signed = {signer: iter(signer.sign_now(asked)) for signer, asked in requests.items()}
+    return [[next(signed[a.signer]) for _ in a.ends] for a in batch]
+
+
 class Store:
     """All of the relay's spaces in one SQLite file."""
 
@@ -120,8 +152,7 @@ class Store:
         self._write_lock = asyncio.Lock()  # one transaction at a time on the writer connection
         # Appends waiting for the next group commit, and the task that writes them (owned here,
         # awaited by close).
-        self._appends: list[tuple[bytes, Sequence[EntryRow], SignedHead, Sequence[StoredNode],
-                                  asyncio.Future[None]]] = []
+        self._appends: list[_Append] = []
         # Cosigned checkpoints waiting to be stored: they ride in the next group commit's
         # transaction (no fsync of their own for a commit to wait behind).
         self._saves: list[tuple[bytes, int, bytes, asyncio.Future[None]]] = []
@@ -182,21 +213,29 @@ class Store:
             )
 
     async def append(
-        self, space: bytes, rows: Sequence[EntryRow], signed_head: SignedHead, nodes: Sequence[StoredNode] = ()
-    ) -> None:
+        self, space: bytes, rows: Sequence[EntryRow], ends: Sequence[int], signer: HeadSigner,
+        nodes: Sequence[StoredNode] = (),
+    ) -> list[SignedHead]:
         """Group commit: the batch's entries, the tree nodes they complete and the head covering
-        them, durable when this returns.
+        them, durable when this returns; the heads signed after each of ``ends`` (row counts).
 
         Written in one transaction with whatever other spaces appended meanwhile (one fsync for
-        all); if that transaction fails, every append in it raises.
+        all), whose heads are signed with these under one signature just before it; if that
+        transaction fails, every append in it raises.
         """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._appends.append((space, rows, signed_head, nodes, done))
+        check_ends(rows, ends)
+        done: asyncio.Future[list[SignedHead]] = asyncio.get_running_loop().create_future()
+        self._appends.append(_Append(space, rows, ends, signer, nodes, done))
         self._wake_appender()
         # Not shielded: a shield's callback costs the commit one more pass of a busy event loop
         # (bench/README.md, "Admission control"). A caller cancelled meanwhile cancels ``done``,
         # which the group commit then skips; its rows are written all the same.
-        await done
+        return await done
+
+    @property
+    def waiting(self) -> int:
+        """Appends queued for the next group commit."""
+        return len(self._appends)
 
     def _wake_appender(self) -> None:
         if self._appender is None or self._appender.done():
@@ -204,33 +243,39 @@ class Store:
 
     async def _append_queued(self) -> None:
         while self._appends or self._saves:
-            batch, self._appends = self._appends, []
-            saves, self._saves = self._saves, []
-            waiting = [done for *_, done in batch] + [done for *_, done in saves]
-            try:
-                async with self._write_lock:
+            # The batch is taken once the writer is free: whatever arrived meanwhile goes in it.
+            async with self._write_lock:
+                batch, self._appends = self._appends, []
+                saves, self._saves = self._saves, []
+                waiting: list[asyncio.Future[None]] = [done for *_, done in saves]
+                try:
+                    signed = _sign_heads(batch)
                     await self._transaction(
                         ("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         [row.values(space) for space, rows, _, _, _ in batch for row in rows]),
-                        (_INSERT_NODES, [(space, key, h) for space, _, _, nodes, _ in batch for key, h in nodes]),
+                         [row.values(a.space) for a in batch for row in a.rows]),
+                        (_INSERT_NODES, [(a.space, key, h) for a in batch for key, h in a.nodes]),
                         ("UPDATE spaces SET signed_head = ? WHERE space_id = ?",
-                         [(encode_head(head), space) for space, _, head, _, _ in batch]),
+                         [(encode_head(heads[-1]), a.space) for a, heads in zip(batch, signed, strict=True)]),
                         ("INSERT OR REPLACE INTO checkpoints (space_id, size, note) VALUES (?, ?, ?)",
                          [(space, size, note) for space, size, note, _ in saves]),
                         ("DELETE FROM checkpoints WHERE space_id = ? AND size < (SELECT MIN(size) FROM (SELECT size "
                          "FROM checkpoints WHERE space_id = ? ORDER BY size DESC LIMIT ?))",
                          [(space, space, KEEP_CHECKPOINTS) for space, _, _, _ in saves]),
                     )
-            except BaseException as exc:
-                for done in waiting:
-                    if not done.done():
-                        done.set_exception(exc if isinstance(exc, Exception) else StoreError("the store was closed"))
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for done in waiting:
-                if not done.done():
-                    done.set_result(None)
+                except BaseException as exc:
+                    failure = exc if isinstance(exc, Exception) else StoreError("the store was closed")
+                    for future in [a.done for a in batch] + waiting:
+                        if not future.done():
+                            future.set_exception(failure)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+            for a, heads in zip(batch, signed, strict=True):
+                if not a.done.done():
+                    a.done.set_result(heads)
+            for future in waiting:
+                if not future.done():
+                    future.set_result(None)
 
     async def save_checkpoint(self, space: bytes, size: int, note: bytes) -> None:
         """Keep a cosigned checkpoint (replacing one of the same size); the oldest beyond

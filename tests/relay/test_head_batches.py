@@ -1,8 +1,9 @@
 """Heads of several spaces signed together (encspaces_relay/head_signer.py).
 
-Rooms that commit in the same pass of the relay's loop share one signature: the unit tests
-drive the signer alone; the relay tests commit in several spaces at once through real sockets
-and check that every member verifies the batched heads, before and after a restart.
+The heads one group commit stores share one signature, and so do heads asked for in one pass
+of the relay's loop: the unit tests drive the signer alone; the relay tests commit in several
+spaces at once through real sockets and check that every member verifies the batched heads,
+before and after a restart.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from encspaces.core.head import MAX_HEAD_BATCH
 from encspaces.core.identity import Identity
 from encspaces_relay.head_signer import HeadSigner
 from encspaces_relay.server import RelayServer
+from encspaces_relay.store import Store
 
 KEY = nacl.signing.SigningKey(bytes(range(32)))
 RELAY = bytes(KEY.verify_key)
@@ -53,36 +55,23 @@ async def test_more_heads_than_a_batch_holds_take_more_signatures() -> None:
         head.check(RELAY, head.space)
 
 
+def test_heads_signed_at_once_take_one_signature_per_full_batch() -> None:
+    signer = HeadSigner(KEY)
+    heads = signer.sign_now([request(i) for i in range(MAX_HEAD_BATCH + 2)])
+    assert (signer.signatures, signer.heads, signer.waiting) == (2, MAX_HEAD_BATCH + 2, 0)
+    assert [(h.space, h.seq, h.head) for h in heads] == [request(i) for i in range(MAX_HEAD_BATCH + 2)]
+    assert len({h.signature[:crypto.SIGNATURE_SIZE] for h in heads}) == 2
+    for head in heads[MAX_HEAD_BATCH - 1:]:
+        head.check(RELAY, head.space)
+    assert signer.sign_now([]) == [] and signer.signatures == 2
+
+
 async def test_a_commit_that_stopped_waiting_does_not_stop_the_others() -> None:
     signer = HeadSigner(KEY)
     gone, kept = signer.sign(*request(0)), signer.sign(*request(1))
     gone.cancel()
     (await kept).check(RELAY, request(1)[0])
     assert signer.heads == 2
-
-
-class HeldSigner(HeadSigner):
-    """Signs nothing while held: the commits of every space meanwhile wait for one batch."""
-
-    held = False
-
-    def _flush(self) -> None:
-        if not self.held:
-            super()._flush()
-
-    def release(self) -> None:
-        self.held = False
-        self._flush()
-
-
-class HoldingRelay(RelayServer):
-    _held: HeldSigner | None = None
-
-    @property
-    def head_signer(self) -> HeldSigner:
-        if self._held is None:
-            self._held = HeldSigner(self.signing_key)
-        return self._held
 
 
 async def _spaces(relay: RelayServer, count: int) -> list[tuple[SpaceBuilder, Member]]:
@@ -96,9 +85,9 @@ async def _spaces(relay: RelayServer, count: int) -> list[tuple[SpaceBuilder, Me
 @pytest.mark.parametrize("count", [2, 5])
 async def test_spaces_committing_at_once_get_one_signature_that_every_member_verifies(
         make_relay: RelayFactory, count: int) -> None:
-    relay = await make_relay(cls=HoldingRelay)
-    assert isinstance(relay, HoldingRelay)
-    signer = relay.head_signer
+    relay = await make_relay()
+    store, signer = relay.store, relay.head_signer
+    assert isinstance(store, Store)
     spaces = await _spaces(relay, count)
     readers = []
     for space, creator in spaces:
@@ -106,11 +95,11 @@ async def test_spaces_committing_at_once_get_one_signature_that_every_member_ver
         await creator.submit([space.add_member(reader)])
         readers.append(await join(url_of(relay), space, reader))
     before = signer.signatures
-    signer.held = True
-    for space, creator in spaces:
-        await creator.send_submit([space.data(creator.identity, b"at once")])
-    await wait_until(lambda: signer.waiting == count, "every space's commit to ask for its head")
-    signer.release()
+    async with store._write_lock:  # a transaction is running: every space's commit queues behind it
+        for space, creator in spaces:
+            await creator.send_submit([space.data(creator.identity, b"at once")])
+        await wait_until(lambda: store.waiting == count, "every space's commit to reach the store")
+        assert signer.signatures == before  # signed by the group commit, not before it
     for (_, creator), reader in zip(spaces, readers, strict=True):
         ack = await creator.next_ack()
         (_, seq), = ack.results

@@ -25,6 +25,7 @@ from bench.proxy import CuttableProxy
 from encspaces import snapshot_keeper
 from encspaces.core import crypto
 from encspaces.core.entry import Entry
+from encspaces.core.head import SignedHead
 from encspaces.core.identity import Identity
 from encspaces.core.log_state import ANCHOR_GRID
 from encspaces.core.messages import Ack, BlobData, BlobGet, BlobPut, Entries, Error
@@ -195,10 +196,10 @@ async def test_the_database_refuses_a_second_commit_on_one_head(cluster: Cluster
         digest = entry.digest()
         return EntryRow(2, space.creator.public.sign_key, 2, digest, os.urandom(32), entry.raw)
 
-    head = a.rooms[space.space].latest_head
-    results = await asyncio.gather(a.store.append(space.space, [row(b"a")], head),
-                                   b.store.append(space.space, [row(b"b")], head), return_exceptions=True)
-    assert sorted(type(r).__name__ for r in results) == ["HeadMovedError", "NoneType"]
+    results = await asyncio.gather(a.store.append(space.space, [row(b"a")], [1], a.head_signer),
+                                   b.store.append(space.space, [row(b"b")], [1], b.head_signer),
+                                   return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["HeadMovedError", "list"]
     lost = next(r for r in results if isinstance(r, HeadMovedError))
     assert (lost.expected, lost.found) == (1, 2)
     assert [seq for seq, _ in await _stored_seqs(a, space.space)] == [1, 2]
@@ -225,10 +226,10 @@ async def test_forced_race_the_loser_sequences_again_on_top(cluster: Cluster) ->
     b_done = asyncio.Event()
     moved: list[HeadMovedError] = []
 
-    async def after_b(*args: object, **kwargs: object) -> None:
+    async def after_b(*args: object, **kwargs: object) -> list[SignedHead]:
         await b_done.wait()
         try:
-            await original(*args, **kwargs)  # type: ignore[arg-type]
+            return await original(*args, **kwargs)  # type: ignore[arg-type]
         except HeadMovedError as exc:
             moved.append(exc)
             raise
@@ -265,9 +266,9 @@ async def test_a_relay_beaten_too_often_refuses_without_closing(
     original = a.store.append
     b_done = asyncio.Event()
 
-    async def after_b(*args: object, **kwargs: object) -> None:
+    async def after_b(*args: object, **kwargs: object) -> list[SignedHead]:
         await b_done.wait()
-        await original(*args, **kwargs)  # type: ignore[arg-type]
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
 
     a.store.append = after_b  # type: ignore[method-assign]
     from_alice = space.data(space.creator, b"alice on A")

@@ -11,6 +11,7 @@ from encspaces.core import crypto
 from encspaces.core.entry import STRIP_PREFIX, Entry, Kind, build_entry, strip_prefix, strip_raw
 from encspaces.core.head import SignedHead
 from encspaces.core.identity import Identity
+from encspaces_relay.head_signer import HeadSigner
 from encspaces_relay.storage import RelayStore
 from encspaces_relay.store import EntryRow, Store
 
@@ -38,7 +39,7 @@ async def check_prefix_reads(store: RelayStore) -> None:
     rows = [EntryRow(seq, bytes(32), seq, Entry.decode(raw).digest(), os.urandom(32), raw)
             for seq, raw in enumerate(raws, 1)]
     await store.create_space(space, rows[0], SignedHead.create(KEY, space, 1, rows[0].head))
-    await store.append(space, rows[1:], SignedHead.create(KEY, space, len(rows), rows[-1].head))
+    await store.append(space, rows[1:], [len(rows) - 1], HeadSigner(KEY))
     prefixes = await store.read_prefixes(space, 1, len(raws), STRIP_PREFIX)
     assert [size for _, size in prefixes] == [len(raw) for raw in raws]
     stripped = [strip_prefix(prefix, size) for prefix, size in prefixes]

@@ -8,6 +8,7 @@ from typing import Any
 from relay_kit import Gate, Member, RawClient, SpaceBuilder, join, url_of, wait_until
 
 from encspaces.core.encoding import pack
+from encspaces.core.head import SignedHead
 from encspaces.core.identity import Identity
 from encspaces.core.membership import Role
 from encspaces.core.messages import Ack, Entries, Error
@@ -189,12 +190,12 @@ async def test_storage_failure_acks_nothing_and_reloads(relay: RelayServer) -> N
     original = relay.store.append
     calls = 0
 
-    async def failing(*args: Any, **kwargs: Any) -> None:
+    async def failing(*args: Any, **kwargs: Any) -> list[SignedHead]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise sqlite3.OperationalError("disk I/O error")
-        await original(*args, **kwargs)
+        return await original(*args, **kwargs)
 
     relay.store.append = failing  # type: ignore[method-assign]
     lost = space.data(bob.identity, b"not stored")
