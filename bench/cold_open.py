@@ -44,6 +44,7 @@ from bench.clients import YjsClient
 from bench.common import (
     CONTENDERS,
     cpu_seconds,
+    is_null,
     ratio,
     record_round,
     rotated,
@@ -126,9 +127,9 @@ def folder_bytes(path: Path) -> int:
 
 async def run(trace: Trace, limit: int, contenders: list[str], rounds: int, workdir: Path) -> dict[str, Any]:
     usable, skipped = usable_contenders(contenders)
-    if "null" in usable:
-        usable.remove("null")
-        skipped["null"] = "the null relay holds no document, so there is nothing to open"
+    for name in [c for c in usable if is_null(c)]:
+        usable.remove(name)
+        skipped[name] = "a null relay holds no document, so there is nothing to open"
     state, expected = typed_state(trace, limit)
     if "encspaces" in usable:
         usable.insert(usable.index("encspaces"), "encspaces-log")

@@ -30,11 +30,13 @@ NODE_DIR = BENCH_DIR / "node_modules"
 # The contenders, in the order tables show them. Keys are what --contenders takes.
 CONTENDERS: dict[str, str] = {
     "null": "null relay (websockets broadcast)",
+    "null-sansio": "null relay on websockets' sans-I/O core",
     "pycrdt": "pycrdt-websocket (Python, plaintext Yjs)",
     "node": "y-websocket server (Node, plaintext Yjs)",
     "encspaces": "encspaces relay + clients (E2EE, verified)",
 }
-SHORT: dict[str, str] = {"null": "null relay", "pycrdt": "pycrdt-websocket", "node": "y-websocket (Node)",
+SHORT: dict[str, str] = {"null": "null relay", "null-sansio": "null relay (sans-I/O)", "pycrdt": "pycrdt-websocket",
+                         "node": "y-websocket (Node)",
                          "encspaces": "encspaces"}
 
 
@@ -152,6 +154,11 @@ def print_result(result: dict[str, Any], out: Path | None) -> None:
         with out.open("a") as lines:
             lines.write(json.dumps({**result, "machine": machine_info()}) + "\n")
     print(json.dumps(result))
+
+
+def is_null(name: str) -> bool:
+    """A null relay: it forwards messages and holds no document (no sync handshake, no own copy)."""
+    return name in ("null", "null-sansio")
 
 
 def parse_contenders(text: str) -> list[str]:

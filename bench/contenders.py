@@ -120,6 +120,8 @@ async def start_server(name: str, workdir: Path) -> AsyncIterator[Server]:
         return
     if name == "null":
         proc = ServerProcess([sys.executable, "-m", "bench.servers.null_relay"], listening, log_path)
+    elif name == "null-sansio":
+        proc = ServerProcess([sys.executable, "-m", "bench.servers.null_sansio"], listening, log_path)
     elif name == "pycrdt":
         proc = ServerProcess([sys.executable, "-m", "bench.servers.pycrdt_server"], listening, log_path)
     elif name == "node":

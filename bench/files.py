@@ -29,6 +29,7 @@ from websockets.asyncio.client import connect as ws_connect
 import encspaces
 from bench.common import (
     CONTENDERS,
+    is_null,
     parse_contenders,
     record_round,
     rotated,
@@ -92,7 +93,7 @@ async def through_encspaces(server: Server, data: bytes, workdir: Path) -> dict[
 
 async def run(contenders: list[str], mib: int, rounds: int, workdir: Path) -> dict[str, Any]:
     usable, skipped = usable_contenders(contenders)
-    for name in [c for c in usable if c not in ("null", "encspaces")]:
+    for name in [c for c in usable if not is_null(c) and c != "encspaces"]:
         usable.remove(name)
         skipped[name] = "a Yjs document server has no file transfer"
     per: dict[str, list[dict[str, Any]]] = {c: [] for c in usable}

@@ -32,6 +32,7 @@ from bench.common import (
     CONTENDERS,
     cpu_mark,
     cpu_used,
+    is_null,
     parse_contenders,
     ratio,
     record_round,
@@ -63,7 +64,7 @@ async def hold(spec: dict[str, Any]) -> None:
         if spec["contender"] == "encspaces":
             clients.append(SessionClient(spec["url"], identities[k % len(identities)], spec["space_id"]))
         else:
-            clients.append(YjsClient(spec["url"], spec["room"], handshake=spec["contender"] != "null"))
+            clients.append(YjsClient(spec["url"], spec["room"], handshake=not is_null(spec["contender"])))
     started = time.monotonic()
     gate = asyncio.Semaphore(CONCURRENCY)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import encspaces
 from bench.clients import Arrivals, Client, SpaceClient, YjsClient
+from bench.common import is_null
 
 BURST = 64  # edits typed between two yields to the event loop in fanout mode
 PROBE_ENV = "BENCH_LOADGEN_PROBE"  # set (to anything) to measure this process's own saturation
@@ -117,7 +118,7 @@ def make_client(spec: dict[str, Any], member: str) -> Client:
         identity = encspaces.Identity.load(info["key"])
         # A cluster benchmark (bench.cluster) spreads the members over several relays.
         return SpaceClient(info.get("url", spec["url"]), identity, spec["space_id"], Path(info["data_dir"]))
-    return YjsClient(spec["url"], spec["room"], handshake=spec["contender"] != "null")
+    return YjsClient(spec["url"], spec["room"], handshake=not is_null(spec["contender"]))
 
 
 async def sleep_until(t: float) -> None:

@@ -59,6 +59,7 @@ from bench.common import (
     CONTENDERS,
     cpu_mark,
     cpu_used,
+    is_null,
     parse_contenders,
     ratio,
     record_round,
@@ -235,7 +236,7 @@ async def generate(spec: dict[str, Any]) -> None:
         for group in await asyncio.gather(*(open_team() for _ in range(spec["spaces"]))):
             members.extend(group)
     else:
-        handshake = spec["contender"] != "null"
+        handshake = not is_null(spec["contender"])
 
         async def open_room(room: str) -> list[YjsMember]:
             room_members = [YjsMember(YjsClient(spec["url"], room, handshake=handshake)) for _ in range(MEMBERS)]
@@ -320,7 +321,7 @@ async def run_once(contender: str, args: argparse.Namespace, workdir: Path) -> d
     server_cpu = cpu_used(mark_a, mark_b, [server.pid])
     sent = sum(r["sent"] for r in results)
     delivered = sum(r["delivered"] for r in results)
-    copies = MEMBERS - 1 if contender == "null" else MEMBERS  # the null relay sends no own copy
+    copies = MEMBERS - 1 if is_null(contender) else MEMBERS  # the null relay sends no own copy
     share = delivered / (sent * copies) if sent else None
     return {
         "connections": sum(r["connections"] for r in ready),

@@ -33,6 +33,7 @@ from bench.clients import YjsClient
 from bench.common import (
     CONTENDERS,
     cpu_seconds,
+    is_null,
     median,
     ratio,
     rotated,
@@ -143,8 +144,8 @@ async def full_stack(trace: Trace, limit: int, workdir: Path, relay: RelayProces
 async def yjs_stack(contender: str, url: str, pid: int, trace: Trace, limit: int) -> dict[str, Any]:
     """A plaintext Yjs contender: same trace, one update message per transaction."""
     room = f"b4-{uuid.uuid4().hex[:12]}"
-    writer = YjsClient(url, room, handshake=contender != "null")
-    reader = YjsClient(url, room, handshake=contender != "null")
+    writer = YjsClient(url, room, handshake=not is_null(contender))
+    reader = YjsClient(url, room, handshake=not is_null(contender))
     await writer.open()
     await reader.open()
     finished = asyncio.Event()

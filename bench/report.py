@@ -23,7 +23,8 @@ import matplotlib.pyplot as plt
 from bench.common import RESULTS_DIR, SHORT
 
 NAMES = {**SHORT, "bare": "bare pycrdt (1 process)", "encspaces-log": "encspaces, full log (snapshots off)"}
-COLORS = {"bare": "#bbbbbb", "null": "#7f7f7f", "pycrdt": "#1f77b4", "node": "#2ca02c", "encspaces": "#d62728",
+COLORS = {"bare": "#bbbbbb", "null": "#7f7f7f", "null-sansio": "#c7c7c7", "pycrdt": "#1f77b4", "node": "#2ca02c",
+          "encspaces": "#d62728",
           "encspaces-log": "#ff9896"}
 BENCHMARKS = ["fanout", "latency", "replay", "cold_open", "idle", "many_spaces", "files", "removal", "typing",
               "cluster"]
@@ -456,7 +457,7 @@ def files_chart(data: dict[str, Any], path: Path) -> Path:
 
 def grouped_chart(data: dict[str, Any], path: Path, title: str, panels: list[tuple[str, str, bool]]) -> Path:
     shapes = data["settings"]["shapes"]
-    contenders = [c for c in ["null", "pycrdt", "node", "encspaces"] if c in data["contenders"]]
+    contenders = [c for c in ["null", "null-sansio", "pycrdt", "node", "encspaces"] if c in data["contenders"]]
     columns = min(2, len(panels))
     rows = (len(panels) + columns - 1) // columns
     fig, grid = plt.subplots(rows, columns, figsize=(6.2 * columns, 4.2 * rows), squeeze=False)

@@ -154,13 +154,18 @@ def measure_bare(document_text: str, ops: list[Op]) -> float:
     return elapsed / len(ops)
 
 
-def worker(impl: str, sizes: list[str], count: int, seed: int, import_from: str | None) -> dict[str, Any]:
+def worker(impl: str, sizes: list[str], count: int, seed: int, import_from: str | None,
+           paste_block: int | None = None) -> dict[str, Any]:
     if import_from:
         sys.path.insert(0, import_from)
         import encspaces
 
         if not str(Path(encspaces.__file__).resolve()).startswith(str(Path(import_from).resolve())):
             raise SystemExit(f"--import-from {import_from}: encspaces came from {encspaces.__file__}")
+    if paste_block is not None:
+        import encspaces.shared.text
+
+        encspaces.shared.text.PASTE_BLOCK = paste_block
     measured: dict[str, Any] = {}
     for size in sizes:
         rng = random.Random(f"{seed}-{size}")
@@ -191,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="10KB only, 200 keystrokes, one round (smoke test)")
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/typing.json)")
+    parser.add_argument("--paste-block", type=int, default=None, metavar="N",
+                        help="paste the documents in blocks of N characters instead of SharedText's "
+                             "PASTE_BLOCK (both implementations; to find the best block size)")
     parser.add_argument("--worker", choices=["encspaces", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--import-from", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -198,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(sizes) - set(SIZES):
         parser.error(f"unknown size(s): {', '.join(sorted(unknown))}")
     if args.worker:
-        print(json.dumps(worker(args.worker, sizes, args.keystrokes, args.seed, args.import_from)))
+        print(json.dumps(worker(args.worker, sizes, args.keystrokes, args.seed, args.import_from, args.paste_block)))
         return 0
     if args.quick:
         sizes, args.keystrokes, args.rounds = ["10KB"], 200, 1
@@ -214,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         for name in order[r % len(order):] + order[: r % len(order)]:
             command = [sys.executable, "-m", "bench.typing", *impls[name], "--sizes", ",".join(sizes),
-                       "--keystrokes", str(args.keystrokes), "--seed", str(args.seed)]
+                       "--keystrokes", str(args.keystrokes), "--seed", str(args.seed),
+                       *(["--paste-block", str(args.paste_block)] if args.paste_block is not None else [])]
             done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False,
                                   cwd=Path(__file__).resolve().parent.parent)
             if done.returncode != 0:
@@ -234,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"ratio_vs_{smallest}": growth})
     payload = {
         "sizes": {s: SIZES[s] for s in sizes}, "workloads": WORKLOADS, "keystrokes": args.keystrokes,
-        "rounds": args.rounds, "unit": "µs per keystroke",
+        "paste_block": args.paste_block, "rounds": args.rounds, "unit": "µs per keystroke",
         "contenders": {"encspaces": "SharedText in an encspaces Document (this checkout)",
                        "bare": "bare pycrdt Text, UTF-8 offsets worked out beforehand (Yrs alone)",
                        **({"baseline": f"SharedText of {args.baseline}"} if args.baseline else {})},

@@ -67,7 +67,7 @@ def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> No
         pytest.skip(f"bench.{name} needs the automerge-paper trace, absent from {traces_dir()}")
     extra = ["--contenders", contenders()] if name in WITH_CONTENDERS else []
     if name == "many_spaces":  # 3 clients per room at once: not for pycrdt-websocket 0.16 (see bench/README.md)
-        extra = ["--contenders", contenders().replace("pycrdt,", "")]
+        extra = ["--contenders", contenders().replace("pycrdt,", "") + ",null-sansio"]
     data = run_quick(name, results / f"{name}.json", extra)
     if name == "cluster" and data.get("unavailable"):
         why = f"bench.cluster needs PostgreSQL and NATS: {data['unavailable']}"
@@ -102,6 +102,8 @@ def test_quick_benchmark_writes_well_formed_json(name: str, results: Path) -> No
         for r in (r for row in rows for r in row["rounds"]):  # the figures that say whether it kept up
             assert 0 < r["delivered_share"] <= 1.05 and r["kept_up"] == (r["delivered_share"] >= 0.95)
             assert r["server_us_per_delivered_edit"] * r["delivered_share"] == pytest.approx(r["server_us_per_edit"])
+        sansio = next(row for row in rows if row["contender"] == "null-sansio")  # it forwards every edit
+        assert all(r["delivered_share"] >= 0.9 for r in sansio["rounds"]), sansio["rounds"]
     if name in ("fanout", "latency"):
         assert all(row["shape"] for row in rows)
         assert data["ratios_encspaces_over"]
