@@ -35,6 +35,9 @@ CONTENDERS: dict[str, str] = {
     "node": "y-websocket server (Node, plaintext Yjs)",
     "encspaces": "encspaces relay + clients (E2EE, verified)",
 }
+# Run only when named in --contenders: not part of the sets compared by default.
+OPT_IN = frozenset({"null-sansio"})
+DEFAULT_CONTENDERS = ",".join(c for c in CONTENDERS if c not in OPT_IN)
 SHORT: dict[str, str] = {"null": "null relay", "null-sansio": "null relay (sans-I/O)", "pycrdt": "pycrdt-websocket",
                          "node": "y-websocket (Node)",
                          "encspaces": "encspaces"}

@@ -30,6 +30,7 @@ import encspaces
 from bench.clients import Client, SessionClient, YjsClient
 from bench.common import (
     CONTENDERS,
+    DEFAULT_CONTENDERS,
     cpu_mark,
     cpu_used,
     is_null,
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.idle", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=1000, help="idle connections (default 1000)")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+    parser.add_argument("--contenders", default=DEFAULT_CONTENDERS,
                         help=f"comma-separated subset of {','.join(CONTENDERS)}")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
     parser.add_argument("--quick", action="store_true", help="50 connections, one round (smoke test)")

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import CONTENDERS, parse_contenders, write_result
+from bench.common import CONTENDERS, DEFAULT_CONTENDERS, parse_contenders, write_result
 from bench.traces import Trace, TraceMissing, load_trace
 
 Run = Callable[[Trace, int, list[str], int, Path], Awaitable[dict[str, Any]]]
@@ -21,7 +21,7 @@ def trace_main(argv: list[str] | None, *, name: str, doc: str | None, rounds: in
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trace", default="automerge-paper", help="trace name in shared/traces")
     parser.add_argument("--limit", type=int, default=0, help="only the first N transactions (0: all)")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+    parser.add_argument("--contenders", default=DEFAULT_CONTENDERS,
                         help=f"comma-separated subset of {','.join(CONTENDERS)}{contenders_note}")
     parser.add_argument("--rounds", type=int, default=rounds, help=f"alternating rounds (default {rounds})")
     parser.add_argument("--quick", action="store_true", help="first 3,000 transactions, one round (smoke test)")

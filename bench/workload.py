@@ -26,6 +26,7 @@ from typing import Any
 import encspaces
 from bench.common import (
     CONTENDERS,
+    DEFAULT_CONTENDERS,
     cpu_mark,
     cpu_used,
     median,
@@ -381,7 +382,7 @@ async def run_benchmark(settings: Settings, shapes: list[Shape], contenders: lis
 
 def common_arguments(parser: argparse.ArgumentParser, *, shapes: str, duration: float, rounds: int) -> None:
     parser.add_argument("--shapes", default=shapes, help=f"WxR list: writers x readers (default {shapes})")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
+    parser.add_argument("--contenders", default=DEFAULT_CONTENDERS,
                         help=f"comma-separated subset of {','.join(CONTENDERS)}")
     parser.add_argument("--rounds", type=int, default=rounds, help=f"alternating rounds (default {rounds})")
     parser.add_argument("--duration", type=float, default=duration,
