@@ -7,13 +7,10 @@ delivery is Python websockets' own cost: what any Python relay pays at least.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import signal
-import sys
-
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
+
+from bench.servers import listening, run, stop_event
 
 ROOMS: dict[str, set[ServerConnection]] = {}
 
@@ -35,20 +32,11 @@ async def handler(ws: ServerConnection) -> None:
 
 
 async def main(host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_event()
     async with serve(handler, host, port, compression=None, max_size=None) as server:
-        bound = server.sockets[0].getsockname()[1]
-        print(f"listening on ws://{host}:{bound}", flush=True)
+        listening(host, server.sockets[0].getsockname()[1])
         await stop.wait()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.servers.null_relay", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    asyncio.run(main(args.host, args.port))
-    sys.exit(0)
+    run(main, "python -m bench.servers.null_relay", __doc__)

@@ -9,15 +9,14 @@ sans-I/O core would pay at least (bench/README.md, "What websockets' asyncio lay
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
-import sys
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+
+from bench.servers import listening, run, stop_event
 
 ROOMS: dict[str, set[Connection]] = {}
 
@@ -74,21 +73,12 @@ class Connection(asyncio.Protocol):
 
 
 async def main(host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    server = await loop.create_server(Connection, host, port)
-    bound = server.sockets[0].getsockname()[1]
-    print(f"listening on ws://{host}:{bound}", flush=True)
+    stop = stop_event()
+    server = await asyncio.get_running_loop().create_server(Connection, host, port)
+    listening(host, server.sockets[0].getsockname()[1])
     await stop.wait()
     server.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.servers.null_sansio", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    asyncio.run(main(args.host, args.port))
-    sys.exit(0)
+    run(main, "python -m bench.servers.null_sansio", __doc__)

@@ -8,16 +8,14 @@ Yjs sync handshake, applying every update to the room's document and broadcastin
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import logging
-import signal
-import sys
 
 from pycrdt.websocket import WebsocketServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+
+from bench.servers import listening, run, stop_event
 
 
 class WebsocketsChannel:
@@ -50,10 +48,8 @@ class WebsocketsChannel:
 
 
 async def main(host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    logging.basicConfig(level=logging.ERROR)
+    stop = stop_event()
     log = logging.getLogger("pycrdt-websocket")
     # Rooms stay in memory when their last client leaves, as in y-websocket without persistence.
     async with WebsocketServer(auto_clean_rooms=False, log=log) as yserver:
@@ -62,17 +58,10 @@ async def main(host: str, port: int) -> None:
             await yserver.serve(WebsocketsChannel(ws))
 
         async with serve(handler, host, port, compression=None, max_size=None) as server:
-            bound = server.sockets[0].getsockname()[1]
-            print(f"listening on ws://{host}:{bound}", flush=True)
+            listening(host, server.sockets[0].getsockname()[1])
             await stop.wait()
             server.close()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.servers.pycrdt_server", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    asyncio.run(main(args.host, args.port))
-    sys.exit(0)
+    run(main, "python -m bench.servers.pycrdt_server", __doc__)
