@@ -21,7 +21,7 @@ Stages (each starts where the one above ended):
   (the transaction on the store's thread, committed with fsync) → ``committed`` (its answer
   ran on the loop: ``then``) → ``submit``
   (the Submit made: ``ClientSession.submit``);
-- relay ``recv`` (the Submit decoded, its signatures about to be checked: ``_check_entries``)
+- relay ``recv`` (the Submit decoded, its signatures about to be checked: ``_check_slice``)
   → ``queued`` (checked, handed to the room) → ``commit`` (the group commit took it:
   ``Store.append`` called) → ``durable`` (``Store.append`` returned: fsynced) → ``sent`` (the
   frame written to every subscriber: ``Room._fan_out`` returned);
@@ -233,10 +233,10 @@ def install() -> None:
     except ImportError:
         return
 
-    def check_entries(orig: Callable[..., Any]) -> Callable[..., Any]:
-        async def wrapper(self: Any, raws: list[bytes]) -> list[Entry]:
+    def check_slice(orig: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(self: Any, raws: list[bytes]) -> list[Entry]:
             t0 = now()
-            entries: list[Entry] = await orig(self, raws)
+            entries: list[Entry] = orig(self, raws)
             keys = [(e.header.author, e.header.author_seq) for e in entries]
             sink.add("s_recv", "-", keys, t0)
             sink.add("s_queued", "-", keys, now())
@@ -261,7 +261,7 @@ def install() -> None:
             sink.add("s_sent", "-", current, now())
         return wrapper
 
-    wrap(RelaySession, "_check_entries", check_entries)
+    wrap(RelaySession, "_check_slice", check_slice)
     wrap(Store, "append", append_rows)
     wrap(Room, "_fan_out", fan_out)
 

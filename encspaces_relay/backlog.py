@@ -49,15 +49,24 @@ class Backlog:
         """Sessions waiting in line (a level for /metrics)."""
         return len(self._line)
 
+    def try_take(self, entries: int) -> int | None:
+        """Room for a submission of ``entries`` entries if there is some now and nobody waits in
+        line: its weight to ``give`` back; else None (and nothing taken)."""
+        weight = self._weight(entries)
+        if self._line or self.pending + weight > self.limit:
+            return None
+        self.pending += weight
+        return weight
+
     async def take(self, entries: int, who: Hashable) -> int:
         """Wait for room for a submission of ``entries`` entries; the weight to ``give`` back.
 
         A submission larger than the whole budget takes all of it (it waits for an empty backlog).
         """
-        weight = min(max(entries, 1), self.limit)
-        if not self._line and self.pending + weight <= self.limit:
-            self.pending += weight
-            return weight
+        taken = self.try_take(entries)
+        if taken is not None:
+            return taken
+        weight = self._weight(entries)
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         place = (weight, turn)
         self._line.append(place)
@@ -79,6 +88,9 @@ class Backlog:
             if self._metrics is not None:
                 self._metrics.backlog_waits.observe(ended - started)
         return weight
+
+    def _weight(self, entries: int) -> int:
+        return min(max(entries, 1), self.limit)
 
     def give(self, weight: int) -> None:
         """A submission taken in with ``take`` was answered: its share goes to those in line."""

@@ -88,6 +88,36 @@ class UnsentLedger:
             peer.close_later(CloseCode.TRY_AGAIN_LATER, TOO_SLOW_REASON)
 
 
+class InFlight:
+    """A connection's submissions queued and not yet answered: at most ``limit``.
+
+    ``try_take`` serves a message handled as it is parsed (encspaces_relay/inline.py), which
+    must not wait; ``take`` serves the session's task, which waits (and so stops reading the
+    connection) while all places are taken. Only that one task ever waits.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._freed: asyncio.Future[None] | None = None
+
+    def try_take(self) -> bool:
+        if not self._free:
+            return False
+        self._free -= 1
+        return True
+
+    async def take(self) -> None:
+        while not self.try_take():
+            self._freed = asyncio.get_running_loop().create_future()
+            await self._freed
+
+    def release(self) -> None:
+        self._free += 1
+        freed, self._freed = self._freed, None
+        if freed is not None and not freed.done():
+            freed.set_result(None)
+
+
 class PeerGoneError(Exception):
     """The peer is closing (too slow, refused, or gone): stop writing to it; its session just ends."""
 
@@ -107,7 +137,7 @@ class Peer:
         # Set once the relay refused this peer: its queued submissions are dropped.
         self.failed = False
         # Bounds the submissions a peer has queued: past it the session stops reading.
-        self.inflight = asyncio.Semaphore(config.max_inflight_submits)
+        self.inflight = InFlight(config.max_inflight_submits)
         self.backlog = backlog
         self._presence_rate = config.presence_rate
         self._presence_burst = float(config.presence_burst)

@@ -41,6 +41,7 @@ from .config import RelayConfig
 from .datadir_lock import lock_data_dir
 from .handshake import Admission
 from .head_signer import HeadSigner
+from .inline import InlineConnection
 from .keys import load_or_create_signing_key
 from .limits import ConnectionCounter, CreateGate, OpeningCounter
 from .metrics import MetricsServer, RelayMetrics, check_health, server_levels
@@ -546,7 +547,7 @@ OPENING_REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nCo
                    b"Content-Length: %d\r\n\r\n%s" % (len(_OPENING_REFUSAL_TEXT), _OPENING_REFUSAL_TEXT))
 
 
-class _OpeningConnection(ServerConnection):
+class _OpeningConnection(InlineConnection):
     """A ServerConnection counted against the opening caps from the moment its socket is accepted.
 
     Until the websocket opening handshake is done it is not one of the relay's connections

@@ -42,6 +42,7 @@ from encspaces.errors import ProtocolError, RuleError
 from .catchup import catch_up_and_subscribe
 from .frames import max_entry_size
 from .handshake import check_hello
+from .inline import InlineConnection
 from .peer import Peer, PeerGoneError
 from .proofs import Pacer, answer_proof
 from .refusals import Refusal, internal, too_large, unavailable
@@ -146,45 +147,108 @@ class Session:
         await ws.send(server.encode_welcome(room.space, head, anchor))
         await catch_up_and_subscribe(room, self.peer, admission.since_seq, fast=admission.fast,
                                      anchored=admission.anchored)
-        async for data in ws:
-            self.peer.heard = True  # alive: the keepalive need not ping it this round
-            submit = self._decode(data)
-            if isinstance(submit, Presence):
-                if self.peer.presence_allowed():
-                    room.forward_presence(self.peer, server.encode_presence(room.space, submit))
-                else:
-                    log.debug("%s: presence over the rate limit, dropped", self.peer.name)
-                continue
-            if isinstance(submit, (BlobPut, BlobGet)):
-                # Answered in order, with backpressure: a connection has one blob request in the works.
-                assert self.peer.member is not None
-                await ws.send((await server.blobs.answer(room.state, self.peer.member, submit)).encode())
-                continue
-            if isinstance(submit, (CheckpointReq, ConsistencyReq, InclusionReq)):
-                # Answered in order, like blob requests: one proof in the works per connection.
-                await self.proof_pacer.wait()
-                await ws.send(await answer_proof(server, room, submit))
-                continue
-            if not isinstance(submit, Submit):
-                raise Refusal(RefusalCode.UNEXPECTED, f"expected a submit or presence, got a {_kind(submit)} message")
-            # In line while the relay has its limit of entries verified and not yet committed: this
-            # connection is not read on meanwhile (encspaces_relay/backlog.py).
-            weight = await server.backlog.take(len(submit.entries), ws)
-            try:
-                entries = await self._check_entries(submit.entries)
-                room.claim_writer(self.peer)
-                await self.peer.inflight.acquire()
-            except BaseException:
-                server.backlog.give(weight)
-                raise
-            if self.peer.failed:
-                self.peer.answered(weight)
-                return
-            if not room.submit(Submission(self.peer, entries, weight)):
-                self.peer.answered(weight)
-                if room.failed:
-                    raise internal("the space is being reloaded after a storage failure: reconnect and resubmit")
-                raise unavailable()
+        inline = ws if isinstance(ws, InlineConnection) else None
+        if inline is not None:
+            inline.message_done()  # the hello
+            inline.on_message = self._inline
+        try:
+            async for data in ws:
+                self.peer.heard = True  # alive: the keepalive need not ping it this round
+                if not await self._live(room, data):
+                    return
+                if inline is not None:
+                    inline.message_done()
+        finally:
+            if inline is not None:
+                inline.on_message = None
+
+    async def _live(self, room: Room, data: bytes | str) -> bool:
+        """One message of the admitted connection, in its task; False once the peer failed."""
+        ws = self.peer.ws
+        server = self.server
+        message = self._decode(data)
+        if isinstance(message, Presence):
+            self._forward_presence(room, message)
+            return True
+        if isinstance(message, (BlobPut, BlobGet)):
+            # Answered in order, with backpressure: a connection has one blob request in the works.
+            assert self.peer.member is not None
+            await ws.send((await server.blobs.answer(room.state, self.peer.member, message)).encode())
+            return True
+        if isinstance(message, (CheckpointReq, ConsistencyReq, InclusionReq)):
+            # Answered in order, like blob requests: one proof in the works per connection.
+            await self.proof_pacer.wait()
+            await ws.send(await answer_proof(server, room, message))
+            return True
+        if not isinstance(message, Submit):
+            raise Refusal(RefusalCode.UNEXPECTED, f"expected a submit or presence, got a {_kind(message)} message")
+        # In line while the relay has its limit of entries verified and not yet committed: this
+        # connection is not read on meanwhile (encspaces_relay/backlog.py).
+        weight = await server.backlog.take(len(message.entries), ws)
+        try:
+            entries = await self._check_entries(message.entries)
+            room.claim_writer(self.peer)
+            await self.peer.inflight.take()
+        except BaseException:
+            server.backlog.give(weight)
+            raise
+        if self.peer.failed:
+            self.peer.answered(weight)
+            return False
+        if not room.submit(Submission(self.peer, entries, weight)):
+            self.peer.answered(weight)
+            if room.failed:
+                raise internal("the space is being reloaded after a storage failure: reconnect and resubmit")
+            raise unavailable()
+        return True
+
+    def _inline(self, data: bytes) -> bool:
+        """One message of the admitted connection as websockets parses it (encspaces_relay/inline.py).
+
+        Handles a presence update, and a Submit whose checks pass and whose places in the backlog
+        and in flight are free now: True. Anything else is left to the task (False), which
+        waits, refuses or answers it as above; nothing of it was kept here.
+        """
+        peer, room, backlog = self.peer, self.room, self.server.backlog
+        if room is None or peer.failed or room.closed or room.failed:
+            return False
+        try:
+            message = self._decode(data)
+        except Exception:  # a Refusal (or a fault) the task meets again and answers
+            return False
+        if isinstance(message, Presence):
+            peer.heard = True
+            self._forward_presence(room, message)
+            return True
+        if not isinstance(message, Submit):
+            return False
+        ws = peer.ws
+        assert isinstance(ws, InlineConnection)
+        count = len(message.entries)
+        if ws.spent + count > _VERIFY_SLICE:
+            return False  # no more signatures in this read of the socket than the task checks in a slice
+        weight = backlog.try_take(count)  # taken before the signatures are checked, as above
+        if weight is None:
+            return False
+        if not peer.inflight.try_take():
+            backlog.give(weight)
+            return False
+        try:
+            entries = self._check_slice(message.entries)
+            room.claim_writer(peer)
+        except Exception:  # a Refusal (or a fault) the task meets again and answers
+            peer.answered(weight)
+            return False
+        ws.spent += count
+        peer.heard = True
+        room.submit(Submission(peer, entries, weight))  # open: checked above, and nothing ran since
+        return True
+
+    def _forward_presence(self, room: Room, presence: Presence) -> None:
+        if self.peer.presence_allowed():
+            room.forward_presence(self.peer, self.server.encode_presence(room.space, presence))
+        else:
+            log.debug("%s: presence over the rate limit, dropped", self.peer.name)
 
     def _decode(self, data: str | bytes) -> Message:
         if isinstance(data, str):
@@ -201,12 +265,16 @@ class Session:
             raise Refusal(RefusalCode.MALFORMED, str(exc)) from exc
 
     async def _check_entries(self, raws: list[bytes]) -> list[Entry]:
-        entries = []
-        for i, raw in enumerate(raws):
-            if i and i % _VERIFY_SLICE == 0:
+        entries: list[Entry] = []
+        for start in range(0, len(raws), _VERIFY_SLICE):
+            if start:
                 await asyncio.sleep(0)  # a 4096-entry submit is ~0.3 s of Ed25519: let others run
-            entries.append(self._check_entry(raw))
+            entries += self._check_slice(raws[start:start + _VERIFY_SLICE])
         return entries
+
+    def _check_slice(self, raws: list[bytes]) -> list[Entry]:
+        """At most ``_VERIFY_SLICE`` entries, checked without a pause."""
+        return [self._check_entry(raw) for raw in raws]
 
     def _check_entry(self, raw: bytes) -> Entry:
         """What can be checked without the log: size, form, signature, and that the member wrote it."""
