@@ -3,9 +3,9 @@
 websockets' asyncio layer hands each message to the reading task through a queue and a future:
 the session's task wakes once per message, a pass of the event loop each time. Most messages
 of a live connection (a Submit whose checks need no waiting, a presence update) can be handled
-right where the frame is parsed, in the transport's callback; that saved ~20 µs of relay CPU
-per edit at bench.many_spaces' load (bench/README.md, "Live messages handled as they are
-parsed").
+right where the frame is parsed, in the transport's callback; that saved ~12 µs (2.5%) of
+relay CPU per edit at bench.many_spaces' 0.5 edit/s (bench/README.md, "Live messages handled
+as they are parsed").
 
 A message is handled there only when nothing is behind: no earlier message still queued for
 the session's task or being handled by it. Everything else (a message that must wait for the
