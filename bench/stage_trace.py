@@ -16,11 +16,13 @@ call. ``python -m bench.stage_trace <dir>`` then chains the events per (entry, d
 Stages (each starts where the one above ended):
 
 - writer ``edit`` (the load generator's ``append``) → ``built`` (the batch cut, the entry
-  signed and encrypted: ``Space._queue_entry`` returned) → ``write`` (the store writer task
-  hands the outbox row to the store: ``LocalStore.write`` called) → ``txn_start`` / ``txn_end``
-  (the transaction on the store's thread, committed with fsync) → ``committed`` (its answer
-  ran on the loop: ``then``) → ``submit``
-  (the Submit made: ``ClientSession.submit``);
+  signed and encrypted: ``Space._queue_entry`` returned) → ``submit`` (the Submit made:
+  ``ClientSession.submit``). Beside it, not in the chain, since a data entry is sent without
+  waiting for its outbox write (bench/README.md, "Edits ahead of their write"): ``built`` →
+  ``write`` (the store writer task hands the outbox row to the store: ``LocalStore.write``
+  called) → ``txn_start`` / ``txn_end`` (the transaction on the store's thread, committed with
+  fsync) → ``committed`` (its answer ran on the loop: ``then``), each step over the entries
+  that have it;
 - relay ``recv`` (the Submit decoded, its signatures about to be checked: ``_check_slice``)
   → ``queued`` (checked, handed to the room) → ``commit`` (the group commit took it:
   ``Store.append`` called) → ``durable`` (``Store.append`` returned: fsynced) → ``sent`` (the
@@ -268,7 +270,8 @@ def install() -> None:
 
 # --- analysis ------------------------------------------------------------------------------
 
-WRITER = ["w_edit", "w_built", "w_write", "w_txn_start", "w_txn_end", "w_committed", "w_submit"]
+WRITER = ["w_edit", "w_built", "w_submit"]
+OUTBOX = ["w_built", "w_write", "w_txn_start", "w_txn_end", "w_committed"]  # beside the chain
 RELAY = ["s_recv", "s_queued", "s_commit", "s_durable", "s_sent"]
 READER = ["r_recv", "r_verified", "r_applied"]
 
@@ -347,7 +350,12 @@ def analyse(directory: Path, with_writers: bool = False) -> dict[str, Any]:
         if values:
             out[label] = {"p50": statistics.median(values), "mean": statistics.fmean(values),
                           "p90": values[int(0.9 * (len(values) - 1))], "p99": values[int(0.99 * (len(values) - 1))]}
-    for name, values in [*steps.items(), ("total", totals)]:
+    outbox: dict[str, list[float]] = defaultdict(list)
+    for author, seq in edit_of:
+        for a, b in itertools.pairwise(OUTBOX):
+            if (a, author, seq) in first and (b, author, seq) in first:
+                outbox[f"outbox write: {a} -> {b}"].append(1000 * (first[(b, author, seq)] - first[(a, author, seq)]))
+    for name, values in [*steps.items(), *outbox.items(), ("total", totals)]:
         values.sort()
         if values:
             out[name] = {"p50": statistics.median(values), "mean": statistics.fmean(values),
