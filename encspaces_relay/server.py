@@ -274,8 +274,8 @@ class RelayServer:
             await room.close()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        if isinstance(ws, _OpeningConnection):
-            ws.opened()  # through the opening handshake: a connection now, counted below
+        assert isinstance(ws, _OpeningConnection)  # the connection class start() serves with
+        ws.opened()  # through the opening handshake: a connection now, counted below
         number = next(self._numbers)
         address = remote_host(ws)
         try:

@@ -64,8 +64,9 @@ _VERIFY_SLICE = 64  # signatures checked between two yields to the event loop (~
 
 
 class Session:
-    def __init__(self, server: RelayServer, ws: ServerConnection, number: int, address: str = "") -> None:
+    def __init__(self, server: RelayServer, ws: InlineConnection, number: int, address: str = "") -> None:
         self.server = server
+        self.connection = ws
         self.config = server.config
         self.peer = Peer(ws, number, server.config, server.metrics, server.backlog, server.unsent)
         self.address = address
@@ -147,20 +148,16 @@ class Session:
         await ws.send(server.encode_welcome(room.space, head, anchor))
         await catch_up_and_subscribe(room, self.peer, admission.since_seq, fast=admission.fast,
                                      anchored=admission.anchored)
-        inline = ws if isinstance(ws, InlineConnection) else None
-        if inline is not None:
-            inline.message_done()  # the hello
-            inline.on_message = self._inline
+        self.connection.message_done()  # the hello
+        self.connection.on_message = self._inline
         try:
             async for data in ws:
                 self.peer.heard = True  # alive: the keepalive need not ping it this round
                 if not await self._live(room, data):
                     return
-                if inline is not None:
-                    inline.message_done()
+                self.connection.message_done()
         finally:
-            if inline is not None:
-                inline.on_message = None
+            self.connection.on_message = None
 
     async def _live(self, room: Room, data: bytes | str) -> bool:
         """One message of the admitted connection, in its task; False once the peer failed."""
@@ -222,8 +219,7 @@ class Session:
             return True
         if not isinstance(message, Submit):
             return False
-        ws = peer.ws
-        assert isinstance(ws, InlineConnection)
+        ws = self.connection
         count = len(message.entries)
         if ws.spent + count > _VERIFY_SLICE:
             return False  # no more signatures in this read of the socket than the task checks in a slice

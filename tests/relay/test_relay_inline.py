@@ -17,7 +17,6 @@ from encspaces.core.encoding import pack
 from encspaces.core.entry import Entry
 from encspaces.core.identity import Identity
 from encspaces.core.messages import Presence, Submit
-from encspaces_relay.inline import InlineConnection
 from encspaces_relay.peer import InFlight
 from encspaces_relay.server import RelayServer
 from encspaces_relay.session import _VERIFY_SLICE, Session
@@ -92,8 +91,7 @@ async def test_a_burst_in_one_read_checks_no_more_than_a_slice_inline(
     original = Session._check_slice
 
     def recording(self: Session, raws: list[bytes]) -> list[Entry]:
-        ws = self.peer.ws
-        assert isinstance(ws, InlineConnection)
+        ws = self.connection
         if ws.behind == 0:  # called from the inline path (the task's messages are counted behind)
             inline_checks.append((ws.spent, len(raws)))
         return original(self, raws)
